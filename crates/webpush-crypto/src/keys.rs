@@ -1,0 +1,409 @@
+//! Key material: P-256 public and private keys, the subscription's auth secret, salts,
+//! and the user agent's key pair.
+//!
+//! Every constructor validates, so a value of these types is always usable: a
+//! [`PublicKey`] is an uncompressed point on P-256, a [`PrivateKey`] a scalar in range.
+//! Secrets are zeroized on drop and print as `<redacted>`.
+
+use core::fmt;
+use core::str::FromStr;
+
+use p256::elliptic_curve::sec1::ToEncodedPoint;
+use rand_core::CryptoRngCore;
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::{Error, base64url};
+
+/// Octets in an uncompressed SEC1 P-256 point.
+pub const PUBLIC_KEY_LEN: usize = 65;
+/// Octets in a P-256 private scalar.
+pub const PRIVATE_KEY_LEN: usize = 32;
+/// Octets in a Web Push auth secret.
+pub const AUTH_SECRET_LEN: usize = 16;
+/// Octets in an RFC 8188 salt.
+pub const SALT_LEN: usize = 16;
+
+/// An uncompressed P-256 public key (65 octets, `0x04 ‖ x ‖ y`), checked to lie on the
+/// curve: a subscription's `p256dh`, or a sender's ephemeral key.
+///
+/// ```
+/// use webpush_crypto::PublicKey;
+/// let p256dh: PublicKey = "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4"
+///     .parse()
+///     .unwrap();
+/// assert_eq!(p256dh.as_bytes()[0], 0x04);
+/// // Compressed points, wrong lengths and points off the curve are refused.
+/// assert!("AwE".parse::<PublicKey>().is_err());
+/// ```
+#[derive(Clone)]
+pub struct PublicKey {
+    bytes: [u8; PUBLIC_KEY_LEN],
+    point: p256::PublicKey,
+}
+
+impl PublicKey {
+    /// Validates a 65-octet uncompressed SEC1 point.
+    pub fn from_sec1(bytes: &[u8]) -> Result<Self, Error> {
+        let array = <[u8; PUBLIC_KEY_LEN]>::try_from(bytes)
+            .map_err(|_| Error::PublicKeyLength { len: bytes.len() })?;
+        Self::from_array(array)
+    }
+
+    fn from_array(bytes: [u8; PUBLIC_KEY_LEN]) -> Result<Self, Error> {
+        if bytes[0] != 0x04 {
+            return Err(Error::PublicKeyNotUncompressed { tag: bytes[0] });
+        }
+        let point =
+            p256::PublicKey::from_sec1_bytes(&bytes).map_err(|_| Error::PublicKeyNotOnCurve)?;
+        Ok(Self { bytes, point })
+    }
+
+    /// Pairs encoded bytes with the point they encode, checking that they agree.
+    pub(crate) fn from_parts(bytes: &[u8], point: p256::PublicKey) -> Result<Self, Error> {
+        let bytes = <[u8; PUBLIC_KEY_LEN]>::try_from(bytes)
+            .map_err(|_| Error::PublicKeyLength { len: bytes.len() })?;
+        Ok(Self { bytes, point })
+    }
+
+    /// Decodes base64url (padded or not) and validates.
+    pub fn from_base64url(text: &str) -> Result<Self, Error> {
+        Self::from_array(base64url::decode_array(text, "public key", |len| {
+            Error::PublicKeyLength { len }
+        })?)
+    }
+
+    /// The 65 octets of the uncompressed point.
+    pub fn as_bytes(&self) -> &[u8; PUBLIC_KEY_LEN] {
+        &self.bytes
+    }
+
+    /// The unpadded base64url form browsers and the IMAP `* VAPID` response use.
+    pub fn to_base64url(&self) -> String {
+        base64url::encode(&self.bytes)
+    }
+
+    pub(crate) fn as_p256(&self) -> &p256::PublicKey {
+        &self.point
+    }
+}
+
+impl PartialEq for PublicKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for PublicKey {}
+
+impl core::hash::Hash for PublicKey {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.bytes.hash(state);
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PublicKey")
+            .field(&self.to_base64url())
+            .finish()
+    }
+}
+
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_base64url())
+    }
+}
+
+impl TryFrom<&[u8]> for PublicKey {
+    type Error = Error;
+    fn try_from(bytes: &[u8]) -> Result<Self, Error> {
+        Self::from_sec1(bytes)
+    }
+}
+
+impl FromStr for PublicKey {
+    type Err = Error;
+    fn from_str(text: &str) -> Result<Self, Error> {
+        Self::from_base64url(text)
+    }
+}
+
+/// A P-256 private scalar: a user agent's key, or an explicit ephemeral sender key for
+/// known-answer tests. Zeroized on drop; `Debug` prints `<redacted>`.
+#[derive(Clone)]
+pub struct PrivateKey(Zeroizing<[u8; PRIVATE_KEY_LEN]>);
+
+impl PrivateKey {
+    /// Validates a 32-octet big-endian scalar (non-zero, below the group order).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        let array = <[u8; PRIVATE_KEY_LEN]>::try_from(bytes)
+            .map_err(|_| Error::PrivateKeyLength { len: bytes.len() })?;
+        let key = Self(Zeroizing::new(array));
+        key.to_p256()?;
+        Ok(key)
+    }
+
+    /// Decodes a raw 32-octet scalar from base64url (padded or not).
+    pub fn from_base64url(text: &str) -> Result<Self, Error> {
+        let raw = Zeroizing::new(base64url::decode_array::<PRIVATE_KEY_LEN>(
+            text,
+            "private key",
+            |len| Error::PrivateKeyLength { len },
+        )?);
+        Self::from_bytes(raw.as_slice())
+    }
+
+    /// Draws a fresh scalar from `rng`, retrying the negligible fraction of 32-octet
+    /// strings that fall outside the group.
+    pub fn generate(rng: &mut impl CryptoRngCore) -> Result<Self, Error> {
+        // A value is out of range with probability below 2^-32; 16 misses in a row mean
+        // the RNG is broken, not unlucky.
+        for _ in 0..16 {
+            let mut candidate = Zeroizing::new([0u8; PRIVATE_KEY_LEN]);
+            rng.try_fill_bytes(candidate.as_mut_slice())
+                .map_err(|_| Error::Rng)?;
+            let key = Self(candidate);
+            if key.to_p256().is_ok() {
+                return Ok(key);
+            }
+        }
+        Err(Error::Rng)
+    }
+
+    /// The 32 secret octets. Handle with care.
+    pub fn as_bytes(&self) -> &[u8; PRIVATE_KEY_LEN] {
+        &self.0
+    }
+
+    /// The raw scalar as unpadded base64url, the form key generators print.
+    pub fn to_base64url(&self) -> Zeroizing<String> {
+        Zeroizing::new(base64url::encode(self.0.as_slice()))
+    }
+
+    /// The matching public key.
+    pub fn public_key(&self) -> Result<PublicKey, Error> {
+        let public = self.to_p256()?.public_key();
+        PublicKey::from_parts(public.to_encoded_point(false).as_bytes(), public)
+    }
+
+    pub(crate) fn to_p256(&self) -> Result<p256::SecretKey, Error> {
+        p256::SecretKey::from_bytes(self.0.as_slice().into())
+            .map_err(|_| Error::PrivateKeyOutOfRange)
+    }
+}
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PrivateKey(<redacted>)")
+    }
+}
+
+impl TryFrom<&[u8]> for PrivateKey {
+    type Error = Error;
+    fn try_from(bytes: &[u8]) -> Result<Self, Error> {
+        Self::from_bytes(bytes)
+    }
+}
+
+/// The 16-octet authentication secret a user agent creates with its subscription
+/// (`keys.auth`). Zeroized on drop, redacted in `Debug`, compared in constant time.
+#[derive(Clone)]
+pub struct AuthSecret(Zeroizing<[u8; AUTH_SECRET_LEN]>);
+
+impl AuthSecret {
+    /// Wraps 16 octets.
+    pub fn new(bytes: [u8; AUTH_SECRET_LEN]) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
+    /// Decodes base64url (padded or not); the result must be 16 octets.
+    pub fn from_base64url(text: &str) -> Result<Self, Error> {
+        base64url::decode_array(text, "auth secret", |len| Error::AuthSecretLength { len })
+            .map(Self::new)
+    }
+
+    /// Draws a fresh secret from `rng`, as a user agent does when it subscribes.
+    pub fn generate(rng: &mut impl CryptoRngCore) -> Result<Self, Error> {
+        let mut bytes = Zeroizing::new([0u8; AUTH_SECRET_LEN]);
+        rng.try_fill_bytes(bytes.as_mut_slice())
+            .map_err(|_| Error::Rng)?;
+        Ok(Self(bytes))
+    }
+
+    /// The 16 secret octets.
+    pub fn as_bytes(&self) -> &[u8; AUTH_SECRET_LEN] {
+        &self.0
+    }
+
+    /// Unpadded base64url, the form of a `PushSubscription`'s `keys.auth`.
+    pub fn to_base64url(&self) -> String {
+        base64url::encode(self.0.as_slice())
+    }
+}
+
+impl TryFrom<&[u8]> for AuthSecret {
+    type Error = Error;
+    fn try_from(bytes: &[u8]) -> Result<Self, Error> {
+        <[u8; AUTH_SECRET_LEN]>::try_from(bytes)
+            .map(Self::new)
+            .map_err(|_| Error::AuthSecretLength { len: bytes.len() })
+    }
+}
+
+impl FromStr for AuthSecret {
+    type Err = Error;
+    fn from_str(text: &str) -> Result<Self, Error> {
+        Self::from_base64url(text)
+    }
+}
+
+impl PartialEq for AuthSecret {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_slice().ct_eq(other.0.as_slice()).into()
+    }
+}
+
+impl Eq for AuthSecret {}
+
+impl fmt::Debug for AuthSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AuthSecret(<redacted>)")
+    }
+}
+
+/// The 16-octet salt of an `aes128gcm` header. Not secret, but never reused: draw one
+/// per message with [`Salt::generate`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Salt(pub [u8; SALT_LEN]);
+
+impl Salt {
+    /// Draws a fresh salt from `rng`.
+    pub fn generate(rng: &mut impl CryptoRngCore) -> Result<Self, Error> {
+        let mut bytes = [0u8; SALT_LEN];
+        rng.try_fill_bytes(&mut bytes).map_err(|_| Error::Rng)?;
+        Ok(Self(bytes))
+    }
+
+    /// Decodes base64url (padded or not); the result must be 16 octets.
+    pub fn from_base64url(text: &str) -> Result<Self, Error> {
+        base64url::decode_array(text, "salt", |len| Error::SaltLength { len }).map(Self)
+    }
+}
+
+impl TryFrom<&[u8]> for Salt {
+    type Error = Error;
+    fn try_from(bytes: &[u8]) -> Result<Self, Error> {
+        <[u8; SALT_LEN]>::try_from(bytes)
+            .map(Self)
+            .map_err(|_| Error::SaltLength { len: bytes.len() })
+    }
+}
+
+impl fmt::Debug for Salt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Salt")
+            .field(&base64url::encode(&self.0))
+            .finish()
+    }
+}
+
+/// What a sender needs to encrypt for one subscription: the user agent's public key
+/// (`keys.p256dh`) and auth secret (`keys.auth`).
+///
+/// ```
+/// use webpush_crypto::SubscriptionKeys;
+/// let keys = SubscriptionKeys::from_base64url(
+///     "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4",
+///     "BTBZMqHH6r4Tts7J_aSIgg",
+/// )?;
+/// assert_eq!(keys.auth().to_base64url(), "BTBZMqHH6r4Tts7J_aSIgg");
+/// # Ok::<(), webpush_crypto::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubscriptionKeys {
+    p256dh: PublicKey,
+    auth: AuthSecret,
+}
+
+impl SubscriptionKeys {
+    /// Pairs a validated public key and auth secret.
+    pub fn new(p256dh: PublicKey, auth: AuthSecret) -> Self {
+        Self { p256dh, auth }
+    }
+
+    /// Decodes the two base64url strings of a browser's `PushSubscription.keys`.
+    pub fn from_base64url(p256dh: &str, auth: &str) -> Result<Self, Error> {
+        Ok(Self::new(
+            PublicKey::from_base64url(p256dh)?,
+            AuthSecret::from_base64url(auth)?,
+        ))
+    }
+
+    /// The user agent's public key.
+    pub fn p256dh(&self) -> &PublicKey {
+        &self.p256dh
+    }
+
+    /// The auth secret.
+    pub fn auth(&self) -> &AuthSecret {
+        &self.auth
+    }
+}
+
+/// The user agent's side of a subscription: its private key, public key and auth
+/// secret. Push clients (Delta Chat, test harnesses) decrypt with it.
+///
+/// ```
+/// use webpush_crypto::UaKeys;
+/// let ua = UaKeys::generate(&mut rand_core::OsRng)?;
+/// let for_the_server = ua.subscription_keys();
+/// assert_eq!(for_the_server.p256dh(), ua.public_key());
+/// # Ok::<(), webpush_crypto::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct UaKeys {
+    private: PrivateKey,
+    public: PublicKey,
+    auth: AuthSecret,
+}
+
+impl UaKeys {
+    /// Generates a key pair and auth secret, as a browser does in `subscribe()`.
+    pub fn generate(rng: &mut impl CryptoRngCore) -> Result<Self, Error> {
+        let private = PrivateKey::generate(rng)?;
+        let auth = AuthSecret::generate(rng)?;
+        Self::new(private, auth)
+    }
+
+    /// Rebuilds the user agent's keys from a stored private key and auth secret.
+    pub fn new(private: PrivateKey, auth: AuthSecret) -> Result<Self, Error> {
+        let public = private.public_key()?;
+        Ok(Self {
+            private,
+            public,
+            auth,
+        })
+    }
+
+    /// The private key.
+    pub fn private_key(&self) -> &PrivateKey {
+        &self.private
+    }
+
+    /// The public key (`p256dh`).
+    pub fn public_key(&self) -> &PublicKey {
+        &self.public
+    }
+
+    /// The auth secret.
+    pub fn auth(&self) -> &AuthSecret {
+        &self.auth
+    }
+
+    /// What the user agent hands to the application server.
+    pub fn subscription_keys(&self) -> SubscriptionKeys {
+        SubscriptionKeys::new(self.public.clone(), self.auth.clone())
+    }
+}

@@ -1,0 +1,215 @@
+//! RFC 8291: Web Push message encryption, for the application server, and decryption,
+//! for the user agent.
+//!
+//! ```text
+//! ecdh_secret = ECDH(as_private, ua_public)
+//! IKM   = HKDF(auth_secret, ecdh_secret, "WebPush: info" 0x00 ua_public as_public, 32)
+//! body  = aes128gcm(IKM, salt, keyid = as_public, rs, one record ending in 0x02)
+//! ```
+
+use rand_core::CryptoRngCore;
+use zeroize::Zeroizing;
+
+use crate::ece::{self, Header, RecordSize};
+use crate::keys::{PrivateKey, PublicKey, Salt, SubscriptionKeys, UaKeys};
+use crate::padding::{MIN_WEBPUSH_RECORD_SIZE, Padding, webpush_capacity};
+use crate::provider::{Provider, SECRET_LEN};
+use crate::{Error, PUBLIC_KEY_LEN};
+
+const KEY_INFO_PREFIX: &[u8] = b"WebPush: info\0";
+
+/// RFC 8291 §3.4: the input keying material shared by sender and user agent.
+fn derive_ikm(
+    provider: Provider,
+    ecdh_secret: &[u8; SECRET_LEN],
+    auth: &[u8; 16],
+    ua_public: &PublicKey,
+    as_public: &PublicKey,
+) -> Zeroizing<[u8; SECRET_LEN]> {
+    let mut ikm = Zeroizing::new([0u8; SECRET_LEN]);
+    provider.hkdf(
+        auth,
+        ecdh_secret,
+        &[KEY_INFO_PREFIX, ua_public.as_bytes(), as_public.as_bytes()],
+        ikm.as_mut_slice(),
+    );
+    ikm
+}
+
+/// Encrypts Web Push messages: a provider, a record size and a padding policy.
+///
+/// ```
+/// use webpush_crypto::{Encryptor, UaKeys, decrypt};
+///
+/// let mut rng = rand_core::OsRng;
+/// let browser = UaKeys::generate(&mut rng)?; // in real life, from the PushSubscription
+/// let encryptor = Encryptor::new();
+/// assert_eq!(encryptor.plaintext_limit(), 3993);
+///
+/// let body = encryptor.encrypt(&browser.subscription_keys(), b"* 3 EXISTS\r\n", &mut rng)?;
+/// assert_eq!(decrypt(&browser, &body)?, b"* 3 EXISTS\r\n");
+/// # Ok::<(), webpush_crypto::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encryptor {
+    provider: Provider,
+    rs: RecordSize,
+    padding: Padding,
+}
+
+impl Default for Encryptor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Encryptor {
+    /// The default provider, record size 4096, no padding.
+    pub fn new() -> Self {
+        Self {
+            provider: Provider::default(),
+            rs: RecordSize::DEFAULT,
+            padding: Padding::None,
+        }
+    }
+
+    /// Uses `provider` for the cryptography.
+    pub fn with_provider(mut self, provider: Provider) -> Self {
+        self.provider = provider;
+        self
+    }
+
+    /// Uses record size `rs`, which bounds the whole body; at least 103, the size of an
+    /// empty message.
+    pub fn with_record_size(mut self, rs: RecordSize) -> Result<Self, Error> {
+        if rs.get() < MIN_WEBPUSH_RECORD_SIZE {
+            return Err(Error::RecordSizeTooSmall {
+                rs: rs.get(),
+                min: MIN_WEBPUSH_RECORD_SIZE,
+            });
+        }
+        self.rs = rs;
+        Ok(self)
+    }
+
+    /// Uses padding policy `padding`.
+    pub fn with_padding(mut self, padding: Padding) -> Self {
+        self.padding = padding;
+        self
+    }
+
+    /// The provider in use.
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    /// The record size in use.
+    pub fn record_size(&self) -> RecordSize {
+        self.rs
+    }
+
+    /// The padding policy in use.
+    pub fn padding(&self) -> Padding {
+        self.padding
+    }
+
+    /// The largest plaintext [`Encryptor::encrypt`] accepts: 3993 octets for record size
+    /// 4096 without padding.
+    pub fn plaintext_limit(&self) -> usize {
+        self.padding.plaintext_limit(webpush_capacity(self.rs))
+    }
+
+    /// The length of the body a plaintext of `len` octets encrypts to.
+    pub fn body_len(&self, len: usize) -> Result<usize, Error> {
+        let padded = self.padding.padded_len(len, webpush_capacity(self.rs))?;
+        Ok(crate::padding::WEBPUSH_HEADER_LEN + padded + ece::RECORD_OVERHEAD)
+    }
+
+    /// Encrypts `plaintext` for the subscription, drawing the ephemeral key and then the
+    /// salt from `rng`.
+    pub fn encrypt(
+        &self,
+        keys: &SubscriptionKeys,
+        plaintext: &[u8],
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Vec<u8>, Error> {
+        // Check the size before spending randomness and an ECDH on a message that fails.
+        self.padding
+            .padded_len(plaintext.len(), webpush_capacity(self.rs))?;
+        let ephemeral = PrivateKey::generate(rng)?;
+        let salt = Salt::generate(rng)?;
+        self.encrypt_with(keys, plaintext, &ephemeral, &salt)
+    }
+
+    /// Encrypts with an explicit ephemeral key and salt: deterministic, for known-answer
+    /// tests. Never reuse either for two messages.
+    pub fn encrypt_with(
+        &self,
+        keys: &SubscriptionKeys,
+        plaintext: &[u8],
+        ephemeral: &PrivateKey,
+        salt: &Salt,
+    ) -> Result<Vec<u8>, Error> {
+        let padded = self
+            .padding
+            .padded_len(plaintext.len(), webpush_capacity(self.rs))?;
+        let (as_public, ecdh_secret) = self.provider.ephemeral_agree(ephemeral, keys.p256dh())?;
+        let ikm = derive_ikm(
+            self.provider,
+            &ecdh_secret,
+            keys.auth().as_bytes(),
+            keys.p256dh(),
+            &as_public,
+        );
+        let (cek, nonce) = self.provider.cek_and_nonce(&salt.0, ikm.as_slice());
+        let header = Header {
+            salt: *salt,
+            rs: self.rs,
+            keyid: as_public.as_bytes(),
+        };
+        ece::seal_body(
+            self.provider,
+            &cek,
+            &nonce,
+            &header,
+            plaintext,
+            padded - plaintext.len(),
+        )
+    }
+}
+
+/// Decrypts a Web Push body as the user agent, with the default provider.
+///
+/// Strict, as RFC 8291 §4 requires: the key id must be a valid 65-octet P-256 point, the
+/// body a single record, and its delimiter 0x02. See [`decrypt_with`].
+pub fn decrypt(ua: &UaKeys, body: &[u8]) -> Result<Vec<u8>, Error> {
+    decrypt_with(Provider::default(), ua, body)
+}
+
+/// [`decrypt`] with a chosen provider.
+pub fn decrypt_with(provider: Provider, ua: &UaKeys, body: &[u8]) -> Result<Vec<u8>, Error> {
+    let (header, records) = Header::parse(body)?;
+    if header.keyid.len() != PUBLIC_KEY_LEN {
+        return Err(Error::KeyIdLength {
+            len: header.keyid.len(),
+        });
+    }
+    if records.len() > header.rs.as_usize() {
+        return Err(Error::MultipleRecords {
+            len: records.len(),
+            rs: header.rs.get(),
+        });
+    }
+    // Validated before any ECDH: an invalid point is an error, never an input to the curve.
+    let as_public = PublicKey::from_sec1(header.keyid)?;
+    let ecdh_secret = provider.agree(ua.private_key(), &as_public)?;
+    let ikm = derive_ikm(
+        provider,
+        &ecdh_secret,
+        ua.auth().as_bytes(),
+        ua.public_key(),
+        &as_public,
+    );
+    let (cek, nonce) = provider.cek_and_nonce(&header.salt.0, ikm.as_slice());
+    ece::open_records(provider, &cek, &nonce, header.rs, records)
+}

@@ -1,0 +1,103 @@
+//! The aws-lc-rs provider: assembly P-256 and AES-128-GCM.
+
+use aws_lc_rs::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::agreement::{self, ECDH_P256, UnparsedPublicKey};
+use aws_lc_rs::hkdf::{HKDF_SHA256, KeyType, Salt};
+use zeroize::Zeroizing;
+
+use super::{SECRET_LEN, TAG_LEN};
+use crate::Error;
+use crate::keys::{PrivateKey, PublicKey};
+
+pub(super) type Aead = LessSafeKey;
+
+fn private(secret: &PrivateKey) -> Result<agreement::PrivateKey, Error> {
+    agreement::PrivateKey::from_private_key(&ECDH_P256, secret.as_bytes())
+        .map_err(|_| Error::PrivateKeyOutOfRange)
+}
+
+pub(super) fn ephemeral_agree(
+    secret: &PrivateKey,
+    peer: &PublicKey,
+) -> Result<(PublicKey, Zeroizing<[u8; SECRET_LEN]>), Error> {
+    let key = private(secret)?;
+    let public = key.compute_public_key().map_err(|_| Error::KeyAgreement)?;
+    // aws-lc computed this point from a valid scalar, so the cheap on-curve check in
+    // `PublicKey::from_sec1` is all the validation it needs.
+    let public = PublicKey::try_from(public.as_ref())?;
+    Ok((public, agree_key(&key, peer)?))
+}
+
+pub(super) fn agree(
+    secret: &PrivateKey,
+    peer: &PublicKey,
+) -> Result<Zeroizing<[u8; SECRET_LEN]>, Error> {
+    agree_key(&private(secret)?, peer)
+}
+
+fn agree_key(
+    key: &agreement::PrivateKey,
+    peer: &PublicKey,
+) -> Result<Zeroizing<[u8; SECRET_LEN]>, Error> {
+    let peer = UnparsedPublicKey::new(&ECDH_P256, peer.as_bytes());
+    agreement::agree(key, peer, Error::KeyAgreement, |shared| {
+        let mut out = Zeroizing::new([0u8; SECRET_LEN]);
+        if shared.len() != SECRET_LEN {
+            return Err(Error::KeyAgreement);
+        }
+        out.copy_from_slice(shared);
+        Ok(out)
+    })
+}
+
+/// Output length for aws-lc's HKDF, which wants it as a `KeyType`.
+struct Len(usize);
+
+impl KeyType for Len {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+pub(super) fn hkdf(salt: &[u8], ikm: &[u8], info: &[&[u8]], out: &mut [u8]) {
+    let prk = Salt::new(HKDF_SHA256, salt).extract(ikm);
+    if let Ok(okm) = prk.expand(info, Len(out.len())) {
+        let _ = okm.fill(out);
+    }
+}
+
+pub(super) fn cek_and_nonce(salt: &[u8], ikm: &[u8]) -> (Zeroizing<[u8; 16]>, [u8; 12]) {
+    let prk = Salt::new(HKDF_SHA256, salt).extract(ikm);
+    let mut cek = Zeroizing::new([0u8; 16]);
+    let mut nonce = [0u8; 12];
+    if let Ok(okm) = prk.expand(&[crate::ece::CEK_INFO], Len(16)) {
+        let _ = okm.fill(cek.as_mut_slice());
+    }
+    if let Ok(okm) = prk.expand(&[crate::ece::NONCE_INFO], Len(12)) {
+        let _ = okm.fill(&mut nonce);
+    }
+    (cek, nonce)
+}
+
+pub(super) fn aead(cek: &[u8; 16]) -> Result<Aead, Error> {
+    let key = UnboundKey::new(&AES_128_GCM, cek).map_err(|_| Error::KeyAgreement)?;
+    Ok(LessSafeKey::new(key))
+}
+
+pub(super) fn seal(key: &Aead, nonce: &[u8; 12], buf: &mut [u8]) -> Result<[u8; TAG_LEN], Error> {
+    let tag = key
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(*nonce), Aad::empty(), buf)
+        .map_err(|_| Error::PlaintextTooLong {
+            len: buf.len(),
+            limit: usize::MAX,
+        })?;
+    let mut out = [0u8; TAG_LEN];
+    out.copy_from_slice(tag.as_ref());
+    Ok(out)
+}
+
+pub(super) fn open(key: &Aead, nonce: &[u8; 12], buf: &mut [u8]) -> Result<(), ()> {
+    key.open_in_place(Nonce::assume_unique_for_key(*nonce), Aad::empty(), buf)
+        .map(|_| ())
+        .map_err(|_| ())
+}

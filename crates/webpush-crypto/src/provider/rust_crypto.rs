@@ -1,0 +1,75 @@
+//! The RustCrypto provider: `p256`, `hkdf` + `sha2`, `aes-gcm`.
+
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::{Aes128Gcm, Nonce, Tag};
+use hkdf::Hkdf;
+use p256::elliptic_curve::sec1::ToEncodedPoint;
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use super::{SECRET_LEN, TAG_LEN};
+use crate::Error;
+use crate::keys::{PrivateKey, PublicKey};
+
+pub(super) type Aead = Aes128Gcm;
+
+pub(super) fn ephemeral_agree(
+    secret: &PrivateKey,
+    peer: &PublicKey,
+) -> Result<(PublicKey, Zeroizing<[u8; SECRET_LEN]>), Error> {
+    let scalar = secret.to_p256()?;
+    let public = scalar.public_key();
+    let encoded = public.to_encoded_point(false);
+    let public = PublicKey::from_parts(encoded.as_bytes(), public)?;
+    Ok((public, agree_scalar(&scalar, peer)))
+}
+
+pub(super) fn agree(
+    secret: &PrivateKey,
+    peer: &PublicKey,
+) -> Result<Zeroizing<[u8; SECRET_LEN]>, Error> {
+    Ok(agree_scalar(&secret.to_p256()?, peer))
+}
+
+fn agree_scalar(scalar: &p256::SecretKey, peer: &PublicKey) -> Zeroizing<[u8; SECRET_LEN]> {
+    let shared = p256::ecdh::diffie_hellman(scalar.to_nonzero_scalar(), peer.as_p256().as_affine());
+    let mut out = Zeroizing::new([0u8; SECRET_LEN]);
+    out.copy_from_slice(shared.raw_secret_bytes());
+    out
+}
+
+pub(super) fn hkdf(salt: &[u8], ikm: &[u8], info: &[&[u8]], out: &mut [u8]) {
+    // Outputs here are at most 32 octets, far below HKDF's 255 * 32 limit.
+    let _ = Hkdf::<Sha256>::new(Some(salt), ikm).expand_multi_info(info, out);
+}
+
+pub(super) fn cek_and_nonce(salt: &[u8], ikm: &[u8]) -> (Zeroizing<[u8; 16]>, [u8; 12]) {
+    let hk = Hkdf::<Sha256>::new(Some(salt), ikm);
+    let mut cek = Zeroizing::new([0u8; 16]);
+    let mut nonce = [0u8; 12];
+    let _ = hk.expand(crate::ece::CEK_INFO, cek.as_mut_slice());
+    let _ = hk.expand(crate::ece::NONCE_INFO, &mut nonce);
+    (cek, nonce)
+}
+
+pub(super) fn aead(cek: &[u8; 16]) -> Aead {
+    Aes128Gcm::new(cek.into())
+}
+
+pub(super) fn seal(key: &Aead, nonce: &[u8; 12], buf: &mut [u8]) -> Result<[u8; TAG_LEN], Error> {
+    let tag = key
+        .encrypt_in_place_detached(Nonce::from_slice(nonce), b"", buf)
+        // Only a buffer beyond GCM's 64 GiB limit fails, which no record reaches.
+        .map_err(|_| Error::PlaintextTooLong {
+            len: buf.len(),
+            limit: usize::MAX,
+        })?;
+    Ok(tag.into())
+}
+
+pub(super) fn open(key: &Aead, nonce: &[u8; 12], buf: &mut [u8]) -> Result<(), ()> {
+    let split = buf.len().checked_sub(TAG_LEN).ok_or(())?;
+    let (data, tag) = buf.split_at_mut(split);
+    key.decrypt_in_place_detached(Nonce::from_slice(nonce), b"", data, Tag::from_slice(tag))
+        .map_err(|_| ())
+}
