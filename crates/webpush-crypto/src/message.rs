@@ -213,3 +213,127 @@ pub fn decrypt_with(provider: Provider, ua: &UaKeys, body: &[u8]) -> Result<Vec<
     let (cek, nonce) = provider.cek_and_nonce(&header.salt.0, ikm.as_slice());
     ece::open_records(provider, &cek, &nonce, header.rs, records)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::AuthSecret;
+
+    fn ua() -> UaKeys {
+        UaKeys::new(
+            PrivateKey::from_bytes(&[0x42; 32]).unwrap(),
+            AuthSecret::new([9; 16]),
+        )
+        .unwrap()
+    }
+
+    /// A single-record Web Push body whose record content is exactly `content`, so
+    /// delimiters the encoder never writes can be tested.
+    fn seal_raw(provider: Provider, ua: &UaKeys, content: &[u8]) -> Vec<u8> {
+        let ephemeral = PrivateKey::from_bytes(&[7; 32]).unwrap();
+        let (as_public, secret) = provider
+            .ephemeral_agree(&ephemeral, ua.public_key())
+            .unwrap();
+        let ikm = derive_ikm(
+            provider,
+            &secret,
+            ua.auth().as_bytes(),
+            ua.public_key(),
+            &as_public,
+        );
+        let salt = Salt([5; 16]);
+        let (cek, nonce) = provider.cek_and_nonce(&salt.0, ikm.as_slice());
+        let mut out = Vec::new();
+        Header {
+            salt,
+            rs: RecordSize::DEFAULT,
+            keyid: as_public.as_bytes(),
+        }
+        .encode(&mut out)
+        .unwrap();
+        let mut record = content.to_vec();
+        let tag = provider
+            .aead(&cek)
+            .unwrap()
+            .seal(&nonce, &mut record)
+            .unwrap();
+        out.extend_from_slice(&record);
+        out.extend_from_slice(&tag);
+        out
+    }
+
+    #[test]
+    fn only_0x02_ends_a_web_push_record() {
+        let ua = ua();
+        for &p in Provider::all() {
+            let cases: [(&[u8], Result<Vec<u8>, Error>); 8] = [
+                (b"hi\x02", Ok(b"hi".to_vec())),
+                (b"hi\x02\x00\x00\x00", Ok(b"hi".to_vec())),
+                (b"\x02", Ok(Vec::new())),
+                (
+                    b"hi\x01",
+                    Err(Error::BadDelimiter {
+                        index: 0,
+                        found: 1,
+                        expected: 2,
+                    }),
+                ),
+                (
+                    b"hi\x05\x00",
+                    Err(Error::BadDelimiter {
+                        index: 0,
+                        found: 5,
+                        expected: 2,
+                    }),
+                ),
+                (
+                    b"hi\x00",
+                    Err(Error::BadDelimiter {
+                        index: 0,
+                        found: b'i',
+                        expected: 2,
+                    }),
+                ),
+                (b"\x00\x00\x00", Err(Error::MissingDelimiter { index: 0 })),
+                (b"", Err(Error::RecordTruncated { index: 0, len: 16 })),
+            ];
+            for (content, expected) in cases {
+                assert_eq!(
+                    decrypt_with(p, &ua, &seal_raw(p, &ua, content)),
+                    expected,
+                    "{content:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn encryption_refuses_before_drawing_randomness() {
+        struct FailingRng;
+        impl rand_core::RngCore for FailingRng {
+            fn next_u32(&mut self) -> u32 {
+                unreachable!()
+            }
+            fn next_u64(&mut self) -> u64 {
+                unreachable!()
+            }
+            fn fill_bytes(&mut self, _: &mut [u8]) {
+                unreachable!()
+            }
+            fn try_fill_bytes(&mut self, _: &mut [u8]) -> Result<(), rand_core::Error> {
+                Err(rand_core::Error::new("no entropy"))
+            }
+        }
+        impl rand_core::CryptoRng for FailingRng {}
+        let keys = ua().subscription_keys();
+        let enc = Encryptor::new();
+        assert_eq!(
+            enc.encrypt(&keys, &[0; 4000], &mut FailingRng),
+            Err(Error::PlaintextTooLong {
+                len: 4000,
+                limit: 3993
+            })
+        );
+        assert_eq!(enc.encrypt(&keys, b"x", &mut FailingRng), Err(Error::Rng));
+    }
+}

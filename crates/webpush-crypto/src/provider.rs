@@ -93,8 +93,8 @@ impl Provider {
         }
     }
 
-    /// HKDF-SHA-256 (RFC 5869) with an output of at most 32 octets: extract, then one
-    /// expand over the concatenation of `info`.
+    /// HKDF-SHA-256 (RFC 5869) with an output of at most 32 octets (one HMAC block):
+    /// extract, then one expand over the concatenation of `info`.
     pub(crate) fn hkdf(self, salt: &[u8], ikm: &[u8], info: &[&[u8]], out: &mut [u8]) {
         match self {
             Provider::RustCrypto => rust_crypto::hkdf(salt, ikm, info, out),

@@ -2,7 +2,7 @@
 
 use aws_lc_rs::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::agreement::{self, ECDH_P256, UnparsedPublicKey};
-use aws_lc_rs::hkdf::{HKDF_SHA256, KeyType, Salt};
+use aws_lc_rs::hmac;
 use zeroize::Zeroizing;
 
 use super::{SECRET_LEN, TAG_LEN};
@@ -50,32 +50,46 @@ fn agree_key(
     })
 }
 
-/// Output length for aws-lc's HKDF, which wants it as a `KeyType`.
-struct Len(usize);
+// aws-lc-rs's `hkdf::Salt` allocates three times per use; its HMAC allocates nothing,
+// and with outputs of at most 32 octets RFC 5869 is one HMAC per step.
 
-impl KeyType for Len {
-    fn len(&self) -> usize {
-        self.0
+/// HKDF-Extract (RFC 5869 §2.2).
+fn extract(salt: &[u8], ikm: &[u8]) -> Zeroizing<[u8; SECRET_LEN]> {
+    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, salt), ikm);
+    let mut prk = Zeroizing::new([0u8; SECRET_LEN]);
+    prk.copy_from_slice(tag.as_ref());
+    prk
+}
+
+/// HKDF-Expand (RFC 5869 §2.3) for `out.len() <= 32`: T(1) = HMAC(PRK, info ‖ 0x01).
+fn expand(prk: &hmac::Key, info: &[&[u8]], out: &mut [u8]) {
+    let mut ctx = hmac::Context::with_key(prk);
+    for part in info {
+        ctx.update(part);
+    }
+    ctx.update(&[1]);
+    let tag = ctx.sign();
+    for (o, t) in out.iter_mut().zip(tag.as_ref()) {
+        *o = *t;
     }
 }
 
 pub(super) fn hkdf(salt: &[u8], ikm: &[u8], info: &[&[u8]], out: &mut [u8]) {
-    let prk = Salt::new(HKDF_SHA256, salt).extract(ikm);
-    if let Ok(okm) = prk.expand(info, Len(out.len())) {
-        let _ = okm.fill(out);
-    }
+    let prk = extract(salt, ikm);
+    expand(
+        &hmac::Key::new(hmac::HMAC_SHA256, prk.as_slice()),
+        info,
+        out,
+    );
 }
 
 pub(super) fn cek_and_nonce(salt: &[u8], ikm: &[u8]) -> (Zeroizing<[u8; 16]>, [u8; 12]) {
-    let prk = Salt::new(HKDF_SHA256, salt).extract(ikm);
+    let prk = extract(salt, ikm);
+    let prk = hmac::Key::new(hmac::HMAC_SHA256, prk.as_slice());
     let mut cek = Zeroizing::new([0u8; 16]);
     let mut nonce = [0u8; 12];
-    if let Ok(okm) = prk.expand(&[crate::ece::CEK_INFO], Len(16)) {
-        let _ = okm.fill(cek.as_mut_slice());
-    }
-    if let Ok(okm) = prk.expand(&[crate::ece::NONCE_INFO], Len(12)) {
-        let _ = okm.fill(&mut nonce);
-    }
+    expand(&prk, &[crate::ece::CEK_INFO], cek.as_mut_slice());
+    expand(&prk, &[crate::ece::NONCE_INFO], &mut nonce);
     (cek, nonce)
 }
 
