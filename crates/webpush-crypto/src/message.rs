@@ -266,7 +266,8 @@ mod tests {
     fn only_0x02_ends_a_web_push_record() {
         let ua = ua();
         for &p in Provider::all() {
-            let cases: [(&[u8], Result<Vec<u8>, Error>); 8] = [
+            type Case = (&'static [u8], Result<Vec<u8>, Error>);
+            let cases: [Case; 8] = [
                 (b"hi\x02", Ok(b"hi".to_vec())),
                 (b"hi\x02\x00\x00\x00", Ok(b"hi".to_vec())),
                 (b"\x02", Ok(Vec::new())),
