@@ -49,3 +49,8 @@ pub use padding::Padding;
 pub use provider::Provider;
 /// The RNG traits this crate takes, re-exported so callers need not match versions.
 pub use rand_core;
+
+// The README's example is compiled and run with the doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
