@@ -100,7 +100,8 @@ fn handle(request: Request) -> Result<Value, String> {
                 AuthSecret::from_base64url(&auth).map_err(err)?,
             )
             .map_err(err)?;
-            let plaintext = decrypt_with(provider(&p)?, &ua, &b64(&body).map_err(err)?).map_err(err)?;
+            let plaintext =
+                decrypt_with(provider(&p)?, &ua, &b64(&body).map_err(err)?).map_err(err)?;
             json!({ "plaintext": base64url::encode(&plaintext) })
         }
         Request::EceEncrypt {

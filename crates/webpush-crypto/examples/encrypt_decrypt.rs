@@ -38,11 +38,20 @@ fn main() -> Result<(), Error> {
     println!("     {message:?}");
     let body = encryptor.encrypt(&keys, message.as_bytes(), &mut rng)?;
     let (header, record) = Header::parse(&body)?;
-    println!("   The body is {} octets (Content-Encoding: aes128gcm):", body.len());
+    println!(
+        "   The body is {} octets (Content-Encoding: aes128gcm):",
+        body.len()
+    );
     println!("     salt        = {}", base64url::encode(&header.salt.0));
     println!("     rs          = {}", header.rs.get());
-    println!("     keyid       = {} (the server's one-time public key)", base64url::encode(header.keyid));
-    println!("     record      = {} octets: ciphertext, delimiter and 16-octet tag", record.len());
+    println!(
+        "     keyid       = {} (the server's one-time public key)",
+        base64url::encode(header.keyid)
+    );
+    println!(
+        "     record      = {} octets: ciphertext, delimiter and 16-octet tag",
+        record.len()
+    );
     println!("     body        = {}", base64url::encode(&body));
 
     println!("\n4. The push service relays the body; only the browser's private key opens it:");

@@ -1,0 +1,77 @@
+//! Ratios that survive a noisy, drifting machine: every operation runs for a short slice
+//! in each round, the starting operation rotates, ratios to a reference are taken within
+//! each round, and the median over rounds is reported.
+//!
+//! ```text
+//! cargo bench -p mailpush-benches --features compare --bench interleaved [-- ROUNDS]
+//! ```
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use mailpush_benches::{Fixture, Op, decrypt_ops, encrypt_ops};
+
+const SLICE: Duration = Duration::from_millis(20);
+
+/// Microseconds per call of `op`, measured over one slice.
+fn time_slice(op: &dyn Fn() -> Vec<u8>) -> f64 {
+    let start = Instant::now();
+    let mut calls = 0u32;
+    while start.elapsed() < SLICE {
+        black_box(op());
+        calls += 1;
+    }
+    start.elapsed().as_secs_f64() * 1e6 / f64::from(calls)
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn compare(title: &str, ops: &[Op<'_>], rounds: usize) {
+    let n = ops.len();
+    let mut times = vec![Vec::with_capacity(rounds); n];
+    for round in 0..rounds {
+        for k in 0..n {
+            let i = (round + k) % n;
+            times[i].push(time_slice(&*ops[i].1));
+        }
+    }
+    println!("\n{title} ({rounds} rounds; ratio = median of per-round ratios)");
+    println!(
+        "{:<22} {:>10} {:>12} {:>18} {:>18}",
+        "operation", "median µs", "msg/s/core", "÷ ours/rustcrypto", "÷ ours/aws-lc-rs"
+    );
+    let ratios = |i: usize, reference: usize| {
+        let mut r: Vec<f64> = (0..rounds)
+            .map(|k| times[i][k] / times[reference][k])
+            .collect();
+        median(&mut r)
+    };
+    for i in 0..n {
+        let us = median(&mut times[i].clone());
+        println!(
+            "{:<22} {:>10.1} {:>12.0} {:>18.3} {:>18.3}",
+            ops[i].0,
+            us,
+            1e6 / us,
+            ratios(i, 0),
+            ratios(i, 1)
+        );
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a bare number sets the rounds.
+    let rounds = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(30);
+    for len in [100usize, 3000] {
+        let f = Fixture::new(len);
+        compare(&format!("encrypt {len} B"), &encrypt_ops(&f), rounds);
+    }
+    let f = Fixture::new(3000);
+    compare("decrypt 3000 B", &decrypt_ops(&f), rounds);
+}

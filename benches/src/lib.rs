@@ -1,0 +1,333 @@
+//! Shared workloads for the benches: the operations compared side by side, each a
+//! plain function so the criterion bench and the interleaved ratio bench run the very
+//! same code.
+//!
+//! Floors are naive compositions of each provider's primitives (fresh ephemeral key,
+//! ECDH, the RFC 8291 HKDF schedule, AES-128-GCM): what any correct implementation must
+//! pay on that provider.
+
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::{Aes128Gcm, Nonce};
+use hkdf::Hkdf;
+use p256::elliptic_curve::sec1::ToEncodedPoint;
+use rand_core::{OsRng, RngCore};
+use sha2::Sha256;
+use webpush_crypto::{Encryptor, Provider, UaKeys, decrypt_with};
+
+/// A subscription and a message body to encrypt, with the same keys in every crate's form.
+pub struct Fixture {
+    /// The user agent.
+    pub ua: UaKeys,
+    /// The plaintext.
+    pub plaintext: Vec<u8>,
+    /// Our ciphertext of `plaintext`, for decryption benches.
+    pub body: Vec<u8>,
+    ua_p256: p256::PublicKey,
+    ua_secret: p256::SecretKey,
+}
+
+impl Fixture {
+    /// A fresh subscription and a plaintext of `len` octets.
+    pub fn new(len: usize) -> Self {
+        let ua = UaKeys::generate(&mut OsRng).expect("key generation");
+        let plaintext = vec![0x61; len];
+        let body = Encryptor::new()
+            .encrypt(&ua.subscription_keys(), &plaintext, &mut OsRng)
+            .expect("encryption");
+        let ua_p256 = p256::PublicKey::from_sec1_bytes(ua.public_key().as_bytes()).expect("point");
+        let ua_secret = p256::SecretKey::from_slice(ua.private_key().as_bytes()).expect("scalar");
+        Self {
+            ua,
+            plaintext,
+            body,
+            ua_p256,
+            ua_secret,
+        }
+    }
+
+    /// Our encryption with `provider`.
+    pub fn ours_encrypt(&self, provider: Provider) -> Vec<u8> {
+        Encryptor::new()
+            .with_provider(provider)
+            .encrypt(&self.ua.subscription_keys(), &self.plaintext, &mut OsRng)
+            .expect("encryption")
+    }
+
+    /// Our decryption with `provider`.
+    pub fn ours_decrypt(&self, provider: Provider) -> Vec<u8> {
+        decrypt_with(provider, &self.ua, &self.body).expect("decryption")
+    }
+
+    /// The RustCrypto floor: p256 + hkdf + aes-gcm, composed naively.
+    pub fn floor_rustcrypto_encrypt(&self) -> Vec<u8> {
+        let eph = p256::ecdh::EphemeralSecret::random(&mut OsRng);
+        let as_public = eph.public_key().to_encoded_point(false);
+        let shared = eph.diffie_hellman(&self.ua_p256);
+        let mut ikm = [0u8; 32];
+        Hkdf::<Sha256>::new(Some(self.ua.auth().as_bytes()), shared.raw_secret_bytes())
+            .expand_multi_info(
+                &[
+                    b"WebPush: info\0",
+                    self.ua.public_key().as_bytes(),
+                    as_public.as_bytes(),
+                ],
+                &mut ikm,
+            )
+            .expect("hkdf");
+        let mut salt = [0u8; 16];
+        OsRng.fill_bytes(&mut salt);
+        let hk = Hkdf::<Sha256>::new(Some(&salt), &ikm);
+        let (mut cek, mut nonce) = ([0u8; 16], [0u8; 12]);
+        hk.expand(b"Content-Encoding: aes128gcm\0", &mut cek)
+            .expect("hkdf");
+        hk.expand(b"Content-Encoding: nonce\0", &mut nonce)
+            .expect("hkdf");
+        let mut out = Vec::with_capacity(86 + self.plaintext.len() + 17);
+        out.extend_from_slice(&salt);
+        out.extend_from_slice(&4096u32.to_be_bytes());
+        out.push(65);
+        out.extend_from_slice(as_public.as_bytes());
+        out.extend_from_slice(&self.plaintext);
+        out.push(2);
+        let tag = Aes128Gcm::new(&cek.into())
+            .encrypt_in_place_detached(Nonce::from_slice(&nonce), b"", &mut out[86..])
+            .expect("seal");
+        out.extend_from_slice(&tag);
+        out
+    }
+
+    /// The RustCrypto floor for decryption: static ECDH, HKDF schedule, AES-GCM open.
+    pub fn floor_rustcrypto_decrypt(&self) -> Vec<u8> {
+        let body = &self.body;
+        let as_public = p256::PublicKey::from_sec1_bytes(&body[21..86]).expect("point");
+        let shared =
+            p256::ecdh::diffie_hellman(self.ua_secret.to_nonzero_scalar(), as_public.as_affine());
+        let mut ikm = [0u8; 32];
+        Hkdf::<Sha256>::new(Some(self.ua.auth().as_bytes()), shared.raw_secret_bytes())
+            .expand_multi_info(
+                &[
+                    b"WebPush: info\0",
+                    self.ua.public_key().as_bytes(),
+                    &body[21..86],
+                ],
+                &mut ikm,
+            )
+            .expect("hkdf");
+        let hk = Hkdf::<Sha256>::new(Some(&body[..16]), &ikm);
+        let (mut cek, mut nonce) = ([0u8; 16], [0u8; 12]);
+        hk.expand(b"Content-Encoding: aes128gcm\0", &mut cek)
+            .expect("hkdf");
+        hk.expand(b"Content-Encoding: nonce\0", &mut nonce)
+            .expect("hkdf");
+        let mut out = body[86..].to_vec();
+        let split = out.len() - 16;
+        let (data, tag) = out.split_at_mut(split);
+        Aes128Gcm::new(&cek.into())
+            .decrypt_in_place_detached(Nonce::from_slice(&nonce), b"", data, (&*tag).into())
+            .expect("open");
+        out.truncate(split - 1);
+        out
+    }
+
+    /// The aws-lc-rs floor: ephemeral key, ECDH, HKDF, AES-128-GCM, composed naively.
+    pub fn floor_aws_lc_encrypt(&self) -> Vec<u8> {
+        use aws_lc_rs::{aead, agreement, hkdf, rand};
+        let rng = rand::SystemRandom::new();
+        let eph =
+            agreement::EphemeralPrivateKey::generate(&agreement::ECDH_P256, &rng).expect("keygen");
+        let as_public = eph.compute_public_key().expect("public key");
+        let peer = agreement::UnparsedPublicKey::new(
+            &agreement::ECDH_P256,
+            self.ua.public_key().as_bytes(),
+        );
+        let ikm = agreement::agree_ephemeral(eph, peer, (), |shared| {
+            let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, self.ua.auth().as_bytes()).extract(shared);
+            let info: [&[u8]; 3] = [
+                b"WebPush: info\0",
+                self.ua.public_key().as_bytes(),
+                as_public.as_ref(),
+            ];
+            let mut ikm = [0u8; 32];
+            prk.expand(&info, hkdf::HKDF_SHA256)
+                .map_err(|_| ())?
+                .fill(&mut ikm)
+                .map_err(|_| ())?;
+            Ok(ikm)
+        })
+        .expect("ecdh");
+        let mut salt = [0u8; 16];
+        rand::SecureRandom::fill(&rng, &mut salt).expect("rng");
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &salt).extract(&ikm);
+        let (mut cek, mut nonce) = ([0u8; 16], [0u8; 12]);
+        prk.expand(&[b"Content-Encoding: aes128gcm\0"], &aead::AES_128_GCM)
+            .and_then(|okm| okm.fill(&mut cek))
+            .expect("hkdf");
+        prk.expand(&[b"Content-Encoding: nonce\0"], Len12)
+            .and_then(|okm| okm.fill(&mut nonce))
+            .expect("hkdf");
+        let mut out = Vec::with_capacity(86 + self.plaintext.len() + 17);
+        out.extend_from_slice(&salt);
+        out.extend_from_slice(&4096u32.to_be_bytes());
+        out.push(65);
+        out.extend_from_slice(as_public.as_ref());
+        out.extend_from_slice(&self.plaintext);
+        out.push(2);
+        let key =
+            aead::LessSafeKey::new(aead::UnboundKey::new(&aead::AES_128_GCM, &cek).expect("key"));
+        let tag = key
+            .seal_in_place_separate_tag(
+                aead::Nonce::assume_unique_for_key(nonce),
+                aead::Aad::empty(),
+                &mut out[86..],
+            )
+            .expect("seal");
+        out.extend_from_slice(tag.as_ref());
+        out
+    }
+
+    /// `ece` 2.4 (OpenSSL backend): its `encrypt` draws its own key and salt.
+    #[cfg(feature = "compare")]
+    pub fn ece_encrypt(&self) -> Vec<u8> {
+        ece::encrypt(
+            self.ua.public_key().as_bytes(),
+            self.ua.auth().as_bytes(),
+            &self.plaintext,
+        )
+        .expect("ece")
+    }
+
+    /// `ece` 2.4 decryption.
+    #[cfg(feature = "compare")]
+    pub fn ece_decrypt(&self) -> Vec<u8> {
+        let components = ece::EcKeyComponents::new(
+            self.ua.private_key().as_bytes().to_vec(),
+            self.ua.public_key().as_bytes().to_vec(),
+        );
+        ece::decrypt(&components, self.ua.auth().as_bytes(), &self.body).expect("ece")
+    }
+
+    /// `web-push-native` 0.5 (p256 0.13): its `encrypt` takes the message by value.
+    #[cfg(feature = "compare")]
+    pub fn web_push_native_encrypt(&self) -> Vec<u8> {
+        let auth = web_push_native::Auth::clone_from_slice(self.ua.auth().as_bytes());
+        web_push_native::encrypt(self.plaintext.clone(), &self.ua_p256, &auth)
+            .expect("web-push-native")
+    }
+
+    /// `web-push-native` 0.5 decryption.
+    #[cfg(feature = "compare")]
+    pub fn web_push_native_decrypt(&self) -> Vec<u8> {
+        let auth = web_push_native::Auth::clone_from_slice(self.ua.auth().as_bytes());
+        web_push_native::decrypt(self.body.clone(), &self.ua_secret, &auth)
+            .expect("web-push-native")
+    }
+}
+
+/// A 12-octet HKDF output length for aws-lc-rs.
+struct Len12;
+
+impl aws_lc_rs::hkdf::KeyType for Len12 {
+    fn len(&self) -> usize {
+        12
+    }
+}
+
+/// One named operation of a comparison.
+pub type Op<'a> = (&'static str, Box<dyn Fn() -> Vec<u8> + 'a>);
+
+/// Every encryption compared: ours on each provider, each floor, each other crate.
+pub fn encrypt_ops(f: &Fixture) -> Vec<Op<'_>> {
+    let mut ops: Vec<Op<'_>> = vec![
+        (
+            "ours/rustcrypto",
+            Box::new(|| f.ours_encrypt(Provider::RustCrypto)),
+        ),
+        (
+            "ours/aws-lc-rs",
+            Box::new(|| f.ours_encrypt(Provider::AwsLcRs)),
+        ),
+        (
+            "floor/rustcrypto",
+            Box::new(|| f.floor_rustcrypto_encrypt()),
+        ),
+        ("floor/aws-lc-rs", Box::new(|| f.floor_aws_lc_encrypt())),
+    ];
+    ops.extend(other_crates(f, Direction::Encrypt));
+    ops
+}
+
+/// Every decryption compared.
+pub fn decrypt_ops(f: &Fixture) -> Vec<Op<'_>> {
+    let mut ops: Vec<Op<'_>> = vec![
+        (
+            "ours/rustcrypto",
+            Box::new(|| f.ours_decrypt(Provider::RustCrypto)),
+        ),
+        (
+            "ours/aws-lc-rs",
+            Box::new(|| f.ours_decrypt(Provider::AwsLcRs)),
+        ),
+        (
+            "floor/rustcrypto",
+            Box::new(|| f.floor_rustcrypto_decrypt()),
+        ),
+    ];
+    ops.extend(other_crates(f, Direction::Decrypt));
+    ops
+}
+
+/// Which half of a comparison to build.
+#[derive(Debug, Clone, Copy)]
+enum Direction {
+    Encrypt,
+    Decrypt,
+}
+
+/// The popular crates' operations, present only with the `compare` feature.
+#[cfg(feature = "compare")]
+fn other_crates(f: &Fixture, direction: Direction) -> Vec<Op<'_>> {
+    match direction {
+        Direction::Encrypt => vec![
+            ("ece-2.4/openssl", Box::new(|| f.ece_encrypt())),
+            (
+                "web-push-native-0.5",
+                Box::new(|| f.web_push_native_encrypt()),
+            ),
+        ],
+        Direction::Decrypt => vec![
+            ("ece-2.4/openssl", Box::new(|| f.ece_decrypt())),
+            (
+                "web-push-native-0.5",
+                Box::new(|| f.web_push_native_decrypt()),
+            ),
+        ],
+    }
+}
+
+/// Without the `compare` feature there is nothing else to compare.
+#[cfg(not(feature = "compare"))]
+fn other_crates(_f: &Fixture, _direction: Direction) -> Vec<Op<'_>> {
+    Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every workload must produce a body our decoder accepts, or the comparison is void.
+    #[test]
+    fn every_encryption_is_a_valid_message() {
+        let f = Fixture::new(300);
+        for (name, op) in encrypt_ops(&f) {
+            let body = op();
+            assert_eq!(
+                decrypt_with(Provider::RustCrypto, &f.ua, &body).unwrap(),
+                f.plaintext,
+                "{name}"
+            );
+        }
+        for (name, op) in decrypt_ops(&f) {
+            assert_eq!(op(), f.plaintext, "{name}");
+        }
+    }
+}
