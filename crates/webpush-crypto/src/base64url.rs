@@ -58,3 +58,8 @@ pub(crate) fn decode_array<const N: usize>(
     let decoded = buf.get(..len).ok_or(Error::InvalidBase64 { what })?;
     <[u8; N]>::try_from(decoded).map_err(|_| len_err(len))
 }
+
+/// Appends the unpadded base64url form of `bytes` to `out`, without a temporary.
+pub(crate) fn encode_into(bytes: &[u8], out: &mut String) {
+    ENGINE.encode_string(bytes, out);
+}

@@ -1,7 +1,7 @@
 //! The error type of this crate.
 
-/// Everything that can go wrong while importing keys or encoding and decoding
-/// `aes128gcm` bodies.
+/// Everything that can go wrong while importing keys, encoding and decoding `aes128gcm`
+/// bodies, signing and verifying VAPID tokens, and building push requests.
 ///
 /// Each variant names the fault in words a server operator can act on; none of them
 /// carries secret material.
@@ -151,4 +151,92 @@ pub enum Error {
     /// The random number generator failed or produced no usable key.
     #[error("random number generator failed")]
     Rng,
+    /// The crypto provider failed to produce a signature.
+    #[error("ECDSA signing failed in the crypto provider")]
+    Signing,
+    /// A push endpoint or origin that is not an absolute `https` URL with a host.
+    #[error("push endpoint is invalid: {reason}")]
+    InvalidEndpoint {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A VAPID `sub` claim that is not a `mailto:` or `https:` contact.
+    #[error("VAPID subject (contact) is invalid: {reason}")]
+    InvalidSubject {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A VAPID private key in no format this crate reads, or not a P-256 key.
+    #[error("VAPID private key cannot be read: {reason}")]
+    InvalidVapidKey {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A token lifetime outside what RFC 8292 allows, or a cache margin that would
+    /// renew every token at once.
+    #[error("VAPID token lifetime is invalid: {reason}")]
+    InvalidValidity {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A `now` before 1970, which no token can be dated from.
+    #[error("the clock reads a time before 1970")]
+    ClockBeforeEpoch,
+    /// An `Authorization` header that is not `vapid t=<jwt>, k=<key>`.
+    #[error("Authorization header is not a valid vapid credential: {reason}")]
+    MalformedAuthorization {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A VAPID JWT that is not a compact ES256 JWS with the claims RFC 8292 requires.
+    #[error("VAPID token is malformed: {reason}")]
+    MalformedToken {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The token's signature does not verify with the key in the header.
+    #[error("VAPID token signature does not verify with the given key")]
+    BadSignature,
+    /// The token's `aud` is not the origin of the push resource.
+    #[error("VAPID token is for audience {found:?}, not {expected:?}")]
+    AudienceMismatch {
+        /// The origin the token should name.
+        expected: String,
+        /// The `aud` it names.
+        found: String,
+    },
+    /// The token's `exp` has passed.
+    #[error("VAPID token expired at {exp} (Unix time), now is {now}")]
+    TokenExpired {
+        /// The token's `exp`.
+        exp: u64,
+        /// The time of the check.
+        now: u64,
+    },
+    /// The token's `exp` is more than 24 hours ahead (RFC 8292 §2).
+    #[error("VAPID token expires at {exp} (Unix time), more than 24 hours after {now}")]
+    ExpiryTooFar {
+        /// The token's `exp`.
+        exp: u64,
+        /// The time of the check.
+        now: u64,
+    },
+    /// RFC 8292 §3: the VAPID key must differ from the subscription's ECDH key.
+    #[error("the VAPID key is the subscription's own p256dh key; a push service refuses that")]
+    VapidKeyIsSubscriptionKey,
+    /// A `Topic` longer than 32 characters or outside the base64url alphabet.
+    #[error("Topic is invalid: {reason}")]
+    InvalidTopic {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A `PushSubscription` JSON document that cannot be read.
+    #[error("push subscription is invalid: {reason}")]
+    InvalidSubscription {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An `Urgency` other than `very-low`, `low`, `normal` or `high`.
+    #[error("Urgency must be very-low, low, normal or high")]
+    InvalidUrgency,
 }

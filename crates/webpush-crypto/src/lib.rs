@@ -33,12 +33,18 @@
 
 pub mod base64url;
 pub mod ece;
+mod endpoint;
 mod error;
 pub mod keys;
 pub mod message;
 pub mod padding;
 mod provider;
+mod request;
+mod response;
+mod subscription;
+pub mod vapid;
 
+pub use endpoint::{Endpoint, MAX_ENDPOINT_LEN, Origin};
 pub use error::Error;
 pub use keys::{
     AUTH_SECRET_LEN, AuthSecret, PRIVATE_KEY_LEN, PUBLIC_KEY_LEN, PrivateKey, PublicKey, SALT_LEN,
@@ -49,6 +55,13 @@ pub use padding::Padding;
 pub use provider::Provider;
 /// The RNG traits this crate takes, re-exported so callers need not match versions.
 pub use rand_core;
+pub use request::{MAX_TOPIC_LEN, PushRequest, Topic, Ttl, Urgency};
+pub use response::{Outcome, RetryAfter};
+pub use subscription::Subscription;
+pub use vapid::{
+    Subject, TokenCache, VapidCredentials, VapidKey, VapidSigner, VapidToken, VapidVerifier,
+    VerifiedToken,
+};
 
 // The README's example is compiled and run with the doctests.
 #[doc = include_str!("../README.md")]

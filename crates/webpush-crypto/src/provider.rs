@@ -19,6 +19,13 @@ mod rust_crypto;
 pub(crate) const SECRET_LEN: usize = 32;
 /// Length of an AES-128-GCM tag.
 pub(crate) const TAG_LEN: usize = 16;
+/// Length of an ES256 signature in JOSE form, `r ‖ s`.
+pub(crate) const SIGNATURE_LEN: usize = 64;
+
+#[cfg(not(any(feature = "rust-crypto", feature = "aws-lc-rs")))]
+compile_error!(
+    "webpush-crypto needs a jsonwebtoken backend: enable the `rust-crypto` or `aws-lc-rs` feature"
+);
 
 /// Which implementation of P-256, HKDF-SHA-256 and AES-128-GCM to use.
 ///
@@ -119,6 +126,53 @@ impl Provider {
             Provider::RustCrypto => Ok(AeadKey::RustCrypto(rust_crypto::aead(cek))),
             #[cfg(feature = "aws-lc-rs")]
             Provider::AwsLcRs => aws_lc::aead(cek).map(AeadKey::AwsLcRs),
+        }
+    }
+}
+
+impl Provider {
+    /// An ES256 signing key, parsed once and kept for every token it signs.
+    pub(crate) fn signer(self, secret: &PrivateKey, public: &PublicKey) -> Result<Signer, Error> {
+        match self {
+            Provider::RustCrypto => {
+                let _ = public;
+                rust_crypto::signer(secret).map(Signer::RustCrypto)
+            }
+            #[cfg(feature = "aws-lc-rs")]
+            Provider::AwsLcRs => aws_lc::signer(secret, public).map(Signer::AwsLcRs),
+        }
+    }
+
+    /// The `jsonwebtoken` backend that verifies signatures for this provider. It is
+    /// named explicitly, never taken from jsonwebtoken's process-wide default, so a
+    /// build with both backends compiled in cannot panic on first use.
+    pub(crate) fn jwt(self) -> &'static jsonwebtoken::crypto::CryptoProvider {
+        match self {
+            #[cfg(feature = "rust-crypto")]
+            Provider::RustCrypto => &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER,
+            // Without jsonwebtoken's RustCrypto backend, its aws-lc-rs one verifies.
+            #[cfg(all(not(feature = "rust-crypto"), feature = "aws-lc-rs"))]
+            Provider::RustCrypto => &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER,
+            #[cfg(feature = "aws-lc-rs")]
+            Provider::AwsLcRs => &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER,
+        }
+    }
+}
+
+/// An ES256 signing key of one provider.
+pub(crate) enum Signer {
+    RustCrypto(rust_crypto::Signer),
+    #[cfg(feature = "aws-lc-rs")]
+    AwsLcRs(aws_lc::Signer),
+}
+
+impl Signer {
+    /// Signs `message` with ECDSA over P-256 and SHA-256; the JOSE form `r ‖ s`.
+    pub(crate) fn sign(&self, message: &[u8]) -> Result<[u8; SIGNATURE_LEN], Error> {
+        match self {
+            Signer::RustCrypto(k) => rust_crypto::sign(k, message),
+            #[cfg(feature = "aws-lc-rs")]
+            Signer::AwsLcRs(k) => aws_lc::sign(k, message),
         }
     }
 }

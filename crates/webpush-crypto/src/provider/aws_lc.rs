@@ -5,7 +5,7 @@ use aws_lc_rs::agreement::{self, ECDH_P256, UnparsedPublicKey};
 use aws_lc_rs::hmac;
 use zeroize::Zeroizing;
 
-use super::{SECRET_LEN, TAG_LEN};
+use super::{SECRET_LEN, SIGNATURE_LEN, TAG_LEN};
 use crate::Error;
 use crate::keys::{PrivateKey, PublicKey};
 
@@ -114,4 +114,23 @@ pub(super) fn open(key: &Aead, nonce: &[u8; 12], buf: &mut [u8]) -> Result<(), (
     key.open_in_place(Nonce::assume_unique_for_key(*nonce), Aad::empty(), buf)
         .map(|_| ())
         .map_err(|_| ())
+}
+
+pub(super) type Signer = aws_lc_rs::signature::EcdsaKeyPair;
+
+pub(super) fn signer(secret: &PrivateKey, public: &PublicKey) -> Result<Signer, Error> {
+    aws_lc_rs::signature::EcdsaKeyPair::from_private_key_and_public_key(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        secret.as_bytes(),
+        public.as_bytes(),
+    )
+    .map_err(|_| Error::PrivateKeyOutOfRange)
+}
+
+pub(super) fn sign(key: &Signer, message: &[u8]) -> Result<[u8; SIGNATURE_LEN], Error> {
+    // aws-lc draws the ECDSA nonce from its own DRBG and ignores this argument.
+    let signature = key
+        .sign(&aws_lc_rs::rand::SystemRandom::new(), message)
+        .map_err(|_| Error::Signing)?;
+    <[u8; SIGNATURE_LEN]>::try_from(signature.as_ref()).map_err(|_| Error::Signing)
 }

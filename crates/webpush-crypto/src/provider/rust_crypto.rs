@@ -7,7 +7,7 @@ use p256::elliptic_curve::sec1::ToEncodedPoint;
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use super::{SECRET_LEN, TAG_LEN};
+use super::{SECRET_LEN, SIGNATURE_LEN, TAG_LEN};
 use crate::Error;
 use crate::keys::{PrivateKey, PublicKey};
 
@@ -72,4 +72,17 @@ pub(super) fn open(key: &Aead, nonce: &[u8; 12], buf: &mut [u8]) -> Result<(), (
     let (data, tag) = buf.split_at_mut(split);
     key.decrypt_in_place_detached(Nonce::from_slice(nonce), b"", data, Tag::from_slice(tag))
         .map_err(|_| ())
+}
+
+pub(super) type Signer = p256::ecdsa::SigningKey;
+
+pub(super) fn signer(secret: &PrivateKey) -> Result<Signer, Error> {
+    Ok(p256::ecdsa::SigningKey::from(secret.to_p256()?))
+}
+
+pub(super) fn sign(key: &Signer, message: &[u8]) -> Result<[u8; SIGNATURE_LEN], Error> {
+    use p256::ecdsa::signature::Signer as _;
+    // RFC 6979 nonces: deterministic, so no RNG is needed here.
+    let signature: p256::ecdsa::Signature = key.try_sign(message).map_err(|_| Error::Signing)?;
+    Ok(signature.to_bytes().into())
 }
