@@ -8,17 +8,24 @@
 //! * `wp-decrypt` {provider, private, auth, body} → `{"plaintext"}`
 //! * `ece-encrypt` {provider, ikm, salt, keyid, rs, plaintext, padding} → `{"body"}`
 //! * `ece-decrypt` {provider, ikm, body} → `{"plaintext", "keyid", "rs"}`
+//! * `vapid-public` {provider, key} → `{"public"}` (key: the key file's bytes)
+//! * `vapid-sign` {provider, key, endpoint, sub, now} → `{"authorization"}`
+//! * `vapid-verify` {provider, authorization, audience, now} → `{"key", "exp", "sub"}`
+//! * `build-push` {provider, subscription, key, sub, ttl, urgency?, topic?,
+//!   plaintext, now} → `{"method", "uri", "headers", "body"}`
 //!
 //! Any failure answers `{"error": "..."}`, and the helper goes on with the next line.
 
 use std::io::{BufRead, Write};
+use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 use webpush_crypto::ece::{self, RecordSize};
 use webpush_crypto::{
-    AuthSecret, Encryptor, Error, Padding, PrivateKey, Provider, Salt, SubscriptionKeys, UaKeys,
-    base64url, decrypt_with,
+    AuthSecret, Encryptor, Endpoint, Error, Origin, Padding, PrivateKey, Provider, PushRequest,
+    Salt, Subject, Subscription, SubscriptionKeys, Topic, Ttl, UaKeys, Urgency, VapidKey,
+    VapidSigner, VapidVerifier, base64url, decrypt_with,
 };
 
 #[derive(Deserialize)]
@@ -53,6 +60,55 @@ enum Request {
         ikm: String,
         body: String,
     },
+    VapidPublic {
+        provider: String,
+        key: String,
+    },
+    VapidSign {
+        provider: String,
+        key: String,
+        endpoint: String,
+        sub: String,
+        now: u64,
+    },
+    VapidVerify {
+        provider: String,
+        authorization: String,
+        audience: String,
+        now: u64,
+    },
+    BuildPush {
+        provider: String,
+        subscription: String,
+        key: String,
+        sub: String,
+        ttl: u32,
+        #[serde(default)]
+        urgency: Option<String>,
+        #[serde(default)]
+        topic: Option<String>,
+        plaintext: String,
+        now: u64,
+    },
+}
+
+fn at(now: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(now)
+}
+
+fn vapid_key(provider_name: &str, file: &str) -> Result<VapidKey, String> {
+    let provider_name_checked = provider(provider_name)?;
+    let bytes = b64(file).map_err(|e| e.to_string())?;
+    VapidKey::import(&bytes)
+        .and_then(|k| k.with_provider(provider_name_checked))
+        .map_err(|e| e.to_string())
+}
+
+fn signer(provider_name: &str, file: &str, sub: &str) -> Result<VapidSigner, String> {
+    Ok(VapidSigner::new(
+        vapid_key(provider_name, file)?,
+        Subject::new(sub).map_err(|e| e.to_string())?,
+    ))
 }
 
 fn provider(name: &str) -> Result<Provider, String> {
@@ -137,6 +193,84 @@ fn handle(request: Request) -> Result<Value, String> {
                 "plaintext": base64url::encode(&plaintext),
                 "keyid": base64url::encode(header.keyid),
                 "rs": header.rs.get(),
+            })
+        }
+        Request::VapidPublic { provider: p, key } => {
+            json!({ "public": vapid_key(&p, &key)?.public_key().to_base64url() })
+        }
+        Request::VapidSign {
+            provider: p,
+            key,
+            endpoint,
+            sub,
+            now,
+        } => {
+            let endpoint = Endpoint::new(&endpoint).map_err(err)?;
+            let token = signer(&p, &key, &sub)?
+                .sign(endpoint.origin(), at(now))
+                .map_err(err)?;
+            json!({ "authorization": token.authorization() })
+        }
+        Request::VapidVerify {
+            provider: p,
+            authorization,
+            audience,
+            now,
+        } => {
+            let verified = VapidVerifier::new(Origin::new(&audience).map_err(err)?)
+                .with_provider(provider(&p)?)
+                .verify(&authorization, at(now))
+                .map_err(err)?;
+            json!({
+                "key": verified.public_key().to_base64url(),
+                "exp": verified.expires_at(),
+                "sub": verified.subject(),
+            })
+        }
+        Request::BuildPush {
+            provider: p,
+            subscription,
+            key,
+            sub,
+            ttl,
+            urgency,
+            topic,
+            plaintext,
+            now,
+        } => {
+            let subscription = Subscription::from_json(&subscription).map_err(err)?;
+            let signer = signer(&p, &key, &sub)?;
+            let token = signer
+                .sign(subscription.endpoint.origin(), at(now))
+                .map_err(err)?;
+            let mut builder = PushRequest::new(&subscription, Ttl::from_secs(ttl)).vapid(&token);
+            if let Some(urgency) = urgency {
+                builder = builder.urgency(urgency.parse::<Urgency>().map_err(err)?);
+            }
+            if let Some(topic) = topic {
+                builder = builder.topic(Topic::new(&topic).map_err(err)?);
+            }
+            let encryptor = Encryptor::new().with_provider(provider(&p)?);
+            let request = builder
+                .build(
+                    &encryptor,
+                    &b64(&plaintext).map_err(err)?,
+                    &mut rand_core::OsRng,
+                )
+                .map_err(err)?;
+            let headers: serde_json::Map<String, Value> = request
+                .headers()
+                .iter()
+                .map(|(name, value)| {
+                    let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                    (name.as_str().to_owned(), Value::String(value))
+                })
+                .collect();
+            json!({
+                "method": request.method().as_str(),
+                "uri": request.uri().to_string(),
+                "headers": headers,
+                "body": base64url::encode(request.body()),
             })
         }
     })

@@ -68,13 +68,24 @@ mod json {
     use super::Subscription;
     use crate::{Endpoint, SubscriptionKeys};
 
-    #[derive(Serialize, Deserialize)]
+    /// What is written: milliseconds as an integer.
+    #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
-    struct Wire<'a> {
+    struct WireOut<'a> {
+        endpoint: &'a str,
+        expiration_time: Option<u64>,
+        keys: WireKeys<'a>,
+    }
+
+    /// What is read: browsers may send a fractional DOMHighResTimeStamp.
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct WireIn<'a> {
         #[serde(borrow)]
         endpoint: std::borrow::Cow<'a, str>,
         #[serde(default)]
         expiration_time: Option<f64>,
+        #[serde(borrow)]
         keys: WireKeys<'a>,
     }
 
@@ -88,10 +99,9 @@ mod json {
 
     impl Serialize for Subscription {
         fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-            Wire {
-                endpoint: self.endpoint.as_str().into(),
-                // Milliseconds stay exact in an f64 until the year 287396.
-                expiration_time: self.expiration_time.map(|ms| ms as f64),
+            WireOut {
+                endpoint: self.endpoint.as_str(),
+                expiration_time: self.expiration_time,
                 keys: WireKeys {
                     p256dh: self.keys.p256dh().to_base64url().into(),
                     auth: self.keys.auth().to_base64url().into(),
@@ -104,7 +114,7 @@ mod json {
     impl<'de> Deserialize<'de> for Subscription {
         fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
             use serde::de::Error as _;
-            let wire = Wire::deserialize(deserializer)?;
+            let wire = WireIn::deserialize(deserializer)?;
             let endpoint = Endpoint::new(&wire.endpoint).map_err(D::Error::custom)?;
             let keys = SubscriptionKeys::from_base64url(&wire.keys.p256dh, &wire.keys.auth)
                 .map_err(D::Error::custom)?;
