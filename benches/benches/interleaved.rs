@@ -9,6 +9,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use mailpush_benches::vapid::{VapidFixture, request_ops, vapid_ops};
 use mailpush_benches::{Fixture, Op, decrypt_ops, encrypt_ops};
 
 const SLICE: Duration = Duration::from_millis(20);
@@ -39,9 +40,14 @@ fn compare(title: &str, ops: &[Op<'_>], rounds: usize) {
         }
     }
     println!("\n{title} ({rounds} rounds; ratio = median of per-round ratios)");
+    // Ratios are to the first two operations: ours on each provider.
     println!(
-        "{:<22} {:>10} {:>12} {:>18} {:>18}",
-        "operation", "median µs", "msg/s/core", "÷ ours/rustcrypto", "÷ ours/aws-lc-rs"
+        "{:<26} {:>10} {:>12} {:>26} {:>26}",
+        "operation",
+        "median µs",
+        "per s/core",
+        format!("÷ {}", ops[0].0),
+        format!("÷ {}", ops[1].0)
     );
     let ratios = |i: usize, reference: usize| {
         let mut r: Vec<f64> = (0..rounds)
@@ -52,7 +58,7 @@ fn compare(title: &str, ops: &[Op<'_>], rounds: usize) {
     for i in 0..n {
         let us = median(&mut times[i].clone());
         println!(
-            "{:<22} {:>10.1} {:>12.0} {:>18.3} {:>18.3}",
+            "{:<26} {:>10.2} {:>12.0} {:>26.3} {:>26.3}",
             ops[i].0,
             us,
             1e6 / us,
@@ -74,4 +80,14 @@ fn main() {
     }
     let f = Fixture::new(3000);
     compare("decrypt 3000 B", &decrypt_ops(&f), rounds);
+    let v = VapidFixture::new(100);
+    compare("VAPID header per message", &vapid_ops(&v), rounds);
+    for len in [100usize, 3000] {
+        let v = VapidFixture::new(len);
+        compare(
+            &format!("whole request, {len} B message"),
+            &request_ops(&v),
+            rounds,
+        );
+    }
 }
