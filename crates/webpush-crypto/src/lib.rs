@@ -67,3 +67,8 @@ pub use vapid::{
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+// So is the workspace README's, which shows the whole request path.
+#[doc = include_str!("../../../README.md")]
+#[cfg(all(doctest, feature = "serde"))]
+pub struct WorkspaceReadmeDoctests;
