@@ -1,0 +1,292 @@
+//! The values of the IMAP lexical layer. Parsed values borrow from the input
+//! (`Cow::Borrowed`) unless unescaping forced a copy; constructed values validate.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::num::NonZeroU32;
+
+use crate::LiteralMode;
+use crate::chars::{is_astring_char, is_atom_char, is_tag_char};
+
+/// A value rejected by a validating constructor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValueError {
+    /// The value is empty where the grammar needs at least one character.
+    #[error("{what} must not be empty")]
+    Empty {
+        /// The kind of value.
+        what: &'static str,
+    },
+    /// The value contains a character its grammar rule excludes.
+    #[error("{what} contains the character 0x{byte:02x}, which it cannot carry")]
+    Character {
+        /// The kind of value.
+        what: &'static str,
+        /// The offending octet.
+        byte: u8,
+    },
+    /// A sequence set without any member.
+    #[error("a sequence set needs at least one member")]
+    EmptySet,
+}
+
+fn check(what: &'static str, text: &str, allowed: impl Fn(u8) -> bool) -> Result<(), ValueError> {
+    if text.is_empty() {
+        return Err(ValueError::Empty { what });
+    }
+    match text.bytes().find(|&b| !allowed(b)) {
+        Some(byte) => Err(ValueError::Character { what, byte }),
+        None => Ok(()),
+    }
+}
+
+/// `atom = 1*ATOM-CHAR`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Atom<'a>(Cow<'a, str>);
+
+impl<'a> Atom<'a> {
+    /// Validates an atom.
+    pub fn new(text: impl Into<Cow<'a, str>>) -> Result<Self, ValueError> {
+        let text = text.into();
+        check("atom", &text, is_atom_char)?;
+        Ok(Self(text))
+    }
+
+    /// Wraps text the parser already checked.
+    pub(crate) fn unchecked(text: &'a str) -> Self {
+        Self(Cow::Borrowed(text))
+    }
+
+    /// The atom's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The same atom, owning its text.
+    pub fn into_owned(self) -> Atom<'static> {
+        Atom(Cow::Owned(self.0.into_owned()))
+    }
+}
+
+impl fmt::Debug for Atom<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Atom({:?})", self.0)
+    }
+}
+
+impl<'a> TryFrom<&'a str> for Atom<'a> {
+    type Error = ValueError;
+    fn try_from(text: &'a str) -> Result<Self, ValueError> {
+        Self::new(text)
+    }
+}
+
+/// `tag = 1*<any ASTRING-CHAR except "+">`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Tag<'a>(Cow<'a, str>);
+
+impl<'a> Tag<'a> {
+    /// Validates a tag.
+    pub fn new(text: impl Into<Cow<'a, str>>) -> Result<Self, ValueError> {
+        let text = text.into();
+        check("tag", &text, is_tag_char)?;
+        Ok(Self(text))
+    }
+
+    pub(crate) fn unchecked(text: &'a str) -> Self {
+        Self(Cow::Borrowed(text))
+    }
+
+    /// The tag's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The same tag, owning its text.
+    pub fn into_owned(self) -> Tag<'static> {
+        Tag(Cow::Owned(self.0.into_owned()))
+    }
+}
+
+impl fmt::Debug for Tag<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tag({:?})", self.0)
+    }
+}
+
+impl<'a> TryFrom<&'a str> for Tag<'a> {
+    type Error = ValueError;
+    fn try_from(text: &'a str) -> Result<Self, ValueError> {
+        Self::new(text)
+    }
+}
+
+/// `string = quoted / literal`: the content, and the form it arrived in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum IString<'a> {
+    /// `quoted`, unescaped. Borrowed unless it contained escapes.
+    Quoted(Cow<'a, str>),
+    /// `literal`: any octets but NUL.
+    Literal {
+        /// The octets.
+        data: Cow<'a, [u8]>,
+        /// `{n}` or `{n+}`.
+        mode: LiteralMode,
+    },
+}
+
+impl IString<'_> {
+    /// The content.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            IString::Quoted(text) => text.as_bytes(),
+            IString::Literal { data, .. } => data,
+        }
+    }
+
+    /// The same string, owning its content.
+    pub fn into_owned(self) -> IString<'static> {
+        match self {
+            IString::Quoted(text) => IString::Quoted(Cow::Owned(text.into_owned())),
+            IString::Literal { data, mode } => IString::Literal {
+                data: Cow::Owned(data.into_owned()),
+                mode,
+            },
+        }
+    }
+}
+
+/// `astring = 1*ASTRING-CHAR / string`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AString<'a> {
+    /// `1*ASTRING-CHAR`: an atom that may also contain `]`.
+    Atom(Cow<'a, str>),
+    /// A quoted string or literal.
+    String(IString<'a>),
+}
+
+impl<'a> AString<'a> {
+    /// An astring of `text`, in the shortest form that can carry it (that form is
+    /// chosen when encoding).
+    pub fn new(text: &'a str) -> Self {
+        if !text.is_empty() && text.bytes().all(is_astring_char) {
+            AString::Atom(Cow::Borrowed(text))
+        } else {
+            AString::String(IString::Quoted(Cow::Borrowed(text)))
+        }
+    }
+
+    /// The content, whatever the form.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            AString::Atom(text) => text.as_bytes(),
+            AString::String(s) => s.as_bytes(),
+        }
+    }
+
+    /// The content as text, if it is UTF-8.
+    pub fn to_str(&self) -> Option<&str> {
+        std::str::from_utf8(self.as_bytes()).ok()
+    }
+
+    /// The same astring, owning its content.
+    pub fn into_owned(self) -> AString<'static> {
+        match self {
+            AString::Atom(text) => AString::Atom(Cow::Owned(text.into_owned())),
+            AString::String(s) => AString::String(s.into_owned()),
+        }
+    }
+}
+
+/// `mailbox = "INBOX" / astring`, with INBOX in any case folded to `Inbox`
+/// (RFC 9051 §5.1).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Mailbox<'a> {
+    /// The inbox, however it was spelled.
+    Inbox,
+    /// Any other mailbox, by its name's octets (UTF-8 for an `UTF8=ACCEPT` session,
+    /// modified UTF-7 otherwise).
+    Other(Cow<'a, [u8]>),
+}
+
+impl<'a> Mailbox<'a> {
+    /// The mailbox named `name`; `INBOX` in any case is the inbox.
+    pub fn new(name: &'a str) -> Self {
+        Self::from_bytes(Cow::Borrowed(name.as_bytes()))
+    }
+
+    pub(crate) fn from_bytes(name: Cow<'a, [u8]>) -> Self {
+        if name.eq_ignore_ascii_case(b"INBOX") {
+            Mailbox::Inbox
+        } else {
+            Mailbox::Other(name)
+        }
+    }
+
+    /// The name's octets (`INBOX` for the inbox).
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Mailbox::Inbox => b"INBOX",
+            Mailbox::Other(name) => name,
+        }
+    }
+
+    /// The same mailbox, owning its name.
+    pub fn into_owned(self) -> Mailbox<'static> {
+        match self {
+            Mailbox::Inbox => Mailbox::Inbox,
+            Mailbox::Other(name) => Mailbox::Other(Cow::Owned(name.into_owned())),
+        }
+    }
+}
+
+/// `seq-number = nz-number / "*"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SeqNumber {
+    /// A message sequence number or UID.
+    Value(NonZeroU32),
+    /// `*`: the largest number in use.
+    Largest,
+}
+
+/// One member of a sequence set: `seq-number / seq-range`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Sequence {
+    /// `seq-number`.
+    Single(SeqNumber),
+    /// `seq-range = seq-number ":" seq-number`, in the order written.
+    Range(SeqNumber, SeqNumber),
+}
+
+/// `sequence-set = (seq-number / seq-range) ["," sequence-set]`, also used for UID
+/// sets. Never empty.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SequenceSet(Vec<Sequence>);
+
+impl SequenceSet {
+    /// A set of the given members, in order.
+    pub fn new(members: Vec<Sequence>) -> Result<Self, ValueError> {
+        if members.is_empty() {
+            return Err(ValueError::EmptySet);
+        }
+        Ok(Self(members))
+    }
+
+    /// The members, in order.
+    pub fn members(&self) -> &[Sequence] {
+        &self.0
+    }
+}
+
+impl TryFrom<Vec<Sequence>> for SequenceSet {
+    type Error = ValueError;
+    fn try_from(members: Vec<Sequence>) -> Result<Self, ValueError> {
+        Self::new(members)
+    }
+}
+
+/// Checks the atom charset without building a value.
+pub fn is_atom(text: &[u8]) -> bool {
+    !text.is_empty() && text.iter().all(|&b| is_atom_char(b))
+}
