@@ -1,0 +1,150 @@
+//! Encoders: commands (client side) and responses (server side), each ending in CRLF.
+//!
+//! Strings take their shortest valid form: atoms bare, others quoted, 8-bit or
+//! multi-line text as a literal. Keys are written as base64url without padding.
+
+use imap_syntax::{ValueError, encode};
+
+use crate::command::{Command, CommandBody};
+use crate::response::{Code, Response, Status};
+use crate::types::{ListSelector, SilenceState};
+
+impl Command<'_> {
+    /// Appends the command line to `out`.
+    ///
+    /// ```
+    /// use imap_syntax::Tag;
+    /// use imap_webpush_proto::{Command, CommandBody, SubId};
+    /// let command = Command {
+    ///     tag: Tag::new("a5")?,
+    ///     body: CommandBody::WebPush { sub_id: SubId::new("a8282bf9")?, subscription: None },
+    /// };
+    /// let mut out = Vec::new();
+    /// command.encode(&mut out)?;
+    /// assert_eq!(out, b"a5 WEBPUSH a8282bf9 NIL\r\n");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ValueError> {
+        encode::tag(out, &self.tag);
+        out.push(b' ');
+        out.extend_from_slice(self.body.name().as_bytes());
+        match &self.body {
+            CommandBody::GetVapid => {}
+            CommandBody::WebPush {
+                sub_id,
+                subscription,
+            } => {
+                out.push(b' ');
+                encode::astring(out, sub_id.as_str().as_bytes())?;
+                out.push(b' ');
+                match subscription {
+                    None => out.extend_from_slice(b"NIL"),
+                    Some(args) => {
+                        encode::astring(out, args.endpoint.as_str().as_bytes())?;
+                        out.push(b' ');
+                        out.extend_from_slice(args.p256dh.to_base64url().as_bytes());
+                        out.push(b' ');
+                        out.extend_from_slice(args.auth.to_base64url().as_bytes());
+                    }
+                }
+            }
+            CommandBody::AckWebPush { token } => {
+                out.push(b' ');
+                encode::astring(out, token.as_str().as_bytes())?;
+            }
+            CommandBody::LWebPush { selector } => {
+                out.push(b' ');
+                match selector {
+                    ListSelector::All => out.push(b'*'),
+                    ListSelector::One(id) => encode::astring(out, id.as_str().as_bytes())?,
+                }
+            }
+            CommandBody::SilWebPush { sub_id, seconds } => {
+                out.push(b' ');
+                encode::astring(out, sub_id.as_str().as_bytes())?;
+                out.push(b' ');
+                encode::number(out, u64::from(*seconds));
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+        Ok(())
+    }
+}
+
+impl Response<'_> {
+    /// Appends the response line to `out`.
+    ///
+    /// ```
+    /// use imap_webpush_proto::Response;
+    /// use webpush_crypto::PublicKey;
+    /// let key = PublicKey::from_base64url(
+    ///     "BOniQ9xHBPNY9gnQW4o-16vHqOb40pEIMifyUdFsxAgyzVkFMguxw0QrdbZcq8hRjN2zpeInRvKVPlkzABvuTnI",
+    /// )?;
+    /// let mut out = Vec::new();
+    /// Response::Vapid(key).encode(&mut out)?;
+    /// assert_eq!(out, b"* VAPID BOniQ9xHBPNY9gnQW4o-16vHqOb40pEIMifyUdFsxAgyzVkFMguxw0QrdbZcq8hRjN2zpeInRvKVPlkzABvuTnI\r\n");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ValueError> {
+        match self {
+            Response::Vapid(key) => {
+                out.extend_from_slice(b"* VAPID ");
+                out.extend_from_slice(key.to_base64url().as_bytes());
+            }
+            Response::WebPush {
+                sub_id,
+                endpoint,
+                silence,
+            } => {
+                out.extend_from_slice(b"* WEBPUSH ");
+                encode::astring(out, sub_id.as_str().as_bytes())?;
+                out.push(b' ');
+                encode::astring(out, endpoint.as_str().as_bytes())?;
+                out.push(b' ');
+                match silence {
+                    SilenceState::NotSilenced => out.extend_from_slice(b"NIL"),
+                    SilenceState::UntilDisconnect => out.push(b'0'),
+                    SilenceState::For(n) => encode::number(out, u64::from(n.get())),
+                }
+            }
+            Response::Status(status) => encode_status(out, status),
+            Response::Continuation(text) => {
+                out.push(b'+');
+                if !text.as_str().is_empty() {
+                    out.push(b' ');
+                    out.extend_from_slice(text.as_str().as_bytes());
+                }
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+        Ok(())
+    }
+}
+
+fn encode_status(out: &mut Vec<u8>, status: &Status<'_>) {
+    match &status.tag {
+        Some(tag) => encode::tag(out, tag),
+        None => out.push(b'*'),
+    }
+    out.push(b' ');
+    out.extend_from_slice(status.kind.as_str().as_bytes());
+    if let Some(code) = &status.code {
+        out.extend_from_slice(b" [");
+        match code {
+            Code::Limit => out.extend_from_slice(b"LIMIT"),
+            Code::Cannot => out.extend_from_slice(b"CANNOT"),
+            Code::Other { name, argument } => {
+                encode::atom(out, name);
+                if let Some(argument) = argument {
+                    out.push(b' ');
+                    out.extend_from_slice(argument.as_bytes());
+                }
+            }
+        }
+        out.push(b']');
+    }
+    if !status.text.as_str().is_empty() {
+        out.push(b' ');
+        out.extend_from_slice(status.text.as_str().as_bytes());
+    }
+}

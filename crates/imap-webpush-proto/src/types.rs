@@ -1,0 +1,173 @@
+//! The values the WEBPUSH commands and responses carry.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::num::NonZeroU32;
+
+use crate::error::ArgumentError;
+
+/// The longest subscription id accepted.
+pub const MAX_SUB_ID_LEN: usize = 64;
+/// The longest ack token accepted.
+pub const MAX_ACK_TOKEN_LEN: usize = 256;
+/// The longest endpoint accepted, as in `webpush-crypto`.
+pub const MAX_ENDPOINT_LEN: usize = webpush_crypto::MAX_ENDPOINT_LEN;
+
+/// A subscription id: 1 to 64 octets of `ALPHA / DIGIT / "-" / "_" / "."`, chosen by
+/// the client (a UUID in the draft's examples) and unique per account.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubId<'a>(Cow<'a, str>);
+
+impl<'a> SubId<'a> {
+    /// Validates a subscription id.
+    pub fn new(text: impl Into<Cow<'a, str>>) -> Result<Self, ArgumentError> {
+        let text = text.into();
+        if text.is_empty() || text.len() > MAX_SUB_ID_LEN {
+            return Err(ArgumentError::SubIdLength { len: text.len() });
+        }
+        if !text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            return Err(ArgumentError::SubIdCharacters);
+        }
+        Ok(Self(text))
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The same id, owning its text.
+    pub fn into_owned(self) -> SubId<'static> {
+        SubId(Cow::Owned(self.0.into_owned()))
+    }
+}
+
+impl fmt::Debug for SubId<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SubId({:?})", self.0)
+    }
+}
+
+impl<'a> TryFrom<&'a str> for SubId<'a> {
+    type Error = ArgumentError;
+    fn try_from(text: &'a str) -> Result<Self, ArgumentError> {
+        Self::new(text)
+    }
+}
+
+/// An ack token: opaque, server-generated, sent to the endpoint in the verification
+/// push and returned by the client with ACKWEBPUSH. 1 to 256 octets of `ASTRING-CHAR`.
+///
+/// Compared in constant time: a server looks tokens up by the subscription they name,
+/// never by scanning for a match.
+#[derive(Clone, Eq, Hash)]
+pub struct AckToken<'a>(Cow<'a, str>);
+
+impl<'a> AckToken<'a> {
+    /// Validates a token.
+    pub fn new(text: impl Into<Cow<'a, str>>) -> Result<Self, ArgumentError> {
+        let text = text.into();
+        if text.is_empty() || text.len() > MAX_ACK_TOKEN_LEN {
+            return Err(ArgumentError::AckTokenLength { len: text.len() });
+        }
+        if !text.bytes().all(imap_syntax::chars::is_astring_char) {
+            return Err(ArgumentError::AckTokenCharacters);
+        }
+        Ok(Self(text))
+    }
+
+    /// The token.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The same token, owning its text.
+    pub fn into_owned(self) -> AckToken<'static> {
+        AckToken(Cow::Owned(self.0.into_owned()))
+    }
+}
+
+impl PartialEq for AckToken<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (self.0.as_bytes(), other.0.as_bytes());
+        // Length is not secret (tokens have a fixed length per server); the content is.
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl fmt::Debug for AckToken<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A token proves control of an endpoint: keep it out of logs.
+        f.write_str("AckToken(<redacted>)")
+    }
+}
+
+/// A push endpoint as the client sent it: text of at most 2048 octets. Whether the
+/// server accepts it (https, no private addresses, ...) is policy, decided after
+/// parsing and answered with NO, not BAD.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct EndpointText<'a>(Cow<'a, str>);
+
+impl<'a> EndpointText<'a> {
+    /// Checks the length and that there are no control characters.
+    pub fn new(text: impl Into<Cow<'a, str>>) -> Result<Self, ArgumentError> {
+        let text = text.into();
+        if text.is_empty() || text.len() > MAX_ENDPOINT_LEN {
+            return Err(ArgumentError::EndpointLength { len: text.len() });
+        }
+        if text.chars().any(char::is_control) {
+            return Err(ArgumentError::EndpointCharacters);
+        }
+        Ok(Self(text))
+    }
+
+    /// The endpoint text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The same endpoint, owning its text.
+    pub fn into_owned(self) -> EndpointText<'static> {
+        EndpointText(Cow::Owned(self.0.into_owned()))
+    }
+}
+
+impl fmt::Debug for EndpointText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EndpointText({:?})", self.0)
+    }
+}
+
+/// The silence state of a subscription, the third field of `* WEBPUSH`.
+///
+/// The draft leaves this field's meaning open; this crate reads it as the silence
+/// state: `NIL` not silenced, `0` silenced until the connection that asked ends, `n`
+/// silenced for `n` more seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SilenceState {
+    /// `NIL`: pushes flow.
+    NotSilenced,
+    /// `0`: silenced until the connection that silenced it ends.
+    UntilDisconnect,
+    /// `n`: silenced for `n` more seconds.
+    For(NonZeroU32),
+}
+
+impl SilenceState {
+    /// The state for a SILWEBPUSH argument of `seconds` (0: until disconnect).
+    pub fn from_secs(seconds: u32) -> Self {
+        NonZeroU32::new(seconds).map_or(Self::UntilDisconnect, Self::For)
+    }
+}
+
+/// The argument of LWEBPUSH.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ListSelector<'a> {
+    /// `*`: every subscription of the account.
+    All,
+    /// One subscription.
+    One(SubId<'a>),
+}
