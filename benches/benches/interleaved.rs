@@ -9,6 +9,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use mailpush_benches::imap::decode_ops as imap_decode_ops;
 use mailpush_benches::vapid::{VapidFixture, request_ops, vapid_ops};
 use mailpush_benches::{Fixture, Op, decrypt_ops, encrypt_ops};
 

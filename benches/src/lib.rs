@@ -14,6 +14,7 @@ use rand_core::{OsRng, RngCore};
 use sha2::Sha256;
 use webpush_crypto::{Encryptor, Provider, UaKeys, decrypt_with};
 
+pub mod imap;
 pub mod vapid;
 
 /// A subscription and a message body to encrypt, with the same keys in every crate's form.

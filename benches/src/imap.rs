@@ -1,0 +1,112 @@
+//! IMAP WEBPUSH grammar workloads: decode and encode each command and response, and
+//! `imap-codec`'s decode of a standard command of similar length.
+
+use std::hint::black_box;
+
+use imap_webpush_proto::{Command, Config, Response};
+
+use crate::Op;
+
+/// The slide commands, joined.
+pub const COMMANDS: [(&str, &[u8]); 5] = [
+    ("GETVAPID", b"a1 GETVAPID\r\n"),
+    (
+        "WEBPUSH",
+        b"a2 WEBPUSH a8282bf9-6102-4e1b-bb61-d26d0e532e65 https://push.example.net/push/random1 BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4 BTBZMqHH6r4Tts7J_aSIgg\r\n",
+    ),
+    ("ACKWEBPUSH", b"a3 ACKWEBPUSH 585078c5-fb8b-4ed0-8e77-474ab08f0a30\r\n"),
+    ("LWEBPUSH", b"a4 LWEBPUSH *\r\n"),
+    ("SILWEBPUSH", b"a7 SILWEBPUSH a8282bf9-6102-4e1b-bb61-d26d0e532e65 300\r\n"),
+];
+
+/// The slide responses, joined.
+pub const RESPONSES: [(&str, &[u8]); 3] = [
+    (
+        "* VAPID",
+        b"* VAPID BOniQ9xHBPNY9gnQW4o-16vHqOb40pEIMifyUdFsxAgyzVkFMguxw0QrdbZcq8hRjN2zpeInRvKVPlkzABvuTnI\r\n",
+    ),
+    (
+        "* WEBPUSH",
+        b"* WEBPUSH a8282bf9-6102-4e1b-bb61-d26d0e532e65 https://push.example.net/push/JzLQ3raZJfFBR0aqvOMsLrt54w4rJUsV 0\r\n",
+    ),
+    ("tagged OK", b"a2 OK WEBPUSH completed\r\n"),
+];
+
+/// A standard IMAP command of about the WEBPUSH command's length (two astrings), for
+/// `imap-codec`.
+pub const RENAME: &[u8] = b"a2 RENAME \"Archive/2024/Projects/Mailpush/Push notifications/very long name\" \"Archive/2025/Projects/Mailpush/Push notifications/very long name\"\r\n";
+
+/// Our WEBPUSH command decode beside imap-codec's decode of RENAME (their lengths are
+/// printed by the bench).
+pub fn decode_ops() -> Vec<Op<'static>> {
+    let webpush = COMMANDS[1].1;
+    let mut ops: Vec<Op<'static>> = vec![
+        (
+            "ours WEBPUSH decode",
+            Box::new(move || {
+                black_box(Command::decode(black_box(webpush), &Config::SERVER).expect("decode"));
+                Vec::new()
+            }),
+        ),
+        (
+            "ours GETVAPID decode",
+            Box::new(|| {
+                black_box(
+                    Command::decode(black_box(COMMANDS[0].1), &Config::SERVER).expect("decode"),
+                );
+                Vec::new()
+            }),
+        ),
+    ];
+    ops.extend(imap_codec_ops());
+    ops
+}
+
+#[cfg(feature = "compare")]
+fn imap_codec_ops() -> Vec<Op<'static>> {
+    use imap_codec::decode::Decoder as _;
+    vec![(
+        "imap-codec RENAME decode",
+        Box::new(|| {
+            let codec = imap_codec::CommandCodec::default();
+            black_box(codec.decode(black_box(RENAME)).expect("imap-codec"));
+            Vec::new()
+        }),
+    )]
+}
+
+#[cfg(not(feature = "compare"))]
+fn imap_codec_ops() -> Vec<Op<'static>> {
+    Vec::new()
+}
+
+/// Decodes and re-encodes `line` as a command, or as a response.
+pub fn round_trip(line: &[u8], command: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(line.len());
+    if command {
+        let (_, c) = Command::decode(line, &Config::SERVER).expect("decode");
+        c.encode(&mut out).expect("encode");
+    } else {
+        let (_, r) = Response::decode(line, &Config::CLIENT).expect("decode");
+        r.encode(&mut out).expect("encode");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workloads_are_valid() {
+        for (_, line) in COMMANDS {
+            assert_eq!(round_trip(line, true), line);
+        }
+        for (_, line) in RESPONSES {
+            assert_eq!(round_trip(line, false), line);
+        }
+        for (_, op) in decode_ops() {
+            op();
+        }
+    }
+}
