@@ -91,4 +91,5 @@ fn main() {
             rounds,
         );
     }
+    compare("IMAP command decode", &imap_decode_ops(), rounds);
 }
