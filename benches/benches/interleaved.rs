@@ -3,7 +3,7 @@
 //! each round, and the median over rounds is reported.
 //!
 //! ```text
-//! cargo bench -p mailpush-benches --features compare --bench interleaved [-- ROUNDS]
+//! cargo bench -p mailpush-benches --features compare --bench interleaved [-- ROUNDS] [SECTION...]
 //! ```
 
 use std::hint::black_box;
@@ -32,6 +32,14 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 fn compare(title: &str, ops: &[Op<'_>], rounds: usize) {
+    // Words after `--` that are not numbers select sections by title.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--") && a.parse::<usize>().is_err())
+        .collect();
+    if !filters.is_empty() && !filters.iter().any(|f| title.contains(f.as_str())) {
+        return;
+    }
     let n = ops.len();
     let mut times = vec![Vec::with_capacity(rounds); n];
     for round in 0..rounds {

@@ -36,6 +36,10 @@ pub const RESPONSES: [(&str, &[u8]); 3] = [
 /// `imap-codec`.
 pub const RENAME: &[u8] = b"a2 RENAME \"Archive/2024/Projects/Mailpush/Push notifications/very long name\" \"Archive/2025/Projects/Mailpush/Push notifications/very long name\"\r\n";
 
+/// An ACKWEBPUSH with a 130-octet token: a command of RENAME's length with no key to
+/// validate, to separate the grammar's cost from the P-256 point check.
+pub const LONG_ACK: &[u8] = b"a3 ACKWEBPUSH 585078c5-fb8b-4ed0-8e77-474ab08f0a30-585078c5-fb8b-4ed0-8e77-474ab08f0a30-585078c5-fb8b-4ed0-8e77-474ab08f0a30-585078c5-fb8b\r\n";
+
 /// Our WEBPUSH command decode beside imap-codec's decode of RENAME (their lengths are
 /// printed by the bench).
 pub fn decode_ops() -> Vec<Op<'static>> {
@@ -58,6 +62,13 @@ pub fn decode_ops() -> Vec<Op<'static>> {
             }),
         ),
     ];
+    ops.push((
+        "ours ACKWEBPUSH decode, long",
+        Box::new(|| {
+            black_box(Command::decode(black_box(LONG_ACK), &Config::SERVER).expect("decode"));
+            Vec::new()
+        }),
+    ));
     ops.extend(imap_codec_ops());
     ops
 }
