@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 mod command;
+pub mod content;
 mod encode;
 mod error;
 mod parse;

@@ -1,0 +1,347 @@
+//! Push content: the slide pushes byte for byte, the budget is never exceeded, and
+//! what fits is read back to the same events.
+
+// A failing unwrap or index here is a failing test, not a crashing server.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::borrow::Cow;
+use std::num::NonZeroU32;
+
+use imap_syntax::{Mailbox, SeqNumber, Sequence, SequenceSet};
+use imap_webpush_proto::AckToken;
+use imap_webpush_proto::content::{
+    Address, ContentBuilder, Envelope, Event, Flag, MailboxEvents, PushItem, ack_push, parse_push,
+};
+use proptest::prelude::*;
+
+fn b(text: &str) -> Option<Cow<'static, [u8]>> {
+    Some(Cow::Owned(text.as_bytes().to_vec()))
+}
+
+fn fred() -> Address<'static> {
+    Address {
+        name: b("Fred Foobar"),
+        adl: None,
+        mailbox: b("foobar"),
+        host: b("Blurdybloop.example"),
+    }
+}
+
+fn slide_event() -> MailboxEvents<'static> {
+    MailboxEvents {
+        mailbox: Mailbox::new("New Messages"),
+        events: vec![Event::NewMessage {
+            uid: NonZeroU32::new(3).unwrap(),
+            envelope: Box::new(Envelope {
+                date: b("Mon, 7 Feb 1994 21:52:25 -0800 (PST)"),
+                subject: b("afternoon meeting"),
+                from: vec![fred()],
+                sender: vec![fred()],
+                reply_to: vec![fred()],
+                to: vec![Address {
+                    name: None,
+                    adl: None,
+                    mailbox: b("mooch"),
+                    host: b("owatagu.siam.edu.example"),
+                }],
+                cc: vec![],
+                bcc: vec![],
+                in_reply_to: None,
+                message_id: b("<B27397-0100000@Blurdybloop.example>"),
+            }),
+            flags: None,
+        }],
+    }
+}
+
+const SLIDE_PUSH: &[u8] = b"* SELECT \"New Messages\"\r\n* 3 UIDFETCH (ENVELOPE (\"Mon, 7 Feb 1994 21:52:25 -0800 (PST)\" \"afternoon meeting\" ((\"Fred Foobar\" NIL \"foobar\" \"Blurdybloop.example\")) ((\"Fred Foobar\" NIL \"foobar\" \"Blurdybloop.example\")) ((\"Fred Foobar\" NIL \"foobar\" \"Blurdybloop.example\")) ((NIL NIL \"mooch\" \"owatagu.siam.edu.example\")) NIL NIL NIL \"<B27397-0100000@Blurdybloop.example>\"))\r\n";
+
+#[test]
+fn slide_pushes_byte_for_byte() {
+    let pushes = ContentBuilder::new(3993).build(&[slide_event()]);
+    assert_eq!(pushes, [SLIDE_PUSH.to_vec()]);
+    assert_eq!(parse_push(SLIDE_PUSH), [PushItem::Mailbox(slide_event())]);
+
+    let token = AckToken::new("585078c5-fb8b-4ed0-8e77-474ab08f0a30").unwrap();
+    let ack = ack_push(&token);
+    assert_eq!(
+        ack,
+        b"* ACKWEBPUSH 585078c5-fb8b-4ed0-8e77-474ab08f0a30\r\n"
+    );
+    assert_eq!(parse_push(&ack), [PushItem::Ack(token)]);
+}
+
+#[test]
+fn eight_bit_text_goes_in_a_literal() {
+    let mut event = slide_event();
+    let Event::NewMessage { envelope, .. } = &mut event.events[0] else {
+        unreachable!()
+    };
+    envelope.subject = b("Grüße aus Köln");
+    let push = &ContentBuilder::new(3993).build(std::slice::from_ref(&event))[0];
+    let subject = "{17}\r\nGrüße aus Köln".as_bytes();
+    assert!(push.windows(subject.len()).any(|w| w == subject));
+    assert_eq!(parse_push(push), [PushItem::Mailbox(event)]);
+}
+
+fn flags(list: &[&str]) -> Vec<Flag<'static>> {
+    list.iter()
+        .map(|f| Flag::new(f.to_string()).unwrap())
+        .collect()
+}
+
+#[test]
+fn degrades_step_by_step() {
+    let big = |uid: u32| Event::NewMessage {
+        uid: NonZeroU32::new(uid).unwrap(),
+        envelope: Box::new(Envelope {
+            subject: b(&"s".repeat(1500)),
+            ..Envelope::default()
+        }),
+        flags: Some(flags(&["\\Recent"])),
+    };
+    let group = MailboxEvents {
+        mailbox: Mailbox::Inbox,
+        events: vec![big(1), big(2), big(3)],
+    };
+    // Everything fits in 3993? No: three 1.5 KB subjects. Envelopes go, flags stay.
+    let pushes = ContentBuilder::new(3993).build(std::slice::from_ref(&group));
+    assert_eq!(
+        pushes,
+        [b"* SELECT INBOX\r\n* 1 UIDFETCH (FLAGS (\\Recent))\r\n* 2 UIDFETCH (FLAGS (\\Recent))\r\n* 3 UIDFETCH (FLAGS (\\Recent))\r\n".to_vec()]
+    );
+    // With room for three pushes, nothing is lost.
+    let pushes = ContentBuilder::new(3993)
+        .max_pushes(3)
+        .build(std::slice::from_ref(&group));
+    assert_eq!(pushes.len(), 2);
+    let events: Vec<Event> = pushes
+        .iter()
+        .flat_map(|p| parse_push(p))
+        .flat_map(|item| match item {
+            PushItem::Mailbox(g) => g
+                .events
+                .into_iter()
+                .map(|e| match e {
+                    Event::NewMessage { uid, .. } => uid.get(),
+                    _ => 0,
+                })
+                .collect::<Vec<_>>(),
+            _ => vec![],
+        })
+        .map(Event::Exists)
+        .collect();
+    assert_eq!(
+        events,
+        [Event::Exists(1), Event::Exists(2), Event::Exists(3)]
+    );
+    // A tiny budget leaves the generic event: the SELECT line alone.
+    let pushes = ContentBuilder::new(20).build(std::slice::from_ref(&group));
+    assert_eq!(pushes, [b"* SELECT INBOX\r\n".to_vec()]);
+    // Without flags, a new message in reduced form says nothing more than SELECT.
+    let bare = MailboxEvents {
+        mailbox: Mailbox::Inbox,
+        events: vec![Event::NewMessage {
+            uid: NonZeroU32::new(9).unwrap(),
+            envelope: Box::new(Envelope {
+                subject: b(&"x".repeat(5000)),
+                ..Envelope::default()
+            }),
+            flags: None,
+        }],
+    };
+    assert_eq!(
+        ContentBuilder::new(3993).build(&[bare]),
+        [b"* SELECT INBOX\r\n".to_vec()]
+    );
+}
+
+#[test]
+fn unknown_lines_are_kept_and_do_not_end_the_group() {
+    let push = b"* SELECT INBOX\r\n* 4 EXISTS\r\n* FUTURE (x)\r\n* VANISHED 1:3,5\r\nnot even a response\r\n";
+    let items = parse_push(push);
+    let set = SequenceSet::new(vec![
+        Sequence::Range(
+            SeqNumber::Value(NonZeroU32::new(1).unwrap()),
+            SeqNumber::Value(NonZeroU32::new(3).unwrap()),
+        ),
+        Sequence::Single(SeqNumber::Value(NonZeroU32::new(5).unwrap())),
+    ])
+    .unwrap();
+    assert_eq!(
+        items,
+        [
+            PushItem::Mailbox(MailboxEvents {
+                mailbox: Mailbox::Inbox,
+                events: vec![Event::Exists(4)]
+            }),
+            PushItem::Unknown(Cow::Borrowed(b"* FUTURE (x)")),
+            PushItem::Mailbox(MailboxEvents {
+                mailbox: Mailbox::Inbox,
+                events: vec![Event::Vanished(set)]
+            }),
+            PushItem::Unknown(Cow::Borrowed(b"not even a response")),
+        ]
+    );
+    assert_eq!(
+        parse_push(b"* 3 EXISTS"),
+        [PushItem::Unknown(Cow::Borrowed(b"* 3 EXISTS"))]
+    );
+}
+
+fn text() -> impl Strategy<Value = Option<Cow<'static, [u8]>>> {
+    proptest::option::of(prop_oneof![
+        "[ -~]{0,60}".prop_map(|s| Cow::Owned(s.into_bytes())),
+        "\\PC{0,30}".prop_map(|s| Cow::Owned(s.into_bytes())),
+    ])
+}
+
+fn address() -> impl Strategy<Value = Address<'static>> {
+    (text(), text(), text(), text()).prop_map(|(name, adl, mailbox, host)| Address {
+        name,
+        adl,
+        mailbox,
+        host,
+    })
+}
+
+fn event() -> impl Strategy<Value = Event<'static>> {
+    let flag = prop_oneof![
+        Just("\\Seen"),
+        Just("\\Flagged"),
+        Just("$Junk"),
+        Just("work")
+    ];
+    let flags = proptest::collection::vec(flag.prop_map(|f| Flag::new(f).unwrap()), 0..4);
+    prop_oneof![
+        (
+            1u32..,
+            text(),
+            proptest::collection::vec(address(), 0..3),
+            proptest::option::of(flags.clone())
+        )
+            .prop_map(|(uid, subject, from, flags)| Event::NewMessage {
+                uid: NonZeroU32::new(uid).unwrap(),
+                envelope: Box::new(Envelope {
+                    subject,
+                    from,
+                    ..Envelope::default()
+                }),
+                flags,
+            }),
+        (1u32.., flags).prop_map(|(uid, flags)| Event::FlagsChanged {
+            uid: NonZeroU32::new(uid).unwrap(),
+            flags
+        }),
+        any::<u32>().prop_map(Event::Exists),
+    ]
+}
+
+fn groups() -> impl Strategy<Value = Vec<MailboxEvents<'static>>> {
+    let mailbox = prop_oneof![
+        Just(Mailbox::Inbox),
+        "[ -~]{1,30}".prop_map(|s| Mailbox::Other(Cow::Owned(s.into_bytes()))),
+    ];
+    proptest::collection::vec(
+        (mailbox, proptest::collection::vec(event(), 0..6))
+            .prop_map(|(mailbox, events)| MailboxEvents { mailbox, events }),
+        1..5,
+    )
+}
+
+proptest! {
+    #[test]
+    fn never_over_budget_and_what_fits_reads_back(groups in groups(), budget in 60usize..5000, max in 1usize..4) {
+        let pushes = ContentBuilder::new(budget).max_pushes(max).build(&groups);
+        let mut seen = Vec::new();
+        for push in &pushes {
+            prop_assert!(push.len() <= budget, "{} > {budget}", push.len());
+            prop_assert!(push.ends_with(b"\r\n"));
+            for item in parse_push(push) {
+                match item {
+                    PushItem::Mailbox(g) => seen.push(g.into_owned_for_test()),
+                    other => prop_assert!(false, "unexpected {other:?}"),
+                }
+            }
+        }
+        // Every mailbox is announced, in order (consecutive duplicates merged).
+        let mut announced: Vec<Vec<u8>> = seen.iter().map(|g| g.mailbox.as_bytes().to_vec()).collect();
+        announced.dedup();
+        let mut expected: Vec<Vec<u8>> = groups.iter().map(|g| g.mailbox.as_bytes().to_vec()).collect();
+        expected.dedup();
+        prop_assert_eq!(announced, expected);
+        // With a generous budget everything is sent, exactly.
+        if budget >= 4000 && max >= 3 {
+            let all: Vec<Event> = seen.iter().flat_map(|g| g.events.clone()).collect();
+            let sent: Vec<Event> = groups.iter().flat_map(|g| g.events.clone()).collect();
+            prop_assert_eq!(all, sent);
+        }
+    }
+}
+
+/// Test helper: an owned copy of a parsed group.
+trait IntoOwnedForTest {
+    fn into_owned_for_test(self) -> MailboxEvents<'static>;
+}
+
+impl IntoOwnedForTest for MailboxEvents<'_> {
+    fn into_owned_for_test(self) -> MailboxEvents<'static> {
+        let own = |c: Option<Cow<'_, [u8]>>| c.map(|c| Cow::Owned(c.into_owned()));
+        let addrs = |v: Vec<Address<'_>>| -> Vec<Address<'static>> {
+            v.into_iter()
+                .map(|a| Address {
+                    name: own(a.name),
+                    adl: own(a.adl),
+                    mailbox: own(a.mailbox),
+                    host: own(a.host),
+                })
+                .collect()
+        };
+        let flags = |v: Vec<Flag<'_>>| -> Vec<Flag<'static>> {
+            v.iter()
+                .map(|f| Flag::new(f.as_str().to_owned()).unwrap())
+                .collect()
+        };
+        MailboxEvents {
+            mailbox: self.mailbox.into_owned(),
+            events: self
+                .events
+                .into_iter()
+                .map(|e| match e {
+                    Event::NewMessage {
+                        uid,
+                        envelope,
+                        flags: f,
+                    } => Event::NewMessage {
+                        uid,
+                        envelope: Box::new(Envelope {
+                            date: own(envelope.date),
+                            subject: own(envelope.subject),
+                            from: addrs(envelope.from),
+                            sender: addrs(envelope.sender),
+                            reply_to: addrs(envelope.reply_to),
+                            to: addrs(envelope.to),
+                            cc: addrs(envelope.cc),
+                            bcc: addrs(envelope.bcc),
+                            in_reply_to: own(envelope.in_reply_to),
+                            message_id: own(envelope.message_id),
+                        }),
+                        flags: f.map(flags),
+                    },
+                    Event::FlagsChanged { uid, flags: f } => Event::FlagsChanged {
+                        uid,
+                        flags: flags(f),
+                    },
+                    Event::Vanished(set) => Event::Vanished(set),
+                    Event::Exists(n) => Event::Exists(n),
+                    other => panic!("{other:?}"),
+                })
+                .collect(),
+        }
+    }
+}
