@@ -1,0 +1,322 @@
+//! Every transition of the subscription state machine, and that refusals change nothing.
+
+// A failing unwrap or index here is a failing test, not a crashing server.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::time::{Duration, SystemTime};
+
+use imap_webpush_proto::content::{PushItem, parse_push};
+use imap_webpush_proto::state::{
+    Activation, Change, ConnectionId, Record, Settings, Silence, Transition, VapidKeyId, handle,
+    receives_pushes,
+};
+use imap_webpush_proto::{Code, Command, Config, Response, SilenceState, Status, StatusKind};
+use rand_chacha::ChaCha20Rng;
+use rand_chacha::rand_core::SeedableRng;
+use webpush_crypto::PublicKey;
+
+const VAPID: &str =
+    "BOniQ9xHBPNY9gnQW4o-16vHqOb40pEIMifyUdFsxAgyzVkFMguxw0QrdbZcq8hRjN2zpeInRvKVPlkzABvuTnI";
+const P256DH: &str =
+    "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4";
+const AUTH: &str = "BTBZMqHH6r4Tts7J_aSIgg";
+const ID: &str = "a8282bf9-6102-4e1b-bb61-d26d0e532e65";
+const C1: ConnectionId = ConnectionId(1);
+
+fn at(secs: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+const T0: u64 = 1_700_000_000;
+
+struct Server {
+    settings: Settings,
+    account: Vec<Record>,
+    rng: ChaCha20Rng,
+}
+
+impl Server {
+    fn new() -> Self {
+        Self {
+            settings: Settings::new(PublicKey::from_base64url(VAPID).unwrap(), VapidKeyId(1)),
+            account: Vec::new(),
+            rng: ChaCha20Rng::seed_from_u64(7),
+        }
+    }
+
+    fn run(&mut self, line: &str, now: u64, connection: ConnectionId) -> Transition {
+        let (_, command) = Command::decode(line.as_bytes(), &Config::SERVER).unwrap();
+        let t = handle(
+            &command,
+            &self.account,
+            &self.settings,
+            at(now),
+            connection,
+            &mut self.rng,
+        );
+        for change in &t.changes {
+            match change {
+                Change::Store(record) => {
+                    self.account.retain(|r| r.sub_id != record.sub_id);
+                    self.account.push((**record).clone());
+                }
+                Change::Delete(id) => self.account.retain(|r| &r.sub_id != id),
+            }
+        }
+        t
+    }
+
+    fn subscribe(&mut self, tag: &str, id: &str, endpoint: &str, now: u64) -> Transition {
+        self.run(
+            &format!("{tag} WEBPUSH {id} {endpoint} {P256DH} {AUTH}\r\n"),
+            now,
+            C1,
+        )
+    }
+
+    /// The token from the verification push of `t`.
+    fn token(t: &Transition) -> String {
+        assert_eq!(t.pushes.len(), 1);
+        let items = parse_push(&t.pushes[0].plaintext);
+        let [PushItem::Ack(token)] = &items[..] else {
+            panic!("{items:?}")
+        };
+        token.as_str().to_owned()
+    }
+}
+
+fn status(t: &Transition) -> (StatusKind, Option<Code<'static>>) {
+    let Response::Status(Status { kind, code, .. }) = &t.tagged else {
+        panic!("{:?}", t.tagged)
+    };
+    (*kind, code.clone())
+}
+
+fn assert_no(t: &Transition) {
+    assert_eq!(status(t).0, StatusKind::No, "{:?}", t.tagged);
+    assert!(t.changes.is_empty() && t.pushes.is_empty() && t.untagged.is_empty());
+}
+
+#[test]
+fn lifecycle_create_ack_silence_delete() {
+    let mut s = Server::new();
+    let t = s.run("a1 GETVAPID\r\n", T0, C1);
+    assert_eq!(t.untagged, [Response::Vapid(s.settings.vapid_key.clone())]);
+
+    let t = s.subscribe("a2", ID, "https://push.example.net/push/random1", T0);
+    assert_eq!(status(&t).0, StatusKind::Ok);
+    assert!(matches!(t.untagged[0], Response::Vapid(_)), "VAPID first");
+    assert!(matches!(
+        t.untagged[1],
+        Response::WebPush {
+            silence: SilenceState::NotSilenced,
+            ..
+        }
+    ));
+    let token = Server::token(&t);
+    assert_eq!(token.len(), 22, "128 random bits, base64url");
+    assert!(matches!(
+        s.account[0].activation,
+        Activation::Inactive { .. }
+    ));
+    assert!(!receives_pushes(&s.account[0], &s.settings, at(T0), |_| {
+        true
+    }));
+
+    let t = s.run(&format!("a3 ACKWEBPUSH {token}\r\n"), T0 + 10, C1);
+    assert_eq!(status(&t).0, StatusKind::Ok);
+    assert_eq!(
+        s.account[0].activation,
+        Activation::Active {
+            vapid_key: VapidKeyId(1)
+        }
+    );
+    assert!(receives_pushes(
+        &s.account[0],
+        &s.settings,
+        at(T0 + 10),
+        |_| true
+    ));
+
+    // Single use: the same token again is unknown, and nothing changes.
+    let before = s.account.clone();
+    assert_no(&s.run(&format!("a4 ACKWEBPUSH {token}\r\n"), T0 + 11, C1));
+    assert_eq!(s.account, before);
+
+    // The same WEBPUSH again: still active, no new push.
+    let t = s.subscribe("a5", ID, "https://push.example.net/push/random1", T0 + 12);
+    assert!(t.pushes.is_empty() && t.changes.is_empty());
+
+    // Silence for 300 s, then until the connection ends.
+    let t = s.run(&format!("a6 SILWEBPUSH {ID} 300\r\n"), T0 + 20, C1);
+    assert!(
+        matches!(&t.untagged[0], Response::WebPush { silence: SilenceState::For(n), .. } if n.get() == 300)
+    );
+    assert!(!receives_pushes(
+        &s.account[0],
+        &s.settings,
+        at(T0 + 319),
+        |_| true
+    ));
+    assert!(receives_pushes(
+        &s.account[0],
+        &s.settings,
+        at(T0 + 320),
+        |_| true
+    ));
+    let t = s.run(
+        &format!("a7 SILWEBPUSH {ID} 0\r\n"),
+        T0 + 30,
+        ConnectionId(9),
+    );
+    assert!(matches!(
+        &t.untagged[0],
+        Response::WebPush {
+            silence: SilenceState::UntilDisconnect,
+            ..
+        }
+    ));
+    assert_eq!(
+        s.account[0].silence,
+        Silence::UntilDisconnect(ConnectionId(9))
+    );
+    assert!(!receives_pushes(
+        &s.account[0],
+        &s.settings,
+        at(T0 + 31),
+        |c| c == ConnectionId(9)
+    ));
+    assert!(receives_pushes(
+        &s.account[0],
+        &s.settings,
+        at(T0 + 31),
+        |_| false
+    ));
+
+    let t = s.run("a8 LWEBPUSH *\r\n", T0 + 40, C1);
+    assert_eq!(t.untagged.len(), 1);
+
+    // Delete, and delete again (unknown id): both OK.
+    let t = s.run(&format!("a9 WEBPUSH {ID} NIL\r\n"), T0 + 50, C1);
+    assert_eq!((status(&t).0, t.changes.len()), (StatusKind::Ok, 1));
+    assert!(s.account.is_empty());
+    let t = s.run(&format!("b1 WEBPUSH {ID} NIL\r\n"), T0 + 51, C1);
+    assert_eq!((status(&t).0, t.changes.len()), (StatusKind::Ok, 0));
+}
+
+#[test]
+fn tokens_expire_and_changes_deactivate() {
+    let mut s = Server::new();
+    let t = s.subscribe("a1", ID, "https://push.example.net/p/1", T0);
+    let token = Server::token(&t);
+    let before = s.account.clone();
+    let t = s.run(&format!("a2 ACKWEBPUSH {token}\r\n"), T0 + 300, C1);
+    assert_eq!(status(&t).0, StatusKind::No);
+    assert_eq!(s.account, before, "an expired token changes nothing");
+
+    // WEBPUSH again issues a fresh token; the old one is dead.
+    let t = s.subscribe("a3", ID, "https://push.example.net/p/1", T0 + 400);
+    let fresh = Server::token(&t);
+    assert_ne!(fresh, token);
+    assert_no(&s.run(&format!("a4 ACKWEBPUSH {token}\r\n"), T0 + 401, C1));
+    assert_eq!(
+        status(&s.run(&format!("a5 ACKWEBPUSH {fresh}\r\n"), T0 + 402, C1)).0,
+        StatusKind::Ok
+    );
+
+    // A changed endpoint makes it inactive again, with a new verification push.
+    let t = s.subscribe("a6", ID, "https://push.example.net/p/2", T0 + 500);
+    assert_eq!(t.pushes.len(), 1);
+    assert!(matches!(
+        s.account[0].activation,
+        Activation::Inactive { .. }
+    ));
+}
+
+#[test]
+fn vapid_rotation_deactivates() {
+    let mut s = Server::new();
+    let t = s.subscribe("a1", ID, "https://push.example.net/p/1", T0);
+    let token = Server::token(&t);
+    s.run(&format!("a2 ACKWEBPUSH {token}\r\n"), T0 + 1, C1);
+    s.settings.vapid_key_id = VapidKeyId(2);
+    assert!(!receives_pushes(
+        &s.account[0],
+        &s.settings,
+        at(T0 + 2),
+        |_| false
+    ));
+    let t = s.subscribe("a3", ID, "https://push.example.net/p/1", T0 + 3);
+    assert_eq!(t.pushes.len(), 1, "re-verification after rotation");
+    assert!(matches!(
+        s.account[0].activation,
+        Activation::Inactive { .. }
+    ));
+}
+
+#[test]
+fn refusals_leave_the_account_unchanged() {
+    let mut s = Server::new();
+    s.settings.max_subscriptions = 2;
+    s.subscribe("a1", "one", "https://push.example.net/p/1", T0);
+    s.subscribe("a2", "two", "https://push.example.net/p/2", T0);
+    let before = s.account.clone();
+
+    let t = s.subscribe("a3", "three", "https://push.example.net/p/3", T0);
+    assert_eq!(status(&t), (StatusKind::No, Some(Code::Limit)));
+    // Updating an existing one is not blocked by the limit.
+    assert_eq!(
+        status(&s.subscribe("a4", "two", "https://push.example.net/p/2b", T0)).0,
+        StatusKind::Ok
+    );
+    let before_policy = s.account.clone();
+    for endpoint in [
+        "https://127.0.0.1/p",
+        "https://[::1]/p",
+        "http://push.example.net/p",
+        "https://10.0.0.1/p",
+    ] {
+        let t = s.subscribe("a5", "one", endpoint, T0);
+        assert_eq!(
+            status(&t),
+            (StatusKind::No, Some(Code::Cannot)),
+            "{endpoint}"
+        );
+        assert_no(&t);
+    }
+    assert_eq!(s.account, before_policy);
+    assert_ne!(before, before_policy);
+
+    // The VAPID key as the subscription key.
+    let t = s.run(
+        &format!("a6 WEBPUSH one https://push.example.net/p/1 {VAPID} {AUTH}\r\n"),
+        T0,
+        C1,
+    );
+    assert_no(&t);
+
+    // Unknown and guessed tokens; silencing what is unknown or inactive.
+    assert_no(&s.run("a7 ACKWEBPUSH AAAAAAAAAAAAAAAAAAAAAA\r\n", T0, C1));
+    assert_no(&s.run("a8 SILWEBPUSH nope 10\r\n", T0, C1));
+    assert_no(&s.run("a9 SILWEBPUSH one 10\r\n", T0, C1));
+    assert_no(&s.run("b1 LWEBPUSH nope\r\n", T0, C1));
+    assert_eq!(s.account, before_policy);
+}
+
+#[test]
+fn a_token_from_another_account_does_not_match() {
+    let mut alice = Server::new();
+    let t = alice.subscribe("a1", ID, "https://push.example.net/p/1", T0);
+    let token = Server::token(&t);
+    let mut bob = Server::new();
+    bob.rng = ChaCha20Rng::seed_from_u64(8);
+    bob.subscribe("b1", ID, "https://push.example.net/p/1", T0);
+    let before = bob.account.clone();
+    assert_no(&bob.run(&format!("b2 ACKWEBPUSH {token}\r\n"), T0 + 1, C1));
+    assert_eq!(bob.account, before);
+}
