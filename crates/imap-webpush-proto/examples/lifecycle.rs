@@ -1,0 +1,323 @@
+//! The whole IMAP WEBPUSH lifecycle, offline: an in-memory server and a client (a
+//! browser, Delta Chat) play GETVAPID, WEBPUSH, the verification push, ACKWEBPUSH, a
+//! new-mail push, LWEBPUSH, SILWEBPUSH, a VAPID key rotation and the delete.
+//!
+//! Every push is encrypted (RFC 8291), signed for the push service (VAPID, RFC 8292)
+//! and printed as the HTTP request that would go out; the client decrypts it and
+//! reads the IMAP responses inside. The client uses the draft's keys (those of RFC 8291
+//! Appendix A), so the transcript matches the draft's slides.
+//!
+//! ```text
+//! cargo run -p imap-webpush-proto --example lifecycle [-- --seed N]
+//! ```
+
+use std::num::NonZeroU32;
+use std::time::{Duration, SystemTime};
+
+use imap_syntax::Mailbox;
+use imap_webpush_proto::content::{
+    Address, ContentBuilder, Envelope, Event, MailboxEvents, PushItem, parse_push,
+};
+use imap_webpush_proto::state::{
+    Change, ConnectionId, Record, Settings, VapidKeyId, handle, receives_pushes,
+};
+use imap_webpush_proto::{Command, Config, Response};
+use rand_chacha::ChaCha20Rng;
+use rand_chacha::rand_core::SeedableRng;
+use webpush_crypto::{
+    AuthSecret, Encryptor, PrivateKey, PushRequest, Subject, Subscription, TokenCache, Ttl, UaKeys,
+    Urgency, VapidKey, VapidSigner, decrypt,
+};
+
+type Error = Box<dyn std::error::Error>;
+
+/// The client of the slides: RFC 8291 Appendix A's user agent.
+const UA_PRIVATE: &str = "q1dXpw3UpT5VOmu_cf_v6ih07Aems3njxI-JWgLcM94";
+const UA_AUTH: &str = "BTBZMqHH6r4Tts7J_aSIgg";
+const SUB_ID: &str = "a8282bf9-6102-4e1b-bb61-d26d0e532e65";
+const ENDPOINT: &str = "https://push.example.net/push/JzLQ3raZJfFBR0aqvOMsLrt54w4rJUsV";
+
+/// The server: settings, the account's stored subscriptions, its VAPID token cache.
+struct Server {
+    settings: Settings,
+    account: Vec<Record>,
+    tokens: TokenCache,
+    rng: ChaCha20Rng,
+    now: SystemTime,
+    connection: ConnectionId,
+    connected: bool,
+}
+
+impl Server {
+    fn new(seed: u64) -> Result<Self, Error> {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let key = VapidKey::generate(&mut rng)?;
+        let settings = Settings::new(key.public_key().clone(), VapidKeyId(1));
+        let tokens = TokenCache::new(VapidSigner::new(
+            key,
+            Subject::new("mailto:postmaster@mail.example")?,
+        ));
+        Ok(Self {
+            settings,
+            account: Vec::new(),
+            tokens,
+            rng,
+            now: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            connection: ConnectionId(1),
+            connected: true,
+        })
+    }
+
+    /// One command line from the client: decoded, applied, answered, pushes sent.
+    fn command(&mut self, line: &str, client: &Client) -> Result<(), Error> {
+        println!("C: {line}");
+        let wire = format!("{line}\r\n");
+        let (_, command) = Command::decode(wire.as_bytes(), &Config::SERVER)?;
+        let t = handle(
+            &command,
+            &self.account,
+            &self.settings,
+            self.now,
+            self.connection,
+            &mut self.rng,
+        );
+        for change in t.changes {
+            match change {
+                Change::Store(record) => {
+                    self.account.retain(|r| r.sub_id != record.sub_id);
+                    self.account.push(*record);
+                }
+                Change::Delete(id) => self.account.retain(|r| r.sub_id != id),
+            }
+        }
+        for response in t.untagged.iter().chain([&t.tagged]) {
+            print_response(response)?;
+        }
+        for push in t.pushes {
+            self.push(
+                &Subscription::new(push.endpoint, push.keys),
+                &push.plaintext,
+                client,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Encrypts, signs and "sends" one push; the client reads it.
+    fn push(&mut self, to: &Subscription, plaintext: &[u8], client: &Client) -> Result<(), Error> {
+        let token = self.tokens.token(to.endpoint.origin(), self.now)?;
+        let request = PushRequest::new(to, Ttl::from_secs(3600))
+            .urgency(Urgency::High)
+            .vapid(token)
+            .build(&Encryptor::new(), plaintext, &mut self.rng)?;
+        println!(
+            "\n  --> push service: {} {}",
+            request.method(),
+            request.uri()
+        );
+        for (name, value) in request.headers() {
+            let value = value.to_str().unwrap_or("<binary>");
+            let shown = match value.get(..100) {
+                Some(head) if value.len() > 100 => format!("{head}…"),
+                _ => value.to_owned(),
+            };
+            println!("      {name}: {shown}");
+        }
+        println!(
+            "      <{} octets of aes128gcm ciphertext>",
+            request.body().len()
+        );
+        client.receive(request.body())?;
+        println!();
+        Ok(())
+    }
+
+    /// New mail: a push to every subscription that should get one.
+    fn new_mail(&mut self, events: &[MailboxEvents<'_>], client: &Client) -> Result<(), Error> {
+        let pushes = ContentBuilder::for_encryptor(&Encryptor::new()).build(events);
+        let connected = self.connected;
+        let me = self.connection;
+        let targets: Vec<Subscription> = self
+            .account
+            .iter()
+            .filter(|r| receives_pushes(r, &self.settings, self.now, |c| connected && c == me))
+            .map(|r| Subscription::new(r.endpoint.clone(), r.keys.clone()))
+            .collect();
+        if targets.is_empty() {
+            println!(
+                "  (new mail: no active, unsilenced subscription under the current VAPID key; no push)\n"
+            );
+        }
+        for target in &targets {
+            for plaintext in &pushes {
+                self.push(target, plaintext, client)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A new VAPID key: subscriptions activated under the old one get no pushes until
+    /// the client subscribes again.
+    fn rotate_vapid_key(&mut self) -> Result<(), Error> {
+        let key = VapidKey::generate(&mut self.rng)?;
+        self.settings.vapid_key = key.public_key().clone();
+        self.settings.vapid_key_id = VapidKeyId(self.settings.vapid_key_id.0 + 1);
+        self.tokens = TokenCache::new(VapidSigner::new(
+            key,
+            Subject::new("mailto:postmaster@mail.example")?,
+        ));
+        Ok(())
+    }
+}
+
+fn print_response(response: &Response<'_>) -> Result<(), Error> {
+    let mut out = Vec::new();
+    response.encode(&mut out)?;
+    print!("S: {}", String::from_utf8_lossy(&out).replace("\r\n", "\n"));
+    Ok(())
+}
+
+/// The client: it holds the subscription's private key and reads pushes.
+struct Client {
+    keys: UaKeys,
+    /// The token of the last verification push received.
+    token: std::cell::RefCell<Option<String>>,
+}
+
+impl Client {
+    fn receive(&self, body: &[u8]) -> Result<(), Error> {
+        let plaintext = decrypt(&self.keys, body)?;
+        println!("  <-- client decrypts:");
+        for line in String::from_utf8_lossy(&plaintext).lines() {
+            println!("      {line}");
+        }
+        for item in parse_push(&plaintext) {
+            match item {
+                PushItem::Ack(token) => {
+                    println!(
+                        "      => verification: answer ACKWEBPUSH {}",
+                        token.as_str()
+                    );
+                    *self.token.borrow_mut() = Some(token.as_str().to_owned());
+                }
+                PushItem::Mailbox(group) => println!(
+                    "      => {} event(s) in {}",
+                    group.events.len(),
+                    String::from_utf8_lossy(group.mailbox.as_bytes())
+                ),
+                other => println!("      => {other:?}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// The token of the last verification push.
+    fn take_token(&self) -> Result<String, Error> {
+        Ok(self
+            .token
+            .borrow_mut()
+            .take()
+            .ok_or("no verification push received")?)
+    }
+}
+
+fn new_mail_event() -> MailboxEvents<'static> {
+    let fred = Address {
+        name: Some(b"Fred Foobar"[..].into()),
+        adl: None,
+        mailbox: Some(b"foobar"[..].into()),
+        host: Some(b"Blurdybloop.example"[..].into()),
+    };
+    MailboxEvents {
+        mailbox: Mailbox::new("New Messages"),
+        events: vec![Event::NewMessage {
+            uid: NonZeroU32::MIN.saturating_add(2),
+            envelope: Box::new(Envelope {
+                date: Some(b"Mon, 7 Feb 1994 21:52:25 -0800 (PST)"[..].into()),
+                subject: Some(b"afternoon meeting"[..].into()),
+                from: vec![fred.clone()],
+                sender: vec![fred.clone()],
+                reply_to: vec![fred],
+                to: vec![Address {
+                    name: None,
+                    adl: None,
+                    mailbox: Some(b"mooch"[..].into()),
+                    host: Some(b"owatagu.siam.edu.example"[..].into()),
+                }],
+                message_id: Some(b"<B27397-0100000@Blurdybloop.example>"[..].into()),
+                ..Envelope::default()
+            }),
+            flags: None,
+        }],
+    }
+}
+
+fn heading(text: &str) {
+    println!("\n== {text}\n");
+}
+
+fn main() -> Result<(), Error> {
+    let seed = std::env::args()
+        .skip_while(|a| a != "--seed")
+        .nth(1)
+        .map(|s| s.parse::<u64>())
+        .transpose()?
+        .unwrap_or(1);
+    let client = Client {
+        keys: UaKeys::new(
+            PrivateKey::from_base64url(UA_PRIVATE)?,
+            AuthSecret::from_base64url(UA_AUTH)?,
+        )?,
+        token: std::cell::RefCell::new(None),
+    };
+    let mut server = Server::new(seed)?;
+    let p256dh = client.keys.public_key().to_base64url();
+    let auth = client.keys.auth().to_base64url();
+    let subscribe = format!("WEBPUSH {SUB_ID} {ENDPOINT} {p256dh} {auth}");
+
+    heading("1. The client asks for the server's VAPID key (its applicationServerKey)");
+    server.command("a1 GETVAPID", &client)?;
+
+    heading("2. It subscribes; the server stores the subscription inactive and pushes a token");
+    server.command(&format!("a2 {subscribe}"), &client)?;
+
+    heading("3. The client returns the token: the endpoint is proven, the subscription active");
+    let token = client.take_token()?;
+    server.now += Duration::from_secs(5);
+    server.command(&format!("a3 ACKWEBPUSH {token}"), &client)?;
+
+    heading("4. New mail arrives: the push carries the IMAP responses the client needs");
+    server.now += Duration::from_secs(60);
+    server.new_mail(&[new_mail_event()], &client)?;
+
+    heading("5. The client lists its subscriptions");
+    server.command("a4 LWEBPUSH *", &client)?;
+
+    heading("6. While connected, it silences pushes to itself until this connection ends");
+    server.command(&format!("a5 SILWEBPUSH {SUB_ID} 0"), &client)?;
+    server.new_mail(&[new_mail_event()], &client)?;
+    println!("  (the client disconnects)\n");
+    server.connected = false;
+    server.new_mail(
+        &[MailboxEvents {
+            mailbox: Mailbox::Inbox,
+            events: vec![Event::Exists(4)],
+        }],
+        &client,
+    )?;
+
+    heading("7. The server rotates its VAPID key: the subscription must be confirmed again");
+    server.rotate_vapid_key()?;
+    server.connection = ConnectionId(2);
+    server.connected = true;
+    server.new_mail(&[new_mail_event()], &client)?;
+    server.command("b1 GETVAPID", &client)?;
+    server.command(&format!("b2 {subscribe}"), &client)?;
+    let token = client.take_token()?;
+    server.command(&format!("b3 ACKWEBPUSH {token}"), &client)?;
+
+    heading("8. The client unsubscribes");
+    server.command(&format!("b4 WEBPUSH {SUB_ID} NIL"), &client)?;
+    server.command("b5 LWEBPUSH *", &client)?;
+    Ok(())
+}
