@@ -1,0 +1,178 @@
+//! The lifecycle end to end with the draft's keys (RFC 8291 Appendix A's user agent):
+//! commands from the slides, the verification push and the new-mail push encrypted,
+//! sent as requests, decrypted by the client and read back; every deterministic byte
+//! is checked.
+
+// A failing unwrap or index here is a failing test, not a crashing server.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::num::NonZeroU32;
+use std::time::{Duration, SystemTime};
+
+use imap_syntax::Mailbox;
+use imap_webpush_proto::content::{
+    Address, ContentBuilder, Envelope, Event, MailboxEvents, PushItem, parse_push,
+};
+use imap_webpush_proto::state::{
+    Change, ConnectionId, Record, Settings, VapidKeyId, handle, receives_pushes,
+};
+use imap_webpush_proto::{Command, Config, Response};
+use rand_chacha::ChaCha20Rng;
+use rand_chacha::rand_core::SeedableRng;
+use webpush_crypto::{
+    AuthSecret, Encryptor, Origin, PrivateKey, PushRequest, Subject, Subscription, Ttl, UaKeys,
+    VapidKey, VapidSigner, VapidVerifier, decrypt,
+};
+
+const ID: &str = "a8282bf9-6102-4e1b-bb61-d26d0e532e65";
+const ENDPOINT: &str = "https://push.example.net/push/JzLQ3raZJfFBR0aqvOMsLrt54w4rJUsV";
+const P256DH: &str =
+    "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4";
+const AUTH: &str = "BTBZMqHH6r4Tts7J_aSIgg";
+const SLIDE_PUSH: &[u8] = b"* SELECT \"New Messages\"\r\n* 3 UIDFETCH (ENVELOPE (\"Mon, 7 Feb 1994 21:52:25 -0800 (PST)\" \"afternoon meeting\" ((\"Fred Foobar\" NIL \"foobar\" \"Blurdybloop.example\")) ((\"Fred Foobar\" NIL \"foobar\" \"Blurdybloop.example\")) ((\"Fred Foobar\" NIL \"foobar\" \"Blurdybloop.example\")) ((NIL NIL \"mooch\" \"owatagu.siam.edu.example\")) NIL NIL NIL \"<B27397-0100000@Blurdybloop.example>\"))\r\n";
+
+fn encode(responses: &[Response<'_>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in responses {
+        r.encode(&mut out).unwrap();
+    }
+    out
+}
+
+#[test]
+fn lifecycle_with_the_draft_keys() {
+    let ua = UaKeys::new(
+        PrivateKey::from_base64url("q1dXpw3UpT5VOmu_cf_v6ih07Aems3njxI-JWgLcM94").unwrap(),
+        AuthSecret::from_base64url(AUTH).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(ua.public_key().to_base64url(), P256DH);
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let vapid = VapidKey::generate(&mut rng).unwrap();
+    let vapid_b64 = vapid.public_key().to_base64url();
+    let settings = Settings::new(vapid.public_key().clone(), VapidKeyId(1));
+    let signer = VapidSigner::new(
+        vapid,
+        Subject::new("mailto:postmaster@mail.example").unwrap(),
+    );
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let mut account: Vec<Record> = Vec::new();
+    let mut run = |line: &str, account: &mut Vec<Record>, rng: &mut ChaCha20Rng| {
+        let (_, command) = Command::decode(line.as_bytes(), &Config::SERVER).unwrap();
+        let t = handle(&command, account, &settings, now, ConnectionId(1), rng);
+        for change in &t.changes {
+            if let Change::Store(record) = change {
+                account.retain(|r| r.sub_id != record.sub_id);
+                account.push((**record).clone());
+            }
+        }
+        let mut all = t.untagged.clone();
+        all.push(t.tagged.clone());
+        (encode(&all), t.pushes)
+    };
+
+    let (wire, _) = run("a1 GETVAPID\r\n", &mut account, &mut rng);
+    assert_eq!(
+        wire,
+        format!("* VAPID {vapid_b64}\r\na1 OK GETVAPID completed\r\n").as_bytes()
+    );
+
+    let (wire, pushes) = run(
+        &format!("a2 WEBPUSH {ID} {ENDPOINT} {P256DH} {AUTH}\r\n"),
+        &mut account,
+        &mut rng,
+    );
+    assert_eq!(
+        wire,
+        format!(
+            "* VAPID {vapid_b64}\r\n* WEBPUSH {ID} {ENDPOINT} NIL\r\na2 OK WEBPUSH completed\r\n"
+        )
+        .as_bytes()
+    );
+    // The verification push, as a real request: encrypted, VAPID-signed, and only the
+    // subscription's private key opens it.
+    let push = &pushes[0];
+    let subscription = Subscription::new(push.endpoint.clone(), push.keys.clone());
+    let token = signer.sign(subscription.endpoint.origin(), now).unwrap();
+    let request = PushRequest::new(&subscription, Ttl::from_secs(3600))
+        .vapid(&token)
+        .build(&Encryptor::new(), &push.plaintext, &mut rng)
+        .unwrap();
+    assert_eq!(request.uri(), ENDPOINT);
+    VapidVerifier::new(Origin::new("https://push.example.net").unwrap())
+        .verify(request.headers()["authorization"].to_str().unwrap(), now)
+        .unwrap();
+    let plaintext = decrypt(&ua, request.body()).unwrap();
+    let [PushItem::Ack(ack)] = &parse_push(&plaintext)[..] else {
+        panic!()
+    };
+    assert_eq!(
+        plaintext,
+        format!("* ACKWEBPUSH {}\r\n", ack.as_str()).as_bytes()
+    );
+
+    let (wire, _) = run(
+        &format!("a3 ACKWEBPUSH {}\r\n", ack.as_str()),
+        &mut account,
+        &mut rng,
+    );
+    assert_eq!(
+        wire,
+        format!("* WEBPUSH {ID} {ENDPOINT} NIL\r\na3 OK ACKWEBPUSH completed\r\n").as_bytes()
+    );
+    assert!(receives_pushes(&account[0], &settings, now, |_| false));
+
+    // New mail: the slide's push, byte for byte, through encryption and back.
+    let fred = Address {
+        name: Some(b"Fred Foobar"[..].into()),
+        adl: None,
+        mailbox: Some(b"foobar"[..].into()),
+        host: Some(b"Blurdybloop.example"[..].into()),
+    };
+    let event = MailboxEvents {
+        mailbox: Mailbox::new("New Messages"),
+        events: vec![Event::NewMessage {
+            uid: NonZeroU32::new(3).unwrap(),
+            envelope: Box::new(Envelope {
+                date: Some(b"Mon, 7 Feb 1994 21:52:25 -0800 (PST)"[..].into()),
+                subject: Some(b"afternoon meeting"[..].into()),
+                from: vec![fred.clone()],
+                sender: vec![fred.clone()],
+                reply_to: vec![fred],
+                to: vec![Address {
+                    name: None,
+                    adl: None,
+                    mailbox: Some(b"mooch"[..].into()),
+                    host: Some(b"owatagu.siam.edu.example"[..].into()),
+                }],
+                message_id: Some(b"<B27397-0100000@Blurdybloop.example>"[..].into()),
+                ..Envelope::default()
+            }),
+            flags: None,
+        }],
+    };
+    let encryptor = Encryptor::new();
+    let plaintexts = ContentBuilder::for_encryptor(&encryptor).build(std::slice::from_ref(&event));
+    assert_eq!(plaintexts, [SLIDE_PUSH.to_vec()]);
+    let subscription = Subscription::new(account[0].endpoint.clone(), account[0].keys.clone());
+    let request = PushRequest::new(&subscription, Ttl::from_secs(3600))
+        .vapid(&token)
+        .build(&encryptor, &plaintexts[0], &mut rng)
+        .unwrap();
+    let plaintext = decrypt(&ua, request.body()).unwrap();
+    assert_eq!(plaintext, SLIDE_PUSH);
+    assert_eq!(parse_push(&plaintext), [PushItem::Mailbox(event)]);
+
+    let (wire, _) = run("a4 LWEBPUSH *\r\n", &mut account, &mut rng);
+    assert_eq!(
+        wire,
+        format!("* WEBPUSH {ID} {ENDPOINT} NIL\r\na4 OK LWEBPUSH completed\r\n").as_bytes()
+    );
+    let (wire, _) = run(&format!("a5 WEBPUSH {ID} NIL\r\n"), &mut account, &mut rng);
+    assert_eq!(wire, b"a5 OK WEBPUSH completed\r\n");
+}
