@@ -62,7 +62,7 @@ fn lifecycle_with_the_draft_keys() {
     );
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     let mut account: Vec<Record> = Vec::new();
-    let mut run = |line: &str, account: &mut Vec<Record>, rng: &mut ChaCha20Rng| {
+    let run = |line: &str, account: &mut Vec<Record>, rng: &mut ChaCha20Rng| {
         let (_, command) = Command::decode(line.as_bytes(), &Config::SERVER).unwrap();
         let t = handle(&command, account, &settings, now, ConnectionId(1), rng);
         for change in &t.changes {
