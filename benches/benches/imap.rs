@@ -1,5 +1,6 @@
-//! IMAP WEBPUSH grammar: decode and encode every command and response, beside
-//! `imap-codec` decoding a standard command of similar length (feature `compare`).
+//! IMAP WEBPUSH: decode and encode every command and response, beside `imap-codec`
+//! decoding a standard command of similar length (feature `compare`); build and
+//! encrypt a new-mail push, and fan one event out to 1,000 subscriptions.
 //!
 //! ```text
 //! cargo bench -p mailpush-benches --features compare --bench imap
@@ -11,6 +12,8 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use imap_webpush_proto::{Command, Config, Response};
 use mailpush_benches::imap::{COMMANDS, RESPONSES, decode_ops};
+use mailpush_benches::push::{PushFixture, push_ops};
+use webpush_crypto::Provider;
 
 fn grammar(c: &mut Criterion) {
     let mut group = c.benchmark_group("imap/command");
@@ -54,12 +57,31 @@ fn grammar(c: &mut Criterion) {
     group.finish();
 }
 
+fn push(c: &mut Criterion) {
+    let fixture = PushFixture::default();
+    let mut group = c.benchmark_group("push/new-mail");
+    group.throughput(Throughput::Elements(1));
+    for (name, op) in push_ops(&fixture) {
+        group.bench_function(name, |b| b.iter(|| black_box(op())));
+    }
+    group.finish();
+    let mut group = c.benchmark_group("push/fan-out");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(1000));
+    for provider in [Provider::AwsLcRs, Provider::RustCrypto] {
+        group.bench_function(format!("1000 subscriptions/{}", provider.name()), |b| {
+            b.iter(|| black_box(fixture.fan_out(provider, 1000)))
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(30)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(2));
-    targets = grammar
+    targets = grammar, push
 }
 criterion_main!(benches);

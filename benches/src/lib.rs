@@ -15,6 +15,7 @@ use sha2::Sha256;
 use webpush_crypto::{Encryptor, Provider, UaKeys, decrypt_with};
 
 pub mod imap;
+pub mod push;
 pub mod vapid;
 
 /// A subscription and a message body to encrypt, with the same keys in every crate's form.
