@@ -1,0 +1,40 @@
+//! iOS Mail push for IMAP servers, without I/O: Apple's `XAPPLEPUSHSERVICE` command.
+//!
+//! A device registers for pushes with `XAPPLEPUSHSERVICE aps-version 2 aps-account-id
+//! … aps-device-token … aps-subtopic com.apple.mobilemail mailboxes (…)`. The server
+//! answers with its APNs topic. This crate parses every form devices and servers are
+//! known to send (version 1's quoted keys, version 2's atoms, keys in any case and
+//! order, `mailboxes` anywhere, unknown keys kept) and writes the lines servers send.
+//!
+//! ```
+//! use xaps_proto::{Command, Version, completed, registered_response};
+//!
+//! let line = b"1 XAPPLEPUSHSERVICE aps-version 2 aps-account-id ACC37604-1111-494B-2222-FCA34566717E aps-device-token FD3ABAA234203CC2349587349587999BBBEC1CB40AEE23688E2665BBBB2A28D4 aps-subtopic com.apple.mobilemail mailboxes (Notes INBOX \"Sent Messages\")\r\n";
+//! let (_, command) = Command::decode(line)?;
+//! // Tokens are normalized to lower case.
+//! assert!(command.request.device_token.as_str().starts_with("fd3abaa2"));
+//! let mut reply = registered_response(command.request.version, "custom-topic").unwrap();
+//! reply.extend(completed(&command.tag));
+//! assert_eq!(reply, b"* XAPPLEPUSHSERVICE aps-version \"2\" aps-topic \"custom-topic\"\r\n1 OK XAPPLEPUSHSERVICE completed.\r\n");
+//! # Ok::<(), xaps_proto::DecodeFailure>(())
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod encode;
+mod error;
+mod parse;
+mod types;
+
+pub use encode::{completed, mailbox_response, registered_response};
+pub use error::CommandError;
+pub use parse::{Command, DecodeFailure, MAX_COMMAND_LEN, Response};
+pub use types::{
+    AccountId, DeviceToken, MAIL_SUBTOPIC, MAX_ACCOUNT_ID_LEN, MAX_MAILBOX_LEN, MAX_MAILBOXES,
+    RegistrationRequest, Version,
+};
+
+// The README's example is compiled and run with the doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -1,0 +1,298 @@
+//! Parsing the registration command (server side) and its responses (client side).
+//!
+//! ```text
+//! command   = tag SP "XAPPLEPUSHSERVICE" *(SP key SP value) CRLF
+//! key       = astring                        ; case-insensitive, any order
+//! value     = astring / "(" [mailbox *(SP mailbox)] ")"
+//! response  = "*" SP "XAPPLEPUSHSERVICE" 1*(SP astring) CRLF
+//! ```
+//!
+//! Version 1 quotes keys and values; version 2 sends atoms and adds
+//! `mailboxes (...)`. Both parse the same way here, which also accepts `mailboxes`
+//! anywhere and keys in any case.
+
+use std::borrow::Cow;
+
+use imap_syntax::nom::Err;
+use imap_syntax::{AString, IString, Limits, SyntaxErrorKind, Tag, parse};
+
+use crate::error::CommandError;
+use crate::types::{
+    AccountId, DeviceToken, MAIL_SUBTOPIC, MAX_MAILBOX_LEN, MAX_MAILBOXES, RegistrationRequest,
+    Version,
+};
+
+/// The longest command accepted, literals included.
+pub const MAX_COMMAND_LEN: usize = 64 * 1024;
+/// The most key/value pairs in one command.
+const MAX_PAIRS: usize = 16;
+
+const LIMITS: Limits = Limits {
+    max_literal: MAX_MAILBOX_LEN as u32,
+    max_depth: 2,
+    literal_handshake: true,
+};
+
+/// A decoded command: its tag and the registration it asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command<'a> {
+    /// The tag.
+    pub tag: Tag<'a>,
+    /// The registration.
+    pub request: RegistrationRequest,
+}
+
+/// A command that could not be decoded, with its tag when it was read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+pub struct DecodeFailure {
+    /// The tag, for the BAD response.
+    pub tag: Option<Tag<'static>>,
+    /// What is wrong.
+    pub error: CommandError,
+}
+
+impl DecodeFailure {
+    /// The line to send back, if any: `<tag> BAD ...` (or `* BAD` without a tag), or
+    /// `+` for an announced literal.
+    pub fn response(&self) -> Option<String> {
+        if let CommandError::LiteralAnnounced { .. } = self.error {
+            return Some("+ Ready for literal data\r\n".to_owned());
+        }
+        let tag = self.tag.as_ref().map_or("*", |t| t.as_str());
+        self.error.bad_response(tag)
+    }
+}
+
+enum Value<'a> {
+    Text(Cow<'a, [u8]>),
+    List(Vec<Cow<'a, [u8]>>),
+}
+
+fn bytes(value: AString<'_>) -> Cow<'_, [u8]> {
+    match value {
+        AString::Atom(Cow::Borrowed(t)) | AString::String(IString::Quoted(Cow::Borrowed(t))) => {
+            Cow::Borrowed(t.as_bytes())
+        }
+        AString::Atom(Cow::Owned(t)) | AString::String(IString::Quoted(Cow::Owned(t))) => {
+            Cow::Owned(t.into_bytes())
+        }
+        AString::String(IString::Literal { data, .. }) => data,
+    }
+}
+
+/// Maps a lexer stop to the command error.
+fn lexical(e: Err<imap_syntax::SyntaxError>) -> CommandError {
+    match e {
+        Err::Incomplete(_) => CommandError::Incomplete,
+        Err::Error(e) | Err::Failure(e) => match e.kind {
+            SyntaxErrorKind::LiteralAnnounced { length, .. } => {
+                CommandError::LiteralAnnounced { length }
+            }
+            _ => CommandError::Syntax,
+        },
+    }
+}
+
+impl<'a> Command<'a> {
+    /// Decodes one command from the start of `input`, returning the rest.
+    ///
+    /// ```
+    /// use xaps_proto::{Command, Version};
+    /// let line = b"a2 XAPPLEPUSHSERVICE aps-version 2 aps-account-id 0715A26B-CA09-4730-A419-793000CA982E aps-device-token 2918390218931890821908309283098109381029309829018310983092892829 aps-subtopic com.apple.mobilemail mailboxes (INBOX Notes)\r\n";
+    /// let (_, command) = Command::decode(line)?;
+    /// assert_eq!(command.request.version, Version::V2);
+    /// assert_eq!(command.request.mailboxes, [b"INBOX".to_vec(), b"Notes".to_vec()]);
+    /// # Ok::<(), xaps_proto::DecodeFailure>(())
+    /// ```
+    pub fn decode(input: &'a [u8]) -> Result<(&'a [u8], Self), DecodeFailure> {
+        let view = input.get(..MAX_COMMAND_LEN).unwrap_or(input);
+        let fail = |tag: Option<&Tag<'_>>, error| DecodeFailure {
+            tag: tag.map(|t| t.clone().into_owned()),
+            error,
+        };
+        let (rest, tag) = parse::tag(view).map_err(|e| fail(None, lexical(e)))?;
+        let (rest, request) = body(rest).map_err(|e| {
+            let e = if e == CommandError::Incomplete && view.len() >= MAX_COMMAND_LEN {
+                CommandError::Syntax
+            } else {
+                e
+            };
+            fail(Some(&tag), e)
+        })?;
+        let consumed = view.len() - rest.len();
+        Ok((
+            input.get(consumed..).unwrap_or_default(),
+            Command { tag, request },
+        ))
+    }
+}
+
+fn body(input: &[u8]) -> Result<(&[u8], RegistrationRequest), CommandError> {
+    let (rest, ()) = parse::sp(input).map_err(lexical)?;
+    let (mut rest, name) = parse::atom(rest).map_err(lexical)?;
+    if !name.as_str().eq_ignore_ascii_case("XAPPLEPUSHSERVICE") {
+        return Err(CommandError::NotXaps);
+    }
+    let mut pairs: Vec<(Cow<'_, [u8]>, Value<'_>)> = Vec::new();
+    loop {
+        if let Ok((after, ())) = parse::crlf(rest) {
+            rest = after;
+            break;
+        }
+        if rest.len() < 2 && b"\r\n".starts_with(rest) {
+            return Err(CommandError::Incomplete);
+        }
+        let (after, ()) = parse::sp(rest).map_err(lexical)?;
+        let (after, key) = parse::astring(after, &LIMITS).map_err(lexical)?;
+        let key = bytes(key);
+        let (after, ()) = parse::sp(after).map_err(lexical)?;
+        let (after, value) = if after.first() == Some(&b'(') {
+            let (after, list) = parse::paren_list(after, &LIMITS, 0, |i| {
+                parse::astring(i, &LIMITS).map(|(r, v)| (r, bytes(v)))
+            })
+            .map_err(lexical)?;
+            (after, Value::List(list))
+        } else {
+            let (after, value) = parse::astring(after, &LIMITS).map_err(lexical)?;
+            (after, Value::Text(bytes(value)))
+        };
+        if pairs.iter().any(|(k, _)| k.eq_ignore_ascii_case(&key)) || pairs.len() >= MAX_PAIRS {
+            return Err(CommandError::Syntax);
+        }
+        pairs.push((key, value));
+        rest = after;
+    }
+    Ok((rest, request(pairs)?))
+}
+
+/// Checks the pairs in a fixed order, so the first missing field is the one reported.
+fn request(pairs: Vec<(Cow<'_, [u8]>, Value<'_>)>) -> Result<RegistrationRequest, CommandError> {
+    let text = |name: &str, error: CommandError| -> Result<String, CommandError> {
+        match pairs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
+        {
+            Some((_, Value::Text(v))) => String::from_utf8(v.to_vec()).map_err(|_| error),
+            _ => Err(error),
+        }
+    };
+    let version = match text("aps-version", CommandError::Version)?.parse::<u32>() {
+        Ok(1) => Version::V1,
+        Ok(n) if n >= 2 => Version::V2,
+        _ => return Err(CommandError::Version),
+    };
+    let account_id = AccountId::new(&text("aps-account-id", CommandError::AccountId)?)?;
+    let device_token = DeviceToken::new(&text("aps-device-token", CommandError::DeviceToken)?)?;
+    if text("aps-subtopic", CommandError::Subtopic)? != MAIL_SUBTOPIC {
+        return Err(CommandError::Subtopic);
+    }
+    let listed = pairs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(b"mailboxes"));
+    let mailboxes = match (version, listed) {
+        // Version 1 pushes for INBOX only, as on OS X Server and Cyrus; a list is ignored.
+        (Version::V1, _) => vec![b"INBOX".to_vec()],
+        (Version::V2, Some((_, Value::List(list))))
+            if !list.is_empty() && list.len() <= MAX_MAILBOXES =>
+        {
+            list.iter().map(|m| m.to_vec()).collect()
+        }
+        (Version::V2, _) => return Err(CommandError::Mailboxes),
+    };
+    const KNOWN: [&str; 5] = [
+        "aps-version",
+        "aps-account-id",
+        "aps-device-token",
+        "aps-subtopic",
+        "mailboxes",
+    ];
+    let unknown = pairs
+        .iter()
+        .filter(|(k, _)| !KNOWN.iter().any(|n| k.eq_ignore_ascii_case(n.as_bytes())))
+        .map(|(k, v)| {
+            let value = match v {
+                Value::Text(t) => t.to_vec(),
+                Value::List(items) => items.join(&b' '),
+            };
+            (String::from_utf8_lossy(k).into_owned(), value)
+        })
+        .collect();
+    Ok(RegistrationRequest {
+        version,
+        account_id,
+        device_token,
+        mailboxes,
+        unknown,
+    })
+}
+
+/// A server's untagged `XAPPLEPUSHSERVICE` line, as a client reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Response {
+    /// `aps-version "2" aps-topic "<topic>"` (keys quoted or not).
+    Registered {
+        /// The version the server speaks.
+        version: String,
+        /// The APNs topic (the certificate's subject UID).
+        topic: String,
+    },
+    /// Cyrus style: `"mailbox" "<name>"`, one per mailbox the server will push for.
+    Mailbox(Vec<u8>),
+}
+
+impl Response {
+    /// Decodes one untagged `XAPPLEPUSHSERVICE` response.
+    ///
+    /// ```
+    /// use xaps_proto::Response;
+    /// let (_, r) = Response::decode(b"* XAPPLEPUSHSERVICE aps-version \"2\" aps-topic \"custom-topic\"\r\n")?;
+    /// assert_eq!(r, Response::Registered { version: "2".into(), topic: "custom-topic".into() });
+    /// # Ok::<(), xaps_proto::CommandError>(())
+    /// ```
+    pub fn decode(input: &[u8]) -> Result<(&[u8], Response), CommandError> {
+        let rest = input.strip_prefix(b"*").ok_or(if input.is_empty() {
+            CommandError::Incomplete
+        } else {
+            CommandError::NotXaps
+        })?;
+        let limits = Limits {
+            literal_handshake: false,
+            ..LIMITS
+        };
+        let (rest, ()) = parse::sp(rest).map_err(lexical)?;
+        let (mut rest, name) = parse::atom(rest).map_err(lexical)?;
+        if !name.as_str().eq_ignore_ascii_case("XAPPLEPUSHSERVICE") {
+            return Err(CommandError::NotXaps);
+        }
+        let mut items = Vec::new();
+        loop {
+            if let Ok((after, ())) = parse::crlf(rest) {
+                rest = after;
+                break;
+            }
+            let (after, ()) = parse::sp(rest).map_err(lexical)?;
+            let (after, item) = parse::astring(after, &limits).map_err(lexical)?;
+            if items.len() >= MAX_PAIRS * 2 {
+                return Err(CommandError::Syntax);
+            }
+            items.push(bytes(item).into_owned());
+            rest = after;
+        }
+        let find = |name: &[u8]| {
+            items
+                .chunks(2)
+                .find(|pair| pair.first().is_some_and(|k| k.eq_ignore_ascii_case(name)))
+                .and_then(|pair| pair.get(1))
+        };
+        if let Some(mailbox) = find(b"mailbox") {
+            return Ok((rest, Response::Mailbox(mailbox.clone())));
+        }
+        let text = |v: Option<&Vec<u8>>| v.and_then(|v| String::from_utf8(v.clone()).ok());
+        match (text(find(b"aps-version")), text(find(b"aps-topic"))) {
+            (Some(version), Some(topic)) => Ok((rest, Response::Registered { version, topic })),
+            _ => Err(CommandError::Syntax),
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! The verbatim transcripts of the deployed implementations, every refusal, the prefix
+//! property and round trips.
+
+// A failing unwrap or index here is a failing test, not a crashing server.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use imap_syntax::Tag;
+use proptest::prelude::*;
+use xaps_proto::{
+    AccountId, Command, CommandError, DeviceToken, RegistrationRequest, Response, Version,
+    completed, mailbox_response, registered_response,
+};
+
+const FP: &str = "a2 XAPPLEPUSHSERVICE aps-version 2 aps-account-id 0715A26B-CA09-4730-A419-793000CA982E aps-device-token 2918390218931890821908309283098109381029309829018310983092892829 aps-subtopic com.apple.mobilemail mailboxes (INBOX Notes)\r\n";
+const APPLE_V1: &str = "tag1 XAPPLEPUSHSERVICE \"aps-version\" \"1\" \"aps-account-id\" \"E8CD34AD-98D3-4489-A6BB-86B1D082FECE\" \"aps-device-token\" \"a66216ad1683d48b9933cdcc3b98a833ee1a968143f41ea494187da54715da66\" \"aps-subtopic\" \"com.apple.mobilemail\"\r\n";
+const SPILLED_INK: &str = "1 XAPPLEPUSHSERVICE aps-version 2 aps-account-id ACC37604-1111-494B-2222-FCA34566717E aps-device-token FD3ABAA234203CC2349587349587999BBBEC1CB40AEE23688E2665BBBB2A28D4 aps-subtopic com.apple.mobilemail mailboxes (Notes INBOX \"Sent Messages\")\r\n";
+const TOPIC: &str = "com.apple.mail.XServer.d19011df-561b-444d-ac59-09459e74a5e6";
+
+fn decode(line: &str) -> Command<'_> {
+    let (rest, command) = Command::decode(line.as_bytes()).unwrap();
+    assert!(rest.is_empty());
+    command
+}
+
+fn error(line: &str) -> CommandError {
+    Command::decode(line.as_bytes()).unwrap_err().error
+}
+
+#[test]
+fn deployed_transcripts() {
+    let fp = decode(FP);
+    assert_eq!(fp.tag.as_str(), "a2");
+    assert_eq!(
+        fp.request,
+        RegistrationRequest {
+            version: Version::V2,
+            account_id: AccountId::new("0715A26B-CA09-4730-A419-793000CA982E").unwrap(),
+            device_token: DeviceToken::new(
+                "2918390218931890821908309283098109381029309829018310983092892829"
+            )
+            .unwrap(),
+            mailboxes: vec![b"INBOX".to_vec(), b"Notes".to_vec()],
+            unknown: vec![],
+        }
+    );
+    let mut out = registered_response(fp.request.version, TOPIC).unwrap();
+    out.extend(completed(&fp.tag));
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        format!(
+            "* XAPPLEPUSHSERVICE aps-version \"2\" aps-topic \"{TOPIC}\"\r\na2 OK XAPPLEPUSHSERVICE completed.\r\n"
+        )
+    );
+
+    let v1 = decode(APPLE_V1);
+    assert_eq!(v1.request.version, Version::V1);
+    assert_eq!(
+        v1.request.mailboxes,
+        [b"INBOX".to_vec()],
+        "version 1 means INBOX"
+    );
+    assert_eq!(
+        registered_response(v1.request.version, TOPIC).unwrap(),
+        format!("* XAPPLEPUSHSERVICE aps-version \"1\" aps-topic \"{TOPIC}\"\r\n").as_bytes()
+    );
+
+    let si = decode(SPILLED_INK);
+    assert_eq!(
+        si.request.device_token.as_str(),
+        "fd3abaa234203cc2349587349587999bbbec1cb40aee23688e2665bbbb2a28d4"
+    );
+    assert_eq!(
+        si.request.mailboxes,
+        [
+            b"Notes".to_vec(),
+            b"INBOX".to_vec(),
+            b"Sent Messages".to_vec()
+        ]
+    );
+
+    // Cyrus's per-mailbox lines, and its quoted-key form of the reply.
+    assert_eq!(
+        mailbox_response(b"INBOX").unwrap(),
+        b"* XAPPLEPUSHSERVICE \"mailbox\" \"INBOX\"\r\n"
+    );
+    let (_, r) = Response::decode(b"* XAPPLEPUSHSERVICE \"mailbox\" \"INBOX\"\r\n").unwrap();
+    assert_eq!(r, Response::Mailbox(b"INBOX".to_vec()));
+    let (_, r) = Response::decode(
+        b"* XAPPLEPUSHSERVICE \"aps-version\" \"2\" \"aps-topic\" \"<aps_topic>\"\r\n",
+    )
+    .unwrap();
+    assert_eq!(
+        r,
+        Response::Registered {
+            version: "2".into(),
+            topic: "<aps_topic>".into()
+        }
+    );
+    // TL's unquoted form.
+    let (_, r) =
+        Response::decode(b"* XAPPLEPUSHSERVICE aps-version 2 aps-topic custom\r\n").unwrap();
+    assert_eq!(
+        r,
+        Response::Registered {
+            version: "2".into(),
+            topic: "custom".into()
+        }
+    );
+}
+
+#[test]
+fn liberal_in_order_case_and_extras() {
+    let line = "x1 xapplepushservice MAILBOXES (INBOX) APS-SUBTOPIC com.apple.mobilemail aps-future yes Aps-Device-Token 2918390218931890821908309283098109381029309829018310983092892829 aps-account-id A aps-version 3\r\n";
+    let c = decode(line);
+    assert_eq!(
+        c.request.version,
+        Version::V2,
+        "higher versions are answered as 2"
+    );
+    assert_eq!(c.request.mailboxes, [b"INBOX".to_vec()]);
+    assert_eq!(
+        c.request.unknown,
+        [("aps-future".to_owned(), b"yes".to_vec())]
+    );
+}
+
+#[test]
+fn refusals() {
+    let with = |from: &str, to: &str| FP.replacen(from, to, 1);
+    assert_eq!(
+        error(&with("aps-version 2", "aps-version x")),
+        CommandError::Version
+    );
+    assert_eq!(
+        error(&with("aps-version 2", "aps-version 0")),
+        CommandError::Version
+    );
+    assert_eq!(error(&with("aps-version 2 ", "")), CommandError::Version);
+    assert_eq!(
+        error(&with(
+            " aps-account-id 0715A26B-CA09-4730-A419-793000CA982E",
+            ""
+        )),
+        CommandError::AccountId
+    );
+    assert_eq!(
+        error(&with("0715A26B-CA09-4730-A419-793000CA982E", "\"\"")),
+        CommandError::AccountId
+    );
+    assert_eq!(
+        error(&with(
+            "2918390218931890821908309283098109381029309829018310983092892829",
+            "291839021893189082190830928309810938102930982901831098309289282"
+        )),
+        CommandError::DeviceToken,
+        "odd length"
+    );
+    assert_eq!(
+        error(&with(
+            "2918390218931890821908309283098109381029309829018310983092892829",
+            "zz18390218931890821908309283098109381029309829018310983092892829"
+        )),
+        CommandError::DeviceToken
+    );
+    assert_eq!(
+        error(&with("com.apple.mobilemail", "com.apple.notes")),
+        CommandError::Subtopic
+    );
+    assert_eq!(
+        error(&with("(INBOX Notes)", "NIL")),
+        CommandError::Mailboxes
+    );
+    assert_eq!(error(&with("(INBOX Notes)", "()")), CommandError::Mailboxes);
+    assert_eq!(
+        error(&with(" mailboxes (INBOX Notes)", "")),
+        CommandError::Mailboxes
+    );
+    assert_eq!(
+        error(&with("aps-subtopic", "aps-version 2 aps-subtopic")),
+        CommandError::Syntax,
+        "duplicate key"
+    );
+    assert_eq!(
+        error(&with("(INBOX Notes)", "(INBOX \"No\0tes\")")),
+        CommandError::Syntax,
+        "NUL"
+    );
+    assert_eq!(
+        error(&with("(INBOX Notes)", "(INBOX (Notes))")),
+        CommandError::Syntax,
+        "nested list"
+    );
+    let huge = format!("({})", vec!["x"; 1001].join(" "));
+    assert_eq!(
+        error(&with("(INBOX Notes)", &huge)),
+        CommandError::Mailboxes
+    );
+    let long = format!("(\"{}\")", "x".repeat(70_000));
+    assert_eq!(error(&with("(INBOX Notes)", &long)), CommandError::Syntax);
+    assert_eq!(error("a1 SELECT INBOX\r\n"), CommandError::NotXaps);
+    // The BAD text the server sends, with the tag.
+    let failure = Command::decode(with("com.apple.mobilemail", "x").as_bytes()).unwrap_err();
+    assert_eq!(
+        failure.response().unwrap(),
+        "a2 BAD Error in IMAP command XAPPLEPUSHSERVICE: Incomplete or empty aps-subtopic parameter.\r\n"
+    );
+    // A literal is announced to the server.
+    let failure = Command::decode(b"a9 XAPPLEPUSHSERVICE aps-version {1}\r\n").unwrap_err();
+    assert_eq!(failure.error, CommandError::LiteralAnnounced { length: 1 });
+    assert_eq!(failure.response().unwrap(), "+ Ready for literal data\r\n");
+}
+
+#[test]
+fn every_proper_prefix_is_incomplete() {
+    for line in [FP, APPLE_V1, SPILLED_INK] {
+        for cut in 0..line.len() {
+            assert_eq!(
+                Command::decode(&line.as_bytes()[..cut]).unwrap_err().error,
+                CommandError::Incomplete,
+                "{:?}",
+                &line[..cut]
+            );
+        }
+    }
+}
+
+#[test]
+fn re_encoding_reproduces_the_device_lines() {
+    // Version 2 with atoms (the token lowercased), version 1 quoted.
+    let mut out = Vec::new();
+    decode(FP)
+        .request
+        .encode(&Tag::new("a2").unwrap(), &mut out)
+        .unwrap();
+    assert_eq!(String::from_utf8(out).unwrap(), FP);
+    let mut out = Vec::new();
+    decode(APPLE_V1)
+        .request
+        .encode(&Tag::new("tag1").unwrap(), &mut out)
+        .unwrap();
+    assert_eq!(String::from_utf8(out).unwrap(), APPLE_V1);
+}
+
+proptest! {
+    #[test]
+    fn command_round_trip(
+        v2 in any::<bool>(),
+        account in "[A-Z0-9-]{1,40}",
+        token in "([0-9a-f]{2}){8,100}",
+        mailboxes in proptest::collection::vec(prop_oneof!["[A-Za-z]{1,10}", "[ -~]{0,20}", "\\PC{1,10}"].prop_map(String::into_bytes), 1..5),
+    ) {
+        let request = RegistrationRequest {
+            version: if v2 { Version::V2 } else { Version::V1 },
+            account_id: AccountId::new(&account).unwrap(),
+            device_token: DeviceToken::new(&token).unwrap(),
+            mailboxes: if v2 { mailboxes } else { vec![b"INBOX".to_vec()] },
+            unknown: vec![],
+        };
+        let mut out = Vec::new();
+        request.encode(&Tag::new("t1").unwrap(), &mut out).unwrap();
+        // The device's literals are sent after the server's "+"; feed them whole.
+        let decoded = match Command::decode(&out) {
+            Ok((_, c)) => c.request,
+            Err(f) if matches!(f.error, CommandError::LiteralAnnounced { .. }) => return Ok(()),
+            Err(f) => panic!("{f:?}"),
+        };
+        prop_assert_eq!(decoded, request);
+    }
+
+    #[test]
+    fn response_round_trip(topic in "[ -~]{1,80}", mailbox in "\\PC{1,30}") {
+        let line = registered_response(Version::V2, &topic).unwrap();
+        prop_assert_eq!(Response::decode(&line).unwrap().1, Response::Registered { version: "2".into(), topic });
+        let line = mailbox_response(mailbox.as_bytes()).unwrap();
+        prop_assert_eq!(Response::decode(&line).unwrap().1, Response::Mailbox(mailbox.into_bytes()));
+    }
+
+    #[test]
+    fn decoders_are_total(input in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let _ = Command::decode(&input);
+        let _ = Response::decode(&input);
+    }
+}
