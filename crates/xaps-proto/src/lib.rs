@@ -21,11 +21,13 @@
 
 #![forbid(unsafe_code)]
 
+mod debounce;
 mod encode;
 mod error;
 mod parse;
 mod types;
 
+pub use debounce::{DEFAULT_DELAY, Debouncer, is_message_new};
 pub use encode::{completed, mailbox_response, registered_response};
 pub use error::CommandError;
 pub use parse::{Command, DecodeFailure, MAX_COMMAND_LEN, Response};
