@@ -21,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod daemon;
 mod debounce;
 mod encode;
 mod error;

@@ -1,0 +1,223 @@
+//! The plugin ↔ daemon messages of the current xapsd protocol: JSON bodies of
+//! `POST /register` and `POST /notify`, and what each answer means.
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{AccountId, DeviceToken, MAIL_SUBTOPIC, MAX_MAILBOXES, RegistrationRequest};
+
+/// The longest body accepted, in octets: a registration lists at most 1,000 mailboxes.
+pub const MAX_BODY_LEN: usize = 256 * 1024;
+
+/// Why a daemon refuses a body: answered with HTTP 400.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BodyError {
+    /// Not JSON of the expected shape, or too large.
+    #[error("body is not a valid {what} message: {reason}")]
+    Malformed {
+        /// `register` or `notify`.
+        what: &'static str,
+        /// The JSON parser's words.
+        reason: String,
+    },
+    /// A required field is missing or empty, or invalid (a token that is not hex,
+    /// a subtopic other than `com.apple.mobilemail`, too many mailboxes).
+    #[error("field {field} is missing, empty or invalid")]
+    Field {
+        /// The JSON field name.
+        field: &'static str,
+    },
+}
+
+impl BodyError {
+    /// The HTTP status a daemon answers with.
+    pub const fn status(&self) -> u16 {
+        400
+    }
+}
+
+/// `POST /register`: a device registration, sent by the IMAP plugin after
+/// `XAPPLEPUSHSERVICE`. The user is the authenticated one, lowercased as xapsd does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Register {
+    /// `ApsAccountId`.
+    pub account_id: AccountId,
+    /// `ApsDeviceToken`.
+    pub device_token: DeviceToken,
+    /// `Username`.
+    pub username: String,
+    /// `Mailboxes`.
+    pub mailboxes: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RegisterWire {
+    aps_account_id: String,
+    aps_device_token: String,
+    aps_subtopic: String,
+    username: String,
+    mailboxes: Vec<String>,
+}
+
+/// `POST /notify`: events in one mailbox of one user, sent by the delivery and IMAP
+/// plugins for each processed message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Notify {
+    /// `Username`.
+    pub username: String,
+    /// `Mailbox`.
+    pub mailbox: String,
+    /// `Events`: Dovecot push-notification event names (`MessageNew`, `FlagsSet`, ...).
+    pub events: Vec<String>,
+}
+
+fn malformed(what: &'static str) -> impl Fn(serde_json::Error) -> BodyError {
+    move |e| BodyError::Malformed {
+        what,
+        reason: e.to_string(),
+    }
+}
+
+fn check_len(body: &[u8], what: &'static str) -> Result<(), BodyError> {
+    if body.len() > MAX_BODY_LEN {
+        return Err(BodyError::Malformed {
+            what,
+            reason: "larger than 256 KiB".into(),
+        });
+    }
+    Ok(())
+}
+
+impl Register {
+    /// The registration a plugin sends for `request`, made by the authenticated
+    /// `username`.
+    pub fn new(request: &RegistrationRequest, username: &str) -> Self {
+        Self {
+            account_id: request.account_id.clone(),
+            device_token: request.device_token.clone(),
+            username: username.to_lowercase(),
+            mailboxes: request
+                .mailboxes
+                .iter()
+                .map(|m| String::from_utf8_lossy(m).into_owned())
+                .collect(),
+        }
+    }
+
+    /// Reads and checks a `/register` body as xapsd does: every field non-empty, the
+    /// subtopic `com.apple.mobilemail`, at least one mailbox.
+    ///
+    /// ```
+    /// use xaps_proto::daemon::Register;
+    /// let body = br#"{"ApsAccountId":"0715A26B-CA09-4730-A419-793000CA982E","ApsDeviceToken":"2918390218931890821908309283098109381029309829018310983092892829","ApsSubtopic":"com.apple.mobilemail","Username":"User","Mailboxes": ["INBOX","Notes"]}"#;
+    /// let register = Register::from_json(body)?;
+    /// assert_eq!(register.username, "user");
+    /// # Ok::<(), xaps_proto::daemon::BodyError>(())
+    /// ```
+    pub fn from_json(body: &[u8]) -> Result<Self, BodyError> {
+        check_len(body, "register")?;
+        let wire: RegisterWire = serde_json::from_slice(body).map_err(malformed("register"))?;
+        let field = |field| BodyError::Field { field };
+        let account_id = AccountId::new(&wire.aps_account_id).map_err(|_| field("ApsAccountId"))?;
+        let device_token =
+            DeviceToken::new(&wire.aps_device_token).map_err(|_| field("ApsDeviceToken"))?;
+        if wire.aps_subtopic != MAIL_SUBTOPIC {
+            return Err(field("ApsSubtopic"));
+        }
+        if wire.username.is_empty() {
+            return Err(field("Username"));
+        }
+        if wire.mailboxes.is_empty() || wire.mailboxes.len() > MAX_MAILBOXES {
+            return Err(field("Mailboxes"));
+        }
+        Ok(Self {
+            account_id,
+            device_token,
+            username: wire.username.to_lowercase(),
+            mailboxes: wire.mailboxes,
+        })
+    }
+
+    /// The body, with the field names and order the plugin uses.
+    pub fn to_json(&self) -> String {
+        let wire = RegisterWire {
+            aps_account_id: self.account_id.as_str().to_owned(),
+            aps_device_token: self.device_token.as_str().to_owned(),
+            aps_subtopic: MAIL_SUBTOPIC.to_owned(),
+            username: self.username.clone(),
+            mailboxes: self.mailboxes.clone(),
+        };
+        // Strings and a list of strings always serialize.
+        serde_json::to_string(&wire).unwrap_or_default()
+    }
+}
+
+impl Notify {
+    /// Reads and checks a `/notify` body: user, mailbox and events non-empty.
+    ///
+    /// ```
+    /// use xaps_proto::daemon::Notify;
+    /// let n = Notify::from_json(br#"{"Username":"me@domain.com","Mailbox":"INBOX","Events": ["MessageNew"]}"#)?;
+    /// assert!(n.is_message_new());
+    /// # Ok::<(), xaps_proto::daemon::BodyError>(())
+    /// ```
+    pub fn from_json(body: &[u8]) -> Result<Self, BodyError> {
+        check_len(body, "notify")?;
+        let notify: Notify = serde_json::from_slice(body).map_err(malformed("notify"))?;
+        let field = |field| BodyError::Field { field };
+        if notify.username.is_empty() {
+            return Err(field("Username"));
+        }
+        if notify.mailbox.is_empty() {
+            return Err(field("Mailbox"));
+        }
+        if notify.events.is_empty() {
+            return Err(field("Events"));
+        }
+        Ok(notify)
+    }
+
+    /// The body.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Whether the events include new mail, which is pushed at once.
+    pub fn is_message_new(&self) -> bool {
+        crate::is_message_new(&self.events)
+    }
+}
+
+/// What a daemon answers to `/notify`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyOutcome {
+    /// 200: pushes were sent or scheduled (or the mailbox is not one that pushes).
+    Accepted,
+    /// 204: the user has devices, none registered for this mailbox.
+    NotSubscribed,
+    /// 404: the user has no registered device.
+    NoDevice,
+}
+
+impl NotifyOutcome {
+    /// The HTTP status.
+    pub const fn status(self) -> u16 {
+        match self {
+            NotifyOutcome::Accepted => 200,
+            NotifyOutcome::NotSubscribed => 204,
+            NotifyOutcome::NoDevice => 404,
+        }
+    }
+
+    /// The outcome a plugin reads from a status; `None` for an error status.
+    pub const fn from_status(status: u16) -> Option<Self> {
+        match status {
+            200 => Some(NotifyOutcome::Accepted),
+            204 => Some(NotifyOutcome::NotSubscribed),
+            404 => Some(NotifyOutcome::NoDevice),
+            _ => None,
+        }
+    }
+}

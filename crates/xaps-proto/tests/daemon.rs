@@ -1,0 +1,144 @@
+//! The xapsd JSON bodies: the plugin's exact strings and log lines, refusals, and
+//! round trips.
+
+// A failing unwrap or index here is a failing test, not a crashing server.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use proptest::prelude::*;
+use xaps_proto::daemon::{BodyError, Notify, NotifyOutcome, Register};
+use xaps_proto::{AccountId, Command, DeviceToken};
+
+const TOKEN: &str = "2918390218931890821908309283098109381029309829018310983092892829";
+const ACCOUNT: &str = "0715A26B-CA09-4730-A419-793000CA982E";
+
+#[test]
+fn the_plugin_strings() {
+    // FP's concatenated body, with the space after "Mailboxes":.
+    let body = format!(
+        r#"{{"ApsAccountId":"{ACCOUNT}","ApsDeviceToken":"{TOKEN}","ApsSubtopic":"com.apple.mobilemail","Username":"user","Mailboxes": ["Open Orders","INBOX","Sent Messages"]}}"#
+    );
+    let register = Register::from_json(body.as_bytes()).unwrap();
+    assert_eq!(
+        register.mailboxes,
+        ["Open Orders", "INBOX", "Sent Messages"]
+    );
+    // Our encoding has the same names in the same order.
+    assert_eq!(
+        register.to_json(),
+        body.replace("\"Mailboxes\": [", "\"Mailboxes\":[")
+    );
+
+    let notify = Notify::from_json(
+        br#"{"Username":"me@domain.com","Mailbox":"INBOX","Events": ["MessageNew"]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        (notify.username.as_str(), notify.mailbox.as_str()),
+        ("me@domain.com", "INBOX")
+    );
+    assert!(notify.is_message_new());
+    assert_eq!(
+        notify.to_json(),
+        r#"{"Username":"me@domain.com","Mailbox":"INBOX","Events":["MessageNew"]}"#
+    );
+    let flags = Notify::from_json(
+        br#"{"Username":"u","Mailbox":"INBOX","Events": ["FlagsSet","MessageRead"]}"#,
+    )
+    .unwrap();
+    assert!(!flags.is_message_new());
+
+    for (outcome, status) in [
+        (NotifyOutcome::Accepted, 200),
+        (NotifyOutcome::NotSubscribed, 204),
+        (NotifyOutcome::NoDevice, 404),
+    ] {
+        assert_eq!(outcome.status(), status);
+        assert_eq!(NotifyOutcome::from_status(status), Some(outcome));
+    }
+    assert_eq!(NotifyOutcome::from_status(500), None);
+}
+
+#[test]
+fn from_the_imap_command() {
+    let line = format!(
+        "a2 XAPPLEPUSHSERVICE aps-version 2 aps-account-id {ACCOUNT} aps-device-token {TOKEN} aps-subtopic com.apple.mobilemail mailboxes (INBOX Notes)\r\n"
+    );
+    let (_, command) = Command::decode(line.as_bytes()).unwrap();
+    let register = Register::new(&command.request, "Alice@Example.org");
+    assert_eq!(register.username, "alice@example.org");
+    assert_eq!(
+        Register::from_json(register.to_json().as_bytes()).unwrap(),
+        register
+    );
+}
+
+#[test]
+fn refusals() {
+    let ok = format!(
+        r#"{{"ApsAccountId":"{ACCOUNT}","ApsDeviceToken":"{TOKEN}","ApsSubtopic":"com.apple.mobilemail","Username":"user","Mailboxes":["INBOX"]}}"#
+    );
+    let field = |body: &str| match Register::from_json(body.as_bytes()) {
+        Err(BodyError::Field { field }) => field,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(field(&ok.replace(ACCOUNT, "")), "ApsAccountId");
+    assert_eq!(field(&ok.replace(TOKEN, "xyz")), "ApsDeviceToken");
+    assert_eq!(
+        field(&ok.replace("com.apple.mobilemail", "com.apple.notes")),
+        "ApsSubtopic"
+    );
+    assert_eq!(field(&ok.replace("\"user\"", "\"\"")), "Username");
+    assert_eq!(field(&ok.replace("[\"INBOX\"]", "[]")), "Mailboxes");
+    for bad in ["", "{}", "[1]", "{\"ApsAccountId\":1}", "not json"] {
+        assert!(
+            matches!(
+                Register::from_json(bad.as_bytes()),
+                Err(BodyError::Malformed { .. })
+            ),
+            "{bad}"
+        );
+    }
+    let huge = format!("{{\"Username\":\"{}\"}}", "x".repeat(300_000));
+    assert!(matches!(
+        Notify::from_json(huge.as_bytes()),
+        Err(BodyError::Malformed { .. })
+    ));
+    assert!(matches!(
+        Notify::from_json(br#"{"Username":"u","Mailbox":"INBOX","Events":[]}"#),
+        Err(BodyError::Field { field: "Events" })
+    ));
+    assert_eq!(BodyError::Field { field: "Events" }.status(), 400);
+}
+
+proptest! {
+    #[test]
+    fn register_round_trip(user in "\\PC{1,20}", mailboxes in proptest::collection::vec("\\PC{1,20}", 1..5), token in "([0-9a-f]{2}){8,64}") {
+        let register = Register {
+            account_id: AccountId::new(ACCOUNT).unwrap(),
+            device_token: DeviceToken::new(&token).unwrap(),
+            username: user.to_lowercase(),
+            mailboxes,
+        };
+        let again = Register::from_json(register.to_json().as_bytes()).unwrap();
+        // Lowercasing is idempotent for what the generator makes except a few scripts.
+        prop_assert_eq!(again.mailboxes, register.mailboxes);
+        prop_assert_eq!(again.device_token, register.device_token);
+    }
+
+    #[test]
+    fn notify_round_trip(user in "\\PC{1,20}", mailbox in "\\PC{1,20}", events in proptest::collection::vec("[A-Za-z]{1,15}", 1..4)) {
+        let notify = Notify { username: user, mailbox, events };
+        prop_assert_eq!(Notify::from_json(notify.to_json().as_bytes()).unwrap(), notify);
+    }
+
+    #[test]
+    fn bodies_are_total(input in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let _ = Register::from_json(&input);
+        let _ = Notify::from_json(&input);
+    }
+}
