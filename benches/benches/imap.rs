@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use imap_webpush_proto::{Command, Config, Response};
+use mailpush_benches::bench_group;
 use mailpush_benches::imap::{COMMANDS, RESPONSES, decode_ops};
 use mailpush_benches::push::{PushFixture, push_ops};
 use webpush_crypto::Provider;
@@ -50,21 +51,12 @@ fn grammar(c: &mut Criterion) {
         });
     }
     group.finish();
-    let mut group = c.benchmark_group("imap/vs-imap-codec");
-    for (name, op) in decode_ops() {
-        group.bench_function(name, |b| b.iter(|| black_box(op())));
-    }
-    group.finish();
+    bench_group(c, "imap/vs-imap-codec", &decode_ops());
 }
 
 fn push(c: &mut Criterion) {
     let fixture = PushFixture::default();
-    let mut group = c.benchmark_group("push/new-mail");
-    group.throughput(Throughput::Elements(1));
-    for (name, op) in push_ops(&fixture) {
-        group.bench_function(name, |b| b.iter(|| black_box(op())));
-    }
-    group.finish();
+    bench_group(c, "push/new-mail", &push_ops(&fixture));
     let mut group = c.benchmark_group("push/fan-out");
     group.sample_size(10);
     group.throughput(Throughput::Elements(1000));

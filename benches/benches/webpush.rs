@@ -6,48 +6,27 @@
 //! cargo bench -p mailpush-benches --features compare --bench webpush
 //! ```
 
-use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 use mailpush_benches::vapid::{VapidFixture, request_ops, vapid_ops};
-use mailpush_benches::{Fixture, decrypt_ops, encrypt_ops};
+use mailpush_benches::{Fixture, bench_group, decrypt_ops, encrypt_ops};
 
 fn encryption(c: &mut Criterion) {
     for len in [100usize, 3000] {
         let fixture = Fixture::new(len);
-        let mut group = c.benchmark_group(format!("encrypt/{len}B"));
-        group.throughput(Throughput::Elements(1));
-        for (name, op) in encrypt_ops(&fixture) {
-            group.bench_function(name, |b| b.iter(|| black_box(op())));
-        }
-        group.finish();
+        bench_group(c, &format!("encrypt/{len}B"), &encrypt_ops(&fixture));
     }
     let fixture = Fixture::new(3000);
-    let mut group = c.benchmark_group("decrypt/3000B");
-    group.throughput(Throughput::Elements(1));
-    for (name, op) in decrypt_ops(&fixture) {
-        group.bench_function(name, |b| b.iter(|| black_box(op())));
-    }
-    group.finish();
+    bench_group(c, "decrypt/3000B", &decrypt_ops(&fixture));
 }
 
 fn vapid(c: &mut Criterion) {
     let fixture = VapidFixture::new(100);
-    let mut group = c.benchmark_group("vapid-header");
-    group.throughput(Throughput::Elements(1));
-    for (name, op) in vapid_ops(&fixture) {
-        group.bench_function(name, |b| b.iter(|| black_box(op())));
-    }
-    group.finish();
+    bench_group(c, "vapid-header", &vapid_ops(&fixture));
     for len in [100usize, 3000] {
         let fixture = VapidFixture::new(len);
-        let mut group = c.benchmark_group(format!("request/{len}B"));
-        group.throughput(Throughput::Elements(1));
-        for (name, op) in request_ops(&fixture) {
-            group.bench_function(name, |b| b.iter(|| black_box(op())));
-        }
-        group.finish();
+        bench_group(c, &format!("request/{len}B"), &request_ops(&fixture));
     }
 }
 

@@ -272,6 +272,16 @@ impl aws_lc_rs::hkdf::KeyType for Len12 {
 /// One named operation of a comparison.
 pub type Op<'a> = (&'static str, Box<dyn Fn() -> Vec<u8> + 'a>);
 
+/// Registers one criterion group of `ops`, each counted as one element per call.
+pub fn bench_group(c: &mut criterion::Criterion, name: &str, ops: &[Op<'_>]) {
+    let mut group = c.benchmark_group(name);
+    group.throughput(criterion::Throughput::Elements(1));
+    for (op_name, op) in ops {
+        group.bench_function(*op_name, |b| b.iter(|| std::hint::black_box(op())));
+    }
+    group.finish();
+}
+
 /// Every encryption compared: ours on each provider, each floor, each other crate.
 pub fn encrypt_ops(f: &Fixture) -> Vec<Op<'_>> {
     let mut ops: Vec<Op<'_>> = vec![

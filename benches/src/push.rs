@@ -2,45 +2,20 @@
 //! event fanned out to many subscriptions.
 
 use std::hint::black_box;
-use std::num::NonZeroU32;
 
-use imap_syntax::Mailbox;
-use imap_webpush_proto::content::{Address, ContentBuilder, Envelope, Event, MailboxEvents};
+use imap_webpush_proto::content::{ContentBuilder, MailboxEvents};
 use rand_core::OsRng;
 use webpush_crypto::{Encryptor, Provider, SubscriptionKeys, UaKeys};
 
 use crate::Op;
 
+/// The draft's slide values, shared with the crate's tests and example.
+#[path = "../../crates/imap-webpush-proto/tests/support/slide.rs"]
+mod slide;
+
 /// The slide's new-mail event.
 pub fn new_mail() -> MailboxEvents<'static> {
-    let fred = Address {
-        name: Some(b"Fred Foobar"[..].into()),
-        adl: None,
-        mailbox: Some(b"foobar"[..].into()),
-        host: Some(b"Blurdybloop.example"[..].into()),
-    };
-    MailboxEvents {
-        mailbox: Mailbox::new("New Messages"),
-        events: vec![Event::NewMessage {
-            uid: NonZeroU32::MIN.saturating_add(2),
-            envelope: Box::new(Envelope {
-                date: Some(b"Mon, 7 Feb 1994 21:52:25 -0800 (PST)"[..].into()),
-                subject: Some(b"afternoon meeting"[..].into()),
-                from: vec![fred.clone()],
-                sender: vec![fred.clone()],
-                reply_to: vec![fred],
-                to: vec![Address {
-                    name: None,
-                    adl: None,
-                    mailbox: Some(b"mooch"[..].into()),
-                    host: Some(b"owatagu.siam.edu.example"[..].into()),
-                }],
-                message_id: Some(b"<B27397-0100000@Blurdybloop.example>"[..].into()),
-                ..Envelope::default()
-            }),
-            flags: None,
-        }],
-    }
+    slide::new_mail()
 }
 
 /// A subscription and the event.

@@ -56,23 +56,18 @@ impl VapidFixture {
         let key = VapidKey::generate(&mut OsRng).expect("key");
         let raw = key.to_base64url().to_string();
         let origin = Origin::new(ENDPOINT).expect("origin");
-        let signers: Vec<VapidSigner> = [Provider::RustCrypto, Provider::AwsLcRs]
+        let signer = |provider| {
+            let key = VapidKey::from_base64url(&raw)
+                .and_then(|k| k.with_provider(provider))
+                .expect("key");
+            VapidSigner::new(key, Subject::new(SUB).expect("sub"))
+        };
+        let providers = [Provider::RustCrypto, Provider::AwsLcRs];
+        let signers: Vec<VapidSigner> = providers.into_iter().map(signer).collect();
+        let caches = providers
             .into_iter()
             .map(|p| {
-                let key = VapidKey::from_base64url(&raw)
-                    .and_then(|k| k.with_provider(p))
-                    .expect("key");
-                VapidSigner::new(key, Subject::new(SUB).expect("sub"))
-            })
-            .collect();
-        let caches = [Provider::RustCrypto, Provider::AwsLcRs]
-            .into_iter()
-            .map(|p| {
-                let key = VapidKey::from_base64url(&raw)
-                    .and_then(|k| k.with_provider(p))
-                    .expect("key");
-                let mut cache =
-                    TokenCache::new(VapidSigner::new(key, Subject::new(SUB).expect("sub")));
+                let mut cache = TokenCache::new(signer(p));
                 cache.token(&origin, now()).expect("token");
                 RefCell::new(cache)
             })

@@ -56,12 +56,6 @@ pub fn is_tag_char(b: u8) -> bool {
     class(b, TAG)
 }
 
-/// Octets a quoted string may carry unescaped: `TEXT-CHAR` except `quoted-specials`,
-/// plus UTF-8 (checked separately). NUL, CR and LF never.
-pub const fn is_quoted_plain(b: u8) -> bool {
-    b != 0 && b != b'\r' && b != b'\n' && b != b'"' && b != b'\\'
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@
 use std::io::Write as _;
 
 use crate::LiteralMode;
-use crate::chars::{is_astring_char, is_atom_char};
+use crate::chars::is_astring_char;
 use crate::types::{
     AString, Atom, IString, Mailbox, SeqNumber, Sequence, SequenceSet, Tag, ValueError,
 };
@@ -142,11 +142,6 @@ pub fn sequence_set(out: &mut Vec<u8>, value: &SequenceSet) {
             }
         }
     }
-}
-
-/// Whether `value` can be sent as a bare atom.
-pub fn is_atom_safe(value: &[u8]) -> bool {
-    !value.is_empty() && value.iter().all(|&b| is_atom_char(b))
 }
 
 /// Decimal digits of `n`.

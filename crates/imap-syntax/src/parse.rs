@@ -35,8 +35,8 @@ fn take_while1<'a>(
     }
 }
 
-/// Matches one octet.
-fn byte<'a>(input: &'a [u8], expected: u8, what: &'static str) -> IResult<'a, ()> {
+/// Matches one octet; `what` names it in the error.
+pub fn byte<'a>(input: &'a [u8], expected: u8, what: &'static str) -> IResult<'a, ()> {
     match input.split_first() {
         Some((&b, rest)) if b == expected => Ok((rest, ())),
         Some(_) => Err(SyntaxError::expected(input, what)),

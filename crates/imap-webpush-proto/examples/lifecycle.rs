@@ -11,13 +11,10 @@
 //! cargo run -p imap-webpush-proto --example lifecycle [-- --seed N]
 //! ```
 
-use std::num::NonZeroU32;
 use std::time::{Duration, SystemTime};
 
 use imap_syntax::Mailbox;
-use imap_webpush_proto::content::{
-    Address, ContentBuilder, Envelope, Event, MailboxEvents, PushItem, parse_push,
-};
+use imap_webpush_proto::content::{ContentBuilder, Event, MailboxEvents, PushItem, parse_push};
 use imap_webpush_proto::state::{
     Change, ConnectionId, Record, Settings, VapidKeyId, handle, receives_pushes,
 };
@@ -29,13 +26,12 @@ use webpush_crypto::{
     Urgency, VapidKey, VapidSigner, decrypt,
 };
 
-type Error = Box<dyn std::error::Error>;
+// The client of the slides: RFC 8291 Appendix A's user agent, and the draft's values.
+#[path = "../tests/support/slide.rs"]
+mod slide;
+use slide::{AUTH as UA_AUTH, ID as SUB_ID, JZ as ENDPOINT, UA_PRIVATE};
 
-/// The client of the slides: RFC 8291 Appendix A's user agent.
-const UA_PRIVATE: &str = "q1dXpw3UpT5VOmu_cf_v6ih07Aems3njxI-JWgLcM94";
-const UA_AUTH: &str = "BTBZMqHH6r4Tts7J_aSIgg";
-const SUB_ID: &str = "a8282bf9-6102-4e1b-bb61-d26d0e532e65";
-const ENDPOINT: &str = "https://push.example.net/push/JzLQ3raZJfFBR0aqvOMsLrt54w4rJUsV";
+type Error = Box<dyn std::error::Error>;
 
 /// The server: settings, the account's stored subscriptions, its VAPID token cache.
 struct Server {
@@ -221,37 +217,6 @@ impl Client {
     }
 }
 
-fn new_mail_event() -> MailboxEvents<'static> {
-    let fred = Address {
-        name: Some(b"Fred Foobar"[..].into()),
-        adl: None,
-        mailbox: Some(b"foobar"[..].into()),
-        host: Some(b"Blurdybloop.example"[..].into()),
-    };
-    MailboxEvents {
-        mailbox: Mailbox::new("New Messages"),
-        events: vec![Event::NewMessage {
-            uid: NonZeroU32::MIN.saturating_add(2),
-            envelope: Box::new(Envelope {
-                date: Some(b"Mon, 7 Feb 1994 21:52:25 -0800 (PST)"[..].into()),
-                subject: Some(b"afternoon meeting"[..].into()),
-                from: vec![fred.clone()],
-                sender: vec![fred.clone()],
-                reply_to: vec![fred],
-                to: vec![Address {
-                    name: None,
-                    adl: None,
-                    mailbox: Some(b"mooch"[..].into()),
-                    host: Some(b"owatagu.siam.edu.example"[..].into()),
-                }],
-                message_id: Some(b"<B27397-0100000@Blurdybloop.example>"[..].into()),
-                ..Envelope::default()
-            }),
-            flags: None,
-        }],
-    }
-}
-
 fn heading(text: &str) {
     println!("\n== {text}\n");
 }
@@ -288,14 +253,14 @@ fn main() -> Result<(), Error> {
 
     heading("4. New mail arrives: the push carries the IMAP responses the client needs");
     server.now += Duration::from_secs(60);
-    server.new_mail(&[new_mail_event()], &client)?;
+    server.new_mail(&[slide::new_mail()], &client)?;
 
     heading("5. The client lists its subscriptions");
     server.command("a4 LWEBPUSH *", &client)?;
 
     heading("6. While connected, it silences pushes to itself until this connection ends");
     server.command(&format!("a5 SILWEBPUSH {SUB_ID} 0"), &client)?;
-    server.new_mail(&[new_mail_event()], &client)?;
+    server.new_mail(&[slide::new_mail()], &client)?;
     println!("  (the client disconnects)\n");
     server.connected = false;
     server.new_mail(
@@ -310,7 +275,7 @@ fn main() -> Result<(), Error> {
     server.rotate_vapid_key()?;
     server.connection = ConnectionId(2);
     server.connected = true;
-    server.new_mail(&[new_mail_event()], &client)?;
+    server.new_mail(&[slide::new_mail()], &client)?;
     server.command("b1 GETVAPID", &client)?;
     server.command(&format!("b2 {subscribe}"), &client)?;
     let token = client.take_token()?;

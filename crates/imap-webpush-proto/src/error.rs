@@ -160,6 +160,9 @@ pub enum Refusal {
     /// SILWEBPUSH for a subscription that is not active yet.
     #[error("push subscription is not active; acknowledge it first")]
     NotActive,
+    /// WEBPUSH with the server's own VAPID key as p256dh (RFC 8292 §3 forbids it).
+    #[error("the subscription key is the server's VAPID key")]
+    KeyIsVapidKey,
     /// The server has no VAPID key configured.
     #[error("push is not available on this server")]
     Unavailable,
@@ -170,7 +173,9 @@ impl Refusal {
     pub fn response(&self, tag: Tag<'static>) -> Response<'static> {
         let code = match self {
             Refusal::Limit => Some(Code::Limit),
-            Refusal::Endpoint { .. } | Refusal::Unavailable => Some(Code::Cannot),
+            Refusal::Endpoint { .. } | Refusal::KeyIsVapidKey | Refusal::Unavailable => {
+                Some(Code::Cannot)
+            }
             Refusal::UnknownAckToken
             | Refusal::ExpiredAckToken
             | Refusal::UnknownSubscription

@@ -192,9 +192,7 @@ pub fn handle(
     connection: ConnectionId,
     rng: &mut impl CryptoRngCore,
 ) -> Transition {
-    let now = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = unix_secs(now);
     let tag = &command.tag;
     let find = |id: &SubId<'_>| account.iter().find(|r| r.sub_id.as_str() == id.as_str());
     match &command.body {
@@ -306,9 +304,7 @@ fn subscribe(
 ) -> Result<Transition, Refusal> {
     let endpoint = endpoint_policy(args.endpoint.as_str())?;
     if args.p256dh == settings.vapid_key {
-        return Err(Refusal::Endpoint {
-            reason: "the subscription key is the server's VAPID key".into(),
-        });
+        return Err(Refusal::KeyIsVapidKey);
     }
     if existing.is_none() && count >= settings.max_subscriptions {
         return Err(Refusal::Limit);
@@ -352,6 +348,12 @@ fn subscribe(
     Ok(t)
 }
 
+/// Seconds since the Unix epoch; a clock before 1970 reads as 1970.
+fn unix_secs(now: SystemTime) -> u64 {
+    now.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// 128 random bits, base64url: 22 characters, all atom-safe.
 fn new_token(rng: &mut impl CryptoRngCore) -> Result<AckToken<'static>, Refusal> {
     let mut bytes = [0u8; 16];
@@ -368,9 +370,7 @@ pub fn receives_pushes(
     now: SystemTime,
     connected: impl Fn(ConnectionId) -> bool,
 ) -> bool {
-    let now = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = unix_secs(now);
     let active = record.activation
         == Activation::Active {
             vapid_key: settings.vapid_key_id,

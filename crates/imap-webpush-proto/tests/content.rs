@@ -18,48 +18,14 @@ use imap_webpush_proto::content::{
     Address, ContentBuilder, Envelope, Event, Flag, MailboxEvents, PushItem, ack_push, parse_push,
 };
 use proptest::prelude::*;
+use slide::{SLIDE_PUSH, new_mail as slide_event};
+
+#[path = "support/slide.rs"]
+mod slide;
 
 fn b(text: &str) -> Option<Cow<'static, [u8]>> {
     Some(Cow::Owned(text.as_bytes().to_vec()))
 }
-
-fn fred() -> Address<'static> {
-    Address {
-        name: b("Fred Foobar"),
-        adl: None,
-        mailbox: b("foobar"),
-        host: b("Blurdybloop.example"),
-    }
-}
-
-fn slide_event() -> MailboxEvents<'static> {
-    MailboxEvents {
-        mailbox: Mailbox::new("New Messages"),
-        events: vec![Event::NewMessage {
-            uid: NonZeroU32::new(3).unwrap(),
-            envelope: Box::new(Envelope {
-                date: b("Mon, 7 Feb 1994 21:52:25 -0800 (PST)"),
-                subject: b("afternoon meeting"),
-                from: vec![fred()],
-                sender: vec![fred()],
-                reply_to: vec![fred()],
-                to: vec![Address {
-                    name: None,
-                    adl: None,
-                    mailbox: b("mooch"),
-                    host: b("owatagu.siam.edu.example"),
-                }],
-                cc: vec![],
-                bcc: vec![],
-                in_reply_to: None,
-                message_id: b("<B27397-0100000@Blurdybloop.example>"),
-            }),
-            flags: None,
-        }],
-    }
-}
-
-const SLIDE_PUSH: &[u8] = b"* SELECT \"New Messages\"\r\n* 3 UIDFETCH (ENVELOPE (\"Mon, 7 Feb 1994 21:52:25 -0800 (PST)\" \"afternoon meeting\" ((\"Fred Foobar\" NIL \"foobar\" \"Blurdybloop.example\")) ((\"Fred Foobar\" NIL \"foobar\" \"Blurdybloop.example\")) ((\"Fred Foobar\" NIL \"foobar\" \"Blurdybloop.example\")) ((NIL NIL \"mooch\" \"owatagu.siam.edu.example\")) NIL NIL NIL \"<B27397-0100000@Blurdybloop.example>\"))\r\n";
 
 #[test]
 fn slide_pushes_byte_for_byte() {

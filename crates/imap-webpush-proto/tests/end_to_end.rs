@@ -11,30 +11,23 @@
     clippy::panic
 )]
 
-use std::num::NonZeroU32;
 use std::time::{Duration, SystemTime};
 
-use imap_syntax::Mailbox;
-use imap_webpush_proto::content::{
-    Address, ContentBuilder, Envelope, Event, MailboxEvents, PushItem, parse_push,
-};
+use imap_webpush_proto::content::{ContentBuilder, PushItem, parse_push};
 use imap_webpush_proto::state::{
     Change, ConnectionId, Record, Settings, VapidKeyId, handle, receives_pushes,
 };
 use imap_webpush_proto::{Command, Config, Response};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
+use slide::{AUTH, ID, JZ as ENDPOINT, P256DH, SLIDE_PUSH, UA_PRIVATE, new_mail};
 use webpush_crypto::{
     AuthSecret, Encryptor, Origin, PrivateKey, PushRequest, Subject, Subscription, Ttl, UaKeys,
     VapidKey, VapidSigner, VapidVerifier, decrypt,
 };
 
-const ID: &str = "a8282bf9-6102-4e1b-bb61-d26d0e532e65";
-const ENDPOINT: &str = "https://push.example.net/push/JzLQ3raZJfFBR0aqvOMsLrt54w4rJUsV";
-const P256DH: &str =
-    "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4";
-const AUTH: &str = "BTBZMqHH6r4Tts7J_aSIgg";
-const SLIDE_PUSH: &[u8] = b"* SELECT \"New Messages\"\r\n* 3 UIDFETCH (ENVELOPE (\"Mon, 7 Feb 1994 21:52:25 -0800 (PST)\" \"afternoon meeting\" ((\"Fred Foobar\" NIL \"foobar\" \"Blurdybloop.example\")) ((\"Fred Foobar\" NIL \"foobar\" \"Blurdybloop.example\")) ((\"Fred Foobar\" NIL \"foobar\" \"Blurdybloop.example\")) ((NIL NIL \"mooch\" \"owatagu.siam.edu.example\")) NIL NIL NIL \"<B27397-0100000@Blurdybloop.example>\"))\r\n";
+#[path = "support/slide.rs"]
+mod slide;
 
 fn encode(responses: &[Response<'_>]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -47,7 +40,7 @@ fn encode(responses: &[Response<'_>]) -> Vec<u8> {
 #[test]
 fn lifecycle_with_the_draft_keys() {
     let ua = UaKeys::new(
-        PrivateKey::from_base64url("q1dXpw3UpT5VOmu_cf_v6ih07Aems3njxI-JWgLcM94").unwrap(),
+        PrivateKey::from_base64url(UA_PRIVATE).unwrap(),
         AuthSecret::from_base64url(AUTH).unwrap(),
     )
     .unwrap();
@@ -128,34 +121,7 @@ fn lifecycle_with_the_draft_keys() {
     assert!(receives_pushes(&account[0], &settings, now, |_| false));
 
     // New mail: the slide's push, byte for byte, through encryption and back.
-    let fred = Address {
-        name: Some(b"Fred Foobar"[..].into()),
-        adl: None,
-        mailbox: Some(b"foobar"[..].into()),
-        host: Some(b"Blurdybloop.example"[..].into()),
-    };
-    let event = MailboxEvents {
-        mailbox: Mailbox::new("New Messages"),
-        events: vec![Event::NewMessage {
-            uid: NonZeroU32::new(3).unwrap(),
-            envelope: Box::new(Envelope {
-                date: Some(b"Mon, 7 Feb 1994 21:52:25 -0800 (PST)"[..].into()),
-                subject: Some(b"afternoon meeting"[..].into()),
-                from: vec![fred.clone()],
-                sender: vec![fred.clone()],
-                reply_to: vec![fred],
-                to: vec![Address {
-                    name: None,
-                    adl: None,
-                    mailbox: Some(b"mooch"[..].into()),
-                    host: Some(b"owatagu.siam.edu.example"[..].into()),
-                }],
-                message_id: Some(b"<B27397-0100000@Blurdybloop.example>"[..].into()),
-                ..Envelope::default()
-            }),
-            flags: None,
-        }],
-    };
+    let event = new_mail();
     let encryptor = Encryptor::new();
     let plaintexts = ContentBuilder::for_encryptor(&encryptor).build(std::slice::from_ref(&event));
     assert_eq!(plaintexts, [SLIDE_PUSH.to_vec()]);

@@ -18,14 +18,12 @@ use imap_webpush_proto::state::{
 use imap_webpush_proto::{Code, Command, Config, Response, SilenceState, Status, StatusKind};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
+use slide::{AUTH, ID, P256DH, VAPID};
 use webpush_crypto::PublicKey;
 
-const VAPID: &str =
-    "BOniQ9xHBPNY9gnQW4o-16vHqOb40pEIMifyUdFsxAgyzVkFMguxw0QrdbZcq8hRjN2zpeInRvKVPlkzABvuTnI";
-const P256DH: &str =
-    "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4";
-const AUTH: &str = "BTBZMqHH6r4Tts7J_aSIgg";
-const ID: &str = "a8282bf9-6102-4e1b-bb61-d26d0e532e65";
+#[path = "support/slide.rs"]
+mod slide;
+
 const C1: ConnectionId = ConnectionId(1);
 
 fn at(secs: u64) -> SystemTime {

@@ -129,6 +129,9 @@ impl Origin {
         if host.is_empty() {
             return Err(invalid("no host"));
         }
+        if !valid_host(host) {
+            return Err(invalid("host is not a DNS name or an IP address"));
+        }
         let mut origin = String::with_capacity(8 + host.len() + 6);
         origin.push_str("https://");
         origin.extend(host.chars().map(|c| c.to_ascii_lowercase()));
@@ -142,6 +145,23 @@ impl Origin {
     /// The origin as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// A DNS name or IPv4 address (letters, digits, `-`, `.`, `_`), or a bracketed IPv6
+/// address. `http::Uri` lets other bytes through (`p[`), which would make an origin
+/// that does not parse again.
+fn valid_host(host: &str) -> bool {
+    match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(ip) => {
+            !ip.is_empty()
+                && ip
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        }
+        None => host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')),
     }
 }
 
@@ -204,6 +224,9 @@ mod tests {
                 "contains user information",
             ),
             ("https://push example/p", "not a URL"),
+            // Found by fuzzing: http::Uri accepts this authority, with host "p[".
+            ("https://p[:4]/x", "host is not a DNS name or an IP address"),
+            ("https://[]/x", "host is not a DNS name or an IP address"),
             ("", "not a URL"),
         ] {
             assert_eq!(

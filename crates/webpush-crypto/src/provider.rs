@@ -1,6 +1,6 @@
 //! Crypto providers: the primitives behind every message, with one small interface.
 //!
-//! Elliptic-curve work is over 90% of a message's cost, so the provider is the one lever
+//! Elliptic-curve work is most of a message's cost, so the provider is the one lever
 //! on speed. [`Provider::RustCrypto`] is pure Rust and always available;
 //! [`Provider::AwsLcRs`] (feature `aws-lc-rs`) uses aws-lc's assembly P-256 and is the
 //! default when compiled in. Both produce identical bytes for identical inputs: the
@@ -40,7 +40,8 @@ compile_error!(
 pub enum Provider {
     /// RustCrypto's `p256`, `hkdf`, `sha2` and `aes-gcm`: pure Rust, no C toolchain.
     RustCrypto,
-    /// `aws-lc-rs`: assembly P-256 and AES-GCM, about 4-5x faster per message.
+    /// `aws-lc-rs`: assembly P-256 and AES-GCM; in this project's benches about 4x
+    /// faster per encrypted message and 2x per decrypted one.
     #[cfg(feature = "aws-lc-rs")]
     AwsLcRs,
 }

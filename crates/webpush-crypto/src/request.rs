@@ -241,7 +241,13 @@ impl<'a> PushRequest<'a> {
                 found: token.audience().as_str().to_owned(),
             });
         }
-        header_value(token.authorization()).map(Some)
+        header_value(
+            token.authorization(),
+            Error::MalformedAuthorization {
+                reason: "contains characters not allowed in an HTTP header",
+            },
+        )
+        .map(Some)
     }
 
     fn finish(
@@ -265,7 +271,10 @@ impl<'a> PushRequest<'a> {
             headers.insert("urgency", HeaderValue::from_static(urgency.as_str()));
         }
         if let Some(topic) = &self.topic {
-            headers.insert("topic", header_value(topic.as_str())?);
+            let invalid = Error::InvalidTopic {
+                reason: "characters not allowed in an HTTP header",
+            };
+            headers.insert("topic", header_value(topic.as_str(), invalid)?);
         }
         if let Some(authorization) = authorization {
             headers.insert(AUTHORIZATION, authorization);
@@ -274,9 +283,7 @@ impl<'a> PushRequest<'a> {
     }
 }
 
-/// A header value from text this crate validated; an error, not a panic, if not.
-fn header_value(text: &str) -> Result<HeaderValue, Error> {
-    HeaderValue::from_str(text).map_err(|_| Error::MalformedAuthorization {
-        reason: "contains characters not allowed in an HTTP header",
-    })
+/// A header value from text this crate validated; `error`, not a panic, if not.
+fn header_value(text: &str, error: Error) -> Result<HeaderValue, Error> {
+    HeaderValue::from_str(text).map_err(|_| error)
 }

@@ -8,8 +8,8 @@
 //!
 //! Tokens are signed through this crate's [`Provider`](crate::Provider) with the key
 //! held parsed: `jsonwebtoken` 11 re-parses its key from DER for every token, which
-//! costs several times the signature itself. Verification goes through `jsonwebtoken`,
-//! with the backend named explicitly.
+//! costs 2-3x the signature itself in this project's benches. Verification goes through
+//! `jsonwebtoken`, with the backend named explicitly.
 
 mod cache;
 mod header;

@@ -85,21 +85,28 @@ impl ContentBuilder {
 
     /// The plaintexts for `groups`, in order; none for no groups.
     pub fn build(&self, groups: &[MailboxEvents<'_>]) -> Vec<Vec<u8>> {
-        let rendered: Vec<Group> = groups.iter().filter_map(Group::render).collect();
-        for detail in [Detail::Full, Detail::Reduced] {
-            if let Some(pushes) = self.pack(&rendered, detail) {
-                return pushes;
-            }
+        let render = |detail| -> Vec<Group> {
+            groups
+                .iter()
+                .filter_map(|g| Group::render(g, detail))
+                .collect()
+        };
+        // The reduced form is rendered only when the full one does not fit: the common
+        // case renders each event once.
+        if let Some(pushes) = self.pack(&render(Detail::Full)) {
+            return pushes;
         }
-        self.pack_generic(&rendered)
+        let reduced = render(Detail::Reduced);
+        self.pack(&reduced)
+            .unwrap_or_else(|| self.pack_generic(&reduced))
     }
 
-    /// Packs whole lines at `detail` into at most `max_pushes` plaintexts, splitting a
-    /// mailbox's events across pushes (each under its own `* SELECT` line) when needed.
-    fn pack(&self, groups: &[Group], detail: Detail) -> Option<Vec<Vec<u8>>> {
+    /// Packs whole lines into at most `max_pushes` plaintexts, splitting a mailbox's
+    /// events across pushes (each under its own `* SELECT` line) when needed.
+    fn pack(&self, groups: &[Group]) -> Option<Vec<Vec<u8>>> {
         let mut pushes: Vec<Vec<u8>> = Vec::new();
         for group in groups {
-            let lines = group.lines(detail);
+            let lines = &group.lines;
             let mut need_select = true;
             for line in lines
                 .iter()
@@ -131,8 +138,8 @@ impl ContentBuilder {
         Some(pushes)
     }
 
-    /// The last step: every mailbox's `* SELECT` line, with as many reduced events as
-    /// still fit in the same push.
+    /// The last step: every mailbox's `* SELECT` line, with as many of its (reduced)
+    /// events as still fit in the same push.
     fn pack_generic(&self, groups: &[Group]) -> Vec<Vec<u8>> {
         let mut pushes: Vec<Vec<u8>> = Vec::new();
         for group in groups {
@@ -150,7 +157,7 @@ impl ContentBuilder {
                 continue;
             };
             push.extend_from_slice(&group.select);
-            for line in group.lines(Detail::Reduced) {
+            for line in &group.lines {
                 if push.len() + line.len() <= self.budget {
                     push.extend_from_slice(line);
                 }
@@ -160,43 +167,30 @@ impl ContentBuilder {
     }
 }
 
-/// One mailbox's lines, rendered once.
+/// One mailbox's lines at one level of detail.
 struct Group {
     select: Vec<u8>,
-    full: Vec<Vec<u8>>,
-    reduced: Vec<Vec<u8>>,
+    lines: Vec<Vec<u8>>,
 }
 
 impl Group {
     /// Renders a group; `None` if its mailbox name cannot be encoded (a NUL octet).
-    fn render(group: &MailboxEvents<'_>) -> Option<Self> {
+    fn render(group: &MailboxEvents<'_>, detail: Detail) -> Option<Self> {
         let mut select = b"* SELECT ".to_vec();
         encode::mailbox(&mut select, &group.mailbox).ok()?;
         select.extend_from_slice(b"\r\n");
-        let mut full = Vec::with_capacity(group.events.len());
-        let mut reduced = Vec::with_capacity(group.events.len());
-        for event in &group.events {
-            // An event whose strings cannot be encoded is sent in reduced form.
-            let short = render_event(event, Detail::Reduced);
-            if let Some(line) = render_event(event, Detail::Full).or_else(|| short.clone()) {
-                full.push(line);
-            }
-            if let Some(line) = short {
-                reduced.push(line);
-            }
-        }
-        Some(Self {
-            select,
-            full,
-            reduced,
-        })
-    }
-
-    fn lines(&self, detail: Detail) -> &[Vec<u8>] {
-        match detail {
-            Detail::Full => &self.full,
-            Detail::Reduced => &self.reduced,
-        }
+        let lines = group
+            .events
+            .iter()
+            .filter_map(|event| {
+                // An event whose strings cannot be encoded is sent in reduced form.
+                render_event(event, detail).or_else(|| match detail {
+                    Detail::Full => render_event(event, Detail::Reduced),
+                    Detail::Reduced => None,
+                })
+            })
+            .collect();
+        Some(Self { select, lines })
     }
 }
 

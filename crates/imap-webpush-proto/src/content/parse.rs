@@ -151,7 +151,7 @@ fn star(input: &[u8]) -> IResult<'_, ()> {
 fn uidfetch(input: &[u8], uid: std::num::NonZeroU32) -> IResult<'_, Event<'_>> {
     let mut envelope_seen = None;
     let mut flags_seen = None;
-    let (rest, ()) = byte(input, b'(')?;
+    let (rest, ()) = parse::byte(input, b'(', "(")?;
     let mut rest = rest;
     loop {
         let (after, name) = parse::atom(rest)?;
@@ -188,14 +188,6 @@ fn uidfetch(input: &[u8], uid: std::num::NonZeroU32) -> IResult<'_, Event<'_>> {
     Ok((rest, event))
 }
 
-fn byte(input: &[u8], b: u8) -> IResult<'_, ()> {
-    match input.split_first() {
-        Some((&first, rest)) if first == b => Ok((rest, ())),
-        Some(_) => Err(SyntaxError::expected(input, "a parenthesis")),
-        None => Err(Err::Incomplete(imap_syntax::nom::Needed::new(1))),
-    }
-}
-
 /// `"(" [flag *(SP flag)] ")"`, `flag = ["\"] atom`.
 fn flag_list(input: &[u8]) -> IResult<'_, Vec<Flag<'_>>> {
     parse::paren_list(input, &LIMITS, 1, |i| {
@@ -227,7 +219,7 @@ fn nstring_bytes(input: &[u8]) -> IResult<'_, Option<Cow<'_, [u8]>>> {
 /// `envelope = "(" env-date SP env-subject SP env-from SP env-sender SP env-reply-to SP
 /// env-to SP env-cc SP env-bcc SP env-in-reply-to SP env-message-id ")"`.
 fn envelope(input: &[u8]) -> IResult<'_, Envelope<'_>> {
-    let (rest, ()) = byte(input, b'(')?;
+    let (rest, ()) = parse::byte(input, b'(', "(")?;
     let (rest, date) = nstring_bytes(rest)?;
     let (rest, ()) = parse::sp(rest)?;
     let (rest, subject) = nstring_bytes(rest)?;
@@ -243,7 +235,7 @@ fn envelope(input: &[u8]) -> IResult<'_, Envelope<'_>> {
     let (rest, in_reply_to) = nstring_bytes(rest)?;
     let (rest, ()) = parse::sp(rest)?;
     let (rest, message_id) = nstring_bytes(rest)?;
-    let (rest, ()) = byte(rest, b')')?;
+    let (rest, ()) = parse::byte(rest, b')', ")")?;
     let [from, sender, reply_to, to, cc, bcc] = lists;
     Ok((
         rest,
@@ -284,7 +276,7 @@ fn addresses(input: &[u8]) -> IResult<'_, Vec<Address<'_>>> {
 
 /// `address = "(" addr-name SP addr-adl SP addr-mailbox SP addr-host ")"`.
 fn address(input: &[u8]) -> IResult<'_, Address<'_>> {
-    let (rest, ()) = byte(input, b'(')?;
+    let (rest, ()) = parse::byte(input, b'(', "(")?;
     let (rest, name) = nstring_bytes(rest)?;
     let (rest, ()) = parse::sp(rest)?;
     let (rest, adl) = nstring_bytes(rest)?;
@@ -292,7 +284,7 @@ fn address(input: &[u8]) -> IResult<'_, Address<'_>> {
     let (rest, mailbox) = nstring_bytes(rest)?;
     let (rest, ()) = parse::sp(rest)?;
     let (rest, host) = nstring_bytes(rest)?;
-    let (rest, ()) = byte(rest, b')')?;
+    let (rest, ()) = parse::byte(rest, b')', ")")?;
     Ok((
         rest,
         Address {
