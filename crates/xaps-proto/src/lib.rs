@@ -25,13 +25,17 @@ pub mod daemon;
 mod debounce;
 mod encode;
 mod error;
+pub mod legacy;
 mod parse;
+pub mod registry;
+mod timestamp;
 mod types;
 
 pub use debounce::{DEFAULT_DELAY, Debouncer, is_message_new};
 pub use encode::{completed, mailbox_response, registered_response};
 pub use error::CommandError;
 pub use parse::{Command, DecodeFailure, MAX_COMMAND_LEN, Response};
+pub use timestamp::{Timestamp, TimestampError};
 pub use types::{
     AccountId, DeviceToken, MAIL_SUBTOPIC, MAX_ACCOUNT_ID_LEN, MAX_MAILBOX_LEN, MAX_MAILBOXES,
     RegistrationRequest, Version,

@@ -1,0 +1,515 @@
+//! The registrations a daemon keeps: who to push for which mailbox, refreshed by each
+//! `XAPPLEPUSHSERVICE`, dropped when APNs says a token is gone or when a device has
+//! not been seen for 30 days. Import and export use xapsd's JSON database, so an
+//! installation can switch without losing a device.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::daemon::{Notify, NotifyOutcome, Register};
+use crate::timestamp::Timestamp;
+use crate::types::{AccountId, DeviceToken, MAX_MAILBOXES};
+
+/// How long a registration lives without being refreshed: xapsd's 30 days.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The most accounts (devices) one user may register by default.
+pub const DEFAULT_MAX_ACCOUNTS_PER_USER: usize = 100;
+
+/// One device's registration for one account of a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// Where to push.
+    pub device_token: DeviceToken,
+    /// The mailboxes the device asked pushes for.
+    pub mailboxes: Vec<String>,
+    /// When it was last registered; `None` for entries from databases that predate
+    /// the field, which never expire.
+    pub registered_at: Option<Timestamp>,
+}
+
+impl Registration {
+    /// Whether the device listed `mailbox`. `INBOX` matches in any case, as IMAP
+    /// defines; other names match exactly.
+    pub fn wants(&self, mailbox: &str) -> bool {
+        let inbox = mailbox.eq_ignore_ascii_case("INBOX");
+        self.mailboxes
+            .iter()
+            .any(|m| m == mailbox || (inbox && m.eq_ignore_ascii_case("INBOX")))
+    }
+
+    /// Whether it was registered before `time` (always, without a time).
+    fn older_than(&self, time: Timestamp) -> bool {
+        self.registered_at
+            .is_none_or(|at| at.unix_nanos() < time.unix_nanos())
+    }
+}
+
+/// What [`Registry::register`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registered {
+    /// A new (user, account) registration.
+    New,
+    /// The same device registered again: time and mailboxes refreshed.
+    Refreshed,
+    /// The account moved to another device token (a restored or replaced phone);
+    /// the previous token gets no more pushes.
+    Replaced {
+        /// The token it had.
+        previous: DeviceToken,
+    },
+}
+
+/// A refused registration; the registry is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The user already has the most accounts allowed.
+    #[error("user {user:?} already has {limit} registered accounts")]
+    TooManyAccounts {
+        /// The user.
+        user: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// The registration lists no mailbox, or more than allowed.
+    #[error("a registration must list 1 to {MAX_MAILBOXES} mailboxes")]
+    Mailboxes,
+    /// The user name is empty.
+    #[error("a registration needs a user name")]
+    User,
+}
+
+/// Who to push for a `/notify`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup<'a> {
+    /// The user has no registration: HTTP 404.
+    NoDevice,
+    /// The user has registrations, none for this mailbox: HTTP 204.
+    NotSubscribed,
+    /// Push to these devices: HTTP 200.
+    Push(Vec<Target<'a>>),
+}
+
+impl Lookup<'_> {
+    /// The answer to the plugin.
+    pub fn outcome(&self) -> NotifyOutcome {
+        match self {
+            Lookup::NoDevice => NotifyOutcome::NoDevice,
+            Lookup::NotSubscribed => NotifyOutcome::NotSubscribed,
+            Lookup::Push(_) => NotifyOutcome::Accepted,
+        }
+    }
+}
+
+/// A device to push to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target<'a> {
+    /// The account id, the push payload's `account-id`.
+    pub account_id: &'a AccountId,
+    /// The device token.
+    pub device_token: &'a DeviceToken,
+}
+
+/// A registration that was removed, for the caller's log and debouncer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removed {
+    /// The user.
+    pub user: String,
+    /// The account.
+    pub account_id: AccountId,
+    /// Its registration.
+    pub registration: Registration,
+}
+
+/// The registrations, keyed by (user, account id): one device token per account, as
+/// in xapsd. Users are compared in lower case.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use xaps_proto::daemon::Register;
+/// use xaps_proto::registry::{Lookup, Registered, Registry};
+///
+/// let body = br#"{"ApsAccountId":"0715A26B-CA09-4730-A419-793000CA982E","ApsDeviceToken":"2918390218931890821908309283098109381029309829018310983092892829","ApsSubtopic":"com.apple.mobilemail","Username":"user","Mailboxes": ["INBOX","Notes"]}"#;
+/// let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+/// let mut registry = Registry::new();
+/// assert_eq!(registry.register(Register::from_json(body)?, now)?, Registered::New);
+///
+/// let Lookup::Push(targets) = registry.lookup("user", "INBOX") else { unreachable!() };
+/// assert_eq!(targets[0].account_id.as_str(), "0715A26B-CA09-4730-A419-793000CA982E");
+/// assert_eq!(registry.lookup("user", "Junk"), Lookup::NotSubscribed);
+/// assert_eq!(registry.lookup("other", "INBOX"), Lookup::NoDevice);
+///
+/// // Not refreshed for 30 days: gone.
+/// let removed = registry.expire(now + Duration::from_secs(31 * 86_400));
+/// assert_eq!(removed.len(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Registry {
+    users: BTreeMap<String, BTreeMap<AccountId, Registration>>,
+    max_age: Duration,
+    max_accounts_per_user: usize,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    /// An empty registry with the default limits.
+    pub fn new() -> Self {
+        Self {
+            users: BTreeMap::new(),
+            max_age: DEFAULT_MAX_AGE,
+            max_accounts_per_user: DEFAULT_MAX_ACCOUNTS_PER_USER,
+        }
+    }
+
+    /// Sets how long a registration lives without a refresh.
+    pub fn with_max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
+    }
+
+    /// Sets the most accounts one user may register.
+    pub fn with_max_accounts_per_user(mut self, limit: usize) -> Self {
+        self.max_accounts_per_user = limit;
+        self
+    }
+
+    /// Adds or refreshes the registration of `register.username`'s account. The
+    /// caller takes the user from the authenticated session (see
+    /// [`Register::new`]), never from the device.
+    pub fn register(
+        &mut self,
+        register: Register,
+        now: SystemTime,
+    ) -> Result<Registered, RegistryError> {
+        if register.mailboxes.is_empty() || register.mailboxes.len() > MAX_MAILBOXES {
+            return Err(RegistryError::Mailboxes);
+        }
+        if register.username.is_empty() {
+            return Err(RegistryError::User);
+        }
+        let user = register.username.to_lowercase();
+        let accounts = self.users.get(&user);
+        let known = accounts.is_some_and(|a| a.contains_key(&register.account_id));
+        let count = accounts.map_or(0, BTreeMap::len);
+        if !known && count >= self.max_accounts_per_user {
+            return Err(RegistryError::TooManyAccounts {
+                user,
+                limit: self.max_accounts_per_user,
+            });
+        }
+        let registration = Registration {
+            device_token: register.device_token,
+            mailboxes: register.mailboxes,
+            registered_at: Some(Timestamp::from_system_time(now)),
+        };
+        let previous = self
+            .users
+            .entry(user)
+            .or_default()
+            .insert(register.account_id, registration.clone());
+        Ok(match previous {
+            None => Registered::New,
+            Some(p) if p.device_token == registration.device_token => Registered::Refreshed,
+            Some(p) => Registered::Replaced {
+                previous: p.device_token,
+            },
+        })
+    }
+
+    /// The devices to push for events in `mailbox` of `user`.
+    pub fn lookup(&self, user: &str, mailbox: &str) -> Lookup<'_> {
+        let Some(accounts) = self.accounts(user) else {
+            return Lookup::NoDevice;
+        };
+        let targets: Vec<Target<'_>> = accounts
+            .iter()
+            .filter(|(_, r)| r.wants(mailbox))
+            .map(|(account_id, r)| Target {
+                account_id,
+                device_token: &r.device_token,
+            })
+            .collect();
+        if targets.is_empty() {
+            Lookup::NotSubscribed
+        } else {
+            Lookup::Push(targets)
+        }
+    }
+
+    /// [`lookup`](Self::lookup) for a `/notify` body.
+    pub fn lookup_notify(&self, notify: &Notify) -> Lookup<'_> {
+        self.lookup(&notify.username, &notify.mailbox)
+    }
+
+    /// The registration of one account.
+    pub fn get(&self, user: &str, account_id: &AccountId) -> Option<&Registration> {
+        self.accounts(user)?.get(account_id)
+    }
+
+    /// Removes one account's registration.
+    pub fn remove(&mut self, user: &str, account_id: &AccountId) -> Option<Registration> {
+        let user = user.to_lowercase();
+        let accounts = self.users.get_mut(&user)?;
+        let removed = accounts.remove(account_id);
+        if accounts.is_empty() {
+            self.users.remove(&user);
+        }
+        removed
+    }
+
+    /// APNs answered 410 for `device_token`, saying it stopped being valid at
+    /// `invalid_since`: removes the registrations with that token made before then.
+    /// One made later means the device came back, and it stays.
+    pub fn unregistered(
+        &mut self,
+        device_token: &DeviceToken,
+        invalid_since: SystemTime,
+    ) -> Vec<Removed> {
+        let since = Timestamp::from_system_time(invalid_since);
+        self.remove_where(|r| &r.device_token == device_token && r.older_than(since))
+    }
+
+    /// Removes the registrations not refreshed within the maximum age before `now`.
+    /// Run it every few hours.
+    pub fn expire(&mut self, now: SystemTime) -> Vec<Removed> {
+        let Some(cutoff) = now.checked_sub(self.max_age) else {
+            return Vec::new();
+        };
+        let cutoff = Timestamp::from_system_time(cutoff);
+        self.remove_where(|r| r.registered_at.is_some() && r.older_than(cutoff))
+    }
+
+    /// The number of registrations.
+    pub fn len(&self) -> usize {
+        self.users.values().map(BTreeMap::len).sum()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    /// Every registration: (user, account id, registration), in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &AccountId, &Registration)> {
+        self.users
+            .iter()
+            .flat_map(|(u, a)| a.iter().map(move |(id, r)| (u.as_str(), id, r)))
+    }
+
+    fn accounts(&self, user: &str) -> Option<&BTreeMap<AccountId, Registration>> {
+        // Avoid allocating for the common, already lower-case name.
+        if user.chars().any(char::is_uppercase) {
+            self.users.get(&user.to_lowercase())
+        } else {
+            self.users.get(user)
+        }
+    }
+
+    fn remove_where(&mut self, mut doomed: impl FnMut(&Registration) -> bool) -> Vec<Removed> {
+        let mut removed = Vec::new();
+        self.users.retain(|user, accounts| {
+            let gone: Vec<AccountId> = accounts
+                .iter()
+                .filter(|(_, r)| doomed(r))
+                .map(|(id, _)| id.clone())
+                .collect();
+            for account_id in gone {
+                if let Some(registration) = accounts.remove(&account_id) {
+                    removed.push(Removed {
+                        user: user.clone(),
+                        account_id,
+                        registration,
+                    });
+                }
+            }
+            !accounts.is_empty()
+        });
+        removed
+    }
+}
+
+/// A database that is not xapsd's JSON.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an xapsd database: {0}")]
+pub struct DatabaseError(String);
+
+/// An entry of an imported database that could not be kept, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// The user, as written.
+    pub user: String,
+    /// The account id, as written.
+    pub account_id: String,
+    /// Why.
+    pub reason: &'static str,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DatabaseWire {
+    #[serde(rename = "Users", default)]
+    users: Option<BTreeMap<String, UserWire>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct UserWire {
+    #[serde(rename = "Accounts", default)]
+    accounts: Option<BTreeMap<String, AccountWire>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct AccountWire {
+    #[serde(rename = "DeviceToken", default)]
+    device_token: String,
+    #[serde(
+        rename = "RegistrationTime",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    registration_time: Option<String>,
+    #[serde(rename = "Mailboxes", default)]
+    mailboxes: Option<Vec<String>>,
+}
+
+impl Registry {
+    /// Reads xapsd's database (`{"Users": {user: {"Accounts": {account id:
+    /// {"DeviceToken", "RegistrationTime", "Mailboxes"}}}}}`). Entries that cannot be
+    /// pushed to (a token that is not hex, no mailbox, a time that is not RFC 3339)
+    /// are returned as rejected instead of failing the whole import; unknown fields
+    /// are ignored, as xapsd ignores them. Go's zero time means "no time".
+    ///
+    /// ```
+    /// use xaps_proto::registry::Registry;
+    /// let db = br#"{"Users":{"alice":{"Accounts":{"ACC1":{"DeviceToken":"2918390218931890821908309283098109381029309829018310983092892829","RegistrationTime":"2022-03-02T09:47:54.855456616+01:00","Mailboxes":["INBOX"]}}}}}"#;
+    /// let (registry, rejected) = Registry::from_xapsd_json(db)?;
+    /// assert_eq!((registry.len(), rejected.len()), (1, 0));
+    /// assert!(registry.to_xapsd_json().contains("\"2022-03-02T09:47:54.855456616+01:00\""));
+    /// # Ok::<(), xaps_proto::registry::DatabaseError>(())
+    /// ```
+    pub fn from_xapsd_json(bytes: &[u8]) -> Result<(Self, Vec<Rejected>), DatabaseError> {
+        // serde would also read a struct from an array; a database is an object.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(DatabaseError("not a JSON object".into()));
+        }
+        let wire: DatabaseWire =
+            serde_json::from_slice(bytes).map_err(|e| DatabaseError(e.to_string()))?;
+        let mut registry = Registry::new();
+        let mut rejected = Vec::new();
+        for (user, accounts) in wire.users.unwrap_or_default() {
+            for (account_id, account) in accounts.accounts.unwrap_or_default() {
+                let reject = |reason| Rejected {
+                    user: user.clone(),
+                    account_id: account_id.clone(),
+                    reason,
+                };
+                match Self::import_entry(&user, &account_id, account) {
+                    Err(reason) => rejected.push(reject(reason)),
+                    Ok((id, registration)) => {
+                        if let Some(reason) = registry.insert_imported(&user, id, registration) {
+                            rejected.push(reject(reason));
+                        }
+                    }
+                }
+            }
+        }
+        Ok((registry, rejected))
+    }
+
+    fn import_entry(
+        user: &str,
+        account_id: &str,
+        account: AccountWire,
+    ) -> Result<(AccountId, Registration), &'static str> {
+        if user.is_empty() {
+            return Err("empty user name");
+        }
+        let id = AccountId::new(account_id).map_err(|_| "account id is empty or not printable")?;
+        let device_token =
+            DeviceToken::new(&account.device_token).map_err(|_| "device token is not hex")?;
+        let mailboxes = account.mailboxes.unwrap_or_default();
+        if mailboxes.is_empty() || mailboxes.len() > MAX_MAILBOXES {
+            return Err("no mailboxes, or too many");
+        }
+        let registered_at = match account.registration_time {
+            None => None,
+            Some(text) => {
+                let t: Timestamp = text
+                    .parse()
+                    .map_err(|_| "registration time is not RFC 3339")?;
+                (!t.is_go_zero()).then_some(t)
+            }
+        };
+        Ok((
+            id,
+            Registration {
+                device_token,
+                mailboxes,
+                registered_at,
+            },
+        ))
+    }
+
+    /// Inserts an imported entry; users differing only in case merge, the most
+    /// recently registered entry winning. Returns why an entry was dropped.
+    fn insert_imported(
+        &mut self,
+        user: &str,
+        id: AccountId,
+        registration: Registration,
+    ) -> Option<&'static str> {
+        let accounts = self.users.entry(user.to_lowercase()).or_default();
+        let newer = |a: &Registration, b: &Registration| {
+            a.registered_at.map(Timestamp::unix_nanos) > b.registered_at.map(Timestamp::unix_nanos)
+        };
+        let Some(existing) = accounts.get(&id) else {
+            accounts.insert(id, registration);
+            return None;
+        };
+        if newer(&registration, existing) {
+            accounts.insert(id, registration);
+        }
+        Some(
+            "also registered under a user name differing only in case; the most recent entry was kept",
+        )
+    }
+
+    /// Writes xapsd's database format, indented as xapsd writes it, users and
+    /// accounts in order. Registrations without a time have no `RegistrationTime`.
+    pub fn to_xapsd_json(&self) -> String {
+        let users = self
+            .users
+            .iter()
+            .map(|(user, accounts)| {
+                let accounts = accounts
+                    .iter()
+                    .map(|(id, r)| {
+                        (
+                            id.as_str().to_owned(),
+                            AccountWire {
+                                device_token: r.device_token.as_str().to_owned(),
+                                registration_time: r.registered_at.map(|t| t.to_string()),
+                                mailboxes: Some(r.mailboxes.clone()),
+                            },
+                        )
+                    })
+                    .collect();
+                (
+                    user.clone(),
+                    UserWire {
+                        accounts: Some(accounts),
+                    },
+                )
+            })
+            .collect();
+        let wire = DatabaseWire { users: Some(users) };
+        // Maps of strings always serialize.
+        serde_json::to_string_pretty(&wire).unwrap_or_default()
+    }
+}

@@ -1,0 +1,373 @@
+//! The registry: refresh, lookup, the APNs 410 rule, expiry, limits, and xapsd's
+//! database in and out.
+
+// A failing unwrap or index here is a failing test, not a crashing server.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::time::{Duration, SystemTime};
+
+use proptest::prelude::*;
+use xaps_proto::daemon::{Notify, NotifyOutcome, Register};
+use xaps_proto::registry::{Lookup, Registered, Registry, RegistryError};
+use xaps_proto::{AccountId, DeviceToken};
+
+/// xapsd's database test data, verbatim.
+const XAPSD_TEST_DATA: &str = r#"{
+  "Users": {
+    "alice": {
+      "Accounts": {
+        "aliceaccountid1": {
+          "DeviceToken": "alicedevicetoken1",
+          "RegistrationTime": "2018-09-22T12:42:31Z",
+          "Mailboxes": [
+            "Inbox"
+          ]
+        }
+      }
+    },
+    "stefan": {
+      "Accounts": {
+        "stefanaccountid1": {
+          "DeviceToken": "stefandevicetoken1",
+          "Mailboxes": [
+            "Inbox"
+          ]
+        },
+        "stefanaccountid2": {
+          "DeviceToken": "stefandevicetoken2",
+          "Mailboxes": [
+            "Inbox",
+            "Ham"
+          ]
+        }
+      }
+    }
+  }
+}"#;
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+fn at(secs: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+fn token(n: u8) -> String {
+    format!("{n:02x}").repeat(32)
+}
+
+fn register(user: &str, account: &str, token_byte: u8, mailboxes: &[&str]) -> Register {
+    Register {
+        account_id: AccountId::new(account).unwrap(),
+        device_token: DeviceToken::new(&token(token_byte)).unwrap(),
+        username: user.to_owned(),
+        mailboxes: mailboxes.iter().map(|m| (*m).to_owned()).collect(),
+    }
+}
+
+fn accounts(lookup: &Lookup<'_>) -> Vec<String> {
+    match lookup {
+        Lookup::Push(targets) => targets
+            .iter()
+            .map(|t| t.account_id.as_str().to_owned())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[test]
+fn the_xapsd_test_data() {
+    // Its tokens are placeholders, not hex: APNs would refuse them, so they are
+    // reported, not imported.
+    let (registry, rejected) = Registry::from_xapsd_json(XAPSD_TEST_DATA.as_bytes()).unwrap();
+    assert!(registry.is_empty());
+    let ids: Vec<_> = rejected.iter().map(|r| r.account_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["aliceaccountid1", "stefanaccountid1", "stefanaccountid2"]
+    );
+    assert!(
+        rejected
+            .iter()
+            .all(|r| r.reason == "device token is not hex")
+    );
+
+    // The same data with real tokens round-trips byte for byte: users, accounts,
+    // tokens, times (present or absent), mailboxes in their order.
+    let real = XAPSD_TEST_DATA
+        .replace("alicedevicetoken1", &token(0xa1))
+        .replace("stefandevicetoken1", &token(0x51))
+        .replace("stefandevicetoken2", &token(0x52));
+    let (registry, rejected) = Registry::from_xapsd_json(real.as_bytes()).unwrap();
+    assert!(rejected.is_empty());
+    assert_eq!(registry.len(), 3);
+    assert_eq!(registry.to_xapsd_json(), real);
+    let alice = registry
+        .get("alice", &AccountId::new("aliceaccountid1").unwrap())
+        .unwrap();
+    assert_eq!(alice.registered_at.unwrap().unix_seconds(), 1_537_620_151);
+    // xapsd matched "INBOX" exactly and so missed these "Inbox" entries; IMAP says
+    // INBOX is case-insensitive.
+    assert_eq!(
+        accounts(&registry.lookup("stefan", "INBOX")),
+        ["stefanaccountid1", "stefanaccountid2"]
+    );
+    assert_eq!(
+        accounts(&registry.lookup("stefan", "Ham")),
+        ["stefanaccountid2"]
+    );
+    assert_eq!(registry.lookup("stefan", "ham"), Lookup::NotSubscribed);
+}
+
+#[test]
+fn a_real_entry_keeps_its_offset_and_nanoseconds() {
+    let db = format!(
+        r#"{{
+  "Users": {{
+    "me@domain.com": {{
+      "Accounts": {{
+        "0715A26B-CA09-4730-A419-793000CA982E": {{
+          "DeviceToken": "{}",
+          "RegistrationTime": "2022-03-02T09:47:54.855456616+01:00",
+          "Mailboxes": [
+            "Junk",
+            "INBOX",
+            "Sent",
+            "Notes"
+          ]
+        }}
+      }}
+    }}
+  }}
+}}"#,
+        token(7)
+    );
+    let (registry, rejected) = Registry::from_xapsd_json(db.as_bytes()).unwrap();
+    assert!(rejected.is_empty());
+    assert_eq!(registry.to_xapsd_json(), db);
+}
+
+#[test]
+fn imports_are_normalized_and_checked() {
+    let upper = token(0xab).to_uppercase();
+    let db = format!(
+        r#"{{"Users":{{
+            "Bob":{{"Accounts":{{"A":{{"DeviceToken":"{upper}","RegistrationTime":"0001-01-01T00:00:00Z","Mailboxes":["INBOX"]}}}}}},
+            "bob":{{"Accounts":{{"A":{{"DeviceToken":"{t2}","RegistrationTime":"2020-01-01T00:00:00Z","Mailboxes":["INBOX"]}}}}}},
+            "carol":{{"Accounts":{{
+                "B":{{"DeviceToken":"{t2}","Mailboxes":[]}},
+                "C":{{"DeviceToken":"{t2}","Mailboxes":null}},
+                "D":{{"DeviceToken":"{t2}","RegistrationTime":"yesterday","Mailboxes":["INBOX"]}},
+                "E":{{"DeviceToken":"{t2}","Mailboxes":["INBOX"],"Unknown":1}}
+            }}}},
+            "dave":{{"Accounts":null}}
+        }},"AppleCerts":{{}}}}"#,
+        t2 = token(2)
+    );
+    let (registry, rejected) = Registry::from_xapsd_json(db.as_bytes()).unwrap();
+    let reasons: Vec<_> = rejected
+        .iter()
+        .map(|r| (r.user.as_str(), r.account_id.as_str()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [("bob", "A"), ("carol", "B"), ("carol", "C"), ("carol", "D")]
+    );
+    // "Bob" and "bob" merged; the entry with a time beats Go's zero time.
+    let bob = registry.get("BOB", &AccountId::new("A").unwrap()).unwrap();
+    assert_eq!(bob.device_token.as_str(), token(2));
+    assert_eq!(registry.len(), 2);
+
+    // The zero time means "no time": exported without the field, never expired.
+    let (registry, _) = Registry::from_xapsd_json(
+        format!(r#"{{"Users":{{"z":{{"Accounts":{{"A":{{"DeviceToken":"{upper}","RegistrationTime":"0001-01-01T00:00:00Z","Mailboxes":["INBOX"]}}}}}}}}}}"#).as_bytes(),
+    )
+    .unwrap();
+    let mut registry = registry;
+    assert!(!registry.to_xapsd_json().contains("RegistrationTime"));
+    assert!(registry.to_xapsd_json().contains(&token(0xab)));
+    assert!(registry.expire(at(4_000_000_000)).is_empty());
+
+    for bad in [
+        "",
+        "[]",
+        "{\"Users\":[]}",
+        "{\"Users\":{\"a\":{\"Accounts\":{\"b\":1}}}}",
+    ] {
+        assert!(Registry::from_xapsd_json(bad.as_bytes()).is_err(), "{bad}");
+    }
+    assert!(Registry::from_xapsd_json(b"{}").unwrap().0.is_empty());
+}
+
+#[test]
+fn register_refreshes_and_replaces() {
+    let mut registry = Registry::new();
+    let r = register("User", "ACC", 1, &["INBOX"]);
+    assert_eq!(registry.register(r.clone(), at(1000)), Ok(Registered::New));
+    assert_eq!(registry.register(r, at(2000)), Ok(Registered::Refreshed));
+    let moved = register("user", "ACC", 2, &["Notes"]);
+    assert_eq!(
+        registry.register(moved, at(3000)),
+        Ok(Registered::Replaced {
+            previous: DeviceToken::new(&token(1)).unwrap()
+        })
+    );
+    assert_eq!(registry.len(), 1);
+    let entry = registry
+        .get("user", &AccountId::new("ACC").unwrap())
+        .unwrap();
+    assert_eq!(entry.mailboxes, ["Notes"]);
+    assert_eq!(entry.registered_at.unwrap().unix_seconds(), 3000);
+    assert_eq!(registry.lookup("user", "INBOX"), Lookup::NotSubscribed);
+}
+
+#[test]
+fn lookup_answers_like_xapsd() {
+    let mut registry = Registry::new();
+    registry
+        .register(register("u", "A", 1, &["INBOX"]), at(0))
+        .unwrap();
+    registry
+        .register(register("u", "B", 2, &["inbox", "Work"]), at(0))
+        .unwrap();
+    registry
+        .register(register("v", "C", 3, &["Work"]), at(0))
+        .unwrap();
+    let notify = |user: &str, mailbox: &str| Notify {
+        username: user.into(),
+        mailbox: mailbox.into(),
+        events: vec!["MessageNew".into()],
+    };
+    let outcome = |user, mailbox| registry.lookup_notify(&notify(user, mailbox)).outcome();
+    assert_eq!(accounts(&registry.lookup("U", "INBOX")), ["A", "B"]);
+    assert_eq!(accounts(&registry.lookup("u", "Work")), ["B"]);
+    // One user's registrations never answer for another's mailboxes.
+    assert_eq!(
+        accounts(&registry.lookup("v", "INBOX")),
+        Vec::<String>::new()
+    );
+    assert_eq!(outcome("u", "INBOX"), NotifyOutcome::Accepted);
+    assert_eq!(outcome("v", "INBOX"), NotifyOutcome::NotSubscribed);
+    assert_eq!(outcome("w", "INBOX"), NotifyOutcome::NoDevice);
+}
+
+#[test]
+fn an_apns_410_removes_only_older_registrations() {
+    let mut registry = Registry::new();
+    registry
+        .register(register("u", "A", 1, &["INBOX"]), at(1000))
+        .unwrap();
+    registry
+        .register(register("u", "B", 1, &["INBOX"]), at(3000))
+        .unwrap();
+    registry
+        .register(register("u", "C", 2, &["INBOX"]), at(1000))
+        .unwrap();
+    let gone = DeviceToken::new(&token(1)).unwrap();
+    let removed = registry.unregistered(&gone, at(2000));
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0].account_id.as_str(), "A");
+    assert_eq!(removed[0].user, "u");
+    // B registered after the token was reported invalid: the device came back.
+    assert_eq!(accounts(&registry.lookup("u", "INBOX")), ["B", "C"]);
+    // Same instant is not older.
+    assert!(registry.unregistered(&gone, at(3000)).is_empty());
+}
+
+#[test]
+fn registrations_expire_after_thirty_days() {
+    let mut registry = Registry::new();
+    registry
+        .register(register("u", "A", 1, &["INBOX"]), at(0))
+        .unwrap();
+    registry
+        .register(register("u", "B", 2, &["INBOX"]), at(DAY.as_secs()))
+        .unwrap();
+    assert!(registry.expire(at(30 * DAY.as_secs())).is_empty());
+    let removed = registry.expire(at(30 * DAY.as_secs() + 1));
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0].account_id.as_str(), "A");
+    // Configurable.
+    let mut short = Registry::new().with_max_age(Duration::from_secs(60));
+    short
+        .register(register("u", "A", 1, &["INBOX"]), at(0))
+        .unwrap();
+    assert_eq!(short.expire(at(61)).len(), 1);
+    assert!(short.is_empty());
+    assert_eq!(short.lookup("u", "INBOX"), Lookup::NoDevice);
+}
+
+#[test]
+fn refused_registrations_change_nothing() {
+    let mut registry = Registry::new().with_max_accounts_per_user(2);
+    registry
+        .register(register("u", "A", 1, &["INBOX"]), at(0))
+        .unwrap();
+    registry
+        .register(register("u", "B", 2, &["INBOX"]), at(0))
+        .unwrap();
+    let before = registry.to_xapsd_json();
+    assert_eq!(
+        registry.register(register("u", "C", 3, &["INBOX"]), at(5)),
+        Err(RegistryError::TooManyAccounts {
+            user: "u".into(),
+            limit: 2
+        })
+    );
+    assert_eq!(
+        registry.register(register("u", "A", 3, &[]), at(5)),
+        Err(RegistryError::Mailboxes)
+    );
+    let many: Vec<String> = (0..1001).map(|i| i.to_string()).collect();
+    let mut huge = register("u", "A", 3, &[]);
+    huge.mailboxes = many;
+    assert_eq!(
+        registry.register(huge, at(5)),
+        Err(RegistryError::Mailboxes)
+    );
+    assert_eq!(
+        registry.register(register("", "Z", 3, &["INBOX"]), at(5)),
+        Err(RegistryError::User)
+    );
+    assert_eq!(registry.to_xapsd_json(), before);
+    // A known account may still refresh at the limit, and removal frees a place.
+    assert_eq!(
+        registry.register(register("u", "B", 2, &["INBOX"]), at(9)),
+        Ok(Registered::Refreshed)
+    );
+    assert!(
+        registry
+            .remove("U", &AccountId::new("A").unwrap())
+            .is_some()
+    );
+    assert!(
+        registry
+            .register(register("u", "C", 3, &["INBOX"]), at(9))
+            .is_ok()
+    );
+}
+
+proptest! {
+    #[test]
+    fn export_import_keeps_everything(
+        entries in prop::collection::vec(
+            ("[a-z]{1,4}", "[A-Z0-9]{1,6}", any::<u8>(), prop::collection::vec("[^\\x00]{1,8}", 1..4), 0u64..4_000_000_000),
+            0..20,
+        )
+    ) {
+        let mut registry = Registry::new();
+        for (user, account, t, mailboxes, time) in entries {
+            let mailboxes: Vec<&str> = mailboxes.iter().map(String::as_str).collect();
+            registry.register(register(&user, &account, t, &mailboxes), at(time)).unwrap();
+        }
+        let json = registry.to_xapsd_json();
+        let (again, rejected) = Registry::from_xapsd_json(json.as_bytes()).unwrap();
+        prop_assert!(rejected.is_empty());
+        prop_assert!(registry.iter().eq(again.iter()));
+        prop_assert_eq!(again.to_xapsd_json(), json);
+    }
+}
