@@ -9,6 +9,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use mailpush_benches::apns::{ApnsFixture, apns_ops};
 use mailpush_benches::imap::decode_ops as imap_decode_ops;
 use mailpush_benches::push::{PushFixture, push_ops};
 use mailpush_benches::vapid::{VapidFixture, request_ops, vapid_ops};
@@ -103,4 +104,6 @@ fn main() {
     compare("IMAP command decode", &imap_decode_ops(), rounds);
     let p = PushFixture::default();
     compare("new-mail push", &push_ops(&p), rounds);
+    let a = ApnsFixture::default();
+    compare("APNs mail push request", &apns_ops(&a), rounds);
 }

@@ -14,6 +14,7 @@ use rand_core::{OsRng, RngCore};
 use sha2::Sha256;
 use webpush_crypto::{Encryptor, Provider, UaKeys, decrypt_with};
 
+pub mod apns;
 pub mod imap;
 pub mod push;
 pub mod vapid;

@@ -1,0 +1,299 @@
+//! What APNs answered, and what the sender does about it.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+
+use crate::error::ResponseError;
+use crate::types::ApnsId;
+
+/// The largest body read; APNs error bodies are a few dozen octets.
+pub const MAX_BODY_LEN: usize = 4096;
+
+/// A reason APNs gives for refusing a notification.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reason {
+    /// 400: the collapse id is over 64 octets.
+    BadCollapseId,
+    /// 400: the token is invalid, or for the other environment.
+    BadDeviceToken,
+    /// 400: the expiration is invalid.
+    BadExpirationDate,
+    /// 400: the `apns-id` is not a UUID.
+    BadMessageId,
+    /// 400: the priority is invalid.
+    BadPriority,
+    /// 400: the topic is invalid.
+    BadTopic,
+    /// 400: the token does not belong to the topic.
+    DeviceTokenNotForTopic,
+    /// 400: a header was repeated.
+    DuplicateHeaders,
+    /// 400: the connection was idle too long.
+    IdleTimeout,
+    /// 400: the push type is invalid.
+    InvalidPushType,
+    /// 400: no device token in the path.
+    MissingDeviceToken,
+    /// 400: no topic where one is required.
+    MissingTopic,
+    /// 400: the payload is empty.
+    PayloadEmpty,
+    /// 400: pushing to this topic is not allowed.
+    TopicDisallowed,
+    /// 403: the certificate is invalid.
+    BadCertificate,
+    /// 403: the certificate is for the other environment.
+    BadCertificateEnvironment,
+    /// 403: the provider token is stale: make a new one.
+    ExpiredProviderToken,
+    /// 403: the action is not allowed.
+    Forbidden,
+    /// 403: the provider token is invalid, or its signature wrong.
+    InvalidProviderToken,
+    /// 403: neither a certificate nor a provider token was given.
+    MissingProviderToken,
+    /// 403: the token's key id is not the team's.
+    UnrelatedKeyIdInToken,
+    /// 404: the path is wrong.
+    BadPath,
+    /// 405: only POST is allowed.
+    MethodNotAllowed,
+    /// 410: the token expired.
+    ExpiredToken,
+    /// 410: the token is no longer active for the topic.
+    Unregistered,
+    /// 413: the payload is too large.
+    PayloadTooLarge,
+    /// 429: the provider token was refreshed too often.
+    TooManyProviderTokenUpdates,
+    /// 429: too many requests to this device.
+    TooManyRequests,
+    /// 500: APNs failed.
+    InternalServerError,
+    /// 503: APNs is unavailable.
+    ServiceUnavailable,
+    /// 503: the APNs server is shutting down.
+    Shutdown,
+    /// A reason this crate does not know yet, as sent.
+    Other(String),
+}
+
+const REASONS: [(&str, Reason); 31] = [
+    ("BadCollapseId", Reason::BadCollapseId),
+    ("BadDeviceToken", Reason::BadDeviceToken),
+    ("BadExpirationDate", Reason::BadExpirationDate),
+    ("BadMessageId", Reason::BadMessageId),
+    ("BadPriority", Reason::BadPriority),
+    ("BadTopic", Reason::BadTopic),
+    ("DeviceTokenNotForTopic", Reason::DeviceTokenNotForTopic),
+    ("DuplicateHeaders", Reason::DuplicateHeaders),
+    ("IdleTimeout", Reason::IdleTimeout),
+    ("InvalidPushType", Reason::InvalidPushType),
+    ("MissingDeviceToken", Reason::MissingDeviceToken),
+    ("MissingTopic", Reason::MissingTopic),
+    ("PayloadEmpty", Reason::PayloadEmpty),
+    ("TopicDisallowed", Reason::TopicDisallowed),
+    ("BadCertificate", Reason::BadCertificate),
+    (
+        "BadCertificateEnvironment",
+        Reason::BadCertificateEnvironment,
+    ),
+    ("ExpiredProviderToken", Reason::ExpiredProviderToken),
+    ("Forbidden", Reason::Forbidden),
+    ("InvalidProviderToken", Reason::InvalidProviderToken),
+    ("MissingProviderToken", Reason::MissingProviderToken),
+    ("UnrelatedKeyIdInToken", Reason::UnrelatedKeyIdInToken),
+    ("BadPath", Reason::BadPath),
+    ("MethodNotAllowed", Reason::MethodNotAllowed),
+    ("ExpiredToken", Reason::ExpiredToken),
+    ("Unregistered", Reason::Unregistered),
+    ("PayloadTooLarge", Reason::PayloadTooLarge),
+    (
+        "TooManyProviderTokenUpdates",
+        Reason::TooManyProviderTokenUpdates,
+    ),
+    ("TooManyRequests", Reason::TooManyRequests),
+    ("InternalServerError", Reason::InternalServerError),
+    ("ServiceUnavailable", Reason::ServiceUnavailable),
+    ("Shutdown", Reason::Shutdown),
+];
+
+impl Reason {
+    /// Every reason Apple documents, as sent.
+    pub fn documented() -> impl Iterator<Item = (&'static str, Reason)> {
+        REASONS.into_iter()
+    }
+
+    /// The reason for a `reason` string; unknown ones are kept as [`Reason::Other`].
+    pub fn parse(text: &str) -> Self {
+        REASONS
+            .iter()
+            .find(|(name, _)| *name == text)
+            .map_or_else(|| Reason::Other(text.to_owned()), |(_, r)| r.clone())
+    }
+
+    /// The string APNs sends.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Reason::Other(text) => text,
+            known => REASONS
+                .iter()
+                .find(|(_, r)| r == known)
+                .map_or("", |(name, _)| name),
+        }
+    }
+}
+
+/// What the sender does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Action {
+    /// Delivered to APNs.
+    Delivered,
+    /// The token is dead: remove its registrations. For 410, `since` is when APNs
+    /// learned so; a registration made after it is a device that came back and stays.
+    DropToken {
+        /// When the token stopped being valid, if APNs said.
+        since: Option<SystemTime>,
+    },
+    /// Try again later with back-off (429, 5xx, an idle connection).
+    Retry,
+    /// The provider token is stale: make a new one, then retry.
+    RenewProviderToken,
+    /// The credentials or topic are wrong: an operator must fix the configuration;
+    /// retrying will not help.
+    FixConfiguration,
+    /// The request is wrong: a bug in the sender; do not retry it.
+    FixRequest,
+}
+
+/// APNs' answer to one request.
+///
+/// ```
+/// use apns_proto::{Action, Outcome, Reason};
+/// let outcome = Outcome::from_parts(410, Some("EC1BF194-B3B2-424A-89A9-5A918A6E7A9B"), None,
+///     br#"{"reason":"Unregistered","timestamp":1700000000000}"#)?;
+/// assert_eq!(outcome.reason, Some(Reason::Unregistered));
+/// assert!(matches!(outcome.action(), Action::DropToken { since: Some(_) }));
+/// # Ok::<(), apns_proto::ResponseError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The HTTP status.
+    pub status: u16,
+    /// `apns-id`: the notification's id (APNs makes one when the request had none).
+    pub apns_id: Option<ApnsId>,
+    /// `apns-unique-id`: a sandbox-only id for Apple's delivery log.
+    pub unique_id: Option<String>,
+    /// The body's `reason`.
+    pub reason: Option<Reason>,
+    /// The body's `timestamp` (410 only): when the token stopped being valid.
+    pub timestamp: Option<SystemTime>,
+}
+
+#[derive(Deserialize)]
+struct Body<'a> {
+    #[serde(borrow)]
+    reason: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    timestamp: Option<u64>,
+}
+
+impl Outcome {
+    /// Reads a response from its status, `apns-id` and `apns-unique-id` headers and
+    /// body. Success needs no body; errors need `{"reason": …}`. A malformed
+    /// `apns-id` is dropped rather than failing the whole response.
+    pub fn from_parts(
+        status: u16,
+        apns_id: Option<&str>,
+        unique_id: Option<&str>,
+        body: &[u8],
+    ) -> Result<Self, ResponseError> {
+        if !(200..600).contains(&status) || (201..400).contains(&status) {
+            return Err(ResponseError::Status(status));
+        }
+        if body.len() > MAX_BODY_LEN {
+            return Err(ResponseError::BodyTooLarge(MAX_BODY_LEN));
+        }
+        let (reason, timestamp) = if status == 200 {
+            (None, None)
+        } else {
+            let body: Body<'_> =
+                serde_json::from_slice(body).map_err(|e| ResponseError::Body(e.to_string()))?;
+            let timestamp = body
+                .timestamp
+                .map(|ms| UNIX_EPOCH.checked_add(Duration::from_millis(ms)))
+                .map(|t| t.ok_or_else(|| ResponseError::Body("timestamp out of range".into())))
+                .transpose()?;
+            (Some(Reason::parse(&body.reason)), timestamp)
+        };
+        Ok(Self {
+            status,
+            apns_id: apns_id.and_then(|id| ApnsId::try_from(id).ok()),
+            unique_id: unique_id
+                .filter(|id| id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic()))
+                .map(str::to_owned),
+            reason,
+            timestamp,
+        })
+    }
+
+    /// Reads an `http::Response` as the caller's HTTP/2 client returns it.
+    pub fn from_response<B: AsRef<[u8]>>(
+        response: &http::Response<B>,
+    ) -> Result<Self, ResponseError> {
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
+        Self::from_parts(
+            response.status().as_u16(),
+            header("apns-id"),
+            header("apns-unique-id"),
+            response.body().as_ref(),
+        )
+    }
+
+    /// What to do next: by reason, or by status for reasons this crate does not know.
+    pub fn action(&self) -> Action {
+        use Reason as R;
+        match (&self.reason, self.status) {
+            (_, 200) => Action::Delivered,
+            (Some(R::Unregistered | R::ExpiredToken), _) | (Some(R::Other(_)) | None, 410) => {
+                Action::DropToken {
+                    since: self.timestamp,
+                }
+            }
+            (Some(R::BadDeviceToken | R::DeviceTokenNotForTopic), _) => {
+                Action::DropToken { since: None }
+            }
+            (Some(R::ExpiredProviderToken), _) => Action::RenewProviderToken,
+            (
+                Some(
+                    R::IdleTimeout
+                    | R::TooManyRequests
+                    | R::TooManyProviderTokenUpdates
+                    | R::InternalServerError
+                    | R::ServiceUnavailable
+                    | R::Shutdown,
+                ),
+                _,
+            )
+            | (Some(R::Other(_)) | None, 429 | 500..) => Action::Retry,
+            (
+                Some(
+                    R::BadCertificate
+                    | R::BadCertificateEnvironment
+                    | R::Forbidden
+                    | R::InvalidProviderToken
+                    | R::MissingProviderToken
+                    | R::UnrelatedKeyIdInToken
+                    | R::TopicDisallowed
+                    | R::BadTopic,
+                ),
+                _,
+            )
+            | (Some(R::Other(_)) | None, 403) => Action::FixConfiguration,
+            _ => Action::FixRequest,
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Provider tokens: the ES256 JWT in `authorization: bearer …`, made from the team's
+//! `.p8` key, reused and renewed within Apple's 20 to 60 minute window.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use http::HeaderValue;
+use jsonwebtoken::{Algorithm, EncodingKey};
+use zeroize::Zeroizing;
+
+use crate::error::TokenError;
+
+/// When a token is renewed by default: after 50 minutes.
+pub const DEFAULT_REFRESH: Duration = Duration::from_secs(50 * 60);
+/// Apple refuses tokens refreshed more often than this ...
+pub const MIN_REFRESH: Duration = Duration::from_secs(20 * 60);
+/// ... and tokens older than this.
+pub const MAX_AGE: Duration = Duration::from_secs(60 * 60);
+
+#[cfg(not(any(feature = "rust-crypto", feature = "aws-lc-rs")))]
+compile_error!(
+    "apns-proto needs a jsonwebtoken backend: enable the `rust-crypto` or `aws-lc-rs` feature"
+);
+
+/// The `jsonwebtoken` backend, named explicitly rather than taken from its process-wide
+/// default, so a build with both backends compiled in cannot panic.
+fn backend() -> &'static jsonwebtoken::crypto::CryptoProvider {
+    #[cfg(feature = "aws-lc-rs")]
+    {
+        &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER
+    }
+    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
+    {
+        &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER
+    }
+}
+
+/// A team's signing key with its key id and team id. The key is zeroized on drop
+/// (by `jsonwebtoken`) and never shown by `Debug`.
+#[derive(Clone)]
+pub struct ProviderKey {
+    key: EncodingKey,
+    key_id: String,
+    team_id: String,
+}
+
+impl fmt::Debug for ProviderKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderKey")
+            .field("key", &"[redacted]")
+            .field("key_id", &self.key_id)
+            .field("team_id", &self.team_id)
+            .finish()
+    }
+}
+
+fn apple_id(text: &str, what: &'static str) -> Result<String, TokenError> {
+    if text.len() != 10 || !text.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(TokenError::Id(what));
+    }
+    Ok(text.to_owned())
+}
+
+impl ProviderKey {
+    /// A key from the `.p8` file Apple issues (PKCS#8 PEM), its 10-character key id
+    /// and the team id.
+    pub fn from_p8_pem(pem: &[u8], key_id: &str, team_id: &str) -> Result<Self, TokenError> {
+        let der = pkcs8_der(pem)?;
+        Self::checked(EncodingKey::from_ec_der(&der), key_id, team_id)
+    }
+
+    /// A key from PKCS#8 DER.
+    pub fn from_pkcs8_der(der: &[u8], key_id: &str, team_id: &str) -> Result<Self, TokenError> {
+        Self::checked(EncodingKey::from_ec_der(der), key_id, team_id)
+    }
+
+    fn checked(key: EncodingKey, key_id: &str, team_id: &str) -> Result<Self, TokenError> {
+        let key = Self {
+            key,
+            key_id: apple_id(key_id, "key id")?,
+            team_id: apple_id(team_id, "team id")?,
+        };
+        // Sign once, so a bad key fails here and not on the first push.
+        key.sign(0).map_err(|_| TokenError::Key)?;
+        Ok(key)
+    }
+
+    /// A token issued at `iat` (seconds since the epoch):
+    /// `{"alg":"ES256","kid":…}.{"iss":…,"iat":…}.signature`.
+    pub fn sign(&self, iat: u64) -> Result<String, TokenError> {
+        let header = format!(r#"{{"alg":"ES256","kid":"{}"}}"#, self.key_id);
+        let claims = format!(r#"{{"iss":"{}","iat":{iat}}}"#, self.team_id);
+        let mut token = String::with_capacity(200);
+        URL_SAFE_NO_PAD.encode_string(header, &mut token);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(claims, &mut token);
+        let signer = (backend().signer_factory)(&Algorithm::ES256, &self.key)
+            .map_err(|e| TokenError::Sign(e.to_string()))?;
+        let signature = signer
+            .try_sign(token.as_bytes())
+            .map_err(|e| TokenError::Sign(e.to_string()))?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature, &mut token);
+        Ok(token)
+    }
+}
+
+/// The DER inside `-----BEGIN PRIVATE KEY-----` … `-----END PRIVATE KEY-----`,
+/// wiped when dropped.
+fn pkcs8_der(pem: &[u8]) -> Result<Zeroizing<Vec<u8>>, TokenError> {
+    const BEGIN: &str = "-----BEGIN PRIVATE KEY-----";
+    const END: &str = "-----END PRIVATE KEY-----";
+    let text = std::str::from_utf8(pem).map_err(|_| TokenError::Key)?;
+    let start = text.find(BEGIN).ok_or(TokenError::Key)? + BEGIN.len();
+    let body = text.get(start..).ok_or(TokenError::Key)?;
+    let body = body
+        .get(..body.find(END).ok_or(TokenError::Key)?)
+        .ok_or(TokenError::Key)?;
+    let base64: Zeroizing<String> =
+        Zeroizing::new(body.chars().filter(|c| !c.is_ascii_whitespace()).collect());
+    STANDARD
+        .decode(base64.as_bytes())
+        .map(Zeroizing::new)
+        .map_err(|_| TokenError::Key)
+}
+
+/// The current provider token, renewed when it reaches the refresh age (50 minutes
+/// by default, 20 to 60 allowed) or when the clock went backwards. `now` is an
+/// argument; nothing here reads a clock.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use apns_proto::{ProviderKey, ProviderTokens};
+/// # let pem = include_bytes!("../tests/data/AuthKey_TEST123456.p8");
+/// let key = ProviderKey::from_p8_pem(pem, "TEST123456", "TEAM123456")?;
+/// let mut tokens = ProviderTokens::new(key);
+/// let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+/// let first = tokens.header(t0)?.clone();
+/// assert!(first.to_str().unwrap().starts_with("bearer ey"));
+/// // Reused for 50 minutes, then renewed.
+/// assert_eq!(tokens.header(t0 + Duration::from_secs(49 * 60))?, &first);
+/// assert_ne!(tokens.header(t0 + Duration::from_secs(50 * 60))?, &first);
+/// # Ok::<(), apns_proto::TokenError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ProviderTokens {
+    key: ProviderKey,
+    refresh: Duration,
+    current: Option<(u64, HeaderValue)>,
+}
+
+impl ProviderTokens {
+    /// Tokens from `key`, renewed after 50 minutes.
+    pub fn new(key: ProviderKey) -> Self {
+        Self {
+            key,
+            refresh: DEFAULT_REFRESH,
+            current: None,
+        }
+    }
+
+    /// Renews after `refresh` instead: 20 to 60 minutes, as Apple requires (less is
+    /// answered `TooManyProviderTokenUpdates`, more `ExpiredProviderToken`).
+    pub fn with_refresh(mut self, refresh: Duration) -> Result<Self, TokenError> {
+        if !(MIN_REFRESH..=MAX_AGE).contains(&refresh) {
+            return Err(TokenError::RefreshInterval);
+        }
+        self.refresh = refresh;
+        Ok(self)
+    }
+
+    /// The `authorization` header value (`bearer <jwt>`) to send at `now`.
+    pub fn header(&mut self, now: SystemTime) -> Result<&HeaderValue, TokenError> {
+        let now_secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let fresh = matches!(&self.current,
+            Some((iat, _)) if now_secs >= *iat && now_secs - *iat < self.refresh.as_secs());
+        if !fresh {
+            let token = self.key.sign(now_secs)?;
+            let value = HeaderValue::try_from(format!("bearer {token}"))
+                .map_err(|e| TokenError::Sign(e.to_string()))?;
+            self.current = Some((now_secs, value));
+        }
+        match &self.current {
+            Some((_, value)) => Ok(value),
+            None => Err(TokenError::Sign("no token".into())),
+        }
+    }
+
+    /// When the current token was issued, in seconds since the epoch.
+    pub fn issued_at(&self) -> Option<u64> {
+        self.current.as_ref().map(|(iat, _)| *iat)
+    }
+
+    /// Forgets the current token, after APNs answered `ExpiredProviderToken`.
+    pub fn invalidate(&mut self) {
+        self.current = None;
+    }
+}

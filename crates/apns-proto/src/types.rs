@@ -1,0 +1,317 @@
+//! The validated values of a request: device token, topic, ids, push type, priority,
+//! expiration.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::error::RequestError;
+
+/// A device token: even-length hex (64 digits today), normalized to lower case.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeviceToken(String);
+
+impl DeviceToken {
+    /// The shortest and longest tokens accepted, in hex digits. Apple's tokens are 32
+    /// octets, but Apple says their length may change, so a range is accepted.
+    pub const LEN: std::ops::RangeInclusive<usize> = 16..=200;
+
+    /// The token in lower-case hex.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<&str> for DeviceToken {
+    type Error = RequestError;
+
+    /// Validates hex in either case.
+    fn try_from(text: &str) -> Result<Self, RequestError> {
+        if !Self::LEN.contains(&text.len())
+            || !text.len().is_multiple_of(2)
+            || !text.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(RequestError::DeviceToken);
+        }
+        Ok(Self(text.to_ascii_lowercase()))
+    }
+}
+
+impl fmt::Debug for DeviceToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A token addresses one device; enough to tell tokens apart in logs.
+        let head = self.0.get(..8).unwrap_or_default();
+        write!(f, "DeviceToken({head}…)")
+    }
+}
+
+/// An `apns-topic`: the app's bundle id, or for mail the certificate's subject UID
+/// (`com.apple.mail.XServer.<uuid>`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Topic(String);
+
+impl Topic {
+    /// The longest topic accepted.
+    pub const MAX_LEN: usize = 255;
+
+    /// The topic.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether iOS Mail accepts pushes on this topic: it must begin `com.apple.mail`
+    /// (a certificate for another service is accepted by APNs, but Mail ignores the
+    /// pushes).
+    pub fn is_mail(&self) -> bool {
+        self.0.starts_with("com.apple.mail")
+    }
+}
+
+impl TryFrom<&str> for Topic {
+    type Error = RequestError;
+
+    /// Validates: 1 to 255 printable ASCII characters.
+    fn try_from(text: &str) -> Result<Self, RequestError> {
+        if text.is_empty()
+            || text.len() > Self::MAX_LEN
+            || !text.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(RequestError::Topic);
+        }
+        Ok(Self(text.to_owned()))
+    }
+}
+
+/// An `apns-collapse-id`: at most 64 octets; notifications with the same id replace
+/// each other on the device.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CollapseId(String);
+
+impl CollapseId {
+    /// The longest id APNs accepts, in octets.
+    pub const MAX_LEN: usize = 64;
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<&str> for CollapseId {
+    type Error = RequestError;
+
+    /// Validates: 1 to 64 octets that are valid in an HTTP header value.
+    fn try_from(text: &str) -> Result<Self, RequestError> {
+        if text.is_empty()
+            || text.len() > Self::MAX_LEN
+            || !text
+                .bytes()
+                .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
+        {
+            return Err(RequestError::CollapseId);
+        }
+        Ok(Self(text.to_owned()))
+    }
+}
+
+/// An `apns-id`: a UUID in its canonical 8-4-4-4-12 form, upper case as APNs writes
+/// it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ApnsId([u8; 36]);
+
+impl ApnsId {
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits and dashes are ever stored.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// A random (version 4) id from 16 caller-supplied random octets.
+    pub fn from_random(mut bytes: [u8; 16]) -> Self {
+        if let Some(b) = bytes.get_mut(6) {
+            *b = (*b & 0x0f) | 0x40;
+        }
+        if let Some(b) = bytes.get_mut(8) {
+            *b = (*b & 0x3f) | 0x80;
+        }
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        let mut out = [b'-'; 36];
+        let mut at = 0;
+        for (i, b) in bytes.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                at += 1;
+            }
+            for (slot, nibble) in out.iter_mut().skip(at).zip([b >> 4, b & 0x0f]) {
+                *slot = HEX.get(usize::from(nibble)).copied().unwrap_or(b'0');
+            }
+            at += 2;
+        }
+        Self(out)
+    }
+}
+
+impl TryFrom<&str> for ApnsId {
+    type Error = RequestError;
+
+    /// Validates the canonical UUID form, in either case; stored upper case.
+    fn try_from(text: &str) -> Result<Self, RequestError> {
+        let bytes: &[u8; 36] = text
+            .as_bytes()
+            .try_into()
+            .map_err(|_| RequestError::ApnsId)?;
+        let mut out = [0u8; 36];
+        for (i, (slot, &b)) in out.iter_mut().zip(bytes).enumerate() {
+            let dash = matches!(i, 8 | 13 | 18 | 23);
+            if dash != (b == b'-') || (!dash && !b.is_ascii_hexdigit()) {
+                return Err(RequestError::ApnsId);
+            }
+            *slot = b.to_ascii_uppercase();
+        }
+        Ok(Self(out))
+    }
+}
+
+/// `apns-push-type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PushType {
+    /// `alert`: shown to the user.
+    Alert,
+    /// `background`: wakes the app (and iOS Mail) silently; priority 5 only.
+    Background,
+    /// `location`: a location query; priority 5 or 10.
+    Location,
+    /// `voip`: an incoming call (payload up to 5120 octets).
+    Voip,
+    /// `complication`: a watchOS complication update.
+    Complication,
+    /// `fileprovider`: a File Provider extension change; priority 5.
+    FileProvider,
+    /// `mdm`: a device-management wake-up; priority 5.
+    Mdm,
+    /// `liveactivity`: a Live Activity update.
+    LiveActivity,
+    /// `pushtotalk`: a Push to Talk update; priority 10.
+    PushToTalk,
+    /// `widgets`: a widget reload.
+    Widgets,
+    /// `controls`: a control reload.
+    Controls,
+}
+
+impl PushType {
+    /// The header value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PushType::Alert => "alert",
+            PushType::Background => "background",
+            PushType::Location => "location",
+            PushType::Voip => "voip",
+            PushType::Complication => "complication",
+            PushType::FileProvider => "fileprovider",
+            PushType::Mdm => "mdm",
+            PushType::LiveActivity => "liveactivity",
+            PushType::PushToTalk => "pushtotalk",
+            PushType::Widgets => "widgets",
+            PushType::Controls => "controls",
+        }
+    }
+
+    /// The largest payload APNs accepts for this push type, in octets.
+    pub const fn max_payload(self) -> usize {
+        match self {
+            PushType::Voip => 5120,
+            _ => 4096,
+        }
+    }
+
+    /// Whether Apple accepts `priority` with this push type.
+    pub const fn allows(self, priority: Priority) -> bool {
+        match self {
+            PushType::Background | PushType::FileProvider | PushType::Mdm => {
+                matches!(priority, Priority::Normal)
+            }
+            PushType::PushToTalk => matches!(priority, Priority::High),
+            PushType::Location => !matches!(priority, Priority::Low),
+            _ => true,
+        }
+    }
+
+    /// Whether the topic must carry a suffix for this push type (`.voip`,
+    /// `.complication`, ...), which APNs checks; mail's `background` has none.
+    pub const fn topic_suffix(self) -> Option<&'static str> {
+        match self {
+            PushType::Voip => Some(".voip"),
+            PushType::Complication => Some(".complication"),
+            PushType::FileProvider => Some(".pushkit.fileprovider"),
+            PushType::LiveActivity => Some(".push-type.liveactivity"),
+            PushType::PushToTalk => Some(".voip-ptt"),
+            _ => None,
+        }
+    }
+}
+
+/// `apns-priority`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Priority {
+    /// `1`: prioritize the device's power over all else.
+    Low,
+    /// `5`: delivered at a time that saves power; background pushes must use it.
+    Normal,
+    /// `10`: delivered at once (what APNs assumes without the header).
+    High,
+}
+
+impl Priority {
+    /// The header value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "1",
+            Priority::Normal => "5",
+            Priority::High => "10",
+        }
+    }
+}
+
+/// `apns-expiration`: until when APNs keeps trying to deliver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Expiration {
+    /// `0`: deliver now or never.
+    Immediately,
+    /// Until this many seconds after the Unix epoch.
+    At(u64),
+}
+
+impl Expiration {
+    /// `ttl` after `now`, as mail pushes use (24 hours).
+    pub fn after(now: SystemTime, ttl: Duration) -> Self {
+        let now = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+        Expiration::At(now.saturating_add(ttl).as_secs())
+    }
+
+    /// The seconds the header carries.
+    pub const fn as_secs(self) -> u64 {
+        match self {
+            Expiration::Immediately => 0,
+            Expiration::At(secs) => secs,
+        }
+    }
+}
+
+/// Which APNs service a request goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Environment {
+    /// `api.push.apple.com`: apps from the App Store and iOS Mail.
+    Production,
+    /// `api.sandbox.push.apple.com`: development builds.
+    Sandbox,
+}
+
+impl Environment {
+    /// The host name (port 443, or 2197 where 443 is blocked).
+    pub const fn host(self) -> &'static str {
+        match self {
+            Environment::Production => "api.push.apple.com",
+            Environment::Sandbox => "api.sandbox.push.apple.com",
+        }
+    }
+}

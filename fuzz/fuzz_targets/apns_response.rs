@@ -1,0 +1,23 @@
+//! APNs responses from arbitrary status, headers and body: never panic; a response
+//! that reads always has an action, and its reason reads back to itself. Payload
+//! JSON that reads writes back to the same payload.
+#![no_main]
+
+use apns_proto::{Outcome, Payload, Reason};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|input: (u16, Option<&str>, Option<&str>, &[u8])| {
+    let (status, apns_id, unique_id, body) = input;
+    if let Ok(outcome) = Outcome::from_parts(status, apns_id, unique_id, body) {
+        let _ = outcome.action();
+        if let Some(reason) = &outcome.reason {
+            assert_eq!(&Reason::parse(reason.as_str()), reason);
+        }
+    }
+    if let Ok(payload) = serde_json::from_slice::<Payload>(body)
+        && let Ok(json) = payload.to_vec()
+    {
+        let again: Payload = serde_json::from_slice(&json).expect("our JSON reads");
+        assert_eq!(again.to_vec().ok(), Some(json));
+    }
+});
