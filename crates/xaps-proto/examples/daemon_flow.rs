@@ -46,7 +46,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!("plugin -> POST /register {body}");
     let wall_now = at(0).1;
     println!(
-        "  {:?}",
+        "  registry: {:?}, answer 200 with the topic",
         registry.register(Register::from_json(body.as_bytes())?, wall_now)?
     );
 
@@ -54,7 +54,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let legacy = b"REGISTER aps-account-id=\"0A7C4DFD-3FC4-418D-B4FC-F6EE59603731\"\taps-device-token=\"3A1E4FBA6214E9DB210D15BAF10D5EE85ED217437B9BAC4AFACB8416AAD6E46D\"\taps-subtopic=\"com.apple.mobilemail\"\tdovecot-username=\"alice@example.org\"\tdovecot-mailboxes=(\"INBOX\")\r\n";
     println!("plugin -> {}", String::from_utf8_lossy(legacy).trim_end());
     if let (_, Request::Register(register)) = Request::decode(legacy)? {
-        println!("  {:?}", registry.register(register, wall_now)?);
+        println!("  registry: {:?}", registry.register(register, wall_now)?);
         print!(
             "  answer: {}",
             String::from_utf8_lossy(&Answer::ok(TOPIC).encode())
