@@ -13,6 +13,7 @@ use mailpush_benches::apns::{ApnsFixture, apns_ops};
 use mailpush_benches::imap::decode_ops as imap_decode_ops;
 use mailpush_benches::push::{PushFixture, push_ops};
 use mailpush_benches::vapid::{VapidFixture, request_ops, vapid_ops};
+use mailpush_benches::xaps::registration_ops;
 use mailpush_benches::{Fixture, Op, decrypt_ops, encrypt_ops};
 
 const SLICE: Duration = Duration::from_millis(20);
@@ -104,6 +105,7 @@ fn main() {
     compare("IMAP command decode", &imap_decode_ops(), rounds);
     let p = PushFixture::default();
     compare("new-mail push", &push_ops(&p), rounds);
+    compare("XAPPLEPUSHSERVICE decode", &registration_ops(), rounds);
     let a = ApnsFixture::default();
     compare("APNs mail push request", &apns_ops(&a), rounds);
 }

@@ -9,9 +9,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use mailpush_benches::xaps::V2;
 use xaps_proto::{Command, Debouncer};
-
-const V2: &[u8] = b"a2 XAPPLEPUSHSERVICE aps-version 2 aps-account-id 0715A26B-CA09-4730-A419-793000CA982E aps-device-token 2918390218931890821908309283098109381029309829018310983092892829 aps-subtopic com.apple.mobilemail mailboxes (INBOX Notes)\r\n";
 
 fn registration(c: &mut Criterion) {
     let mut group = c.benchmark_group("xaps");

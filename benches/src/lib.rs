@@ -18,6 +18,7 @@ pub mod apns;
 pub mod imap;
 pub mod push;
 pub mod vapid;
+pub mod xaps;
 
 /// A subscription and a message body to encrypt, with the same keys in every crate's form.
 pub struct Fixture {
