@@ -1,4 +1,5 @@
-//! XAPPLEPUSHSERVICE: parsing a v2 registration, and the debouncer with 100,000
+//! XAPPLEPUSHSERVICE: parsing a v2 and a v1 registration (beside imap-codec with
+//! feature `compare`), and the debouncer with 100,000
 //! registrations under a burst of 10,000 events.
 //!
 //! ```text
@@ -9,16 +10,12 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use mailpush_benches::xaps::V2;
-use xaps_proto::{Command, Debouncer};
+use mailpush_benches::bench_group;
+use mailpush_benches::xaps::registration_ops;
+use xaps_proto::Debouncer;
 
 fn registration(c: &mut Criterion) {
-    let mut group = c.benchmark_group("xaps");
-    group.throughput(Throughput::Elements(1));
-    group.bench_function("parse v2 registration", |b| {
-        b.iter(|| black_box(Command::decode(black_box(V2)).is_ok()))
-    });
-    group.finish();
+    bench_group(c, "xaps/registration decode", &registration_ops());
 }
 
 fn debouncer(c: &mut Criterion) {

@@ -18,6 +18,14 @@ pub fn new_mail() -> MailboxEvents<'static> {
     slide::new_mail()
 }
 
+/// The event's push, as a server builds it for one record of the default size.
+fn build(event: &MailboxEvents<'_>) -> Vec<u8> {
+    ContentBuilder::new(3993)
+        .build(std::slice::from_ref(event))
+        .pop()
+        .expect("one push")
+}
+
 /// A subscription and the event.
 pub struct PushFixture {
     /// The subscription's keys.
@@ -32,10 +40,7 @@ impl Default for PushFixture {
     fn default() -> Self {
         let ua = UaKeys::generate(&mut OsRng).expect("keys");
         let event = new_mail();
-        let plaintext = ContentBuilder::new(3993)
-            .build(std::slice::from_ref(&event))
-            .pop()
-            .expect("one push");
+        let plaintext = build(&event);
         Self {
             keys: ua.subscription_keys(),
             event,
@@ -46,10 +51,7 @@ impl Default for PushFixture {
 
 impl PushFixture {
     fn build(&self) -> Vec<u8> {
-        ContentBuilder::new(3993)
-            .build(std::slice::from_ref(&self.event))
-            .pop()
-            .expect("one push")
+        build(&self.event)
     }
 
     fn build_and_encrypt(&self, provider: Provider) -> Vec<u8> {

@@ -186,21 +186,16 @@ impl Notification {
         authorization: Option<&HeaderValue>,
     ) -> Result<Request<Vec<u8>>, RequestError> {
         self.validate()?;
-        let topic = HeaderValue::from_str(self.topic.as_str()).map_err(|_| RequestError::Topic)?;
-        let mut headers = HeaderMap::with_capacity(8);
-        headers.insert(CONTENT_TYPE, JSON);
-        headers.insert(APNS_TOPIC, topic);
-        headers.insert(
-            APNS_PUSH_TYPE,
-            HeaderValue::from_static(self.push_type.as_str()),
+        let expiration = self.expiration.map(|e| HeaderValue::from(e.as_secs()));
+        // Room for the two optional ids.
+        let mut headers = headers(
+            &self.topic,
+            self.push_type,
+            self.priority,
+            expiration,
+            authorization,
+            2,
         );
-        headers.insert(
-            APNS_PRIORITY,
-            HeaderValue::from_static(self.priority.as_str()),
-        );
-        if let Some(expiration) = self.expiration {
-            headers.insert(APNS_EXPIRATION, HeaderValue::from(expiration.as_secs()));
-        }
         if let Some(id) = &self.apns_id {
             headers.insert(APNS_ID, header_text(id.as_str(), RequestError::ApnsId)?);
         }
@@ -209,9 +204,6 @@ impl Notification {
                 APNS_COLLAPSE_ID,
                 header_text(id.as_str(), RequestError::CollapseId)?,
             );
-        }
-        if let Some(value) = authorization {
-            headers.insert(AUTHORIZATION, value.clone());
         }
         Ok(build(
             environment,
@@ -242,7 +234,7 @@ impl Notification {
 #[derive(Debug, Clone)]
 pub struct MailPush {
     environment: Environment,
-    topic: HeaderValue,
+    topic: Topic,
     expiration: Option<(u64, HeaderValue)>,
 }
 
@@ -251,9 +243,7 @@ impl MailPush {
     pub fn new(environment: Environment, topic: &Topic) -> Self {
         Self {
             environment,
-            // A Topic is printable ASCII, always a valid header value.
-            topic: HeaderValue::from_str(topic.as_str())
-                .unwrap_or_else(|_| HeaderValue::from_static("")),
+            topic: topic.clone(),
             expiration: None,
         }
     }
@@ -275,15 +265,14 @@ impl MailPush {
                 value
             }
         };
-        let mut headers = HeaderMap::with_capacity(6);
-        headers.insert(CONTENT_TYPE, JSON);
-        headers.insert(APNS_TOPIC, self.topic.clone());
-        headers.insert(APNS_PUSH_TYPE, HeaderValue::from_static("background"));
-        headers.insert(APNS_PRIORITY, HeaderValue::from_static("5"));
-        headers.insert(APNS_EXPIRATION, expiration);
-        if let Some(value) = authorization {
-            headers.insert(AUTHORIZATION, value.clone());
-        }
+        let headers = headers(
+            &self.topic,
+            PushType::Background,
+            Priority::Normal,
+            Some(expiration),
+            authorization,
+            0,
+        );
         build(
             self.environment,
             device_token,
@@ -301,6 +290,30 @@ fn mail_payload(account_id: &str) -> Vec<u8> {
     let _ = serde_json::to_writer(&mut out, account_id);
     out.extend_from_slice(b"}}");
     out
+}
+
+/// The headers every request has, with `extra` room for optional ones: content type,
+/// topic, push type, priority, expiration and authorization when given.
+fn headers(
+    topic: &Topic,
+    push_type: PushType,
+    priority: Priority,
+    expiration: Option<HeaderValue>,
+    authorization: Option<&HeaderValue>,
+    extra: usize,
+) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(6 + extra);
+    headers.insert(CONTENT_TYPE, JSON);
+    headers.insert(APNS_TOPIC, topic.header().clone());
+    headers.insert(APNS_PUSH_TYPE, HeaderValue::from_static(push_type.as_str()));
+    headers.insert(APNS_PRIORITY, HeaderValue::from_static(priority.as_str()));
+    if let Some(value) = expiration {
+        headers.insert(APNS_EXPIRATION, value);
+    }
+    if let Some(value) = authorization {
+        headers.insert(AUTHORIZATION, value.clone());
+    }
+    headers
 }
 
 fn header_text(text: &str, error: RequestError) -> Result<HeaderValue, RequestError> {

@@ -2,7 +2,7 @@
 //! `.p8` key, reused and renewed within Apple's 20 to 60 minute window.
 
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -11,6 +11,7 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use zeroize::Zeroizing;
 
 use crate::error::TokenError;
+use crate::types::unix_secs;
 
 /// When a token is renewed by default: after 50 minutes.
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(50 * 60);
@@ -173,19 +174,21 @@ impl ProviderTokens {
 
     /// The `authorization` header value (`bearer <jwt>`) to send at `now`.
     pub fn header(&mut self, now: SystemTime) -> Result<&HeaderValue, TokenError> {
-        let now_secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        let fresh = matches!(&self.current,
-            Some((iat, _)) if now_secs >= *iat && now_secs - *iat < self.refresh.as_secs());
-        if !fresh {
-            let token = self.key.sign(now_secs)?;
-            let value = HeaderValue::try_from(format!("bearer {token}"))
-                .map_err(|e| TokenError::Sign(e.to_string()))?;
-            self.current = Some((now_secs, value));
-        }
-        match &self.current {
-            Some((_, value)) => Ok(value),
-            None => Err(TokenError::Sign("no token".into())),
-        }
+        let now_secs = unix_secs(now);
+        let current = match self.current.take() {
+            Some((iat, value)) if now_secs >= iat && now_secs - iat < self.refresh.as_secs() => {
+                (iat, value)
+            }
+            // Missing, stale, or from a clock that went backwards: a new one.
+            _ => {
+                let token = self.key.sign(now_secs)?;
+                let value = HeaderValue::try_from(format!("bearer {token}"))
+                    .map_err(|e| TokenError::Sign(e.to_string()))?;
+                (now_secs, value)
+            }
+        };
+        let (_, value) = self.current.insert(current);
+        Ok(value)
     }
 
     /// When the current token was issued, in seconds since the epoch.

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use http::HeaderValue;
+
 use crate::error::RequestError;
 
 /// A device token: even-length hex (64 digits today), normalized to lower case.
@@ -45,9 +47,9 @@ impl fmt::Debug for DeviceToken {
 }
 
 /// An `apns-topic`: the app's bundle id, or for mail the certificate's subject UID
-/// (`com.apple.mail.XServer.<uuid>`).
+/// (`com.apple.mail.XServer.<uuid>`). Held as the header value it becomes, made once.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Topic(String);
+pub struct Topic(HeaderValue);
 
 impl Topic {
     /// The longest topic accepted.
@@ -55,6 +57,12 @@ impl Topic {
 
     /// The topic.
     pub fn as_str(&self) -> &str {
+        // Only printable ASCII is ever stored, which `to_str` always accepts.
+        self.0.to_str().unwrap_or_default()
+    }
+
+    /// The `apns-topic` header value (a cheap clone: the bytes are shared).
+    pub fn header(&self) -> &HeaderValue {
         &self.0
     }
 
@@ -62,7 +70,7 @@ impl Topic {
     /// (a certificate for another service is accepted by APNs, but Mail ignores the
     /// pushes).
     pub fn is_mail(&self) -> bool {
-        self.0.starts_with("com.apple.mail")
+        self.as_str().starts_with("com.apple.mail")
     }
 }
 
@@ -77,7 +85,9 @@ impl TryFrom<&str> for Topic {
         {
             return Err(RequestError::Topic);
         }
-        Ok(Self(text.to_owned()))
+        HeaderValue::from_str(text)
+            .map(Self)
+            .map_err(|_| RequestError::Topic)
     }
 }
 
@@ -240,6 +250,7 @@ impl PushType {
     /// `.complication`, ...), which APNs checks; mail's `background` has none.
     pub const fn topic_suffix(self) -> Option<&'static str> {
         match self {
+            PushType::Location => Some(".location-query"),
             PushType::Voip => Some(".voip"),
             PushType::Complication => Some(".complication"),
             PushType::FileProvider => Some(".pushkit.fileprovider"),
@@ -284,8 +295,7 @@ pub enum Expiration {
 impl Expiration {
     /// `ttl` after `now`, as mail pushes use (24 hours).
     pub fn after(now: SystemTime, ttl: Duration) -> Self {
-        let now = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-        Expiration::At(now.saturating_add(ttl).as_secs())
+        Expiration::At(unix_secs(now).saturating_add(ttl.as_secs()))
     }
 
     /// The seconds the header carries.
@@ -295,6 +305,11 @@ impl Expiration {
             Expiration::At(secs) => secs,
         }
     }
+}
+
+/// Whole seconds since the Unix epoch; a clock before 1970 reads as 1970.
+pub(crate) fn unix_secs(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Which APNs service a request goes to.

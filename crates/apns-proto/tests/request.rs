@@ -198,6 +198,20 @@ fn apple_rules_are_checked_before_sending() {
             suffix: ".voip"
         }
     );
+    // A location query goes to `<bundle id>.location-query`.
+    let location = |topic_text: &str| {
+        Notification::with_json(token(), topic(topic_text), br#"{"aps":{}}"#.to_vec())
+            .unwrap()
+            .push_type(PushType::Location)
+    };
+    assert_eq!(
+        build(location("com.example.app")).unwrap_err(),
+        RequestError::TopicForPushType {
+            push_type: "location",
+            suffix: ".location-query"
+        }
+    );
+    assert!(build(location("com.example.app.location-query")).is_ok());
     assert_eq!(alert(b"[1]".to_vec()).unwrap_err(), RequestError::Payload);
     assert_eq!(alert(b"{".to_vec()).unwrap_err(), RequestError::Payload);
 
@@ -232,6 +246,8 @@ fn values_are_validated() {
         assert_eq!(Topic::try_from(bad), Err(RequestError::Topic), "{bad:?}");
     }
     assert!(topic(TOPIC).is_mail());
+    assert_eq!(topic(TOPIC).as_str(), TOPIC);
+    assert_eq!(topic(TOPIC).header(), TOPIC);
     assert!(!topic("com.apple.mgmt.External.1234").is_mail());
     assert!(CollapseId::try_from("x".repeat(64).as_str()).is_ok());
     for bad in ["", &"x".repeat(65), "a\nb", "\u{7f}"] {

@@ -78,8 +78,9 @@ impl<'a> TryFrom<&'a str> for SubId<'a> {
 /// An ack token: opaque, server-generated, sent to the endpoint in the verification
 /// push and returned by the client with ACKWEBPUSH. 1 to 256 octets of `ASTRING-CHAR`.
 ///
-/// Compared in constant time: a server looks tokens up by the subscription they name,
-/// never by scanning for a match.
+/// Compared in constant time, so a wrong guess tells nothing about how much of it
+/// was right (ACKWEBPUSH names no subscription: the account's pending tokens are
+/// compared one by one).
 #[derive(Clone, Eq, Hash)]
 pub struct AckToken<'a>(Cow<'a, str>);
 

@@ -323,9 +323,9 @@ pub enum Answer {
 }
 
 impl Answer {
-    /// `OK <text>`; the text loses any line break, which would end the answer early.
+    /// `OK <text>`.
     pub fn ok(text: &str) -> Self {
-        Answer::Ok(one_line(text))
+        Answer::Ok(text.to_owned())
     }
 
     /// The `ERROR` answer to a refused line.
@@ -334,7 +334,8 @@ impl Answer {
     }
 
     /// The answer as the Go daemon wrote it, ending in a line feed alone (the plugin
-    /// accepts LF and CRLF).
+    /// accepts LF and CRLF). Line breaks in the text become spaces, since they would
+    /// end the answer early.
     pub fn encode(&self) -> Vec<u8> {
         let (word, text) = match self {
             Answer::Ok(text) => ("OK ", text),

@@ -168,12 +168,13 @@ fn body(input: &[u8]) -> Result<(&[u8], RegistrationRequest), CommandError> {
 
 /// Checks the pairs in a fixed order, so the first missing field is the one reported.
 fn request(pairs: Vec<(Cow<'_, [u8]>, Value<'_>)>) -> Result<RegistrationRequest, CommandError> {
-    let text = |name: &str, error: CommandError| -> Result<String, CommandError> {
+    // Borrowed: the typed values below make their own copies, once.
+    let text = |name: &str, error: CommandError| -> Result<&str, CommandError> {
         match pairs
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
         {
-            Some((_, Value::Text(v))) => String::from_utf8(v.to_vec()).map_err(|_| error),
+            Some((_, Value::Text(v))) => std::str::from_utf8(v).map_err(|_| error),
             _ => Err(error),
         }
     };
@@ -182,8 +183,8 @@ fn request(pairs: Vec<(Cow<'_, [u8]>, Value<'_>)>) -> Result<RegistrationRequest
         Ok(n) if n >= 2 => Version::V2,
         _ => return Err(CommandError::Version),
     };
-    let account_id = AccountId::new(&text("aps-account-id", CommandError::AccountId)?)?;
-    let device_token = DeviceToken::new(&text("aps-device-token", CommandError::DeviceToken)?)?;
+    let account_id = AccountId::new(text("aps-account-id", CommandError::AccountId)?)?;
+    let device_token = DeviceToken::new(text("aps-device-token", CommandError::DeviceToken)?)?;
     if text("aps-subtopic", CommandError::Subtopic)? != MAIL_SUBTOPIC {
         return Err(CommandError::Subtopic);
     }
