@@ -32,9 +32,12 @@ pub const RESPONSES: [(&str, &[u8]); 3] = [
     ("tagged OK", b"a2 OK WEBPUSH completed\r\n"),
 ];
 
-/// A standard IMAP command of about the WEBPUSH command's length (two astrings), for
-/// `imap-codec`.
+/// A standard IMAP command with two astrings, shorter than the WEBPUSH command (145
+/// octets to its 198), for `imap-codec`.
 pub const RENAME: &[u8] = b"a2 RENAME \"Archive/2024/Projects/Mailpush/Push notifications/very long name\" \"Archive/2025/Projects/Mailpush/Push notifications/very long name\"\r\n";
+
+/// The same command with longer names, of exactly the WEBPUSH command's length.
+pub const RENAME_SAME_LENGTH: &[u8] = b"a2 RENAME \"Archive/2024/Projects/Mailpush/Push notifications/Web Push for IMAP/the first long name, 1\" \"Archive/2025/Projects/Mailpush/Push notifications/Web Push for IMAP/the second long name, 2\"\r\n";
 
 /// An ACKWEBPUSH with a 130-octet token: a command of RENAME's length with no key to
 /// validate, to separate the grammar's cost from the P-256 point check.
@@ -76,14 +79,17 @@ pub fn decode_ops() -> Vec<Op<'static>> {
 #[cfg(feature = "compare")]
 fn imap_codec_ops() -> Vec<Op<'static>> {
     use imap_codec::decode::Decoder as _;
-    vec![(
-        "imap-codec RENAME decode",
-        Box::new(|| {
+    let rename = |line: &'static [u8]| {
+        Box::new(move || {
             let codec = imap_codec::CommandCodec::default();
-            black_box(codec.decode(black_box(RENAME)).expect("imap-codec"));
+            black_box(codec.decode(black_box(line)).expect("imap-codec"));
             Vec::new()
-        }),
-    )]
+        }) as Box<dyn Fn() -> Vec<u8>>
+    };
+    vec![
+        ("imap-codec RENAME decode", rename(RENAME)),
+        ("imap-codec RENAME, same length", rename(RENAME_SAME_LENGTH)),
+    ]
 }
 
 #[cfg(not(feature = "compare"))]
@@ -110,6 +116,7 @@ mod tests {
 
     #[test]
     fn workloads_are_valid() {
+        assert_eq!(RENAME_SAME_LENGTH.len(), COMMANDS[1].1.len());
         for (_, line) in COMMANDS {
             assert_eq!(round_trip(line, true), line);
         }

@@ -2,9 +2,9 @@
 //! time, and a table lookup costs the same for every class.
 
 /// Class bits.
-const ATOM: u8 = 1;
-const ASTRING: u8 = 2;
-const TAG: u8 = 4;
+pub(crate) const ATOM: u8 = 1;
+pub(crate) const ASTRING: u8 = 2;
+pub(crate) const TAG: u8 = 4;
 
 /// The class bits of every octet, computed at compile time from the ABNF below.
 // Indices run over 0..256 on a 256-entry table, and a `u8` indexes it: never out of
@@ -32,6 +32,46 @@ static CLASSES: [u8; 256] = {
 #[allow(clippy::indexing_slicing)] // a u8 cannot index past 256 entries
 const fn class(b: u8, bit: u8) -> bool {
     CLASSES[b as usize] & bit != 0
+}
+
+/// The class test as comparisons rather than a table lookup, so that a run of octets
+/// can be tested in SIMD lanes. `BIT` is one of the class bits; the tests check it
+/// against the table.
+#[inline(always)]
+const fn in_class<const BIT: u8>(b: u8) -> bool {
+    // Every class is printable ASCII (0x21..=0x7e) less some specials.
+    let printable = b.wrapping_sub(0x21) < 0x5e;
+    let special = (b == b'(')
+        | (b == b')')
+        | (b == b'{')
+        | (b == b'%')
+        | (b == b'*')
+        | (b == b'"')
+        | (b == b'\\')
+        | ((b == b']') & (BIT == ATOM))
+        | ((b == b'+') & (BIT == TAG));
+    printable & !special
+}
+
+/// How many leading octets of `input` are in the class `BIT`; `None` when all of them
+/// are, so the run may go on in input not yet received.
+pub(crate) fn run_length<const BIT: u8>(input: &[u8]) -> Option<usize> {
+    // Tokens (ids, endpoints, keys) run to tens of octets: test sixteen at a time, as
+    // a lane-wise map and an AND (which the compiler turns into SIMD compares), then
+    // find the end one octet at a time in the chunk that has it.
+    let mut done = 0;
+    for chunk in input.chunks_exact(16) {
+        let Ok(lanes) = <[u8; 16]>::try_from(chunk) else {
+            break;
+        };
+        let flags = lanes.map(|b| u8::from(in_class::<BIT>(b)));
+        if flags.iter().fold(1, |all, &f| all & f) == 0 {
+            break;
+        }
+        done += 16;
+    }
+    let tail = input.get(done..).unwrap_or_default();
+    tail.iter().position(|&b| !class(b, BIT)).map(|n| done + n)
 }
 
 /// `CTL = %x00-1F / %x7F`.
@@ -67,6 +107,25 @@ mod tests {
             assert_eq!(is_atom_char(b), atom, "{b:#x}");
             assert_eq!(is_astring_char(b), atom || b == b']', "{b:#x}");
             assert_eq!(is_tag_char(b), (atom || b == b']') && b != b'+', "{b:#x}");
+            assert_eq!(in_class::<ATOM>(b), is_atom_char(b), "{b:#x}");
+            assert_eq!(in_class::<ASTRING>(b), is_astring_char(b), "{b:#x}");
+            assert_eq!(in_class::<TAG>(b), is_tag_char(b), "{b:#x}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The chunked scan finds the same end as a scan one octet at a time.
+        #[test]
+        fn run_length_matches_a_plain_scan(
+            input in proptest::collection::vec(
+                proptest::prop_oneof![4 => b'!'..=b'~', 1 => proptest::num::u8::ANY],
+                0..80,
+            ),
+        ) {
+            let plain = |bit| input.iter().position(|&b| !class(b, bit));
+            proptest::prop_assert_eq!(run_length::<ATOM>(&input), plain(ATOM));
+            proptest::prop_assert_eq!(run_length::<ASTRING>(&input), plain(ASTRING));
+            proptest::prop_assert_eq!(run_length::<TAG>(&input), plain(TAG));
         }
     }
 }

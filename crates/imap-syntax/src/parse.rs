@@ -11,7 +11,7 @@ use std::num::NonZeroU32;
 
 use nom::{Err, Needed};
 
-use crate::chars::{is_astring_char, is_atom_char, is_tag_char};
+use crate::chars::{ASTRING, ATOM, TAG, is_astring_char, run_length};
 use crate::types::{AString, Atom, IString, Mailbox, SeqNumber, Sequence, SequenceSet, Tag};
 use crate::{IResult, Limits, LiteralMode, SyntaxError, SyntaxErrorKind};
 
@@ -25,7 +25,17 @@ fn take_while1<'a>(
     pred: impl Fn(u8) -> bool,
     what: &'static str,
 ) -> IResult<'a, &'a [u8]> {
-    match input.iter().position(|&b| !pred(b)) {
+    split_run(input, input.iter().position(|&b| !pred(b)), what)
+}
+
+/// Takes `1*` octets of a character class (a bit of [`chars`](crate::chars)' table).
+fn take_class1<'a, const CLASS: u8>(input: &'a [u8], what: &'static str) -> IResult<'a, &'a [u8]> {
+    split_run(input, run_length::<CLASS>(input), what)
+}
+
+/// Splits off a run of `end` octets (`None`: the whole input, which may go on).
+fn split_run<'a>(input: &'a [u8], end: Option<usize>, what: &'static str) -> IResult<'a, &'a [u8]> {
+    match end {
         Some(0) => Err(SyntaxError::expected(input, what)),
         Some(n) => Ok((
             input.get(n..).unwrap_or_default(),
@@ -77,7 +87,7 @@ pub fn crlf(input: &[u8]) -> IResult<'_, ()> {
 
 /// `atom = 1*ATOM-CHAR`.
 pub fn atom(input: &[u8]) -> IResult<'_, Atom<'_>> {
-    let (rest, raw) = take_while1(input, is_atom_char, "an atom")?;
+    let (rest, raw) = take_class1::<ATOM>(input, "an atom")?;
     // ATOM-CHARs are ASCII.
     let text = std::str::from_utf8(raw)
         .map_err(|_| SyntaxError::failure(input, SyntaxErrorKind::InvalidUtf8))?;
@@ -86,7 +96,7 @@ pub fn atom(input: &[u8]) -> IResult<'_, Atom<'_>> {
 
 /// `tag = 1*<any ASTRING-CHAR except "+">`.
 pub fn tag(input: &[u8]) -> IResult<'_, Tag<'_>> {
-    let (rest, raw) = take_while1(input, is_tag_char, "a tag")?;
+    let (rest, raw) = take_class1::<TAG>(input, "a tag")?;
     let text = std::str::from_utf8(raw)
         .map_err(|_| SyntaxError::failure(input, SyntaxErrorKind::InvalidUtf8))?;
     Ok((rest, Tag::unchecked(text)))
@@ -272,11 +282,38 @@ pub fn astring<'a>(input: &'a [u8], limits: &Limits) -> IResult<'a, AString<'a>>
     match input.first() {
         Some(b'"' | b'{') => string(input, limits).map(|(rest, s)| (rest, AString::String(s))),
         Some(_) => {
-            let (rest, raw) = take_while1(input, is_astring_char, "an atom or string")?;
+            let (rest, raw) = take_class1::<ASTRING>(input, "an atom or string")?;
             let text = std::str::from_utf8(raw)
                 .map_err(|_| SyntaxError::failure(input, SyntaxErrorKind::InvalidUtf8))?;
             Ok((rest, AString::Atom(Cow::Borrowed(text))))
         }
+        None => Err(Err::Incomplete(Needed::new(1))),
+    }
+}
+
+/// `astring = 1*ASTRING-CHAR / string`, as octets, for values that are not text (base64
+/// keys, mailbox names): an atom's octets are ASCII by the grammar, so they are not
+/// checked again as UTF-8. A quoted string is unescaped and checked as in [`astring`],
+/// a literal taken as it is.
+///
+/// ```
+/// use imap_syntax::{Limits, parse::astring_bytes};
+/// let (rest, key) = astring_bytes(b"BTBZMqHH6r4Tts7J_aSIgg\r\n", &Limits::default())?;
+/// assert_eq!((&*key, rest), (&b"BTBZMqHH6r4Tts7J_aSIgg"[..], &b"\r\n"[..]));
+/// # Ok::<(), imap_syntax::nom::Err<imap_syntax::SyntaxError>>(())
+/// ```
+pub fn astring_bytes<'a>(input: &'a [u8], limits: &Limits) -> IResult<'a, Cow<'a, [u8]>> {
+    match input.first() {
+        Some(b'"') => quoted(input).map(|(rest, text)| {
+            let bytes = match text {
+                Cow::Borrowed(text) => Cow::Borrowed(text.as_bytes()),
+                Cow::Owned(text) => Cow::Owned(text.into_bytes()),
+            };
+            (rest, bytes)
+        }),
+        Some(b'{') => literal(input, limits).map(|(rest, (data, _))| (rest, data)),
+        Some(_) => take_class1::<ASTRING>(input, "an atom or string")
+            .map(|(rest, raw)| (rest, Cow::Borrowed(raw))),
         None => Err(Err::Incomplete(Needed::new(1))),
     }
 }
@@ -292,14 +329,7 @@ pub fn nstring<'a>(input: &'a [u8], limits: &Limits) -> IResult<'a, Option<IStri
 
 /// `mailbox = "INBOX" / astring`; INBOX is case-insensitive.
 pub fn mailbox<'a>(input: &'a [u8], limits: &Limits) -> IResult<'a, Mailbox<'a>> {
-    let (rest, name) = astring(input, limits)?;
-    let name = match name {
-        AString::Atom(Cow::Borrowed(text)) => Cow::Borrowed(text.as_bytes()),
-        AString::Atom(Cow::Owned(text)) => Cow::Owned(text.into_bytes()),
-        AString::String(IString::Quoted(Cow::Borrowed(text))) => Cow::Borrowed(text.as_bytes()),
-        AString::String(IString::Quoted(Cow::Owned(text))) => Cow::Owned(text.into_bytes()),
-        AString::String(IString::Literal { data, .. }) => data,
-    };
+    let (rest, name) = astring_bytes(input, limits)?;
     Ok((rest, Mailbox::from_bytes(name)))
 }
 

@@ -125,12 +125,12 @@ fn command_body<'a>(input: &'a [u8], limits: &Limits) -> Step<'a, CommandBody<'a
         } else {
             let (rest, endpoint) = endpoint(rest, limits)?;
             let (rest, ()) = parse::sp(rest)?;
-            let (rest, p256dh) = text(rest, limits)?;
-            let p256dh = PublicKey::from_base64url(&p256dh)
+            let (rest, p256dh) = parse::astring_bytes(rest, limits)?;
+            let p256dh = PublicKey::from_base64url(p256dh)
                 .map_err(|e| Stop::Argument(ArgumentError::P256dh(e)))?;
             let (rest, ()) = parse::sp(rest)?;
-            let (rest, auth) = text(rest, limits)?;
-            let auth = AuthSecret::from_base64url(&auth)
+            let (rest, auth) = parse::astring_bytes(rest, limits)?;
+            let auth = AuthSecret::from_base64url(auth)
                 .map_err(|e| Stop::Argument(ArgumentError::Auth(e)))?;
             let subscription = Some(SubscriptionArgs {
                 endpoint,
@@ -257,8 +257,8 @@ fn untagged<'a>(input: &'a [u8], limits: &Limits) -> Step<'a, Response<'a>> {
     let is = |n: &str| name.eq_ignore_ascii_case(n);
     if is("VAPID") {
         let (rest, ()) = parse::sp(rest)?;
-        let (rest, key) = text(rest, limits)?;
-        let key = PublicKey::from_base64url(&key)
+        let (rest, key) = parse::astring_bytes(rest, limits)?;
+        let key = PublicKey::from_base64url(key)
             .map_err(|e| Stop::Argument(ArgumentError::VapidKey(e)))?;
         let (rest, ()) = parse::crlf(rest)?;
         Ok((rest, Response::Vapid(key)))

@@ -36,10 +36,13 @@ pub const SALT_LEN: usize = 16;
 /// // Compressed points, wrong lengths and points off the curve are refused.
 /// assert!("AwE".parse::<PublicKey>().is_err());
 /// ```
+///
+/// It keeps only the 65 octets, so a stored subscription carries no second copy of the
+/// point; the point is rebuilt for the rare operation that needs it (key agreement),
+/// where the cost is lost in the scalar multiplication.
 #[derive(Clone)]
 pub struct PublicKey {
     bytes: [u8; PUBLIC_KEY_LEN],
-    point: p256::PublicKey,
 }
 
 impl PublicKey {
@@ -54,23 +57,27 @@ impl PublicKey {
         if bytes[0] != 0x04 {
             return Err(Error::PublicKeyNotUncompressed { tag: bytes[0] });
         }
-        let point =
-            p256::PublicKey::from_sec1_bytes(&bytes).map_err(|_| Error::PublicKeyNotOnCurve)?;
-        Ok(Self { bytes, point })
+        let key = Self { bytes };
+        key.to_p256()?;
+        Ok(key)
     }
 
-    /// Pairs encoded bytes with the point they encode, checking that they agree.
-    pub(crate) fn from_parts(bytes: &[u8], point: p256::PublicKey) -> Result<Self, Error> {
-        let bytes = <[u8; PUBLIC_KEY_LEN]>::try_from(bytes)
-            .map_err(|_| Error::PublicKeyLength { len: bytes.len() })?;
-        Ok(Self { bytes, point })
+    /// The encoding of a point this crate computed itself (a public key derived from a
+    /// private one), which needs no check.
+    pub(crate) fn from_computed(point: &p256::PublicKey) -> Result<Self, Error> {
+        let encoded = point.to_encoded_point(false);
+        let bytes = <[u8; PUBLIC_KEY_LEN]>::try_from(encoded.as_bytes())
+            .map_err(|_| Error::PublicKeyLength { len: encoded.len() })?;
+        Ok(Self { bytes })
     }
 
-    /// Decodes base64url (padded or not) and validates.
-    pub fn from_base64url(text: &str) -> Result<Self, Error> {
-        Self::from_array(base64url::decode_array(text, "public key", |len| {
-            Error::PublicKeyLength { len }
-        })?)
+    /// Decodes base64url (padded or not, as text or octets) and validates.
+    pub fn from_base64url(text: impl AsRef<[u8]>) -> Result<Self, Error> {
+        Self::from_array(base64url::decode_array(
+            text.as_ref(),
+            "public key",
+            |len| Error::PublicKeyLength { len },
+        )?)
     }
 
     /// The 65 octets of the uncompressed point.
@@ -83,8 +90,10 @@ impl PublicKey {
         base64url::encode(&self.bytes)
     }
 
-    pub(crate) fn as_p256(&self) -> &p256::PublicKey {
-        &self.point
+    /// The point, for key agreement. Construction checked it, so this does not fail
+    /// unless the p256 crate changes its mind.
+    pub(crate) fn to_p256(&self) -> Result<p256::PublicKey, Error> {
+        p256::PublicKey::from_sec1_bytes(&self.bytes).map_err(|_| Error::PublicKeyNotOnCurve)
     }
 }
 
@@ -145,10 +154,10 @@ impl PrivateKey {
         Ok(key)
     }
 
-    /// Decodes a raw 32-octet scalar from base64url (padded or not).
-    pub fn from_base64url(text: &str) -> Result<Self, Error> {
+    /// Decodes a raw 32-octet scalar from base64url (padded or not, as text or octets).
+    pub fn from_base64url(text: impl AsRef<[u8]>) -> Result<Self, Error> {
         let raw = Zeroizing::new(base64url::decode_array::<PRIVATE_KEY_LEN>(
-            text,
+            text.as_ref(),
             "private key",
             |len| Error::PrivateKeyLength { len },
         )?);
@@ -184,8 +193,7 @@ impl PrivateKey {
 
     /// The matching public key.
     pub fn public_key(&self) -> Result<PublicKey, Error> {
-        let public = self.to_p256()?.public_key();
-        PublicKey::from_parts(public.to_encoded_point(false).as_bytes(), public)
+        PublicKey::from_computed(&self.to_p256()?.public_key())
     }
 
     pub(crate) fn to_p256(&self) -> Result<p256::SecretKey, Error> {
@@ -218,10 +226,13 @@ impl AuthSecret {
         Self(Zeroizing::new(bytes))
     }
 
-    /// Decodes base64url (padded or not); the result must be 16 octets.
-    pub fn from_base64url(text: &str) -> Result<Self, Error> {
-        base64url::decode_array(text, "auth secret", |len| Error::AuthSecretLength { len })
-            .map(Self::new)
+    /// Decodes base64url (padded or not, as text or octets); the result must be 16
+    /// octets.
+    pub fn from_base64url(text: impl AsRef<[u8]>) -> Result<Self, Error> {
+        base64url::decode_array(text.as_ref(), "auth secret", |len| {
+            Error::AuthSecretLength { len }
+        })
+        .map(Self::new)
     }
 
     /// Draws a fresh secret from `rng`, as a user agent does when it subscribes.
@@ -286,9 +297,10 @@ impl Salt {
         Ok(Self(bytes))
     }
 
-    /// Decodes base64url (padded or not); the result must be 16 octets.
-    pub fn from_base64url(text: &str) -> Result<Self, Error> {
-        base64url::decode_array(text, "salt", |len| Error::SaltLength { len }).map(Self)
+    /// Decodes base64url (padded or not, as text or octets); the result must be 16
+    /// octets.
+    pub fn from_base64url(text: impl AsRef<[u8]>) -> Result<Self, Error> {
+        base64url::decode_array(text.as_ref(), "salt", |len| Error::SaltLength { len }).map(Self)
     }
 }
 
@@ -334,7 +346,7 @@ impl SubscriptionKeys {
     }
 
     /// Decodes the two base64url strings of a browser's `PushSubscription.keys`.
-    pub fn from_base64url(p256dh: &str, auth: &str) -> Result<Self, Error> {
+    pub fn from_base64url(p256dh: impl AsRef<[u8]>, auth: impl AsRef<[u8]>) -> Result<Self, Error> {
         Ok(Self::new(
             PublicKey::from_base64url(p256dh)?,
             AuthSecret::from_base64url(auth)?,

@@ -116,7 +116,7 @@ mod json {
             use serde::de::Error as _;
             let wire = WireIn::deserialize(deserializer)?;
             let endpoint = Endpoint::new(&wire.endpoint).map_err(D::Error::custom)?;
-            let keys = SubscriptionKeys::from_base64url(&wire.keys.p256dh, &wire.keys.auth)
+            let keys = SubscriptionKeys::from_base64url(&*wire.keys.p256dh, &*wire.keys.auth)
                 .map_err(D::Error::custom)?;
             let expiration_time = match wire.expiration_time {
                 None => None,

@@ -3,7 +3,6 @@
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes128Gcm, Nonce, Tag};
 use hkdf::Hkdf;
-use p256::elliptic_curve::sec1::ToEncodedPoint;
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
@@ -18,24 +17,26 @@ pub(super) fn ephemeral_agree(
     peer: &PublicKey,
 ) -> Result<(PublicKey, Zeroizing<[u8; SECRET_LEN]>), Error> {
     let scalar = secret.to_p256()?;
-    let public = scalar.public_key();
-    let encoded = public.to_encoded_point(false);
-    let public = PublicKey::from_parts(encoded.as_bytes(), public)?;
-    Ok((public, agree_scalar(&scalar, peer)))
+    let public = PublicKey::from_computed(&scalar.public_key())?;
+    Ok((public, agree_scalar(&scalar, peer)?))
 }
 
 pub(super) fn agree(
     secret: &PrivateKey,
     peer: &PublicKey,
 ) -> Result<Zeroizing<[u8; SECRET_LEN]>, Error> {
-    Ok(agree_scalar(&secret.to_p256()?, peer))
+    agree_scalar(&secret.to_p256()?, peer)
 }
 
-fn agree_scalar(scalar: &p256::SecretKey, peer: &PublicKey) -> Zeroizing<[u8; SECRET_LEN]> {
-    let shared = p256::ecdh::diffie_hellman(scalar.to_nonzero_scalar(), peer.as_p256().as_affine());
+fn agree_scalar(
+    scalar: &p256::SecretKey,
+    peer: &PublicKey,
+) -> Result<Zeroizing<[u8; SECRET_LEN]>, Error> {
+    let peer = peer.to_p256()?;
+    let shared = p256::ecdh::diffie_hellman(scalar.to_nonzero_scalar(), peer.as_affine());
     let mut out = Zeroizing::new([0u8; SECRET_LEN]);
     out.copy_from_slice(shared.raw_secret_bytes());
-    out
+    Ok(out)
 }
 
 pub(super) fn hkdf(salt: &[u8], ikm: &[u8], info: &[&[u8]], out: &mut [u8]) {

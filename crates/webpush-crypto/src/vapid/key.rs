@@ -71,8 +71,8 @@ impl VapidKey {
         })
     }
 
-    /// Reads the raw 32-octet scalar from base64url, padded or not.
-    pub fn from_base64url(text: &str) -> Result<Self, Error> {
+    /// Reads the raw 32-octet scalar from base64url, padded or not, as text or octets.
+    pub fn from_base64url(text: impl AsRef<[u8]>) -> Result<Self, Error> {
         Self::from_private_key(PrivateKey::from_base64url(text)?)
     }
 
