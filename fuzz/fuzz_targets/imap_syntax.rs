@@ -7,6 +7,10 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &[u8]| {
     for limits in [Limits::SERVER, Limits::CLIENT] {
+        // The octet form reads the same value, or fails the same way.
+        let text = parse::astring(input, &limits).map(|(rest, v)| (rest, v.as_bytes().to_vec()));
+        let octets = parse::astring_bytes(input, &limits).map(|(rest, v)| (rest, v.into_owned()));
+        assert_eq!(format!("{text:?}"), format!("{octets:?}"));
         if let Ok((_, value)) = parse::astring(input, &limits) {
             let mut out = Vec::new();
             if encode::astring_value(&mut out, &value).is_ok() {

@@ -298,6 +298,16 @@ proptest! {
         let (rest, parsed) = parse::astring(&out, &C).unwrap();
         prop_assert_eq!(rest, b"\r\n");
         prop_assert_eq!(parsed.as_bytes(), &value[..]);
+        let (rest, octets) = parse::astring_bytes(&out, &C).unwrap();
+        prop_assert_eq!((rest, &*octets), (&b"\r\n"[..], &value[..]));
+    }
+
+    /// `astring_bytes` reads exactly what `astring` reads, with the same errors.
+    #[test]
+    fn astring_bytes_agrees_with_astring(input in proptest::collection::vec(any::<u8>(), 0..80)) {
+        let text = parse::astring(&input, &C).map(|(rest, v)| (rest, v.as_bytes().to_vec()));
+        let octets = parse::astring_bytes(&input, &C).map(|(rest, v)| (rest, v.into_owned()));
+        prop_assert_eq!(format!("{text:?}"), format!("{octets:?}"));
     }
 
     #[test]
@@ -326,6 +336,7 @@ proptest! {
     #[test]
     fn parsers_are_total(input in proptest::collection::vec(any::<u8>(), 0..80)) {
         let _ = parse::astring(&input, &L);
+        let _ = parse::astring_bytes(&input, &L);
         let _ = parse::nstring(&input, &C);
         let _ = parse::sequence_set(&input);
         let _ = parse::mailbox(&input, &L);
