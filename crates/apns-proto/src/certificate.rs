@@ -3,7 +3,7 @@
 
 use x509_cert::Certificate;
 use x509_cert::der::asn1::ObjectIdentifier;
-use x509_cert::der::{Decode, DecodePem, Tag, Tagged};
+use x509_cert::der::{Decode, Tag, Tagged};
 
 use crate::types::Topic;
 
@@ -54,22 +54,13 @@ impl CertificateInfo {
     /// # Ok::<(), apns_proto::CertificateError>(())
     /// ```
     pub fn from_pem_or_der(bytes: &[u8]) -> Result<Self, CertificateError> {
-        // DER is a SEQUENCE (0x30); anything else is read as PEM text, which may
-        // have attributes before the block (as `openssl pkcs12` writes them).
-        let cert = if bytes.first() != Some(&0x30) {
-            let text =
-                std::str::from_utf8(bytes).map_err(|e| CertificateError::Parse(e.to_string()))?;
-            let start = text
-                .find("-----BEGIN CERTIFICATE-----")
-                .ok_or_else(|| CertificateError::Parse("no BEGIN CERTIFICATE line".into()))?;
-            let pem = text.get(start..).unwrap_or_default();
-            let end = pem
-                .find("-----END CERTIFICATE-----")
-                .map(|at| at + "-----END CERTIFICATE-----".len())
-                .ok_or_else(|| CertificateError::Parse("no END CERTIFICATE line".into()))?;
-            Certificate::from_pem(pem.get(..end).unwrap_or_default())
-        } else {
+        // DER is a SEQUENCE (0x30); anything else is read as PEM text.
+        let cert = if bytes.first() == Some(&0x30) {
             Certificate::from_der(bytes)
+        } else {
+            let der = crate::pem::decode(bytes, "CERTIFICATE")
+                .map_err(|reason| CertificateError::Parse(reason.into()))?;
+            Certificate::from_der(&der)
         }
         .map_err(|e| CertificateError::Parse(e.to_string()))?;
         Self::from_certificate(&cert)

@@ -26,6 +26,7 @@
 mod certificate;
 mod error;
 pub mod payload;
+mod pem;
 mod request;
 mod response;
 mod token;

@@ -5,10 +5,9 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderValue;
 use jsonwebtoken::{Algorithm, EncodingKey};
-use zeroize::Zeroizing;
 
 use crate::error::TokenError;
 use crate::types::unix_secs;
@@ -68,7 +67,7 @@ impl ProviderKey {
     /// A key from the `.p8` file Apple issues (PKCS#8 PEM), its 10-character key id
     /// and the team id.
     pub fn from_p8_pem(pem: &[u8], key_id: &str, team_id: &str) -> Result<Self, TokenError> {
-        let der = pkcs8_der(pem)?;
+        let der = crate::pem::decode(pem, "PRIVATE KEY").map_err(|_| TokenError::Key)?;
         Self::checked(EncodingKey::from_ec_der(&der), key_id, team_id)
     }
 
@@ -106,25 +105,6 @@ impl ProviderKey {
         URL_SAFE_NO_PAD.encode_string(signature, &mut token);
         Ok(token)
     }
-}
-
-/// The DER inside `-----BEGIN PRIVATE KEY-----` … `-----END PRIVATE KEY-----`,
-/// wiped when dropped.
-fn pkcs8_der(pem: &[u8]) -> Result<Zeroizing<Vec<u8>>, TokenError> {
-    const BEGIN: &str = "-----BEGIN PRIVATE KEY-----";
-    const END: &str = "-----END PRIVATE KEY-----";
-    let text = std::str::from_utf8(pem).map_err(|_| TokenError::Key)?;
-    let start = text.find(BEGIN).ok_or(TokenError::Key)? + BEGIN.len();
-    let body = text.get(start..).ok_or(TokenError::Key)?;
-    let body = body
-        .get(..body.find(END).ok_or(TokenError::Key)?)
-        .ok_or(TokenError::Key)?;
-    let base64: Zeroizing<String> =
-        Zeroizing::new(body.chars().filter(|c| !c.is_ascii_whitespace()).collect());
-    STANDARD
-        .decode(base64.as_bytes())
-        .map(Zeroizing::new)
-        .map_err(|_| TokenError::Key)
 }
 
 /// The current provider token, renewed when it reaches the refresh age (50 minutes

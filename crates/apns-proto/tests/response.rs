@@ -160,12 +160,23 @@ fn malformed_responses_are_errors() {
 proptest! {
     #[test]
     fn any_response_is_read_or_refused(
-        status in 0u16..700,
+        status in prop_oneof![0u16..700, 195u16..215, prop::sample::select(vec![400u16, 403, 404, 405, 410, 413, 429, 500, 503])],
         id in proptest::option::of("\\PC{0,40}"),
-        body in prop::collection::vec(any::<u8>(), 0..200),
+        body in prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..200),
+            // Bodies APNs could send, so most error statuses are read, not refused.
+            ("[A-Za-z]{1,30}", proptest::option::of(any::<u32>())).prop_map(|(reason, ms)| {
+                match ms {
+                    Some(ms) => format!(r#"{{"reason":"{reason}","timestamp":{ms}}}"#),
+                    None => format!(r#"{{"reason":"{reason}"}}"#),
+                }
+                .into_bytes()
+            }),
+        ],
     ) {
         if let Ok(outcome) = Outcome::from_parts(status, id.as_deref(), None, &body) {
-            let _ = outcome.action();
+            // Only a 200 is delivered; every other answer says what to do instead.
+            prop_assert_eq!(outcome.action() == Action::Delivered, status == 200);
             prop_assert_eq!(outcome.status, status);
         }
     }

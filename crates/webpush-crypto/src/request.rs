@@ -241,13 +241,11 @@ impl<'a> PushRequest<'a> {
                 found: token.audience().as_str().to_owned(),
             });
         }
-        header_value(
-            token.authorization(),
-            Error::MalformedAuthorization {
+        HeaderValue::from_str(token.authorization())
+            .map(Some)
+            .map_err(|_| Error::MalformedAuthorization {
                 reason: "contains characters not allowed in an HTTP header",
-            },
-        )
-        .map(Some)
+            })
     }
 
     fn finish(
@@ -271,19 +269,14 @@ impl<'a> PushRequest<'a> {
             headers.insert("urgency", HeaderValue::from_static(urgency.as_str()));
         }
         if let Some(topic) = &self.topic {
-            let invalid = Error::InvalidTopic {
+            let value = HeaderValue::from_str(topic.as_str()).map_err(|_| Error::InvalidTopic {
                 reason: "characters not allowed in an HTTP header",
-            };
-            headers.insert("topic", header_value(topic.as_str(), invalid)?);
+            })?;
+            headers.insert("topic", value);
         }
         if let Some(authorization) = authorization {
             headers.insert(AUTHORIZATION, authorization);
         }
         Ok(request)
     }
-}
-
-/// A header value from text this crate validated; `error`, not a panic, if not.
-fn header_value(text: &str, error: Error) -> Result<HeaderValue, Error> {
-    HeaderValue::from_str(text).map_err(|_| error)
 }

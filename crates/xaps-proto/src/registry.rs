@@ -4,6 +4,7 @@
 //! installation can switch without losing a device.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -44,6 +45,12 @@ impl Registration {
         self.registered_at
             .is_none_or(|at| at.unix_nanos() < time.unix_nanos())
     }
+}
+
+/// A registration lists 1 to [`MAX_MAILBOXES`] mailboxes, whether it arrives from a
+/// device or from a database.
+fn mailbox_count_ok(mailboxes: &[String]) -> bool {
+    (1..=MAX_MAILBOXES).contains(&mailboxes.len())
 }
 
 /// What [`Registry::register`] did.
@@ -189,7 +196,7 @@ impl Registry {
         register: Register,
         now: SystemTime,
     ) -> Result<Registered, RegistryError> {
-        if register.mailboxes.is_empty() || register.mailboxes.len() > MAX_MAILBOXES {
+        if !mailbox_count_ok(&register.mailboxes) {
             return Err(RegistryError::Mailboxes);
         }
         if register.username.is_empty() {
@@ -210,17 +217,22 @@ impl Registry {
             mailboxes: register.mailboxes,
             registered_at: Some(Timestamp::from_system_time(now)),
         };
-        let previous = self
-            .users
-            .entry(user)
-            .or_default()
-            .insert(register.account_id, registration.clone());
-        Ok(match previous {
-            None => Registered::New,
-            Some(p) if p.device_token == registration.device_token => Registered::Refreshed,
-            Some(p) => Registered::Replaced {
-                previous: p.device_token,
-            },
+        let accounts = self.users.entry(user).or_default();
+        Ok(match accounts.entry(register.account_id) {
+            Entry::Vacant(slot) => {
+                slot.insert(registration);
+                Registered::New
+            }
+            Entry::Occupied(mut slot) => {
+                let previous = std::mem::replace(slot.get_mut(), registration);
+                if previous.device_token == slot.get().device_token {
+                    Registered::Refreshed
+                } else {
+                    Registered::Replaced {
+                        previous: previous.device_token,
+                    }
+                }
+            }
         })
     }
 
@@ -434,7 +446,7 @@ impl Registry {
         let device_token =
             DeviceToken::new(&account.device_token).map_err(|_| "device token is not hex")?;
         let mailboxes = account.mailboxes.unwrap_or_default();
-        if mailboxes.is_empty() || mailboxes.len() > MAX_MAILBOXES {
+        if !mailbox_count_ok(&mailboxes) {
             return Err("no mailboxes, or too many");
         }
         let registered_at = match account.registration_time {
