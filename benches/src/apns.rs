@@ -11,7 +11,7 @@ use http::HeaderValue;
 
 use crate::Op;
 
-const P8: &[u8] = include_bytes!("../../crates/apns-proto/tests/data/AuthKey_TEST123456.p8");
+const P8: &[u8] = include_bytes!("../../apns-proto/tests/data/AuthKey_TEST123456.p8");
 const TOKEN: &str = "73b23c63c18344d1bbbab10887fd540ba4b00741987ca28cbb7c0c607f0667ff";
 const TOPIC: &str = "com.apple.mail.XServer.d19011df-561b-444d-ac59-09459e74a5e6";
 const ACCOUNT: &str = "55FAD99D-748E-44DA-8A7F-91D3478CAABD";

@@ -10,7 +10,7 @@ use webpush_crypto::{Encryptor, Provider, SubscriptionKeys, UaKeys};
 use crate::Op;
 
 /// The draft's slide values, shared with the crate's tests and example.
-#[path = "../../crates/imap-webpush-proto/tests/support/slide.rs"]
+#[path = "../../imap-webpush-proto/tests/support/slide.rs"]
 mod slide;
 
 /// The slide's new-mail event.

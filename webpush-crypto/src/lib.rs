@@ -69,6 +69,6 @@ pub use vapid::{
 pub struct ReadmeDoctests;
 
 // So is the workspace README's, which shows the whole request path.
-#[doc = include_str!("../../../README.md")]
+#[doc = include_str!("../../README.md")]
 #[cfg(all(doctest, feature = "serde"))]
 pub struct WorkspaceReadmeDoctests;
