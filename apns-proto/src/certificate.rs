@@ -1,6 +1,8 @@
 //! The topic and environments of an APNs certificate: the topic is the subject's UID
 //! attribute; Apple's extensions say which services the certificate may use.
 
+use std::time::SystemTime;
+
 use x509_cert::Certificate;
 use x509_cert::der::asn1::ObjectIdentifier;
 use x509_cert::der::{Decode, Tag, Tagged};
@@ -40,6 +42,11 @@ pub struct CertificateInfo {
     pub production: bool,
     /// Whether it carries Apple's sandbox extension (1.2.840.113635.100.6.3.1).
     pub sandbox: bool,
+    /// When it stops being valid (`notAfter`): APNs refuses the connection after it,
+    /// so a daemon warns ahead of it.
+    pub not_after: SystemTime,
+    /// When it starts being valid (`notBefore`).
+    pub not_before: SystemTime,
 }
 
 impl CertificateInfo {
@@ -89,10 +96,13 @@ impl CertificateInfo {
             .as_deref()
             .unwrap_or_default();
         let has = |oid: ObjectIdentifier| extensions.iter().any(|e| e.extn_id == oid);
+        let validity = &cert.tbs_certificate.validity;
         Ok(Self {
             topic,
             production: has(PRODUCTION),
             sandbox: has(SANDBOX),
+            not_after: validity.not_after.to_system_time(),
+            not_before: validity.not_before.to_system_time(),
         })
     }
 }

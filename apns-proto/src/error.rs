@@ -44,21 +44,12 @@ pub enum RequestError {
     /// relevance score or volume outside 0 to 1.
     #[error("payload is not a JSON object, or a score or volume is outside 0 to 1")]
     Payload,
-}
-
-/// A response that is not what APNs sends.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ResponseError {
-    /// An error status without a JSON body `{"reason": ...}` (or with an invalid one).
-    #[error("APNs error response body is not valid JSON with a reason: {0}")]
-    Body(String),
-    /// The body is larger than any APNs answer.
-    #[error("APNs response body over {0} octets")]
-    BodyTooLarge(usize),
-    /// A status APNs does not use.
-    #[error("unexpected APNs status {0}")]
-    Status(u16),
+    /// A server that is not `host[:port]`.
+    #[error("an APNs server must be given as host[:port]")]
+    Server,
+    /// The clock reads before 1970, so no expiration or token time can be right.
+    #[error("the system clock reads before 1970")]
+    ClockBeforeEpoch,
 }
 
 /// A provider token that cannot be made.
@@ -77,4 +68,7 @@ pub enum TokenError {
     /// The refresh interval is outside Apple's 20 to 60 minutes.
     #[error("provider tokens must be refreshed after 20 to 60 minutes")]
     RefreshInterval,
+    /// The clock reads before 1970: no token issued now would be accepted.
+    #[error("the system clock reads before 1970")]
+    ClockBeforeEpoch,
 }

@@ -11,11 +11,11 @@
 //! let mut push = MailPush::new(Environment::Production, &topic);
 //! let token = DeviceToken::try_from("73B23C63C18344D1BBBAB10887FD540BA4B00741987CA28CBB7C0C607F0667FF")?;
 //! let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-//! let request = push.request(&token, "55FAD99D-748E-44DA-8A7F-91D3478CAABD", now, None);
+//! let request = push.request(&token, "55FAD99D-748E-44DA-8A7F-91D3478CAABD", now, None)?;
 //! assert_eq!(request.uri().path(), "/3/device/73b23c63c18344d1bbbab10887fd540ba4b00741987ca28cbb7c0c607f0667ff");
 //!
 //! // ... the server sends it and reads the answer:
-//! let outcome = Outcome::from_parts(400, None, None, br#"{"reason":"BadDeviceToken"}"#)?;
+//! let outcome = Outcome::from_parts(410, None, None, br#"{"reason":"Unregistered"}"#);
 //! assert_eq!(outcome.action(), Action::DropToken { since: None });
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -26,21 +26,29 @@
 mod certificate;
 mod error;
 pub mod payload;
+#[cfg(any(
+    feature = "rust-crypto",
+    feature = "aws-lc-rs",
+    feature = "certificate"
+))]
 mod pem;
 mod request;
 mod response;
+#[cfg(any(feature = "rust-crypto", feature = "aws-lc-rs"))]
 mod token;
 mod types;
 
 #[cfg(feature = "certificate")]
 pub use certificate::{CertificateError, CertificateInfo};
-pub use error::{RequestError, ResponseError, TokenError};
+pub use error::{RequestError, TokenError};
 pub use payload::Payload;
 pub use request::{MAIL_TTL, MailPush, Notification};
 pub use response::{Action, MAX_BODY_LEN, Outcome, Reason};
+#[cfg(any(feature = "rust-crypto", feature = "aws-lc-rs"))]
 pub use token::{DEFAULT_REFRESH, MAX_AGE, MIN_REFRESH, ProviderKey, ProviderTokens};
 pub use types::{
-    ApnsId, CollapseId, DeviceToken, Environment, Expiration, Priority, PushType, Topic,
+    ApnsId, CollapseId, DeviceToken, Environment, Expiration, Priority, PushType, Server, Topic,
+    unix_secs,
 };
 
 // The README's example is compiled and run with the doctests.

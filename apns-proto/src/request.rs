@@ -4,13 +4,13 @@
 use std::time::{Duration, SystemTime};
 
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::{PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 
 use crate::error::RequestError;
 use crate::payload::Payload;
 use crate::types::{
-    ApnsId, CollapseId, DeviceToken, Environment, Expiration, Priority, PushType, Topic,
+    ApnsId, CollapseId, DeviceToken, Expiration, Priority, PushType, Server, Topic,
 };
 
 /// How long a mail push is kept for an offline device: 24 hours.
@@ -33,7 +33,7 @@ const JSON: HeaderValue = HeaderValue::from_static("application/json; charset=ut
 /// let token = DeviceToken::try_from("73B23C63C18344D1BBBAB10887FD540BA4B00741987CA28CBB7C0C607F0667FF")?;
 /// let topic = Topic::try_from("com.apple.mail.XServer.d19011df-561b-444d-ac59-09459e74a5e6")?;
 /// let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-/// let request = Notification::mail(token, topic, "55FAD99D-748E-44DA-8A7F-91D3478CAABD", now)
+/// let request = Notification::mail(token, topic, "55FAD99D-748E-44DA-8A7F-91D3478CAABD", now)?
 ///     .into_request(Environment::Production, None)?;
 /// assert_eq!(request.uri(), "https://api.push.apple.com/3/device/73b23c63c18344d1bbbab10887fd540ba4b00741987ca28cbb7c0c607f0667ff");
 /// assert_eq!(request.headers()["apns-push-type"], "background");
@@ -87,13 +87,13 @@ impl Notification {
         topic: Topic,
         account_id: &str,
         now: SystemTime,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, RequestError> {
+        Ok(Self {
             push_type: PushType::Background,
             priority: Priority::Normal,
-            expiration: Some(Expiration::after(now, MAIL_TTL)),
+            expiration: Some(Expiration::after(now, MAIL_TTL)?),
             ..Self::with_checked_payload(device_token, topic, mail_payload(account_id))
-        }
+        })
     }
 
     fn with_checked_payload(device_token: DeviceToken, topic: Topic, payload: Vec<u8>) -> Self {
@@ -177,12 +177,13 @@ impl Notification {
         Ok(())
     }
 
-    /// The request for `environment`. `authorization` is a provider token's header
-    /// value (`bearer <jwt>`, see [`ProviderTokens`](crate::ProviderTokens)); pass
-    /// `None` when the connection authenticates with a certificate.
+    /// The request for `server` (an [`Environment`](crate::Environment) or another
+    /// [`Server`]). `authorization` is a provider token's header value (`bearer <jwt>`,
+    /// see `ProviderTokens`); pass `None` when the connection authenticates with a
+    /// certificate.
     pub fn into_request(
         self,
-        environment: Environment,
+        server: impl Into<Server>,
         authorization: Option<&HeaderValue>,
     ) -> Result<Request<Vec<u8>>, RequestError> {
         self.validate()?;
@@ -205,12 +206,7 @@ impl Notification {
                 header_text(id.as_str(), RequestError::CollapseId)?,
             );
         }
-        Ok(build(
-            environment,
-            &self.device_token,
-            headers,
-            self.payload,
-        ))
+        build(&server.into(), &self.device_token, headers, self.payload)
     }
 }
 
@@ -227,36 +223,43 @@ impl Notification {
 /// let mut push = MailPush::new(Environment::Production, &topic);
 /// let token = DeviceToken::try_from("73b23c63c18344d1bbbab10887fd540ba4b00741987ca28cbb7c0c607f0667ff")?;
 /// let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-/// let request = push.request(&token, "55FAD99D-748E-44DA-8A7F-91D3478CAABD", now, None);
+/// let request = push.request(&token, "55FAD99D-748E-44DA-8A7F-91D3478CAABD", now, None)?;
 /// assert_eq!(request.headers()["apns-topic"], topic.as_str());
 /// # Ok::<(), apns_proto::RequestError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct MailPush {
-    environment: Environment,
+    server: Server,
     topic: Topic,
     expiration: Option<(u64, HeaderValue)>,
 }
 
 impl MailPush {
-    /// Mail pushes on `topic` (the certificate's UID) to `environment`.
-    pub fn new(environment: Environment, topic: &Topic) -> Self {
+    /// Mail pushes on `topic` (the certificate's UID) to `server` (an
+    /// [`Environment`](crate::Environment), or another [`Server`]).
+    pub fn new(server: impl Into<Server>, topic: &Topic) -> Self {
         Self {
-            environment,
+            server: server.into(),
             topic: topic.clone(),
             expiration: None,
         }
     }
 
-    /// The same request as [`Notification::mail`] builds.
+    /// The topic.
+    pub fn topic(&self) -> &Topic {
+        &self.topic
+    }
+
+    /// The same request as [`Notification::mail`] builds. Fails only for a clock
+    /// before 1970.
     pub fn request(
         &mut self,
         device_token: &DeviceToken,
         account_id: &str,
         now: SystemTime,
         authorization: Option<&HeaderValue>,
-    ) -> Request<Vec<u8>> {
-        let expires = Expiration::after(now, MAIL_TTL).as_secs();
+    ) -> Result<Request<Vec<u8>>, RequestError> {
+        let expires = Expiration::after(now, MAIL_TTL)?.as_secs();
         let expiration = match &self.expiration {
             Some((secs, value)) if *secs == expires => value.clone(),
             _ => {
@@ -274,7 +277,7 @@ impl MailPush {
             0,
         );
         build(
-            self.environment,
+            &self.server,
             device_token,
             headers,
             mail_payload(account_id),
@@ -321,23 +324,26 @@ fn header_text(text: &str, error: RequestError) -> Result<HeaderValue, RequestEr
 }
 
 fn build(
-    environment: Environment,
+    server: &Server,
     device_token: &DeviceToken,
     headers: HeaderMap,
     body: Vec<u8>,
-) -> Request<Vec<u8>> {
+) -> Result<Request<Vec<u8>>, RequestError> {
     // Sized exactly: `format!` would grow the string once on the way.
     let mut path = String::with_capacity(10 + device_token.as_str().len());
     path.push_str("/3/device/");
     path.push_str(device_token.as_str());
     let mut parts = http::uri::Parts::default();
     parts.scheme = Some(Scheme::HTTPS);
-    parts.authority = Some(Authority::from_static(environment.host()));
-    // A token is hex, always a valid path.
-    parts.path_and_query = PathAndQuery::try_from(path).ok();
+    parts.authority = Some(server.authority().clone());
+    // A hex token always makes a valid path, and scheme, authority and path always
+    // make a URI; the errors are mapped rather than assumed away.
+    parts.path_and_query =
+        Some(PathAndQuery::try_from(path).map_err(|_| RequestError::DeviceToken)?);
+    let uri = Uri::from_parts(parts).map_err(|_| RequestError::DeviceToken)?;
     let mut request = Request::new(body);
     *request.method_mut() = Method::POST;
-    *request.uri_mut() = Uri::from_parts(parts).unwrap_or_default();
+    *request.uri_mut() = uri;
     *request.headers_mut() = headers;
-    request
+    Ok(request)
 }

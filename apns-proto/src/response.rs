@@ -4,7 +4,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
-use crate::error::ResponseError;
 use crate::types::ApnsId;
 
 /// The largest body read; APNs error bodies are a few dozen octets.
@@ -152,32 +151,43 @@ impl Reason {
 pub enum Action {
     /// Delivered to APNs.
     Delivered,
-    /// The token is dead: remove its registrations. For 410, `since` is when APNs
+    /// 410: the token is gone. Remove its registrations made before `since`, when APNs
     /// learned so; a registration made after it is a device that came back and stays.
+    /// Without a time, the time the answer arrived stands for it.
     DropToken {
         /// When the token stopped being valid, if APNs said.
         since: Option<SystemTime>,
     },
+    /// 400 `BadDeviceToken` or `DeviceTokenNotForTopic`: APNs refused this token for
+    /// this topic or environment. Count and report it, never delete on it: a sandbox
+    /// token sent to production, or a wrong topic, gives this for every device, and
+    /// deleting would wipe the registry over one configuration mistake.
+    TokenRejected,
     /// Try again later with back-off (429, 5xx, an idle connection).
     Retry,
     /// The provider token is stale: make a new one, then retry.
     RenewProviderToken,
-    /// The credentials or topic are wrong: an operator must fix the configuration;
-    /// retrying will not help.
+    /// The credentials or topic are wrong, or what answered is not APNs: an operator
+    /// must fix the configuration; retrying will not help.
     FixConfiguration,
     /// The request is wrong: a bug in the sender; do not retry it.
     FixRequest,
 }
 
-/// APNs' answer to one request.
+/// APNs' answer to one request. Every answer reads as one: a body that is not APNs
+/// JSON (a proxy's HTML page, nothing at all) leaves `reason` empty, and the action
+/// then follows the status.
 ///
 /// ```
 /// use apns_proto::{Action, Outcome, Reason};
 /// let outcome = Outcome::from_parts(410, Some("EC1BF194-B3B2-424A-89A9-5A918A6E7A9B"), None,
-///     br#"{"reason":"Unregistered","timestamp":1700000000000}"#)?;
+///     br#"{"reason":"Unregistered","timestamp":1700000000000}"#);
 /// assert_eq!(outcome.reason, Some(Reason::Unregistered));
 /// assert!(matches!(outcome.action(), Action::DropToken { since: Some(_) }));
-/// # Ok::<(), apns_proto::ResponseError>(())
+///
+/// let proxy = Outcome::from_parts(502, None, None, b"<html>Bad Gateway</html>");
+/// assert_eq!(proxy.reason, None);
+/// assert_eq!(proxy.action(), Action::Retry);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -187,7 +197,7 @@ pub struct Outcome {
     pub apns_id: Option<ApnsId>,
     /// `apns-unique-id`: a sandbox-only id for Apple's delivery log.
     pub unique_id: Option<String>,
-    /// The body's `reason`.
+    /// The body's `reason`; `None` for success and for a body without one.
     pub reason: Option<Reason>,
     /// The body's `timestamp` (410 only): when the token stopped being valid.
     pub timestamp: Option<SystemTime>,
@@ -203,33 +213,28 @@ struct Body<'a> {
 
 impl Outcome {
     /// Reads a response from its status, `apns-id` and `apns-unique-id` headers and
-    /// body. Success needs no body; errors need `{"reason": …}`. A malformed
-    /// `apns-id` is dropped rather than failing the whole response.
+    /// body (of which at most [`MAX_BODY_LEN`] octets are read). Success needs no
+    /// body; errors carry `{"reason": …}`. A malformed `apns-id`, a body that is not
+    /// APNs JSON or a timestamp out of range are left out rather than failing the
+    /// whole answer, which always has an [`action`](Self::action).
     pub fn from_parts(
         status: u16,
         apns_id: Option<&str>,
         unique_id: Option<&str>,
         body: &[u8],
-    ) -> Result<Self, ResponseError> {
-        if !(200..600).contains(&status) || (201..400).contains(&status) {
-            return Err(ResponseError::Status(status));
-        }
-        if body.len() > MAX_BODY_LEN {
-            return Err(ResponseError::BodyTooLarge(MAX_BODY_LEN));
-        }
-        let (reason, timestamp) = if status == 200 {
-            (None, None)
-        } else {
-            let body: Body<'_> =
-                serde_json::from_slice(body).map_err(|e| ResponseError::Body(e.to_string()))?;
-            let timestamp = body
-                .timestamp
-                .map(|ms| UNIX_EPOCH.checked_add(Duration::from_millis(ms)))
-                .map(|t| t.ok_or_else(|| ResponseError::Body("timestamp out of range".into())))
-                .transpose()?;
-            (Some(Reason::parse(&body.reason)), timestamp)
+    ) -> Self {
+        let body = (status != 200 && body.len() <= MAX_BODY_LEN)
+            .then(|| serde_json::from_slice::<Body<'_>>(body).ok())
+            .flatten();
+        let (reason, timestamp) = match body {
+            None => (None, None),
+            Some(body) => (
+                Some(Reason::parse(&body.reason)),
+                body.timestamp
+                    .and_then(|ms| UNIX_EPOCH.checked_add(Duration::from_millis(ms))),
+            ),
         };
-        Ok(Self {
+        Self {
             status,
             apns_id: apns_id.and_then(|id| ApnsId::try_from(id).ok()),
             unique_id: unique_id
@@ -237,13 +242,11 @@ impl Outcome {
                 .map(str::to_owned),
             reason,
             timestamp,
-        })
+        }
     }
 
     /// Reads an `http::Response` as the caller's HTTP/2 client returns it.
-    pub fn from_response<B: AsRef<[u8]>>(
-        response: &http::Response<B>,
-    ) -> Result<Self, ResponseError> {
+    pub fn from_response<B: AsRef<[u8]>>(response: &http::Response<B>) -> Self {
         let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
         Self::from_parts(
             response.status().as_u16(),
@@ -253,47 +256,60 @@ impl Outcome {
         )
     }
 
-    /// What to do next: by reason, or by status for reasons this crate does not know.
+    /// What to do next: by reason, or by status for a reason this crate does not know
+    /// and for an answer without one. Only a 200 is delivered; only a 410 drops a
+    /// token; a status APNs never sends means something else answered.
     pub fn action(&self) -> Action {
         use Reason as R;
-        match (&self.reason, self.status) {
-            (_, 200) => Action::Delivered,
-            (Some(R::Unregistered | R::ExpiredToken), _) | (Some(R::Other(_)) | None, 410) => {
-                Action::DropToken {
+        let by_status = match self.status {
+            200 => return Action::Delivered,
+            410 => {
+                return Action::DropToken {
                     since: self.timestamp,
-                }
+                };
             }
-            (Some(R::BadDeviceToken | R::DeviceTokenNotForTopic), _) => {
-                Action::DropToken { since: None }
-            }
-            (Some(R::ExpiredProviderToken), _) => Action::RenewProviderToken,
-            (
-                Some(
-                    R::IdleTimeout
-                    | R::TooManyRequests
-                    | R::TooManyProviderTokenUpdates
-                    | R::InternalServerError
-                    | R::ServiceUnavailable
-                    | R::Shutdown,
-                ),
-                _,
-            )
-            | (Some(R::Other(_)) | None, 429 | 500..) => Action::Retry,
-            (
-                Some(
-                    R::BadCertificate
-                    | R::BadCertificateEnvironment
-                    | R::Forbidden
-                    | R::InvalidProviderToken
-                    | R::MissingProviderToken
-                    | R::UnrelatedKeyIdInToken
-                    | R::TopicDisallowed
-                    | R::BadTopic,
-                ),
-                _,
-            )
-            | (Some(R::Other(_)) | None, 403) => Action::FixConfiguration,
-            _ => Action::FixRequest,
+            403 => Action::FixConfiguration,
+            429 | 500..=599 => Action::Retry,
+            400..=499 => Action::FixRequest,
+            _ => Action::FixConfiguration,
+        };
+        match &self.reason {
+            Some(R::BadDeviceToken | R::DeviceTokenNotForTopic) => Action::TokenRejected,
+            Some(R::ExpiredProviderToken) => Action::RenewProviderToken,
+            Some(
+                R::IdleTimeout
+                | R::TooManyRequests
+                | R::TooManyProviderTokenUpdates
+                | R::InternalServerError
+                | R::ServiceUnavailable
+                | R::Shutdown,
+            ) => Action::Retry,
+            Some(
+                R::BadCertificate
+                | R::BadCertificateEnvironment
+                | R::Forbidden
+                | R::InvalidProviderToken
+                | R::MissingProviderToken
+                | R::UnrelatedKeyIdInToken
+                | R::TopicDisallowed
+                | R::BadTopic,
+            ) => Action::FixConfiguration,
+            Some(
+                R::BadCollapseId
+                | R::BadExpirationDate
+                | R::BadMessageId
+                | R::BadPriority
+                | R::DuplicateHeaders
+                | R::InvalidPushType
+                | R::MissingDeviceToken
+                | R::MissingTopic
+                | R::PayloadEmpty
+                | R::BadPath
+                | R::MethodNotAllowed
+                | R::PayloadTooLarge,
+            ) => Action::FixRequest,
+            // Only a 410 removes registrations; these reasons come with no other status.
+            Some(R::ExpiredToken | R::Unregistered | R::Other(_)) | None => by_status,
         }
     }
 }

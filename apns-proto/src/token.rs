@@ -19,11 +19,6 @@ pub const MIN_REFRESH: Duration = Duration::from_secs(20 * 60);
 /// ... and tokens older than this.
 pub const MAX_AGE: Duration = Duration::from_secs(60 * 60);
 
-#[cfg(not(any(feature = "rust-crypto", feature = "aws-lc-rs")))]
-compile_error!(
-    "apns-proto needs a jsonwebtoken backend: enable the `rust-crypto` or `aws-lc-rs` feature"
-);
-
 /// The `jsonwebtoken` backend, named explicitly rather than taken from its process-wide
 /// default, so a build with both backends compiled in cannot panic.
 fn backend() -> &'static jsonwebtoken::crypto::CryptoProvider {
@@ -154,7 +149,7 @@ impl ProviderTokens {
 
     /// The `authorization` header value (`bearer <jwt>`) to send at `now`.
     pub fn header(&mut self, now: SystemTime) -> Result<&HeaderValue, TokenError> {
-        let now_secs = unix_secs(now);
+        let now_secs = unix_secs(now).map_err(|_| TokenError::ClockBeforeEpoch)?;
         let current = match self.current.take() {
             Some((iat, value)) if now_secs >= iat && now_secs - iat < self.refresh.as_secs() => {
                 (iat, value)

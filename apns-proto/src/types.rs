@@ -8,14 +8,40 @@ use http::HeaderValue;
 
 use crate::error::RequestError;
 
-/// A device token: even-length hex (64 digits today), normalized to lower case.
+/// A device token: even-length hex (64 digits today), normalized to lower case. The
+/// one type for a token, from the device's `XAPPLEPUSHSERVICE` (in `xaps-proto`) to the
+/// request path here.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(try_from = "String", into = "String")
+)]
 pub struct DeviceToken(String);
 
 impl DeviceToken {
     /// The shortest and longest tokens accepted, in hex digits. Apple's tokens are 32
     /// octets, but Apple says their length may change, so a range is accepted.
     pub const LEN: std::ops::RangeInclusive<usize> = 16..=200;
+
+    /// Validates hex in either case and keeps it in lower case.
+    ///
+    /// ```
+    /// use apns_proto::DeviceToken;
+    /// let token = DeviceToken::new("73B23C63C18344D1BBBAB10887FD540BA4B00741987CA28CBB7C0C607F0667FF")?;
+    /// assert!(token.as_str().starts_with("73b23c63"));
+    /// assert!(DeviceToken::new("BBB").is_err());
+    /// # Ok::<(), apns_proto::RequestError>(())
+    /// ```
+    pub fn new(text: &str) -> Result<Self, RequestError> {
+        if !Self::LEN.contains(&text.len())
+            || !text.len().is_multiple_of(2)
+            || !text.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(RequestError::DeviceToken);
+        }
+        Ok(Self(text.to_ascii_lowercase()))
+    }
 
     /// The token in lower-case hex.
     pub fn as_str(&self) -> &str {
@@ -26,15 +52,32 @@ impl DeviceToken {
 impl TryFrom<&str> for DeviceToken {
     type Error = RequestError;
 
-    /// Validates hex in either case.
+    /// As [`DeviceToken::new`].
     fn try_from(text: &str) -> Result<Self, RequestError> {
-        if !Self::LEN.contains(&text.len())
-            || !text.len().is_multiple_of(2)
-            || !text.bytes().all(|b| b.is_ascii_hexdigit())
-        {
-            return Err(RequestError::DeviceToken);
-        }
-        Ok(Self(text.to_ascii_lowercase()))
+        Self::new(text)
+    }
+}
+
+impl TryFrom<String> for DeviceToken {
+    type Error = RequestError;
+
+    /// As [`DeviceToken::new`], reusing the text when it is already lower case.
+    fn try_from(mut text: String) -> Result<Self, RequestError> {
+        Self::new(&text)?;
+        text.make_ascii_lowercase();
+        Ok(Self(text))
+    }
+}
+
+impl From<DeviceToken> for String {
+    fn from(token: DeviceToken) -> String {
+        token.0
+    }
+}
+
+impl fmt::Display for DeviceToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -49,6 +92,11 @@ impl fmt::Debug for DeviceToken {
 /// An `apns-topic`: the app's bundle id, or for mail the certificate's subject UID
 /// (`com.apple.mail.XServer.<uuid>`). Held as the header value it becomes, made once.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(try_from = "String", into = "String")
+)]
 pub struct Topic(HeaderValue);
 
 impl Topic {
@@ -71,6 +119,27 @@ impl Topic {
     /// pushes).
     pub fn is_mail(&self) -> bool {
         self.as_str().starts_with("com.apple.mail")
+    }
+}
+
+impl TryFrom<String> for Topic {
+    type Error = RequestError;
+
+    /// As for `&str`.
+    fn try_from(text: String) -> Result<Self, RequestError> {
+        Self::try_from(text.as_str())
+    }
+}
+
+impl From<Topic> for String {
+    fn from(topic: Topic) -> String {
+        topic.as_str().to_owned()
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -294,8 +363,10 @@ pub enum Expiration {
 
 impl Expiration {
     /// `ttl` after `now`, as mail pushes use (24 hours).
-    pub fn after(now: SystemTime, ttl: Duration) -> Self {
-        Expiration::At(unix_secs(now).saturating_add(ttl.as_secs()))
+    pub fn after(now: SystemTime, ttl: Duration) -> Result<Self, RequestError> {
+        Ok(Expiration::At(
+            unix_secs(now)?.saturating_add(ttl.as_secs()),
+        ))
     }
 
     /// The seconds the header carries.
@@ -307,13 +378,27 @@ impl Expiration {
     }
 }
 
-/// Whole seconds since the Unix epoch; a clock before 1970 reads as 1970.
-pub(crate) fn unix_secs(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+/// Whole seconds since the Unix epoch, the unit of `apns-expiration` and of a provider
+/// token's `iat`. A clock before 1970 is an error: any time made from it would be wrong.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// assert_eq!(apns_proto::unix_secs(SystemTime::UNIX_EPOCH + Duration::from_millis(1999)), Ok(1));
+/// assert!(apns_proto::unix_secs(SystemTime::UNIX_EPOCH - Duration::from_secs(1)).is_err());
+/// ```
+pub fn unix_secs(time: SystemTime) -> Result<u64, RequestError> {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .map_err(|_| RequestError::ClockBeforeEpoch)
 }
 
 /// Which APNs service a request goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum Environment {
     /// `api.push.apple.com`: apps from the App Store and iOS Mail.
     Production,
@@ -328,5 +413,40 @@ impl Environment {
             Environment::Production => "api.push.apple.com",
             Environment::Sandbox => "api.sandbox.push.apple.com",
         }
+    }
+}
+
+/// Where requests go: one of Apple's services, or another host (a stand-in in tests,
+/// a forwarding proxy). Always `https`.
+///
+/// ```
+/// use apns_proto::{Environment, Server};
+/// assert_eq!(Server::from(Environment::Sandbox).authority(), "api.sandbox.push.apple.com");
+/// assert_eq!(Server::new("127.0.0.1:8443")?.authority(), "127.0.0.1:8443");
+/// assert!(Server::new("https://x/").is_err());
+/// # Ok::<(), apns_proto::RequestError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Server(http::uri::Authority);
+
+impl Server {
+    /// A server named by `host[:port]`.
+    pub fn new(authority: &str) -> Result<Self, RequestError> {
+        let parsed: http::uri::Authority = authority.parse().map_err(|_| RequestError::Server)?;
+        if parsed.as_str().contains('@') || parsed.host().is_empty() {
+            return Err(RequestError::Server);
+        }
+        Ok(Self(parsed))
+    }
+
+    /// `host[:port]`.
+    pub fn authority(&self) -> &http::uri::Authority {
+        &self.0
+    }
+}
+
+impl From<Environment> for Server {
+    fn from(environment: Environment) -> Self {
+        Self(http::uri::Authority::from_static(environment.host()))
     }
 }

@@ -48,7 +48,8 @@ fn at_most_four_allocations_per_mail_push() {
         "55FAD99D-748E-44DA-8A7F-91D3478CAABD",
         t0,
         Some(&bearer),
-    );
+    )
+    .unwrap();
     for i in 0..100u64 {
         // A new second every ten requests: the expiration header is made again, and
         // its buffer becomes shared with the cache (two more).
@@ -61,6 +62,7 @@ fn at_most_four_allocations_per_mail_push() {
                 now,
                 Some(bearer),
             )
+            .unwrap()
         });
         let new_second = i % 10 == 0 && i > 0;
         let limit = if new_second { 6 } else { 4 };

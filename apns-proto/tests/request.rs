@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use apns_proto::payload::{Alert, AlertFields, Aps, CriticalSound, InterruptionLevel, Sound};
 use apns_proto::{
     ApnsId, CollapseId, DeviceToken, Environment, Expiration, MailPush, Notification, Payload,
-    Priority, PushType, RequestError, Topic,
+    Priority, PushType, RequestError, Server, Topic,
 };
 use http::HeaderValue;
 use proptest::prelude::*;
@@ -72,20 +72,23 @@ fn the_mail_push_as_xapsd_sends_it() {
         format!("DATA {{\"aps\":{{\"account-id\":\"{ACCOUNT}\"}}}}"),
     ];
     let request = Notification::mail(token(), topic(TOPIC), ACCOUNT, now())
+        .unwrap()
         .into_request(Environment::Production, None)
         .unwrap();
     assert_eq!(render(&request), expected);
 
     // The fast path builds the same request.
     let mut push = MailPush::new(Environment::Production, &topic(TOPIC));
-    let fast = push.request(&token(), ACCOUNT, now(), None);
+    let fast = push.request(&token(), ACCOUNT, now(), None).unwrap();
     assert_eq!(render(&fast), expected);
     // Again within the same second, and a second later.
     assert_eq!(
-        render(&push.request(&token(), ACCOUNT, now(), None)),
+        render(&push.request(&token(), ACCOUNT, now(), None).unwrap()),
         expected
     );
-    let later = push.request(&token(), ACCOUNT, now() + Duration::from_secs(1), None);
+    let later = push
+        .request(&token(), ACCOUNT, now() + Duration::from_secs(1), None)
+        .unwrap();
     assert_eq!(
         later.headers()["apns-expiration"],
         (NOW + 86_401).to_string().as_str()
@@ -93,11 +96,24 @@ fn the_mail_push_as_xapsd_sends_it() {
 
     // Token mode adds the authorization header; sandbox changes the host.
     let bearer = HeaderValue::from_static("bearer eyJ.eyJ.sig");
-    let request = push.request(&token(), ACCOUNT, now(), Some(&bearer));
+    let request = push
+        .request(&token(), ACCOUNT, now(), Some(&bearer))
+        .unwrap();
     assert_eq!(request.headers()["authorization"], "bearer eyJ.eyJ.sig");
     let mut sandbox = MailPush::new(Environment::Sandbox, &topic(TOPIC));
-    let request = sandbox.request(&token(), ACCOUNT, now(), None);
+    let request = sandbox.request(&token(), ACCOUNT, now(), None).unwrap();
     assert_eq!(request.uri().host(), Some("api.sandbox.push.apple.com"));
+    // Another server (a stand-in, a proxy) keeps the path and headers.
+    let mut other = MailPush::new(Server::new("127.0.0.1:8443").unwrap(), &topic(TOPIC));
+    let request = other.request(&token(), ACCOUNT, now(), None).unwrap();
+    assert_eq!(request.uri().authority().unwrap(), "127.0.0.1:8443");
+    assert_eq!(request.uri().path(), fast.uri().path());
+    // A clock before 1970 makes no expiration.
+    let before = SystemTime::UNIX_EPOCH - Duration::from_secs(1);
+    assert_eq!(
+        other.request(&token(), ACCOUNT, before, None).unwrap_err(),
+        RequestError::ClockBeforeEpoch
+    );
 }
 
 #[test]
@@ -112,6 +128,7 @@ fn the_payload_strings_of_every_implementation() {
     // An id that needs escaping is escaped, in the fast path too.
     let odd = "a\"b\\c";
     let request = Notification::mail(token(), topic(TOPIC), odd, now())
+        .unwrap()
         .into_request(Environment::Production, None)
         .unwrap();
     let expected = br#"{"aps":{"account-id":"a\"b\\c"}}"#;
@@ -164,7 +181,7 @@ fn the_aps_dictionary() {
 #[test]
 fn apple_rules_are_checked_before_sending() {
     let build = |n: Notification| n.into_request(Environment::Production, None);
-    let mail = || Notification::mail(token(), topic(TOPIC), ACCOUNT, now());
+    let mail = || Notification::mail(token(), topic(TOPIC), ACCOUNT, now()).unwrap();
     assert_eq!(
         build(mail().priority(Priority::High)).unwrap_err(),
         RequestError::Priority {
@@ -320,10 +337,10 @@ proptest! {
     ) {
         let token = DeviceToken::try_from(token.as_str()).unwrap();
         let when = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
-        let general = Notification::mail(token.clone(), topic(TOPIC), &account, when)
+        let general = Notification::mail(token.clone(), topic(TOPIC), &account, when).unwrap()
             .into_request(Environment::Production, None)
             .unwrap();
-        let fast = MailPush::new(Environment::Production, &topic(TOPIC)).request(&token, &account, when, None);
+        let fast = MailPush::new(Environment::Production, &topic(TOPIC)).request(&token, &account, when, None).unwrap();
         prop_assert_eq!(render(&general), render(&fast));
         let parsed: Payload = serde_json::from_slice(fast.body()).unwrap();
         prop_assert_eq!(parsed, Payload::mail(&account));

@@ -11,22 +11,18 @@
 
 use std::time::{Duration, SystemTime};
 
-use apns_proto::{Action, ApnsId, Outcome, Reason, ResponseError};
+use apns_proto::{Action, ApnsId, Outcome, Reason};
 use proptest::prelude::*;
 
 /// Apple's table: status, reason, and what a sender does.
 const TABLE: [(u16, &str, Action); 31] = [
     (400, "BadCollapseId", Action::FixRequest),
-    (400, "BadDeviceToken", Action::DropToken { since: None }),
+    (400, "BadDeviceToken", Action::TokenRejected),
     (400, "BadExpirationDate", Action::FixRequest),
     (400, "BadMessageId", Action::FixRequest),
     (400, "BadPriority", Action::FixRequest),
     (400, "BadTopic", Action::FixConfiguration),
-    (
-        400,
-        "DeviceTokenNotForTopic",
-        Action::DropToken { since: None },
-    ),
+    (400, "DeviceTokenNotForTopic", Action::TokenRejected),
     (400, "DuplicateHeaders", Action::FixRequest),
     (400, "IdleTimeout", Action::Retry),
     (400, "InvalidPushType", Action::FixRequest),
@@ -59,7 +55,7 @@ fn every_documented_reason() {
     assert_eq!(documented, TABLE.map(|(_, name, _)| name));
     for (status, name, action) in TABLE {
         let body = format!(r#"{{"reason":"{name}"}}"#);
-        let outcome = Outcome::from_parts(status, None, None, body.as_bytes()).unwrap();
+        let outcome = Outcome::from_parts(status, None, None, body.as_bytes());
         let reason = outcome.reason.clone().unwrap();
         assert!(!matches!(reason, Reason::Other(_)), "{name}");
         assert_eq!(reason.as_str(), name);
@@ -75,8 +71,7 @@ fn success_and_ids() {
         Some("ec1bf194-b3b2-424a-89a9-5a918a6e7a9b"),
         Some("a8f2e1d0-0000-4000-8000-000000000001"),
         b"",
-    )
-    .unwrap();
+    );
     assert_eq!(outcome.action(), Action::Delivered);
     assert_eq!(
         outcome.apns_id,
@@ -87,7 +82,7 @@ fn success_and_ids() {
         Some("a8f2e1d0-0000-4000-8000-000000000001")
     );
     // A bad id header is dropped, not fatal.
-    let outcome = Outcome::from_parts(200, Some("nope"), Some("x\u{1}"), b"").unwrap();
+    let outcome = Outcome::from_parts(200, Some("nope"), Some("x\u{1}"), b"");
     assert_eq!((outcome.apns_id, outcome.unique_id), (None, None));
 
     let response = http::Response::builder()
@@ -95,7 +90,7 @@ fn success_and_ids() {
         .header("apns-id", "EC1BF194-B3B2-424A-89A9-5A918A6E7A9B")
         .body(br#"{"reason":"Unregistered","timestamp":1700000000123}"#.to_vec())
         .unwrap();
-    let outcome = Outcome::from_response(&response).unwrap();
+    let outcome = Outcome::from_response(&response);
     let since = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
     assert_eq!(outcome.timestamp, Some(since));
     assert_eq!(outcome.action(), Action::DropToken { since: Some(since) });
@@ -104,8 +99,7 @@ fn success_and_ids() {
 #[test]
 fn unknown_reasons_fall_back_on_the_status() {
     let action = |status: u16| {
-        let outcome =
-            Outcome::from_parts(status, None, None, br#"{"reason":"SomethingNew"}"#).unwrap();
+        let outcome = Outcome::from_parts(status, None, None, br#"{"reason":"SomethingNew"}"#);
         assert_eq!(outcome.reason, Some(Reason::Other("SomethingNew".into())));
         outcome.action()
     };
@@ -120,46 +114,87 @@ fn unknown_reasons_fall_back_on_the_status() {
         None,
         None,
         br#"{"reason":"Bad\u0054opic","extra":[1]}"#,
-    )
-    .unwrap();
+    );
     assert_eq!(outcome.reason, Some(Reason::BadTopic));
 }
 
+/// Bodies that are not APNs JSON (a proxy's page, nothing, a wrong shape) leave the
+/// reason empty, and the status decides: every answer has an action.
 #[test]
-fn malformed_responses_are_errors() {
-    for body in [
-        &b""[..],
+fn unreadable_bodies_fall_back_on_the_status() {
+    let unreadable: [&[u8]; 7] = [
+        b"",
         b"{}",
         b"not json",
         br#"{"reason":5}"#,
-        br#"{"reason":"Unregistered","timestamp":-1}"#,
-        br#"{"reason":"Unregistered","timestamp":1.5}"#,
         b"<html>502 Bad Gateway</html>",
-    ] {
-        assert!(
-            matches!(
-                Outcome::from_parts(410, None, None, body),
-                Err(ResponseError::Body(_))
-            ),
-            "{}",
-            String::from_utf8_lossy(body)
-        );
+        br#"{"timestamp":1700000000000}"#,
+        &[b' '; 5000],
+    ];
+    for body in unreadable {
+        for (status, action) in [
+            (410, Action::DropToken { since: None }),
+            (502, Action::Retry),
+            (503, Action::Retry),
+            (500, Action::Retry),
+            (429, Action::Retry),
+            (403, Action::FixConfiguration),
+            (400, Action::FixRequest),
+            (413, Action::FixRequest),
+        ] {
+            let outcome = Outcome::from_parts(status, None, None, body);
+            assert_eq!(
+                outcome.reason,
+                None,
+                "{status} {:?}",
+                String::from_utf8_lossy(body)
+            );
+            assert_eq!(
+                outcome.action(),
+                action,
+                "{status} {:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
-    assert_eq!(
-        Outcome::from_parts(400, None, None, &vec![b' '; 5000]),
-        Err(ResponseError::BodyTooLarge(4096))
-    );
+    // A timestamp that is not milliseconds is left out; the 410 still drops.
+    for body in [
+        &br#"{"reason":"Unregistered","timestamp":-1}"#[..],
+        br#"{"reason":"Unregistered","timestamp":1.5}"#,
+    ] {
+        let outcome = Outcome::from_parts(410, None, None, body);
+        assert_eq!(outcome.action(), Action::DropToken { since: None });
+    }
+    // Statuses APNs never sends: something else answered.
     for status in [0, 100, 204, 302, 600, 999] {
-        assert_eq!(
-            Outcome::from_parts(status, None, None, b""),
-            Err(ResponseError::Status(status))
-        );
+        let outcome = Outcome::from_parts(status, None, None, b"");
+        assert_eq!(outcome.action(), Action::FixConfiguration, "{status}");
+    }
+}
+
+/// A token APNs refuses with 400 is never a reason to delete: only a 410 is.
+#[test]
+fn only_410_drops_a_token() {
+    for reason in [
+        "BadDeviceToken",
+        "DeviceTokenNotForTopic",
+        "Unregistered",
+        "ExpiredToken",
+    ] {
+        for status in [400, 403, 404, 500] {
+            let body = format!(r#"{{"reason":"{reason}","timestamp":1700000000000}}"#);
+            let action = Outcome::from_parts(status, None, None, body.as_bytes()).action();
+            assert!(
+                !matches!(action, Action::DropToken { .. }),
+                "{status} {reason}"
+            );
+        }
     }
 }
 
 proptest! {
     #[test]
-    fn any_response_is_read_or_refused(
+    fn every_response_has_an_action(
         status in prop_oneof![0u16..700, 195u16..215, prop::sample::select(vec![400u16, 403, 404, 405, 410, 413, 429, 500, 503])],
         id in proptest::option::of("\\PC{0,40}"),
         body in prop_oneof![
@@ -174,11 +209,13 @@ proptest! {
             }),
         ],
     ) {
-        if let Ok(outcome) = Outcome::from_parts(status, id.as_deref(), None, &body) {
-            // Only a 200 is delivered; every other answer says what to do instead.
-            prop_assert_eq!(outcome.action() == Action::Delivered, status == 200);
-            prop_assert_eq!(outcome.status, status);
-        }
+        let outcome = Outcome::from_parts(status, id.as_deref(), None, &body);
+        let action = outcome.action();
+        // Only a 200 is delivered, only a 410 drops; every other answer says what to
+        // do instead.
+        prop_assert_eq!(action == Action::Delivered, status == 200);
+        prop_assert_eq!(matches!(action, Action::DropToken { .. }), status == 410);
+        prop_assert_eq!(outcome.status, status);
     }
 
     #[test]

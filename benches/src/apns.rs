@@ -56,13 +56,14 @@ impl ApnsFixture {
             return Vec::new();
         };
         push.request(&self.token, ACCOUNT, self.now, Some(bearer))
-            .into_body()
+            .map(http::Request::into_body)
+            .unwrap_or_default()
     }
 
     /// Ours, the general path: `Notification::mail` then `into_request`.
     pub fn notification(&self) -> Vec<u8> {
         Notification::mail(self.token.clone(), self.topic.clone(), ACCOUNT, self.now)
-            .into_request(Environment::Production, Some(&self.bearer))
+            .and_then(|n| n.into_request(Environment::Production, Some(&self.bearer)))
             .map(http::Request::into_body)
             .unwrap_or_default()
     }

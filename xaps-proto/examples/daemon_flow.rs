@@ -107,7 +107,7 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     // 4. APNs says a token is gone: only registrations older than its timestamp go.
     let response = br#"{"reason":"Unregistered","timestamp":1700000100000}"#;
-    let outcome = Outcome::from_parts(410, None, None, response)?;
+    let outcome = Outcome::from_parts(410, None, None, response);
     println!(
         "\nAPNs <- 410 {}: {:?}",
         String::from_utf8_lossy(response),
@@ -140,8 +140,7 @@ fn send(
     why: &str,
 ) -> Result<(), Box<dyn Error>> {
     for (token, account) in due {
-        let token = apns_proto::DeviceToken::try_from(token.as_str())?;
-        let request = apns.request(&token, account.as_str(), now, None);
+        let request = apns.request(token, account.as_str(), now, None)?;
         println!("  push ({why}): {} {}", request.method(), request.uri());
         for (name, value) in request.headers() {
             println!("    {name}: {}", value.to_str()?);

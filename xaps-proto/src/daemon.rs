@@ -39,6 +39,7 @@ impl BodyError {
 /// `POST /register`: a device registration, sent by the IMAP plugin after
 /// `XAPPLEPUSHSERVICE`. The user is the authenticated one, lowercased as xapsd does.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct Register {
     /// `ApsAccountId`.
     pub account_id: AccountId,
@@ -57,6 +58,8 @@ struct RegisterWire {
     aps_device_token: String,
     aps_subtopic: String,
     username: String,
+    // Dovecot forwards `mailboxes ()` as `[]`; a missing list reads the same way.
+    #[serde(default)]
     mailboxes: Vec<String>,
 }
 
@@ -98,16 +101,13 @@ impl Register {
             account_id: request.account_id.clone(),
             device_token: request.device_token.clone(),
             username: username.to_lowercase(),
-            mailboxes: request
-                .mailboxes
-                .iter()
-                .map(|m| String::from_utf8_lossy(m).into_owned())
-                .collect(),
+            mailboxes: request.mailboxes.clone(),
         }
     }
 
     /// Reads and checks a `/register` body as xapsd does: every field non-empty, the
-    /// subtopic `com.apple.mobilemail`, at least one mailbox.
+    /// subtopic `com.apple.mobilemail`. An empty or missing `Mailboxes` (what Dovecot
+    /// sends for `mailboxes ()`, and xapsd refuses) means INBOX.
     ///
     /// ```
     /// use xaps_proto::daemon::Register;
@@ -129,14 +129,19 @@ impl Register {
         if wire.username.is_empty() {
             return Err(field("Username"));
         }
-        if wire.mailboxes.is_empty() || wire.mailboxes.len() > MAX_MAILBOXES {
+        if wire.mailboxes.len() > MAX_MAILBOXES {
             return Err(field("Mailboxes"));
         }
+        let mailboxes = if wire.mailboxes.is_empty() {
+            vec!["INBOX".to_owned()]
+        } else {
+            wire.mailboxes
+        };
         Ok(Self {
             account_id,
             device_token,
             username: wire.username.to_lowercase(),
-            mailboxes: wire.mailboxes,
+            mailboxes,
         })
     }
 

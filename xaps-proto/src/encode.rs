@@ -2,7 +2,20 @@
 
 use imap_syntax::{Tag, ValueError, encode};
 
-use crate::types::{MAIL_SUBTOPIC, RegistrationRequest, Version};
+use crate::types::{ExtraValue, MAIL_SUBTOPIC, RegistrationRequest, Version};
+
+/// `"(" [astring *(SP astring)] ")"`.
+fn list<'a>(out: &mut Vec<u8>, items: impl Iterator<Item = &'a [u8]>) -> Result<(), ValueError> {
+    out.push(b'(');
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        encode::astring(out, item)?;
+    }
+    out.push(b')');
+    Ok(())
+}
 
 /// `* XAPPLEPUSHSERVICE aps-version "<v>" aps-topic "<topic>"`, the line every
 /// Dovecot and Cyrus deployment sends (a v1 request is answered with `"1"`).
@@ -68,19 +81,16 @@ impl RegistrationRequest {
         }
         for (key, value) in &self.unknown {
             out.push(b' ');
-            encode::astring(out, key.as_bytes())?;
+            encode::astring(out, key)?;
             out.push(b' ');
-            encode::astring(out, value)?;
+            match value {
+                ExtraValue::Text(text) => encode::astring(out, text)?,
+                ExtraValue::List(items) => list(out, items.iter().map(Vec::as_slice))?,
+            }
         }
         if self.version == Version::V2 {
-            out.extend_from_slice(b" mailboxes (");
-            for (i, mailbox) in self.mailboxes.iter().enumerate() {
-                if i > 0 {
-                    out.push(b' ');
-                }
-                encode::astring(out, mailbox)?;
-            }
-            out.push(b')');
+            out.extend_from_slice(b" mailboxes ");
+            list(out, self.mailboxes.iter().map(String::as_bytes))?;
         }
         out.extend_from_slice(b"\r\n");
         Ok(())

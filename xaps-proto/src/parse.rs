@@ -18,8 +18,8 @@ use imap_syntax::{AString, IString, Limits, SyntaxErrorKind, Tag, parse};
 
 use crate::error::CommandError;
 use crate::types::{
-    AccountId, DeviceToken, MAIL_SUBTOPIC, MAX_MAILBOX_LEN, MAX_MAILBOXES, RegistrationRequest,
-    Version,
+    AccountId, DeviceToken, ExtraValue, MAIL_SUBTOPIC, MAX_MAILBOX_LEN, MAX_MAILBOXES,
+    RegistrationRequest, Version,
 };
 
 /// The longest command accepted, literals included.
@@ -69,6 +69,16 @@ enum Value<'a> {
     List(Vec<Cow<'a, [u8]>>),
 }
 
+/// The octets of a value, whichever form carried it. Every form is held to the same
+/// length, so whatever decodes also fits the literal its re-encoding may need.
+fn bounded(value: AString<'_>) -> Result<Cow<'_, [u8]>, CommandError> {
+    let octets = bytes(value);
+    if octets.len() > MAX_MAILBOX_LEN {
+        return Err(CommandError::Syntax);
+    }
+    Ok(octets)
+}
+
 fn bytes(value: AString<'_>) -> Cow<'_, [u8]> {
     match value {
         AString::Atom(Cow::Borrowed(t)) | AString::String(IString::Quoted(Cow::Borrowed(t))) => {
@@ -102,7 +112,7 @@ impl<'a> Command<'a> {
     /// let line = b"a2 XAPPLEPUSHSERVICE aps-version 2 aps-account-id 0715A26B-CA09-4730-A419-793000CA982E aps-device-token 2918390218931890821908309283098109381029309829018310983092892829 aps-subtopic com.apple.mobilemail mailboxes (INBOX Notes)\r\n";
     /// let (_, command) = Command::decode(line)?;
     /// assert_eq!(command.request.version, Version::V2);
-    /// assert_eq!(command.request.mailboxes, [b"INBOX".to_vec(), b"Notes".to_vec()]);
+    /// assert_eq!(command.request.mailboxes, ["INBOX", "Notes"]);
     /// # Ok::<(), xaps_proto::DecodeFailure>(())
     /// ```
     pub fn decode(input: &'a [u8]) -> Result<(&'a [u8], Self), DecodeFailure> {
@@ -145,17 +155,20 @@ fn body(input: &[u8]) -> Result<(&[u8], RegistrationRequest), CommandError> {
         }
         let (after, ()) = parse::sp(rest).map_err(lexical)?;
         let (after, key) = parse::astring(after, &LIMITS).map_err(lexical)?;
-        let key = bytes(key);
+        let key = bounded(key)?;
         let (after, ()) = parse::sp(after).map_err(lexical)?;
         let (after, value) = if after.first() == Some(&b'(') {
-            let (after, list) = parse::paren_list(after, &LIMITS, 0, |i| {
-                parse::astring(i, &LIMITS).map(|(r, v)| (r, bytes(v)))
-            })
-            .map_err(lexical)?;
+            let (after, list) =
+                parse::paren_list(after, &LIMITS, 0, |i| parse::astring(i, &LIMITS))
+                    .map_err(lexical)?;
+            let list = list
+                .into_iter()
+                .map(bounded)
+                .collect::<Result<Vec<_>, _>>()?;
             (after, Value::List(list))
         } else {
             let (after, value) = parse::astring(after, &LIMITS).map_err(lexical)?;
-            (after, Value::Text(bytes(value)))
+            (after, Value::Text(bounded(value)?))
         };
         if pairs.iter().any(|(k, _)| k.eq_ignore_ascii_case(&key)) || pairs.len() >= MAX_PAIRS {
             return Err(CommandError::Syntax);
@@ -184,22 +197,27 @@ fn request(pairs: Vec<(Cow<'_, [u8]>, Value<'_>)>) -> Result<RegistrationRequest
         _ => return Err(CommandError::Version),
     };
     let account_id = AccountId::new(text("aps-account-id", CommandError::AccountId)?)?;
-    let device_token = DeviceToken::new(text("aps-device-token", CommandError::DeviceToken)?)?;
+    let device_token = DeviceToken::new(text("aps-device-token", CommandError::DeviceToken)?)
+        .map_err(|_| CommandError::DeviceToken)?;
     if text("aps-subtopic", CommandError::Subtopic)? != MAIL_SUBTOPIC {
         return Err(CommandError::Subtopic);
     }
     let listed = pairs
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(b"mailboxes"));
+    let inbox = || vec!["INBOX".to_owned()];
     let mailboxes = match (version, listed) {
         // Version 1 pushes for INBOX only, as on OS X Server and Cyrus; a list is ignored.
-        (Version::V1, _) => vec![b"INBOX".to_vec()],
-        (Version::V2, Some((_, Value::List(list))))
-            if !list.is_empty() && list.len() <= MAX_MAILBOXES =>
-        {
-            list.iter().map(|m| m.to_vec()).collect()
-        }
-        (Version::V2, _) => return Err(CommandError::Mailboxes),
+        (Version::V1, _) => inbox(),
+        // No list, or `mailboxes ()`: Dovecot accepts both, and INBOX is what a
+        // device that names nothing gets.
+        (Version::V2, None) => inbox(),
+        (Version::V2, Some((_, Value::List(list)))) if list.is_empty() => inbox(),
+        (Version::V2, Some((_, Value::List(list)))) if list.len() <= MAX_MAILBOXES => list
+            .iter()
+            .map(|m| String::from_utf8(m.to_vec()).map_err(|_| CommandError::Mailboxes))
+            .collect::<Result<_, _>>()?,
+        (Version::V2, Some(_)) => return Err(CommandError::Mailboxes),
     };
     const KNOWN: [&str; 5] = [
         "aps-version",
@@ -213,10 +231,10 @@ fn request(pairs: Vec<(Cow<'_, [u8]>, Value<'_>)>) -> Result<RegistrationRequest
         .filter(|(k, _)| !KNOWN.iter().any(|n| k.eq_ignore_ascii_case(n.as_bytes())))
         .map(|(k, v)| {
             let value = match v {
-                Value::Text(t) => t.to_vec(),
-                Value::List(items) => items.join(&b' '),
+                Value::Text(t) => ExtraValue::Text(t.to_vec()),
+                Value::List(items) => ExtraValue::List(items.iter().map(|i| i.to_vec()).collect()),
             };
-            (String::from_utf8_lossy(k).into_owned(), value)
+            (k.to_vec(), value)
         })
         .collect();
     Ok(RegistrationRequest {

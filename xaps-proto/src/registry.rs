@@ -20,6 +20,7 @@ pub const DEFAULT_MAX_ACCOUNTS_PER_USER: usize = 100;
 
 /// One device's registration for one account of a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct Registration {
     /// Where to push.
     pub device_token: DeviceToken,
@@ -34,10 +35,7 @@ impl Registration {
     /// Whether the device listed `mailbox`. `INBOX` matches in any case, as IMAP
     /// defines; other names match exactly.
     pub fn wants(&self, mailbox: &str) -> bool {
-        let inbox = mailbox.eq_ignore_ascii_case("INBOX");
-        self.mailboxes
-            .iter()
-            .any(|m| m == mailbox || (inbox && m.eq_ignore_ascii_case("INBOX")))
+        self.mailboxes.iter().any(|m| same_mailbox(m, mailbox))
     }
 
     /// Whether it was registered before `time` (always, without a time).
@@ -88,9 +86,50 @@ pub enum RegistryError {
     User,
 }
 
+/// Which mailboxes' events push to a device, whatever else the device listed.
+///
+/// ```
+/// use xaps_proto::registry::PushMailboxes;
+/// assert!(PushMailboxes::default().pushes("Inbox"));
+/// assert!(!PushMailboxes::default().pushes("Junk"));
+/// assert!(PushMailboxes::Listed.pushes("Junk"));
+/// assert!(PushMailboxes::Only(vec!["INBOX".into(), "Work".into()]).pushes("Work"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PushMailboxes {
+    /// INBOX only, as xapsd does: a delivery to Junk or an append to Sent wakes no
+    /// phone, and Mail syncs the other mailboxes when it is opened. The default.
+    #[default]
+    InboxOnly,
+    /// Every mailbox the device listed.
+    Listed,
+    /// These mailboxes, where the device listed them (INBOX in any case).
+    Only(Vec<String>),
+}
+
+impl PushMailboxes {
+    /// Whether events in `mailbox` push at all.
+    pub fn pushes(&self, mailbox: &str) -> bool {
+        match self {
+            PushMailboxes::InboxOnly => mailbox.eq_ignore_ascii_case("INBOX"),
+            PushMailboxes::Listed => true,
+            PushMailboxes::Only(names) => names.iter().any(|n| same_mailbox(n, mailbox)),
+        }
+    }
+}
+
+/// `INBOX` matches in any case, as IMAP defines; other names match exactly.
+fn same_mailbox(a: &str, b: &str) -> bool {
+    a == b || (a.eq_ignore_ascii_case("INBOX") && b.eq_ignore_ascii_case("INBOX"))
+}
+
 /// Who to push for a `/notify`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup<'a> {
+    /// The mailbox is not one that pushes ([`PushMailboxes`]): HTTP 200, nothing to
+    /// do, as xapsd answers for mailboxes other than INBOX.
+    NotPushed,
     /// The user has no registration: HTTP 404.
     NoDevice,
     /// The user has registrations, none for this mailbox: HTTP 204.
@@ -105,7 +144,7 @@ impl Lookup<'_> {
         match self {
             Lookup::NoDevice => NotifyOutcome::NoDevice,
             Lookup::NotSubscribed => NotifyOutcome::NotSubscribed,
-            Lookup::Push(_) => NotifyOutcome::Accepted,
+            Lookup::Push(_) | Lookup::NotPushed => NotifyOutcome::Accepted,
         }
     }
 }
@@ -121,6 +160,7 @@ pub struct Target<'a> {
 
 /// A registration that was removed, for the caller's log and debouncer.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct Removed {
     /// The user.
     pub user: String,
@@ -145,7 +185,8 @@ pub struct Removed {
 ///
 /// let Lookup::Push(targets) = registry.lookup("user", "INBOX") else { unreachable!() };
 /// assert_eq!(targets[0].account_id.as_str(), "0715A26B-CA09-4730-A419-793000CA982E");
-/// assert_eq!(registry.lookup("user", "Junk"), Lookup::NotSubscribed);
+/// // INBOX only by default, as xapsd: spam in Junk wakes no phone.
+/// assert_eq!(registry.lookup("user", "Notes"), Lookup::NotPushed);
 /// assert_eq!(registry.lookup("other", "INBOX"), Lookup::NoDevice);
 ///
 /// // Not refreshed for 30 days: gone.
@@ -158,6 +199,7 @@ pub struct Registry {
     users: BTreeMap<String, BTreeMap<AccountId, Registration>>,
     max_age: Duration,
     max_accounts_per_user: usize,
+    push_mailboxes: PushMailboxes,
 }
 
 impl Default for Registry {
@@ -173,7 +215,14 @@ impl Registry {
             users: BTreeMap::new(),
             max_age: DEFAULT_MAX_AGE,
             max_accounts_per_user: DEFAULT_MAX_ACCOUNTS_PER_USER,
+            push_mailboxes: PushMailboxes::InboxOnly,
         }
+    }
+
+    /// Sets which mailboxes' events push (INBOX only by default).
+    pub fn with_push_mailboxes(mut self, policy: PushMailboxes) -> Self {
+        self.push_mailboxes = policy;
+        self
     }
 
     /// Sets how long a registration lives without a refresh.
@@ -236,8 +285,12 @@ impl Registry {
         })
     }
 
-    /// The devices to push for events in `mailbox` of `user`.
+    /// The devices to push for events in `mailbox` of `user`: those that listed the
+    /// mailbox, when the mailbox is one that pushes.
     pub fn lookup(&self, user: &str, mailbox: &str) -> Lookup<'_> {
+        if !self.push_mailboxes.pushes(mailbox) {
+            return Lookup::NotPushed;
+        }
         let Some(accounts) = self.accounts(user) else {
             return Lookup::NoDevice;
         };

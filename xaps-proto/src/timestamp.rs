@@ -1,8 +1,12 @@
 //! RFC 3339 timestamps as xapsd's database stores them (Go's `time.Time` in JSON),
 //! kept with their offset and nanoseconds so an imported database exports unchanged.
+//! The `time` crate reads and writes them; this type adds Go's conventions.
 
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 /// A timestamp that is not RFC 3339 `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` with a
 /// valid date, years 0001 to 9999.
@@ -10,7 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[error("not an RFC 3339 timestamp: {0:?}")]
 pub struct TimestampError(pub String);
 
-/// A point in time with the UTC offset it was written in.
+/// A point in time with the UTC offset it was written in, printed as Go's
+/// `RFC3339Nano` prints it: the fraction without trailing zeros, `Z` for UTC.
 ///
 /// ```
 /// use xaps_proto::Timestamp;
@@ -20,52 +25,47 @@ pub struct TimestampError(pub String);
 /// # Ok::<(), xaps_proto::TimestampError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Timestamp {
-    /// Seconds since 1970-01-01T00:00:00Z.
-    secs: i64,
-    nanos: u32,
-    /// Minutes east of UTC.
-    offset_minutes: i16,
-}
-
-const SECS_PER_DAY: i64 = 86_400;
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(try_from = "String", into = "String")
+)]
+pub struct Timestamp(OffsetDateTime);
 
 impl Timestamp {
-    /// `now` (or any system time), in UTC. Times before 1970 are clamped to 1970.
+    /// `now` (or any system time), in UTC.
     pub fn from_system_time(time: SystemTime) -> Self {
-        let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-        Self {
-            secs: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
-            nanos: since.subsec_nanos(),
-            offset_minutes: 0,
-        }
+        Self(OffsetDateTime::from(time))
     }
 
     /// The time as a `SystemTime`; `None` when the platform cannot represent it.
     pub fn to_system_time(self) -> Option<SystemTime> {
-        let nanos = Duration::from_nanos(u64::from(self.nanos));
-        match u64::try_from(self.secs) {
-            Ok(secs) => UNIX_EPOCH.checked_add(Duration::from_secs(secs) + nanos),
-            Err(_) => UNIX_EPOCH
-                .checked_sub(Duration::from_secs(self.secs.unsigned_abs()))?
-                .checked_add(nanos),
+        let nanos = self.unix_nanos();
+        let magnitude = std::time::Duration::new(
+            u64::try_from((nanos / 1_000_000_000).unsigned_abs()).ok()?,
+            u32::try_from((nanos % 1_000_000_000).unsigned_abs()).ok()?,
+        );
+        if nanos >= 0 {
+            SystemTime::UNIX_EPOCH.checked_add(magnitude)
+        } else {
+            SystemTime::UNIX_EPOCH.checked_sub(magnitude)
         }
     }
 
     /// Seconds since the Unix epoch (negative before 1970).
-    pub const fn unix_seconds(self) -> i64 {
-        self.secs
+    pub fn unix_seconds(self) -> i64 {
+        self.0.unix_timestamp()
     }
 
     /// Nanoseconds since the Unix epoch, for ordering instants whatever their offsets.
-    pub const fn unix_nanos(self) -> i128 {
-        self.secs as i128 * 1_000_000_000 + self.nanos as i128
+    pub fn unix_nanos(self) -> i128 {
+        self.0.unix_timestamp_nanos()
     }
 
     /// Whether this is Go's zero time, `0001-01-01T00:00:00Z`, which xapsd writes for
     /// registrations made before it kept times.
-    pub const fn is_go_zero(self) -> bool {
-        self.secs == GO_ZERO && self.nanos == 0
+    pub fn is_go_zero(self) -> bool {
+        self.unix_nanos() == i128::from(GO_ZERO) * 1_000_000_000
     }
 }
 
@@ -80,156 +80,52 @@ impl std::str::FromStr for Timestamp {
     /// full-date = 4DIGIT "-" 2DIGIT "-" 2DIGIT
     /// full-time = 2DIGIT ":" 2DIGIT ":" 2DIGIT ["." 1*9DIGIT] ("Z" / ("+" / "-") 2DIGIT ":" 2DIGIT)
     /// ```
+    ///
+    /// Years 0001 to 9999, as Go writes them; a leap second (`:60`) is refused, since
+    /// Go never writes one.
     fn from_str(text: &str) -> Result<Self, TimestampError> {
         let error = || TimestampError(text.chars().take(64).collect());
-        let b = text.as_bytes();
-        let num = |from: usize, len: usize| -> Option<i64> {
-            let digits = b.get(from..from + len)?;
-            digits.iter().try_fold(0i64, |acc, &d| {
-                d.is_ascii_digit().then(|| acc * 10 + i64::from(d - b'0'))
-            })
-        };
-        let at = |i: usize, c: u8| b.get(i).is_some_and(|x| x.eq_ignore_ascii_case(&c));
-        if !(at(4, b'-') && at(7, b'-') && at(10, b'T') && at(13, b':') && at(16, b':')) {
+        // RFC 3339 allows more fraction digits than Go's nanoseconds can hold.
+        let fraction_digits = text
+            .split_once('.')
+            .map_or(0, |(_, f)| f.bytes().take_while(u8::is_ascii_digit).count());
+        if fraction_digits > 9 || text.get(17..19) == Some("60") {
             return Err(error());
         }
-        let (year, month, day) = (num(0, 4), num(5, 2), num(8, 2));
-        let (hour, minute, second) = (num(11, 2), num(14, 2), num(17, 2));
-        let (Some(year), Some(month), Some(day), Some(hour), Some(minute), Some(second)) =
-            (year, month, day, hour, minute, second)
-        else {
-            return Err(error());
-        };
-        if year < 1
-            || !(1..=12).contains(&month)
-            || day < 1
-            || day > days_in_month(year, month)
-            || hour > 23
-            || minute > 59
-            || second > 59
-        {
+        let time = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| error())?;
+        if time.year() < 1 {
             return Err(error());
         }
-        let mut i = 19;
-        let mut nanos = 0u32;
-        if at(i, b'.') {
-            let digits = b
-                .get(i + 1..)
-                .unwrap_or_default()
-                .iter()
-                .take_while(|d| d.is_ascii_digit())
-                .count();
-            if digits == 0 || digits > 9 {
-                return Err(error());
-            }
-            let value = num(i + 1, digits).ok_or_else(error)?;
-            nanos = u32::try_from(value * 10i64.pow(9 - digits as u32)).map_err(|_| error())?;
-            i += 1 + digits;
-        }
-        let offset_minutes = if at(i, b'Z') && b.len() == i + 1 {
-            0
-        } else if (at(i, b'+') || at(i, b'-')) && at(i + 3, b':') && b.len() == i + 6 {
-            let (Some(h), Some(m)) = (num(i + 1, 2), num(i + 4, 2)) else {
-                return Err(error());
-            };
-            if h > 23 || m > 59 {
-                return Err(error());
-            }
-            let minutes = i16::try_from(h * 60 + m).map_err(|_| error())?;
-            if at(i, b'-') { -minutes } else { minutes }
-        } else {
-            return Err(error());
-        };
-        let local =
-            days_from_civil(year, month, day) * SECS_PER_DAY + hour * 3600 + minute * 60 + second;
-        Ok(Self {
-            secs: local - i64::from(offset_minutes) * 60,
-            nanos,
-            offset_minutes,
-        })
+        Ok(Self(time))
+    }
+}
+
+impl TryFrom<String> for Timestamp {
+    type Error = TimestampError;
+    fn try_from(text: String) -> Result<Self, TimestampError> {
+        text.parse()
+    }
+}
+
+impl From<Timestamp> for String {
+    fn from(time: Timestamp) -> String {
+        time.to_string()
     }
 }
 
 impl fmt::Display for Timestamp {
-    /// RFC 3339 as Go writes it: the fraction without trailing zeros, `Z` for UTC.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let local = self.secs + i64::from(self.offset_minutes) * 60;
-        let (days, secs) = (
-            local.div_euclid(SECS_PER_DAY),
-            local.rem_euclid(SECS_PER_DAY),
-        );
-        let (year, month, day) = civil_from_days(days);
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-            secs / 3600,
-            secs / 60 % 60,
-            secs % 60
-        )?;
-        if self.nanos > 0 {
-            let fraction = format!("{:09}", self.nanos);
-            write!(f, ".{}", fraction.trim_end_matches('0'))?;
-        }
-        match self.offset_minutes {
-            0 => f.write_str("Z"),
-            m => write!(
-                f,
-                "{}{:02}:{:02}",
-                if m < 0 { '-' } else { '+' },
-                m.unsigned_abs() / 60,
-                m.unsigned_abs() % 60
-            ),
-        }
+        // Every parsed or converted time is within RFC 3339's years and whole-minute
+        // offsets, which is all that formatting can refuse.
+        let text = self.0.format(&Rfc3339).map_err(|_| fmt::Error)?;
+        f.write_str(&text)
     }
-}
-
-fn is_leap(year: i64) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (the era-based algorithm: 400
-/// years are exactly 146,097 days).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_from_march = (month + 9) % 12;
-    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-/// The inverse of [`days_from_civil`].
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let days = days + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -238,17 +134,28 @@ mod tests {
         assert_eq!(t("1970-01-01T00:00:00Z").unix_seconds(), 0);
         assert_eq!(t("2018-09-22T12:42:31Z").unix_seconds(), 1_537_620_151);
         assert!(t("0001-01-01T00:00:00Z").is_go_zero());
+        assert!(!t("0001-01-01T00:00:00.000000001Z").is_go_zero());
         assert_eq!(
             t("2000-02-29T23:59:59-05:30").unix_seconds(),
             951_868_799 + 5 * 3600 + 1800
         );
-        assert_eq!(
-            t("9999-12-31T23:59:59.999999999Z").to_string(),
-            "9999-12-31T23:59:59.999999999Z"
-        );
+        for same in [
+            "9999-12-31T23:59:59.999999999Z",
+            "2022-03-02T09:47:54.855456616+01:00",
+            "2022-03-02T09:47:54.8+01:00",
+            "2000-02-29T23:59:59-05:30",
+            "0001-01-01T00:00:00Z",
+        ] {
+            assert_eq!(t(same).to_string(), same);
+        }
+        // Go's RFC3339Nano: no trailing zeros, upper-case letters.
         assert_eq!(
             t("2018-09-22t12:42:31.500z").to_string(),
             "2018-09-22T12:42:31.5Z"
+        );
+        assert_eq!(
+            t("2018-09-22T12:42:31.000Z").to_string(),
+            "2018-09-22T12:42:31Z"
         );
         for bad in [
             "",
@@ -271,28 +178,12 @@ mod tests {
     }
 
     #[test]
-    fn every_day_round_trips() {
-        // Every day from 0001 to 9999, through both conversions.
-        let first = days_from_civil(1, 1, 1);
-        let last = days_from_civil(9999, 12, 31);
-        let mut expected = (1, 1, 1);
-        for days in first..=last {
-            let civil = civil_from_days(days);
-            assert_eq!(civil, expected);
-            assert_eq!(days_from_civil(civil.0, civil.1, civil.2), days);
-            expected = if civil.2 < days_in_month(civil.0, civil.1) {
-                (civil.0, civil.1, civil.2 + 1)
-            } else if civil.1 < 12 {
-                (civil.0, civil.1 + 1, 1)
-            } else {
-                (civil.0 + 1, 1, 1)
-            };
-        }
-    }
-
-    #[test]
     fn system_time_round_trips() {
-        let now = SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 123);
-        assert_eq!(Timestamp::from_system_time(now).to_system_time(), Some(now));
+        for t in [
+            SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 123),
+            SystemTime::UNIX_EPOCH - Duration::new(86_400, 5),
+        ] {
+            assert_eq!(Timestamp::from_system_time(t).to_system_time(), Some(t));
+        }
     }
 }

@@ -4,6 +4,8 @@ use std::fmt;
 
 use crate::error::CommandError;
 
+pub use apns_proto::DeviceToken;
+
 /// The only subtopic iOS Mail sends, and the only one accepted.
 pub const MAIL_SUBTOPIC: &str = "com.apple.mobilemail";
 /// The longest account id accepted (UUIDs in practice: 36 characters).
@@ -32,42 +34,13 @@ impl Version {
     }
 }
 
-/// An APNs device token: even-length hex, normalized to lower case (64 digits today).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DeviceToken(String);
-
-impl DeviceToken {
-    /// The shortest and longest tokens accepted, in hex digits. APNs tokens are 32
-    /// octets; Apple reserves the right to change the length, so a range is accepted.
-    pub const LEN: std::ops::RangeInclusive<usize> = 16..=200;
-
-    /// Validates hex in either case and lowercases it.
-    pub fn new(text: &str) -> Result<Self, CommandError> {
-        if !Self::LEN.contains(&text.len())
-            || !text.len().is_multiple_of(2)
-            || !text.bytes().all(|b| b.is_ascii_hexdigit())
-        {
-            return Err(CommandError::DeviceToken);
-        }
-        Ok(Self(text.to_ascii_lowercase()))
-    }
-
-    /// The token, lower-case hex.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for DeviceToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Tokens address a device; show enough to tell them apart in logs.
-        let head = self.0.get(..8).unwrap_or_default();
-        write!(f, "DeviceToken({head}…)")
-    }
-}
-
 /// The id the device gave this account (an upper-case UUID in practice), opaque.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(try_from = "String", into = "String")
+)]
 pub struct AccountId(String);
 
 impl AccountId {
@@ -88,6 +61,36 @@ impl AccountId {
     }
 }
 
+impl TryFrom<String> for AccountId {
+    type Error = CommandError;
+    fn try_from(text: String) -> Result<Self, CommandError> {
+        Self::new(&text)?;
+        Ok(Self(text))
+    }
+}
+
+impl From<AccountId> for String {
+    fn from(id: AccountId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The value of a key this crate does not know, kept as it was sent so the command
+/// re-encodes to the same registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExtraValue {
+    /// An atom, quoted string or literal.
+    Text(Vec<u8>),
+    /// A parenthesised list of them.
+    List(Vec<Vec<u8>>),
+}
+
 /// A registration as the device sends it with `XAPPLEPUSHSERVICE`. The user it belongs
 /// to is not in it: that comes from the authenticated session, so nobody can register
 /// pushes for another user's mailboxes.
@@ -99,9 +102,12 @@ pub struct RegistrationRequest {
     pub account_id: AccountId,
     /// `aps-device-token`.
     pub device_token: DeviceToken,
-    /// `mailboxes`: the mailbox names to push for, as sent; always INBOX alone for
-    /// version 1, whose devices expect nothing else.
-    pub mailboxes: Vec<Vec<u8>>,
-    /// Keys this crate does not know, with their values, kept for logging.
-    pub unknown: Vec<(String, Vec<u8>)>,
+    /// `mailboxes`: the mailbox names the device listed (UTF-8, or modified UTF-7,
+    /// which is ASCII). `INBOX` alone for version 1, whose devices expect nothing
+    /// else, and for a version 2 list that is missing or empty (`mailboxes ()`, which
+    /// Dovecot accepts and forwards as `[]`).
+    pub mailboxes: Vec<String>,
+    /// Keys this crate does not know, with their values, kept for logging and
+    /// re-encoded as they came.
+    pub unknown: Vec<(Vec<u8>, ExtraValue)>,
 }

@@ -77,6 +77,41 @@ fn from_the_imap_command() {
     );
 }
 
+/// Dovecot forwards `mailboxes ()` as `"Mailboxes": []` (xapsd refuses it, and the
+/// device still gets OK); empty or missing, the list means INBOX. Names arrive
+/// JSON-escaped and stay exact.
+#[test]
+fn what_a_real_dovecot_forwards() {
+    let empty = format!(
+        r#"{{"ApsAccountId":"{ACCOUNT}","ApsDeviceToken":"{TOKEN}","ApsSubtopic":"com.apple.mobilemail","Username":"alice","Mailboxes": []}}"#
+    );
+    assert_eq!(
+        Register::from_json(empty.as_bytes()).unwrap().mailboxes,
+        ["INBOX"]
+    );
+    let missing = empty.replace(r#","Mailboxes": []"#, "");
+    assert_eq!(
+        Register::from_json(missing.as_bytes()).unwrap().mailboxes,
+        ["INBOX"]
+    );
+    let escaped = empty.replace("[]", r#"["INBOX","Quote\"Back\\slash","Caf\u00e9"]"#);
+    let register = Register::from_json(escaped.as_bytes()).unwrap();
+    assert_eq!(register.mailboxes, ["INBOX", "Quote\"Back\\slash", "Café"]);
+    assert_eq!(
+        Register::from_json(register.to_json().as_bytes()).unwrap(),
+        register
+    );
+    // From the IMAP command with `mailboxes ()`, the same.
+    let line = format!(
+        "a4 XAPPLEPUSHSERVICE aps-version 2 aps-account-id {ACCOUNT} aps-device-token {TOKEN} aps-subtopic com.apple.mobilemail mailboxes ()\r\n"
+    );
+    let (_, command) = Command::decode(line.as_bytes()).unwrap();
+    assert_eq!(
+        Register::new(&command.request, "alice").mailboxes,
+        ["INBOX"]
+    );
+}
+
 #[test]
 fn refusals() {
     let ok = format!(
@@ -93,7 +128,8 @@ fn refusals() {
         "ApsSubtopic"
     );
     assert_eq!(field(&ok.replace("\"user\"", "\"\"")), "Username");
-    assert_eq!(field(&ok.replace("[\"INBOX\"]", "[]")), "Mailboxes");
+    let many = format!("[{}]", vec!["\"x\""; 1001].join(","));
+    assert_eq!(field(&ok.replace("[\"INBOX\"]", &many)), "Mailboxes");
     for bad in ["", "{}", "[1]", "{\"ApsAccountId\":1}", "not json"] {
         assert!(
             matches!(

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use proptest::prelude::*;
 use xaps_proto::daemon::{Notify, NotifyOutcome, Register};
-use xaps_proto::registry::{Lookup, Registered, Registry, RegistryError};
+use xaps_proto::registry::{Lookup, PushMailboxes, Registered, Registry, RegistryError};
 use xaps_proto::{AccountId, DeviceToken};
 
 /// xapsd's database test data, verbatim.
@@ -116,6 +116,9 @@ fn the_xapsd_test_data() {
         accounts(&registry.lookup("stefan", "INBOX")),
         ["stefanaccountid1", "stefanaccountid2"]
     );
+    // Ham pushes only where the policy lets mailboxes other than INBOX push.
+    assert_eq!(registry.lookup("stefan", "Ham"), Lookup::NotPushed);
+    let registry = registry.with_push_mailboxes(PushMailboxes::Listed);
     assert_eq!(
         accounts(&registry.lookup("stefan", "Ham")),
         ["stefanaccountid2"]
@@ -244,7 +247,11 @@ fn lookup_answers_like_xapsd() {
     };
     let outcome = |user, mailbox| registry.lookup_notify(&notify(user, mailbox)).outcome();
     assert_eq!(accounts(&registry.lookup("U", "INBOX")), ["A", "B"]);
-    assert_eq!(accounts(&registry.lookup("u", "Work")), ["B"]);
+    // INBOX only by default, as xapsd: 200 and no push for the others, even where a
+    // device listed them (Junk would wake the phone for every spam).
+    assert_eq!(registry.lookup("u", "Work"), Lookup::NotPushed);
+    assert_eq!(outcome("u", "Work"), NotifyOutcome::Accepted);
+    assert_eq!(outcome("w", "Junk"), NotifyOutcome::Accepted);
     // One user's registrations never answer for another's mailboxes.
     assert_eq!(
         accounts(&registry.lookup("v", "INBOX")),
@@ -253,6 +260,15 @@ fn lookup_answers_like_xapsd() {
     assert_eq!(outcome("u", "INBOX"), NotifyOutcome::Accepted);
     assert_eq!(outcome("v", "INBOX"), NotifyOutcome::NotSubscribed);
     assert_eq!(outcome("w", "INBOX"), NotifyOutcome::NoDevice);
+    // Pushing for every listed mailbox, or for a chosen set, is the operator's choice.
+    let registry = registry.with_push_mailboxes(PushMailboxes::Listed);
+    assert_eq!(accounts(&registry.lookup("u", "Work")), ["B"]);
+    assert_eq!(accounts(&registry.lookup("v", "Work")), ["C"]);
+    let registry =
+        registry.with_push_mailboxes(PushMailboxes::Only(vec!["inbox".into(), "Work".into()]));
+    assert_eq!(accounts(&registry.lookup("u", "INBOX")), ["A", "B"]);
+    assert_eq!(accounts(&registry.lookup("u", "Work")), ["B"]);
+    assert_eq!(registry.lookup("u", "Junk"), Lookup::NotPushed);
 }
 
 #[test]
@@ -370,4 +386,42 @@ proptest! {
         prop_assert!(registry.iter().eq(again.iter()));
         prop_assert_eq!(again.to_xapsd_json(), json);
     }
+}
+
+/// What a daemon stores round-trips through serde: registrations with and without a
+/// time, with the offset and nanoseconds they were written with.
+#[cfg(feature = "serde")]
+#[test]
+fn registrations_round_trip_through_serde() {
+    use xaps_proto::Timestamp;
+    use xaps_proto::registry::Registration;
+    for registered_at in [
+        None,
+        Some(
+            "2022-03-02T09:47:54.855456616+01:00"
+                .parse::<Timestamp>()
+                .unwrap(),
+        ),
+        Some(Timestamp::from_system_time(at(1_700_000_000))),
+    ] {
+        let registration = Registration {
+            device_token: DeviceToken::new(&token(7)).unwrap(),
+            mailboxes: vec!["INBOX".into(), "Quote\"Back\\slash".into()],
+            registered_at,
+        };
+        let json = serde_json::to_string(&registration).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Registration>(&json).unwrap(),
+            registration
+        );
+    }
+    let bad = r#"{"device_token":"zz","mailboxes":["INBOX"],"registered_at":null}"#;
+    assert!(serde_json::from_str::<Registration>(bad).is_err());
+    let bad =
+        r#"{"device_token":"00112233445566778899","mailboxes":[],"registered_at":"yesterday"}"#;
+    assert!(serde_json::from_str::<Registration>(bad).is_err());
+    let id = AccountId::new("0715A26B-CA09-4730-A419-793000CA982E").unwrap();
+    let json = serde_json::to_string(&id).unwrap();
+    assert_eq!(serde_json::from_str::<AccountId>(&json).unwrap(), id);
+    assert!(serde_json::from_str::<AccountId>(r#""a b""#).is_err());
 }
