@@ -33,14 +33,27 @@ fuzz_target!(|input: Input<'_>| {
         ) else {
             return;
         };
-        let Ok(ua) = UaKeys::new(ua, AuthSecret::new(input.auth)) else { return };
-        let Ok(rs) = RecordSize::new(u32::from(input.rs)) else { return };
-        let Ok(enc) = Encryptor::new().with_record_size(rs) else { return };
-        let enc = enc.with_padding(input.exact.map_or(Padding::None, |n| Padding::Exact(n.into())));
+        let Ok(ua) = UaKeys::new(ua, AuthSecret::new(input.auth)) else {
+            return;
+        };
+        let Ok(rs) = RecordSize::new(u32::from(input.rs)) else {
+            return;
+        };
+        let Ok(enc) = Encryptor::new().with_record_size(rs) else {
+            return;
+        };
+        let enc = enc.with_padding(
+            input
+                .exact
+                .map_or(Padding::None, |n| Padding::Exact(n.into())),
+        );
         match enc.encrypt_with(&ua.subscription_keys(), input.plaintext, &ephemeral, &salt) {
             Ok(body) => {
                 assert!(body.len() <= usize::from(input.rs));
-                assert_eq!(decrypt(&ua, &body).expect("own output decrypts"), input.plaintext);
+                assert_eq!(
+                    decrypt(&ua, &body).expect("own output decrypts"),
+                    input.plaintext
+                );
             }
             Err(_) => assert!(
                 input.plaintext.len() > enc.plaintext_limit()
@@ -48,10 +61,23 @@ fuzz_target!(|input: Input<'_>| {
             ),
         }
     } else {
-        let Ok(rs) = RecordSize::new(u32::from(input.rs)) else { return };
-        let keyid = input.keyid.get(..input.keyid.len().min(255)).unwrap_or_default();
-        let body = ece::encrypt(p, input.ikm, &salt, keyid, rs, input.plaintext, input.padding.into())
-            .expect("generic encryption accepts any size");
+        let Ok(rs) = RecordSize::new(u32::from(input.rs)) else {
+            return;
+        };
+        let keyid = input
+            .keyid
+            .get(..input.keyid.len().min(255))
+            .unwrap_or_default();
+        let body = ece::encrypt(
+            p,
+            input.ikm,
+            &salt,
+            keyid,
+            rs,
+            input.plaintext,
+            input.padding.into(),
+        )
+        .expect("generic encryption accepts any size");
         let (header, plaintext) = ece::decrypt(p, input.ikm, &body).expect("own output decrypts");
         assert_eq!(header.keyid, keyid);
         assert_eq!(plaintext, input.plaintext);

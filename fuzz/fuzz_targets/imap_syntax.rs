@@ -16,14 +16,18 @@ fuzz_target!(|input: &[u8]| {
             if encode::astring_value(&mut out, &value).is_ok() {
                 out.extend_from_slice(b"\r\n");
                 let again = parse::astring(&out, &Limits::CLIENT).map(|(_, v)| v.into_owned());
-                assert_eq!(again.ok().as_ref().map(|v| v.as_bytes()), Some(value.as_bytes()));
+                assert_eq!(
+                    again.ok().as_ref().map(|v| v.as_bytes()),
+                    Some(value.as_bytes())
+                );
             }
         }
         if let Ok((_, value)) = parse::nstring(input, &limits) {
             let mut out = Vec::new();
             if encode::nstring(&mut out, value.as_ref().map(|v| v.as_bytes())).is_ok() {
                 out.push(b' ');
-                let again = parse::nstring(&out, &Limits::CLIENT).map(|(_, v)| v.map(|v| v.into_owned()));
+                let again =
+                    parse::nstring(&out, &Limits::CLIENT).map(|(_, v)| v.map(|v| v.into_owned()));
                 assert_eq!(
                     again.ok().map(|v| v.map(|v| v.as_bytes().to_vec())),
                     Some(value.map(|v| v.as_bytes().to_vec()))

@@ -8,7 +8,9 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|input: &[u8]| {
     if let Ok((_, response)) = Response::decode(input, &Config::CLIENT) {
         let mut out = Vec::new();
-        response.encode(&mut out).expect("a decoded response encodes");
+        response
+            .encode(&mut out)
+            .expect("a decoded response encodes");
         let again = Response::decode(&out, &Config::CLIENT).map(|(rest, r)| (rest.len(), r));
         assert_eq!(again, Ok((0, response)));
     }

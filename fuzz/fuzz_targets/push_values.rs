@@ -8,7 +8,10 @@ use webpush_crypto::{Endpoint, Origin, RetryAfter, Subject, Topic, Urgency};
 
 fuzz_target!(|text: &str| {
     if let Ok(endpoint) = Endpoint::new(text) {
-        assert_eq!(Origin::new(endpoint.origin().as_str()).ok().as_ref(), Some(endpoint.origin()));
+        assert_eq!(
+            Origin::new(endpoint.origin().as_str()).ok().as_ref(),
+            Some(endpoint.origin())
+        );
     }
     if let Ok(origin) = Origin::new(text) {
         assert_eq!(Origin::new(origin.as_str()).ok(), Some(origin));

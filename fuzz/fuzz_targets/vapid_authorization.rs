@@ -7,8 +7,11 @@ use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 use webpush_crypto::{Origin, VapidCredentials, VapidVerifier};
 
-static VERIFIER: LazyLock<Option<VapidVerifier>> =
-    LazyLock::new(|| Origin::new("https://push.example.net").ok().map(VapidVerifier::new));
+static VERIFIER: LazyLock<Option<VapidVerifier>> = LazyLock::new(|| {
+    Origin::new("https://push.example.net")
+        .ok()
+        .map(VapidVerifier::new)
+});
 
 fuzz_target!(|value: &str| {
     if let Ok(credentials) = VapidCredentials::parse(value) {

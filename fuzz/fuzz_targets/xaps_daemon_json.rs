@@ -7,10 +7,14 @@ use xaps_proto::daemon::{Notify, Register};
 
 fuzz_target!(|body: &[u8]| {
     if let Ok(register) = Register::from_json(body) {
-        let again = Register::from_json(register.to_json().as_bytes()).map(|r| r.mailboxes);
+        let again = Register::from_json(register.to_json().expect("serializes").as_bytes())
+            .map(|r| r.mailboxes);
         assert_eq!(again.ok(), Some(register.mailboxes));
     }
     if let Ok(notify) = Notify::from_json(body) {
-        assert_eq!(Notify::from_json(notify.to_json().as_bytes()).ok(), Some(notify));
+        assert_eq!(
+            Notify::from_json(notify.to_json().expect("serializes").as_bytes()).ok(),
+            Some(notify)
+        );
     }
 });

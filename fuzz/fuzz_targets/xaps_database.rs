@@ -7,7 +7,7 @@ use xaps_proto::registry::Registry;
 
 fuzz_target!(|input: &[u8]| {
     if let Ok((registry, _)) = Registry::from_xapsd_json(input) {
-        let json = registry.to_xapsd_json();
+        let json = registry.to_xapsd_json().expect("serializes");
         let (again, rejected) = Registry::from_xapsd_json(json.as_bytes()).expect("export reads");
         assert!(rejected.is_empty());
         assert!(registry.iter().eq(again.iter()));

@@ -8,7 +8,9 @@ use xaps_proto::legacy::{Answer, Line, Request};
 fuzz_target!(|input: &[u8]| {
     if let Ok((used, line)) = Line::decode(input) {
         assert!(used <= input.len());
-        let bytes = line.encode().expect("a parsed line has no NUL or line break");
+        let bytes = line
+            .encode()
+            .expect("a parsed line has no NUL or line break");
         assert_eq!(Line::decode(&bytes).map(|(_, l)| l).as_ref(), Ok(&line));
         if let Ok(request) = Request::try_from(&line) {
             let bytes = request.encode().expect("a parsed request re-encodes");

@@ -55,9 +55,10 @@ impl Subscription {
 
     /// Writes the `PushSubscription` JSON document.
     #[cfg(feature = "serde")]
-    pub fn to_json(&self) -> String {
-        // Serializing plain strings and numbers cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+    pub fn to_json(&self) -> Result<String, Error> {
+        serde_json::to_string(self).map_err(|e| Error::InvalidSubscription {
+            reason: e.to_string(),
+        })
     }
 }
 

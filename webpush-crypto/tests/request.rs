@@ -197,7 +197,7 @@ mod json {
         );
         assert_eq!(subscription.expiration_time, None);
         // Written back without padding, and read back to the same value.
-        let json = subscription.to_json();
+        let json = subscription.to_json().unwrap();
         assert!(!json.contains('='));
         assert_eq!(Subscription::from_json(&json).unwrap(), subscription);
     }
@@ -206,7 +206,7 @@ mod json {
     fn expiration_and_unknown_fields() {
         let (_, mut subscription, _) = setup(10);
         subscription.expiration_time = Some(1_700_000_000_123);
-        let json = subscription.to_json();
+        let json = subscription.to_json().unwrap();
         assert!(json.contains(r#""expirationTime":1700000000123"#), "{json}");
         assert_eq!(Subscription::from_json(&json).unwrap(), subscription);
         let extended = json.replacen('{', r#"{"futureField":[1,2],"#, 1);
@@ -218,7 +218,7 @@ mod json {
     #[test]
     fn refusals_say_what_is_wrong() {
         let (_, subscription, _) = setup(11);
-        let json = subscription.to_json();
+        let json = subscription.to_json().unwrap();
         let reason = |text: &str| match Subscription::from_json(text) {
             Err(Error::InvalidSubscription { reason }) => reason,
             other => panic!("{other:?}"),

@@ -42,7 +42,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!("C: {}", String::from_utf8_lossy(line).trim_end());
     let reply = registered_response(command.request.version, TOPIC)?;
     println!("S: {}", String::from_utf8_lossy(&reply).trim_end());
-    let body = Register::new(&command.request, "alice@example.org").to_json();
+    let body = Register::new(&command.request, "alice@example.org").to_json()?;
     println!("plugin -> POST /register {body}");
     let wall_now = at(0).1;
     println!(
@@ -79,7 +79,10 @@ fn main() -> Result<(), Box<dyn Error>> {
             mailbox: mailbox.into(),
             events: names.iter().map(|e| (*e).to_owned()).collect(),
         };
-        println!("\nt={secs:>2}s plugin -> POST /notify {}", notify.to_json());
+        println!(
+            "\nt={secs:>2}s plugin -> POST /notify {}",
+            notify.to_json()?
+        );
         let lookup = registry.lookup_notify(&notify);
         println!("  answer {}", lookup.outcome().status());
         if let Lookup::Push(targets) = lookup {
@@ -128,7 +131,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
 
     // 5. What the daemon writes to disk, in xapsd's format.
-    println!("\nxapsd database:\n{}", registry.to_xapsd_json());
+    println!("\nxapsd database:\n{}", registry.to_xapsd_json()?);
     Ok(())
 }
 

@@ -146,7 +146,7 @@ impl Register {
     }
 
     /// The body, with the field names and order the plugin uses.
-    pub fn to_json(&self) -> String {
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
         let wire = RegisterWire {
             aps_account_id: self.account_id.as_str().to_owned(),
             aps_device_token: self.device_token.as_str().to_owned(),
@@ -154,8 +154,7 @@ impl Register {
             username: self.username.clone(),
             mailboxes: self.mailboxes.clone(),
         };
-        // Strings and a list of strings always serialize.
-        serde_json::to_string(&wire).unwrap_or_default()
+        serde_json::to_string(&wire)
     }
 }
 
@@ -185,8 +184,8 @@ impl Notify {
     }
 
     /// The body.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
     }
 
     /// Whether the events include new mail, which is pushed at once.

@@ -29,7 +29,7 @@ fn the_plugin_strings() {
     );
     // Our encoding has the same names in the same order.
     assert_eq!(
-        register.to_json(),
+        register.to_json().unwrap(),
         body.replace("\"Mailboxes\": [", "\"Mailboxes\":[")
     );
 
@@ -43,7 +43,7 @@ fn the_plugin_strings() {
     );
     assert!(notify.is_message_new());
     assert_eq!(
-        notify.to_json(),
+        notify.to_json().unwrap(),
         r#"{"Username":"me@domain.com","Mailbox":"INBOX","Events":["MessageNew"]}"#
     );
     let flags = Notify::from_json(
@@ -72,7 +72,7 @@ fn from_the_imap_command() {
     let register = Register::new(&command.request, "Alice@Example.org");
     assert_eq!(register.username, "alice@example.org");
     assert_eq!(
-        Register::from_json(register.to_json().as_bytes()).unwrap(),
+        Register::from_json(register.to_json().unwrap().as_bytes()).unwrap(),
         register
     );
 }
@@ -98,7 +98,7 @@ fn what_a_real_dovecot_forwards() {
     let register = Register::from_json(escaped.as_bytes()).unwrap();
     assert_eq!(register.mailboxes, ["INBOX", "Quote\"Back\\slash", "Café"]);
     assert_eq!(
-        Register::from_json(register.to_json().as_bytes()).unwrap(),
+        Register::from_json(register.to_json().unwrap().as_bytes()).unwrap(),
         register
     );
     // From the IMAP command with `mailboxes ()`, the same.
@@ -160,7 +160,7 @@ proptest! {
             username: user.to_lowercase(),
             mailboxes,
         };
-        let again = Register::from_json(register.to_json().as_bytes()).unwrap();
+        let again = Register::from_json(register.to_json().unwrap().as_bytes()).unwrap();
         prop_assert_eq!(&again.mailboxes, &register.mailboxes);
         prop_assert_eq!(&again.device_token, &register.device_token);
         // Everything comes back; the user as the daemon stores it, in lower case.
@@ -170,7 +170,7 @@ proptest! {
     #[test]
     fn notify_round_trip(user in "\\PC{1,20}", mailbox in "\\PC{1,20}", events in proptest::collection::vec("[A-Za-z]{1,15}", 1..4)) {
         let notify = Notify { username: user, mailbox, events };
-        prop_assert_eq!(Notify::from_json(notify.to_json().as_bytes()).unwrap(), notify);
+        prop_assert_eq!(Notify::from_json(notify.to_json().unwrap().as_bytes()).unwrap(), notify);
     }
 
     #[test]
