@@ -44,7 +44,7 @@ mod response;
 mod subscription;
 pub mod vapid;
 
-pub use endpoint::{Endpoint, MAX_ENDPOINT_LEN, Origin};
+pub use endpoint::{Endpoint, Host, MAX_ENDPOINT_LEN, Origin};
 pub use error::Error;
 pub use keys::{
     AUTH_SECRET_LEN, AuthSecret, PRIVATE_KEY_LEN, PUBLIC_KEY_LEN, PrivateKey, PublicKey, SALT_LEN,
