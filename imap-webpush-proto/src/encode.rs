@@ -133,9 +133,9 @@ fn encode_status(out: &mut Vec<u8>, status: &Status<'_>) {
         match code {
             Code::Limit => out.extend_from_slice(b"LIMIT"),
             Code::Cannot => out.extend_from_slice(b"CANNOT"),
-            Code::Other { name, argument } => {
-                encode::atom(out, name);
-                if let Some(argument) = argument {
+            Code::Other(other) => {
+                encode::atom(out, other.name());
+                if let Some(argument) = other.argument() {
                     out.push(b' ');
                     out.extend_from_slice(argument.as_bytes());
                 }

@@ -48,6 +48,9 @@ pub enum ArgumentError {
     /// Response text with CR, LF or NUL, or starting with `[`.
     #[error("response text may not contain CR, LF or NUL, nor start with '['")]
     Text,
+    /// A response code argument that is empty or holds `]`, CR, LF or NUL.
+    #[error("a response code argument must be non-empty, without ']', CR, LF or NUL")]
+    CodeArgument,
 }
 
 /// Why a command or response could not be decoded.

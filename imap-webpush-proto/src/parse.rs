@@ -28,7 +28,7 @@ use webpush_crypto::{AuthSecret, PublicKey};
 
 use crate::command::{Command, CommandBody, Config, SubscriptionArgs};
 use crate::error::{ArgumentError, DecodeError};
-use crate::response::{Code, Response, Status, StatusKind, Text};
+use crate::response::{Code, OtherCode, Response, Status, StatusKind, Text};
 use crate::types::{AckToken, EndpointText, ListSelector, SilenceState, SubId};
 
 /// Why a body parser stopped.
@@ -360,7 +360,13 @@ fn code(input: &[u8]) -> Step<'_, Code<'_>> {
     let code = match name.as_str() {
         n if n.eq_ignore_ascii_case("LIMIT") => Code::Limit,
         n if n.eq_ignore_ascii_case("CANNOT") => Code::Cannot,
-        _ => Code::Other { name, argument },
+        // The scan above stopped at the first `]`, CR, LF or NUL.
+        _ => Code::Other(OtherCode::new(name, argument).map_err(|_| {
+            Stop::Nom(SyntaxError::failure(
+                input,
+                SyntaxErrorKind::Expected { expected: "]" },
+            ))
+        })?),
     };
     Ok((rest, code))
 }

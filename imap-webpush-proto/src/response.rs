@@ -88,12 +88,54 @@ pub enum Code<'a> {
     /// `[CANNOT]` (RFC 5530): the server will not do this.
     Cannot,
     /// Any other code, with its optional argument.
-    Other {
-        /// The code's name.
+    Other(OtherCode<'a>),
+}
+
+/// A response code other than `[LIMIT]` and `[CANNOT]`: an atom and an optional
+/// argument, validated so that it cannot end the code or the line early.
+///
+/// ```text
+/// resp-text-code = atom [SP 1*<any TEXT-CHAR except "]">]   ; RFC 9051
+/// ```
+///
+/// ```
+/// use imap_syntax::Atom;
+/// use imap_webpush_proto::OtherCode;
+/// assert!(OtherCode::new(Atom::new("UIDNEXT")?, Some("4392")).is_ok());
+/// // What would close the code and start a second response line is refused.
+/// assert!(OtherCode::new(Atom::new("X")?, Some("a]\r\n* BYE injected")).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtherCode<'a> {
+    name: Atom<'a>,
+    argument: Option<Cow<'a, str>>,
+}
+
+impl<'a> OtherCode<'a> {
+    /// Validates the argument: non-empty, without `]`, CR, LF or NUL.
+    pub fn new(
         name: Atom<'a>,
-        /// Its argument: text without `]`, CR or LF.
-        argument: Option<Cow<'a, str>>,
-    },
+        argument: Option<impl Into<Cow<'a, str>>>,
+    ) -> Result<Self, ArgumentError> {
+        let argument = argument.map(Into::into);
+        if let Some(text) = &argument
+            && (text.is_empty() || text.contains([']', '\r', '\n', '\0']))
+        {
+            return Err(ArgumentError::CodeArgument);
+        }
+        Ok(Self { name, argument })
+    }
+
+    /// The code's name.
+    pub fn name(&self) -> &Atom<'a> {
+        &self.name
+    }
+
+    /// Its argument.
+    pub fn argument(&self) -> Option<&str> {
+        self.argument.as_deref()
+    }
 }
 
 /// Human-readable response text: no CR, LF or NUL, not starting with `[`.

@@ -11,11 +11,11 @@
 
 use std::num::NonZeroU32;
 
-use imap_syntax::{LiteralMode, SyntaxErrorKind, Tag};
+use imap_syntax::{Atom, LiteralMode, SyntaxErrorKind, Tag};
 use imap_webpush_proto::{
     AckToken, ArgumentError, Code, Command, CommandBody, Config, DecodeError, EndpointText,
-    ListSelector, Refusal, Response, SilenceState, Status, StatusKind, SubId, SubscriptionArgs,
-    Text,
+    ListSelector, OtherCode, Refusal, Response, SilenceState, Status, StatusKind, SubId,
+    SubscriptionArgs, Text,
 };
 use proptest::prelude::*;
 use slide::{AUTH, ID, JZ, P256DH, RANDOM1, VAPID};
@@ -241,14 +241,14 @@ fn liberal_input() {
     let Response::Status(Status {
         tag: None,
         kind: StatusKind::Ok,
-        code: Some(Code::Other { name, argument }),
+        code: Some(Code::Other(other)),
         ..
     }) = response
     else {
         panic!("{response:?}")
     };
     assert_eq!(
-        (name.as_str(), argument.as_deref()),
+        (other.name().as_str(), other.argument()),
         ("UNKNOWN-CODE", Some("arg 1"))
     );
 }
@@ -507,5 +507,59 @@ proptest! {
     fn decoders_are_total(input in proptest::collection::vec(any::<u8>(), 0..200)) {
         let _ = Command::decode(&input, &Config::SERVER);
         let _ = Response::decode(&input, &Config::CLIENT);
+    }
+}
+
+/// No caller-supplied text makes an encoder write more than one line: what would break
+/// it (CR, LF, NUL; `]` inside a response code) is refused by the constructors.
+#[test]
+fn caller_text_cannot_inject_a_line() {
+    let injected = "a]\r\n* BYE injected";
+    assert!(OtherCode::new(Atom::new("X").unwrap(), Some(injected)).is_err());
+    for bad in ["a]b", "a\rb", "a\nb", "a\0b", ""] {
+        assert_eq!(
+            OtherCode::new(Atom::new("X").unwrap(), Some(bad)),
+            Err(ArgumentError::CodeArgument),
+            "{bad:?}"
+        );
+    }
+    for bad in ["a\r\n* BYE", "a\nb", "a\0", "[ALERT] x"] {
+        assert!(Text::new(bad).is_err(), "{bad:?}");
+    }
+    assert!(Atom::new("X]").is_err());
+    assert!(Tag::new("a\r\n*").is_err());
+    // Sanitized text from any message stays on its line.
+    let text = Text::sanitized("line\r\n* BYE\0".into());
+    assert!(!text.as_str().contains(['\r', '\n', '\0']));
+}
+
+proptest! {
+    /// Whatever the constructors accept encodes as exactly one line.
+    #[test]
+    fn accepted_status_responses_are_one_line(
+        name in "[A-Z][A-Z-]{0,10}",
+        argument in proptest::option::of("\\PC{0,20}|[\\x00-\\x7f]{0,20}"),
+        text in "\\PC{0,40}|[\\x00-\\x7f]{0,40}",
+        tagged in any::<bool>(),
+    ) {
+        let Ok(code) = OtherCode::new(Atom::new(name).unwrap(), argument.as_deref()) else {
+            return Ok(());
+        };
+        let Ok(text) = Text::new(text) else { return Ok(()) };
+        let status = Response::Status(Status {
+            tag: tagged.then(|| Tag::new("a1").unwrap()),
+            kind: StatusKind::No,
+            code: Some(Code::Other(code)),
+            text,
+        });
+        let mut out = Vec::new();
+        status.encode(&mut out).unwrap();
+        prop_assert!(out.ends_with(b"\r\n"));
+        let body = &out[..out.len() - 2];
+        prop_assert!(!body.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)));
+        // The code closes where the encoder closed it, and the line reads back.
+        let (rest, again) = Response::decode(&out, &Config::CLIENT).unwrap();
+        prop_assert!(rest.is_empty());
+        prop_assert_eq!(again, status);
     }
 }

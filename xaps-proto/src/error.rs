@@ -1,5 +1,7 @@
 //! Why a registration command is refused, in the words Dovecot's plugin answers with.
 
+use imap_syntax::Tag;
+
 /// A refused `XAPPLEPUSHSERVICE` command. Each variant's text is what the widely
 /// deployed Dovecot plugin sends, so clients and logs see familiar messages; the
 /// server answers `<tag> BAD Error in IMAP command XAPPLEPUSHSERVICE: <text>` (see
@@ -41,17 +43,23 @@ pub enum CommandError {
 }
 
 impl CommandError {
-    /// The line a server sends for this error, or `None` when there is nothing to
-    /// answer yet (incomplete input, a literal to accept, another command).
+    /// The line a server sends for this error, tagged (or `* BAD` without a tag), or
+    /// `None` when there is nothing to answer yet (incomplete input, a literal to
+    /// accept, another command). The tag is a validated [`Tag`], so it cannot carry a
+    /// line break into the answer.
     ///
     /// ```
+    /// use imap_syntax::Tag;
     /// use xaps_proto::CommandError;
+    /// let tag = Tag::new("a3")?;
     /// assert_eq!(
-    ///     CommandError::Version.bad_response("a3").as_deref(),
+    ///     CommandError::Version.bad_response(Some(&tag)).as_deref(),
     ///     Some("a3 BAD Error in IMAP command XAPPLEPUSHSERVICE: Unknown aps-version.\r\n")
     /// );
+    /// # Ok::<(), imap_syntax::ValueError>(())
     /// ```
-    pub fn bad_response(&self, tag: &str) -> Option<String> {
+    pub fn bad_response(&self, tag: Option<&Tag<'_>>) -> Option<String> {
+        let tag = tag.map_or("*", |t| t.as_str());
         match self {
             CommandError::Incomplete
             | CommandError::LiteralAnnounced { .. }

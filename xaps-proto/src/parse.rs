@@ -59,8 +59,7 @@ impl DecodeFailure {
         if let CommandError::LiteralAnnounced { .. } = self.error {
             return Some("+ Ready for literal data\r\n".to_owned());
         }
-        let tag = self.tag.as_ref().map_or("*", |t| t.as_str());
-        self.error.bad_response(tag)
+        self.error.bad_response(self.tag.as_ref())
     }
 }
 
