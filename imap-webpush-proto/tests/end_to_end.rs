@@ -93,7 +93,7 @@ fn lifecycle_with_the_draft_keys() {
     let subscription = Subscription::new(push.endpoint.clone(), push.keys.clone());
     let token = signer.sign(subscription.endpoint.origin(), now).unwrap();
     let request = PushRequest::new(&subscription, Ttl::from_secs(3600))
-        .vapid(&token)
+        .vapid(token.clone())
         .build(&Encryptor::new(), &push.plaintext, &mut rng)
         .unwrap();
     assert_eq!(request.uri(), ENDPOINT);
@@ -127,7 +127,7 @@ fn lifecycle_with_the_draft_keys() {
     assert_eq!(plaintexts, [SLIDE_PUSH.to_vec()]);
     let subscription = Subscription::new(account[0].endpoint.clone(), account[0].keys.clone());
     let request = PushRequest::new(&subscription, Ttl::from_secs(3600))
-        .vapid(&token)
+        .vapid(token.clone())
         .build(&encryptor, &plaintexts[0], &mut rng)
         .unwrap();
     let plaintext = decrypt(&ua, request.body()).unwrap();

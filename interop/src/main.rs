@@ -243,7 +243,8 @@ fn handle(request: Request) -> Result<Value, String> {
             let token = signer
                 .sign(subscription.endpoint.origin(), at(now))
                 .map_err(err)?;
-            let mut builder = PushRequest::new(&subscription, Ttl::from_secs(ttl)).vapid(&token);
+            let mut builder =
+                PushRequest::new(&subscription, Ttl::from_secs(ttl)).vapid(token.clone());
             if let Some(urgency) = urgency {
                 builder = builder.urgency(urgency.parse::<Urgency>().map_err(err)?);
             }

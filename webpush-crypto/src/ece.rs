@@ -231,7 +231,8 @@ pub(crate) fn seal_body(
         out.extend_from_slice(chunk);
         out.push(if last { LAST_DELIMITER } else { DELIMITER });
         out.resize(out.len() + pad_here, 0);
-        let record = out.get_mut(start..).unwrap_or_default();
+        // `start` is the length before this record was appended: in bounds.
+        let (_, record) = out.split_at_mut(start);
         let tag = aead.seal(&record_nonce(base_nonce, seq), record)?;
         out.extend_from_slice(&tag);
         if last {
@@ -284,15 +285,18 @@ pub(crate) fn open_records(
         }
         let start = out.len();
         out.extend_from_slice(record);
-        let opened = out.get_mut(start..).unwrap_or_default();
+        // `start` is the length before this record was appended: in bounds.
+        let (_, opened) = out.split_at_mut(start);
         aead.open(&record_nonce(base_nonce, seq), opened)
             .map_err(|_| Error::Authentication { index: seq })?;
-        let content = opened.get(..record.len() - TAG_LEN).unwrap_or_default();
-        let end = content
+        // The record is at least RECORD_OVERHEAD long, so it holds a tag.
+        let (content, _tag) = opened.split_at(opened.len() - TAG_LEN);
+        let (end, &found) = content
             .iter()
-            .rposition(|&b| b != 0)
+            .enumerate()
+            .rev()
+            .find(|&(_, &b)| b != 0)
             .ok_or(Error::MissingDelimiter { index: seq })?;
-        let found = content.get(end).copied().unwrap_or(0);
         let expected = if last { LAST_DELIMITER } else { DELIMITER };
         if found != expected {
             return Err(Error::BadDelimiter {

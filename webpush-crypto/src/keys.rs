@@ -145,23 +145,49 @@ impl FromStr for PublicKey {
 pub struct PrivateKey(Zeroizing<[u8; PRIVATE_KEY_LEN]>);
 
 impl PrivateKey {
-    /// Validates a 32-octet big-endian scalar (non-zero, below the group order).
+    /// Validates a big-endian scalar (non-zero, below the group order) of 32 octets, or
+    /// fewer: leading zero octets may be missing, as Node's `ECDH.getPrivateKey()`
+    /// drops them (about one key in 256 comes out 31 octets long), and are put back.
+    ///
+    /// ```
+    /// use webpush_crypto::PrivateKey;
+    /// let short = PrivateKey::from_bytes(&[7; 31])?;
+    /// assert_eq!(short.as_bytes()[0], 0);
+    /// assert_eq!(short.as_bytes()[1..], [7; 31]);
+    /// assert!(PrivateKey::from_bytes(&[7; 33]).is_err());
+    /// # Ok::<(), webpush_crypto::Error>(())
+    /// ```
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
-        let array = <[u8; PRIVATE_KEY_LEN]>::try_from(bytes)
-            .map_err(|_| Error::PrivateKeyLength { len: bytes.len() })?;
-        let key = Self(Zeroizing::new(array));
+        let pad = PRIVATE_KEY_LEN
+            .checked_sub(bytes.len())
+            .filter(|_| !bytes.is_empty())
+            .ok_or(Error::PrivateKeyLength { len: bytes.len() })?;
+        let mut array = Zeroizing::new([0u8; PRIVATE_KEY_LEN]);
+        for (slot, &b) in array.iter_mut().skip(pad).zip(bytes) {
+            *slot = b;
+        }
+        let key = Self(array);
         key.to_p256()?;
         Ok(key)
     }
 
-    /// Decodes a raw 32-octet scalar from base64url (padded or not, as text or octets).
+    /// Decodes a raw scalar from base64url (padded or not, as text or octets): 32
+    /// octets, or fewer with the leading zeros dropped (see [`from_bytes`](Self::from_bytes)).
     pub fn from_base64url(text: impl AsRef<[u8]>) -> Result<Self, Error> {
-        let raw = Zeroizing::new(base64url::decode_array::<PRIVATE_KEY_LEN>(
-            text.as_ref(),
-            "private key",
-            |len| Error::PrivateKeyLength { len },
-        )?);
-        Self::from_bytes(raw.as_slice())
+        match base64url::decode_array::<PRIVATE_KEY_LEN>(text.as_ref(), "private key", |len| {
+            Error::PrivateKeyLength { len }
+        }) {
+            Ok(raw) => Self::from_bytes(Zeroizing::new(raw).as_slice()),
+            Err(Error::PrivateKeyLength { len }) if len < PRIVATE_KEY_LEN => {
+                let text =
+                    core::str::from_utf8(text.as_ref()).map_err(|_| Error::InvalidBase64 {
+                        what: "private key",
+                    })?;
+                let raw = Zeroizing::new(base64url::decode(text, "private key")?);
+                Self::from_bytes(&raw)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Draws a fresh scalar from `rng`, retrying the negligible fraction of 32-octet
@@ -387,6 +413,26 @@ impl UaKeys {
         let private = PrivateKey::generate(rng)?;
         let auth = AuthSecret::generate(rng)?;
         Self::new(private, auth)
+    }
+
+    /// Rebuilds the user agent's keys from their base64url forms, as a test harness or
+    /// a client stores them (the private key may have lost leading zero octets).
+    ///
+    /// ```
+    /// use webpush_crypto::UaKeys;
+    /// // RFC 8291 Appendix A's user agent.
+    /// let ua = UaKeys::from_base64url("q1dXpw3UpT5VOmu_cf_v6ih07Aems3njxI-JWgLcM94", "BTBZMqHH6r4Tts7J_aSIgg")?;
+    /// assert_eq!(ua.public_key().to_base64url(), "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4");
+    /// # Ok::<(), webpush_crypto::Error>(())
+    /// ```
+    pub fn from_base64url(
+        private: impl AsRef<[u8]>,
+        auth: impl AsRef<[u8]>,
+    ) -> Result<Self, Error> {
+        Self::new(
+            PrivateKey::from_base64url(private)?,
+            AuthSecret::from_base64url(auth)?,
+        )
     }
 
     /// Rebuilds the user agent's keys from a stored private key and auth secret.

@@ -41,9 +41,12 @@ pub mod padding;
 mod provider;
 mod request;
 mod response;
+#[cfg(feature = "serde")]
+mod serde_impls;
 mod subscription;
 pub mod vapid;
 
+pub use ece::RecordSize;
 pub use endpoint::{Endpoint, Host, MAX_ENDPOINT_LEN, Origin};
 pub use error::Error;
 pub use keys::{
@@ -56,7 +59,7 @@ pub use provider::Provider;
 /// The RNG traits this crate takes, re-exported so callers need not match versions.
 pub use rand_core;
 pub use request::{MAX_TOPIC_LEN, PushRequest, Topic, Ttl, Urgency};
-pub use response::{Outcome, RetryAfter};
+pub use response::{MAX_RETRY_AFTER, Outcome, RetryAfter};
 pub use subscription::Subscription;
 pub use vapid::{
     Subject, TokenCache, VapidCredentials, VapidKey, VapidSigner, VapidToken, VapidVerifier,

@@ -7,7 +7,7 @@ use http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE
 use http::{HeaderValue, Method, Request};
 use rand_core::CryptoRngCore;
 
-use crate::{Encryptor, Error, Subscription, VapidToken};
+use crate::{Encryptor, Endpoint, Error, Subscription, SubscriptionKeys, VapidToken};
 
 /// How long the push service keeps an undelivered message, in seconds (RFC 8030 §5.2).
 /// Required: there is no good default between "only if the device is online now" (0)
@@ -170,18 +170,26 @@ impl TryFrom<&str> for Topic {
 /// ```
 #[derive(Debug, Clone)]
 pub struct PushRequest<'a> {
-    subscription: &'a Subscription,
+    endpoint: &'a Endpoint,
+    keys: &'a SubscriptionKeys,
     ttl: Ttl,
     urgency: Option<Urgency>,
     topic: Option<Topic>,
-    vapid: Option<&'a VapidToken>,
+    vapid: Option<VapidToken>,
 }
 
 impl<'a> PushRequest<'a> {
     /// A request to `subscription` that the push service keeps for `ttl`.
     pub fn new(subscription: &'a Subscription, ttl: Ttl) -> Self {
+        Self::to(&subscription.endpoint, &subscription.keys, ttl)
+    }
+
+    /// A request to `endpoint`, encrypted for `keys`, kept for `ttl`: for a server that
+    /// stores the two apart and has no [`Subscription`] to lend.
+    pub fn to(endpoint: &'a Endpoint, keys: &'a SubscriptionKeys, ttl: Ttl) -> Self {
         Self {
-            subscription,
+            endpoint,
+            keys,
             ttl,
             urgency: None,
             topic: None,
@@ -203,11 +211,11 @@ impl<'a> PushRequest<'a> {
     }
 
     /// Authorizes the request with a VAPID token, from [`VapidSigner::sign`] or a
-    /// [`TokenCache`]. Every major push service requires one.
+    /// [`TokenCache`] (cheap to clone). Every major push service requires one.
     ///
     /// [`VapidSigner::sign`]: crate::VapidSigner::sign
     /// [`TokenCache`]: crate::TokenCache
-    pub fn vapid(mut self, token: &'a VapidToken) -> Self {
+    pub fn vapid(mut self, token: VapidToken) -> Self {
         self.vapid = Some(token);
         self
     }
@@ -223,18 +231,18 @@ impl<'a> PushRequest<'a> {
         // Check everything that does not need the body first: a refused request costs
         // no ECDH.
         let authorization = self.authorization()?;
-        let body = encryptor.encrypt(&self.subscription.keys, plaintext, rng)?;
+        let body = encryptor.encrypt(self.keys, plaintext, rng)?;
         self.finish(authorization, body)
     }
 
     fn authorization(&self) -> Result<Option<HeaderValue>, Error> {
-        let Some(token) = self.vapid else {
+        let Some(token) = &self.vapid else {
             return Ok(None);
         };
-        if token.public_key() == self.subscription.keys.p256dh() {
+        if token.public_key() == self.keys.p256dh() {
             return Err(Error::VapidKeyIsSubscriptionKey);
         }
-        let origin = self.subscription.endpoint.origin();
+        let origin = self.endpoint.origin();
         if token.audience() != origin {
             return Err(Error::AudienceMismatch {
                 expected: origin.as_str().to_owned(),
@@ -255,7 +263,7 @@ impl<'a> PushRequest<'a> {
     ) -> Result<Request<Vec<u8>>, Error> {
         let mut request = Request::new(body);
         *request.method_mut() = Method::POST;
-        *request.uri_mut() = self.subscription.endpoint.uri().clone();
+        *request.uri_mut() = self.endpoint.uri().clone();
         let length = HeaderValue::from(request.body().len());
         let headers = request.headers_mut();
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static("aes128gcm"));

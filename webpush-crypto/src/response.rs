@@ -14,8 +14,13 @@ pub enum RetryAfter {
     At(SystemTime),
 }
 
+/// The longest wait a `Retry-After` is taken for: a day. Longer hints are held to it,
+/// so a hostile or broken service cannot park a sender (or overflow `Instant + delay`).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
 impl RetryAfter {
     /// Parses either form; `None` for anything else, since a bad hint is no hint.
+    /// Delays are held to [`MAX_RETRY_AFTER`].
     ///
     /// ```
     /// use std::time::{Duration, SystemTime};
@@ -27,19 +32,34 @@ impl RetryAfter {
     pub fn parse(value: &str) -> Option<Self> {
         let value = value.trim();
         if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-            // Absurd delays saturate rather than fail: they still mean "not now".
+            // Absurd delays are capped rather than refused: they still mean "not now".
             let seconds = value.parse::<u64>().unwrap_or(u64::MAX);
-            return Some(Self::Delay(Duration::from_secs(seconds)));
+            return Some(Self::Delay(
+                Duration::from_secs(seconds).min(MAX_RETRY_AFTER),
+            ));
         }
         httpdate::parse_http_date(value).ok().map(Self::At)
     }
 
-    /// How long to wait, counted from `now`; zero for a date already past.
+    /// How long to wait, counted from `now`: zero for a date already past, at most
+    /// [`MAX_RETRY_AFTER`], so `Instant::now() + delay` cannot overflow.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant, SystemTime};
+    /// use webpush_crypto::{MAX_RETRY_AFTER, RetryAfter};
+    /// let hint = RetryAfter::parse("18446744073709551615").unwrap();
+    /// assert_eq!(hint.delay(SystemTime::now()), MAX_RETRY_AFTER);
+    /// let _ = Instant::now() + hint.delay(SystemTime::now());
+    /// // A date centuries away, as well.
+    /// let far = RetryAfter::parse("Fri, 31 Dec 9999 23:59:59 GMT").unwrap();
+    /// assert_eq!(far.delay(SystemTime::UNIX_EPOCH), MAX_RETRY_AFTER);
+    /// ```
     pub fn delay(&self, now: SystemTime) -> Duration {
         match *self {
             Self::Delay(delay) => delay,
             Self::At(at) => at.duration_since(now).unwrap_or_default(),
         }
+        .min(MAX_RETRY_AFTER)
     }
 }
 
@@ -228,7 +248,16 @@ mod tests {
         );
         assert_eq!(
             RetryAfter::parse("99999999999999999999999"),
-            Some(RetryAfter::Delay(Duration::from_secs(u64::MAX)))
+            Some(RetryAfter::Delay(MAX_RETRY_AFTER))
+        );
+        // The largest hint no longer overflows an Instant (it panicked before).
+        let hint = RetryAfter::parse(&u64::MAX.to_string()).unwrap();
+        let _ = std::time::Instant::now() + hint.delay(SystemTime::now());
+        assert_eq!(
+            RetryAfter::parse("86401")
+                .unwrap()
+                .delay(SystemTime::UNIX_EPOCH),
+            MAX_RETRY_AFTER
         );
         for bad in ["", "-1", "1.5", "tomorrow", "Sun, 06 Nov 1994"] {
             assert_eq!(RetryAfter::parse(bad), None, "{bad:?}");

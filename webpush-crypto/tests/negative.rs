@@ -238,9 +238,16 @@ fn bad_subscription_keys() {
         PrivateKey::from_bytes(&[0xff; 32]).unwrap_err(),
         Error::PrivateKeyOutOfRange
     );
+    // Shorter scalars lost leading zeros (Node does that) and are padded; longer
+    // ones and nothing at all are refused.
+    assert_eq!(PrivateKey::from_bytes(&[1; 31]).unwrap().as_bytes()[0], 0);
     assert_eq!(
-        PrivateKey::from_bytes(&[1; 31]).unwrap_err(),
-        Error::PrivateKeyLength { len: 31 }
+        PrivateKey::from_bytes(&[1; 33]).unwrap_err(),
+        Error::PrivateKeyLength { len: 33 }
+    );
+    assert_eq!(
+        PrivateKey::from_bytes(&[]).unwrap_err(),
+        Error::PrivateKeyLength { len: 0 }
     );
     // A long input is reported by length, not by a buffer error.
     let long = "A".repeat(400);

@@ -46,7 +46,7 @@ fn a_full_request() {
     let request = PushRequest::new(&subscription, Ttl::from_secs(86_400))
         .urgency(Urgency::High)
         .topic(Topic::new("inbox").unwrap())
-        .vapid(&token)
+        .vapid(token.clone())
         .build(&Encryptor::new(), b"new mail in INBOX", &mut rng)
         .unwrap();
 
@@ -104,7 +104,7 @@ fn refuses_the_subscription_key_as_vapid_key() {
     );
     let token = signer.sign(subscription.endpoint.origin(), now()).unwrap();
     let result = PushRequest::new(&subscription, Ttl::from_secs(60))
-        .vapid(&token)
+        .vapid(token.clone())
         .build(&Encryptor::new(), b"x", &mut rng);
     assert_eq!(result.unwrap_err(), Error::VapidKeyIsSubscriptionKey);
 }
@@ -116,7 +116,7 @@ fn refuses_a_token_for_another_push_service() {
         .sign(&Origin::new("https://fcm.googleapis.com").unwrap(), now())
         .unwrap();
     let result = PushRequest::new(&subscription, Ttl::from_secs(60))
-        .vapid(&token)
+        .vapid(token.clone())
         .build(&Encryptor::new(), b"x", &mut ChaCha20Rng::seed_from_u64(7));
     assert_eq!(
         result.unwrap_err(),

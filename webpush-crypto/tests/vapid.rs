@@ -227,7 +227,7 @@ fn cache_reuses_inside_the_window_and_renews_at_the_margin() {
     // Reused right up to one second before the margin...
     let renew_at = first.expires_at() - DEFAULT_MARGIN.as_secs();
     for now in [t0 + 1, t0 + 3600, renew_at - 1] {
-        assert_eq!(cache.token(&push, at(now)).unwrap(), &first, "at {now}");
+        assert_eq!(cache.token(&push, at(now)).unwrap(), first, "at {now}");
     }
     // ...and replaced at it.
     let second = cache.token(&push, at(renew_at)).unwrap().clone();
@@ -250,12 +250,12 @@ fn cache_keeps_one_token_per_audience() {
     assert_eq!(token_a.audience(), &a);
     assert_eq!(token_b.audience(), &b);
     assert_ne!(token_a.jwt(), token_b.jwt());
-    assert_eq!(cache.token(&a, at(t0 + 20)).unwrap(), &token_a);
+    assert_eq!(cache.token(&a, at(t0 + 20)).unwrap(), token_a);
     assert_eq!(cache.len(), 2);
     // A third audience evicts the token closest to expiry (a's), not b's.
     cache.token(&c, at(t0 + 30)).unwrap();
     assert_eq!(cache.len(), 2);
-    assert_eq!(cache.token(&b, at(t0 + 40)).unwrap(), &token_b);
+    assert_eq!(cache.token(&b, at(t0 + 40)).unwrap(), token_b);
     // Purge drops what is no longer fresh.
     cache.purge(at(t0 + 24 * 3600)).unwrap();
     assert!(cache.is_empty());

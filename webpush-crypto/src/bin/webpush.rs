@@ -241,7 +241,7 @@ fn run(command: Command) -> Result<(), Failure> {
                 request = request.topic(Topic::new(&topic)?);
             }
             if let Some(token) = &token {
-                request = request.vapid(token);
+                request = request.vapid(token.clone());
             }
             let request = request.build(&Encryptor::new(), &message, &mut rng)?;
             let text = if curl {

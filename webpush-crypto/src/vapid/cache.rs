@@ -85,8 +85,9 @@ impl TokenCache {
     }
 
     /// A token for `audience` valid for at least `margin` after `now`: the cached one,
-    /// or a freshly signed one.
-    pub fn token(&mut self, audience: &Origin, now: SystemTime) -> Result<&VapidToken, Error> {
+    /// or a freshly signed one. The token is owned and cheap to clone, so a lock around
+    /// the cache need not be held while the message is encrypted.
+    pub fn token(&mut self, audience: &Origin, now: SystemTime) -> Result<VapidToken, Error> {
         let now_secs = unix_secs(now)?;
         let margin = self.margin.as_secs();
         let fresh = self
@@ -100,7 +101,7 @@ impl TokenCache {
             }
             self.tokens.insert(audience.clone(), token);
         }
-        self.tokens.get(audience).ok_or(Error::Signing)
+        self.tokens.get(audience).cloned().ok_or(Error::Signing)
     }
 
     /// Drops every token that is no longer fresh at `now`.

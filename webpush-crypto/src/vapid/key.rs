@@ -141,7 +141,8 @@ impl VapidKey {
             .map_err(|_| Error::InvalidVapidKey {
                 reason: "neither PEM, base64url, base64 nor DER",
             })?;
-        if decoded.len() == crate::PRIVATE_KEY_LEN {
+        // DER is never this short: a raw scalar, maybe missing leading zero octets.
+        if decoded.len() <= crate::PRIVATE_KEY_LEN {
             Self::from_private_key(PrivateKey::from_bytes(&decoded)?)
         } else {
             Self::from_der(&decoded)
@@ -298,10 +299,42 @@ mod tests {
             VapidKey::import(&[b'A'; 43]).unwrap_err(),
             Error::PrivateKeyOutOfRange
         );
+        // Three zero octets pad to the zero scalar, which is no key.
         assert!(matches!(
             VapidKey::from_base64url("AAAA"),
-            Err(Error::PrivateKeyLength { len: 3 })
+            Err(Error::PrivateKeyOutOfRange)
         ));
+        assert!(matches!(
+            VapidKey::from_base64url(crate::base64url::encode(&[1; 33])),
+            Err(Error::PrivateKeyLength { len: 33 })
+        ));
+    }
+
+    /// Node's `getPrivateKey()` drops leading zero octets: such keys import, padded,
+    /// in every form that carries a raw scalar.
+    #[test]
+    fn short_raw_keys_are_left_padded() {
+        let mut full = [0u8; 32];
+        for (i, b) in full.iter_mut().enumerate().skip(2) {
+            *b = i as u8;
+        }
+        let expected = VapidKey::from_private_key(PrivateKey::from_bytes(&full).unwrap()).unwrap();
+        for short in [&full[1..], &full[2..]] {
+            let raw = crate::base64url::encode(short);
+            for key in [
+                VapidKey::from_base64url(&raw).unwrap(),
+                VapidKey::import(raw.as_bytes()).unwrap(),
+                VapidKey::from_private_key(PrivateKey::from_bytes(short).unwrap()).unwrap(),
+            ] {
+                assert_eq!(
+                    key.public_key(),
+                    expected.public_key(),
+                    "{} octets",
+                    short.len()
+                );
+            }
+        }
+        assert!(PrivateKey::from_bytes(&[]).is_err());
     }
 
     #[test]

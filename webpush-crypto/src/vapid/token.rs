@@ -2,6 +2,7 @@
 
 use core::fmt;
 use core::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::{VapidKey, unix_secs};
@@ -208,13 +209,13 @@ impl VapidSigner {
         base64url::encode_into(&signature, &mut header);
         let jwt_end = header.len();
         header.push_str(&self.key_param);
-        Ok(VapidToken {
+        Ok(VapidToken(Arc::new(TokenParts {
             header,
             jwt_end,
             audience: audience.clone(),
             expires_at: exp,
             key: self.key.public_key().clone(),
-        })
+        })))
     }
 }
 
@@ -228,8 +229,16 @@ const fn base64_len(n: usize) -> usize {
 
 /// A signed VAPID token with its audience and expiry: the `Authorization` header value
 /// for every request to one push service until it expires.
+///
+/// Cloning is cheap (a reference count), so a server can hold a [`TokenCache`] behind a
+/// lock, take a token out and release the lock before encrypting.
+///
+/// [`TokenCache`]: crate::TokenCache
 #[derive(Clone, PartialEq, Eq)]
-pub struct VapidToken {
+pub struct VapidToken(Arc<TokenParts>);
+
+#[derive(PartialEq, Eq)]
+struct TokenParts {
     header: String,
     jwt_end: usize,
     audience: Origin,
@@ -240,29 +249,30 @@ pub struct VapidToken {
 impl VapidToken {
     /// The `Authorization` header value, `vapid t=<jwt>, k=<key>` (RFC 8292 §3).
     pub fn authorization(&self) -> &str {
-        &self.header
+        &self.0.header
     }
 
     /// The JWT alone (`t`).
     pub fn jwt(&self) -> &str {
-        self.header
-            .get(PREFIX.len()..self.jwt_end)
+        self.0
+            .header
+            .get(PREFIX.len()..self.0.jwt_end)
             .unwrap_or_default()
     }
 
     /// The origin the token is for (`aud`).
     pub fn audience(&self) -> &Origin {
-        &self.audience
+        &self.0.audience
     }
 
     /// The `exp` claim, in seconds since the Unix epoch.
     pub fn expires_at(&self) -> u64 {
-        self.expires_at
+        self.0.expires_at
     }
 
     /// The public key that verifies the token (`k`).
     pub fn public_key(&self) -> &PublicKey {
-        &self.key
+        &self.0.key
     }
 
     /// Whether the token is still usable at `now` with `margin` to spare: push services
@@ -272,7 +282,7 @@ impl VapidToken {
     }
 
     pub(crate) fn fresh_at(&self, now: u64, margin: u64) -> bool {
-        now.saturating_add(margin) < self.expires_at
+        now.saturating_add(margin) < self.0.expires_at
     }
 }
 
@@ -280,9 +290,9 @@ impl fmt::Debug for VapidToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The token is a bearer credential for this key: keep it out of logs.
         f.debug_struct("VapidToken")
-            .field("audience", &self.audience)
-            .field("expires_at", &self.expires_at)
-            .field("key", &self.key)
+            .field("audience", &self.0.audience)
+            .field("expires_at", &self.0.expires_at)
+            .field("key", &self.0.key)
             .finish_non_exhaustive()
     }
 }
