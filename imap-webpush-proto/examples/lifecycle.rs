@@ -16,14 +16,15 @@ use std::time::{Duration, SystemTime};
 use imap_syntax::Mailbox;
 use imap_webpush_proto::content::{ContentBuilder, Event, MailboxEvents, PushItem, parse_push};
 use imap_webpush_proto::state::{
-    Change, ConnectionId, Record, Settings, VapidKeyId, handle, receives_pushes,
+    Account, ConnectionId, ConnectionIds, Push, Settings, VapidKeyId, disconnect, handle,
+    receives_pushes,
 };
 use imap_webpush_proto::{Command, Config, Response};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use webpush_crypto::{
-    AuthSecret, Encryptor, PrivateKey, PushRequest, Subject, Subscription, TokenCache, Ttl, UaKeys,
-    Urgency, VapidKey, VapidSigner, decrypt,
+    AuthSecret, Encryptor, PrivateKey, Subject, TokenCache, Ttl, UaKeys, Urgency, VapidKey,
+    VapidSigner, decrypt,
 };
 
 // The client of the slides: RFC 8291 Appendix A's user agent, and the draft's values.
@@ -36,12 +37,12 @@ type Error = Box<dyn std::error::Error>;
 /// The server: settings, the account's stored subscriptions, its VAPID token cache.
 struct Server {
     settings: Settings,
-    account: Vec<Record>,
+    account: Account,
     tokens: TokenCache,
     rng: ChaCha20Rng,
     now: SystemTime,
+    connections: ConnectionIds,
     connection: ConnectionId,
-    connected: bool,
 }
 
 impl Server {
@@ -53,15 +54,31 @@ impl Server {
             key,
             Subject::new("mailto:postmaster@mail.example")?,
         ));
+        let mut connections = ConnectionIds::new(&mut rng)?;
         Ok(Self {
             settings,
-            account: Vec::new(),
+            account: Account::default(),
             tokens,
+            connection: connections.next_id(),
+            connections,
             rng,
             now: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
-            connection: ConnectionId(1),
-            connected: true,
         })
+    }
+
+    /// The client's IMAP connection ends: the silences it set end with it.
+    fn disconnect(&mut self) {
+        let changes = disconnect(&self.account, self.connection);
+        println!(
+            "  (the client disconnects: {} silence(s) end)\n",
+            changes.len()
+        );
+        self.account.apply(&changes);
+    }
+
+    /// The client connects again.
+    fn reconnect(&mut self) {
+        self.connection = self.connections.next_id();
     }
 
     /// One command line from the client: decoded, applied, answered, pushes sent.
@@ -77,35 +94,26 @@ impl Server {
             self.connection,
             &mut self.rng,
         );
-        for change in t.changes {
-            match change {
-                Change::Store(record) => {
-                    self.account.retain(|r| r.sub_id != record.sub_id);
-                    self.account.push(*record);
-                }
-                Change::Delete(id) => self.account.retain(|r| r.sub_id != id),
-            }
-        }
+        self.account.apply(&t.changes);
         for response in t.untagged.iter().chain([&t.tagged]) {
             print_response(response)?;
         }
-        for push in t.pushes {
-            self.push(
-                &Subscription::new(push.endpoint, push.keys),
-                &push.plaintext,
-                client,
-            )?;
+        for push in &t.pushes {
+            self.push(push, client)?;
         }
         Ok(())
     }
 
     /// Encrypts, signs and "sends" one push; the client reads it.
-    fn push(&mut self, to: &Subscription, plaintext: &[u8], client: &Client) -> Result<(), Error> {
-        let token = self.tokens.token(to.endpoint.origin(), self.now)?;
-        let request = PushRequest::new(to, Ttl::from_secs(3600))
-            .urgency(Urgency::High)
-            .vapid(token)
-            .build(&Encryptor::new(), plaintext, &mut self.rng)?;
+    fn push(&mut self, push: &Push, client: &Client) -> Result<(), Error> {
+        let token = self.tokens.token(push.endpoint.origin(), self.now)?;
+        let request = push.to_request(
+            token,
+            Ttl::from_secs(3600),
+            Urgency::High,
+            &Encryptor::new(),
+            &mut self.rng,
+        )?;
         println!(
             "\n  --> push service: {} {}",
             request.method(),
@@ -131,23 +139,21 @@ impl Server {
     /// New mail: a push to every subscription that should get one.
     fn new_mail(&mut self, events: &[MailboxEvents<'_>], client: &Client) -> Result<(), Error> {
         let pushes = ContentBuilder::for_encryptor(&Encryptor::new()).build(events);
-        let connected = self.connected;
         let me = self.connection;
-        let targets: Vec<Subscription> = self
+        let targets: Vec<Push> = self
             .account
+            .records
             .iter()
-            .filter(|r| receives_pushes(r, &self.settings, self.now, |c| connected && c == me))
-            .map(|r| Subscription::new(r.endpoint.clone(), r.keys.clone()))
+            .filter(|r| receives_pushes(r, &self.settings, self.now, |c| c == me))
+            .flat_map(|r| pushes.iter().map(|p| Push::new(r, p.clone())))
             .collect();
         if targets.is_empty() {
             println!(
                 "  (new mail: no active, unsilenced subscription under the current VAPID key; no push)\n"
             );
         }
-        for target in &targets {
-            for plaintext in &pushes {
-                self.push(target, plaintext, client)?;
-            }
+        for push in &targets {
+            self.push(push, client)?;
         }
         Ok(())
     }
@@ -261,8 +267,7 @@ fn main() -> Result<(), Error> {
     heading("6. While connected, it silences pushes to itself until this connection ends");
     server.command(&format!("a5 SILWEBPUSH {SUB_ID} 0"), &client)?;
     server.new_mail(&[slide::new_mail()], &client)?;
-    println!("  (the client disconnects)\n");
-    server.connected = false;
+    server.disconnect();
     server.new_mail(
         &[MailboxEvents {
             mailbox: Mailbox::Inbox,
@@ -273,8 +278,7 @@ fn main() -> Result<(), Error> {
 
     heading("7. The server rotates its VAPID key: the subscription must be confirmed again");
     server.rotate_vapid_key()?;
-    server.connection = ConnectionId(2);
-    server.connected = true;
+    server.reconnect();
     server.new_mail(&[slide::new_mail()], &client)?;
     server.command("b1 GETVAPID", &client)?;
     server.command(&format!("b2 {subscribe}"), &client)?;

@@ -166,16 +166,21 @@ pub enum Refusal {
     /// WEBPUSH with the server's own VAPID key as p256dh (RFC 8292 §3 forbids it).
     #[error("the subscription key is the server's VAPID key")]
     KeyIsVapidKey,
-    /// The server has no VAPID key configured.
+    /// The server has no VAPID key configured, or cannot draw random numbers or read
+    /// a sane clock.
     #[error("push is not available on this server")]
     Unavailable,
+    /// The account asked for more verification pushes than the server sends per
+    /// window.
+    #[error("too many verification pushes for this account; try again later")]
+    TooManyVerifications,
 }
 
 impl Refusal {
     /// The tagged NO for `tag`, with `[LIMIT]` or `[CANNOT]` where they fit.
     pub fn response(&self, tag: Tag<'static>) -> Response<'static> {
         let code = match self {
-            Refusal::Limit => Some(Code::Limit),
+            Refusal::Limit | Refusal::TooManyVerifications => Some(Code::Limit),
             Refusal::Endpoint { .. } | Refusal::KeyIsVapidKey | Refusal::Unavailable => {
                 Some(Code::Cannot)
             }

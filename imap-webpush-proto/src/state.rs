@@ -2,19 +2,31 @@
 //!
 //! ```text
 //!   WEBPUSH (new, changed, or under a rotated VAPID key) ──► Inactive ── verification push
+//!   Inactive ── WEBPUSH, unchanged ──► Inactive, same token (pushed again at most once
+//!                                      per resend interval)
 //!   Inactive ── ACKWEBPUSH <token> (unexpired, single use) ──► Active
 //!   Active ── SILWEBPUSH ──► Active, silenced (for n seconds / until that connection ends)
+//!   silenced until a connection ── that connection ends ([`disconnect`]) ──► not silenced
 //!   any ── WEBPUSH <id> NIL ──► deleted
+//!   Inactive, token expired ── [`sweep`] ──► deleted
 //! ```
 //!
-//! [`handle`] takes the account's stored subscriptions and a command and returns what
-//! to store, what to answer and what to push. A refused command changes nothing.
+//! [`handle`] takes the account's stored state and a command and returns what to store,
+//! what to answer and what to push. A refused command changes nothing. Verification
+//! pushes are what the ACK handshake exists to hold back, so they are limited twice:
+//! an unchanged WEBPUSH for a pending subscription keeps its token and pushes again at
+//! most once per [`Settings::resend_interval`], and an account gets at most
+//! [`Settings::max_verifications`] per [`Settings::verification_window`]
+//! (`NO [LIMIT]` past it).
 
 use std::time::{Duration, SystemTime};
 
 use imap_syntax::Tag;
 use webpush_crypto::rand_core::CryptoRngCore;
-use webpush_crypto::{Endpoint, PublicKey, SubscriptionKeys, base64url};
+use webpush_crypto::{
+    Encryptor, Endpoint, Outcome, PublicKey, PushRequest, SubscriptionKeys, Ttl, Urgency,
+    VapidToken, base64url, unix_secs,
+};
 
 use crate::command::{Command, CommandBody, SubscriptionArgs};
 use crate::content::ack_push;
@@ -25,14 +37,77 @@ use crate::types::{AckToken, EndpointText, ListSelector, SilenceState, SubId};
 
 /// Identifies the server's VAPID key, so a rotation is noticed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct VapidKeyId(pub u32);
 
-/// Identifies an IMAP connection, for "silenced until this connection ends".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ConnectionId(pub u64);
+/// Identifies an IMAP connection, for "silenced until this connection ends": the
+/// server process (`instance`, drawn at random when it starts, see [`ConnectionIds`])
+/// and the connection within it. Ids from before a restart never collide with new
+/// ones, so a silence left by a connection that died with the old process can be
+/// recognised and ended ([`sweep`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ConnectionId {
+    /// The server process that owns the connection.
+    pub instance: u64,
+    /// The connection, within that process.
+    pub serial: u64,
+}
+
+/// Hands out [`ConnectionId`]s for one server process.
+///
+/// ```
+/// use imap_webpush_proto::state::ConnectionIds;
+/// let mut ids = ConnectionIds::new(&mut rand_core::OsRng)?;
+/// let (a, b) = (ids.next_id(), ids.next_id());
+/// assert_ne!(a, b);
+/// assert!(ids.owns(a));
+/// // After a restart, a new instance: the old ids are recognisably gone.
+/// let restarted = ConnectionIds::new(&mut rand_core::OsRng)?;
+/// assert!(!restarted.owns(a));
+/// # Ok::<(), imap_webpush_proto::Refusal>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ConnectionIds {
+    instance: u64,
+    next: u64,
+}
+
+impl ConnectionIds {
+    /// Ids for a process that just started, its instance drawn from `rng`.
+    pub fn new(rng: &mut impl CryptoRngCore) -> Result<Self, Refusal> {
+        let mut bytes = [0u8; 8];
+        rng.try_fill_bytes(&mut bytes)
+            .map_err(|_| Refusal::Unavailable)?;
+        Ok(Self {
+            instance: u64::from_le_bytes(bytes),
+            next: 0,
+        })
+    }
+
+    /// The next connection's id.
+    pub fn next_id(&mut self) -> ConnectionId {
+        self.next = self.next.wrapping_add(1);
+        ConnectionId {
+            instance: self.instance,
+            serial: self.next,
+        }
+    }
+
+    /// This process's instance.
+    pub fn instance(&self) -> u64 {
+        self.instance
+    }
+
+    /// Whether `id` was handed out by this process.
+    pub fn owns(&self, id: ConnectionId) -> bool {
+        id.instance == self.instance
+    }
+}
 
 /// Whether a subscription may receive pushes.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Activation {
     /// Waiting for ACKWEBPUSH with this token.
     Inactive {
@@ -40,6 +115,8 @@ pub enum Activation {
         token: AckToken<'static>,
         /// When it stops being accepted, seconds since the Unix epoch.
         expires_at: u64,
+        /// When it was last pushed, seconds since the Unix epoch.
+        sent_at: u64,
     },
     /// Acknowledged while this VAPID key was current.
     Active {
@@ -50,6 +127,7 @@ pub enum Activation {
 
 /// Whether and how long pushes are held back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Silence {
     /// Not silenced.
     None,
@@ -61,6 +139,7 @@ pub enum Silence {
 
 /// A stored subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Record {
     /// Its id, unique in the account.
     pub sub_id: SubId<'static>,
@@ -75,7 +154,7 @@ pub struct Record {
 }
 
 impl Record {
-    /// The silence state as `* WEBPUSH` reports it at `now`.
+    /// The silence state as `* WEBPUSH` reports it at `now` (seconds since the epoch).
     pub fn silence_state(&self, now: u64) -> SilenceState {
         match self.silence {
             Silence::UntilDisconnect(_) => SilenceState::UntilDisconnect,
@@ -97,6 +176,74 @@ impl Record {
     }
 }
 
+/// An account's verification pushes in the current window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Verifications {
+    /// When the window started, seconds since the Unix epoch.
+    pub window_start: u64,
+    /// How many were sent in it.
+    pub sent: u32,
+}
+
+impl Verifications {
+    /// The count after one more push at `now`, or the refusal past the limit.
+    fn one_more(self, now: u64, settings: &Settings) -> Result<Self, Refusal> {
+        let window = settings.verification_window.as_secs();
+        if now >= self.window_start.saturating_add(window) || now < self.window_start {
+            return Ok(Self {
+                window_start: now,
+                sent: 1,
+            });
+        }
+        if self.sent >= settings.max_verifications {
+            return Err(Refusal::TooManyVerifications);
+        }
+        Ok(Self {
+            sent: self.sent + 1,
+            ..self
+        })
+    }
+}
+
+/// One account's stored state: its subscriptions and its verification count.
+///
+/// A server with its own storage builds one from its rows for [`handle`], then applies
+/// the [`Change`]s to its rows; [`Account::apply`] does the same in memory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Account {
+    /// Every subscription of the account.
+    pub records: Vec<Record>,
+    /// Its verification pushes in the current window.
+    pub verifications: Verifications,
+}
+
+impl Account {
+    /// The subscription with this id.
+    pub fn find(&self, id: &SubId<'_>) -> Option<&Record> {
+        self.records
+            .iter()
+            .find(|r| r.sub_id.as_str() == id.as_str())
+    }
+
+    /// Applies changes in order, as a store would.
+    pub fn apply(&mut self, changes: &[Change]) {
+        for change in changes {
+            match change {
+                Change::Store(record) => {
+                    match self.records.iter_mut().find(|r| r.sub_id == record.sub_id) {
+                        Some(slot) => *slot = (**record).clone(),
+                        None => self.records.push((**record).clone()),
+                    }
+                }
+                Change::Delete(id) => self.records.retain(|r| &r.sub_id != id),
+                Change::Verifications(v) => self.verifications = *v,
+            }
+        }
+    }
+}
+
 /// The server's settings for the state machine.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -108,27 +255,42 @@ pub struct Settings {
     pub max_subscriptions: usize,
     /// How long an ack token is accepted (5 minutes by default).
     pub ack_lifetime: Duration,
+    /// How soon an unchanged WEBPUSH for a pending subscription pushes its token
+    /// again (1 minute by default); sooner, it is answered without a push.
+    pub resend_interval: Duration,
+    /// Verification pushes allowed per account per window (20 by default).
+    pub max_verifications: u32,
+    /// The window (an hour by default).
+    pub verification_window: Duration,
 }
 
 impl Settings {
-    /// Settings for `vapid_key`, with 16 subscriptions per account and 5-minute tokens.
+    /// Settings for `vapid_key`, with 16 subscriptions per account, 5-minute tokens
+    /// pushed again at most once a minute, and 20 verification pushes per account per
+    /// hour.
     pub fn new(vapid_key: PublicKey, vapid_key_id: VapidKeyId) -> Self {
         Self {
             vapid_key,
             vapid_key_id,
             max_subscriptions: 16,
             ack_lifetime: Duration::from_secs(300),
+            resend_interval: Duration::from_secs(60),
+            max_verifications: 20,
+            verification_window: Duration::from_secs(3600),
         }
     }
 }
 
 /// A storage change to apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Change {
     /// Insert or replace the record with this id (boxed: a record is large).
     Store(Box<Record>),
     /// Delete the record with this id.
     Delete(SubId<'static>),
+    /// Replace the account's verification count.
+    Verifications(Verifications),
 }
 
 /// A push to send: encrypt `plaintext` for `keys` and POST it to `endpoint`.
@@ -142,6 +304,65 @@ pub struct Push {
     pub keys: SubscriptionKeys,
     /// What (before encryption).
     pub plaintext: Vec<u8>,
+}
+
+impl Push {
+    /// A push of `plaintext` (content from [`ContentBuilder`](crate::content::ContentBuilder))
+    /// to `record`'s subscription.
+    pub fn new(record: &Record, plaintext: Vec<u8>) -> Self {
+        Self {
+            sub_id: record.sub_id.clone(),
+            endpoint: record.endpoint.clone(),
+            keys: record.keys.clone(),
+            plaintext,
+        }
+    }
+
+    /// The RFC 8030 request for this push, encrypted with `encryptor` and authorized by
+    /// `token` (for the endpoint's origin), in one call.
+    ///
+    /// ```
+    /// # use std::time::SystemTime;
+    /// # use webpush_crypto::{Encryptor, TokenCache, Ttl, Urgency, UaKeys, VapidKey, VapidSigner};
+    /// # use imap_webpush_proto::state::{Push, Record, Activation, Silence, VapidKeyId};
+    /// # use imap_webpush_proto::{SubId, endpoint_policy};
+    /// # let mut rng = rand_core::OsRng;
+    /// # let record = Record {
+    /// #     sub_id: SubId::new("a1")?.into_owned(),
+    /// #     endpoint: endpoint_policy("https://push.example.net/p/1")?,
+    /// #     keys: UaKeys::generate(&mut rng)?.subscription_keys(),
+    /// #     activation: Activation::Active { vapid_key: VapidKeyId(1) },
+    /// #     silence: Silence::None,
+    /// # };
+    /// # let mut tokens = TokenCache::new(VapidSigner::new(VapidKey::generate(&mut rng)?, "mailto:postmaster@mail.example".parse()?));
+    /// let push = Push::new(&record, b"* SELECT INBOX\r\n".to_vec());
+    /// let token = tokens.token(push.endpoint.origin(), SystemTime::now())?;
+    /// let request = push.to_request(token, Ttl::from_secs(3600), Urgency::High, &Encryptor::new(), &mut rng)?;
+    /// assert_eq!(request.uri(), "https://push.example.net/p/1");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn to_request(
+        &self,
+        token: VapidToken,
+        ttl: Ttl,
+        urgency: Urgency,
+        encryptor: &Encryptor,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<http::Request<Vec<u8>>, webpush_crypto::Error> {
+        PushRequest::to(&self.endpoint, &self.keys, ttl)
+            .urgency(urgency)
+            .vapid(token)
+            .build(encryptor, &self.plaintext, rng)
+    }
+
+    /// What the push service's answer means for the store: 404 and 410 delete the
+    /// subscription; every other answer changes nothing stored (retrying, or fixing
+    /// the VAPID configuration, is the sender's business).
+    pub fn on_outcome(&self, outcome: &Outcome) -> Option<Change> {
+        outcome
+            .removes_subscription()
+            .then(|| Change::Delete(self.sub_id.clone()))
+    }
 }
 
 /// Everything a command leads to.
@@ -182,19 +403,20 @@ impl Transition {
     }
 }
 
-/// Applies `command` to `account` (all of this account's stored subscriptions) at
-/// `now`, for the connection `connection`.
+/// Applies `command` to `account` at `now`, for the connection `connection`.
 pub fn handle(
     command: &Command<'_>,
-    account: &[Record],
+    account: &Account,
     settings: &Settings,
     now: SystemTime,
     connection: ConnectionId,
     rng: &mut impl CryptoRngCore,
 ) -> Transition {
-    let now = unix_secs(now);
     let tag = &command.tag;
-    let find = |id: &SubId<'_>| account.iter().find(|r| r.sub_id.as_str() == id.as_str());
+    // A clock before 1970 makes every expiry wrong: refuse rather than guess.
+    let Ok(now) = unix_secs(now) else {
+        return Transition::refused(tag, &Refusal::Unavailable);
+    };
     match &command.body {
         CommandBody::GetVapid => {
             let mut t = Transition::ok(tag, "GETVAPID");
@@ -206,7 +428,7 @@ pub fn handle(
             subscription: None,
         } => {
             let mut t = Transition::ok(tag, "WEBPUSH");
-            if find(sub_id).is_some() {
+            if account.find(sub_id).is_some() {
                 t.changes.push(Change::Delete(sub_id.clone().into_owned()));
             }
             t
@@ -214,24 +436,12 @@ pub fn handle(
         CommandBody::WebPush {
             sub_id,
             subscription: Some(args),
-        } => {
-            let existing = find(sub_id);
-            subscribe(
-                tag,
-                sub_id,
-                args,
-                existing,
-                account.len(),
-                settings,
-                now,
-                rng,
-            )
-            .unwrap_or_else(|refusal| Transition::refused(tag, &refusal))
-        }
+        } => subscribe(tag, sub_id, args, account, settings, now, rng)
+            .unwrap_or_else(|refusal| Transition::refused(tag, &refusal)),
         CommandBody::AckWebPush { token } => {
             // Only this account's records are searched: another account's token
             // cannot match.
-            let pending = account.iter().find(|r| match &r.activation {
+            let pending = account.records.iter().find(|r| match &r.activation {
                 Activation::Inactive { token: t, .. } => t == token,
                 Activation::Active { .. } => false,
             });
@@ -256,8 +466,8 @@ pub fn handle(
         }
         CommandBody::LWebPush { selector } => {
             let listed: Vec<&Record> = match selector {
-                ListSelector::All => account.iter().collect(),
-                ListSelector::One(id) => match find(id) {
+                ListSelector::All => account.records.iter().collect(),
+                ListSelector::One(id) => match account.find(id) {
                     Some(r) => vec![r],
                     None => return Transition::refused(tag, &Refusal::UnknownSubscription),
                 },
@@ -268,7 +478,7 @@ pub fn handle(
             t
         }
         CommandBody::SilWebPush { sub_id, seconds } => {
-            let Some(record) = find(sub_id) else {
+            let Some(record) = account.find(sub_id) else {
                 return Transition::refused(tag, &Refusal::UnknownSubscription);
             };
             if !matches!(record.activation, Activation::Active { .. }) {
@@ -291,13 +501,11 @@ pub fn handle(
 }
 
 /// WEBPUSH with arguments: create, update, re-verify, or confirm unchanged.
-#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 fn subscribe(
     tag: &Tag<'_>,
     sub_id: &SubId<'_>,
     args: &SubscriptionArgs<'_>,
-    existing: Option<&Record>,
-    count: usize,
+    account: &Account,
     settings: &Settings,
     now: u64,
     rng: &mut impl CryptoRngCore,
@@ -306,25 +514,51 @@ fn subscribe(
     if args.p256dh == settings.vapid_key {
         return Err(Refusal::KeyIsVapidKey);
     }
-    if existing.is_none() && count >= settings.max_subscriptions {
+    let existing = account.find(sub_id);
+    if existing.is_none() && account.records.len() >= settings.max_subscriptions {
         return Err(Refusal::Limit);
     }
     let keys = SubscriptionKeys::new(args.p256dh.clone(), args.auth.clone());
-    let unchanged_and_active = existing.filter(|r| {
-        r.endpoint == endpoint
-            && r.keys == keys
-            && r.activation
-                == Activation::Active {
-                    vapid_key: settings.vapid_key_id,
-                }
-    });
+    let unchanged = existing.filter(|r| r.endpoint == endpoint && r.keys == keys);
     let mut t = Transition::ok(tag, "WEBPUSH");
-    if let Some(record) = unchanged_and_active {
-        t.untagged.extend(record.response(now));
-        return Ok(t);
+    match unchanged.map(|r| (r, &r.activation)) {
+        Some((record, Activation::Active { vapid_key })) if *vapid_key == settings.vapid_key_id => {
+            t.untagged.extend(record.response(now));
+            return Ok(t);
+        }
+        // Pending with a live token: the same token, pushed again only when the last
+        // push is at least the resend interval old.
+        Some((
+            record,
+            Activation::Inactive {
+                token,
+                expires_at,
+                sent_at,
+            },
+        )) if now < *expires_at => {
+            t.untagged.push(Response::Vapid(settings.vapid_key.clone()));
+            t.untagged.extend(record.response(now));
+            if now >= sent_at.saturating_add(settings.resend_interval.as_secs()) {
+                let verifications = account.verifications.one_more(now, settings)?;
+                let record = Record {
+                    activation: Activation::Inactive {
+                        token: token.clone(),
+                        expires_at: *expires_at,
+                        sent_at: now,
+                    },
+                    ..record.clone()
+                };
+                t.pushes.push(Push::new(&record, ack_push(token)));
+                t.changes.push(Change::Store(Box::new(record)));
+                t.changes.push(Change::Verifications(verifications));
+            }
+            return Ok(t);
+        }
+        _ => {}
     }
-    // New, changed, still unacknowledged, or activated under a rotated VAPID key:
-    // inactive until the new token comes back.
+    // New, changed, expired, or activated under a rotated VAPID key: inactive until
+    // the new token comes back.
+    let verifications = account.verifications.one_more(now, settings)?;
     let token = new_token(rng)?;
     let record = Record {
         sub_id: sub_id.clone().into_owned(),
@@ -333,25 +567,16 @@ fn subscribe(
         activation: Activation::Inactive {
             token: token.clone(),
             expires_at: now.saturating_add(settings.ack_lifetime.as_secs()),
+            sent_at: now,
         },
         silence: Silence::None,
     };
     t.untagged.push(Response::Vapid(settings.vapid_key.clone()));
     t.untagged.extend(record.response(now));
-    t.pushes.push(Push {
-        sub_id: record.sub_id.clone(),
-        endpoint: record.endpoint.clone(),
-        keys: record.keys.clone(),
-        plaintext: ack_push(&token),
-    });
+    t.pushes.push(Push::new(&record, ack_push(&token)));
     t.changes.push(Change::Store(Box::new(record)));
+    t.changes.push(Change::Verifications(verifications));
     Ok(t)
-}
-
-/// Seconds since the Unix epoch; a clock before 1970 reads as 1970.
-fn unix_secs(now: SystemTime) -> u64 {
-    now.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// 128 random bits, base64url: 22 characters, all atom-safe.
@@ -362,6 +587,60 @@ fn new_token(rng: &mut impl CryptoRngCore) -> Result<AckToken<'static>, Refusal>
     AckToken::new(base64url::encode(&bytes)).map_err(|_| Refusal::Unavailable)
 }
 
+/// The IMAP connection `connection` ended: the silences it set end with it.
+///
+/// ```
+/// # use imap_webpush_proto::state::{disconnect, Account, ConnectionId};
+/// let account = Account::default();
+/// assert!(disconnect(&account, ConnectionId { instance: 1, serial: 2 }).is_empty());
+/// ```
+pub fn disconnect(account: &Account, connection: ConnectionId) -> Vec<Change> {
+    account
+        .records
+        .iter()
+        .filter(|r| r.silence == Silence::UntilDisconnect(connection))
+        .map(unsilenced)
+        .collect()
+}
+
+/// Housekeeping at `now`, for a timer: deletes subscriptions never acknowledged whose
+/// token expired, and ends silences that are over, including those of connections
+/// that are gone (`connected` says which are open; after a restart, none of the old
+/// process's are).
+pub fn sweep(
+    account: &Account,
+    now: SystemTime,
+    connected: impl Fn(ConnectionId) -> bool,
+) -> Vec<Change> {
+    let Ok(now) = unix_secs(now) else {
+        return Vec::new();
+    };
+    account
+        .records
+        .iter()
+        .filter_map(|r| {
+            if let Activation::Inactive { expires_at, .. } = r.activation
+                && now >= expires_at
+            {
+                return Some(Change::Delete(r.sub_id.clone()));
+            }
+            let over = match r.silence {
+                Silence::None => false,
+                Silence::Until(t) => t <= now,
+                Silence::UntilDisconnect(c) => !connected(c),
+            };
+            over.then(|| unsilenced(r))
+        })
+        .collect()
+}
+
+fn unsilenced(record: &Record) -> Change {
+    Change::Store(Box::new(Record {
+        silence: Silence::None,
+        ..record.clone()
+    }))
+}
+
 /// Whether `record` gets pushes for a mailbox event at `now`: active under the current
 /// VAPID key and not silenced. `connected` tells whether a connection is still open.
 pub fn receives_pushes(
@@ -370,7 +649,9 @@ pub fn receives_pushes(
     now: SystemTime,
     connected: impl Fn(ConnectionId) -> bool,
 ) -> bool {
-    let now = unix_secs(now);
+    let Ok(now) = unix_secs(now) else {
+        return false;
+    };
     let active = record.activation
         == Activation::Active {
             vapid_key: settings.vapid_key_id,

@@ -230,3 +230,37 @@ mod tests {
         assert!(EndpointText::new("https://push.example/caf\u{e9}").is_ok());
     }
 }
+
+/// `serde` for stored ids and tokens: as their text, validated on the way in.
+#[cfg(feature = "serde")]
+mod serde_impls {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{AckToken, SubId};
+
+    impl Serialize for SubId<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.serialize_str(self.as_str())
+        }
+    }
+
+    impl<'de> Deserialize<'de> for SubId<'static> {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            SubId::new(String::deserialize(deserializer)?).map_err(D::Error::custom)
+        }
+    }
+
+    /// Written as it is: a server stores the tokens it has to compare.
+    impl Serialize for AckToken<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.serialize_str(self.as_str())
+        }
+    }
+
+    impl<'de> Deserialize<'de> for AckToken<'static> {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            AckToken::new(String::deserialize(deserializer)?).map_err(D::Error::custom)
+        }
+    }
+}

@@ -15,15 +15,15 @@ use std::time::{Duration, SystemTime};
 
 use imap_webpush_proto::content::{ContentBuilder, PushItem, parse_push};
 use imap_webpush_proto::state::{
-    Change, ConnectionId, Record, Settings, VapidKeyId, handle, receives_pushes,
+    Account, Change, ConnectionId, Push, Settings, VapidKeyId, handle, receives_pushes,
 };
 use imap_webpush_proto::{Command, Config, Response};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use slide::{AUTH, ID, JZ as ENDPOINT, P256DH, SLIDE_PUSH, UA_PRIVATE, new_mail};
 use webpush_crypto::{
-    AuthSecret, Encryptor, Origin, PrivateKey, PushRequest, Subject, Subscription, Ttl, UaKeys,
-    VapidKey, VapidSigner, VapidVerifier, decrypt,
+    AuthSecret, Encryptor, Origin, Outcome, PrivateKey, PushRequest, Subject, Subscription, Ttl,
+    UaKeys, Urgency, VapidKey, VapidSigner, VapidVerifier, decrypt,
 };
 
 #[path = "support/slide.rs"]
@@ -54,16 +54,15 @@ fn lifecycle_with_the_draft_keys() {
         Subject::new("mailto:postmaster@mail.example").unwrap(),
     );
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-    let mut account: Vec<Record> = Vec::new();
-    let run = |line: &str, account: &mut Vec<Record>, rng: &mut ChaCha20Rng| {
+    let mut account = Account::default();
+    let connection = ConnectionId {
+        instance: 1,
+        serial: 1,
+    };
+    let run = |line: &str, account: &mut Account, rng: &mut ChaCha20Rng| {
         let (_, command) = Command::decode(line.as_bytes(), &Config::SERVER).unwrap();
-        let t = handle(&command, account, &settings, now, ConnectionId(1), rng);
-        for change in &t.changes {
-            if let Change::Store(record) = change {
-                account.retain(|r| r.sub_id != record.sub_id);
-                account.push((**record).clone());
-            }
-        }
+        let t = handle(&command, account, &settings, now, connection, rng);
+        account.apply(&t.changes);
         let mut all = t.untagged.clone();
         all.push(t.tagged.clone());
         (encode(&all), t.pushes)
@@ -118,21 +117,39 @@ fn lifecycle_with_the_draft_keys() {
         wire,
         format!("* WEBPUSH {ID} {ENDPOINT} NIL\r\na3 OK ACKWEBPUSH completed\r\n").as_bytes()
     );
-    assert!(receives_pushes(&account[0], &settings, now, |_| false));
+    assert!(receives_pushes(&account.records[0], &settings, now, |_| {
+        false
+    }));
 
     // New mail: the slide's push, byte for byte, through encryption and back.
     let event = new_mail();
     let encryptor = Encryptor::new();
     let plaintexts = ContentBuilder::for_encryptor(&encryptor).build(std::slice::from_ref(&event));
     assert_eq!(plaintexts, [SLIDE_PUSH.to_vec()]);
-    let subscription = Subscription::new(account[0].endpoint.clone(), account[0].keys.clone());
-    let request = PushRequest::new(&subscription, Ttl::from_secs(3600))
-        .vapid(token.clone())
-        .build(&encryptor, &plaintexts[0], &mut rng)
+    // The stored record to a request in one call, nothing cloned into a Subscription.
+    let push = Push::new(&account.records[0], plaintexts[0].clone());
+    let request = push
+        .to_request(
+            token.clone(),
+            Ttl::from_secs(3600),
+            Urgency::High,
+            &encryptor,
+            &mut rng,
+        )
         .unwrap();
+    assert_eq!(request.uri(), ENDPOINT);
+    assert_eq!(request.headers()["urgency"], "high");
     let plaintext = decrypt(&ua, request.body()).unwrap();
     assert_eq!(plaintext, SLIDE_PUSH);
     assert_eq!(parse_push(&plaintext), [PushItem::Mailbox(event)]);
+    // What the push service answers becomes what to store: 410 deletes, 201 keeps.
+    let gone = Outcome::classify(http::StatusCode::GONE, &http::HeaderMap::new());
+    assert_eq!(
+        push.on_outcome(&gone),
+        Some(Change::Delete(account.records[0].sub_id.clone()))
+    );
+    let created = Outcome::classify(http::StatusCode::CREATED, &http::HeaderMap::new());
+    assert_eq!(push.on_outcome(&created), None);
 
     let (wire, _) = run("a4 LWEBPUSH *\r\n", &mut account, &mut rng);
     assert_eq!(

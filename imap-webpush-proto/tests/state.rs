@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime};
 
 use imap_webpush_proto::content::{PushItem, parse_push};
 use imap_webpush_proto::state::{
-    Activation, Change, ConnectionId, Record, Settings, Silence, Transition, VapidKeyId, handle,
-    receives_pushes,
+    Account, Activation, Change, ConnectionId, ConnectionIds, Settings, Silence, Transition,
+    VapidKeyId, disconnect, handle, receives_pushes, sweep,
 };
 use imap_webpush_proto::{Code, Command, Config, Response, SilenceState, Status, StatusKind};
 use rand_chacha::ChaCha20Rng;
@@ -24,7 +24,14 @@ use webpush_crypto::PublicKey;
 #[path = "support/slide.rs"]
 mod slide;
 
-const C1: ConnectionId = ConnectionId(1);
+const C1: ConnectionId = ConnectionId {
+    instance: 1,
+    serial: 1,
+};
+const C9: ConnectionId = ConnectionId {
+    instance: 1,
+    serial: 9,
+};
 
 fn at(secs: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
@@ -34,7 +41,7 @@ const T0: u64 = 1_700_000_000;
 
 struct Server {
     settings: Settings,
-    account: Vec<Record>,
+    account: Account,
     rng: ChaCha20Rng,
 }
 
@@ -42,7 +49,7 @@ impl Server {
     fn new() -> Self {
         Self {
             settings: Settings::new(PublicKey::from_base64url(VAPID).unwrap(), VapidKeyId(1)),
-            account: Vec::new(),
+            account: Account::default(),
             rng: ChaCha20Rng::seed_from_u64(7),
         }
     }
@@ -57,15 +64,7 @@ impl Server {
             connection,
             &mut self.rng,
         );
-        for change in &t.changes {
-            match change {
-                Change::Store(record) => {
-                    self.account.retain(|r| r.sub_id != record.sub_id);
-                    self.account.push((**record).clone());
-                }
-                Change::Delete(id) => self.account.retain(|r| &r.sub_id != id),
-            }
-        }
+        self.account.apply(&t.changes);
         t
     }
 
@@ -119,23 +118,26 @@ fn lifecycle_create_ack_silence_delete() {
     let token = Server::token(&t);
     assert_eq!(token.len(), 22, "128 random bits, base64url");
     assert!(matches!(
-        s.account[0].activation,
+        s.account.records[0].activation,
         Activation::Inactive { .. }
     ));
-    assert!(!receives_pushes(&s.account[0], &s.settings, at(T0), |_| {
-        true
-    }));
+    assert!(!receives_pushes(
+        &s.account.records[0],
+        &s.settings,
+        at(T0),
+        |_| { true }
+    ));
 
     let t = s.run(&format!("a3 ACKWEBPUSH {token}\r\n"), T0 + 10, C1);
     assert_eq!(status(&t).0, StatusKind::Ok);
     assert_eq!(
-        s.account[0].activation,
+        s.account.records[0].activation,
         Activation::Active {
             vapid_key: VapidKeyId(1)
         }
     );
     assert!(receives_pushes(
-        &s.account[0],
+        &s.account.records[0],
         &s.settings,
         at(T0 + 10),
         |_| true
@@ -146,9 +148,10 @@ fn lifecycle_create_ack_silence_delete() {
     assert_no(&s.run(&format!("a4 ACKWEBPUSH {token}\r\n"), T0 + 11, C1));
     assert_eq!(s.account, before);
 
-    // The same WEBPUSH again: still active, no new push.
+    // The same WEBPUSH again: still active, no new push, nothing stored.
     let t = s.subscribe("a5", ID, "https://push.example.net/push/random1", T0 + 12);
     assert!(t.pushes.is_empty() && t.changes.is_empty());
+    assert!(matches!(t.untagged[..], [Response::WebPush { .. }]));
 
     // Silence for 300 s, then until the connection ends.
     let t = s.run(&format!("a6 SILWEBPUSH {ID} 300\r\n"), T0 + 20, C1);
@@ -156,22 +159,18 @@ fn lifecycle_create_ack_silence_delete() {
         matches!(&t.untagged[0], Response::WebPush { silence: SilenceState::For(n), .. } if n.get() == 300)
     );
     assert!(!receives_pushes(
-        &s.account[0],
+        &s.account.records[0],
         &s.settings,
         at(T0 + 319),
         |_| true
     ));
     assert!(receives_pushes(
-        &s.account[0],
+        &s.account.records[0],
         &s.settings,
         at(T0 + 320),
         |_| true
     ));
-    let t = s.run(
-        &format!("a7 SILWEBPUSH {ID} 0\r\n"),
-        T0 + 30,
-        ConnectionId(9),
-    );
+    let t = s.run(&format!("a7 SILWEBPUSH {ID} 0\r\n"), T0 + 30, C9);
     assert!(matches!(
         &t.untagged[0],
         Response::WebPush {
@@ -179,18 +178,15 @@ fn lifecycle_create_ack_silence_delete() {
             ..
         }
     ));
-    assert_eq!(
-        s.account[0].silence,
-        Silence::UntilDisconnect(ConnectionId(9))
-    );
+    assert_eq!(s.account.records[0].silence, Silence::UntilDisconnect(C9));
     assert!(!receives_pushes(
-        &s.account[0],
+        &s.account.records[0],
         &s.settings,
         at(T0 + 31),
-        |c| c == ConnectionId(9)
+        |c| c == C9
     ));
     assert!(receives_pushes(
-        &s.account[0],
+        &s.account.records[0],
         &s.settings,
         at(T0 + 31),
         |_| false
@@ -198,11 +194,36 @@ fn lifecycle_create_ack_silence_delete() {
 
     let t = s.run("a8 LWEBPUSH *\r\n", T0 + 40, C1);
     assert_eq!(t.untagged.len(), 1);
+    assert!(matches!(
+        &t.untagged[0],
+        Response::WebPush {
+            silence: SilenceState::UntilDisconnect,
+            ..
+        }
+    ));
+    // The silencing connection ends: the silence ends with it, and a later listing on
+    // another connection says so.
+    let changes = disconnect(&s.account, C9);
+    assert_eq!(changes.len(), 1);
+    assert!(
+        disconnect(&s.account, C1).is_empty(),
+        "another connection's end"
+    );
+    s.account.apply(&changes);
+    assert_eq!(s.account.records[0].silence, Silence::None);
+    let t = s.run("a8 LWEBPUSH *\r\n", T0 + 41, C1);
+    assert!(matches!(
+        &t.untagged[0],
+        Response::WebPush {
+            silence: SilenceState::NotSilenced,
+            ..
+        }
+    ));
 
     // Delete, and delete again (unknown id): both OK.
     let t = s.run(&format!("a9 WEBPUSH {ID} NIL\r\n"), T0 + 50, C1);
     assert_eq!((status(&t).0, t.changes.len()), (StatusKind::Ok, 1));
-    assert!(s.account.is_empty());
+    assert!(s.account.records.is_empty());
     let t = s.run(&format!("b1 WEBPUSH {ID} NIL\r\n"), T0 + 51, C1);
     assert_eq!((status(&t).0, t.changes.len()), (StatusKind::Ok, 0));
 }
@@ -231,7 +252,7 @@ fn tokens_expire_and_changes_deactivate() {
     let t = s.subscribe("a6", ID, "https://push.example.net/p/2", T0 + 500);
     assert_eq!(t.pushes.len(), 1);
     assert!(matches!(
-        s.account[0].activation,
+        s.account.records[0].activation,
         Activation::Inactive { .. }
     ));
 }
@@ -244,7 +265,7 @@ fn vapid_rotation_deactivates() {
     s.run(&format!("a2 ACKWEBPUSH {token}\r\n"), T0 + 1, C1);
     s.settings.vapid_key_id = VapidKeyId(2);
     assert!(!receives_pushes(
-        &s.account[0],
+        &s.account.records[0],
         &s.settings,
         at(T0 + 2),
         |_| false
@@ -252,7 +273,7 @@ fn vapid_rotation_deactivates() {
     let t = s.subscribe("a3", ID, "https://push.example.net/p/1", T0 + 3);
     assert_eq!(t.pushes.len(), 1, "re-verification after rotation");
     assert!(matches!(
-        s.account[0].activation,
+        s.account.records[0].activation,
         Activation::Inactive { .. }
     ));
 }
@@ -317,4 +338,118 @@ fn a_token_from_another_account_does_not_match() {
     let before = bob.account.clone();
     assert_no(&bob.run(&format!("b2 ACKWEBPUSH {token}\r\n"), T0 + 1, C1));
     assert_eq!(bob.account, before);
+}
+
+/// The amplification the ACK handshake exists to stop: a client repeating the same
+/// WEBPUSH must not make the server push again and again.
+#[test]
+fn identical_webpush_commands_push_once_per_interval() {
+    let mut s = Server::new();
+    let mut pushes = 0;
+    let mut tokens = std::collections::HashSet::new();
+    for i in 0..1000 {
+        let t = s.subscribe("a1", ID, "https://push.example.net/p/1", T0);
+        assert_eq!(status(&t).0, StatusKind::Ok, "command {i}");
+        pushes += t.pushes.len();
+        tokens.extend(t.pushes.iter().map(|p| p.plaintext.clone()));
+    }
+    assert_eq!(pushes, 1, "1,000 identical commands in one second");
+    assert_eq!(s.account.records.len(), 1);
+
+    // One a second for ten minutes: the pending token is pushed again once a minute
+    // while it lives, then a fresh one once it expired; never more.
+    let mut s = Server::new();
+    let mut pushes = 0;
+    let mut tokens = std::collections::HashSet::new();
+    for i in 0..600 {
+        let t = s.subscribe("a1", ID, "https://push.example.net/p/1", T0 + i);
+        pushes += t.pushes.len();
+        tokens.extend(t.pushes.iter().map(|p| p.plaintext.clone()));
+    }
+    assert_eq!(pushes, 10, "one per resend interval");
+    assert_eq!(
+        tokens.len(),
+        2,
+        "the token lives five minutes, then a new one"
+    );
+}
+
+#[test]
+fn verification_pushes_per_account_are_limited() {
+    let mut s = Server::new();
+    s.settings.max_subscriptions = 100;
+    // New subscriptions, each its own verification push: 20 an hour, then NO [LIMIT].
+    for i in 0..20 {
+        let t = s.subscribe("a1", &format!("id{i}"), "https://push.example.net/p/1", T0);
+        assert_eq!((status(&t).0, t.pushes.len()), (StatusKind::Ok, 1), "{i}");
+    }
+    let before = s.account.clone();
+    let t = s.subscribe("a2", "id20", "https://push.example.net/p/1", T0 + 10);
+    assert_eq!(status(&t), (StatusKind::No, Some(Code::Limit)));
+    assert_no(&t);
+    assert_eq!(s.account, before, "a refused command changes nothing");
+    // Deleting and re-creating does not reset the count.
+    s.run("a3 WEBPUSH id0 NIL\r\n", T0 + 20, C1);
+    assert_no(&s.subscribe("a4", "id0", "https://push.example.net/p/1", T0 + 21));
+    // A new window, new pushes.
+    let t = s.subscribe("a5", "id20", "https://push.example.net/p/1", T0 + 3600);
+    assert_eq!((status(&t).0, t.pushes.len()), (StatusKind::Ok, 1));
+}
+
+#[test]
+fn sweep_ends_what_is_over() {
+    let mut s = Server::new();
+    let t = s.subscribe("a1", "pending", "https://push.example.net/p/1", T0);
+    let _ = Server::token(&t);
+    let t = s.subscribe("a2", "silenced", "https://push.example.net/p/2", T0);
+    let token = Server::token(&t);
+    s.run(&format!("a3 ACKWEBPUSH {token}\r\n"), T0 + 1, C1);
+    s.run("a4 SILWEBPUSH silenced 0\r\n", T0 + 2, C9);
+    // Before anything is over, nothing changes.
+    assert!(sweep(&s.account, at(T0 + 3), |c| c == C9).is_empty());
+    // The token expired and the silencing connection is gone (a restart: none of the
+    // old process's connections are open).
+    let ids = ConnectionIds::new(&mut ChaCha20Rng::seed_from_u64(1)).unwrap();
+    let changes = sweep(&s.account, at(T0 + 300), |c| ids.owns(c));
+    s.account.apply(&changes);
+    assert_eq!(
+        s.account.records.len(),
+        1,
+        "the never acknowledged one is gone"
+    );
+    assert_eq!(s.account.records[0].sub_id.as_str(), "silenced");
+    assert_eq!(s.account.records[0].silence, Silence::None);
+    // A timed silence ends when its time is up.
+    s.run("a5 SILWEBPUSH silenced 60\r\n", T0 + 400, C1);
+    assert!(sweep(&s.account, at(T0 + 459), |_| true).is_empty());
+    let changes = sweep(&s.account, at(T0 + 460), |_| true);
+    assert!(matches!(&changes[..], [Change::Store(r)] if r.silence == Silence::None));
+}
+
+#[test]
+fn connection_ids_do_not_collide_across_restarts() {
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    let mut before = ConnectionIds::new(&mut rng).unwrap();
+    let mut after = ConnectionIds::new(&mut rng).unwrap();
+    let old: Vec<_> = (0..100).map(|_| before.next_id()).collect();
+    let new: Vec<_> = (0..100).map(|_| after.next_id()).collect();
+    assert!(old.iter().all(|c| !new.contains(c)));
+    assert!(old.iter().all(|&c| !after.owns(c)));
+}
+
+#[cfg(feature = "serde")]
+#[test]
+fn accounts_round_trip_through_serde() {
+    let mut s = Server::new();
+    let t = s.subscribe("a1", ID, "https://push.example.net/p/1", T0);
+    let token = Server::token(&t);
+    s.subscribe("a2", "two", "https://push.example.net/p/2", T0);
+    s.run(&format!("a3 ACKWEBPUSH {token}\r\n"), T0 + 1, C1);
+    s.run(&format!("a4 SILWEBPUSH {ID} 0\r\n"), T0 + 2, C9);
+    let json = serde_json::to_string(&s.account).unwrap();
+    let again: Account = serde_json::from_str(&json).unwrap();
+    assert_eq!(again, s.account);
+    // What the store holds is checked on the way back in.
+    let tampered = json.replace("https://push.example.net/p/2", "https://x:99999/");
+    assert!(serde_json::from_str::<Account>(&tampered).is_err());
 }

@@ -61,6 +61,7 @@ pub use rand_core;
 pub use request::{MAX_TOPIC_LEN, PushRequest, Topic, Ttl, Urgency};
 pub use response::{MAX_RETRY_AFTER, Outcome, RetryAfter};
 pub use subscription::Subscription;
+pub use vapid::unix_secs;
 pub use vapid::{
     Subject, TokenCache, VapidCredentials, VapidKey, VapidSigner, VapidToken, VapidVerifier,
     VerifiedToken,

@@ -27,8 +27,15 @@ pub use verify::{DEFAULT_LEEWAY, VapidVerifier, VerifiedToken};
 
 use crate::Error;
 
-/// Seconds since the Unix epoch.
-pub(crate) fn unix_secs(now: SystemTime) -> Result<u64, Error> {
+/// Whole seconds since the Unix epoch, the unit of VAPID's `exp`. A clock before 1970
+/// is an error: any time made from it would be wrong.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// assert_eq!(webpush_crypto::unix_secs(SystemTime::UNIX_EPOCH + Duration::from_millis(1999)), Ok(1));
+/// assert!(webpush_crypto::unix_secs(SystemTime::UNIX_EPOCH - Duration::from_secs(1)).is_err());
+/// ```
+pub fn unix_secs(now: SystemTime) -> Result<u64, Error> {
     now.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .map_err(|_| Error::ClockBeforeEpoch)
