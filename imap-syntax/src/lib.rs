@@ -26,6 +26,7 @@
 pub mod chars;
 pub mod encode;
 mod error;
+pub mod framing;
 pub mod parse;
 mod types;
 

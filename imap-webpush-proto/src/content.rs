@@ -19,7 +19,7 @@ mod parse;
 use std::borrow::Cow;
 use std::num::NonZeroU32;
 
-pub use encode::{ContentBuilder, ack_push};
+pub use encode::{Content, ContentBuilder, LeftOut, ack_push};
 pub use parse::parse_push;
 
 use imap_syntax::{Mailbox, SequenceSet};

@@ -15,7 +15,8 @@ use std::num::NonZeroU32;
 use imap_syntax::{Mailbox, SeqNumber, Sequence, SequenceSet};
 use imap_webpush_proto::AckToken;
 use imap_webpush_proto::content::{
-    Address, ContentBuilder, Envelope, Event, Flag, MailboxEvents, PushItem, ack_push, parse_push,
+    Address, ContentBuilder, Envelope, Event, Flag, LeftOut, MailboxEvents, PushItem, ack_push,
+    parse_push,
 };
 use proptest::prelude::*;
 use slide::{SLIDE_PUSH, new_mail as slide_event};
@@ -61,8 +62,25 @@ fn flags(list: &[&str]) -> Vec<Flag<'static>> {
         .collect()
 }
 
+/// The uids of the new messages a push shows, and whether each carries its envelope.
+fn shown(pushes: &[Vec<u8>]) -> Vec<(u32, bool)> {
+    pushes
+        .iter()
+        .flat_map(|p| parse_push(p))
+        .flat_map(|item| match item {
+            PushItem::Mailbox(g) => g.events,
+            _ => vec![],
+        })
+        .filter_map(|e| match e {
+            Event::NewMessage { uid, .. } => Some((uid.get(), true)),
+            Event::FlagsChanged { uid, .. } => Some((uid.get(), false)),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
-fn degrades_step_by_step() {
+fn keeps_as_much_as_fits() {
     let big = |uid: u32| Event::NewMessage {
         uid: NonZeroU32::new(uid).unwrap(),
         envelope: Box::new(Envelope {
@@ -73,58 +91,88 @@ fn degrades_step_by_step() {
     };
     let group = MailboxEvents {
         mailbox: Mailbox::Inbox,
-        events: vec![big(1), big(2), big(3)],
+        events: vec![big(1), big(2), big(3), Event::Exists(3)],
     };
-    // Everything fits in 3993? No: three 1.5 KB subjects. Envelopes go, flags stay.
-    let pushes = ContentBuilder::new(3993).build(std::slice::from_ref(&group));
-    assert_eq!(
-        pushes,
-        [b"* SELECT INBOX\r\n* 1 UIDFETCH (FLAGS (\\Recent))\r\n* 2 UIDFETCH (FLAGS (\\Recent))\r\n* 3 UIDFETCH (FLAGS (\\Recent))\r\n".to_vec()]
-    );
+    // Three 1.5 KB subjects in 3993 octets: two envelopes go out, the third message
+    // goes with its flags, and the EXISTS after it still fits.
+    let content = ContentBuilder::new(3993).build_content(std::slice::from_ref(&group));
+    assert_eq!(content.pushes.len(), 1);
+    assert!(content.pushes[0].len() <= 3993);
+    assert_eq!(shown(&content.pushes), [(1, true), (2, true), (3, false)]);
+    assert!(content.pushes[0].ends_with(b"* 3 UIDFETCH (FLAGS (\\Recent))\r\n* 3 EXISTS\r\n"));
+    assert_eq!(content.left_out, [LeftOut::Envelope { group: 0, event: 2 }]);
     // With room for three pushes, nothing is lost.
-    let pushes = ContentBuilder::new(3993)
+    let content = ContentBuilder::new(3993)
         .max_pushes(3)
-        .build(std::slice::from_ref(&group));
-    assert_eq!(pushes.len(), 2);
-    let events: Vec<Event> = pushes
-        .iter()
-        .flat_map(|p| parse_push(p))
-        .flat_map(|item| match item {
-            PushItem::Mailbox(g) => g
-                .events
-                .into_iter()
-                .map(|e| match e {
-                    Event::NewMessage { uid, .. } => uid.get(),
-                    _ => 0,
-                })
-                .collect::<Vec<_>>(),
-            _ => vec![],
-        })
-        .map(Event::Exists)
-        .collect();
-    assert_eq!(
-        events,
-        [Event::Exists(1), Event::Exists(2), Event::Exists(3)]
-    );
+        .build_content(std::slice::from_ref(&group));
+    assert_eq!(content.pushes.len(), 2);
+    assert_eq!(shown(&content.pushes), [(1, true), (2, true), (3, true)]);
+    assert!(content.left_out.is_empty());
     // A tiny budget leaves the generic event: the SELECT line alone.
-    let pushes = ContentBuilder::new(20).build(std::slice::from_ref(&group));
-    assert_eq!(pushes, [b"* SELECT INBOX\r\n".to_vec()]);
-    // Without flags, a new message in reduced form says nothing more than SELECT.
-    let bare = MailboxEvents {
-        mailbox: Mailbox::Inbox,
-        events: vec![Event::NewMessage {
-            uid: NonZeroU32::new(9).unwrap(),
-            envelope: Box::new(Envelope {
-                subject: b(&"x".repeat(5000)),
-                ..Envelope::default()
-            }),
-            flags: None,
-        }],
+    let content = ContentBuilder::new(20).build_content(std::slice::from_ref(&group));
+    assert_eq!(content.pushes, [b"* SELECT INBOX\r\n".to_vec()]);
+    assert_eq!(content.left_out.len(), 4);
+}
+
+/// What the outside review found: when one message more than fits arrived, the whole
+/// push became `* SELECT INBOX`. Now only that message loses detail.
+#[test]
+fn one_message_too_many_loses_only_its_own_envelope() {
+    let message = |uid: u32, flags: Option<Vec<Flag<'static>>>| Event::NewMessage {
+        uid: NonZeroU32::new(uid).unwrap(),
+        envelope: Box::new(Envelope {
+            date: b("Tue, 01 Dec 2026 20:39:06 +0000"),
+            subject: b("Quarterly report"),
+            from: vec![Address {
+                name: b("Bob"),
+                mailbox: b("bob"),
+                host: b("example.org"),
+                ..Address::default()
+            }],
+            ..Envelope::default()
+        }),
+        flags,
     };
-    assert_eq!(
-        ContentBuilder::new(3993).build(&[bare]),
-        [b"* SELECT INBOX\r\n".to_vec()]
-    );
+    for with_flags in [None, Some(flags(&["\\Recent"]))] {
+        let group = |n: u32| MailboxEvents {
+            mailbox: Mailbox::Inbox,
+            events: (1..=n)
+                .map(|uid| message(uid, with_flags.clone()))
+                .collect(),
+        };
+        let builder = ContentBuilder::new(3993);
+        let most = (1..100)
+            .take_while(|&n| builder.build_content(&[group(n)]).left_out.is_empty())
+            .last()
+            .unwrap();
+        assert!(most > 20, "{most} messages with envelopes fit");
+        let fits = builder.build_content(&[group(most)]);
+        let one_more = builder.build_content(&[group(most + 1)]);
+        let (before, after) = (shown(&fits.pushes), shown(&one_more.pushes));
+        assert_eq!(
+            after[..before.len()],
+            before[..],
+            "the first {most} keep their envelopes"
+        );
+        assert!(one_more.pushes[0].len() <= 3993);
+        let last = usize::try_from(most).unwrap();
+        match with_flags {
+            // No smaller form: reported, and the SELECT line says to synchronize.
+            None => assert_eq!(
+                one_more.left_out,
+                [LeftOut::Event {
+                    group: 0,
+                    event: last
+                }]
+            ),
+            // Its flags go out if they still fit; either way only it is reported.
+            Some(_) => assert!(matches!(
+                one_more.left_out[..],
+                [LeftOut::Envelope { group: 0, event } | LeftOut::Event { group: 0, event }]
+                    if event == last
+            )),
+        }
+    }
 }
 
 #[test]
@@ -247,6 +295,38 @@ proptest! {
             let sent: Vec<Event> = groups.iter().flat_map(|g| g.events.clone()).collect();
             prop_assert_eq!(all, sent);
         }
+        // The report is honest: every event not reported as left out is in a push.
+        let content = ContentBuilder::new(budget).max_pushes(max).build_content(&groups);
+        let dropped = content.left_out.iter().filter(|l| matches!(l, LeftOut::Event { .. })).count();
+        let total: usize = groups.iter().map(|g| g.events.len()).sum();
+        prop_assert_eq!(seen.iter().map(|g| g.events.len()).sum::<usize>(), total - dropped);
+    }
+
+    /// One more event never makes the push say less about the events already there.
+    #[test]
+    fn one_more_event_never_says_less(groups in groups(), extra in event(), new_group in any::<bool>(), budget in 60usize..5000, max in 1usize..4) {
+        let builder = ContentBuilder::new(budget).max_pushes(max);
+        let mut more = groups.clone();
+        match more.last_mut() {
+            Some(last) if !new_group => last.events.push(extra),
+            _ => more.push(MailboxEvents { mailbox: Mailbox::Inbox, events: vec![extra] }),
+        }
+        let level = |content: &imap_webpush_proto::content::Content, group: usize, event: usize| {
+            match content.left_out.iter().find(|l| matches!(l,
+                LeftOut::Envelope { group: g, event: e } | LeftOut::Event { group: g, event: e }
+                    if *g == group && *e == event)) {
+                None => 2,
+                Some(LeftOut::Envelope { .. }) => 1,
+                Some(_) => 0,
+            }
+        };
+        let before = builder.build_content(&groups);
+        let after = builder.build_content(&more);
+        for (g, group) in groups.iter().enumerate() {
+            for e in 0..group.events.len() {
+                prop_assert!(level(&after, g, e) >= level(&before, g, e), "group {g} event {e}");
+            }
+        }
     }
 }
 
@@ -310,4 +390,49 @@ impl IntoOwnedForTest for MailboxEvents<'_> {
                 .collect(),
         }
     }
+}
+
+/// An unknown line is skipped as IMAP frames it: a CRLF inside its literal does not
+/// end it, so the literal's contents are not read as lines of their own.
+#[test]
+fn unknown_lines_end_where_imap_says() {
+    let push = b"* SELECT INBOX\r\n* FUTURE {16}\r\n* 99 EXISTS\r\nxx\r\n* 7 EXISTS\r\n";
+    let items = parse_push(push);
+    assert_eq!(
+        items,
+        [
+            PushItem::Mailbox(MailboxEvents {
+                mailbox: Mailbox::Inbox,
+                events: vec![]
+            }),
+            PushItem::Unknown(Cow::Borrowed(&b"* FUTURE {16}\r\n* 99 EXISTS\r\nxx"[..])),
+            PushItem::Mailbox(MailboxEvents {
+                mailbox: Mailbox::Inbox,
+                events: vec![Event::Exists(7)]
+            }),
+        ]
+    );
+}
+
+/// ACKWEBPUSH carries an astring whose characters are the token's: `]` is one of
+/// them, and a quoted form reads too.
+#[test]
+fn ack_tokens_read_with_their_own_grammar() {
+    for (line, token) in [
+        (&b"* ACKWEBPUSH ab]cd\r\n"[..], "ab]cd"),
+        (b"* ACKWEBPUSH \"ab]cd\"\r\n", "ab]cd"),
+        (b"* ACKWEBPUSH {5}\r\nab]cd\r\n", "ab]cd"),
+    ] {
+        assert_eq!(
+            parse_push(line),
+            [PushItem::Ack(AckToken::new(token).unwrap())],
+            "{:?}",
+            String::from_utf8_lossy(line)
+        );
+    }
+    // What the token's rule refuses stays an unknown line.
+    assert!(matches!(
+        &parse_push(b"* ACKWEBPUSH \"a b\"\r\n")[..],
+        [PushItem::Unknown(_)]
+    ));
 }

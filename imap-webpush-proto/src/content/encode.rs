@@ -34,15 +34,47 @@ enum Detail {
     Reduced,
 }
 
+/// What a build left out of an event to stay within the budget, so a server can log it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LeftOut {
+    /// A new message went without its envelope (its flags, when known, went out).
+    Envelope {
+        /// The mailbox, as an index into the groups given.
+        group: usize,
+        /// The event, as an index into that group's events.
+        event: usize,
+    },
+    /// The event went out not at all; its mailbox's `* SELECT` line still tells the
+    /// client to synchronize.
+    Event {
+        /// The mailbox, as an index into the groups given.
+        group: usize,
+        /// The event, as an index into that group's events.
+        event: usize,
+    },
+}
+
+/// The plaintexts of a build, and what had to be left out of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Content {
+    /// The plaintexts, in order.
+    pub pushes: Vec<Vec<u8>>,
+    /// What did not fit, in event order.
+    pub left_out: Vec<LeftOut>,
+}
+
 /// Builds push plaintexts from mailbox events, each within a budget.
 ///
 /// The budget is the plaintext limit of the encryption (3993 octets for the default
-/// 4096-octet record without padding). When the events do not fit in
-/// [`max_pushes`](Self::max_pushes) plaintexts, the builder degrades instead of
-/// failing: first new messages lose their envelopes, then events that still do not fit
-/// are left out and their mailbox's `* SELECT` line remains, the generic "synchronize
-/// this mailbox" event. A mailbox is never left out, even if its `* SELECT` lines need
-/// more pushes than the maximum.
+/// 4096-octet record without padding). Events are placed in order, each in the fullest
+/// form that still fits in [`max_pushes`](Self::max_pushes) plaintexts: with its
+/// envelope, else a new message with its flags alone, else not at all. So as many
+/// envelopes go out as fit, the lines after them still go out when they fit, and an
+/// event added at the end never makes the push say less about the events before it.
+/// Every mailbox keeps its `* SELECT` line, the generic "synchronize this mailbox"
+/// event, even if those lines need more pushes than the maximum. What was left out is
+/// reported ([`build_content`](Self::build_content)).
 ///
 /// ```
 /// use imap_syntax::Mailbox;
@@ -85,112 +117,95 @@ impl ContentBuilder {
 
     /// The plaintexts for `groups`, in order; none for no groups.
     pub fn build(&self, groups: &[MailboxEvents<'_>]) -> Vec<Vec<u8>> {
-        let render = |detail| -> Vec<Group> {
-            groups
-                .iter()
-                .filter_map(|g| Group::render(g, detail))
-                .collect()
+        self.build_content(groups).pushes
+    }
+
+    /// The plaintexts for `groups`, and what did not fit in them.
+    pub fn build_content(&self, groups: &[MailboxEvents<'_>]) -> Content {
+        let mut packer = Packer {
+            builder: self,
+            content: Content::default(),
         };
-        // The reduced form is rendered only when the full one does not fit: the common
-        // case renders each event once.
-        if let Some(pushes) = self.pack(&render(Detail::Full)) {
-            return pushes;
-        }
-        let reduced = render(Detail::Reduced);
-        self.pack(&reduced)
-            .unwrap_or_else(|| self.pack_generic(&reduced))
-    }
-
-    /// Packs whole lines into at most `max_pushes` plaintexts, splitting a mailbox's
-    /// events across pushes (each under its own `* SELECT` line) when needed.
-    fn pack(&self, groups: &[Group]) -> Option<Vec<Vec<u8>>> {
-        let mut pushes: Vec<Vec<u8>> = Vec::new();
-        for group in groups {
-            let lines = &group.lines;
-            let mut need_select = true;
-            for line in lines
-                .iter()
-                .map(Vec::as_slice)
-                .chain(lines.is_empty().then_some(&[][..]))
+        for (g, group) in groups.iter().enumerate() {
+            let mut select = b"* SELECT ".to_vec();
+            if encode::mailbox(&mut select, &group.mailbox).is_err()
+                || select.len() + 2 > self.budget
             {
-                let extra = if need_select { group.select.len() } else { 0 } + line.len();
-                let fits = pushes
-                    .last()
-                    .is_some_and(|p| p.len() + extra <= self.budget);
-                if !fits {
-                    if group.select.len() + line.len() > self.budget {
-                        return None;
-                    }
-                    pushes.push(Vec::with_capacity(self.budget));
-                    need_select = true;
-                }
-                let push = pushes.last_mut()?;
-                if need_select {
-                    push.extend_from_slice(&group.select);
-                    need_select = false;
-                }
-                push.extend_from_slice(line);
-            }
-            if pushes.len() > self.max_pushes {
-                return None;
-            }
-        }
-        Some(pushes)
-    }
-
-    /// The last step: every mailbox's `* SELECT` line, with as many of its (reduced)
-    /// events as still fit in the same push.
-    fn pack_generic(&self, groups: &[Group]) -> Vec<Vec<u8>> {
-        let mut pushes: Vec<Vec<u8>> = Vec::new();
-        for group in groups {
-            if group.select.len() > self.budget {
-                // A mailbox name longer than a whole push cannot be sent at all.
+                // A mailbox no IMAP form can carry (a NUL), or a name longer than a
+                // whole push: nothing of it can be sent.
+                let all = (0..group.events.len()).map(|event| LeftOut::Event { group: g, event });
+                packer.content.left_out.extend(all);
                 continue;
             }
-            let fits = pushes
-                .last()
-                .is_some_and(|p| p.len() + group.select.len() <= self.budget);
-            if !fits {
-                pushes.push(Vec::with_capacity(self.budget));
-            }
-            let Some(push) = pushes.last_mut() else {
-                continue;
-            };
-            push.extend_from_slice(&group.select);
-            for line in &group.lines {
-                if push.len() + line.len() <= self.budget {
-                    push.extend_from_slice(line);
+            select.extend_from_slice(b"\r\n");
+            // Whether the last push already carries this group's SELECT line.
+            let mut selected = false;
+            for (e, event) in group.events.iter().enumerate() {
+                let full = render_event(event, Detail::Full);
+                if let Some(line) = &full
+                    && packer.place(&select, &mut selected, line)
+                {
+                    continue;
                 }
+                let reduced = render_event(event, Detail::Reduced);
+                let placed = reduced
+                    .as_ref()
+                    .is_some_and(|line| packer.place(&select, &mut selected, line));
+                packer.content.left_out.push(match placed {
+                    true => LeftOut::Envelope { group: g, event: e },
+                    false => LeftOut::Event { group: g, event: e },
+                });
+            }
+            if !selected {
+                packer.select_alone(&select);
             }
         }
-        pushes
+        packer.content
     }
 }
 
-/// One mailbox's lines at one level of detail.
-struct Group {
-    select: Vec<u8>,
-    lines: Vec<Vec<u8>>,
+/// Places lines into pushes, in order.
+struct Packer<'a> {
+    builder: &'a ContentBuilder,
+    content: Content,
 }
 
-impl Group {
-    /// Renders a group; `None` if its mailbox name cannot be encoded (a NUL octet).
-    fn render(group: &MailboxEvents<'_>, detail: Detail) -> Option<Self> {
-        let mut select = b"* SELECT ".to_vec();
-        encode::mailbox(&mut select, &group.mailbox).ok()?;
-        select.extend_from_slice(b"\r\n");
-        let lines = group
-            .events
-            .iter()
-            .filter_map(|event| {
-                // An event whose strings cannot be encoded is sent in reduced form.
-                render_event(event, detail).or_else(|| match detail {
-                    Detail::Full => render_event(event, Detail::Reduced),
-                    Detail::Reduced => None,
-                })
-            })
-            .collect();
-        Some(Self { select, lines })
+impl Packer<'_> {
+    /// Appends `line` (after `select`, if this push has none yet) to the last push, or
+    /// to a new one while the maximum allows; `false` when it fits nowhere.
+    fn place(&mut self, select: &[u8], selected: &mut bool, line: &[u8]) -> bool {
+        let budget = self.builder.budget;
+        let need = |selected: bool| line.len() + if selected { 0 } else { select.len() };
+        if let Some(push) = self.content.pushes.last_mut()
+            && push.len() + need(*selected) <= budget
+        {
+            if !*selected {
+                push.extend_from_slice(select);
+                *selected = true;
+            }
+            push.extend_from_slice(line);
+            return true;
+        }
+        if self.content.pushes.len() < self.builder.max_pushes && need(false) <= budget {
+            let mut push = Vec::with_capacity(budget);
+            push.extend_from_slice(select);
+            push.extend_from_slice(line);
+            self.content.pushes.push(push);
+            *selected = true;
+            return true;
+        }
+        false
+    }
+
+    /// A mailbox none of whose events went out still gets its SELECT line, in a new
+    /// push past the maximum if need be.
+    fn select_alone(&mut self, select: &[u8]) {
+        match self.content.pushes.last_mut() {
+            Some(push) if push.len() + select.len() <= self.builder.budget => {
+                push.extend_from_slice(select);
+            }
+            _ => self.content.pushes.push(select.to_vec()),
+        }
     }
 }
 

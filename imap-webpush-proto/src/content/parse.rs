@@ -81,15 +81,15 @@ pub fn parse_push(plaintext: &[u8]) -> Vec<PushItem<'_>> {
     items
 }
 
-/// The line up to its CRLF, and what follows the CRLF.
+/// The line up to its CRLF, and what follows it. The line is framed as IMAP frames
+/// it: a CRLF inside a literal does not end it.
 fn raw_line(input: &[u8]) -> (&[u8], &[u8]) {
-    match input.windows(2).position(|w| w == b"\r\n") {
-        Some(end) => (
-            input.get(..end).unwrap_or_default(),
-            input.get(end + 2..).unwrap_or_default(),
-        ),
-        None => (input, &[]),
-    }
+    let Some(len) = imap_syntax::framing::line_len(input) else {
+        return (input, &[]);
+    };
+    let (line, rest) = input.split_at(len.min(input.len()));
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    (line.strip_suffix(b"\r").unwrap_or(line), rest)
 }
 
 /// `"*" SP ( "SELECT" SP mailbox / "ACKWEBPUSH" SP astring / "VANISHED" SP
@@ -118,8 +118,12 @@ fn line(input: &[u8]) -> IResult<'_, Line<'_>> {
                 (after, Line::Select(mailbox))
             }
             n if n.eq_ignore_ascii_case("ACKWEBPUSH") => {
-                let (after, token) = parse::atom(after)?;
-                let token = AckToken::new(token.as_str().to_owned()).map_err(|_| {
+                // `ack-token = astring`: whatever form carries it, then the token's own
+                // rule (ASTRING-CHARs).
+                let (after, token) = parse::astring(after, &LIMITS)?;
+                let text = std::str::from_utf8(token.as_bytes())
+                    .map_err(|_| SyntaxError::failure(after, SyntaxErrorKind::InvalidUtf8))?;
+                let token = AckToken::new(text.to_owned()).map_err(|_| {
                     SyntaxError::failure(
                         after,
                         SyntaxErrorKind::Expected {

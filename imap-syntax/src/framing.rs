@@ -1,0 +1,224 @@
+//! Framing: where the next IMAP line (a command or a response) ends in bytes read from
+//! a socket, literals included, and how to skip a line that is too long, so a server can
+//! answer `BAD` and read the next command instead of closing the connection.
+//!
+//! ```text
+//! line    = *(text literal) text CRLF
+//! literal = "{" number ["+"] "}" CRLF *OCTET     ; the number says how many octets
+//! ```
+//!
+//! A CRLF ends the line unless the octets before it announce a literal (`{n}`, or the
+//! non-synchronizing `{n+}` of RFC 7888); the literal's octets are then part of the line,
+//! whatever they hold, and the line goes on after them. A bare LF is read as CRLF.
+
+/// What is at the front of the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Frame {
+    /// The first `len` octets are one whole line, its CRLF and literals included:
+    /// decode them, then drop them.
+    Line(usize),
+    /// The line does not end within the input: read more. With `continuation`, the
+    /// input ends just after a synchronizing literal announcement of that many octets:
+    /// the client sends them only after the server answers `+` (or it refuses the
+    /// command instead).
+    Incomplete {
+        /// The announced length of a synchronizing literal that waits for `+`.
+        continuation: Option<u32>,
+    },
+    /// The line at the front is longer than the limit: answer `BAD` (it is never
+    /// handed out) and drop `discard` octets. The rest of the line, as it arrives, is
+    /// reported as [`Frame::Discard`].
+    TooLong {
+        /// The octets to drop now.
+        discard: usize,
+    },
+    /// The first `len` octets are more of a line that was too long: drop them.
+    Discard(usize),
+}
+
+/// Finds line ends in a stream, remembering how far it looked, so each octet is scanned
+/// about once however the input arrives. Allocates nothing.
+///
+/// ```
+/// use imap_syntax::framing::{Frame, Framer};
+/// let mut framer = Framer::new(1024);
+/// let input = b"a1 APPEND INBOX {5+}\r\nab\r\nc\r\na2 NOOP\r\n";
+/// // The literal's CRLF does not end the line.
+/// assert_eq!(framer.frame(input), Frame::Line(29));
+/// assert_eq!(framer.frame(&input[29..]), Frame::Line(9));
+/// // A synchronizing literal waits for the server's "+".
+/// assert_eq!(framer.frame(b"a3 LOGIN {4}\r\n"), Frame::Incomplete { continuation: Some(4) });
+/// ```
+#[derive(Debug, Clone)]
+pub struct Framer {
+    max: usize,
+    /// Octets of the line at the front already scanned.
+    scanned: usize,
+    /// Where the current run of text began, within what was scanned: octets before it
+    /// (literal data, an announcement already acted on) are never scanned as text again.
+    text_from: usize,
+    /// Literal octets still to pass over before scanning resumes.
+    literal_left: u64,
+    /// Whether the line at the front is one being dropped.
+    discarding: bool,
+}
+
+/// The octets kept back when dropping part of a long line, so a literal announcement
+/// split across reads is still recognised: `{4294967295+}` and CR.
+const ANNOUNCEMENT_MAX: usize = 14;
+
+impl Framer {
+    /// A framer for lines of at most `max` octets, literals included.
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            scanned: 0,
+            text_from: 0,
+            literal_left: 0,
+            discarding: false,
+        }
+    }
+
+    /// What is at the front of `input`: the input the caller holds, starting where the
+    /// last frame it was told to drop ended. The caller must not drop octets it was
+    /// not told to, nor pass a different start after [`Frame::Incomplete`].
+    pub fn frame(&mut self, input: &[u8]) -> Frame {
+        let mut at = self.scanned.min(input.len());
+        let mut text_from = self.text_from.min(at);
+        loop {
+            if self.literal_left > 0 {
+                let available = input.len() - at;
+                let take = usize::try_from(self.literal_left)
+                    .unwrap_or(usize::MAX)
+                    .min(available);
+                at += take;
+                self.literal_left -= take as u64;
+                if self.literal_left > 0 {
+                    return self.incomplete(at, at);
+                }
+                text_from = at;
+            }
+            let Some(lf) = input
+                .get(at..)
+                .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
+                .map(|i| at + i)
+            else {
+                return self.incomplete(input.len(), text_from);
+            };
+            // Only text can announce a literal: not the octets of the literal before.
+            let before = input.get(text_from.min(lf)..lf).unwrap_or_default();
+            at = lf + 1;
+            let Some((length, synchronizing)) = announcement(before) else {
+                return self.complete(at);
+            };
+            if synchronizing && self.discarding {
+                // The line was refused already: its client waits for a "+" that never
+                // comes, and sends no literal.
+                return self.complete(at);
+            }
+            if !self.discarding && at.saturating_add(length as usize) > self.max {
+                // Refused before any literal octet is read: a client that waits for
+                // "+" sends none; one that does not, sends them, and they are dropped.
+                self.scanned = 0;
+                self.text_from = 0;
+                if !synchronizing {
+                    self.literal_left = u64::from(length);
+                    self.discarding = true;
+                }
+                return Frame::TooLong { discard: at };
+            }
+            if synchronizing && at == input.len() && !self.discarding {
+                self.scanned = at;
+                self.text_from = at;
+                self.literal_left = u64::from(length);
+                return Frame::Incomplete {
+                    continuation: Some(length),
+                };
+            }
+            self.literal_left = u64::from(length);
+            text_from = at;
+        }
+    }
+
+    /// The server refuses the command whose synchronizing literal waits (after
+    /// [`Frame::Incomplete`] with a continuation) instead of answering `+`: the client
+    /// sends no literal, and the line so far is to be dropped. Returns how many octets.
+    pub fn refuse_literal(&mut self) -> usize {
+        let line = self.scanned;
+        self.scanned = 0;
+        self.text_from = 0;
+        self.literal_left = 0;
+        line
+    }
+
+    fn complete(&mut self, at: usize) -> Frame {
+        self.scanned = 0;
+        self.text_from = 0;
+        if self.discarding {
+            self.discarding = false;
+            return Frame::Discard(at);
+        }
+        if at > self.max {
+            return Frame::TooLong { discard: at };
+        }
+        Frame::Line(at)
+    }
+
+    fn incomplete(&mut self, at: usize, text_from: usize) -> Frame {
+        let newly_too_long = !self.discarding && at > self.max;
+        if newly_too_long {
+            self.discarding = true;
+        }
+        if !self.discarding {
+            self.scanned = at;
+            self.text_from = text_from;
+            return Frame::Incomplete { continuation: None };
+        }
+        // Keep back what could be the start of an announcement: text only, never
+        // literal octets, which must not be read again as text.
+        let keep = (at - text_from.min(at)).min(ANNOUNCEMENT_MAX);
+        self.scanned = 0;
+        self.text_from = 0;
+        let discard = at - keep;
+        if newly_too_long {
+            Frame::TooLong { discard }
+        } else {
+            Frame::Discard(discard)
+        }
+    }
+}
+
+/// The length of the first whole line of `input` (its CRLF and literals included), or
+/// `None` if it does not end within `input`: for reading a complete text, such as a
+/// push, line by line.
+///
+/// ```
+/// use imap_syntax::framing::line_len;
+/// assert_eq!(line_len(b"* X {3}\r\na\r\n\r\n* Y\r\n"), Some(14));
+/// assert_eq!(line_len(b"* X"), None);
+/// ```
+pub fn line_len(input: &[u8]) -> Option<usize> {
+    match Framer::new(usize::MAX).frame(input) {
+        Frame::Line(len) => Some(len),
+        _ => None,
+    }
+}
+
+/// `"{" number ["+"] "}" [CR]` at the end of `line`: the announced length and whether
+/// it is synchronizing.
+fn announcement(line: &[u8]) -> Option<(u32, bool)> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let inner = line.strip_suffix(b"}")?;
+    let open = inner.iter().rposition(|&b| b == b'{')?;
+    let body = inner.get(open + 1..)?;
+    let (digits, synchronizing) = match body.strip_suffix(b"+") {
+        Some(digits) => (digits, false),
+        None => (body, true),
+    };
+    if digits.is_empty() || digits.len() > 10 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let text = std::str::from_utf8(digits).ok()?;
+    Some((text.parse().ok()?, synchronizing))
+}

@@ -1,0 +1,215 @@
+//! Framing: known lines, literals, refusals, and that the frames do not depend on how
+//! the input is cut into reads.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use imap_syntax::framing::{Frame, Framer};
+use proptest::prelude::*;
+
+#[test]
+fn lines_and_literals() {
+    let mut f = Framer::new(1000);
+    assert_eq!(f.frame(b""), Frame::Incomplete { continuation: None });
+    assert_eq!(f.frame(b"a1 NOOP\r\n"), Frame::Line(9));
+    assert_eq!(
+        f.frame(b"a1 NOOP\n"),
+        Frame::Line(8),
+        "a bare LF ends a line"
+    );
+    // Literal octets may hold anything, CRLF and "{1}" included.
+    let line = b"a2 LOGIN {6+}\r\n{1}\r\n\n {3}\r\nabc\r\n";
+    assert_eq!(f.frame(line), Frame::Line(line.len()));
+    // Not announcements: a quoted string, a brace not at the end, bad digits.
+    for text in [
+        &b"a3 X \"{5}\"\r\n"[..],
+        b"a3 X {5} y\r\n",
+        b"a3 X {}\r\n",
+        b"a3 X {5a}\r\n",
+        b"a3 X {12345678901}\r\n",
+    ] {
+        assert_eq!(
+            f.frame(text),
+            Frame::Line(text.len()),
+            "{:?}",
+            String::from_utf8_lossy(text)
+        );
+    }
+    // A synchronizing literal waits for "+", then goes on.
+    let mut f = Framer::new(1000);
+    let line = b"a4 LOGIN {5}\r\nalice {6}\r\nsecret\r\n";
+    assert_eq!(
+        f.frame(&line[..14]),
+        Frame::Incomplete {
+            continuation: Some(5)
+        }
+    );
+    assert_eq!(
+        f.frame(&line[..20]),
+        Frame::Incomplete { continuation: None }
+    );
+    assert_eq!(
+        f.frame(&line[..25]),
+        Frame::Incomplete {
+            continuation: Some(6)
+        }
+    );
+    assert_eq!(f.frame(line), Frame::Line(line.len()));
+    // Refused instead of "+": the line so far is dropped, and the next one frames.
+    let mut f = Framer::new(1000);
+    assert_eq!(
+        f.frame(b"a5 LOGIN {5}\r\n"),
+        Frame::Incomplete {
+            continuation: Some(5)
+        }
+    );
+    assert_eq!(f.refuse_literal(), 14);
+    assert_eq!(f.frame(b"a6 NOOP\r\n"), Frame::Line(9));
+}
+
+#[test]
+fn too_long_lines_are_refused_and_skipped() {
+    // Whole and too long: refused at once.
+    let mut f = Framer::new(10);
+    assert_eq!(
+        f.frame(b"a1 SELECT INBOX\r\na2 NOOP\r\n"),
+        Frame::TooLong { discard: 17 }
+    );
+    assert_eq!(f.frame(b"a2 NOOP\r\n"), Frame::Line(9));
+    // Arriving in pieces: refused when it crosses the limit, then dropped as it comes,
+    // never handed out, and the next line frames.
+    let mut f = Framer::new(10);
+    assert_eq!(f.frame(b"a1 SEL"), Frame::Incomplete { continuation: None });
+    let Frame::TooLong { discard } = f.frame(b"a1 SELECT INBOX") else {
+        panic!()
+    };
+    let mut rest = b"a1 SELECT INBOX"[discard..].to_vec();
+    rest.extend_from_slice(b" more\r\na2 NOOP\r\n");
+    let Frame::Discard(n) = f.frame(&rest) else {
+        panic!()
+    };
+    assert_eq!(&rest[n..], b"a2 NOOP\r\n");
+    assert_eq!(f.frame(&rest[n..]), Frame::Line(9));
+    // A synchronizing literal over the limit: refused before "+", its octets never
+    // come, the next line frames.
+    let mut f = Framer::new(100);
+    assert_eq!(
+        f.frame(b"a3 APPEND INBOX {500}\r\n"),
+        Frame::TooLong { discard: 23 }
+    );
+    assert_eq!(f.frame(b"a4 NOOP\r\n"), Frame::Line(9));
+    // A non-synchronizing one: its octets come anyway and are dropped, CRLFs and all.
+    let mut f = Framer::new(100);
+    assert_eq!(
+        f.frame(b"a3 APPEND INBOX {200+}\r\n"),
+        Frame::TooLong { discard: 24 }
+    );
+    let data = [b"x\r\n".repeat(66), b"xx)\r\na4 NOOP\r\n".to_vec()].concat();
+    let Frame::Discard(n) = f.frame(&data) else {
+        panic!()
+    };
+    assert_eq!(&data[n..], b"a4 NOOP\r\n");
+}
+
+/// A line of text pieces and literals, as a client sends it.
+fn line() -> impl Strategy<Value = Vec<u8>> {
+    let text = "[a-zA-Z0-9 ()\"{}+]{0,12}".prop_map(|t| t.into_bytes());
+    let literal =
+        (prop::collection::vec(any::<u8>(), 0..40), any::<bool>()).prop_map(|(data, sync)| {
+            let mut out =
+                format!(" {{{}{}}}\r\n", data.len(), if sync { "" } else { "+" }).into_bytes();
+            out.extend_from_slice(&data);
+            out
+        });
+    (text.clone(), prop::collection::vec((literal, text), 0..3)).prop_map(|(head, parts)| {
+        let mut out = b"a1 X ".to_vec();
+        out.extend_from_slice(&head);
+        for (literal, text) in parts {
+            out.extend_from_slice(&literal);
+            out.extend_from_slice(&text);
+        }
+        // A final text ending in an announcement would make a literal of the next line.
+        if out.ends_with(b"}") {
+            out.push(b'.');
+        }
+        out.extend_from_slice(b"\r\n");
+        out
+    })
+}
+
+/// Feeds `stream` to a framer in reads of the given sizes, as a server does, and
+/// returns what it handed out: whole lines, and one mark per refused line.
+fn feed(stream: &[u8], reads: &[usize], max: usize) -> Vec<Result<Vec<u8>, ()>> {
+    let mut framer = Framer::new(max);
+    let mut buffer = Vec::new();
+    let mut out = Vec::new();
+    let mut read = 0;
+    let mut sizes = reads.iter().cycle();
+    loop {
+        match framer.frame(&buffer) {
+            Frame::Line(n) => {
+                out.push(Ok(buffer[..n].to_vec()));
+                buffer.drain(..n);
+            }
+            Frame::TooLong { discard } => {
+                out.push(Err(()));
+                buffer.drain(..discard);
+            }
+            Frame::Discard(n) if n > 0 || read < stream.len() => {
+                buffer.drain(..n);
+                if n == 0 {
+                    let take = (*sizes.next().unwrap()).min(stream.len() - read);
+                    buffer.extend_from_slice(&stream[read..read + take]);
+                    read += take;
+                }
+            }
+            // The "+" a server sends is implied: the client's octets are in the stream.
+            Frame::Incomplete { .. } | Frame::Discard(_) if read < stream.len() => {
+                let take = (*sizes.next().unwrap()).min(stream.len() - read);
+                buffer.extend_from_slice(&stream[read..read + take]);
+                read += take;
+            }
+            _ => return out,
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn frames_do_not_depend_on_the_reads(
+        lines in prop::collection::vec(line(), 1..6),
+        reads in prop::collection::vec(1usize..50, 1..8),
+        max in prop_oneof![Just(usize::MAX), 20usize..200],
+    ) {
+        let stream = lines.concat();
+        let whole = feed(&stream, &[stream.len()], max);
+        let pieces = feed(&stream, &reads, max);
+        let expected: Vec<Result<Vec<u8>, ()>> = lines
+            .iter()
+            .map(|l| if l.len() <= max { Ok(l.clone()) } else { Err(()) })
+            .collect();
+        // Refusing a synchronizing literal drops the line at its announcement, and the
+        // client then sends no literal; a stream that still holds one is another
+        // client's, so only the lines that fit are compared there.
+        if lines.iter().all(|l| l.len() <= max) {
+            prop_assert_eq!(&whole, &expected);
+        }
+        prop_assert_eq!(pieces, whole);
+    }
+}
+
+/// Found by fuzzing: literal octets that end like an announcement (`a{5+}` before a
+/// CRLF) announce nothing.
+#[test]
+fn literal_octets_announce_nothing() {
+    let mut f = Framer::new(1000);
+    let line = b"a1 X {6+}\r\na{5+}\r\n";
+    assert_eq!(f.frame(line), Frame::Line(line.len()));
+    let mut f = Framer::new(1);
+    assert_eq!(f.frame(line), Frame::TooLong { discard: 11 });
+    assert_eq!(f.frame(&line[11..]), Frame::Discard(7));
+}
