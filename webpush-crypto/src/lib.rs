@@ -9,7 +9,7 @@
 //! * [`decrypt`] decrypts it as the user agent would, with [`UaKeys`].
 //! * [`ece`] is the generic RFC 8188 coding (any key, key id, record size, records).
 //! * [`Provider`] picks the cryptography: pure-Rust RustCrypto, or aws-lc-rs
-//!   (feature `aws-lc-rs`, about 4x faster encryption in this project's benches).
+//!   (feature `aws-lc-rs`, faster: see the README's performance section).
 //!
 //! ```
 //! use webpush_crypto::{Encryptor, SubscriptionKeys, UaKeys, decrypt};

@@ -37,8 +37,8 @@ pub use error::CommandError;
 pub use parse::{Command, DecodeFailure, MAX_COMMAND_LEN, Response};
 pub use timestamp::{Timestamp, TimestampError};
 pub use types::{
-    AccountId, DeviceToken, ExtraValue, MAIL_SUBTOPIC, MAX_ACCOUNT_ID_LEN, MAX_MAILBOX_LEN,
-    MAX_MAILBOXES, RegistrationRequest, Version,
+    AccountId, CAPABILITY, DeviceToken, ExtraValue, MAIL_SUBTOPIC, MAX_ACCOUNT_ID_LEN,
+    MAX_MAILBOX_LEN, MAX_MAILBOXES, RegistrationRequest, Version,
 };
 
 // The README's example is compiled and run with the doctests.

@@ -6,6 +6,10 @@ use crate::error::CommandError;
 
 pub use apns_proto::DeviceToken;
 
+/// The capability a server advertises, after authentication (Dovecot's plugin puts it
+/// last in the post-login `* CAPABILITY`), for devices to send `XAPPLEPUSHSERVICE`.
+pub const CAPABILITY: &str = "XAPPLEPUSHSERVICE";
+
 /// The only subtopic iOS Mail sends, and the only one accepted.
 pub const MAIL_SUBTOPIC: &str = "com.apple.mobilemail";
 /// The longest account id accepted (UUIDs in practice: 36 characters).

@@ -32,6 +32,13 @@ fn error(line: &str) -> CommandError {
 }
 
 #[test]
+fn capability() {
+    // The command's name is the capability, as every deployment advertises it.
+    assert_eq!(xaps_proto::CAPABILITY, "XAPPLEPUSHSERVICE");
+    assert!(FP.contains(&format!(" {} ", xaps_proto::CAPABILITY)));
+}
+
+#[test]
 fn deployed_transcripts() {
     let fp = decode(FP);
     assert_eq!(fp.tag.as_str(), "a2");

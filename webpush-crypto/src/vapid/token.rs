@@ -103,9 +103,9 @@ impl TryFrom<&str> for Subject {
 
 /// Signs VAPID tokens: a key, the operator's contact, and a lifetime.
 ///
-/// Signing costs one ECDSA signature (about 40 µs on aws-lc-rs and 400 µs on RustCrypto
-/// in this project's benches); put the signer in a [`TokenCache`](super::TokenCache) to
-/// sign once per push service every few hours instead of once per message.
+/// Signing costs one ECDSA signature, the most expensive step of a request after the
+/// encryption itself; put the signer in a [`TokenCache`](super::TokenCache) to sign once
+/// per push service every few hours instead of once per message.
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
