@@ -204,6 +204,11 @@ fn request(pairs: Vec<(Cow<'_, [u8]>, Value<'_>)>) -> Result<RegistrationRequest
     let listed = pairs
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(b"mailboxes"));
+    // Version 2 always writes a mailbox list back: a command without one must leave
+    // room for it, or its re-encoding would be refused (found by fuzzing).
+    if version == Version::V2 && listed.is_none() && pairs.len() >= MAX_PAIRS {
+        return Err(CommandError::Syntax);
+    }
     let inbox = || vec!["INBOX".to_owned()];
     let mailboxes = match (version, listed) {
         // Version 1 pushes for INBOX only, as on OS X Server and Cyrus; a list is ignored.

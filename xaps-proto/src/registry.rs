@@ -285,6 +285,41 @@ impl Registry {
         })
     }
 
+    /// Puts back a registration a daemon stored, as it was (its time is not refreshed,
+    /// the per-user limit not applied again): for a daemon that keeps registrations in
+    /// its own store and loads the ones a request needs.
+    ///
+    /// ```
+    /// use xaps_proto::{AccountId, DeviceToken};
+    /// use xaps_proto::registry::{Lookup, Registration, Registry};
+    /// let mut registry = Registry::new();
+    /// registry.restore("alice", AccountId::new("ACC1")?, Registration {
+    ///     device_token: DeviceToken::new("2918390218931890821908309283098109381029309829018310983092892829")?,
+    ///     mailboxes: vec!["INBOX".into()],
+    ///     registered_at: None,
+    /// })?;
+    /// assert!(matches!(registry.lookup("alice", "INBOX"), Lookup::Push(_)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn restore(
+        &mut self,
+        user: &str,
+        account_id: AccountId,
+        registration: Registration,
+    ) -> Result<(), RegistryError> {
+        if !mailbox_count_ok(&registration.mailboxes) {
+            return Err(RegistryError::Mailboxes);
+        }
+        if user.is_empty() {
+            return Err(RegistryError::User);
+        }
+        self.users
+            .entry(user.to_lowercase())
+            .or_default()
+            .insert(account_id, registration);
+        Ok(())
+    }
+
     /// The devices to push for events in `mailbox` of `user`: those that listed the
     /// mailbox, when the mailbox is one that pushes.
     pub fn lookup(&self, user: &str, mailbox: &str) -> Lookup<'_> {
