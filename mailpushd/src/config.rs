@@ -1,0 +1,682 @@
+//! Configuration: mailpushd's own TOML file, or an existing xapsd YAML file read as
+//! it is, so an installation switches by pointing mailpushd at it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use xaps_proto::registry::PushMailboxes;
+
+/// A configuration that cannot be used, in words for the operator.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is not valid, or has keys this version does not know.
+    #[error("{path}: {message}")]
+    Toml {
+        /// The file.
+        path: PathBuf,
+        /// The parser's words, with the line.
+        message: String,
+    },
+    /// The xapsd YAML is not valid.
+    #[error("{path} (xapsd YAML): {message}")]
+    Yaml {
+        /// The file.
+        path: PathBuf,
+        /// The parser's words.
+        message: String,
+    },
+    /// A value is out of range or inconsistent with another.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The whole configuration, resolved: every default applied, paths absolute where they
+/// came from a file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the mail server's plugin connects.
+    pub listen: SocketAddr,
+    /// Basic credentials the plugin must send, when set (its URL's user info).
+    pub basic_auth: Option<BasicAuth>,
+    /// The store.
+    pub database: Database,
+    /// An xapsd JSON database to import on first start, when the store is new.
+    pub import_xapsd: Option<PathBuf>,
+    /// How mail events become pushes.
+    pub push: Push,
+    /// The APNs sender.
+    pub apns: Apns,
+    /// Limits on the HTTP API.
+    pub http: Http,
+    /// The path the Dovecot OX push driver's `PUT` goes to.
+    pub ox_path: String,
+}
+
+/// Basic credentials, compared in constant time.
+#[derive(Clone)]
+pub struct BasicAuth {
+    /// The user name.
+    pub user: String,
+    /// The password.
+    pub password: zeroize::Zeroizing<String>,
+}
+
+impl std::fmt::Debug for BasicAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicAuth")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Where registrations are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// An SQLite file (WAL), the embedded default.
+    Sqlite(PathBuf),
+}
+
+/// How mail events become pushes.
+#[derive(Debug, Clone)]
+pub struct Push {
+    /// Quiet period after the last event other than new mail (xapsd's `delay`).
+    pub delay: Duration,
+    /// How often delayed pushes are checked (xapsd's `checkInterval`).
+    pub check_interval: Duration,
+    /// Which mailboxes push.
+    pub mailboxes: PushMailboxes,
+    /// How long a registration lives without a refresh.
+    pub max_age: Duration,
+    /// Accounts (devices) one user may register.
+    pub max_accounts_per_user: usize,
+}
+
+/// The APNs sender's settings.
+#[derive(Debug, Clone)]
+pub struct Apns {
+    /// `host[:port]` to send to: Apple's production or sandbox service, or another
+    /// (a stand-in in tests).
+    pub server: apns_proto::Server,
+    /// An extra CA certificate (PEM) to trust for `server`, for a stand-in.
+    pub ca_file: Option<PathBuf>,
+    /// How the daemon authenticates, if it can.
+    pub credentials: Option<Credentials>,
+    /// The topic, when not taken from a certificate.
+    pub topic: Option<String>,
+    /// How long one request may take.
+    pub request_timeout: Duration,
+    /// Requests in flight at most, over the connection.
+    pub max_in_flight: usize,
+    /// Attempts per push before it is given up (429, 5xx, transport errors).
+    pub max_attempts: u32,
+    /// The first retry's delay; doubled each time, with jitter.
+    pub retry_base: Duration,
+}
+
+/// How the daemon proves it may push.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Credentials {
+    /// A provider token signed with the team's `.p8` key.
+    Token {
+        /// The `.p8` file.
+        key_file: PathBuf,
+        /// Its 10-character key id.
+        key_id: String,
+        /// The 10-character team id.
+        team_id: String,
+    },
+    /// A client certificate and its key, PEM.
+    Pem {
+        /// The certificate (or chain) file.
+        certificate: PathBuf,
+        /// The private key file.
+        key: PathBuf,
+    },
+    /// A PKCS#12 file holding both (xapsd's `certificateFileP12`, empty password).
+    Pkcs12 {
+        /// The file.
+        file: PathBuf,
+        /// Its password.
+        password: zeroize::Zeroizing<String>,
+    },
+}
+
+/// Limits on the HTTP API.
+#[derive(Debug, Clone, Copy)]
+pub struct Http {
+    /// The largest request body read (413 beyond it).
+    pub max_body: usize,
+    /// How long a client may take to send its request headers.
+    pub header_timeout: Duration,
+    /// How long a client may take to send its request body.
+    pub body_timeout: Duration,
+}
+
+/// The production and sandbox hosts, by name in the file.
+fn environment_server(name: &str) -> Result<apns_proto::Server, ConfigError> {
+    match name {
+        "production" => Ok(apns_proto::Environment::Production.into()),
+        "sandbox" => Ok(apns_proto::Environment::Sandbox.into()),
+        other => Err(ConfigError::Invalid(format!(
+            "apns.environment must be \"production\" or \"sandbox\", not {other:?}"
+        ))),
+    }
+}
+
+/// `https://host[:port]` (a path is not allowed: requests go to `/3/device/...`).
+fn base_url_server(url: &str) -> Result<apns_proto::Server, ConfigError> {
+    let invalid = || {
+        ConfigError::Invalid(format!(
+            "apns.base_url must be https://host[:port], not {url:?}"
+        ))
+    };
+    let rest = url.strip_prefix("https://").ok_or_else(invalid)?;
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    apns_proto::Server::new(authority).map_err(|_| invalid())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TomlFile {
+    listen: Option<String>,
+    basic_auth: Option<TomlAuth>,
+    database: Option<String>,
+    import_xapsd: Option<PathBuf>,
+    #[serde(default)]
+    push: TomlPush,
+    #[serde(default)]
+    apns: TomlApns,
+    #[serde(default)]
+    http: TomlHttp,
+    ox_path: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlAuth {
+    user: String,
+    password: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TomlPush {
+    delay_secs: Option<u64>,
+    check_interval_secs: Option<u64>,
+    mailboxes: Option<TomlMailboxes>,
+    max_age_days: Option<u64>,
+    max_accounts_per_user: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TomlMailboxes {
+    Policy(String),
+    Names(Vec<String>),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TomlApns {
+    environment: Option<String>,
+    base_url: Option<String>,
+    ca_file: Option<PathBuf>,
+    topic: Option<String>,
+    key_file_p8: Option<PathBuf>,
+    key_id: Option<String>,
+    team_id: Option<String>,
+    certificate_pem: Option<PathBuf>,
+    certificate_key_pem: Option<PathBuf>,
+    certificate_p12: Option<PathBuf>,
+    certificate_p12_password: Option<String>,
+    request_timeout_secs: Option<u64>,
+    max_in_flight: Option<usize>,
+    max_attempts: Option<u32>,
+    retry_base_millis: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TomlHttp {
+    max_body_bytes: Option<usize>,
+    header_timeout_secs: Option<u64>,
+    body_timeout_secs: Option<u64>,
+}
+
+/// xapsd's YAML keys (freswa's `configs/xapsd/xapsd.yaml`); others are ignored, as
+/// xapsd ignores them.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct XapsdFile {
+    listen_addr: Option<String>,
+    port: Option<u16>,
+    database_file: Option<PathBuf>,
+    delay: Option<u64>,
+    check_interval: Option<u64>,
+    key_file_p8: Option<PathBuf>,
+    key_file_key_id: Option<String>,
+    key_file_team_id: Option<String>,
+    key_file_topic: Option<String>,
+    certificate_file_p12: Option<PathBuf>,
+    certificate_file_pem: Option<PathBuf>,
+    certificate_file_pem_key: Option<PathBuf>,
+}
+
+impl Config {
+    /// The embedded default: everything on its default, the store in `database`.
+    pub fn with_database(database: PathBuf) -> Self {
+        Self {
+            listen: SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 11619)),
+            basic_auth: None,
+            database: Database::Sqlite(database),
+            import_xapsd: None,
+            push: Push {
+                delay: xaps_proto::DEFAULT_DELAY,
+                check_interval: Duration::from_secs(20),
+                mailboxes: PushMailboxes::InboxOnly,
+                max_age: xaps_proto::registry::DEFAULT_MAX_AGE,
+                max_accounts_per_user: xaps_proto::registry::DEFAULT_MAX_ACCOUNTS_PER_USER,
+            },
+            apns: Apns {
+                server: apns_proto::Environment::Production.into(),
+                ca_file: None,
+                credentials: None,
+                topic: None,
+                request_timeout: Duration::from_secs(10),
+                max_in_flight: 1000,
+                max_attempts: 5,
+                retry_base: Duration::from_millis(500),
+            },
+            http: Http {
+                max_body: xaps_proto::daemon::MAX_BODY_LEN,
+                header_timeout: Duration::from_secs(10),
+                body_timeout: Duration::from_secs(10),
+            },
+            ox_path: "/ox".to_owned(),
+        }
+    }
+
+    /// Reads a configuration file: xapsd YAML when it ends in `.yaml` or `.yml`,
+    /// mailpushd TOML otherwise.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("yaml" | "yml") => Self::from_xapsd_yaml(&text, base).map_err(|e| match e {
+                ConfigError::Yaml { message, .. } => ConfigError::Yaml {
+                    path: path.to_owned(),
+                    message,
+                },
+                other => other,
+            }),
+            _ => Self::from_toml(&text, base).map_err(|e| match e {
+                ConfigError::Toml { message, .. } => ConfigError::Toml {
+                    path: path.to_owned(),
+                    message,
+                },
+                other => other,
+            }),
+        }
+    }
+
+    /// Reads mailpushd's TOML; relative paths are taken from `base`.
+    pub fn from_toml(text: &str, base: &Path) -> Result<Self, ConfigError> {
+        let file: TomlFile = toml::from_str(text).map_err(|e| ConfigError::Toml {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
+        let at = |p: Option<PathBuf>| resolve(p, base);
+        let database = match file.database {
+            None => base.join("mailpushd.sqlite"),
+            Some(url) => sqlite_path(&url, base)?,
+        };
+        let mut config = Self::with_database(database);
+        if let Some(listen) = file.listen {
+            config.listen = parse_listen(&listen)?;
+        }
+        config.basic_auth = file.basic_auth.map(|a| BasicAuth {
+            user: a.user,
+            password: zeroize::Zeroizing::new(a.password),
+        });
+        config.import_xapsd = at(file.import_xapsd);
+        if let Some(path) = file.ox_path {
+            if !path.starts_with('/') {
+                return Err(ConfigError::Invalid(format!(
+                    "ox_path must start with '/', not {path:?}"
+                )));
+            }
+            config.ox_path = path;
+        }
+        let push = file.push;
+        if let Some(s) = push.delay_secs {
+            config.push.delay = Duration::from_secs(s);
+        }
+        if let Some(s) = push.check_interval_secs {
+            config.push.check_interval = Duration::from_secs(s.max(1));
+        }
+        if let Some(days) = push.max_age_days {
+            config.push.max_age = Duration::from_secs(days.saturating_mul(86_400));
+        }
+        if let Some(n) = push.max_accounts_per_user {
+            config.push.max_accounts_per_user = n;
+        }
+        config.push.mailboxes = match push.mailboxes {
+            None => PushMailboxes::InboxOnly,
+            Some(TomlMailboxes::Policy(p)) if p == "inbox" => PushMailboxes::InboxOnly,
+            Some(TomlMailboxes::Policy(p)) if p == "listed" => PushMailboxes::Listed,
+            Some(TomlMailboxes::Policy(p)) => {
+                return Err(ConfigError::Invalid(format!(
+                    "push.mailboxes must be \"inbox\", \"listed\" or a list of names, not {p:?}"
+                )));
+            }
+            Some(TomlMailboxes::Names(names)) => PushMailboxes::Only(names),
+        };
+        let apns = file.apns;
+        config.apns.server = match (&apns.environment, &apns.base_url) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "set apns.environment or apns.base_url, not both".into(),
+                ));
+            }
+            (Some(env), None) => environment_server(env)?,
+            (None, Some(url)) => base_url_server(url)?,
+            (None, None) => apns_proto::Environment::Production.into(),
+        };
+        config.apns.ca_file = at(apns.ca_file);
+        config.apns.topic = apns.topic;
+        config.apns.credentials = credentials(
+            at(apns.key_file_p8),
+            apns.key_id,
+            apns.team_id,
+            at(apns.certificate_pem),
+            at(apns.certificate_key_pem),
+            at(apns.certificate_p12),
+            apns.certificate_p12_password,
+        )?;
+        if let Some(s) = apns.request_timeout_secs {
+            config.apns.request_timeout = Duration::from_secs(s.max(1));
+        }
+        if let Some(n) = apns.max_in_flight {
+            config.apns.max_in_flight = n.max(1);
+        }
+        if let Some(n) = apns.max_attempts {
+            config.apns.max_attempts = n.max(1);
+        }
+        if let Some(ms) = apns.retry_base_millis {
+            config.apns.retry_base = Duration::from_millis(ms);
+        }
+        let http = file.http;
+        if let Some(n) = http.max_body_bytes {
+            config.http.max_body = n;
+        }
+        if let Some(s) = http.header_timeout_secs {
+            config.http.header_timeout = Duration::from_secs(s.max(1));
+        }
+        if let Some(s) = http.body_timeout_secs {
+            config.http.body_timeout = Duration::from_secs(s.max(1));
+        }
+        Ok(config)
+    }
+
+    /// Reads an xapsd YAML configuration. Its `databaseFile` (xapsd's JSON database) is
+    /// imported into an SQLite store beside it on first start; the JSON file itself is
+    /// left as it is, so going back to xapsd stays possible.
+    pub fn from_xapsd_yaml(text: &str, base: &Path) -> Result<Self, ConfigError> {
+        let file: XapsdFile = serde_saphyr::from_str(text).map_err(|e| ConfigError::Yaml {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
+        let at = |p: Option<PathBuf>| resolve(p, base);
+        let json =
+            at(file.database_file).unwrap_or_else(|| PathBuf::from("/var/lib/xapsd/database.json"));
+        let mut sqlite = json.clone().into_os_string();
+        sqlite.push(".mailpushd.sqlite");
+        let mut config = Self::with_database(PathBuf::from(sqlite));
+        config.import_xapsd = Some(json);
+        let host = file.listen_addr.unwrap_or_else(|| "[::1]".to_owned());
+        let port = file.port.unwrap_or(11619);
+        config.listen = parse_listen(&format!("{host}:{port}"))?;
+        if let Some(s) = file.delay {
+            config.push.delay = Duration::from_secs(s);
+        }
+        if let Some(s) = file.check_interval {
+            config.push.check_interval = Duration::from_secs(s.max(1));
+        }
+        config.apns.topic = file.key_file_topic.filter(|t| !t.is_empty());
+        config.apns.credentials = credentials(
+            at(file.key_file_p8),
+            file.key_file_key_id,
+            file.key_file_team_id,
+            at(file.certificate_file_pem),
+            at(file.certificate_file_pem_key),
+            at(file.certificate_file_p12),
+            None,
+        )?;
+        Ok(config)
+    }
+}
+
+/// A path from a file, relative to the file's folder; an empty value (xapsd's template
+/// leaves unused ones `''`) is no path.
+fn resolve(path: Option<PathBuf>, base: &Path) -> Option<PathBuf> {
+    path.filter(|p| !p.as_os_str().is_empty())
+        .map(|p| if p.is_absolute() { p } else { base.join(p) })
+}
+
+/// The credentials the keys name, at most one kind. Empty ids count as absent.
+#[allow(clippy::too_many_arguments)] // one per key of both file formats
+fn credentials(
+    p8: Option<PathBuf>,
+    key_id: Option<String>,
+    team_id: Option<String>,
+    pem: Option<PathBuf>,
+    pem_key: Option<PathBuf>,
+    p12: Option<PathBuf>,
+    p12_password: Option<String>,
+) -> Result<Option<Credentials>, ConfigError> {
+    let text = |t: Option<String>| t.filter(|t| !t.is_empty());
+    let (key_id, team_id) = (text(key_id), text(team_id));
+    let kinds = [p8.is_some(), pem.is_some(), p12.is_some()]
+        .iter()
+        .filter(|&&k| k)
+        .count();
+    if kinds > 1 {
+        return Err(ConfigError::Invalid(
+            "give one kind of APNs credentials: a .p8 key, a PEM certificate, or a PKCS#12 file"
+                .into(),
+        ));
+    }
+    if let Some(key_file) = p8 {
+        let (Some(key_id), Some(team_id)) = (key_id, team_id) else {
+            return Err(ConfigError::Invalid(
+                "a .p8 key needs its key id and team id".into(),
+            ));
+        };
+        return Ok(Some(Credentials::Token {
+            key_file,
+            key_id,
+            team_id,
+        }));
+    }
+    if let Some(certificate) = pem {
+        let key = pem_key.ok_or_else(|| {
+            ConfigError::Invalid("a PEM certificate needs its private key file".into())
+        })?;
+        return Ok(Some(Credentials::Pem { certificate, key }));
+    }
+    if let Some(file) = p12 {
+        return Ok(Some(Credentials::Pkcs12 {
+            file,
+            password: zeroize::Zeroizing::new(p12_password.unwrap_or_default()),
+        }));
+    }
+    Ok(None)
+}
+
+/// `host:port`, `[v6]:port`, or a bare `[v6]`/host with the default port.
+fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse::<SocketAddr>().map_err(|_| {
+        ConfigError::Invalid(format!(
+            "listen must be an address and port such as [::1]:11619 or 127.0.0.1:11619, not {text:?}"
+        ))
+    })
+}
+
+/// `sqlite:PATH`, `sqlite://PATH` or a plain path.
+fn sqlite_path(url: &str, base: &Path) -> Result<PathBuf, ConfigError> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    if path.is_empty() || url.contains("://") && !url.starts_with("sqlite://") {
+        return Err(ConfigError::Invalid(format!(
+            "database must be an SQLite file (sqlite:PATH), not {url:?}"
+        )));
+    }
+    let path = PathBuf::from(path);
+    Ok(if path.is_absolute() {
+        path
+    } else {
+        base.join(path)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// freswa's xapsd.yaml, with a token configured.
+    const XAPSD_YAML: &str = "\
+loglevel: info
+listenAddr: '127.0.0.1'
+port: 11619
+databaseFile: /var/lib/xapsd/database.json
+delay: 30
+checkInterval: 20
+keyFileP8: 'AuthKey_ABCDE12345.p8'
+keyFileKeyId: 'ABCDE12345'
+keyFileTeamId: 'TEAM123456'
+keyFileTopic: 'com.apple.mail.XServer.d19011df-561b-444d-ac59-09459e74a5e6'
+certificateFileP12: ''
+certificateFilePem: ''
+certificateFilePemKey: ''
+tlsCertfile: ''
+tlsKeyfile: ''
+tlsListenAddr: ''
+tlsPort: 11620
+";
+
+    #[test]
+    fn xapsd_yaml() {
+        let config = Config::from_xapsd_yaml(XAPSD_YAML, Path::new("/etc/xapsd")).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:11619".parse().unwrap());
+        assert_eq!(
+            config.database,
+            Database::Sqlite("/var/lib/xapsd/database.json.mailpushd.sqlite".into())
+        );
+        assert_eq!(
+            config.import_xapsd,
+            Some(PathBuf::from("/var/lib/xapsd/database.json"))
+        );
+        assert_eq!(config.push.delay, Duration::from_secs(30));
+        assert_eq!(config.push.check_interval, Duration::from_secs(20));
+        let Some(Credentials::Token {
+            key_file,
+            key_id,
+            team_id,
+        }) = config.apns.credentials
+        else {
+            panic!("{:?}", config.apns.credentials)
+        };
+        assert_eq!(key_file, PathBuf::from("/etc/xapsd/AuthKey_ABCDE12345.p8"));
+        assert_eq!(
+            (key_id.as_str(), team_id.as_str()),
+            ("ABCDE12345", "TEAM123456")
+        );
+        assert!(
+            config
+                .apns
+                .topic
+                .unwrap()
+                .starts_with("com.apple.mail.XServer.")
+        );
+        // Its defaults: [::1], port 11619.
+        let config = Config::from_xapsd_yaml("delay: 5\n", Path::new("/")).unwrap();
+        assert_eq!(config.listen, "[::1]:11619".parse().unwrap());
+        assert!(config.apns.credentials.is_none());
+    }
+
+    #[test]
+    fn toml() {
+        let config = Config::from_toml(
+            r#"
+listen = "127.0.0.1:11700"
+database = "sqlite:data/push.sqlite"
+basic_auth = { user = "dovecot", password = "s3cret" }
+[push]
+delay_secs = 5
+mailboxes = ["INBOX", "Work"]
+[apns]
+base_url = "https://127.0.0.1:8443"
+certificate_pem = "cert.pem"
+certificate_key_pem = "key.pem"
+"#,
+            Path::new("/etc/mailpushd"),
+        )
+        .unwrap();
+        assert_eq!(config.listen.port(), 11700);
+        assert_eq!(
+            config.database,
+            Database::Sqlite("/etc/mailpushd/data/push.sqlite".into())
+        );
+        assert_eq!(config.apns.server.authority(), "127.0.0.1:8443");
+        assert!(matches!(
+            config.apns.credentials,
+            Some(Credentials::Pem { .. })
+        ));
+        assert!(!format!("{:?}", config.basic_auth).contains("s3cret"));
+        assert_eq!(
+            config.push.mailboxes,
+            PushMailboxes::Only(vec!["INBOX".into(), "Work".into()])
+        );
+        // The embedded default.
+        let config = Config::from_toml("", Path::new("/var/lib/mailpushd")).unwrap();
+        assert_eq!(config.listen, "[::1]:11619".parse().unwrap());
+        assert_eq!(config.push.mailboxes, PushMailboxes::InboxOnly);
+    }
+
+    #[test]
+    fn refusals_say_what_is_wrong() {
+        let refuse = |text: &str| match Config::from_toml(text, Path::new("/")) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{text} was accepted"),
+        };
+        assert!(refuse("lisen = \"x\"").contains("unknown field"));
+        assert!(refuse("listen = \"localhost\"").contains("listen must be"));
+        assert!(refuse("[apns]\nenvironment = \"test\"").contains("production"));
+        assert!(refuse("[apns]\nbase_url = \"http://x\"").contains("https://host"));
+        assert!(refuse("[apns]\nkey_file_p8 = \"k.p8\"").contains("key id"));
+        assert!(
+            refuse("[apns]\nkey_file_p8 = \"k.p8\"\nkey_id=\"a\"\nteam_id=\"b\"\ncertificate_p12 = \"c.p12\"")
+                .contains("one kind")
+        );
+        assert!(refuse("[push]\nmailboxes = \"junk\"").contains("inbox"));
+        assert!(refuse("database = \"postgres://x/y\"").contains("SQLite"));
+    }
+}

@@ -1,0 +1,11 @@
+//! mailpushd: push e-mail for self-hosted mail servers, in place of xapsd.
+#![forbid(unsafe_code)]
+
+mod api;
+pub mod apns;
+pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod metrics;
+pub mod standin;
+pub mod store;

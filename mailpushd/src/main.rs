@@ -1,0 +1,264 @@
+//! `mailpushd`: push e-mail for self-hosted mail servers, in place of xapsd.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use mailpushd::apns::{Apns, Job};
+use mailpushd::config::{Config, Database};
+use mailpushd::daemon::Daemon;
+use mailpushd::metrics::Metrics;
+use mailpushd::store::Store;
+use xaps_proto::registry::Registry;
+
+/// Push e-mail for self-hosted mail servers: a drop-in for xapsd (iOS Mail over APNs).
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// The configuration: mailpushd TOML, or an xapsd YAML file (`.yaml`, `.yml`).
+    /// Without one, the embedded default: [::1]:11619, ./mailpushd.sqlite, no APNs
+    /// credentials (pushes are printed).
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon until SIGTERM or Ctrl-C.
+    Serve,
+    /// Show the whole path against a local APNs stand-in, then exit.
+    Demo,
+    /// Check the configuration: keys parse, a token signs, the certificate's topic and
+    /// expiry, the topic's length.
+    CheckConfig,
+    /// Import an xapsd JSON database into the store.
+    ImportXapsd {
+        /// The xapsd database file.
+        file: PathBuf,
+    },
+    /// Write the store as an xapsd JSON database.
+    ExportXapsd {
+        /// Where to write it; standard output without.
+        file: Option<PathBuf>,
+    },
+    /// Push USER's devices now.
+    SendTest {
+        /// The user, as the mail server names them.
+        user: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("mailpushd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mailpushd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MAILPUSHD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+fn config(path: Option<&Path>) -> Result<Config, Error> {
+    Ok(match path {
+        Some(path) => Config::load(path)?,
+        None => Config::with_database(PathBuf::from("mailpushd.sqlite")),
+    })
+}
+
+async fn store(config: &Config) -> Result<Store, Error> {
+    Ok(Store::open(&config.database).await?)
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, Error> {
+    let path = cli.config.as_deref();
+    match cli.command {
+        Command::Demo => mailpushd::demo::run().await.map(|()| ExitCode::SUCCESS),
+        Command::Serve => serve(config(path)?).await,
+        Command::CheckConfig => check_config(&config(path)?).await,
+        Command::ImportXapsd { file } => {
+            let config = config(path)?;
+            let bytes = std::fs::read(&file)?;
+            let (registry, rejected) = Registry::from_xapsd_json(&bytes)?;
+            for r in &rejected {
+                println!("not imported: {} / {}: {}", r.user, r.account_id, r.reason);
+            }
+            let n = store(&config).await?.import(&registry).await?;
+            println!("imported {n} registrations from {}", file.display());
+            Ok(if rejected.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
+        Command::ExportXapsd { file } => {
+            let config = config(path)?;
+            let json = store(&config)
+                .await?
+                .all(Registry::new())
+                .await?
+                .to_xapsd_json()?;
+            match file {
+                None => println!("{json}"),
+                Some(file) => {
+                    // Written beside and renamed, as xapsd writes: never half a file.
+                    let mut partial = file.clone().into_os_string();
+                    partial.push(".new");
+                    std::fs::write(&partial, json)?;
+                    std::fs::rename(&partial, &file)?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::SendTest { user } => send_test(&config(path)?, &user).await,
+    }
+}
+
+async fn serve(config: Config) -> Result<ExitCode, Error> {
+    let daemon = Daemon::start(config).await?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
+    }
+    let left = daemon.shutdown(Duration::from_secs(10)).await;
+    if left > 0 {
+        tracing::warn!(
+            unsent = left,
+            "pushes still unsent at the shutdown deadline"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn check_config(config: &Config) -> Result<ExitCode, Error> {
+    let mut problems = 0;
+    println!("listen: {}", config.listen);
+    match &config.database {
+        Database::Sqlite(path) => println!("store: SQLite {}", path.display()),
+    }
+    println!("APNs server: {}", config.apns.server.authority());
+    let store = store(config).await?;
+    println!("registrations: {}", store.count().await?);
+    let apns = match Apns::new(&config.apns, store, std::sync::Arc::new(Metrics::new())) {
+        Ok(apns) => apns,
+        Err(e) => {
+            println!("APNs credentials: ERROR {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    match apns.sign_test_token() {
+        Some(Ok(())) => println!("provider token: signs"),
+        Some(Err(e)) => {
+            println!("provider token: ERROR {e}");
+            problems += 1;
+        }
+        None => {}
+    }
+    if let Some(info) = apns.certificate() {
+        let expiry = humantime(info.not_after);
+        let left = info
+            .not_after
+            .duration_since(SystemTime::now())
+            .map(|d| d.as_secs() / 86_400);
+        println!(
+            "certificate: topic {}, production {}, sandbox {}, valid until {expiry}",
+            info.topic.as_str(),
+            info.production,
+            info.sandbox
+        );
+        match left {
+            Err(_) => {
+                println!("certificate: ERROR expired");
+                problems += 1;
+            }
+            Ok(days) if days < 30 => println!("certificate: WARNING expires in {days} days"),
+            Ok(_) => {}
+        }
+    }
+    let topic = apns.topic().as_str();
+    println!("topic: {topic} ({} octets)", topic.len());
+    if topic.len() <= 50 {
+        println!("topic: WARNING 50 octets or shorter: the Dovecot xaps plugin aborts on it");
+    }
+    if !apns.topic().is_mail() {
+        println!("topic: WARNING does not begin com.apple.mail: iOS Mail ignores such pushes");
+    }
+    if !apns.is_live() {
+        println!("APNs credentials: none; pushes are printed, not sent");
+    }
+    Ok(if problems == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// A time as RFC 3339.
+fn humantime(time: SystemTime) -> String {
+    xaps_proto::Timestamp::from_system_time(time).to_string()
+}
+
+async fn send_test(config: &Config, user: &str) -> Result<ExitCode, Error> {
+    let store = store(config).await?;
+    let registry = store.user(user, Registry::new()).await?;
+    let apns = Apns::new(&config.apns, store, std::sync::Arc::new(Metrics::new()))?;
+    let targets: Vec<_> = registry
+        .iter()
+        .map(|(_, account, r)| (account.clone(), r.device_token.clone()))
+        .collect();
+    if targets.is_empty() {
+        println!("{user} has no registered device");
+        return Ok(ExitCode::FAILURE);
+    }
+    for (account_id, device_token) in targets {
+        let outcome = apns
+            .send(Job {
+                device_token: device_token.clone(),
+                account_id: account_id.clone(),
+                since: Instant::now(),
+            })
+            .await;
+        println!("{user} / {account_id} ({device_token:?}): {outcome:?}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,168 @@
+//! Prometheus metrics, served on `/metrics` in the text exposition format.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// What happened to a push.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// APNs accepted it.
+    Delivered,
+    /// APNs said the token is gone (410): its older registrations were removed.
+    Dropped,
+    /// APNs refused the token for this topic or environment (400): counted, kept.
+    TokenRejected,
+    /// A retry was scheduled (429, 5xx, a transport error).
+    Retried,
+    /// Every attempt failed.
+    GaveUp,
+    /// The credentials or topic are wrong (403 and the like).
+    FixConfiguration,
+    /// APNs called the request itself wrong.
+    FixRequest,
+    /// No credentials: the request was printed, not sent.
+    Printed,
+}
+
+impl PushOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            PushOutcome::Delivered => "delivered",
+            PushOutcome::Dropped => "dropped",
+            PushOutcome::TokenRejected => "token_rejected",
+            PushOutcome::Retried => "retried",
+            PushOutcome::GaveUp => "gave_up",
+            PushOutcome::FixConfiguration => "fix_configuration",
+            PushOutcome::FixRequest => "fix_request",
+            PushOutcome::Printed => "printed",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PushLabels {
+    service: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    route: &'static str,
+    status: u16,
+}
+
+/// Every metric the daemon keeps.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pushes: Family<PushLabels, Counter>,
+    latency: Histogram,
+    registrations: Gauge,
+    in_flight: Gauge,
+    retry_queue: Gauge,
+    http: Family<HttpLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// The metrics, registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("mailpushd");
+        let pushes = Family::<PushLabels, Counter>::default();
+        registry.register("pushes", "Pushes by service and outcome", pushes.clone());
+        // From the event that caused a push to the push service's answer: 1 ms to ~30 s.
+        let latency = Histogram::new([
+            0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
+        ]);
+        registry.register(
+            "push_latency_seconds",
+            "From the mail event to the push service's answer",
+            latency.clone(),
+        );
+        let registrations = Gauge::default();
+        registry.register(
+            "registrations",
+            "Devices registered for iOS Mail pushes",
+            registrations.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "in_flight",
+            "Push requests sent and not yet answered",
+            in_flight.clone(),
+        );
+        let retry_queue = Gauge::default();
+        registry.register(
+            "retry_queue",
+            "Pushes waiting to be retried",
+            retry_queue.clone(),
+        );
+        let http = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "Requests from the mail server, by route and status",
+            http.clone(),
+        );
+        Self {
+            registry,
+            pushes,
+            latency,
+            registrations,
+            in_flight,
+            retry_queue,
+            http,
+        }
+    }
+
+    /// Counts a push's outcome.
+    pub fn push(&self, service: &'static str, outcome: PushOutcome) {
+        self.pushes
+            .get_or_create(&PushLabels {
+                service,
+                outcome: outcome.as_str(),
+            })
+            .inc();
+    }
+
+    /// Records how long a push took, from its event.
+    pub fn latency(&self, seconds: f64) {
+        self.latency.observe(seconds);
+    }
+
+    /// Sets the number of registrations.
+    pub fn set_registrations(&self, n: u64) {
+        self.registrations.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// The in-flight gauge.
+    pub fn in_flight(&self) -> &Gauge {
+        &self.in_flight
+    }
+
+    /// The retry queue gauge.
+    pub fn retry_queue(&self) -> &Gauge {
+        &self.retry_queue
+    }
+
+    /// Counts an HTTP request.
+    pub fn http(&self, route: &'static str, status: u16) {
+        self.http.get_or_create(&HttpLabels { route, status }).inc();
+    }
+
+    /// The exposition text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,315 @@
+//! A local APNs stand-in: an HTTP/2 server over TLS (ALPN `h2`) with a certificate
+//! made on the spot, which records every request and answers from a script. The demo
+//! pushes to it, and the tests script it to answer as APNs does when things go wrong
+//! (410 with a timestamp, 400, 403 `ExpiredProviderToken`, 429, 500, GOAWAY, a reset
+//! connection, an answer slower than the sender's timeout).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_rustls::TlsAcceptor;
+
+/// A request as it reached the stand-in.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// `:method`.
+    pub method: String,
+    /// `:path`.
+    pub path: String,
+    /// `:authority`.
+    pub authority: String,
+    /// The headers, in order, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+    /// Which connection carried it, counted from 1.
+    pub connection: usize,
+}
+
+impl Recorded {
+    /// The value of header `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl std::fmt::Display for Recorded {
+    /// The request as HTTP/2 carried it: pseudo-headers, headers, body.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, ":method = {}", self.method)?;
+        writeln!(f, ":scheme = https")?;
+        writeln!(f, ":path = {}", self.path)?;
+        writeln!(f, ":authority = {}", self.authority)?;
+        for (name, value) in &self.headers {
+            writeln!(f, "{name} = {value}")?;
+        }
+        write!(f, "DATA {}", String::from_utf8_lossy(&self.body))
+    }
+}
+
+/// How the stand-in answers one request.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Reply {
+    /// A status and a body, as APNs answers (an `apns-id` header is added).
+    Status(u16, &'static str),
+    /// Answers `after` later with the inner reply: slower than a timeout.
+    Slow(Duration, Box<Reply>),
+    /// Sends GOAWAY on the connection (APNs's shutdown), and answers this stream with
+    /// 503 `Shutdown`: later requests need a new connection.
+    GoAway,
+    /// Drops the connection without answering.
+    Reset,
+}
+
+impl Reply {
+    /// 200, delivered.
+    pub const OK: Reply = Reply::Status(200, "");
+}
+
+struct State {
+    requests: Mutex<Vec<Recorded>>,
+    script: Mutex<VecDeque<Reply>>,
+    connections: AtomicUsize,
+    arrived: Notify,
+}
+
+/// A running stand-in. It stops when dropped.
+pub struct Standin {
+    address: SocketAddr,
+    ca_pem: String,
+    state: Arc<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Standin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Standin")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Standin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The stand-in cannot start.
+#[derive(Debug, thiserror::Error)]
+#[error("APNs stand-in: {0}")]
+pub struct StandinError(String);
+
+impl Standin {
+    /// Starts on `127.0.0.1`, on a free port, answering 200 unless scripted otherwise.
+    pub async fn start() -> Result<Self, StandinError> {
+        let error = |e: &dyn std::fmt::Display| StandinError(e.to_string());
+        // A CA of its own, and a certificate for 127.0.0.1 and localhost signed by it:
+        // the daemon is told to trust the CA (apns.ca_file), as it trusts Apple's.
+        let ca_key = rcgen::KeyPair::generate().map_err(|e| error(&e))?;
+        let mut ca_params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| error(&e))?;
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "mailpushd APNs stand-in CA");
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).map_err(|e| error(&e))?;
+        let key = rcgen::KeyPair::generate().map_err(|e| error(&e))?;
+        let params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+                .map_err(|e| error(&e))?;
+        let cert = params.signed_by(&key, &ca).map_err(|e| error(&e))?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| error(&e))?
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone(), CertificateDer::from(ca.der().to_vec())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .map_err(|e| error(&e))?;
+        tls.alpn_protocols = vec![b"h2".to_vec()];
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| error(&e))?;
+        let address = listener.local_addr().map_err(|e| error(&e))?;
+        let state = Arc::new(State {
+            requests: Mutex::new(Vec::new()),
+            script: Mutex::new(VecDeque::new()),
+            connections: AtomicUsize::new(0),
+            arrived: Notify::new(),
+        });
+        let task = tokio::spawn(accept(
+            listener,
+            TlsAcceptor::from(Arc::new(tls)),
+            state.clone(),
+        ));
+        Ok(Self {
+            address,
+            ca_pem: ca.pem(),
+            state,
+            task,
+        })
+    }
+
+    /// Where it listens.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The CA certificate to trust, PEM.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// Answers the next requests with `replies`, in order; 200 after them.
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        lock(&self.state.script).extend(replies);
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        lock(&self.state.requests).clone()
+    }
+
+    /// How many connections were opened.
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `n` requests have arrived, or `timeout`; returns them.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Recorded> {
+        let wait = async {
+            loop {
+                let arrived = self.state.arrived.notified();
+                if lock(&self.state.requests).len() >= n {
+                    return;
+                }
+                arrived.await;
+            }
+        };
+        let _ = tokio::time::timeout(timeout, wait).await;
+        self.requests()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+async fn accept(listener: TcpListener, acceptor: TlsAcceptor, state: Arc<State>) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let number = state.connections.fetch_add(1, Ordering::SeqCst) + 1;
+            let goaway = Arc::new(Notify::new());
+            let reset = Arc::new(Notify::new());
+            let service = {
+                let (state, goaway, reset) = (state.clone(), goaway.clone(), reset.clone());
+                service_fn(move |request| {
+                    let (state, goaway, reset) = (state.clone(), goaway.clone(), reset.clone());
+                    async move { answer(request, number, &state, &goaway, &reset).await }
+                })
+            };
+            let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .serve_connection(TokioIo::new(tls), service);
+            let mut connection = std::pin::pin!(connection);
+            loop {
+                tokio::select! {
+                    _ = connection.as_mut() => return,
+                    _ = goaway.notified() => connection.as_mut().graceful_shutdown(),
+                    // Dropping the connection closes the socket mid-stream.
+                    _ = reset.notified() => return,
+                }
+            }
+        });
+    }
+}
+
+async fn answer(
+    request: hyper::Request<hyper::body::Incoming>,
+    connection: usize,
+    state: &State,
+    goaway: &Notify,
+    reset: &Notify,
+) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    let recorded = Recorded {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_owned(),
+        authority: parts
+            .uri
+            .authority()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("<binary>").to_owned()))
+            .collect(),
+        body,
+        connection,
+    };
+    lock(&state.requests).push(recorded);
+    state.arrived.notify_waiters();
+    let mut reply = lock(&state.script).pop_front().unwrap_or(Reply::OK);
+    loop {
+        match reply {
+            Reply::Slow(after, inner) => {
+                tokio::time::sleep(after).await;
+                reply = *inner;
+            }
+            Reply::Reset => {
+                reset.notify_one();
+                // Never answered: the connection goes first.
+                std::future::pending::<()>().await;
+            }
+            Reply::GoAway => {
+                goaway.notify_one();
+                return Ok(respond(503, r#"{"reason":"Shutdown"}"#));
+            }
+            Reply::Status(status, body) => return Ok(respond(status, body)),
+        }
+    }
+}
+
+fn respond(status: u16, body: &'static str) -> hyper::Response<Full<Bytes>> {
+    let mut response = hyper::Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        "apns-id",
+        http::HeaderValue::from_static("EC1BF194-B3B2-424A-89A9-5A918A6E7A9B"),
+    );
+    response
+}

@@ -1,0 +1,306 @@
+//! The daemon against the APNs stand-in: the request byte for byte, and what each
+//! scripted answer does to the store.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use mailpushd::daemon::Daemon;
+use mailpushd::demo::{DEMO_TOPIC, http, standin_config};
+use mailpushd::standin::{Reply, Standin};
+
+const TOKEN: &str = "73B23C63C18344D1BBBAB10887FD540BA4B00741987CA28CBB7C0C607F0667FF";
+const ACCOUNT: &str = "55FAD99D-748E-44DA-8A7F-91D3478CAABD";
+const JSON: [(&str, &str); 1] = [("content-type", "application/json; charset=utf-8")];
+
+struct Setup {
+    standin: Standin,
+    daemon: Daemon,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup(change: impl FnOnce(&mut mailpushd::config::Config)) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let standin = Standin::start().await.unwrap();
+    let mut config = standin_config(&standin, dir.path()).unwrap();
+    config.push.delay = Duration::from_millis(300);
+    config.push.check_interval = Duration::from_millis(100);
+    change(&mut config);
+    let daemon = Daemon::start(config).await.unwrap();
+    Setup {
+        standin,
+        daemon,
+        _dir: dir,
+    }
+}
+
+impl Setup {
+    fn address(&self) -> SocketAddr {
+        self.daemon.local_addr()
+    }
+
+    async fn register(&self, user: &str, account: &str, token: &str) -> (u16, Vec<u8>) {
+        let body = format!(
+            r#"{{"ApsAccountId":"{account}","ApsDeviceToken":"{token}","ApsSubtopic":"com.apple.mobilemail","Username":"{user}","Mailboxes": ["INBOX"]}}"#
+        );
+        http(self.address(), "POST", "/register", &JSON, body.as_bytes())
+            .await
+            .unwrap()
+    }
+
+    async fn notify(&self, user: &str, events: &str) -> u16 {
+        let body = format!(r#"{{"Username":"{user}","Mailbox":"INBOX","Events": [{events}]}}"#);
+        http(self.address(), "POST", "/notify", &JSON, body.as_bytes())
+            .await
+            .unwrap()
+            .0
+    }
+
+    async fn count(&self) -> u64 {
+        self.daemon.store().count().await.unwrap()
+    }
+
+    /// Waits until the store holds `n` registrations.
+    async fn wait_count(&self, n: u64) -> u64 {
+        for _ in 0..100 {
+            if self.count().await == n {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.count().await
+    }
+
+    async fn metrics(&self) -> String {
+        let (_, body) = http(self.address(), "GET", "/metrics", &[], b"")
+            .await
+            .unwrap();
+        String::from_utf8(body).unwrap()
+    }
+
+    /// Waits until the metrics show `line`.
+    async fn wait_metric(&self, line: &str) -> String {
+        for _ in 0..100 {
+            let metrics = self.metrics().await;
+            if metrics.lines().any(|l| l == line) {
+                return metrics;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.metrics().await
+    }
+}
+
+fn claims(jwt: &str) -> (serde_json::Value, serde_json::Value) {
+    let mut parts = jwt.split('.');
+    let decode = |p: &str| {
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    (decode(parts.next().unwrap()), decode(parts.next().unwrap()))
+}
+
+#[tokio::test]
+async fn the_request_byte_for_byte() {
+    let s = setup(|_| {}).await;
+    let (status, body) = s.register("Alice", ACCOUNT, TOKEN).await;
+    assert_eq!((status, body.as_slice()), (200, DEMO_TOPIC.as_bytes()));
+    assert_eq!(s.count().await, 1);
+    let before = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert_eq!(s.notify("alice", r#""MessageNew""#).await, 200);
+    let requests = s.standin.wait_for(1, Duration::from_secs(10)).await;
+    let r = &requests[0];
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.path, format!("/3/device/{}", TOKEN.to_ascii_lowercase()));
+    assert_eq!(
+        r.body,
+        format!(r#"{{"aps":{{"account-id":"{ACCOUNT}"}}}}"#).as_bytes()
+    );
+    let names: Vec<&str> = r.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "content-type",
+            "apns-topic",
+            "apns-push-type",
+            "apns-priority",
+            "apns-expiration",
+            "authorization",
+            "content-length"
+        ]
+    );
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    assert_eq!(r.header("apns-topic"), Some(DEMO_TOPIC));
+    assert_eq!(r.header("apns-push-type"), Some("background"));
+    assert_eq!(r.header("apns-priority"), Some("5"));
+    let expiration: u64 = r.header("apns-expiration").unwrap().parse().unwrap();
+    assert!((before + 86_400..=before + 86_402).contains(&expiration));
+    let jwt = r
+        .header("authorization")
+        .unwrap()
+        .strip_prefix("bearer ")
+        .unwrap();
+    let (header, claims) = claims(jwt);
+    assert_eq!(
+        header,
+        serde_json::json!({"alg": "ES256", "kid": "DEMO123456"})
+    );
+    assert_eq!(claims["iss"], "TEAM123456");
+    // A flag burst: one push, after the quiet period.
+    for _ in 0..5 {
+        assert_eq!(
+            s.notify("alice", r#""FlagsClear","FlagsSet","MessageRead""#)
+                .await,
+            200
+        );
+    }
+    let requests = s.standin.wait_for(2, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(s.standin.requests().len(), 2, "{requests:?}");
+    // xapsd's answers: 404 for an unknown user, 200 and nothing for Junk.
+    assert_eq!(s.notify("bob", r#""MessageNew""#).await, 404);
+    let junk = br#"{"Username":"alice","Mailbox":"Junk","Events": ["MessageNew"]}"#;
+    assert_eq!(
+        http(s.address(), "POST", "/notify", &JSON, junk)
+            .await
+            .unwrap()
+            .0,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.standin.requests().len(), 2);
+    s.wait_metric("mailpushd_pushes_total{service=\"apns\",outcome=\"delivered\"} 2")
+        .await;
+}
+
+#[tokio::test]
+async fn a_410_removes_only_registrations_older_than_its_timestamp() {
+    let s = setup(|_| {}).await;
+    s.register("alice", ACCOUNT, TOKEN).await;
+    // APNs learned of the token's end before the device registered: it stays.
+    s.standin.script([Reply::Status(
+        410,
+        r#"{"reason":"Unregistered","timestamp":1000}"#,
+    )]);
+    s.notify("alice", r#""MessageNew""#).await;
+    s.standin.wait_for(1, Duration::from_secs(10)).await;
+    s.wait_metric("mailpushd_pushes_total{service=\"apns\",outcome=\"dropped\"} 1")
+        .await;
+    assert_eq!(s.count().await, 1, "registered after the 410's timestamp");
+    // After it: gone.
+    let later = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + 60_000;
+    let body: &'static str =
+        Box::leak(format!(r#"{{"reason":"Unregistered","timestamp":{later}}}"#).into_boxed_str());
+    s.standin.script([Reply::Status(410, body)]);
+    s.notify("alice", r#""MessageNew""#).await;
+    assert_eq!(s.wait_count(0).await, 0);
+    assert_eq!(s.notify("alice", r#""MessageNew""#).await, 404);
+}
+
+#[tokio::test]
+async fn a_400_about_the_token_is_counted_and_deletes_nothing() {
+    let s = setup(|_| {}).await;
+    s.register("alice", ACCOUNT, TOKEN).await;
+    s.standin.script([
+        Reply::Status(400, r#"{"reason":"BadDeviceToken"}"#),
+        Reply::Status(400, r#"{"reason":"DeviceTokenNotForTopic"}"#),
+    ]);
+    s.notify("alice", r#""MessageNew""#).await;
+    s.notify("alice", r#""MessageNew""#).await;
+    s.standin.wait_for(2, Duration::from_secs(10)).await;
+    s.wait_metric("mailpushd_pushes_total{service=\"apns\",outcome=\"token_rejected\"} 2")
+        .await;
+    assert_eq!(s.count().await, 1);
+    assert_eq!(s.standin.requests().len(), 2, "not retried");
+}
+
+#[tokio::test]
+async fn an_expired_provider_token_is_renewed_and_the_push_resent() {
+    let s = setup(|_| {}).await;
+    s.register("alice", ACCOUNT, TOKEN).await;
+    s.standin
+        .script([Reply::Status(403, r#"{"reason":"ExpiredProviderToken"}"#)]);
+    s.notify("alice", r#""MessageNew""#).await;
+    let requests = s.standin.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(requests.len(), 2);
+    assert_ne!(
+        requests[0].header("authorization"),
+        requests[1].header("authorization")
+    );
+    s.wait_metric("mailpushd_pushes_total{service=\"apns\",outcome=\"delivered\"} 1")
+        .await;
+}
+
+#[tokio::test]
+async fn throttling_and_server_errors_are_retried_then_given_up() {
+    let s = setup(|c| c.apns.max_attempts = 3).await;
+    s.register("alice", ACCOUNT, TOKEN).await;
+    s.standin.script([
+        Reply::Status(429, r#"{"reason":"TooManyRequests"}"#),
+        Reply::Status(500, r#"{"reason":"InternalServerError"}"#),
+    ]);
+    s.notify("alice", r#""MessageNew""#).await;
+    assert_eq!(
+        s.standin.wait_for(3, Duration::from_secs(10)).await.len(),
+        3
+    );
+    s.wait_metric("mailpushd_pushes_total{service=\"apns\",outcome=\"delivered\"} 1")
+        .await;
+    // Three failures in a row: given up, the registration kept.
+    s.standin.script([
+        Reply::Status(503, r#"{"reason":"ServiceUnavailable"}"#),
+        Reply::Status(502, "<html>Bad Gateway</html>"),
+        Reply::Status(503, ""),
+    ]);
+    s.notify("alice", r#""MessageNew""#).await;
+    assert_eq!(
+        s.standin.wait_for(6, Duration::from_secs(10)).await.len(),
+        6
+    );
+    s.wait_metric("mailpushd_pushes_total{service=\"apns\",outcome=\"gave_up\"} 1")
+        .await;
+    assert_eq!(s.count().await, 1);
+}
+
+#[tokio::test]
+async fn goaway_resets_and_slow_answers_reconnect_and_retry() {
+    let s = setup(|c| c.apns.request_timeout = Duration::from_millis(700)).await;
+    s.register("alice", ACCOUNT, TOKEN).await;
+    s.standin.script([
+        Reply::GoAway,
+        Reply::Reset,
+        Reply::Slow(Duration::from_secs(3), Box::new(Reply::OK)),
+    ]);
+    s.notify("alice", r#""MessageNew""#).await;
+    let requests = s.standin.wait_for(4, Duration::from_secs(15)).await;
+    assert_eq!(requests.len(), 4, "three failures, then delivered");
+    // GOAWAY and the reset each cost the connection.
+    assert_eq!(requests[0].connection, 1);
+    assert_eq!(requests[1].connection, 2);
+    assert!(requests[2].connection >= 3);
+    s.wait_metric("mailpushd_pushes_total{service=\"apns\",outcome=\"delivered\"} 1")
+        .await;
+    // The same body every time.
+    assert!(requests.iter().all(|r| r.body == requests[0].body));
+}
