@@ -661,6 +661,18 @@ certificate_key_pem = "key.pem"
         assert_eq!(config.push.mailboxes, PushMailboxes::InboxOnly);
     }
 
+    /// The example shipped beside the daemon is a valid configuration.
+    #[test]
+    fn the_shipped_example_reads() {
+        let text = include_str!("../contrib/mailpushd.toml");
+        let config = Config::from_toml(text, Path::new("/etc/mailpushd")).unwrap();
+        assert_eq!(
+            config.database,
+            Database::Sqlite("/var/lib/mailpushd/mailpushd.sqlite".into())
+        );
+        assert!(config.apns.credentials.is_none());
+    }
+
     #[test]
     fn refusals_say_what_is_wrong() {
         let refuse = |text: &str| match Config::from_toml(text, Path::new("/")) {
