@@ -34,6 +34,8 @@ pub struct Recorded {
     pub body: Vec<u8>,
     /// Which connection carried it, counted from 1.
     pub connection: usize,
+    /// When it arrived whole.
+    pub at: std::time::Instant,
 }
 
 impl Recorded {
@@ -279,6 +281,7 @@ async fn answer(
             .collect(),
         body,
         connection,
+        at: std::time::Instant::now(),
     };
     lock(&state.requests).push(recorded);
     state.arrived.notify_waiters();
