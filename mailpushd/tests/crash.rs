@@ -14,18 +14,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+mod support;
+use support::free_port;
+
 use mailpushd::demo::http;
 use mailpushd::store::Store;
 use xaps_proto::AccountId;
 use xaps_proto::registry::Registry;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn spawn(config: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_mailpushd"))

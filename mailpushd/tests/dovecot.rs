@@ -19,6 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+use support::free_port;
+
 use mailpushd::config::BasicAuth;
 use mailpushd::daemon::Daemon;
 use mailpushd::demo::standin_config;
@@ -31,14 +34,6 @@ const TOKEN: &str = "29183902189318908219083092830981093810293098290183109830928
 const AUTHORIZATION: &str = "Basic ZG92ZWNvdDpzM2NyZXQ=";
 /// The quiet period after flag changes, in this test.
 const DELAY: Duration = Duration::from_secs(2);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn dovecot_available() -> bool {
     let found = Command::new("dovecot").arg("--version").output().is_ok();

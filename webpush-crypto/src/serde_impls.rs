@@ -45,57 +45,31 @@ impl<'de> Deserialize<'de> for Origin {
     }
 }
 
-impl Serialize for PublicKey {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_base64url())
-    }
+/// A type written as its unpadded base64url text and read back by `$read`; secrets are
+/// read through a wiped copy.
+macro_rules! base64url_text {
+    ($type:ty, $read:expr) => {
+        impl Serialize for $type {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.to_base64url())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $type {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = zeroize::Zeroizing::new(text(deserializer)?.into_owned());
+                $read(text.as_bytes()).map_err(D::Error::custom)
+            }
+        }
+    };
 }
 
-impl<'de> Deserialize<'de> for PublicKey {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        PublicKey::from_base64url(text(deserializer)?.as_bytes()).map_err(D::Error::custom)
-    }
-}
-
-impl Serialize for AuthSecret {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_base64url())
-    }
-}
-
-impl<'de> Deserialize<'de> for AuthSecret {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        AuthSecret::from_base64url(text(deserializer)?.as_bytes()).map_err(D::Error::custom)
-    }
-}
-
-impl Serialize for PrivateKey {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_base64url())
-    }
-}
-
-impl<'de> Deserialize<'de> for PrivateKey {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = zeroize::Zeroizing::new(text(deserializer)?.into_owned());
-        PrivateKey::from_base64url(text.as_bytes()).map_err(D::Error::custom)
-    }
-}
-
-/// The raw scalar as base64url, the form `web-push generate-vapid-keys` prints; read
-/// back in any form [`VapidKey::import`] takes.
-impl Serialize for VapidKey {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_base64url())
-    }
-}
-
-impl<'de> Deserialize<'de> for VapidKey {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = zeroize::Zeroizing::new(text(deserializer)?.into_owned());
-        VapidKey::import(text.as_bytes()).map_err(D::Error::custom)
-    }
-}
+base64url_text!(PublicKey, PublicKey::from_base64url);
+base64url_text!(AuthSecret, AuthSecret::from_base64url);
+base64url_text!(PrivateKey, PrivateKey::from_base64url);
+// The raw scalar, the form `web-push generate-vapid-keys` prints; read back in any
+// form `VapidKey::import` takes.
+base64url_text!(VapidKey, VapidKey::import);
 
 #[derive(Serialize, Deserialize)]
 struct Keys {
