@@ -1,0 +1,261 @@
+//! The command line as an administrator uses it: import and export of an xapsd
+//! database, check-config with each kind of credentials, the topic taken from a client
+//! certificate (PEM and PKCS#12), and a graceful stop on SIGTERM.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod support;
+use support::free_port;
+
+use mailpushd::demo::{demo_p8, http};
+
+const TOPIC: &str = "com.apple.mail.XServer.d19011df-561b-444d-ac59-09459e74a5e6";
+
+fn mailpushd(config: &Path, args: &[&str]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_mailpushd"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("MAILPUSHD_LOG", "warn")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// A certificate as Apple issues them for mail: the topic in the subject's UID, with
+/// the production push extension; and its key.
+fn apns_certificate() -> (String, String, rcgen::Certificate, rcgen::KeyPair) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(
+        rcgen::DnType::CustomDnType(vec![0, 9, 2342, 19_200_300, 100, 1, 1]),
+        TOPIC,
+    );
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Apple Push Services: mail");
+    params
+        .custom_extensions
+        .push(rcgen::CustomExtension::from_oid_content(
+            &[1, 2, 840, 113_635, 100, 6, 3, 2],
+            vec![0x05, 0x00],
+        ));
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem(), cert, key)
+}
+
+#[test]
+fn xapsd_databases_import_and_export_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mailpushd.toml");
+    std::fs::write(&config, "database = \"sqlite:store.sqlite\"\n").unwrap();
+    // xapsd's test data with real (hex) tokens, written as xapsd writes it.
+    let database = format!(
+        r#"{{
+  "Users": {{
+    "alice": {{
+      "Accounts": {{
+        "aliceaccountid1": {{
+          "DeviceToken": "{}",
+          "RegistrationTime": "2022-03-02T09:47:54.855456616+01:00",
+          "Mailboxes": [
+            "Inbox"
+          ]
+        }}
+      }}
+    }},
+    "stefan": {{
+      "Accounts": {{
+        "stefanaccountid1": {{
+          "DeviceToken": "{}",
+          "Mailboxes": [
+            "Inbox",
+            "Ham"
+          ]
+        }}
+      }}
+    }}
+  }}
+}}"#,
+        "a1".repeat(32),
+        "51".repeat(32)
+    );
+    let input = dir.path().join("database.json");
+    std::fs::write(&input, &database).unwrap();
+    let (ok, out) = mailpushd(&config, &["import-xapsd", input.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert!(out.contains("imported 2 registrations"), "{out}");
+    let output = dir.path().join("export.json");
+    let (ok, out) = mailpushd(&config, &["export-xapsd", output.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert_eq!(std::fs::read_to_string(&output).unwrap(), database);
+    // A database with an entry that cannot be pushed to says so, and exits 2.
+    std::fs::write(
+        &input,
+        database.replace(&"51".repeat(32), "stefandevicetoken1"),
+    )
+    .unwrap();
+    let (ok, out) = mailpushd(&config, &["import-xapsd", input.to_str().unwrap()]);
+    assert!(!ok && out.contains("device token is not hex"), "{out}");
+}
+
+#[test]
+fn check_config_reports_what_it_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let p8 = dir.path().join("AuthKey_ABCDE12345.p8");
+    std::fs::write(&p8, demo_p8().unwrap()).unwrap();
+    let config = dir.path().join("token.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "database = \"sqlite:store.sqlite\"\n[apns]\nkey_file_p8 = \"{}\"\nkey_id = \"ABCDE12345\"\nteam_id = \"TEAM123456\"\ntopic = \"{TOPIC}\"\n",
+            p8.display()
+        ),
+    )
+    .unwrap();
+    let (ok, out) = mailpushd(&config, &["check-config"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("provider token: signs"), "{out}");
+    assert!(
+        out.contains(&format!("topic: {TOPIC} (59 octets)")),
+        "{out}"
+    );
+
+    // A short topic is warned about; a key that is not one is an error.
+    std::fs::write(
+        &config,
+        format!(
+            "database = \"sqlite:store.sqlite\"\n[apns]\nkey_file_p8 = \"{}\"\nkey_id = \"ABCDE12345\"\nteam_id = \"TEAM123456\"\ntopic = \"com.apple.mail.short\"\n",
+            p8.display()
+        ),
+    )
+    .unwrap();
+    let (_, out) = mailpushd(&config, &["check-config"]);
+    assert!(out.contains("WARNING 50 octets or shorter"), "{out}");
+    std::fs::write(&p8, "not a key").unwrap();
+    let (ok, out) = mailpushd(&config, &["check-config"]);
+    assert!(!ok && out.contains("ERROR"), "{out}");
+
+    // A certificate: its topic and validity.
+    let (cert, key, _, _) = apns_certificate();
+    std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
+    std::fs::write(dir.path().join("key.pem"), key).unwrap();
+    std::fs::write(
+        &config,
+        "database = \"sqlite:store.sqlite\"\n[apns]\ncertificate_pem = \"cert.pem\"\ncertificate_key_pem = \"key.pem\"\n",
+    )
+    .unwrap();
+    let (ok, out) = mailpushd(&config, &["check-config"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "certificate: topic {TOPIC}, production true, sandbox false, valid until"
+        )),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_topic_comes_from_the_certificate_pem_or_pkcs12() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_pem, key_pem, cert, key) = apns_certificate();
+    std::fs::write(dir.path().join("cert.pem"), &cert_pem).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &key_pem).unwrap();
+    let chain = p12_keystore::Certificate::from_der(cert.der()).unwrap();
+    let entry = p12_keystore::PrivateKeyChain::new(key.serialize_der(), [1u8; 20], vec![chain]);
+    let mut store = p12_keystore::KeyStore::new();
+    store.add_entry("mail", p12_keystore::KeyStoreEntry::PrivateKeyChain(entry));
+    std::fs::write(
+        dir.path().join("PushEmail.p12"),
+        store.writer("").write().unwrap(),
+    )
+    .unwrap();
+    for credentials in [
+        "certificate_pem = \"cert.pem\"\ncertificate_key_pem = \"key.pem\"",
+        "certificate_p12 = \"PushEmail.p12\"",
+    ] {
+        let mut config =
+            mailpushd::config::Config::from_toml(&format!("[apns]\n{credentials}\n"), dir.path())
+                .unwrap();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let daemon = mailpushd::daemon::Daemon::start(config).await.unwrap();
+            assert_eq!(daemon.apns().topic().as_str(), TOPIC, "{credentials}");
+            let register = br#"{"ApsAccountId":"A1","ApsDeviceToken":"2918390218931890821908309283098109381029309829018310983092892829","ApsSubtopic":"com.apple.mobilemail","Username":"alice","Mailboxes": ["INBOX"]}"#;
+            let (status, body) = http(daemon.local_addr(), "POST", "/register", &[], register)
+                .await
+                .unwrap();
+            assert_eq!((status, body.as_slice()), (200, TOPIC.as_bytes()));
+            daemon.shutdown(Duration::from_secs(1)).await;
+        });
+    }
+}
+
+#[test]
+fn sigterm_stops_it_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let address = format!("127.0.0.1:{}", free_port());
+    let config = dir.path().join("mailpushd.toml");
+    std::fs::write(
+        &config,
+        format!("listen = \"{address}\"\ndatabase = \"sqlite:store.sqlite\"\n[apns]\ntopic = \"{TOPIC}\"\n"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mailpushd"))
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let address = address.parse().unwrap();
+    runtime.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http(address, "GET", "/healthz", &[], b"").await.is_err() {
+            assert!(Instant::now() < deadline, "did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let register = br#"{"ApsAccountId":"A1","ApsDeviceToken":"2918390218931890821908309283098109381029309829018310983092892829","ApsSubtopic":"com.apple.mobilemail","Username":"alice","Mailboxes": ["INBOX"]}"#;
+        assert_eq!(http(address, "POST", "/register", &[], register).await.unwrap().0, 200);
+    });
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "still running after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut log = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut log).unwrap();
+    assert!(exit.success(), "{exit:?}: {log}");
+    assert!(log.contains("SIGTERM: shutting down"), "{log}");
+    // The store was closed cleanly and holds the registration.
+    let (ok, out) = mailpushd(&config, &["export-xapsd"]);
+    assert!(ok && out.contains("\"A1\""), "{out}");
+}
