@@ -88,6 +88,11 @@ impl Host {
         if name.is_empty() {
             return Err(invalid("no host"));
         }
+        // DNS has no empty labels; allowing them would let the origin (which drops the
+        // one trailing dot) read differently a second time (found by fuzzing).
+        if name.split('.').any(str::is_empty) {
+            return Err(invalid("host has an empty label (\"..\")"));
+        }
         if ends_in_number(name) {
             return parse_ipv4(name)
                 .map(Host::Ipv4)
@@ -503,6 +508,9 @@ mod tests {
                 "host ends in a number but is not an IPv4 address",
             ),
             ("https://./p", "no host"),
+            ("https://4........./4;p/+8-4", "host has an empty label (\"..\")"),
+            ("https://a..b/p", "host has an empty label (\"..\")"),
+            ("https://.a/p", "host has an empty label (\"..\")"),
         ] {
             assert_eq!(
                 Endpoint::new(url),
