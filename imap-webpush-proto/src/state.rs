@@ -262,6 +262,36 @@ pub struct Settings {
     pub max_verifications: u32,
     /// The window (an hour by default).
     pub verification_window: Duration,
+    /// Which endpoints are stored: [`Endpoints::Policy`] unless testing against a
+    /// local push service.
+    pub endpoints: Endpoints,
+}
+
+/// Which endpoints WEBPUSH accepts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Endpoints {
+    /// [`endpoint_policy`]: https to a globally reachable host. The default, and the
+    /// only choice for a server with real clients.
+    #[default]
+    Policy,
+    /// **For tests against a local push service only** (such as `web-push-testing`,
+    /// which listens on plain http on localhost): plain `http` and local addresses are
+    /// accepted. Pushes to such endpoints can be read and forged on the way.
+    LocalTestService,
+}
+
+impl Endpoints {
+    fn check(self, text: &str) -> Result<Endpoint, Refusal> {
+        match self {
+            Endpoints::Policy => endpoint_policy(text),
+            Endpoints::LocalTestService => {
+                Endpoint::new_allowing_plain_http(text).map_err(|e| Refusal::Endpoint {
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
 }
 
 impl Settings {
@@ -277,6 +307,7 @@ impl Settings {
             resend_interval: Duration::from_secs(60),
             max_verifications: 20,
             verification_window: Duration::from_secs(3600),
+            endpoints: Endpoints::Policy,
         }
     }
 }
@@ -510,7 +541,7 @@ fn subscribe(
     now: u64,
     rng: &mut impl CryptoRngCore,
 ) -> Result<Transition, Refusal> {
-    let endpoint = endpoint_policy(args.endpoint.as_str())?;
+    let endpoint = settings.endpoints.check(args.endpoint.as_str())?;
     if args.p256dh == settings.vapid_key {
         return Err(Refusal::KeyIsVapidKey);
     }

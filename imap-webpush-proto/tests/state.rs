@@ -453,3 +453,16 @@ fn accounts_round_trip_through_serde() {
     let tampered = json.replace("https://push.example.net/p/2", "https://x:99999/");
     assert!(serde_json::from_str::<Account>(&tampered).is_err());
 }
+
+/// Plain http and local addresses only for a local test push service, when asked.
+#[test]
+fn local_test_service_endpoints_only_when_asked() {
+    use imap_webpush_proto::state::Endpoints;
+    let mut s = Server::new();
+    let local = "http://localhost:8090/notify/abc";
+    assert_no(&s.subscribe("a1", ID, local, T0));
+    s.settings.endpoints = Endpoints::LocalTestService;
+    let t = s.subscribe("a2", ID, local, T0);
+    assert_eq!(status(&t).0, StatusKind::Ok);
+    assert_eq!(s.account.records[0].endpoint.as_str(), local);
+}

@@ -413,7 +413,7 @@ impl Apns {
 }
 
 /// Exponential back-off from `base`, doubled per attempt, with up to 50 % jitter.
-fn backoff(base: Duration, attempt: u32) -> Duration {
+pub(crate) fn backoff(base: Duration, attempt: u32) -> Duration {
     let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(10));
     let mut random = [0u8; 2];
     // Jitter needs no cryptographic strength; without it the plain delay serves.

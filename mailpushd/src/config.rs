@@ -61,6 +61,35 @@ pub struct Config {
     pub http: Http,
     /// The path the Dovecot OX push driver's `PUT` goes to.
     pub ox_path: String,
+    /// IMAP WEBPUSH and delivery to push services.
+    pub webpush: WebPush,
+}
+
+/// IMAP WEBPUSH through the daemon, and delivery to push services.
+#[derive(Debug, Clone)]
+pub struct WebPush {
+    /// The VAPID contact (`mailto:` or `https:`), sent to push services; WEBPUSH is off
+    /// without one, since a contact is never invented.
+    pub subject: Option<String>,
+    /// A VAPID key to use (any format the crate reads) instead of one generated into
+    /// the store on first start.
+    pub key_file: Option<PathBuf>,
+    /// How long push services keep a push for an offline device.
+    pub ttl: Duration,
+    /// Subscriptions per account.
+    pub max_subscriptions: usize,
+    /// How long one push request may take.
+    pub request_timeout: Duration,
+    /// Requests in flight per push service origin.
+    pub max_per_origin: usize,
+    /// Attempts per push (429, 5xx, transport errors).
+    pub max_attempts: u32,
+    /// For tests against a local push service only: plain-http endpoints and
+    /// addresses that are not globally reachable are allowed.
+    pub allow_local_push_service: bool,
+    /// For tests: names resolved from this table instead of DNS (the address rule
+    /// still applies). Not read from files.
+    pub names: Option<crate::webpush::StaticNames>,
 }
 
 /// Basic credentials, compared in constant time.
@@ -202,6 +231,21 @@ struct TomlFile {
     #[serde(default)]
     http: TomlHttp,
     ox_path: Option<String>,
+    #[serde(default)]
+    webpush: TomlWebPush,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TomlWebPush {
+    subject: Option<String>,
+    key_file: Option<PathBuf>,
+    ttl_secs: Option<u64>,
+    max_subscriptions: Option<usize>,
+    request_timeout_secs: Option<u64>,
+    max_per_origin: Option<usize>,
+    max_attempts: Option<u32>,
+    allow_local_push_service: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -306,6 +350,17 @@ impl Config {
                 body_timeout: Duration::from_secs(10),
             },
             ox_path: "/ox".to_owned(),
+            webpush: WebPush {
+                subject: None,
+                key_file: None,
+                ttl: Duration::from_secs(24 * 3600),
+                max_subscriptions: 16,
+                request_timeout: Duration::from_secs(10),
+                max_per_origin: 64,
+                max_attempts: 5,
+                allow_local_push_service: false,
+                names: None,
+            },
         }
     }
 
@@ -421,6 +476,29 @@ impl Config {
         if let Some(ms) = apns.retry_base_millis {
             config.apns.retry_base = Duration::from_millis(ms);
         }
+        let webpush = file.webpush;
+        if let Some(subject) = webpush.subject {
+            webpush_crypto::Subject::new(&subject)
+                .map_err(|e| ConfigError::Invalid(format!("webpush.subject {subject:?}: {e}")))?;
+            config.webpush.subject = Some(subject);
+        }
+        config.webpush.key_file = at(webpush.key_file);
+        if let Some(s) = webpush.ttl_secs {
+            config.webpush.ttl = Duration::from_secs(s);
+        }
+        if let Some(n) = webpush.max_subscriptions {
+            config.webpush.max_subscriptions = n;
+        }
+        if let Some(s) = webpush.request_timeout_secs {
+            config.webpush.request_timeout = Duration::from_secs(s.max(1));
+        }
+        if let Some(n) = webpush.max_per_origin {
+            config.webpush.max_per_origin = n.max(1);
+        }
+        if let Some(n) = webpush.max_attempts {
+            config.webpush.max_attempts = n.max(1);
+        }
+        config.webpush.allow_local_push_service = webpush.allow_local_push_service.unwrap_or(false);
         let http = file.http;
         if let Some(n) = http.max_body_bytes {
             config.http.max_body = n;

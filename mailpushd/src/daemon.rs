@@ -18,6 +18,9 @@ use crate::apns::{Apns, ApnsError, Job};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
+use crate::webpush::WebPushSender;
+use imap_webpush_proto::state::{Endpoints, Settings, VapidKeyId};
+use webpush_crypto::{Subject, TokenCache, VapidKey, VapidSigner};
 
 /// How often registrations not refreshed for the maximum age are removed: xapsd's 8 h.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(8 * 3600);
@@ -40,6 +43,9 @@ pub enum StartError {
         /// Why.
         reason: String,
     },
+    /// IMAP WEBPUSH cannot be set up.
+    #[error("Web Push: {0}")]
+    WebPush(String),
     /// The listening address cannot be bound.
     #[error("cannot listen on {address}: {source}")]
     Listen {
@@ -59,6 +65,67 @@ pub(crate) struct Shared {
     pub(crate) apns: Apns,
     pub(crate) metrics: Arc<Metrics>,
     debouncer: std::sync::Mutex<Debouncer<Key>>,
+    /// IMAP WEBPUSH, when a VAPID contact is configured.
+    pub(crate) webpush: Option<WebPushState>,
+}
+
+/// IMAP WEBPUSH's state: the sender, the state machine's settings (the current VAPID
+/// key), and the quiet periods of events other than new mail, per (user, mailbox).
+pub(crate) struct WebPushState {
+    pub(crate) sender: WebPushSender,
+    settings: std::sync::RwLock<Settings>,
+    later: std::sync::Mutex<Debouncer<(String, String)>>,
+    subject: Subject,
+}
+
+impl WebPushState {
+    /// The state machine's settings now.
+    pub(crate) fn settings(&self) -> Settings {
+        self.settings
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// An event other than new mail in `mailbox`: one generic push after the quiet
+    /// period.
+    pub(crate) fn later(&self, user: &str, mailbox: &str, now: Instant) {
+        let _ = self
+            .later
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .on_event((user.to_lowercase(), mailbox.to_owned()), false, now);
+    }
+
+    fn due(&self, now: Instant) -> Vec<(String, String)> {
+        self.later
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .poll(now)
+    }
+
+    /// Takes up a VAPID key made current in the store (by `rotate-vapid-key`, here or
+    /// on another machine): subscriptions activated under the old one re-verify.
+    fn take_up(&self, id: VapidKeyId, key: VapidKey) {
+        let current = self
+            .settings
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .vapid_key_id;
+        if current == id {
+            return;
+        }
+        let public = key.public_key().clone();
+        self.sender
+            .set_tokens(TokenCache::new(VapidSigner::new(key, self.subject.clone())));
+        let mut settings = self
+            .settings
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        settings.vapid_key = public;
+        settings.vapid_key_id = id;
+        tracing::info!(key = id.0, "VAPID key rotated");
+    }
 }
 
 impl Shared {
@@ -183,12 +250,14 @@ impl Daemon {
             source,
         })?;
         metrics.set_registrations(store.count().await?);
+        let webpush = webpush_state(&config, &store, &metrics).await?;
         let shared = Arc::new(Shared {
             debouncer: std::sync::Mutex::new(Debouncer::new(config.push.delay)),
             config,
             store,
             apns,
             metrics,
+            webpush,
         });
         let (stop, stopped) = watch::channel(false);
         let server = tokio::spawn(serve(listener, shared.clone(), stopped.clone()));
@@ -228,7 +297,10 @@ impl Daemon {
         // Delayed pushes would be lost with the process: send them now.
         self.shared
             .poll(Instant::now() + self.shared.config.push.delay);
-        let left = self.shared.apns.drain(deadline).await;
+        let mut left = self.shared.apns.drain(deadline).await;
+        if let Some(webpush) = &self.shared.webpush {
+            left += webpush.sender.drain(deadline).await;
+        }
         self.shared.store.close().await;
         left
     }
@@ -279,15 +351,98 @@ async fn timers(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = check.tick() => {
-                shared.poll(Instant::now());
+                let now = Instant::now();
+                shared.poll(now);
                 if let Ok(n) = shared.store.count().await {
                     shared.metrics.set_registrations(n);
+                }
+                if let Some(webpush) = &shared.webpush {
+                    if let Ok(Some((id, key))) = shared.store.vapid_key().await {
+                        webpush.take_up(id, key);
+                    }
+                    for (user, mailbox) in webpush.due(now) {
+                        let shared = shared.clone();
+                        tokio::spawn(async move {
+                            if let Some(webpush) = &shared.webpush {
+                                crate::api::webpush_generic(&shared, webpush, &user, &mailbox).await;
+                            }
+                        });
+                    }
                 }
             }
             _ = expiry.tick() => expire(&shared).await,
             _ = stop.changed() => return,
         }
     }
+}
+
+/// Sets up IMAP WEBPUSH when a VAPID contact is configured: the VAPID key from the
+/// configured file, or the store's current one, or a new one made into the store.
+async fn webpush_state(
+    config: &Config,
+    store: &Store,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<WebPushState>, StartError> {
+    let Some(subject) = &config.webpush.subject else {
+        tracing::info!("no webpush.subject: IMAP WEBPUSH answers NO [CANNOT]");
+        return Ok(None);
+    };
+    let subject = Subject::new(subject).map_err(|e| StartError::WebPush(e.to_string()))?;
+    let (id, key) = current_vapid_key(config, store).await?;
+    let public = key.public_key().clone();
+    let tokens = TokenCache::new(VapidSigner::new(key, subject.clone()));
+    let sender = WebPushSender::new(
+        &config.webpush,
+        tokens,
+        config.webpush.names.clone(),
+        store.clone(),
+        metrics.clone(),
+    )
+    .map_err(|e| StartError::WebPush(e.to_string()))?;
+    let mut settings = Settings::new(public.clone(), id);
+    settings.max_subscriptions = config.webpush.max_subscriptions;
+    if config.webpush.allow_local_push_service {
+        tracing::warn!(
+            "webpush.allow_local_push_service: plain-http and local endpoints accepted (tests only)"
+        );
+        settings.endpoints = Endpoints::LocalTestService;
+    }
+    tracing::info!(key = %public, "IMAP WEBPUSH on, VAPID key {}", id.0);
+    Ok(Some(WebPushState {
+        sender,
+        settings: std::sync::RwLock::new(settings),
+        later: std::sync::Mutex::new(Debouncer::new(config.push.delay)),
+        subject,
+    }))
+}
+
+/// The VAPID key to use, made current in the store.
+pub async fn current_vapid_key(
+    config: &Config,
+    store: &Store,
+) -> Result<(VapidKeyId, VapidKey), StartError> {
+    let stored = store.vapid_key().await?;
+    if let Some(file) = &config.webpush.key_file {
+        let bytes = zeroize::Zeroizing::new(
+            std::fs::read(file)
+                .map_err(|e| StartError::WebPush(format!("{}: {e}", file.display())))?,
+        );
+        let key = VapidKey::import(&bytes)
+            .map_err(|e| StartError::WebPush(format!("{}: {e}", file.display())))?;
+        return match stored {
+            Some((id, current)) if current.public_key() == key.public_key() => Ok((id, current)),
+            // A new file: a rotation, which deactivates subscriptions made before it.
+            _ => Ok((store.add_vapid_key(&key).await?, key)),
+        };
+    }
+    if let Some(current) = stored {
+        return Ok(current);
+    }
+    let key = VapidKey::generate(&mut rand_core::OsRng)
+        .map_err(|e| StartError::WebPush(e.to_string()))?;
+    let id = store.add_vapid_key(&key).await?;
+    tracing::info!("made a VAPID key into the store");
+    Ok((id, key))
 }
 
 /// Removes registrations not refreshed within the maximum age, by the crate's rule.

@@ -9,3 +9,4 @@ pub mod demo;
 pub mod metrics;
 pub mod standin;
 pub mod store;
+pub mod webpush;

@@ -55,6 +55,13 @@ enum Command {
         /// Where to write it; standard output without.
         file: Option<PathBuf>,
     },
+    /// Make a new VAPID key current (from FILE, in any format, or generated):
+    /// subscriptions activated under the old one must be acknowledged again. Running
+    /// daemons take it up within their check interval.
+    RotateVapidKey {
+        /// A key file to use instead of a new key.
+        file: Option<PathBuf>,
+    },
     /// Push USER's devices now.
     SendTest {
         /// The user, as the mail server names them.
@@ -150,6 +157,19 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::SendTest { user } => send_test(&config(path)?, &user).await,
+        Command::RotateVapidKey { file } => {
+            let config = config(path)?;
+            let key = match file {
+                Some(file) => {
+                    let bytes = zeroize::Zeroizing::new(std::fs::read(&file)?);
+                    webpush_crypto::VapidKey::import(&bytes)?
+                }
+                None => webpush_crypto::VapidKey::generate(&mut rand_core::OsRng)?,
+            };
+            let id = store(&config).await?.add_vapid_key(&key).await?;
+            println!("VAPID key {} is current: {}", id.0, key.public_key());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

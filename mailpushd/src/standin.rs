@@ -316,3 +316,173 @@ fn respond(status: u16, body: &'static str) -> hyper::Response<Full<Bytes>> {
     );
     response
 }
+
+/// A push service stand-in (RFC 8030) on plain HTTP/1.1, for what a real one cannot be
+/// made to answer: scripted statuses with their headers, slow answers. Requests are
+/// recorded as they arrive.
+pub struct PushService {
+    address: SocketAddr,
+    state: Arc<PushState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// How the push service stand-in answers one request.
+#[derive(Debug, Clone)]
+pub struct PushReply {
+    /// The status.
+    pub status: u16,
+    /// Extra headers (`Retry-After`, ...).
+    pub headers: Vec<(&'static str, &'static str)>,
+    /// Waits this long first.
+    pub delay: Duration,
+}
+
+impl PushReply {
+    /// A status, at once, without headers.
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+struct PushState {
+    requests: Mutex<Vec<Recorded>>,
+    script: Mutex<VecDeque<PushReply>>,
+    arrived: Notify,
+}
+
+impl std::fmt::Debug for PushService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushService")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PushService {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl PushService {
+    /// Starts on `127.0.0.1`, on a free port, answering 201 unless scripted otherwise.
+    pub async fn start() -> Result<Self, StandinError> {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| StandinError(e.to_string()))?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| StandinError(e.to_string()))?;
+        let state = Arc::new(PushState {
+            requests: Mutex::new(Vec::new()),
+            script: Mutex::new(VecDeque::new()),
+            arrived: Notify::new(),
+        });
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let state = shared.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        let state = state.clone();
+                        async move { push_answer(request, &state).await }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Self {
+            address,
+            state,
+            task,
+        })
+    }
+
+    /// Where it listens.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// An endpoint on it.
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("http://{}/{path}", self.address)
+    }
+
+    /// Answers the next requests with `replies`, in order; 201 after them.
+    pub fn script(&self, replies: impl IntoIterator<Item = PushReply>) {
+        lock(&self.state.script).extend(replies);
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        lock(&self.state.requests).clone()
+    }
+
+    /// Waits until `n` requests have arrived, or `timeout`; returns them.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Recorded> {
+        let wait = async {
+            loop {
+                let arrived = self.state.arrived.notified();
+                if lock(&self.state.requests).len() >= n {
+                    return;
+                }
+                arrived.await;
+            }
+        };
+        let _ = tokio::time::timeout(timeout, wait).await;
+        self.requests()
+    }
+}
+
+async fn push_answer(
+    request: hyper::Request<hyper::body::Incoming>,
+    state: &PushState,
+) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    lock(&state.requests).push(Recorded {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_owned(),
+        authority: parts
+            .headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("<binary>").to_owned()))
+            .collect(),
+        body,
+        connection: 0,
+        at: std::time::Instant::now(),
+    });
+    state.arrived.notify_waiters();
+    let reply = lock(&state.script)
+        .pop_front()
+        .unwrap_or_else(|| PushReply::status(201));
+    tokio::time::sleep(reply.delay).await;
+    let mut response = hyper::Response::new(Full::new(Bytes::new()));
+    *response.status_mut() =
+        http::StatusCode::from_u16(reply.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in reply.headers {
+        response
+            .headers_mut()
+            .insert(name, http::HeaderValue::from_static(value));
+    }
+    Ok(response)
+}

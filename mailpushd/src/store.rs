@@ -10,10 +10,12 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use imap_webpush_proto::state::{Account, Change, Record, VapidKeyId, Verifications};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
+use webpush_crypto::VapidKey;
 use xaps_proto::registry::{Registration, Registry};
 use xaps_proto::{AccountId, DeviceToken, Timestamp};
 
@@ -37,7 +39,8 @@ pub enum StoreError {
 }
 
 /// The schema, one step per version; never edited once released, only appended to.
-const MIGRATIONS: &[&str] = &["CREATE TABLE registrations (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE registrations (
         username TEXT NOT NULL,
         account_id TEXT NOT NULL,
         device_token TEXT NOT NULL,
@@ -47,7 +50,26 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE registrations (
         PRIMARY KEY (username, account_id)
     );
     CREATE INDEX registrations_token ON registrations (device_token);
-    CREATE INDEX registrations_time ON registrations (registered_ns);"];
+    CREATE INDEX registrations_time ON registrations (registered_ns);",
+    // Web Push: each subscription as the state machine's record (JSON), each account's
+    // verification count, and the VAPID keys (the highest id is current).
+    "CREATE TABLE webpush_subscriptions (
+        username TEXT NOT NULL,
+        sub_id TEXT NOT NULL,
+        record TEXT NOT NULL,
+        PRIMARY KEY (username, sub_id)
+    );
+    CREATE TABLE webpush_accounts (
+        username TEXT NOT NULL PRIMARY KEY,
+        window_start BIGINT NOT NULL,
+        sent BIGINT NOT NULL
+    );
+    CREATE TABLE vapid_keys (
+        id BIGINT NOT NULL PRIMARY KEY,
+        private_key TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );",
+];
 
 /// One stored row.
 type Row_ = (String, AccountId, Registration);
@@ -226,6 +248,122 @@ impl Store {
         Ok(n)
     }
 
+    /// `user`'s Web Push state: subscriptions and verification count.
+    pub async fn webpush_account(&self, user: &str) -> Result<Account, StoreError> {
+        let Driver::Sqlite { readers, .. } = &self.driver;
+        let mut conn = readers.acquire().await?;
+        load_account(&mut conn, &user.to_lowercase()).await
+    }
+
+    /// Runs `change` on `user`'s Web Push state and stores the changes it returns, in
+    /// one transaction: when this returns, they are on disk.
+    pub async fn update_webpush<R>(
+        &self,
+        user: &str,
+        change: impl FnOnce(&Account) -> (R, Vec<Change>),
+    ) -> Result<R, StoreError> {
+        let user = user.to_lowercase();
+        let Driver::Sqlite { writer, .. } = &self.driver;
+        let mut tx = writer.begin().await?;
+        let account = load_account(&mut tx, &user).await?;
+        let (result, changes) = change(&account);
+        for change in &changes {
+            match change {
+                Change::Store(record) => {
+                    let json = serde_json::to_string(record).map_err(|e| StoreError::Corrupt {
+                        user: user.clone(),
+                        account: record.sub_id.as_str().to_owned(),
+                        reason: e.to_string(),
+                    })?;
+                    sqlx::query(
+                        "INSERT INTO webpush_subscriptions (username, sub_id, record) VALUES (?, ?, ?)
+                         ON CONFLICT (username, sub_id) DO UPDATE SET record = excluded.record",
+                    )
+                    .bind(&user)
+                    .bind(record.sub_id.as_str())
+                    .bind(json)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Change::Delete(id) => {
+                    sqlx::query(
+                        "DELETE FROM webpush_subscriptions WHERE username = ? AND sub_id = ?",
+                    )
+                    .bind(&user)
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Change::Verifications(v) => {
+                    sqlx::query(
+                        "INSERT INTO webpush_accounts (username, window_start, sent) VALUES (?, ?, ?)
+                         ON CONFLICT (username) DO UPDATE SET window_start = excluded.window_start, sent = excluded.sent",
+                    )
+                    .bind(&user)
+                    .bind(i64::try_from(v.window_start).unwrap_or(i64::MAX))
+                    .bind(i64::from(v.sent))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(result)
+    }
+
+    /// The current VAPID key and its id, if one was made.
+    pub async fn vapid_key(&self) -> Result<Option<(VapidKeyId, VapidKey)>, StoreError> {
+        let Driver::Sqlite { readers, .. } = &self.driver;
+        let row = sqlx::query("SELECT id, private_key FROM vapid_keys ORDER BY id DESC LIMIT 1")
+            .fetch_optional(readers)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let id: i64 = row.try_get(0)?;
+        let key: String = row.try_get(1)?;
+        let key = zeroize::Zeroizing::new(key);
+        let key = VapidKey::import(key.as_bytes()).map_err(|e| StoreError::Corrupt {
+            user: String::new(),
+            account: format!("VAPID key {id}"),
+            reason: e.to_string(),
+        })?;
+        let id = u32::try_from(id).map_err(|_| StoreError::Corrupt {
+            user: String::new(),
+            account: format!("VAPID key {id}"),
+            reason: "id out of range".into(),
+        })?;
+        Ok(Some((VapidKeyId(id), key)))
+    }
+
+    /// Makes `key` the current VAPID key, with the next id.
+    pub async fn add_vapid_key(&self, key: &VapidKey) -> Result<VapidKeyId, StoreError> {
+        let Driver::Sqlite { writer, .. } = &self.driver;
+        let mut tx = writer.begin().await?;
+        let last: Option<i64> = sqlx::query("SELECT MAX(id) FROM vapid_keys")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        let id = last.unwrap_or(0) + 1;
+        let now = Timestamp::from_system_time(std::time::SystemTime::now());
+        sqlx::query("INSERT INTO vapid_keys (id, private_key, created_at) VALUES (?, ?, ?)")
+            .bind(id)
+            .bind(
+                key.to_pkcs8_pem()
+                    .map(|p| p.to_string())
+                    .map_err(|e| StoreError::Corrupt {
+                        user: String::new(),
+                        account: "VAPID key".into(),
+                        reason: e.to_string(),
+                    })?,
+            )
+            .bind(now.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(VapidKeyId(u32::try_from(id).unwrap_or(u32::MAX)))
+    }
+
     async fn update<R>(
         &self,
         selection: Selection,
@@ -358,4 +496,44 @@ fn read_row(row: &sqlx::sqlite::SqliteRow) -> Result<Row_, StoreError> {
             registered_at,
         },
     ))
+}
+
+async fn load_account(
+    conn: &mut sqlx::SqliteConnection,
+    user: &str,
+) -> Result<Account, StoreError> {
+    let rows = sqlx::query("SELECT sub_id, record FROM webpush_subscriptions WHERE username = ?")
+        .bind(user)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut records = Vec::with_capacity(rows.len());
+    for row in rows {
+        let sub_id: String = row.try_get(0)?;
+        let json: String = row.try_get(1)?;
+        let record: Record = serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
+            user: user.to_owned(),
+            account: sub_id,
+            reason: e.to_string(),
+        })?;
+        records.push(record);
+    }
+    let verifications =
+        sqlx::query("SELECT window_start, sent FROM webpush_accounts WHERE username = ?")
+            .bind(user)
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|row| -> Result<Verifications, sqlx::Error> {
+                let start: i64 = row.try_get(0)?;
+                let sent: i64 = row.try_get(1)?;
+                Ok(Verifications {
+                    window_start: u64::try_from(start).unwrap_or(0),
+                    sent: u32::try_from(sent).unwrap_or(u32::MAX),
+                })
+            })
+            .transpose()?
+            .unwrap_or_default();
+    Ok(Account {
+        records,
+        verifications,
+    })
 }

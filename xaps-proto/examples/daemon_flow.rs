@@ -78,6 +78,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             username: user.into(),
             mailbox: mailbox.into(),
             events: names.iter().map(|e| (*e).to_owned()).collect(),
+            messages: Vec::new(),
         };
         println!(
             "\nt={secs:>2}s plugin -> POST /notify {}",

@@ -74,6 +74,36 @@ pub struct Notify {
     pub mailbox: String,
     /// `Events`: Dovecot push-notification event names (`MessageNew`, `FlagsSet`, ...).
     pub events: Vec<String>,
+    /// `Messages`: what an event source knows of the new messages (mailpushd's Lua
+    /// script sends it; the xaps plugin does not, and xapsd ignores it). Empty when
+    /// absent, and then not written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<MessageSummary>,
+}
+
+/// A new message as an event source describes it, for pushes that show it (Web Push's
+/// ENVELOPE form). Every field may be missing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MessageSummary {
+    /// Its UID.
+    #[serde(default)]
+    pub uid: u32,
+    /// The mailbox's UIDVALIDITY.
+    #[serde(default)]
+    pub uid_validity: u32,
+    /// `From:`, as the message has it.
+    #[serde(default)]
+    pub from: String,
+    /// `Subject:`.
+    #[serde(default)]
+    pub subject: String,
+    /// `Date:`.
+    #[serde(default)]
+    pub date: String,
+    /// `Message-ID:`.
+    #[serde(default, rename = "MessageId")]
+    pub message_id: String,
 }
 
 fn malformed(what: &'static str) -> impl Fn(serde_json::Error) -> BodyError {

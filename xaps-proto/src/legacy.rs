@@ -279,6 +279,7 @@ impl TryFrom<&Line> for Request {
                     username,
                     mailbox,
                     events,
+                    messages: Vec::new(),
                 }))
             }
         }

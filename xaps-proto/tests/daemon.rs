@@ -169,7 +169,7 @@ proptest! {
 
     #[test]
     fn notify_round_trip(user in "\\PC{1,20}", mailbox in "\\PC{1,20}", events in proptest::collection::vec("[A-Za-z]{1,15}", 1..4)) {
-        let notify = Notify { username: user, mailbox, events };
+        let notify = Notify { username: user, mailbox, events, messages: Vec::new() };
         prop_assert_eq!(Notify::from_json(notify.to_json().unwrap().as_bytes()).unwrap(), notify);
     }
 
@@ -178,4 +178,24 @@ proptest! {
         let _ = Register::from_json(&input);
         let _ = Notify::from_json(&input);
     }
+}
+
+/// mailpushd's Lua script adds what it knows of new messages; xapsd's shape still reads
+/// without it, and writes without it.
+#[test]
+fn notify_with_message_details() {
+    let body = br#"{"Username":"alice","Mailbox":"INBOX","Events": ["MessageNew"],"Messages":[{"Uid":7,"UidValidity":1796157589,"From":"Bob <bob@example.org>","Subject":"First","Date":"Tue, 01 Dec 2026 20:39:06 +0000"}]}"#;
+    let notify = Notify::from_json(body).unwrap();
+    assert_eq!(notify.messages.len(), 1);
+    assert_eq!(notify.messages[0].uid, 7);
+    assert_eq!(notify.messages[0].from, "Bob <bob@example.org>");
+    assert_eq!(
+        Notify::from_json(notify.to_json().unwrap().as_bytes()).unwrap(),
+        notify
+    );
+    let plain =
+        Notify::from_json(br#"{"Username":"alice","Mailbox":"INBOX","Events": ["MessageNew"]}"#)
+            .unwrap();
+    assert!(plain.messages.is_empty());
+    assert!(!plain.to_json().unwrap().contains("Messages"));
 }

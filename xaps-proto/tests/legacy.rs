@@ -75,6 +75,7 @@ fn the_go_daemon_test_strings() {
             username: "stefan".into(),
             mailbox: "Inbox".into(),
             events: vec!["MessageNew".into()],
+            messages: Vec::new(),
         })
     );
 }
@@ -114,6 +115,7 @@ fn the_plugin_construction_byte_for_byte() {
         username: "user".into(),
         mailbox: "INBOX".into(),
         events: vec!["MessageNew".into()],
+        messages: Vec::new(),
     });
     let expected =
         "NOTIFY dovecot-username=\"user\"\tdovecot-mailbox=\"INBOX\"\tevents=(\"MessageNew\")\r\n";
@@ -316,6 +318,7 @@ fn arb_request() -> impl Strategy<Value = Request> {
                 username,
                 mailbox,
                 events,
+                messages: Vec::new(),
             })
         ),
     ]

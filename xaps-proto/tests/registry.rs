@@ -249,6 +249,7 @@ fn lookup_answers_like_xapsd() {
         username: user.into(),
         mailbox: mailbox.into(),
         events: vec!["MessageNew".into()],
+        messages: Vec::new(),
     };
     let outcome = |user, mailbox| registry.lookup_notify(&notify(user, mailbox)).outcome();
     assert_eq!(accounts(&registry.lookup("U", "INBOX")), ["A", "B"]);

@@ -17,8 +17,11 @@ use xaps_proto::registry::{Lookup, Registered};
 
 use crate::daemon::Shared;
 
+mod webpush;
+pub(crate) use webpush::generic as webpush_generic;
+
 /// A response with a short text body.
-fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -28,7 +31,7 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     response
 }
 
-fn empty(status: StatusCode) -> Response<Full<Bytes>> {
+pub(crate) fn empty(status: StatusCode) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = status;
     response
@@ -40,6 +43,8 @@ enum Route {
     Register,
     Notify,
     Ox,
+    WebPush,
+    Disconnect,
     Metrics,
     Health,
 }
@@ -50,6 +55,8 @@ impl Route {
             Route::Register => "register",
             Route::Notify => "notify",
             Route::Ox => "ox",
+            Route::WebPush => "imap_webpush",
+            Route::Disconnect => "imap_disconnect",
             Route::Metrics => "metrics",
             Route::Health => "healthz",
         }
@@ -57,7 +64,9 @@ impl Route {
 
     fn method(self) -> (Method, &'static str) {
         match self {
-            Route::Register | Route::Notify => (Method::POST, "POST"),
+            Route::Register | Route::Notify | Route::WebPush | Route::Disconnect => {
+                (Method::POST, "POST")
+            }
             Route::Ox => (Method::PUT, "PUT"),
             Route::Metrics | Route::Health => (Method::GET, "GET"),
         }
@@ -66,7 +75,10 @@ impl Route {
     /// Whether the plugin's credentials are needed (the read-only routes are for the
     /// operator's monitoring, on the same private address).
     fn needs_auth(self) -> bool {
-        matches!(self, Route::Register | Route::Notify | Route::Ox)
+        matches!(
+            self,
+            Route::Register | Route::Notify | Route::Ox | Route::WebPush | Route::Disconnect
+        )
     }
 }
 
@@ -81,6 +93,8 @@ pub(crate) async fn handle(
         "/notify" => Some(Route::Notify),
         "/metrics" => Some(Route::Metrics),
         "/healthz" => Some(Route::Health),
+        "/imap/webpush" => Some(Route::WebPush),
+        "/imap/disconnect" => Some(Route::Disconnect),
         p if p == shared.config.ox_path => Some(Route::Ox),
         _ => None,
     };
@@ -131,13 +145,16 @@ async fn route_request(
             );
             response
         }
-        Route::Register | Route::Notify | Route::Ox => {
+        Route::Disconnect => webpush::closed(shared, request.headers()).await,
+        Route::Register | Route::Notify | Route::Ox | Route::WebPush => {
+            let headers = request.headers().clone();
             let body = match read_body(shared, request).await {
                 Ok(body) => body,
                 Err(response) => return response,
             };
             match route {
                 Route::Register => register(shared, &body).await,
+                Route::WebPush => webpush::command(shared, &headers, &body).await,
                 Route::Notify => match Notify::from_json(&body) {
                     Ok(notify) => notify_response(shared, &notify).await,
                     Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
@@ -258,6 +275,9 @@ async fn notify_response(shared: &Shared, notify: &Notify) -> Response<Full<Byte
             );
         }
     };
+    if let Some(state) = &shared.webpush {
+        webpush::notify(shared, state, notify).await;
+    }
     let lookup = registry.lookup_notify(notify);
     if let Lookup::Push(targets) = &lookup {
         let new_mail = notify.is_message_new();
@@ -295,6 +315,7 @@ async fn ox(shared: &Shared, body: &[u8]) -> Response<Full<Bytes>> {
         username: event.user,
         mailbox: event.folder,
         events: vec!["MessageNew".to_owned()],
+        messages: Vec::new(),
     };
     let response = notify_response(shared, &notify).await;
     // The driver logs anything but 2xx as an error; a user without devices is not one.

@@ -1,0 +1,428 @@
+//! IMAP WEBPUSH through the daemon, against a scripted push-service stand-in: the
+//! lifecycle, what each answer of a push service does to the store, DNS rebinding
+//! refused at connect time, and malformed forwarded commands.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mailpushd::config::Config;
+use mailpushd::daemon::Daemon;
+use mailpushd::demo::http;
+use mailpushd::standin::{PushReply, PushService};
+use webpush_crypto::{UaKeys, decrypt};
+
+const JSON: [(&str, &str); 1] = [("content-type", "application/json; charset=utf-8")];
+const ID: &str = "a8282bf9-6102-4e1b-bb61-d26d0e532e65";
+
+struct Setup {
+    daemon: Daemon,
+    push: PushService,
+    ua: UaKeys,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup(change: impl FnOnce(&mut Config)) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::with_database(dir.path().join("store.sqlite"));
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.apns.topic = Some(mailpushd::demo::DEMO_TOPIC.into());
+    config.webpush.subject = Some("mailto:postmaster@mail.example".into());
+    config.webpush.allow_local_push_service = true;
+    config.webpush.request_timeout = Duration::from_millis(800);
+    config.webpush.max_attempts = 3;
+    config.push.delay = Duration::from_millis(500);
+    config.push.check_interval = Duration::from_millis(100);
+    change(&mut config);
+    Setup {
+        daemon: Daemon::start(config).await.unwrap(),
+        push: PushService::start().await.unwrap(),
+        ua: UaKeys::generate(&mut rand_core::OsRng).unwrap(),
+        _dir: dir,
+    }
+}
+
+impl Setup {
+    fn address(&self) -> SocketAddr {
+        self.daemon.local_addr()
+    }
+
+    /// Forwards one command line as the IMAP server would; returns the lines to send.
+    async fn forward(&self, connection: &str, line: &str) -> String {
+        let headers = [
+            ("x-mailpush-user", "Alice"),
+            ("x-mailpush-connection", connection),
+        ];
+        let (status, body) = http(
+            self.address(),
+            "POST",
+            "/imap/webpush",
+            &headers,
+            line.as_bytes(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200, "{line}: {}", String::from_utf8_lossy(&body));
+        String::from_utf8(body).unwrap()
+    }
+
+    fn subscribe_line(&self, tag: &str, endpoint: &str) -> String {
+        format!(
+            "{tag} WEBPUSH {ID} {endpoint} {} {}\r\n",
+            self.ua.public_key().to_base64url(),
+            self.ua.auth().to_base64url()
+        )
+    }
+
+    /// The plaintext of push number `n` (from 0) at the stand-in.
+    async fn pushed(&self, n: usize) -> String {
+        let requests = self.push.wait_for(n + 1, Duration::from_secs(10)).await;
+        let request = requests.get(n).expect("the push arrived");
+        String::from_utf8(decrypt(&self.ua, &request.body).unwrap()).unwrap()
+    }
+
+    /// Subscribes and acknowledges; returns the endpoint.
+    async fn active(&self, path: &str) -> String {
+        let endpoint = self.push.endpoint(path);
+        let before = self.push.requests().len();
+        self.forward("c1", &self.subscribe_line("s1", &endpoint))
+            .await;
+        let ack = self.pushed(before).await;
+        let token = ack
+            .trim_end()
+            .strip_prefix("* ACKWEBPUSH ")
+            .unwrap()
+            .to_owned();
+        let answer = self
+            .forward("c1", &format!("s2 ACKWEBPUSH {token}\r\n"))
+            .await;
+        assert!(
+            answer.ends_with("s2 OK ACKWEBPUSH completed\r\n"),
+            "{answer}"
+        );
+        endpoint
+    }
+
+    async fn notify(&self, events: &str, messages: &str) -> u16 {
+        let body =
+            format!(r#"{{"Username":"alice","Mailbox":"INBOX","Events": [{events}]{messages}}}"#);
+        http(self.address(), "POST", "/notify", &JSON, body.as_bytes())
+            .await
+            .unwrap()
+            .0
+    }
+
+    async fn subscriptions(&self) -> usize {
+        self.daemon
+            .store()
+            .webpush_account("alice")
+            .await
+            .unwrap()
+            .records
+            .len()
+    }
+
+    async fn wait_subscriptions(&self, n: usize) -> usize {
+        for _ in 0..100 {
+            if self.subscriptions().await == n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.subscriptions().await
+    }
+}
+
+#[tokio::test]
+async fn the_lifecycle_through_the_daemon() {
+    let s = setup(|_| {}).await;
+    let answer = s.forward("c1", "a1 GETVAPID\r\n").await;
+    let key = answer
+        .lines()
+        .next()
+        .unwrap()
+        .strip_prefix("* VAPID ")
+        .unwrap()
+        .to_owned();
+    assert!(answer.ends_with("a1 OK GETVAPID completed\r\n"));
+
+    let endpoint = s.push.endpoint("push/1");
+    let answer = s.forward("c1", &s.subscribe_line("a2", &endpoint)).await;
+    assert_eq!(
+        answer,
+        format!("* VAPID {key}\r\n* WEBPUSH {ID} {endpoint} NIL\r\na2 OK WEBPUSH completed\r\n")
+    );
+    // The verification push: the token, encrypted for the subscription, signed with
+    // the key GETVAPID gave.
+    let ack = s.pushed(0).await;
+    let token = ack
+        .strip_prefix("* ACKWEBPUSH ")
+        .unwrap()
+        .strip_suffix("\r\n")
+        .unwrap();
+    let request = &s.push.requests()[0];
+    assert_eq!(request.path, "/push/1");
+    assert_eq!(request.header("content-encoding"), Some("aes128gcm"));
+    assert_eq!(request.header("urgency"), Some("high"));
+    assert_eq!(request.header("ttl"), Some("86400"));
+    assert!(
+        request
+            .header("authorization")
+            .unwrap()
+            .ends_with(&format!("k={key}"))
+    );
+
+    let answer = s.forward("c1", &format!("a3 ACKWEBPUSH {token}\r\n")).await;
+    assert_eq!(
+        answer,
+        format!("* WEBPUSH {ID} {endpoint} NIL\r\na3 OK ACKWEBPUSH completed\r\n")
+    );
+
+    // New mail with what the Lua script tells of it: the ENVELOPE form, at once.
+    let messages = r#","Messages":[{"Uid":7,"UidValidity":1,"From":"Bob <bob@example.org>","Subject":"Hello","Date":"Tue, 01 Dec 2026 20:39:06 +0000"}]"#;
+    s.notify(r#""MessageNew""#, messages).await;
+    assert_eq!(
+        s.pushed(1).await,
+        "* SELECT INBOX\r\n* 7 UIDFETCH (ENVELOPE (\"Tue, 01 Dec 2026 20:39:06 +0000\" \"Hello\" ((\"Bob\" NIL \"bob\" \"example.org\")) NIL NIL NIL NIL NIL NIL NIL))\r\n"
+    );
+    let topic = s.push.requests()[1].header("topic").unwrap().to_owned();
+    assert_eq!(topic.len(), 32);
+    // New mail without details: the generic push.
+    s.notify(r#""MessageNew""#, "").await;
+    assert_eq!(s.pushed(2).await, "* SELECT INBOX\r\n");
+    // A burst of flag changes: one generic push after the quiet period.
+    let burst = Instant::now();
+    for _ in 0..3 {
+        s.notify(r#""FlagsSet","MessageRead""#, "").await;
+    }
+    assert_eq!(s.pushed(3).await, "* SELECT INBOX\r\n");
+    assert!(burst.elapsed() >= Duration::from_millis(500));
+    assert_eq!(s.push.requests()[3].header("urgency"), Some("normal"));
+
+    // Silenced until connection c2 ends: nothing; then c2 ends, and pushes flow.
+    let answer = s.forward("c2", &format!("a4 SILWEBPUSH {ID} 0\r\n")).await;
+    assert!(
+        answer.starts_with(&format!("* WEBPUSH {ID} {endpoint} 0\r\n")),
+        "{answer}"
+    );
+    s.notify(r#""MessageNew""#, "").await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(s.push.requests().len(), 4, "silenced");
+    let headers = [
+        ("x-mailpush-user", "alice"),
+        ("x-mailpush-connection", "c2"),
+    ];
+    let (status, _) = http(s.address(), "POST", "/imap/disconnect", &headers, b"")
+        .await
+        .unwrap();
+    assert_eq!(status, 204);
+    let answer = s.forward("c1", "a5 LWEBPUSH *\r\n").await;
+    assert_eq!(
+        answer,
+        format!("* WEBPUSH {ID} {endpoint} NIL\r\na5 OK LWEBPUSH completed\r\n")
+    );
+    s.notify(r#""MessageNew""#, "").await;
+    assert_eq!(s.pushed(4).await, "* SELECT INBOX\r\n");
+    // Unsubscribed: gone.
+    let answer = s.forward("c1", &format!("a6 WEBPUSH {ID} NIL\r\n")).await;
+    assert_eq!(answer, "a6 OK WEBPUSH completed\r\n");
+    assert_eq!(s.subscriptions().await, 0);
+}
+
+#[tokio::test]
+async fn each_answer_of_a_push_service_has_its_effect() {
+    let s = setup(|_| {}).await;
+    s.active("push/1").await;
+    let metrics = || async {
+        String::from_utf8(
+            http(s.address(), "GET", "/metrics", &[], b"")
+                .await
+                .unwrap()
+                .1,
+        )
+        .unwrap()
+    };
+    // 413: the generic push instead.
+    s.push.script([PushReply::status(413)]);
+    let messages = format!(
+        r#","Messages":[{{"Uid":7,"Subject":"{}"}}]"#,
+        "x".repeat(100)
+    );
+    s.notify(r#""MessageNew""#, &messages).await;
+    assert!(s.pushed(1).await.contains("UIDFETCH"));
+    assert_eq!(s.pushed(2).await, "* SELECT INBOX\r\n");
+    // 429 with Retry-After: retried no sooner; 503 and a slow answer: retried.
+    s.push.script([PushReply {
+        status: 429,
+        headers: vec![("retry-after", "1")],
+        delay: Duration::ZERO,
+    }]);
+    let start = Instant::now();
+    s.notify(r#""MessageNew""#, "").await;
+    let requests = s.push.wait_for(5, Duration::from_secs(10)).await;
+    assert_eq!(requests.len(), 5);
+    assert!(requests[4].at.duration_since(requests[3].at) >= Duration::from_secs(1));
+    assert!(start.elapsed() >= Duration::from_secs(1));
+    s.push.script([
+        PushReply::status(503),
+        PushReply {
+            status: 201,
+            headers: vec![],
+            delay: Duration::from_secs(2),
+        },
+    ]);
+    s.notify(r#""MessageNew""#, "").await;
+    assert_eq!(s.push.wait_for(8, Duration::from_secs(15)).await.len(), 8);
+    // 403: a VAPID fault, reported; the subscription stays.
+    s.push.script([PushReply::status(403)]);
+    s.notify(r#""MessageNew""#, "").await;
+    s.push.wait_for(9, Duration::from_secs(10)).await;
+    for _ in 0..50 {
+        if metrics().await.contains("outcome=\"fix_configuration\"} 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        metrics().await.contains(
+            "mailpushd_pushes_total{service=\"webpush\",outcome=\"fix_configuration\"} 1"
+        )
+    );
+    assert_eq!(s.subscriptions().await, 1);
+    // 404: the subscription is deleted.
+    s.push.script([PushReply::status(404)]);
+    s.notify(r#""MessageNew""#, "").await;
+    assert_eq!(s.wait_subscriptions(0).await, 0);
+    let answer = s.forward("c1", "l1 LWEBPUSH *\r\n").await;
+    assert_eq!(answer, "l1 OK LWEBPUSH completed\r\n");
+}
+
+#[tokio::test]
+async fn a_name_that_resolves_to_a_private_address_is_refused_at_connect_time() {
+    // A listener where the rebinding name points: nothing may reach it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while listener.accept().await.is_ok() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let s = setup(|c| {
+        c.webpush.allow_local_push_service = false;
+        c.webpush.max_attempts = 2;
+        c.webpush.names = Some(HashMap::from([(
+            "push.rebind.example".to_owned(),
+            vec!["127.0.0.1".parse().unwrap()],
+        )]));
+    })
+    .await;
+    // An address literal that is not globally reachable is refused before storing.
+    let local = format!("https://127.0.0.1:{port}/p/1");
+    let answer = s.forward("c1", &s.subscribe_line("a0", &local)).await;
+    assert!(
+        answer.starts_with(
+            "a0 NO [CANNOT] push endpoint refused: the address is not globally reachable"
+        ),
+        "{answer}"
+    );
+    assert_eq!(s.subscriptions().await, 0);
+    let endpoint = format!("https://push.rebind.example:{port}/p/1");
+    // The name passes the endpoint policy: it is stored...
+    let answer = s.forward("c1", &s.subscribe_line("a1", &endpoint)).await;
+    assert!(answer.ends_with("a1 OK WEBPUSH completed\r\n"), "{answer}");
+    assert_eq!(s.subscriptions().await, 1);
+    // ...but its address is refused when connecting: the verification push goes nowhere.
+    for _ in 0..60 {
+        let metrics = String::from_utf8(
+            http(s.address(), "GET", "/metrics", &[], b"")
+                .await
+                .unwrap()
+                .1,
+        )
+        .unwrap();
+        if metrics.contains("service=\"webpush\",outcome=\"gave_up\"} 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = String::from_utf8(
+        http(s.address(), "GET", "/metrics", &[], b"")
+            .await
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    assert!(
+        metrics.contains("service=\"webpush\",outcome=\"gave_up\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn malformed_forwarded_commands_get_the_grammars_answer_and_change_nothing() {
+    let s = setup(|_| {}).await;
+    s.active("push/1").await;
+    let before = s.daemon.store().webpush_account("alice").await.unwrap();
+    for (line, answer) in [
+        (
+            "b1 WEBPUSH bad/id NIL\r\n",
+            "b1 BAD subscription id may contain only letters, digits, '-', '_' and '.'\r\n",
+        ),
+        (
+            "b2 WEBPUSH x https://push.example/p AAAA BTBZMqHH6r4Tts7J_aSIgg\r\n",
+            "b2 BAD p256dh key is invalid",
+        ),
+        ("b3 SILWEBPUSH x\r\n", "b3 BAD"),
+        ("b4 ACKWEBPUSH\r\n", "b4 BAD"),
+        (
+            "b5 ACKWEBPUSH AAAAAAAAAAAAAAAAAAAAAA\r\n",
+            "b5 NO unknown ack token\r\n",
+        ),
+        (
+            "b6 SILWEBPUSH nope 10\r\n",
+            "b6 NO no such push subscription\r\n",
+        ),
+    ] {
+        let got = s.forward("c1", line).await;
+        assert!(got.starts_with(answer), "{line:?}: {got:?}");
+    }
+    assert_eq!(
+        s.daemon.store().webpush_account("alice").await.unwrap(),
+        before
+    );
+    // Not a whole command, or not WEBPUSH, or without the forwarding headers: 400.
+    let headers = [
+        ("x-mailpush-user", "alice"),
+        ("x-mailpush-connection", "c1"),
+    ];
+    for body in [
+        &b"b8 WEBPUSH x"[..],
+        b"b9 SELECT INBOX\r\n",
+        b"c1 GETVAPID\r\nc2 GETVAPID\r\n",
+    ] {
+        let (status, _) = http(s.address(), "POST", "/imap/webpush", &headers, body)
+            .await
+            .unwrap();
+        assert_eq!(status, 400, "{:?}", String::from_utf8_lossy(body));
+    }
+    let (status, _) = http(
+        s.address(),
+        "POST",
+        "/imap/webpush",
+        &[],
+        b"a1 GETVAPID\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 400);
+}
