@@ -508,7 +508,10 @@ mod tests {
                 "host ends in a number but is not an IPv4 address",
             ),
             ("https://./p", "no host"),
-            ("https://4........./4;p/+8-4", "host has an empty label (\"..\")"),
+            (
+                "https://4........./4;p/+8-4",
+                "host has an empty label (\"..\")",
+            ),
             ("https://a..b/p", "host has an empty label (\"..\")"),
             ("https://.a/p", "host has an empty label (\"..\")"),
         ] {
