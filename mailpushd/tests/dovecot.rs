@@ -15,18 +15,18 @@
 )]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::free_port;
+use support::{Dovecot, ShowLogOnFailure, dovecot_available};
 
 use mailpushd::config::BasicAuth;
 use mailpushd::daemon::Daemon;
 use mailpushd::demo::standin_config;
 use mailpushd::standin::Standin;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const TOKEN: &str = "2918390218931890821908309283098109381029309829018310983092892829";
@@ -34,231 +34,6 @@ const TOKEN: &str = "29183902189318908219083092830981093810293098290183109830928
 const AUTHORIZATION: &str = "Basic ZG92ZWNvdDpzM2NyZXQ=";
 /// The quiet period after flag changes, in this test.
 const DELAY: Duration = Duration::from_secs(2);
-
-fn dovecot_available() -> bool {
-    let found = Command::new("dovecot").arg("--version").output().is_ok();
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout == b"0\n");
-    if found && root {
-        return true;
-    }
-    if std::env::var_os("MAILPUSHD_REQUIRE_DOVECOT").is_some() {
-        panic!("Dovecot is required (found: {found}, root: {root})");
-    }
-    eprintln!("skipped: needs dovecot installed and root");
-    false
-}
-
-/// A private Dovecot instance in `dir`.
-struct Dovecot {
-    child: Child,
-    config: PathBuf,
-    imap: SocketAddr,
-    lmtp: SocketAddr,
-}
-
-impl Dovecot {
-    async fn start(dir: &Path, drivers: &str) -> Self {
-        let (imap, lmtp) = (free_port(), free_port());
-        for sub in ["run", "state", "mail"] {
-            std::fs::create_dir_all(dir.join(sub)).unwrap();
-        }
-        std::fs::write(dir.join("passwd"), "alice:{PLAIN}secret\n").unwrap();
-        let d = dir.display();
-        let config = dir.join("dovecot.conf");
-        std::fs::write(
-            &config,
-            format!(
-                r#"base_dir = {d}/run
-state_dir = {d}/state
-log_path = {d}/dovecot.log
-protocols = imap lmtp
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-auth_username_format = %Ln
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%n {d}/passwd
-}}
-userdb {{
-  driver = static
-  args = uid=nobody gid=nogroup home={d}/mail/%n
-}}
-mail_location = maildir:~/Maildir
-namespace inbox {{
-  inbox = yes
-  separator = /
-  mailbox Junk {{
-    auto = create
-  }}
-  mailbox Archive {{
-    auto = create
-  }}
-}}
-recipient_delimiter = +
-lmtp_save_to_detail_mailbox = yes
-mail_attribute_dict = file:%h/dovecot-attributes
-protocol imap {{
-  imap_metadata = yes
-}}
-service imap-login {{
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {imap}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-service lmtp {{
-  inet_listener lmtp {{
-    address = 127.0.0.1
-    port = {lmtp}
-  }}
-}}
-{drivers}
-"#
-            ),
-        )
-        .unwrap();
-        // Mail is served as nobody: the folders it touches are its own.
-        let status = Command::new("chown")
-            .args(["-R", "nobody:nogroup"])
-            .arg(dir.join("mail"))
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let child = Command::new("dovecot")
-            .arg("-c")
-            .arg(&config)
-            .arg("-F")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let dovecot = Self {
-            child,
-            config,
-            imap: SocketAddr::from(([127, 0, 0, 1], imap)),
-            lmtp: SocketAddr::from(([127, 0, 0, 1], lmtp)),
-        };
-        for address in [dovecot.imap, dovecot.lmtp] {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while TcpStream::connect(address).await.is_err() {
-                assert!(
-                    Instant::now() < deadline,
-                    "Dovecot did not listen on {address}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        dovecot
-    }
-
-    fn stop(mut self) {
-        let _ = Command::new("doveadm")
-            .arg("-c")
-            .arg(&self.config)
-            .arg("stop")
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Delivers one message over LMTP.
-    async fn deliver(&self, to: &str, subject: &str) {
-        let stream = TcpStream::connect(self.lmtp).await.unwrap();
-        let mut lmtp = Line::new(stream);
-        assert!(lmtp.read().await.starts_with("220"));
-        lmtp.send("LHLO test.example").await;
-        while lmtp.read().await.starts_with("250-") {}
-        for (command, expect) in [
-            ("MAIL FROM:<bob@example.org>".to_owned(), "250"),
-            (format!("RCPT TO:<{to}>"), "250"),
-            ("DATA".to_owned(), "354"),
-        ] {
-            lmtp.send(&command).await;
-            let answer = lmtp.read().await;
-            assert!(answer.starts_with(expect), "{command}: {answer}");
-        }
-        lmtp.send(&format!(
-            "From: Bob <bob@example.org>\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{subject}@example.org>\r\n\r\nHello.\r\n."
-        ))
-        .await;
-        let answer = lmtp.read().await;
-        assert!(answer.starts_with("250"), "delivery: {answer}");
-        lmtp.send("QUIT").await;
-    }
-
-    async fn imap(&self) -> Imap {
-        let stream = TcpStream::connect(self.imap).await.unwrap();
-        let mut imap = Imap {
-            line: Line::new(stream),
-            tag: 0,
-        };
-        assert!(imap.line.read().await.starts_with("* OK"));
-        imap.run("LOGIN alice secret").await;
-        imap
-    }
-}
-
-struct Line {
-    stream: BufReader<TcpStream>,
-}
-
-impl Line {
-    fn new(stream: TcpStream) -> Self {
-        Self {
-            stream: BufReader::new(stream),
-        }
-    }
-
-    async fn send(&mut self, line: &str) {
-        self.stream
-            .get_mut()
-            .write_all(format!("{line}\r\n").as_bytes())
-            .await
-            .unwrap();
-    }
-
-    async fn read(&mut self) -> String {
-        let mut line = String::new();
-        tokio::time::timeout(Duration::from_secs(10), self.stream.read_line(&mut line))
-            .await
-            .expect("an answer")
-            .unwrap();
-        line
-    }
-}
-
-struct Imap {
-    line: Line,
-    tag: u32,
-}
-
-impl Imap {
-    /// Runs a command; returns its tagged answer, asserting OK.
-    async fn run(&mut self, command: &str) -> String {
-        self.tag += 1;
-        let tag = format!("a{}", self.tag);
-        self.line.send(&format!("{tag} {command}")).await;
-        loop {
-            let answer = self.line.read().await;
-            if let Some(rest) = answer.strip_prefix(&format!("{tag} ")) {
-                assert!(rest.starts_with("OK"), "{command}: {answer}");
-                return answer;
-            }
-        }
-    }
-}
 
 /// The exact bytes of the xaps plugin's registration (Dovecot 2.3.19's HTTP client).
 async fn register_as_the_plugin(daemon: SocketAddr) {
@@ -377,16 +152,4 @@ plugin {{
     assert_eq!(pushes(&standin, 5, Duration::from_secs(1)).await, 5);
     dovecot.stop();
     daemon.shutdown(Duration::from_secs(5)).await;
-}
-
-/// Prints Dovecot's log when the test fails, which says why far better than a count.
-struct ShowLogOnFailure(PathBuf);
-
-impl Drop for ShowLogOnFailure {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.0).unwrap_or_default();
-            eprintln!("--- dovecot.log ---\n{log}");
-        }
-    }
 }

@@ -1,9 +1,265 @@
-//! What the daemon's integration tests share.
+//! What the daemon's integration tests share: free ports, and a private Dovecot
+//! instance with LMTP and IMAP clients for it.
+// Each test binary uses a part of this.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 
 /// A port free on 127.0.0.1 a moment ago, for a process the test starts.
-pub(crate) fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap_or(0)
+}
+
+/// Whether Dovecot can run here (installed, and root for its master); a failure when
+/// `MAILPUSHD_REQUIRE_DOVECOT` is set.
+pub fn dovecot_available() -> bool {
+    let found = Command::new("dovecot").arg("--version").output().is_ok();
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n");
+    if found && root {
+        return true;
+    }
+    if std::env::var_os("MAILPUSHD_REQUIRE_DOVECOT").is_some() {
+        panic!("Dovecot is required (found: {found}, root: {root})");
+    }
+    eprintln!("skipped: needs dovecot installed and root");
+    false
+}
+
+/// A private Dovecot instance in `dir`.
+pub struct Dovecot {
+    child: Child,
+    config: PathBuf,
+    /// Its IMAP listener.
+    pub imap: SocketAddr,
+    /// Its LMTP listener.
+    pub lmtp: SocketAddr,
+}
+
+impl Dovecot {
+    /// Starts an instance in `dir` with the push `drivers` configuration.
+    pub async fn start(dir: &Path, drivers: &str) -> Self {
+        let (imap, lmtp) = (free_port(), free_port());
+        for sub in ["run", "state", "mail"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        std::fs::write(dir.join("passwd"), "alice:{PLAIN}secret\n").unwrap();
+        let d = dir.display();
+        let config = dir.join("dovecot.conf");
+        std::fs::write(
+            &config,
+            format!(
+                r#"base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+protocols = imap lmtp
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_username_format = %Ln
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%n {d}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home={d}/mail/%n
+}}
+mail_location = maildir:~/Maildir
+namespace inbox {{
+  inbox = yes
+  separator = /
+  mailbox Junk {{
+    auto = create
+  }}
+  mailbox Archive {{
+    auto = create
+  }}
+}}
+recipient_delimiter = +
+lmtp_save_to_detail_mailbox = yes
+mail_attribute_dict = file:%h/dovecot-attributes
+protocol imap {{
+  imap_metadata = yes
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {imap}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {lmtp}
+  }}
+}}
+{drivers}
+"#
+            ),
+        )
+        .unwrap();
+        // Mail is served as nobody: the folders it touches are its own.
+        let status = Command::new("chown")
+            .args(["-R", "nobody:nogroup"])
+            .arg(dir.join("mail"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let child = Command::new("dovecot")
+            .arg("-c")
+            .arg(&config)
+            .arg("-F")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let dovecot = Self {
+            child,
+            config,
+            imap: SocketAddr::from(([127, 0, 0, 1], imap)),
+            lmtp: SocketAddr::from(([127, 0, 0, 1], lmtp)),
+        };
+        for address in [dovecot.imap, dovecot.lmtp] {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while TcpStream::connect(address).await.is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "Dovecot did not listen on {address}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        dovecot
+    }
+
+    /// Stops it.
+    pub fn stop(mut self) {
+        let _ = Command::new("doveadm")
+            .arg("-c")
+            .arg(&self.config)
+            .arg("stop")
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Delivers one message over LMTP.
+    pub async fn deliver(&self, to: &str, subject: &str) {
+        let stream = TcpStream::connect(self.lmtp).await.unwrap();
+        let mut lmtp = Line::new(stream);
+        assert!(lmtp.read().await.starts_with("220"));
+        lmtp.send("LHLO test.example").await;
+        while lmtp.read().await.starts_with("250-") {}
+        for (command, expect) in [
+            ("MAIL FROM:<bob@example.org>".to_owned(), "250"),
+            (format!("RCPT TO:<{to}>"), "250"),
+            ("DATA".to_owned(), "354"),
+        ] {
+            lmtp.send(&command).await;
+            let answer = lmtp.read().await;
+            assert!(answer.starts_with(expect), "{command}: {answer}");
+        }
+        lmtp.send(&format!(
+            "From: Bob <bob@example.org>\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{subject}@example.org>\r\n\r\nHello.\r\n."
+        ))
+        .await;
+        let answer = lmtp.read().await;
+        assert!(answer.starts_with("250"), "delivery: {answer}");
+        lmtp.send("QUIT").await;
+    }
+
+    /// A logged-in IMAP session for alice.
+    pub async fn imap(&self) -> Imap {
+        let stream = TcpStream::connect(self.imap).await.unwrap();
+        let mut imap = Imap {
+            line: Line::new(stream),
+            tag: 0,
+        };
+        assert!(imap.line.read().await.starts_with("* OK"));
+        imap.run("LOGIN alice secret").await;
+        imap
+    }
+}
+
+pub struct Line {
+    stream: BufReader<TcpStream>,
+}
+
+impl Line {
+    fn new(stream: TcpStream) -> Self {
+        Self {
+            stream: BufReader::new(stream),
+        }
+    }
+
+    async fn send(&mut self, line: &str) {
+        self.stream
+            .get_mut()
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .unwrap();
+    }
+
+    async fn read(&mut self) -> String {
+        let mut line = String::new();
+        tokio::time::timeout(Duration::from_secs(10), self.stream.read_line(&mut line))
+            .await
+            .expect("an answer")
+            .unwrap();
+        line
+    }
+}
+
+/// An IMAP session.
+pub struct Imap {
+    line: Line,
+    tag: u32,
+}
+
+impl Imap {
+    /// Runs a command; returns its tagged answer, asserting OK.
+    pub async fn run(&mut self, command: &str) -> String {
+        self.tag += 1;
+        let tag = format!("a{}", self.tag);
+        self.line.send(&format!("{tag} {command}")).await;
+        loop {
+            let answer = self.line.read().await;
+            if let Some(rest) = answer.strip_prefix(&format!("{tag} ")) {
+                assert!(rest.starts_with("OK"), "{command}: {answer}");
+                return answer;
+            }
+        }
+    }
+}
+
+/// Prints Dovecot's log when the test fails, which says why far better than a count.
+pub struct ShowLogOnFailure(pub PathBuf);
+
+impl Drop for ShowLogOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.0).unwrap_or_default();
+            eprintln!("--- dovecot.log ---\n{log}");
+        }
+    }
 }

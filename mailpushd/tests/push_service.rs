@@ -1,0 +1,250 @@
+//! A real push service (`web-push-testing`, the stand-in browsers' tests use) and a real
+//! Dovecot: GETVAPID through the daemon, a subscription at the push service with that
+//! key, WEBPUSH through the daemon, the verification push arriving there decrypted,
+//! ACKWEBPUSH, then an LMTP delivery arriving as a decrypted push with its envelope; the
+//! subscription expired at the push service, the next push gets 410 and the
+//! subscription is gone from the store.
+//!
+//! Needs Dovecot (see `tests/dovecot.rs`) and `interop/node_modules/.bin/web-push-testing`
+//! (`npm ci` in `interop/`). `.ci/run` sets `MAILPUSHD_REQUIRE_PEERS=1`, which makes a
+//! missing peer a failure.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+mod support;
+use support::{Dovecot, ShowLogOnFailure, dovecot_available, free_port};
+
+use mailpushd::config::Config;
+use mailpushd::daemon::Daemon;
+use mailpushd::demo::http;
+
+fn web_push_testing() -> Option<PathBuf> {
+    let bin =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop/node_modules/.bin/web-push-testing");
+    if bin.exists() {
+        return Some(bin);
+    }
+    if std::env::var_os("MAILPUSHD_REQUIRE_PEERS").is_some() {
+        panic!("web-push-testing is required: run npm ci in interop/");
+    }
+    eprintln!("skipped: needs interop/node_modules/.bin/web-push-testing");
+    None
+}
+
+/// The push service, stopped when dropped.
+struct PushService {
+    bin: PathBuf,
+    port: u16,
+}
+
+impl PushService {
+    /// Starts it, its state kept in `dir`.
+    fn start(bin: PathBuf, dir: &Path) -> Self {
+        let port = free_port();
+        let status = Command::new(&bin)
+            .current_dir(dir)
+            .args(["--port", &port.to_string(), "start"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        Self { bin, port }
+    }
+
+    fn address(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    async fn call(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let json = [("content-type", "application/json")];
+        let (status, body) = http(
+            self.address(),
+            "POST",
+            path,
+            &json,
+            body.to_string().as_bytes(),
+        )
+        .await
+        .unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or_default())
+    }
+
+    /// The decrypted messages it received for `client`.
+    async fn messages(&self, client: &str, at_least: usize) -> Vec<String> {
+        for _ in 0..100 {
+            let (_, answer) = self
+                .call(
+                    "/get-notifications",
+                    &serde_json::json!({ "clientHash": client }),
+                )
+                .await;
+            let messages: Vec<String> = answer["data"]["messages"]
+                .as_array()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if messages.len() >= at_least {
+                return messages;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("fewer than {at_least} pushes arrived");
+    }
+}
+
+impl Drop for PushService {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.bin)
+            .args(["--port", &self.port.to_string(), "stop"])
+            .status();
+    }
+}
+
+async fn forward(daemon: SocketAddr, line: &str) -> String {
+    let headers = [
+        ("x-mailpush-user", "alice"),
+        ("x-mailpush-connection", "imap-1"),
+    ];
+    let (status, body) = http(daemon, "POST", "/imap/webpush", &headers, line.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    String::from_utf8(body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_push_service_and_a_real_dovecot() {
+    let Some(bin) = web_push_testing() else {
+        return;
+    };
+    if !dovecot_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let _log = ShowLogOnFailure(dir.path().join("dovecot.log"));
+    let status = Command::new("chmod")
+        .arg("755")
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let service = PushService::start(bin, dir.path());
+
+    let mut config = Config::with_database(dir.path().join("store.sqlite"));
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.apns.topic = Some(mailpushd::demo::DEMO_TOPIC.into());
+    config.webpush.subject = Some("mailto:postmaster@mail.example".into());
+    // web-push-testing listens on plain http on localhost: the test-only opt-in.
+    config.webpush.allow_local_push_service = true;
+    let daemon = Daemon::start(config).await.unwrap();
+    let address = daemon.local_addr();
+
+    // GETVAPID gives the key the browser subscribes with.
+    let answer = forward(address, "a1 GETVAPID\r\n").await;
+    let key = answer
+        .lines()
+        .next()
+        .unwrap()
+        .strip_prefix("* VAPID ")
+        .unwrap()
+        .to_owned();
+    let (status, subscription) = service
+        .call(
+            "/subscribe",
+            &serde_json::json!({ "applicationServerKey": key, "userVisibleOnly": "true" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{subscription}");
+    let data = &subscription["data"];
+    let endpoint = data["endpoint"].as_str().unwrap();
+    let client = data["clientHash"].as_str().unwrap();
+    let (p256dh, auth) = (
+        data["keys"]["p256dh"].as_str().unwrap(),
+        data["keys"]["auth"].as_str().unwrap(),
+    );
+
+    let answer = forward(
+        address,
+        &format!("a2 WEBPUSH sub-1 {endpoint} {p256dh} {auth}\r\n"),
+    )
+    .await;
+    assert!(answer.ends_with("a2 OK WEBPUSH completed\r\n"), "{answer}");
+    // The verification push, decrypted by the push service.
+    let messages = service.messages(client, 1).await;
+    let token = messages[0]
+        .strip_prefix("* ACKWEBPUSH ")
+        .unwrap()
+        .strip_suffix("\r\n")
+        .unwrap();
+    let answer = forward(address, &format!("a3 ACKWEBPUSH {token}\r\n")).await;
+    assert!(
+        answer.ends_with("a3 OK ACKWEBPUSH completed\r\n"),
+        "{answer}"
+    );
+
+    // A real delivery, reported by the Lua script with the message's details.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("dovecot/mailpushd.lua");
+    let lua = format!(
+        "mail_plugins = $mail_plugins notify push_notification mail_lua push_notification_lua
+plugin {{
+  push_notification_driver = lua:file={}
+  mailpushd_url = http://{address}/notify
+}}",
+        script.display()
+    );
+    let dovecot = Dovecot::start(dir.path(), &lua).await;
+    dovecot.deliver("alice@example.org", "Quarterly").await;
+    let messages = service.messages(client, 2).await;
+    let push = &messages[1];
+    assert!(
+        push.starts_with("* SELECT INBOX\r\n* 1 UIDFETCH (ENVELOPE ("),
+        "{push}"
+    );
+    assert!(
+        push.contains("\"Quarterly\" ((\"Bob\" NIL \"bob\" \"example.org\"))"),
+        "{push}"
+    );
+    assert!(push.ends_with("))\r\n"), "{push}");
+
+    // Expired at the push service: the next push is answered 410, and the
+    // subscription is gone from the store.
+    let (status, _) = service
+        .call(
+            &format!("/expire-subscription/{client}"),
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    dovecot.deliver("alice@example.org", "Again").await;
+    let mut left = usize::MAX;
+    for _ in 0..100 {
+        left = daemon
+            .store()
+            .webpush_account("alice")
+            .await
+            .unwrap()
+            .records
+            .len();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0, "the 410 deleted the subscription");
+    let answer = forward(address, "a4 LWEBPUSH *\r\n").await;
+    assert_eq!(answer, "a4 OK LWEBPUSH completed\r\n");
+    dovecot.stop();
+    daemon.shutdown(Duration::from_secs(5)).await;
+}
