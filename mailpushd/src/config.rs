@@ -115,6 +115,101 @@ impl std::fmt::Debug for BasicAuth {
 pub enum Database {
     /// An SQLite file (WAL), the embedded default.
     Sqlite(PathBuf),
+    /// A PostgreSQL database, which several daemons can share.
+    Postgres(PostgresUrl),
+}
+
+/// A PostgreSQL connection URL (`postgres://user:password@host:port/database?sslmode=…`)
+/// and the pool size. The URL may carry a password: it is wiped on drop and left out of
+/// `Debug` and [`PostgresUrl::redacted`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl {
+    url: zeroize::Zeroizing<String>,
+    max_connections: u32,
+}
+
+impl PostgresUrl {
+    /// Connections a daemon opens by default.
+    pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+
+    /// Checks `url` the way the driver will read it.
+    pub fn new(url: &str, max_connections: u32) -> Result<Self, ConfigError> {
+        let url = zeroize::Zeroizing::new(url.to_owned());
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(ConfigError::Invalid(
+                "a PostgreSQL database URL starts with postgres:// or postgresql://".into(),
+            ));
+        }
+        if let Err(e) = url.parse::<sqlx::postgres::PgConnectOptions>() {
+            return Err(ConfigError::Invalid(format!(
+                "database {}: {e}",
+                redact(&url)
+            )));
+        }
+        if max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "database_max_connections must be at least 1".into(),
+            ));
+        }
+        Ok(Self {
+            url,
+            max_connections,
+        })
+    }
+
+    /// The URL itself, password included, for the driver.
+    pub fn expose(&self) -> &str {
+        &self.url
+    }
+
+    /// The URL with its password replaced, for logs.
+    pub fn redacted(&self) -> String {
+        redact(&self.url)
+    }
+
+    /// The most connections the daemon opens.
+    pub fn max_connections(&self) -> u32 {
+        self.max_connections
+    }
+}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresUrl")
+            .field("url", &self.redacted())
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+/// `url` with the password of its user info (and any `password=` parameter) replaced.
+fn redact(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:<redacted>@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let path = match path.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=<redacted>")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => path.to_owned(),
+    };
+    format!("{scheme}://{authority}{path}")
 }
 
 /// How mail events become pushes.
@@ -223,6 +318,7 @@ struct TomlFile {
     listen: Option<String>,
     basic_auth: Option<TomlAuth>,
     database: Option<String>,
+    database_max_connections: Option<u32>,
     import_xapsd: Option<PathBuf>,
     #[serde(default)]
     push: TomlPush,
@@ -397,11 +493,17 @@ impl Config {
             message: e.to_string(),
         })?;
         let at = |p: Option<PathBuf>| resolve(p, base);
-        let database = match file.database {
-            None => base.join("mailpushd.sqlite"),
-            Some(url) => sqlite_path(&url, base)?,
+        let max_connections = file
+            .database_max_connections
+            .unwrap_or(PostgresUrl::DEFAULT_MAX_CONNECTIONS);
+        let mut config = Self::with_database(base.join("mailpushd.sqlite"));
+        config.database = match file.database {
+            None => config.database,
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Database::Postgres(PostgresUrl::new(&url, max_connections)?)
+            }
+            Some(url) => Database::Sqlite(sqlite_path(&url, base)?),
         };
-        let mut config = Self::with_database(database);
         if let Some(listen) = file.listen {
             config.listen = parse_listen(&listen)?;
         }
@@ -624,7 +726,8 @@ fn sqlite_path(url: &str, base: &Path) -> Result<PathBuf, ConfigError> {
         .unwrap_or(url);
     if path.is_empty() || url.contains("://") && !url.starts_with("sqlite://") {
         return Err(ConfigError::Invalid(format!(
-            "database must be an SQLite file (sqlite:PATH), not {url:?}"
+            "database must be an SQLite file (sqlite:PATH) or a PostgreSQL URL (postgres://…), not {}",
+            redact(url)
         )));
     }
     let path = PathBuf::from(path);
@@ -767,6 +870,38 @@ certificate_key_pem = "key.pem"
                 .contains("one kind")
         );
         assert!(refuse("[push]\nmailboxes = \"junk\"").contains("inbox"));
-        assert!(refuse("database = \"postgres://x/y\"").contains("SQLite"));
+        assert!(refuse("database = \"mysql://x/y\"").contains("PostgreSQL URL"));
+        assert!(refuse("database = \"postgres://x:y:z/\"").contains("database"));
+        assert!(
+            refuse("database = \"postgres://x/y\"\ndatabase_max_connections = 0")
+                .contains("at least 1")
+        );
+    }
+
+    #[test]
+    fn postgres_url_is_read_and_its_password_never_shown() {
+        let config = Config::from_toml(
+            "database = \"postgres://push:s3cret@db.example:5433/mail?sslmode=require&password=other\"\ndatabase_max_connections = 4",
+            Path::new("/etc/mailpushd"),
+        )
+        .unwrap();
+        let Database::Postgres(url) = &config.database else {
+            panic!("not PostgreSQL: {:?}", config.database);
+        };
+        assert_eq!(url.max_connections(), 4);
+        assert!(url.expose().contains("s3cret"));
+        assert_eq!(
+            url.redacted(),
+            "postgres://push:<redacted>@db.example:5433/mail?sslmode=require&password=<redacted>"
+        );
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("s3cret") && !debug.contains("other"),
+            "{debug}"
+        );
+        assert_eq!(
+            redact("postgresql://push@/mail?host=/run/postgresql"),
+            "postgresql://push@/mail?host=/run/postgresql"
+        );
     }
 }

@@ -440,8 +440,12 @@ pub async fn current_vapid_key(
     }
     let key = VapidKey::generate(&mut rand_core::OsRng)
         .map_err(|e| StartError::WebPush(e.to_string()))?;
-    let id = store.add_vapid_key(&key).await?;
-    tracing::info!("made a VAPID key into the store");
+    let public = key.public_key().clone();
+    // Another daemon on the same database may have made one meanwhile: theirs wins.
+    let (id, key) = store.first_vapid_key(key).await?;
+    if key.public_key() == &public {
+        tracing::info!("made a VAPID key into the store");
+    }
     Ok((id, key))
 }
 

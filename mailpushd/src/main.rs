@@ -195,6 +195,11 @@ async fn check_config(config: &Config) -> Result<ExitCode, Error> {
     println!("listen: {}", config.listen);
     match &config.database {
         Database::Sqlite(path) => println!("store: SQLite {}", path.display()),
+        Database::Postgres(url) => println!(
+            "store: PostgreSQL {} (up to {} connections)",
+            url.redacted(),
+            url.max_connections()
+        ),
     }
     println!("APNs server: {}", config.apns.server.authority());
     let store = store(config).await?;

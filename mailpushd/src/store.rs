@@ -2,8 +2,16 @@
 //! [`Registry`], so every rule (refresh, replace, the per-user limit, the 410 timestamp
 //! rule, expiry) is the crate's and the store only loads and saves.
 //!
-//! One schema and one list of migrations for every driver; SQLite (one file, WAL, a
-//! commit is on disk before a registration is acknowledged) is the embedded default.
+//! One schema, one list of migrations and one set of statements for every driver,
+//! chosen by the database URL: SQLite (one file, WAL, a commit is on disk before a
+//! registration is acknowledged) is the embedded default; PostgreSQL lets several
+//! daemons share one database.
+//!
+//! Every change is a read-modify-write of one user's rows in one transaction. SQLite has
+//! one writer, so those transactions never overlap. On PostgreSQL, where other daemons
+//! write at the same time, each transaction first takes a transaction-scoped advisory
+//! lock on every user it changes (in sorted order, so two never wait on each other): two
+//! daemons then see each other's changes to a user in order, the way one would.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,10 +19,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use imap_webpush_proto::state::{Account, Change, Record, VapidKeyId, Verifications};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyConnection, AnyPool, Executor, Row, Transaction};
 use webpush_crypto::VapidKey;
 use xaps_proto::registry::{Registration, Registry};
 use xaps_proto::{AccountId, DeviceToken, Timestamp};
@@ -26,6 +32,9 @@ pub enum StoreError {
     /// The database refused or could not be reached.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// An SQLite file whose name is not UTF-8 (the driver takes it as a URL).
+    #[error("the SQLite file name {0:?} is not UTF-8")]
+    Path(std::path::PathBuf),
     /// A stored row no longer reads (edited by hand, or written by a newer version).
     #[error("stored registration of {user:?} / {account:?} is unreadable: {reason}")]
     Corrupt {
@@ -77,18 +86,43 @@ type Row_ = (String, AccountId, Registration);
 /// The registrations' store.
 #[derive(Debug, Clone)]
 pub struct Store {
-    driver: Driver,
+    kind: Kind,
+    /// SQLite: one connection, as SQLite has one writer and a queue here is cheaper
+    /// than busy retries. PostgreSQL: the one pool.
+    writer: AnyPool,
+    /// SQLite: read-only connections that see committed data while the writer works
+    /// (WAL). PostgreSQL: the same pool as `writer`.
+    readers: AnyPool,
 }
 
-#[derive(Debug, Clone)]
-enum Driver {
-    Sqlite {
-        /// One connection: SQLite has one writer, and a queue here is cheaper than
-        /// busy retries.
-        writer: SqlitePool,
-        /// Readers see committed data while the writer works (WAL).
-        readers: SqlitePool,
-    },
+/// Which database the store is on: where their SQL differs (locks), it is here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// What a write transaction locks (on PostgreSQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Lock<'a> {
+    /// The schema: two daemons starting at once migrate one after the other.
+    Schema,
+    /// The VAPID keys.
+    Vapid,
+    /// One user's registrations and subscriptions.
+    User(&'a str),
+}
+
+impl Lock<'_> {
+    /// The lock's name, hashed into PostgreSQL's advisory lock key. The prefixes keep
+    /// a user's name from naming another lock.
+    fn name(self) -> String {
+        match self {
+            Lock::Schema => "schema".to_owned(),
+            Lock::Vapid => "vapid".to_owned(),
+            Lock::User(user) => format!("user {user}"),
+        }
+    }
 }
 
 impl Store {
@@ -96,38 +130,109 @@ impl Store {
     pub async fn open(database: &crate::config::Database) -> Result<Self, StoreError> {
         match database {
             crate::config::Database::Sqlite(path) => Self::open_sqlite(path).await,
+            crate::config::Database::Postgres(url) => {
+                Self::open_postgres(url.expose(), url.max_connections()).await
+            }
         }
     }
 
     /// Opens (creating if needed) an SQLite store at `path` and brings its schema up to
     /// date.
     pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a commit is on disk before it returns, so a 200 is never lost.
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await?;
-        let readers = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.read_only(true))
+        install_drivers();
+        let file = path
+            .to_str()
+            .ok_or_else(|| StoreError::Path(path.to_owned()))?;
+        // `%`, `?` and `#` would end the file name in the URL.
+        let mut escaped = String::with_capacity(file.len());
+        for c in file.chars() {
+            match c {
+                '%' => escaped.push_str("%25"),
+                '?' => escaped.push_str("%3F"),
+                '#' => escaped.push_str("%23"),
+                c => escaped.push(c),
+            }
+        }
+        let pragmas = |pool: AnyPoolOptions| {
+            pool.after_connect(|conn, _| {
+                Box::pin(async move {
+                    // FULL: a commit is on disk before it returns, so a 200 is never lost.
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                         PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON",
+                    )
+                    .await
+                    .map(drop)
+                })
+            })
+        };
+        let writer = pragmas(AnyPoolOptions::new().max_connections(1))
+            .connect(&format!("sqlite://{escaped}?mode=rwc"))
             .await?;
         let store = Self {
-            driver: Driver::Sqlite { writer, readers },
+            kind: Kind::Sqlite,
+            readers: writer.clone(),
+            writer,
+        };
+        // The file exists once migrated; readers open it read-only.
+        store.migrate().await?;
+        let readers = pragmas(AnyPoolOptions::new().max_connections(4))
+            .connect(&format!("sqlite://{escaped}?mode=ro"))
+            .await?;
+        Ok(Self { readers, ..store })
+    }
+
+    /// Connects to PostgreSQL at `url` (`postgres://user:password@host/database`, with
+    /// the usual parameters such as `sslmode`) with up to `max_connections`, and brings
+    /// the schema up to date.
+    pub async fn open_postgres(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        install_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        let store = Self {
+            kind: Kind::Postgres,
+            readers: pool.clone(),
+            writer: pool,
         };
         store.migrate().await?;
         Ok(store)
     }
 
+    /// Begins a write transaction that holds every one of `locks`.
+    async fn begin(&self, locks: &[Lock<'_>]) -> Result<Transaction<'static, Any>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        self.lock(&mut tx, locks).await?;
+        Ok(tx)
+    }
+
+    /// Takes `locks` in `tx` (PostgreSQL; SQLite's one writer already
+    /// excludes every other).
+    async fn lock(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        locks: &[Lock<'_>],
+    ) -> Result<(), StoreError> {
+        if self.kind == Kind::Postgres {
+            let mut locks = locks.to_vec();
+            locks.sort_unstable();
+            locks.dedup();
+            for lock in locks {
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                    .bind(lock.name())
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
-        let Driver::Sqlite { writer, .. } = &self.driver;
-        let mut tx = writer.begin().await?;
+        let mut tx = self.writer.begin().await?;
+        // The table first: the lock's query needs none, but SQLite's writer is enough.
+        self.lock(&mut tx, &[Lock::Schema]).await?;
         sqlx::query("CREATE TABLE IF NOT EXISTS mailpushd_schema (version BIGINT NOT NULL)")
             .execute(&mut *tx)
             .await?;
@@ -143,7 +248,7 @@ impl Store {
             for statement in step.split(';').filter(|s| !s.trim().is_empty()) {
                 sqlx::query(statement).execute(&mut *tx).await?;
             }
-            sqlx::query("INSERT INTO mailpushd_schema (version) VALUES (?)")
+            sqlx::query("INSERT INTO mailpushd_schema (version) VALUES ($1)")
                 .bind(step_version)
                 .execute(&mut *tx)
                 .await?;
@@ -154,9 +259,8 @@ impl Store {
 
     /// Closes the connections, after the last write.
     pub async fn close(&self) {
-        let Driver::Sqlite { writer, readers } = &self.driver;
-        readers.close().await;
-        writer.close().await;
+        self.readers.close().await;
+        self.writer.close().await;
     }
 
     /// Whether the store holds no registration (a new installation).
@@ -166,9 +270,8 @@ impl Store {
 
     /// The number of registrations.
     pub async fn count(&self) -> Result<u64, StoreError> {
-        let Driver::Sqlite { readers, .. } = &self.driver;
         let n: i64 = sqlx::query("SELECT COUNT(*) FROM registrations")
-            .fetch_one(readers)
+            .fetch_one(&self.readers)
             .await?
             .try_get(0)?;
         Ok(u64::try_from(n).unwrap_or(0))
@@ -177,10 +280,9 @@ impl Store {
     /// `user`'s registrations, in `registry` (empty, with the daemon's limits and
     /// policy), for a lookup.
     pub async fn user(&self, user: &str, mut registry: Registry) -> Result<Registry, StoreError> {
-        let Driver::Sqlite { readers, .. } = &self.driver;
         let rows = sqlx::query(SELECT_USER)
             .bind(user.to_lowercase())
-            .fetch_all(readers)
+            .fetch_all(&self.readers)
             .await?;
         restore(&mut registry, rows)?;
         Ok(registry)
@@ -228,8 +330,7 @@ impl Store {
 
     /// Every registration, for an export.
     pub async fn all(&self, mut registry: Registry) -> Result<Registry, StoreError> {
-        let Driver::Sqlite { readers, .. } = &self.driver;
-        let rows = sqlx::query(SELECT_ALL).fetch_all(readers).await?;
+        let rows = sqlx::query(SELECT_ALL).fetch_all(&self.readers).await?;
         restore(&mut registry, rows)?;
         Ok(registry)
     }
@@ -237,8 +338,11 @@ impl Store {
     /// Adds every registration of `registry` (an imported xapsd database), replacing
     /// stored ones of the same user and account, in one transaction.
     pub async fn import(&self, registry: &Registry) -> Result<usize, StoreError> {
-        let Driver::Sqlite { writer, .. } = &self.driver;
-        let mut tx = writer.begin().await?;
+        let users: Vec<Lock<'_>> = registry
+            .iter()
+            .map(|(user, _, _)| Lock::User(user))
+            .collect();
+        let mut tx = self.begin(&users).await?;
         let mut n = 0;
         for (user, account, registration) in registry.iter() {
             upsert(&mut tx, user, account, registration).await?;
@@ -250,8 +354,7 @@ impl Store {
 
     /// `user`'s Web Push state: subscriptions and verification count.
     pub async fn webpush_account(&self, user: &str) -> Result<Account, StoreError> {
-        let Driver::Sqlite { readers, .. } = &self.driver;
-        let mut conn = readers.acquire().await?;
+        let mut conn = self.readers.acquire().await?;
         load_account(&mut conn, &user.to_lowercase()).await
     }
 
@@ -263,8 +366,7 @@ impl Store {
         change: impl FnOnce(&Account) -> (R, Vec<Change>),
     ) -> Result<R, StoreError> {
         let user = user.to_lowercase();
-        let Driver::Sqlite { writer, .. } = &self.driver;
-        let mut tx = writer.begin().await?;
+        let mut tx = self.begin(&[Lock::User(&user)]).await?;
         let account = load_account(&mut tx, &user).await?;
         let (result, changes) = change(&account);
         for change in &changes {
@@ -276,7 +378,7 @@ impl Store {
                         reason: e.to_string(),
                     })?;
                     sqlx::query(
-                        "INSERT INTO webpush_subscriptions (username, sub_id, record) VALUES (?, ?, ?)
+                        "INSERT INTO webpush_subscriptions (username, sub_id, record) VALUES ($1, $2, $3)
                          ON CONFLICT (username, sub_id) DO UPDATE SET record = excluded.record",
                     )
                     .bind(&user)
@@ -287,7 +389,7 @@ impl Store {
                 }
                 Change::Delete(id) => {
                     sqlx::query(
-                        "DELETE FROM webpush_subscriptions WHERE username = ? AND sub_id = ?",
+                        "DELETE FROM webpush_subscriptions WHERE username = $1 AND sub_id = $2",
                     )
                     .bind(&user)
                     .bind(id.as_str())
@@ -296,7 +398,7 @@ impl Store {
                 }
                 Change::Verifications(v) => {
                     sqlx::query(
-                        "INSERT INTO webpush_accounts (username, window_start, sent) VALUES (?, ?, ?)
+                        "INSERT INTO webpush_accounts (username, window_start, sent) VALUES ($1, $2, $3)
                          ON CONFLICT (username) DO UPDATE SET window_start = excluded.window_start, sent = excluded.sent",
                     )
                     .bind(&user)
@@ -313,55 +415,31 @@ impl Store {
 
     /// The current VAPID key and its id, if one was made.
     pub async fn vapid_key(&self) -> Result<Option<(VapidKeyId, VapidKey)>, StoreError> {
-        let Driver::Sqlite { readers, .. } = &self.driver;
-        let row = sqlx::query("SELECT id, private_key FROM vapid_keys ORDER BY id DESC LIMIT 1")
-            .fetch_optional(readers)
-            .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let id: i64 = row.try_get(0)?;
-        let key: String = row.try_get(1)?;
-        let key = zeroize::Zeroizing::new(key);
-        let key = VapidKey::import(key.as_bytes()).map_err(|e| StoreError::Corrupt {
-            user: String::new(),
-            account: format!("VAPID key {id}"),
-            reason: e.to_string(),
-        })?;
-        let id = u32::try_from(id).map_err(|_| StoreError::Corrupt {
-            user: String::new(),
-            account: format!("VAPID key {id}"),
-            reason: "id out of range".into(),
-        })?;
-        Ok(Some((VapidKeyId(id), key)))
+        let mut conn = self.readers.acquire().await?;
+        current_vapid_key(&mut conn).await
+    }
+
+    /// The current VAPID key if there is one, else `key` made the first: two daemons
+    /// starting together on a new database agree on one key.
+    pub async fn first_vapid_key(
+        &self,
+        key: VapidKey,
+    ) -> Result<(VapidKeyId, VapidKey), StoreError> {
+        let mut tx = self.begin(&[Lock::Vapid]).await?;
+        if let Some(current) = current_vapid_key(&mut tx).await? {
+            return Ok(current);
+        }
+        let id = insert_vapid_key(&mut tx, &key).await?;
+        tx.commit().await?;
+        Ok((id, key))
     }
 
     /// Makes `key` the current VAPID key, with the next id.
     pub async fn add_vapid_key(&self, key: &VapidKey) -> Result<VapidKeyId, StoreError> {
-        let Driver::Sqlite { writer, .. } = &self.driver;
-        let mut tx = writer.begin().await?;
-        let last: Option<i64> = sqlx::query("SELECT MAX(id) FROM vapid_keys")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
-        let id = last.unwrap_or(0) + 1;
-        let now = Timestamp::from_system_time(std::time::SystemTime::now());
-        sqlx::query("INSERT INTO vapid_keys (id, private_key, created_at) VALUES (?, ?, ?)")
-            .bind(id)
-            .bind(
-                key.to_pkcs8_pem()
-                    .map(|p| p.to_string())
-                    .map_err(|e| StoreError::Corrupt {
-                        user: String::new(),
-                        account: "VAPID key".into(),
-                        reason: e.to_string(),
-                    })?,
-            )
-            .bind(now.to_string())
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = self.begin(&[Lock::Vapid]).await?;
+        let id = insert_vapid_key(&mut tx, key).await?;
         tx.commit().await?;
-        Ok(VapidKeyId(u32::try_from(id).unwrap_or(u32::MAX)))
+        Ok(id)
     }
 
     async fn update<R>(
@@ -370,8 +448,22 @@ impl Store {
         mut registry: Registry,
         change: impl FnOnce(&mut Registry) -> R,
     ) -> Result<R, StoreError> {
-        let Driver::Sqlite { writer, .. } = &self.driver;
-        let mut tx = writer.begin().await?;
+        let mut tx = self.writer.begin().await?;
+        // Lock every user the rows belong to, then read them: a row another daemon
+        // changed meanwhile is read as it is now.
+        if self.kind == Kind::Postgres {
+            let users: Vec<String> = match &selection {
+                Selection::User(user) => vec![user.clone()],
+                Selection::Token(token) => {
+                    distinct_users("SELECT DISTINCT username FROM registrations WHERE device_token = $1", token, &mut tx).await?
+                }
+                Selection::OlderThan(cutoff) => {
+                    distinct_users("SELECT DISTINCT username FROM registrations WHERE registered_ns IS NOT NULL AND registered_ns < $1", cutoff, &mut tx).await?
+                }
+            };
+            let users: Vec<Lock<'_>> = users.iter().map(|u| Lock::User(u)).collect();
+            self.lock(&mut tx, &users).await?;
+        }
         let rows = match selection {
             Selection::User(user) => sqlx::query(SELECT_USER).bind(user),
             Selection::Token(token) => sqlx::query(SELECT_TOKEN).bind(token),
@@ -389,7 +481,7 @@ impl Store {
             }
         }
         for (user, account) in before.keys().filter(|k| !after.contains_key(*k)) {
-            sqlx::query("DELETE FROM registrations WHERE username = ? AND account_id = ?")
+            sqlx::query("DELETE FROM registrations WHERE username = $1 AND account_id = $2")
                 .bind(user)
                 .bind(account.as_str())
                 .execute(&mut *tx)
@@ -398,6 +490,82 @@ impl Store {
         tx.commit().await?;
         Ok(result)
     }
+}
+
+/// The drivers the store's URLs name. An application that installed its own set
+/// first keeps it (and a URL its set lacks is refused at connect).
+fn install_drivers() {
+    let _already =
+        sqlx::any::install_drivers(&[sqlx::postgres::any::DRIVER, sqlx::sqlite::any::DRIVER]);
+}
+
+/// The users of the rows `query` selects by `value`.
+async fn distinct_users<'q, T>(
+    query: &'q str,
+    value: T,
+    tx: &mut Transaction<'static, Any>,
+) -> Result<Vec<String>, StoreError>
+where
+    T: 'q + sqlx::Encode<'q, Any> + sqlx::Type<Any> + Send,
+{
+    let rows = sqlx::query(query).bind(value).fetch_all(&mut **tx).await?;
+    Ok(rows
+        .iter()
+        .map(|row| row.try_get::<String, _>(0))
+        .collect::<Result<_, _>>()?)
+}
+
+/// The highest-numbered VAPID key, if any.
+async fn current_vapid_key(
+    conn: &mut AnyConnection,
+) -> Result<Option<(VapidKeyId, VapidKey)>, StoreError> {
+    let row = sqlx::query("SELECT id, private_key FROM vapid_keys ORDER BY id DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let id: i64 = row.try_get(0)?;
+    let key: String = row.try_get(1)?;
+    let key = zeroize::Zeroizing::new(key);
+    let key = VapidKey::import(key.as_bytes()).map_err(|e| StoreError::Corrupt {
+        user: String::new(),
+        account: format!("VAPID key {id}"),
+        reason: e.to_string(),
+    })?;
+    let id = u32::try_from(id).map_err(|_| StoreError::Corrupt {
+        user: String::new(),
+        account: format!("VAPID key {id}"),
+        reason: "id out of range".into(),
+    })?;
+    Ok(Some((VapidKeyId(id), key)))
+}
+
+/// Stores `key` as the VAPID key with the next id.
+async fn insert_vapid_key(
+    tx: &mut Transaction<'static, Any>,
+    key: &VapidKey,
+) -> Result<VapidKeyId, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        user: String::new(),
+        account: "VAPID key".into(),
+        reason,
+    };
+    let last: Option<i64> = sqlx::query("SELECT MAX(id) FROM vapid_keys")
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get(0)?;
+    let id = last.unwrap_or(0) + 1;
+    let key_id = u32::try_from(id).map_err(|_| corrupt(format!("id {id} out of range")))?;
+    let pem = key.to_pkcs8_pem().map_err(|e| corrupt(e.to_string()))?;
+    let now = Timestamp::from_system_time(std::time::SystemTime::now());
+    sqlx::query("INSERT INTO vapid_keys (id, private_key, created_at) VALUES ($1, $2, $3)")
+        .bind(id)
+        .bind(pem.to_string())
+        .bind(now.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(VapidKeyId(key_id))
 }
 
 /// Which rows an update loads.
@@ -409,9 +577,9 @@ enum Selection {
 
 const SELECT_ALL: &str =
     "SELECT username, account_id, device_token, mailboxes, registered_at FROM registrations";
-const SELECT_USER: &str = "SELECT username, account_id, device_token, mailboxes, registered_at FROM registrations WHERE username = ?";
-const SELECT_TOKEN: &str = "SELECT username, account_id, device_token, mailboxes, registered_at FROM registrations WHERE device_token = ?";
-const SELECT_OLDER: &str = "SELECT username, account_id, device_token, mailboxes, registered_at FROM registrations WHERE registered_ns IS NOT NULL AND registered_ns < ?";
+const SELECT_USER: &str = "SELECT username, account_id, device_token, mailboxes, registered_at FROM registrations WHERE username = $1";
+const SELECT_TOKEN: &str = "SELECT username, account_id, device_token, mailboxes, registered_at FROM registrations WHERE device_token = $1";
+const SELECT_OLDER: &str = "SELECT username, account_id, device_token, mailboxes, registered_at FROM registrations WHERE registered_ns IS NOT NULL AND registered_ns < $1";
 
 fn snapshot(registry: &Registry) -> BTreeMap<(String, AccountId), Registration> {
     registry
@@ -425,7 +593,7 @@ fn nanos(time: Timestamp) -> i64 {
 }
 
 async fn upsert(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     user: &str,
     account: &AccountId,
     registration: &Registration,
@@ -438,7 +606,7 @@ async fn upsert(
         })?;
     sqlx::query(
         "INSERT INTO registrations (username, account_id, device_token, mailboxes, registered_at, registered_ns)
-         VALUES (?, ?, ?, ?, ?, ?)
+         VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (username, account_id) DO UPDATE SET
            device_token = excluded.device_token, mailboxes = excluded.mailboxes,
            registered_at = excluded.registered_at, registered_ns = excluded.registered_ns",
@@ -454,7 +622,7 @@ async fn upsert(
     Ok(())
 }
 
-fn restore(registry: &mut Registry, rows: Vec<sqlx::sqlite::SqliteRow>) -> Result<(), StoreError> {
+fn restore(registry: &mut Registry, rows: Vec<AnyRow>) -> Result<(), StoreError> {
     for row in rows {
         let (user, account, registration) = read_row(&row)?;
         registry
@@ -468,7 +636,7 @@ fn restore(registry: &mut Registry, rows: Vec<sqlx::sqlite::SqliteRow>) -> Resul
     Ok(())
 }
 
-fn read_row(row: &sqlx::sqlite::SqliteRow) -> Result<Row_, StoreError> {
+fn read_row(row: &AnyRow) -> Result<Row_, StoreError> {
     let user: String = row.try_get(0)?;
     let account: String = row.try_get(1)?;
     let corrupt = |reason: String| StoreError::Corrupt {
@@ -498,11 +666,8 @@ fn read_row(row: &sqlx::sqlite::SqliteRow) -> Result<Row_, StoreError> {
     ))
 }
 
-async fn load_account(
-    conn: &mut sqlx::SqliteConnection,
-    user: &str,
-) -> Result<Account, StoreError> {
-    let rows = sqlx::query("SELECT sub_id, record FROM webpush_subscriptions WHERE username = ?")
+async fn load_account(conn: &mut AnyConnection, user: &str) -> Result<Account, StoreError> {
+    let rows = sqlx::query("SELECT sub_id, record FROM webpush_subscriptions WHERE username = $1")
         .bind(user)
         .fetch_all(&mut *conn)
         .await?;
@@ -518,7 +683,7 @@ async fn load_account(
         records.push(record);
     }
     let verifications =
-        sqlx::query("SELECT window_start, sent FROM webpush_accounts WHERE username = ?")
+        sqlx::query("SELECT window_start, sent FROM webpush_accounts WHERE username = $1")
             .bind(user)
             .fetch_optional(&mut *conn)
             .await?

@@ -113,15 +113,9 @@ impl Drop for PushService {
 }
 
 async fn forward(daemon: SocketAddr, line: &str) -> String {
-    let headers = [
-        ("x-mailpush-user", "alice"),
-        ("x-mailpush-connection", "imap-1"),
-    ];
-    let (status, body) = http(daemon, "POST", "/imap/webpush", &headers, line.as_bytes())
-        .await
-        .unwrap();
-    assert_eq!(status, 200);
-    String::from_utf8(body).unwrap()
+    let (status, body) = support::forward(daemon, "alice", "imap-1", line).await;
+    assert_eq!(status, 200, "{body}");
+    body
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,14 +19,30 @@ pub fn free_port() -> u16 {
         .unwrap_or(0)
 }
 
+/// Forwards one IMAP command line to the daemon at `daemon` as an IMAP server does,
+/// for `user` on `connection`; the status and the lines to send back.
+pub async fn forward(
+    daemon: SocketAddr,
+    user: &str,
+    connection: &str,
+    line: &str,
+) -> (u16, String) {
+    let headers = [
+        ("x-mailpush-user", user),
+        ("x-mailpush-connection", connection),
+    ];
+    let (status, body) =
+        mailpushd::demo::http(daemon, "POST", "/imap/webpush", &headers, line.as_bytes())
+            .await
+            .unwrap();
+    (status, String::from_utf8(body).unwrap())
+}
+
 /// Whether Dovecot can run here (installed, and root for its master); a failure when
 /// `MAILPUSHD_REQUIRE_DOVECOT` is set.
 pub fn dovecot_available() -> bool {
     let found = Command::new("dovecot").arg("--version").output().is_ok();
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout == b"0\n");
+    let root = is_root();
     if found && root {
         return true;
     }
@@ -262,4 +278,169 @@ impl Drop for ShowLogOnFailure {
             eprintln!("--- dovecot.log ---\n{log}");
         }
     }
+}
+
+/// Where PostgreSQL's server programs are: Debian's versioned directory (the newest),
+/// else `PATH`. `None` (a failure when `MAILPUSHD_REQUIRE_PEERS` is set) when absent.
+pub fn postgres_bin() -> Option<PathBuf> {
+    let mut debian: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|bin| bin.join("initdb").is_file())
+        .collect();
+    debian.sort_by_key(|bin| {
+        bin.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+    });
+    let found = debian.pop().or_else(|| {
+        std::env::var_os("PATH")
+            .and_then(|path| std::env::split_paths(&path).find(|dir| dir.join("initdb").is_file()))
+    });
+    if found.is_none() {
+        if std::env::var_os("MAILPUSHD_REQUIRE_PEERS").is_some() {
+            panic!("PostgreSQL is required: no initdb in /usr/lib/postgresql/*/bin or PATH");
+        }
+        eprintln!("skipped: needs PostgreSQL's server programs (initdb, pg_ctl)");
+    }
+    found
+}
+
+/// A private PostgreSQL cluster in a directory of its own, on a free port, reachable
+/// over TCP on 127.0.0.1 by the `mailpushd` role without a password. Stopped when
+/// dropped.
+pub struct Postgres {
+    bin: PathBuf,
+    data: PathBuf,
+    /// Its port.
+    pub port: u16,
+    // Kept for as long as the cluster runs.
+    _dir: tempfile::TempDir,
+}
+
+impl Postgres {
+    /// Makes and starts a cluster, or `None` where PostgreSQL is not installed.
+    pub fn start() -> Option<Self> {
+        let bin = postgres_bin()?;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        // PostgreSQL refuses to run as root: the cluster is the postgres user's then.
+        if is_root() {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+            let id = |flag: &str| -> u32 {
+                let out = Command::new("id")
+                    .args([flag, "postgres"])
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "no postgres user to run the cluster as"
+                );
+                String::from_utf8(out.stdout)
+                    .unwrap()
+                    .trim()
+                    .parse()
+                    .unwrap()
+            };
+            std::os::unix::fs::chown(&data, Some(id("-u")), Some(id("-g"))).unwrap();
+        }
+        let port = free_port();
+        let pg = Self {
+            bin,
+            data,
+            port,
+            _dir: dir,
+        };
+        let d = pg.data.display().to_string();
+        pg.run(
+            "initdb",
+            &[
+                "-D",
+                &d,
+                "-A",
+                "trust",
+                "-U",
+                "mailpushd",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        let options = format!("-p {port} -k {d} -c listen_addresses=127.0.0.1");
+        let log = pg.data.join("server.log").display().to_string();
+        pg.run(
+            "pg_ctl",
+            &[
+                "-D", &d, "-l", &log, "-w", "-t", "60", "-o", &options, "start",
+            ],
+        );
+        Some(pg)
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let program = self.bin.join(program);
+        let mut command = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&program);
+            c
+        } else {
+            Command::new(&program)
+        };
+        let out = command.args(args).output().unwrap();
+        let log = std::fs::read_to_string(self.data.join("server.log")).unwrap_or_default();
+        assert!(
+            out.status.success(),
+            "{} {args:?}: {}{}\n{log}",
+            program.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A new empty database; its URL.
+    pub async fn database(&self, name: &str) -> String {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&self.url("postgres"))
+            .await
+            .unwrap();
+        sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {name}").as_str())
+            .await
+            .unwrap();
+        self.url(name)
+    }
+
+    fn url(&self, database: &str) -> String {
+        format!("postgres://mailpushd@127.0.0.1:{}/{database}", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let d = self.data.display().to_string();
+        let program = self.bin.join("pg_ctl");
+        let mut command = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&program);
+            c
+        } else {
+            Command::new(&program)
+        };
+        let _ = command
+            .args(["-D", &d, "-m", "immediate", "-w", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n")
 }
