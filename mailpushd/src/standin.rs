@@ -349,7 +349,11 @@ impl PushReply {
 }
 
 struct PushState {
+    /// Whether requests are kept, or only counted (for load).
+    keep: bool,
     requests: Mutex<Vec<Recorded>>,
+    /// How many arrived, and when the last did.
+    count: Mutex<(usize, Option<std::time::Instant>)>,
     script: Mutex<VecDeque<PushReply>>,
     arrived: Notify,
 }
@@ -371,6 +375,16 @@ impl Drop for PushService {
 impl PushService {
     /// Starts on `127.0.0.1`, on a free port, answering 201 unless scripted otherwise.
     pub async fn start() -> Result<Self, StandinError> {
+        Self::start_keeping(true).await
+    }
+
+    /// Starts one that only counts requests and answers 201, for load: nothing is kept,
+    /// so [`PushService::requests`] stays empty and [`PushService::received`] counts.
+    pub async fn start_counting() -> Result<Self, StandinError> {
+        Self::start_keeping(false).await
+    }
+
+    async fn start_keeping(keep: bool) -> Result<Self, StandinError> {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| StandinError(e.to_string()))?;
@@ -378,7 +392,9 @@ impl PushService {
             .local_addr()
             .map_err(|e| StandinError(e.to_string()))?;
         let state = Arc::new(PushState {
+            keep,
             requests: Mutex::new(Vec::new()),
+            count: Mutex::new((0, None)),
             script: Mutex::new(VecDeque::new()),
             arrived: Notify::new(),
         });
@@ -427,12 +443,17 @@ impl PushService {
         lock(&self.state.requests).clone()
     }
 
+    /// How many requests arrived so far, and when the last one did.
+    pub fn received(&self) -> (usize, Option<std::time::Instant>) {
+        *lock(&self.state.count)
+    }
+
     /// Waits until `n` requests have arrived, or `timeout`; returns them.
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Recorded> {
         let wait = async {
             loop {
                 let arrived = self.state.arrived.notified();
-                if lock(&self.state.requests).len() >= n {
+                if lock(&self.state.count).0 >= n {
                     return;
                 }
                 arrived.await;
@@ -453,24 +474,32 @@ async fn push_answer(
         .await
         .map(|b| b.to_bytes().to_vec())
         .unwrap_or_default();
-    lock(&state.requests).push(Recorded {
-        method: parts.method.to_string(),
-        path: parts.uri.path().to_owned(),
-        authority: parts
-            .headers
-            .get("host")
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or_default()
-            .to_owned(),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("<binary>").to_owned()))
-            .collect(),
-        body,
-        connection: 0,
-        at: std::time::Instant::now(),
-    });
+    let at = std::time::Instant::now();
+    if state.keep {
+        lock(&state.requests).push(Recorded {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_owned(),
+            authority: parts
+                .headers
+                .get("host")
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("<binary>").to_owned()))
+                .collect(),
+            body,
+            connection: 0,
+            at,
+        });
+    }
+    {
+        let mut count = lock(&state.count);
+        count.0 += 1;
+        count.1 = Some(at);
+    }
     state.arrived.notify_waiters();
     let reply = lock(&state.script)
         .pop_front()

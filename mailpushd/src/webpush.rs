@@ -25,7 +25,7 @@ use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::TokioExecutor;
 use imap_webpush_proto::PushAddress;
 use imap_webpush_proto::state::Push;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use webpush_crypto::{Encryptor, Origin, Outcome, PushRequest, TokenCache, Topic, Ttl, Urgency};
 
 use crate::metrics::{Metrics, PushOutcome};
@@ -97,6 +97,28 @@ pub struct Delivery {
     pub since: Instant,
 }
 
+/// A delivery waiting for its origin's worker.
+struct Queued {
+    delivery: Delivery,
+    /// Which attempt it is at, from 1.
+    attempt: u32,
+}
+
+/// An origin's waiting deliveries and how many workers take from them.
+#[derive(Default)]
+struct OriginQueue {
+    jobs: std::collections::VecDeque<Queued>,
+    workers: usize,
+}
+
+/// What one attempt leads to.
+enum Step {
+    /// Answered for good, or out of attempts.
+    Done(PushOutcome),
+    /// Another attempt after this wait.
+    Later(Duration),
+}
+
 /// The sender. Cheap to clone.
 #[derive(Clone)]
 pub struct WebPushSender {
@@ -113,7 +135,8 @@ struct Inner {
     client: Client<HttpsConnector<HttpConnector<Resolver>>, Full<Bytes>>,
     tokens: std::sync::Mutex<TokenCache>,
     encryptor: Encryptor,
-    origins: std::sync::Mutex<HashMap<Origin, Arc<Semaphore>>>,
+    /// Each origin's waiting deliveries and running workers.
+    origins: std::sync::Mutex<HashMap<Origin, OriginQueue>>,
     ttl: Ttl,
     request_timeout: Duration,
     max_per_origin: usize,
@@ -196,16 +219,91 @@ impl WebPushSender {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = tokens;
     }
 
-    /// Delivers in the background.
+    /// Delivers in the background. Deliveries wait in their origin's queue, which at
+    /// most `max_per_origin` workers empty: a fan-out to many subscriptions costs a
+    /// queue entry each, not a task each, until its turn.
     pub fn spawn(&self, delivery: Delivery) {
-        let sender = self.clone();
         self.inner.active.fetch_add(1, Ordering::SeqCst);
-        tokio::spawn(async move {
-            sender.send(delivery).await;
-            if sender.inner.active.fetch_sub(1, Ordering::SeqCst) == 1 {
-                sender.inner.idle.notify_waiters();
-            }
+        self.enqueue(Queued {
+            delivery,
+            attempt: 1,
         });
+    }
+
+    fn enqueue(&self, job: Queued) {
+        let origin = job.delivery.push.endpoint.origin().clone();
+        let start_worker = {
+            let mut origins = self
+                .inner
+                .origins
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let queue = origins.entry(origin.clone()).or_default();
+            queue.jobs.push_back(job);
+            let start = queue.workers < self.inner.max_per_origin.max(1);
+            if start {
+                queue.workers += 1;
+            }
+            start
+        };
+        if start_worker {
+            let sender = self.clone();
+            tokio::spawn(async move { sender.work(origin).await });
+        }
+    }
+
+    /// One of an origin's workers: takes deliveries until the queue is empty.
+    async fn work(&self, origin: Origin) {
+        loop {
+            let job = {
+                let mut origins = self
+                    .inner
+                    .origins
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let Some(queue) = origins.get_mut(&origin) else {
+                    return;
+                };
+                match queue.jobs.pop_front() {
+                    Some(job) => job,
+                    None => {
+                        queue.workers = queue.workers.saturating_sub(1);
+                        if queue.workers == 0 {
+                            origins.remove(&origin);
+                        }
+                        return;
+                    }
+                }
+            };
+            let Queued {
+                mut delivery,
+                attempt,
+            } = job;
+            match self.step(&mut delivery, attempt).await {
+                Step::Done(outcome) => self.finish(&delivery, outcome),
+                Step::Later(wait) => {
+                    // The wait is spent outside the queue, so it holds no worker.
+                    let sender = self.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(wait).await;
+                        sender.inner.metrics.retry_queue().dec();
+                        sender.enqueue(Queued {
+                            delivery,
+                            attempt: attempt + 1,
+                        });
+                    });
+                }
+            }
+        }
+    }
+
+    fn finish(&self, delivery: &Delivery, outcome: PushOutcome) {
+        let metrics = &self.inner.metrics;
+        metrics.push("webpush", outcome);
+        metrics.latency(delivery.since.elapsed().as_secs_f64());
+        if self.inner.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.inner.idle.notify_waiters();
+        }
     }
 
     /// Waits until every delivery is done or `deadline` passes; returns how many were
@@ -224,38 +322,21 @@ impl WebPushSender {
         self.inner.active.load(Ordering::SeqCst)
     }
 
-    fn permits(&self, origin: &Origin) -> Arc<Semaphore> {
-        self.inner
-            .origins
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(origin.clone())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.inner.max_per_origin)))
-            .clone()
-    }
-
-    /// Delivers until answered for good or out of attempts.
-    pub async fn send(&self, mut delivery: Delivery) -> PushOutcome {
+    /// One attempt at `delivery` (the `attempt`th) and what follows from its answer:
+    /// done, or another attempt after a wait.
+    async fn step(&self, delivery: &mut Delivery, attempt: u32) -> Step {
         let metrics = &self.inner.metrics;
         let origin = delivery.push.endpoint.origin().clone();
-        let permits = self.permits(&origin);
-        let mut attempt = 1;
-        let outcome = loop {
-            let answer = {
-                let Ok(_permit) = permits.acquire().await else {
-                    break PushOutcome::GaveUp;
-                };
-                metrics.in_flight().inc();
-                let answer = self.attempt(&delivery).await;
-                metrics.in_flight().dec();
-                answer
-            };
+        loop {
+            metrics.in_flight().inc();
+            let answer = self.attempt(delivery).await;
+            metrics.in_flight().dec();
             let wait = match answer {
                 Err(why) => {
                     tracing::warn!(attempt, %origin, reason = %why, "push not delivered");
                     None
                 }
-                Ok(Outcome::Delivered { .. }) => break PushOutcome::Delivered,
+                Ok(Outcome::Delivered { .. }) => return Step::Done(PushOutcome::Delivered),
                 Ok(outcome @ Outcome::RemoveSubscription { .. }) => {
                     let change = delivery.push.on_outcome(&outcome);
                     let user = delivery.user.clone();
@@ -270,7 +351,7 @@ impl WebPushSender {
                         }
                         Err(e) => tracing::error!(error = %e, "cannot delete a gone subscription"),
                     }
-                    break PushOutcome::Dropped;
+                    return Step::Done(PushOutcome::Dropped);
                 }
                 Ok(Outcome::PayloadTooLarge) => match delivery.generic.take() {
                     Some(generic) => {
@@ -278,33 +359,28 @@ impl WebPushSender {
                         delivery.push.plaintext = generic;
                         continue;
                     }
-                    None => break PushOutcome::FixRequest,
+                    None => return Step::Done(PushOutcome::FixRequest),
                 },
                 Ok(Outcome::VapidRejected { status }) => {
                     tracing::error!(%status, %origin, "the push service refused the VAPID token: check webpush.subject and the VAPID key; subscriptions made under another key must subscribe again");
-                    break PushOutcome::FixConfiguration;
+                    return Step::Done(PushOutcome::FixConfiguration);
                 }
                 Ok(
                     Outcome::RateLimited { retry_after } | Outcome::RetryLater { retry_after, .. },
                 ) => retry_after.map(|r| r.delay(SystemTime::now())),
                 Ok(other) => {
                     tracing::error!(outcome = ?other, %origin, "the push service refused the push");
-                    break PushOutcome::FixRequest;
+                    return Step::Done(PushOutcome::FixRequest);
                 }
             };
             if attempt >= self.inner.max_attempts {
-                break PushOutcome::GaveUp;
+                return Step::Done(PushOutcome::GaveUp);
             }
             metrics.push("webpush", PushOutcome::Retried);
             metrics.retry_queue().inc();
             let backoff = crate::apns::backoff(Duration::from_millis(500), attempt);
-            tokio::time::sleep(wait.map_or(backoff, |w| w.max(backoff))).await;
-            metrics.retry_queue().dec();
-            attempt += 1;
-        };
-        metrics.push("webpush", outcome);
-        metrics.latency(delivery.since.elapsed().as_secs_f64());
-        outcome
+            return Step::Later(wait.map_or(backoff, |w| w.max(backoff)));
+        }
     }
 
     async fn attempt(&self, delivery: &Delivery) -> Result<Outcome, String> {
