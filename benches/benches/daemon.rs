@@ -8,6 +8,7 @@
 //! cargo bench -p mailpush-benches --bench daemon [-- SECONDS RATE REGISTRATIONS]
 //! ```
 
+use mailpush_benches::resident_kib;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -23,17 +24,6 @@ use mailpushd::standin::Standin;
 use mailpushd::store::Store;
 use xaps_proto::registry::{Registration, Registry};
 use xaps_proto::{AccountId, DeviceToken, Timestamp};
-
-fn resident_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 fn account(i: usize) -> String {
     format!("{:08X}-0000-4000-8000-{i:012X}", i)

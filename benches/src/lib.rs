@@ -274,6 +274,18 @@ impl aws_lc_rs::hkdf::KeyType for Len12 {
 /// One named operation of a comparison.
 pub type Op<'a> = (&'static str, Box<dyn Fn() -> Vec<u8> + 'a>);
 
+/// This process's resident memory in KiB (Linux; 0 elsewhere).
+pub fn resident_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// Registers one criterion group of `ops`, each counted as one element per call.
 pub fn bench_group(c: &mut criterion::Criterion, name: &str, ops: &[Op<'_>]) {
     let mut group = c.benchmark_group(name);

@@ -8,7 +8,6 @@
 //! Without credentials it prints the exact request it would send instead.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use apns_proto::{Action, CertificateInfo, MailPush, Outcome, ProviderKey, ProviderTokens, Topic};
@@ -19,7 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::net::TcpStream;
-use tokio::sync::{Mutex, Notify, Semaphore};
+use tokio::sync::{Mutex, Semaphore};
 use tokio_rustls::TlsConnector;
 use xaps_proto::registry::Registry;
 use xaps_proto::{AccountId, DeviceToken};
@@ -95,8 +94,7 @@ struct Inner {
     store: Store,
     metrics: Arc<Metrics>,
     /// Jobs not finished, retries waiting included, for a graceful shutdown.
-    active: AtomicUsize,
-    idle: Notify,
+    in_flight: crate::inflight::InFlight,
     /// What the certificate says, for `check-config`.
     certificate: Option<CertificateInfo>,
 }
@@ -206,8 +204,7 @@ impl Apns {
                 retry_base: config.retry_base,
                 store,
                 metrics,
-                active: AtomicUsize::new(0),
-                idle: Notify::new(),
+                in_flight: crate::inflight::InFlight::default(),
                 certificate,
             }),
         })
@@ -240,29 +237,17 @@ impl Apns {
     /// Sends `job` in the background.
     pub fn spawn(&self, job: Job) {
         let sender = self.clone();
-        self.inner.active.fetch_add(1, Ordering::SeqCst);
+        self.inner.in_flight.start();
         tokio::spawn(async move {
             sender.send(job).await;
-            if sender.inner.active.fetch_sub(1, Ordering::SeqCst) == 1 {
-                sender.inner.idle.notify_waiters();
-            }
+            sender.inner.in_flight.finish();
         });
     }
 
     /// Waits until every job sent is done, or `deadline` passes; returns how many were
     /// still going.
     pub async fn drain(&self, deadline: Duration) -> usize {
-        let wait = async {
-            loop {
-                let idle = self.inner.idle.notified();
-                if self.inner.active.load(Ordering::SeqCst) == 0 {
-                    return;
-                }
-                idle.await;
-            }
-        };
-        let _ = tokio::time::timeout(deadline, wait).await;
-        self.inner.active.load(Ordering::SeqCst)
+        self.inner.in_flight.drain(deadline).await
     }
 
     /// Sends `job` until it is answered for good or out of attempts.

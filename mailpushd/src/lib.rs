@@ -6,6 +6,7 @@ pub mod apns;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+mod inflight;
 pub mod metrics;
 pub mod standin;
 pub mod store;

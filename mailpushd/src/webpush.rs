@@ -12,7 +12,6 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -25,7 +24,6 @@ use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::TokioExecutor;
 use imap_webpush_proto::PushAddress;
 use imap_webpush_proto::state::Push;
-use tokio::sync::Notify;
 use webpush_crypto::{Encryptor, Origin, Outcome, PushRequest, TokenCache, Topic, Ttl, Urgency};
 
 use crate::metrics::{Metrics, PushOutcome};
@@ -143,8 +141,7 @@ struct Inner {
     max_attempts: u32,
     store: Store,
     metrics: Arc<Metrics>,
-    active: AtomicUsize,
-    idle: Notify,
+    in_flight: crate::inflight::InFlight,
 }
 
 /// The sender cannot start.
@@ -204,8 +201,7 @@ impl WebPushSender {
                 max_attempts: config.max_attempts,
                 store,
                 metrics,
-                active: AtomicUsize::new(0),
-                idle: Notify::new(),
+                in_flight: crate::inflight::InFlight::default(),
             }),
         })
     }
@@ -223,7 +219,7 @@ impl WebPushSender {
     /// most `max_per_origin` workers empty: a fan-out to many subscriptions costs a
     /// queue entry each, not a task each, until its turn.
     pub fn spawn(&self, delivery: Delivery) {
-        self.inner.active.fetch_add(1, Ordering::SeqCst);
+        self.inner.in_flight.start();
         self.enqueue(Queued {
             delivery,
             attempt: 1,
@@ -301,25 +297,13 @@ impl WebPushSender {
         let metrics = &self.inner.metrics;
         metrics.push("webpush", outcome);
         metrics.latency(delivery.since.elapsed().as_secs_f64());
-        if self.inner.active.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.inner.idle.notify_waiters();
-        }
+        self.inner.in_flight.finish();
     }
 
     /// Waits until every delivery is done or `deadline` passes; returns how many were
     /// still going.
     pub async fn drain(&self, deadline: Duration) -> usize {
-        let wait = async {
-            loop {
-                let idle = self.inner.idle.notified();
-                if self.inner.active.load(Ordering::SeqCst) == 0 {
-                    return;
-                }
-                idle.await;
-            }
-        };
-        let _ = tokio::time::timeout(deadline, wait).await;
-        self.inner.active.load(Ordering::SeqCst)
+        self.inner.in_flight.drain(deadline).await
     }
 
     /// One attempt at `delivery` (the `attempt`th) and what follows from its answer:

@@ -9,40 +9,17 @@
 )]
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 mod support;
-use support::free_port;
+use support::{free_port, spawn_daemon as spawn, wait_healthy};
 
 use mailpushd::demo::http;
 use mailpushd::store::Store;
 use xaps_proto::AccountId;
 use xaps_proto::registry::Registry;
-
-fn spawn(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_mailpushd"))
-        .arg("--config")
-        .arg(config)
-        .arg("serve")
-        .env("MAILPUSHD_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-async fn wait_healthy(address: SocketAddr) {
-    for _ in 0..200 {
-        if let Ok((200, _)) = http(address, "GET", "/healthz", &[], b"").await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the daemon did not start");
-}
 
 fn register_body(i: usize) -> String {
     format!(

@@ -12,12 +12,11 @@
 )]
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod support;
-use support::{Postgres, forward, free_port};
+use support::{Postgres, forward, free_port, spawn_daemon, wait_healthy};
 
 use mailpushd::config::{Config, Database, PostgresUrl};
 use mailpushd::daemon::Daemon;
@@ -216,18 +215,6 @@ async fn the_per_user_limit_holds_when_both_register_at_once() {
     }
 }
 
-fn spawn(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_mailpushd"))
-        .arg("--config")
-        .arg(config)
-        .arg("serve")
-        .env("MAILPUSHD_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
 /// What one client did: what was acknowledged, and what was not answered with success.
 #[derive(Default)]
 struct Tally {
@@ -301,16 +288,8 @@ async fn sigkill_of_one_daemon_loses_nothing_and_the_other_serves_on() {
         ),
     )
     .unwrap();
-    let mut a = spawn(&a_config);
-    let mut up = false;
-    for _ in 0..200 {
-        if let Ok((200, _)) = http(a_address, "GET", "/healthz", &[], b"").await {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "daemon A did not start");
+    let mut a = spawn_daemon(&a_config);
+    wait_healthy(a_address).await;
     let b = Daemon::start(config(&url, &apns, dir.path()))
         .await
         .unwrap();

@@ -128,12 +128,6 @@ async fn a_real_push_service_and_a_real_dovecot() {
     }
     let dir = tempfile::tempdir().unwrap();
     let _log = ShowLogOnFailure(dir.path().join("dovecot.log"));
-    let status = Command::new("chmod")
-        .arg("755")
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(status.success());
     let service = PushService::start(bin, dir.path());
 
     let mut config = Config::with_database(dir.path().join("store.sqlite"));

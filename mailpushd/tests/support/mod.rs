@@ -19,6 +19,32 @@ pub fn free_port() -> u16 {
         .unwrap_or(0)
 }
 
+/// Starts the daemon's binary on `config`, its logs quiet, for a test that kills it.
+pub fn spawn_daemon(config: &Path) -> Child {
+    // Cargo names the binary to the daemon's own tests; elsewhere it is the one on PATH.
+    let binary = option_env!("CARGO_BIN_EXE_mailpushd").unwrap_or("mailpushd");
+    Command::new(binary)
+        .arg("--config")
+        .arg(config)
+        .arg("serve")
+        .env("MAILPUSHD_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the daemon at `address` answers `/healthz`.
+pub async fn wait_healthy(address: SocketAddr) {
+    for _ in 0..200 {
+        if let Ok((200, _)) = mailpushd::demo::http(address, "GET", "/healthz", &[], b"").await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the daemon at {address} did not start");
+}
+
 /// Forwards one IMAP command line to the daemon at `daemon` as an IMAP server does,
 /// for `user` on `connection`; the status and the lines to send back.
 pub async fn forward(
@@ -66,6 +92,11 @@ pub struct Dovecot {
 impl Dovecot {
     /// Starts an instance in `dir` with the push `drivers` configuration.
     pub async fn start(dir: &Path, drivers: &str) -> Self {
+        // Dovecot's processes run as other users: they need to reach its files.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
         let (imap, lmtp) = (free_port(), free_port());
         for sub in ["run", "state", "mail"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
