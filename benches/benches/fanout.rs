@@ -5,10 +5,11 @@
 //! times the cores. Then the same event with the store on SQLite and on PostgreSQL (a
 //! private cluster, when PostgreSQL is installed): reading the subscriptions, per push,
 //! and the octets each stored subscription takes. PER_ORIGIN is `webpush.max_per_origin`
-//! (its default unless given).
+//! (its default unless given). With `sink`, the stand-ins frame requests with the least
+//! work possible instead of running hyper's server, so more of the cores go to the sender.
 //!
 //! ```text
-//! cargo bench -p mailpush-benches --bench fanout [-- ROUNDS SUBSCRIPTIONS ORIGINS PER_ORIGIN]
+//! cargo bench -p mailpush-benches --bench fanout [-- ROUNDS SUBSCRIPTIONS ORIGINS PER_ORIGIN] [sink]
 //! ```
 
 use mailpush_benches::resident_kib;
@@ -290,14 +291,20 @@ async fn main() {
     let n = args.get(1).copied().unwrap_or(10_000);
     let origins = args.get(2).copied().unwrap_or(50);
     let per_origin = args.get(3).copied();
+    let lean = std::env::args().any(|a| a == "sink");
     let mut services = Vec::new();
     for _ in 0..origins {
-        services.push(
-            PushService::start_counting()
-                .await
-                .expect("push service stand-in"),
-        );
+        let service = if lean {
+            PushService::start_sink().await
+        } else {
+            PushService::start_counting().await
+        };
+        services.push(service.expect("push service stand-in"));
     }
+    println!(
+        "stand-ins: {origins} on plain HTTP/1.1, {}",
+        if lean { "lean sinks" } else { "hyper servers" }
+    );
     let load = Load {
         services,
         ua: UaKeys::generate(&mut rand_core::OsRng).expect("keys"),

@@ -348,9 +348,19 @@ impl PushReply {
     }
 }
 
+/// What the push service stand-in does with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Keeps it for the test to read, and answers from the script.
+    Keep,
+    /// Counts it, through hyper, and answers 201.
+    Count,
+    /// Counts it with the least work that frames HTTP/1.1, and answers 201.
+    Sink,
+}
+
 struct PushState {
-    /// Whether requests are kept, or only counted (for load).
-    keep: bool,
+    mode: Mode,
     requests: Mutex<Vec<Recorded>>,
     /// How many arrived, and when the last did.
     count: Mutex<(usize, Option<std::time::Instant>)>,
@@ -375,16 +385,23 @@ impl Drop for PushService {
 impl PushService {
     /// Starts on `127.0.0.1`, on a free port, answering 201 unless scripted otherwise.
     pub async fn start() -> Result<Self, StandinError> {
-        Self::start_keeping(true).await
+        Self::start_with(Mode::Keep).await
     }
 
     /// Starts one that only counts requests and answers 201, for load: nothing is kept,
     /// so [`PushService::requests`] stays empty and [`PushService::received`] counts.
     pub async fn start_counting() -> Result<Self, StandinError> {
-        Self::start_keeping(false).await
+        Self::start_with(Mode::Count).await
     }
 
-    async fn start_keeping(keep: bool) -> Result<Self, StandinError> {
+    /// Like [`PushService::start_counting`], with the least work that still frames each
+    /// HTTP/1.1 request (headers, `Content-Length`, body) instead of a full server: for
+    /// load runs that should measure the sender, not the stand-in.
+    pub async fn start_sink() -> Result<Self, StandinError> {
+        Self::start_with(Mode::Sink).await
+    }
+
+    async fn start_with(mode: Mode) -> Result<Self, StandinError> {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| StandinError(e.to_string()))?;
@@ -392,7 +409,7 @@ impl PushService {
             .local_addr()
             .map_err(|e| StandinError(e.to_string()))?;
         let state = Arc::new(PushState {
-            keep,
+            mode,
             requests: Mutex::new(Vec::new()),
             count: Mutex::new((0, None)),
             script: Mutex::new(VecDeque::new()),
@@ -405,6 +422,11 @@ impl PushService {
                     continue;
                 };
                 let state = shared.clone();
+                let _ = tcp.set_nodelay(true);
+                if state.mode == Mode::Sink {
+                    tokio::spawn(sink(tcp, state));
+                    continue;
+                }
                 tokio::spawn(async move {
                     let service = service_fn(move |request| {
                         let state = state.clone();
@@ -464,6 +486,49 @@ impl PushService {
     }
 }
 
+impl PushState {
+    fn arrived_at(&self, at: std::time::Instant) {
+        {
+            let mut count = lock(&self.count);
+            count.0 += 1;
+            count.1 = Some(at);
+        }
+        self.arrived.notify_waiters();
+    }
+}
+
+/// Reads HTTP/1.1 requests off `tcp` and answers each 201, counting them.
+async fn sink(mut tcp: tokio::net::TcpStream, state: Arc<PushState>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const CREATED: &[u8] = b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n";
+    let mut buffer: Vec<u8> = Vec::with_capacity(8192);
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        while let Some(head) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let headers = String::from_utf8_lossy(buffer.get(..head).unwrap_or_default());
+            let length = headers
+                .lines()
+                .filter_map(|line| line.split_once(':'))
+                .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, value)| value.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            let total = head + 4 + length;
+            if buffer.len() < total {
+                break;
+            }
+            buffer.drain(..total);
+            state.arrived_at(std::time::Instant::now());
+            if tcp.write_all(CREATED).await.is_err() {
+                return;
+            }
+        }
+        match tcp.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buffer.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+        }
+    }
+}
+
 async fn push_answer(
     request: hyper::Request<hyper::body::Incoming>,
     state: &PushState,
@@ -475,7 +540,7 @@ async fn push_answer(
         .map(|b| b.to_bytes().to_vec())
         .unwrap_or_default();
     let at = std::time::Instant::now();
-    if state.keep {
+    if state.mode == Mode::Keep {
         lock(&state.requests).push(Recorded {
             method: parts.method.to_string(),
             path: parts.uri.path().to_owned(),
@@ -495,12 +560,7 @@ async fn push_answer(
             at,
         });
     }
-    {
-        let mut count = lock(&state.count);
-        count.0 += 1;
-        count.1 = Some(at);
-    }
-    state.arrived.notify_waiters();
+    state.arrived_at(at);
     let reply = lock(&state.script)
         .pop_front()
         .unwrap_or_else(|| PushReply::status(201));
@@ -514,4 +574,38 @@ async fn push_answer(
             .insert(name, http::HeaderValue::from_static(value));
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn the_sink_frames_requests_on_one_connection() {
+        let sink = PushService::start_sink().await.unwrap();
+        let mut tcp = tokio::net::TcpStream::connect(sink.address())
+            .await
+            .unwrap();
+        // A body that looks like the end of a head must not end the request early.
+        let body = b"\r\n\r\nPOST / HTTP/1.1\r\n\r\n";
+        let request = format!(
+            "POST /p/1 HTTP/1.1\r\nhost: x\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut both = request.into_bytes();
+        both.extend_from_slice(body);
+        both.extend_from_slice(b"POST /p/2 HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n");
+        // Split mid-head, as TCP may deliver it.
+        let (first, second) = both.split_at(10);
+        tcp.write_all(first).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        tcp.write_all(second).await.unwrap();
+        let created = b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n";
+        let mut answers = vec![0u8; created.len() * 2];
+        tcp.read_exact(&mut answers).await.unwrap();
+        assert_eq!(answers, [&created[..], &created[..]].concat());
+        assert_eq!(sink.received().0, 2);
+    }
 }
