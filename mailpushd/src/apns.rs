@@ -50,6 +50,9 @@ pub enum ApnsError {
     /// TLS could not be set up.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The certificates to trust cannot be read.
+    #[error(transparent)]
+    Roots(#[from] crate::tls::RootsError),
 }
 
 /// A push for one device.
@@ -431,21 +434,7 @@ impl Live {
         client_auth: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
     ) -> Result<Self, ApnsError> {
         let tls_error = |e: rustls::Error| ApnsError::Tls(e.to_string());
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_native_certs::load_native_certs().certs {
-            // A platform certificate rustls cannot use is skipped, as browsers do.
-            let _ = roots.add(cert);
-        }
-        if let Some(ca) = &config.ca_file {
-            let pem = std::fs::read(ca).map_err(|source| ApnsError::Read {
-                path: ca.clone(),
-                source,
-            })?;
-            for cert in CertificateDer::pem_slice_iter(&pem) {
-                let cert = cert.map_err(|e| ApnsError::Tls(format!("{}: {e}", ca.display())))?;
-                roots.add(cert).map_err(tls_error)?;
-            }
-        }
+        let roots = crate::tls::roots(config.ca_file.as_deref())?;
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

@@ -80,10 +80,17 @@ pub struct WebPush {
     pub max_subscriptions: usize,
     /// How long one push request may take.
     pub request_timeout: Duration,
-    /// Requests in flight per push service origin.
+    /// Requests in flight per push service origin that speaks HTTP/2 (streams on one
+    /// connection).
     pub max_per_origin: usize,
+    /// Requests in flight per origin that speaks HTTP/1.1, or has not answered yet.
+    /// HTTP/1.1 carries one request per connection, so this is also the number of
+    /// connections to it (RFC 9112 §9.4 asks clients to keep that small).
+    pub max_per_origin_http1: usize,
     /// Attempts per push (429, 5xx, transport errors).
     pub max_attempts: u32,
+    /// An extra CA certificate (PEM) to trust for push services, for a stand-in.
+    pub ca_file: Option<PathBuf>,
     /// For tests against a local push service only: plain-http endpoints and
     /// addresses that are not globally reachable are allowed.
     pub allow_local_push_service: bool,
@@ -340,7 +347,9 @@ struct TomlWebPush {
     max_subscriptions: Option<usize>,
     request_timeout_secs: Option<u64>,
     max_per_origin: Option<usize>,
+    max_per_origin_http1: Option<usize>,
     max_attempts: Option<u32>,
+    ca_file: Option<PathBuf>,
     allow_local_push_service: Option<bool>,
 }
 
@@ -453,7 +462,9 @@ impl Config {
                 max_subscriptions: 16,
                 request_timeout: Duration::from_secs(10),
                 max_per_origin: 64,
+                max_per_origin_http1: 8,
                 max_attempts: 5,
+                ca_file: None,
                 allow_local_push_service: false,
                 names: None,
             },
@@ -585,6 +596,7 @@ impl Config {
             config.webpush.subject = Some(subject);
         }
         config.webpush.key_file = at(webpush.key_file);
+        config.webpush.ca_file = at(webpush.ca_file);
         if let Some(s) = webpush.ttl_secs {
             config.webpush.ttl = Duration::from_secs(s);
         }
@@ -596,6 +608,9 @@ impl Config {
         }
         if let Some(n) = webpush.max_per_origin {
             config.webpush.max_per_origin = n.max(1);
+        }
+        if let Some(n) = webpush.max_per_origin_http1 {
+            config.webpush.max_per_origin_http1 = n.max(1);
         }
         if let Some(n) = webpush.max_attempts {
             config.webpush.max_attempts = n.max(1);

@@ -10,4 +10,5 @@ mod inflight;
 pub mod metrics;
 pub mod standin;
 pub mod store;
+pub mod tls;
 pub mod webpush;

@@ -138,11 +138,19 @@ struct Inner {
     ttl: Ttl,
     request_timeout: Duration,
     max_per_origin: usize,
+    max_per_origin_http1: usize,
+    /// Origins that answered in HTTP/2, so they get `max_per_origin` streams. Capped
+    /// at `MAX_HTTP2_ORIGINS`: an origin left out keeps the HTTP/1.1 limit.
+    http2_origins: std::sync::Mutex<std::collections::HashSet<Origin>>,
     max_attempts: u32,
     store: Store,
     metrics: Arc<Metrics>,
     in_flight: crate::inflight::InFlight,
 }
+
+/// How many origins the sender remembers as HTTP/2: far more than any installation's
+/// push services, and a bound on what subscriptions to made-up origins can take.
+const MAX_HTTP2_ORIGINS: usize = 4096;
 
 /// The sender cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -158,11 +166,8 @@ impl WebPushSender {
         store: Store,
         metrics: Arc<Metrics>,
     ) -> Result<Self, WebPushError> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_native_certs::load_native_certs().certs {
-            // A platform certificate rustls cannot use is skipped, as browsers do.
-            let _ = roots.add(cert);
-        }
+        let roots = crate::tls::roots(config.ca_file.as_deref())
+            .map_err(|e| WebPushError(e.to_string()))?;
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -197,7 +202,11 @@ impl WebPushSender {
                 origins: std::sync::Mutex::new(HashMap::new()),
                 ttl: Ttl::from_secs(u32::try_from(config.ttl.as_secs()).unwrap_or(u32::MAX)),
                 request_timeout: config.request_timeout,
-                max_per_origin: config.max_per_origin,
+                max_per_origin: config.max_per_origin.max(1),
+                max_per_origin_http1: config
+                    .max_per_origin_http1
+                    .clamp(1, config.max_per_origin.max(1)),
+                http2_origins: std::sync::Mutex::new(std::collections::HashSet::new()),
                 max_attempts: config.max_attempts,
                 store,
                 metrics,
@@ -216,8 +225,9 @@ impl WebPushSender {
     }
 
     /// Delivers in the background. Deliveries wait in their origin's queue, which at
-    /// most `max_per_origin` workers empty: a fan-out to many subscriptions costs a
-    /// queue entry each, not a task each, until its turn.
+    /// most `max_per_origin` workers empty (`max_per_origin_http1` until the origin
+    /// has answered in HTTP/2): a fan-out to many subscriptions costs a queue entry
+    /// each, not a task each, until its turn.
     pub fn spawn(&self, delivery: Delivery) {
         self.inner.in_flight.start();
         self.enqueue(Queued {
@@ -226,8 +236,62 @@ impl WebPushSender {
         });
     }
 
+    /// Requests in flight `origin` gets: `max_per_origin` once it has answered in
+    /// HTTP/2 (streams share one connection), `max_per_origin_http1` until then (each
+    /// is a connection of its own).
+    fn limit(&self, origin: &Origin) -> usize {
+        let http2 = self
+            .inner
+            .http2_origins
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(origin);
+        if http2 {
+            self.inner.max_per_origin
+        } else {
+            self.inner.max_per_origin_http1
+        }
+    }
+
+    /// `origin` answered in HTTP/2: the first time, it gets the workers its waiting
+    /// deliveries can use, up to the HTTP/2 limit.
+    fn speaks_http2(&self, origin: &Origin) {
+        {
+            let mut known = self
+                .inner
+                .http2_origins
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if known.len() >= MAX_HTTP2_ORIGINS || !known.insert(origin.clone()) {
+                return;
+            }
+        }
+        let more = {
+            let mut origins = self
+                .inner
+                .origins
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let Some(queue) = origins.get_mut(origin) else {
+                return;
+            };
+            let wanted = self
+                .inner
+                .max_per_origin
+                .min(queue.workers + queue.jobs.len());
+            let more = wanted.saturating_sub(queue.workers);
+            queue.workers += more;
+            more
+        };
+        for _ in 0..more {
+            let (sender, origin) = (self.clone(), origin.clone());
+            tokio::spawn(async move { sender.work(origin).await });
+        }
+    }
+
     fn enqueue(&self, job: Queued) {
         let origin = job.delivery.push.endpoint.origin().clone();
+        let limit = self.limit(&origin);
         let start_worker = {
             let mut origins = self
                 .inner
@@ -236,7 +300,7 @@ impl WebPushSender {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let queue = origins.entry(origin.clone()).or_default();
             queue.jobs.push_back(job);
-            let start = queue.workers < self.inner.max_per_origin.max(1);
+            let start = queue.workers < limit;
             if start {
                 queue.workers += 1;
             }
@@ -397,6 +461,9 @@ impl WebPushSender {
                 .request(request)
                 .await
                 .map_err(|e| format!("{e:?}"))?;
+            if response.version() == http::Version::HTTP_2 {
+                self.speaks_http2(push.endpoint.origin());
+            }
             let outcome = Outcome::from_response(&response);
             // Read (and drop) the body, so the connection can be reused.
             let _ = http_body_util::Limited::new(response.into_body(), 64 * 1024)

@@ -426,3 +426,132 @@ async fn malformed_forwarded_commands_get_the_grammars_answer_and_change_nothing
     .unwrap();
     assert_eq!(status, 400);
 }
+
+/// A daemon whose store holds `endpoints` as active subscriptions of alice's, and
+/// `change` applied to its configuration.
+async fn with_subscriptions(
+    dir: &std::path::Path,
+    ua: &UaKeys,
+    endpoints: &[String],
+    change: impl FnOnce(&mut Config),
+) -> Daemon {
+    use imap_webpush_proto::SubId;
+    use imap_webpush_proto::state::{Activation, Change, Record, Silence};
+    let mut config = Config::with_database(dir.join("store.sqlite"));
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.apns.topic = Some(mailpushd::demo::DEMO_TOPIC.into());
+    config.webpush.subject = Some("mailto:postmaster@mail.example".into());
+    config.webpush.allow_local_push_service = true;
+    config.webpush.request_timeout = Duration::from_secs(10);
+    change(&mut config);
+    let store = mailpushd::store::Store::open(&config.database)
+        .await
+        .unwrap();
+    let key = webpush_crypto::VapidKey::generate(&mut rand_core::OsRng).unwrap();
+    let (id, _) = store.first_vapid_key(key).await.unwrap();
+    let changes = endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, endpoint)| {
+            Change::Store(Box::new(Record {
+                sub_id: SubId::new(format!("sub-{i}")).unwrap(),
+                endpoint: webpush_crypto::Endpoint::new_allowing_plain_http(endpoint).unwrap(),
+                keys: ua.subscription_keys(),
+                activation: Activation::Active { vapid_key: id },
+                silence: Silence::None,
+            }))
+        })
+        .collect();
+    store
+        .update_webpush("alice", |_| ((), changes))
+        .await
+        .unwrap();
+    store.close().await;
+    Daemon::start(config).await.unwrap()
+}
+
+/// How many of `arrivals` came before the first answer (each answer takes `slow`),
+/// and how many in the wave after it.
+fn waves(mut arrivals: Vec<Instant>, slow: Duration) -> (usize, usize) {
+    arrivals.sort();
+    let first = arrivals[0];
+    let before = arrivals.iter().filter(|a| **a < first + slow / 2).count();
+    let next = arrivals
+        .iter()
+        .filter(|a| **a >= first + slow / 2 && **a < first + slow + slow / 2)
+        .count();
+    (before, next)
+}
+
+#[tokio::test]
+async fn an_http1_origin_gets_few_connections_an_http2_origin_many_streams() {
+    let slow = Duration::from_secs(1);
+    let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();
+    let new_mail = r#"{"Username":"alice","Mailbox":"INBOX","Events": ["MessageNew"]}"#;
+    let limits = |c: &mut Config| {
+        c.webpush.max_per_origin = 64;
+        c.webpush.max_per_origin_http1 = 3;
+    };
+
+    // HTTP/1.1: never more than three at once, each on a connection of its own.
+    let dir = tempfile::tempdir().unwrap();
+    let h1 = PushService::start().await.unwrap();
+    h1.script((0..9).map(|_| PushReply {
+        status: 201,
+        headers: vec![],
+        delay: slow,
+    }));
+    let endpoints: Vec<String> = (0..9).map(|i| h1.endpoint(&format!("p/{i}"))).collect();
+    let daemon = with_subscriptions(dir.path(), &ua, &endpoints, limits).await;
+    let (status, _) = http(
+        daemon.local_addr(),
+        "POST",
+        "/notify",
+        &JSON,
+        new_mail.as_bytes(),
+    )
+    .await
+    .unwrap();
+    // 404 as xapsd answers (no iOS device); the Web Push subscriptions are pushed.
+    assert_eq!(status, 404);
+    let requests = h1.wait_for(9, Duration::from_secs(20)).await;
+    assert_eq!(requests.len(), 9);
+    let (first, second) = waves(requests.iter().map(|r| r.at).collect(), slow);
+    assert_eq!((first, second), (3, 3), "HTTP/1.1 waves");
+    daemon.shutdown(Duration::from_secs(5)).await;
+
+    // HTTP/2 (TLS, ALPN h2): three while the protocol is unknown, then, after the first
+    // answer says HTTP/2, every waiting push at once as streams.
+    let dir = tempfile::tempdir().unwrap();
+    let h2 = mailpushd::standin::Standin::start().await.unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, h2.ca_pem()).unwrap();
+    h2.script((0..12).map(|_| {
+        mailpushd::standin::Reply::Slow(slow, Box::new(mailpushd::standin::Reply::Status(201, "")))
+    }));
+    let endpoints: Vec<String> = (0..12)
+        .map(|i| format!("https://127.0.0.1:{}/p/{i}", h2.address().port()))
+        .collect();
+    let daemon = with_subscriptions(dir.path(), &ua, &endpoints, |c| {
+        limits(c);
+        c.webpush.ca_file = Some(ca.clone());
+    })
+    .await;
+    let (status, _) = http(
+        daemon.local_addr(),
+        "POST",
+        "/notify",
+        &JSON,
+        new_mail.as_bytes(),
+    )
+    .await
+    .unwrap();
+    // 404 as xapsd answers (no iOS device); the Web Push subscriptions are pushed.
+    assert_eq!(status, 404);
+    let requests = h2.wait_for(12, Duration::from_secs(20)).await;
+    assert_eq!(requests.len(), 12);
+    let (first, second) = waves(requests.iter().map(|r| r.at).collect(), slow);
+    assert_eq!((first, second), (3, 9), "HTTP/2 waves");
+    assert!(h2.connections() <= 3, "{} connections", h2.connections());
+    daemon.shutdown(Duration::from_secs(5)).await;
+}
