@@ -14,7 +14,7 @@ use mailpush_benches::imap::decode_ops as imap_decode_ops;
 use mailpush_benches::push::{PushFixture, push_ops};
 use mailpush_benches::vapid::{VapidFixture, request_ops, vapid_ops};
 use mailpush_benches::xaps::registration_ops;
-use mailpush_benches::{Fixture, Op, decrypt_ops, encrypt_ops};
+use mailpush_benches::{Fixture, Op, decrypt_ops, encrypt_ops, p256_ops};
 
 const SLICE: Duration = Duration::from_millis(20);
 
@@ -92,6 +92,7 @@ fn main() {
     }
     let f = Fixture::new(3000);
     compare("decrypt 3000 B", &decrypt_ops(&f), rounds);
+    compare("P-256 multiplications", &p256_ops(&f), rounds);
     let v = VapidFixture::new(100);
     compare("VAPID header per message", &vapid_ops(&v), rounds);
     for len in [100usize, 3000] {

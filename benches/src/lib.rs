@@ -20,6 +20,17 @@ pub mod push;
 pub mod vapid;
 pub mod xaps;
 
+/// Which p256 release a RustCrypto floor multiplies with.
+#[derive(Debug, Clone, Copy)]
+pub enum P256Floor {
+    /// 0.14's basepoint table for the public key, 0.13 for the shared secret.
+    Fastest,
+    /// 0.13 for both.
+    P256_0_13,
+    /// 0.14 for both.
+    P256_0_14,
+}
+
 /// A subscription and a message body to encrypt, with the same keys in every crate's form.
 pub struct Fixture {
     /// The user agent.
@@ -64,18 +75,68 @@ impl Fixture {
         decrypt_with(provider, &self.ua, &self.body).expect("decryption")
     }
 
-    /// The RustCrypto floor: p256 + hkdf + aes-gcm, composed naively.
+    /// The RustCrypto floor: p256 + hkdf + aes-gcm, composed naively, the fastest way
+    /// the p256 releases allow: 0.14's basepoint table for the ephemeral public key,
+    /// 0.13's variable-base multiplication for the shared secret.
     pub fn floor_rustcrypto_encrypt(&self) -> Vec<u8> {
-        let eph = p256::ecdh::EphemeralSecret::random(&mut OsRng);
-        let as_public = eph.public_key().to_encoded_point(false);
-        let shared = eph.diffie_hellman(&self.ua_p256);
+        self.floor_rustcrypto_with(P256Floor::Fastest)
+    }
+
+    /// The RustCrypto floor on one p256 release for both multiplications, to show what
+    /// each costs.
+    pub fn floor_rustcrypto_on(&self, release: P256Floor) -> Vec<u8> {
+        self.floor_rustcrypto_with(release)
+    }
+
+    fn floor_rustcrypto_with(&self, how: P256Floor) -> Vec<u8> {
+        use p256_basepoint::elliptic_curve::PrimeField;
+        use p256_basepoint::elliptic_curve::group::Group;
+        use p256_basepoint::elliptic_curve::sec1::{FromSec1Point, ToSec1Point};
+        let table_public = || {
+            let secret = p256::SecretKey::random(&mut OsRng);
+            let bytes: [u8; 32] = secret.to_bytes().into();
+            let scalar = p256_basepoint::Scalar::from_repr(bytes.into()).expect("scalar");
+            let point = p256_basepoint::ProjectivePoint::mul_by_generator(&scalar).to_affine();
+            let mut public = [0u8; 65];
+            public.copy_from_slice(point.to_sec1_point(false).as_bytes());
+            (secret, scalar, public)
+        };
+        let (as_public, shared): ([u8; 65], [u8; 32]) = match how {
+            P256Floor::P256_0_13 => {
+                let eph = p256::ecdh::EphemeralSecret::random(&mut OsRng);
+                let mut public = [0u8; 65];
+                public.copy_from_slice(eph.public_key().to_encoded_point(false).as_bytes());
+                let shared = eph.diffie_hellman(&self.ua_p256);
+                (public, (*shared.raw_secret_bytes()).into())
+            }
+            P256Floor::Fastest => {
+                let (secret, _, public) = table_public();
+                let shared = p256::ecdh::diffie_hellman(
+                    secret.to_nonzero_scalar(),
+                    self.ua_p256.as_affine(),
+                );
+                (public, (*shared.raw_secret_bytes()).into())
+            }
+            P256Floor::P256_0_14 => {
+                let (_, scalar, public) = table_public();
+                let peer =
+                    p256_basepoint::AffinePoint::from_sec1_bytes(self.ua.public_key().as_bytes())
+                        .expect("point");
+                let shared = (p256_basepoint::ProjectivePoint::from(peer) * scalar).to_affine();
+                let encoded = shared.to_sec1_point(false);
+                let mut x = [0u8; 32];
+                x.copy_from_slice(&encoded.as_bytes()[1..33]);
+                (public, x)
+            }
+        };
+        let as_public = &as_public[..];
         let mut ikm = [0u8; 32];
-        Hkdf::<Sha256>::new(Some(self.ua.auth().as_bytes()), shared.raw_secret_bytes())
+        Hkdf::<Sha256>::new(Some(self.ua.auth().as_bytes()), &shared)
             .expand_multi_info(
                 &[
                     b"WebPush: info\0",
                     self.ua.public_key().as_bytes(),
-                    as_public.as_bytes(),
+                    as_public,
                 ],
                 &mut ikm,
             )
@@ -92,7 +153,7 @@ impl Fixture {
         out.extend_from_slice(&salt);
         out.extend_from_slice(&4096u32.to_be_bytes());
         out.push(65);
-        out.extend_from_slice(as_public.as_bytes());
+        out.extend_from_slice(as_public);
         out.extend_from_slice(&self.plaintext);
         out.push(2);
         let tag = Aes128Gcm::new(&cek.into())
@@ -311,6 +372,14 @@ pub fn encrypt_ops(f: &Fixture) -> Vec<Op<'_>> {
             "floor/rustcrypto",
             Box::new(|| f.floor_rustcrypto_encrypt()),
         ),
+        (
+            "floor/rustcrypto, p256 0.13",
+            Box::new(|| f.floor_rustcrypto_on(P256Floor::P256_0_13)),
+        ),
+        (
+            "floor/rustcrypto, p256 0.14",
+            Box::new(|| f.floor_rustcrypto_on(P256Floor::P256_0_14)),
+        ),
         ("floor/aws-lc-rs", Box::new(|| f.floor_aws_lc_encrypt())),
         (
             "floor/aws-lc-rs, our scalar",
@@ -319,6 +388,72 @@ pub fn encrypt_ops(f: &Fixture) -> Vec<Op<'_>> {
     ];
     ops.extend(other_crates(f, Direction::Encrypt));
     ops
+}
+
+/// The two P-256 multiplications a push costs, on each p256 release and on aws-lc: the
+/// fixed-base one (the ephemeral public key; VAPID signing's too) and the variable-base
+/// one (the shared secret). Each ends in affine coordinates, as the encoding needs.
+pub fn p256_ops(f: &Fixture) -> Vec<Op<'_>> {
+    use p256_basepoint::elliptic_curve::PrimeField;
+    use p256_basepoint::elliptic_curve::group::Group;
+    use p256_basepoint::elliptic_curve::sec1::{FromSec1Point, ToSec1Point};
+    let bytes: [u8; 32] = f.ua_secret.to_bytes().into();
+    let scalar = p256_basepoint::Scalar::from_repr(bytes.into()).expect("scalar");
+    let peer = p256_basepoint::ProjectivePoint::from(
+        p256_basepoint::AffinePoint::from_sec1_bytes(f.ua.public_key().as_bytes()).expect("point"),
+    );
+    vec![
+        (
+            "fixed-base/p256 0.13",
+            Box::new(|| {
+                f.ua_secret
+                    .public_key()
+                    .to_encoded_point(false)
+                    .as_bytes()
+                    .to_vec()
+            }),
+        ),
+        (
+            "fixed-base/p256 0.14 table",
+            Box::new(move || {
+                p256_basepoint::ProjectivePoint::mul_by_generator(&scalar)
+                    .to_affine()
+                    .to_sec1_point(false)
+                    .as_bytes()
+                    .to_vec()
+            }),
+        ),
+        (
+            "variable-base/p256 0.13",
+            Box::new(|| {
+                p256::ecdh::diffie_hellman(f.ua_secret.to_nonzero_scalar(), f.ua_p256.as_affine())
+                    .raw_secret_bytes()
+                    .to_vec()
+            }),
+        ),
+        (
+            "variable-base/p256 0.14",
+            Box::new(move || {
+                (peer * scalar)
+                    .to_affine()
+                    .to_sec1_point(false)
+                    .as_bytes()
+                    .to_vec()
+            }),
+        ),
+        (
+            "fixed-base/aws-lc-rs, with its key check",
+            Box::new(move || {
+                use aws_lc_rs::agreement;
+                agreement::PrivateKey::from_private_key(&agreement::ECDH_P256, &bytes)
+                    .expect("scalar")
+                    .compute_public_key()
+                    .expect("public key")
+                    .as_ref()
+                    .to_vec()
+            }),
+        ),
+    ]
 }
 
 /// Every decryption compared.
@@ -394,5 +529,19 @@ mod tests {
         for (name, op) in decrypt_ops(&f) {
             assert_eq!(op(), f.plaintext, "{name}");
         }
+    }
+
+    /// The multiplications compared compute the same points.
+    #[test]
+    fn every_multiplication_agrees() {
+        let f = Fixture::new(10);
+        let out: Vec<Vec<u8>> = p256_ops(&f).iter().map(|(_, op)| op()).collect();
+        let [fixed_13, fixed_14, variable_13, variable_14, fixed_aws] = out.as_slice() else {
+            panic!("five operations");
+        };
+        assert_eq!(fixed_13, fixed_14);
+        assert_eq!(fixed_13, fixed_aws);
+        assert_eq!(fixed_13.as_slice(), f.ua.public_key().as_bytes());
+        assert_eq!(variable_13.as_slice(), &variable_14[1..33]);
     }
 }

@@ -16,9 +16,7 @@ pub(super) fn ephemeral_agree(
     secret: &PrivateKey,
     peer: &PublicKey,
 ) -> Result<(PublicKey, Zeroizing<[u8; SECRET_LEN]>), Error> {
-    let scalar = secret.to_p256()?;
-    let public = PublicKey::from_computed(&scalar.public_key())?;
-    Ok((public, agree_scalar(&scalar, peer)?))
+    Ok((secret.public_key()?, agree(secret, peer)?))
 }
 
 pub(super) fn agree(
