@@ -6,12 +6,14 @@
 //! private cluster, when PostgreSQL is installed): reading the subscriptions, per push,
 //! and the octets each stored subscription takes. PER_ORIGIN is
 //! `webpush.max_per_origin_http1` (its default unless given), the stand-ins speaking
-//! HTTP/1.1. The bound is measured right before and right after each event, and the
-//! event compared with the mean of the two, since the machine's speed drifts. With `sink`, the stand-ins frame requests with the least
+//! HTTP/1.1, or `webpush.max_per_origin` with `h2`. The bound is measured right before
+//! and right after each event, and the event compared with the mean of the two, since
+//! the machine's speed drifts. With `h2`, the stand-ins are HTTP/2 servers over TLS, as
+//! real push services are reached. With `sink`, the stand-ins frame requests with the least
 //! work possible instead of running hyper's server, so more of the cores go to the sender.
 //!
 //! ```text
-//! cargo bench -p mailpush-benches --bench fanout [-- ROUNDS SUBSCRIPTIONS ORIGINS PER_ORIGIN] [sink]
+//! cargo bench -p mailpush-benches --bench fanout [-- ROUNDS SUBSCRIPTIONS ORIGINS PER_ORIGIN] [sink | h2]
 //! ```
 
 use mailpush_benches::resident_kib;
@@ -22,7 +24,7 @@ use imap_webpush_proto::state::{Activation, Change, Record, Silence, VapidKeyId}
 use mailpushd::config::{Config, Database, PostgresUrl};
 use mailpushd::daemon::Daemon;
 use mailpushd::demo::http;
-use mailpushd::standin::PushService;
+use mailpushd::standin::{PushService, Standin};
 use mailpushd::store::Store;
 use webpush_crypto::{
     Encryptor, Endpoint, PushRequest, Subject, TokenCache, Ttl, UaKeys, Urgency, VapidKey,
@@ -34,6 +36,28 @@ mod support;
 
 const USER: &str = "fan";
 const PLAINTEXT: &[u8] = b"* SELECT INBOX\r\n* 7 UIDFETCH (ENVELOPE (\"Tue, 01 Dec 2026 20:39:06 +0000\" \"Hello\" ((\"Bob\" NIL \"bob\" \"example.org\")) NIL NIL NIL NIL NIL NIL NIL))\r\n";
+
+/// A push service stand-in: plain HTTP/1.1, or HTTP/2 over TLS.
+enum Service {
+    Http1(PushService),
+    Http2(Standin),
+}
+
+impl Service {
+    fn endpoint(&self, path: &str) -> String {
+        match self {
+            Service::Http1(s) => s.endpoint(path),
+            Service::Http2(s) => format!("https://{}/{path}", s.address()),
+        }
+    }
+
+    fn received(&self) -> (usize, Option<Instant>) {
+        match self {
+            Service::Http1(s) => s.received(),
+            Service::Http2(s) => s.received(),
+        }
+    }
+}
 
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
@@ -82,13 +106,7 @@ fn one_core_rate(endpoint: &Endpoint, ua: &UaKeys) -> f64 {
 }
 
 /// `n` active subscriptions of `USER`, round robin over `services`, in one transaction.
-async fn subscribe(
-    store: &Store,
-    services: &[PushService],
-    ua: &UaKeys,
-    key: VapidKeyId,
-    n: usize,
-) {
+async fn subscribe(store: &Store, services: &[Service], ua: &UaKeys, key: VapidKeyId, n: usize) {
     let keys = ua.subscription_keys();
     let changes: Vec<Change> = (0..n)
         .map(|i| {
@@ -109,16 +127,16 @@ async fn subscribe(
         .expect("subscriptions stored");
 }
 
-fn received(services: &[PushService]) -> (usize, Option<Instant>) {
+fn received(services: &[Service]) -> (usize, Option<Instant>) {
     services
         .iter()
-        .map(PushService::received)
+        .map(Service::received)
         .fold((0, None), |(n, last), (m, at)| (n + m, last.max(at)))
 }
 
 /// One notify; the deliveries per second from it to the last arrival, and the share of
 /// the cores the process used meanwhile.
-async fn one_event(daemon: &Daemon, services: &[PushService], n: usize) -> (f64, f64) {
+async fn one_event(daemon: &Daemon, services: &[Service], n: usize) -> (f64, f64) {
     let (before, _) = received(services);
     let cpu = cpu_seconds();
     let json = [("content-type", "application/json; charset=utf-8")];
@@ -158,7 +176,9 @@ async fn one_event(daemon: &Daemon, services: &[PushService], n: usize) -> (f64,
 
 /// What each run sends to.
 struct Load {
-    services: Vec<PushService>,
+    services: Vec<Service>,
+    /// The stand-ins' CA certificates, for `h2`.
+    ca_file: Option<std::path::PathBuf>,
     ua: UaKeys,
     rounds: usize,
     n: usize,
@@ -191,6 +211,7 @@ async fn bound(endpoint: &Endpoint, ua: &UaKeys) -> (f64, f64, usize) {
 async fn run(name: &str, database: Database, dir: &std::path::Path, load: &Load) {
     let Load {
         services,
+        ca_file,
         ua,
         rounds,
         n,
@@ -214,10 +235,18 @@ async fn run(name: &str, database: Database, dir: &std::path::Path, load: &Load)
     config.webpush.allow_local_push_service = true;
     config.webpush.max_subscriptions = n;
     config.webpush.request_timeout = Duration::from_secs(30);
-    if let Some(m) = per_origin {
-        config.webpush.max_per_origin_http1 = *m;
+    config.webpush.ca_file = ca_file.clone();
+    let http2 = ca_file.is_some();
+    match (per_origin, http2) {
+        (Some(m), false) => config.webpush.max_per_origin_http1 = *m,
+        (Some(m), true) => config.webpush.max_per_origin = *m,
+        (None, _) => {}
     }
-    let limit = config.webpush.max_per_origin_http1;
+    let limit = if http2 {
+        config.webpush.max_per_origin
+    } else {
+        config.webpush.max_per_origin_http1
+    };
     let rss_before = resident_kib();
     let daemon = Daemon::start(config).await.expect("daemon");
     // The first event opens the connections; it is reported apart.
@@ -297,28 +326,46 @@ async fn main() {
     let origins = args.get(2).copied().unwrap_or(50);
     let per_origin = args.get(3).copied();
     let lean = std::env::args().any(|a| a == "sink");
+    let h2 = std::env::args().any(|a| a == "h2");
+    let dir = tempfile::tempdir().expect("temp dir");
     let mut services = Vec::new();
+    let mut cas = String::new();
     for _ in 0..origins {
-        let service = if lean {
-            PushService::start_sink().await
+        let service = if h2 {
+            let standin = Standin::start_counting().await.expect("stand-in");
+            cas.push_str(standin.ca_pem());
+            Service::Http2(standin)
+        } else if lean {
+            Service::Http1(PushService::start_sink().await.expect("stand-in"))
         } else {
-            PushService::start_counting().await
+            Service::Http1(PushService::start_counting().await.expect("stand-in"))
         };
-        services.push(service.expect("push service stand-in"));
+        services.push(service);
     }
+    let ca_file = h2.then(|| {
+        let path = dir.path().join("stand-ins.pem");
+        std::fs::write(&path, &cas).expect("CA file");
+        path
+    });
     println!(
-        "stand-ins: {origins} on plain HTTP/1.1, {}",
-        if lean { "lean sinks" } else { "hyper servers" }
+        "stand-ins: {origins}, {}",
+        if h2 {
+            "HTTP/2 over TLS (hyper's server)"
+        } else if lean {
+            "plain HTTP/1.1, lean sinks"
+        } else {
+            "plain HTTP/1.1, hyper servers"
+        }
     );
     let load = Load {
         services,
+        ca_file,
         ua: UaKeys::generate(&mut rand_core::OsRng).expect("keys"),
         rounds,
         n,
         per_origin,
     };
 
-    let dir = tempfile::tempdir().expect("temp dir");
     let sqlite_file = dir.path().join("fanout.sqlite");
     run(
         "SQLite",

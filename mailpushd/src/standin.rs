@@ -2,7 +2,9 @@
 //! made on the spot, which records every request and answers from a script. The demo
 //! pushes to it, and the tests script it to answer as APNs does when things go wrong
 //! (410 with a timestamp, 400, 403 `ExpiredProviderToken`, 429, 500, GOAWAY, a reset
-//! connection, an answer slower than the sender's timeout).
+//! connection, an answer slower than the sender's timeout). It also stands in for a
+//! push service over HTTP/2 ([`Standin::start_counting`]), and [`PushService`] for one
+//! over plain HTTP/1.1.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -83,7 +85,12 @@ impl Reply {
 }
 
 struct State {
+    /// Counts requests and answers 201 instead of recording and following the script:
+    /// a push service over HTTP/2 for load runs.
+    counting: bool,
     requests: Mutex<Vec<Recorded>>,
+    /// How many arrived, and when the last did (counting only).
+    count: Mutex<(usize, Option<std::time::Instant>)>,
     script: Mutex<VecDeque<Reply>>,
     connections: AtomicUsize,
     arrived: Notify,
@@ -119,6 +126,16 @@ pub struct StandinError(String);
 impl Standin {
     /// Starts on `127.0.0.1`, on a free port, answering 200 unless scripted otherwise.
     pub async fn start() -> Result<Self, StandinError> {
+        Self::start_with(false).await
+    }
+
+    /// Starts one that stands in for a push service under load: every request is
+    /// counted, not kept, and answered 201 ([`Standin::received`]).
+    pub async fn start_counting() -> Result<Self, StandinError> {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(counting: bool) -> Result<Self, StandinError> {
         let error = |e: &dyn std::fmt::Display| StandinError(e.to_string());
         // A CA of its own, and a certificate for 127.0.0.1 and localhost signed by it:
         // the daemon is told to trust the CA (apns.ca_file), as it trusts Apple's.
@@ -151,7 +168,9 @@ impl Standin {
             .map_err(|e| error(&e))?;
         let address = listener.local_addr().map_err(|e| error(&e))?;
         let state = Arc::new(State {
+            counting,
             requests: Mutex::new(Vec::new()),
+            count: Mutex::new((0, None)),
             script: Mutex::new(VecDeque::new()),
             connections: AtomicUsize::new(0),
             arrived: Notify::new(),
@@ -187,6 +206,11 @@ impl Standin {
     /// Every request so far.
     pub fn requests(&self) -> Vec<Recorded> {
         lock(&self.state.requests).clone()
+    }
+
+    /// How many requests a counting stand-in received, and when the last arrived.
+    pub fn received(&self) -> (usize, Option<std::time::Instant>) {
+        *lock(&self.state.count)
     }
 
     /// How many connections were opened.
@@ -261,6 +285,12 @@ async fn answer(
     reset: &Notify,
 ) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
     let (parts, body) = request.into_parts();
+    if state.counting {
+        let _ = body.collect().await;
+        let mut count = lock(&state.count);
+        *count = (count.0 + 1, Some(std::time::Instant::now()));
+        return Ok(respond(201, ""));
+    }
     let body = body
         .collect()
         .await
