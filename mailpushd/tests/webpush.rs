@@ -555,3 +555,56 @@ async fn an_http1_origin_gets_few_connections_an_http2_origin_many_streams() {
     assert!(h2.connections() <= 3, "{} connections", h2.connections());
     daemon.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn the_counting_http2_stand_in_counts_what_the_sender_delivers() {
+    let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let h2 = mailpushd::standin::Standin::start_counting().await.unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, h2.ca_pem()).unwrap();
+    let endpoints: Vec<String> = (0..5)
+        .map(|i| format!("https://127.0.0.1:{}/p/{i}", h2.address().port()))
+        .collect();
+    let daemon = with_subscriptions(dir.path(), &ua, &endpoints, |c| {
+        c.webpush.ca_file = Some(ca.clone());
+    })
+    .await;
+    let new_mail = r#"{"Username":"alice","Mailbox":"INBOX","Events": ["MessageNew"]}"#;
+    http(
+        daemon.local_addr(),
+        "POST",
+        "/notify",
+        &JSON,
+        new_mail.as_bytes(),
+    )
+    .await
+    .unwrap();
+    for _ in 0..100 {
+        if h2.received().0 == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(h2.received().0, 5);
+    assert!(h2.received().1.is_some());
+    // Nothing kept, and every push delivered (201), none retried.
+    assert!(h2.requests().is_empty());
+    let delivered = "mailpushd_pushes_total{service=\"webpush\",outcome=\"delivered\"} 5";
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = String::from_utf8(
+            http(daemon.local_addr(), "GET", "/metrics", &[], b"")
+                .await
+                .unwrap()
+                .1,
+        )
+        .unwrap();
+        if metrics.contains(delivered) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(metrics.contains(delivered), "{metrics}");
+    daemon.shutdown(Duration::from_secs(5)).await;
+}
