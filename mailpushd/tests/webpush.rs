@@ -470,6 +470,22 @@ async fn with_subscriptions(
     Daemon::start(config).await.unwrap()
 }
 
+/// New mail for alice, as the Lua script reports it.
+async fn new_mail(daemon: &Daemon) {
+    let body = r#"{"Username":"alice","Mailbox":"INBOX","Events": ["MessageNew"]}"#;
+    let (status, _) = http(
+        daemon.local_addr(),
+        "POST",
+        "/notify",
+        &JSON,
+        body.as_bytes(),
+    )
+    .await
+    .unwrap();
+    // 404 as xapsd answers (no iOS device); the Web Push subscriptions are pushed.
+    assert_eq!(status, 404);
+}
+
 /// How many of `arrivals` came before the first answer (each answer takes `slow`),
 /// and how many in the wave after it.
 fn waves(mut arrivals: Vec<Instant>, slow: Duration) -> (usize, usize) {
@@ -487,7 +503,6 @@ fn waves(mut arrivals: Vec<Instant>, slow: Duration) -> (usize, usize) {
 async fn an_http1_origin_gets_few_connections_an_http2_origin_many_streams() {
     let slow = Duration::from_secs(1);
     let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();
-    let new_mail = r#"{"Username":"alice","Mailbox":"INBOX","Events": ["MessageNew"]}"#;
     let limits = |c: &mut Config| {
         c.webpush.max_per_origin = 64;
         c.webpush.max_per_origin_http1 = 3;
@@ -503,17 +518,7 @@ async fn an_http1_origin_gets_few_connections_an_http2_origin_many_streams() {
     }));
     let endpoints: Vec<String> = (0..9).map(|i| h1.endpoint(&format!("p/{i}"))).collect();
     let daemon = with_subscriptions(dir.path(), &ua, &endpoints, limits).await;
-    let (status, _) = http(
-        daemon.local_addr(),
-        "POST",
-        "/notify",
-        &JSON,
-        new_mail.as_bytes(),
-    )
-    .await
-    .unwrap();
-    // 404 as xapsd answers (no iOS device); the Web Push subscriptions are pushed.
-    assert_eq!(status, 404);
+    new_mail(&daemon).await;
     let requests = h1.wait_for(9, Duration::from_secs(20)).await;
     assert_eq!(requests.len(), 9);
     let (first, second) = waves(requests.iter().map(|r| r.at).collect(), slow);
@@ -537,17 +542,7 @@ async fn an_http1_origin_gets_few_connections_an_http2_origin_many_streams() {
         c.webpush.ca_file = Some(ca.clone());
     })
     .await;
-    let (status, _) = http(
-        daemon.local_addr(),
-        "POST",
-        "/notify",
-        &JSON,
-        new_mail.as_bytes(),
-    )
-    .await
-    .unwrap();
-    // 404 as xapsd answers (no iOS device); the Web Push subscriptions are pushed.
-    assert_eq!(status, 404);
+    new_mail(&daemon).await;
     let requests = h2.wait_for(12, Duration::from_secs(20)).await;
     assert_eq!(requests.len(), 12);
     let (first, second) = waves(requests.iter().map(|r| r.at).collect(), slow);
