@@ -231,9 +231,7 @@ impl Apns {
     /// Signs a provider token now, to check the key (`check-config`).
     pub fn sign_test_token(&self) -> Option<Result<(), apns_proto::TokenError>> {
         let tokens = self.inner.tokens.as_ref()?;
-        let mut tokens = tokens
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut tokens = crate::lock(tokens);
         Some(tokens.header(SystemTime::now()).map(|_| ()))
     }
 
@@ -309,10 +307,7 @@ impl Apns {
                     }
                     Action::RenewProviderToken if !renewed => {
                         if let Some(tokens) = &self.inner.tokens {
-                            tokens
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                .invalidate();
+                            crate::lock(tokens).invalidate();
                         }
                         renewed = true;
                         // Resent at once with the new token; not a failed attempt.
@@ -358,17 +353,11 @@ impl Apns {
         let authorization = match &self.inner.tokens {
             None => None,
             Some(tokens) => {
-                let mut tokens = tokens
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut tokens = crate::lock(tokens);
                 Some(tokens.header(now).map_err(|e| e.to_string())?.clone())
             }
         };
-        let mut push = self
-            .inner
-            .push
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut push = crate::lock(&self.inner.push);
         push.request(
             &job.device_token,
             job.account_id.as_str(),

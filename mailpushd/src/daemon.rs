@@ -90,18 +90,15 @@ impl WebPushState {
     /// An event other than new mail in `mailbox`: one generic push after the quiet
     /// period.
     pub(crate) fn later(&self, user: &str, mailbox: &str, now: Instant) {
-        let _ = self
-            .later
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .on_event((user.to_lowercase(), mailbox.to_owned()), false, now);
+        let _ = crate::lock(&self.later).on_event(
+            (user.to_lowercase(), mailbox.to_owned()),
+            false,
+            now,
+        );
     }
 
     fn due(&self, now: Instant) -> Vec<(String, String)> {
-        self.later
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .poll(now)
+        crate::lock(&self.later).poll(now)
     }
 
     /// Takes up a VAPID key made current in the store (by `rotate-vapid-key`, here or
@@ -146,11 +143,11 @@ impl Shared {
         new_mail: bool,
         since: Instant,
     ) {
-        let due = self
-            .debouncer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .on_event((token.clone(), account.clone()), new_mail, since);
+        let due = crate::lock(&self.debouncer).on_event(
+            (token.clone(), account.clone()),
+            new_mail,
+            since,
+        );
         if let Some((device_token, account_id)) = due {
             self.apns.spawn(Job {
                 device_token,
@@ -162,19 +159,12 @@ impl Shared {
 
     /// The account moved to another device: the old one's pending push is void.
     pub(crate) fn cancel_pending(&self, token: &DeviceToken, account: &AccountId) {
-        self.debouncer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .cancel(&(token.clone(), account.clone()));
+        crate::lock(&self.debouncer).cancel(&(token.clone(), account.clone()));
     }
 
     /// Sends the delayed pushes that are due.
     fn poll(&self, now: Instant) {
-        let due = self
-            .debouncer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .poll(now);
+        let due = crate::lock(&self.debouncer).poll(now);
         for (device_token, account_id) in due {
             self.apns.spawn(Job {
                 device_token,

@@ -234,11 +234,7 @@ impl Standin {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+use crate::lock;
 
 async fn accept(listener: TcpListener, acceptor: TlsAcceptor, state: Arc<State>) {
     loop {

@@ -217,11 +217,7 @@ impl WebPushSender {
 
     /// Replaces the signer (a rotated VAPID key): cached tokens go with the old one.
     pub fn set_tokens(&self, tokens: TokenCache) {
-        *self
-            .inner
-            .tokens
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = tokens;
+        *crate::lock(&self.inner.tokens) = tokens;
     }
 
     /// Delivers in the background. Deliveries wait in their origin's queue, which at
@@ -240,12 +236,7 @@ impl WebPushSender {
     /// HTTP/2 (streams share one connection), `max_per_origin_http1` until then (each
     /// is a connection of its own).
     fn limit(&self, origin: &Origin) -> usize {
-        let http2 = self
-            .inner
-            .http2_origins
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(origin);
+        let http2 = crate::lock(&self.inner.http2_origins).contains(origin);
         if http2 {
             self.inner.max_per_origin
         } else {
@@ -257,21 +248,13 @@ impl WebPushSender {
     /// deliveries can use, up to the HTTP/2 limit.
     fn speaks_http2(&self, origin: &Origin) {
         {
-            let mut known = self
-                .inner
-                .http2_origins
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut known = crate::lock(&self.inner.http2_origins);
             if known.len() >= MAX_HTTP2_ORIGINS || !known.insert(origin.clone()) {
                 return;
             }
         }
         let more = {
-            let mut origins = self
-                .inner
-                .origins
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut origins = crate::lock(&self.inner.origins);
             let Some(queue) = origins.get_mut(origin) else {
                 return;
             };
@@ -293,11 +276,7 @@ impl WebPushSender {
         let origin = job.delivery.push.endpoint.origin().clone();
         let limit = self.limit(&origin);
         let start_worker = {
-            let mut origins = self
-                .inner
-                .origins
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut origins = crate::lock(&self.inner.origins);
             let queue = origins.entry(origin.clone()).or_default();
             queue.jobs.push_back(job);
             let start = queue.workers < limit;
@@ -316,11 +295,7 @@ impl WebPushSender {
     async fn work(&self, origin: Origin) {
         loop {
             let job = {
-                let mut origins = self
-                    .inner
-                    .origins
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut origins = crate::lock(&self.inner.origins);
                 let Some(queue) = origins.get_mut(&origin) else {
                     return;
                 };
@@ -433,11 +408,7 @@ impl WebPushSender {
 
     async fn attempt(&self, delivery: &Delivery) -> Result<Outcome, String> {
         let push = &delivery.push;
-        let token = self
-            .inner
-            .tokens
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        let token = crate::lock(&self.inner.tokens)
             .token(push.endpoint.origin(), SystemTime::now())
             .map_err(|e| e.to_string())?;
         let mut request = PushRequest::to(&push.endpoint, &push.keys, self.inner.ttl)
