@@ -107,6 +107,62 @@ struct Queued {
 struct OriginQueue {
     jobs: std::collections::VecDeque<Queued>,
     workers: usize,
+    /// The origin's last answer came in HTTP/2. Learnt afresh by each burst (a queue
+    /// lives while it has workers), so nothing stale or unbounded is kept.
+    http2: bool,
+}
+
+/// Requests in flight per origin, by protocol.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// Streams to an origin that answers in HTTP/2.
+    http2: usize,
+    /// Connections to one that answers in HTTP/1.1, or has not answered yet.
+    http1: usize,
+}
+
+impl OriginQueue {
+    /// How many workers the origin gets now.
+    fn limit(&self, limits: Limits) -> usize {
+        if self.http2 {
+            limits.http2
+        } else {
+            limits.http1
+        }
+    }
+
+    /// Takes a worker for a new job if the limit allows one more.
+    fn add_worker(&mut self, limits: Limits) -> bool {
+        let start = self.workers < self.limit(limits);
+        if start {
+            self.workers += 1;
+        }
+        start
+    }
+
+    /// The origin answered in HTTP/2 or not: how many more workers to start (its
+    /// waiting jobs can use up to the HTTP/2 limit); after a switch back to HTTP/1.1 the
+    /// workers over the limit retire as they finish ([`OriginQueue::retire`]).
+    fn answered(&mut self, http2: bool, limits: Limits) -> usize {
+        if self.http2 == http2 {
+            return 0;
+        }
+        self.http2 = http2;
+        let wanted = self.limit(limits).min(self.workers + self.jobs.len());
+        let more = wanted.saturating_sub(self.workers);
+        self.workers += more;
+        more
+    }
+
+    /// A worker between jobs: stops if the queue is empty or the origin has more
+    /// workers than its limit. True when it stops.
+    fn retire(&mut self, limits: Limits) -> bool {
+        if self.jobs.is_empty() || self.workers > self.limit(limits) {
+            self.workers = self.workers.saturating_sub(1);
+            return true;
+        }
+        false
+    }
 }
 
 /// What one attempt leads to.
@@ -137,20 +193,12 @@ struct Inner {
     origins: std::sync::Mutex<HashMap<Origin, OriginQueue>>,
     ttl: Ttl,
     request_timeout: Duration,
-    max_per_origin: usize,
-    max_per_origin_http1: usize,
-    /// Origins that answered in HTTP/2, so they get `max_per_origin` streams. Capped
-    /// at `MAX_HTTP2_ORIGINS`: an origin left out keeps the HTTP/1.1 limit.
-    http2_origins: std::sync::Mutex<std::collections::HashSet<Origin>>,
+    limits: Limits,
     max_attempts: u32,
     store: Store,
     metrics: Arc<Metrics>,
     in_flight: crate::inflight::InFlight,
 }
-
-/// How many origins the sender remembers as HTTP/2: far more than any installation's
-/// push services, and a bound on what subscriptions to made-up origins can take.
-const MAX_HTTP2_ORIGINS: usize = 4096;
 
 /// The sender cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -202,11 +250,12 @@ impl WebPushSender {
                 origins: std::sync::Mutex::new(HashMap::new()),
                 ttl: Ttl::from_secs(u32::try_from(config.ttl.as_secs()).unwrap_or(u32::MAX)),
                 request_timeout: config.request_timeout,
-                max_per_origin: config.max_per_origin.max(1),
-                max_per_origin_http1: config
-                    .max_per_origin_http1
-                    .clamp(1, config.max_per_origin.max(1)),
-                http2_origins: std::sync::Mutex::new(std::collections::HashSet::new()),
+                limits: Limits {
+                    http2: config.max_per_origin.max(1),
+                    http1: config
+                        .max_per_origin_http1
+                        .clamp(1, config.max_per_origin.max(1)),
+                },
                 max_attempts: config.max_attempts,
                 store,
                 metrics,
@@ -232,39 +281,12 @@ impl WebPushSender {
         });
     }
 
-    /// Requests in flight `origin` gets: `max_per_origin` once it has answered in
-    /// HTTP/2 (streams share one connection), `max_per_origin_http1` until then (each
-    /// is a connection of its own).
-    fn limit(&self, origin: &Origin) -> usize {
-        let http2 = crate::lock(&self.inner.http2_origins).contains(origin);
-        if http2 {
-            self.inner.max_per_origin
-        } else {
-            self.inner.max_per_origin_http1
-        }
-    }
-
-    /// `origin` answered in HTTP/2: the first time, it gets the workers its waiting
-    /// deliveries can use, up to the HTTP/2 limit.
-    fn speaks_http2(&self, origin: &Origin) {
-        {
-            let mut known = crate::lock(&self.inner.http2_origins);
-            if known.len() >= MAX_HTTP2_ORIGINS || !known.insert(origin.clone()) {
-                return;
-            }
-        }
-        let more = {
-            let mut origins = crate::lock(&self.inner.origins);
-            let Some(queue) = origins.get_mut(origin) else {
-                return;
-            };
-            let wanted = self
-                .inner
-                .max_per_origin
-                .min(queue.workers + queue.jobs.len());
-            let more = wanted.saturating_sub(queue.workers);
-            queue.workers += more;
-            more
+    /// `origin` answered, in HTTP/2 or not: after a switch to HTTP/2 its waiting
+    /// deliveries get workers up to `max_per_origin`.
+    fn answered(&self, origin: &Origin, http2: bool) {
+        let more = match crate::lock(&self.inner.origins).get_mut(origin) {
+            Some(queue) => queue.answered(http2, self.inner.limits),
+            None => 0,
         };
         for _ in 0..more {
             let (sender, origin) = (self.clone(), origin.clone());
@@ -274,16 +296,11 @@ impl WebPushSender {
 
     fn enqueue(&self, job: Queued) {
         let origin = job.delivery.push.endpoint.origin().clone();
-        let limit = self.limit(&origin);
         let start_worker = {
             let mut origins = crate::lock(&self.inner.origins);
             let queue = origins.entry(origin.clone()).or_default();
             queue.jobs.push_back(job);
-            let start = queue.workers < limit;
-            if start {
-                queue.workers += 1;
-            }
-            start
+            queue.add_worker(self.inner.limits)
         };
         if start_worker {
             let sender = self.clone();
@@ -299,15 +316,16 @@ impl WebPushSender {
                 let Some(queue) = origins.get_mut(&origin) else {
                     return;
                 };
+                if queue.retire(self.inner.limits) {
+                    if queue.workers == 0 && queue.jobs.is_empty() {
+                        origins.remove(&origin);
+                    }
+                    return;
+                }
                 match queue.jobs.pop_front() {
                     Some(job) => job,
-                    None => {
-                        queue.workers = queue.workers.saturating_sub(1);
-                        if queue.workers == 0 {
-                            origins.remove(&origin);
-                        }
-                        return;
-                    }
+                    // `retire` stops a worker of an empty queue.
+                    None => return,
                 }
             };
             let Queued {
@@ -432,9 +450,10 @@ impl WebPushSender {
                 .request(request)
                 .await
                 .map_err(|e| format!("{e:?}"))?;
-            if response.version() == http::Version::HTTP_2 {
-                self.speaks_http2(push.endpoint.origin());
-            }
+            self.answered(
+                push.endpoint.origin(),
+                response.version() == http::Version::HTTP_2,
+            );
             let outcome = Outcome::from_response(&response);
             // Read (and drop) the body, so the connection can be reused.
             let _ = http_body_util::Limited::new(response.into_body(), 64 * 1024)
@@ -445,5 +464,88 @@ impl WebPushSender {
         tokio::time::timeout(self.inner.request_timeout, exchange)
             .await
             .map_err(|_| format!("no answer within {:?}", self.inner.request_timeout))?
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        http2: 64,
+        http1: 8,
+    };
+
+    /// A queue with `jobs` waiting and `workers` running.
+    fn queue(jobs: usize, workers: usize, http2: bool) -> OriginQueue {
+        let mut queue = OriginQueue {
+            workers,
+            http2,
+            ..OriginQueue::default()
+        };
+        for _ in 0..jobs {
+            queue.jobs.push_back(Queued {
+                delivery: delivery(),
+                attempt: 1,
+            });
+        }
+        queue
+    }
+
+    fn delivery() -> Delivery {
+        let ua = webpush_crypto::UaKeys::from_base64url(
+            "q1dXpw3UpT5VOmu_cf_v6ih07Aems3njxI-JWgLcM94",
+            "BTBZMqHH6r4Tts7J_aSIgg",
+        )
+        .unwrap();
+        Delivery {
+            user: "alice".into(),
+            push: Push {
+                sub_id: imap_webpush_proto::SubId::new("s1").unwrap(),
+                endpoint: webpush_crypto::Endpoint::new("https://push.example.net/p/1").unwrap(),
+                keys: ua.subscription_keys(),
+                plaintext: b"* SELECT INBOX\r\n".to_vec(),
+            },
+            urgency: Urgency::High,
+            topic: None,
+            generic: None,
+            since: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn an_origin_starts_at_the_http1_limit() {
+        let mut q = queue(0, 0, false);
+        let started = (0..100).filter(|_| q.add_worker(LIMITS)).count();
+        assert_eq!(started, 8);
+    }
+
+    #[test]
+    fn an_answer_in_http2_adds_workers_for_the_waiting_jobs() {
+        // 8 running, 100 waiting: up to 64 in all.
+        let mut q = queue(100, 8, false);
+        assert_eq!(q.answered(true, LIMITS), 56);
+        assert_eq!(q.workers, 64);
+        // Said again: nothing more.
+        assert_eq!(q.answered(true, LIMITS), 0);
+        // Few waiting: only as many as they need.
+        let mut q = queue(3, 8, false);
+        assert_eq!(q.answered(true, LIMITS), 3);
+        assert_eq!(q.workers, 11);
+    }
+
+    #[test]
+    fn after_a_switch_back_to_http1_the_workers_over_the_limit_retire() {
+        let mut q = queue(100, 64, true);
+        assert_eq!(q.answered(false, LIMITS), 0);
+        let retired = (0..64).filter(|_| q.retire(LIMITS)).count();
+        assert_eq!(retired, 56);
+        assert_eq!(q.workers, 8);
+        // At the limit, a worker goes on while there are jobs, and stops without.
+        assert!(!q.retire(LIMITS));
+        q.jobs.clear();
+        assert!(q.retire(LIMITS));
+        assert_eq!(q.workers, 7);
     }
 }
