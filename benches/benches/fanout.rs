@@ -19,8 +19,7 @@
 use mailpush_benches::resident_kib;
 use std::time::{Duration, Instant, SystemTime};
 
-use imap_webpush_proto::SubId;
-use imap_webpush_proto::state::{Activation, Change, Record, Silence, VapidKeyId};
+use imap_webpush_proto::state::VapidKeyId;
 use mailpushd::config::{Config, Database, PostgresUrl};
 use mailpushd::daemon::Daemon;
 use mailpushd::demo::http;
@@ -47,7 +46,7 @@ impl Service {
     fn endpoint(&self, path: &str) -> String {
         match self {
             Service::Http1(s) => s.endpoint(path),
-            Service::Http2(s) => format!("https://{}/{path}", s.address()),
+            Service::Http2(s) => s.endpoint(path),
         }
     }
 
@@ -107,24 +106,8 @@ fn one_core_rate(endpoint: &Endpoint, ua: &UaKeys) -> f64 {
 
 /// `n` active subscriptions of `USER`, round robin over `services`, in one transaction.
 async fn subscribe(store: &Store, services: &[Service], ua: &UaKeys, key: VapidKeyId, n: usize) {
-    let keys = ua.subscription_keys();
-    let changes: Vec<Change> = (0..n)
-        .map(|i| {
-            let service = &services[i % services.len()];
-            Change::Store(Box::new(Record {
-                sub_id: SubId::new(format!("sub-{i:05}")).expect("id"),
-                endpoint: Endpoint::new_allowing_plain_http(&service.endpoint(&format!("p/{i}")))
-                    .expect("endpoint"),
-                keys: keys.clone(),
-                activation: Activation::Active { vapid_key: key },
-                silence: Silence::None,
-            }))
-        })
-        .collect();
-    store
-        .update_webpush(USER, |_| ((), changes))
-        .await
-        .expect("subscriptions stored");
+    let endpoints = (0..n).map(|i| services[i % services.len()].endpoint(&format!("p/{i}")));
+    support::store_active_subscriptions(store, USER, endpoints, ua, key).await;
 }
 
 fn received(services: &[Service]) -> (usize, Option<Instant>) {

@@ -21,6 +21,33 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 
+/// How many requests a load stand-in received, and when the last one arrived.
+#[derive(Default)]
+struct Arrivals(Mutex<(usize, Option<std::time::Instant>)>);
+
+impl Arrivals {
+    fn arrived(&self, at: std::time::Instant) {
+        let mut count = lock(&self.0);
+        *count = (count.0 + 1, Some(at));
+    }
+
+    fn get(&self) -> (usize, Option<std::time::Instant>) {
+        *lock(&self.0)
+    }
+}
+
+/// A running stand-in's address and task; the task stops with it.
+struct Server {
+    address: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// A request as it reached the stand-in.
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -90,7 +117,7 @@ struct State {
     counting: bool,
     requests: Mutex<Vec<Recorded>>,
     /// How many arrived, and when the last did (counting only).
-    count: Mutex<(usize, Option<std::time::Instant>)>,
+    count: Arrivals,
     script: Mutex<VecDeque<Reply>>,
     connections: AtomicUsize,
     arrived: Notify,
@@ -98,23 +125,16 @@ struct State {
 
 /// A running stand-in. It stops when dropped.
 pub struct Standin {
-    address: SocketAddr,
+    server: Server,
     ca_pem: String,
     state: Arc<State>,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Standin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Standin")
-            .field("address", &self.address)
+            .field("address", &self.server.address)
             .finish_non_exhaustive()
-    }
-}
-
-impl Drop for Standin {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -170,7 +190,7 @@ impl Standin {
         let state = Arc::new(State {
             counting,
             requests: Mutex::new(Vec::new()),
-            count: Mutex::new((0, None)),
+            count: Arrivals::default(),
             script: Mutex::new(VecDeque::new()),
             connections: AtomicUsize::new(0),
             arrived: Notify::new(),
@@ -181,16 +201,20 @@ impl Standin {
             state.clone(),
         ));
         Ok(Self {
-            address,
+            server: Server { address, task },
             ca_pem: ca.pem(),
             state,
-            task,
         })
     }
 
     /// Where it listens.
     pub fn address(&self) -> SocketAddr {
-        self.address
+        self.server.address
+    }
+
+    /// The URL of `path` on it, as a push endpoint (https, its certificate's address).
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("https://{}/{path}", self.server.address)
     }
 
     /// The CA certificate to trust, PEM.
@@ -210,7 +234,7 @@ impl Standin {
 
     /// How many requests a counting stand-in received, and when the last arrived.
     pub fn received(&self) -> (usize, Option<std::time::Instant>) {
-        *lock(&self.state.count)
+        self.state.count.get()
     }
 
     /// How many connections were opened.
@@ -283,8 +307,7 @@ async fn answer(
     let (parts, body) = request.into_parts();
     if state.counting {
         let _ = body.collect().await;
-        let mut count = lock(&state.count);
-        *count = (count.0 + 1, Some(std::time::Instant::now()));
+        state.count.arrived(std::time::Instant::now());
         return Ok(respond(201, ""));
     }
     let body = body
@@ -347,9 +370,8 @@ fn respond(status: u16, body: &'static str) -> hyper::Response<Full<Bytes>> {
 /// made to answer: scripted statuses with their headers, slow answers. Requests are
 /// recorded as they arrive.
 pub struct PushService {
-    address: SocketAddr,
+    server: Server,
     state: Arc<PushState>,
-    task: tokio::task::JoinHandle<()>,
 }
 
 /// How the push service stand-in answers one request.
@@ -389,7 +411,7 @@ struct PushState {
     mode: Mode,
     requests: Mutex<Vec<Recorded>>,
     /// How many arrived, and when the last did.
-    count: Mutex<(usize, Option<std::time::Instant>)>,
+    count: Arrivals,
     script: Mutex<VecDeque<PushReply>>,
     arrived: Notify,
 }
@@ -397,14 +419,8 @@ struct PushState {
 impl std::fmt::Debug for PushService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PushService")
-            .field("address", &self.address)
+            .field("address", &self.server.address)
             .finish_non_exhaustive()
-    }
-}
-
-impl Drop for PushService {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -437,7 +453,7 @@ impl PushService {
         let state = Arc::new(PushState {
             mode,
             requests: Mutex::new(Vec::new()),
-            count: Mutex::new((0, None)),
+            count: Arrivals::default(),
             script: Mutex::new(VecDeque::new()),
             arrived: Notify::new(),
         });
@@ -465,20 +481,19 @@ impl PushService {
             }
         });
         Ok(Self {
-            address,
+            server: Server { address, task },
             state,
-            task,
         })
     }
 
     /// Where it listens.
     pub fn address(&self) -> SocketAddr {
-        self.address
+        self.server.address
     }
 
     /// An endpoint on it.
     pub fn endpoint(&self, path: &str) -> String {
-        format!("http://{}/{path}", self.address)
+        format!("http://{}/{path}", self.server.address)
     }
 
     /// Answers the next requests with `replies`, in order; 201 after them.
@@ -493,7 +508,7 @@ impl PushService {
 
     /// How many requests arrived so far, and when the last one did.
     pub fn received(&self) -> (usize, Option<std::time::Instant>) {
-        *lock(&self.state.count)
+        self.state.count.get()
     }
 
     /// Waits until `n` requests have arrived, or `timeout`; returns them.
@@ -501,7 +516,7 @@ impl PushService {
         let wait = async {
             loop {
                 let arrived = self.state.arrived.notified();
-                if lock(&self.state.count).0 >= n {
+                if self.state.count.get().0 >= n {
                     return;
                 }
                 arrived.await;
@@ -514,11 +529,7 @@ impl PushService {
 
 impl PushState {
     fn arrived_at(&self, at: std::time::Instant) {
-        {
-            let mut count = lock(&self.count);
-            count.0 += 1;
-            count.1 = Some(at);
-        }
+        self.count.arrived(at);
         self.arrived.notify_waiters();
     }
 }

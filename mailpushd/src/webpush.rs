@@ -281,19 +281,6 @@ impl WebPushSender {
         });
     }
 
-    /// `origin` answered, in HTTP/2 or not: after a switch to HTTP/2 its waiting
-    /// deliveries get workers up to `max_per_origin`.
-    fn answered(&self, origin: &Origin, http2: bool) {
-        let more = match crate::lock(&self.inner.origins).get_mut(origin) {
-            Some(queue) => queue.answered(http2, self.inner.limits),
-            None => 0,
-        };
-        for _ in 0..more {
-            let (sender, origin) = (self.clone(), origin.clone());
-            tokio::spawn(async move { sender.work(origin).await });
-        }
-    }
-
     fn enqueue(&self, job: Queued) {
         let origin = job.delivery.push.endpoint.origin().clone();
         let start_worker = {
@@ -302,37 +289,52 @@ impl WebPushSender {
             queue.jobs.push_back(job);
             queue.add_worker(self.inner.limits)
         };
-        if start_worker {
-            let sender = self.clone();
+        self.start_workers(&origin, usize::from(start_worker));
+    }
+
+    /// Starts `n` workers for `origin` (counted in its queue already).
+    fn start_workers(&self, origin: &Origin, n: usize) {
+        for _ in 0..n {
+            let (sender, origin) = (self.clone(), origin.clone());
             tokio::spawn(async move { sender.work(origin).await });
         }
     }
 
-    /// One of an origin's workers: takes deliveries until the queue is empty.
+    /// One of an origin's workers: takes deliveries until the queue is empty. What the
+    /// last answer said of the protocol is applied under the lock taken for the next
+    /// job, so a push costs no lock of its own for it.
     async fn work(&self, origin: Origin) {
+        let mut heard = None;
         loop {
-            let job = {
+            let (job, more) = {
                 let mut origins = crate::lock(&self.inner.origins);
                 let Some(queue) = origins.get_mut(&origin) else {
                     return;
                 };
-                if queue.retire(self.inner.limits) {
+                // After a switch to HTTP/2 the waiting deliveries get more workers.
+                let more = heard
+                    .take()
+                    .map_or(0, |http2| queue.answered(http2, self.inner.limits));
+                let job = if queue.retire(self.inner.limits) {
                     if queue.workers == 0 && queue.jobs.is_empty() {
                         origins.remove(&origin);
                     }
-                    return;
-                }
-                match queue.jobs.pop_front() {
-                    Some(job) => job,
-                    // `retire` stops a worker of an empty queue.
-                    None => return,
-                }
+                    None
+                } else {
+                    // `retire` stops a worker of an empty queue, so there is a job.
+                    queue.jobs.pop_front()
+                };
+                (job, more)
+            };
+            self.start_workers(&origin, more);
+            let Some(job) = job else {
+                return;
             };
             let Queued {
                 mut delivery,
                 attempt,
             } = job;
-            match self.step(&mut delivery, attempt).await {
+            match self.step(&mut delivery, attempt, &mut heard).await {
                 Step::Done(outcome) => self.finish(&delivery, outcome),
                 Step::Later(wait) => {
                     // The wait is spent outside the queue, so it holds no worker.
@@ -365,12 +367,13 @@ impl WebPushSender {
 
     /// One attempt at `delivery` (the `attempt`th) and what follows from its answer:
     /// done, or another attempt after a wait.
-    async fn step(&self, delivery: &mut Delivery, attempt: u32) -> Step {
+    /// `heard` is set to whether the last answer came in HTTP/2.
+    async fn step(&self, delivery: &mut Delivery, attempt: u32, heard: &mut Option<bool>) -> Step {
         let metrics = &self.inner.metrics;
         let origin = delivery.push.endpoint.origin().clone();
         loop {
             metrics.in_flight().inc();
-            let answer = self.attempt(delivery).await;
+            let answer = self.attempt(delivery, heard).await;
             metrics.in_flight().dec();
             let wait = match answer {
                 Err(why) => {
@@ -424,7 +427,11 @@ impl WebPushSender {
         }
     }
 
-    async fn attempt(&self, delivery: &Delivery) -> Result<Outcome, String> {
+    async fn attempt(
+        &self,
+        delivery: &Delivery,
+        heard: &mut Option<bool>,
+    ) -> Result<Outcome, String> {
         let push = &delivery.push;
         let token = crate::lock(&self.inner.tokens)
             .token(push.endpoint.origin(), SystemTime::now())
@@ -450,10 +457,7 @@ impl WebPushSender {
                 .request(request)
                 .await
                 .map_err(|e| format!("{e:?}"))?;
-            self.answered(
-                push.endpoint.origin(),
-                response.version() == http::Version::HTTP_2,
-            );
+            *heard = Some(response.version() == http::Version::HTTP_2);
             let outcome = Outcome::from_response(&response);
             // Read (and drop) the body, so the connection can be reused.
             let _ = http_body_util::Limited::new(response.into_body(), 64 * 1024)

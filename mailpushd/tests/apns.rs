@@ -12,6 +12,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
+mod support;
+
 use mailpushd::daemon::Daemon;
 use mailpushd::demo::{DEMO_TOPIC, http, standin_config};
 use mailpushd::standin::{Reply, Standin};
@@ -78,23 +80,9 @@ impl Setup {
         self.count().await
     }
 
-    async fn metrics(&self) -> String {
-        let (_, body) = http(self.address(), "GET", "/metrics", &[], b"")
-            .await
-            .unwrap();
-        String::from_utf8(body).unwrap()
-    }
-
     /// Waits until the metrics show `line`.
     async fn wait_metric(&self, line: &str) -> String {
-        for _ in 0..100 {
-            let metrics = self.metrics().await;
-            if metrics.lines().any(|l| l == line) {
-                return metrics;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        self.metrics().await
+        support::wait_metric(self.address(), line).await
     }
 }
 

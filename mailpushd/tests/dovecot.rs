@@ -15,7 +15,6 @@
 )]
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 mod support;
@@ -79,16 +78,7 @@ async fn stock_dovecot_drives_the_daemon() {
     register_as_the_plugin(address).await;
 
     // The Lua push driver, with the script as shipped.
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("dovecot/mailpushd.lua");
-    let lua = format!(
-        "mail_plugins = $mail_plugins notify push_notification mail_lua push_notification_lua
-plugin {{
-  push_notification_driver = lua:file={}
-  mailpushd_url = http://{address}/notify
-  mailpushd_authorization = {AUTHORIZATION}
-}}",
-        script.display()
-    );
+    let lua = Dovecot::lua_driver(address, Some(AUTHORIZATION));
     let dovecot = Dovecot::start(dir.path(), &lua).await;
 
     // Each delivery to INBOX: a push at once, well before the quiet period.

@@ -141,13 +141,7 @@ async fn a_real_push_service_and_a_real_dovecot() {
 
     // GETVAPID gives the key the browser subscribes with.
     let answer = forward(address, "a1 GETVAPID\r\n").await;
-    let key = answer
-        .lines()
-        .next()
-        .unwrap()
-        .strip_prefix("* VAPID ")
-        .unwrap()
-        .to_owned();
+    let key = support::vapid_key(&answer);
     let (status, subscription) = service
         .call(
             "/subscribe",
@@ -183,15 +177,7 @@ async fn a_real_push_service_and_a_real_dovecot() {
     );
 
     // A real delivery, reported by the Lua script with the message's details.
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("dovecot/mailpushd.lua");
-    let lua = format!(
-        "mail_plugins = $mail_plugins notify push_notification mail_lua push_notification_lua
-plugin {{
-  push_notification_driver = lua:file={}
-  mailpushd_url = http://{address}/notify
-}}",
-        script.display()
-    );
+    let lua = Dovecot::lua_driver(address, None);
     let dovecot = Dovecot::start(dir.path(), &lua).await;
     dovecot.deliver("alice@example.org", "Quarterly").await;
     let messages = service.messages(client, 2).await;

@@ -13,6 +13,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+mod support;
+
 use mailpushd::config::Config;
 use mailpushd::daemon::Daemon;
 use mailpushd::demo::http;
@@ -56,21 +58,9 @@ impl Setup {
 
     /// Forwards one command line as the IMAP server would; returns the lines to send.
     async fn forward(&self, connection: &str, line: &str) -> String {
-        let headers = [
-            ("x-mailpush-user", "Alice"),
-            ("x-mailpush-connection", connection),
-        ];
-        let (status, body) = http(
-            self.address(),
-            "POST",
-            "/imap/webpush",
-            &headers,
-            line.as_bytes(),
-        )
-        .await
-        .unwrap();
-        assert_eq!(status, 200, "{line}: {}", String::from_utf8_lossy(&body));
-        String::from_utf8(body).unwrap()
+        let (status, body) = support::forward(self.address(), "Alice", connection, line).await;
+        assert_eq!(status, 200, "{line}: {body}");
+        body
     }
 
     fn subscribe_line(&self, tag: &str, endpoint: &str) -> String {
@@ -144,13 +134,7 @@ impl Setup {
 async fn the_lifecycle_through_the_daemon() {
     let s = setup(|_| {}).await;
     let answer = s.forward("c1", "a1 GETVAPID\r\n").await;
-    let key = answer
-        .lines()
-        .next()
-        .unwrap()
-        .strip_prefix("* VAPID ")
-        .unwrap()
-        .to_owned();
+    let key = support::vapid_key(&answer);
     assert!(answer.ends_with("a1 OK GETVAPID completed\r\n"));
 
     let endpoint = s.push.endpoint("push/1");
@@ -240,15 +224,6 @@ async fn the_lifecycle_through_the_daemon() {
 async fn each_answer_of_a_push_service_has_its_effect() {
     let s = setup(|_| {}).await;
     s.active("push/1").await;
-    let metrics = || async {
-        String::from_utf8(
-            http(s.address(), "GET", "/metrics", &[], b"")
-                .await
-                .unwrap()
-                .1,
-        )
-        .unwrap()
-    };
     // 413: the generic push instead.
     s.push.script([PushReply::status(413)]);
     let messages = format!(
@@ -284,17 +259,9 @@ async fn each_answer_of_a_push_service_has_its_effect() {
     s.push.script([PushReply::status(403)]);
     s.notify(r#""MessageNew""#, "").await;
     s.push.wait_for(9, Duration::from_secs(10)).await;
-    for _ in 0..50 {
-        if metrics().await.contains("outcome=\"fix_configuration\"} 1") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        metrics().await.contains(
-            "mailpushd_pushes_total{service=\"webpush\",outcome=\"fix_configuration\"} 1"
-        )
-    );
+    let fault = "mailpushd_pushes_total{service=\"webpush\",outcome=\"fix_configuration\"} 1";
+    let metrics = support::wait_metric(s.address(), fault).await;
+    assert!(metrics.lines().any(|l| l == fault), "{metrics}");
     assert_eq!(s.subscriptions().await, 1);
     // 404: the subscription is deleted.
     s.push.script([PushReply::status(404)]);
@@ -341,30 +308,9 @@ async fn a_name_that_resolves_to_a_private_address_is_refused_at_connect_time() 
     assert!(answer.ends_with("a1 OK WEBPUSH completed\r\n"), "{answer}");
     assert_eq!(s.subscriptions().await, 1);
     // ...but its address is refused when connecting: the verification push goes nowhere.
-    for _ in 0..60 {
-        let metrics = String::from_utf8(
-            http(s.address(), "GET", "/metrics", &[], b"")
-                .await
-                .unwrap()
-                .1,
-        )
-        .unwrap();
-        if metrics.contains("service=\"webpush\",outcome=\"gave_up\"} 1") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let metrics = String::from_utf8(
-        http(s.address(), "GET", "/metrics", &[], b"")
-            .await
-            .unwrap()
-            .1,
-    )
-    .unwrap();
-    assert!(
-        metrics.contains("service=\"webpush\",outcome=\"gave_up\"} 1"),
-        "{metrics}"
-    );
+    let gave_up = "mailpushd_pushes_total{service=\"webpush\",outcome=\"gave_up\"} 1";
+    let metrics = support::wait_metric(s.address(), gave_up).await;
+    assert!(metrics.lines().any(|l| l == gave_up), "{metrics}");
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
 
@@ -435,8 +381,6 @@ async fn with_subscriptions(
     endpoints: &[String],
     change: impl FnOnce(&mut Config),
 ) -> Daemon {
-    use imap_webpush_proto::SubId;
-    use imap_webpush_proto::state::{Activation, Change, Record, Silence};
     let mut config = Config::with_database(dir.join("store.sqlite"));
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.apns.topic = Some(mailpushd::demo::DEMO_TOPIC.into());
@@ -449,23 +393,7 @@ async fn with_subscriptions(
         .unwrap();
     let key = webpush_crypto::VapidKey::generate(&mut rand_core::OsRng).unwrap();
     let (id, _) = store.first_vapid_key(key).await.unwrap();
-    let changes = endpoints
-        .iter()
-        .enumerate()
-        .map(|(i, endpoint)| {
-            Change::Store(Box::new(Record {
-                sub_id: SubId::new(format!("sub-{i}")).unwrap(),
-                endpoint: webpush_crypto::Endpoint::new_allowing_plain_http(endpoint).unwrap(),
-                keys: ua.subscription_keys(),
-                activation: Activation::Active { vapid_key: id },
-                silence: Silence::None,
-            }))
-        })
-        .collect();
-    store
-        .update_webpush("alice", |_| ((), changes))
-        .await
-        .unwrap();
+    support::store_active_subscriptions(&store, "alice", endpoints.iter().cloned(), ua, id).await;
     store.close().await;
     Daemon::start(config).await.unwrap()
 }
@@ -534,9 +462,7 @@ async fn an_http1_origin_gets_few_connections_an_http2_origin_many_streams() {
     h2.script((0..12).map(|_| {
         mailpushd::standin::Reply::Slow(slow, Box::new(mailpushd::standin::Reply::Status(201, "")))
     }));
-    let endpoints: Vec<String> = (0..12)
-        .map(|i| format!("https://127.0.0.1:{}/p/{i}", h2.address().port()))
-        .collect();
+    let endpoints: Vec<String> = (0..12).map(|i| h2.endpoint(&format!("p/{i}"))).collect();
     let daemon = with_subscriptions(dir.path(), &ua, &endpoints, |c| {
         limits(c);
         c.webpush.ca_file = Some(ca.clone());
@@ -558,9 +484,7 @@ async fn the_counting_http2_stand_in_counts_what_the_sender_delivers() {
     let h2 = mailpushd::standin::Standin::start_counting().await.unwrap();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, h2.ca_pem()).unwrap();
-    let endpoints: Vec<String> = (0..5)
-        .map(|i| format!("https://127.0.0.1:{}/p/{i}", h2.address().port()))
-        .collect();
+    let endpoints: Vec<String> = (0..5).map(|i| h2.endpoint(&format!("p/{i}"))).collect();
     let daemon = with_subscriptions(dir.path(), &ua, &endpoints, |c| {
         c.webpush.ca_file = Some(ca.clone());
     })
@@ -586,20 +510,7 @@ async fn the_counting_http2_stand_in_counts_what_the_sender_delivers() {
     // Nothing kept, and every push delivered (201), none retried.
     assert!(h2.requests().is_empty());
     let delivered = "mailpushd_pushes_total{service=\"webpush\",outcome=\"delivered\"} 5";
-    let mut metrics = String::new();
-    for _ in 0..100 {
-        metrics = String::from_utf8(
-            http(daemon.local_addr(), "GET", "/metrics", &[], b"")
-                .await
-                .unwrap()
-                .1,
-        )
-        .unwrap();
-        if metrics.contains(delivered) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(metrics.contains(delivered), "{metrics}");
+    let metrics = support::wait_metric(daemon.local_addr(), delivered).await;
+    assert!(metrics.lines().any(|l| l == delivered), "{metrics}");
     daemon.shutdown(Duration::from_secs(5)).await;
 }

@@ -1,5 +1,6 @@
-//! What the daemon's integration tests share: free ports, and a private Dovecot
-//! instance with LMTP and IMAP clients for it.
+//! What the daemon's integration tests (and the fan-out bench) share: free ports, the
+//! daemon's process, forwarded commands, metrics, stored subscriptions, and private
+//! Dovecot and PostgreSQL instances.
 // Each test binary uses a part of this.
 #![allow(dead_code, unreachable_pub)]
 
@@ -64,6 +65,65 @@ pub async fn forward(
     (status, String::from_utf8(body).unwrap())
 }
 
+/// The key in the `* VAPID <key>` line a forwarded GETVAPID answers with first.
+pub fn vapid_key(answer: &str) -> String {
+    answer
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("* VAPID "))
+        .unwrap_or_else(|| panic!("no * VAPID line first: {answer}"))
+        .to_owned()
+}
+
+/// The daemon's `/metrics` page.
+pub async fn metrics(daemon: SocketAddr) -> String {
+    let (_, body) = mailpushd::demo::http(daemon, "GET", "/metrics", &[], b"")
+        .await
+        .unwrap();
+    String::from_utf8(body).unwrap()
+}
+
+/// Waits (up to ten seconds) until the daemon's metrics show `line`; the page then, or
+/// the last one read, for the caller's assertion.
+pub async fn wait_metric(daemon: SocketAddr, line: &str) -> String {
+    for _ in 0..200 {
+        let page = metrics(daemon).await;
+        if page.lines().any(|l| l == line) {
+            return page;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    metrics(daemon).await
+}
+
+/// Stores `endpoints` in `store` as `user`'s active subscriptions (ids `sub-00000`, ...)
+/// under VAPID key `key`, all with `ua`'s keys, in one transaction: the state a fan-out
+/// starts from, without a verification round trip for each.
+pub async fn store_active_subscriptions(
+    store: &mailpushd::store::Store,
+    user: &str,
+    endpoints: impl IntoIterator<Item = String>,
+    ua: &webpush_crypto::UaKeys,
+    key: imap_webpush_proto::state::VapidKeyId,
+) {
+    use imap_webpush_proto::state::{Activation, Change, Record, Silence};
+    let keys = ua.subscription_keys();
+    let changes: Vec<Change> = endpoints
+        .into_iter()
+        .enumerate()
+        .map(|(i, endpoint)| {
+            Change::Store(Box::new(Record {
+                sub_id: imap_webpush_proto::SubId::new(format!("sub-{i:05}")).unwrap(),
+                endpoint: webpush_crypto::Endpoint::new_allowing_plain_http(&endpoint).unwrap(),
+                keys: keys.clone(),
+                activation: Activation::Active { vapid_key: key },
+                silence: Silence::None,
+            }))
+        })
+        .collect();
+    store.update_webpush(user, |_| ((), changes)).await.unwrap();
+}
+
 /// Whether Dovecot can run here (installed, and root for its master); a failure when
 /// `MAILPUSHD_REQUIRE_DOVECOT` is set.
 pub fn dovecot_available() -> bool {
@@ -90,6 +150,24 @@ pub struct Dovecot {
 }
 
 impl Dovecot {
+    /// The configuration that loads the shipped Lua script (`dovecot/mailpushd.lua`)
+    /// as the push driver, reporting to the daemon at `daemon`, with the
+    /// `Authorization` value `authorization` when there is one.
+    pub fn lua_driver(daemon: SocketAddr, authorization: Option<&str>) -> String {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("dovecot/mailpushd.lua");
+        let authorization = authorization
+            .map(|value| format!("\n  mailpushd_authorization = {value}"))
+            .unwrap_or_default();
+        format!(
+            "mail_plugins = $mail_plugins notify push_notification mail_lua push_notification_lua
+plugin {{
+  push_notification_driver = lua:file={}
+  mailpushd_url = http://{daemon}/notify{authorization}
+}}",
+            script.display()
+        )
+    }
+
     /// Starts an instance in `dir` with the push `drivers` configuration.
     pub async fn start(dir: &Path, drivers: &str) -> Self {
         // Dovecot's processes run as other users: they need to reach its files.
