@@ -358,6 +358,13 @@ impl Store {
         load_account(self.kind, &mut conn, &user.to_lowercase()).await
     }
 
+    /// `user`'s Web Push subscriptions, each decoded as it is taken: a fan-out pushes
+    /// to the first while the rest are still to be read.
+    pub async fn webpush_records(&self, user: &str) -> Result<Records, StoreError> {
+        let mut conn = self.readers.acquire().await?;
+        load_records(self.kind, &mut conn, &user.to_lowercase()).await
+    }
+
     /// Runs `change` on `user`'s Web Push state and stores the changes it returns, in
     /// one transaction: when this returns, they are on disk.
     pub async fn update_webpush<R>(
@@ -671,32 +678,9 @@ async fn load_account(
     conn: &mut AnyConnection,
     user: &str,
 ) -> Result<Account, StoreError> {
-    // All of a user's records as one value: one row through the driver instead of one
-    // per subscription, which is most of the cost of a large fan-out's read. Compact
-    // JSON never holds a raw line feed, so it separates them.
-    let all = match kind {
-        Kind::Sqlite => {
-            "SELECT group_concat(record, char(10)) FROM webpush_subscriptions WHERE username = $1"
-        }
-        Kind::Postgres => {
-            "SELECT string_agg(record, E'\\n') FROM webpush_subscriptions WHERE username = $1"
-        }
-    };
-    let joined: Option<String> = sqlx::query(all)
-        .bind(user)
-        .fetch_one(&mut *conn)
+    let records = load_records(kind, conn, user)
         .await?
-        .try_get(0)?;
-    let joined = joined.unwrap_or_default();
-    let mut records = Vec::new();
-    for (n, json) in joined.split('\n').filter(|j| !j.is_empty()).enumerate() {
-        let record: Record = serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
-            user: user.to_owned(),
-            account: format!("Web Push subscription record {}", n + 1),
-            reason: e.to_string(),
-        })?;
-        records.push(record);
-    }
+        .collect::<Result<Vec<_>, _>>()?;
     let verifications =
         sqlx::query("SELECT window_start, sent FROM webpush_accounts WHERE username = $1")
             .bind(user)
@@ -716,4 +700,71 @@ async fn load_account(
         records,
         verifications,
     })
+}
+
+/// All of `user`'s records, read as one value: one row through the driver instead of
+/// one per subscription, which is most of the cost of a large fan-out's read. Compact
+/// JSON never holds a raw line feed, so it separates them.
+async fn load_records(
+    kind: Kind,
+    conn: &mut AnyConnection,
+    user: &str,
+) -> Result<Records, StoreError> {
+    let all = match kind {
+        Kind::Sqlite => {
+            "SELECT group_concat(record, char(10)) FROM webpush_subscriptions WHERE username = $1"
+        }
+        Kind::Postgres => {
+            "SELECT string_agg(record, E'\\n') FROM webpush_subscriptions WHERE username = $1"
+        }
+    };
+    let joined: Option<String> = sqlx::query(all)
+        .bind(user)
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get(0)?;
+    Ok(Records {
+        user: user.to_owned(),
+        joined: joined.unwrap_or_default(),
+        at: 0,
+        n: 0,
+    })
+}
+
+/// A user's Web Push subscriptions as read from the store, each decoded when it is
+/// taken ([`Store::webpush_records`]).
+#[derive(Debug)]
+pub struct Records {
+    user: String,
+    /// The records, one JSON text per line.
+    joined: String,
+    /// Where the next one starts.
+    at: usize,
+    /// How many were taken.
+    n: usize,
+}
+
+impl Iterator for Records {
+    type Item = Result<Record, StoreError>;
+
+    /// The next record, or why it does not read (the ones after it still may).
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let rest = self.joined.get(self.at..)?;
+            if rest.is_empty() {
+                return None;
+            }
+            let (line, _) = rest.split_once('\n').unwrap_or((rest, ""));
+            self.at += line.len() + 1;
+            if line.is_empty() {
+                continue;
+            }
+            self.n += 1;
+            return Some(serde_json::from_str(line).map_err(|e| StoreError::Corrupt {
+                user: self.user.clone(),
+                account: format!("Web Push subscription record {}", self.n),
+                reason: e.to_string(),
+            }));
+        }
+    }
 }

@@ -381,12 +381,7 @@ async fn with_subscriptions(
     endpoints: &[String],
     change: impl FnOnce(&mut Config),
 ) -> Daemon {
-    let mut config = Config::with_database(dir.join("store.sqlite"));
-    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    config.apns.topic = Some(mailpushd::demo::DEMO_TOPIC.into());
-    config.webpush.subject = Some("mailto:postmaster@mail.example".into());
-    config.webpush.allow_local_push_service = true;
-    config.webpush.request_timeout = Duration::from_secs(10);
+    let mut config = config_in(dir);
     change(&mut config);
     let store = mailpushd::store::Store::open(&config.database)
         .await
@@ -396,6 +391,17 @@ async fn with_subscriptions(
     support::store_active_subscriptions(&store, "alice", endpoints.iter().cloned(), ua, id).await;
     store.close().await;
     Daemon::start(config).await.unwrap()
+}
+
+/// A daemon's configuration with its store in `dir`, pushing to local stand-ins.
+fn config_in(dir: &std::path::Path) -> Config {
+    let mut config = Config::with_database(dir.join("store.sqlite"));
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.apns.topic = Some(mailpushd::demo::DEMO_TOPIC.into());
+    config.webpush.subject = Some("mailto:postmaster@mail.example".into());
+    config.webpush.allow_local_push_service = true;
+    config.webpush.request_timeout = Duration::from_secs(10);
+    config
 }
 
 /// New mail for alice, as the Lua script reports it.
@@ -512,5 +518,47 @@ async fn the_counting_http2_stand_in_counts_what_the_sender_delivers() {
     let delivered = "mailpushd_pushes_total{service=\"webpush\",outcome=\"delivered\"} 5";
     let metrics = support::wait_metric(daemon.local_addr(), delivered).await;
     assert!(metrics.lines().any(|l| l == delivered), "{metrics}");
+    daemon.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_subscription_that_no_longer_reads_costs_only_its_own_push() {
+    let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let push = PushService::start().await.unwrap();
+    let endpoints: Vec<String> = (0..3).map(|i| push.endpoint(&format!("p/{i}"))).collect();
+    // Stored, then the middle one edited by hand into something that does not read.
+    with_subscriptions(dir.path(), &ua, &endpoints, |_| {})
+        .await
+        .shutdown(Duration::from_secs(5))
+        .await;
+    {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}", dir.path().join("store.sqlite").display());
+        let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let edited = sqlx::query(
+            "UPDATE webpush_subscriptions SET record = '{\"sub_id\":' WHERE sub_id = 'sub-00001'",
+        )
+        .execute(&mut db)
+        .await
+        .unwrap();
+        assert_eq!(edited.rows_affected(), 1);
+        db.close().await.unwrap();
+    }
+    let daemon = Daemon::start(config_in(dir.path())).await.unwrap();
+
+    new_mail(&daemon).await;
+    let requests = push.wait_for(2, Duration::from_secs(10)).await;
+    let mut paths: Vec<String> = requests.iter().map(|r| r.path.clone()).collect();
+    paths.sort();
+    assert_eq!(paths, ["/p/0", "/p/2"]);
+    // Nothing more comes, and the account as a whole is reported unreadable.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(push.requests().len(), 2);
+    let whole = daemon.store().webpush_account("alice").await;
+    assert!(
+        matches!(whole, Err(mailpushd::store::StoreError::Corrupt { .. })),
+        "{whole:?}"
+    );
     daemon.shutdown(Duration::from_secs(5)).await;
 }

@@ -272,8 +272,10 @@ async fn deliver(
     groups: &[MailboxEvents<'_>],
     urgency: Urgency,
 ) {
-    let account = match shared.store.webpush_account(user).await {
-        Ok(account) => account,
+    // Decoded one by one as they are taken: the first pushes are on their way while
+    // the rest are read.
+    let records = match shared.store.webpush_records(user).await {
+        Ok(records) => records,
         Err(e) => {
             tracing::error!(error = %e, %user, "subscriptions not read");
             return;
@@ -281,20 +283,8 @@ async fn deliver(
     };
     let settings = webpush.settings();
     let now = SystemTime::now();
-    // "Until this connection ends" holds until the IMAP server reports the end.
-    let targets: Vec<_> = account
-        .records
-        .iter()
-        .filter(|r| receives_pushes(r, &settings, now, |_| true))
-        .collect();
-    if targets.is_empty() {
-        return;
-    }
     let builder = ContentBuilder::for_encryptor(&Encryptor::new());
     let content = builder.build_content(groups);
-    for left in &content.left_out {
-        tracing::info!(%user, %mailbox, ?left, "left out of a push to stay within its size");
-    }
     let generic = builder
         .build(&[MailboxEvents {
             mailbox: Mailbox::new(mailbox),
@@ -302,17 +292,42 @@ async fn deliver(
         }])
         .into_iter()
         .next();
+    // What to send instead of each push if the service finds it too large.
+    let instead: Vec<Option<Vec<u8>>> = content
+        .pushes
+        .iter()
+        .map(|plaintext| generic.clone().filter(|g| g != plaintext))
+        .collect();
+    let topic = topic(mailbox);
     let since = Instant::now();
-    for record in targets {
-        for plaintext in &content.pushes {
+    let mut targets = 0_usize;
+    for record in records {
+        let record = match record {
+            Ok(record) => record,
+            Err(e) => {
+                tracing::error!(error = %e, %user, "a subscription not read: no push for it");
+                continue;
+            }
+        };
+        // "Until this connection ends" holds until the IMAP server reports the end.
+        if !receives_pushes(&record, &settings, now, |_| true) {
+            continue;
+        }
+        targets += 1;
+        for (plaintext, generic) in content.pushes.iter().zip(&instead) {
             webpush.sender.spawn(Delivery {
                 user: user.to_owned(),
-                push: Push::new(record, plaintext.clone()),
+                push: Push::new(&record, plaintext.clone()),
                 urgency,
-                topic: topic(mailbox),
-                generic: generic.clone().filter(|g| g != plaintext),
+                topic: topic.clone(),
+                generic: generic.clone(),
                 since,
             });
+        }
+    }
+    if targets > 0 {
+        for left in &content.left_out {
+            tracing::info!(%user, %mailbox, ?left, "left out of a push to stay within its size");
         }
     }
 }
