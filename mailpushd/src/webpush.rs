@@ -81,8 +81,8 @@ impl tower_service::Service<Name> for Resolver {
 /// One push to deliver.
 #[derive(Debug, Clone)]
 pub struct Delivery {
-    /// Whose subscription.
-    pub user: String,
+    /// Whose subscription (shared by the pushes of one event).
+    pub user: Arc<str>,
     /// The push.
     pub push: Push,
     /// How urgently.
@@ -282,14 +282,19 @@ impl WebPushSender {
     }
 
     fn enqueue(&self, job: Queued) {
-        let origin = job.delivery.push.endpoint.origin().clone();
-        let start_worker = {
-            let mut origins = crate::lock(&self.inner.origins);
-            let queue = origins.entry(origin.clone()).or_default();
-            queue.jobs.push_back(job);
-            queue.add_worker(self.inner.limits)
+        let mut origins = crate::lock(&self.inner.origins);
+        let origin = job.delivery.push.endpoint.origin();
+        // The origin is copied only for a new queue or a new worker, not for each push.
+        let queue = match origins.get_mut(origin) {
+            Some(queue) => queue,
+            None => origins.entry(origin.clone()).or_default(),
         };
-        self.start_workers(&origin, usize::from(start_worker));
+        let start = queue.add_worker(self.inner.limits).then(|| origin.clone());
+        queue.jobs.push_back(job);
+        drop(origins);
+        if let Some(origin) = start {
+            self.start_workers(&origin, 1);
+        }
     }
 
     /// Starts `n` workers for `origin` (counted in its queue already).
@@ -370,28 +375,27 @@ impl WebPushSender {
     /// `heard` is set to whether the last answer came in HTTP/2.
     async fn step(&self, delivery: &mut Delivery, attempt: u32, heard: &mut Option<bool>) -> Step {
         let metrics = &self.inner.metrics;
-        let origin = delivery.push.endpoint.origin().clone();
         loop {
             metrics.in_flight().inc();
             let answer = self.attempt(delivery, heard).await;
             metrics.in_flight().dec();
             let wait = match answer {
                 Err(why) => {
-                    tracing::warn!(attempt, %origin, reason = %why, "push not delivered");
+                    tracing::warn!(attempt, origin = %delivery.push.endpoint.origin(), reason = %why, "push not delivered");
                     None
                 }
                 Ok(Outcome::Delivered { .. }) => return Step::Done(PushOutcome::Delivered),
                 Ok(outcome @ Outcome::RemoveSubscription { .. }) => {
                     let change = delivery.push.on_outcome(&outcome);
-                    let user = delivery.user.clone();
+                    let user = &delivery.user;
                     match self
                         .inner
                         .store
-                        .update_webpush(&user, |_| ((), change.into_iter().collect()))
+                        .update_webpush(user, |_| ((), change.into_iter().collect()))
                         .await
                     {
                         Ok(()) => {
-                            tracing::info!(%user, sub_id = delivery.push.sub_id.as_str(), %origin, "push service says the subscription is gone: deleted")
+                            tracing::info!(%user, sub_id = delivery.push.sub_id.as_str(), origin = %delivery.push.endpoint.origin(), "push service says the subscription is gone: deleted")
                         }
                         Err(e) => tracing::error!(error = %e, "cannot delete a gone subscription"),
                     }
@@ -399,21 +403,21 @@ impl WebPushSender {
                 }
                 Ok(Outcome::PayloadTooLarge) => match delivery.generic.take() {
                     Some(generic) => {
-                        tracing::info!(%origin, "push too large for the service: sending the generic one");
+                        tracing::info!(origin = %delivery.push.endpoint.origin(), "push too large for the service: sending the generic one");
                         delivery.push.plaintext = generic;
                         continue;
                     }
                     None => return Step::Done(PushOutcome::FixRequest),
                 },
                 Ok(Outcome::VapidRejected { status }) => {
-                    tracing::error!(%status, %origin, "the push service refused the VAPID token: check webpush.subject and the VAPID key; subscriptions made under another key must subscribe again");
+                    tracing::error!(%status, origin = %delivery.push.endpoint.origin(), "the push service refused the VAPID token: check webpush.subject and the VAPID key; subscriptions made under another key must subscribe again");
                     return Step::Done(PushOutcome::FixConfiguration);
                 }
                 Ok(
                     Outcome::RateLimited { retry_after } | Outcome::RetryLater { retry_after, .. },
                 ) => retry_after.map(|r| r.delay(SystemTime::now())),
                 Ok(other) => {
-                    tracing::error!(outcome = ?other, %origin, "the push service refused the push");
+                    tracing::error!(outcome = ?other, origin = %delivery.push.endpoint.origin(), "the push service refused the push");
                     return Step::Done(PushOutcome::FixRequest);
                 }
             };

@@ -4,10 +4,15 @@ use core::fmt;
 use core::str::FromStr;
 
 use http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
-use http::{HeaderValue, Method, Request};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 use rand_core::CryptoRngCore;
 
 use crate::{Encryptor, Endpoint, Error, Subscription, SubscriptionKeys, VapidToken};
+
+// RFC 8030's headers, named once rather than parsed (and allocated) for each request.
+const TTL: HeaderName = HeaderName::from_static("ttl");
+const URGENCY: HeaderName = HeaderName::from_static("urgency");
+const TOPIC: HeaderName = HeaderName::from_static("topic");
 
 /// How long the push service keeps an undelivered message, in seconds (RFC 8030 §5.2).
 /// Required: there is no good default between "only if the device is online now" (0)
@@ -265,6 +270,9 @@ impl<'a> PushRequest<'a> {
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.endpoint.uri().clone();
         let length = HeaderValue::from(request.body().len());
+        // Room for these and the Host header an HTTP client adds, so none of them
+        // makes the map grow.
+        *request.headers_mut() = HeaderMap::with_capacity(8);
         let headers = request.headers_mut();
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static("aes128gcm"));
         headers.insert(
@@ -272,15 +280,15 @@ impl<'a> PushRequest<'a> {
             HeaderValue::from_static("application/octet-stream"),
         );
         headers.insert(CONTENT_LENGTH, length);
-        headers.insert("ttl", HeaderValue::from(self.ttl.as_secs()));
+        headers.insert(TTL, HeaderValue::from(self.ttl.as_secs()));
         if let Some(urgency) = self.urgency {
-            headers.insert("urgency", HeaderValue::from_static(urgency.as_str()));
+            headers.insert(URGENCY, HeaderValue::from_static(urgency.as_str()));
         }
         if let Some(topic) = &self.topic {
             let value = HeaderValue::from_str(topic.as_str()).map_err(|_| Error::InvalidTopic {
                 reason: "characters not allowed in an HTTP header",
             })?;
-            headers.insert("topic", value);
+            headers.insert(TOPIC, value);
         }
         if let Some(authorization) = authorization {
             headers.insert(AUTHORIZATION, authorization);

@@ -145,7 +145,7 @@ pub(crate) async fn command(
     let since = Instant::now();
     for push in transition.pushes {
         webpush.sender.spawn(Delivery {
-            user: user.clone(),
+            user: user.as_str().into(),
             push,
             // The user is waiting for the verification push.
             urgency: Urgency::High,
@@ -299,6 +299,7 @@ async fn deliver(
         .map(|plaintext| generic.clone().filter(|g| g != plaintext))
         .collect();
     let topic = topic(mailbox);
+    let shared_user: std::sync::Arc<str> = user.into();
     let since = Instant::now();
     let mut targets = 0_usize;
     for record in records {
@@ -316,7 +317,7 @@ async fn deliver(
         targets += 1;
         for (plaintext, generic) in content.pushes.iter().zip(&instead) {
             webpush.sender.spawn(Delivery {
-                user: user.to_owned(),
+                user: shared_user.clone(),
                 push: Push::new(&record, plaintext.clone()),
                 urgency,
                 topic: topic.clone(),
