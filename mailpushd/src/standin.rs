@@ -538,32 +538,47 @@ impl PushState {
 async fn sink(mut tcp: tokio::net::TcpStream, state: Arc<PushState>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const CREATED: &[u8] = b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n";
-    let mut buffer: Vec<u8> = Vec::with_capacity(8192);
-    let mut chunk = vec![0u8; 16 * 1024];
+    // Read straight into the buffer, which keeps its capacity between requests.
+    let mut buffer: Vec<u8> = Vec::with_capacity(16 * 1024);
     loop {
-        while let Some(head) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            let headers = String::from_utf8_lossy(buffer.get(..head).unwrap_or_default());
-            let length = headers
-                .lines()
-                .filter_map(|line| line.split_once(':'))
-                .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
-                .and_then(|(_, value)| value.trim().parse::<usize>().ok())
-                .unwrap_or(0);
-            let total = head + 4 + length;
-            if buffer.len() < total {
-                break;
-            }
-            buffer.drain(..total);
+        let mut answered = 0;
+        while let Some(length) = request_length(buffer.get(answered..).unwrap_or_default()) {
+            answered += length;
             state.arrived_at(std::time::Instant::now());
             if tcp.write_all(CREATED).await.is_err() {
                 return;
             }
         }
-        match tcp.read(&mut chunk).await {
+        buffer.drain(..answered);
+        match tcp.read_buf(&mut buffer).await {
             Ok(0) | Err(_) => return,
-            Ok(n) => buffer.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            Ok(_) => {}
         }
     }
+}
+
+/// The length of the request `octets` start with (head, then a body of its
+/// Content-Length), once all of it is there.
+fn request_length(octets: &[u8]) -> Option<usize> {
+    let head = octets.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let body = octets
+        .get(..head)?
+        .split(|&b| b == b'\n')
+        .find_map(|line| {
+            let colon = line.iter().position(|&b| b == b':')?;
+            let (name, value) = line.split_at(colon);
+            if !name.trim_ascii().eq_ignore_ascii_case(b"content-length") {
+                return None;
+            }
+            std::str::from_utf8(value.get(1..)?)
+                .ok()?
+                .trim()
+                .parse::<usize>()
+                .ok()
+        })
+        .unwrap_or(0);
+    let length = head + 4 + body;
+    (octets.len() >= length).then_some(length)
 }
 
 async fn push_answer(
