@@ -65,6 +65,7 @@ pub struct Metrics {
     in_flight: Gauge,
     retry_queue: Gauge,
     http: Family<HttpLabels, Counter>,
+    encrypting: Counter<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -112,6 +113,12 @@ impl Metrics {
             "Requests from the mail server, by route and status",
             http.clone(),
         );
+        let encrypting = Counter::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "webpush_encrypt_seconds",
+            "Time spent encrypting and signing Web Push requests (beside the process's CPU time, the share that goes to the crypto)",
+            encrypting.clone(),
+        );
         Self {
             registry,
             pushes,
@@ -120,6 +127,7 @@ impl Metrics {
             in_flight,
             retry_queue,
             http,
+            encrypting,
         }
     }
 
@@ -136,6 +144,11 @@ impl Metrics {
     /// Records how long a push took, from its event.
     pub fn latency(&self, seconds: f64) {
         self.latency.observe(seconds);
+    }
+
+    /// Adds the time one Web Push request took to encrypt and sign.
+    pub fn encrypted(&self, took: std::time::Duration) {
+        self.encrypting.inc_by(took.as_secs_f64());
     }
 
     /// Sets the number of registrations.

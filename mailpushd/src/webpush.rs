@@ -446,12 +446,14 @@ impl WebPushSender {
         if let Some(topic) = &delivery.topic {
             request = request.topic(topic.clone());
         }
+        let started = Instant::now();
+        let request = request.build(
+            &self.inner.encryptor,
+            &push.plaintext,
+            &mut rand_core::OsRng,
+        );
+        self.inner.metrics.encrypted(started.elapsed());
         let request = request
-            .build(
-                &self.inner.encryptor,
-                &push.plaintext,
-                &mut rand_core::OsRng,
-            )
             .map_err(|e| e.to_string())?
             .map(|body| Full::new(Bytes::from(body)));
         let exchange = async {

@@ -518,6 +518,9 @@ async fn the_counting_http2_stand_in_counts_what_the_sender_delivers() {
     let delivered = "mailpushd_pushes_total{service=\"webpush\",outcome=\"delivered\"} 5";
     let metrics = support::wait_metric(daemon.local_addr(), delivered).await;
     assert!(metrics.lines().any(|l| l == delivered), "{metrics}");
+    // The five were encrypted and signed, and the time that took is counted.
+    let encrypting = support::metric_value(&metrics, "mailpushd_webpush_encrypt_seconds_total");
+    assert!(encrypting.is_some_and(|s| s > 0.0), "{metrics}");
     daemon.shutdown(Duration::from_secs(5)).await;
 }
 

@@ -83,6 +83,13 @@ pub async fn metrics(daemon: SocketAddr) -> String {
     String::from_utf8(body).unwrap()
 }
 
+/// The value of the metric `name` (without labels) on the metrics `page`.
+pub fn metric_value(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+}
+
 /// Waits (up to ten seconds) until the daemon's metrics show `line`; the page then, or
 /// the last one read, for the caller's assertion.
 pub async fn wait_metric(daemon: SocketAddr, line: &str) -> String {
