@@ -409,6 +409,10 @@ enum Mode {
 
 struct PushState {
     mode: Mode,
+    /// Connections accepted so far.
+    connections: AtomicUsize,
+    /// Closes a connection no request arrives on for this long, as push services do.
+    idle_close: Option<Duration>,
     requests: Mutex<Vec<Recorded>>,
     /// How many arrived, and when the last did.
     count: Arrivals,
@@ -427,23 +431,29 @@ impl std::fmt::Debug for PushService {
 impl PushService {
     /// Starts on `127.0.0.1`, on a free port, answering 201 unless scripted otherwise.
     pub async fn start() -> Result<Self, StandinError> {
-        Self::start_with(Mode::Keep).await
+        Self::start_with(Mode::Keep, None).await
+    }
+
+    /// Like [`PushService::start`], closing each connection that carries no request for
+    /// `idle`, as push services close idle ones.
+    pub async fn start_closing_idle(idle: Duration) -> Result<Self, StandinError> {
+        Self::start_with(Mode::Keep, Some(idle)).await
     }
 
     /// Starts one that only counts requests and answers 201, for load: nothing is kept,
     /// so [`PushService::requests`] stays empty and [`PushService::received`] counts.
     pub async fn start_counting() -> Result<Self, StandinError> {
-        Self::start_with(Mode::Count).await
+        Self::start_with(Mode::Count, None).await
     }
 
     /// Like [`PushService::start_counting`], with the least work that still frames each
     /// HTTP/1.1 request (headers, `Content-Length`, body) instead of a full server: for
     /// load runs that should measure the sender, not the stand-in.
     pub async fn start_sink() -> Result<Self, StandinError> {
-        Self::start_with(Mode::Sink).await
+        Self::start_with(Mode::Sink, None).await
     }
 
-    async fn start_with(mode: Mode) -> Result<Self, StandinError> {
+    async fn start_with(mode: Mode, idle_close: Option<Duration>) -> Result<Self, StandinError> {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| StandinError(e.to_string()))?;
@@ -452,6 +462,8 @@ impl PushService {
             .map_err(|e| StandinError(e.to_string()))?;
         let state = Arc::new(PushState {
             mode,
+            connections: AtomicUsize::new(0),
+            idle_close,
             requests: Mutex::new(Vec::new()),
             count: Arrivals::default(),
             script: Mutex::new(VecDeque::new()),
@@ -465,18 +477,23 @@ impl PushService {
                 };
                 let state = shared.clone();
                 let _ = tcp.set_nodelay(true);
+                let number = state.connections.fetch_add(1, Ordering::SeqCst) + 1;
                 if state.mode == Mode::Sink {
                     tokio::spawn(sink(tcp, state));
                     continue;
                 }
                 tokio::spawn(async move {
+                    let idle_close = state.idle_close;
                     let service = service_fn(move |request| {
                         let state = state.clone();
-                        async move { push_answer(request, &state).await }
+                        async move { push_answer(request, number, &state).await }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), service)
-                        .await;
+                    let mut builder = hyper::server::conn::http1::Builder::new();
+                    if let Some(idle) = idle_close {
+                        // The wait for a request's head is the idle time.
+                        builder.timer(TokioTimer::new()).header_read_timeout(idle);
+                    }
+                    let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
                 });
             }
         });
@@ -509,6 +526,11 @@ impl PushService {
     /// How many requests arrived so far, and when the last one did.
     pub fn received(&self) -> (usize, Option<std::time::Instant>) {
         self.state.count.get()
+    }
+
+    /// How many connections were opened to it.
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
     }
 
     /// Waits until `n` requests have arrived, or `timeout`; returns them.
@@ -583,6 +605,7 @@ fn request_length(octets: &[u8]) -> Option<usize> {
 
 async fn push_answer(
     request: hyper::Request<hyper::body::Incoming>,
+    connection: usize,
     state: &PushState,
 ) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
     let (parts, body) = request.into_parts();
@@ -608,7 +631,7 @@ async fn push_answer(
                 .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("<binary>").to_owned()))
                 .collect(),
             body,
-            connection: 0,
+            connection,
             at,
         });
     }

@@ -17,10 +17,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::Name;
+use hyper_util::client::legacy::connect::{Connection as _, HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use imap_webpush_proto::PushAddress;
 use imap_webpush_proto::state::Push;
@@ -110,6 +111,31 @@ struct OriginQueue {
     /// The origin's last answer came in HTTP/2. Learnt afresh by each burst (a queue
     /// lives while it has workers), so nothing stale or unbounded is kept.
     http2: bool,
+    /// The HTTP/2 connection the origin's workers share, once one is open.
+    shared: Option<http2::SendRequest<Full<Bytes>>>,
+}
+
+/// A connection to a push service: a worker's own while the origin speaks HTTP/1.1
+/// (one request at a time), or one the origin's workers share in HTTP/2 (streams).
+/// Held by the worker, it costs no pool checkout per push.
+enum Conn {
+    Http1(http1::SendRequest<Full<Bytes>>),
+    Http2(http2::SendRequest<Full<Bytes>>),
+}
+
+impl Conn {
+    fn is_closed(&self) -> bool {
+        match self {
+            Conn::Http1(c) => c.is_closed(),
+            Conn::Http2(c) => c.is_closed(),
+        }
+    }
+}
+
+/// A connection left open after a burst, for the next one.
+struct Idle {
+    since: Instant,
+    conn: Conn,
 }
 
 /// Requests in flight per origin, by protocol.
@@ -186,7 +212,10 @@ impl std::fmt::Debug for WebPushSender {
 }
 
 struct Inner {
-    client: Client<HttpsConnector<HttpConnector<Resolver>>, Full<Bytes>>,
+    connector: HttpsConnector<HttpConnector<Resolver>>,
+    /// Connections kept between bursts, per origin; closed or older than
+    /// `IDLE_TIMEOUT` ones are dropped whenever one is parked or taken.
+    idle: std::sync::Mutex<HashMap<Origin, Vec<Idle>>>,
     tokens: std::sync::Mutex<TokenCache>,
     encryptor: Encryptor,
     /// Each origin's waiting deliveries and running workers.
@@ -238,13 +267,11 @@ impl WebPushSender {
         .enable_http1()
         .enable_http2()
         .wrap_connector(http);
-        // No redirects are followed: the legacy client never does.
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(https);
+        // No redirects are followed: an answer is only ever read for its status.
         Ok(Self {
             inner: Arc::new(Inner {
-                client,
+                connector: https,
+                idle: std::sync::Mutex::new(HashMap::new()),
                 tokens: std::sync::Mutex::new(tokens),
                 encryptor: Encryptor::new(),
                 origins: std::sync::Mutex::new(HashMap::new()),
@@ -310,16 +337,42 @@ impl WebPushSender {
     /// job, so a push costs no lock of its own for it.
     async fn work(&self, origin: Origin) {
         let mut heard = None;
+        let mut conn: Option<Conn> = None;
         loop {
             let (job, more) = {
                 let mut origins = crate::lock(&self.inner.origins);
                 let Some(queue) = origins.get_mut(&origin) else {
-                    return;
+                    break;
                 };
                 // After a switch to HTTP/2 the waiting deliveries get more workers.
                 let more = heard
                     .take()
                     .map_or(0, |http2| queue.answered(http2, self.inner.limits));
+                // An HTTP/2 connection is the origin's workers' to share: one that
+                // opened (again) replaces a closed one, and a worker without a
+                // connection takes it rather than opening its own.
+                if conn.as_ref().is_some_and(Conn::is_closed) {
+                    conn = None;
+                }
+                match &conn {
+                    Some(Conn::Http2(c)) => {
+                        if queue
+                            .shared
+                            .as_ref()
+                            .is_none_or(http2::SendRequest::is_closed)
+                        {
+                            queue.shared = Some(c.clone());
+                        }
+                    }
+                    Some(Conn::Http1(_)) => {}
+                    None => {
+                        conn = queue
+                            .shared
+                            .clone()
+                            .filter(|c| !c.is_closed())
+                            .map(Conn::Http2);
+                    }
+                }
                 let job = if queue.retire(self.inner.limits) {
                     if queue.workers == 0 && queue.jobs.is_empty() {
                         origins.remove(&origin);
@@ -333,13 +386,16 @@ impl WebPushSender {
             };
             self.start_workers(&origin, more);
             let Some(job) = job else {
-                return;
+                break;
             };
             let Queued {
                 mut delivery,
                 attempt,
             } = job;
-            match self.step(&mut delivery, attempt, &mut heard).await {
+            match self
+                .step(&mut delivery, attempt, &mut heard, &mut conn)
+                .await
+            {
                 Step::Done(outcome) => self.finish(&delivery, outcome),
                 Step::Later(wait) => {
                     // The wait is spent outside the queue, so it holds no worker.
@@ -355,6 +411,79 @@ impl WebPushSender {
                 }
             }
         }
+        if let Some(conn) = conn {
+            self.park(origin, conn);
+        }
+    }
+
+    /// Keeps `conn` for the origin's next burst: each HTTP/1.1 connection (as many as
+    /// workers had), one HTTP/2 connection. Drops what has closed or waited too long.
+    fn park(&self, origin: Origin, conn: Conn) {
+        let now = Instant::now();
+        let mut idle = crate::lock(&self.inner.idle);
+        idle.retain(|_, conns| {
+            conns.retain(|c| !c.conn.is_closed() && now - c.since < IDLE_TIMEOUT);
+            !conns.is_empty()
+        });
+        if conn.is_closed() {
+            return;
+        }
+        let conns = idle.entry(origin).or_default();
+        if matches!(conn, Conn::Http2(_)) && conns.iter().any(|c| matches!(c.conn, Conn::Http2(_)))
+        {
+            return;
+        }
+        conns.push(Idle { since: now, conn });
+    }
+
+    /// A connection to `uri`'s origin: one kept from an earlier burst, or a new one
+    /// (HTTP/2 if the service's ALPN says so).
+    async fn connect(&self, origin: &Origin, uri: &http::Uri) -> Result<(Conn, bool), String> {
+        let kept = {
+            let now = Instant::now();
+            let mut idle = crate::lock(&self.inner.idle);
+            let mut found = None;
+            if let Some(conns) = idle.get_mut(origin) {
+                while let Some(c) = conns.pop() {
+                    if !c.conn.is_closed() && now - c.since < IDLE_TIMEOUT {
+                        // The HTTP/2 one stays for the other workers.
+                        if let Conn::Http2(h2) = &c.conn {
+                            found = Some(Conn::Http2(h2.clone()));
+                            conns.push(c);
+                        } else {
+                            found = Some(c.conn);
+                        }
+                        break;
+                    }
+                }
+                if conns.is_empty() {
+                    idle.remove(origin);
+                }
+            }
+            found
+        };
+        if let Some(conn) = kept {
+            return Ok((conn, true));
+        }
+        let mut connector = self.inner.connector.clone();
+        std::future::poll_fn(|cx| tower_service::Service::poll_ready(&mut connector, cx))
+            .await
+            .map_err(|e| e.to_string())?;
+        let io = tower_service::Service::call(&mut connector, uri.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        let conn = if io.connected().is_negotiated_h2() {
+            let (sender, connection) = http2::handshake(TokioExecutor::new(), io)
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(connection);
+            Conn::Http2(sender)
+        } else {
+            let (sender, connection) = http1::handshake(io).await.map_err(|e| e.to_string())?;
+            tokio::spawn(connection);
+            Conn::Http1(sender)
+        };
+        Ok((conn, false))
     }
 
     fn finish(&self, delivery: &Delivery, outcome: PushOutcome) {
@@ -373,11 +502,17 @@ impl WebPushSender {
     /// One attempt at `delivery` (the `attempt`th) and what follows from its answer:
     /// done, or another attempt after a wait.
     /// `heard` is set to whether the last answer came in HTTP/2.
-    async fn step(&self, delivery: &mut Delivery, attempt: u32, heard: &mut Option<bool>) -> Step {
+    async fn step(
+        &self,
+        delivery: &mut Delivery,
+        attempt: u32,
+        heard: &mut Option<bool>,
+        conn: &mut Option<Conn>,
+    ) -> Step {
         let metrics = &self.inner.metrics;
         loop {
             metrics.in_flight().inc();
-            let answer = self.attempt(delivery, heard).await;
+            let answer = self.attempt(delivery, heard, conn).await;
             metrics.in_flight().dec();
             let wait = match answer {
                 Err(why) => {
@@ -435,6 +570,7 @@ impl WebPushSender {
         &self,
         delivery: &Delivery,
         heard: &mut Option<bool>,
+        conn: &mut Option<Conn>,
     ) -> Result<Outcome, String> {
         let push = &delivery.push;
         let token = crate::lock(&self.inner.tokens)
@@ -457,24 +593,98 @@ impl WebPushSender {
             .map_err(|e| e.to_string())?
             .map(|body| Full::new(Bytes::from(body)));
         let exchange = async {
-            let response = self
-                .inner
-                .client
-                .request(request)
-                .await
-                .map_err(|e| format!("{e:?}"))?;
-            *heard = Some(response.version() == http::Version::HTTP_2);
+            let response = self.send(push.endpoint.origin(), request, conn).await?;
+            *heard = Some(matches!(conn, Some(Conn::Http2(_))));
             let outcome = Outcome::from_response(&response);
-            // Read (and drop) the body, so the connection can be reused.
-            let _ = http_body_util::Limited::new(response.into_body(), 64 * 1024)
+            // Read (and drop) the body, so the connection can be reused; one that
+            // does not end within the limit is not.
+            let read = http_body_util::Limited::new(response.into_body(), 64 * 1024)
                 .collect()
                 .await;
+            if read.is_err() {
+                *conn = None;
+            }
             Ok(outcome)
         };
-        tokio::time::timeout(self.inner.request_timeout, exchange)
+        let answer = tokio::time::timeout(self.inner.request_timeout, exchange)
             .await
-            .map_err(|_| format!("no answer within {:?}", self.inner.request_timeout))?
+            .map_err(|_| format!("no answer within {:?}", self.inner.request_timeout))
+            .and_then(|answer| answer);
+        if answer.is_err() {
+            // Not reused: it may still be busy with the request that failed.
+            *conn = None;
+        }
+        answer
     }
+
+    /// Sends `request` over the worker's connection, opening or taking one first if it
+    /// has none. If a kept connection turns out closed before the request went out, the
+    /// request goes once more on a new one: nothing was sent, so nothing is sent twice.
+    async fn send(
+        &self,
+        origin: &Origin,
+        request: http::Request<Full<Bytes>>,
+        conn: &mut Option<Conn>,
+    ) -> Result<http::Response<Incoming>, String> {
+        let mut pending = Some(request);
+        let mut fresh = false;
+        while let Some(request) = pending.take() {
+            let mut current = match conn.take().filter(|c| !c.is_closed()) {
+                Some(c) => c,
+                None => {
+                    let (c, kept) = self.connect(origin, request.uri()).await?;
+                    fresh = !kept;
+                    c
+                }
+            };
+            let ready = match &mut current {
+                Conn::Http1(c) => c.ready().await,
+                Conn::Http2(c) => c.ready().await,
+            };
+            if let Err(e) = ready {
+                if fresh {
+                    return Err(format!("{e:?}"));
+                }
+                pending = Some(request);
+                continue;
+            }
+            let sent = match &mut current {
+                Conn::Http1(c) => c.try_send_request(origin_form(request)).await,
+                Conn::Http2(c) => c.try_send_request(request).await,
+            };
+            match sent {
+                Ok(response) => {
+                    *conn = Some(current);
+                    return Ok(response);
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if !fresh => pending = Some(unsent),
+                    _ => return Err(format!("{:?}", e.into_error())),
+                },
+            }
+        }
+        Err("no connection to the push service".into())
+    }
+}
+
+/// How long a connection is kept between bursts.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The request as HTTP/1.1 sends it: the path in the request line, the authority in
+/// `Host` (RFC 9112 §3.2).
+fn origin_form(mut request: http::Request<Full<Bytes>>) -> http::Request<Full<Bytes>> {
+    if let Some(authority) = request.uri().authority()
+        && let Ok(host) = http::HeaderValue::from_str(authority.as_str())
+    {
+        request
+            .headers_mut()
+            .entry(http::header::HOST)
+            .or_insert(host);
+    }
+    if let Some(path) = request.uri().path_and_query() {
+        *request.uri_mut() = http::Uri::from(path.clone());
+    }
+    request
 }
 
 #[cfg(test)]

@@ -565,3 +565,54 @@ async fn a_subscription_that_no_longer_reads_costs_only_its_own_push() {
     );
     daemon.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn connections_are_kept_between_events_and_replaced_when_the_service_closed_them() {
+    let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();
+    let three = |c: &mut Config| c.webpush.max_per_origin_http1 = 3;
+    let paths = |push: &PushService| {
+        let mut paths: Vec<String> = push.requests().iter().map(|r| r.path.clone()).collect();
+        paths.sort();
+        paths
+    };
+    let twice = ["/p/0", "/p/0", "/p/1", "/p/1", "/p/2", "/p/2"];
+
+    // The second event goes over the connections the first opened.
+    let dir = tempfile::tempdir().unwrap();
+    let push = PushService::start().await.unwrap();
+    let endpoints: Vec<String> = (0..3).map(|i| push.endpoint(&format!("p/{i}"))).collect();
+    let daemon = with_subscriptions(dir.path(), &ua, &endpoints, three).await;
+    new_mail(&daemon).await;
+    assert_eq!(push.wait_for(3, Duration::from_secs(10)).await.len(), 3);
+    let opened = push.connections();
+    assert!((1..=3).contains(&opened), "{opened} connections");
+    new_mail(&daemon).await;
+    assert_eq!(push.wait_for(6, Duration::from_secs(10)).await.len(), 6);
+    assert_eq!(push.connections(), opened, "no new connection");
+    assert_eq!(paths(&push), twice);
+    daemon.shutdown(Duration::from_secs(5)).await;
+
+    // A service that closed them meanwhile gets each push once, over new ones.
+    let dir = tempfile::tempdir().unwrap();
+    let push = PushService::start_closing_idle(Duration::from_millis(200))
+        .await
+        .unwrap();
+    let endpoints: Vec<String> = (0..3).map(|i| push.endpoint(&format!("p/{i}"))).collect();
+    let daemon = with_subscriptions(dir.path(), &ua, &endpoints, three).await;
+    new_mail(&daemon).await;
+    assert_eq!(push.wait_for(3, Duration::from_secs(10)).await.len(), 3);
+    let opened = push.connections();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    new_mail(&daemon).await;
+    push.wait_for(6, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(paths(&push), twice, "each push exactly once");
+    assert!(push.connections() > opened, "new connections");
+    let delivered = "mailpushd_pushes_total{service=\"webpush\",outcome=\"delivered\"} 6";
+    let metrics = support::wait_metric(daemon.local_addr(), delivered).await;
+    assert!(metrics.lines().any(|l| l == delivered), "{metrics}");
+    // A closed connection costs no attempt: none was retried.
+    let retried = "mailpushd_pushes_total{service=\"webpush\",outcome=\"retried\"}";
+    assert!(!metrics.contains(retried), "{metrics}");
+    daemon.shutdown(Duration::from_secs(5)).await;
+}
