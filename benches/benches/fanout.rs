@@ -63,6 +63,15 @@ fn median(mut values: Vec<f64>) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
+/// `values`, each with `decimals` digits after the point, separated by commas.
+fn listed(values: &[f64], decimals: usize) -> String {
+    values
+        .iter()
+        .map(|v| format!("{v:.decimals$}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// CPU seconds this process used so far (user and system, all threads).
 fn cpu_seconds() -> f64 {
     std::fs::read_to_string("/proc/self/stat")
@@ -280,21 +289,13 @@ async fn run(name: &str, database: Database, dir: &std::path::Path, load: &Load)
         "{name}: fan-out of one event to {n} subscriptions over {} origins, {limit} in flight per origin: median {rate:.0} deliveries/s over {rounds} events, the cores {:.0}% busy (first event, connecting: {cold:.0}/s; all: {})",
         services.len(),
         median(busy) * 100.0,
-        rates
-            .iter()
-            .map(|r| format!("{r:.0}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        listed(&rates, 0)
     );
     println!(
         "{name}: crypto bound {core:.0} pushes/s built and encrypted on one core (median), x {cores} cores = {:.0}/s; fan-out / bound, median of per-event ratios: {:.2} (all: {})",
         core * cores as f64,
         median(ratios.clone()),
-        ratios
-            .iter()
-            .map(|r| format!("{r:.2}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        listed(&ratios, 2)
     );
     println!(
         "{name}: all {cores} cores at once build and encrypt {:.0} pushes/s ({:.2} x one core's rate); fan-out / that, median: {:.2}",
@@ -305,11 +306,7 @@ async fn run(name: &str, database: Database, dir: &std::path::Path, load: &Load)
     println!(
         "{name}: share of the cores' time the sender spent encrypting and signing during each event (its own measure, free of the drift between the event and the bound), median: {:.2} (all: {})",
         median(shares.clone()),
-        shares
-            .iter()
-            .map(|r| format!("{r:.2}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        listed(&shares, 2)
     );
     println!(
         "{name}: reading the subscriptions for one event: median {:.1} ms, {:.2} µs per push; resident memory grew {} KiB over the run ({:.0} octets per subscription: they are read from the store for each event, not kept)",
