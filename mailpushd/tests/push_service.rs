@@ -44,6 +44,8 @@ fn web_push_testing() -> Option<PathBuf> {
 /// The push service, stopped when dropped.
 struct PushService {
     bin: PathBuf,
+    /// Where its command line keeps the server's process id: `stop` must run there too.
+    dir: PathBuf,
     port: u16,
 }
 
@@ -57,7 +59,11 @@ impl PushService {
             .status()
             .unwrap();
         assert!(status.success());
-        Self { bin, port }
+        Self {
+            bin,
+            dir: dir.to_owned(),
+            port,
+        }
     }
 
     fn address(&self) -> SocketAddr {
@@ -107,6 +113,7 @@ impl PushService {
 impl Drop for PushService {
     fn drop(&mut self) {
         let _ = Command::new(&self.bin)
+            .current_dir(&self.dir)
             .args(["--port", &self.port.to_string(), "stop"])
             .status();
     }
@@ -221,4 +228,17 @@ async fn a_real_push_service_and_a_real_dovecot() {
     assert_eq!(answer, "a4 OK LWEBPUSH completed\r\n");
     dovecot.stop();
     daemon.shutdown(Duration::from_secs(5)).await;
+
+    // Stopped with the test, not left running.
+    let push_service = service.address();
+    drop(service);
+    let mut gone = false;
+    for _ in 0..50 {
+        if tokio::net::TcpStream::connect(push_service).await.is_err() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "web-push-testing still answers on {push_service}");
 }
