@@ -124,6 +124,10 @@ enum Conn {
 }
 
 impl Conn {
+    fn is_http2(&self) -> bool {
+        matches!(self, Conn::Http2(_))
+    }
+
     fn is_closed(&self) -> bool {
         match self {
             Conn::Http1(c) => c.is_closed(),
@@ -136,6 +140,13 @@ impl Conn {
 struct Idle {
     since: Instant,
     conn: Conn,
+}
+
+impl Idle {
+    /// Still open, and not kept too long.
+    fn usable(&self, now: Instant) -> bool {
+        !self.conn.is_closed() && now - self.since < IDLE_TIMEOUT
+    }
 }
 
 /// Requests in flight per origin, by protocol.
@@ -332,11 +343,10 @@ impl WebPushSender {
         }
     }
 
-    /// One of an origin's workers: takes deliveries until the queue is empty. What the
-    /// last answer said of the protocol is applied under the lock taken for the next
-    /// job, so a push costs no lock of its own for it.
+    /// One of an origin's workers: takes deliveries until the queue is empty. The
+    /// protocol of its connection (by ALPN) is applied under the lock taken for the
+    /// next job, so a push costs no lock of its own for it.
     async fn work(&self, origin: Origin) {
-        let mut heard = None;
         let mut conn: Option<Conn> = None;
         loop {
             let (job, more) = {
@@ -345,9 +355,9 @@ impl WebPushSender {
                     break;
                 };
                 // After a switch to HTTP/2 the waiting deliveries get more workers.
-                let more = heard
-                    .take()
-                    .map_or(0, |http2| queue.answered(http2, self.inner.limits));
+                let more = conn
+                    .as_ref()
+                    .map_or(0, |c| queue.answered(c.is_http2(), self.inner.limits));
                 // An HTTP/2 connection is the origin's workers' to share: one that
                 // opened (again) replaces a closed one, and a worker without a
                 // connection takes it rather than opening its own.
@@ -392,10 +402,7 @@ impl WebPushSender {
                 mut delivery,
                 attempt,
             } = job;
-            match self
-                .step(&mut delivery, attempt, &mut heard, &mut conn)
-                .await
-            {
+            match self.step(&mut delivery, attempt, &mut conn).await {
                 Step::Done(outcome) => self.finish(&delivery, outcome),
                 Step::Later(wait) => {
                     // The wait is spent outside the queue, so it holds no worker.
@@ -422,15 +429,14 @@ impl WebPushSender {
         let now = Instant::now();
         let mut idle = crate::lock(&self.inner.idle);
         idle.retain(|_, conns| {
-            conns.retain(|c| !c.conn.is_closed() && now - c.since < IDLE_TIMEOUT);
+            conns.retain(|c| c.usable(now));
             !conns.is_empty()
         });
         if conn.is_closed() {
             return;
         }
         let conns = idle.entry(origin).or_default();
-        if matches!(conn, Conn::Http2(_)) && conns.iter().any(|c| matches!(c.conn, Conn::Http2(_)))
-        {
+        if conn.is_http2() && conns.iter().any(|c| c.conn.is_http2()) {
             return;
         }
         conns.push(Idle { since: now, conn });
@@ -445,7 +451,7 @@ impl WebPushSender {
             let mut found = None;
             if let Some(conns) = idle.get_mut(origin) {
                 while let Some(c) = conns.pop() {
-                    if !c.conn.is_closed() && now - c.since < IDLE_TIMEOUT {
+                    if c.usable(now) {
                         // The HTTP/2 one stays for the other workers.
                         if let Conn::Http2(h2) = &c.conn {
                             found = Some(Conn::Http2(h2.clone()));
@@ -501,18 +507,12 @@ impl WebPushSender {
 
     /// One attempt at `delivery` (the `attempt`th) and what follows from its answer:
     /// done, or another attempt after a wait.
-    /// `heard` is set to whether the last answer came in HTTP/2.
-    async fn step(
-        &self,
-        delivery: &mut Delivery,
-        attempt: u32,
-        heard: &mut Option<bool>,
-        conn: &mut Option<Conn>,
-    ) -> Step {
+    /// `conn` is the worker's connection, opened if it has none.
+    async fn step(&self, delivery: &mut Delivery, attempt: u32, conn: &mut Option<Conn>) -> Step {
         let metrics = &self.inner.metrics;
         loop {
             metrics.in_flight().inc();
-            let answer = self.attempt(delivery, heard, conn).await;
+            let answer = self.attempt(delivery, conn).await;
             metrics.in_flight().dec();
             let wait = match answer {
                 Err(why) => {
@@ -569,7 +569,6 @@ impl WebPushSender {
     async fn attempt(
         &self,
         delivery: &Delivery,
-        heard: &mut Option<bool>,
         conn: &mut Option<Conn>,
     ) -> Result<Outcome, String> {
         let push = &delivery.push;
@@ -594,7 +593,6 @@ impl WebPushSender {
             .map(|body| Full::new(Bytes::from(body)));
         let exchange = async {
             let response = self.send(push.endpoint.origin(), request, conn).await?;
-            *heard = Some(matches!(conn, Some(Conn::Http2(_))));
             let outcome = Outcome::from_response(&response);
             // Read (and drop) the body, so the connection can be reused; one that
             // does not end within the limit is not.
