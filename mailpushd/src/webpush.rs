@@ -1,6 +1,7 @@
 //! The Web Push sender: RFC 8030 requests to push services over HTTP/1.1 or HTTP/2 (by
 //! ALPN), TLS with the platform's roots, connections reused per origin, a bound on
-//! requests in flight per origin, timeouts, no redirects. The endpoint policy is applied
+//! requests in flight per origin (lower while the cores are saturated, when more would
+//! only wait for them), timeouts, no redirects. The endpoint policy is applied
 //! again to the addresses DNS returns, when connecting, so a name that resolves to a
 //! private address is refused (DNS rebinding). VAPID tokens are cached per origin.
 //! Every `Outcome` has its effect: 404/410 delete the subscription, 413 resends the
@@ -156,45 +157,147 @@ struct Limits {
     http2: usize,
     /// Connections to one that answers in HTTP/1.1, or has not answered yet.
     http1: usize,
+    /// What an origin keeps while the cores are saturated: one per core, so a single
+    /// origin still keeps them all busy.
+    saturated: usize,
 }
 
-impl OriginQueue {
-    /// How many workers the origin gets now.
-    fn limit(&self, limits: Limits) -> usize {
-        if self.http2 {
-            limits.http2
-        } else {
-            limits.http1
+/// Whether the cores have time to spare for more requests in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Load {
+    /// Requests wait on the network: more in flight use the idle time.
+    Spare,
+    /// The cores are busy: more in flight would only wait for them, and their state
+    /// (connections, buffers, pushes half done) would crowd the caches.
+    Saturated,
+}
+
+/// The cores' load, judged over short windows from the time the runtime's workers
+/// spent busy.
+struct Pace {
+    window: std::sync::Mutex<Window>,
+}
+
+/// The window being measured, and the judgement of the last one.
+struct Window {
+    started: Instant,
+    /// The workers' busy time, summed, when the window started.
+    busy: Duration,
+    load: Load,
+}
+
+/// How long a window of the load lasts.
+const PACE_WINDOW: Duration = Duration::from_millis(20);
+
+/// The share of the workers' time busy, in tenths, from which the cores count as
+/// saturated, and below which they have time to spare again. In between the last
+/// judgement stands, so the measure's jitter does not make the workers come and go.
+const SATURATED_TENTHS: u128 = 9;
+const SPARE_TENTHS: u128 = 7;
+
+/// The current runtime's workers, and the time they spent busy so far, summed; none
+/// outside a runtime.
+fn runtime_busy() -> Option<(usize, Duration)> {
+    let metrics = tokio::runtime::Handle::try_current().ok()?.metrics();
+    let workers = metrics.num_workers();
+    let busy = (0..workers)
+        .map(|w| metrics.worker_total_busy_duration(w))
+        .sum();
+    Some((workers, busy))
+}
+
+impl Pace {
+    /// Measures from now, in the runtime the sender runs in.
+    fn new() -> Self {
+        Self {
+            window: std::sync::Mutex::new(Window {
+                started: Instant::now(),
+                busy: runtime_busy().map_or(Duration::ZERO, |(_, busy)| busy),
+                load: Load::Spare,
+            }),
         }
     }
 
-    /// Takes a worker for a new job if the limit allows one more.
-    fn add_worker(&mut self, limits: Limits) -> bool {
-        let start = self.workers < self.limit(limits);
+    /// The load over the last full window (spare outside a runtime).
+    fn load(&self) -> Load {
+        let now = Instant::now();
+        let mut window = crate::lock(&self.window);
+        if now - window.started < PACE_WINDOW {
+            return window.load;
+        }
+        let Some((workers, busy)) = runtime_busy() else {
+            return Load::Spare;
+        };
+        window.load = judge(
+            busy.saturating_sub(window.busy),
+            now - window.started,
+            workers,
+            window.load,
+        );
+        window.started = now;
+        window.busy = busy;
+        window.load
+    }
+}
+
+/// The load of a window that lasted `elapsed`, in which `workers` workers were busy
+/// for `busy` in all, after one judged `last`.
+fn judge(busy: Duration, elapsed: Duration, workers: usize, last: Load) -> Load {
+    let capacity = elapsed.as_nanos() * workers as u128;
+    let busy = busy.as_nanos() * 10;
+    if capacity == 0 || busy < SPARE_TENTHS * capacity {
+        Load::Spare
+    } else if busy >= SATURATED_TENTHS * capacity {
+        Load::Saturated
+    } else {
+        last
+    }
+}
+
+impl OriginQueue {
+    /// How many workers the origin gets now: its protocol's limit while the cores
+    /// have time to spare, no more than one per core while they are saturated.
+    fn target(&self, limits: Limits, load: Load) -> usize {
+        let limit = if self.http2 {
+            limits.http2
+        } else {
+            limits.http1
+        };
+        match load {
+            Load::Spare => limit,
+            Load::Saturated => limit.min(limits.saturated),
+        }
+        .max(1)
+    }
+
+    /// Takes a worker for a new job if the target allows one more.
+    fn add_worker(&mut self, limits: Limits, load: Load) -> bool {
+        let start = self.workers < self.target(limits, load);
         if start {
             self.workers += 1;
         }
         start
     }
 
-    /// The origin answered in HTTP/2 or not: how many more workers to start (its
-    /// waiting jobs can use up to the HTTP/2 limit); after a switch back to HTTP/1.1 the
-    /// workers over the limit retire as they finish ([`OriginQueue::retire`]).
-    fn answered(&mut self, http2: bool, limits: Limits) -> usize {
-        if self.http2 == http2 {
-            return 0;
+    /// A worker between jobs, on a connection that speaks HTTP/2 or not (`None`: it
+    /// has none): how many more workers to start for the waiting jobs, up to the
+    /// target. Workers over the target retire as they finish ([`OriginQueue::retire`]).
+    fn rebalance(&mut self, http2: Option<bool>, limits: Limits, load: Load) -> usize {
+        if let Some(http2) = http2 {
+            self.http2 = http2;
         }
-        self.http2 = http2;
-        let wanted = self.limit(limits).min(self.workers + self.jobs.len());
+        let wanted = self
+            .target(limits, load)
+            .min(self.workers + self.jobs.len());
         let more = wanted.saturating_sub(self.workers);
         self.workers += more;
         more
     }
 
     /// A worker between jobs: stops if the queue is empty or the origin has more
-    /// workers than its limit. True when it stops.
-    fn retire(&mut self, limits: Limits) -> bool {
-        if self.jobs.is_empty() || self.workers > self.limit(limits) {
+    /// workers than its target. True when it stops.
+    fn retire(&mut self, limits: Limits, load: Load) -> bool {
+        if self.jobs.is_empty() || self.workers > self.target(limits, load) {
             self.workers = self.workers.saturating_sub(1);
             return true;
         }
@@ -234,6 +337,7 @@ struct Inner {
     ttl: Ttl,
     request_timeout: Duration,
     limits: Limits,
+    pace: Pace,
     max_attempts: u32,
     store: Store,
     metrics: Arc<Metrics>,
@@ -293,7 +397,9 @@ impl WebPushSender {
                     http1: config
                         .max_per_origin_http1
                         .clamp(1, config.max_per_origin.max(1)),
+                    saturated: runtime_busy().map_or(1, |(workers, _)| workers),
                 },
+                pace: Pace::new(),
                 max_attempts: config.max_attempts,
                 store,
                 metrics,
@@ -309,8 +415,9 @@ impl WebPushSender {
 
     /// Delivers in the background. Deliveries wait in their origin's queue, which at
     /// most `max_per_origin` workers empty (`max_per_origin_http1` until the origin
-    /// has answered in HTTP/2): a fan-out to many subscriptions costs a queue entry
-    /// each, not a task each, until its turn.
+    /// has answered in HTTP/2), and no more than one per core while the cores are
+    /// saturated: a fan-out to many subscriptions costs a queue entry each, not a task
+    /// each, until its turn.
     pub fn spawn(&self, delivery: Delivery) {
         self.inner.in_flight.start();
         self.enqueue(Queued {
@@ -320,6 +427,7 @@ impl WebPushSender {
     }
 
     fn enqueue(&self, job: Queued) {
+        let load = self.inner.pace.load();
         let mut origins = crate::lock(&self.inner.origins);
         let origin = job.delivery.push.endpoint.origin();
         // The origin is copied only for a new queue or a new worker, not for each push.
@@ -327,7 +435,9 @@ impl WebPushSender {
             Some(queue) => queue,
             None => origins.entry(origin.clone()).or_default(),
         };
-        let start = queue.add_worker(self.inner.limits).then(|| origin.clone());
+        let start = queue
+            .add_worker(self.inner.limits, load)
+            .then(|| origin.clone());
         queue.jobs.push_back(job);
         drop(origins);
         if let Some(origin) = start {
@@ -349,15 +459,17 @@ impl WebPushSender {
     async fn work(&self, origin: Origin) {
         let mut conn: Option<Conn> = None;
         loop {
+            let load = self.inner.pace.load();
             let (job, more) = {
                 let mut origins = crate::lock(&self.inner.origins);
                 let Some(queue) = origins.get_mut(&origin) else {
                     break;
                 };
-                // After a switch to HTTP/2 the waiting deliveries get more workers.
-                let more = conn
-                    .as_ref()
-                    .map_or(0, |c| queue.answered(c.is_http2(), self.inner.limits));
+                // After a switch to HTTP/2, or while the cores have time to spare,
+                // the waiting deliveries get more workers; while they are saturated,
+                // the workers over the target retire.
+                let more =
+                    queue.rebalance(conn.as_ref().map(Conn::is_http2), self.inner.limits, load);
                 // An HTTP/2 connection is the origin's workers' to share: one that
                 // opened (again) replaces a closed one, and a worker without a
                 // connection takes it rather than opening its own.
@@ -383,7 +495,7 @@ impl WebPushSender {
                             .map(Conn::Http2);
                     }
                 }
-                let job = if queue.retire(self.inner.limits) {
+                let job = if queue.retire(self.inner.limits, load) {
                     if queue.workers == 0 && queue.jobs.is_empty() {
                         origins.remove(&origin);
                     }
@@ -693,6 +805,7 @@ mod tests {
     const LIMITS: Limits = Limits {
         http2: 64,
         http1: 8,
+        saturated: 2,
     };
 
     /// A queue with `jobs` waiting and `workers` running.
@@ -735,7 +848,9 @@ mod tests {
     #[test]
     fn an_origin_starts_at_the_http1_limit() {
         let mut q = queue(0, 0, false);
-        let started = (0..100).filter(|_| q.add_worker(LIMITS)).count();
+        let started = (0..100)
+            .filter(|_| q.add_worker(LIMITS, Load::Spare))
+            .count();
         assert_eq!(started, 8);
     }
 
@@ -743,27 +858,91 @@ mod tests {
     fn an_answer_in_http2_adds_workers_for_the_waiting_jobs() {
         // 8 running, 100 waiting: up to 64 in all.
         let mut q = queue(100, 8, false);
-        assert_eq!(q.answered(true, LIMITS), 56);
+        assert_eq!(q.rebalance(Some(true), LIMITS, Load::Spare), 56);
         assert_eq!(q.workers, 64);
         // Said again: nothing more.
-        assert_eq!(q.answered(true, LIMITS), 0);
+        assert_eq!(q.rebalance(Some(true), LIMITS, Load::Spare), 0);
         // Few waiting: only as many as they need.
         let mut q = queue(3, 8, false);
-        assert_eq!(q.answered(true, LIMITS), 3);
+        assert_eq!(q.rebalance(Some(true), LIMITS, Load::Spare), 3);
         assert_eq!(q.workers, 11);
     }
 
     #[test]
     fn after_a_switch_back_to_http1_the_workers_over_the_limit_retire() {
         let mut q = queue(100, 64, true);
-        assert_eq!(q.answered(false, LIMITS), 0);
-        let retired = (0..64).filter(|_| q.retire(LIMITS)).count();
+        assert_eq!(q.rebalance(Some(false), LIMITS, Load::Spare), 0);
+        let retired = (0..64).filter(|_| q.retire(LIMITS, Load::Spare)).count();
         assert_eq!(retired, 56);
         assert_eq!(q.workers, 8);
         // At the limit, a worker goes on while there are jobs, and stops without.
-        assert!(!q.retire(LIMITS));
+        assert!(!q.retire(LIMITS, Load::Spare));
         q.jobs.clear();
-        assert!(q.retire(LIMITS));
+        assert!(q.retire(LIMITS, Load::Spare));
         assert_eq!(q.workers, 7);
+    }
+
+    #[test]
+    fn saturated_cores_give_an_origin_one_worker_per_core() {
+        let mut q = queue(0, 0, false);
+        let started = (0..100)
+            .filter(|_| q.add_worker(LIMITS, Load::Saturated))
+            .count();
+        assert_eq!(started, 2);
+        // In HTTP/2 too, and a worker without a connection changes nothing.
+        let mut q = queue(100, 2, false);
+        assert_eq!(q.rebalance(Some(true), LIMITS, Load::Saturated), 0);
+        assert_eq!(q.rebalance(None, LIMITS, Load::Saturated), 0);
+        assert_eq!(q.workers, 2);
+        // A limit below the cores stays the limit.
+        let limits = Limits { http1: 1, ..LIMITS };
+        let mut q = queue(0, 0, false);
+        assert_eq!(
+            (0..10)
+                .filter(|_| q.add_worker(limits, Load::Saturated))
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn workers_retire_to_one_per_core_while_saturated_and_return_when_spare() {
+        let mut q = queue(100, 8, false);
+        let retired = (0..8).filter(|_| q.retire(LIMITS, Load::Saturated)).count();
+        assert_eq!(retired, 6);
+        assert_eq!(q.workers, 2);
+        // Time to spare again: the waiting jobs get workers up to the limit.
+        assert_eq!(q.rebalance(None, LIMITS, Load::Spare), 6);
+        assert_eq!(q.workers, 8);
+    }
+
+    #[test]
+    fn waiting_jobs_always_keep_a_worker() {
+        let limits = Limits {
+            saturated: 0,
+            ..LIMITS
+        };
+        let mut q = queue(0, 0, false);
+        assert!(q.add_worker(limits, Load::Saturated));
+        assert!(!q.add_worker(limits, Load::Saturated));
+        let mut q = queue(5, 1, true);
+        assert!(!q.retire(limits, Load::Saturated));
+    }
+
+    #[test]
+    fn the_load_is_saturated_from_nine_tenths_of_the_workers_time_spare_below_seven() {
+        let ms = Duration::from_millis;
+        let (spare, saturated) = (Load::Spare, Load::Saturated);
+        assert_eq!(judge(ms(18), ms(10), 2, spare), saturated);
+        assert_eq!(judge(ms(20), ms(10), 2, spare), saturated);
+        // Between seven and nine tenths, the last judgement stands.
+        assert_eq!(judge(ms(17), ms(10), 2, spare), spare);
+        assert_eq!(judge(ms(17), ms(10), 2, saturated), saturated);
+        assert_eq!(judge(ms(14), ms(10), 2, saturated), saturated);
+        assert_eq!(judge(ms(13), ms(10), 2, saturated), spare);
+        // Idle, or no workers or time to judge by: spare.
+        assert_eq!(judge(ms(0), ms(10), 2, saturated), spare);
+        assert_eq!(judge(ms(5), ms(0), 2, saturated), spare);
+        assert_eq!(judge(ms(5), ms(10), 0, saturated), spare);
     }
 }

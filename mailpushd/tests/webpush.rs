@@ -483,6 +483,70 @@ async fn an_http1_origin_gets_few_connections_an_http2_origin_many_streams() {
     daemon.shutdown(Duration::from_secs(5)).await;
 }
 
+/// Keeps each of the runtime's `workers` busy, as a fan-out that has the cores to
+/// itself does, yielding every 2 ms so that the daemon still runs; until `stop`.
+fn keep_the_cores_busy(
+    workers: usize,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..workers)
+        .map(|_| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let until = Instant::now() + Duration::from_millis(2);
+                    while Instant::now() < until {
+                        std::hint::spin_loop();
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_saturated_cores_an_origin_gets_one_request_in_flight_per_core() {
+    let slow = Duration::from_millis(600);
+    let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let h1 = PushService::start().await.unwrap();
+    let endpoints: Vec<String> = (0..12).map(|i| h1.endpoint(&format!("p/{i}"))).collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy = keep_the_cores_busy(2, &stop);
+    let daemon = with_subscriptions(dir.path(), &ua, &endpoints, |c| {
+        c.webpush.max_per_origin_http1 = 8;
+    })
+    .await;
+    // More than a few of the sender's windows of measure, all busy.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let script = || {
+        (0..12).map(|_| PushReply {
+            status: 201,
+            headers: vec![],
+            delay: slow,
+        })
+    };
+    h1.script(script());
+    new_mail(&daemon).await;
+    let requests = h1.wait_for(12, Duration::from_secs(30)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in busy {
+        task.await.unwrap();
+    }
+    let (first, _) = waves(requests.iter().map(|r| r.at).collect(), slow);
+    assert_eq!(first, 2, "requests in flight while the cores are saturated");
+
+    // The cores idle again, the last answers in: the same origin gets its limit.
+    tokio::time::sleep(slow + Duration::from_millis(300)).await;
+    h1.script(script());
+    new_mail(&daemon).await;
+    let requests = h1.wait_for(24, Duration::from_secs(30)).await;
+    let (first, _) = waves(requests.iter().skip(12).map(|r| r.at).collect(), slow);
+    assert_eq!(first, 8, "requests in flight with time to spare");
+    daemon.shutdown(Duration::from_secs(5)).await;
+}
+
 #[tokio::test]
 async fn the_counting_http2_stand_in_counts_what_the_sender_delivers() {
     let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();
