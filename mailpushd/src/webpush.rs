@@ -845,13 +845,14 @@ mod tests {
         }
     }
 
+    /// How many of 100 new jobs start a worker.
+    fn starts(q: &mut OriginQueue, limits: Limits, load: Load) -> usize {
+        (0..100).filter(|_| q.add_worker(limits, load)).count()
+    }
+
     #[test]
     fn an_origin_starts_at_the_http1_limit() {
-        let mut q = queue(0, 0, false);
-        let started = (0..100)
-            .filter(|_| q.add_worker(LIMITS, Load::Spare))
-            .count();
-        assert_eq!(started, 8);
+        assert_eq!(starts(&mut queue(0, 0, false), LIMITS, Load::Spare), 8);
     }
 
     #[test]
@@ -884,11 +885,7 @@ mod tests {
 
     #[test]
     fn saturated_cores_give_an_origin_one_worker_per_core() {
-        let mut q = queue(0, 0, false);
-        let started = (0..100)
-            .filter(|_| q.add_worker(LIMITS, Load::Saturated))
-            .count();
-        assert_eq!(started, 2);
+        assert_eq!(starts(&mut queue(0, 0, false), LIMITS, Load::Saturated), 2);
         // In HTTP/2 too, and a worker without a connection changes nothing.
         let mut q = queue(100, 2, false);
         assert_eq!(q.rebalance(Some(true), LIMITS, Load::Saturated), 0);
@@ -896,13 +893,7 @@ mod tests {
         assert_eq!(q.workers, 2);
         // A limit below the cores stays the limit.
         let limits = Limits { http1: 1, ..LIMITS };
-        let mut q = queue(0, 0, false);
-        assert_eq!(
-            (0..10)
-                .filter(|_| q.add_worker(limits, Load::Saturated))
-                .count(),
-            1
-        );
+        assert_eq!(starts(&mut queue(0, 0, false), limits, Load::Saturated), 1);
     }
 
     #[test]
@@ -922,9 +913,7 @@ mod tests {
             saturated: 0,
             ..LIMITS
         };
-        let mut q = queue(0, 0, false);
-        assert!(q.add_worker(limits, Load::Saturated));
-        assert!(!q.add_worker(limits, Load::Saturated));
+        assert_eq!(starts(&mut queue(0, 0, false), limits, Load::Saturated), 1);
         let mut q = queue(5, 1, true);
         assert!(!q.retire(limits, Load::Saturated));
     }
