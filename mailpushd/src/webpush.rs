@@ -758,9 +758,12 @@ impl WebPushSender {
                 pending = Some(request);
                 continue;
             }
-            let sent = match &mut current {
-                Conn::Http1(c) => c.try_send_request(origin_form(request)).await,
-                Conn::Http2(c) => c.try_send_request(request).await,
+            let (sent, absolute) = match &mut current {
+                Conn::Http1(c) => {
+                    let (request, absolute) = origin_form(request);
+                    (c.try_send_request(request).await, Some(absolute))
+                }
+                Conn::Http2(c) => (c.try_send_request(request).await, None),
             };
             match sent {
                 Ok(response) => {
@@ -768,7 +771,14 @@ impl WebPushSender {
                     return Ok(response);
                 }
                 Err(mut e) => match e.take_message() {
-                    Some(unsent) if !fresh => pending = Some(unsent),
+                    Some(mut unsent) if !fresh => {
+                        // Absolute again: the next connection is found by its URI,
+                        // and may be HTTP/2, which carries the authority in it.
+                        if let Some(uri) = absolute {
+                            *unsent.uri_mut() = uri;
+                        }
+                        pending = Some(unsent);
+                    }
                     _ => return Err(format!("{:?}", e.into_error())),
                 },
             }
@@ -781,8 +791,9 @@ impl WebPushSender {
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The request as HTTP/1.1 sends it: the path in the request line, the authority in
-/// `Host` (RFC 9112 §3.2).
-fn origin_form(mut request: http::Request<Full<Bytes>>) -> http::Request<Full<Bytes>> {
+/// `Host` (RFC 9112 §3.2); and the absolute URI it had, for a request that has to go
+/// on another connection.
+fn origin_form(mut request: http::Request<Full<Bytes>>) -> (http::Request<Full<Bytes>>, http::Uri) {
     if let Some(authority) = request.uri().authority()
         && let Ok(host) = http::HeaderValue::from_str(authority.as_str())
     {
@@ -791,10 +802,11 @@ fn origin_form(mut request: http::Request<Full<Bytes>>) -> http::Request<Full<By
             .entry(http::header::HOST)
             .or_insert(host);
     }
-    if let Some(path) = request.uri().path_and_query() {
-        *request.uri_mut() = http::Uri::from(path.clone());
-    }
-    request
+    let absolute = match request.uri().path_and_query().cloned() {
+        Some(path) => std::mem::replace(request.uri_mut(), http::Uri::from(path)),
+        None => request.uri().clone(),
+    };
+    (request, absolute)
 }
 
 #[cfg(test)]
@@ -843,6 +855,109 @@ mod tests {
             generic: None,
             since: Instant::now(),
         }
+    }
+
+    /// A connection's transport that is idle at first and then finds the peer gone:
+    /// the first read waits, every later one is the end of the stream. What is
+    /// written is kept.
+    struct GoneOnSecondRead {
+        reads: usize,
+        written: Arc<std::sync::Mutex<Vec<u8>>>,
+    }
+
+    impl tokio::io::AsyncRead for GoneOnSecondRead {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            self.reads += 1;
+            if self.reads == 1 {
+                // Woken by nothing: the connection is read again when a request
+                // arrives for it.
+                Poll::Pending
+            } else {
+                Poll::Ready(Ok(()))
+            }
+        }
+    }
+
+    impl tokio::io::AsyncWrite for GoneOnSecondRead {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            octets: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            crate::lock(&self.written).extend_from_slice(octets);
+            Poll::Ready(Ok(octets.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_a_kept_connection_hands_back_unsent_goes_once_on_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = crate::standin::PushService::start().await.unwrap();
+        let mut config = crate::config::Config::with_database(dir.path().join("s.sqlite"));
+        config.webpush.allow_local_push_service = true;
+        let store = Store::open(&config.database).await.unwrap();
+        let key = webpush_crypto::VapidKey::generate(&mut rand_core::OsRng).unwrap();
+        let subject = webpush_crypto::Subject::new("mailto:postmaster@mail.example").unwrap();
+        let sender = WebPushSender::new(
+            &config.webpush,
+            TokenCache::new(webpush_crypto::VapidSigner::new(key, subject)),
+            None,
+            store,
+            Arc::new(Metrics::new()),
+        )
+        .unwrap();
+        let url = service.endpoint("p/1");
+        let origin = webpush_crypto::Endpoint::new_allowing_plain_http(&url)
+            .unwrap()
+            .origin()
+            .clone();
+
+        // A connection kept from an earlier burst whose peer has gone since: it looks
+        // open and ready, and finds the end of the stream only when the request
+        // wakes it, before writing anything.
+        let written = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let io = GoneOnSecondRead {
+            reads: 0,
+            written: written.clone(),
+        };
+        let (kept, connection) = http1::handshake(hyper_util::rt::TokioIo::new(io))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        // Polled once: idle, it asks for a request.
+        tokio::task::yield_now().await;
+        sender.park(origin.clone(), Conn::Http1(kept));
+
+        let request = http::Request::post(url.as_str())
+            .body(Full::new(Bytes::from_static(b"push")))
+            .unwrap();
+        let mut conn = None;
+        let response = sender.send(&origin, request, &mut conn).await.unwrap();
+        assert_eq!(response.status(), 201);
+        assert!(
+            crate::lock(&written).is_empty(),
+            "written on the gone connection"
+        );
+        let arrived = service.wait_for(1, Duration::from_secs(5)).await;
+        assert_eq!(arrived.len(), 1);
+        assert_eq!(arrived[0].body, b"push");
+        assert_eq!(service.connections(), 1);
+        assert!(
+            conn.is_some_and(|c| !c.is_closed()),
+            "the new connection is kept"
+        );
     }
 
     /// How many of 100 new jobs start a worker.
