@@ -857,24 +857,23 @@ mod tests {
         }
     }
 
-    /// A connection's transport that is idle at first and then finds the peer gone:
-    /// the first read waits, every later one is the end of the stream. What is
-    /// written is kept.
-    struct GoneOnSecondRead {
+    /// A connection's transport whose peer has gone: its first `idle` reads wait
+    /// (woken by nothing, so it is read again when a request arrives for it), every
+    /// later one is the end of the stream. What is written is kept.
+    struct Gone {
+        idle: usize,
         reads: usize,
         written: Arc<std::sync::Mutex<Vec<u8>>>,
     }
 
-    impl tokio::io::AsyncRead for GoneOnSecondRead {
+    impl tokio::io::AsyncRead for Gone {
         fn poll_read(
             mut self: Pin<&mut Self>,
             _: &mut Context<'_>,
             _: &mut tokio::io::ReadBuf<'_>,
         ) -> Poll<std::io::Result<()>> {
             self.reads += 1;
-            if self.reads == 1 {
-                // Woken by nothing: the connection is read again when a request
-                // arrives for it.
+            if self.reads <= self.idle {
                 Poll::Pending
             } else {
                 Poll::Ready(Ok(()))
@@ -882,7 +881,7 @@ mod tests {
         }
     }
 
-    impl tokio::io::AsyncWrite for GoneOnSecondRead {
+    impl tokio::io::AsyncWrite for Gone {
         fn poll_write(
             self: Pin<&mut Self>,
             _: &mut Context<'_>,
@@ -901,8 +900,12 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_request_a_kept_connection_hands_back_unsent_goes_once_on_a_new_one() {
+    /// A connection kept from an earlier burst whose peer has gone since, and looks
+    /// open: with `idle` 0 it finds the end of the stream while the sender waits for
+    /// it to be ready; with 1 it has asked for a request, and finds it when the
+    /// request wakes it, handing the request back unwritten. Either way the push goes
+    /// once, over one new connection, and nothing is written on the gone one.
+    async fn a_push_over_a_gone_connection(idle: usize) {
         let dir = tempfile::tempdir().unwrap();
         let service = crate::standin::PushService::start().await.unwrap();
         let mut config = crate::config::Config::with_database(dir.path().join("s.sqlite"));
@@ -924,11 +927,9 @@ mod tests {
             .origin()
             .clone();
 
-        // A connection kept from an earlier burst whose peer has gone since: it looks
-        // open and ready, and finds the end of the stream only when the request
-        // wakes it, before writing anything.
         let written = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let io = GoneOnSecondRead {
+        let io = Gone {
+            idle,
             reads: 0,
             written: written.clone(),
         };
@@ -936,8 +937,10 @@ mod tests {
             .await
             .unwrap();
         tokio::spawn(connection);
-        // Polled once: idle, it asks for a request.
-        tokio::task::yield_now().await;
+        if idle > 0 {
+            // Polled once: idle, it asks for a request.
+            tokio::task::yield_now().await;
+        }
         sender.park(origin.clone(), Conn::Http1(kept));
 
         let request = http::Request::post(url.as_str())
@@ -958,6 +961,16 @@ mod tests {
             conn.is_some_and(|c| !c.is_closed()),
             "the new connection is kept"
         );
+    }
+
+    #[tokio::test]
+    async fn a_kept_connection_found_gone_before_the_request_is_replaced() {
+        a_push_over_a_gone_connection(0).await;
+    }
+
+    #[tokio::test]
+    async fn a_request_a_kept_connection_hands_back_unsent_goes_once_on_a_new_one() {
+        a_push_over_a_gone_connection(1).await;
     }
 
     /// How many of 100 new jobs start a worker.
