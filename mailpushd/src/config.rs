@@ -81,8 +81,9 @@ pub struct WebPush {
     /// How long one push request may take.
     pub request_timeout: Duration,
     /// Requests in flight per push service origin that speaks HTTP/2 (streams on one
-    /// connection). While the cores are saturated, an origin gets at most one per
-    /// core, of either protocol: more would only wait for them.
+    /// connection). While the cores are saturated, origins of either protocol share
+    /// two requests in flight per core instead (at least one each): more would only
+    /// wait for the cores.
     pub max_per_origin: usize,
     /// Requests in flight per origin that speaks HTTP/1.1, or has not answered yet.
     /// HTTP/1.1 carries one request per connection, so this is also the number of

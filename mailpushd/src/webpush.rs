@@ -157,9 +157,6 @@ struct Limits {
     http2: usize,
     /// Connections to one that answers in HTTP/1.1, or has not answered yet.
     http1: usize,
-    /// What an origin keeps while the cores are saturated: one per core, so a single
-    /// origin still keeps them all busy.
-    saturated: usize,
 }
 
 /// Whether the cores have time to spare for more requests in flight.
@@ -181,13 +178,22 @@ struct Pace {
 /// The window being measured, and the judgement of the last one.
 struct Window {
     started: Instant,
-    /// The workers' busy time, summed, when the window started.
-    busy: Duration,
+    /// Each worker's count when the window started.
+    workers: Vec<WorkerCount>,
     load: Load,
 }
 
+/// What tokio has counted of one runtime worker so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct WorkerCount {
+    /// The time it spent busy, as last added up.
+    busy: Duration,
+    /// How often it parked (found nothing to do) and unparked: odd while parked.
+    park_unparks: u64,
+}
+
 /// How long a window of the load lasts.
-const PACE_WINDOW: Duration = Duration::from_millis(20);
+const PACE_WINDOW: Duration = Duration::from_millis(50);
 
 /// The share of the workers' time busy, in tenths, from which the cores count as
 /// saturated, and below which they have time to spare again. In between the last
@@ -195,15 +201,35 @@ const PACE_WINDOW: Duration = Duration::from_millis(20);
 const SATURATED_TENTHS: u128 = 9;
 const SPARE_TENTHS: u128 = 7;
 
-/// The current runtime's workers, and the time they spent busy so far, summed; none
-/// outside a runtime.
-fn runtime_busy() -> Option<(usize, Duration)> {
+/// What tokio has counted of the current runtime's workers; none outside a runtime.
+fn worker_counts() -> Option<Vec<WorkerCount>> {
     let metrics = tokio::runtime::Handle::try_current().ok()?.metrics();
-    let workers = metrics.num_workers();
-    let busy = (0..workers)
-        .map(|w| metrics.worker_total_busy_duration(w))
-        .sum();
-    Some((workers, busy))
+    let counts = (0..metrics.num_workers())
+        .map(|w| WorkerCount {
+            busy: metrics.worker_total_busy_duration(w),
+            park_unparks: metrics.worker_park_unpark_count(w),
+        })
+        .collect();
+    Some(counts)
+}
+
+/// How long the workers were busy over a window of `elapsed`, in all, from their
+/// counts at its start and end. Tokio adds up a worker's busy time only every 61
+/// polls and when it parks, so a worker in long polls shows none for a while: one
+/// that neither parked nor unparked in the window was busy all of it, or parked all
+/// of it (an odd count).
+fn busy_between(before: &[WorkerCount], after: &[WorkerCount], elapsed: Duration) -> Duration {
+    before
+        .iter()
+        .zip(after)
+        .map(
+            |(before, after)| match after.park_unparks.saturating_sub(before.park_unparks) {
+                0 if after.park_unparks % 2 == 0 => elapsed,
+                0 => Duration::ZERO,
+                _ => after.busy.saturating_sub(before.busy).min(elapsed),
+            },
+        )
+        .sum()
 }
 
 impl Pace {
@@ -212,7 +238,7 @@ impl Pace {
         Self {
             window: std::sync::Mutex::new(Window {
                 started: Instant::now(),
-                busy: runtime_busy().map_or(Duration::ZERO, |(_, busy)| busy),
+                workers: worker_counts().unwrap_or_default(),
                 load: Load::Spare,
             }),
         }
@@ -225,17 +251,14 @@ impl Pace {
         if now - window.started < PACE_WINDOW {
             return window.load;
         }
-        let Some((workers, busy)) = runtime_busy() else {
+        let Some(workers) = worker_counts() else {
             return Load::Spare;
         };
-        window.load = judge(
-            busy.saturating_sub(window.busy),
-            now - window.started,
-            workers,
-            window.load,
-        );
+        let elapsed = now - window.started;
+        let busy = busy_between(&window.workers, &workers, elapsed);
+        window.load = judge(busy, elapsed, workers.len(), window.load);
         window.started = now;
-        window.busy = busy;
+        window.workers = workers;
         window.load
     }
 }
@@ -254,25 +277,31 @@ fn judge(busy: Duration, elapsed: Duration, workers: usize, last: Load) -> Load 
     }
 }
 
+/// The most workers an origin gets, whatever its protocol's limit says, when
+/// `origins` have pushes to send: none while the cores have time to spare; while they
+/// are saturated, its share of `in_flight`, at least one.
+fn cap(load: Load, in_flight: usize, origins: usize) -> Option<usize> {
+    match load {
+        Load::Spare => None,
+        Load::Saturated => Some(in_flight.div_ceil(origins.max(1)).max(1)),
+    }
+}
+
 impl OriginQueue {
-    /// How many workers the origin gets now: its protocol's limit while the cores
-    /// have time to spare, no more than one per core while they are saturated.
-    fn target(&self, limits: Limits, load: Load) -> usize {
+    /// How many workers the origin gets now: its protocol's limit, or `cap` if lower
+    /// (while the cores are saturated), and always one.
+    fn target(&self, limits: Limits, cap: Option<usize>) -> usize {
         let limit = if self.http2 {
             limits.http2
         } else {
             limits.http1
         };
-        match load {
-            Load::Spare => limit,
-            Load::Saturated => limit.min(limits.saturated),
-        }
-        .max(1)
+        cap.map_or(limit, |cap| limit.min(cap)).max(1)
     }
 
     /// Takes a worker for a new job if the target allows one more.
-    fn add_worker(&mut self, limits: Limits, load: Load) -> bool {
-        let start = self.workers < self.target(limits, load);
+    fn add_worker(&mut self, limits: Limits, cap: Option<usize>) -> bool {
+        let start = self.workers < self.target(limits, cap);
         if start {
             self.workers += 1;
         }
@@ -282,13 +311,11 @@ impl OriginQueue {
     /// A worker between jobs, on a connection that speaks HTTP/2 or not (`None`: it
     /// has none): how many more workers to start for the waiting jobs, up to the
     /// target. Workers over the target retire as they finish ([`OriginQueue::retire`]).
-    fn rebalance(&mut self, http2: Option<bool>, limits: Limits, load: Load) -> usize {
+    fn rebalance(&mut self, http2: Option<bool>, limits: Limits, cap: Option<usize>) -> usize {
         if let Some(http2) = http2 {
             self.http2 = http2;
         }
-        let wanted = self
-            .target(limits, load)
-            .min(self.workers + self.jobs.len());
+        let wanted = self.target(limits, cap).min(self.workers + self.jobs.len());
         let more = wanted.saturating_sub(self.workers);
         self.workers += more;
         more
@@ -296,8 +323,8 @@ impl OriginQueue {
 
     /// A worker between jobs: stops if the queue is empty or the origin has more
     /// workers than its target. True when it stops.
-    fn retire(&mut self, limits: Limits, load: Load) -> bool {
-        if self.jobs.is_empty() || self.workers > self.target(limits, load) {
+    fn retire(&mut self, limits: Limits, cap: Option<usize>) -> bool {
+        if self.jobs.is_empty() || self.workers > self.target(limits, cap) {
             self.workers = self.workers.saturating_sub(1);
             return true;
         }
@@ -338,6 +365,10 @@ struct Inner {
     request_timeout: Duration,
     limits: Limits,
     pace: Pace,
+    /// Requests in flight across all origins while the cores are saturated: two per
+    /// core, so that the cores stay busy through the round trips, shared among the
+    /// origins with pushes to send (at least one each).
+    saturated_in_flight: usize,
     max_attempts: u32,
     store: Store,
     metrics: Arc<Metrics>,
@@ -397,9 +428,9 @@ impl WebPushSender {
                     http1: config
                         .max_per_origin_http1
                         .clamp(1, config.max_per_origin.max(1)),
-                    saturated: runtime_busy().map_or(1, |(workers, _)| workers),
                 },
                 pace: Pace::new(),
+                saturated_in_flight: 2 * worker_counts().map_or(1, |workers| workers.len()),
                 max_attempts: config.max_attempts,
                 store,
                 metrics,
@@ -415,8 +446,8 @@ impl WebPushSender {
 
     /// Delivers in the background. Deliveries wait in their origin's queue, which at
     /// most `max_per_origin` workers empty (`max_per_origin_http1` until the origin
-    /// has answered in HTTP/2), and no more than one per core while the cores are
-    /// saturated: a fan-out to many subscriptions costs a queue entry each, not a task
+    /// has answered in HTTP/2), or, while the cores are saturated, its share of two
+    /// per core: a fan-out to many subscriptions costs a queue entry each, not a task
     /// each, until its turn.
     pub fn spawn(&self, delivery: Delivery) {
         self.inner.in_flight.start();
@@ -430,13 +461,15 @@ impl WebPushSender {
         let load = self.inner.pace.load();
         let mut origins = crate::lock(&self.inner.origins);
         let origin = job.delivery.push.endpoint.origin();
+        let active = origins.len() + usize::from(!origins.contains_key(origin));
+        let cap = cap(load, self.inner.saturated_in_flight, active);
         // The origin is copied only for a new queue or a new worker, not for each push.
         let queue = match origins.get_mut(origin) {
             Some(queue) => queue,
             None => origins.entry(origin.clone()).or_default(),
         };
         let start = queue
-            .add_worker(self.inner.limits, load)
+            .add_worker(self.inner.limits, cap)
             .then(|| origin.clone());
         queue.jobs.push_back(job);
         drop(origins);
@@ -462,6 +495,7 @@ impl WebPushSender {
             let load = self.inner.pace.load();
             let (job, more) = {
                 let mut origins = crate::lock(&self.inner.origins);
+                let cap = cap(load, self.inner.saturated_in_flight, origins.len());
                 let Some(queue) = origins.get_mut(&origin) else {
                     break;
                 };
@@ -469,7 +503,7 @@ impl WebPushSender {
                 // the waiting deliveries get more workers; while they are saturated,
                 // the workers over the target retire.
                 let more =
-                    queue.rebalance(conn.as_ref().map(Conn::is_http2), self.inner.limits, load);
+                    queue.rebalance(conn.as_ref().map(Conn::is_http2), self.inner.limits, cap);
                 // An HTTP/2 connection is the origin's workers' to share: one that
                 // opened (again) replaces a closed one, and a worker without a
                 // connection takes it rather than opening its own.
@@ -495,7 +529,7 @@ impl WebPushSender {
                             .map(Conn::Http2);
                     }
                 }
-                let job = if queue.retire(self.inner.limits, load) {
+                let job = if queue.retire(self.inner.limits, cap) {
                     if queue.workers == 0 && queue.jobs.is_empty() {
                         origins.remove(&origin);
                     }
@@ -817,8 +851,10 @@ mod tests {
     const LIMITS: Limits = Limits {
         http2: 64,
         http1: 8,
-        saturated: 2,
     };
+
+    /// While the cores are saturated: two workers for the origin.
+    const SATURATED: Option<usize> = Some(2);
 
     /// A queue with `jobs` waiting and `workers` running.
     fn queue(jobs: usize, workers: usize, http2: bool) -> OriginQueue {
@@ -974,76 +1010,122 @@ mod tests {
     }
 
     /// How many of 100 new jobs start a worker.
-    fn starts(q: &mut OriginQueue, limits: Limits, load: Load) -> usize {
-        (0..100).filter(|_| q.add_worker(limits, load)).count()
+    fn starts(q: &mut OriginQueue, limits: Limits, cap: Option<usize>) -> usize {
+        (0..100).filter(|_| q.add_worker(limits, cap)).count()
     }
 
     #[test]
     fn an_origin_starts_at_the_http1_limit() {
-        assert_eq!(starts(&mut queue(0, 0, false), LIMITS, Load::Spare), 8);
+        assert_eq!(starts(&mut queue(0, 0, false), LIMITS, None), 8);
     }
 
     #[test]
     fn an_answer_in_http2_adds_workers_for_the_waiting_jobs() {
         // 8 running, 100 waiting: up to 64 in all.
         let mut q = queue(100, 8, false);
-        assert_eq!(q.rebalance(Some(true), LIMITS, Load::Spare), 56);
+        assert_eq!(q.rebalance(Some(true), LIMITS, None), 56);
         assert_eq!(q.workers, 64);
         // Said again: nothing more.
-        assert_eq!(q.rebalance(Some(true), LIMITS, Load::Spare), 0);
+        assert_eq!(q.rebalance(Some(true), LIMITS, None), 0);
         // Few waiting: only as many as they need.
         let mut q = queue(3, 8, false);
-        assert_eq!(q.rebalance(Some(true), LIMITS, Load::Spare), 3);
+        assert_eq!(q.rebalance(Some(true), LIMITS, None), 3);
         assert_eq!(q.workers, 11);
     }
 
     #[test]
     fn after_a_switch_back_to_http1_the_workers_over_the_limit_retire() {
         let mut q = queue(100, 64, true);
-        assert_eq!(q.rebalance(Some(false), LIMITS, Load::Spare), 0);
-        let retired = (0..64).filter(|_| q.retire(LIMITS, Load::Spare)).count();
+        assert_eq!(q.rebalance(Some(false), LIMITS, None), 0);
+        let retired = (0..64).filter(|_| q.retire(LIMITS, None)).count();
         assert_eq!(retired, 56);
         assert_eq!(q.workers, 8);
         // At the limit, a worker goes on while there are jobs, and stops without.
-        assert!(!q.retire(LIMITS, Load::Spare));
+        assert!(!q.retire(LIMITS, None));
         q.jobs.clear();
-        assert!(q.retire(LIMITS, Load::Spare));
+        assert!(q.retire(LIMITS, None));
         assert_eq!(q.workers, 7);
     }
 
     #[test]
-    fn saturated_cores_give_an_origin_one_worker_per_core() {
-        assert_eq!(starts(&mut queue(0, 0, false), LIMITS, Load::Saturated), 2);
+    fn saturated_cores_cap_an_origins_workers() {
+        assert_eq!(starts(&mut queue(0, 0, false), LIMITS, SATURATED), 2);
         // In HTTP/2 too, and a worker without a connection changes nothing.
         let mut q = queue(100, 2, false);
-        assert_eq!(q.rebalance(Some(true), LIMITS, Load::Saturated), 0);
-        assert_eq!(q.rebalance(None, LIMITS, Load::Saturated), 0);
+        assert_eq!(q.rebalance(Some(true), LIMITS, SATURATED), 0);
+        assert_eq!(q.rebalance(None, LIMITS, SATURATED), 0);
         assert_eq!(q.workers, 2);
-        // A limit below the cores stays the limit.
+        // A limit below the cap stays the limit.
         let limits = Limits { http1: 1, ..LIMITS };
-        assert_eq!(starts(&mut queue(0, 0, false), limits, Load::Saturated), 1);
+        assert_eq!(starts(&mut queue(0, 0, false), limits, SATURATED), 1);
     }
 
     #[test]
-    fn workers_retire_to_one_per_core_while_saturated_and_return_when_spare() {
+    fn workers_retire_to_the_cap_while_saturated_and_return_when_spare() {
         let mut q = queue(100, 8, false);
-        let retired = (0..8).filter(|_| q.retire(LIMITS, Load::Saturated)).count();
+        let retired = (0..8).filter(|_| q.retire(LIMITS, SATURATED)).count();
         assert_eq!(retired, 6);
         assert_eq!(q.workers, 2);
         // Time to spare again: the waiting jobs get workers up to the limit.
-        assert_eq!(q.rebalance(None, LIMITS, Load::Spare), 6);
+        assert_eq!(q.rebalance(None, LIMITS, None), 6);
         assert_eq!(q.workers, 8);
     }
 
     #[test]
     fn waiting_jobs_always_keep_a_worker() {
-        let limits = Limits {
-            saturated: 0,
-            ..LIMITS
-        };
-        assert_eq!(starts(&mut queue(0, 0, false), limits, Load::Saturated), 1);
+        assert_eq!(starts(&mut queue(0, 0, false), LIMITS, Some(0)), 1);
         let mut q = queue(5, 1, true);
-        assert!(!q.retire(limits, Load::Saturated));
+        assert!(!q.retire(LIMITS, Some(0)));
+    }
+
+    #[test]
+    fn a_worker_that_did_not_park_was_busy_all_the_window() {
+        let ms = Duration::from_millis;
+        let count = |busy, park_unparks| WorkerCount {
+            busy: ms(busy),
+            park_unparks,
+        };
+        let window = ms(50);
+        // No busy time added up yet, no park: busy all along.
+        assert_eq!(
+            busy_between(&[count(10, 4)], &[count(10, 4)], window),
+            window
+        );
+        // Parked all along (an odd count): idle.
+        assert_eq!(
+            busy_between(&[count(10, 5)], &[count(10, 5)], window),
+            ms(0)
+        );
+        // Parked and unparked meanwhile: the busy time added up, no more than the window.
+        assert_eq!(
+            busy_between(&[count(10, 4)], &[count(30, 6)], window),
+            ms(20)
+        );
+        assert_eq!(
+            busy_between(&[count(10, 4)], &[count(90, 7)], window),
+            window
+        );
+        // Summed over the workers.
+        assert_eq!(
+            busy_between(
+                &[count(0, 2), count(0, 3)],
+                &[count(0, 2), count(25, 5)],
+                window
+            ),
+            ms(75)
+        );
+    }
+
+    #[test]
+    fn saturated_cores_share_their_requests_in_flight_among_the_origins() {
+        // Four in flight on saturated cores: all four for one origin, two each for
+        // two or three, one each for fifty.
+        assert_eq!(cap(Load::Saturated, 4, 1), Some(4));
+        assert_eq!(cap(Load::Saturated, 4, 2), Some(2));
+        assert_eq!(cap(Load::Saturated, 4, 3), Some(2));
+        assert_eq!(cap(Load::Saturated, 4, 50), Some(1));
+        assert_eq!(cap(Load::Saturated, 4, 0), Some(4));
+        assert_eq!(cap(Load::Spare, 4, 50), None);
     }
 
     #[test]
