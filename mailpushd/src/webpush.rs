@@ -277,9 +277,9 @@ fn judge(busy: Duration, elapsed: Duration, workers: usize, last: Load) -> Load 
     }
 }
 
-/// The most workers an origin gets, whatever its protocol's limit says, when
-/// `origins` have pushes to send: none while the cores have time to spare; while they
-/// are saturated, its share of `in_flight`, at least one.
+/// A cap on an origin's workers, under its protocol's limit, when `origins` have
+/// pushes to send: none while the cores have time to spare; while they are
+/// saturated, its share of `in_flight`, at least one.
 fn cap(load: Load, in_flight: usize, origins: usize) -> Option<usize> {
     match load {
         Load::Spare => None,
