@@ -279,11 +279,11 @@ fn judge(busy: Duration, elapsed: Duration, workers: usize, last: Load) -> Load 
 
 /// A cap on an origin's workers, under its protocol's limit, when `origins` have
 /// pushes to send: none while the cores have time to spare; while they are
-/// saturated, its share of `in_flight`, at least one.
+/// saturated, its share of `in_flight` (the queue's target keeps at least one).
 fn cap(load: Load, in_flight: usize, origins: usize) -> Option<usize> {
     match load {
         Load::Spare => None,
-        Load::Saturated => Some(in_flight.div_ceil(origins.max(1)).max(1)),
+        Load::Saturated => Some(in_flight.div_ceil(origins.max(1))),
     }
 }
 
@@ -461,13 +461,14 @@ impl WebPushSender {
         let load = self.inner.pace.load();
         let mut origins = crate::lock(&self.inner.origins);
         let origin = job.delivery.push.endpoint.origin();
-        let active = origins.len() + usize::from(!origins.contains_key(origin));
-        let cap = cap(load, self.inner.saturated_in_flight, active);
-        // The origin is copied only for a new queue or a new worker, not for each push.
-        let queue = match origins.get_mut(origin) {
-            Some(queue) => queue,
-            None => origins.entry(origin.clone()).or_default(),
+        let known = origins.len();
+        // The origin is copied only for a new queue or a new worker, not for each push;
+        // one lookup finds the queue and tells whether it is one more origin.
+        let (queue, active) = match origins.get_mut(origin) {
+            Some(queue) => (queue, known),
+            None => (origins.entry(origin.clone()).or_default(), known + 1),
         };
+        let cap = cap(load, self.inner.saturated_in_flight, active);
         let start = queue
             .add_worker(self.inner.limits, cap)
             .then(|| origin.clone());
