@@ -6,7 +6,8 @@
 //! private address is refused (DNS rebinding). VAPID tokens are cached per origin.
 //! Every `Outcome` has its effect: 404/410 delete the subscription, 413 resends the
 //! generic push, 429 and 5xx are retried after `Retry-After` or with back-off, 401/403
-//! are reported as a VAPID configuration fault.
+//! are reported as a VAPID configuration fault. A 429, or a 5xx with `Retry-After`,
+//! holds the whole origin: its limit is the sender's, not one subscription's.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -114,6 +115,27 @@ struct OriginQueue {
     http2: bool,
     /// The HTTP/2 connection the origin's workers share, once one is open.
     shared: Option<http2::SendRequest<Full<Bytes>>>,
+    /// No request goes to the origin before then: it answered 429, or 5xx with a
+    /// `Retry-After`. Its limit is the sender's, not one subscription's, so the rest
+    /// of a fan-out waits too instead of meeting the same answer.
+    held_until: Option<Instant>,
+}
+
+/// What a worker between jobs does next.
+// Held only between taking a job and starting it; boxing the job would cost an
+// allocation per push.
+#[allow(clippy::large_enum_variant)]
+enum Next {
+    /// Sends this delivery.
+    Job(Queued),
+    /// Waits until then, for the origin's hold to end: the last worker of a held
+    /// origin stays, so that what is queued meanwhile waits too.
+    Wait(Instant),
+    /// Stops; `empty` when the origin has neither workers nor jobs left.
+    Stop {
+        /// The queue can go.
+        empty: bool,
+    },
 }
 
 /// A connection to a push service: a worker's own while the origin speaks HTTP/1.1
@@ -289,8 +311,11 @@ fn cap(load: Load, in_flight: usize, origins: usize) -> Option<usize> {
 
 impl OriginQueue {
     /// How many workers the origin gets now: its protocol's limit, or `cap` if lower
-    /// (while the cores are saturated), and always one.
+    /// (while the cores are saturated), and always one; one while it is held.
     fn target(&self, limits: Limits, cap: Option<usize>) -> usize {
+        if self.held_until.is_some() {
+            return 1;
+        }
         let limit = if self.http2 {
             limits.http2
         } else {
@@ -310,7 +335,7 @@ impl OriginQueue {
 
     /// A worker between jobs, on a connection that speaks HTTP/2 or not (`None`: it
     /// has none): how many more workers to start for the waiting jobs, up to the
-    /// target. Workers over the target retire as they finish ([`OriginQueue::retire`]).
+    /// target. Workers over the target stop as they finish ([`OriginQueue::next`]).
     fn rebalance(&mut self, http2: Option<bool>, limits: Limits, cap: Option<usize>) -> usize {
         if let Some(http2) = http2 {
             self.http2 = http2;
@@ -321,14 +346,36 @@ impl OriginQueue {
         more
     }
 
-    /// A worker between jobs: stops if the queue is empty or the origin has more
-    /// workers than its target. True when it stops.
-    fn retire(&mut self, limits: Limits, cap: Option<usize>) -> bool {
-        if self.jobs.is_empty() || self.workers > self.target(limits, cap) {
-            self.workers = self.workers.saturating_sub(1);
-            return true;
+    /// Holds the origin until `until`, or longer if it is held longer already.
+    fn hold(&mut self, until: Instant) {
+        self.held_until = self.held_until.max(Some(until));
+    }
+
+    /// Ends a hold that is over by `now`.
+    fn release(&mut self, now: Instant) {
+        if self.held_until.is_some_and(|until| until <= now) {
+            self.held_until = None;
         }
-        false
+    }
+
+    /// A worker between jobs: takes the next job, unless the queue is empty or the
+    /// origin has more workers than its target, when it stops. While the origin is
+    /// held, all but one stop, and that one waits the hold out.
+    fn next(&mut self, limits: Limits, cap: Option<usize>) -> Next {
+        if let Some(until) = self.held_until
+            && self.workers <= 1
+        {
+            return Next::Wait(until);
+        }
+        if self.workers <= self.target(limits, cap)
+            && let Some(job) = self.jobs.pop_front()
+        {
+            return Next::Job(job);
+        }
+        self.workers = self.workers.saturating_sub(1);
+        Next::Stop {
+            empty: self.workers == 0 && self.jobs.is_empty(),
+        }
     }
 }
 
@@ -494,12 +541,13 @@ impl WebPushSender {
         let mut conn: Option<Conn> = None;
         loop {
             let load = self.inner.pace.load();
-            let (job, more) = {
+            let (next, more) = {
                 let mut origins = crate::lock(&self.inner.origins);
                 let cap = cap(load, self.inner.saturated_in_flight, origins.len());
                 let Some(queue) = origins.get_mut(&origin) else {
                     break;
                 };
+                queue.release(Instant::now());
                 // After a switch to HTTP/2, or while the cores have time to spare,
                 // the waiting deliveries get more workers; while they are saturated,
                 // the workers over the target retire.
@@ -530,20 +578,24 @@ impl WebPushSender {
                             .map(Conn::Http2);
                     }
                 }
-                let job = if queue.retire(self.inner.limits, cap) {
-                    if queue.workers == 0 && queue.jobs.is_empty() {
-                        origins.remove(&origin);
-                    }
-                    None
-                } else {
-                    // `retire` stops a worker of an empty queue, so there is a job.
-                    queue.jobs.pop_front()
-                };
-                (job, more)
+                let next = queue.next(self.inner.limits, cap);
+                if let Next::Stop { empty: true } = next {
+                    origins.remove(&origin);
+                }
+                (next, more)
             };
             self.start_workers(&origin, more);
-            let Some(job) = job else {
-                break;
+            let job = match next {
+                Next::Job(job) => job,
+                Next::Wait(until) => {
+                    // Kept no longer than an idle connection would be.
+                    if until.saturating_duration_since(Instant::now()) > IDLE_TIMEOUT {
+                        conn = None;
+                    }
+                    tokio::time::sleep_until(until.into()).await;
+                    continue;
+                }
+                Next::Stop { .. } => break,
             };
             let Queued {
                 mut delivery,
@@ -639,6 +691,15 @@ impl WebPushSender {
         Ok((conn, false))
     }
 
+    /// No request goes to `origin` for `wait`, as its answer asked: the workers in
+    /// flight finish their requests, and all but one stop.
+    fn hold(&self, origin: &Origin, wait: Duration) {
+        tracing::warn!(%origin, ?wait, "the push service asks to wait: no pushes go to it until then");
+        if let Some(queue) = crate::lock(&self.inner.origins).get_mut(origin) {
+            queue.hold(Instant::now() + wait);
+        }
+    }
+
     fn finish(&self, delivery: &Delivery, outcome: PushOutcome) {
         let metrics = &self.inner.metrics;
         metrics.push("webpush", outcome);
@@ -661,10 +722,12 @@ impl WebPushSender {
             metrics.in_flight().inc();
             let answer = self.attempt(delivery, conn).await;
             metrics.in_flight().dec();
-            let wait = match answer {
+            // How long the service asks this push to wait, and whether its origin
+            // waits too.
+            let (wait, hold) = match answer {
                 Err(why) => {
                     tracing::warn!(attempt, origin = %delivery.push.endpoint.origin(), reason = %why, "push not delivered");
-                    None
+                    (None, false)
                 }
                 Ok(Outcome::Delivered { .. }) => return Step::Done(PushOutcome::Delivered),
                 Ok(outcome @ Outcome::RemoveSubscription { .. }) => {
@@ -695,20 +758,30 @@ impl WebPushSender {
                     tracing::error!(%status, origin = %delivery.push.endpoint.origin(), "the push service refused the VAPID token: check webpush.subject and the VAPID key; subscriptions made under another key must subscribe again");
                     return Step::Done(PushOutcome::FixConfiguration);
                 }
-                Ok(
-                    Outcome::RateLimited { retry_after } | Outcome::RetryLater { retry_after, .. },
-                ) => retry_after.map(|r| r.delay(SystemTime::now())),
+                Ok(Outcome::RateLimited { retry_after }) => {
+                    (retry_after.map(|r| r.delay(SystemTime::now())), true)
+                }
+                // A failing service that says for how long holds its origin; one that
+                // does not may have failed for this push alone.
+                Ok(Outcome::RetryLater { retry_after, .. }) => {
+                    let wait = retry_after.map(|r| r.delay(SystemTime::now()));
+                    (wait, wait.is_some())
+                }
                 Ok(other) => {
                     tracing::error!(outcome = ?other, origin = %delivery.push.endpoint.origin(), "the push service refused the push");
                     return Step::Done(PushOutcome::FixRequest);
                 }
             };
+            let backoff = crate::apns::backoff(Duration::from_millis(500), attempt);
+            if hold {
+                // A 429 without a `Retry-After` holds the origin for the back-off.
+                self.hold(delivery.push.endpoint.origin(), wait.unwrap_or(backoff));
+            }
             if attempt >= self.inner.max_attempts {
                 return Step::Done(PushOutcome::GaveUp);
             }
             metrics.push("webpush", PushOutcome::Retried);
             metrics.retry_queue().inc();
-            let backoff = crate::apns::backoff(Duration::from_millis(500), attempt);
             return Step::Later(wait.map_or(backoff, |w| w.max(backoff)));
         }
     }
@@ -1010,6 +1083,11 @@ mod tests {
         a_push_over_a_gone_connection(1).await;
     }
 
+    /// Whether a worker between jobs stops (or else takes a job or waits).
+    fn stops(q: &mut OriginQueue, limits: Limits, cap: Option<usize>) -> bool {
+        matches!(q.next(limits, cap), Next::Stop { .. })
+    }
+
     /// How many of 100 new jobs start a worker.
     fn starts(q: &mut OriginQueue, limits: Limits, cap: Option<usize>) -> usize {
         (0..100).filter(|_| q.add_worker(limits, cap)).count()
@@ -1038,13 +1116,13 @@ mod tests {
     fn after_a_switch_back_to_http1_the_workers_over_the_limit_retire() {
         let mut q = queue(100, 64, true);
         assert_eq!(q.rebalance(Some(false), LIMITS, None), 0);
-        let retired = (0..64).filter(|_| q.retire(LIMITS, None)).count();
+        let retired = (0..64).filter(|_| stops(&mut q, LIMITS, None)).count();
         assert_eq!(retired, 56);
         assert_eq!(q.workers, 8);
         // At the limit, a worker goes on while there are jobs, and stops without.
-        assert!(!q.retire(LIMITS, None));
+        assert!(matches!(q.next(LIMITS, None), Next::Job(_)));
         q.jobs.clear();
-        assert!(q.retire(LIMITS, None));
+        assert!(matches!(q.next(LIMITS, None), Next::Stop { empty: false }));
         assert_eq!(q.workers, 7);
     }
 
@@ -1064,7 +1142,7 @@ mod tests {
     #[test]
     fn workers_retire_to_the_cap_while_saturated_and_return_when_spare() {
         let mut q = queue(100, 8, false);
-        let retired = (0..8).filter(|_| q.retire(LIMITS, SATURATED)).count();
+        let retired = (0..8).filter(|_| stops(&mut q, LIMITS, SATURATED)).count();
         assert_eq!(retired, 6);
         assert_eq!(q.workers, 2);
         // Time to spare again: the waiting jobs get workers up to the limit.
@@ -1076,7 +1154,47 @@ mod tests {
     fn waiting_jobs_always_keep_a_worker() {
         assert_eq!(starts(&mut queue(0, 0, false), LIMITS, Some(0)), 1);
         let mut q = queue(5, 1, true);
-        assert!(!q.retire(LIMITS, Some(0)));
+        assert!(!stops(&mut q, LIMITS, Some(0)));
+    }
+
+    #[test]
+    fn the_last_worker_stops_with_the_last_job_and_the_queue_can_go() {
+        let mut q = queue(1, 1, false);
+        assert!(matches!(q.next(LIMITS, None), Next::Job(_)));
+        assert!(matches!(q.next(LIMITS, None), Next::Stop { empty: true }));
+        assert_eq!(q.workers, 0);
+    }
+
+    #[test]
+    fn a_held_origin_keeps_one_worker_that_waits_the_hold_out() {
+        let now = Instant::now();
+        let until = now + Duration::from_secs(1);
+        let mut q = queue(100, 8, false);
+        q.hold(until);
+        // A shorter hold does not shorten it.
+        q.hold(now);
+        // No new workers, none added for the waiting jobs: all but one stop.
+        assert_eq!(starts(&mut q, LIMITS, None), 0);
+        assert_eq!(q.rebalance(None, LIMITS, None), 0);
+        let stopped = (0..8).filter(|_| stops(&mut q, LIMITS, None)).count();
+        assert_eq!(stopped, 7);
+        assert_eq!(q.workers, 1);
+        assert!(matches!(q.next(LIMITS, None), Next::Wait(u) if u == until));
+        // With no job left it waits too, so that the queue keeps the hold.
+        q.jobs.clear();
+        assert!(matches!(q.next(LIMITS, None), Next::Wait(_)));
+        assert_eq!(starts(&mut q, LIMITS, None), 0);
+        // Not over yet: held still. Over: the limit again, and the jobs go.
+        q.release(now);
+        assert!(q.held_until.is_some());
+        q.release(until);
+        assert!(q.held_until.is_none());
+        assert_eq!(starts(&mut q, LIMITS, None), 7);
+        q.jobs.push_back(Queued {
+            delivery: delivery(),
+            attempt: 1,
+        });
+        assert!(matches!(q.next(LIMITS, None), Next::Job(_)));
     }
 
     #[test]

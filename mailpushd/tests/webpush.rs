@@ -272,6 +272,66 @@ async fn each_answer_of_a_push_service_has_its_effect() {
 }
 
 #[tokio::test]
+async fn a_retry_after_holds_the_origin_that_sent_it_and_no_other() {
+    let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // A: four subscriptions, one request at a time, so the first answer comes before
+    // any other request. B: one subscription, its queue empty once it is answered.
+    // C: answers every push.
+    let (a, b, c) = (
+        PushService::start().await.unwrap(),
+        PushService::start().await.unwrap(),
+        PushService::start().await.unwrap(),
+    );
+    let mut endpoints: Vec<String> = (0..4).map(|i| a.endpoint(&format!("p/{i}"))).collect();
+    endpoints.push(b.endpoint("p/b"));
+    endpoints.push(c.endpoint("p/c"));
+    let daemon = with_subscriptions(dir.path(), &ua, &endpoints, |c| {
+        c.webpush.max_per_origin_http1 = 1;
+    })
+    .await;
+    let wait = Duration::from_secs(1);
+    let rate_limited = || PushReply {
+        status: 429,
+        headers: vec![("retry-after", "1")],
+        delay: Duration::ZERO,
+    };
+    let unavailable = PushReply {
+        status: 503,
+        headers: vec![("retry-after", "1")],
+        delay: Duration::ZERO,
+    };
+    a.script([rate_limited()]);
+    b.script([unavailable]);
+    new_mail(&daemon).await;
+    // While B is held with nothing queued, a new event's push waits for it too.
+    b.wait_for(1, Duration::from_secs(10)).await;
+    new_mail(&daemon).await;
+
+    // A: four pushes, the retried one, four more.
+    let at_a = a.wait_for(9, Duration::from_secs(20)).await;
+    assert_eq!(at_a.len(), 9);
+    // B: the first, its retry and the second event's.
+    let at_b = b.wait_for(3, Duration::from_secs(20)).await;
+    assert_eq!(at_b.len(), 3);
+    for (name, arrived) in [("A", &at_a), ("B", &at_b)] {
+        let held = arrived[0].at + wait;
+        for (n, request) in arrived.iter().enumerate().skip(1) {
+            assert!(
+                request.at >= held,
+                "{name}: request {n} came {:?} after the answer that asked for {wait:?}",
+                request.at - arrived[0].at
+            );
+        }
+    }
+    // C was not held: both events' pushes came at once.
+    let at_c = c.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(at_c.len(), 2);
+    assert!(at_c[1].at < at_a[0].at + wait, "C waited for A's hold");
+    daemon.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
 async fn a_name_that_resolves_to_a_private_address_is_refused_at_connect_time() {
     // A listener where the rebinding name points: nothing may reach it.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
