@@ -2,7 +2,11 @@
 
 use imap_syntax::{Tag, ValueError, encode};
 
-use crate::types::{ExtraValue, MAIL_SUBTOPIC, RegistrationRequest, Version};
+use crate::error::EncodeError;
+use crate::types::{
+    ExtraValue, KNOWN_KEYS, MAIL_SUBTOPIC, MAX_MAILBOX_LEN, MAX_MAILBOXES, MAX_PAIRS,
+    RegistrationRequest, Version,
+};
 
 /// `"(" [astring *(SP astring)] ")"`.
 fn list<'a>(out: &mut Vec<u8>, items: impl Iterator<Item = &'a [u8]>) -> Result<(), ValueError> {
@@ -54,8 +58,95 @@ pub fn completed(tag: &Tag<'_>) -> Vec<u8> {
 
 impl RegistrationRequest {
     /// The command line a device sends: version 2 with atoms where they fit, version 1
-    /// with every key and value quoted, as iOS does.
-    pub fn encode(&self, tag: &Tag<'_>, out: &mut Vec<u8>) -> Result<(), ValueError> {
+    /// with every key and value quoted, as iOS does. A registration a server would
+    /// refuse, or read back as another (see [`EncodeError`]), is refused, and nothing
+    /// is appended to `out`; every one [`Command::decode`](crate::Command::decode)
+    /// returns encodes.
+    ///
+    /// ```
+    /// use imap_syntax::Tag;
+    /// use xaps_proto::{AccountId, DeviceToken, EncodeError, ExtraValue, RegistrationRequest, Version};
+    /// let mut request = RegistrationRequest {
+    ///     version: Version::V2,
+    ///     account_id: AccountId::new("0715A26B-CA09-4730-A419-793000CA982E")?,
+    ///     device_token: DeviceToken::new("2918390218931890821908309283098109381029309829018310983092892829")?,
+    ///     mailboxes: vec!["INBOX".into(), "Notes".into()],
+    ///     unknown: vec![],
+    /// };
+    /// let mut out = Vec::new();
+    /// request.encode(&Tag::new("a2")?, &mut out)?;
+    /// assert!(out.ends_with(b" mailboxes (INBOX Notes)\r\n"));
+    /// // A key the request writes itself cannot come again.
+    /// request.unknown.push((b"APS-VERSION".to_vec(), ExtraValue::Text(b"3".to_vec())));
+    /// let mut out = Vec::new();
+    /// assert!(matches!(request.encode(&Tag::new("a3")?, &mut out), Err(EncodeError::RepeatedKey { .. })));
+    /// assert!(out.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn encode(&self, tag: &Tag<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        self.check()?;
+        let start = out.len();
+        let written = self.write(tag, out);
+        if written.is_err() {
+            out.truncate(start);
+        }
+        Ok(written?)
+    }
+
+    /// What a server would refuse, or read back as another registration.
+    fn check(&self) -> Result<(), EncodeError> {
+        for (i, (key, _)) in self.unknown.iter().enumerate() {
+            let earlier = self.unknown.get(..i).unwrap_or_default();
+            if KNOWN_KEYS
+                .iter()
+                .any(|k| key.eq_ignore_ascii_case(k.as_bytes()))
+                || earlier.iter().any(|(k, _)| k.eq_ignore_ascii_case(key))
+            {
+                return Err(EncodeError::RepeatedKey {
+                    key: String::from_utf8_lossy(key).into_owned(),
+                });
+            }
+        }
+        let list = usize::from(self.version == Version::V2);
+        let pairs = 4 + list + self.unknown.len();
+        if pairs > MAX_PAIRS {
+            return Err(EncodeError::TooManyPairs {
+                pairs,
+                max: MAX_PAIRS,
+            });
+        }
+        let within = |length: usize| {
+            if length > MAX_MAILBOX_LEN {
+                return Err(EncodeError::TooLong {
+                    length,
+                    max: MAX_MAILBOX_LEN,
+                });
+            }
+            Ok(())
+        };
+        for (key, value) in &self.unknown {
+            within(key.len())?;
+            match value {
+                ExtraValue::Text(text) => within(text.len())?,
+                ExtraValue::List(items) => items.iter().try_for_each(|i| within(i.len()))?,
+            }
+        }
+        self.mailboxes.iter().try_for_each(|m| within(m.len()))?;
+        let fits = match self.version {
+            Version::V1 => self.mailboxes == ["INBOX"],
+            Version::V2 => (1..=MAX_MAILBOXES).contains(&self.mailboxes.len()),
+        };
+        if !fits {
+            return Err(EncodeError::Mailboxes {
+                version: self.version.as_str(),
+                count: self.mailboxes.len(),
+                max: MAX_MAILBOXES,
+            });
+        }
+        Ok(())
+    }
+
+    fn write(&self, tag: &Tag<'_>, out: &mut Vec<u8>) -> Result<(), ValueError> {
         encode::tag(out, tag);
         out.extend_from_slice(b" XAPPLEPUSHSERVICE");
         let pairs = [

@@ -1,6 +1,6 @@
 //! Why a registration command is refused, in the words Dovecot's plugin answers with.
 
-use imap_syntax::Tag;
+use imap_syntax::{Tag, ValueError};
 
 /// A refused `XAPPLEPUSHSERVICE` command. Each variant's text is what the widely
 /// deployed Dovecot plugin sends, so clients and logs see familiar messages; the
@@ -69,4 +69,51 @@ impl CommandError {
             )),
         }
     }
+}
+
+/// A registration that cannot be written as a command a server takes back as the same
+/// registration ([`RegistrationRequest::encode`](crate::RegistrationRequest::encode)).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// A key or value IMAP cannot carry.
+    #[error(transparent)]
+    Value(#[from] ValueError),
+    /// An unknown key given twice (ASCII case aside), or one of the keys this crate
+    /// writes itself: a server refuses a command that repeats a key.
+    #[error("key {key:?} appears twice")]
+    RepeatedKey {
+        /// The key, lossily as text.
+        key: String,
+    },
+    /// More key-value pairs than a server takes in one command.
+    #[error("{pairs} key-value pairs, more than the {max} a command may carry")]
+    TooManyPairs {
+        /// The pairs the command would have.
+        pairs: usize,
+        /// The most it may have.
+        max: usize,
+    },
+    /// A key, value or mailbox name longer than a server takes.
+    #[error("a key, value or mailbox name of {length} octets, more than {max}")]
+    TooLong {
+        /// Its length.
+        length: usize,
+        /// The most allowed.
+        max: usize,
+    },
+    /// Mailboxes the version cannot carry: version 1 pushes for `INBOX` alone, and
+    /// version 2 lists 1 to [`MAX_MAILBOXES`](crate::MAX_MAILBOXES) names (an empty
+    /// list would come back as `INBOX`).
+    #[error(
+        "{count} mailboxes for version {version}: version 1 takes INBOX alone, version 2 one to {max}"
+    )]
+    Mailboxes {
+        /// The version.
+        version: &'static str,
+        /// How many were given.
+        count: usize,
+        /// The most version 2 takes.
+        max: usize,
+    },
 }

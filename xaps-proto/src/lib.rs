@@ -33,7 +33,7 @@ mod types;
 
 pub use debounce::{DEFAULT_DELAY, Debouncer, is_message_new};
 pub use encode::{completed, mailbox_response, registered_response};
-pub use error::CommandError;
+pub use error::{CommandError, EncodeError};
 pub use parse::{Command, DecodeFailure, MAX_COMMAND_LEN, Response};
 pub use timestamp::{Timestamp, TimestampError};
 pub use types::{

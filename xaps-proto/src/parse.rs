@@ -18,15 +18,12 @@ use imap_syntax::{AString, IString, Limits, SyntaxErrorKind, Tag, parse};
 
 use crate::error::CommandError;
 use crate::types::{
-    AccountId, DeviceToken, ExtraValue, MAIL_SUBTOPIC, MAX_MAILBOX_LEN, MAX_MAILBOXES,
-    RegistrationRequest, Version,
+    AccountId, DeviceToken, ExtraValue, KNOWN_KEYS, MAIL_SUBTOPIC, MAX_MAILBOX_LEN, MAX_MAILBOXES,
+    MAX_PAIRS, RegistrationRequest, Version,
 };
 
 /// The longest command accepted, literals included.
 pub const MAX_COMMAND_LEN: usize = 64 * 1024;
-/// The most key/value pairs in one command.
-const MAX_PAIRS: usize = 16;
-
 const LIMITS: Limits = Limits {
     max_literal: MAX_MAILBOX_LEN as u32,
     max_depth: 2,
@@ -223,16 +220,13 @@ fn request(pairs: Vec<(Cow<'_, [u8]>, Value<'_>)>) -> Result<RegistrationRequest
             .collect::<Result<_, _>>()?,
         (Version::V2, Some(_)) => return Err(CommandError::Mailboxes),
     };
-    const KNOWN: [&str; 5] = [
-        "aps-version",
-        "aps-account-id",
-        "aps-device-token",
-        "aps-subtopic",
-        "mailboxes",
-    ];
     let unknown = pairs
         .iter()
-        .filter(|(k, _)| !KNOWN.iter().any(|n| k.eq_ignore_ascii_case(n.as_bytes())))
+        .filter(|(k, _)| {
+            !KNOWN_KEYS
+                .iter()
+                .any(|n| k.eq_ignore_ascii_case(n.as_bytes()))
+        })
         .map(|(k, v)| {
             let value = match v {
                 Value::Text(t) => ExtraValue::Text(t.to_vec()),

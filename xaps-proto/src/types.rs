@@ -18,6 +18,16 @@ pub const MAX_ACCOUNT_ID_LEN: usize = 256;
 pub const MAX_MAILBOXES: usize = 1000;
 /// The longest mailbox name accepted in a registration.
 pub const MAX_MAILBOX_LEN: usize = 1024;
+/// The most key-value pairs one command may carry.
+pub(crate) const MAX_PAIRS: usize = 16;
+/// The keys this crate reads; any other is kept in [`RegistrationRequest::unknown`].
+pub(crate) const KNOWN_KEYS: [&str; 5] = [
+    "aps-version",
+    "aps-account-id",
+    "aps-device-token",
+    "aps-subtopic",
+    "mailboxes",
+];
 
 /// The protocol version the client asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -112,6 +122,7 @@ pub struct RegistrationRequest {
     /// Dovecot accepts and forwards as `[]`).
     pub mailboxes: Vec<String>,
     /// Keys this crate does not know, with their values, kept for logging and
-    /// re-encoded as they came.
+    /// re-encoded as they came. Each key once (ASCII case aside), none of the known
+    /// ones, as a server takes them.
     pub unknown: Vec<(Vec<u8>, ExtraValue)>,
 }

@@ -12,8 +12,9 @@
 use imap_syntax::Tag;
 use proptest::prelude::*;
 use xaps_proto::{
-    AccountId, Command, CommandError, DeviceToken, ExtraValue, RegistrationRequest, Response,
-    Version, completed, mailbox_response, registered_response,
+    AccountId, Command, CommandError, DeviceToken, EncodeError, ExtraValue, MAX_MAILBOX_LEN,
+    MAX_MAILBOXES, RegistrationRequest, Response, Version, completed, mailbox_response,
+    registered_response,
 };
 
 const FP: &str = "a2 XAPPLEPUSHSERVICE aps-version 2 aps-account-id 0715A26B-CA09-4730-A419-793000CA982E aps-device-token 2918390218931890821908309283098109381029309829018310983092892829 aps-subtopic com.apple.mobilemail mailboxes (INBOX Notes)\r\n";
@@ -287,6 +288,91 @@ fn re_encoding_reproduces_the_device_lines() {
     assert_eq!(String::from_utf8(out).unwrap(), APPLE_V1);
 }
 
+/// A version 1 registration with `unknown` keys.
+fn with_unknown(unknown: &[(&str, &str)]) -> RegistrationRequest {
+    RegistrationRequest {
+        version: Version::V1,
+        account_id: AccountId::new("A").unwrap(),
+        device_token: DeviceToken::new("aa00aa0aaa000aa0").unwrap(),
+        mailboxes: vec!["INBOX".to_owned()],
+        unknown: unknown
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_bytes().to_vec(),
+                    ExtraValue::Text(v.as_bytes().to_vec()),
+                )
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn what_a_server_would_refuse_or_read_otherwise_is_not_encoded() {
+    let encode = |request: &RegistrationRequest| {
+        let mut out = b"kept".to_vec();
+        let result = request.encode(&Tag::new("t1").unwrap(), &mut out);
+        if result.is_err() {
+            assert_eq!(out, b"kept", "nothing appended on refusal");
+        }
+        result
+    };
+    // Found by the round trip: a key twice, which the decoder refuses as a syntax error.
+    let twice = with_unknown(&[("x-m", ""), ("x-m", "")]);
+    assert_eq!(
+        encode(&twice),
+        Err(EncodeError::RepeatedKey { key: "x-m".into() })
+    );
+    // Case aside, and the keys the encoder writes itself.
+    assert!(matches!(
+        encode(&with_unknown(&[("x-m", ""), ("X-M", "")])),
+        Err(EncodeError::RepeatedKey { .. })
+    ));
+    for known in ["aps-version", "APS-Subtopic", "mailboxes"] {
+        assert!(matches!(
+            encode(&with_unknown(&[(known, "1")])),
+            Err(EncodeError::RepeatedKey { .. })
+        ));
+    }
+    // Sixteen pairs at most: version 1 has four of its own, version 2 five.
+    let keys: Vec<String> = (0..12).map(|i| format!("x-{i}")).collect();
+    let pairs: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), "")).collect();
+    let mut request = with_unknown(&pairs);
+    assert_eq!(encode(&request), Ok(()));
+    request.version = Version::V2;
+    assert_eq!(
+        encode(&request),
+        Err(EncodeError::TooManyPairs { pairs: 17, max: 16 })
+    );
+    // Lengths, as the decoder bounds them.
+    let long = "x".repeat(MAX_MAILBOX_LEN + 1);
+    assert!(matches!(
+        encode(&with_unknown(&[("x-long", &long)])),
+        Err(EncodeError::TooLong { .. })
+    ));
+    // Version 1 pushes for INBOX alone; version 2 lists one to MAX_MAILBOXES.
+    let mut request = with_unknown(&[]);
+    request.mailboxes = vec!["Notes".into()];
+    assert!(matches!(
+        encode(&request),
+        Err(EncodeError::Mailboxes { count: 1, .. })
+    ));
+    request.version = Version::V2;
+    assert_eq!(encode(&request), Ok(()));
+    request.mailboxes = vec![];
+    assert!(matches!(
+        encode(&request),
+        Err(EncodeError::Mailboxes { count: 0, .. })
+    ));
+    request.mailboxes = vec!["m".into(); MAX_MAILBOXES + 1];
+    assert!(matches!(
+        encode(&request),
+        Err(EncodeError::Mailboxes { .. })
+    ));
+    request.mailboxes = vec![long];
+    assert!(matches!(encode(&request), Err(EncodeError::TooLong { .. })));
+}
+
 proptest! {
     #[test]
     fn command_round_trip(
@@ -294,7 +380,8 @@ proptest! {
         account in "[A-Z0-9-]{1,40}",
         token in "([0-9a-f]{2}){8,100}",
         mailboxes in proptest::collection::vec(prop_oneof!["[A-Za-z]{1,10}", "[ -~]{0,20}", "\\PC{1,10}", "[\u{1}-\u{7f}]{1,10}"], 1..5),
-        unknown in proptest::collection::vec(("x-[a-z]{1,8}", prop_oneof![
+        // Few letters, either case: keys come twice often enough to test the refusal.
+        unknown in proptest::collection::vec(("[xX]-[a-cA-C]{1,2}", prop_oneof![
             "[ -~]{0,12}".prop_map(|t| ExtraValue::Text(t.into_bytes())),
             proptest::collection::vec("[ -~]{0,12}".prop_map(String::into_bytes), 0..4).prop_map(ExtraValue::List),
         ]), 0..3),
@@ -306,12 +393,21 @@ proptest! {
             mailboxes: if v2 { mailboxes } else { vec!["INBOX".to_owned()] },
             unknown: unknown.into_iter().map(|(k, v)| (k.into_bytes(), v)).collect(),
         };
+        let repeated = request.unknown.iter().enumerate().any(|(i, (key, _))| {
+            request.unknown[..i].iter().any(|(k, _)| k.eq_ignore_ascii_case(key))
+        });
         let mut out = Vec::new();
-        request.encode(&Tag::new("t1").unwrap(), &mut out).unwrap();
-        // A whole line, literals included, as the server has it after answering "+".
-        let (rest, decoded) = Command::decode(&out).unwrap();
-        prop_assert!(rest.is_empty());
-        prop_assert_eq!(decoded.request, request);
+        match request.encode(&Tag::new("t1").unwrap(), &mut out) {
+            Ok(()) => {
+                prop_assert!(!repeated);
+                // A whole line, literals included, as the server has it after answering "+".
+                let (rest, decoded) = Command::decode(&out).unwrap();
+                prop_assert!(rest.is_empty());
+                prop_assert_eq!(decoded.request, request);
+            }
+            Err(EncodeError::RepeatedKey { .. }) => prop_assert!(repeated && out.is_empty()),
+            Err(e) => prop_assert!(false, "refused: {e}"),
+        }
     }
 
     #[test]
