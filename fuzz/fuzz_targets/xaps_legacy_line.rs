@@ -10,7 +10,7 @@ fuzz_target!(|input: &[u8]| {
         assert!(used <= input.len());
         let bytes = line
             .encode()
-            .expect("a parsed line has no NUL or line break");
+            .expect("a parsed line re-encodes");
         assert_eq!(Line::decode(&bytes).map(|(_, l)| l).as_ref(), Ok(&line));
         if let Ok(request) = Request::try_from(&line) {
             let bytes = request.encode().expect("a parsed request re-encodes");

@@ -21,7 +21,8 @@
 use crate::daemon::{Notify, Register};
 use crate::types::{AccountId, DeviceToken, MAIL_SUBTOPIC, MAX_MAILBOXES};
 
-/// The longest request line accepted, terminator included.
+/// The longest request line accepted, terminator included and counted as CRLF (so
+/// that every line read can be written again).
 pub const MAX_LINE_LEN: usize = 256 * 1024;
 /// The most pairs in one line (the protocol has five).
 const MAX_PAIRS: usize = 16;
@@ -56,6 +57,11 @@ pub enum LineError {
     /// carry.
     #[error("a value contains a NUL or a line break")]
     Unencodable,
+    /// A line to encode that would not read back as itself: no pairs, a key empty,
+    /// repeated or not of letters, digits, `-` and `_`, or more pairs, list items or
+    /// octets than a line carries.
+    #[error("not a line the protocol carries: {0}")]
+    NotALine(&'static str),
 }
 
 /// The two requests.
@@ -114,7 +120,7 @@ impl Line {
 
     /// Parses a line without its terminator.
     pub fn parse(line: &[u8]) -> Result<Self, LineError> {
-        if line.len() > MAX_LINE_LEN || line.iter().any(|&b| b == 0 || b == b'\r') {
+        if line.len() + 2 > MAX_LINE_LEN || line.iter().any(|&b| b == 0 || b == b'\r') {
             return Err(LineError::Syntax);
         }
         let (verb, mut rest) = match line.iter().position(|&b| b == b' ' || b == b'\t') {
@@ -155,8 +161,10 @@ impl Line {
     }
 
     /// The line, tab-separated and terminated by CRLF as the plugin writes it; a
-    /// value with a NUL or a line break cannot be sent.
+    /// value with a NUL or a line break cannot be sent, nor a line that
+    /// [`Line::decode`] would refuse ([`LineError::NotALine`]).
     pub fn encode(&self) -> Result<Vec<u8>, LineError> {
+        self.check()?;
         let mut out = String::with_capacity(64);
         out.push_str(self.verb.as_str());
         for (i, (key, value)) in self.pairs.iter().enumerate() {
@@ -181,7 +189,35 @@ impl Line {
             return Err(LineError::Unencodable);
         }
         out.push_str("\r\n");
+        if out.len() > MAX_LINE_LEN {
+            return Err(LineError::NotALine("longer than a line may be"));
+        }
         Ok(out.into_bytes())
+    }
+
+    /// What [`Line::parse`] refuses in the pairs themselves.
+    fn check(&self) -> Result<(), LineError> {
+        if self.pairs.is_empty() {
+            return Err(LineError::NotALine("no pairs"));
+        }
+        if self.pairs.len() > MAX_PAIRS {
+            return Err(LineError::NotALine("more pairs than a line carries"));
+        }
+        for (i, (key, value)) in self.pairs.iter().enumerate() {
+            if key.is_empty() || !key.bytes().all(key_octet) {
+                return Err(LineError::NotALine("a key not of letters, digits, - and _"));
+            }
+            let earlier = self.pairs.get(..i).unwrap_or_default();
+            if earlier.iter().any(|(k, _)| k == key) {
+                return Err(LineError::NotALine("a key twice"));
+            }
+            if let Value::List(items) = value
+                && items.len() > MAX_LIST
+            {
+                return Err(LineError::NotALine("a list longer than a line carries"));
+            }
+        }
+        Ok(())
     }
 
     fn text(&self, key: &'static str) -> Result<&str, LineError> {
@@ -400,12 +436,14 @@ fn skip_separators(input: &[u8]) -> &[u8] {
     input.get(n..).unwrap_or_default()
 }
 
+/// What a key is made of.
+fn key_octet(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
 /// `pair = key "=" value`
 fn pair(input: &[u8]) -> Result<(&str, Value, &[u8]), LineError> {
-    let n = input
-        .iter()
-        .take_while(|&&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        .count();
+    let n = input.iter().take_while(|&&b| key_octet(b)).count();
     let (key, rest) = input.split_at_checked(n).ok_or(LineError::Syntax)?;
     let rest = rest.strip_prefix(b"=").ok_or(LineError::Syntax)?;
     if key.is_empty() {

@@ -12,7 +12,7 @@
 use proptest::prelude::*;
 use xaps_proto::daemon::{Notify, Register};
 use xaps_proto::legacy::{Answer, Line, LineError, MAX_LINE_LEN, Request, Value, Verb};
-use xaps_proto::{AccountId, DeviceToken};
+use xaps_proto::{AccountId, DeviceToken, MAX_MAILBOXES};
 
 const TOKEN: &str = "3a1e4fba6214e9db210d15baf10d5ee85ed217437b9bac4afacb8416aad6e46d";
 const ACCOUNT: &str = "0A7C4DFD-3FC4-418D-B4FC-F6EE59603731";
@@ -254,6 +254,50 @@ fn values_that_cannot_be_sent_are_refused() {
 }
 
 #[test]
+fn lines_the_decoder_would_refuse_are_not_encoded() {
+    let text = |k: &str| (k.to_owned(), Value::Text("v".into()));
+    let line = |pairs: Vec<(String, Value)>| Line {
+        verb: Verb::Notify,
+        pairs,
+    };
+    let refused = |l: Line| {
+        assert!(matches!(l.encode(), Err(LineError::NotALine(_))), "{l:?}");
+    };
+    refused(line(vec![]));
+    refused(line(vec![text("k"), text("k")]));
+    refused(line(vec![text("")]));
+    for key in ["a b", "a=b", "k\"", "é"] {
+        refused(line(vec![text(key)]));
+    }
+    refused(line((0..17).map(|i| text(&format!("k{i}"))).collect()));
+    assert!(
+        line((0..16).map(|i| text(&format!("k{i}"))).collect())
+            .encode()
+            .is_ok()
+    );
+    let items = |n: usize| Value::List(vec!["m".to_owned(); n]);
+    refused(line(vec![("m".to_owned(), items(MAX_MAILBOXES + 1))]));
+    assert!(
+        line(vec![("m".to_owned(), items(MAX_MAILBOXES))])
+            .encode()
+            .is_ok()
+    );
+    // Longer than a line, terminator included, may be.
+    let long = |n: usize| line(vec![("k".to_owned(), Value::Text("x".repeat(n)))]);
+    let fits = MAX_LINE_LEN - "NOTIFY k=\"\"\r\n".len();
+    let bytes = long(fits).encode().unwrap();
+    assert_eq!(bytes.len(), MAX_LINE_LEN);
+    assert_eq!(Line::decode(&bytes).map(|(n, _)| n), Ok(MAX_LINE_LEN));
+    refused(long(fits + 1));
+    // Ended by LF alone, a line is read only if it could be written with CRLF.
+    let lf = |n: usize| format!("NOTIFY k=\"{}\"\n", "x".repeat(n)).into_bytes();
+    assert_eq!(lf(fits).len(), MAX_LINE_LEN - 1);
+    assert!(Line::decode(&lf(fits)).unwrap().1.encode().is_ok());
+    assert_eq!(lf(fits + 1).len(), MAX_LINE_LEN);
+    assert_eq!(Line::decode(&lf(fits + 1)), Err(LineError::Syntax));
+}
+
+#[test]
 fn answers() {
     assert_eq!(
         Answer::decode(b"OK com.apple.mail.XServer.1234\n").unwrap(),
@@ -288,12 +332,10 @@ fn arb_line() -> impl Strategy<Value = Line> {
     ];
     (
         prop_oneof![Just(Verb::Register), Just(Verb::Notify)],
-        prop::collection::btree_map("[a-zA-Z0-9_-]{1,12}", value, 1..6),
+        // Keys from a short alphabet too, so that some come twice.
+        prop::collection::vec((prop_oneof!["[a-zA-Z0-9_-]{1,12}", "[ab]"], value), 1..6),
     )
-        .prop_map(|(verb, pairs)| Line {
-            verb,
-            pairs: pairs.into_iter().collect(),
-        })
+        .prop_map(|(verb, pairs)| Line { verb, pairs })
 }
 
 fn arb_request() -> impl Strategy<Value = Request> {
@@ -327,7 +369,19 @@ fn arb_request() -> impl Strategy<Value = Request> {
 proptest! {
     #[test]
     fn lines_round_trip(line in arb_line()) {
-        let bytes = line.encode().unwrap();
+        let repeated = line
+            .pairs
+            .iter()
+            .enumerate()
+            .any(|(i, (key, _))| line.pairs[..i].iter().any(|(k, _)| k == key));
+        let bytes = match line.encode() {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                prop_assert!(repeated && matches!(e, LineError::NotALine(_)), "{e}");
+                return Ok(());
+            }
+        };
+        prop_assert!(!repeated);
         prop_assert_eq!(Line::decode(&bytes), Ok((bytes.len(), line)));
         // Every proper prefix waits for more.
         for end in 0..bytes.len() {
