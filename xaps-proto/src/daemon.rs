@@ -113,6 +113,16 @@ fn malformed(what: &'static str) -> impl Fn(serde_json::Error) -> BodyError {
     }
 }
 
+/// A body as written, if a daemon would read it.
+fn written(
+    body: Result<String, serde_json::Error>,
+    what: &'static str,
+) -> Result<String, BodyError> {
+    let body = body.map_err(malformed(what))?;
+    check_len(body.as_bytes(), what)?;
+    Ok(body)
+}
+
 fn check_len(body: &[u8], what: &'static str) -> Result<(), BodyError> {
     if body.len() > MAX_BODY_LEN {
         return Err(BodyError::Malformed {
@@ -175,8 +185,16 @@ impl Register {
         })
     }
 
-    /// The body, with the field names and order the plugin uses.
-    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+    /// The body, with the field names and order the plugin uses; refused with the
+    /// error a daemon would answer it with ([`Register::from_json`]) if it would be.
+    pub fn to_json(&self) -> Result<String, BodyError> {
+        let field = |field| BodyError::Field { field };
+        if self.username.is_empty() {
+            return Err(field("Username"));
+        }
+        if self.mailboxes.len() > MAX_MAILBOXES {
+            return Err(field("Mailboxes"));
+        }
         let wire = RegisterWire {
             aps_account_id: self.account_id.as_str().to_owned(),
             aps_device_token: self.device_token.as_str().to_owned(),
@@ -184,7 +202,7 @@ impl Register {
             username: self.username.clone(),
             mailboxes: self.mailboxes.clone(),
         };
-        serde_json::to_string(&wire)
+        written(serde_json::to_string(&wire), "register")
     }
 }
 
@@ -213,9 +231,20 @@ impl Notify {
         Ok(notify)
     }
 
-    /// The body.
-    pub fn to_json(&self) -> Result<String, serde_json::Error> {
-        serde_json::to_string(self)
+    /// The body; refused with the error a daemon would answer it with
+    /// ([`Notify::from_json`]) if it would be.
+    pub fn to_json(&self) -> Result<String, BodyError> {
+        let field = |field| BodyError::Field { field };
+        if self.username.is_empty() {
+            return Err(field("Username"));
+        }
+        if self.mailbox.is_empty() {
+            return Err(field("Mailbox"));
+        }
+        if self.events.is_empty() {
+            return Err(field("Events"));
+        }
+        written(serde_json::to_string(self), "notify")
     }
 
     /// Whether the events include new mail, which is pushed at once.

@@ -183,6 +183,74 @@ proptest! {
 /// mailpushd's Lua script adds what it knows of new messages; xapsd's shape still reads
 /// without it, and writes without it.
 #[test]
+fn bodies_a_daemon_would_refuse_are_not_written() {
+    let register = Register {
+        account_id: AccountId::new(ACCOUNT).unwrap(),
+        device_token: DeviceToken::new(TOKEN).unwrap(),
+        username: String::new(),
+        mailboxes: vec!["INBOX".into()],
+    };
+    let field = |field| Err(BodyError::Field { field });
+    assert_eq!(register.to_json(), field("Username"));
+    let many = Register {
+        username: "user".into(),
+        mailboxes: vec!["m".into(); xaps_proto::MAX_MAILBOXES + 1],
+        ..register.clone()
+    };
+    assert_eq!(many.to_json(), field("Mailboxes"));
+    let large = Register {
+        username: "user".into(),
+        mailboxes: vec!["m".repeat(1000); 300],
+        ..register
+    };
+    assert!(matches!(
+        large.to_json(),
+        Err(BodyError::Malformed {
+            what: "register",
+            ..
+        })
+    ));
+    let notify = Notify {
+        username: "user".into(),
+        mailbox: "INBOX".into(),
+        events: vec!["MessageNew".into()],
+        messages: Vec::new(),
+    };
+    assert!(notify.to_json().is_ok());
+    for (field_name, emptied) in [
+        (
+            "Username",
+            Notify {
+                username: String::new(),
+                ..notify.clone()
+            },
+        ),
+        (
+            "Mailbox",
+            Notify {
+                mailbox: String::new(),
+                ..notify.clone()
+            },
+        ),
+        (
+            "Events",
+            Notify {
+                events: Vec::new(),
+                ..notify.clone()
+            },
+        ),
+    ] {
+        assert_eq!(emptied.to_json(), field(field_name));
+        // And the daemon says the same of the body written anyway.
+        let body = serde_json::to_string(&emptied).unwrap();
+        assert_eq!(
+            Notify::from_json(body.as_bytes()).map(|_| String::new()),
+            field(field_name)
+        );
+    }
+}
+
+#[test]
 fn notify_with_message_details() {
     let body = br#"{"Username":"alice","Mailbox":"INBOX","Events": ["MessageNew"],"Messages":[{"Uid":7,"UidValidity":1796157589,"From":"Bob <bob@example.org>","Subject":"First","Date":"Tue, 01 Dec 2026 20:39:06 +0000"}]}"#;
     let notify = Notify::from_json(body).unwrap();
