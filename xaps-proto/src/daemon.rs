@@ -113,6 +113,17 @@ fn malformed(what: &'static str) -> impl Fn(serde_json::Error) -> BodyError {
     }
 }
 
+/// A registration's user is not empty, and it lists at most `MAX_MAILBOXES`.
+fn user_and_mailboxes(username: &str, mailboxes: &[String]) -> Result<(), BodyError> {
+    if username.is_empty() {
+        return Err(BodyError::Field { field: "Username" });
+    }
+    if mailboxes.len() > MAX_MAILBOXES {
+        return Err(BodyError::Field { field: "Mailboxes" });
+    }
+    Ok(())
+}
+
 /// A body as written, if a daemon would read it.
 fn written(
     body: Result<String, serde_json::Error>,
@@ -166,12 +177,7 @@ impl Register {
         if wire.aps_subtopic != MAIL_SUBTOPIC {
             return Err(field("ApsSubtopic"));
         }
-        if wire.username.is_empty() {
-            return Err(field("Username"));
-        }
-        if wire.mailboxes.len() > MAX_MAILBOXES {
-            return Err(field("Mailboxes"));
-        }
+        user_and_mailboxes(&wire.username, &wire.mailboxes)?;
         let mailboxes = if wire.mailboxes.is_empty() {
             vec!["INBOX".to_owned()]
         } else {
@@ -188,13 +194,7 @@ impl Register {
     /// The body, with the field names and order the plugin uses; refused with the
     /// error a daemon would answer it with ([`Register::from_json`]) if it would be.
     pub fn to_json(&self) -> Result<String, BodyError> {
-        let field = |field| BodyError::Field { field };
-        if self.username.is_empty() {
-            return Err(field("Username"));
-        }
-        if self.mailboxes.len() > MAX_MAILBOXES {
-            return Err(field("Mailboxes"));
-        }
+        user_and_mailboxes(&self.username, &self.mailboxes)?;
         let wire = RegisterWire {
             aps_account_id: self.account_id.as_str().to_owned(),
             aps_device_token: self.device_token.as_str().to_owned(),
@@ -218,33 +218,28 @@ impl Notify {
     pub fn from_json(body: &[u8]) -> Result<Self, BodyError> {
         check_len(body, "notify")?;
         let notify: Notify = serde_json::from_slice(body).map_err(malformed("notify"))?;
-        let field = |field| BodyError::Field { field };
-        if notify.username.is_empty() {
-            return Err(field("Username"));
-        }
-        if notify.mailbox.is_empty() {
-            return Err(field("Mailbox"));
-        }
-        if notify.events.is_empty() {
-            return Err(field("Events"));
-        }
+        notify.check()?;
         Ok(notify)
     }
 
     /// The body; refused with the error a daemon would answer it with
     /// ([`Notify::from_json`]) if it would be.
     pub fn to_json(&self) -> Result<String, BodyError> {
-        let field = |field| BodyError::Field { field };
-        if self.username.is_empty() {
-            return Err(field("Username"));
-        }
-        if self.mailbox.is_empty() {
-            return Err(field("Mailbox"));
-        }
-        if self.events.is_empty() {
-            return Err(field("Events"));
-        }
+        self.check()?;
         written(serde_json::to_string(self), "notify")
+    }
+
+    /// User, mailbox and events non-empty.
+    fn check(&self) -> Result<(), BodyError> {
+        let empty = [
+            ("Username", self.username.is_empty()),
+            ("Mailbox", self.mailbox.is_empty()),
+            ("Events", self.events.is_empty()),
+        ];
+        match empty.into_iter().find(|(_, empty)| *empty) {
+            Some((field, _)) => Err(BodyError::Field { field }),
+            None => Ok(()),
+        }
     }
 
     /// Whether the events include new mail, which is pushed at once.
