@@ -275,17 +275,24 @@ async fn each_answer_of_a_push_service_has_its_effect() {
 async fn a_retry_after_holds_the_origin_that_sent_it_and_no_other() {
     let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    // A: four subscriptions, one request at a time, so the first answer comes before
-    // any other request. B: one subscription, its queue empty once it is answered.
-    // C: answers every push.
-    let (a, b, c) = (
-        PushService::start().await.unwrap(),
-        PushService::start().await.unwrap(),
-        PushService::start().await.unwrap(),
+    // One request at a time to each, so the first answer comes before any other
+    // request. A: four subscriptions, a 429 with Retry-After. B: one subscription, its
+    // queue empty once it is answered, a 503 with Retry-After. C: answers every push.
+    // D: two subscriptions, a 429 without Retry-After, held for the back-off. E: two
+    // subscriptions, a 503 without Retry-After, which holds nothing.
+    let start = || async { PushService::start().await.unwrap() };
+    let (a, b, c, d, e) = (
+        start().await,
+        start().await,
+        start().await,
+        start().await,
+        start().await,
     );
     let mut endpoints: Vec<String> = (0..4).map(|i| a.endpoint(&format!("p/{i}"))).collect();
     endpoints.push(b.endpoint("p/b"));
     endpoints.push(c.endpoint("p/c"));
+    endpoints.extend((0..2).map(|i| d.endpoint(&format!("p/{i}"))));
+    endpoints.extend((0..2).map(|i| e.endpoint(&format!("p/{i}"))));
     let daemon = with_subscriptions(dir.path(), &ua, &endpoints, |c| {
         c.webpush.max_per_origin_http1 = 1;
     })
@@ -301,8 +308,12 @@ async fn a_retry_after_holds_the_origin_that_sent_it_and_no_other() {
         headers: vec![("retry-after", "1")],
         delay: Duration::ZERO,
     };
+    // The least back-off after a first attempt.
+    let backoff = Duration::from_millis(500);
     a.script([rate_limited()]);
     b.script([unavailable]);
+    d.script([PushReply::status(429)]);
+    e.script([PushReply::status(503)]);
     new_mail(&daemon).await;
     // While B is held with nothing queued, a new event's push waits for it too.
     b.wait_for(1, Duration::from_secs(10)).await;
@@ -314,7 +325,14 @@ async fn a_retry_after_holds_the_origin_that_sent_it_and_no_other() {
     // B: the first, its retry and the second event's.
     let at_b = b.wait_for(3, Duration::from_secs(20)).await;
     assert_eq!(at_b.len(), 3);
-    for (name, arrived) in [("A", &at_a), ("B", &at_b)] {
+    // D: both events' two pushes and the retried one.
+    let at_d = d.wait_for(5, Duration::from_secs(20)).await;
+    assert_eq!(at_d.len(), 5);
+    for (name, arrived, wait) in [
+        ("A", &at_a, wait),
+        ("B", &at_b, wait),
+        ("D", &at_d, backoff),
+    ] {
         let held = arrived[0].at + wait;
         for (n, request) in arrived.iter().enumerate().skip(1) {
             assert!(
@@ -328,6 +346,14 @@ async fn a_retry_after_holds_the_origin_that_sent_it_and_no_other() {
     let at_c = c.wait_for(2, Duration::from_secs(10)).await;
     assert_eq!(at_c.len(), 2);
     assert!(at_c[1].at < at_a[0].at + wait, "C waited for A's hold");
+    // E was not held: its second push went at once, not after the back-off.
+    let at_e = e.wait_for(5, Duration::from_secs(20)).await;
+    assert_eq!(at_e.len(), 5);
+    assert!(
+        at_e[1].at < at_e[0].at + backoff,
+        "E held for {:?} after a 503 without Retry-After",
+        at_e[1].at - at_e[0].at
+    );
     daemon.shutdown(Duration::from_secs(5)).await;
 }
 

@@ -5,7 +5,7 @@ use imap_syntax::{Tag, ValueError, encode};
 use crate::error::EncodeError;
 use crate::types::{
     ExtraValue, KNOWN_KEYS, MAIL_SUBTOPIC, MAX_MAILBOX_LEN, MAX_MAILBOXES, MAX_PAIRS,
-    RegistrationRequest, Version,
+    RegistrationRequest, Version, is_known_key,
 };
 
 /// `"(" [astring *(SP astring)] ")"`.
@@ -97,18 +97,15 @@ impl RegistrationRequest {
     fn check(&self) -> Result<(), EncodeError> {
         for (i, (key, _)) in self.unknown.iter().enumerate() {
             let earlier = self.unknown.get(..i).unwrap_or_default();
-            if KNOWN_KEYS
-                .iter()
-                .any(|k| key.eq_ignore_ascii_case(k.as_bytes()))
-                || earlier.iter().any(|(k, _)| k.eq_ignore_ascii_case(key))
-            {
+            if is_known_key(key) || earlier.iter().any(|(k, _)| k.eq_ignore_ascii_case(key)) {
                 return Err(EncodeError::RepeatedKey {
                     key: String::from_utf8_lossy(key).into_owned(),
                 });
             }
         }
-        let list = usize::from(self.version == Version::V2);
-        let pairs = 4 + list + self.unknown.len();
+        // The known keys, less `mailboxes` for version 1, and the unknown ones.
+        let known = KNOWN_KEYS.len() - usize::from(self.version == Version::V1);
+        let pairs = known + self.unknown.len();
         if pairs > MAX_PAIRS {
             return Err(EncodeError::TooManyPairs {
                 pairs,

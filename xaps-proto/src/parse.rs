@@ -18,8 +18,8 @@ use imap_syntax::{AString, IString, Limits, SyntaxErrorKind, Tag, parse};
 
 use crate::error::CommandError;
 use crate::types::{
-    AccountId, DeviceToken, ExtraValue, KNOWN_KEYS, MAIL_SUBTOPIC, MAX_MAILBOX_LEN, MAX_MAILBOXES,
-    MAX_PAIRS, RegistrationRequest, Version,
+    AccountId, DeviceToken, ExtraValue, MAIL_SUBTOPIC, MAX_MAILBOX_LEN, MAX_MAILBOXES, MAX_PAIRS,
+    RegistrationRequest, Version, is_known_key,
 };
 
 /// The longest command accepted, literals included.
@@ -222,11 +222,7 @@ fn request(pairs: Vec<(Cow<'_, [u8]>, Value<'_>)>) -> Result<RegistrationRequest
     };
     let unknown = pairs
         .iter()
-        .filter(|(k, _)| {
-            !KNOWN_KEYS
-                .iter()
-                .any(|n| k.eq_ignore_ascii_case(n.as_bytes()))
-        })
+        .filter(|(k, _)| !is_known_key(k))
         .map(|(k, v)| {
             let value = match v {
                 Value::Text(t) => ExtraValue::Text(t.to_vec()),

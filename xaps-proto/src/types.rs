@@ -20,7 +20,8 @@ pub const MAX_MAILBOXES: usize = 1000;
 pub const MAX_MAILBOX_LEN: usize = 1024;
 /// The most key-value pairs one command may carry.
 pub(crate) const MAX_PAIRS: usize = 16;
-/// The keys this crate reads; any other is kept in [`RegistrationRequest::unknown`].
+/// The keys this crate reads, and writes (all but `mailboxes` for version 1); any
+/// other is kept in [`RegistrationRequest::unknown`].
 pub(crate) const KNOWN_KEYS: [&str; 5] = [
     "aps-version",
     "aps-account-id",
@@ -28,6 +29,13 @@ pub(crate) const KNOWN_KEYS: [&str; 5] = [
     "aps-subtopic",
     "mailboxes",
 ];
+
+/// Whether `key` is one of [`KNOWN_KEYS`], ASCII case aside.
+pub(crate) fn is_known_key(key: &[u8]) -> bool {
+    KNOWN_KEYS
+        .iter()
+        .any(|k| key.eq_ignore_ascii_case(k.as_bytes()))
+}
 
 /// The protocol version the client asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

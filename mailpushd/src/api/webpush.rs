@@ -272,8 +272,8 @@ async fn deliver(
     groups: &[MailboxEvents<'_>],
     urgency: Urgency,
 ) {
-    // Decoded one by one as they are taken: the first pushes are on their way while
-    // the rest are read.
+    // Read in one query, then decoded one by one as they are taken: the first pushes
+    // are on their way while the rest are decoded.
     let records = match shared.store.webpush_records(user).await {
         Ok(records) => records,
         Err(e) => {
