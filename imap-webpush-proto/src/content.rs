@@ -14,12 +14,14 @@
 //! ```
 
 mod encode;
+mod header;
 mod parse;
 
 use std::borrow::Cow;
 use std::num::NonZeroU32;
 
 pub use encode::{Content, ContentBuilder, LeftOut, ack_push};
+pub use header::{HeaderValues, MISSING_DOMAIN, MISSING_MAILBOX, encode_unstructured};
 pub use parse::parse_push;
 
 use imap_syntax::{Mailbox, SequenceSet};

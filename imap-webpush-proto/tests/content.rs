@@ -436,3 +436,49 @@ fn ack_tokens_read_with_their_own_grammar() {
         [PushItem::Unknown(_)]
     ));
 }
+
+/// One address as a sender writes it: an optional display name (quoted when it needs
+/// to be, with its quotes and backslashes escaped), a local part and a domain.
+fn written_address() -> impl Strategy<Value = (Option<String>, String, String)> {
+    (
+        proptest::option::of("[A-Za-z0-9 ,.;:<>()@\"\\\\äé]{1,20}"),
+        "[a-z0-9!#$%&'*+/=?^_`{|}~-]{1,12}",
+        "[a-z0-9-]{1,12}(\\.[a-z]{2,6}){0,2}",
+    )
+}
+
+proptest! {
+    /// A list of addresses written as RFC 5322 writes them reads back to the same
+    /// names, local parts and domains.
+    #[test]
+    fn address_lists_read_back(list in proptest::collection::vec(written_address(), 1..5)) {
+        let text: Vec<String> = list
+            .iter()
+            .map(|(name, local, domain)| match name {
+                Some(name) => {
+                    let escaped = name.replace('\\', "\\\\").replace('"', "\\\"");
+                    format!("\"{escaped}\" <{local}@{domain}>")
+                }
+                None => format!("{local}@{domain}"),
+            })
+            .collect();
+        let text = text.join(", ");
+        let read = Address::parse_list(&text);
+        prop_assert_eq!(read.len(), list.len(), "{}", text);
+        for (address, (name, local, domain)) in read.iter().zip(&list) {
+            prop_assert_eq!(address.name.as_deref(), name.as_deref().map(str::as_bytes));
+            prop_assert_eq!(address.mailbox.as_deref(), Some(local.as_bytes()));
+            prop_assert_eq!(address.host.as_deref(), Some(domain.as_bytes()));
+        }
+    }
+
+    /// Any text: reading it as an address list never panics, and every address has a
+    /// mailbox and a host unless it marks a group's start or end.
+    #[test]
+    fn any_text_reads_as_an_address_list(text in "\\PC{0,200}") {
+        for address in Address::parse_list(&text) {
+            let group_marker = address.host.is_none();
+            prop_assert!(group_marker || address.mailbox.is_some());
+        }
+    }
+}

@@ -92,13 +92,13 @@ pub struct MessageSummary {
     /// The mailbox's UIDVALIDITY.
     #[serde(default)]
     pub uid_validity: u32,
-    /// `From:`, as the message has it.
+    /// `From:`, as the message has it (an RFC 5322 address list).
     #[serde(default)]
     pub from: String,
-    /// `Subject:`.
+    /// `Subject:`, as the message has it or decoded to UTF-8.
     #[serde(default)]
     pub subject: String,
-    /// `Date:`.
+    /// `Date:`, as RFC 5322 text (`Tue, 1 Dec 2026 21:39:06 +0100`).
     #[serde(default)]
     pub date: String,
     /// `Message-ID:`.
