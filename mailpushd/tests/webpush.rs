@@ -169,12 +169,14 @@ async fn the_lifecycle_through_the_daemon() {
         format!("* WEBPUSH {ID} {endpoint} NIL\r\na3 OK ACKWEBPUSH completed\r\n")
     );
 
-    // New mail with what the Lua script tells of it: the ENVELOPE form, at once.
-    let messages = r#","Messages":[{"Uid":7,"UidValidity":1,"From":"Bob <bob@example.org>","Subject":"Hello","Date":"Tue, 01 Dec 2026 20:39:06 +0000"}]"#;
+    // New mail with what the Lua script tells of it: the ENVELOPE form, at once, as the
+    // IMAP server's own would be (sender and reply-to are the From when the message has
+    // neither).
+    let messages = r#","Messages":[{"Uid":7,"UidValidity":1,"From":"Bob <bob@example.org>","Subject":"Hello","Date":"Tue, 01 Dec 2026 20:39:06 +0000","MessageId":"<7@example.org>"}]"#;
     s.notify(r#""MessageNew""#, messages).await;
     assert_eq!(
         s.pushed(1).await,
-        "* SELECT INBOX\r\n* 7 UIDFETCH (ENVELOPE (\"Tue, 01 Dec 2026 20:39:06 +0000\" \"Hello\" ((\"Bob\" NIL \"bob\" \"example.org\")) NIL NIL NIL NIL NIL NIL NIL))\r\n"
+        "* SELECT INBOX\r\n* 7 UIDFETCH (ENVELOPE (\"Tue, 01 Dec 2026 20:39:06 +0000\" \"Hello\" ((\"Bob\" NIL \"bob\" \"example.org\")) ((\"Bob\" NIL \"bob\" \"example.org\")) ((\"Bob\" NIL \"bob\" \"example.org\")) NIL NIL NIL NIL \"<7@example.org>\"))\r\n"
     );
     let topic = s.push.requests()[1].header("topic").unwrap().to_owned();
     assert_eq!(topic.len(), 32);
@@ -214,6 +216,16 @@ async fn the_lifecycle_through_the_daemon() {
     );
     s.notify(r#""MessageNew""#, "").await;
     assert_eq!(s.pushed(4).await, "* SELECT INBOX\r\n");
+    // Dovecot's OX driver gives the UID and the raw From and Subject: the ENVELOPE form.
+    let ox = r#"{"user":"alice","event":"messageNew","folder":"INBOX","imap-uidvalidity":1,"imap-uid":8,"from":"Bob <bob@example.org>","subject":"=?UTF-8?Q?Gr=C3=BC=C3=9Fe?=","snippet":"Hello.","unseen":1}"#;
+    let (status, _) = http(s.address(), "PUT", "/ox", &JSON, ox.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(status, 204);
+    assert_eq!(
+        s.pushed(5).await,
+        "* SELECT INBOX\r\n* 8 UIDFETCH (ENVELOPE (NIL \"=?UTF-8?Q?Gr=C3=BC=C3=9Fe?=\" ((\"Bob\" NIL \"bob\" \"example.org\")) ((\"Bob\" NIL \"bob\" \"example.org\")) ((\"Bob\" NIL \"bob\" \"example.org\")) NIL NIL NIL NIL NIL))\r\n"
+    );
     // Unsubscribed: gone.
     let answer = s.forward("c1", &format!("a6 WEBPUSH {ID} NIL\r\n")).await;
     assert_eq!(answer, "a6 OK WEBPUSH completed\r\n");

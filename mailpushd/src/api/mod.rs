@@ -288,12 +288,22 @@ async fn notify_response(shared: &Shared, notify: &Notify) -> Response<Full<Byte
     empty(StatusCode::from_u16(lookup.outcome().status()).unwrap_or(StatusCode::OK))
 }
 
-/// What Dovecot's OX push driver sends for a delivery to INBOX.
+/// What Dovecot's OX push driver sends for a delivery to INBOX (2.3 and 2.4 alike):
+/// the user, the event, the mailbox, and the new message's UID and raw `From:` and
+/// `Subject:` values.
 #[derive(Deserialize)]
 struct OxEvent {
     user: String,
     event: String,
     folder: String,
+    #[serde(rename = "imap-uid", default)]
+    uid: u32,
+    #[serde(rename = "imap-uidvalidity", default)]
+    uid_validity: u32,
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    subject: String,
 }
 
 /// `PUT <ox_path>`: the OX driver's `messageNew` as a `/notify` with `MessageNew`.
@@ -311,11 +321,23 @@ async fn ox(shared: &Shared, body: &[u8]) -> Response<Full<Bytes>> {
     if !event.event.eq_ignore_ascii_case("messageNew") {
         return empty(StatusCode::NO_CONTENT);
     }
+    // The message's details, for the pushes that show them (Web Push's ENVELOPE).
+    let messages = if event.uid == 0 {
+        Vec::new()
+    } else {
+        vec![xaps_proto::daemon::MessageSummary {
+            uid: event.uid,
+            uid_validity: event.uid_validity,
+            from: event.from,
+            subject: event.subject,
+            ..Default::default()
+        }]
+    };
     let notify = Notify {
         username: event.user,
         mailbox: event.folder,
         events: vec!["MessageNew".to_owned()],
-        messages: Vec::new(),
+        messages,
     };
     let response = notify_response(shared, &notify).await;
     // The driver logs anything but 2xx as an error; a user without devices is not one.

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use imap_syntax::{Limits, Mailbox};
-use imap_webpush_proto::content::{Address, ContentBuilder, Envelope, Event, MailboxEvents};
+use imap_webpush_proto::content::{ContentBuilder, Envelope, Event, HeaderValues, MailboxEvents};
 use imap_webpush_proto::state::{ConnectionId, Push, disconnect, handle, receives_pushes};
 use imap_webpush_proto::{Command, Config, Refusal, Response as ImapResponse};
 use sha2::Digest as _;
@@ -184,30 +184,9 @@ fn topic(mailbox: &str) -> Option<Topic> {
     Topic::new(text.get(..webpush_crypto::MAX_TOPIC_LEN)?).ok()
 }
 
-/// `Name <local@host>` or `local@host` as an envelope address.
-fn address(from: &str) -> Address<'static> {
-    let owned = |s: &str| Some(std::borrow::Cow::Owned(s.as_bytes().to_vec()));
-    let (name, addr) = match (from.rfind('<'), from.rfind('>')) {
-        (Some(open), Some(close)) if open < close => (
-            from.get(..open).map(str::trim).filter(|n| !n.is_empty()),
-            from.get(open + 1..close).unwrap_or_default(),
-        ),
-        _ => (None, from.trim()),
-    };
-    let name = name.map(|n| n.trim_matches('"'));
-    let (mailbox, host) = addr.rsplit_once('@').unwrap_or((addr, ""));
-    Address {
-        name: name.and_then(owned),
-        adl: None,
-        mailbox: owned(mailbox),
-        host: if host.is_empty() { None } else { owned(host) },
-    }
-}
-
 /// The events of a notify, as push content: new messages with what the event source
 /// told of them; otherwise none, which is the generic `* SELECT` push.
-fn events(notify: &Notify) -> Vec<Event<'static>> {
-    let owned = |s: &str| (!s.is_empty()).then(|| std::borrow::Cow::Owned(s.as_bytes().to_vec()));
+fn events(notify: &Notify) -> Vec<Event<'_>> {
     notify
         .messages
         .iter()
@@ -215,17 +194,12 @@ fn events(notify: &Notify) -> Vec<Event<'static>> {
             let uid = std::num::NonZeroU32::new(m.uid)?;
             Some(Event::NewMessage {
                 uid,
-                envelope: Box::new(Envelope {
-                    date: owned(&m.date),
-                    subject: owned(&m.subject),
-                    from: if m.from.is_empty() {
-                        vec![]
-                    } else {
-                        vec![address(&m.from)]
-                    },
-                    message_id: owned(&m.message_id),
-                    ..Envelope::default()
-                }),
+                envelope: Box::new(Envelope::from_header_values(&HeaderValues {
+                    date: &m.date,
+                    subject: &m.subject,
+                    from: &m.from,
+                    message_id: &m.message_id,
+                })),
                 flags: None,
             })
         })
@@ -336,18 +310,6 @@ async fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses() {
-        let a = address("Bob Example <bob@example.org>");
-        assert_eq!(a.name.as_deref(), Some(&b"Bob Example"[..]));
-        assert_eq!(a.mailbox.as_deref(), Some(&b"bob"[..]));
-        assert_eq!(a.host.as_deref(), Some(&b"example.org"[..]));
-        let a = address("bob@example.org");
-        assert_eq!((a.name, a.mailbox.as_deref()), (None, Some(&b"bob"[..])));
-        let a = address("\"Q, R\" <q@r>");
-        assert_eq!(a.name.as_deref(), Some(&b"Q, R"[..]));
-    }
 
     #[test]
     fn topics_are_per_mailbox_and_valid() {
