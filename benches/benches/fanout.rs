@@ -395,7 +395,7 @@ async fn main() {
         size as f64 / n as f64
     );
 
-    let Some(pg) = support::Postgres::start() else {
+    let Some(pg) = support::Postgres::try_start() else {
         println!("PostgreSQL: not installed here, skipped");
         return;
     };

@@ -1,27 +1,113 @@
 -- mailpushd.lua: Dovecot's Lua push driver reporting message events to mailpushd.
 --
--- Stock Dovecot (2.3.19 and later, Debian's dovecot-core included) runs this without
--- any C plugin. Every message event of a mailbox transaction (new mail, appends,
--- expunges, flag changes) is collected, and when the transaction commits, one
--- POST /notify per mailbox goes to mailpushd, in the xaps plugin's shape:
+-- One file for Dovecot 2.3 (2.3.19 and later) and 2.4: stock Dovecot runs it without any
+-- C plugin (Debian's dovecot-core has the driver). Every message event of a mailbox
+-- transaction (new mail, appends, expunges, flag changes) is collected, and when the
+-- transaction commits, one POST per mailbox goes to mailpushd, in the xaps plugin's shape:
 --
---   {"Username":"alice","Mailbox":"INBOX","Events": ["MessageNew"]}
+--   {"Username":"alice","Mailbox":"INBOX","Events":["MessageNew"],"Messages":[...]}
 --
--- New messages also carry what a Web Push client shows (uid, from, subject, date,
--- message-id), in a "Messages" list xapsd-style daemons ignore.
+-- New messages also carry what a Web Push client shows, in a "Messages" list that
+-- xapsd-style daemons ignore: Uid, UidValidity, From (the From header's value, as the
+-- message has it), Subject (decoded to UTF-8 by Dovecot), Date (the Date header's time
+-- and zone, written as RFC 5322 writes them: Dovecot hands the script the parsed date,
+-- not its text) and MessageId.
 --
--- Settings (plugin { }): mailpushd_url (required, e.g. http://[::1]:11619/notify),
--- mailpushd_authorization (optional: the whole Authorization header value, such as
--- "Basic ZG92ZWNvdDpzZWNyZXQ=", when mailpushd has basic_auth set).
+-- Settings. Dovecot 2.4 (90-mailpushd-2.4.conf):
+--   push_notification lua { lua_settings { mailpushd_url = ... } }
+-- Dovecot 2.3 (90-mailpushd.conf):
+--   plugin { mailpushd_url = ... }
+--
+--   mailpushd_url            required: mailpushd's /notify, e.g. http://[::1]:11619/notify
+--   mailpushd_authorization  optional: the whole Authorization header value, such as
+--                            "Basic ZG92ZWNvdDpzZWNyZXQ=", when mailpushd asks for one
+--   mailpushd_timeout_secs   optional: seconds to wait for each attempt (default 5)
+--   mailpushd_attempts       optional: attempts per report (default 3)
+--
+-- Which Dovecot runs it is told by what script_init receives: 2.4 hands it the
+-- lua_settings table, 2.3 nothing (its settings are read from the user's plugin { }).
+-- When a Dovecot process first reports an event, the script logs one line
+-- ("mailpushd.lua: reporting mail events to ..."), or, when a setting is missing or
+-- wrong, one error that names it; it then reports nothing from that process until the
+-- setting is fixed and Dovecot reloaded.
 
-local http_client = nil
+local DEFAULT_TIMEOUT_SECS = 5
+local DEFAULT_ATTEMPTS = 3
 
-function script_init()
-  http_client = dovecot.http.client({ timeout = 5000, max_attempts = 3 })
+-- What script_init received (2.4), or nil (2.3: read from the user's plugin settings).
+local init_settings = nil
+-- The configuration once read and checked: { url, authorization, client }, or false
+-- after an error was logged (so a process logs it once, not at every event).
+local ready = nil
+
+-- A positive whole number in a setting, or nil and the reason.
+local function whole(name, text, default, max)
+  if text == nil or text == "" then
+    return default
+  end
+  local n = tonumber(text)
+  if n == nil or n ~= math.floor(n) or n < 1 or n > max then
+    return nil, name .. " = " .. tostring(text) .. " is not a whole number from 1 to " .. max
+  end
+  return math.floor(n)
+end
+
+-- Reads and checks the settings through `get(name)`; makes the HTTP client with the
+-- option names of the running Dovecot. Logs one line either way.
+local function configure(get, version)
+  local url = get("mailpushd_url")
+  local where = version == "2.4" and "push_notification lua { lua_settings { } }" or "plugin { }"
+  local function fail(reason)
+    dovecot.i_error("mailpushd.lua: " .. reason .. " (in " .. where
+      .. "): no mail event reaches mailpushd until it is fixed and Dovecot reloaded")
+    ready = false
+    return false
+  end
+  if url == nil or url == "" then
+    return fail("mailpushd_url is not set")
+  end
+  if not (url:match("^http://") or url:match("^https://")) then
+    return fail("mailpushd_url = " .. url .. " is not an http:// or https:// URL")
+  end
+  local timeout, why = whole("mailpushd_timeout_secs", get("mailpushd_timeout_secs"),
+    DEFAULT_TIMEOUT_SECS, 300)
+  if timeout == nil then return fail(why) end
+  local attempts
+  attempts, why = whole("mailpushd_attempts", get("mailpushd_attempts"), DEFAULT_ATTEMPTS, 10)
+  if attempts == nil then return fail(why) end
+  -- 2.4 takes the http_client_* setting names without the prefix, times with a unit,
+  -- and refuses any other key; 2.3 has a fixed list and ignores unknown keys.
+  local options
+  if version == "2.4" then
+    options = { request_timeout = timeout .. "s", request_max_attempts = attempts }
+  else
+    options = { request_timeout_msecs = timeout * 1000, max_attempts = attempts }
+  end
+  local ok, client = pcall(dovecot.http.client, options)
+  if not ok then
+    return fail("Dovecot's HTTP client refused the options: " .. tostring(client))
+  end
+  local authorization = get("mailpushd_authorization")
+  if authorization == "" then authorization = nil end
+  ready = { url = url, authorization = authorization, client = client }
+  dovecot.i_info("mailpushd.lua: reporting mail events to " .. url .. " (Dovecot " .. version
+    .. " settings; " .. timeout .. " s per attempt, " .. attempts .. " attempts"
+    .. (authorization and ", with an Authorization header" or "") .. ")")
+  return true
+end
+
+function script_init(settings)
+  if type(settings) == "table" then
+    -- Dovecot 2.4. Read at first use, not here: LMTP also starts the driver for the
+    -- message it parses, which reports nothing, and its line would only repeat this one.
+    init_settings = settings
+  end
+  -- 2.3 needs 0; 2.4 ignores what is returned.
   return 0
 end
 
--- JSON string, with the escapes RFC 8259 requires.
+-- JSON string, with the escapes RFC 8259 requires. Octets that are not UTF-8 (an 8-bit
+-- header in another charset) are read as Latin-1, so the body stays valid JSON.
 local function json_string(text)
   text = tostring(text or "")
   local escaped = text:gsub('[%c"\\]', function(c)
@@ -32,7 +118,33 @@ local function json_string(text)
     if c == "\t" then return "\\t" end
     return string.format("\\u%04x", c:byte())
   end)
+  if utf8 ~= nil and utf8.len(escaped) == nil then
+    escaped = escaped:gsub("[\128-\255]", function(c)
+      return string.format("\\u%04x", c:byte())
+    end)
+  end
   return '"' .. escaped .. '"'
+end
+
+local MONTHS = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" }
+local DAYS = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" }
+
+-- The Date header's time and zone as RFC 5322 writes them ("Tue, 1 Dec 2026 21:39:06
+-- +0100"), from the seconds since 1970 and the zone in minutes Dovecot gives; "" when
+-- the message has no Date header Dovecot could read (it then gives 0).
+local function rfc5322_date(seconds, zone)
+  seconds, zone = tonumber(seconds), tonumber(zone) or 0
+  if seconds == nil or seconds <= 0 then
+    return ""
+  end
+  zone = math.floor(zone)
+  local t = os.date("!*t", math.floor(seconds) + zone * 60)
+  local sign = zone < 0 and "-" or "+"
+  local offset = math.abs(zone)
+  return string.format("%s, %d %s %04d %02d:%02d:%02d %s%02d%02d",
+    DAYS[t.wday], t.day, MONTHS[t.month], t.year, t.hour, t.min, t.sec,
+    sign, offset // 60, offset % 60)
 end
 
 function dovecot_lua_notify_begin_txn(user)
@@ -69,9 +181,10 @@ local function messages_json(messages)
   local out = {}
   for _, m in ipairs(messages) do
     table.insert(out, string.format(
-      '{"Uid":%d,"UidValidity":%d,"From":%s,"Subject":%s,"Date":%s}',
-      tonumber(m.uid) or 0, tonumber(m.uid_validity) or 0,
-      json_string(m.from), json_string(m.subject), json_string(m.date)))
+      '{"Uid":%d,"UidValidity":%d,"From":%s,"Subject":%s,"Date":%s,"MessageId":%s}',
+      math.floor(tonumber(m.uid) or 0), math.floor(tonumber(m.uid_validity) or 0),
+      json_string(m.from), json_string(m.subject),
+      json_string(rfc5322_date(m.date, m.tz)), json_string(m.message_id)))
   end
   return "[" .. table.concat(out, ",") .. "]"
 end
@@ -80,12 +193,17 @@ function dovecot_lua_notify_end_txn(ctx, success)
   if not success or #ctx.order == 0 then
     return
   end
-  local url = ctx.user:plugin_getenv("mailpushd_url")
-  if url == nil or url == "" then
-    dovecot.i_error("mailpushd.lua: plugin setting mailpushd_url is not set")
+  if ready == nil then
+    if init_settings ~= nil then
+      configure(function(name) return init_settings[name] end, "2.4")
+    else
+      -- Dovecot 2.3: the settings are the user's plugin { } ones.
+      configure(function(name) return ctx.user:plugin_getenv(name) end, "2.3")
+    end
+  end
+  if not ready then
     return
   end
-  local authorization = ctx.user:plugin_getenv("mailpushd_authorization")
   for _, name in ipairs(ctx.order) do
     local mailbox = ctx.mailboxes[name]
     local events = {}
@@ -94,22 +212,23 @@ function dovecot_lua_notify_end_txn(ctx, success)
     end
     local body = '{"Username":' .. json_string(ctx.user.username)
       .. ',"Mailbox":' .. json_string(name)
-      .. ',"Events": [' .. table.concat(events, ",") .. ']'
+      .. ',"Events":[' .. table.concat(events, ",") .. ']'
     if #mailbox.messages > 0 then
       body = body .. ',"Messages":' .. messages_json(mailbox.messages)
     end
     body = body .. '}'
-    local request = http_client:request({ url = url, method = "POST" })
+    local request = ready.client:request({ url = ready.url, method = "POST" })
     request:add_header("Content-Type", "application/json; charset=utf-8")
-    if authorization ~= nil and authorization ~= "" then
-      request:add_header("Authorization", authorization)
+    if ready.authorization ~= nil then
+      request:add_header("Authorization", ready.authorization)
     end
     request:set_payload(body)
     local response = request:submit()
     local status = response:status()
     -- 404: the user has no device. Anything else outside 2xx is worth a log line.
     if (status < 200 or status >= 300) and status ~= 404 then
-      dovecot.i_error("mailpushd.lua: " .. url .. " answered " .. status .. " " .. tostring(response:reason()))
+      dovecot.i_error("mailpushd.lua: " .. ready.url .. " answered " .. status .. " "
+        .. tostring(response:reason()) .. " for " .. name .. ": this event is not pushed")
     end
   end
 end

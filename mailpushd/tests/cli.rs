@@ -1,6 +1,7 @@
 //! The command line as an administrator uses it: import and export of an xapsd
 //! database, check-config with each kind of credentials, the topic taken from a client
-//! certificate (PEM and PKCS#12), and a graceful stop on SIGTERM.
+//! certificate (PEM and PKCS#12), a graceful stop on SIGTERM, and the demo's log
+//! written to a file as plain text.
 
 #![allow(
     clippy::unwrap_used,
@@ -258,4 +259,22 @@ fn sigterm_stops_it_gracefully() {
     // The store was closed cleanly and holds the registration.
     let (ok, out) = mailpushd(&config, &["export-xapsd"]);
     assert!(ok && out.contains("\"A1\""), "{out}");
+}
+
+#[test]
+fn the_demos_log_in_a_file_is_plain_text() {
+    let output = Command::new(env!("CARGO_BIN_EXE_mailpushd"))
+        .arg("demo")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("2 pushes reached the stand-in"), "{text}");
+    assert!(text.contains(" INFO "), "{text}");
+    assert!(!text.contains('\u{1b}'), "terminal escapes in: {text:?}");
 }

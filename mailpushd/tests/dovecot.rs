@@ -1,11 +1,16 @@
-//! A real Dovecot (Debian's 2.3.19, stock: no C plugin) driving the daemon: its Lua push
-//! driver with `mailpushd.lua`, then its OX driver. LMTP deliveries, STORE `\Seen`, a
-//! MOVE and a delivery to Junk happen over real IMAP and LMTP connections; the APNs
-//! stand-in shows one immediate push per delivery to INBOX, one push after a burst of
-//! flag changes, nothing for Junk.
+//! Real Dovecots driving the daemon through the files shipped in `mailpushd/dovecot/`:
+//! Debian 12's 2.3.19 and Debian 13's 2.4.1 (in a chroot), stock, no C plugin.
 //!
-//! Needs `dovecot` installed and root (its master starts as root). `.ci/run` installs it
-//! and sets `MAILPUSHD_REQUIRE_DOVECOT=1`, which makes a missing Dovecot a failure.
+//! For each: the Lua push driver with `mailpushd.lua` and the release's drop-in, included
+//! unchanged (LMTP deliveries pushed at once, a burst of flag changes pushed once after
+//! the quiet period, a MOVE's expunge, nothing for Junk); the OX driver; the script's
+//! HTTP client timeout and attempts applied; a wrong setting logged once, not at every
+//! delivery. And each release refusing the other's drop-in with the error the README
+//! names.
+//!
+//! Needs Dovecot and root (its master starts as root): ignored unless asked for with
+//! `--include-ignored`, as `.ci/run` does after installing Dovecot 2.3 and making the
+//! Debian 13 chroot, and then a missing Dovecot is a failure.
 
 #![allow(
     clippy::unwrap_used,
@@ -18,14 +23,14 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{Dovecot, ShowLogOnFailure, dovecot_available};
+use support::{Dovecot, Driver, Release, shipped};
 
 use mailpushd::config::BasicAuth;
 use mailpushd::daemon::Daemon;
 use mailpushd::demo::standin_config;
 use mailpushd::standin::Standin;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 
 const TOKEN: &str = "2918390218931890821908309283098109381029309829018310983092892829";
 /// `dovecot:s3cret`, as the OX driver sends it from its URL's user info.
@@ -58,15 +63,11 @@ async fn pushes(standin: &Standin, n: usize, quiet: Duration) -> usize {
     standin.requests().len()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stock_dovecot_drives_the_daemon() {
-    if !dovecot_available() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let _log = ShowLogOnFailure(dir.path().join("dovecot.log"));
+/// A daemon with the APNs stand-in, the quiet period of this test and the plugin's
+/// credentials, and alice's iPhone registered as the xaps plugin registers it.
+async fn daemon_with_a_device(dir: &std::path::Path) -> (Standin, Daemon) {
     let standin = Standin::start().await.unwrap();
-    let mut config = standin_config(&standin, dir.path()).unwrap();
+    let mut config = standin_config(&standin, dir).unwrap();
     config.push.delay = DELAY;
     config.push.check_interval = Duration::from_millis(200);
     config.basic_auth = Some(BasicAuth {
@@ -74,12 +75,27 @@ async fn stock_dovecot_drives_the_daemon() {
         password: zeroize::Zeroizing::new("s3cret".into()),
     });
     let daemon = Daemon::start(config).await.unwrap();
-    let address = daemon.local_addr();
-    register_as_the_plugin(address).await;
+    register_as_the_plugin(daemon.local_addr()).await;
+    (standin, daemon)
+}
 
-    // The Lua push driver, with the script as shipped.
-    let lua = Dovecot::lua_driver(address, Some(AUTHORIZATION));
-    let dovecot = Dovecot::start(dir.path(), &lua).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Dovecot 2.3 and root; .ci/run installs it and runs --include-ignored"]
+async fn the_lua_driver_on_dovecot_2_3() {
+    lua_driver(Release::v2_3()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Debian 13 chroot with Dovecot 2.4 (MAILPUSHD_DOVECOT24_ROOT) and root; .ci/run makes it and runs --include-ignored"]
+async fn the_lua_driver_on_dovecot_2_4() {
+    lua_driver(Release::v2_4()).await;
+}
+
+async fn lua_driver(release: Release) {
+    let dir = tempfile::tempdir().unwrap();
+    let (standin, daemon) = daemon_with_a_device(dir.path()).await;
+    let address = daemon.local_addr();
+    let dovecot = Dovecot::start(&release, &Driver::lua(address, Some(AUTHORIZATION))).await;
 
     // Each delivery to INBOX: a push at once, well before the quiet period.
     let start = Instant::now();
@@ -94,6 +110,12 @@ async fn stock_dovecot_drives_the_daemon() {
         request.body,
         br#"{"aps":{"account-id":"0715A26B-CA09-4730-A419-793000CA982E"}}"#
     );
+    // What an administrator looks for in Dovecot's log.
+    let ready = format!(
+        "mailpushd.lua: reporting mail events to http://{address}/notify (Dovecot {} settings; 5 s per attempt, 3 attempts, with an Authorization header)",
+        release.name()
+    );
+    assert!(dovecot.log().contains(&ready), "{}", dovecot.log());
 
     // A burst of flag changes: nothing at once, one push after the quiet period.
     let mut imap = dovecot.imap().await;
@@ -116,22 +138,180 @@ async fn stock_dovecot_drives_the_daemon() {
     dovecot.deliver("alice+Junk@example.org", "spam").await;
     tokio::time::sleep(DELAY + Duration::from_secs(1)).await;
     assert_eq!(standin.requests().len(), 4, "nothing for Junk");
-    // The user for the OX driver, set as its METADATA needs it.
+    imap.run("LOGOUT").await;
+    assert!(!dovecot.log().contains("Error"), "{}", dovecot.log());
+    dovecot.stop();
+    daemon.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Dovecot 2.3 and root; .ci/run installs it and runs --include-ignored"]
+async fn the_ox_driver_on_dovecot_2_3() {
+    ox_driver(Release::v2_3()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Debian 13 chroot with Dovecot 2.4 (MAILPUSHD_DOVECOT24_ROOT) and root; .ci/run makes it and runs --include-ignored"]
+async fn the_ox_driver_on_dovecot_2_4() {
+    ox_driver(Release::v2_4()).await;
+}
+
+async fn ox_driver(release: Release) {
+    let dir = tempfile::tempdir().unwrap();
+    let (standin, daemon) = daemon_with_a_device(dir.path()).await;
+    let address = daemon.local_addr();
+    let url = format!("http://dovecot:s3cret@{address}/ox");
+    let dovecot = Dovecot::start(&release, &Driver::Ox { url }).await;
+    // The driver pushes for users with this METADATA key; its user= names them.
+    let mut imap = dovecot.imap().await;
     imap.run("SETMETADATA \"\" (/private/vendor/vendor.dovecot/http-notify \"user=alice\")")
         .await;
     imap.run("LOGOUT").await;
-    dovecot.stop();
 
-    // The OX driver: a delivery to INBOX is a PUT, one push.
-    let ox = format!(
-        "mail_plugins = $mail_plugins notify push_notification
-plugin {{
-  push_notification_driver = ox:url=http://dovecot:s3cret@{address}/ox
-}}"
-    );
-    let dovecot = Dovecot::start(dir.path(), &ox).await;
+    // A delivery to INBOX is a PUT, one push at once.
+    let start = Instant::now();
     dovecot.deliver("alice@example.org", "third").await;
-    assert_eq!(pushes(&standin, 5, Duration::from_secs(1)).await, 5);
+    assert_eq!(pushes(&standin, 1, Duration::from_secs(1)).await, 1);
+    assert!(start.elapsed() < DELAY + Duration::from_secs(1));
+    assert!(!dovecot.log().contains("Error"), "{}", dovecot.log());
     dovecot.stop();
     daemon.shutdown(Duration::from_secs(5)).await;
+}
+
+#[test]
+#[ignore = "needs a Debian 13 chroot with Dovecot 2.4 (MAILPUSHD_DOVECOT24_ROOT) and root; .ci/run makes it and runs --include-ignored"]
+fn dovecot_2_4_refuses_the_2_3_drop_in_with_the_error_the_readme_names() {
+    let release = Release::v2_4();
+    let old = std::fs::read_to_string(shipped("2.3/90-mailpushd.conf")).unwrap();
+    let error = Dovecot::check(&release, &Driver::Text(old)).unwrap_err();
+    let named = "Unknown section name: plugin";
+    assert!(error.contains(named), "{error}");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    assert!(readme.contains(named), "the README names {named:?}");
+    // And the shipped 2.4 drop-in passes, its settings in effect.
+    let lua = Driver::lua(SocketAddr::from(([127, 0, 0, 1], 11619)), None);
+    let settings = Dovecot::check(&release, &lua).unwrap();
+    assert!(
+        settings.contains("push_notification mailpushd {"),
+        "{settings}"
+    );
+    assert!(settings.contains("driver = lua"), "{settings}");
+}
+
+#[test]
+#[ignore = "needs Dovecot 2.3 and root; .ci/run installs it and runs --include-ignored"]
+fn dovecot_2_3_refuses_the_2_4_drop_in_with_the_error_the_readme_names() {
+    let release = Release::v2_3();
+    let new = std::fs::read_to_string(shipped("2.4/90-mailpushd.conf")).unwrap();
+    let error = Dovecot::check(&release, &Driver::Text(new)).unwrap_err();
+    let named = "Unknown setting: mail_plugins";
+    assert!(error.contains(named), "{error}");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    assert!(readme.contains(named), "the README names {named:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Dovecot 2.3 and root; .ci/run installs it and runs --include-ignored"]
+async fn the_scripts_timeout_and_attempts_apply_on_dovecot_2_3() {
+    timeout_and_attempts(Release::v2_3()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Debian 13 chroot with Dovecot 2.4 (MAILPUSHD_DOVECOT24_ROOT) and root; .ci/run makes it and runs --include-ignored"]
+async fn the_scripts_timeout_and_attempts_apply_on_dovecot_2_4() {
+    timeout_and_attempts(Release::v2_4()).await;
+}
+
+/// Against a mailpushd that accepts connections and never answers, each report gives
+/// up after its attempts, each as long as the timeout: the delivery is not held longer,
+/// and the log says the event is not pushed.
+async fn timeout_and_attempts(release: Release) {
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/notify", silent.local_addr().unwrap());
+    let accepted = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let driver = Driver::Lua {
+        url: url.clone(),
+        authorization: None,
+        settings: vec![
+            ("mailpushd_timeout_secs".into(), "1".into()),
+            ("mailpushd_attempts".into(), "2".into()),
+        ],
+    };
+    let dovecot = Dovecot::start(&release, &driver).await;
+    let start = Instant::now();
+    dovecot.deliver("alice@example.org", "unheard").await;
+    let took = start.elapsed();
+    // Two attempts of one second each, not the client's default of a minute or more.
+    assert!(took >= Duration::from_secs(2), "gave up after {took:?}");
+    assert!(took < Duration::from_secs(10), "held the delivery {took:?}");
+    let log = dovecot.log();
+    assert!(
+        log.contains("(Dovecot ") && log.contains("settings; 1 s per attempt, 2 attempts)"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("mailpushd.lua: {url} answered 9")),
+        "{log}"
+    );
+    assert!(log.contains("for INBOX: this event is not pushed"), "{log}");
+    assert!(
+        log.contains("2 send attempts") || log.contains("1 times retried"),
+        "{log}"
+    );
+    accepted.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Dovecot 2.3 and root; .ci/run installs it and runs --include-ignored"]
+async fn a_wrong_setting_is_logged_once_on_dovecot_2_3() {
+    wrong_setting(Release::v2_3()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Debian 13 chroot with Dovecot 2.4 (MAILPUSHD_DOVECOT24_ROOT) and root; .ci/run makes it and runs --include-ignored"]
+async fn a_wrong_setting_is_logged_once_on_dovecot_2_4() {
+    wrong_setting(Release::v2_4()).await;
+}
+
+/// A setting the script cannot use is said in words that name it, once per process:
+/// an IMAP session changing flags three times logs it once, not at every change.
+async fn wrong_setting(release: Release) {
+    let driver = Driver::Lua {
+        url: "http://127.0.0.1:1/notify".into(),
+        authorization: None,
+        settings: vec![("mailpushd_attempts".into(), "many".into())],
+    };
+    let dovecot = Dovecot::start(&release, &driver).await;
+    let said = |prefix: &str| {
+        let line = "mailpushd.lua: mailpushd_attempts = many is not a whole number from 1 to 10";
+        dovecot
+            .log()
+            .lines()
+            .filter(|l| l.contains(prefix) && l.contains(line))
+            .count()
+    };
+    dovecot.deliver("alice@example.org", "one").await;
+    assert_eq!(said("lmtp("), 1, "{}", dovecot.log());
+    assert!(
+        dovecot
+            .log()
+            .contains("no mail event reaches mailpushd until it is fixed and Dovecot reloaded"),
+        "{}",
+        dovecot.log()
+    );
+    let mut imap = dovecot.imap().await;
+    imap.run("SELECT INBOX").await;
+    for _ in 0..3 {
+        imap.run("STORE 1 +FLAGS (\\Seen)").await;
+        imap.run("STORE 1 -FLAGS (\\Seen)").await;
+    }
+    imap.run("LOGOUT").await;
+    assert_eq!(said("imap("), 1, "{}", dovecot.log());
 }

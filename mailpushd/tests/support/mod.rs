@@ -2,15 +2,15 @@
 //! daemon's process, forwarded commands, metrics, stored subscriptions, and private
 //! Dovecot and PostgreSQL instances.
 // Each test binary uses a part of this.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+mod dovecot;
+pub use dovecot::*;
 
 /// A port free on 127.0.0.1 a moment ago, for a process the test starts.
 pub fn free_port() -> u16 {
@@ -131,273 +131,8 @@ pub async fn store_active_subscriptions(
     store.update_webpush(user, |_| ((), changes)).await.unwrap();
 }
 
-/// Whether Dovecot can run here (installed, and root for its master); a failure when
-/// `MAILPUSHD_REQUIRE_DOVECOT` is set.
-pub fn dovecot_available() -> bool {
-    let found = Command::new("dovecot").arg("--version").output().is_ok();
-    let root = is_root();
-    if found && root {
-        return true;
-    }
-    if std::env::var_os("MAILPUSHD_REQUIRE_DOVECOT").is_some() {
-        panic!("Dovecot is required (found: {found}, root: {root})");
-    }
-    eprintln!("skipped: needs dovecot installed and root");
-    false
-}
-
-/// A private Dovecot instance in `dir`.
-pub struct Dovecot {
-    child: Child,
-    config: PathBuf,
-    /// Its IMAP listener.
-    pub imap: SocketAddr,
-    /// Its LMTP listener.
-    pub lmtp: SocketAddr,
-}
-
-impl Dovecot {
-    /// The configuration that loads the shipped Lua script (`dovecot/mailpushd.lua`)
-    /// as the push driver, reporting to the daemon at `daemon`, with the
-    /// `Authorization` value `authorization` when there is one.
-    pub fn lua_driver(daemon: SocketAddr, authorization: Option<&str>) -> String {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("dovecot/mailpushd.lua");
-        let authorization = authorization
-            .map(|value| format!("\n  mailpushd_authorization = {value}"))
-            .unwrap_or_default();
-        format!(
-            "mail_plugins = $mail_plugins notify push_notification mail_lua push_notification_lua
-plugin {{
-  push_notification_driver = lua:file={}
-  mailpushd_url = http://{daemon}/notify{authorization}
-}}",
-            script.display()
-        )
-    }
-
-    /// Starts an instance in `dir` with the push `drivers` configuration.
-    pub async fn start(dir: &Path, drivers: &str) -> Self {
-        // Dovecot's processes run as other users: they need to reach its files.
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        let (imap, lmtp) = (free_port(), free_port());
-        for sub in ["run", "state", "mail"] {
-            std::fs::create_dir_all(dir.join(sub)).unwrap();
-        }
-        std::fs::write(dir.join("passwd"), "alice:{PLAIN}secret\n").unwrap();
-        let d = dir.display();
-        let config = dir.join("dovecot.conf");
-        std::fs::write(
-            &config,
-            format!(
-                r#"base_dir = {d}/run
-state_dir = {d}/state
-log_path = {d}/dovecot.log
-protocols = imap lmtp
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-auth_username_format = %Ln
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%n {d}/passwd
-}}
-userdb {{
-  driver = static
-  args = uid=nobody gid=nogroup home={d}/mail/%n
-}}
-mail_location = maildir:~/Maildir
-namespace inbox {{
-  inbox = yes
-  separator = /
-  mailbox Junk {{
-    auto = create
-  }}
-  mailbox Archive {{
-    auto = create
-  }}
-}}
-recipient_delimiter = +
-lmtp_save_to_detail_mailbox = yes
-mail_attribute_dict = file:%h/dovecot-attributes
-protocol imap {{
-  imap_metadata = yes
-}}
-service imap-login {{
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {imap}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-service lmtp {{
-  inet_listener lmtp {{
-    address = 127.0.0.1
-    port = {lmtp}
-  }}
-}}
-{drivers}
-"#
-            ),
-        )
-        .unwrap();
-        // Mail is served as nobody: the folders it touches are its own.
-        let status = Command::new("chown")
-            .args(["-R", "nobody:nogroup"])
-            .arg(dir.join("mail"))
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let child = Command::new("dovecot")
-            .arg("-c")
-            .arg(&config)
-            .arg("-F")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let dovecot = Self {
-            child,
-            config,
-            imap: SocketAddr::from(([127, 0, 0, 1], imap)),
-            lmtp: SocketAddr::from(([127, 0, 0, 1], lmtp)),
-        };
-        for address in [dovecot.imap, dovecot.lmtp] {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while TcpStream::connect(address).await.is_err() {
-                assert!(
-                    Instant::now() < deadline,
-                    "Dovecot did not listen on {address}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        dovecot
-    }
-
-    /// Stops it.
-    pub fn stop(mut self) {
-        let _ = Command::new("doveadm")
-            .arg("-c")
-            .arg(&self.config)
-            .arg("stop")
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Delivers one message over LMTP.
-    pub async fn deliver(&self, to: &str, subject: &str) {
-        let stream = TcpStream::connect(self.lmtp).await.unwrap();
-        let mut lmtp = Line::new(stream);
-        assert!(lmtp.read().await.starts_with("220"));
-        lmtp.send("LHLO test.example").await;
-        while lmtp.read().await.starts_with("250-") {}
-        for (command, expect) in [
-            ("MAIL FROM:<bob@example.org>".to_owned(), "250"),
-            (format!("RCPT TO:<{to}>"), "250"),
-            ("DATA".to_owned(), "354"),
-        ] {
-            lmtp.send(&command).await;
-            let answer = lmtp.read().await;
-            assert!(answer.starts_with(expect), "{command}: {answer}");
-        }
-        lmtp.send(&format!(
-            "From: Bob <bob@example.org>\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{subject}@example.org>\r\n\r\nHello.\r\n."
-        ))
-        .await;
-        let answer = lmtp.read().await;
-        assert!(answer.starts_with("250"), "delivery: {answer}");
-        lmtp.send("QUIT").await;
-    }
-
-    /// A logged-in IMAP session for alice.
-    pub async fn imap(&self) -> Imap {
-        let stream = TcpStream::connect(self.imap).await.unwrap();
-        let mut imap = Imap {
-            line: Line::new(stream),
-            tag: 0,
-        };
-        assert!(imap.line.read().await.starts_with("* OK"));
-        imap.run("LOGIN alice secret").await;
-        imap
-    }
-}
-
-pub struct Line {
-    stream: BufReader<TcpStream>,
-}
-
-impl Line {
-    fn new(stream: TcpStream) -> Self {
-        Self {
-            stream: BufReader::new(stream),
-        }
-    }
-
-    async fn send(&mut self, line: &str) {
-        self.stream
-            .get_mut()
-            .write_all(format!("{line}\r\n").as_bytes())
-            .await
-            .unwrap();
-    }
-
-    async fn read(&mut self) -> String {
-        let mut line = String::new();
-        tokio::time::timeout(Duration::from_secs(10), self.stream.read_line(&mut line))
-            .await
-            .expect("an answer")
-            .unwrap();
-        line
-    }
-}
-
-/// An IMAP session.
-pub struct Imap {
-    line: Line,
-    tag: u32,
-}
-
-impl Imap {
-    /// Runs a command; returns its tagged answer, asserting OK.
-    pub async fn run(&mut self, command: &str) -> String {
-        self.tag += 1;
-        let tag = format!("a{}", self.tag);
-        self.line.send(&format!("{tag} {command}")).await;
-        loop {
-            let answer = self.line.read().await;
-            if let Some(rest) = answer.strip_prefix(&format!("{tag} ")) {
-                assert!(rest.starts_with("OK"), "{command}: {answer}");
-                return answer;
-            }
-        }
-    }
-}
-
-/// Prints Dovecot's log when the test fails, which says why far better than a count.
-pub struct ShowLogOnFailure(pub PathBuf);
-
-impl Drop for ShowLogOnFailure {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.0).unwrap_or_default();
-            eprintln!("--- dovecot.log ---\n{log}");
-        }
-    }
-}
-
 /// Where PostgreSQL's server programs are: Debian's versioned directory (the newest),
-/// else `PATH`. `None` (a failure when `MAILPUSHD_REQUIRE_PEERS` is set) when absent.
+/// else `PATH`; `None` when they are not installed.
 pub fn postgres_bin() -> Option<PathBuf> {
     let mut debian: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
@@ -412,17 +147,10 @@ pub fn postgres_bin() -> Option<PathBuf> {
             .and_then(|v| v.to_str())
             .and_then(|v| v.parse::<u32>().ok())
     });
-    let found = debian.pop().or_else(|| {
+    debian.pop().or_else(|| {
         std::env::var_os("PATH")
             .and_then(|path| std::env::split_paths(&path).find(|dir| dir.join("initdb").is_file()))
-    });
-    if found.is_none() {
-        if std::env::var_os("MAILPUSHD_REQUIRE_PEERS").is_some() {
-            panic!("PostgreSQL is required: no initdb in /usr/lib/postgresql/*/bin or PATH");
-        }
-        eprintln!("skipped: needs PostgreSQL's server programs (initdb, pg_ctl)");
-    }
-    found
+    })
 }
 
 /// A private PostgreSQL cluster in a directory of its own, on a free port, reachable
@@ -438,8 +166,17 @@ pub struct Postgres {
 }
 
 impl Postgres {
-    /// Makes and starts a cluster, or `None` where PostgreSQL is not installed.
-    pub fn start() -> Option<Self> {
+    /// Makes and starts a cluster. The tests that call it are ignored unless asked for
+    /// (`--include-ignored`), and then a missing PostgreSQL is a failure.
+    pub fn start() -> Self {
+        Self::try_start().unwrap_or_else(|| {
+            panic!("needs PostgreSQL's server programs (initdb, pg_ctl; Debian: postgresql)")
+        })
+    }
+
+    /// Makes and starts a cluster, or `None` where PostgreSQL is not installed (for the
+    /// benches, which measure what they can).
+    pub fn try_start() -> Option<Self> {
         let bin = postgres_bin()?;
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
@@ -554,7 +291,7 @@ impl Drop for Postgres {
     }
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
