@@ -294,6 +294,15 @@ impl Driver {
                 // The shipped files, copied where a chrooted Dovecot reaches them too.
                 std::fs::copy(shipped("mailpushd.lua"), host_dir.join("mailpushd.lua")).unwrap();
                 std::fs::copy(release.drop_in(), host_dir.join("90-mailpushd.conf")).unwrap();
+                if let Release::V2_4 { root } = release {
+                    // 2.4 opens lua_file when it reads the configuration, so the
+                    // script is where the drop-in names it, as the README says to put
+                    // it (renamed into place: tests running at once write it too).
+                    let place = root.join("etc/dovecot/mailpushd.lua");
+                    let next = host_dir.join("mailpushd.lua.next");
+                    std::fs::copy(shipped("mailpushd.lua"), &next).unwrap();
+                    std::fs::rename(&next, place).unwrap();
+                }
                 let mut values = vec![("mailpushd_url".to_owned(), url.clone())];
                 if let Some(a) = authorization {
                     values.push(("mailpushd_authorization".to_owned(), a.clone()));
@@ -308,7 +317,7 @@ impl Driver {
                         "!include {dir}/90-mailpushd.conf\nplugin {{\n  push_notification_driver = lua:file={dir}/mailpushd.lua\n{values}}}\n"
                     ),
                     Release::V2_4 { .. } => format!(
-                        "!include {dir}/90-mailpushd.conf\npush_notification mailpushd {{\n  lua_file = {dir}/mailpushd.lua\n  lua_settings {{\n{values}  }}\n}}\n"
+                        "!include {dir}/90-mailpushd.conf\npush_notification mailpushd {{\n  lua_settings {{\n{values}  }}\n}}\n"
                     ),
                 }
             }

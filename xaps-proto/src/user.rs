@@ -1,0 +1,124 @@
+//! The user a registration or an event belongs to.
+
+use std::fmt;
+
+/// The longest user name accepted, in octets (an e-mail address is at most 254).
+pub const MAX_USER_NAME_LEN: usize = 256;
+
+/// A user name as the mail server authenticated it: 1 to [`MAX_USER_NAME_LEN`] octets,
+/// no control characters. Names are compared without regard to case, as xapsd compares
+/// them: the value is kept in lower case, so equal names are equal values.
+///
+/// ```
+/// use xaps_proto::UserName;
+/// let user = UserName::new("Alice@Example.org")?;
+/// assert_eq!(user.as_str(), "alice@example.org");
+/// assert_eq!(user, UserName::new("alice@example.org")?);
+/// assert!(UserName::new("").is_err());
+/// assert!(UserName::new("alice\r\nbob").is_err());
+/// # Ok::<(), xaps_proto::UserNameError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(try_from = "String", into = "String")
+)]
+pub struct UserName(String);
+
+/// A user name that is not one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UserNameError {
+    /// Empty.
+    #[error("the user name is empty")]
+    Empty,
+    /// Longer than [`MAX_USER_NAME_LEN`].
+    #[error("the user name is longer than {MAX_USER_NAME_LEN} octets")]
+    TooLong,
+    /// A line break, NUL or other control character: no mail server authenticates
+    /// such a name, and it would break the lines it is logged in.
+    #[error("the user name holds a control character")]
+    Control,
+}
+
+impl UserName {
+    /// Validates `name` and puts it in lower case.
+    pub fn new(name: &str) -> Result<Self, UserNameError> {
+        if name.is_empty() {
+            return Err(UserNameError::Empty);
+        }
+        if name.len() > MAX_USER_NAME_LEN {
+            return Err(UserNameError::TooLong);
+        }
+        if name.chars().any(char::is_control) {
+            return Err(UserNameError::Control);
+        }
+        // Most names are lower case already: no second copy for them.
+        if name.chars().any(char::is_uppercase) {
+            Ok(Self(name.to_lowercase()))
+        } else {
+            Ok(Self(name.to_owned()))
+        }
+    }
+
+    /// The name, in lower case.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for UserName {
+    type Error = UserNameError;
+    fn try_from(name: String) -> Result<Self, UserNameError> {
+        Self::new(&name)
+    }
+}
+
+impl From<UserName> for String {
+    fn from(name: UserName) -> String {
+        name.0
+    }
+}
+
+impl AsRef<str> for UserName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_accepted_and_refused() {
+        for (input, expected) in [
+            ("alice", Ok("alice")),
+            ("Alice", Ok("alice")),
+            ("ÄLICE@example.org", Ok("älice@example.org")),
+            ("a b", Ok("a b")),
+            ("", Err(UserNameError::Empty)),
+            ("a\nb", Err(UserNameError::Control)),
+            ("a\0", Err(UserNameError::Control)),
+            ("a\u{1b}[31m", Err(UserNameError::Control)),
+        ] {
+            assert_eq!(
+                UserName::new(input).as_ref().map(UserName::as_str),
+                expected.as_ref().map(|s| *s),
+                "{input:?}"
+            );
+        }
+        assert_eq!(
+            UserName::new(&"a".repeat(MAX_USER_NAME_LEN + 1)),
+            Err(UserNameError::TooLong)
+        );
+        assert!(UserName::new(&"a".repeat(MAX_USER_NAME_LEN)).is_ok());
+    }
+}
