@@ -39,7 +39,7 @@ fn registry(range: std::ops::Range<usize>) -> Registry {
             registered_at: Some(now),
         };
         let _ = registry.restore(
-            &format!("user{i}"),
+            xaps_proto::UserName::new(&format!("user{i}")).expect("name"),
             AccountId::new(&account(i)).expect("id"),
             registration,
         );

@@ -286,7 +286,11 @@ async fn run(name: &str, database: Database, dir: &std::path::Path, load: &Load)
     let mut reads = Vec::new();
     for _ in 0..rounds.max(3) {
         let start = Instant::now();
-        let account = daemon.store().webpush_account(USER).await.expect("read");
+        let account = daemon
+            .store()
+            .webpush_account(&support::user_name(USER))
+            .await
+            .expect("read");
         assert_eq!(account.records.len(), n);
         reads.push(start.elapsed().as_secs_f64());
     }

@@ -35,7 +35,8 @@ fn main() {
                 .unwrap_or_else(|e| unreachable!("{e}")),
             device_token: DeviceToken::new(&format!("{i:064x}"))
                 .unwrap_or_else(|e| unreachable!("{e}")),
-            username: format!("user{}@example.org", i / 2),
+            username: xaps_proto::UserName::new(&format!("user{}@example.org", i / 2))
+                .unwrap_or_else(|e| unreachable!("{e}")),
             mailboxes: vec!["INBOX".into(), "Notes".into(), "Sent Messages".into()],
         };
         if let Err(e) = registry.register(register, now) {

@@ -375,7 +375,9 @@ impl Apns {
             .inner
             .store
             .update_token(token, Registry::new(), move |registry| {
-                registry.unregistered(&token_for_rule, since)
+                let removed = registry.unregistered(&token_for_rule, since);
+                let changes = removed.iter().cloned().map(Into::into).collect();
+                (removed, changes)
             })
             .await
         {

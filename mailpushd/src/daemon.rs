@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use xaps_proto::registry::Registry;
-use xaps_proto::{AccountId, Debouncer, DeviceToken, Timestamp};
+use xaps_proto::{AccountId, Debouncer, DeviceToken, Timestamp, UserName};
 
 use crate::apns::{Apns, ApnsError, Job};
 use crate::config::Config;
@@ -74,7 +74,7 @@ pub(crate) struct Shared {
 pub(crate) struct WebPushState {
     pub(crate) sender: WebPushSender,
     settings: std::sync::RwLock<Settings>,
-    later: std::sync::Mutex<Debouncer<(String, String)>>,
+    later: std::sync::Mutex<Debouncer<(UserName, String)>>,
     subject: Subject,
 }
 
@@ -89,15 +89,11 @@ impl WebPushState {
 
     /// An event other than new mail in `mailbox`: one generic push after the quiet
     /// period.
-    pub(crate) fn later(&self, user: &str, mailbox: &str, now: Instant) {
-        let _ = crate::lock(&self.later).on_event(
-            (user.to_lowercase(), mailbox.to_owned()),
-            false,
-            now,
-        );
+    pub(crate) fn later(&self, user: &UserName, mailbox: &str, now: Instant) {
+        let _ = crate::lock(&self.later).on_event((user.clone(), mailbox.to_owned()), false, now);
     }
 
-    fn due(&self, now: Instant) -> Vec<(String, String)> {
+    fn due(&self, now: Instant) -> Vec<(UserName, String)> {
         crate::lock(&self.later).poll(now)
     }
 
@@ -450,7 +446,11 @@ async fn expire(shared: &Shared) {
         .update_older_than(
             Timestamp::from_system_time(cutoff),
             shared.registry(),
-            |r| r.expire(now),
+            |r| {
+                let removed = r.expire(now);
+                let changes = removed.iter().cloned().map(Into::into).collect();
+                (removed, changes)
+            },
         )
         .await
     {

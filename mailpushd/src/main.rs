@@ -266,8 +266,9 @@ fn humantime(time: SystemTime) -> String {
 }
 
 async fn send_test(config: &Config, user: &str) -> Result<ExitCode, Error> {
+    let user = xaps_proto::UserName::new(user)?;
     let store = store(config).await?;
-    let registry = store.user(user, Registry::new()).await?;
+    let registry = store.user(&user, Registry::new()).await?;
     let apns = Apns::new(&config.apns, store, std::sync::Arc::new(Metrics::new()))?;
     let targets: Vec<_> = registry
         .iter()

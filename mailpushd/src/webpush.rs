@@ -85,7 +85,7 @@ impl tower_service::Service<Name> for Resolver {
 #[derive(Debug, Clone)]
 pub struct Delivery {
     /// Whose subscription (shared by the pushes of one event).
-    pub user: Arc<str>,
+    pub user: Arc<xaps_proto::UserName>,
     /// The push.
     pub push: Push,
     /// How urgently.
@@ -954,7 +954,7 @@ mod tests {
         )
         .unwrap();
         Delivery {
-            user: "alice".into(),
+            user: Arc::new(xaps_proto::UserName::new("alice").unwrap()),
             push: Push {
                 sub_id: imap_webpush_proto::SubId::new("s1").unwrap(),
                 endpoint: webpush_crypto::Endpoint::new("https://push.example.net/p/1").unwrap(),

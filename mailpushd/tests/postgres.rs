@@ -152,7 +152,7 @@ async fn what_one_daemon_stores_the_other_serves() {
     for _ in 0..100 {
         left = a
             .store()
-            .user("alice", Registry::new())
+            .user(&support::user_name("alice"), Registry::new())
             .await
             .unwrap()
             .len();
@@ -206,7 +206,11 @@ async fn the_per_user_limit_holds_when_both_register_at_once() {
         }
     }
     let store = Store::open_postgres(&url, 1).await.unwrap();
-    let stored = store.user("carol", Registry::new()).await.unwrap().len();
+    let stored = store
+        .user(&support::user_name("carol"), Registry::new())
+        .await
+        .unwrap()
+        .len();
     assert_eq!((accepted, stored), (10, 10));
     for daemon in daemons {
         daemon.shutdown(Duration::from_secs(5)).await;
@@ -339,12 +343,18 @@ async fn sigkill_of_one_daemon_loses_nothing_and_the_other_serves_on() {
     let mut missing = Vec::new();
     for &i in a_tally.registered.iter().chain(&b_tally.registered) {
         let account = AccountId::new(&format!("ACCOUNT-{i:04}")).unwrap();
-        if registry.get(&format!("user{i:04}"), &account).is_none() {
+        if registry
+            .get(&support::user_name(&format!("user{i:04}")), &account)
+            .is_none()
+        {
             missing.push(format!("registration {i}"));
         }
     }
     for &i in a_tally.subscribed.iter().chain(&b_tally.subscribed) {
-        let account = store.webpush_account(&format!("user{i:04}")).await.unwrap();
+        let account = store
+            .webpush_account(&support::user_name(&format!("user{i:04}")))
+            .await
+            .unwrap();
         if !account.records.iter().any(|r| r.sub_id.as_str() == SUB) {
             missing.push(format!("subscription {i}"));
         }

@@ -225,7 +225,7 @@ async fn real_push_service_and_dovecot(release: Release) {
     for _ in 0..100 {
         left = daemon
             .store()
-            .webpush_account("alice")
+            .webpush_account(&support::user_name("alice"))
             .await
             .unwrap()
             .records

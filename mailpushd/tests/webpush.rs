@@ -112,7 +112,7 @@ impl Setup {
     async fn subscriptions(&self) -> usize {
         self.daemon
             .store()
-            .webpush_account("alice")
+            .webpush_account(&support::user_name("alice"))
             .await
             .unwrap()
             .records
@@ -416,7 +416,12 @@ async fn a_name_that_resolves_to_a_private_address_is_refused_at_connect_time() 
 async fn malformed_forwarded_commands_get_the_grammars_answer_and_change_nothing() {
     let s = setup(|_| {}).await;
     s.active("push/1").await;
-    let before = s.daemon.store().webpush_account("alice").await.unwrap();
+    let before = s
+        .daemon
+        .store()
+        .webpush_account(&support::user_name("alice"))
+        .await
+        .unwrap();
     for (line, answer) in [
         (
             "b1 WEBPUSH bad/id NIL\r\n",
@@ -441,7 +446,11 @@ async fn malformed_forwarded_commands_get_the_grammars_answer_and_change_nothing
         assert!(got.starts_with(answer), "{line:?}: {got:?}");
     }
     assert_eq!(
-        s.daemon.store().webpush_account("alice").await.unwrap(),
+        s.daemon
+            .store()
+            .webpush_account(&support::user_name("alice"))
+            .await
+            .unwrap(),
         before
     );
     // Not a whole command, or not WEBPUSH, or without the forwarding headers: 400.
@@ -721,7 +730,10 @@ async fn a_subscription_that_no_longer_reads_costs_only_its_own_push() {
     // Nothing more comes, and the account as a whole is reported unreadable.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(push.requests().len(), 2);
-    let whole = daemon.store().webpush_account("alice").await;
+    let whole = daemon
+        .store()
+        .webpush_account(&support::user_name("alice"))
+        .await;
     assert!(
         matches!(whole, Err(mailpushd::store::StoreError::Corrupt { .. })),
         "{whole:?}"

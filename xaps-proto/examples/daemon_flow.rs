@@ -13,7 +13,7 @@ use apns_proto::{Environment, MailPush, Outcome, Topic};
 use xaps_proto::daemon::{Notify, Register};
 use xaps_proto::legacy::{Answer, Request};
 use xaps_proto::registry::{Lookup, Registry};
-use xaps_proto::{AccountId, Command, Debouncer, DeviceToken, registered_response};
+use xaps_proto::{AccountId, Command, Debouncer, DeviceToken, UserName, registered_response};
 
 const TOPIC: &str = "com.apple.mail.XServer.d19011df-561b-444d-ac59-09459e74a5e6";
 
@@ -42,19 +42,20 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!("C: {}", String::from_utf8_lossy(line).trim_end());
     let reply = registered_response(command.request.version, TOPIC)?;
     println!("S: {}", String::from_utf8_lossy(&reply).trim_end());
-    let body = Register::new(&command.request, "alice@example.org").to_json()?;
+    let alice = UserName::new("alice@example.org")?;
+    let body = Register::new(&command.request, &alice).to_json()?;
     println!("plugin -> POST /register {body}");
     let wall_now = at(0).1;
-    println!(
-        "  registry: {:?}, answer 200 with the topic",
-        registry.register(Register::from_json(body.as_bytes())?, wall_now)?
-    );
+    let (registered, change) =
+        registry.register(Register::from_json(body.as_bytes())?, wall_now)?;
+    println!("  registry: {registered:?}, answer 200 with the topic once this is stored:");
+    println!("  {change:?}");
 
     // A second device arrives over the legacy socket protocol.
     let legacy = b"REGISTER aps-account-id=\"0A7C4DFD-3FC4-418D-B4FC-F6EE59603731\"\taps-device-token=\"3A1E4FBA6214E9DB210D15BAF10D5EE85ED217437B9BAC4AFACB8416AAD6E46D\"\taps-subtopic=\"com.apple.mobilemail\"\tdovecot-username=\"alice@example.org\"\tdovecot-mailboxes=(\"INBOX\")\r\n";
     println!("plugin -> {}", String::from_utf8_lossy(legacy).trim_end());
     if let (_, Request::Register(register)) = Request::decode(legacy)? {
-        println!("  registry: {:?}", registry.register(register, wall_now)?);
+        println!("  registry: {:?}", registry.register(register, wall_now)?.0);
         print!(
             "  answer: {}",
             String::from_utf8_lossy(&Answer::ok(TOPIC).encode())
@@ -75,7 +76,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         let due = debouncer.poll(now);
         send(&mut apns, &due, wall_now, "delayed")?;
         let notify = Notify {
-            username: user.into(),
+            username: UserName::new(user)?,
             mailbox: mailbox.into(),
             events: names.iter().map(|e| (*e).to_owned()).collect(),
             messages: Vec::new(),

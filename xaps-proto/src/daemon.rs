@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::types::{AccountId, DeviceToken, MAIL_SUBTOPIC, MAX_MAILBOXES, RegistrationRequest};
+use crate::user::UserName;
 
 /// The longest body accepted, in octets: a registration lists at most 1,000 mailboxes.
 pub const MAX_BODY_LEN: usize = 256 * 1024;
@@ -46,7 +47,7 @@ pub struct Register {
     /// `ApsDeviceToken`.
     pub device_token: DeviceToken,
     /// `Username`.
-    pub username: String,
+    pub username: UserName,
     /// `Mailboxes`.
     pub mailboxes: Vec<String>,
 }
@@ -65,11 +66,11 @@ struct RegisterWire {
 
 /// `POST /notify`: events in one mailbox of one user, sent by the delivery and IMAP
 /// plugins for each processed message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Notify {
     /// `Username`.
-    pub username: String,
+    pub username: UserName,
     /// `Mailbox`.
     pub mailbox: String,
     /// `Events`: Dovecot push-notification event names (`MessageNew`, `FlagsSet`, ...).
@@ -77,8 +78,19 @@ pub struct Notify {
     /// `Messages`: what an event source knows of the new messages (mailpushd's Lua
     /// script sends it; the xaps plugin does not, and xapsd ignores it). Empty when
     /// absent, and then not written.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub messages: Vec<MessageSummary>,
+}
+
+/// A `/notify` body as read, before its fields are checked.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct NotifyWire {
+    username: String,
+    mailbox: String,
+    events: Vec<String>,
+    #[serde(default)]
+    messages: Vec<MessageSummary>,
 }
 
 /// A new message as an event source describes it, for pushes that show it (Web Push's
@@ -113,15 +125,17 @@ fn malformed(what: &'static str) -> impl Fn(serde_json::Error) -> BodyError {
     }
 }
 
-/// A registration's user is not empty, and it lists at most `MAX_MAILBOXES`.
-fn user_and_mailboxes(username: &str, mailboxes: &[String]) -> Result<(), BodyError> {
-    if username.is_empty() {
-        return Err(BodyError::Field { field: "Username" });
-    }
+/// A registration lists at most `MAX_MAILBOXES`.
+fn mailbox_count(mailboxes: &[String]) -> Result<(), BodyError> {
     if mailboxes.len() > MAX_MAILBOXES {
         return Err(BodyError::Field { field: "Mailboxes" });
     }
     Ok(())
+}
+
+/// The `Username` field as a user name.
+fn user_name(text: &str) -> Result<UserName, BodyError> {
+    UserName::new(text).map_err(|_| BodyError::Field { field: "Username" })
 }
 
 /// A body as written, if a daemon would read it.
@@ -147,11 +161,11 @@ fn check_len(body: &[u8], what: &'static str) -> Result<(), BodyError> {
 impl Register {
     /// The registration a plugin sends for `request`, made by the authenticated
     /// `username`.
-    pub fn new(request: &RegistrationRequest, username: &str) -> Self {
+    pub fn new(request: &RegistrationRequest, username: &UserName) -> Self {
         Self {
             account_id: request.account_id.clone(),
             device_token: request.device_token.clone(),
-            username: username.to_lowercase(),
+            username: username.clone(),
             mailboxes: request.mailboxes.clone(),
         }
     }
@@ -164,7 +178,7 @@ impl Register {
     /// use xaps_proto::daemon::Register;
     /// let body = br#"{"ApsAccountId":"0715A26B-CA09-4730-A419-793000CA982E","ApsDeviceToken":"2918390218931890821908309283098109381029309829018310983092892829","ApsSubtopic":"com.apple.mobilemail","Username":"User","Mailboxes": ["INBOX","Notes"]}"#;
     /// let register = Register::from_json(body)?;
-    /// assert_eq!(register.username, "user");
+    /// assert_eq!(register.username.as_str(), "user");
     /// # Ok::<(), xaps_proto::daemon::BodyError>(())
     /// ```
     pub fn from_json(body: &[u8]) -> Result<Self, BodyError> {
@@ -177,7 +191,8 @@ impl Register {
         if wire.aps_subtopic != MAIL_SUBTOPIC {
             return Err(field("ApsSubtopic"));
         }
-        user_and_mailboxes(&wire.username, &wire.mailboxes)?;
+        let username = user_name(&wire.username)?;
+        mailbox_count(&wire.mailboxes)?;
         let mailboxes = if wire.mailboxes.is_empty() {
             vec!["INBOX".to_owned()]
         } else {
@@ -186,7 +201,7 @@ impl Register {
         Ok(Self {
             account_id,
             device_token,
-            username: wire.username.to_lowercase(),
+            username,
             mailboxes,
         })
     }
@@ -194,12 +209,12 @@ impl Register {
     /// The body, with the field names and order the plugin uses; refused with the
     /// error a daemon would answer it with ([`Register::from_json`]) if it would be.
     pub fn to_json(&self) -> Result<String, BodyError> {
-        user_and_mailboxes(&self.username, &self.mailboxes)?;
+        mailbox_count(&self.mailboxes)?;
         let wire = RegisterWire {
             aps_account_id: self.account_id.as_str().to_owned(),
             aps_device_token: self.device_token.as_str().to_owned(),
             aps_subtopic: MAIL_SUBTOPIC.to_owned(),
-            username: self.username.clone(),
+            username: self.username.as_str().to_owned(),
             mailboxes: self.mailboxes.clone(),
         };
         written(serde_json::to_string(&wire), "register")
@@ -207,7 +222,8 @@ impl Register {
 }
 
 impl Notify {
-    /// Reads and checks a `/notify` body: user, mailbox and events non-empty.
+    /// Reads and checks a `/notify` body: a user name ([`UserName`]), mailbox and events
+    /// non-empty.
     ///
     /// ```
     /// use xaps_proto::daemon::Notify;
@@ -217,7 +233,13 @@ impl Notify {
     /// ```
     pub fn from_json(body: &[u8]) -> Result<Self, BodyError> {
         check_len(body, "notify")?;
-        let notify: Notify = serde_json::from_slice(body).map_err(malformed("notify"))?;
+        let wire: NotifyWire = serde_json::from_slice(body).map_err(malformed("notify"))?;
+        let notify = Notify {
+            username: user_name(&wire.username)?,
+            mailbox: wire.mailbox,
+            events: wire.events,
+            messages: wire.messages,
+        };
         notify.check()?;
         Ok(notify)
     }
@@ -229,10 +251,9 @@ impl Notify {
         written(serde_json::to_string(self), "notify")
     }
 
-    /// User, mailbox and events non-empty.
+    /// Mailbox and events non-empty (the user name is never empty).
     fn check(&self) -> Result<(), BodyError> {
         let empty = [
-            ("Username", self.username.is_empty()),
             ("Mailbox", self.mailbox.is_empty()),
             ("Events", self.events.is_empty()),
         ];

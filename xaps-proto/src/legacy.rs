@@ -20,6 +20,7 @@
 
 use crate::daemon::{Notify, Register};
 use crate::types::{AccountId, DeviceToken, MAIL_SUBTOPIC, MAX_MAILBOXES};
+use crate::user::UserName;
 
 /// The longest request line accepted, terminator included and counted as CRLF (so
 /// that every line read can be written again).
@@ -279,8 +280,8 @@ impl TryFrom<&Line> for Request {
     type Error = LineError;
 
     /// Checks the arguments as xapsd did: each one present and non-empty, the subtopic
-    /// `com.apple.mobilemail`; also a hex device token. The user is lowercased, as the
-    /// HTTP daemon does. A `NOTIFY` without `events` (plugins before 2018) means new
+    /// `com.apple.mobilemail`; also a hex device token and a [`UserName`] (lower case,
+    /// as the HTTP daemon has it). A `NOTIFY` without `events` (plugins before 2018) means new
     /// mail.
     fn try_from(line: &Line) -> Result<Self, LineError> {
         match line.verb {
@@ -292,7 +293,8 @@ impl TryFrom<&Line> for Request {
                 if line.text("aps-subtopic")? != MAIL_SUBTOPIC {
                     return Err(LineError::UnknownSubtopic);
                 }
-                let username = line.text("dovecot-username")?.to_lowercase();
+                let username = UserName::new(line.text("dovecot-username")?)
+                    .map_err(|_| LineError::Invalid("dovecot-username"))?;
                 let mailboxes = line
                     .list("dovecot-mailboxes")?
                     .ok_or(LineError::Missing("dovecot-mailboxes"))?
@@ -305,7 +307,8 @@ impl TryFrom<&Line> for Request {
                 }))
             }
             Verb::Notify => {
-                let username = line.text("dovecot-username")?.to_owned();
+                let username = UserName::new(line.text("dovecot-username")?)
+                    .map_err(|_| LineError::Invalid("dovecot-username"))?;
                 let mailbox = line.text("dovecot-mailbox")?.to_owned();
                 let events = match line.list("events")? {
                     Some(events) => events.to_vec(),
@@ -334,14 +337,14 @@ impl From<&Request> for Line {
                     text("aps-account-id", r.account_id.as_str()),
                     text("aps-device-token", r.device_token.as_str()),
                     text("aps-subtopic", MAIL_SUBTOPIC),
-                    text("dovecot-username", &r.username),
+                    text("dovecot-username", r.username.as_str()),
                     list("dovecot-mailboxes", &r.mailboxes),
                 ],
             },
             Request::Notify(n) => Line {
                 verb: Verb::Notify,
                 pairs: vec![
-                    text("dovecot-username", &n.username),
+                    text("dovecot-username", n.username.as_str()),
                     text("dovecot-mailbox", &n.mailbox),
                     list("events", &n.events),
                 ],

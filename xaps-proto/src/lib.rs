@@ -30,6 +30,7 @@ mod parse;
 pub mod registry;
 mod timestamp;
 mod types;
+mod user;
 
 pub use debounce::{DEFAULT_DELAY, Debouncer, is_message_new};
 pub use encode::{completed, mailbox_response, registered_response};
@@ -40,6 +41,7 @@ pub use types::{
     AccountId, CAPABILITY, DeviceToken, ExtraValue, MAIL_SUBTOPIC, MAX_ACCOUNT_ID_LEN,
     MAX_MAILBOX_LEN, MAX_MAILBOXES, RegistrationRequest, Version,
 };
+pub use user::{MAX_USER_NAME_LEN, UserName, UserNameError};
 
 // The README's example is compiled and run with the doctests.
 #[doc = include_str!("../README.md")]

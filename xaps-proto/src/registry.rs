@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::daemon::{Notify, NotifyOutcome, Register};
 use crate::timestamp::Timestamp;
 use crate::types::{AccountId, DeviceToken, MAX_MAILBOXES};
+use crate::user::UserName;
 
 /// How long a registration lives without being refreshed: xapsd's 30 days.
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -74,16 +75,13 @@ pub enum RegistryError {
     #[error("user {user:?} already has {limit} registered accounts")]
     TooManyAccounts {
         /// The user.
-        user: String,
+        user: UserName,
         /// The limit.
         limit: usize,
     },
     /// The registration lists no mailbox, or more than allowed.
     #[error("a registration must list 1 to {MAX_MAILBOXES} mailboxes")]
     Mailboxes,
-    /// The user name is empty.
-    #[error("a registration needs a user name")]
-    User,
 }
 
 /// Which mailboxes' events push to a device, whatever else the device listed.
@@ -158,36 +156,69 @@ pub struct Target<'a> {
     pub device_token: &'a DeviceToken,
 }
 
-/// A registration that was removed, for the caller's log and debouncer.
+/// A registration that was removed, for the caller's log and debouncer, and a change
+/// to store ([`Change::Remove`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct Removed {
     /// The user.
-    pub user: String,
+    pub user: UserName,
     /// The account.
     pub account_id: AccountId,
     /// Its registration.
     pub registration: Registration,
 }
 
+/// A change an operation made to the registry: what a daemon that keeps registrations
+/// in a store of its own writes there, so the registry's rules stay the only rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Change {
+    /// Store this registration of `user`'s `account_id`, replacing the one stored.
+    Put {
+        /// The user.
+        user: UserName,
+        /// The account.
+        account_id: AccountId,
+        /// The registration now.
+        registration: Registration,
+    },
+    /// Remove this registration.
+    Remove(Removed),
+}
+
+impl From<Removed> for Change {
+    fn from(removed: Removed) -> Self {
+        Change::Remove(removed)
+    }
+}
+
 /// The registrations, keyed by (user, account id): one device token per account, as
-/// in xapsd. Users are compared in lower case.
+/// in xapsd. Users are compared in lower case ([`UserName`]).
+///
+/// Each operation that changes it returns its changes ([`Change`]): a daemon loads the
+/// registrations a request needs into a registry, runs the operation, and stores the
+/// changes.
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
 /// use xaps_proto::daemon::Register;
-/// use xaps_proto::registry::{Lookup, Registered, Registry};
+/// use xaps_proto::UserName;
+/// use xaps_proto::registry::{Change, Lookup, Registered, Registry};
 ///
 /// let body = br#"{"ApsAccountId":"0715A26B-CA09-4730-A419-793000CA982E","ApsDeviceToken":"2918390218931890821908309283098109381029309829018310983092892829","ApsSubtopic":"com.apple.mobilemail","Username":"user","Mailboxes": ["INBOX","Notes"]}"#;
 /// let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
 /// let mut registry = Registry::new();
-/// assert_eq!(registry.register(Register::from_json(body)?, now)?, Registered::New);
+/// let (registered, change) = registry.register(Register::from_json(body)?, now)?;
+/// assert_eq!(registered, Registered::New);
+/// assert!(matches!(change, Change::Put { .. })); // what to store
 ///
-/// let Lookup::Push(targets) = registry.lookup("user", "INBOX") else { unreachable!() };
+/// let user = UserName::new("user")?;
+/// let Lookup::Push(targets) = registry.lookup(&user, "INBOX") else { unreachable!() };
 /// assert_eq!(targets[0].account_id.as_str(), "0715A26B-CA09-4730-A419-793000CA982E");
 /// // INBOX only by default, as xapsd: spam in Junk wakes no phone.
-/// assert_eq!(registry.lookup("user", "Notes"), Lookup::NotPushed);
-/// assert_eq!(registry.lookup("other", "INBOX"), Lookup::NoDevice);
+/// assert_eq!(registry.lookup(&user, "Notes"), Lookup::NotPushed);
+/// assert_eq!(registry.lookup(&UserName::new("other")?, "INBOX"), Lookup::NoDevice);
 ///
 /// // Not refreshed for 30 days: gone.
 /// let removed = registry.expire(now + Duration::from_secs(31 * 86_400));
@@ -196,7 +227,7 @@ pub struct Removed {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Registry {
-    users: BTreeMap<String, BTreeMap<AccountId, Registration>>,
+    users: BTreeMap<UserName, BTreeMap<AccountId, Registration>>,
     max_age: Duration,
     max_accounts_per_user: usize,
     push_mailboxes: PushMailboxes,
@@ -237,21 +268,18 @@ impl Registry {
         self
     }
 
-    /// Adds or refreshes the registration of `register.username`'s account. The
-    /// caller takes the user from the authenticated session (see
-    /// [`Register::new`]), never from the device.
+    /// Adds or refreshes the registration of `register.username`'s account; what was
+    /// done, and the change to store. The caller takes the user from the
+    /// authenticated session (see [`Register::new`]), never from the device.
     pub fn register(
         &mut self,
         register: Register,
         now: SystemTime,
-    ) -> Result<Registered, RegistryError> {
+    ) -> Result<(Registered, Change), RegistryError> {
         if !mailbox_count_ok(&register.mailboxes) {
             return Err(RegistryError::Mailboxes);
         }
-        if register.username.is_empty() {
-            return Err(RegistryError::User);
-        }
-        let user = register.username.to_lowercase();
+        let user = register.username;
         let accounts = self.users.get(&user);
         let known = accounts.is_some_and(|a| a.contains_key(&register.account_id));
         let count = accounts.map_or(0, BTreeMap::len);
@@ -266,8 +294,13 @@ impl Registry {
             mailboxes: register.mailboxes,
             registered_at: Some(Timestamp::from_system_time(now)),
         };
+        let change = Change::Put {
+            user: user.clone(),
+            account_id: register.account_id.clone(),
+            registration: registration.clone(),
+        };
         let accounts = self.users.entry(user).or_default();
-        Ok(match accounts.entry(register.account_id) {
+        let registered = match accounts.entry(register.account_id) {
             Entry::Vacant(slot) => {
                 slot.insert(registration);
                 Registered::New
@@ -282,7 +315,8 @@ impl Registry {
                     }
                 }
             }
-        })
+        };
+        Ok((registered, change))
     }
 
     /// Puts back a registration a daemon stored, as it was (its time is not refreshed,
@@ -290,31 +324,29 @@ impl Registry {
     /// its own store and loads the ones a request needs.
     ///
     /// ```
-    /// use xaps_proto::{AccountId, DeviceToken};
+    /// use xaps_proto::{AccountId, DeviceToken, UserName};
     /// use xaps_proto::registry::{Lookup, Registration, Registry};
     /// let mut registry = Registry::new();
-    /// registry.restore("alice", AccountId::new("ACC1")?, Registration {
+    /// let alice = UserName::new("alice")?;
+    /// registry.restore(alice.clone(), AccountId::new("ACC1")?, Registration {
     ///     device_token: DeviceToken::new("2918390218931890821908309283098109381029309829018310983092892829")?,
     ///     mailboxes: vec!["INBOX".into()],
     ///     registered_at: None,
     /// })?;
-    /// assert!(matches!(registry.lookup("alice", "INBOX"), Lookup::Push(_)));
+    /// assert!(matches!(registry.lookup(&alice, "INBOX"), Lookup::Push(_)));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn restore(
         &mut self,
-        user: &str,
+        user: UserName,
         account_id: AccountId,
         registration: Registration,
     ) -> Result<(), RegistryError> {
         if !mailbox_count_ok(&registration.mailboxes) {
             return Err(RegistryError::Mailboxes);
         }
-        if user.is_empty() {
-            return Err(RegistryError::User);
-        }
         self.users
-            .entry(user.to_lowercase())
+            .entry(user)
             .or_default()
             .insert(account_id, registration);
         Ok(())
@@ -322,11 +354,11 @@ impl Registry {
 
     /// The devices to push for events in `mailbox` of `user`: those that listed the
     /// mailbox, when the mailbox is one that pushes.
-    pub fn lookup(&self, user: &str, mailbox: &str) -> Lookup<'_> {
+    pub fn lookup(&self, user: &UserName, mailbox: &str) -> Lookup<'_> {
         if !self.push_mailboxes.pushes(mailbox) {
             return Lookup::NotPushed;
         }
-        let Some(accounts) = self.accounts(user) else {
+        let Some(accounts) = self.users.get(user) else {
             return Lookup::NoDevice;
         };
         let targets: Vec<Target<'_>> = accounts
@@ -350,19 +382,22 @@ impl Registry {
     }
 
     /// The registration of one account.
-    pub fn get(&self, user: &str, account_id: &AccountId) -> Option<&Registration> {
-        self.accounts(user)?.get(account_id)
+    pub fn get(&self, user: &UserName, account_id: &AccountId) -> Option<&Registration> {
+        self.users.get(user)?.get(account_id)
     }
 
-    /// Removes one account's registration.
-    pub fn remove(&mut self, user: &str, account_id: &AccountId) -> Option<Registration> {
-        let user = user.to_lowercase();
-        let accounts = self.users.get_mut(&user)?;
-        let removed = accounts.remove(account_id);
+    /// Removes one account's registration; the change to store.
+    pub fn remove(&mut self, user: &UserName, account_id: &AccountId) -> Option<Change> {
+        let accounts = self.users.get_mut(user)?;
+        let registration = accounts.remove(account_id)?;
         if accounts.is_empty() {
-            self.users.remove(&user);
+            self.users.remove(user);
         }
-        removed
+        Some(Change::Remove(Removed {
+            user: user.clone(),
+            account_id: account_id.clone(),
+            registration,
+        }))
     }
 
     /// APNs answered 410 for `device_token`, saying it stopped being valid at
@@ -398,19 +433,10 @@ impl Registry {
     }
 
     /// Every registration: (user, account id, registration), in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &AccountId, &Registration)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&UserName, &AccountId, &Registration)> {
         self.users
             .iter()
-            .flat_map(|(u, a)| a.iter().map(move |(id, r)| (u.as_str(), id, r)))
-    }
-
-    fn accounts(&self, user: &str) -> Option<&BTreeMap<AccountId, Registration>> {
-        // Avoid allocating for the common, already lower-case name.
-        if user.chars().any(char::is_uppercase) {
-            self.users.get(&user.to_lowercase())
-        } else {
-            self.users.get(user)
-        }
+            .flat_map(|(u, a)| a.iter().map(move |(id, r)| (u, id, r)))
     }
 
     fn remove_where(&mut self, mut doomed: impl FnMut(&Registration) -> bool) -> Vec<Removed> {
@@ -511,8 +537,8 @@ impl Registry {
                 };
                 match Self::import_entry(&user, &account_id, account) {
                     Err(reason) => rejected.push(reject(reason)),
-                    Ok((id, registration)) => {
-                        if let Some(reason) = registry.insert_imported(&user, id, registration) {
+                    Ok((name, id, registration)) => {
+                        if let Some(reason) = registry.insert_imported(name, id, registration) {
                             rejected.push(reject(reason));
                         }
                     }
@@ -526,10 +552,12 @@ impl Registry {
         user: &str,
         account_id: &str,
         account: AccountWire,
-    ) -> Result<(AccountId, Registration), &'static str> {
-        if user.is_empty() {
-            return Err("empty user name");
-        }
+    ) -> Result<(UserName, AccountId, Registration), &'static str> {
+        let user = UserName::new(user).map_err(|e| match e {
+            crate::user::UserNameError::Empty => "empty user name",
+            crate::user::UserNameError::TooLong => "user name too long",
+            _ => "user name holds a control character",
+        })?;
         let id = AccountId::new(account_id).map_err(|_| "account id is empty or not printable")?;
         let device_token =
             DeviceToken::new(&account.device_token).map_err(|_| "device token is not hex")?;
@@ -547,6 +575,7 @@ impl Registry {
             }
         };
         Ok((
+            user,
             id,
             Registration {
                 device_token,
@@ -560,11 +589,11 @@ impl Registry {
     /// recently registered entry winning. Returns why an entry was dropped.
     fn insert_imported(
         &mut self,
-        user: &str,
+        user: UserName,
         id: AccountId,
         registration: Registration,
     ) -> Option<&'static str> {
-        let accounts = self.users.entry(user.to_lowercase()).or_default();
+        let accounts = self.users.entry(user).or_default();
         let newer = |a: &Registration, b: &Registration| {
             a.registered_at.map(Timestamp::unix_nanos) > b.registered_at.map(Timestamp::unix_nanos)
         };
@@ -601,7 +630,7 @@ impl Registry {
                     })
                     .collect();
                 (
-                    user.clone(),
+                    user.as_str().to_owned(),
                     UserWire {
                         accounts: Some(accounts),
                     },

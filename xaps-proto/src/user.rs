@@ -18,12 +18,10 @@ pub const MAX_USER_NAME_LEN: usize = 256;
 /// assert!(UserName::new("alice\r\nbob").is_err());
 /// # Ok::<(), xaps_proto::UserNameError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[cfg_attr(
-    feature = "serde",
-    derive(serde::Serialize, serde::Deserialize),
-    serde(try_from = "String", into = "String")
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
+#[serde(try_from = "String", into = "String")]
 pub struct UserName(String);
 
 /// A user name that is not one.

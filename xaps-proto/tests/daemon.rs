@@ -11,7 +11,11 @@
 
 use proptest::prelude::*;
 use xaps_proto::daemon::{BodyError, Notify, NotifyOutcome, Register};
-use xaps_proto::{AccountId, Command, DeviceToken};
+use xaps_proto::{AccountId, Command, DeviceToken, UserName};
+
+fn u(name: &str) -> UserName {
+    UserName::new(name).unwrap()
+}
 
 const TOKEN: &str = "2918390218931890821908309283098109381029309829018310983092892829";
 const ACCOUNT: &str = "0715A26B-CA09-4730-A419-793000CA982E";
@@ -69,8 +73,8 @@ fn from_the_imap_command() {
         "a2 XAPPLEPUSHSERVICE aps-version 2 aps-account-id {ACCOUNT} aps-device-token {TOKEN} aps-subtopic com.apple.mobilemail mailboxes (INBOX Notes)\r\n"
     );
     let (_, command) = Command::decode(line.as_bytes()).unwrap();
-    let register = Register::new(&command.request, "Alice@Example.org");
-    assert_eq!(register.username, "alice@example.org");
+    let register = Register::new(&command.request, &u("Alice@Example.org"));
+    assert_eq!(register.username.as_str(), "alice@example.org");
     assert_eq!(
         Register::from_json(register.to_json().unwrap().as_bytes()).unwrap(),
         register
@@ -107,7 +111,7 @@ fn what_a_real_dovecot_forwards() {
     );
     let (_, command) = Command::decode(line.as_bytes()).unwrap();
     assert_eq!(
-        Register::new(&command.request, "alice").mailboxes,
+        Register::new(&command.request, &u("alice")).mailboxes,
         ["INBOX"]
     );
 }
@@ -157,19 +161,20 @@ proptest! {
         let register = Register {
             account_id: AccountId::new(ACCOUNT).unwrap(),
             device_token: DeviceToken::new(&token).unwrap(),
-            username: user.to_lowercase(),
+            username: u(&user),
             mailboxes,
         };
         let again = Register::from_json(register.to_json().unwrap().as_bytes()).unwrap();
         prop_assert_eq!(&again.mailboxes, &register.mailboxes);
         prop_assert_eq!(&again.device_token, &register.device_token);
         // Everything comes back; the user as the daemon stores it, in lower case.
-        prop_assert_eq!(again, Register { username: register.username.to_lowercase(), ..register });
+        prop_assert_eq!(again.username.as_str(), user.to_lowercase());
+        prop_assert_eq!(again, register);
     }
 
     #[test]
     fn notify_round_trip(user in "\\PC{1,20}", mailbox in "\\PC{1,20}", events in proptest::collection::vec("[A-Za-z]{1,15}", 1..4)) {
-        let notify = Notify { username: user, mailbox, events, messages: Vec::new() };
+        let notify = Notify { username: u(&user), mailbox, events, messages: Vec::new() };
         prop_assert_eq!(Notify::from_json(notify.to_json().unwrap().as_bytes()).unwrap(), notify);
     }
 
@@ -187,19 +192,27 @@ fn bodies_a_daemon_would_refuse_are_not_written() {
     let register = Register {
         account_id: AccountId::new(ACCOUNT).unwrap(),
         device_token: DeviceToken::new(TOKEN).unwrap(),
-        username: String::new(),
+        username: u("user"),
         mailboxes: vec!["INBOX".into()],
     };
-    let field = |field| Err(BodyError::Field { field });
-    assert_eq!(register.to_json(), field("Username"));
+    let field = |field| Err::<String, _>(BodyError::Field { field });
+    // No body without a user is written: a user name is never empty. One read with
+    // an empty user is refused with that field named.
+    assert!(UserName::new("").is_err());
+    let empty_user = register
+        .to_json()
+        .unwrap()
+        .replace(r#""Username":"user""#, r#""Username":"""#);
+    assert_eq!(
+        Register::from_json(empty_user.as_bytes()).map(|_| String::new()),
+        field("Username")
+    );
     let many = Register {
-        username: "user".into(),
         mailboxes: vec!["m".into(); xaps_proto::MAX_MAILBOXES + 1],
         ..register.clone()
     };
     assert_eq!(many.to_json(), field("Mailboxes"));
     let large = Register {
-        username: "user".into(),
         mailboxes: vec!["m".repeat(1000); 300],
         ..register
     };
@@ -211,20 +224,21 @@ fn bodies_a_daemon_would_refuse_are_not_written() {
         })
     ));
     let notify = Notify {
-        username: "user".into(),
+        username: u("user"),
         mailbox: "INBOX".into(),
         events: vec!["MessageNew".into()],
         messages: Vec::new(),
     };
     assert!(notify.to_json().is_ok());
+    let empty_user = notify
+        .to_json()
+        .unwrap()
+        .replace(r#""Username":"user""#, r#""Username":"""#);
+    assert_eq!(
+        Notify::from_json(empty_user.as_bytes()).map(|_| String::new()),
+        field("Username")
+    );
     for (field_name, emptied) in [
-        (
-            "Username",
-            Notify {
-                username: String::new(),
-                ..notify.clone()
-            },
-        ),
         (
             "Mailbox",
             Notify {

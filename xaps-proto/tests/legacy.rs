@@ -12,7 +12,7 @@
 use proptest::prelude::*;
 use xaps_proto::daemon::{Notify, Register};
 use xaps_proto::legacy::{Answer, Line, LineError, MAX_LINE_LEN, Request, Value, Verb};
-use xaps_proto::{AccountId, DeviceToken, MAX_MAILBOXES};
+use xaps_proto::{AccountId, DeviceToken, MAX_MAILBOXES, UserName};
 
 const TOKEN: &str = "3a1e4fba6214e9db210d15baf10d5ee85ed217437b9bac4afacb8416aad6e46d";
 const ACCOUNT: &str = "0A7C4DFD-3FC4-418D-B4FC-F6EE59603731";
@@ -32,7 +32,7 @@ fn register(user: &str, mailboxes: &[&str]) -> Register {
     Register {
         account_id: AccountId::new(ACCOUNT).unwrap(),
         device_token: DeviceToken::new(TOKEN).unwrap(),
-        username: user.to_owned(),
+        username: UserName::new(user).unwrap(),
         mailboxes: mailboxes.iter().map(|m| (*m).to_owned()).collect(),
     }
 }
@@ -72,7 +72,7 @@ fn the_go_daemon_test_strings() {
     assert_eq!(
         Request::try_from(&line).unwrap(),
         Request::Notify(Notify {
-            username: "stefan".into(),
+            username: UserName::new("stefan").unwrap(),
             mailbox: "Inbox".into(),
             events: vec!["MessageNew".into()],
             messages: Vec::new(),
@@ -95,7 +95,7 @@ fn logged_lines_with_tabs_shown_as_spaces() {
     let Request::Notify(notify) = Request::try_from(&Line::parse(logged).unwrap()).unwrap() else {
         panic!("not a notify");
     };
-    assert_eq!(notify.username, "user@domain.sk");
+    assert_eq!(notify.username.as_str(), "user@domain.sk");
     assert!(notify.is_message_new());
 }
 
@@ -112,7 +112,7 @@ fn the_plugin_construction_byte_for_byte() {
     );
 
     let notify = Request::Notify(Notify {
-        username: "user".into(),
+        username: UserName::new("user").unwrap(),
         mailbox: "INBOX".into(),
         events: vec!["MessageNew".into()],
         messages: Vec::new(),
@@ -351,17 +351,18 @@ fn arb_request() -> impl Strategy<Value = Request> {
                 Request::Register(Register {
                     account_id: AccountId::new(&account).unwrap(),
                     device_token: DeviceToken::new(&token).unwrap(),
-                    username: user,
+                    username: UserName::new(&user).unwrap(),
                     mailboxes,
                 })
             }),
-        (name, name, prop::collection::vec("[A-Za-z]{1,14}", 1..4)).prop_map(
-            |(username, mailbox, events)| Request::Notify(Notify {
-                username,
+        (name, name, prop::collection::vec("[A-Za-z]{1,14}", 1..4)).prop_filter_map(
+            "a user name",
+            |(username, mailbox, events)| Some(Request::Notify(Notify {
+                username: UserName::new(&username).ok()?,
                 mailbox,
                 events,
                 messages: Vec::new(),
-            })
+            }))
         ),
     ]
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use proptest::prelude::*;
 use xaps_proto::daemon::{Notify, NotifyOutcome, Register};
 use xaps_proto::registry::{Lookup, PushMailboxes, Registered, Registry, RegistryError};
-use xaps_proto::{AccountId, DeviceToken};
+use xaps_proto::{AccountId, DeviceToken, UserName};
 
 /// xapsd's database test data, verbatim.
 const XAPSD_TEST_DATA: &str = r#"{
@@ -60,11 +60,15 @@ fn token(n: u8) -> String {
     format!("{n:02x}").repeat(32)
 }
 
+fn u(name: &str) -> UserName {
+    UserName::new(name).unwrap()
+}
+
 fn register(user: &str, account: &str, token_byte: u8, mailboxes: &[&str]) -> Register {
     Register {
         account_id: AccountId::new(account).unwrap(),
         device_token: DeviceToken::new(&token(token_byte)).unwrap(),
-        username: user.to_owned(),
+        username: u(user),
         mailboxes: mailboxes.iter().map(|m| (*m).to_owned()).collect(),
     }
 }
@@ -107,23 +111,23 @@ fn the_xapsd_test_data() {
     assert_eq!(registry.len(), 3);
     assert_eq!(registry.to_xapsd_json().unwrap(), real);
     let alice = registry
-        .get("alice", &AccountId::new("aliceaccountid1").unwrap())
+        .get(&u("alice"), &AccountId::new("aliceaccountid1").unwrap())
         .unwrap();
     assert_eq!(alice.registered_at.unwrap().unix_seconds(), 1_537_620_151);
     // xapsd matched "INBOX" exactly and so missed these "Inbox" entries; IMAP says
     // INBOX is case-insensitive.
     assert_eq!(
-        accounts(&registry.lookup("stefan", "INBOX")),
+        accounts(&registry.lookup(&u("stefan"), "INBOX")),
         ["stefanaccountid1", "stefanaccountid2"]
     );
     // Ham pushes only where the policy lets mailboxes other than INBOX push.
-    assert_eq!(registry.lookup("stefan", "Ham"), Lookup::NotPushed);
+    assert_eq!(registry.lookup(&u("stefan"), "Ham"), Lookup::NotPushed);
     let registry = registry.with_push_mailboxes(PushMailboxes::Listed);
     assert_eq!(
-        accounts(&registry.lookup("stefan", "Ham")),
+        accounts(&registry.lookup(&u("stefan"), "Ham")),
         ["stefanaccountid2"]
     );
-    assert_eq!(registry.lookup("stefan", "ham"), Lookup::NotSubscribed);
+    assert_eq!(registry.lookup(&u("stefan"), "ham"), Lookup::NotSubscribed);
 }
 
 #[test]
@@ -181,7 +185,9 @@ fn imports_are_normalized_and_checked() {
         [("bob", "A"), ("carol", "B"), ("carol", "C"), ("carol", "D")]
     );
     // "Bob" and "bob" merged; the entry with a time beats Go's zero time.
-    let bob = registry.get("BOB", &AccountId::new("A").unwrap()).unwrap();
+    let bob = registry
+        .get(&u("BOB"), &AccountId::new("A").unwrap())
+        .unwrap();
     assert_eq!(bob.device_token.as_str(), token(2));
     assert_eq!(registry.len(), 2);
 
@@ -215,22 +221,28 @@ fn imports_are_normalized_and_checked() {
 fn register_refreshes_and_replaces() {
     let mut registry = Registry::new();
     let r = register("User", "ACC", 1, &["INBOX"]);
-    assert_eq!(registry.register(r.clone(), at(1000)), Ok(Registered::New));
-    assert_eq!(registry.register(r, at(2000)), Ok(Registered::Refreshed));
+    assert_eq!(
+        registry.register(r.clone(), at(1000)).map(|(r, _)| r),
+        Ok(Registered::New)
+    );
+    assert_eq!(
+        registry.register(r, at(2000)).map(|(r, _)| r),
+        Ok(Registered::Refreshed)
+    );
     let moved = register("user", "ACC", 2, &["Notes"]);
     assert_eq!(
-        registry.register(moved, at(3000)),
+        registry.register(moved, at(3000)).map(|(r, _)| r),
         Ok(Registered::Replaced {
             previous: DeviceToken::new(&token(1)).unwrap()
         })
     );
     assert_eq!(registry.len(), 1);
     let entry = registry
-        .get("user", &AccountId::new("ACC").unwrap())
+        .get(&u("user"), &AccountId::new("ACC").unwrap())
         .unwrap();
     assert_eq!(entry.mailboxes, ["Notes"]);
     assert_eq!(entry.registered_at.unwrap().unix_seconds(), 3000);
-    assert_eq!(registry.lookup("user", "INBOX"), Lookup::NotSubscribed);
+    assert_eq!(registry.lookup(&u("user"), "INBOX"), Lookup::NotSubscribed);
 }
 
 #[test]
@@ -246,21 +258,21 @@ fn lookup_answers_like_xapsd() {
         .register(register("v", "C", 3, &["Work"]), at(0))
         .unwrap();
     let notify = |user: &str, mailbox: &str| Notify {
-        username: user.into(),
+        username: u(user),
         mailbox: mailbox.into(),
         events: vec!["MessageNew".into()],
         messages: Vec::new(),
     };
     let outcome = |user, mailbox| registry.lookup_notify(&notify(user, mailbox)).outcome();
-    assert_eq!(accounts(&registry.lookup("U", "INBOX")), ["A", "B"]);
+    assert_eq!(accounts(&registry.lookup(&u("U"), "INBOX")), ["A", "B"]);
     // INBOX only by default, as xapsd: 200 and no push for the others, even where a
     // device listed them (Junk would wake the phone for every spam).
-    assert_eq!(registry.lookup("u", "Work"), Lookup::NotPushed);
+    assert_eq!(registry.lookup(&u("u"), "Work"), Lookup::NotPushed);
     assert_eq!(outcome("u", "Work"), NotifyOutcome::Accepted);
     assert_eq!(outcome("w", "Junk"), NotifyOutcome::Accepted);
     // One user's registrations never answer for another's mailboxes.
     assert_eq!(
-        accounts(&registry.lookup("v", "INBOX")),
+        accounts(&registry.lookup(&u("v"), "INBOX")),
         Vec::<String>::new()
     );
     assert_eq!(outcome("u", "INBOX"), NotifyOutcome::Accepted);
@@ -268,13 +280,13 @@ fn lookup_answers_like_xapsd() {
     assert_eq!(outcome("w", "INBOX"), NotifyOutcome::NoDevice);
     // Pushing for every listed mailbox, or for a chosen set, is the operator's choice.
     let registry = registry.with_push_mailboxes(PushMailboxes::Listed);
-    assert_eq!(accounts(&registry.lookup("u", "Work")), ["B"]);
-    assert_eq!(accounts(&registry.lookup("v", "Work")), ["C"]);
+    assert_eq!(accounts(&registry.lookup(&u("u"), "Work")), ["B"]);
+    assert_eq!(accounts(&registry.lookup(&u("v"), "Work")), ["C"]);
     let registry =
         registry.with_push_mailboxes(PushMailboxes::Only(vec!["inbox".into(), "Work".into()]));
-    assert_eq!(accounts(&registry.lookup("u", "INBOX")), ["A", "B"]);
-    assert_eq!(accounts(&registry.lookup("u", "Work")), ["B"]);
-    assert_eq!(registry.lookup("u", "Junk"), Lookup::NotPushed);
+    assert_eq!(accounts(&registry.lookup(&u("u"), "INBOX")), ["A", "B"]);
+    assert_eq!(accounts(&registry.lookup(&u("u"), "Work")), ["B"]);
+    assert_eq!(registry.lookup(&u("u"), "Junk"), Lookup::NotPushed);
 }
 
 #[test]
@@ -293,9 +305,9 @@ fn an_apns_410_removes_only_older_registrations() {
     let removed = registry.unregistered(&gone, at(2000));
     assert_eq!(removed.len(), 1);
     assert_eq!(removed[0].account_id.as_str(), "A");
-    assert_eq!(removed[0].user, "u");
+    assert_eq!(removed[0].user.as_str(), "u");
     // B registered after the token was reported invalid: the device came back.
-    assert_eq!(accounts(&registry.lookup("u", "INBOX")), ["B", "C"]);
+    assert_eq!(accounts(&registry.lookup(&u("u"), "INBOX")), ["B", "C"]);
     // Same instant is not older.
     assert!(registry.unregistered(&gone, at(3000)).is_empty());
 }
@@ -320,7 +332,7 @@ fn registrations_expire_after_thirty_days() {
         .unwrap();
     assert_eq!(short.expire(at(61)).len(), 1);
     assert!(short.is_empty());
-    assert_eq!(short.lookup("u", "INBOX"), Lookup::NoDevice);
+    assert_eq!(short.lookup(&u("u"), "INBOX"), Lookup::NoDevice);
 }
 
 #[test]
@@ -334,36 +346,40 @@ fn refused_registrations_change_nothing() {
         .unwrap();
     let before = registry.to_xapsd_json().unwrap();
     assert_eq!(
-        registry.register(register("u", "C", 3, &["INBOX"]), at(5)),
+        registry
+            .register(register("u", "C", 3, &["INBOX"]), at(5))
+            .map(|(r, _)| r),
         Err(RegistryError::TooManyAccounts {
-            user: "u".into(),
+            user: u("u"),
             limit: 2
         })
     );
     assert_eq!(
-        registry.register(register("u", "A", 3, &[]), at(5)),
+        registry
+            .register(register("u", "A", 3, &[]), at(5))
+            .map(|(r, _)| r),
         Err(RegistryError::Mailboxes)
     );
     let many: Vec<String> = (0..1001).map(|i| i.to_string()).collect();
     let mut huge = register("u", "A", 3, &[]);
     huge.mailboxes = many;
     assert_eq!(
-        registry.register(huge, at(5)),
+        registry.register(huge, at(5)).map(|(r, _)| r),
         Err(RegistryError::Mailboxes)
     );
-    assert_eq!(
-        registry.register(register("", "Z", 3, &["INBOX"]), at(5)),
-        Err(RegistryError::User)
-    );
+    // No registration without a user: a user name is never empty.
+    assert!(UserName::new("").is_err());
     assert_eq!(registry.to_xapsd_json().unwrap(), before);
     // A known account may still refresh at the limit, and removal frees a place.
     assert_eq!(
-        registry.register(register("u", "B", 2, &["INBOX"]), at(9)),
+        registry
+            .register(register("u", "B", 2, &["INBOX"]), at(9))
+            .map(|(r, _)| r),
         Ok(Registered::Refreshed)
     );
     assert!(
         registry
-            .remove("U", &AccountId::new("A").unwrap())
+            .remove(&u("U"), &AccountId::new("A").unwrap())
             .is_some()
     );
     assert!(

@@ -118,204 +118,170 @@ pub fn encode_unstructured(text: &str) -> Cow<'_, [u8]> {
 
 /// A lexical item of an address list (RFC 5322 §3.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Token<'a> {
+enum Token {
     /// An atom or dot-atom, or a domain literal (`[…]`) kept with its brackets.
-    Atom(&'a str),
-    /// A quoted string's content, unescaped.
-    Quoted(Cow<'a, str>),
+    Word(String),
+    /// A quoted string's content, unescaped and unfolded.
+    Quoted(String),
+    /// A comment's text, trimmed.
+    Comment(String),
     /// One of `< > : ; , @`.
-    Special(u8),
+    Special(char),
 }
 
-/// Splits an address list into tokens, dropping white space and comments; the text of
-/// the last comment is kept, for an address that has no display name otherwise
-/// (`bob@example.org (Bob)`).
-fn tokens(text: &str) -> (Vec<Token<'_>>, Vec<Cow<'_, str>>) {
-    let bytes = text.as_bytes();
-    let mut out = Vec::new();
-    let mut comments = Vec::new();
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b' ' | b'\t' | b'\r' | b'\n' => i += 1,
-            b'(' => {
-                let (comment, next) = comment(text, i);
-                comments.push(comment);
-                i = next;
-            }
-            b'"' => {
-                let (quoted, next) = quoted(text, i);
-                out.push(Token::Quoted(quoted));
-                i = next;
-            }
-            b'<' | b'>' | b':' | b';' | b',' | b'@' => {
-                out.push(Token::Special(b));
-                i += 1;
-            }
-            b'[' => {
-                let end = bytes
-                    .get(i..)
-                    .and_then(|rest| rest.iter().position(|&c| c == b']'))
-                    .map_or(bytes.len(), |n| i + n + 1);
-                out.push(Token::Atom(text.get(i..end).unwrap_or_default()));
-                i = end;
-            }
-            _ => {
-                let start = i;
-                while bytes.get(i).is_some_and(|&c| !is_delimiter(c)) {
-                    i += 1;
-                }
-                // A delimiter is ASCII, so `start..i` lies on character boundaries.
-                if let Some(atom) = text.get(start..i) {
-                    out.push(Token::Atom(atom));
-                }
-            }
-        }
-    }
-    (out, comments)
-}
-
-fn is_delimiter(c: u8) -> bool {
+/// Whether `c` ends an atom.
+fn is_delimiter(c: char) -> bool {
     matches!(
         c,
-        b' ' | b'\t' | b'\r' | b'\n' | b'(' | b'"' | b'<' | b'>' | b':' | b';' | b',' | b'@' | b'['
+        ' ' | '\t' | '\r' | '\n' | '(' | '"' | '<' | '>' | ':' | ';' | ',' | '@' | '['
     )
 }
 
-/// A quoted string starting at `start` (its `"`): its content unescaped, and where the
-/// text goes on. An unterminated one runs to the end.
-fn quoted(text: &str, start: usize) -> (Cow<'_, str>, usize) {
-    let body_start = start + 1;
-    let body = text.get(body_start..).unwrap_or_default();
-    let mut escaped = false;
-    let mut owned: Option<String> = None;
-    for (n, c) in body.char_indices() {
-        if escaped {
-            escaped = false;
-            if let Some(s) = owned.as_mut() {
-                s.push(c);
-            }
-            continue;
-        }
+/// Splits an address list into tokens, dropping white space and folding. An
+/// unterminated quoted string, comment or domain literal runs to the end.
+fn tokens(text: &str) -> Vec<Token> {
+    let mut out = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
         match c {
-            '\\' => {
-                escaped = true;
-                owned.get_or_insert_with(|| body.get(..n).unwrap_or_default().to_owned());
-            }
-            '"' => {
-                let content = match owned {
-                    Some(s) => Cow::Owned(s),
-                    None => Cow::Borrowed(body.get(..n).unwrap_or_default()),
-                };
-                return (content, body_start + n + 1);
-            }
-            '\r' | '\n' => {
-                // Folding inside a quoted string is white space (RFC 5322 §3.2.4).
-                owned.get_or_insert_with(|| body.get(..n).unwrap_or_default().to_owned());
-            }
-            _ => {
-                if let Some(s) = owned.as_mut() {
-                    s.push(c);
-                }
-            }
-        }
-    }
-    let content = owned.map_or(Cow::Borrowed(body), Cow::Owned);
-    (content, text.len())
-}
-
-/// A comment starting at `start` (its `(`), nested comments included: its text
-/// trimmed, and where the text goes on. An unterminated one runs to the end.
-fn comment(text: &str, start: usize) -> (Cow<'_, str>, usize) {
-    let mut depth = 0_usize;
-    let mut escaped = false;
-    for (n, c) in text.get(start..).unwrap_or_default().char_indices() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match c {
-            '\\' => escaped = true,
-            '(' => depth += 1,
-            ')' => {
-                depth = depth.saturating_sub(1);
-                if depth == 0 {
-                    let inner = text.get(start + 1..start + n).unwrap_or_default().trim();
-                    return (Cow::Borrowed(inner), start + n + 1);
-                }
-            }
-            _ => {}
-        }
-    }
-    let inner = text.get(start + 1..).unwrap_or_default().trim();
-    (Cow::Borrowed(inner), text.len())
-}
-
-/// The words of a phrase joined by single spaces, or `None` when there are none.
-fn phrase<'a>(words: &[Token<'a>]) -> Option<Cow<'a, [u8]>> {
-    match words {
-        [] => None,
-        [Token::Atom(a)] => Some(Cow::Borrowed(a.as_bytes())),
-        [Token::Quoted(q)] => Some(match q {
-            Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
-            Cow::Owned(s) => Cow::Owned(s.clone().into_bytes()),
-        }),
-        _ => {
-            let mut out = Vec::new();
-            for word in words {
-                if !out.is_empty() {
-                    out.push(b' ');
-                }
-                match word {
-                    Token::Atom(a) => out.extend_from_slice(a.as_bytes()),
-                    Token::Quoted(q) => out.extend_from_slice(q.as_bytes()),
-                    Token::Special(c) => out.push(*c),
-                }
-            }
-            Some(Cow::Owned(out))
-        }
-    }
-}
-
-/// `addr-spec = local-part "@" domain`, from its tokens (an obsolete route before a
-/// `:` dropped): the local part and the domain, with the placeholders Dovecot uses for
-/// a missing one.
-fn addr_spec<'a>(tokens: &[Token<'a>]) -> (Cow<'a, [u8]>, Cow<'a, [u8]>) {
-    let tokens = match tokens.iter().rposition(|t| *t == Token::Special(b':')) {
-        Some(colon) => tokens.get(colon + 1..).unwrap_or_default(),
-        None => tokens,
-    };
-    let (local, domain) = match tokens.iter().rposition(|t| *t == Token::Special(b'@')) {
-        Some(at) => (
-            tokens.get(..at).unwrap_or_default(),
-            tokens.get(at + 1..).unwrap_or_default(),
-        ),
-        None => (tokens, &[][..]),
-    };
-    let joined = |part: &[Token<'a>], missing: &'static str| -> Cow<'a, [u8]> {
-        match part {
-            [] => Cow::Borrowed(missing.as_bytes()),
-            [Token::Atom(a)] => Cow::Borrowed(a.as_bytes()),
-            _ => {
-                let mut out = Vec::new();
-                for token in part {
-                    match token {
-                        Token::Atom(a) => out.extend_from_slice(a.as_bytes()),
-                        Token::Quoted(q) => out.extend_from_slice(q.as_bytes()),
-                        Token::Special(c) => out.push(*c),
+            ' ' | '\t' | '\r' | '\n' => {}
+            '(' => out.push(Token::Comment(comment(&mut chars))),
+            '"' => out.push(Token::Quoted(quoted(&mut chars))),
+            '<' | '>' | ':' | ';' | ',' | '@' => out.push(Token::Special(c)),
+            '[' => {
+                let mut literal = String::from('[');
+                for c in chars.by_ref() {
+                    literal.push(c);
+                    if c == ']' {
+                        break;
                     }
                 }
-                Cow::Owned(out)
+                out.push(Token::Word(literal));
+            }
+            _ => {
+                let mut word = String::from(c);
+                while let Some(c) = chars.next_if(|&c| !is_delimiter(c)) {
+                    word.push(c);
+                }
+                out.push(Token::Word(word));
             }
         }
-    };
-    (
-        joined(local, MISSING_MAILBOX),
-        joined(domain, MISSING_DOMAIN),
-    )
+    }
+    out
 }
 
-impl<'a> Address<'a> {
+/// The rest of a quoted string after its opening `"`: its content, unescaped, with
+/// folding line breaks dropped (RFC 5322 §3.2.4).
+fn quoted(chars: &mut impl Iterator<Item = char>) -> String {
+    let mut content = String::new();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => content.extend(chars.next()),
+            '"' => break,
+            '\r' | '\n' => {}
+            _ => content.push(c),
+        }
+    }
+    content
+}
+
+/// The rest of a comment after its opening `(`, nested comments included: its text,
+/// trimmed.
+fn comment(chars: &mut impl Iterator<Item = char>) -> String {
+    let mut text = String::new();
+    let mut depth = 1_usize;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => text.extend(chars.next()),
+            '(' => {
+                depth += 1;
+                text.push(c);
+            }
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    break;
+                }
+                text.push(c);
+            }
+            _ => text.push(c),
+        }
+    }
+    text.trim().to_owned()
+}
+
+/// The words of a phrase (comments left out) joined by single spaces, or `None` when
+/// there are none.
+fn phrase(tokens: &[Token]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut any = false;
+    for token in tokens {
+        let mut buf = [0; 4];
+        let word = match token {
+            Token::Word(w) | Token::Quoted(w) => w.as_bytes(),
+            Token::Special(c) => c.encode_utf8(&mut buf).as_bytes(),
+            Token::Comment(_) => continue,
+        };
+        if any {
+            out.push(b' ');
+        }
+        out.extend_from_slice(word);
+        any = true;
+    }
+    any.then_some(out)
+}
+
+/// An address from the tokens of its `addr-spec` (`local-part "@" domain`, split at the
+/// last `@`; an obsolete route before a `:` dropped), named `name`; the placeholders
+/// Dovecot uses for a missing local part or domain.
+fn mailbox(name: Option<Vec<u8>>, spec: &[Token]) -> Address<'static> {
+    let (mut local, mut domain) = (Vec::new(), Vec::new());
+    let mut in_domain = false;
+    for token in spec {
+        let mut buf = [0; 4];
+        let octets = match token {
+            Token::Comment(_) => continue,
+            Token::Special(':') => {
+                // The route ends: what came before was not the address.
+                local.clear();
+                domain.clear();
+                in_domain = false;
+                continue;
+            }
+            Token::Special('@') => {
+                if in_domain {
+                    // Not the last `@`: it and the domain so far are the local part's.
+                    local.push(b'@');
+                    local.append(&mut domain);
+                }
+                in_domain = true;
+                continue;
+            }
+            Token::Word(w) | Token::Quoted(w) => w.as_bytes(),
+            Token::Special(c) => c.encode_utf8(&mut buf).as_bytes(),
+        };
+        if in_domain {
+            domain.extend_from_slice(octets);
+        } else {
+            local.extend_from_slice(octets);
+        }
+    }
+    let or = |part: Vec<u8>, missing: &'static str| {
+        if part.is_empty() {
+            Cow::Borrowed(missing.as_bytes())
+        } else {
+            Cow::Owned(part)
+        }
+    };
+    Address {
+        name: name.map(Cow::Owned),
+        adl: None,
+        mailbox: Some(or(local, MISSING_MAILBOX)),
+        host: Some(or(domain, MISSING_DOMAIN)),
+    }
+}
+
+impl Address<'static> {
     /// Reads an RFC 5322 `address-list` (a `From:` or `To:` value) into IMAP's address
     /// structures, as a server's `ENVELOPE` has them (RFC 9051 §7.5.2): a group is a
     /// start marker (its name as `mailbox`, host NIL), its members, and an end marker
@@ -331,11 +297,12 @@ impl<'a> Address<'a> {
     /// ```
     ///
     /// Parsed liberally, as mail servers read headers: it never fails. Folding and
-    /// comments are white space (a comment names an address that has no display name);
-    /// a display name keeps its encoded-words as written; an address without a domain
-    /// or a local part gets [`MISSING_DOMAIN`] or [`MISSING_MAILBOX`]; empty entries
-    /// are skipped; an unterminated quote, comment, angle address or group runs to the
-    /// end. The time taken is linear in the text's length.
+    /// comments are white space, except that a comment names an `addr-spec` that has
+    /// no display name (`bob@example.org (Bob)`); a display name keeps its
+    /// encoded-words as written; an address without a domain or a local part gets
+    /// [`MISSING_DOMAIN`] or [`MISSING_MAILBOX`]; empty entries are skipped; an
+    /// unterminated quote, comment, angle address or group runs to the end. The time
+    /// taken is linear in the text's length.
     ///
     /// ```
     /// use imap_webpush_proto::content::Address;
@@ -346,69 +313,43 @@ impl<'a> Address<'a> {
     /// assert_eq!(list[2].name.as_deref(), Some(&b"B"[..]));
     /// assert_eq!(list[4].name.as_deref(), Some(&b"Carol"[..]));
     /// ```
-    pub fn parse_list(text: &'a str) -> Vec<Address<'a>> {
-        let (tokens, comments) = tokens(text);
-        // A comment names an address only when the list has one address.
-        let comment_name = match comments.as_slice() {
-            [one] if !one.is_empty() => Some(one.clone()),
-            _ => None,
-        };
+    pub fn parse_list(text: &str) -> Vec<Address<'static>> {
         let mut out = Vec::new();
         let mut in_group = false;
-        let mut pending: Vec<Token<'a>> = Vec::new();
-        let mut iter = tokens.into_iter();
-        let finish_bare = |pending: &mut Vec<Token<'a>>, out: &mut Vec<Address<'a>>| {
-            if pending.is_empty() {
-                return;
-            }
-            let (mailbox, host) = addr_spec(pending);
-            out.push(Address {
-                name: None,
-                adl: None,
-                mailbox: Some(mailbox),
-                host: Some(host),
-            });
-            pending.clear();
-        };
-        while let Some(token) = iter.next() {
+        let mut pending: Vec<Token> = Vec::new();
+        let mut tokens = tokens(text).into_iter();
+        while let Some(token) = tokens.next() {
             match token {
-                Token::Special(b'<') => {
-                    let mut spec = Vec::new();
-                    for t in iter.by_ref() {
-                        if t == Token::Special(b'>') {
-                            break;
-                        }
-                        spec.push(t);
-                    }
+                Token::Special('<') => {
+                    let spec: Vec<Token> = tokens
+                        .by_ref()
+                        .take_while(|t| *t != Token::Special('>'))
+                        .collect();
                     let name = phrase(&pending);
                     pending.clear();
                     if spec.is_empty() && name.is_none() {
                         continue;
                     }
-                    let (mailbox, host) = addr_spec(&spec);
-                    out.push(Address {
-                        name,
-                        adl: None,
-                        mailbox: Some(mailbox),
-                        host: Some(host),
-                    });
+                    out.push(mailbox(name, &spec));
                 }
-                Token::Special(b':') if !in_group => {
+                Token::Special(':') if !in_group => {
                     in_group = true;
+                    // A group without a name has an empty one.
+                    let name = phrase(&pending).unwrap_or_default();
                     out.push(Address {
                         name: None,
                         adl: None,
-                        mailbox: Some(phrase(&pending).unwrap_or(Cow::Borrowed(b""))),
+                        mailbox: Some(Cow::Owned(name)),
                         host: None,
                     });
                     pending.clear();
                 }
-                Token::Special(b';') if in_group => {
+                Token::Special(';') if in_group => {
                     finish_bare(&mut pending, &mut out);
                     in_group = false;
                     out.push(Address::default());
                 }
-                Token::Special(b',') => finish_bare(&mut pending, &mut out),
+                Token::Special(',') => finish_bare(&mut pending, &mut out),
                 other => pending.push(other),
             }
         }
@@ -416,17 +357,22 @@ impl<'a> Address<'a> {
         if in_group {
             out.push(Address::default());
         }
-        if let ([address], Some(name)) = (out.as_mut_slice(), comment_name)
-            && address.name.is_none()
-            && address.host.is_some()
-        {
-            address.name = Some(match name {
-                Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
-                Cow::Owned(s) => Cow::Owned(s.into_bytes()),
-            });
-        }
         out
     }
+}
+
+/// Ends an `addr-spec` written without angle brackets: named by its comment, if any.
+fn finish_bare(pending: &mut Vec<Token>, out: &mut Vec<Address<'static>>) {
+    if pending.iter().all(|t| matches!(t, Token::Comment(_))) {
+        pending.clear();
+        return;
+    }
+    let name = pending.iter().rev().find_map(|t| match t {
+        Token::Comment(c) if !c.is_empty() => Some(c.clone().into_bytes()),
+        _ => None,
+    });
+    out.push(mailbox(name, pending));
+    pending.clear();
 }
 
 #[cfg(test)]

@@ -229,7 +229,10 @@ async fn register(shared: &Shared, body: &[u8]) -> Response<Full<Bytes>> {
     let result = shared
         .store
         .update_user(&user, shared.registry(), move |registry| {
-            registry.register(register, now)
+            match registry.register(register, now) {
+                Ok((registered, change)) => (Ok(registered), vec![change]),
+                Err(refused) => (Err(refused), Vec::new()),
+            }
         })
         .await;
     match result {
@@ -333,8 +336,14 @@ async fn ox(shared: &Shared, body: &[u8]) -> Response<Full<Bytes>> {
             ..Default::default()
         }]
     };
+    let Ok(username) = xaps_proto::UserName::new(&event.user) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "the OX event's user is not a user name\n",
+        );
+    };
     let notify = Notify {
-        username: event.user,
+        username,
         mailbox: event.folder,
         events: vec!["MessageNew".to_owned()],
         messages,

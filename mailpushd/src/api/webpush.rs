@@ -23,6 +23,7 @@ use imap_webpush_proto::state::{ConnectionId, Push, disconnect, handle, receives
 use imap_webpush_proto::{Command, Config, Refusal, Response as ImapResponse};
 use sha2::Digest as _;
 use webpush_crypto::{Encryptor, Topic, Urgency};
+use xaps_proto::UserName;
 use xaps_proto::daemon::{MessageSummary, Notify};
 
 use super::{empty, text};
@@ -39,7 +40,7 @@ const FORWARDED: Config = Config {
 };
 
 /// The forwarding headers: the authenticated user and the connection.
-fn identity(headers: &HeaderMap) -> Option<(String, ConnectionId)> {
+fn identity(headers: &HeaderMap) -> Option<(UserName, ConnectionId)> {
     let header = |name: &str| {
         headers
             .get(name)
@@ -49,7 +50,7 @@ fn identity(headers: &HeaderMap) -> Option<(String, ConnectionId)> {
     };
     let user = header("x-mailpush-user")?;
     let connection = header("x-mailpush-connection")?;
-    Some((user.to_lowercase(), connection_id(connection)))
+    Some((UserName::new(user).ok()?, connection_id(connection)))
 }
 
 fn no_identity() -> Response<Full<Bytes>> {
@@ -145,7 +146,7 @@ pub(crate) async fn command(
     let since = Instant::now();
     for push in transition.pushes {
         webpush.sender.spawn(Delivery {
-            user: user.as_str().into(),
+            user: std::sync::Arc::new(user.clone()),
             push,
             // The user is waiting for the verification push.
             urgency: Urgency::High,
@@ -230,7 +231,12 @@ pub(crate) async fn notify(shared: &Shared, webpush: &WebPushState, notify: &Not
 }
 
 /// The generic push (`* SELECT <mailbox>`) for `user`, after a quiet period.
-pub(crate) async fn generic(shared: &Shared, webpush: &WebPushState, user: &str, mailbox: &str) {
+pub(crate) async fn generic(
+    shared: &Shared,
+    webpush: &WebPushState,
+    user: &UserName,
+    mailbox: &str,
+) {
     let groups = [MailboxEvents {
         mailbox: Mailbox::new(mailbox),
         events: Vec::new(),
@@ -241,7 +247,7 @@ pub(crate) async fn generic(shared: &Shared, webpush: &WebPushState, user: &str,
 async fn deliver(
     shared: &Shared,
     webpush: &WebPushState,
-    user: &str,
+    user: &UserName,
     mailbox: &str,
     groups: &[MailboxEvents<'_>],
     urgency: Urgency,
@@ -273,7 +279,7 @@ async fn deliver(
         .map(|plaintext| generic.clone().filter(|g| g != plaintext))
         .collect();
     let topic = topic(mailbox);
-    let shared_user: std::sync::Arc<str> = user.into();
+    let shared_user: std::sync::Arc<UserName> = std::sync::Arc::new(user.clone());
     let since = Instant::now();
     let mut targets = 0_usize;
     for record in records {

@@ -12,6 +12,11 @@ use std::time::Duration;
 mod dovecot;
 pub use dovecot::*;
 
+/// `name` as a user name.
+pub fn user_name(name: &str) -> xaps_proto::UserName {
+    xaps_proto::UserName::new(name).unwrap()
+}
+
 /// A port free on 127.0.0.1 a moment ago, for a process the test starts.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -128,7 +133,10 @@ pub async fn store_active_subscriptions(
             }))
         })
         .collect();
-    store.update_webpush(user, |_| ((), changes)).await.unwrap();
+    store
+        .update_webpush(&user_name(user), |_| ((), changes))
+        .await
+        .unwrap();
 }
 
 /// Where PostgreSQL's server programs are: Debian's versioned directory (the newest),

@@ -1,0 +1,283 @@
+//! The store: registrations and subscriptions kept durably. They are read into the
+//! crates' own values ([`Registry`](xaps_proto::registry::Registry),
+//! [`Account`](imap_webpush_proto::state::Account)), changed by the crates' operations,
+//! and the changes those return are what the store writes: every rule (refresh,
+//! replace, the per-user limit, the 410 timestamp rule, expiry) is the crates', and
+//! the store only loads and saves.
+//!
+//! One schema, one list of migrations and one set of statements for every driver,
+//! chosen by the database URL: SQLite (one file, WAL, a commit is on disk before a
+//! registration is acknowledged) is the embedded default; PostgreSQL lets several
+//! daemons share one database.
+//!
+//! Every change is a read-modify-write of one user's rows in one transaction. SQLite has
+//! one writer, so those transactions never overlap. On PostgreSQL, where other daemons
+//! write at the same time, each transaction first takes a transaction-scoped advisory
+//! lock on every user it changes (in sorted order, so two never wait on each other): two
+//! daemons then see each other's changes to a user in order, the way one would.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+
+mod registrations;
+mod vapid;
+mod webpush;
+
+pub use webpush::Records;
+
+/// A store operation that failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database refused or could not be reached.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// An SQLite file whose name is not UTF-8 (the driver takes it as a URL).
+    #[error("the SQLite file name {0:?} is not UTF-8")]
+    Path(std::path::PathBuf),
+    /// A stored row no longer reads (edited by hand, or written by a newer version).
+    #[error("stored {what} is unreadable: {reason}")]
+    Corrupt {
+        /// What it is (whose registration, which subscription or key).
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An operation returned a kind of change this version cannot store: nothing of
+    /// the transaction was kept.
+    #[error("a change of a kind this version cannot store: nothing was stored")]
+    UnknownChange,
+}
+
+impl StoreError {
+    fn corrupt(what: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        StoreError::Corrupt {
+            what: what.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// The schema, one step per version; never edited once released, only appended to.
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE registrations (
+        username TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        device_token TEXT NOT NULL,
+        mailboxes TEXT NOT NULL,
+        registered_at TEXT,
+        registered_ns BIGINT,
+        PRIMARY KEY (username, account_id)
+    );
+    CREATE INDEX registrations_token ON registrations (device_token);
+    CREATE INDEX registrations_time ON registrations (registered_ns);",
+    // Web Push: each subscription as the state machine's record (JSON), each account's
+    // verification count, and the VAPID keys (the highest id is current).
+    "CREATE TABLE webpush_subscriptions (
+        username TEXT NOT NULL,
+        sub_id TEXT NOT NULL,
+        record TEXT NOT NULL,
+        PRIMARY KEY (username, sub_id)
+    );
+    CREATE TABLE webpush_accounts (
+        username TEXT NOT NULL PRIMARY KEY,
+        window_start BIGINT NOT NULL,
+        sent BIGINT NOT NULL
+    );
+    CREATE TABLE vapid_keys (
+        id BIGINT NOT NULL PRIMARY KEY,
+        private_key TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );",
+];
+
+/// The registrations' store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    kind: Kind,
+    /// SQLite: one connection, as SQLite has one writer and a queue here is cheaper
+    /// than busy retries. PostgreSQL: the one pool.
+    writer: AnyPool,
+    /// SQLite: read-only connections that see committed data while the writer works
+    /// (WAL). PostgreSQL: the same pool as `writer`.
+    readers: AnyPool,
+}
+
+/// Which database the store is on: where their SQL differs (locks), it is here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// What a write transaction locks (on PostgreSQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Lock<'a> {
+    /// The schema: two daemons starting at once migrate one after the other.
+    Schema,
+    /// The VAPID keys.
+    Vapid,
+    /// One user's registrations and subscriptions.
+    User(&'a str),
+}
+
+impl Lock<'_> {
+    /// The lock's name, hashed into PostgreSQL's advisory lock key. The prefixes keep
+    /// a user's name from naming another lock.
+    fn name(self) -> String {
+        match self {
+            Lock::Schema => "schema".to_owned(),
+            Lock::Vapid => "vapid".to_owned(),
+            Lock::User(user) => format!("user {user}"),
+        }
+    }
+}
+
+impl Store {
+    /// Opens the configured store.
+    pub async fn open(database: &crate::config::Database) -> Result<Self, StoreError> {
+        match database {
+            crate::config::Database::Sqlite(path) => Self::open_sqlite(path).await,
+            crate::config::Database::Postgres(url) => {
+                Self::open_postgres(url.expose(), url.max_connections()).await
+            }
+        }
+    }
+
+    /// Opens (creating if needed) an SQLite store at `path` and brings its schema up to
+    /// date.
+    pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
+        install_drivers();
+        let file = path
+            .to_str()
+            .ok_or_else(|| StoreError::Path(path.to_owned()))?;
+        // `%`, `?` and `#` would end the file name in the URL.
+        let mut escaped = String::with_capacity(file.len());
+        for c in file.chars() {
+            match c {
+                '%' => escaped.push_str("%25"),
+                '?' => escaped.push_str("%3F"),
+                '#' => escaped.push_str("%23"),
+                c => escaped.push(c),
+            }
+        }
+        let pragmas = |pool: AnyPoolOptions| {
+            pool.after_connect(|conn, _| {
+                Box::pin(async move {
+                    // FULL: a commit is on disk before it returns, so a 200 is never lost.
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                         PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON",
+                    )
+                    .await
+                    .map(drop)
+                })
+            })
+        };
+        let writer = pragmas(AnyPoolOptions::new().max_connections(1))
+            .connect(&format!("sqlite://{escaped}?mode=rwc"))
+            .await?;
+        let store = Self {
+            kind: Kind::Sqlite,
+            readers: writer.clone(),
+            writer,
+        };
+        // The file exists once migrated; readers open it read-only.
+        store.migrate().await?;
+        let readers = pragmas(AnyPoolOptions::new().max_connections(4))
+            .connect(&format!("sqlite://{escaped}?mode=ro"))
+            .await?;
+        Ok(Self { readers, ..store })
+    }
+
+    /// Connects to PostgreSQL at `url` (`postgres://user:password@host/database`, with
+    /// the usual parameters such as `sslmode`) with up to `max_connections`, and brings
+    /// the schema up to date.
+    pub async fn open_postgres(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        install_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        let store = Self {
+            kind: Kind::Postgres,
+            readers: pool.clone(),
+            writer: pool,
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Begins a write transaction that holds every one of `locks`.
+    async fn begin(&self, locks: &[Lock<'_>]) -> Result<Transaction<'static, Any>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        self.lock(&mut tx, locks).await?;
+        Ok(tx)
+    }
+
+    /// Takes `locks` in `tx` (PostgreSQL; SQLite's one writer already
+    /// excludes every other).
+    async fn lock(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        locks: &[Lock<'_>],
+    ) -> Result<(), StoreError> {
+        if self.kind == Kind::Postgres {
+            let mut locks = locks.to_vec();
+            locks.sort_unstable();
+            locks.dedup();
+            for lock in locks {
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                    .bind(lock.name())
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        // The table first: the lock's query needs none, but SQLite's writer is enough.
+        self.lock(&mut tx, &[Lock::Schema]).await?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS mailpushd_schema (version BIGINT NOT NULL)")
+            .execute(&mut *tx)
+            .await?;
+        let version: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM mailpushd_schema")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        for (i, step) in MIGRATIONS.iter().enumerate() {
+            let step_version = i64::try_from(i + 1).unwrap_or(i64::MAX);
+            if step_version <= version {
+                continue;
+            }
+            for statement in step.split(';').filter(|s| !s.trim().is_empty()) {
+                sqlx::query(statement).execute(&mut *tx).await?;
+            }
+            sqlx::query("INSERT INTO mailpushd_schema (version) VALUES ($1)")
+                .bind(step_version)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Closes the connections, after the last write.
+    pub async fn close(&self) {
+        self.readers.close().await;
+        self.writer.close().await;
+    }
+}
+
+/// The drivers the store's URLs name. An application that installed its own set
+/// first keeps it (and a URL its set lacks is refused at connect).
+fn install_drivers() {
+    let _already =
+        sqlx::any::install_drivers(&[sqlx::postgres::any::DRIVER, sqlx::sqlite::any::DRIVER]);
+}

@@ -1,0 +1,263 @@
+//! iOS registrations: read into the crate's [`Registry`], changed by its operations,
+//! and stored as the [`Change`]s those operations return.
+
+use std::str::FromStr;
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+use xaps_proto::registry::{Change, Registration, Registry};
+use xaps_proto::{AccountId, DeviceToken, Timestamp, UserName};
+
+use super::{Kind, Lock, Store, StoreError};
+
+/// Which rows an update loads.
+enum Selection<'a> {
+    User(&'a UserName),
+    Token(&'a DeviceToken),
+    OlderThan(i64),
+}
+
+const SELECT_ALL: &str =
+    "SELECT username, account_id, device_token, mailboxes, registered_at FROM registrations";
+const SELECT_USER: &str = "SELECT username, account_id, device_token, mailboxes, registered_at FROM registrations WHERE username = $1";
+const SELECT_TOKEN: &str = "SELECT username, account_id, device_token, mailboxes, registered_at FROM registrations WHERE device_token = $1";
+const SELECT_OLDER: &str = "SELECT username, account_id, device_token, mailboxes, registered_at FROM registrations WHERE registered_ns IS NOT NULL AND registered_ns < $1";
+
+impl Store {
+    /// Whether the store holds no registration (a new installation).
+    pub async fn is_empty(&self) -> Result<bool, StoreError> {
+        Ok(self.count().await? == 0)
+    }
+
+    /// The number of registrations.
+    pub async fn count(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query("SELECT COUNT(*) FROM registrations")
+            .fetch_one(&self.readers)
+            .await?
+            .try_get(0)?;
+        u64::try_from(n).map_err(|_| StoreError::corrupt("registrations", "a negative count"))
+    }
+
+    /// `user`'s registrations, in `registry` (empty, with the daemon's limits and
+    /// policy), for a lookup.
+    pub async fn user(
+        &self,
+        user: &UserName,
+        mut registry: Registry,
+    ) -> Result<Registry, StoreError> {
+        let rows = sqlx::query(SELECT_USER)
+            .bind(user.as_str())
+            .fetch_all(&self.readers)
+            .await?;
+        restore(&mut registry, rows)?;
+        Ok(registry)
+    }
+
+    /// Runs `change` on `user`'s registrations and stores the changes it returns, in
+    /// one transaction: when this returns, they are on disk.
+    pub async fn update_user<R>(
+        &self,
+        user: &UserName,
+        registry: Registry,
+        change: impl FnOnce(&mut Registry) -> (R, Vec<Change>),
+    ) -> Result<R, StoreError> {
+        self.update(Selection::User(user), registry, change).await
+    }
+
+    /// Runs `change` on every registration of `token` (any user) and stores the changes
+    /// it returns: for an APNs 410.
+    pub async fn update_token<R>(
+        &self,
+        token: &DeviceToken,
+        registry: Registry,
+        change: impl FnOnce(&mut Registry) -> (R, Vec<Change>),
+    ) -> Result<R, StoreError> {
+        self.update(Selection::Token(token), registry, change).await
+    }
+
+    /// Runs `change` on every registration made before `cutoff` and stores the changes
+    /// it returns: for expiry.
+    pub async fn update_older_than<R>(
+        &self,
+        cutoff: Timestamp,
+        registry: Registry,
+        change: impl FnOnce(&mut Registry) -> (R, Vec<Change>),
+    ) -> Result<R, StoreError> {
+        self.update(Selection::OlderThan(nanos(cutoff)), registry, change)
+            .await
+    }
+
+    /// Every registration, for an export.
+    pub async fn all(&self, mut registry: Registry) -> Result<Registry, StoreError> {
+        let rows = sqlx::query(SELECT_ALL).fetch_all(&self.readers).await?;
+        restore(&mut registry, rows)?;
+        Ok(registry)
+    }
+
+    /// Adds every registration of `registry` (an imported xapsd database), replacing
+    /// stored ones of the same user and account, in one transaction.
+    pub async fn import(&self, registry: &Registry) -> Result<usize, StoreError> {
+        let users: Vec<Lock<'_>> = registry
+            .iter()
+            .map(|(user, _, _)| Lock::User(user.as_str()))
+            .collect();
+        let mut tx = self.begin(&users).await?;
+        let mut n = 0;
+        for (user, account, registration) in registry.iter() {
+            upsert(&mut tx, user, account, registration).await?;
+            n += 1;
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn update<R>(
+        &self,
+        selection: Selection<'_>,
+        mut registry: Registry,
+        change: impl FnOnce(&mut Registry) -> (R, Vec<Change>),
+    ) -> Result<R, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        // Lock every user the rows belong to, then read them: a row another daemon
+        // changed meanwhile is read as it is now.
+        if self.kind == Kind::Postgres {
+            let users: Vec<String> = match &selection {
+                Selection::User(user) => vec![user.as_str().to_owned()],
+                Selection::Token(token) => {
+                    distinct_users(
+                        "SELECT DISTINCT username FROM registrations WHERE device_token = $1",
+                        token.as_str().to_owned(),
+                        &mut tx,
+                    )
+                    .await?
+                }
+                Selection::OlderThan(cutoff) => {
+                    distinct_users(
+                        "SELECT DISTINCT username FROM registrations WHERE registered_ns IS NOT NULL AND registered_ns < $1",
+                        *cutoff,
+                        &mut tx,
+                    )
+                    .await?
+                }
+            };
+            let users: Vec<Lock<'_>> = users.iter().map(|u| Lock::User(u)).collect();
+            self.lock(&mut tx, &users).await?;
+        }
+        let rows = match selection {
+            Selection::User(user) => sqlx::query(SELECT_USER).bind(user.as_str().to_owned()),
+            Selection::Token(token) => sqlx::query(SELECT_TOKEN).bind(token.as_str().to_owned()),
+            Selection::OlderThan(cutoff) => sqlx::query(SELECT_OLDER).bind(cutoff),
+        }
+        .fetch_all(&mut *tx)
+        .await?;
+        restore(&mut registry, rows)?;
+        let (result, changes) = change(&mut registry);
+        for change in &changes {
+            match change {
+                Change::Put {
+                    user,
+                    account_id,
+                    registration,
+                } => upsert(&mut tx, user, account_id, registration).await?,
+                Change::Remove(removed) => {
+                    sqlx::query(
+                        "DELETE FROM registrations WHERE username = $1 AND account_id = $2",
+                    )
+                    .bind(removed.user.as_str())
+                    .bind(removed.account_id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                // A change this version does not know would be lost unstored.
+                _ => return Err(StoreError::UnknownChange),
+            }
+        }
+        tx.commit().await?;
+        Ok(result)
+    }
+}
+
+/// The users of the rows `query` selects by `value`.
+async fn distinct_users<'q, T>(
+    query: &'q str,
+    value: T,
+    tx: &mut Transaction<'static, Any>,
+) -> Result<Vec<String>, StoreError>
+where
+    T: 'q + sqlx::Encode<'q, Any> + sqlx::Type<Any> + Send,
+{
+    let rows = sqlx::query(query).bind(value).fetch_all(&mut **tx).await?;
+    Ok(rows
+        .iter()
+        .map(|row| row.try_get::<String, _>(0))
+        .collect::<Result<_, _>>()?)
+}
+
+/// A time as the store orders them: nanoseconds since 1970, saturated at the year 2262.
+fn nanos(time: Timestamp) -> i64 {
+    i64::try_from(time.unix_nanos()).unwrap_or(i64::MAX)
+}
+
+async fn upsert(
+    tx: &mut Transaction<'static, Any>,
+    user: &UserName,
+    account: &AccountId,
+    registration: &Registration,
+) -> Result<(), StoreError> {
+    let mailboxes = serde_json::to_string(&registration.mailboxes)
+        .map_err(|e| StoreError::corrupt(format!("{user} / {account}"), e))?;
+    sqlx::query(
+        "INSERT INTO registrations (username, account_id, device_token, mailboxes, registered_at, registered_ns)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (username, account_id) DO UPDATE SET
+           device_token = excluded.device_token, mailboxes = excluded.mailboxes,
+           registered_at = excluded.registered_at, registered_ns = excluded.registered_ns",
+    )
+    .bind(user.as_str())
+    .bind(account.as_str())
+    .bind(registration.device_token.as_str())
+    .bind(mailboxes)
+    .bind(registration.registered_at.map(|t| t.to_string()))
+    .bind(registration.registered_at.map(nanos))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn restore(registry: &mut Registry, rows: Vec<AnyRow>) -> Result<(), StoreError> {
+    for row in rows {
+        let (user, account, registration) = read_row(&row)?;
+        let what = format!("{user} / {account}");
+        registry
+            .restore(user, account, registration)
+            .map_err(|e| StoreError::corrupt(what, e))?;
+    }
+    Ok(())
+}
+
+fn read_row(row: &AnyRow) -> Result<(UserName, AccountId, Registration), StoreError> {
+    let user: String = row.try_get(0)?;
+    let account: String = row.try_get(1)?;
+    let what = || format!("{user} / {account}");
+    let corrupt = |reason: &dyn std::fmt::Display| StoreError::corrupt(what(), reason);
+    let token: String = row.try_get(2)?;
+    let mailboxes: String = row.try_get(3)?;
+    let registered_at: Option<String> = row.try_get(4)?;
+    let name = UserName::new(&user).map_err(|e| corrupt(&e))?;
+    let account_id = AccountId::new(&account).map_err(|e| corrupt(&e))?;
+    let device_token = DeviceToken::new(&token).map_err(|e| corrupt(&e))?;
+    let mailboxes: Vec<String> = serde_json::from_str(&mailboxes).map_err(|e| corrupt(&e))?;
+    let registered_at = registered_at
+        .map(|t| Timestamp::from_str(&t))
+        .transpose()
+        .map_err(|e| corrupt(&e))?;
+    Ok((
+        name,
+        account_id,
+        Registration {
+            device_token,
+            mailboxes,
+            registered_at,
+        },
+    ))
+}
