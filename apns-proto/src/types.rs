@@ -90,35 +90,58 @@ impl fmt::Debug for DeviceToken {
 }
 
 /// An `apns-topic`: the app's bundle id, or for mail the certificate's subject UID
-/// (`com.apple.mail.XServer.<uuid>`). Held as the header value it becomes, made once.
+/// (`com.apple.mail.XServer.<uuid>`). Held as text and as the header value it becomes,
+/// made once.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[cfg_attr(
     feature = "serde",
     derive(serde::Serialize, serde::Deserialize),
     serde(try_from = "String", into = "String")
 )]
-pub struct Topic(HeaderValue);
+pub struct Topic {
+    text: Box<str>,
+    header: HeaderValue,
+}
 
 impl Topic {
     /// The longest topic accepted.
     pub const MAX_LEN: usize = 255;
 
+    /// The shortest topic Dovecot's xaps plugin takes back in a `/register` answer: it
+    /// asserts that the answer is longer than 50 octets, and its imap process aborts
+    /// on a shorter one (Apple's mail topics are 59).
+    pub const XAPS_PLUGIN_MIN_LEN: usize = 51;
+
     /// The topic.
     pub fn as_str(&self) -> &str {
-        // Only printable ASCII is ever stored, which `to_str` always accepts.
-        self.0.to_str().unwrap_or_default()
+        &self.text
     }
 
     /// The `apns-topic` header value (a cheap clone: the bytes are shared).
     pub fn header(&self) -> &HeaderValue {
-        &self.0
+        &self.header
     }
 
     /// Whether iOS Mail accepts pushes on this topic: it must begin `com.apple.mail`
     /// (a certificate for another service is accepted by APNs, but Mail ignores the
     /// pushes).
     pub fn is_mail(&self) -> bool {
-        self.as_str().starts_with("com.apple.mail")
+        self.text.starts_with("com.apple.mail")
+    }
+
+    /// Whether Dovecot's xaps plugin can take this topic as a `/register` answer: at
+    /// least [`XAPS_PLUGIN_MIN_LEN`](Self::XAPS_PLUGIN_MIN_LEN) octets. A daemon
+    /// warns about one that is not.
+    ///
+    /// ```
+    /// use apns_proto::Topic;
+    /// let apple = Topic::try_from("com.apple.mail.XServer.d19011df-561b-444d-ac59-09459e74a5e6")?;
+    /// assert!(apple.suits_xaps_plugin());
+    /// assert!(!Topic::try_from("com.example.mail")?.suits_xaps_plugin());
+    /// # Ok::<(), apns_proto::RequestError>(())
+    /// ```
+    pub fn suits_xaps_plugin(&self) -> bool {
+        self.text.len() >= Self::XAPS_PLUGIN_MIN_LEN
     }
 }
 
@@ -154,9 +177,11 @@ impl TryFrom<&str> for Topic {
         {
             return Err(RequestError::Topic);
         }
-        HeaderValue::from_str(text)
-            .map(Self)
-            .map_err(|_| RequestError::Topic)
+        let header = HeaderValue::from_str(text).map_err(|_| RequestError::Topic)?;
+        Ok(Self {
+            text: text.into(),
+            header,
+        })
     }
 }
 

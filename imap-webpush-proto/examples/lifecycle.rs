@@ -111,6 +111,7 @@ impl Server {
             token,
             Ttl::from_secs(3600),
             Urgency::High,
+            None,
             &Encryptor::new(),
             &mut self.rng,
         )?;

@@ -22,6 +22,27 @@ use std::num::NonZeroU32;
 
 pub use encode::{Content, ContentBuilder, LeftOut, ack_push};
 pub use header::{HeaderValues, MISSING_DOMAIN, MISSING_MAILBOX, encode_unstructured};
+
+/// The `Topic` of a mailbox's pushes: a push service keeps only the newest undelivered
+/// push of a topic, and one per mailbox is what a client needs ("look at this
+/// mailbox"). The first 24 octets of the name's SHA-256, so the topic says nothing of
+/// the name and every name gets one.
+///
+/// ```
+/// use imap_webpush_proto::content::mailbox_topic;
+/// assert_eq!(mailbox_topic("INBOX"), mailbox_topic("INBOX"));
+/// assert_ne!(mailbox_topic("INBOX"), mailbox_topic("Work"));
+/// assert_eq!(mailbox_topic("INBOX").as_str().len(), 32);
+/// ```
+pub fn mailbox_topic(mailbox: &str) -> webpush_crypto::Topic {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(mailbox.as_bytes());
+    let mut first = [0; 24];
+    for (to, from) in first.iter_mut().zip(digest) {
+        *to = from;
+    }
+    webpush_crypto::Topic::from_digest(&first)
+}
 pub use parse::parse_push;
 
 use imap_syntax::{Mailbox, SequenceSet};

@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime};
 use imap_syntax::Tag;
 use webpush_crypto::rand_core::CryptoRngCore;
 use webpush_crypto::{
-    Encryptor, Endpoint, Outcome, PublicKey, PushRequest, SubscriptionKeys, Ttl, Urgency,
+    Encryptor, Endpoint, Outcome, PublicKey, PushRequest, SubscriptionKeys, Topic, Ttl, Urgency,
     VapidToken, base64url, unix_secs,
 };
 
@@ -350,7 +350,9 @@ impl Push {
     }
 
     /// The RFC 8030 request for this push, encrypted with `encryptor` and authorized by
-    /// `token` (for the endpoint's origin), in one call.
+    /// `token` (for the endpoint's origin), in one call; with a `Topic` when given, so
+    /// the push service keeps only the newest undelivered push of that topic (one
+    /// topic per mailbox: [`mailbox_topic`](crate::content::mailbox_topic)).
     ///
     /// ```
     /// # use std::time::SystemTime;
@@ -368,8 +370,10 @@ impl Push {
     /// # let mut tokens = TokenCache::new(VapidSigner::new(VapidKey::generate(&mut rng)?, "mailto:postmaster@mail.example".parse()?));
     /// let push = Push::new(&record, b"* SELECT INBOX\r\n".to_vec());
     /// let token = tokens.token(push.endpoint.origin(), SystemTime::now())?;
-    /// let request = push.to_request(token, Ttl::from_secs(3600), Urgency::High, &Encryptor::new(), &mut rng)?;
+    /// let topic = imap_webpush_proto::content::mailbox_topic("INBOX");
+    /// let request = push.to_request(token, Ttl::from_secs(3600), Urgency::High, Some(&topic), &Encryptor::new(), &mut rng)?;
     /// assert_eq!(request.uri(), "https://push.example.net/p/1");
+    /// assert_eq!(request.headers()["topic"], topic.as_str());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn to_request(
@@ -377,13 +381,17 @@ impl Push {
         token: VapidToken,
         ttl: Ttl,
         urgency: Urgency,
+        topic: Option<&Topic>,
         encryptor: &Encryptor,
         rng: &mut impl CryptoRngCore,
     ) -> Result<http::Request<Vec<u8>>, webpush_crypto::Error> {
-        PushRequest::to(&self.endpoint, &self.keys, ttl)
+        let mut request = PushRequest::to(&self.endpoint, &self.keys, ttl)
             .urgency(urgency)
-            .vapid(token)
-            .build(encryptor, &self.plaintext, rng)
+            .vapid(token);
+        if let Some(topic) = topic {
+            request = request.topic(topic.clone());
+        }
+        request.build(encryptor, &self.plaintext, rng)
     }
 
     /// What the push service's answer means for the store: 404 and 410 delete the

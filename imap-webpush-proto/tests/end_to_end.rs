@@ -133,6 +133,7 @@ fn lifecycle_with_the_draft_keys() {
             token.clone(),
             Ttl::from_secs(3600),
             Urgency::High,
+            None,
             &encryptor,
             &mut rng,
         )

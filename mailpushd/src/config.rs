@@ -36,9 +36,81 @@ pub enum ConfigError {
         /// The parser's words.
         message: String,
     },
-    /// A value is out of range or inconsistent with another.
+    /// A value outside the range its key allows.
+    #[error("{key} = {value} is out of range: it must be {range}")]
+    OutOfRange {
+        /// The key, as the file names it.
+        key: &'static str,
+        /// The value given.
+        value: String,
+        /// What is allowed, in words.
+        range: String,
+    },
+    /// A value is inconsistent with another, or not of the kind its key takes.
     #[error("{0}")]
     Invalid(String),
+}
+
+/// Names resolved by the test's own table instead of DNS.
+pub type StaticNames = std::collections::HashMap<String, Vec<std::net::IpAddr>>;
+
+/// `value` of `key`, if it lies in `range`; refused, with the key and the range named,
+/// if not. Settings are never clamped: a value the operator did not mean is an error.
+fn within<T>(
+    key: &'static str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
+where
+    T: PartialOrd + std::fmt::Display + Copy,
+{
+    if range.contains(&value) {
+        return Ok(value);
+    }
+    Err(ConfigError::OutOfRange {
+        key,
+        value: value.to_string(),
+        range: format!("at least {} and at most {}", range.start(), range.end()),
+    })
+}
+
+/// Seconds of `key`, within `range`.
+fn secs(
+    key: &'static str,
+    value: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Duration, ConfigError> {
+    within(key, value, range).map(Duration::from_secs)
+}
+
+/// Milliseconds of `key`, within `range`.
+fn millis(
+    key: &'static str,
+    value: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Duration, ConfigError> {
+    within(key, value, range).map(Duration::from_millis)
+}
+
+/// The ranges each key allows. Every duration has an upper bound, so no time
+/// arithmetic with it can overflow.
+mod ranges {
+    use std::ops::RangeInclusive;
+
+    pub(super) const DELAY_SECS: RangeInclusive<u64> = 0..=86_400;
+    pub(super) const CHECK_INTERVAL_SECS: RangeInclusive<u64> = 1..=86_400;
+    pub(super) const MAX_AGE_DAYS: RangeInclusive<u64> = 1..=3650;
+    pub(super) const MAX_ACCOUNTS: RangeInclusive<usize> = 1..=100_000;
+    pub(super) const TIMEOUT_SECS: RangeInclusive<u64> = 1..=300;
+    pub(super) const MAX_IN_FLIGHT: RangeInclusive<usize> = 1..=100_000;
+    pub(super) const ATTEMPTS: RangeInclusive<u32> = 1..=100;
+    pub(super) const RETRY_BASE_MILLIS: RangeInclusive<u64> = 1..=600_000;
+    /// Push services keep a push four weeks at most.
+    pub(super) const TTL_SECS: RangeInclusive<u32> = 0..=2_419_200;
+    pub(super) const MAX_SUBSCRIPTIONS: RangeInclusive<usize> = 1..=1000;
+    pub(super) const MAX_PER_ORIGIN: RangeInclusive<usize> = 1..=1000;
+    pub(super) const MAX_BODY_BYTES: RangeInclusive<usize> = 1024..=16_777_216;
+    pub(super) const MAX_CONNECTIONS: RangeInclusive<u32> = 1..=1000;
 }
 
 /// The whole configuration, resolved: every default applied, paths absolute where they
@@ -63,7 +135,14 @@ pub struct Config {
     pub ox_path: String,
     /// IMAP WEBPUSH and delivery to push services.
     pub webpush: WebPush,
+    /// What the operator should know of the file read (a key kept only for xapsd's
+    /// files): logged at start and printed by `check-config`.
+    pub notes: Vec<String>,
 }
+
+/// The note on a `checkInterval` in a file.
+const CHECK_INTERVAL_NOTE: &str =
+    "the check interval is read but not needed: mailpushd sleeps until the next push is due";
 
 /// IMAP WEBPUSH through the daemon, and delivery to push services.
 #[derive(Debug, Clone)]
@@ -75,7 +154,7 @@ pub struct WebPush {
     /// the store on first start.
     pub key_file: Option<PathBuf>,
     /// How long push services keep a push for an offline device.
-    pub ttl: Duration,
+    pub ttl: webpush_crypto::Ttl,
     /// Subscriptions per account.
     pub max_subscriptions: usize,
     /// How long one push request may take.
@@ -91,6 +170,8 @@ pub struct WebPush {
     pub max_per_origin_http1: usize,
     /// Attempts per push (429, 5xx, transport errors).
     pub max_attempts: u32,
+    /// The first retry's delay; doubled each time, with jitter.
+    pub retry_base: Duration,
     /// An extra CA certificate (PEM) to trust for push services, for a stand-in.
     pub ca_file: Option<PathBuf>,
     /// For tests against a local push service only: plain-http endpoints and
@@ -98,7 +179,7 @@ pub struct WebPush {
     pub allow_local_push_service: bool,
     /// For tests: names resolved from this table instead of DNS (the address rule
     /// still applies). Not read from files.
-    pub names: Option<crate::webpush::StaticNames>,
+    pub names: Option<StaticNames>,
 }
 
 /// Basic credentials, compared in constant time.
@@ -155,11 +236,11 @@ impl PostgresUrl {
                 redact(&url)
             )));
         }
-        if max_connections == 0 {
-            return Err(ConfigError::Invalid(
-                "database_max_connections must be at least 1".into(),
-            ));
-        }
+        within(
+            "database_max_connections",
+            max_connections,
+            ranges::MAX_CONNECTIONS,
+        )?;
         Ok(Self {
             url,
             max_connections,
@@ -226,7 +307,8 @@ fn redact(url: &str) -> String {
 pub struct Push {
     /// Quiet period after the last event other than new mail (xapsd's `delay`).
     pub delay: Duration,
-    /// How often delayed pushes are checked (xapsd's `checkInterval`).
+    /// xapsd's `checkInterval`, read so that its files keep working. mailpushd needs
+    /// none: it sleeps until the next push is due. Set in a file, it is said at start.
     pub check_interval: Duration,
     /// Which mailboxes push.
     pub mailboxes: PushMailboxes,
@@ -351,6 +433,7 @@ struct TomlWebPush {
     max_per_origin: Option<usize>,
     max_per_origin_http1: Option<usize>,
     max_attempts: Option<u32>,
+    retry_base_millis: Option<u64>,
     ca_file: Option<PathBuf>,
     allow_local_push_service: Option<bool>,
 }
@@ -457,15 +540,17 @@ impl Config {
                 body_timeout: Duration::from_secs(10),
             },
             ox_path: "/ox".to_owned(),
+            notes: Vec::new(),
             webpush: WebPush {
                 subject: None,
                 key_file: None,
-                ttl: Duration::from_secs(24 * 3600),
+                ttl: webpush_crypto::Ttl::from_secs(24 * 3600),
                 max_subscriptions: 16,
                 request_timeout: Duration::from_secs(10),
                 max_per_origin: 64,
                 max_per_origin_http1: 8,
                 max_attempts: 5,
+                retry_base: Duration::from_millis(500),
                 ca_file: None,
                 allow_local_push_service: false,
                 names: None,
@@ -535,16 +620,20 @@ impl Config {
         }
         let push = file.push;
         if let Some(s) = push.delay_secs {
-            config.push.delay = Duration::from_secs(s);
+            config.push.delay = secs("push.delay_secs", s, ranges::DELAY_SECS)?;
         }
         if let Some(s) = push.check_interval_secs {
-            config.push.check_interval = Duration::from_secs(s.max(1));
+            config.push.check_interval =
+                secs("push.check_interval_secs", s, ranges::CHECK_INTERVAL_SECS)?;
+            config.notes.push(CHECK_INTERVAL_NOTE.into());
         }
         if let Some(days) = push.max_age_days {
-            config.push.max_age = Duration::from_secs(days.saturating_mul(86_400));
+            let days = within("push.max_age_days", days, ranges::MAX_AGE_DAYS)?;
+            config.push.max_age = Duration::from_secs(days * 86_400);
         }
         if let Some(n) = push.max_accounts_per_user {
-            config.push.max_accounts_per_user = n;
+            config.push.max_accounts_per_user =
+                within("push.max_accounts_per_user", n, ranges::MAX_ACCOUNTS)?;
         }
         config.push.mailboxes = match push.mailboxes {
             None => PushMailboxes::InboxOnly,
@@ -580,16 +669,18 @@ impl Config {
             apns.certificate_p12_password,
         )?;
         if let Some(s) = apns.request_timeout_secs {
-            config.apns.request_timeout = Duration::from_secs(s.max(1));
+            config.apns.request_timeout =
+                secs("apns.request_timeout_secs", s, ranges::TIMEOUT_SECS)?;
         }
         if let Some(n) = apns.max_in_flight {
-            config.apns.max_in_flight = n.max(1);
+            config.apns.max_in_flight = within("apns.max_in_flight", n, ranges::MAX_IN_FLIGHT)?;
         }
         if let Some(n) = apns.max_attempts {
-            config.apns.max_attempts = n.max(1);
+            config.apns.max_attempts = within("apns.max_attempts", n, ranges::ATTEMPTS)?;
         }
         if let Some(ms) = apns.retry_base_millis {
-            config.apns.retry_base = Duration::from_millis(ms);
+            config.apns.retry_base =
+                millis("apns.retry_base_millis", ms, ranges::RETRY_BASE_MILLIS)?;
         }
         let webpush = file.webpush;
         if let Some(subject) = webpush.subject {
@@ -600,33 +691,57 @@ impl Config {
         config.webpush.key_file = at(webpush.key_file);
         config.webpush.ca_file = at(webpush.ca_file);
         if let Some(s) = webpush.ttl_secs {
-            config.webpush.ttl = Duration::from_secs(s);
+            let s = u32::try_from(s).map_err(|_| ConfigError::OutOfRange {
+                key: "webpush.ttl_secs",
+                value: s.to_string(),
+                range: format!(
+                    "at least {} and at most {}",
+                    ranges::TTL_SECS.start(),
+                    ranges::TTL_SECS.end()
+                ),
+            })?;
+            config.webpush.ttl =
+                webpush_crypto::Ttl::from_secs(within("webpush.ttl_secs", s, ranges::TTL_SECS)?);
         }
         if let Some(n) = webpush.max_subscriptions {
-            config.webpush.max_subscriptions = n;
+            config.webpush.max_subscriptions =
+                within("webpush.max_subscriptions", n, ranges::MAX_SUBSCRIPTIONS)?;
         }
         if let Some(s) = webpush.request_timeout_secs {
-            config.webpush.request_timeout = Duration::from_secs(s.max(1));
+            config.webpush.request_timeout =
+                secs("webpush.request_timeout_secs", s, ranges::TIMEOUT_SECS)?;
         }
         if let Some(n) = webpush.max_per_origin {
-            config.webpush.max_per_origin = n.max(1);
+            config.webpush.max_per_origin =
+                within("webpush.max_per_origin", n, ranges::MAX_PER_ORIGIN)?;
         }
         if let Some(n) = webpush.max_per_origin_http1 {
-            config.webpush.max_per_origin_http1 = n.max(1);
+            config.webpush.max_per_origin_http1 =
+                within("webpush.max_per_origin_http1", n, ranges::MAX_PER_ORIGIN)?;
+        }
+        if config.webpush.max_per_origin_http1 > config.webpush.max_per_origin {
+            return Err(ConfigError::Invalid(format!(
+                "webpush.max_per_origin_http1 ({}) must not exceed webpush.max_per_origin ({})",
+                config.webpush.max_per_origin_http1, config.webpush.max_per_origin
+            )));
         }
         if let Some(n) = webpush.max_attempts {
-            config.webpush.max_attempts = n.max(1);
+            config.webpush.max_attempts = within("webpush.max_attempts", n, ranges::ATTEMPTS)?;
+        }
+        if let Some(ms) = webpush.retry_base_millis {
+            config.webpush.retry_base =
+                millis("webpush.retry_base_millis", ms, ranges::RETRY_BASE_MILLIS)?;
         }
         config.webpush.allow_local_push_service = webpush.allow_local_push_service.unwrap_or(false);
         let http = file.http;
         if let Some(n) = http.max_body_bytes {
-            config.http.max_body = n;
+            config.http.max_body = within("http.max_body_bytes", n, ranges::MAX_BODY_BYTES)?;
         }
         if let Some(s) = http.header_timeout_secs {
-            config.http.header_timeout = Duration::from_secs(s.max(1));
+            config.http.header_timeout = secs("http.header_timeout_secs", s, ranges::TIMEOUT_SECS)?;
         }
         if let Some(s) = http.body_timeout_secs {
-            config.http.body_timeout = Duration::from_secs(s.max(1));
+            config.http.body_timeout = secs("http.body_timeout_secs", s, ranges::TIMEOUT_SECS)?;
         }
         Ok(config)
     }
@@ -650,10 +765,11 @@ impl Config {
         let port = file.port.unwrap_or(11619);
         config.listen = parse_listen(&format!("{host}:{port}"))?;
         if let Some(s) = file.delay {
-            config.push.delay = Duration::from_secs(s);
+            config.push.delay = secs("delay", s, ranges::DELAY_SECS)?;
         }
         if let Some(s) = file.check_interval {
-            config.push.check_interval = Duration::from_secs(s.max(1));
+            config.push.check_interval = secs("checkInterval", s, ranges::CHECK_INTERVAL_SECS)?;
+            config.notes.push(CHECK_INTERVAL_NOTE.into());
         }
         config.apns.topic = file.key_file_topic.filter(|t| !t.is_empty());
         config.apns.credentials = credentials(
@@ -869,6 +985,7 @@ certificate_key_pem = "key.pem"
             Database::Sqlite("/var/lib/mailpushd/mailpushd.sqlite".into())
         );
         assert!(config.apns.credentials.is_none());
+        assert!(config.notes.is_empty(), "{:?}", config.notes);
     }
 
     #[test]
@@ -893,6 +1010,80 @@ certificate_key_pem = "key.pem"
             refuse("database = \"postgres://x/y\"\ndatabase_max_connections = 0")
                 .contains("at least 1")
         );
+    }
+
+    /// A value out of range is refused with its key, never clamped into range.
+    #[test]
+    fn values_out_of_range_are_refused_by_key() {
+        let refuse = |text: &str| match Config::from_toml(text, Path::new("/")) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{text} was accepted"),
+        };
+        for (text, key) in [
+            (
+                "[apns]\nrequest_timeout_secs = 0",
+                "apns.request_timeout_secs = 0",
+            ),
+            ("[apns]\nmax_attempts = 0", "apns.max_attempts = 0"),
+            ("[apns]\nmax_in_flight = 0", "apns.max_in_flight = 0"),
+            (
+                "[apns]\nretry_base_millis = 0",
+                "apns.retry_base_millis = 0",
+            ),
+            (
+                "[push]\ndelay_secs = 99999999999",
+                "push.delay_secs = 99999999999",
+            ),
+            (
+                "[push]\nmax_age_days = 18446744073709551615",
+                "push.max_age_days",
+            ),
+            (
+                "[push]\ncheck_interval_secs = 0",
+                "push.check_interval_secs = 0",
+            ),
+            (
+                "[webpush]\nttl_secs = 99999999999",
+                "webpush.ttl_secs = 99999999999",
+            ),
+            (
+                "[webpush]\nmax_per_origin = 0",
+                "webpush.max_per_origin = 0",
+            ),
+            (
+                "[webpush]\nmax_per_origin_http1 = 0",
+                "webpush.max_per_origin_http1 = 0",
+            ),
+            (
+                "[webpush]\nmax_subscriptions = 0",
+                "webpush.max_subscriptions = 0",
+            ),
+            (
+                "[http]\nheader_timeout_secs = 0",
+                "http.header_timeout_secs = 0",
+            ),
+            ("[http]\nmax_body_bytes = 10", "http.max_body_bytes = 10"),
+        ] {
+            let said = refuse(text);
+            assert!(
+                said.contains(key) && said.contains("out of range"),
+                "{text}: {said}"
+            );
+        }
+        assert!(
+            refuse("[webpush]\nmax_per_origin = 4\nmax_per_origin_http1 = 8")
+                .contains("must not exceed")
+        );
+        // An xapsd file too.
+        let e = Config::from_xapsd_yaml("delay: 99999999999\n", Path::new("/")).unwrap_err();
+        assert!(e.to_string().contains("delay = 99999999999"), "{e}");
+        // In range: taken as given.
+        let config =
+            Config::from_toml("[apns]\nrequest_timeout_secs = 300", Path::new("/")).unwrap();
+        assert_eq!(config.apns.request_timeout, Duration::from_secs(300));
+        assert!(config.notes.is_empty());
+        let config = Config::from_toml("[push]\ncheck_interval_secs = 5", Path::new("/")).unwrap();
+        assert_eq!(config.notes.len(), 1, "said at start, not silently ignored");
     }
 
     #[test]

@@ -1,13 +1,32 @@
 //! mailpushd: push e-mail for self-hosted mail servers, in place of xapsd.
 #![forbid(unsafe_code)]
 
-mod api;
+//!
+//! Layers, lowest first; each imports only those below it:
+//!
+//! - [`config`], [`metrics`], [`retry`], [`report`], [`tls`]: settings and shared
+//!   mechanisms;
+//! - [`store`]: SQLite or PostgreSQL, one contract;
+//! - [`apns`] and [`webpush`]: the senders, which report what they learn through
+//!   [`report`], never to the store;
+//! - `schedule`: when each push goes, by the crates' debouncers;
+//! - [`core`]: every operation, calling the crates for decisions and the store for
+//!   changes;
+//! - `http`: the HTTP API, a thin adapter onto the core;
+//! - [`daemon`]: wires them together, owns the tasks (listener, timer, expiry,
+//!   reports); [`demo`] and [`standin`] serve the demo and the tests.
+
 pub mod apns;
 pub mod config;
+pub mod core;
 pub mod daemon;
 pub mod demo;
+mod http;
 mod inflight;
 pub mod metrics;
+pub mod report;
+pub mod retry;
+mod schedule;
 pub mod standin;
 pub mod store;
 pub mod tls;

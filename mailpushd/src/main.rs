@@ -2,13 +2,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use mailpushd::apns::{Apns, Job};
+use mailpushd::apns::Apns;
 use mailpushd::config::{Config, Database};
+use mailpushd::core::Core;
 use mailpushd::daemon::Daemon;
-use mailpushd::metrics::Metrics;
+use mailpushd::metrics::{Metrics, PushOutcome};
 use mailpushd::store::Store;
 use xaps_proto::registry::Registry;
 
@@ -194,6 +195,9 @@ async fn serve(config: Config) -> Result<ExitCode, Error> {
 
 async fn check_config(config: &Config) -> Result<ExitCode, Error> {
     let mut problems = 0;
+    for note in &config.notes {
+        println!("note: {note}");
+    }
     println!("listen: {}", config.listen);
     match &config.database {
         Database::Sqlite(path) => println!("store: SQLite {}", path.display()),
@@ -206,7 +210,9 @@ async fn check_config(config: &Config) -> Result<ExitCode, Error> {
     println!("APNs server: {}", config.apns.server.authority());
     let store = store(config).await?;
     println!("registrations: {}", store.count().await?);
-    let apns = match Apns::new(&config.apns, store, std::sync::Arc::new(Metrics::new())) {
+    // Nothing is sent here: what a sender would report goes nowhere.
+    let (reports, _) = mailpushd::report::channel();
+    let apns = match Apns::new(&config.apns, reports, std::sync::Arc::new(Metrics::new())) {
         Ok(apns) => apns,
         Err(e) => {
             println!("APNs credentials: ERROR {e}");
@@ -244,7 +250,7 @@ async fn check_config(config: &Config) -> Result<ExitCode, Error> {
     }
     let topic = apns.topic().as_str();
     println!("topic: {topic} ({} octets)", topic.len());
-    if topic.len() <= 50 {
+    if !apns.topic().suits_xaps_plugin() {
         println!("topic: WARNING 50 octets or shorter: the Dovecot xaps plugin aborts on it");
     }
     if !apns.topic().is_mail() {
@@ -268,25 +274,31 @@ fn humantime(time: SystemTime) -> String {
 async fn send_test(config: &Config, user: &str) -> Result<ExitCode, Error> {
     let user = xaps_proto::UserName::new(user)?;
     let store = store(config).await?;
-    let registry = store.user(&user, Registry::new()).await?;
-    let apns = Apns::new(&config.apns, store, std::sync::Arc::new(Metrics::new()))?;
-    let targets: Vec<_> = registry
-        .iter()
-        .map(|(_, account, r)| (account.clone(), r.device_token.clone()))
-        .collect();
-    if targets.is_empty() {
+    let metrics = std::sync::Arc::new(Metrics::new());
+    let (reports, mut reported) = mailpushd::report::channel();
+    let apns = Apns::new(&config.apns, reports, metrics.clone())?;
+    let core = Core::apns_only(config.clone(), store, apns, metrics);
+    let outcomes = core.send_test(&user).await?;
+    if outcomes.is_empty() {
         println!("{user} has no registered device");
         return Ok(ExitCode::FAILURE);
     }
-    for (account_id, device_token) in targets {
-        let outcome = apns
-            .send(Job {
-                device_token: device_token.clone(),
-                account_id: account_id.clone(),
-                since: Instant::now(),
-            })
-            .await;
+    let mut failed = 0;
+    for (account_id, device_token, outcome) in &outcomes {
         println!("{user} / {account_id} ({device_token:?}): {outcome:?}");
+        if !matches!(outcome, PushOutcome::Delivered | PushOutcome::Printed) {
+            failed += 1;
+        }
     }
-    Ok(ExitCode::SUCCESS)
+    // A 410 removes the registration here as it would in the daemon.
+    while let Ok(report) = reported.try_recv() {
+        core.apply(report).await;
+    }
+    core.store().close().await;
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        println!("{failed} of {} pushes not delivered", outcomes.len());
+        ExitCode::FAILURE
+    })
 }

@@ -118,6 +118,18 @@ impl Topic {
         Ok(Self(text.to_owned()))
     }
 
+    /// The topic naming `digest` (24 octets of a hash of whatever the topic stands
+    /// for): its 32 base64url characters, the longest topic RFC 8030 allows, so it
+    /// needs no check.
+    ///
+    /// ```
+    /// use webpush_crypto::Topic;
+    /// assert_eq!(Topic::from_digest(&[0xfb; 24]).as_str().len(), 32);
+    /// ```
+    pub fn from_digest(digest: &[u8; 24]) -> Self {
+        Self(crate::base64url::encode(digest))
+    }
+
     /// The topic as text.
     pub fn as_str(&self) -> &str {
         &self.0

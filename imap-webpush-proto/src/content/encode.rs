@@ -2,7 +2,7 @@
 
 use std::io::Write as _;
 
-use imap_syntax::encode;
+use imap_syntax::{Mailbox, encode};
 use webpush_crypto::Encryptor;
 
 use super::{Address, Envelope, Event, Flag, MailboxEvents};
@@ -113,6 +113,26 @@ impl ContentBuilder {
     /// The budget per plaintext.
     pub fn budget(&self) -> usize {
         self.budget
+    }
+
+    /// The generic push for `mailbox`, `* SELECT <mailbox>` alone: what a client reads
+    /// as "synchronize this mailbox", sent for events without details and instead of
+    /// a push a service finds too large. `None` for a mailbox no push can name (a NUL
+    /// in it, or a name longer than the budget).
+    ///
+    /// ```
+    /// use imap_syntax::Mailbox;
+    /// use imap_webpush_proto::content::ContentBuilder;
+    /// let generic = ContentBuilder::new(3993).generic(&Mailbox::new("INBOX"));
+    /// assert_eq!(generic.as_deref(), Some(&b"* SELECT INBOX\r\n"[..]));
+    /// ```
+    pub fn generic(&self, mailbox: &Mailbox<'_>) -> Option<Vec<u8>> {
+        self.build(&[MailboxEvents {
+            mailbox: mailbox.clone(),
+            events: Vec::new(),
+        }])
+        .into_iter()
+        .next()
     }
 
     /// The plaintexts for `groups`, in order; none for no groups.

@@ -152,6 +152,13 @@ pub struct Records {
     n: usize,
 }
 
+impl Records {
+    /// Whether the user has no subscription at all.
+    pub fn is_empty(&self) -> bool {
+        self.joined.is_empty()
+    }
+}
+
 impl Iterator for Records {
     type Item = Result<Record, StoreError>;
 

@@ -1,9 +1,9 @@
 //! The HTTP API the mail server talks to: the xaps plugin's `POST /register` and
-//! `POST /notify` exactly as xapsd answers them, Dovecot's OX push driver (`PUT`), and
-//! `/metrics` and `/healthz`. Each handler is a thin adapter from HTTP to the crates.
+//! `POST /notify` exactly as xapsd answers them, Dovecot's OX push driver (`PUT`),
+//! forwarded IMAP WEBPUSH commands, and `/metrics` and `/healthz`. Each handler is a
+//! thin adapter from HTTP to the service core ([`Core`]).
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
@@ -13,12 +13,12 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use xaps_proto::daemon::{Notify, Register};
-use xaps_proto::registry::{Lookup, Registered};
 
-use crate::daemon::Shared;
+use crate::core::{Core, RegisterError};
 
+mod server;
 mod webpush;
-pub(crate) use webpush::generic as webpush_generic;
+pub(crate) use server::serve;
 
 /// A response with a short text body.
 pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -83,10 +83,7 @@ impl Route {
 }
 
 /// Answers one request.
-pub(crate) async fn handle(
-    shared: Arc<Shared>,
-    request: Request<Incoming>,
-) -> Response<Full<Bytes>> {
+pub(crate) async fn handle(core: Arc<Core>, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = request.uri().path();
     let route = match path {
         "/register" => Some(Route::Register),
@@ -95,22 +92,21 @@ pub(crate) async fn handle(
         "/healthz" => Some(Route::Health),
         "/imap/webpush" => Some(Route::WebPush),
         "/imap/disconnect" => Some(Route::Disconnect),
-        p if p == shared.config.ox_path => Some(Route::Ox),
+        p if p == core.config().ox_path => Some(Route::Ox),
         _ => None,
     };
     let Some(route) = route else {
-        shared.metrics.http("unknown", 404);
+        core.counters().http("unknown", 404);
         return text(StatusCode::NOT_FOUND, "no such path\n");
     };
-    let response = route_request(&shared, route, request).await;
-    shared
-        .metrics
+    let response = route_request(&core, route, request).await;
+    core.counters()
         .http(route.name(), response.status().as_u16());
     response
 }
 
 async fn route_request(
-    shared: &Shared,
+    core: &Core,
     route: Route,
     request: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
@@ -123,7 +119,7 @@ async fn route_request(
         return response;
     }
     if route.needs_auth()
-        && let Some(auth) = &shared.config.basic_auth
+        && let Some(auth) = &core.config().basic_auth
         && !authorized(request.headers().get(AUTHORIZATION), auth)
     {
         let mut response = text(StatusCode::UNAUTHORIZED, "credentials required\n");
@@ -136,7 +132,14 @@ async fn route_request(
     match route {
         Route::Health => text(StatusCode::OK, "ok\n"),
         Route::Metrics => {
-            let mut response = text(StatusCode::OK, shared.metrics.encode());
+            let metrics = match core.metrics().await {
+                Ok(metrics) => metrics,
+                Err(e) => {
+                    tracing::error!(error = %e, "metrics not read from the store");
+                    return text(StatusCode::INTERNAL_SERVER_ERROR, "store not read\n");
+                }
+            };
+            let mut response = text(StatusCode::OK, metrics.encode());
             response.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static(
@@ -145,21 +148,21 @@ async fn route_request(
             );
             response
         }
-        Route::Disconnect => webpush::closed(shared, request.headers()).await,
+        Route::Disconnect => webpush::closed(core, request.headers()).await,
         Route::Register | Route::Notify | Route::Ox | Route::WebPush => {
             let headers = request.headers().clone();
-            let body = match read_body(shared, request).await {
+            let body = match read_body(core, request).await {
                 Ok(body) => body,
                 Err(response) => return response,
             };
             match route {
-                Route::Register => register(shared, &body).await,
-                Route::WebPush => webpush::command(shared, &headers, &body).await,
+                Route::Register => register(core, &body).await,
+                Route::WebPush => webpush::command(core, &headers, &body).await,
                 Route::Notify => match Notify::from_json(&body) {
-                    Ok(notify) => notify_response(shared, &notify).await,
-                    Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+                    Ok(notify) => notify_response(core, &notify).await,
+                    Err(e) => refused(&e),
                 },
-                _ => ox(shared, &body).await,
+                _ => ox(core, &body).await,
             }
         }
     }
@@ -184,10 +187,10 @@ fn authorized(header: Option<&HeaderValue>, auth: &crate::config::BasicAuth) -> 
 
 /// The body, within the size limit and the time limit.
 async fn read_body(
-    shared: &Shared,
+    core: &Core,
     request: Request<Incoming>,
 ) -> Result<Bytes, Response<Full<Bytes>>> {
-    let max = shared.config.http.max_body;
+    let max = core.config().http.max_body;
     let too_large = || {
         text(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -203,7 +206,7 @@ async fn read_body(
         return Err(too_large());
     }
     let collect = Limited::new(request.into_body(), max).collect();
-    match tokio::time::timeout(shared.config.http.body_timeout, collect).await {
+    match tokio::time::timeout(core.config().http.body_timeout, collect).await {
         Err(_) => Err(text(
             StatusCode::REQUEST_TIMEOUT,
             "body not received in time\n",
@@ -217,25 +220,32 @@ async fn read_body(
     }
 }
 
+/// The status a crate names. Its tables hold only valid ones; should one not be, the
+/// answer is a 500 and a log line, never another status.
+fn status(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or_else(|_| {
+        tracing::error!(code, "a crate named an HTTP status that is not one");
+        StatusCode::INTERNAL_SERVER_ERROR
+    })
+}
+
+/// A body the crate refuses, with the status and words it gives.
+fn refused(e: &xaps_proto::daemon::BodyError) -> Response<Full<Bytes>> {
+    text(status(e.status()), format!("{e}\n"))
+}
+
 /// `POST /register`: stored (on disk) before the 200 that carries the topic.
-async fn register(shared: &Shared, body: &[u8]) -> Response<Full<Bytes>> {
+async fn register(core: &Core, body: &[u8]) -> Response<Full<Bytes>> {
     let register = match Register::from_json(body) {
         Ok(register) => register,
-        Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+        Err(e) => return refused(&e),
     };
     let user = register.username.clone();
-    let account = register.account_id.clone();
-    let now = SystemTime::now();
-    let result = shared
-        .store
-        .update_user(&user, shared.registry(), move |registry| {
-            match registry.register(register, now) {
-                Ok((registered, change)) => (Ok(registered), vec![change]),
-                Err(refused) => (Err(refused), Vec::new()),
-            }
-        })
-        .await;
-    match result {
+    match core.register(register).await {
+        Err(RegisterError::Refused(refused)) => {
+            tracing::warn!(%user, reason = %refused, "registration refused");
+            text(StatusCode::BAD_REQUEST, format!("{refused}\n"))
+        }
         Err(e) => {
             tracing::error!(error = %e, %user, "registration not stored");
             text(
@@ -243,18 +253,10 @@ async fn register(shared: &Shared, body: &[u8]) -> Response<Full<Bytes>> {
                 "registration not stored\n",
             )
         }
-        Ok(Err(refused)) => {
-            tracing::warn!(%user, reason = %refused, "registration refused");
-            text(StatusCode::BAD_REQUEST, format!("{refused}\n"))
-        }
-        Ok(Ok(registered)) => {
-            if let Registered::Replaced { previous } = &registered {
-                shared.cancel_pending(previous, &account);
-            }
-            tracing::info!(%user, %account, outcome = ?registered, "device registered");
+        Ok(_) => {
             // The topic alone, no newline: the plugin reads the body as it is.
             let mut response = Response::new(Full::new(Bytes::from(
-                shared.apns.topic().as_str().to_owned(),
+                core.apns().topic().as_str().to_owned(),
             )));
             response.headers_mut().insert(
                 CONTENT_TYPE,
@@ -266,29 +268,17 @@ async fn register(shared: &Shared, body: &[u8]) -> Response<Full<Bytes>> {
 }
 
 /// `POST /notify` (and the OX driver's events): 200 / 204 / 404 as xapsd answers.
-async fn notify_response(shared: &Shared, notify: &Notify) -> Response<Full<Bytes>> {
-    let since = Instant::now();
-    let registry = match shared.store.user(&notify.username, shared.registry()).await {
-        Ok(registry) => registry,
+async fn notify_response(core: &Core, notify: &Notify) -> Response<Full<Bytes>> {
+    match core.notify(notify).await {
+        Ok(outcome) => empty(status(outcome.status())),
         Err(e) => {
             tracing::error!(error = %e, "registrations not read");
-            return text(
+            text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "registrations not read\n",
-            );
-        }
-    };
-    if let Some(state) = &shared.webpush {
-        webpush::notify(shared, state, notify).await;
-    }
-    let lookup = registry.lookup_notify(notify);
-    if let Lookup::Push(targets) = &lookup {
-        let new_mail = notify.is_message_new();
-        for target in targets {
-            shared.event(target.device_token, target.account_id, new_mail, since);
+            )
         }
     }
-    empty(StatusCode::from_u16(lookup.outcome().status()).unwrap_or(StatusCode::OK))
 }
 
 /// What Dovecot's OX push driver sends for a delivery to INBOX (2.3 and 2.4 alike):
@@ -311,7 +301,7 @@ struct OxEvent {
 
 /// `PUT <ox_path>`: the OX driver's `messageNew` as a `/notify` with `MessageNew`.
 /// The user is the METADATA value's `user=`; set it to the Dovecot user name.
-async fn ox(shared: &Shared, body: &[u8]) -> Response<Full<Bytes>> {
+async fn ox(core: &Core, body: &[u8]) -> Response<Full<Bytes>> {
     let event: OxEvent = match serde_json::from_slice(body) {
         Ok(event) => event,
         Err(e) => {
@@ -348,7 +338,7 @@ async fn ox(shared: &Shared, body: &[u8]) -> Response<Full<Bytes>> {
         events: vec!["MessageNew".to_owned()],
         messages,
     };
-    let response = notify_response(shared, &notify).await;
+    let response = notify_response(core, &notify).await;
     // The driver logs anything but 2xx as an error; a user without devices is not one.
     if response.status() == StatusCode::NOT_FOUND {
         return empty(StatusCode::NO_CONTENT);

@@ -1,0 +1,190 @@
+//! The one long-lived HTTP/2 connection to APNs over TLS (ALPN `h2`): opened when
+//! needed, shared by every request, dropped after an error or a timeout so the next
+//! request opens a new one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apns_proto::Outcome;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+use tokio_rustls::TlsConnector;
+
+use super::ApnsError;
+use super::credentials::ClientAuth;
+use crate::config;
+
+/// Why one attempt got no answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttemptError {
+    /// No TCP connection.
+    #[error("cannot connect to {address}: {source}")]
+    Connect {
+        /// Where.
+        address: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TLS handshake failed.
+    #[error("TLS with {address}: {source}")]
+    Tls {
+        /// Where.
+        address: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server did not agree to HTTP/2.
+    #[error("{address} does not speak HTTP/2 (ALPN h2)")]
+    NotHttp2 {
+        /// Where.
+        address: String,
+    },
+    /// The HTTP/2 handshake failed.
+    #[error("HTTP/2 with {address}: {source}")]
+    Handshake {
+        /// Where.
+        address: String,
+        /// Why.
+        source: hyper::Error,
+    },
+    /// The connection closed before the request could go.
+    #[error("the connection closed: {0}")]
+    Closed(hyper::Error),
+    /// The request failed on the way.
+    #[error("the request failed: {0}")]
+    Request(hyper::Error),
+    /// No answer in time.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// The connection's settings and the connection itself, once open.
+pub(crate) struct Connection {
+    tls: TlsConnector,
+    server_name: ServerName<'static>,
+    address: String,
+    open: Mutex<Option<SendRequest<Full<Bytes>>>>,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        config: &config::Apns,
+        client_auth: Option<ClientAuth>,
+    ) -> Result<Self, ApnsError> {
+        let tls_error = |e: rustls::Error| ApnsError::Tls(e.to_string());
+        let roots = crate::tls::roots(config.ca_file.as_deref())?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(tls_error)?
+            .with_root_certificates(roots);
+        let mut tls = match client_auth {
+            Some((chain, key)) => builder
+                .with_client_auth_cert(chain, key)
+                .map_err(tls_error)?,
+            None => builder.with_no_client_auth(),
+        };
+        tls.alpn_protocols = vec![b"h2".to_vec()];
+        let authority = config.server.authority();
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let server_name = ServerName::try_from(host.to_owned())
+            .map_err(|e| ApnsError::Tls(format!("{host}: {e}")))?;
+        let port = authority.port_u16().unwrap_or(443);
+        Ok(Self {
+            tls: TlsConnector::from(Arc::new(tls)),
+            server_name,
+            address: format!("{}:{port}", authority.host()),
+            open: Mutex::new(None),
+        })
+    }
+
+    /// The open connection, or a new one.
+    async fn connection(&self) -> Result<SendRequest<Full<Bytes>>, AttemptError> {
+        let mut slot = self.open.lock().await;
+        if let Some(sender) = slot.as_ref()
+            && !sender.is_closed()
+        {
+            return Ok(sender.clone());
+        }
+        let address = || self.address.clone();
+        let tcp = TcpStream::connect(self.address.as_str())
+            .await
+            .map_err(|source| AttemptError::Connect {
+                address: address(),
+                source,
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let tls = self
+            .tls
+            .connect(self.server_name.clone(), tcp)
+            .await
+            .map_err(|source| AttemptError::Tls {
+                address: address(),
+                source,
+            })?;
+        if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+            return Err(AttemptError::NotHttp2 { address: address() });
+        }
+        let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(60))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .handshake(TokioIo::new(tls))
+            .await
+            .map_err(|source| AttemptError::Handshake {
+                address: address(),
+                source,
+            })?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::info!(error = %e, "APNs connection ended");
+            }
+        });
+        *slot = Some(sender.clone());
+        Ok(sender)
+    }
+
+    /// Sends `request` and reads the answer within `timeout`. Any failure drops the
+    /// connection: the next attempt opens a new one rather than trusting one that may
+    /// have gone silently.
+    pub(crate) async fn send(
+        &self,
+        request: http::Request<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<Outcome, AttemptError> {
+        let attempt = async {
+            let mut sender = self.connection().await?;
+            sender.ready().await.map_err(AttemptError::Closed)?;
+            let response = sender
+                .send_request(request.map(|body| Full::new(Bytes::from(body))))
+                .await
+                .map_err(AttemptError::Request)?;
+            let (parts, body) = response.into_parts();
+            // An answer whose body does not arrive whole is read by its status.
+            let body = match Limited::new(body, apns_proto::MAX_BODY_LEN).collect().await {
+                Ok(body) => body.to_bytes(),
+                Err(_) => Bytes::new(),
+            };
+            Ok(Outcome::from_response(&http::Response::from_parts(
+                parts, body,
+            )))
+        };
+        let result = match tokio::time::timeout(timeout, attempt).await {
+            Ok(answer) => answer,
+            Err(_) => Err(AttemptError::Timeout(timeout)),
+        };
+        if result.is_err() {
+            self.open.lock().await.take();
+        }
+        result
+    }
+}

@@ -1,0 +1,327 @@
+//! The APNs sender: one long-lived HTTP/2 connection over TLS (ALPN `h2`), many
+//! concurrent streams, a bound on requests in flight, a timeout per request, reconnects
+//! after GOAWAY, errors or timeouts, and every `apns_proto::Action` carried out: a 410
+//! is reported to the core (which removes registrations by the timestamp rule), an
+//! expired provider token is renewed and the push resent, 429 and 5xx are retried by
+//! the [`RetryPolicy`], 400s about the token are counted and never delete.
+//!
+//! Without credentials it prints the exact request it would send instead.
+
+mod connection;
+mod credentials;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use apns_proto::{Action, CertificateInfo, MailPush, ProviderTokens, Topic};
+use tokio::sync::Semaphore;
+use xaps_proto::{AccountId, DeviceToken};
+
+pub use connection::AttemptError;
+use connection::Connection;
+pub use credentials::PLACEHOLDER_TOPIC;
+
+use crate::config;
+use crate::metrics::{Metrics, PushOutcome};
+use crate::report::{Report, ReportSender};
+use crate::retry::{Retry, RetryPolicy};
+
+/// The sender cannot start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApnsError {
+    /// A credential file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A credential file does not hold what it should.
+    #[error("{path}: {reason}")]
+    Credentials {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The configured topic is not one.
+    #[error("apns.topic {topic:?}: {source}")]
+    Topic {
+        /// The topic as configured.
+        topic: String,
+        /// Why.
+        source: apns_proto::RequestError,
+    },
+    /// No topic: none configured and no certificate to take it from.
+    #[error(
+        "no APNs topic: set apns.topic (keyFileTopic), or use a certificate, whose UID is the topic"
+    )]
+    NoTopic,
+    /// TLS could not be set up.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The certificates to trust cannot be read.
+    #[error(transparent)]
+    Roots(#[from] crate::tls::RootsError),
+}
+
+/// A request that could not be built: a configuration or clock fault, not APNs's.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The provider token could not be signed.
+    #[error("cannot sign the provider token: {0}")]
+    Token(#[from] apns_proto::TokenError),
+    /// The request could not be made.
+    #[error("cannot make the request: {0}")]
+    Request(#[from] apns_proto::RequestError),
+}
+
+/// A push for one device.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The device.
+    pub device_token: DeviceToken,
+    /// The account, the payload's `account-id`.
+    pub account_id: AccountId,
+    /// When the event that caused it arrived, for the latency histogram.
+    pub since: Instant,
+}
+
+/// The sender. Cheap to clone.
+#[derive(Clone)]
+pub struct Apns {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Apns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Apns")
+            .field("topic", &self.inner.topic)
+            .field("live", &self.inner.live.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    topic: Topic,
+    live: Option<Connection>,
+    push: std::sync::Mutex<MailPush>,
+    tokens: Option<std::sync::Mutex<ProviderTokens>>,
+    permits: Semaphore,
+    request_timeout: std::time::Duration,
+    retry: RetryPolicy,
+    reports: ReportSender,
+    metrics: Arc<Metrics>,
+    /// Jobs not finished, retries waiting included, for a graceful shutdown.
+    in_flight: crate::inflight::InFlight,
+    /// What the certificate says, for `check-config`.
+    certificate: Option<CertificateInfo>,
+}
+
+impl Apns {
+    /// A sender for `config`, handing in what APNs says of tokens (410) to `reports`.
+    pub fn new(
+        config: &config::Apns,
+        reports: ReportSender,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, ApnsError> {
+        let loaded = credentials::load(config)?;
+        let live = match &config.credentials {
+            None => None,
+            Some(_) => Some(Connection::new(config, loaded.client_auth)?),
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                push: std::sync::Mutex::new(MailPush::new(config.server.clone(), &loaded.topic)),
+                topic: loaded.topic,
+                live,
+                tokens: loaded.tokens.map(std::sync::Mutex::new),
+                permits: Semaphore::new(config.max_in_flight),
+                request_timeout: config.request_timeout,
+                retry: RetryPolicy {
+                    base: config.retry_base,
+                    max_attempts: config.max_attempts,
+                },
+                reports,
+                metrics,
+                in_flight: crate::inflight::InFlight::default(),
+                certificate: loaded.certificate,
+            }),
+        })
+    }
+
+    /// The topic pushes go out on (the body of a `/register` answer).
+    pub fn topic(&self) -> &Topic {
+        &self.inner.topic
+    }
+
+    /// What the client certificate says, when there is one.
+    pub fn certificate(&self) -> Option<&CertificateInfo> {
+        self.inner.certificate.as_ref()
+    }
+
+    /// Whether pushes are sent (credentials given) or printed.
+    pub fn is_live(&self) -> bool {
+        self.inner.live.is_some()
+    }
+
+    /// Signs a provider token now, to check the key (`check-config`).
+    pub fn sign_test_token(&self) -> Option<Result<(), apns_proto::TokenError>> {
+        let tokens = self.inner.tokens.as_ref()?;
+        let mut tokens = crate::lock(tokens);
+        Some(tokens.header(SystemTime::now()).map(|_| ()))
+    }
+
+    /// Sends `job` in the background.
+    pub fn spawn(&self, job: Job) {
+        let sender = self.clone();
+        self.inner.in_flight.start();
+        tokio::spawn(async move {
+            sender.send(job).await;
+            sender.inner.in_flight.finish();
+        });
+    }
+
+    /// Waits until every job sent is done, or `deadline` passes; returns how many were
+    /// still going.
+    pub async fn drain(&self, deadline: Duration) -> usize {
+        self.inner.in_flight.drain(deadline).await
+    }
+
+    /// Sends `job` until it is answered for good or out of attempts.
+    pub async fn send(&self, job: Job) -> PushOutcome {
+        let metrics = &self.inner.metrics;
+        let mut renewed = false;
+        let mut attempt = 1;
+        let outcome = loop {
+            let request = match self.request(&job) {
+                Ok(request) => request,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot build the APNs request");
+                    break PushOutcome::FixConfiguration;
+                }
+            };
+            let Some(live) = &self.inner.live else {
+                print_request(&request);
+                break PushOutcome::Printed;
+            };
+            let answer = {
+                let Ok(_permit) = self.inner.permits.acquire().await else {
+                    break PushOutcome::GaveUp;
+                };
+                metrics.in_flight().inc();
+                let answer = live.send(request, self.inner.request_timeout).await;
+                metrics.in_flight().dec();
+                answer
+            };
+            let retry_after = match answer {
+                Err(why) => {
+                    tracing::warn!(attempt, reason = %why, token = ?job.device_token, "APNs push not delivered");
+                    None
+                }
+                Ok(outcome) => match outcome.action() {
+                    Action::Delivered => break PushOutcome::Delivered,
+                    Action::DropToken { since } => {
+                        let report = Report::ApnsTokenGone {
+                            token: job.device_token.clone(),
+                            since: since.unwrap_or_else(SystemTime::now),
+                        };
+                        if self.inner.reports.send(report).await.is_err() {
+                            tracing::error!(token = ?job.device_token, "APNs says the device token is gone, and the daemon is stopping: not removed");
+                        }
+                        break PushOutcome::Dropped;
+                    }
+                    Action::TokenRejected => {
+                        tracing::warn!(
+                            status = outcome.status,
+                            reason = ?outcome.reason,
+                            token = ?job.device_token,
+                            "APNs refused this device token for the topic or environment; \
+                             kept (a sandbox token, or a wrong topic, gives this for every device)"
+                        );
+                        break PushOutcome::TokenRejected;
+                    }
+                    Action::RenewProviderToken if !renewed => {
+                        if let Some(tokens) = &self.inner.tokens {
+                            crate::lock(tokens).invalidate();
+                        }
+                        renewed = true;
+                        // Resent at once with the new token; not a failed attempt.
+                        continue;
+                    }
+                    Action::Retry => {
+                        tracing::warn!(attempt, status = outcome.status, reason = ?outcome.reason, token = ?job.device_token, "APNs asks to retry");
+                        None
+                    }
+                    Action::FixRequest => {
+                        tracing::error!(status = outcome.status, reason = ?outcome.reason, "APNs refused the request as malformed");
+                        break PushOutcome::FixRequest;
+                    }
+                    _ => {
+                        tracing::error!(
+                            status = outcome.status,
+                            reason = ?outcome.reason,
+                            "APNs refused the credentials or topic: fix the configuration"
+                        );
+                        break PushOutcome::FixConfiguration;
+                    }
+                },
+            };
+            let wait = match self
+                .inner
+                .retry
+                .after(attempt, retry_after, crate::retry::jitter())
+            {
+                Retry::After(wait) => wait,
+                Retry::GiveUp => {
+                    tracing::warn!(attempts = attempt, token = ?job.device_token, "APNs push given up");
+                    break PushOutcome::GaveUp;
+                }
+            };
+            metrics.push("apns", PushOutcome::Retried);
+            metrics.retry_queue().inc();
+            tokio::time::sleep(wait).await;
+            metrics.retry_queue().dec();
+            attempt += 1;
+        };
+        metrics.push("apns", outcome);
+        metrics.latency(job.since.elapsed().as_secs_f64());
+        outcome
+    }
+
+    fn request(&self, job: &Job) -> Result<http::Request<Vec<u8>>, BuildError> {
+        let now = SystemTime::now();
+        let authorization = match &self.inner.tokens {
+            None => None,
+            Some(tokens) => Some(crate::lock(tokens).header(now)?.clone()),
+        };
+        let mut push = crate::lock(&self.inner.push);
+        Ok(push.request(
+            &job.device_token,
+            job.account_id.as_str(),
+            now,
+            authorization.as_ref(),
+        )?)
+    }
+}
+
+/// The request as it would go out, for an operator without credentials yet.
+fn print_request(request: &http::Request<Vec<u8>>) {
+    let mut text = format!(
+        "APNs request (not sent: no credentials configured)\n{} {}\n",
+        request.method(),
+        request.uri()
+    );
+    for (name, value) in request.headers() {
+        text.push_str(&format!(
+            "{name}: {}\n",
+            value.to_str().unwrap_or("<binary>")
+        ));
+    }
+    text.push('\n');
+    text.push_str(&String::from_utf8_lossy(request.body()));
+    println!("{text}\n");
+}

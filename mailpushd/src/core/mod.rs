@@ -1,0 +1,224 @@
+//! The service core: what mailpushd does, with no HTTP or IMAP in it. Each front door
+//! (the HTTP API for mail servers, later an IMAP listener) is a thin adapter from its
+//! protocol to these operations; the timer calls [`Core::run_due`] when the schedule
+//! says; the senders' reports come back through [`Core::apply`].
+//!
+//! Every decision is a call into a crate: `xaps_proto`'s registry and debouncer for
+//! iOS, `imap_webpush_proto`'s state machine and content for Web Push. The core loads
+//! what a decision needs from the store, and stores the changes the crate returns
+//! before it answers.
+
+mod webpush;
+mod xaps;
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use xaps_proto::Timestamp;
+use xaps_proto::registry::Registry;
+
+use crate::apns::{Apns, Job};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::report::Report;
+use crate::schedule::Schedule;
+use crate::store::{Store, StoreError};
+use webpush::WebPushCore;
+pub use webpush::{NotACommand, WebPushSetupError, current_vapid_key};
+pub use xaps::RegisterError;
+
+/// The service core. Shared by the front doors and the timer (behind an `Arc`).
+pub struct Core {
+    config: Config,
+    store: Store,
+    apns: Apns,
+    metrics: Arc<Metrics>,
+    schedule: Schedule,
+    /// IMAP WEBPUSH, when a VAPID contact is configured.
+    webpush: Option<WebPushCore>,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("apns", &self.apns)
+            .field("webpush", &self.webpush.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Core {
+    /// A core over `store`, pushing through `apns`, with IMAP WEBPUSH when
+    /// `webpush.subject` is configured (its sender hands its reports to `reports`).
+    pub async fn new(
+        config: Config,
+        store: Store,
+        apns: Apns,
+        metrics: Arc<Metrics>,
+        reports: crate::report::ReportSender,
+    ) -> Result<Self, WebPushSetupError> {
+        let webpush = WebPushCore::new(&config, &store, &metrics, reports).await?;
+        Ok(Self {
+            schedule: Schedule::new(config.push.delay),
+            config,
+            store,
+            apns,
+            metrics,
+            webpush,
+        })
+    }
+
+    /// A core for the operator's commands (`send-test`): iOS only, no Web Push set up
+    /// (nothing made into the store).
+    pub fn apns_only(config: Config, store: Store, apns: Apns, metrics: Arc<Metrics>) -> Self {
+        Self {
+            schedule: Schedule::new(config.push.delay),
+            config,
+            store,
+            apns,
+            metrics,
+            webpush: None,
+        }
+    }
+
+    /// Pushes each of `user`'s devices now, waiting for each answer; what came of each.
+    /// What APNs says of a token (410) is reported as for any push: apply the reports.
+    pub async fn send_test(
+        &self,
+        user: &xaps_proto::UserName,
+    ) -> Result<
+        Vec<(
+            xaps_proto::AccountId,
+            xaps_proto::DeviceToken,
+            crate::metrics::PushOutcome,
+        )>,
+        StoreError,
+    > {
+        let registry = self.store.user(user, self.registry()).await?;
+        let mut outcomes = Vec::new();
+        for (_, account_id, registration) in registry.iter() {
+            let outcome = self
+                .apns
+                .send(Job {
+                    device_token: registration.device_token.clone(),
+                    account_id: account_id.clone(),
+                    since: Instant::now(),
+                })
+                .await;
+            outcomes.push((
+                account_id.clone(),
+                registration.device_token.clone(),
+                outcome,
+            ));
+        }
+        Ok(outcomes)
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The APNs sender.
+    pub fn apns(&self) -> &Apns {
+        &self.apns
+    }
+
+    /// The metrics, with the gauges read from the store now (every daemon sharing it
+    /// counts the same).
+    pub async fn metrics(&self) -> Result<&Metrics, StoreError> {
+        self.metrics.set_registrations(self.store.count().await?);
+        Ok(&self.metrics)
+    }
+
+    /// The metrics, to count what the front doors see.
+    pub fn counters(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// An empty registry with the daemon's limits and mailbox policy.
+    fn registry(&self) -> Registry {
+        Registry::new()
+            .with_max_age(self.config.push.max_age)
+            .with_max_accounts_per_user(self.config.push.max_accounts_per_user)
+            .with_push_mailboxes(self.config.push.mailboxes.clone())
+    }
+
+    /// Applies what a sender reported.
+    pub async fn apply(&self, report: Report) {
+        match report {
+            Report::ApnsTokenGone { token, since } => self.token_gone(&token, since).await,
+            Report::WebPushGone { user, change } => self.subscription_gone(&user, change).await,
+        }
+    }
+
+    /// When the timer must next run [`Core::run_due`], if anything waits.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.schedule.next_deadline()
+    }
+
+    /// Waits until an event may have moved [`Core::next_deadline`] earlier.
+    pub async fn schedule_changed(&self) {
+        self.schedule.changed().await;
+    }
+
+    /// Sends the pushes due at `now`.
+    pub async fn run_due(self: &Arc<Self>, now: Instant) {
+        let due = self.schedule.due(now);
+        for (device_token, account_id) in due.devices {
+            self.apns.spawn(Job {
+                device_token,
+                account_id,
+                since: now,
+            });
+        }
+        for (user, mailbox) in due.mailboxes {
+            let core = self.clone();
+            tokio::spawn(async move { core.generic_push(&user, &mailbox).await });
+        }
+    }
+
+    /// Sends every push waiting for its quiet period now (the daemon is stopping: they
+    /// would be lost with it).
+    pub async fn flush(self: &Arc<Self>) {
+        let at_the_end = Instant::now() + self.config.push.delay;
+        self.run_due(at_the_end).await;
+    }
+
+    /// Removes the registrations not refreshed within the maximum age, by the crate's
+    /// rule; how many went.
+    pub async fn expire(&self, now: SystemTime) -> Result<usize, StoreError> {
+        let Some(cutoff) = now.checked_sub(self.config.push.max_age) else {
+            return Ok(0);
+        };
+        let removed = self
+            .store
+            .update_older_than(Timestamp::from_system_time(cutoff), self.registry(), |r| {
+                let removed = r.expire(now);
+                let changes = removed.iter().cloned().map(Into::into).collect();
+                (removed, changes)
+            })
+            .await?;
+        for r in &removed {
+            tracing::info!(user = %r.user, account = %r.account_id, "registration expired");
+            self.schedule
+                .cancel_device(&(r.registration.device_token.clone(), r.account_id.clone()));
+        }
+        Ok(removed.len())
+    }
+
+    /// Wait until the senders have sent what they hold, or `deadline` passes; how many
+    /// pushes were still unsent.
+    pub async fn drain(&self, deadline: std::time::Duration) -> usize {
+        let mut left = self.apns.drain(deadline).await;
+        if let Some(webpush) = &self.webpush {
+            left += webpush.sender.drain(deadline).await;
+        }
+        left
+    }
+}

@@ -1,0 +1,470 @@
+//! IMAP WEBPUSH: the commands of a connection, decided by the crate's state machine and
+//! stored before they are answered; mail events made into push content for the user's
+//! active subscriptions.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use imap_syntax::{Limits, Mailbox};
+use imap_webpush_proto::content::{
+    ContentBuilder, Envelope, Event, HeaderValues, MailboxEvents, mailbox_topic,
+};
+use imap_webpush_proto::state::{
+    Change, ConnectionId, Endpoints, Push, Settings, VapidKeyId, disconnect, handle,
+    receives_pushes,
+};
+use imap_webpush_proto::{Command, Config, DecodeError, Refusal, Response};
+use webpush_crypto::{Encryptor, Subject, TokenCache, Urgency, VapidKey, VapidSigner};
+use xaps_proto::UserName;
+use xaps_proto::daemon::{MessageSummary, Notify};
+
+use super::Core;
+use crate::metrics::Metrics;
+use crate::report::ReportSender;
+use crate::store::{Store, StoreError};
+use crate::webpush::{Delivery, SetupError, WebPushSender};
+
+/// Commands arrive whole, literals included: nothing waits for `+`.
+const WHOLE: Config = Config {
+    syntax: Limits {
+        literal_handshake: false,
+        ..Config::SERVER.syntax
+    },
+    max_message: Config::SERVER.max_message,
+};
+
+/// IMAP WEBPUSH cannot be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WebPushSetupError {
+    /// `webpush.subject` is not a VAPID contact.
+    #[error("webpush.subject: {0}")]
+    Subject(webpush_crypto::Error),
+    /// The VAPID key file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    KeyFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The VAPID key file holds no key the crate reads.
+    #[error("{path}: {source}")]
+    Key {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: webpush_crypto::Error,
+    },
+    /// A new VAPID key could not be made.
+    #[error("cannot make a VAPID key: {0}")]
+    Generate(webpush_crypto::Error),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The sender cannot be set up.
+    #[error("Web Push sender: {0}")]
+    Sender(#[from] SetupError),
+}
+
+/// A request body that is not one whole WEBPUSH-family command: the front door should
+/// not have passed it on, and answers `BAD` itself.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotACommand {
+    /// More than one command.
+    #[error("one command per request")]
+    Trailing,
+    /// Not a whole command of the five.
+    #[error("not one whole WEBPUSH command: {0}")]
+    Decode(DecodeError),
+}
+
+/// IMAP WEBPUSH's state: the sender, the state machine's settings (the current VAPID
+/// key), and the VAPID contact.
+pub(super) struct WebPushCore {
+    pub(super) sender: WebPushSender,
+    settings: std::sync::RwLock<Settings>,
+    subject: Subject,
+}
+
+impl WebPushCore {
+    /// Sets up IMAP WEBPUSH when a VAPID contact is configured: the VAPID key from the
+    /// configured file, or the store's current one, or a new one made into the store.
+    pub(super) async fn new(
+        config: &crate::config::Config,
+        store: &Store,
+        metrics: &Arc<Metrics>,
+        reports: ReportSender,
+    ) -> Result<Option<Self>, WebPushSetupError> {
+        let Some(subject) = &config.webpush.subject else {
+            tracing::info!("no webpush.subject: IMAP WEBPUSH answers NO [CANNOT]");
+            return Ok(None);
+        };
+        let subject = Subject::new(subject).map_err(WebPushSetupError::Subject)?;
+        let (id, key) = current_vapid_key(config, store).await?;
+        let public = key.public_key().clone();
+        let tokens = TokenCache::new(VapidSigner::new(key, subject.clone()));
+        let sender = WebPushSender::new(&config.webpush, tokens, reports, metrics.clone())?;
+        let mut settings = Settings::new(public.clone(), id);
+        settings.max_subscriptions = config.webpush.max_subscriptions;
+        if config.webpush.allow_local_push_service {
+            tracing::warn!(
+                "webpush.allow_local_push_service: plain-http and local endpoints accepted (tests only)"
+            );
+            settings.endpoints = Endpoints::LocalTestService;
+        }
+        tracing::info!(key = %public, "IMAP WEBPUSH on, VAPID key {}", id.0);
+        Ok(Some(Self {
+            sender,
+            settings: std::sync::RwLock::new(settings),
+            subject,
+        }))
+    }
+
+    /// The state machine's settings now.
+    fn settings(&self) -> Settings {
+        self.settings
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Takes up the VAPID key current in `store`, made current by `rotate-vapid-key`
+    /// here or on another machine: subscriptions activated under the old one verify
+    /// again.
+    async fn take_up_current_key(&self, store: &Store) {
+        let (id, key) = match store.vapid_key().await {
+            Ok(Some(current)) => current,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "the current VAPID key not read: going on with the one in use");
+                return;
+            }
+        };
+        let current = self
+            .settings
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .vapid_key_id;
+        if current == id {
+            return;
+        }
+        let public = key.public_key().clone();
+        self.sender
+            .set_tokens(TokenCache::new(VapidSigner::new(key, self.subject.clone())));
+        let mut settings = self
+            .settings
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        settings.vapid_key = public;
+        settings.vapid_key_id = id;
+        tracing::info!(key = id.0, "VAPID key rotated");
+    }
+}
+
+/// The VAPID key to use, made current in the store.
+pub async fn current_vapid_key(
+    config: &crate::config::Config,
+    store: &Store,
+) -> Result<(VapidKeyId, VapidKey), WebPushSetupError> {
+    let stored = store.vapid_key().await?;
+    if let Some(file) = &config.webpush.key_file {
+        let bytes = zeroize::Zeroizing::new(std::fs::read(file).map_err(|source| {
+            WebPushSetupError::KeyFile {
+                path: file.clone(),
+                source,
+            }
+        })?);
+        let key = VapidKey::import(&bytes).map_err(|source| WebPushSetupError::Key {
+            path: file.clone(),
+            source,
+        })?;
+        return match stored {
+            Some((id, current)) if current.public_key() == key.public_key() => Ok((id, current)),
+            // A new file: a rotation, which deactivates subscriptions made before it.
+            _ => Ok((store.add_vapid_key(&key).await?, key)),
+        };
+    }
+    if let Some(current) = stored {
+        return Ok(current);
+    }
+    let key = VapidKey::generate(&mut rand_core::OsRng).map_err(WebPushSetupError::Generate)?;
+    let public = key.public_key().clone();
+    // Another daemon on the same database may have made one meanwhile: theirs wins.
+    let (id, key) = store.first_vapid_key(key).await?;
+    if key.public_key() == &public {
+        tracing::info!("made a VAPID key into the store");
+    }
+    Ok((id, key))
+}
+
+/// The responses as lines to send, untagged first. The state machine's responses
+/// always encode; should one not, it is left out and logged, and a tagged one that does
+/// not is answered `NO` rather than never: the client waits for its tag.
+fn answer(untagged: &[Response<'_>], tagged: &Response<'_>, tag: &imap_syntax::Tag<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for response in untagged {
+        if let Err(e) = response.encode(&mut out) {
+            tracing::error!(error = %e, "an untagged WEBPUSH response not encoded: left out");
+        }
+    }
+    if let Err(e) = tagged.encode(&mut out) {
+        tracing::error!(error = %e, "a tagged WEBPUSH response not encoded: answered NO");
+        let refusal = Refusal::Unavailable.response(tag.clone().into_owned());
+        if refusal.encode(&mut out).is_err() {
+            // A validated tag is safe to write as it is.
+            out.extend_from_slice(format!("{} NO server error\r\n", tag.as_str()).as_bytes());
+        }
+    }
+    out
+}
+
+impl Core {
+    /// One command of the WEBPUSH family (`GETVAPID`, `WEBPUSH`, `ACKWEBPUSH`,
+    /// `LWEBPUSH`, `SILWEBPUSH`), whole with its literals, from `user` (the identity
+    /// the IMAP server authenticated) on `connection`: the response lines to send back,
+    /// untagged first. A command the grammar refuses is answered `BAD`, and changes
+    /// nothing; one the state machine accepts is stored before it is answered.
+    pub async fn webpush_command(
+        &self,
+        user: &UserName,
+        connection: ConnectionId,
+        line: &[u8],
+    ) -> Result<Vec<u8>, NotACommand> {
+        let command = match Command::decode(line, &WHOLE) {
+            Ok((&[], command)) => command,
+            Ok(_) => return Err(NotACommand::Trailing),
+            Err(e) => {
+                return match e.response() {
+                    // BAD, with the grammar's words: the client's error, answered.
+                    Some(bad) => {
+                        let mut out = Vec::new();
+                        match bad.encode(&mut out) {
+                            Ok(()) => Ok(out),
+                            Err(_) => Err(NotACommand::Decode(e)),
+                        }
+                    }
+                    None => Err(NotACommand::Decode(e)),
+                };
+            }
+        };
+        let tag = &command.tag;
+        let Some(webpush) = &self.webpush else {
+            return Ok(answer(
+                &[],
+                &Refusal::Unavailable.response(tag.clone().into_owned()),
+                tag,
+            ));
+        };
+        webpush.take_up_current_key(&self.store).await;
+        let settings = webpush.settings();
+        let now = SystemTime::now();
+        let result = self
+            .store
+            .update_webpush(user, |account| {
+                let t = handle(
+                    &command,
+                    account,
+                    &settings,
+                    now,
+                    connection,
+                    &mut rand_core::OsRng,
+                );
+                let changes = t.changes.clone();
+                (t, changes)
+            })
+            .await;
+        let transition = match result {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, %user, "WEBPUSH not stored");
+                return Ok(answer(
+                    &[],
+                    &Refusal::Unavailable.response(tag.clone().into_owned()),
+                    tag,
+                ));
+            }
+        };
+        let since = Instant::now();
+        let user = Arc::new(user.clone());
+        for push in transition.pushes {
+            webpush.sender.spawn(Delivery {
+                user: user.clone(),
+                push,
+                // The user is waiting for the verification push.
+                urgency: Urgency::High,
+                topic: None,
+                generic: None,
+                since,
+            });
+        }
+        Ok(answer(&transition.untagged, &transition.tagged, tag))
+    }
+
+    /// The IMAP connection `connection` of `user` ended: the silences it set "until
+    /// this connection ends" end.
+    pub async fn connection_ended(
+        &self,
+        user: &UserName,
+        connection: ConnectionId,
+    ) -> Result<(), StoreError> {
+        self.store
+            .update_webpush(user, |account| ((), disconnect(account, connection)))
+            .await
+    }
+
+    /// A push service said a subscription is gone: the state machine's change, stored.
+    pub(super) async fn subscription_gone(&self, user: &UserName, change: Change) {
+        match self
+            .store
+            .update_webpush(user, |_| ((), vec![change]))
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(%user, "the push service says a subscription is gone: deleted")
+            }
+            Err(e) => tracing::error!(error = %e, %user, "cannot delete a gone subscription"),
+        }
+    }
+
+    /// A mail event for Web Push: new mail pushed at once, with its envelopes where the
+    /// source gave them; other events once, after the quiet period, as the generic push.
+    pub(super) async fn webpush_event(
+        &self,
+        webpush: &WebPushCore,
+        notify: &Notify,
+        since: Instant,
+    ) {
+        if !notify.is_message_new() {
+            self.schedule
+                .mailbox_event((notify.username.clone(), notify.mailbox.clone()), since);
+            return;
+        }
+        let groups = [MailboxEvents {
+            mailbox: Mailbox::new(&notify.mailbox),
+            events: events(notify),
+        }];
+        self.fan_out(
+            webpush,
+            &notify.username,
+            &notify.mailbox,
+            &groups,
+            Urgency::High,
+            since,
+        )
+        .await;
+    }
+
+    /// The generic push (`* SELECT <mailbox>`) for `user`, after a quiet period.
+    pub(super) async fn generic_push(&self, user: &UserName, mailbox: &str) {
+        let Some(webpush) = &self.webpush else {
+            return;
+        };
+        let groups = [MailboxEvents {
+            mailbox: Mailbox::new(mailbox),
+            events: Vec::new(),
+        }];
+        self.fan_out(
+            webpush,
+            user,
+            mailbox,
+            &groups,
+            Urgency::Normal,
+            Instant::now(),
+        )
+        .await;
+    }
+
+    /// Pushes `groups` to every subscription of `user` that receives pushes now.
+    async fn fan_out(
+        &self,
+        webpush: &WebPushCore,
+        user: &UserName,
+        mailbox: &str,
+        groups: &[MailboxEvents<'_>],
+        urgency: Urgency,
+        since: Instant,
+    ) {
+        // Read in one query, then decoded one by one as they are taken: the first
+        // pushes are on their way while the rest are decoded.
+        let records = match self.store.webpush_records(user).await {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::error!(error = %e, %user, "subscriptions not read");
+                return;
+            }
+        };
+        if records.is_empty() {
+            return;
+        }
+        // Another daemon sharing the store may have rotated the key: subscriptions
+        // acknowledged since are active under the new one.
+        webpush.take_up_current_key(&self.store).await;
+        let settings = webpush.settings();
+        let now = SystemTime::now();
+        let builder = ContentBuilder::for_encryptor(&Encryptor::new());
+        let content = builder.build_content(groups);
+        let generic = builder.generic(&Mailbox::new(mailbox));
+        // What to send instead of each push if the service finds it too large.
+        let instead: Vec<Option<Vec<u8>>> = content
+            .pushes
+            .iter()
+            .map(|plaintext| generic.clone().filter(|g| g != plaintext))
+            .collect();
+        let topic = mailbox_topic(mailbox);
+        let shared_user = Arc::new(user.clone());
+        let mut targets = 0_usize;
+        for record in records {
+            let record = match record {
+                Ok(record) => record,
+                Err(e) => {
+                    tracing::error!(error = %e, %user, "a subscription not read: no push for it");
+                    continue;
+                }
+            };
+            // "Until this connection ends" holds until the IMAP server reports the end.
+            if !receives_pushes(&record, &settings, now, |_| true) {
+                continue;
+            }
+            targets += 1;
+            for (plaintext, generic) in content.pushes.iter().zip(&instead) {
+                webpush.sender.spawn(Delivery {
+                    user: shared_user.clone(),
+                    push: Push::new(&record, plaintext.clone()),
+                    urgency,
+                    topic: Some(topic.clone()),
+                    generic: generic.clone(),
+                    since,
+                });
+            }
+        }
+        if targets > 0 {
+            for left in &content.left_out {
+                tracing::info!(%user, %mailbox, ?left, "left out of a push to stay within its size");
+            }
+        }
+    }
+}
+
+/// The events of a notify, as push content: new messages with what the event source
+/// told of them; otherwise none, which is the generic `* SELECT` push.
+fn events(notify: &Notify) -> Vec<Event<'_>> {
+    notify
+        .messages
+        .iter()
+        .filter_map(|m: &MessageSummary| {
+            let uid = std::num::NonZeroU32::new(m.uid)?;
+            Some(Event::NewMessage {
+                uid,
+                envelope: Box::new(Envelope::from_header_values(&HeaderValues {
+                    date: &m.date,
+                    subject: &m.subject,
+                    from: &m.from,
+                    message_id: &m.message_id,
+                })),
+                flags: None,
+            })
+        })
+        .collect()
+}

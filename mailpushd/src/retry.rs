@@ -1,0 +1,111 @@
+//! The one retry policy both senders follow: exponential back-off with jitter, a bound
+//! on attempts, and what a service's own `Retry-After` asks.
+
+use std::time::Duration;
+
+/// The longest single wait between attempts, whatever the attempt count: doubling
+/// stops here.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// How a sender retries a push that failed in a way worth retrying (a transport
+/// error, 429, 5xx).
+///
+/// The wait before attempt `n + 1` is `base × 2^(n-1)`, at most [`MAX_BACKOFF`], plus
+/// up to half of it again at random so that many pushes failing at once do not come
+/// back at once; a `Retry-After` longer than that is waited instead. After
+/// `max_attempts` attempts the push is given up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// The first wait.
+    pub base: Duration,
+    /// Attempts in all, the first included (at least 1).
+    pub max_attempts: u32,
+}
+
+/// What follows a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Another attempt after this wait.
+    After(Duration),
+    /// That was the last attempt: give the push up.
+    GiveUp,
+}
+
+impl RetryPolicy {
+    /// After attempt `attempt` (from 1) failed, and the service asked to wait
+    /// `retry_after` if it said: wait, or give up. `jitter` is a fraction in `[0, 1]`
+    /// (drawn by the caller, so this stays deterministic).
+    pub fn after(&self, attempt: u32, retry_after: Option<Duration>, jitter: f64) -> Retry {
+        if attempt >= self.max_attempts {
+            return Retry::GiveUp;
+        }
+        let backoff = self.backoff(attempt, jitter);
+        Retry::After(retry_after.map_or(backoff, |asked| asked.max(backoff)))
+    }
+
+    /// The back-off after attempt `attempt` (from 1) with `jitter` in `[0, 1]`: `base`
+    /// doubled per attempt, at most [`MAX_BACKOFF`], and up to half again.
+    pub fn backoff(&self, attempt: u32, jitter: f64) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(31);
+        let exp = self
+            .base
+            .saturating_mul(1_u32 << doublings)
+            .min(MAX_BACKOFF);
+        exp.mul_f64(1.0 + jitter.clamp(0.0, 1.0) * 0.5)
+    }
+}
+
+/// A fraction in `[0, 1]` for [`RetryPolicy::after`]: jitter needs no cryptographic
+/// strength, and without randomness the plain back-off serves.
+pub fn jitter() -> f64 {
+    let mut random = [0u8; 2];
+    if rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut random).is_err() {
+        return 0.0;
+    }
+    f64::from(u16::from_le_bytes(random)) / f64::from(u16::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: RetryPolicy = RetryPolicy {
+        base: Duration::from_millis(500),
+        max_attempts: 5,
+    };
+
+    #[test]
+    fn the_wait_doubles_with_up_to_half_again_as_jitter() {
+        let ms = Duration::from_millis;
+        assert_eq!(POLICY.backoff(1, 0.0), ms(500));
+        assert_eq!(POLICY.backoff(2, 0.0), ms(1000));
+        assert_eq!(POLICY.backoff(3, 0.0), ms(2000));
+        assert_eq!(POLICY.backoff(3, 1.0), ms(3000));
+        // Out-of-range jitter is held to the range.
+        assert_eq!(POLICY.backoff(1, 7.0), ms(750));
+        // Doubling stops at the bound, however many attempts.
+        assert_eq!(POLICY.backoff(40, 0.0), MAX_BACKOFF);
+        assert_eq!(POLICY.backoff(u32::MAX, 1.0), MAX_BACKOFF.mul_f64(1.5));
+    }
+
+    #[test]
+    fn a_retry_after_longer_than_the_backoff_is_waited() {
+        let s = Duration::from_secs;
+        assert_eq!(POLICY.after(1, Some(s(30)), 0.0), Retry::After(s(30)));
+        assert_eq!(
+            POLICY.after(1, Some(Duration::ZERO), 0.0),
+            Retry::After(Duration::from_millis(500))
+        );
+    }
+
+    #[test]
+    fn the_last_attempt_gives_up() {
+        assert!(matches!(POLICY.after(4, None, 0.5), Retry::After(_)));
+        assert_eq!(POLICY.after(5, None, 0.5), Retry::GiveUp);
+        let once = RetryPolicy {
+            max_attempts: 1,
+            ..POLICY
+        };
+        assert_eq!(once.after(1, None, 0.0), Retry::GiveUp);
+    }
+}

@@ -1,0 +1,156 @@
+//! One delivery attempt, and what the push service's answer leads to.
+
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use webpush_crypto::Outcome;
+
+use super::pool::{Conn, ExchangeError};
+use super::{Delivery, WebPushSender};
+use crate::metrics::PushOutcome;
+use crate::report::Report;
+use crate::retry::Retry;
+
+/// The largest answer body read (and dropped) so a connection can be reused.
+const MAX_ANSWER_BODY: usize = 64 * 1024;
+
+/// What one attempt leads to.
+pub(super) enum Step {
+    /// Answered for good, or out of attempts.
+    Done(PushOutcome),
+    /// Another attempt after this wait.
+    Later(std::time::Duration),
+}
+
+impl WebPushSender {
+    /// One attempt at `delivery` (the `attempt`th) and what follows from its answer:
+    /// done, or another attempt after a wait. `conn` is the worker's connection,
+    /// opened if it has none.
+    pub(super) async fn step(
+        &self,
+        delivery: &mut Delivery,
+        attempt: u32,
+        conn: &mut Option<Conn>,
+    ) -> Step {
+        let metrics = &self.inner.metrics;
+        let origin = delivery.push.endpoint.origin().clone();
+        loop {
+            metrics.in_flight().inc();
+            let answer = self.attempt(delivery, conn).await;
+            metrics.in_flight().dec();
+            // How long the service asks this push to wait, and whether its origin
+            // waits too.
+            let (wait, hold) = match answer {
+                Err(why) => {
+                    tracing::warn!(attempt, %origin, reason = %why, "push not delivered");
+                    (None, false)
+                }
+                Ok(Outcome::Delivered { .. }) => return Step::Done(PushOutcome::Delivered),
+                Ok(outcome @ Outcome::RemoveSubscription { .. }) => {
+                    if let Some(change) = delivery.push.on_outcome(&outcome) {
+                        let report = Report::WebPushGone {
+                            user: delivery.user.clone(),
+                            change,
+                        };
+                        if self.inner.reports.send(report).await.is_err() {
+                            tracing::error!(user = %delivery.user, %origin, "the push service says the subscription is gone, and the daemon is stopping: not deleted");
+                        }
+                    }
+                    return Step::Done(PushOutcome::Dropped);
+                }
+                Ok(Outcome::PayloadTooLarge) => match delivery.generic.take() {
+                    Some(generic) => {
+                        tracing::info!(%origin, "push too large for the service: sending the generic one");
+                        delivery.push.plaintext = generic;
+                        continue;
+                    }
+                    None => return Step::Done(PushOutcome::FixRequest),
+                },
+                Ok(Outcome::VapidRejected { status }) => {
+                    tracing::error!(%status, %origin, "the push service refused the VAPID token: check webpush.subject and the VAPID key; subscriptions made under another key must subscribe again");
+                    return Step::Done(PushOutcome::FixConfiguration);
+                }
+                Ok(Outcome::RateLimited { retry_after }) => {
+                    (retry_after.map(|r| r.delay(SystemTime::now())), true)
+                }
+                // A failing service that says for how long holds its origin; one that
+                // does not may have failed for this push alone.
+                Ok(Outcome::RetryLater { retry_after, .. }) => {
+                    let wait = retry_after.map(|r| r.delay(SystemTime::now()));
+                    (wait, wait.is_some())
+                }
+                Ok(other) => {
+                    tracing::error!(outcome = ?other, %origin, "the push service refused the push");
+                    return Step::Done(PushOutcome::FixRequest);
+                }
+            };
+            let jitter = crate::retry::jitter();
+            if hold {
+                // A 429 without a `Retry-After` holds the origin for the back-off.
+                let backoff = self.inner.retry.backoff(attempt, jitter);
+                self.hold(&origin, wait.unwrap_or(backoff));
+            }
+            return match self.inner.retry.after(attempt, wait, jitter) {
+                Retry::After(wait) => {
+                    metrics.push("webpush", PushOutcome::Retried);
+                    metrics.retry_queue().inc();
+                    Step::Later(wait)
+                }
+                Retry::GiveUp => {
+                    tracing::warn!(attempts = attempt, %origin, user = %delivery.user, "push given up");
+                    Step::Done(PushOutcome::GaveUp)
+                }
+            };
+        }
+    }
+
+    async fn attempt(
+        &self,
+        delivery: &Delivery,
+        conn: &mut Option<Conn>,
+    ) -> Result<Outcome, ExchangeError> {
+        let push = &delivery.push;
+        let token =
+            crate::lock(&self.inner.tokens).token(push.endpoint.origin(), SystemTime::now())?;
+        let started = Instant::now();
+        let request = push.to_request(
+            token,
+            self.inner.ttl,
+            delivery.urgency,
+            delivery.topic.as_ref(),
+            &self.inner.encryptor,
+            &mut rand_core::OsRng,
+        );
+        self.inner.metrics.encrypted(started.elapsed());
+        let request = request?.map(|body| Full::new(Bytes::from(body)));
+        let exchange = async {
+            let response = self
+                .inner
+                .pool
+                .send(push.endpoint.origin(), request, conn)
+                .await?;
+            let outcome = Outcome::from_response(&response);
+            // Read (and drop) the body, so the connection can be reused; one that
+            // does not end within the limit is not.
+            if let Err(e) = http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BODY)
+                .collect()
+                .await
+            {
+                *conn = None;
+                tracing::debug!(error = %e, "a push service's answer body not read whole");
+            }
+            Ok(outcome)
+        };
+        let timeout = self.inner.request_timeout;
+        let answer = match tokio::time::timeout(timeout, exchange).await {
+            Ok(answer) => answer,
+            Err(_) => Err(ExchangeError::Timeout(timeout)),
+        };
+        if answer.is_err() {
+            // Not reused: it may still be busy with the request that failed.
+            *conn = None;
+        }
+        answer
+    }
+}

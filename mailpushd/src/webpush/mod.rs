@@ -1,0 +1,291 @@
+//! The Web Push sender: RFC 8030 requests to push services over HTTP/1.1 or HTTP/2 (by
+//! ALPN), TLS with the platform's roots, connections reused per origin (`pool`), a
+//! bound on requests in flight per origin (`queue`; lower while the cores are
+//! saturated, `pace`), timeouts, no redirects. The endpoint policy is applied again
+//! to the addresses DNS returns, when connecting (`resolve`). VAPID tokens are
+//! cached per origin. Every `Outcome` has its effect (`deliver`): 404/410 are
+//! reported to the core (which deletes the subscription), 413 resends the generic
+//! push, 429 and 5xx are retried by the [`RetryPolicy`], 401/403 are reported as a
+//! VAPID configuration fault. A 429, or a 5xx with `Retry-After`, holds the whole
+//! origin: its limit is the sender's, not one subscription's.
+
+mod deliver;
+mod pace;
+mod pool;
+mod queue;
+mod resolve;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::client::conn::http2;
+use imap_webpush_proto::state::Push;
+use webpush_crypto::{Encryptor, Origin, TokenCache, Topic, Ttl, Urgency};
+use xaps_proto::UserName;
+
+use crate::metrics::{Metrics, PushOutcome};
+use crate::report::ReportSender;
+use crate::retry::RetryPolicy;
+use deliver::Step;
+use pace::{Pace, cap, worker_counts};
+use pool::{Conn, IDLE_TIMEOUT, Pool};
+pub use pool::{ExchangeError, SetupError};
+use queue::{Limits, Next, OriginQueue};
+pub use resolve::Resolver;
+
+/// One push to deliver.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Whose subscription (shared by the pushes of one event).
+    pub user: Arc<UserName>,
+    /// The push.
+    pub push: Push,
+    /// How urgently.
+    pub urgency: Urgency,
+    /// Replaces an undelivered push with the same topic (one per mailbox).
+    pub topic: Option<Topic>,
+    /// The generic push to send instead if the service finds this one too large.
+    pub generic: Option<Vec<u8>>,
+    /// When the event arrived.
+    pub since: Instant,
+}
+
+/// A delivery waiting for its origin's worker.
+struct Queued {
+    delivery: Delivery,
+    /// Which attempt it is at, from 1.
+    attempt: u32,
+}
+
+/// An origin's queue of deliveries, and the HTTP/2 connection its workers share.
+type Queue = OriginQueue<Queued, http2::SendRequest<Full<Bytes>>>;
+
+/// The sender. Cheap to clone.
+#[derive(Clone)]
+pub struct WebPushSender {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for WebPushSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebPushSender").finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    pool: Pool,
+    tokens: std::sync::Mutex<TokenCache>,
+    encryptor: Encryptor,
+    /// Each origin's waiting deliveries and running workers.
+    origins: std::sync::Mutex<HashMap<Origin, Queue>>,
+    ttl: Ttl,
+    request_timeout: Duration,
+    limits: Limits,
+    pace: Pace,
+    /// Requests in flight across all origins while the cores are saturated: two per
+    /// core, so that the cores stay busy through the round trips, shared among the
+    /// origins with pushes to send (at least one each).
+    saturated_in_flight: usize,
+    retry: RetryPolicy,
+    reports: ReportSender,
+    metrics: Arc<Metrics>,
+    in_flight: crate::inflight::InFlight,
+}
+
+impl WebPushSender {
+    /// A sender for `config`, signing with `tokens`, handing in what push services
+    /// say of subscriptions (404, 410) to `reports`.
+    pub fn new(
+        config: &crate::config::WebPush,
+        tokens: TokenCache,
+        reports: ReportSender,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, SetupError> {
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool: Pool::new(config)?,
+                tokens: std::sync::Mutex::new(tokens),
+                encryptor: Encryptor::new(),
+                origins: std::sync::Mutex::new(HashMap::new()),
+                ttl: config.ttl,
+                request_timeout: config.request_timeout,
+                limits: Limits {
+                    http2: config.max_per_origin,
+                    http1: config.max_per_origin_http1,
+                },
+                pace: Pace::new(),
+                saturated_in_flight: 2 * worker_counts().map_or(1, |workers| workers.len()),
+                retry: RetryPolicy {
+                    base: config.retry_base,
+                    max_attempts: config.max_attempts,
+                },
+                reports,
+                metrics,
+                in_flight: crate::inflight::InFlight::default(),
+            }),
+        })
+    }
+
+    /// Replaces the signer (a rotated VAPID key): cached tokens go with the old one.
+    pub fn set_tokens(&self, tokens: TokenCache) {
+        *crate::lock(&self.inner.tokens) = tokens;
+    }
+
+    /// Delivers in the background. Deliveries wait in their origin's queue, which at
+    /// most `max_per_origin` workers empty (`max_per_origin_http1` until the origin
+    /// has answered in HTTP/2), or, while the cores are saturated, its share of two
+    /// per core: a fan-out to many subscriptions costs a queue entry each, not a task
+    /// each, until its turn.
+    pub fn spawn(&self, delivery: Delivery) {
+        self.inner.in_flight.start();
+        self.enqueue(Queued {
+            delivery,
+            attempt: 1,
+        });
+    }
+
+    fn enqueue(&self, job: Queued) {
+        let load = self.inner.pace.load();
+        let mut origins = crate::lock(&self.inner.origins);
+        let origin = job.delivery.push.endpoint.origin();
+        let known = origins.len();
+        // The origin is copied only for a new queue or a new worker, not for each push;
+        // one lookup finds the queue and tells whether it is one more origin.
+        let (queue, active) = match origins.get_mut(origin) {
+            Some(queue) => (queue, known),
+            None => (origins.entry(origin.clone()).or_default(), known + 1),
+        };
+        let cap = cap(load, self.inner.saturated_in_flight, active);
+        let start = queue
+            .add_worker(self.inner.limits, cap)
+            .then(|| origin.clone());
+        queue.jobs.push_back(job);
+        drop(origins);
+        if let Some(origin) = start {
+            self.start_workers(&origin, 1);
+        }
+    }
+
+    /// Starts `n` workers for `origin` (counted in its queue already).
+    fn start_workers(&self, origin: &Origin, n: usize) {
+        for _ in 0..n {
+            let (sender, origin) = (self.clone(), origin.clone());
+            tokio::spawn(async move { sender.work(origin).await });
+        }
+    }
+
+    /// One of an origin's workers: takes deliveries until the queue is empty. The
+    /// protocol of its connection (by ALPN) is applied under the lock taken for the
+    /// next job, so a push costs no lock of its own for it.
+    async fn work(&self, origin: Origin) {
+        let mut conn: Option<Conn> = None;
+        loop {
+            let load = self.inner.pace.load();
+            let (next, more) = {
+                let mut origins = crate::lock(&self.inner.origins);
+                let cap = cap(load, self.inner.saturated_in_flight, origins.len());
+                let Some(queue) = origins.get_mut(&origin) else {
+                    break;
+                };
+                if queue.is_held() {
+                    queue.release(Instant::now());
+                }
+                // After a switch to HTTP/2, or while the cores have time to spare,
+                // the waiting deliveries get more workers; while they are saturated,
+                // the workers over the target retire.
+                let more =
+                    queue.rebalance(conn.as_ref().map(Conn::is_http2), self.inner.limits, cap);
+                // An HTTP/2 connection is the origin's workers' to share: one that
+                // opened (again) replaces a closed one, and a worker without a
+                // connection takes it rather than opening its own.
+                if conn.as_ref().is_some_and(Conn::is_closed) {
+                    conn = None;
+                }
+                match &conn {
+                    Some(Conn::Http2(c)) => {
+                        if queue
+                            .shared
+                            .as_ref()
+                            .is_none_or(http2::SendRequest::is_closed)
+                        {
+                            queue.shared = Some(c.clone());
+                        }
+                    }
+                    Some(Conn::Http1(_)) => {}
+                    None => {
+                        conn = queue
+                            .shared
+                            .clone()
+                            .filter(|c| !c.is_closed())
+                            .map(Conn::Http2);
+                    }
+                }
+                let next = queue.next(self.inner.limits, cap);
+                if let Next::Stop { empty: true } = next {
+                    origins.remove(&origin);
+                }
+                (next, more)
+            };
+            self.start_workers(&origin, more);
+            let job = match next {
+                Next::Job(job) => job,
+                Next::Wait(until) => {
+                    // Kept no longer than an idle connection would be.
+                    if until.saturating_duration_since(Instant::now()) > IDLE_TIMEOUT {
+                        conn = None;
+                    }
+                    tokio::time::sleep_until(until.into()).await;
+                    continue;
+                }
+                Next::Stop { .. } => break,
+            };
+            let Queued {
+                mut delivery,
+                attempt,
+            } = job;
+            match self.step(&mut delivery, attempt, &mut conn).await {
+                Step::Done(outcome) => self.finish(&delivery, outcome),
+                Step::Later(wait) => {
+                    // The wait is spent outside the queue, so it holds no worker.
+                    let sender = self.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(wait).await;
+                        sender.inner.metrics.retry_queue().dec();
+                        sender.enqueue(Queued {
+                            delivery,
+                            attempt: attempt + 1,
+                        });
+                    });
+                }
+            }
+        }
+        if let Some(conn) = conn {
+            self.inner.pool.park(origin, conn);
+        }
+    }
+
+    /// No request goes to `origin` for `wait`, as its answer asked: the workers in
+    /// flight finish their requests, and all but one stop.
+    fn hold(&self, origin: &Origin, wait: Duration) {
+        tracing::warn!(%origin, ?wait, "the push service asks to wait: no pushes go to it until then");
+        if let Some(queue) = crate::lock(&self.inner.origins).get_mut(origin) {
+            queue.hold(Instant::now() + wait);
+        }
+    }
+
+    fn finish(&self, delivery: &Delivery, outcome: PushOutcome) {
+        let metrics = &self.inner.metrics;
+        metrics.push("webpush", outcome);
+        metrics.latency(delivery.since.elapsed().as_secs_f64());
+        self.inner.in_flight.finish();
+    }
+
+    /// Waits until every delivery is done or `deadline` passes; returns how many were
+    /// still going.
+    pub async fn drain(&self, deadline: Duration) -> usize {
+        self.inner.in_flight.drain(deadline).await
+    }
+}

@@ -1,0 +1,279 @@
+//! Each origin's queue of deliveries and the policy its workers follow: how many
+//! workers it gets (its protocol's limit, lower while the cores are saturated, one
+//! while it is held), and what a worker between jobs does next. Time is an argument:
+//! nothing here reads the clock.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+/// Requests in flight per origin, by protocol.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    /// Streams to an origin that answers in HTTP/2.
+    pub(super) http2: usize,
+    /// Connections to one that answers in HTTP/1.1, or has not answered yet.
+    pub(super) http1: usize,
+}
+
+/// An origin's waiting jobs (`J`), how many workers take from them, and the HTTP/2
+/// connection (`S`) its workers share once one is open.
+pub(super) struct OriginQueue<J, S> {
+    pub(super) jobs: VecDeque<J>,
+    pub(super) workers: usize,
+    /// The origin's last answer came in HTTP/2. Learnt afresh by each burst (a queue
+    /// lives while it has workers), so nothing stale or unbounded is kept.
+    pub(super) http2: bool,
+    /// The HTTP/2 connection the origin's workers share, once one is open.
+    pub(super) shared: Option<S>,
+    /// No request goes to the origin before then: it answered 429, or 5xx with a
+    /// `Retry-After`. Its limit is the sender's, not one subscription's, so the rest
+    /// of a fan-out waits too instead of meeting the same answer.
+    held_until: Option<Instant>,
+}
+
+impl<J, S> Default for OriginQueue<J, S> {
+    fn default() -> Self {
+        Self {
+            jobs: VecDeque::new(),
+            workers: 0,
+            http2: false,
+            shared: None,
+            held_until: None,
+        }
+    }
+}
+
+/// What a worker between jobs does next.
+pub(super) enum Next<J> {
+    /// Sends this job.
+    Job(J),
+    /// Waits until then, for the origin's hold to end: the last worker of a held
+    /// origin stays, so that what is queued meanwhile waits too.
+    Wait(Instant),
+    /// Stops; `empty` when the origin has neither workers nor jobs left.
+    Stop {
+        /// The queue can go.
+        empty: bool,
+    },
+}
+
+impl<J, S> OriginQueue<J, S> {
+    /// How many workers the origin gets now: its protocol's limit, or `cap` if lower
+    /// (while the cores are saturated), and always one; one while it is held.
+    pub(super) fn target(&self, limits: Limits, cap: Option<usize>) -> usize {
+        if self.held_until.is_some() {
+            return 1;
+        }
+        let limit = if self.http2 {
+            limits.http2
+        } else {
+            limits.http1
+        };
+        cap.map_or(limit, |cap| limit.min(cap)).max(1)
+    }
+
+    /// Takes a worker for a new job if the target allows one more.
+    pub(super) fn add_worker(&mut self, limits: Limits, cap: Option<usize>) -> bool {
+        let start = self.workers < self.target(limits, cap);
+        if start {
+            self.workers += 1;
+        }
+        start
+    }
+
+    /// A worker between jobs, on a connection that speaks HTTP/2 or not (`None`: it
+    /// has none): how many more workers to start for the waiting jobs, up to the
+    /// target. Workers over the target stop as they finish ([`OriginQueue::next`]).
+    pub(super) fn rebalance(
+        &mut self,
+        http2: Option<bool>,
+        limits: Limits,
+        cap: Option<usize>,
+    ) -> usize {
+        if let Some(http2) = http2 {
+            self.http2 = http2;
+        }
+        let wanted = self.target(limits, cap).min(self.workers + self.jobs.len());
+        let more = wanted.saturating_sub(self.workers);
+        self.workers += more;
+        more
+    }
+
+    /// Holds the origin until `until`, or longer if it is held longer already.
+    pub(super) fn hold(&mut self, until: Instant) {
+        self.held_until = self.held_until.max(Some(until));
+    }
+
+    /// Whether the origin is held (its hold may be over: see
+    /// [`release`](Self::release)). A worker reads the clock only when it is, so a
+    /// job costs no clock read for it.
+    pub(super) fn is_held(&self) -> bool {
+        self.held_until.is_some()
+    }
+
+    /// Ends a hold that is over at `now`.
+    pub(super) fn release(&mut self, now: Instant) {
+        if self.held_until.is_some_and(|until| until <= now) {
+            self.held_until = None;
+        }
+    }
+
+    /// A worker between jobs: takes the next job, unless the queue is empty or the
+    /// origin has more workers than its target, when it stops. While the origin is
+    /// held, all but one stop, and that one waits the hold out.
+    pub(super) fn next(&mut self, limits: Limits, cap: Option<usize>) -> Next<J> {
+        if let Some(until) = self.held_until
+            && self.workers <= 1
+        {
+            return Next::Wait(until);
+        }
+        if self.workers <= self.target(limits, cap)
+            && let Some(job) = self.jobs.pop_front()
+        {
+            return Next::Job(job);
+        }
+        self.workers = self.workers.saturating_sub(1);
+        Next::Stop {
+            empty: self.workers == 0 && self.jobs.is_empty(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        http2: 64,
+        http1: 8,
+    };
+
+    /// While the cores are saturated: two workers for the origin.
+    const SATURATED: Option<usize> = Some(2);
+
+    /// A queue of numbered jobs; what connection it shares does not matter here.
+    type Queue = OriginQueue<u32, ()>;
+
+    /// A queue with `jobs` waiting and `workers` running.
+    fn queue(jobs: usize, workers: usize, http2: bool) -> Queue {
+        Queue {
+            jobs: (0..jobs).map(|n| n as u32).collect(),
+            workers,
+            http2,
+            ..Queue::default()
+        }
+    }
+
+    /// Whether a worker between jobs stops (or else takes a job or waits).
+    fn stops(q: &mut Queue, limits: Limits, cap: Option<usize>) -> bool {
+        matches!(q.next(limits, cap), Next::Stop { .. })
+    }
+
+    /// How many of 100 new jobs start a worker.
+    fn starts(q: &mut Queue, limits: Limits, cap: Option<usize>) -> usize {
+        (0..100).filter(|_| q.add_worker(limits, cap)).count()
+    }
+
+    #[test]
+    fn an_origin_starts_at_the_http1_limit() {
+        assert_eq!(starts(&mut queue(0, 0, false), LIMITS, None), 8);
+    }
+
+    #[test]
+    fn an_answer_in_http2_adds_workers_for_the_waiting_jobs() {
+        // 8 running, 100 waiting: up to 64 in all.
+        let mut q = queue(100, 8, false);
+        assert_eq!(q.rebalance(Some(true), LIMITS, None), 56);
+        assert_eq!(q.workers, 64);
+        // Said again: nothing more.
+        assert_eq!(q.rebalance(Some(true), LIMITS, None), 0);
+        // Few waiting: only as many as they need.
+        let mut q = queue(3, 8, false);
+        assert_eq!(q.rebalance(Some(true), LIMITS, None), 3);
+        assert_eq!(q.workers, 11);
+    }
+
+    #[test]
+    fn after_a_switch_back_to_http1_the_workers_over_the_limit_retire() {
+        let mut q = queue(100, 64, true);
+        assert_eq!(q.rebalance(Some(false), LIMITS, None), 0);
+        let retired = (0..64).filter(|_| stops(&mut q, LIMITS, None)).count();
+        assert_eq!(retired, 56);
+        assert_eq!(q.workers, 8);
+        // At the limit, a worker goes on while there are jobs, and stops without.
+        assert!(matches!(q.next(LIMITS, None), Next::Job(_)));
+        q.jobs.clear();
+        assert!(matches!(q.next(LIMITS, None), Next::Stop { empty: false }));
+        assert_eq!(q.workers, 7);
+    }
+
+    #[test]
+    fn saturated_cores_cap_an_origins_workers() {
+        assert_eq!(starts(&mut queue(0, 0, false), LIMITS, SATURATED), 2);
+        // In HTTP/2 too, and a worker without a connection changes nothing.
+        let mut q = queue(100, 2, false);
+        assert_eq!(q.rebalance(Some(true), LIMITS, SATURATED), 0);
+        assert_eq!(q.rebalance(None, LIMITS, SATURATED), 0);
+        assert_eq!(q.workers, 2);
+        // A limit below the cap stays the limit.
+        let limits = Limits { http1: 1, ..LIMITS };
+        assert_eq!(starts(&mut queue(0, 0, false), limits, SATURATED), 1);
+    }
+
+    #[test]
+    fn workers_retire_to_the_cap_while_saturated_and_return_when_spare() {
+        let mut q = queue(100, 8, false);
+        let retired = (0..8).filter(|_| stops(&mut q, LIMITS, SATURATED)).count();
+        assert_eq!(retired, 6);
+        assert_eq!(q.workers, 2);
+        // Time to spare again: the waiting jobs get workers up to the limit.
+        assert_eq!(q.rebalance(None, LIMITS, None), 6);
+        assert_eq!(q.workers, 8);
+    }
+
+    #[test]
+    fn waiting_jobs_always_keep_a_worker() {
+        assert_eq!(starts(&mut queue(0, 0, false), LIMITS, Some(0)), 1);
+        let mut q = queue(5, 1, true);
+        assert!(!stops(&mut q, LIMITS, Some(0)));
+    }
+
+    #[test]
+    fn the_last_worker_stops_with_the_last_job_and_the_queue_can_go() {
+        let mut q = queue(1, 1, false);
+        assert!(matches!(q.next(LIMITS, None), Next::Job(_)));
+        assert!(matches!(q.next(LIMITS, None), Next::Stop { empty: true }));
+        assert_eq!(q.workers, 0);
+    }
+
+    #[test]
+    fn a_held_origin_keeps_one_worker_that_waits_the_hold_out() {
+        let now = Instant::now();
+        let until = now + Duration::from_secs(1);
+        let mut q = queue(100, 8, false);
+        q.hold(until);
+        // A shorter hold does not shorten it.
+        q.hold(now);
+        // No new workers, none added for the waiting jobs: all but one stop.
+        assert_eq!(starts(&mut q, LIMITS, None), 0);
+        assert_eq!(q.rebalance(None, LIMITS, None), 0);
+        let stopped = (0..8).filter(|_| stops(&mut q, LIMITS, None)).count();
+        assert_eq!(stopped, 7);
+        assert_eq!(q.workers, 1);
+        assert!(matches!(q.next(LIMITS, None), Next::Wait(u) if u == until));
+        // With no job left it waits too, so that the queue keeps the hold.
+        q.jobs.clear();
+        assert!(matches!(q.next(LIMITS, None), Next::Wait(_)));
+        assert_eq!(starts(&mut q, LIMITS, None), 0);
+        // Not over yet: held still. Over: the limit again, and the jobs go.
+        q.release(until - Duration::from_millis(1));
+        assert!(q.is_held());
+        q.release(until);
+        assert!(!q.is_held());
+        assert_eq!(starts(&mut q, LIMITS, None), 7);
+        q.jobs.push_back(7);
+        assert!(matches!(q.next(LIMITS, None), Next::Job(_)));
+    }
+}
