@@ -165,6 +165,41 @@ impl Record {
         }
     }
 
+    /// When [`sweep`] next has something to do for this record, seconds since the Unix
+    /// epoch: its ack token expiring while it waits for ACKWEBPUSH, or its timed
+    /// silence ending. `None` when nothing of it changes with time alone (active and
+    /// not silenced, or silenced until a connection ends).
+    ///
+    /// ```
+    /// # use imap_webpush_proto::state::{Activation, Record, Silence, VapidKeyId};
+    /// # use imap_webpush_proto::{SubId, endpoint_policy};
+    /// # let mut record = Record {
+    /// #     sub_id: SubId::new("a1")?.into_owned(),
+    /// #     endpoint: endpoint_policy("https://push.example.net/p/1")?,
+    /// #     keys: webpush_crypto::UaKeys::generate(&mut rand_core::OsRng)?.subscription_keys(),
+    /// #     activation: Activation::Active { vapid_key: VapidKeyId(1) },
+    /// #     silence: Silence::None,
+    /// # };
+    /// assert_eq!(record.next_deadline(), None);
+    /// record.silence = Silence::Until(1_800_000_000);
+    /// assert_eq!(record.next_deadline(), Some(1_800_000_000));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn next_deadline(&self) -> Option<u64> {
+        let expiry = match self.activation {
+            Activation::Inactive { expires_at, .. } => Some(expires_at),
+            Activation::Active { .. } => None,
+        };
+        let silence = match self.silence {
+            Silence::Until(t) => Some(t),
+            Silence::None | Silence::UntilDisconnect(_) => None,
+        };
+        match (expiry, silence) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// The `* WEBPUSH` response for this record. Endpoints accepted by
     /// [`endpoint_policy`] always make a valid one.
     fn response(&self, now: u64) -> Option<Response<'static>> {
@@ -225,6 +260,11 @@ impl Account {
         self.records
             .iter()
             .find(|r| r.sub_id.as_str() == id.as_str())
+    }
+
+    /// The earliest [`Record::next_deadline`] of the account's subscriptions.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.records.iter().filter_map(Record::next_deadline).min()
     }
 
     /// Applies changes in order, as a store would.
@@ -642,10 +682,11 @@ pub fn disconnect(account: &Account, connection: ConnectionId) -> Vec<Change> {
         .collect()
 }
 
-/// Housekeeping at `now`, for a timer: deletes subscriptions never acknowledged whose
-/// token expired, and ends silences that are over, including those of connections
-/// that are gone (`connected` says which are open; after a restart, none of the old
-/// process's are).
+/// Housekeeping at `now`, for a timer set to [`Account::next_deadline`] (and before
+/// [`handle`], so that an expired pending subscription does not count toward the
+/// limit): deletes subscriptions never acknowledged whose token expired, and ends
+/// silences that are over, including those of connections that are gone (`connected`
+/// says which are open; after a restart, none of the old process's are).
 pub fn sweep(
     account: &Account,
     now: SystemTime,

@@ -108,6 +108,7 @@ mod ranges {
     /// Push services keep a push four weeks at most.
     pub(super) const TTL_SECS: RangeInclusive<u32> = 0..=2_419_200;
     pub(super) const MAX_SUBSCRIPTIONS: RangeInclusive<usize> = 1..=1000;
+    pub(super) const ACK_SECS: RangeInclusive<u64> = 1..=86_400;
     pub(super) const MAX_PER_ORIGIN: RangeInclusive<usize> = 1..=1000;
     pub(super) const MAX_BODY_BYTES: RangeInclusive<usize> = 1024..=16_777_216;
     pub(super) const MAX_CONNECTIONS: RangeInclusive<u32> = 1..=1000;
@@ -157,6 +158,9 @@ pub struct WebPush {
     pub ttl: webpush_crypto::Ttl,
     /// Subscriptions per account.
     pub max_subscriptions: usize,
+    /// How long the ack token of a verification push is accepted; a subscription not
+    /// acknowledged by then is deleted.
+    pub ack_lifetime: Duration,
     /// How long one push request may take.
     pub request_timeout: Duration,
     /// Requests in flight per push service origin that speaks HTTP/2 (streams on one
@@ -429,6 +433,7 @@ struct TomlWebPush {
     key_file: Option<PathBuf>,
     ttl_secs: Option<u64>,
     max_subscriptions: Option<usize>,
+    ack_lifetime_secs: Option<u64>,
     request_timeout_secs: Option<u64>,
     max_per_origin: Option<usize>,
     max_per_origin_http1: Option<usize>,
@@ -546,6 +551,7 @@ impl Config {
                 key_file: None,
                 ttl: webpush_crypto::Ttl::from_secs(24 * 3600),
                 max_subscriptions: 16,
+                ack_lifetime: Duration::from_secs(300),
                 request_timeout: Duration::from_secs(10),
                 max_per_origin: 64,
                 max_per_origin_http1: 8,
@@ -706,6 +712,9 @@ impl Config {
         if let Some(n) = webpush.max_subscriptions {
             config.webpush.max_subscriptions =
                 within("webpush.max_subscriptions", n, ranges::MAX_SUBSCRIPTIONS)?;
+        }
+        if let Some(s) = webpush.ack_lifetime_secs {
+            config.webpush.ack_lifetime = secs("webpush.ack_lifetime_secs", s, ranges::ACK_SECS)?;
         }
         if let Some(s) = webpush.request_timeout_secs {
             config.webpush.request_timeout =

@@ -138,6 +138,8 @@ impl Daemon {
             source,
         })?;
         let core = Arc::new(Core::new(config, store, apns, metrics, reports).await?);
+        // What fell due while the daemon was down, and the next deadline.
+        core.sweep_subscriptions(SystemTime::now()).await;
         let (stop, stopped) = watch::channel(false);
         let (reports_done, mut done) = watch::channel(false);
         let reports_core = core.clone();

@@ -1,7 +1,8 @@
 //! When each push goes: new mail at once, other events after the quiet period, by the
-//! crates' debouncers (one per push protocol). The daemon's timer sleeps until the
-//! earliest deadline they report, and is woken when an event may have made an earlier
-//! one: nothing here polls on a fixed tick.
+//! crates' debouncers (one per push protocol); and when the Web Push subscriptions next
+//! need housekeeping (the state machine's `next_deadline`, as the store keeps it). The
+//! daemon's timer sleeps until the earliest of these deadlines, and is woken when an
+//! event may have made an earlier one: nothing here polls on a fixed tick.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,8 @@ pub(crate) type MailboxKey = (UserName, String);
 pub(crate) struct Schedule {
     devices: std::sync::Mutex<Debouncer<DeviceKey>>,
     mailboxes: std::sync::Mutex<Debouncer<MailboxKey>>,
+    /// When subscription housekeeping (`state::sweep`) is next due.
+    sweep: std::sync::Mutex<Option<Instant>>,
     /// Wakes the timer: a deadline may now be earlier than the one it sleeps until.
     changed: Notify,
 }
@@ -28,6 +31,8 @@ pub(crate) struct Due {
     pub(crate) devices: Vec<DeviceKey>,
     /// Web Push generic pushes.
     pub(crate) mailboxes: Vec<MailboxKey>,
+    /// Subscription housekeeping.
+    pub(crate) sweep: bool,
 }
 
 impl Schedule {
@@ -36,6 +41,7 @@ impl Schedule {
         Self {
             devices: std::sync::Mutex::new(Debouncer::new(delay)),
             mailboxes: std::sync::Mutex::new(Debouncer::new(delay)),
+            sweep: std::sync::Mutex::new(None),
             changed: Notify::new(),
         }
     }
@@ -67,21 +73,49 @@ impl Schedule {
         crate::lock(&self.devices).cancel(key);
     }
 
-    /// When the next push is due, if any is waiting.
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        let devices = crate::lock(&self.devices).next_deadline();
-        let mailboxes = crate::lock(&self.mailboxes).next_deadline();
-        match (devices, mailboxes) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+    /// Subscription housekeeping is next due at `at` (what the store says now).
+    pub(crate) fn set_sweep(&self, at: Option<Instant>) {
+        *crate::lock(&self.sweep) = at;
+        self.changed.notify_one();
+    }
+
+    /// Subscription housekeeping is due at `at` at the latest (a subscription was
+    /// stored with that deadline).
+    pub(crate) fn sweep_by(&self, at: Instant) {
+        let mut sweep = crate::lock(&self.sweep);
+        if sweep.is_none_or(|current| at < current) {
+            *sweep = Some(at);
+            self.changed.notify_one();
         }
     }
 
-    /// The pushes due at `now`, taken out of the schedule.
+    /// When the next push or housekeeping is due, if any is waiting.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        [
+            crate::lock(&self.devices).next_deadline(),
+            crate::lock(&self.mailboxes).next_deadline(),
+            *crate::lock(&self.sweep),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// What is due at `now`, taken out of the schedule (the housekeeping's next
+    /// deadline is set again once it is done: [`Schedule::set_sweep`]).
     pub(crate) fn due(&self, now: Instant) -> Due {
+        let sweep = {
+            let mut sweep = crate::lock(&self.sweep);
+            let due = sweep.is_some_and(|at| at <= now);
+            if due {
+                *sweep = None;
+            }
+            due
+        };
         Due {
             devices: crate::lock(&self.devices).poll(now),
             mailboxes: crate::lock(&self.mailboxes).poll(now),
+            sweep,
         }
     }
 
@@ -121,6 +155,22 @@ mod tests {
         assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(30)));
         let due = s.due(t0 + Duration::from_secs(30));
         assert_eq!((due.devices.len(), due.mailboxes.len()), (0, 1));
+        assert_eq!(s.next_deadline(), None);
+    }
+
+    #[test]
+    fn housekeeping_is_due_at_its_earliest_deadline_and_once() {
+        let t0 = Instant::now();
+        let s = Schedule::new(Duration::from_secs(30));
+        s.sweep_by(t0 + Duration::from_secs(60));
+        s.sweep_by(t0 + Duration::from_secs(90));
+        assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(60)));
+        assert!(!s.due(t0).sweep);
+        assert!(s.due(t0 + Duration::from_secs(60)).sweep);
+        assert_eq!(s.next_deadline(), None, "taken until it is set again");
+        s.set_sweep(Some(t0 + Duration::from_secs(90)));
+        assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(90)));
+        s.set_sweep(None);
         assert_eq!(s.next_deadline(), None);
     }
 

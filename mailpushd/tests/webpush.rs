@@ -791,3 +791,32 @@ async fn connections_are_kept_between_events_and_replaced_when_the_service_close
     assert!(!metrics.contains(retried), "{metrics}");
     daemon.shutdown(Duration::from_secs(5)).await;
 }
+
+/// A subscription never acknowledged goes when its token expires: the timer sweeps it
+/// at that deadline (not at a fixed tick), and the account's limit has room again.
+#[tokio::test]
+async fn an_unacknowledged_subscription_goes_when_its_token_expires() {
+    let s = setup(|c| {
+        c.webpush.ack_lifetime = Duration::from_secs(1);
+        c.webpush.max_subscriptions = 1;
+    })
+    .await;
+    let endpoint = s.push.endpoint("/push/1");
+    let answer = s.forward("c1", &s.subscribe_line("s1", &endpoint)).await;
+    assert!(answer.ends_with("s1 OK WEBPUSH completed\r\n"), "{answer}");
+    assert_eq!(s.subscriptions().await, 1);
+    // At the limit while it waits for ACKWEBPUSH.
+    let other = format!(
+        "s2 WEBPUSH other {endpoint} {} {}\r\n",
+        s.ua.public_key().to_base64url(),
+        s.ua.auth().to_base64url()
+    );
+    let answer = s.forward("c1", &other).await;
+    assert!(answer.starts_with("s2 NO [LIMIT]"), "{answer}");
+    // Its token expires after a second; the timer deletes it then.
+    let started = Instant::now();
+    assert_eq!(s.wait_subscriptions(0).await, 0, "swept at its deadline");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    let answer = s.forward("c1", &other).await;
+    assert!(answer.ends_with("s2 OK WEBPUSH completed\r\n"), "{answer}");
+}

@@ -167,9 +167,12 @@ impl Core {
         self.schedule.changed().await;
     }
 
-    /// Sends the pushes due at `now`.
+    /// Sends the pushes due at `now`, and does the subscription housekeeping due.
     pub async fn run_due(self: &Arc<Self>, now: Instant) {
         let due = self.schedule.due(now);
+        if due.sweep {
+            self.sweep_subscriptions(SystemTime::now()).await;
+        }
         for (device_token, account_id) in due.devices {
             self.apns.spawn(Job {
                 device_token,
@@ -186,8 +189,17 @@ impl Core {
     /// Sends every push waiting for its quiet period now (the daemon is stopping: they
     /// would be lost with it).
     pub async fn flush(self: &Arc<Self>) {
-        let at_the_end = Instant::now() + self.config.push.delay;
-        self.run_due(at_the_end).await;
+        let due = self.schedule.due(Instant::now() + self.config.push.delay);
+        for (device_token, account_id) in due.devices {
+            self.apns.spawn(Job {
+                device_token,
+                account_id,
+                since: Instant::now(),
+            });
+        }
+        for (user, mailbox) in due.mailboxes {
+            self.generic_push(&user, &mailbox).await;
+        }
     }
 
     /// Removes the registrations not refreshed within the maximum age, by the crate's

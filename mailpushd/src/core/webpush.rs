@@ -10,10 +10,11 @@ use imap_webpush_proto::content::{
     ContentBuilder, Envelope, Event, HeaderValues, MailboxEvents, mailbox_topic,
 };
 use imap_webpush_proto::state::{
-    Change, ConnectionId, Endpoints, Push, Settings, VapidKeyId, disconnect, handle,
-    receives_pushes,
+    Account, Change, ConnectionId, Endpoints, Push, Settings, VapidKeyId, disconnect, handle,
+    receives_pushes, sweep,
 };
 use imap_webpush_proto::{Command, Config, DecodeError, Refusal, Response};
+use webpush_crypto::unix_secs;
 use webpush_crypto::{Encryptor, Subject, TokenCache, Urgency, VapidKey, VapidSigner};
 use xaps_proto::UserName;
 use xaps_proto::daemon::{MessageSummary, Notify};
@@ -23,6 +24,17 @@ use crate::metrics::Metrics;
 use crate::report::ReportSender;
 use crate::store::{Store, StoreError};
 use crate::webpush::{Delivery, SetupError, WebPushSender};
+
+/// How many accounts one round of housekeeping sweeps; the next round follows at once
+/// when more are due.
+const SWEEP_BATCH: u32 = 1000;
+
+/// "Until this connection ends": whether a connection is open. A connection forwarded
+/// by an IMAP server is known only by its id, and its end only when the server says
+/// so (`/imap/disconnect`): until then it counts as open.
+fn forwarded_connection_open(_: ConnectionId) -> bool {
+    true
+}
 
 /// Commands arrive whole, literals included: nothing waits for `+`.
 const WHOLE: Config = Config {
@@ -108,6 +120,7 @@ impl WebPushCore {
         let sender = WebPushSender::new(&config.webpush, tokens, reports, metrics.clone())?;
         let mut settings = Settings::new(public.clone(), id);
         settings.max_subscriptions = config.webpush.max_subscriptions;
+        settings.ack_lifetime = config.webpush.ack_lifetime;
         if config.webpush.allow_local_push_service {
             tracing::warn!(
                 "webpush.allow_local_push_service: plain-http and local endpoints accepted (tests only)"
@@ -262,21 +275,32 @@ impl Core {
         let now = SystemTime::now();
         let result = self
             .store
-            .update_webpush(user, |account| {
+            .update_webpush(user, |stored| {
+                // Housekeeping first, in the same transaction: a pending subscription
+                // whose token expired does not count toward the limit.
+                let mut changes = sweep(stored, now, forwarded_connection_open);
+                let mut account = stored.clone();
+                account.apply(&changes);
                 let t = handle(
                     &command,
-                    account,
+                    &account,
                     &settings,
                     now,
                     connection,
                     &mut rand_core::OsRng,
                 );
-                let changes = t.changes.clone();
-                (t, changes)
+                account.apply(&t.changes);
+                changes.extend(t.changes.iter().cloned());
+                ((t, account.next_deadline()), changes)
             })
             .await;
         let transition = match result {
-            Ok(t) => t,
+            Ok((t, deadline)) => {
+                if let Some(at) = deadline.and_then(instant_at) {
+                    self.schedule.sweep_by(at);
+                }
+                t
+            }
             Err(e) => {
                 tracing::error!(error = %e, %user, "WEBPUSH not stored");
                 return Ok(answer(
@@ -312,6 +336,53 @@ impl Core {
         self.store
             .update_webpush(user, |account| ((), disconnect(account, connection)))
             .await
+    }
+
+    /// Subscription housekeeping due at `now` (`state::sweep`): pending subscriptions
+    /// whose token expired go, silences that are over end. Then the next deadline, from
+    /// the store, for the timer. Run at start, and by the timer.
+    pub async fn sweep_subscriptions(&self, now: SystemTime) {
+        let Ok(now_secs) = unix_secs(now) else {
+            tracing::error!("the clock is before 1970: no subscription housekeeping");
+            return;
+        };
+        loop {
+            let users = match self.store.webpush_users_due(now_secs, SWEEP_BATCH).await {
+                Ok(users) => users,
+                Err(e) => {
+                    tracing::error!(error = %e, "subscriptions due for housekeeping not read: tried again in a minute");
+                    self.schedule
+                        .set_sweep(Some(Instant::now() + std::time::Duration::from_secs(60)));
+                    return;
+                }
+            };
+            let full = users.len() >= SWEEP_BATCH as usize;
+            for user in users {
+                let swept = self
+                    .store
+                    .update_webpush(&user, |account: &Account| {
+                        let changes = sweep(account, now, forwarded_connection_open);
+                        (changes.len(), changes)
+                    })
+                    .await;
+                match swept {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(%user, changes = n, "subscriptions swept"),
+                    Err(e) => tracing::error!(error = %e, %user, "subscriptions not swept"),
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        match self.store.next_webpush_deadline().await {
+            Ok(next) => self.schedule.set_sweep(next.and_then(instant_at)),
+            Err(e) => {
+                tracing::error!(error = %e, "the next subscription deadline not read: tried again in a minute");
+                self.schedule
+                    .set_sweep(Some(Instant::now() + std::time::Duration::from_secs(60)));
+            }
+        }
     }
 
     /// A push service said a subscription is gone: the state machine's change, stored.
@@ -445,6 +516,16 @@ impl Core {
             }
         }
     }
+}
+
+/// The moment `secs` (since the Unix epoch) is, on the monotonic clock: now for a time
+/// already past.
+/// `None` for one too far ahead to be an `Instant` (no housekeeping needed this side
+/// of it).
+fn instant_at(secs: u64) -> Option<Instant> {
+    let now = SystemTime::now();
+    let from_now = unix_secs(now).map_or(0, |now| secs.saturating_sub(now));
+    Instant::now().checked_add(std::time::Duration::from_secs(from_now))
 }
 
 /// The events of a notify, as push content: new messages with what the event source

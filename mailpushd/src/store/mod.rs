@@ -92,6 +92,12 @@ const MIGRATIONS: &[&str] = &[
         private_key TEXT NOT NULL,
         created_at TEXT NOT NULL
     );",
+    // When each subscription next has housekeeping due (its ack token expiring, its
+    // silence ending; Record::next_deadline), so the timer finds the accounts to sweep
+    // without reading every record. Rows from before are swept when their account is
+    // next used.
+    "ALTER TABLE webpush_subscriptions ADD COLUMN due_at BIGINT;
+    CREATE INDEX webpush_subscriptions_due ON webpush_subscriptions (due_at);",
 ];
 
 /// The registrations' store.

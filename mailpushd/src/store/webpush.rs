@@ -21,6 +21,44 @@ impl Store {
         load_records(self.kind, &mut conn, user).await
     }
 
+    /// When the next subscription has housekeeping due, seconds since the Unix epoch
+    /// ([`Record::next_deadline`], as stored).
+    pub async fn next_webpush_deadline(&self) -> Result<Option<u64>, StoreError> {
+        let next: Option<i64> = sqlx::query("SELECT MIN(due_at) FROM webpush_subscriptions")
+            .fetch_one(&self.readers)
+            .await?
+            .try_get(0)?;
+        next.map(|t| {
+            u64::try_from(t)
+                .map_err(|_| StoreError::corrupt("a subscription", "a negative deadline"))
+        })
+        .transpose()
+    }
+
+    /// Up to `limit` users with subscription housekeeping due at `now` (seconds since the
+    /// Unix epoch).
+    pub async fn webpush_users_due(
+        &self,
+        now: u64,
+        limit: u32,
+    ) -> Result<Vec<UserName>, StoreError> {
+        let now = i64::try_from(now).map_err(|_| StoreError::corrupt("the clock", "past 2262"))?;
+        let limit = i64::from(limit);
+        let rows = sqlx::query(
+            "SELECT DISTINCT username FROM webpush_subscriptions WHERE due_at <= $1 LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let name: String = row.try_get(0)?;
+                UserName::new(&name).map_err(|e| StoreError::corrupt(name.clone(), e))
+            })
+            .collect()
+    }
+
     /// Runs `change` on `user`'s Web Push state and stores the changes it returns, in
     /// one transaction: when this returns, they are on disk.
     pub async fn update_webpush<R>(
@@ -37,13 +75,25 @@ impl Store {
                     let json = serde_json::to_string(record).map_err(|e| {
                         StoreError::corrupt(format!("{user} / {}", record.sub_id.as_str()), e)
                     })?;
+                    let due_at = record
+                        .next_deadline()
+                        .map(|t| {
+                            i64::try_from(t).map_err(|_| {
+                                StoreError::corrupt(
+                                    format!("{user} / {}", record.sub_id.as_str()),
+                                    "a deadline past 2262",
+                                )
+                            })
+                        })
+                        .transpose()?;
                     sqlx::query(
-                        "INSERT INTO webpush_subscriptions (username, sub_id, record) VALUES ($1, $2, $3)
-                         ON CONFLICT (username, sub_id) DO UPDATE SET record = excluded.record",
+                        "INSERT INTO webpush_subscriptions (username, sub_id, record, due_at) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (username, sub_id) DO UPDATE SET record = excluded.record, due_at = excluded.due_at",
                     )
                     .bind(user.as_str())
                     .bind(record.sub_id.as_str())
                     .bind(json)
+                    .bind(due_at)
                     .execute(&mut *tx)
                     .await?;
                 }
