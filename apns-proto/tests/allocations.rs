@@ -1,14 +1,6 @@
 //! Heap allocations per mail push request, counted by a global allocator: the path,
 //! the header map's two tables and the body, with a cached provider token.
 
-// A failing unwrap or index here is a failing test, not a crashing server.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::time::{Duration, SystemTime};
 
 use apns_proto::{DeviceToken, Environment, MailPush, ProviderKey, ProviderTokens, Topic};

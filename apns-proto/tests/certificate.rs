@@ -1,13 +1,5 @@
 //! Certificate topics, from certificates made here with the `openssl` command.
 #![cfg(feature = "certificate")]
-// A failing unwrap or index here is a failing test, not a crashing server.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::path::PathBuf;
 use std::process::Command;
 

@@ -1,14 +1,6 @@
 //! Requests: the mail push byte for byte as xapsd sends it, the payload strings every
 //! implementation used, Apple's rules, and round trips.
 
-// A failing unwrap or index here is a failing test, not a crashing server.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::time::{Duration, SystemTime};
 
 use apns_proto::payload::{Alert, AlertFields, Aps, CriticalSound, InterruptionLevel, Sound};

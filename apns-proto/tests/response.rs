@@ -1,14 +1,6 @@
 //! Responses: every documented reason to its variant and action, unknown reasons,
 //! malformed bodies.
 
-// A failing unwrap or index here is a failing test, not a crashing server.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::time::{Duration, SystemTime};
 
 use apns_proto::{Action, ApnsId, Outcome, Reason};

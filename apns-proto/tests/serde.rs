@@ -1,7 +1,6 @@
 //! What a server stores round-trips through serde, and refuses what the constructors
 //! refuse.
 #![cfg(feature = "serde")]
-#![allow(clippy::unwrap_used)]
 
 use apns_proto::{DeviceToken, Environment, Topic};
 use proptest::prelude::*;

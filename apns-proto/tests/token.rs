@@ -1,14 +1,6 @@
 //! Provider tokens: the JWT's contents, verified by `jsonwebtoken`; reuse and renewal
 //! inside Apple's window.
 
-// A failing unwrap or index here is a failing test, not a crashing server.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::time::{Duration, SystemTime};
 
 use apns_proto::{MAX_AGE, ProviderKey, ProviderTokens, TokenError};

@@ -1,13 +1,6 @@
 //! Framing: known lines, literals, refusals, and that the frames do not depend on how
 //! the input is cut into reads.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use imap_syntax::framing::{Frame, Framer};
 use proptest::prelude::*;
 

@@ -1,14 +1,6 @@
 //! Known answers, refusals, the prefix property and encode/parse round trips for every
 //! lexical rule.
 
-// A failing unwrap or index here is a failing test, not a crashing server.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::borrow::Cow;
 use std::num::NonZeroU32;
 

@@ -1,14 +1,6 @@
 //! Decoding is zero-copy: the slide commands and responses decode without a single
 //! heap allocation (values borrow from the input; keys live inline).
 
-// A failing unwrap or index here is a failing test, not a crashing server.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use imap_webpush_proto::{Command, Config, Response};
 
 #[global_allocator]

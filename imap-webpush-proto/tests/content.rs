@@ -1,14 +1,6 @@
 //! Push content: the slide pushes byte for byte, the budget is never exceeded, and
 //! what fits is read back to the same events.
 
-// A failing unwrap or index here is a failing test, not a crashing server.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::borrow::Cow;
 use std::num::NonZeroU32;
 

@@ -3,14 +3,6 @@
 //! sent as requests, decrypted by the client and read back; every deterministic byte
 //! is checked.
 
-// A failing unwrap or index here is a failing test, not a crashing server.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::time::{Duration, SystemTime};
 
 use imap_webpush_proto::content::{ContentBuilder, PushItem, parse_push};

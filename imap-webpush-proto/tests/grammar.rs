@@ -1,14 +1,6 @@
 //! The draft's slide transcripts as known answers (decode, compare, re-encode to the
 //! same bytes, decode again), the prefix property, round trips and every refusal.
 
-// A failing unwrap or index here is a failing test, not a crashing server.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::num::NonZeroU32;
 
 use imap_syntax::{Atom, LiteralMode, SyntaxErrorKind, Tag};

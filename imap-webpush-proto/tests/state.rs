@@ -1,13 +1,5 @@
 //! Every transition of the subscription state machine, and that refusals change nothing.
 
-// A failing unwrap or index here is a failing test, not a crashing server.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::time::{Duration, SystemTime};
 
 use imap_webpush_proto::content::{PushItem, parse_push};

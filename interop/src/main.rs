@@ -16,6 +16,16 @@
 //!
 //! Any failure answers `{"error": "..."}`, and the helper goes on with the next line.
 
+// Code that serves never panics on its input: a failed unwrap or index is for tests.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 use std::io::{BufRead, Write};
 use std::time::{Duration, SystemTime};
 

@@ -1,5 +1,15 @@
 //! mailpushd: push e-mail for self-hosted mail servers, in place of xapsd.
 #![forbid(unsafe_code)]
+// Code that serves never panics on its input: a failed unwrap or index is for tests.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 //!
 //! Layers, lowest first; each imports only those below it:

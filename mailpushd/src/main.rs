@@ -1,5 +1,15 @@
 //! `mailpushd`: push e-mail for self-hosted mail servers, in place of xapsd.
 
+// Code that serves never panics on its input: a failed unwrap or index is for tests.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};

@@ -21,18 +21,68 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 
-/// How many requests a load stand-in received, and when the last one arrived.
-#[derive(Default)]
-struct Arrivals(Mutex<(usize, Option<std::time::Instant>)>);
+/// What a stand-in saw: its connections, the requests it kept, how many arrived and
+/// when the last did, and a wake-up for each arrival. Both stand-ins have one, and
+/// answer its questions through it (they deref to it).
+#[derive(Debug, Default)]
+pub struct Seen {
+    connections: AtomicUsize,
+    requests: Mutex<Vec<Recorded>>,
+    /// How many arrived, kept or not, and when the last did.
+    count: Mutex<(usize, Option<std::time::Instant>)>,
+    arrived: Notify,
+}
 
-impl Arrivals {
-    fn arrived(&self, at: std::time::Instant) {
-        let mut count = lock(&self.0);
-        *count = (count.0 + 1, Some(at));
+impl Seen {
+    /// One more connection; its number, from 1.
+    fn connected(&self) -> usize {
+        self.connections.fetch_add(1, Ordering::SeqCst) + 1
     }
 
-    fn get(&self) -> (usize, Option<std::time::Instant>) {
-        *lock(&self.0)
+    /// A request arrived at `at`, not kept (a load run).
+    fn arrive(&self, at: std::time::Instant) {
+        {
+            let mut count = lock(&self.count);
+            *count = (count.0 + 1, Some(at));
+        }
+        self.arrived.notify_waiters();
+    }
+
+    /// A request arrived, kept.
+    fn keep(&self, request: Recorded) {
+        let at = request.at;
+        lock(&self.requests).push(request);
+        self.arrive(at);
+    }
+
+    /// Every request kept so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        lock(&self.requests).clone()
+    }
+
+    /// How many requests arrived so far, kept or not, and when the last one did.
+    pub fn received(&self) -> (usize, Option<std::time::Instant>) {
+        *lock(&self.count)
+    }
+
+    /// How many connections were opened to it.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `n` requests have arrived, or `timeout`; returns those kept.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Recorded> {
+        let wait = async {
+            loop {
+                let arrived = self.arrived.notified();
+                if self.received().0 >= n {
+                    return;
+                }
+                arrived.await;
+            }
+        };
+        let _ = tokio::time::timeout(timeout, wait).await;
+        self.requests()
     }
 }
 
@@ -115,12 +165,8 @@ struct State {
     /// Counts requests and answers 201 instead of recording and following the script:
     /// a push service over HTTP/2 for load runs.
     counting: bool,
-    requests: Mutex<Vec<Recorded>>,
-    /// How many arrived, and when the last did (counting only).
-    count: Arrivals,
     script: Mutex<VecDeque<Reply>>,
-    connections: AtomicUsize,
-    arrived: Notify,
+    seen: Seen,
 }
 
 /// A running stand-in. It stops when dropped.
@@ -189,11 +235,8 @@ impl Standin {
         let address = listener.local_addr().map_err(|e| error(&e))?;
         let state = Arc::new(State {
             counting,
-            requests: Mutex::new(Vec::new()),
-            count: Arrivals::default(),
             script: Mutex::new(VecDeque::new()),
-            connections: AtomicUsize::new(0),
-            arrived: Notify::new(),
+            seen: Seen::default(),
         });
         let task = tokio::spawn(accept(
             listener,
@@ -226,35 +269,14 @@ impl Standin {
     pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
         lock(&self.state.script).extend(replies);
     }
+}
 
-    /// Every request so far.
-    pub fn requests(&self) -> Vec<Recorded> {
-        lock(&self.state.requests).clone()
-    }
+impl std::ops::Deref for Standin {
+    type Target = Seen;
 
-    /// How many requests a counting stand-in received, and when the last arrived.
-    pub fn received(&self) -> (usize, Option<std::time::Instant>) {
-        self.state.count.get()
-    }
-
-    /// How many connections were opened.
-    pub fn connections(&self) -> usize {
-        self.state.connections.load(Ordering::SeqCst)
-    }
-
-    /// Waits until `n` requests have arrived, or `timeout`; returns them.
-    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Recorded> {
-        let wait = async {
-            loop {
-                let arrived = self.state.arrived.notified();
-                if lock(&self.state.requests).len() >= n {
-                    return;
-                }
-                arrived.await;
-            }
-        };
-        let _ = tokio::time::timeout(timeout, wait).await;
-        self.requests()
+    /// What it saw.
+    fn deref(&self) -> &Seen {
+        &self.state.seen
     }
 }
 
@@ -271,7 +293,7 @@ async fn accept(listener: TcpListener, acceptor: TlsAcceptor, state: Arc<State>)
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
             };
-            let number = state.connections.fetch_add(1, Ordering::SeqCst) + 1;
+            let number = state.seen.connected();
             let goaway = Arc::new(Notify::new());
             let reset = Arc::new(Notify::new());
             let service = {
@@ -307,7 +329,7 @@ async fn answer(
     let (parts, body) = request.into_parts();
     if state.counting {
         let _ = body.collect().await;
-        state.count.arrived(std::time::Instant::now());
+        state.seen.arrive(std::time::Instant::now());
         return Ok(respond(201, ""));
     }
     let body = body
@@ -332,8 +354,7 @@ async fn answer(
         connection,
         at: std::time::Instant::now(),
     };
-    lock(&state.requests).push(recorded);
-    state.arrived.notify_waiters();
+    state.seen.keep(recorded);
     let mut reply = lock(&state.script).pop_front().unwrap_or(Reply::OK);
     loop {
         match reply {
@@ -409,15 +430,10 @@ enum Mode {
 
 struct PushState {
     mode: Mode,
-    /// Connections accepted so far.
-    connections: AtomicUsize,
     /// Closes a connection no request arrives on for this long, as push services do.
     idle_close: Option<Duration>,
-    requests: Mutex<Vec<Recorded>>,
-    /// How many arrived, and when the last did.
-    count: Arrivals,
     script: Mutex<VecDeque<PushReply>>,
-    arrived: Notify,
+    seen: Seen,
 }
 
 impl std::fmt::Debug for PushService {
@@ -462,12 +478,9 @@ impl PushService {
             .map_err(|e| StandinError(e.to_string()))?;
         let state = Arc::new(PushState {
             mode,
-            connections: AtomicUsize::new(0),
             idle_close,
-            requests: Mutex::new(Vec::new()),
-            count: Arrivals::default(),
             script: Mutex::new(VecDeque::new()),
-            arrived: Notify::new(),
+            seen: Seen::default(),
         });
         let shared = state.clone();
         let task = tokio::spawn(async move {
@@ -477,7 +490,7 @@ impl PushService {
                 };
                 let state = shared.clone();
                 let _ = tcp.set_nodelay(true);
-                let number = state.connections.fetch_add(1, Ordering::SeqCst) + 1;
+                let number = state.seen.connected();
                 if state.mode == Mode::Sink {
                     tokio::spawn(sink(tcp, state));
                     continue;
@@ -517,42 +530,14 @@ impl PushService {
     pub fn script(&self, replies: impl IntoIterator<Item = PushReply>) {
         lock(&self.state.script).extend(replies);
     }
-
-    /// Every request so far.
-    pub fn requests(&self) -> Vec<Recorded> {
-        lock(&self.state.requests).clone()
-    }
-
-    /// How many requests arrived so far, and when the last one did.
-    pub fn received(&self) -> (usize, Option<std::time::Instant>) {
-        self.state.count.get()
-    }
-
-    /// How many connections were opened to it.
-    pub fn connections(&self) -> usize {
-        self.state.connections.load(Ordering::SeqCst)
-    }
-
-    /// Waits until `n` requests have arrived, or `timeout`; returns them.
-    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Recorded> {
-        let wait = async {
-            loop {
-                let arrived = self.state.arrived.notified();
-                if self.state.count.get().0 >= n {
-                    return;
-                }
-                arrived.await;
-            }
-        };
-        let _ = tokio::time::timeout(timeout, wait).await;
-        self.requests()
-    }
 }
 
-impl PushState {
-    fn arrived_at(&self, at: std::time::Instant) {
-        self.count.arrived(at);
-        self.arrived.notify_waiters();
+impl std::ops::Deref for PushService {
+    type Target = Seen;
+
+    /// What it saw.
+    fn deref(&self) -> &Seen {
+        &self.state.seen
     }
 }
 
@@ -566,7 +551,7 @@ async fn sink(mut tcp: tokio::net::TcpStream, state: Arc<PushState>) {
         let mut answered = 0;
         while let Some(length) = request_length(buffer.get(answered..).unwrap_or_default()) {
             answered += length;
-            state.arrived_at(std::time::Instant::now());
+            state.seen.arrive(std::time::Instant::now());
             if tcp.write_all(CREATED).await.is_err() {
                 return;
             }
@@ -616,7 +601,7 @@ async fn push_answer(
         .unwrap_or_default();
     let at = std::time::Instant::now();
     if state.mode == Mode::Keep {
-        lock(&state.requests).push(Recorded {
+        state.seen.keep(Recorded {
             method: parts.method.to_string(),
             path: parts.uri.path().to_owned(),
             authority: parts
@@ -634,8 +619,9 @@ async fn push_answer(
             connection,
             at,
         });
+    } else {
+        state.seen.arrive(at);
     }
-    state.arrived_at(at);
     let reply = lock(&state.script)
         .pop_front()
         .unwrap_or_else(|| PushReply::status(201));
@@ -653,7 +639,6 @@ async fn push_answer(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

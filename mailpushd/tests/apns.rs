@@ -1,18 +1,12 @@
 //! The daemon against the APNs stand-in: the request byte for byte, and what each
 //! scripted answer does to the store.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 mod support;
+use support::JSON;
 
 use mailpushd::daemon::Daemon;
 use mailpushd::demo::{DEMO_TOPIC, http, standin_config};
@@ -20,7 +14,6 @@ use mailpushd::standin::{Reply, Standin};
 
 const TOKEN: &str = "73B23C63C18344D1BBBAB10887FD540BA4B00741987CA28CBB7C0C607F0667FF";
 const ACCOUNT: &str = "55FAD99D-748E-44DA-8A7F-91D3478CAABD";
-const JSON: [(&str, &str); 1] = [("content-type", "application/json; charset=utf-8")];
 
 struct Setup {
     standin: Standin,

@@ -3,13 +3,6 @@
 //! certificate (PEM and PKCS#12), a graceful stop on SIGTERM, and the demo's log
 //! written to a file as plain text.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,13 +1,6 @@
 //! Nothing acknowledged is lost: SIGKILL the daemon while 1,000 registrations are being
 //! posted concurrently, restart it, and every registration that got a 200 is there.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

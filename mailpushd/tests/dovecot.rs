@@ -12,13 +12,6 @@
 //! `--include-ignored`, as `.ci/run` does after installing Dovecot 2.3 and making the
 //! Debian 13 chroot, and then a missing Dovecot is a failure.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

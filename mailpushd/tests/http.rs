@@ -1,13 +1,6 @@
 //! Bad input: a clear status each, nothing stored, and the daemon goes on serving the
 //! other connections.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -18,7 +11,9 @@ use mailpushd::standin::Standin;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const JSON: [(&str, &str); 1] = [("content-type", "application/json; charset=utf-8")];
+mod support;
+use support::JSON;
+
 const REGISTER: &str = r#"{"ApsAccountId":"0715A26B-CA09-4730-A419-793000CA982E","ApsDeviceToken":"2918390218931890821908309283098109381029309829018310983092892829","ApsSubtopic":"com.apple.mobilemail","Username":"alice","Mailboxes": ["INBOX"]}"#;
 
 async fn start(auth: bool) -> (Standin, Daemon, tempfile::TempDir) {

@@ -4,19 +4,12 @@
 //! register at once, and one daemon killed in the middle of a stream of registrations
 //! and subscriptions loses nothing it acknowledged while the other keeps serving.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod support;
-use support::{Postgres, forward, free_port, spawn_daemon, wait_healthy};
+use support::{JSON, Postgres, forward, free_port, spawn_daemon, wait_healthy};
 
 use mailpushd::config::{Config, Database, PostgresUrl};
 use mailpushd::daemon::Daemon;
@@ -27,7 +20,6 @@ use webpush_crypto::{UaKeys, decrypt};
 use xaps_proto::AccountId;
 use xaps_proto::registry::Registry;
 
-const JSON: [(&str, &str); 1] = [("content-type", "application/json; charset=utf-8")];
 const SUB: &str = "a8282bf9-6102-4e1b-bb61-d26d0e532e65";
 
 /// A daemon's configuration on `url`, sending to the stand-ins, with its files in `dir`.

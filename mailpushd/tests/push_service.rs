@@ -9,13 +9,6 @@
 //! (`npm ci` in `interop/`): ignored unless asked for with `--include-ignored`, as
 //! `.ci/run` does after installing them, and then a missing peer is a failure.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;

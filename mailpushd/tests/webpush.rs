@@ -2,18 +2,12 @@
 //! lifecycle, what each answer of a push service does to the store, DNS rebinding
 //! refused at connect time, and malformed forwarded commands.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 mod support;
+use support::JSON;
 
 use mailpushd::config::Config;
 use mailpushd::daemon::Daemon;
@@ -21,7 +15,6 @@ use mailpushd::demo::http;
 use mailpushd::standin::{PushReply, PushService};
 use webpush_crypto::{UaKeys, decrypt};
 
-const JSON: [(&str, &str); 1] = [("content-type", "application/json; charset=utf-8")];
 const ID: &str = "a8282bf9-6102-4e1b-bb61-d26d0e532e65";
 
 struct Setup {

@@ -478,7 +478,6 @@ impl UaKeys {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use p256::elliptic_curve::sec1::ToEncodedPoint;
     use proptest::prelude::*;

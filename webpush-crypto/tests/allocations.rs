@@ -4,14 +4,6 @@
 //!
 //! Only Rust-side allocations are visible here: aws-lc's C code allocates with `malloc`.
 
-// A failing unwrap or index here is a failing test, not a crashing server.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use webpush_crypto::{Encryptor, Provider, UaKeys, decrypt_with};

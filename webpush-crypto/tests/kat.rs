@@ -1,14 +1,6 @@
 //! Known-answer tests from RFC 8291 Appendix A and RFC 8188 §3.1 and §3.2, in the
 //! "decode, compare, re-encode, decode again" pattern, for every provider.
 
-// A failing unwrap or index here is a failing test, not a crashing server.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use webpush_crypto::base64url::decode;
 use webpush_crypto::ece::{self, RecordSize};
 use webpush_crypto::{

@@ -1,13 +1,5 @@
 //! Every malformed body, header and key gets its own error, for every provider.
 
-// A failing unwrap or index here is a failing test, not a crashing server.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use webpush_crypto::base64url::decode;
 use webpush_crypto::ece::{self, RecordSize};
 use webpush_crypto::{

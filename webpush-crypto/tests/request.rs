@@ -1,14 +1,6 @@
 //! The RFC 8030 request: headers, refusals before any crypto, the body decrypts, and
 //! the PushSubscription JSON round trip.
 
-// A failing unwrap or index here is a failing test, not a crashing server.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::time::{Duration, SystemTime};
 
 use rand_chacha::ChaCha20Rng;

@@ -1,14 +1,6 @@
 //! proptest round trips over plaintext lengths, record sizes, padding policies and
 //! providers; every proper prefix of a valid body is an error, never a wrong value.
 
-// A failing unwrap or index here is a failing test, not a crashing server.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use core::num::NonZeroUsize;
 
 use proptest::prelude::*;

@@ -1,14 +1,6 @@
 //! VAPID: the RFC 8292 §2.4 known answer, sign/verify across providers, every refusal,
 //! and the token cache's reuse and renewal rules.
 
-// A failing unwrap or index here is a failing test, not a crashing server.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::time::{Duration, SystemTime};
 
 use proptest::prelude::*;

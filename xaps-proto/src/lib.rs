@@ -20,6 +20,16 @@
 //! ```
 
 #![forbid(unsafe_code)]
+// Code that serves never panics on its input: a failed unwrap or index is for tests.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 pub mod daemon;
 mod debounce;

@@ -1,14 +1,6 @@
 //! The verbatim transcripts of the deployed implementations, every refusal, the prefix
 //! property and round trips.
 
-// A failing unwrap or index here is a failing test, not a crashing server.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use imap_syntax::Tag;
 use proptest::prelude::*;
 use xaps_proto::{

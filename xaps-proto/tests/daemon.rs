@@ -1,14 +1,6 @@
 //! The xapsd JSON bodies: the plugin's exact strings and log lines, refusals, and
 //! round trips.
 
-// A failing unwrap or index here is a failing test, not a crashing server.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use proptest::prelude::*;
 use xaps_proto::daemon::{BodyError, Notify, NotifyOutcome, Register};
 use xaps_proto::{AccountId, Command, DeviceToken, UserName};

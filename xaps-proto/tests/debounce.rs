@@ -1,13 +1,5 @@
 //! Debouncer timelines: bursts, new mail during a delay, independent devices.
 
-// A failing unwrap or index here is a failing test, not a crashing server.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;

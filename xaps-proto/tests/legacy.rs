@@ -1,14 +1,6 @@
 //! The legacy socket lines: the daemons' test strings and logged lines, the plugin's
 //! construction byte for byte, refusals, prefixes and round trips.
 
-// A failing unwrap or index here is a failing test, not a crashing server.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use proptest::prelude::*;
 use xaps_proto::daemon::{Notify, Register};
 use xaps_proto::legacy::{Answer, Line, LineError, MAX_LINE_LEN, Request, Value, Verb};

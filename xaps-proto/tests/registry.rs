@@ -1,14 +1,6 @@
 //! The registry: refresh, lookup, the APNs 410 rule, expiry, limits, and xapsd's
 //! database in and out.
 
-// A failing unwrap or index here is a failing test, not a crashing server.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::time::{Duration, SystemTime};
 
 use proptest::prelude::*;

@@ -12,6 +12,9 @@ use std::time::Duration;
 mod dovecot;
 pub use dovecot::*;
 
+/// The Content-Type the xaps plugin and the Lua script send.
+pub const JSON: [(&str, &str); 1] = [("content-type", "application/json; charset=utf-8")];
+
 /// `name` as a user name.
 pub fn user_name(name: &str) -> xaps_proto::UserName {
     xaps_proto::UserName::new(name).unwrap()

@@ -4,6 +4,16 @@
 //! Exit codes: 0 success, 1 invalid input (a key, URL, subscription or message that
 //! cannot be used), 2 bad command line, 3 a file could not be read or written.
 
+// Code that serves never panics on its input: a failed unwrap or index is for tests.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
