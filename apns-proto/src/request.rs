@@ -198,7 +198,8 @@ impl Notification {
             2,
         );
         if let Some(id) = &self.apns_id {
-            headers.insert(APNS_ID, header_text(id.as_str(), RequestError::ApnsId)?);
+            let value = HeaderValue::from_bytes(id.as_bytes()).map_err(|_| RequestError::ApnsId)?;
+            headers.insert(APNS_ID, value);
         }
         if let Some(id) = &self.collapse_id {
             headers.insert(

@@ -83,9 +83,9 @@ impl fmt::Display for DeviceToken {
 
 impl fmt::Debug for DeviceToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // A token addresses one device; enough to tell tokens apart in logs.
-        let head = self.0.get(..8).unwrap_or_default();
-        write!(f, "DeviceToken({head}…)")
+        // A token addresses one device; enough to tell tokens apart in logs: its first
+        // eight digits (the precision truncates).
+        write!(f, "DeviceToken({:.8}…)", self.0)
     }
 }
 
@@ -225,8 +225,15 @@ pub struct ApnsId([u8; 36]);
 impl ApnsId {
     /// The id.
     pub fn as_str(&self) -> &str {
-        // Only ASCII hex digits and dashes are ever stored.
+        // Only ASCII hex digits and dashes are ever stored, so this is never empty;
+        // a request takes the header from the octets themselves ([`ApnsId::as_bytes`]).
         std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// The id's octets, for the header a request carries: checked there as a header
+    /// value, so nothing but the id itself is ever sent.
+    pub(crate) fn as_bytes(&self) -> &[u8; 36] {
+        &self.0
     }
 
     /// A random (version 4) id from 16 caller-supplied random octets.
@@ -237,7 +244,6 @@ impl ApnsId {
         if let Some(b) = bytes.get_mut(8) {
             *b = (*b & 0x3f) | 0x80;
         }
-        const HEX: &[u8; 16] = b"0123456789ABCDEF";
         let mut out = [b'-'; 36];
         let mut at = 0;
         for (i, b) in bytes.iter().enumerate() {
@@ -245,11 +251,19 @@ impl ApnsId {
                 at += 1;
             }
             for (slot, nibble) in out.iter_mut().skip(at).zip([b >> 4, b & 0x0f]) {
-                *slot = HEX.get(usize::from(nibble)).copied().unwrap_or(b'0');
+                *slot = hex_digit(nibble);
             }
             at += 2;
         }
         Self(out)
+    }
+}
+
+/// The upper-case hex digit of the low four bits of `nibble`.
+fn hex_digit(nibble: u8) -> u8 {
+    match nibble & 0x0f {
+        n @ 0..=9 => b'0' + n,
+        n => b'A' + (n - 10),
     }
 }
 

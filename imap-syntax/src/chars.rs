@@ -54,18 +54,15 @@ pub(crate) fn run_length<const BIT: u8>(input: &[u8]) -> Option<usize> {
     // Tokens (ids, endpoints, keys) run to tens of octets: test sixteen at a time, as
     // a lane-wise map and an AND (which the compiler turns into SIMD compares), then
     // find the end one octet at a time in the chunk that has it.
-    let mut done = 0;
-    for chunk in input.chunks_exact(16) {
-        let Ok(lanes) = <[u8; 16]>::try_from(chunk) else {
-            break;
-        };
+    let mut tail = input;
+    while let Some((lanes, after)) = tail.split_first_chunk::<16>() {
         let flags = lanes.map(|b| u8::from(in_class::<BIT>(b)));
         if flags.iter().fold(1, |all, &f| all & f) == 0 {
             break;
         }
-        done += 16;
+        tail = after;
     }
-    let tail = input.get(done..).unwrap_or_default();
+    let done = input.len() - tail.len();
     tail.iter().position(|&b| !class(b, BIT)).map(|n| done + n)
 }
 

@@ -106,9 +106,13 @@ impl Framer {
             else {
                 return self.incomplete(input.len(), text_from);
             };
-            // Only text can announce a literal: not the octets of the literal before.
-            let before = input.get(text_from.min(lf)..lf).unwrap_or_default();
             at = lf + 1;
+            // Only text can announce a literal: not the octets of the literal before.
+            // The text began where the search for the LF did, or before it.
+            let Some(before) = input.get(text_from..lf) else {
+                // Were it not so, the line is refused rather than read without its text.
+                return self.refuse(at);
+            };
             let Some((length, synchronizing)) = announcement(before) else {
                 return self.complete(at);
             };
@@ -163,6 +167,18 @@ impl Framer {
             return Frame::TooLong { discard: at };
         }
         Frame::Line(at)
+    }
+
+    /// Drops the line that ends at `at` unread, as one too long.
+    fn refuse(&mut self, at: usize) -> Frame {
+        self.scanned = 0;
+        self.text_from = 0;
+        self.literal_left = 0;
+        if self.discarding {
+            self.discarding = false;
+            return Frame::Discard(at);
+        }
+        Frame::TooLong { discard: at }
     }
 
     fn incomplete(&mut self, at: usize, text_from: usize) -> Frame {

@@ -37,10 +37,10 @@ fn take_class1<'a, const CLASS: u8>(input: &'a [u8], what: &'static str) -> IRes
 fn split_run<'a>(input: &'a [u8], end: Option<usize>, what: &'static str) -> IResult<'a, &'a [u8]> {
     match end {
         Some(0) => Err(SyntaxError::expected(input, what)),
-        Some(n) => Ok((
-            input.get(n..).unwrap_or_default(),
-            input.get(..n).unwrap_or_default(),
-        )),
+        Some(n) => match input.split_at_checked(n) {
+            Some((run, rest)) => Ok((rest, run)),
+            None => Err(SyntaxError::expected(input, what)),
+        },
         None => Err(Err::Incomplete(Needed::new(1))),
     }
 }
@@ -59,14 +59,12 @@ pub fn byte<'a>(input: &'a [u8], expected: u8, what: &'static str) -> IResult<'a
 /// The keyword must not run on into more atom characters: `NILX` is not `NIL`.
 pub fn keyword<'a>(input: &'a [u8], word: &'static str) -> IResult<'a, ()> {
     let w = word.as_bytes();
-    let n = input.len().min(w.len());
-    let (head, rest) = input.split_at(n);
-    if !head.eq_ignore_ascii_case(w.get(..n).unwrap_or_default()) {
+    if !input.iter().zip(w).all(|(a, b)| a.eq_ignore_ascii_case(b)) {
         return Err(SyntaxError::expected(input, word));
     }
-    if n < w.len() {
-        return Err(Err::Incomplete(Needed::new(w.len() - n)));
-    }
+    let Some((_, rest)) = input.split_at_checked(w.len()) else {
+        return Err(Err::Incomplete(Needed::new(w.len() - input.len())));
+    };
     match rest.first() {
         Some(&b) if is_astring_char(b) => Err(SyntaxError::expected(input, word)),
         Some(_) => Ok((rest, ())),
@@ -154,58 +152,50 @@ pub fn nil(input: &[u8]) -> IResult<'_, ()> {
 pub fn quoted(input: &[u8]) -> IResult<'_, Cow<'_, str>> {
     let (body, ()) = byte(input, b'"', "a quoted string")?;
     let mut escapes = 0usize;
-    let mut i = 0usize;
-    let end = loop {
-        let Some(&b) = body.get(i) else {
-            return Err(Err::Incomplete(Needed::new(1)));
-        };
-        match b {
-            b'"' => break i,
-            b'\\' => match body.get(i + 1) {
-                Some(b'"' | b'\\') => {
-                    escapes += 1;
-                    i += 2;
-                }
-                Some(_) => {
-                    return Err(SyntaxError::failure(
-                        body.get(i..).unwrap_or_default(),
-                        SyntaxErrorKind::InvalidEscape,
-                    ));
-                }
-                None => return Err(Err::Incomplete(Needed::new(1))),
-            },
-            0 => {
-                return Err(SyntaxError::failure(
-                    body.get(i..).unwrap_or_default(),
-                    SyntaxErrorKind::Nul,
-                ));
+    let mut tail = body;
+    // The input from the closing quote on.
+    let closing = loop {
+        match tail {
+            [b'"', ..] => break tail,
+            [b'\\', b'"' | b'\\', after @ ..] => {
+                escapes += 1;
+                tail = after;
             }
-            b'\r' | b'\n' => {
+            [] | [b'\\'] => return Err(Err::Incomplete(Needed::new(1))),
+            [b'\\', ..] => {
+                return Err(SyntaxError::failure(tail, SyntaxErrorKind::InvalidEscape));
+            }
+            [0, ..] => return Err(SyntaxError::failure(tail, SyntaxErrorKind::Nul)),
+            [b'\r' | b'\n', ..] => {
                 return Err(SyntaxError::failure(
-                    body.get(i..).unwrap_or_default(),
+                    tail,
                     SyntaxErrorKind::Expected {
                         expected: "a closing quote before the line ends",
                     },
                 ));
             }
-            _ => i += 1,
+            [_, after @ ..] => tail = after,
         }
     };
-    let raw = body.get(..end).unwrap_or_default();
-    let rest = body.get(end + 1..).unwrap_or_default();
+    // `closing` is a suffix of `body`: the text is what comes before it.
+    let Some((raw, [b'"', rest @ ..])) = body.split_at_checked(body.len() - closing.len()) else {
+        return Err(SyntaxError::failure(
+            closing,
+            SyntaxErrorKind::Expected {
+                expected: "a quoted string",
+            },
+        ));
+    };
     let utf8 = |_| SyntaxError::failure(body, SyntaxErrorKind::InvalidUtf8);
     let value = if escapes == 0 {
         Cow::Borrowed(std::str::from_utf8(raw).map_err(utf8)?)
     } else {
         let mut out = Vec::with_capacity(raw.len() - escapes);
-        let mut bytes = raw.iter();
-        while let Some(&b) = bytes.next() {
-            // An escape's second octet is `"` or `\`, checked above.
-            out.push(if b == b'\\' {
-                bytes.next().copied().unwrap_or(b)
-            } else {
-                b
-            });
+        let mut tail = raw;
+        // An escape's second octet is `"` or `\`, checked above.
+        while let [b'\\', b, after @ ..] | [b, after @ ..] = tail {
+            out.push(*b);
+            tail = after;
         }
         Cow::Owned(String::from_utf8(out).map_err(|e| utf8(e.utf8_error()))?)
     };
@@ -223,10 +213,10 @@ pub fn literal<'a>(input: &'a [u8], limits: &Limits) -> IResult<'a, (Cow<'a, [u8
         Err::Error(e) => Err::Failure(e),
         other => other,
     })?;
-    let (rest, mode) = match rest.first() {
-        Some(b'+') => (rest.get(1..).unwrap_or_default(), LiteralMode::NonSync),
-        Some(_) => (rest, LiteralMode::Sync),
-        None => return Err(Err::Incomplete(Needed::new(1))),
+    let (rest, mode) = match rest {
+        [b'+', after @ ..] => (after, LiteralMode::NonSync),
+        [_, ..] => (rest, LiteralMode::Sync),
+        [] => return Err(Err::Incomplete(Needed::new(1))),
     };
     let committed = |e: Err<SyntaxError>| match e {
         Err::Error(e) => Err::Failure(e),
@@ -253,15 +243,16 @@ pub fn literal<'a>(input: &'a [u8], limits: &Limits) -> IResult<'a, (Cow<'a, [u8
         ));
     }
     let n = length as usize;
-    if rest.len() < n {
+    let Some((data, rest)) = rest.split_at_checked(n) else {
         return Err(Err::Incomplete(Needed::new(n - rest.len())));
-    }
-    let (data, rest) = rest.split_at(n);
+    };
     if let Some(at) = data.iter().position(|&b| b == 0) {
-        return Err(SyntaxError::failure(
-            data.get(at..).unwrap_or_default(),
-            SyntaxErrorKind::Nul,
-        ));
+        // The error is at the NUL (at the literal, were `at` not within it).
+        let from_nul = match data.split_at_checked(at) {
+            Some((_, from_nul)) => from_nul,
+            None => data,
+        };
+        return Err(SyntaxError::failure(from_nul, SyntaxErrorKind::Nul));
     }
     Ok((rest, (Cow::Borrowed(data), mode)))
 }
@@ -335,10 +326,10 @@ pub fn mailbox<'a>(input: &'a [u8], limits: &Limits) -> IResult<'a, Mailbox<'a>>
 
 /// `seq-number = nz-number / "*"`.
 pub fn seq_number(input: &[u8]) -> IResult<'_, SeqNumber> {
-    match input.first() {
-        Some(b'*') => Ok((input.get(1..).unwrap_or_default(), SeqNumber::Largest)),
-        Some(_) => nz_number(input).map(|(rest, n)| (rest, SeqNumber::Value(n))),
-        None => Err(Err::Incomplete(Needed::new(1))),
+    match input {
+        [b'*', rest @ ..] => Ok((rest, SeqNumber::Largest)),
+        [_, ..] => nz_number(input).map(|(rest, n)| (rest, SeqNumber::Value(n))),
+        [] => Err(Err::Incomplete(Needed::new(1))),
     }
 }
 
@@ -349,22 +340,21 @@ pub fn sequence_set(input: &[u8]) -> IResult<'_, SequenceSet> {
     let mut rest = input;
     loop {
         let (after, first) = seq_number(rest)?;
-        let (after, member) = match after.first() {
-            Some(b':') => {
-                let (after, last) =
-                    seq_number(after.get(1..).unwrap_or_default()).map_err(|e| match e {
-                        Err::Error(e) => Err::Failure(e),
-                        other => other,
-                    })?;
+        let (after, member) = match after {
+            [b':', last @ ..] => {
+                let (after, last) = seq_number(last).map_err(|e| match e {
+                    Err::Error(e) => Err::Failure(e),
+                    other => other,
+                })?;
                 (after, Sequence::Range(first, last))
             }
-            Some(_) => (after, Sequence::Single(first)),
-            None => return Err(Err::Incomplete(Needed::new(1))),
+            [_, ..] => (after, Sequence::Single(first)),
+            [] => return Err(Err::Incomplete(Needed::new(1))),
         };
         members.push(member);
-        match after.first() {
-            Some(b',') => rest = after.get(1..).unwrap_or_default(),
-            Some(_) => {
+        match after {
+            [b',', next @ ..] => rest = next,
+            [_, ..] => {
                 // `members` holds at least the member just pushed.
                 let set = SequenceSet::new(members).map_err(|_| {
                     SyntaxError::failure(
@@ -374,7 +364,7 @@ pub fn sequence_set(input: &[u8]) -> IResult<'_, SequenceSet> {
                 })?;
                 return Ok((after, set));
             }
-            None => return Err(Err::Incomplete(Needed::new(1))),
+            [] => return Err(Err::Incomplete(Needed::new(1))),
         }
     }
 }
@@ -403,10 +393,10 @@ pub fn paren_list<'a, T>(
     loop {
         let (after, item) = element(rest)?;
         items.push(item);
-        match after.first() {
-            Some(b' ') => rest = after.get(1..).unwrap_or_default(),
-            Some(b')') => return Ok((after.get(1..).unwrap_or_default(), items)),
-            Some(_) => {
+        match after {
+            [b' ', next @ ..] => rest = next,
+            [b')', next @ ..] => return Ok((next, items)),
+            [_, ..] => {
                 return Err(SyntaxError::failure(
                     after,
                     SyntaxErrorKind::Expected {
@@ -414,7 +404,7 @@ pub fn paren_list<'a, T>(
                     },
                 ));
             }
-            None => return Err(Err::Incomplete(Needed::new(1))),
+            [] => return Err(Err::Incomplete(Needed::new(1))),
         }
     }
 }

@@ -70,7 +70,11 @@ fn decode_error(stop: Stop, tag: Option<&Tag<'_>>, input: &[u8], config: &Config
 /// The part of `input` a decoder may look at: a message that has not ended within
 /// `max_message` octets is refused as too long, not waited for or half-parsed.
 fn window<'a>(input: &'a [u8], config: &Config) -> &'a [u8] {
-    input.get(..config.max_message).unwrap_or(input)
+    match input.split_at_checked(config.max_message) {
+        Some((view, _)) => view,
+        // Shorter than the limit: all of it.
+        None => input,
+    }
 }
 
 /// `rest` of the window, as the rest of the whole input.
@@ -81,7 +85,14 @@ fn bounded<'a, T>(
     value: T,
 ) -> Result<(&'a [u8], T), DecodeError> {
     let consumed = view.len() - rest.len();
-    Ok((input.get(consumed..).unwrap_or_default(), value))
+    match input.split_at_checked(consumed) {
+        Some((_, rest)) => Ok((rest, value)),
+        // `view` is a prefix of `input`, `rest` a suffix of `view`: never so.
+        None => Err(DecodeError::Syntax {
+            tag: None,
+            kind: SyntaxErrorKind::Nom(imap_syntax::nom::error::ErrorKind::Eof),
+        }),
+    }
 }
 
 impl<'a> Command<'a> {
@@ -152,9 +163,9 @@ fn command_body<'a>(input: &'a [u8], limits: &Limits) -> Step<'a, CommandBody<'a
         (rest, CommandBody::AckWebPush { token })
     } else if is("LWEBPUSH") {
         let (rest, ()) = parse::sp(rest)?;
-        match rest.first() {
-            Some(b'*') => (
-                rest.get(1..).unwrap_or_default(),
+        match rest {
+            [b'*', rest @ ..] => (
+                rest,
                 CommandBody::LWebPush {
                     selector: ListSelector::All,
                 },
@@ -226,12 +237,15 @@ impl<'a> Response<'a> {
     pub fn decode(input: &'a [u8], config: &Config) -> Result<(&'a [u8], Self), DecodeError> {
         let limits = &config.syntax;
         let view = window(input, config);
-        let (rest, response) = match view.first() {
-            None => return Err(DecodeError::Incomplete),
-            Some(b'+') => continuation(view).map_err(|s| decode_error(s, None, view, config))?,
-            Some(b'*') => untagged(view.get(1..).unwrap_or_default(), limits)
-                .map_err(|s| decode_error(s, None, view, config))?,
-            Some(_) => {
+        let (rest, response) = match view {
+            [] => return Err(DecodeError::Incomplete),
+            [b'+', after @ ..] => {
+                continuation(after).map_err(|s| decode_error(s, None, view, config))?
+            }
+            [b'*', after @ ..] => {
+                untagged(after, limits).map_err(|s| decode_error(s, None, view, config))?
+            }
+            [_, ..] => {
                 let (rest, tag) =
                     parse::tag(view).map_err(|e| decode_error(Stop::Nom(e), None, view, config))?;
                 tagged_status(rest, tag.clone())
@@ -242,9 +256,9 @@ impl<'a> Response<'a> {
     }
 }
 
+/// `[SP text] CRLF` after the `+`.
 fn continuation(input: &[u8]) -> Step<'_, Response<'_>> {
-    let rest = input.get(1..).unwrap_or_default();
-    let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+    let rest = input.strip_prefix(b" ").unwrap_or(input);
     let (rest, text) = line_text(rest)?;
     let (rest, ()) = parse::crlf(rest)?;
     Ok((rest, Response::Continuation(Text::unchecked(text))))
@@ -312,13 +326,13 @@ fn status_rest<'a>(
     kind: StatusKind,
 ) -> Step<'a, Response<'a>> {
     let rest = input.strip_prefix(b" ").unwrap_or(input);
-    let (rest, code) = if rest.first() == Some(&b'[') {
-        let (rest, code) = code(rest.get(1..).unwrap_or_default())?;
-        (rest.strip_prefix(b" ").unwrap_or(rest), Some(code))
-    } else if rest.is_empty() {
-        return Err(Stop::Nom(Err::Incomplete(Needed::new(1))));
-    } else {
-        (rest, None)
+    let (rest, code) = match rest {
+        [b'[', after @ ..] => {
+            let (rest, code) = code(after)?;
+            (rest.strip_prefix(b" ").unwrap_or(rest), Some(code))
+        }
+        [] => return Err(Stop::Nom(Err::Incomplete(Needed::new(1)))),
+        [_, ..] => (rest, None),
     };
     let (rest, text) = line_text(rest)?;
     let (rest, ()) = parse::crlf(rest)?;
@@ -336,20 +350,19 @@ fn status_rest<'a>(
 /// `atom [SP 1*<TEXT-CHAR except "]">] "]"`, after the `[`.
 fn code(input: &[u8]) -> Step<'_, Code<'_>> {
     let (rest, name) = parse::atom(input)?;
-    let (rest, argument) = match rest.first() {
-        Some(b' ') => {
-            let arg = rest.get(1..).unwrap_or_default();
-            let end = arg
+    let (rest, argument) = match rest {
+        [b' ', arg @ ..] => {
+            let (value, rest) = arg
                 .iter()
                 .position(|&b| matches!(b, b']' | b'\r' | b'\n' | 0))
+                .and_then(|end| arg.split_at_checked(end))
                 .ok_or(Stop::Nom(Err::Incomplete(Needed::new(1))))?;
-            let (value, rest) = arg.split_at(end);
             let value = std::str::from_utf8(value)
                 .map_err(|_| SyntaxError::failure(arg, SyntaxErrorKind::InvalidUtf8))?;
             (rest, Some(Cow::Borrowed(value)))
         }
-        Some(_) => (rest, None),
-        None => return Err(Stop::Nom(Err::Incomplete(Needed::new(1)))),
+        [_, ..] => (rest, None),
+        [] => return Err(Stop::Nom(Err::Incomplete(Needed::new(1)))),
     };
     let rest = rest.strip_prefix(b"]").ok_or_else(|| {
         Stop::Nom(SyntaxError::failure(
@@ -373,11 +386,11 @@ fn code(input: &[u8]) -> Step<'_, Code<'_>> {
 
 /// `*TEXT-CHAR` up to the CR, as UTF-8; a bare LF or NUL is an error.
 fn line_text(input: &[u8]) -> Step<'_, Cow<'_, str>> {
-    let end = input
+    let (text, rest) = input
         .iter()
         .position(|&b| matches!(b, b'\r' | b'\n' | 0))
+        .and_then(|end| input.split_at_checked(end))
         .ok_or(Stop::Nom(Err::Incomplete(Needed::new(1))))?;
-    let (text, rest) = input.split_at(end);
     if rest.first() != Some(&b'\r') {
         return Err(Stop::Nom(SyntaxError::failure(
             rest,

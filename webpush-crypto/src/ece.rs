@@ -109,14 +109,10 @@ impl<'a> Header<'a> {
         let (fixed, rest) = body
             .split_first_chunk::<HEADER_FIXED_LEN>()
             .ok_or(Error::HeaderTruncated { len: body.len() })?;
-        let (salt, rest_fixed) = fixed
-            .split_first_chunk::<16>()
-            .ok_or(Error::HeaderTruncated { len: body.len() })?;
-        let (rs, idlen) = rest_fixed
-            .split_first_chunk::<4>()
-            .ok_or(Error::HeaderTruncated { len: body.len() })?;
-        let rs = RecordSize::new(u32::from_be_bytes(*rs))?;
-        let idlen = usize::from(idlen.first().copied().unwrap_or(0));
+        // salt:16 rs:4 idlen:1, as the array's length requires.
+        let [salt @ .., rs0, rs1, rs2, rs3, idlen] = fixed;
+        let rs = RecordSize::new(u32::from_be_bytes([*rs0, *rs1, *rs2, *rs3]))?;
+        let idlen = usize::from(*idlen);
         let (keyid, records) = rest.split_at_checked(idlen).ok_or(Error::KeyIdTruncated {
             idlen,
             available: rest.len(),

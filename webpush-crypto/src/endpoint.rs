@@ -326,10 +326,10 @@ impl Origin {
             .and_then(|tail| tail.find(':'))
             .map(|i| host_end + i)
         {
-            Some(colon) => (
-                authority.get(..colon).unwrap_or(authority),
-                authority.get(colon + 1..).unwrap_or_default(),
-            ),
+            Some(colon) => authority
+                .split_at_checked(colon)
+                .and_then(|(host, port)| Some((host, port.strip_prefix(':')?)))
+                .ok_or(invalid("no host"))?,
             None => (authority, ""),
         };
         let host = Host::parse(host)?;

@@ -96,8 +96,8 @@ impl RegistrationRequest {
     /// What a server would refuse, or read back as another registration.
     fn check(&self) -> Result<(), EncodeError> {
         for (i, (key, _)) in self.unknown.iter().enumerate() {
-            let earlier = self.unknown.get(..i).unwrap_or_default();
-            if is_known_key(key) || earlier.iter().any(|(k, _)| k.eq_ignore_ascii_case(key)) {
+            let mut earlier = self.unknown.iter().take(i);
+            if is_known_key(key) || earlier.any(|(k, _)| k.eq_ignore_ascii_case(key)) {
                 return Err(EncodeError::RepeatedKey {
                     key: String::from_utf8_lossy(key).into_owned(),
                 });

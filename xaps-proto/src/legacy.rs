@@ -125,10 +125,7 @@ impl Line {
             return Err(LineError::Syntax);
         }
         let (verb, mut rest) = match line.iter().position(|&b| b == b' ' || b == b'\t') {
-            Some(at) => (
-                line.get(..at).unwrap_or_default(),
-                line.get(at..).unwrap_or_default(),
-            ),
+            Some(at) => line.split_at_checked(at).ok_or(LineError::Syntax)?,
             None => (line, &[][..]),
         };
         let verb = if verb.eq_ignore_ascii_case(b"REGISTER") {
@@ -208,8 +205,8 @@ impl Line {
             if key.is_empty() || !key.bytes().all(key_octet) {
                 return Err(LineError::NotALine("a key not of letters, digits, - and _"));
             }
-            let earlier = self.pairs.get(..i).unwrap_or_default();
-            if earlier.iter().any(|(k, _)| k == key) {
+            let mut earlier = self.pairs.iter().take(i);
+            if earlier.any(|(k, _)| k == key) {
                 return Err(LineError::NotALine("a key twice"));
             }
             if let Value::List(items) = value
@@ -418,25 +415,33 @@ fn one_line(text: &str) -> String {
 
 /// The line before the first LF (without a CR before it) and the octets used.
 fn take_line(input: &[u8], max: usize) -> Result<(usize, &[u8]), LineError> {
-    let window = input.get(..max.min(input.len())).unwrap_or(input);
-    let Some(lf) = window.iter().position(|&b| b == b'\n') else {
+    let window = match input.split_at_checked(max) {
+        Some((window, _)) => window,
+        // Shorter than `max`: all of it.
+        None => input,
+    };
+    let Some((line, _lf)) = window
+        .iter()
+        .position(|&b| b == b'\n')
+        .and_then(|lf| window.split_at_checked(lf))
+    else {
         return if input.len() >= max {
             Err(LineError::Syntax)
         } else {
             Err(LineError::Incomplete)
         };
     };
-    let line = window.get(..lf).unwrap_or_default();
+    let used = line.len() + 1;
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    Ok((lf + 1, line))
+    Ok((used, line))
 }
 
 fn skip_separators(input: &[u8]) -> &[u8] {
-    let n = input
-        .iter()
-        .take_while(|&&b| b == b' ' || b == b'\t')
-        .count();
-    input.get(n..).unwrap_or_default()
+    let mut rest = input;
+    while let [b' ' | b'\t', after @ ..] = rest {
+        rest = after;
+    }
+    rest
 }
 
 /// What a key is made of.
@@ -485,21 +490,21 @@ fn pair(input: &[u8]) -> Result<(&str, Value, &[u8]), LineError> {
 fn quoted(input: &[u8]) -> Result<(String, &[u8]), LineError> {
     let body = input.strip_prefix(b"\"").ok_or(LineError::Syntax)?;
     let mut out = Vec::new();
-    let mut escaped = false;
-    for (i, &b) in body.iter().enumerate() {
-        match (escaped, b) {
-            (false, b'\\') => escaped = true,
-            (false, b'"') => {
+    let mut rest = body;
+    loop {
+        match rest {
+            [b'"', after @ ..] => {
                 let text = String::from_utf8(out).map_err(|_| LineError::Syntax)?;
-                return Ok((text, body.get(i + 1..).unwrap_or_default()));
+                return Ok((text, after));
             }
-            (_, b) => {
-                out.push(b);
-                escaped = false;
+            // Unterminated, or ending in a lone backslash.
+            [] | [b'\\'] => return Err(LineError::Syntax),
+            [b'\\', b, after @ ..] | [b, after @ ..] => {
+                out.push(*b);
+                rest = after;
             }
         }
     }
-    Err(LineError::Syntax)
 }
 
 /// `str_escape`: a backslash before `"` and `\`.

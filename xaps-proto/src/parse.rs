@@ -112,7 +112,11 @@ impl<'a> Command<'a> {
     /// # Ok::<(), xaps_proto::DecodeFailure>(())
     /// ```
     pub fn decode(input: &'a [u8]) -> Result<(&'a [u8], Self), DecodeFailure> {
-        let view = input.get(..MAX_COMMAND_LEN).unwrap_or(input);
+        let view = match input.split_at_checked(MAX_COMMAND_LEN) {
+            Some((view, _)) => view,
+            // Shorter than the limit: all of it.
+            None => input,
+        };
         let fail = |tag: Option<&Tag<'_>>, error| DecodeFailure {
             tag: tag.map(|t| t.clone().into_owned()),
             error,
@@ -127,10 +131,11 @@ impl<'a> Command<'a> {
             fail(Some(&tag), e)
         })?;
         let consumed = view.len() - rest.len();
-        Ok((
-            input.get(consumed..).unwrap_or_default(),
-            Command { tag, request },
-        ))
+        // `view` is a prefix of `input` and `rest` a suffix of `view`: never `None`.
+        let (_, rest) = input
+            .split_at_checked(consumed)
+            .ok_or_else(|| fail(Some(&tag), CommandError::Syntax))?;
+        Ok((rest, Command { tag, request }))
     }
 }
 

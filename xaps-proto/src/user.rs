@@ -52,8 +52,9 @@ impl UserName {
         if name.chars().any(char::is_control) {
             return Err(UserNameError::Control);
         }
-        // Most names are lower case already: no second copy for them.
-        if name.chars().any(char::is_uppercase) {
+        // Most names are lower case already: no second copy for them. Not only upper
+        // case letters change: title case ones (`ᾈ`, `ǅ`) do too.
+        if name.chars().any(|c| c.to_lowercase().ne([c])) {
             Ok(Self(name.to_lowercase()))
         } else {
             Ok(Self(name.to_owned()))

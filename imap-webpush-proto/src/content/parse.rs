@@ -84,10 +84,11 @@ pub fn parse_push(plaintext: &[u8]) -> Vec<PushItem<'_>> {
 /// The line up to its CRLF, and what follows it. The line is framed as IMAP frames
 /// it: a CRLF inside a literal does not end it.
 fn raw_line(input: &[u8]) -> (&[u8], &[u8]) {
-    let Some(len) = imap_syntax::framing::line_len(input) else {
+    let Some((line, rest)) =
+        imap_syntax::framing::line_len(input).and_then(|len| input.split_at_checked(len))
+    else {
         return (input, &[]);
     };
-    let (line, rest) = input.split_at(len.min(input.len()));
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     (line.strip_suffix(b"\r").unwrap_or(line), rest)
 }
@@ -171,10 +172,10 @@ fn uidfetch(input: &[u8], uid: std::num::NonZeroU32) -> IResult<'_, Event<'_>> {
         } else {
             return Err(SyntaxError::expected(rest, "ENVELOPE or FLAGS"));
         };
-        match after.first() {
-            Some(b' ') => rest = after.get(1..).unwrap_or_default(),
-            Some(b')') => {
-                rest = after.get(1..).unwrap_or_default();
+        match after {
+            [b' ', next @ ..] => rest = next,
+            [b')', next @ ..] => {
+                rest = next;
                 break;
             }
             _ => return Err(SyntaxError::expected(after, "a space or )")),
@@ -195,17 +196,18 @@ fn uidfetch(input: &[u8], uid: std::num::NonZeroU32) -> IResult<'_, Event<'_>> {
 /// `"(" [flag *(SP flag)] ")"`, `flag = ["\"] atom`.
 fn flag_list(input: &[u8]) -> IResult<'_, Vec<Flag<'_>>> {
     parse::paren_list(input, &LIMITS, 1, |i| {
-        let (after, backslash) = match i.first() {
-            Some(b'\\') => (i.get(1..).unwrap_or_default(), true),
+        let not_a_flag =
+            || SyntaxError::failure(i, SyntaxErrorKind::Expected { expected: "a flag" });
+        let (after, backslash) = match i {
+            [b'\\', after @ ..] => (after, true),
             _ => (i, false),
         };
         let (after, atom) = parse::atom(after)?;
         let len = atom.as_str().len() + usize::from(backslash);
-        let text = std::str::from_utf8(i.get(..len).unwrap_or_default())
+        let (raw, _) = i.split_at_checked(len).ok_or_else(not_a_flag)?;
+        let text = std::str::from_utf8(raw)
             .map_err(|_| SyntaxError::failure(i, SyntaxErrorKind::InvalidUtf8))?;
-        let flag = Flag::new(text).ok_or_else(|| {
-            SyntaxError::failure(i, SyntaxErrorKind::Expected { expected: "a flag" })
-        })?;
+        let flag = Flag::new(text).ok_or_else(not_a_flag)?;
         Ok((after, flag))
     })
 }
@@ -260,20 +262,20 @@ fn envelope(input: &[u8]) -> IResult<'_, Envelope<'_>> {
 
 /// `"(" 1*address ")" / nil`.
 fn addresses(input: &[u8]) -> IResult<'_, Vec<Address<'_>>> {
-    if input.first() != Some(&b'(') {
+    let [b'(', list @ ..] = input else {
         let (rest, ()) = parse::nil(input)?;
         return Ok((rest, Vec::new()));
-    }
-    let mut rest = input.get(1..).unwrap_or_default();
+    };
+    let mut rest = list;
     let mut list = Vec::new();
     loop {
         let (after, address) = address(rest)?;
         list.push(address);
-        match after.first() {
-            Some(b'(') => rest = after,
-            Some(b')') => return Ok((after.get(1..).unwrap_or_default(), list)),
-            Some(_) => return Err(SyntaxError::expected(after, "an address or )")),
-            None => return Err(Err::Incomplete(imap_syntax::nom::Needed::new(1))),
+        match after {
+            [b'(', ..] => rest = after,
+            [b')', next @ ..] => return Ok((next, list)),
+            [_, ..] => return Err(SyntaxError::expected(after, "an address or )")),
+            [] => return Err(Err::Incomplete(imap_syntax::nom::Needed::new(1))),
         }
     }
 }

@@ -66,9 +66,11 @@ impl<'a> VapidCredentials<'a> {
                 .ok_or(malformed("parameter without `=`"))?
                 .trim_start_matches(is_ows);
             let (param, after) = if let Some(quoted) = after.strip_prefix('"') {
-                let end = quoted_end(quoted).ok_or(malformed("unterminated quoted string"))?;
-                let (inner, after) = quoted.split_at(end);
-                (inner, after.get(1..).unwrap_or_default())
+                let unterminated = || malformed("unterminated quoted string");
+                let (inner, after) = quoted_end(quoted)
+                    .and_then(|end| quoted.split_at_checked(end))
+                    .ok_or_else(unterminated)?;
+                (inner, after.strip_prefix('"').ok_or_else(unterminated)?)
             } else {
                 let end = after.find(|c| is_ows(c) || c == ',').unwrap_or(after.len());
                 after.split_at(end)

@@ -47,12 +47,10 @@ impl Subject {
                 "contains spaces, control or non-ASCII characters (percent-encode them)",
             ));
         }
-        let scheme_end = text
-            .find(':')
+        let (scheme, address) = text
+            .split_once(':')
             .ok_or(invalid("must start with mailto: or https:"))?;
-        let (scheme, rest) = text.split_at(scheme_end);
         if scheme.eq_ignore_ascii_case("mailto") {
-            let address = rest.get(1..).unwrap_or_default();
             match address.split_once('@') {
                 Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {}
                 _ => {
@@ -189,29 +187,28 @@ impl VapidSigner {
         .map_err(|_| Error::MalformedToken {
             reason: "claims cannot be serialized",
         })?;
-        // One allocation of the final size: "vapid t=" header "." claims "." sig ", k=" key.
-        let capacity = PREFIX.len()
-            + JWT_HEADER.len()
+        // The JWT, allocated at its final size: header "." claims "." sig. What is
+        // signed is the JWT before its signature.
+        let capacity = JWT_HEADER.len()
             + 1
             + base64_len(claims.len())
             + 1
-            + base64_len(crate::provider::SIGNATURE_LEN)
-            + self.key_param.len();
-        let mut header = String::with_capacity(capacity);
+            + base64_len(crate::provider::SIGNATURE_LEN);
+        let mut jwt = String::with_capacity(capacity);
+        jwt.push_str(JWT_HEADER);
+        jwt.push('.');
+        base64url::encode_into(&claims, &mut jwt);
+        let signature = self.key.sign(jwt.as_bytes())?;
+        jwt.push('.');
+        base64url::encode_into(&signature, &mut jwt);
+        // The header value, also at its final size: "vapid t=" JWT ", k=" key.
+        let mut header = String::with_capacity(PREFIX.len() + jwt.len() + self.key_param.len());
         header.push_str(PREFIX);
-        header.push_str(JWT_HEADER);
-        header.push('.');
-        base64url::encode_into(&claims, &mut header);
-        let signature = self
-            .key
-            .sign(header.get(PREFIX.len()..).unwrap_or_default().as_bytes())?;
-        header.push('.');
-        base64url::encode_into(&signature, &mut header);
-        let jwt_end = header.len();
+        header.push_str(&jwt);
         header.push_str(&self.key_param);
         Ok(VapidToken(Arc::new(TokenParts {
             header,
-            jwt_end,
+            jwt,
             audience: audience.clone(),
             expires_at: exp,
             key: self.key.public_key().clone(),
@@ -240,7 +237,7 @@ pub struct VapidToken(Arc<TokenParts>);
 #[derive(PartialEq, Eq)]
 struct TokenParts {
     header: String,
-    jwt_end: usize,
+    jwt: String,
     audience: Origin,
     expires_at: u64,
     key: PublicKey,
@@ -254,10 +251,7 @@ impl VapidToken {
 
     /// The JWT alone (`t`).
     pub fn jwt(&self) -> &str {
-        self.0
-            .header
-            .get(PREFIX.len()..self.0.jwt_end)
-            .unwrap_or_default()
+        &self.0.jwt
     }
 
     /// The origin the token is for (`aud`).

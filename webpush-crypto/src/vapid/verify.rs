@@ -110,10 +110,11 @@ impl VapidVerifier {
         if signature.len() != crate::provider::SIGNATURE_LEN {
             return Err(malformed("signature is not 64 octets (r ‖ s)"));
         }
-        let signed = credentials
+        // What is signed: the header and the claims, up to the signature's dot.
+        let (signed, _) = credentials
             .token
-            .get(..credentials.token.len() - signature_text_len(credentials.token))
-            .unwrap_or_default();
+            .rsplit_once('.')
+            .ok_or(malformed("not three dot-separated parts"))?;
         let verifier = (self.provider.jwt().verifier_factory)(
             &Algorithm::ES256,
             &DecodingKey::from_ec_der(key.as_bytes()),
@@ -155,11 +156,6 @@ impl VapidVerifier {
             subject: claims.sub,
         })
     }
-}
-
-/// Length of the `.signature` suffix of a compact JWS.
-fn signature_text_len(token: &str) -> usize {
-    token.rfind('.').map_or(0, |dot| token.len() - dot)
 }
 
 /// RFC 7519 NumericDate: seconds, possibly with a fraction, which is dropped.
