@@ -120,8 +120,11 @@ mod ranges {
 pub struct Config {
     /// Where the mail server's plugin connects.
     pub listen: SocketAddr,
-    /// Basic credentials the plugin must send, when set (its URL's user info).
+    /// Basic credentials the plugin must send (its URL's user info), when given in the
+    /// file; otherwise [`Api::credential_file`]'s, made on first start.
     pub basic_auth: Option<BasicAuth>,
+    /// Who may use the local API.
+    pub api: Api,
     /// The store.
     pub database: Database,
     /// An xapsd JSON database to import on first start, when the store is new.
@@ -140,6 +143,9 @@ pub struct Config {
     /// files): logged at start and printed by `check-config`.
     pub notes: Vec<String>,
 }
+
+/// The API credential's file name, beside the SQLite store by default.
+const DEFAULT_CREDENTIAL_FILE: &str = "api-credential";
 
 /// The note on a `checkInterval` in a file.
 const CHECK_INTERVAL_NOTE: &str =
@@ -186,6 +192,66 @@ pub struct WebPush {
     pub names: Option<StaticNames>,
 }
 
+/// Who may use the local API's routes that change state or push (`/register`,
+/// `/notify`, the OX route, the forwarded WEBPUSH routes). `/metrics` and `/healthz`
+/// are read-only and always open.
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// Where the credential lives when `basic_auth` does not give one: made on first
+    /// start (random, readable by the daemon's user only) and read at every start.
+    pub credential_file: PathBuf,
+    /// Routes open to any local process without the credential, as the operator said.
+    pub open: OpenRoutes,
+    /// A Unix socket serving the same API, and the xaps plugin's legacy line protocol:
+    /// who may open it (its mode and group) may use every route, no credential asked.
+    pub socket: Option<UnixSocket>,
+}
+
+/// Routes answered without the credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OpenRoutes {
+    /// None: every route that changes state needs the credential. The default.
+    None,
+    /// `/register`, `/notify` and the OX route, as xapsd has them: any local process
+    /// can register devices for any user and have any user's devices pushed. What an
+    /// xapsd YAML file means (its plugin sends no credential); the Web Push routes,
+    /// which xapsd never had, still need the credential.
+    Xapsd,
+    /// Every route: any local process can act as any mail user.
+    All,
+}
+
+impl OpenRoutes {
+    /// What `api.open` must say, word for word, for each choice.
+    pub const XAPSD_WORDS: &'static str = "register and notify, to any local user";
+    /// See [`OpenRoutes::XAPSD_WORDS`].
+    pub const ALL_WORDS: &'static str = "every route, to any local user";
+
+    fn from_words(words: &str) -> Result<Self, ConfigError> {
+        match words {
+            Self::XAPSD_WORDS => Ok(OpenRoutes::Xapsd),
+            Self::ALL_WORDS => Ok(OpenRoutes::All),
+            other => Err(ConfigError::Invalid(format!(
+                "api.open must be {:?} or {:?} (anyone on this machine may then act as any mail user), not {other:?}",
+                Self::XAPSD_WORDS,
+                Self::ALL_WORDS
+            ))),
+        }
+    }
+}
+
+/// A Unix socket for the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnixSocket {
+    /// Its path (its folder must exist: systemd's `RuntimeDirectory`).
+    pub path: PathBuf,
+    /// The group that may use it (Dovecot's), if not the daemon's own.
+    pub group: Option<String>,
+    /// Its permission bits (0660 by default: owner and group read and write).
+    pub mode: u32,
+}
+
 /// Basic credentials, compared in constant time.
 #[derive(Clone)]
 pub struct BasicAuth {
@@ -193,6 +259,21 @@ pub struct BasicAuth {
     pub user: String,
     /// The password.
     pub password: zeroize::Zeroizing<String>,
+}
+
+impl BasicAuth {
+    /// Credentials whose user has no `:` (the user info of a URL ends it there).
+    pub fn new(user: &str, password: String) -> Result<Self, ConfigError> {
+        if user.is_empty() || user.contains(':') {
+            return Err(ConfigError::Invalid(format!(
+                "basic_auth.user must be non-empty and without ':', not {user:?}"
+            )));
+        }
+        Ok(Self {
+            user: user.to_owned(),
+            password: zeroize::Zeroizing::new(password),
+        })
+    }
 }
 
 impl std::fmt::Debug for BasicAuth {
@@ -412,6 +493,8 @@ fn base_url_server(url: &str) -> Result<apns_proto::Server, ConfigError> {
 struct TomlFile {
     listen: Option<String>,
     basic_auth: Option<TomlAuth>,
+    #[serde(default)]
+    api: TomlApi,
     database: Option<String>,
     database_max_connections: Option<u32>,
     import_xapsd: Option<PathBuf>,
@@ -441,6 +524,16 @@ struct TomlWebPush {
     retry_base_millis: Option<u64>,
     ca_file: Option<PathBuf>,
     allow_local_push_service: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TomlApi {
+    credential_file: Option<PathBuf>,
+    open: Option<String>,
+    socket: Option<PathBuf>,
+    socket_group: Option<String>,
+    socket_mode: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -515,11 +608,21 @@ struct XapsdFile {
 }
 
 impl Config {
-    /// The embedded default: everything on its default, the store in `database`.
+    /// The embedded default: everything on its default, the store in `database`, the
+    /// API's credential beside it.
     pub fn with_database(database: PathBuf) -> Self {
+        let credential_file = database
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(DEFAULT_CREDENTIAL_FILE);
         Self {
             listen: SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 11619)),
             basic_auth: None,
+            api: Api {
+                credential_file,
+                open: OpenRoutes::None,
+                socket: None,
+            },
             database: Database::Sqlite(database),
             import_xapsd: None,
             push: Push {
@@ -611,10 +714,45 @@ impl Config {
         if let Some(listen) = file.listen {
             config.listen = parse_listen(&listen)?;
         }
-        config.basic_auth = file.basic_auth.map(|a| BasicAuth {
-            user: a.user,
-            password: zeroize::Zeroizing::new(a.password),
-        });
+        config.basic_auth = file
+            .basic_auth
+            .map(|a| BasicAuth::new(&a.user, a.password))
+            .transpose()?;
+        let api = file.api;
+        config.api.credential_file = match (at(api.credential_file), &config.database) {
+            (Some(file), _) => file,
+            (None, Database::Sqlite(_)) => config.api.credential_file,
+            // No store file to put it beside: systemd's StateDirectory.
+            (None, Database::Postgres(_)) => {
+                PathBuf::from("/var/lib/mailpushd").join(DEFAULT_CREDENTIAL_FILE)
+            }
+        };
+        if let Some(words) = api.open {
+            config.api.open = OpenRoutes::from_words(&words)?;
+        }
+        config.api.socket = match (at(api.socket), api.socket_group, api.socket_mode) {
+            (None, None, None) => None,
+            (None, _, _) => {
+                return Err(ConfigError::Invalid(
+                    "api.socket_group and api.socket_mode need api.socket".into(),
+                ));
+            }
+            (Some(path), group, mode) => Some(UnixSocket {
+                path,
+                group: group.filter(|g| !g.is_empty()),
+                mode: match mode {
+                    None => 0o660,
+                    Some(text) => u32::from_str_radix(&text, 8)
+                        .ok()
+                        .filter(|m| *m <= 0o777)
+                        .ok_or_else(|| {
+                            ConfigError::Invalid(format!(
+                                "api.socket_mode must be octal permission bits such as \"0660\", not {text:?}"
+                            ))
+                        })?,
+                },
+            }),
+        };
         config.import_xapsd = at(file.import_xapsd);
         if let Some(path) = file.ox_path {
             if !path.starts_with('/') {
@@ -770,6 +908,8 @@ impl Config {
         sqlite.push(".mailpushd.sqlite");
         let mut config = Self::with_database(PathBuf::from(sqlite));
         config.import_xapsd = Some(json);
+        // xapsd's plugin sends no credential: its routes stay as open as xapsd had them.
+        config.api.open = OpenRoutes::Xapsd;
         let host = file.listen_addr.unwrap_or_else(|| "[::1]".to_owned());
         let port = file.port.unwrap_or(11619);
         config.listen = parse_listen(&format!("{host}:{port}"))?;

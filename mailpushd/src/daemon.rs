@@ -49,6 +49,12 @@ pub enum StartError {
     /// IMAP WEBPUSH cannot be set up.
     #[error("Web Push: {0}")]
     WebPush(#[from] WebPushSetupError),
+    /// The API's credential cannot be had.
+    #[error(transparent)]
+    Access(#[from] crate::http::AccessError),
+    /// The API's Unix socket cannot be set up.
+    #[error(transparent)]
+    Socket(#[from] crate::http::SocketError),
     /// The listening address cannot be bound.
     #[error("cannot listen on {address}: {source}")]
     Listen {
@@ -111,6 +117,20 @@ impl Daemon {
         for note in &config.notes {
             tracing::info!("{note}");
         }
+        let access = crate::http::Access::resolve(&config)?;
+        for (warning, line) in access.describe(&config.api) {
+            if warning {
+                tracing::warn!("{line}");
+            } else {
+                tracing::info!("{line}");
+            }
+        }
+        let socket = config
+            .api
+            .socket
+            .as_ref()
+            .map(crate::http::bind_socket)
+            .transpose()?;
         let store = Store::open(&config.database).await?;
         import(&config, &store).await?;
         let metrics = Arc::new(Metrics::new());
@@ -160,14 +180,27 @@ impl Daemon {
                 }
             }
         });
-        let tasks = vec![
+        let front = Arc::new(crate::http::Front {
+            core: core.clone(),
+            access,
+        });
+        let mut tasks = vec![
             (
                 "HTTP listener",
-                tokio::spawn(crate::http::serve(listener, core.clone(), stopped.clone())),
+                tokio::spawn(crate::http::serve(listener, front.clone(), stopped.clone())),
             ),
             ("timer", tokio::spawn(timer(core.clone(), stopped.clone()))),
-            ("expiry", tokio::spawn(expiry(core.clone(), stopped))),
+            (
+                "expiry",
+                tokio::spawn(expiry(core.clone(), stopped.clone())),
+            ),
         ];
+        if let Some(socket) = socket {
+            tasks.push((
+                "API socket",
+                tokio::spawn(crate::http::serve_socket(socket, front, stopped)),
+            ));
+        }
         tracing::info!(%address, "listening");
         Ok(Self {
             core,

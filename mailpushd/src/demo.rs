@@ -76,6 +76,13 @@ pub fn standin_config(standin: &Standin, dir: &std::path::Path) -> Result<Config
     Ok(config)
 }
 
+/// Sixteen random octets, for the demo's credential.
+fn rand_bytes() -> Result<[u8; 16], DemoError> {
+    let mut bytes = [0; 16];
+    rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut bytes)?;
+    Ok(bytes)
+}
+
 /// Runs the demo, printing what happens.
 pub async fn run() -> Result<(), DemoError> {
     let dir = tempfile::tempdir()?;
@@ -89,9 +96,23 @@ pub async fn run() -> Result<(), DemoError> {
         dir.path().join("mailpushd.sqlite").display(),
         standin.address()
     );
+    // The plugin's credential, as `xaps_config = url=http://dovecot:...@[::1]:11619`
+    // gives it: the API answers nothing that changes state without it.
+    let password = webpush_crypto::base64url::encode(&rand_bytes()?);
+    config.basic_auth = Some(crate::config::BasicAuth::new("dovecot", password.clone())?);
+    let authorization = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("dovecot:{password}")
+        )
+    );
     let daemon = Daemon::start(config).await?;
     let address = daemon.local_addr();
-    let json = [("content-type", "application/json; charset=utf-8")];
+    let json = [
+        ("content-type", "application/json; charset=utf-8"),
+        ("authorization", authorization.as_str()),
+    ];
 
     // What the Dovecot xaps plugin sends after a device's XAPPLEPUSHSERVICE.
     let register = br#"{"ApsAccountId":"0715A26B-CA09-4730-A419-793000CA982E","ApsDeviceToken":"2918390218931890821908309283098109381029309829018310983092892829","ApsSubtopic":"com.apple.mobilemail","Username":"alice","Mailboxes": ["INBOX","Sent Messages"]}"#;

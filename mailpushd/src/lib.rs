@@ -22,7 +22,8 @@
 //! - `schedule`: when each push goes, by the crates' debouncers;
 //! - [`core`]: every operation, calling the crates for decisions and the store for
 //!   changes;
-//! - `http`: the HTTP API, a thin adapter onto the core;
+//! - [`http`]: the HTTP API (over TCP, and a Unix socket that also serves the xaps
+//!   plugin's legacy lines), a thin adapter onto the core;
 //! - [`daemon`]: wires them together, owns the tasks (listener, timer, expiry,
 //!   reports); [`demo`] and [`standin`] serve the demo and the tests.
 
@@ -31,7 +32,7 @@ pub mod config;
 pub mod core;
 pub mod daemon;
 pub mod demo;
-mod http;
+pub mod http;
 mod inflight;
 pub mod metrics;
 pub mod report;

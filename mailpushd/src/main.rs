@@ -68,7 +68,7 @@ enum Command {
     },
     /// Make a new VAPID key current (from FILE, in any format, or generated):
     /// subscriptions activated under the old one must be acknowledged again. Running
-    /// daemons take it up within their check interval.
+    /// daemons take it up at their next WEBPUSH command or push.
     RotateVapidKey {
         /// A key file to use instead of a new key.
         file: Option<PathBuf>,
@@ -78,6 +78,10 @@ enum Command {
         /// The user, as the mail server names them.
         user: String,
     },
+    /// Print the lines Dovecot needs to reach this daemon with its credential (made
+    /// now if there is none yet): the xaps plugin's URL, the Lua script's and the OX
+    /// driver's settings.
+    DovecotSettings,
 }
 
 fn main() -> ExitCode {
@@ -159,17 +163,16 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 .to_xapsd_json()?;
             match file {
                 None => println!("{json}"),
-                Some(file) => {
-                    // Written beside and renamed, as xapsd writes: never half a file.
-                    let mut partial = file.clone().into_os_string();
-                    partial.push(".new");
-                    std::fs::write(&partial, json)?;
-                    std::fs::rename(&partial, &file)?;
-                }
+                Some(file) => write_owner_only(&file, json.as_bytes())?,
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::SendTest { user } => send_test(&config(path)?, &user).await,
+        Command::DovecotSettings => {
+            let config = config(path)?;
+            print!("{}", mailpushd::http::dovecot_settings(&config)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::RotateVapidKey { file } => {
             let config = config(path)?;
             let key = match file {
@@ -209,6 +212,21 @@ async fn check_config(config: &Config) -> Result<ExitCode, Error> {
         println!("note: {note}");
     }
     println!("listen: {}", config.listen);
+    match mailpushd::http::describe_access(config) {
+        Ok(lines) => {
+            for (warning, line) in lines {
+                if warning {
+                    println!("API: WARNING {line}");
+                } else {
+                    println!("{line}");
+                }
+            }
+        }
+        Err(e) => {
+            println!("API: ERROR {e}");
+            problems += 1;
+        }
+    }
     match &config.database {
         Database::Sqlite(path) => println!("store: SQLite {}", path.display()),
         Database::Postgres(url) => println!(
@@ -274,6 +292,32 @@ async fn check_config(config: &Config) -> Result<ExitCode, Error> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Writes `contents` to `file` whole, readable by its owner only: written to `file.new`
+/// (made new, so neither a file nor a symbolic link already there is followed or
+/// overwritten) and renamed, as xapsd writes its database: never half a file.
+fn write_owner_only(file: &Path, contents: &[u8]) -> Result<(), Error> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut partial = file.as_os_str().to_owned();
+    partial.push(".new");
+    let partial = PathBuf::from(partial);
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&partial)
+        .map_err(|e| {
+            format!(
+                "cannot make {} ({e}); if an earlier export left it, remove it",
+                partial.display()
+            )
+        })?;
+    out.write_all(contents)?;
+    out.sync_all()?;
+    std::fs::rename(&partial, file)?;
+    Ok(())
 }
 
 /// A time as RFC 3339.

@@ -196,7 +196,7 @@ impl Standin {
     }
 
     /// Starts one that stands in for a push service under load: every request is
-    /// counted, not kept, and answered 201 ([`Standin::received`]).
+    /// counted, not kept, and answered 201 ([`Seen::received`]).
     pub async fn start_counting() -> Result<Self, StandinError> {
         Self::start_with(true).await
     }
@@ -457,7 +457,7 @@ impl PushService {
     }
 
     /// Starts one that only counts requests and answers 201, for load: nothing is kept,
-    /// so [`PushService::requests`] stays empty and [`PushService::received`] counts.
+    /// so [`Seen::requests`] stays empty and [`Seen::received`] counts.
     pub async fn start_counting() -> Result<Self, StandinError> {
         Self::start_with(Mode::Count, None).await
     }

@@ -25,6 +25,7 @@ async fn setup(change: impl FnOnce(&mut mailpushd::config::Config)) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let standin = Standin::start().await.unwrap();
     let mut config = standin_config(&standin, dir.path()).unwrap();
+    support::open_api(&mut config);
     config.push.delay = Duration::from_millis(300);
     config.push.check_interval = Duration::from_millis(100);
     change(&mut config);

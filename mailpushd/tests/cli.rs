@@ -107,6 +107,28 @@ fn xapsd_databases_import_and_export_unchanged() {
     assert!(!ok && out.contains("device token is not hex"), "{out}");
 }
 
+/// The export holds every device token: it is written for its owner only, and a file or
+/// a symbolic link already where it is first written is neither followed nor replaced.
+#[test]
+fn an_export_is_the_owners_only_and_follows_no_link() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mailpushd.toml");
+    std::fs::write(&config, "database = \"sqlite:store.sqlite\"\n").unwrap();
+    let output = dir.path().join("export.json");
+    let (ok, out) = mailpushd(&config, &["export-xapsd", output.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let mode = std::fs::metadata(&output).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // Another user's link at the file written first, pointing at a file of theirs.
+    let theirs = dir.path().join("theirs");
+    std::fs::write(&theirs, "untouched").unwrap();
+    std::os::unix::fs::symlink(&theirs, dir.path().join("export.json.new")).unwrap();
+    let (ok, out) = mailpushd(&config, &["export-xapsd", output.to_str().unwrap()]);
+    assert!(!ok && out.contains("export.json.new"), "{out}");
+    assert_eq!(std::fs::read_to_string(&theirs).unwrap(), "untouched");
+}
+
 #[test]
 fn check_config_reports_what_it_found() {
     let dir = tempfile::tempdir().unwrap();
@@ -186,6 +208,7 @@ fn the_topic_comes_from_the_certificate_pem_or_pkcs12() {
             mailpushd::config::Config::from_toml(&format!("[apns]\n{credentials}\n"), dir.path())
                 .unwrap();
         config.listen = "127.0.0.1:0".parse().unwrap();
+        support::open_api(&mut config);
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async {
             let daemon = mailpushd::daemon::Daemon::start(config).await.unwrap();
@@ -207,7 +230,10 @@ fn sigterm_stops_it_gracefully() {
     let config = dir.path().join("mailpushd.toml");
     std::fs::write(
         &config,
-        format!("listen = \"{address}\"\ndatabase = \"sqlite:store.sqlite\"\n[apns]\ntopic = \"{TOPIC}\"\n"),
+        format!(
+            "listen = \"{address}\"\ndatabase = \"sqlite:store.sqlite\"\n{}[apns]\ntopic = \"{TOPIC}\"\n",
+            support::OPEN_API_TOML
+        ),
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_mailpushd"))

@@ -31,7 +31,7 @@ async fn sigkill_during_registrations_loses_no_acknowledged_one() {
     std::fs::write(
         &config,
         format!(
-            "listen = \"{address}\"\ndatabase = \"sqlite:store.sqlite\"\n[apns]\ntopic = \"com.apple.mail.XServer.d19011df-561b-444d-ac59-09459e74a5e6\"\n"
+            "listen = \"{address}\"\ndatabase = \"sqlite:store.sqlite\"\n{}[apns]\ntopic = \"com.apple.mail.XServer.d19011df-561b-444d-ac59-09459e74a5e6\"\n", support::OPEN_API_TOML
         ),
     )
     .unwrap();

@@ -28,6 +28,8 @@ async fn start(auth: bool) -> (Standin, Daemon, tempfile::TempDir) {
             user: "dovecot".into(),
             password: zeroize::Zeroizing::new("s3cret".into()),
         });
+    } else {
+        support::open_api(&mut config);
     }
     let daemon = Daemon::start(config).await.unwrap();
     (standin, daemon, dir)

@@ -25,6 +25,7 @@ const SUB: &str = "a8282bf9-6102-4e1b-bb61-d26d0e532e65";
 /// A daemon's configuration on `url`, sending to the stand-ins, with its files in `dir`.
 fn config(url: &str, apns: &Standin, dir: &std::path::Path) -> Config {
     let mut config = standin_config(apns, dir).unwrap();
+    support::open_api(&mut config);
     config.database = Database::Postgres(PostgresUrl::new(url, 4).unwrap());
     config.webpush.subject = Some("mailto:postmaster@mail.example".into());
     config.webpush.allow_local_push_service = true;
@@ -276,7 +277,8 @@ async fn sigkill_of_one_daemon_loses_nothing_and_the_other_serves_on() {
     std::fs::write(
         &a_config,
         format!(
-            "listen = \"{a_address}\"\ndatabase = \"{url}\"\n[apns]\ntopic = \"{}\"\n[webpush]\nsubject = \"mailto:postmaster@mail.example\"\nallow_local_push_service = true\n",
+            "listen = \"{a_address}\"\ndatabase = \"{url}\"\n{}[apns]\ntopic = \"{}\"\n[webpush]\nsubject = \"mailto:postmaster@mail.example\"\nallow_local_push_service = true\n",
+            support::OPEN_API_TOML,
             mailpushd::demo::DEMO_TOPIC
         ),
     )

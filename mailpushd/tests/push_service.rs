@@ -153,6 +153,7 @@ async fn real_push_service_and_dovecot(release: Release) {
     let service = PushService::start(bin, dir.path());
 
     let mut config = Config::with_database(dir.path().join("store.sqlite"));
+    support::open_api(&mut config);
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.apns.topic = Some(mailpushd::demo::DEMO_TOPIC.into());
     config.webpush.subject = Some("mailto:postmaster@mail.example".into());

@@ -27,6 +27,7 @@ struct Setup {
 async fn setup(change: impl FnOnce(&mut Config)) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::with_database(dir.path().join("store.sqlite"));
+    support::open_api(&mut config);
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.apns.topic = Some(mailpushd::demo::DEMO_TOPIC.into());
     config.webpush.subject = Some("mailto:postmaster@mail.example".into());
@@ -496,6 +497,7 @@ async fn with_subscriptions(
 /// A daemon's configuration with its store in `dir`, pushing to local stand-ins.
 fn config_in(dir: &std::path::Path) -> Config {
     let mut config = Config::with_database(dir.join("store.sqlite"));
+    support::open_api(&mut config);
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.apns.topic = Some(mailpushd::demo::DEMO_TOPIC.into());
     config.webpush.subject = Some("mailto:postmaster@mail.example".into());

@@ -224,12 +224,17 @@ impl Core {
         Ok(removed.len())
     }
 
-    /// Wait until the senders have sent what they hold, or `deadline` passes; how many
-    /// pushes were still unsent.
+    /// Waits until the senders have sent what they hold, or `deadline` passes (one
+    /// deadline for both senders); how many pushes were still unsent.
     pub async fn drain(&self, deadline: std::time::Duration) -> usize {
+        // One deadline for both: the service manager's stop timeout is one too.
+        let end = Instant::now() + deadline;
         let mut left = self.apns.drain(deadline).await;
         if let Some(webpush) = &self.webpush {
-            left += webpush.sender.drain(deadline).await;
+            left += webpush
+                .sender
+                .drain(end.saturating_duration_since(Instant::now()))
+                .await;
         }
         left
     }

@@ -512,7 +512,8 @@ impl Core {
         }
         if targets > 0 {
             for left in &content.left_out {
-                tracing::info!(%user, %mailbox, ?left, "left out of a push to stay within its size");
+                // The mailbox's name comes from mail (an IMAP client named it): escaped.
+                tracing::info!(%user, ?mailbox, ?left, "left out of a push to stay within its size");
             }
         }
     }

@@ -11,14 +11,18 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 use xaps_proto::daemon::{Notify, Register};
 
 use crate::core::{Core, RegisterError};
 
+mod access;
+mod legacy;
 mod server;
 mod webpush;
-pub(crate) use server::serve;
+pub(crate) use access::{Access, Via};
+pub use access::{AccessError, describe_access, dovecot_settings};
+pub use server::SocketError;
+pub(crate) use server::{Front, bind_socket, serve, serve_socket};
 
 /// A response with a short text body.
 pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -72,18 +76,25 @@ impl Route {
         }
     }
 
-    /// Whether the plugin's credentials are needed (the read-only routes are for the
-    /// operator's monitoring, on the same private address).
-    fn needs_auth(self) -> bool {
-        matches!(
-            self,
-            Route::Register | Route::Notify | Route::Ox | Route::WebPush | Route::Disconnect
-        )
+    /// Whether the route changes state or pushes, and so needs the credential (the
+    /// read-only routes are for the operator's monitoring); and whether it is one of
+    /// xapsd's own, which an xapsd installation uses without one.
+    fn guarded(self) -> Option<bool> {
+        match self {
+            Route::Register | Route::Notify | Route::Ox => Some(true),
+            Route::WebPush | Route::Disconnect => Some(false),
+            Route::Metrics | Route::Health => None,
+        }
     }
 }
 
 /// Answers one request.
-pub(crate) async fn handle(core: Arc<Core>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+pub(crate) async fn handle(
+    front: Arc<Front>,
+    via: Via,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let core = &front.core;
     let path = request.uri().path();
     let route = match path {
         "/register" => Some(Route::Register),
@@ -99,17 +110,19 @@ pub(crate) async fn handle(core: Arc<Core>, request: Request<Incoming>) -> Respo
         core.counters().http("unknown", 404);
         return text(StatusCode::NOT_FOUND, "no such path\n");
     };
-    let response = route_request(&core, route, request).await;
+    let response = route_request(&front, via, route, request).await;
     core.counters()
         .http(route.name(), response.status().as_u16());
     response
 }
 
 async fn route_request(
-    core: &Core,
+    front: &Front,
+    via: Via,
     route: Route,
     request: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
+    let core = &front.core;
     let (method, allow) = route.method();
     if request.method() != method {
         let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
@@ -118,9 +131,10 @@ async fn route_request(
             .insert(ALLOW, HeaderValue::from_static(allow));
         return response;
     }
-    if route.needs_auth()
-        && let Some(auth) = &core.config().basic_auth
-        && !authorized(request.headers().get(AUTHORIZATION), auth)
+    if let Some(xapsd) = route.guarded()
+        && !front
+            .access
+            .allows(xapsd, via, request.headers().get(AUTHORIZATION))
     {
         let mut response = text(StatusCode::UNAUTHORIZED, "credentials required\n");
         response.headers_mut().insert(
@@ -166,23 +180,6 @@ async fn route_request(
             }
         }
     }
-}
-
-/// Basic credentials, compared in constant time.
-fn authorized(header: Option<&HeaderValue>, auth: &crate::config::BasicAuth) -> bool {
-    use base64::Engine as _;
-    let Some(encoded) = header.and_then(|h| h.to_str().ok()).and_then(|h| {
-        h.strip_prefix("Basic ")
-            .or_else(|| h.strip_prefix("basic "))
-    }) else {
-        return false;
-    };
-    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
-        return false;
-    };
-    let decoded = zeroize::Zeroizing::new(decoded);
-    let expected = zeroize::Zeroizing::new(format!("{}:{}", auth.user, auth.password.as_str()));
-    bool::from(decoded.as_slice().ct_eq(expected.as_bytes()))
 }
 
 /// The body, within the size limit and the time limit.

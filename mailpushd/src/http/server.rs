@@ -1,33 +1,139 @@
-//! The HTTP listener: HTTP/1.1 with keep-alive, a time limit on each request's head,
-//! and a graceful end that lets open requests finish.
+//! The listeners: HTTP/1.1 over TCP (the credential decides), and a Unix socket whose
+//! permissions decide, serving HTTP and the xaps plugin's legacy lines alike. Keep-alive,
+//! a time limit on each request's head (not on an idle connection between requests),
+//! a bound on connections, and a graceful end that lets open requests finish.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{Semaphore, watch};
 
+use super::access::{Access, Via};
+use crate::config::UnixSocket;
 use crate::core::Core;
 
-/// Serves `listener` until `stop` says so, then lets open requests finish (within the
-/// body timeout).
-pub(crate) async fn serve(listener: TcpListener, core: Arc<Core>, mut stop: watch::Receiver<bool>) {
-    let graceful = GracefulShutdown::new();
+/// The most connections served at once on each listener: more wait to be accepted.
+pub(crate) const MAX_CONNECTIONS: usize = 1024;
+
+/// What the API's handlers share: the core, and who may use which route.
+pub(crate) struct Front {
+    pub(crate) core: Arc<Core>,
+    pub(crate) access: Access,
+}
+
+/// The Unix socket cannot be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SocketError {
+    /// Something that is not a socket is where the socket goes.
+    #[error("{0} exists and is not a socket: not replaced")]
+    NotASocket(std::path::PathBuf),
+    /// The socket cannot be made, or its mode or group set.
+    #[error("API socket {path}: {source}")]
+    Io {
+        /// Where.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The configured group does not exist.
+    #[error("API socket: no group {0:?} in /etc/group")]
+    NoGroup(String),
+}
+
+/// Binds the API's Unix socket: an old socket at the path is replaced, anything else
+/// there is refused; mode and group as configured.
+pub(crate) fn bind_socket(socket: &UnixSocket) -> Result<UnixListener, SocketError> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let io = |source| SocketError::Io {
+        path: socket.path.clone(),
+        source,
+    };
+    match std::fs::symlink_metadata(&socket.path) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(&socket.path).map_err(io)?,
+        Ok(_) => return Err(SocketError::NotASocket(socket.path.clone())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let listener = UnixListener::bind(&socket.path).map_err(io)?;
+    if let Some(group) = &socket.group {
+        let gid = group_id(group)?.ok_or_else(|| SocketError::NoGroup(group.clone()))?;
+        std::os::unix::fs::chown(&socket.path, None, Some(gid)).map_err(io)?;
+    }
+    std::fs::set_permissions(&socket.path, std::fs::Permissions::from_mode(socket.mode))
+        .map_err(io)?;
+    Ok(listener)
+}
+
+/// The id of group `name`, from `/etc/group`.
+fn group_id(name: &str) -> Result<Option<u32>, SocketError> {
+    let path = Path::new("/etc/group");
+    let text = std::fs::read_to_string(path).map_err(|source| SocketError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(text.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let group = fields.next()?;
+        let gid = fields.nth(1)?;
+        (group == name).then(|| gid.parse().ok()).flatten()
+    }))
+}
+
+/// The HTTP/1.1 connection settings.
+fn http1(front: &Front) -> hyper::server::conn::http1::Builder {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(core.config().http.header_timeout)
+        .header_read_timeout(front.core.config().http.header_timeout)
         .keep_alive(true);
+    builder
+}
+
+/// Serves one HTTP connection to its end, or to the graceful end `watcher` is told of.
+async fn serve_http<S>(front: Arc<Front>, via: Via, stream: S, watcher: Watcher)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let handler = front.clone();
+    let service = service_fn(move |request| {
+        let front = handler.clone();
+        async move { Ok::<_, std::convert::Infallible>(super::handle(front, via, request).await) }
+    });
+    let connection = http1(&front).serve_connection(TokioIo::new(stream), service);
+    if let Err(e) = watcher.watch(connection).await {
+        tracing::debug!(error = %e, "HTTP connection ended");
+    }
+}
+
+/// Serves TCP until `stop` says so, then lets open requests finish (within the body
+/// timeout).
+pub(crate) async fn serve(
+    listener: TcpListener,
+    front: Arc<Front>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
+        // At the bound, nothing more is accepted until a connection ends.
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit,
+            _ = stop.changed() => break,
+        };
+        let Ok(permit) = permit else { break };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = stop.changed() => break,
         };
-        let (stream, peer) = match accepted {
-            Ok(pair) => pair,
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
             Err(e) => {
                 // Out of file descriptors and the like: wait a little, keep serving.
                 tracing::warn!(error = %e, "accept failed");
@@ -36,18 +142,157 @@ pub(crate) async fn serve(listener: TcpListener, core: Arc<Core>, mut stop: watc
             }
         };
         let _ = stream.set_nodelay(true);
-        let core = core.clone();
-        let service = service_fn(move |request| {
-            let core = core.clone();
-            async move { Ok::<_, std::convert::Infallible>(super::handle(core, request).await) }
-        });
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+        let held = Held {
+            stream,
+            _permit: permit,
+        };
+        tokio::spawn(serve_http(
+            front.clone(),
+            Via::Tcp,
+            held,
+            graceful.watcher(),
+        ));
+    }
+    let _ = tokio::time::timeout(front.core.config().http.body_timeout, graceful.shutdown()).await;
+}
+
+/// Serves the Unix socket until `stop` says so: each connection is HTTP, or the legacy
+/// line protocol when it begins with `REGISTER` or `NOTIFY`.
+pub(crate) async fn serve_socket(
+    listener: UnixListener,
+    front: Arc<Front>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit,
+            _ = stop.changed() => break,
+        };
+        let Ok(permit) = permit else { break };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.changed() => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed on the API socket");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (front, watcher) = (front.clone(), graceful.watcher());
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(%peer, error = %e, "connection ended");
+            let held = Held {
+                stream,
+                _permit: permit,
+            };
+            let mut held = held;
+            let timeout = front.core.config().http.header_timeout;
+            match super::legacy::start(&mut held.stream, timeout).await {
+                Ok(start) if super::legacy::is_line(&start) => {
+                    super::legacy::serve(held, start, &front.core).await;
+                }
+                Ok(start) => {
+                    let replayed = Replay {
+                        start: std::io::Cursor::new(start),
+                        rest: held,
+                    };
+                    serve_http(front, Via::Socket, replayed, watcher).await;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "API socket connection ended before a request")
+                }
             }
         });
     }
-    let _ = tokio::time::timeout(core.config().http.body_timeout, graceful.shutdown()).await;
+    let _ = tokio::time::timeout(front.core.config().http.body_timeout, graceful.shutdown()).await;
+}
+
+/// A stream and the place it holds among the connections served.
+struct Held<S> {
+    stream: S,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Held<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Held<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// A stream whose first octets were read already: they are read again first.
+struct Replay<S> {
+    start: std::io::Cursor<Vec<u8>>,
+    rest: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Replay<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        let start = std::pin::Pin::new(&mut this.start).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            return start;
+        }
+        std::pin::Pin::new(&mut this.rest).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.rest).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.rest).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.rest).poll_shutdown(cx)
+    }
 }

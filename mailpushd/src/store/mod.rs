@@ -35,6 +35,14 @@ pub enum StoreError {
     /// The database refused or could not be reached.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The SQLite file cannot be made its owner's only.
+    #[error("cannot make {path} readable by its owner only: {source}")]
+    Permissions {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// An SQLite file whose name is not UTF-8 (the driver takes it as a URL).
     #[error("the SQLite file name {0:?} is not UTF-8")]
     Path(std::path::PathBuf),
@@ -154,9 +162,12 @@ impl Store {
     }
 
     /// Opens (creating if needed) an SQLite store at `path` and brings its schema up to
-    /// date.
+    /// date. The file holds the VAPID private key and every subscription's keys: it is
+    /// made readable by its owner only (and SQLite gives its `-wal` and `-shm` files
+    /// the same mode), and one made more open by an earlier version is closed up.
     pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
         install_drivers();
+        owner_only(path)?;
         let file = path
             .to_str()
             .ok_or_else(|| StoreError::Path(path.to_owned()))?;
@@ -279,6 +290,42 @@ impl Store {
         self.readers.close().await;
         self.writer.close().await;
     }
+}
+
+/// Makes `path` a file only its owner can read and write: created so when it is new,
+/// its mode (and that of its `-wal` and `-shm` files) set so when it is not.
+fn owner_only(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let permission = |source| StoreError::Permissions {
+        path: path.to_owned(),
+        source,
+    };
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(permission(e)),
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let file = Path::new(&file);
+        let metadata = match std::fs::symlink_metadata(file) {
+            Ok(metadata) => metadata,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(permission(e)),
+        };
+        if metadata.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+                .map_err(permission)?;
+            tracing::warn!(file = %file.display(), "the store was readable by others: made the owner's only");
+        }
+    }
+    Ok(())
 }
 
 /// The drivers the store's URLs name. An application that installed its own set

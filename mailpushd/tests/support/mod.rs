@@ -15,6 +15,15 @@ pub use dovecot::*;
 /// The Content-Type the xaps plugin and the Lua script send.
 pub const JSON: [(&str, &str); 1] = [("content-type", "application/json; charset=utf-8")];
 
+/// The API's routes open to the test's own requests, as a test of anything but access
+/// itself sends them without the credential (`api.open`, said in the file's words).
+pub fn open_api(config: &mut mailpushd::config::Config) {
+    config.api.open = mailpushd::config::OpenRoutes::All;
+}
+
+/// The same for a daemon started from a TOML file: its `[api]` section.
+pub const OPEN_API_TOML: &str = "[api]\nopen = \"every route, to any local user\"\n";
+
 /// `name` as a user name.
 pub fn user_name(name: &str) -> xaps_proto::UserName {
     xaps_proto::UserName::new(name).unwrap()

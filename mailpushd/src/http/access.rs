@@ -1,0 +1,378 @@
+//! Who may use the API: the credential (given in the configuration, or made on first
+//! start into a file only the daemon's user reads), the routes the operator opened in
+//! words, and the Unix socket, whose permissions are its credential.
+
+use std::path::{Path, PathBuf};
+
+use http::HeaderValue;
+use subtle::ConstantTimeEq as _;
+
+use crate::config::{Api, BasicAuth, Config, OpenRoutes};
+
+/// The user name of a credential made on first start.
+const MADE_USER: &str = "dovecot";
+
+/// The credential cannot be had.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AccessError {
+    /// The credential file cannot be read or made.
+    #[error("API credential {path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The credential file is readable by others than its owner.
+    #[error(
+        "API credential {path} is readable by others (mode {mode:o}): make it the owner's only (chmod 600)"
+    )]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Its mode.
+        mode: u32,
+    },
+    /// The file does not hold `user:password` on one line.
+    #[error("API credential {path} does not hold user:password on one line")]
+    Format {
+        /// The file.
+        path: PathBuf,
+    },
+    /// No randomness for a new credential.
+    #[error("no randomness to make an API credential: {0}")]
+    Random(rand_core::Error),
+}
+
+/// Who may use which route, resolved at start.
+#[derive(Debug, Clone)]
+pub(crate) struct Access {
+    /// None when every route is open and no credential was configured.
+    credential: Option<BasicAuth>,
+    open: OpenRoutes,
+    /// Where the credential came from, for the start-up log and `check-config`.
+    origin: Origin,
+}
+
+/// Where the credential came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// None: every route is open.
+    None,
+    /// `basic_auth` in the configuration.
+    Configured,
+    /// The credential file, read.
+    File(PathBuf),
+    /// The credential file, made now.
+    Made(PathBuf),
+}
+
+/// How a request reached the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// TCP: the credential decides.
+    Tcp,
+    /// The Unix socket: whoever could open it may use every route.
+    Socket,
+}
+
+impl Access {
+    /// The access `config` describes; the credential file is read, or made when it
+    /// does not exist.
+    pub(crate) fn resolve(config: &Config) -> Result<Self, AccessError> {
+        let (credential, origin) = match (&config.basic_auth, config.api.open) {
+            (Some(auth), _) => (Some(auth.clone()), Origin::Configured),
+            (None, OpenRoutes::All) => (None, Origin::None),
+            (None, _) => {
+                let (auth, origin) = credential_file(&config.api)?;
+                (Some(auth), origin)
+            }
+        };
+        Ok(Self {
+            credential,
+            open: config.api.open,
+            origin,
+        })
+    }
+
+    /// Whether a request for a route that changes state (`xapsd`: one of xapsd's own)
+    /// may go on, with the `Authorization` header it carried.
+    pub(crate) fn allows(&self, xapsd: bool, via: Via, header: Option<&HeaderValue>) -> bool {
+        if via == Via::Socket {
+            return true;
+        }
+        match self.open {
+            OpenRoutes::All => return true,
+            OpenRoutes::Xapsd if xapsd => return true,
+            _ => {}
+        }
+        self.credential
+            .as_ref()
+            .is_some_and(|credential| authorized(header, credential))
+    }
+
+    /// What the operator should know, in words: for the start-up log and
+    /// `check-config`. Warnings first.
+    pub(crate) fn describe(&self, api: &Api) -> Vec<(bool, String)> {
+        let mut lines = Vec::new();
+        match self.open {
+            OpenRoutes::All => lines.push((
+                true,
+                "api.open: every route is open to any local process, which can act as any mail user".to_owned(),
+            )),
+            OpenRoutes::Xapsd => lines.push((
+                true,
+                "/register, /notify and the OX route are open to any local process, as xapsd had them: any local user can register devices for any mail user and push any mail user's devices; the Web Push routes need the credential".to_owned(),
+            )),
+            _ => {}
+        }
+        lines.push((
+            false,
+            match &self.origin {
+                Origin::None => "API credential: none (every route is open)".to_owned(),
+                Origin::Configured => "API credential: basic_auth from the configuration".to_owned(),
+                Origin::File(path) => format!("API credential: {} (`mailpushd dovecot-settings` prints Dovecot's lines)", path.display()),
+                Origin::Made(path) => format!("API credential: made into {} (`mailpushd dovecot-settings` prints Dovecot's lines)", path.display()),
+            },
+        ));
+        if let Some(socket) = &api.socket {
+            lines.push((
+                false,
+                format!(
+                    "API socket: {} (mode {:o}{}): every route, no credential asked",
+                    socket.path.display(),
+                    socket.mode,
+                    socket
+                        .group
+                        .as_ref()
+                        .map(|g| format!(", group {g}"))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        lines
+    }
+}
+
+/// What `check-config` says of the API's access (warnings first): the credential is
+/// read, or made if there is none yet.
+pub fn describe_access(config: &Config) -> Result<Vec<(bool, String)>, AccessError> {
+    Ok(Access::resolve(config)?.describe(&config.api))
+}
+
+/// The lines Dovecot needs to reach the daemon with its credential (made if there is
+/// none yet), for 2.3 and 2.4: the xaps plugin's URL, the Lua script's settings, the
+/// OX driver's URL.
+pub fn dovecot_settings(config: &Config) -> Result<String, AccessError> {
+    use base64::Engine as _;
+    let access = Access::resolve(config)?;
+    let Some(auth) = &access.credential else {
+        return Ok(format!(
+            "# Every route is open (api.open): Dovecot needs no credential.\n\
+             mailpushd_url = http://{}/notify\n",
+            config.listen
+        ));
+    };
+    let userinfo = format!("{}:{}", auth.user, auth.password.as_str());
+    let basic = base64::engine::general_purpose::STANDARD.encode(userinfo.as_bytes());
+    let at = config.listen;
+    let ox = &config.ox_path;
+    Ok(format!(
+        "# mailpushd's credential for Dovecot; keep these lines as private as the file.\n\
+         \n\
+         # The xaps plugin (Dovecot 2.3), conf.d/95-xaps.conf:\n\
+         plugin {{\n  xaps_config = url=http://{userinfo}@{at}\n}}\n\
+         \n\
+         # The Lua script, Dovecot 2.3 (plugin {{ }}) and 2.4 (push_notification mailpushd {{ lua_settings {{ }} }}):\n\
+         mailpushd_url = http://{at}/notify\n\
+         mailpushd_authorization = Basic {basic}\n\
+         \n\
+         # The OX driver, Dovecot 2.3:\n\
+         push_notification_driver = ox:url=http://{userinfo}@{at}{ox}\n\
+         # and Dovecot 2.4 (push_notification ox {{ }}):\n\
+         url = http://{userinfo}@{at}{ox}\n"
+    ))
+}
+
+/// Reads `api.credential_file`, or makes it: a random password for [`MADE_USER`],
+/// written readable by its owner only, never over a file already there.
+fn credential_file(api: &Api) -> Result<(BasicAuth, Origin), AccessError> {
+    let path = &api.credential_file;
+    match read(path) {
+        Ok(credential) => return Ok((credential, Origin::File(path.clone()))),
+        Err(AccessError::File { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut random = zeroize::Zeroizing::new([0_u8; 24]);
+    rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, random.as_mut())
+        .map_err(AccessError::Random)?;
+    let password = webpush_crypto::base64url::encode(random.as_ref());
+    let text = zeroize::Zeroizing::new(format!("{MADE_USER}:{password}\n"));
+    write_new(path, text.as_bytes())?;
+    tracing::info!(file = %path.display(), "made an API credential");
+    let credential = BasicAuth {
+        user: MADE_USER.to_owned(),
+        password: zeroize::Zeroizing::new(password),
+    };
+    Ok((credential, Origin::Made(path.clone())))
+}
+
+/// A credential file: `user:password`, one line, the owner's only.
+fn read(path: &Path) -> Result<BasicAuth, AccessError> {
+    use std::os::unix::fs::PermissionsExt;
+    let file_error = |source| AccessError::File {
+        path: path.to_owned(),
+        source,
+    };
+    let metadata = std::fs::metadata(path).map_err(file_error)?;
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(AccessError::Open {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(file_error)?);
+    let line = text.trim_end_matches(['\r', '\n']);
+    let format = || AccessError::Format {
+        path: path.to_owned(),
+    };
+    if line.contains('\n') {
+        return Err(format());
+    }
+    let (user, password) = line.split_once(':').ok_or_else(format)?;
+    if user.is_empty() || password.is_empty() {
+        return Err(format());
+    }
+    Ok(BasicAuth {
+        user: user.to_owned(),
+        password: zeroize::Zeroizing::new(password.to_owned()),
+    })
+}
+
+/// Writes a new file readable by its owner only; a file (or a symbolic link) already
+/// at `path` is an error, never overwritten or followed.
+fn write_new(path: &Path, contents: &[u8]) -> Result<(), AccessError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file_error = |source| AccessError::File {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(file_error)?;
+    file.write_all(contents).map_err(file_error)?;
+    file.sync_all().map_err(file_error)
+}
+
+/// Basic credentials, compared in constant time whatever their lengths: the digests of
+/// what was sent and what is expected are compared, so neither a wrong length nor a
+/// wrong prefix answers sooner.
+fn authorized(header: Option<&HeaderValue>, auth: &BasicAuth) -> bool {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let Some(encoded) = header.and_then(|h| h.to_str().ok()).and_then(|h| {
+        h.strip_prefix("Basic ")
+            .or_else(|| h.strip_prefix("basic "))
+    }) else {
+        return false;
+    };
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+        return false;
+    };
+    let decoded = zeroize::Zeroizing::new(decoded);
+    let expected = zeroize::Zeroizing::new(format!("{}:{}", auth.user, auth.password.as_str()));
+    let sent: [u8; 32] = sha2::Sha256::digest(decoded.as_slice()).into();
+    let wanted: [u8; 32] = sha2::Sha256::digest(expected.as_bytes()).into();
+    bool::from(sent.ct_eq(&wanted))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    fn auth() -> BasicAuth {
+        BasicAuth::new("dovecot", "s3cret".into()).unwrap()
+    }
+
+    fn header(text: &str) -> HeaderValue {
+        HeaderValue::from_str(&format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(text)
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn credentials_of_any_length_are_compared_whole() {
+        assert!(authorized(Some(&header("dovecot:s3cret")), &auth()));
+        for wrong in [
+            "",
+            "d",
+            "dovecot:s3cre",
+            "dovecot:s3cret!",
+            "dovecot:s3creT",
+        ] {
+            assert!(!authorized(Some(&header(wrong)), &auth()), "{wrong}");
+        }
+        assert!(!authorized(None, &auth()));
+        assert!(!authorized(
+            Some(&HeaderValue::from_static("Bearer x")),
+            &auth()
+        ));
+    }
+
+    #[test]
+    fn a_credential_is_made_once_for_its_owner_only_and_read_back() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::with_database(dir.path().join("s.sqlite"));
+        let made = Access::resolve(&config).unwrap();
+        let path = dir.path().join("api-credential");
+        assert_eq!(made.origin, Origin::Made(path.clone()));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let again = Access::resolve(&config).unwrap();
+        assert_eq!(again.origin, Origin::File(path.clone()));
+        let password = |a: &Access| a.credential.as_ref().unwrap().password.clone();
+        assert_eq!(password(&again), password(&made));
+        assert!(password(&made).len() >= 32);
+        // Readable by others: refused, not used.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            Access::resolve(&config),
+            Err(AccessError::Open { .. })
+        ));
+        // A symbolic link where a new file would go is not followed.
+        config.api.credential_file = dir.path().join("link");
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &config.api.credential_file)
+            .unwrap();
+        assert!(Access::resolve(&config).is_err());
+        assert!(!dir.path().join("elsewhere").exists());
+    }
+
+    #[test]
+    fn open_routes_are_as_the_operator_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::with_database(dir.path().join("s.sqlite"));
+        let none = Access::resolve(&config).unwrap();
+        assert!(!none.allows(true, Via::Tcp, None));
+        assert!(none.allows(true, Via::Socket, None));
+        config.api.open = OpenRoutes::Xapsd;
+        let xapsd = Access::resolve(&config).unwrap();
+        assert!(xapsd.allows(true, Via::Tcp, None));
+        assert!(!xapsd.allows(false, Via::Tcp, None));
+        config.api.open = OpenRoutes::All;
+        assert!(
+            Access::resolve(&config)
+                .unwrap()
+                .allows(false, Via::Tcp, None)
+        );
+    }
+}
