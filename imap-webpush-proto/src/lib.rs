@@ -47,7 +47,7 @@ pub use command::{
     COMMAND_NAMES, Command, CommandBody, Config, SubscriptionArgs, is_webpush_command,
 };
 pub use error::{ArgumentError, DecodeError, Refusal};
-pub use policy::{PushAddress, check_host, endpoint_policy};
+pub use policy::{LOCAL_NAMES, PushAddress, check_host, endpoint_policy};
 pub use response::{CAPABILITY, Code, OtherCode, Response, Status, StatusKind, Text};
 pub use types::{
     AckToken, EndpointText, ListSelector, MAX_ACK_TOKEN_LEN, MAX_ENDPOINT_LEN, MAX_SUB_ID_LEN,

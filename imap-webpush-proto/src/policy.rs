@@ -9,8 +9,9 @@ use crate::error::Refusal;
 
 /// Checks an endpoint before anything is stored: an absolute `https` URL without user
 /// information or fragment, at most 2048 octets, with a valid port, whose host (read as
-/// an HTTP client reads it, see [`Host`]) is not `localhost` nor an IP address that is
-/// not globally reachable ([`PushAddress`]).
+/// an HTTP client reads it, see [`Host`]) is not a special-use name that never names a
+/// public service ([`LOCAL_NAMES`]) nor an IP address that is not globally reachable
+/// ([`PushAddress`]).
 ///
 /// A name that *resolves* to such an address is not caught here: resolving DNS is the
 /// sending server's job, and it must apply [`PushAddress`] to every address it
@@ -23,6 +24,8 @@ use crate::error::Refusal;
 /// assert!(endpoint_policy("https://0x7f.1/p").is_err());
 /// assert!(endpoint_policy("https://[fd00::1]/p").is_err());
 /// assert!(endpoint_policy("http://push.example.net/p").is_err());
+/// assert!(endpoint_policy("https://printer.local/p").is_err());
+/// assert!(endpoint_policy("https://metadata.google.internal/p").is_err());
 /// ```
 pub fn endpoint_policy(text: &str) -> Result<Endpoint, Refusal> {
     let endpoint = Endpoint::new(text).map_err(|e| Refusal::Endpoint {
@@ -32,16 +35,35 @@ pub fn endpoint_policy(text: &str) -> Result<Endpoint, Refusal> {
     Ok(endpoint)
 }
 
-/// The host part of [`endpoint_policy`]: no `localhost`, no address that is not
-/// globally reachable.
+/// Special-use domain names that name the machine itself or hosts on a local network,
+/// never a public push service: `localhost` (RFC 6761), `local` (mDNS, RFC 6762),
+/// `home.arpa` (RFC 8375) and `internal` (reserved by ICANN for private use, 2024); the
+/// names and everything under them.
+pub const LOCAL_NAMES: [&str; 4] = ["localhost", "local", "home.arpa", "internal"];
+
+/// The host part of [`endpoint_policy`]: no special-use local name ([`LOCAL_NAMES`]),
+/// no address that is not globally reachable. Names compare without case and without a
+/// final dot.
 pub fn check_host(host: &Host) -> Result<(), Refusal> {
     match host {
-        Host::Domain(name) if name == "localhost" || name.ends_with(".localhost") => {
-            Err(Refusal::Endpoint {
-                reason: "the host is localhost".to_owned(),
-            })
+        Host::Domain(name) => {
+            let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+            let under = |local: &str| {
+                name == local
+                    || name
+                        .strip_suffix(local)
+                        .is_some_and(|head| head.ends_with('.'))
+            };
+            match LOCAL_NAMES.into_iter().find(|local| under(local)) {
+                Some("localhost") => Err(Refusal::Endpoint {
+                    reason: "the host is localhost".to_owned(),
+                }),
+                Some(local) => Err(Refusal::Endpoint {
+                    reason: format!("the host is in .{local}, a name for local hosts"),
+                }),
+                None => Ok(()),
+            }
         }
-        Host::Domain(_) => Ok(()),
         Host::Ipv4(ip) => ip.check_push_address(),
         Host::Ipv6(ip) => ip.check_push_address(),
     }
@@ -264,6 +286,12 @@ mod tests {
             "https://LOCALHOST/p",
             "https://a.localhost/p",
             "https://a.localhost./p",
+            // Special-use names for local hosts.
+            "https://printer.local/p",
+            "https://PRINTER.LOCAL./p",
+            "https://metadata.google.internal/p",
+            "https://internal/p",
+            "https://router.home.arpa/p",
             "https://127.0.0.1/p",
             "https://10.1.2.3/p",
             "https://012.1.2.3/p",
@@ -334,6 +362,19 @@ mod tests {
             "the address is not globally reachable: deprecated site-local (fec0::/10)"
         );
         assert_eq!(reason("https://localhost./"), "the host is localhost");
+        assert_eq!(
+            reason("https://router.home.arpa/p"),
+            "the host is in .home.arpa, a name for local hosts"
+        );
+        // Names that only end like one are not under it.
+        for ok in [
+            "https://local.example/p",
+            "https://mylocal/p",
+            "https://notinternal/p",
+            "https://home.arpa.example/p",
+        ] {
+            assert!(endpoint_policy(ok).is_ok(), "{ok}");
+        }
     }
 
     fn v4_from(n: u32) -> Ipv4Addr {

@@ -322,6 +322,29 @@ pub enum Endpoints {
 }
 
 impl Endpoints {
+    /// Whether a stored endpoint may still be pushed to under this setting: the rule
+    /// applied again at send time, so one stored while the test-only setting was on
+    /// is not contacted once it is off (an IP literal never reaches a resolver that
+    /// would apply the address rule).
+    ///
+    /// ```
+    /// use imap_webpush_proto::state::Endpoints;
+    /// use webpush_crypto::Endpoint;
+    /// let local = Endpoint::new_allowing_plain_http("http://127.0.0.1:8090/p")?;
+    /// assert!(Endpoints::LocalTestService.admits(&local).is_ok());
+    /// assert!(Endpoints::Policy.admits(&local).is_err());
+    /// # Ok::<(), webpush_crypto::Error>(())
+    /// ```
+    pub fn admits(self, endpoint: &Endpoint) -> Result<(), Refusal> {
+        match self {
+            Endpoints::LocalTestService => Ok(()),
+            Endpoints::Policy if !endpoint.is_https() => Err(Refusal::Endpoint {
+                reason: "not https".to_owned(),
+            }),
+            Endpoints::Policy => crate::check_host(endpoint.host()),
+        }
+    }
+
     fn check(self, text: &str) -> Result<Endpoint, Refusal> {
         match self {
             Endpoints::Policy => endpoint_policy(text),
@@ -434,13 +457,17 @@ impl Push {
         request.build(encryptor, &self.plaintext, rng)
     }
 
-    /// What the push service's answer means for the store: 404 and 410 delete the
-    /// subscription; every other answer changes nothing stored (retrying, or fixing
-    /// the VAPID configuration, is the sender's business).
-    pub fn on_outcome(&self, outcome: &Outcome) -> Option<Change> {
-        outcome
-            .removes_subscription()
-            .then(|| Change::Delete(self.sub_id.clone()))
+    /// What the push service's answer means for the store, given `account` as stored
+    /// now: 404 and 410 delete the subscription this push went to, and only it: one
+    /// that has been replaced since (the same id, another endpoint) stays, since the
+    /// answer was about the old endpoint. Every other answer changes nothing stored
+    /// (retrying, or fixing the VAPID configuration, is the sender's business).
+    pub fn on_outcome(&self, outcome: &Outcome, account: &Account) -> Option<Change> {
+        if !outcome.removes_subscription() {
+            return None;
+        }
+        let stored = account.find(&self.sub_id)?;
+        (stored.endpoint == self.endpoint).then(|| Change::Delete(self.sub_id.clone()))
     }
 }
 

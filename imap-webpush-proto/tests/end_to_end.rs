@@ -138,11 +138,19 @@ fn lifecycle_with_the_draft_keys() {
     // What the push service answers becomes what to store: 410 deletes, 201 keeps.
     let gone = Outcome::classify(http::StatusCode::GONE, &http::HeaderMap::new());
     assert_eq!(
-        push.on_outcome(&gone),
+        push.on_outcome(&gone, &account),
         Some(Change::Delete(account.records[0].sub_id.clone()))
     );
     let created = Outcome::classify(http::StatusCode::CREATED, &http::HeaderMap::new());
-    assert_eq!(push.on_outcome(&created), None);
+    assert_eq!(push.on_outcome(&created, &account), None);
+    // A late 410 for an endpoint the subscription has left deletes nothing: the
+    // subscription with that id now has another endpoint.
+    let mut replaced = account.clone();
+    if let Some(record) = replaced.records.first_mut() {
+        record.endpoint =
+            imap_webpush_proto::endpoint_policy("https://push.example.net/push/other").unwrap();
+    }
+    assert_eq!(push.on_outcome(&gone, &replaced), None);
 
     let (wire, _) = run("a4 LWEBPUSH *\r\n", &mut account, &mut rng);
     assert_eq!(

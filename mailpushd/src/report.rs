@@ -21,12 +21,14 @@ pub enum Report {
         /// When APNs says it stopped being valid.
         since: SystemTime,
     },
-    /// A push service said the subscription is gone (404, 410).
+    /// A push service said the subscription a push went to is gone (404, 410).
     WebPushGone {
         /// Whose.
         user: Arc<UserName>,
-        /// The state machine's change for it.
-        change: imap_webpush_proto::state::Change,
+        /// The push, which names the subscription and the endpoint it went to.
+        push: Box<imap_webpush_proto::state::Push>,
+        /// The answer.
+        outcome: webpush_crypto::Outcome,
     },
 }
 

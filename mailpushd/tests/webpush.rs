@@ -815,3 +815,64 @@ async fn an_unacknowledged_subscription_goes_when_its_token_expires() {
     let answer = s.forward("c1", &other).await;
     assert!(answer.ends_with("s2 OK WEBPUSH completed\r\n"), "{answer}");
 }
+
+/// A 410 arriving late, for an endpoint the subscription has left since (the client
+/// subscribed again with the same id and another endpoint), deletes nothing: the
+/// answer was about the old endpoint.
+#[tokio::test]
+async fn a_late_410_for_an_old_endpoint_keeps_the_subscription_that_replaced_it() {
+    let s = setup(|c| c.webpush.request_timeout = Duration::from_secs(5)).await;
+    s.active("push/old").await;
+    // The next push to the old endpoint is answered 410, after a second.
+    s.push.script([PushReply {
+        status: 410,
+        headers: vec![],
+        delay: Duration::from_secs(1),
+    }]);
+    s.notify(r#""MessageNew""#, "").await;
+    // Meanwhile the client moves the subscription to a new endpoint and acknowledges.
+    let new = s.active("push/new").await;
+    // Three requests: the old verification, the push answered 410 a second later,
+    // the new verification; then the 410 has had its effect.
+    let requests = s.push.wait_for(3, Duration::from_secs(10)).await;
+    assert_eq!(requests.iter().filter(|r| r.path == "/push/old").count(), 2);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let answer = s.forward("c1", "l1 LWEBPUSH *\r\n").await;
+    assert_eq!(
+        answer,
+        format!("* WEBPUSH {ID} {new} NIL\r\nl1 OK LWEBPUSH completed\r\n")
+    );
+}
+
+/// An endpoint stored while the test-only `allow_local_push_service` was on (here an
+/// https IP literal, which no resolver sees) is not contacted once it is off: the
+/// endpoint rule is applied again at send time.
+#[tokio::test]
+async fn a_stored_endpoint_the_rule_now_refuses_is_not_contacted() {
+    let local = mailpushd::standin::Standin::start().await.unwrap();
+    let trust = tempfile::tempdir().unwrap();
+    let ca = trust.path().join("ca.pem");
+    std::fs::write(&ca, local.ca_pem()).unwrap();
+    let s = setup(|c| {
+        c.webpush.allow_local_push_service = false;
+        c.webpush.ca_file = Some(ca.clone());
+    })
+    .await;
+    let key = s.daemon.store().vapid_key().await.unwrap().unwrap().0;
+    support::store_active_subscriptions(
+        s.daemon.store(),
+        "alice",
+        [local.endpoint("push/1")],
+        &s.ua,
+        key,
+    )
+    .await;
+    s.notify(r#""MessageNew""#, "").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(local.requests().is_empty(), "{:?}", local.requests());
+    assert_eq!(
+        s.subscriptions().await,
+        1,
+        "kept: the rule may change again"
+    );
+}

@@ -153,7 +153,11 @@ impl Core {
     pub async fn apply(&self, report: Report) {
         match report {
             Report::ApnsTokenGone { token, since } => self.token_gone(&token, since).await,
-            Report::WebPushGone { user, change } => self.subscription_gone(&user, change).await,
+            Report::WebPushGone {
+                user,
+                push,
+                outcome,
+            } => self.subscription_gone(&user, &push, &outcome).await,
         }
     }
 

@@ -10,7 +10,7 @@ use imap_webpush_proto::content::{
     ContentBuilder, Envelope, Event, HeaderValues, MailboxEvents, mailbox_topic,
 };
 use imap_webpush_proto::state::{
-    Account, Change, ConnectionId, Endpoints, Push, Settings, VapidKeyId, disconnect, handle,
+    Account, ConnectionId, Endpoints, Push, Settings, VapidKeyId, disconnect, handle,
     receives_pushes, sweep,
 };
 use imap_webpush_proto::{Command, Config, DecodeError, Refusal, Response};
@@ -385,15 +385,28 @@ impl Core {
         }
     }
 
-    /// A push service said a subscription is gone: the state machine's change, stored.
-    pub(super) async fn subscription_gone(&self, user: &UserName, change: Change) {
-        match self
+    /// A push service said the subscription `push` went to is gone: deleted if it is
+    /// still the one stored (the state machine's rule: not one that replaced it since).
+    pub(super) async fn subscription_gone(
+        &self,
+        user: &UserName,
+        push: &Push,
+        outcome: &webpush_crypto::Outcome,
+    ) {
+        let deleted = self
             .store
-            .update_webpush(user, |_| ((), vec![change]))
-            .await
-        {
-            Ok(()) => {
-                tracing::info!(%user, "the push service says a subscription is gone: deleted")
+            .update_webpush(user, |account| {
+                let change = push.on_outcome(outcome, account);
+                (change.is_some(), change.into_iter().collect())
+            })
+            .await;
+        let sub_id = push.sub_id.as_str();
+        match deleted {
+            Ok(true) => {
+                tracing::info!(%user, sub_id, "the push service says the subscription is gone: deleted")
+            }
+            Ok(false) => {
+                tracing::info!(%user, sub_id, "the push service says an endpoint is gone that the subscription has left since: kept")
             }
             Err(e) => tracing::error!(error = %e, %user, "cannot delete a gone subscription"),
         }
@@ -495,7 +508,12 @@ impl Core {
                 }
             };
             // "Until this connection ends" holds until the IMAP server reports the end.
-            if !receives_pushes(&record, &settings, now, |_| true) {
+            if !receives_pushes(&record, &settings, now, forwarded_connection_open) {
+                continue;
+            }
+            // The endpoint rule again: the record may predate the setting in force.
+            if let Err(refusal) = settings.endpoints.admits(&record.endpoint) {
+                tracing::warn!(%user, sub_id = record.sub_id.as_str(), reason = %refusal, "a stored endpoint the endpoint rule now refuses: not pushed");
                 continue;
             }
             targets += 1;

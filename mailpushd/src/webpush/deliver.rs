@@ -48,14 +48,13 @@ impl WebPushSender {
                 }
                 Ok(Outcome::Delivered { .. }) => return Step::Done(PushOutcome::Delivered),
                 Ok(outcome @ Outcome::RemoveSubscription { .. }) => {
-                    if let Some(change) = delivery.push.on_outcome(&outcome) {
-                        let report = Report::WebPushGone {
-                            user: delivery.user.clone(),
-                            change,
-                        };
-                        if self.inner.reports.send(report).await.is_err() {
-                            tracing::error!(user = %delivery.user, %origin, "the push service says the subscription is gone, and the daemon is stopping: not deleted");
-                        }
+                    let report = Report::WebPushGone {
+                        user: delivery.user.clone(),
+                        push: Box::new(delivery.push.clone()),
+                        outcome,
+                    };
+                    if self.inner.reports.send(report).await.is_err() {
+                        tracing::error!(user = %delivery.user, %origin, "the push service says the subscription is gone, and the daemon is stopping: not deleted");
                     }
                     return Step::Done(PushOutcome::Dropped);
                 }
