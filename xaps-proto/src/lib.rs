@@ -36,6 +36,7 @@ mod debounce;
 mod encode;
 mod error;
 pub mod legacy;
+pub mod owed;
 mod parse;
 pub mod registry;
 mod timestamp;

@@ -1,0 +1,170 @@
+//! Pushes owed: what a daemon acknowledged to the mail server and has not delivered
+//! yet, kept durably so that an outage or a crash delays a push and never loses it.
+//!
+//! A push says "look at this mailbox", so one owed push per target (a device's account,
+//! a subscription's mailbox) is enough: each event is merged into the target's mark by
+//! [`Owed::on_event`], with the [`Debouncer`](crate::Debouncer)'s rule (new mail at
+//! once, other events a quiet period after the last). A daemon sends a mark when it is
+//! due; a delivery (or a definitive refusal) settles it unless a newer event came
+//! meanwhile ([`Owed::settled_by`]); a failed round reschedules it
+//! ([`Owed::after_failure`]) with a doubling wait, until [`Rounds::give_up_after`] has
+//! passed since the oldest event it owes.
+//!
+//! Times are milliseconds since the Unix epoch, as a store keeps them.
+//!
+//! ```
+//! use std::time::Duration;
+//! use xaps_proto::owed::{Owed, Rounds};
+//!
+//! let delay = Duration::from_secs(30);
+//! let flags = Owed::on_event(None, false, 1_000, delay);
+//! assert_eq!(flags.due_ms, 31_000); // a quiet period after the flag change
+//! let mail = Owed::on_event(Some(flags), true, 2_000, delay);
+//! assert_eq!(mail.due_ms, 2_000); // new mail: at once
+//! assert_eq!(mail.since_ms, 1_000); // still owed since the first event
+//!
+//! let rounds = Rounds {
+//!     first: Duration::from_secs(30),
+//!     max: Duration::from_secs(600),
+//!     give_up_after: Duration::from_secs(86_400),
+//! };
+//! let again = mail.after_failure(2_500, &rounds).expect("not given up yet");
+//! assert_eq!((again.due_ms, again.failures), (32_500, 1));
+//! assert!(again.after_failure(87_000_000, &rounds).is_none()); // a day later: given up
+//! ```
+
+use std::time::Duration;
+
+/// An owed push: when it may go, and what it owes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Owed {
+    /// When it may go next.
+    pub due_ms: u64,
+    /// When the oldest event it owes was acknowledged: giving up counts from here.
+    pub since_ms: u64,
+    /// When the newest event it owes was acknowledged: a send that began before then
+    /// does not settle it.
+    pub touched_ms: u64,
+    /// Rounds of attempts that failed so far.
+    pub failures: u32,
+}
+
+/// How failed rounds are retried: the wait after the first failed round is `first`,
+/// doubled per round up to `max`, and the push is given up once `give_up_after` has
+/// passed since the oldest event it owes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rounds {
+    /// The wait after the first failed round.
+    pub first: Duration,
+    /// The longest wait between rounds.
+    pub max: Duration,
+    /// How long an owed push is kept at most.
+    pub give_up_after: Duration,
+}
+
+/// `duration` in milliseconds, saturated (a setting's bound keeps it far below).
+fn ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Owed {
+    /// The mark after an event acknowledged at `now_ms`, merged into `existing`: new
+    /// mail makes it due at once; another event makes it due `delay` after itself,
+    /// unless the mark is due already (it is going out, and will carry this one too).
+    pub fn on_event(existing: Option<Owed>, new_mail: bool, now_ms: u64, delay: Duration) -> Owed {
+        let due = if new_mail {
+            now_ms
+        } else {
+            now_ms.saturating_add(ms(delay))
+        };
+        match existing {
+            None => Owed {
+                due_ms: due,
+                since_ms: now_ms,
+                touched_ms: now_ms,
+                failures: 0,
+            },
+            Some(owed) => Owed {
+                due_ms: if new_mail || owed.due_ms <= now_ms {
+                    owed.due_ms.min(due)
+                } else {
+                    owed.due_ms.max(due)
+                },
+                since_ms: owed.since_ms.min(now_ms),
+                touched_ms: owed.touched_ms.max(now_ms),
+                failures: owed.failures,
+            },
+        }
+    }
+
+    /// Whether a send that began when the mark's newest event was `sent_touched_ms`
+    /// settles it: no event came after.
+    pub fn settled_by(&self, sent_touched_ms: u64) -> bool {
+        self.touched_ms <= sent_touched_ms
+    }
+
+    /// The mark after a round of attempts failed at `now_ms`: due again after the
+    /// round's wait; `None` when it has been owed longer than
+    /// [`Rounds::give_up_after`], and is given up.
+    pub fn after_failure(self, now_ms: u64, rounds: &Rounds) -> Option<Owed> {
+        if now_ms.saturating_sub(self.since_ms) >= ms(rounds.give_up_after) {
+            return None;
+        }
+        let doublings = self.failures.min(31);
+        let wait = rounds
+            .first
+            .saturating_mul(1_u32 << doublings)
+            .min(rounds.max);
+        Some(Owed {
+            due_ms: now_ms.saturating_add(ms(wait)),
+            failures: self.failures.saturating_add(1),
+            ..self
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DELAY: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn events_merge_as_the_debouncer_does() {
+        let first = Owed::on_event(None, false, 0, DELAY);
+        assert_eq!((first.due_ms, first.since_ms, first.touched_ms), (30_000, 0, 0));
+        // Another flag change: a quiet period after the last.
+        let later = Owed::on_event(Some(first), false, 10_000, DELAY);
+        assert_eq!(later.due_ms, 40_000);
+        assert_eq!((later.since_ms, later.touched_ms), (0, 10_000));
+        // Due already (going out): a flag change does not hold it back.
+        let due = Owed::on_event(Some(later), false, 50_000, DELAY);
+        assert_eq!(due.due_ms, 40_000);
+        // New mail: at once, whatever was pending.
+        let mail = Owed::on_event(Some(later), true, 20_000, DELAY);
+        assert_eq!(mail.due_ms, 20_000);
+        assert!(!mail.settled_by(10_000), "an event came after that send began");
+        assert!(mail.settled_by(20_000));
+    }
+
+    #[test]
+    fn failed_rounds_wait_longer_each_time_and_end_at_the_limit() {
+        let rounds = Rounds {
+            first: Duration::from_secs(1),
+            max: Duration::from_secs(4),
+            give_up_after: Duration::from_secs(10),
+        };
+        let mut owed = Owed::on_event(None, true, 0, DELAY);
+        let mut waits = Vec::new();
+        let mut now = 0;
+        while let Some(next) = owed.after_failure(now, &rounds) {
+            waits.push(next.due_ms - now);
+            now = next.due_ms;
+            owed = next;
+        }
+        assert_eq!(waits, [1_000, 2_000, 4_000, 4_000]);
+        assert_eq!(now, 11_000);
+        assert_eq!(owed.failures, 4);
+    }
+}
