@@ -165,6 +165,8 @@ async fn main() {
             device_token: DeviceToken::new(&format!("{:064x}", i + 1)).expect("hex"),
             account_id: AccountId::new(&account(i % n)).expect("id"),
             since: Instant::now(),
+            // The sender alone: no mark in the store to settle.
+            owed: None,
         });
     }
     let arrived = standin

@@ -112,6 +112,10 @@ mod ranges {
     pub(super) const MAX_PER_ORIGIN: RangeInclusive<usize> = 1..=1000;
     pub(super) const MAX_BODY_BYTES: RangeInclusive<usize> = 1024..=16_777_216;
     pub(super) const MAX_CONNECTIONS: RangeInclusive<u32> = 1..=1000;
+    /// A minute to 30 days.
+    pub(super) const GIVE_UP_SECS: RangeInclusive<u64> = 60..=2_592_000;
+    pub(super) const ROUND_SECS: RangeInclusive<u64> = 1..=86_400;
+    pub(super) const LEASE_SECS: RangeInclusive<u64> = 10..=86_400;
 }
 
 /// The whole configuration, resolved: every default applied, paths absolute where they
@@ -401,6 +405,16 @@ pub struct Push {
     pub max_age: Duration,
     /// Accounts (devices) one user may register.
     pub max_accounts_per_user: usize,
+    /// How long a push acknowledged to the mail server is retried before it is given
+    /// up (hours: an outage delays pushes, it does not lose them).
+    pub give_up_after: Duration,
+    /// The wait after the first round of attempts failed; doubled per round.
+    pub retry_first: Duration,
+    /// The longest wait between rounds.
+    pub retry_max: Duration,
+    /// How long a daemon holds a push it is sending before another may take it up (it
+    /// died, say): longer than a round of attempts takes.
+    pub lease: Duration,
 }
 
 /// The APNs sender's settings.
@@ -551,6 +565,10 @@ struct TomlPush {
     mailboxes: Option<TomlMailboxes>,
     max_age_days: Option<u64>,
     max_accounts_per_user: Option<usize>,
+    give_up_after_secs: Option<u64>,
+    retry_first_secs: Option<u64>,
+    retry_max_secs: Option<u64>,
+    lease_secs: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -631,6 +649,10 @@ impl Config {
                 mailboxes: PushMailboxes::InboxOnly,
                 max_age: xaps_proto::registry::DEFAULT_MAX_AGE,
                 max_accounts_per_user: xaps_proto::registry::DEFAULT_MAX_ACCOUNTS_PER_USER,
+                give_up_after: Duration::from_secs(24 * 3600),
+                retry_first: Duration::from_secs(30),
+                retry_max: Duration::from_secs(600),
+                lease: Duration::from_secs(300),
             },
             apns: Apns {
                 server: apns_proto::Environment::Production.into(),
@@ -778,6 +800,18 @@ impl Config {
         if let Some(n) = push.max_accounts_per_user {
             config.push.max_accounts_per_user =
                 within("push.max_accounts_per_user", n, ranges::MAX_ACCOUNTS)?;
+        }
+        if let Some(s) = push.give_up_after_secs {
+            config.push.give_up_after = secs("push.give_up_after_secs", s, ranges::GIVE_UP_SECS)?;
+        }
+        if let Some(s) = push.retry_first_secs {
+            config.push.retry_first = secs("push.retry_first_secs", s, ranges::ROUND_SECS)?;
+        }
+        if let Some(s) = push.retry_max_secs {
+            config.push.retry_max = secs("push.retry_max_secs", s, ranges::ROUND_SECS)?;
+        }
+        if let Some(s) = push.lease_secs {
+            config.push.lease = secs("push.lease_secs", s, ranges::LEASE_SECS)?;
         }
         config.push.mailboxes = match push.mailboxes {
             None => PushMailboxes::InboxOnly,

@@ -158,8 +158,10 @@ impl Daemon {
             source,
         })?;
         let core = Arc::new(Core::new(config, store, apns, metrics, reports).await?);
-        // What fell due while the daemon was down, and the next deadline.
+        // What fell due while the daemon was down, and the next deadlines: the pushes
+        // it owed when it stopped go now.
         core.sweep_subscriptions(SystemTime::now()).await;
+        core.take_up_owed().await?;
         let (stop, stopped) = watch::channel(false);
         let (reports_done, mut done) = watch::channel(false);
         let reports_core = core.clone();
@@ -227,9 +229,11 @@ impl Daemon {
         self.core.store()
     }
 
-    /// Stops accepting, lets open requests finish, sends the pushes in flight (and
-    /// those waiting for their quiet period) within `deadline`, and closes the store.
-    /// Returns how many pushes were still unsent at the deadline.
+    /// Stops accepting, lets open requests finish, sends the pushes in flight within
+    /// `deadline`, and closes the store. Pushes waiting for their quiet period, or for
+    /// a later round, stay owed in the store, as do those still unsent at the deadline
+    /// (their number is returned): the next start sends them, or, on a shared store,
+    /// another daemon at once.
     pub async fn shutdown(self, deadline: Duration) -> usize {
         let _ = self.stop.send(true);
         for (name, task) in self.tasks {
@@ -237,8 +241,6 @@ impl Daemon {
                 tracing::error!(task = name, error = %e, "a task of the daemon failed");
             }
         }
-        // Delayed pushes would be lost with the process: send them now.
-        self.core.flush().await;
         let left = self.core.drain(deadline).await;
         // What the senders reported (a 410, a gone subscription) is stored before the
         // store closes.
@@ -246,6 +248,7 @@ impl Daemon {
         if let Err(e) = self.reports.await {
             tracing::error!(task = "reports", error = %e, "a task of the daemon failed");
         }
+        self.core.release_owed().await;
         self.core.store().close().await;
         left
     }

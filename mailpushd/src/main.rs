@@ -330,8 +330,8 @@ async fn send_test(config: &Config, user: &str) -> Result<ExitCode, Error> {
     let store = store(config).await?;
     let metrics = std::sync::Arc::new(Metrics::new());
     let (reports, mut reported) = mailpushd::report::channel();
-    let apns = Apns::new(&config.apns, reports, metrics.clone())?;
-    let core = Core::apns_only(config.clone(), store, apns, metrics);
+    let apns = Apns::new(&config.apns, reports.clone(), metrics.clone())?;
+    let core = Core::apns_only(config.clone(), store, apns, metrics, reports);
     let outcomes = core.send_test(&user).await?;
     if outcomes.is_empty() {
         println!("{user} has no registered device");

@@ -18,7 +18,9 @@ pub enum PushOutcome {
     TokenRejected,
     /// A retry was scheduled (429, 5xx, a transport error).
     Retried,
-    /// Every attempt failed.
+    /// A round of attempts failed: the push stays owed, retried in a later round.
+    Deferred,
+    /// Owed longer than `push.give_up_after`: given up.
     GaveUp,
     /// The credentials or topic are wrong (403 and the like).
     FixConfiguration,
@@ -35,6 +37,7 @@ impl PushOutcome {
             PushOutcome::Dropped => "dropped",
             PushOutcome::TokenRejected => "token_rejected",
             PushOutcome::Retried => "retried",
+            PushOutcome::Deferred => "deferred",
             PushOutcome::GaveUp => "gave_up",
             PushOutcome::FixConfiguration => "fix_configuration",
             PushOutcome::FixRequest => "fix_request",
@@ -62,6 +65,7 @@ pub struct Metrics {
     pushes: Family<PushLabels, Counter>,
     latency: Histogram,
     registrations: Gauge,
+    owed: Gauge,
     in_flight: Gauge,
     retry_queue: Gauge,
     http: Family<HttpLabels, Counter>,
@@ -95,6 +99,12 @@ impl Metrics {
             "Devices registered for iOS Mail pushes",
             registrations.clone(),
         );
+        let owed = Gauge::default();
+        registry.register(
+            "owed_pushes",
+            "Pushes acknowledged to the mail server and not delivered yet (kept in the store)",
+            owed.clone(),
+        );
         let in_flight = Gauge::default();
         registry.register(
             "in_flight",
@@ -124,6 +134,7 @@ impl Metrics {
             pushes,
             latency,
             registrations,
+            owed,
             in_flight,
             retry_queue,
             http,
@@ -154,6 +165,11 @@ impl Metrics {
     /// Sets the number of registrations.
     pub fn set_registrations(&self, n: u64) {
         self.registrations.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Sets the owed-pushes gauge.
+    pub fn set_owed(&self, n: u64) {
+        self.owed.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// The in-flight gauge.

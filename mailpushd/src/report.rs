@@ -2,9 +2,12 @@
 //! stored. Senders never write to the store; the core applies their reports.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use xaps_proto::{DeviceToken, UserName};
+
+use crate::store::Sent;
 
 /// How many reports may wait for the core before a sender waits to hand in another.
 pub const REPORT_QUEUE: usize = 1024;
@@ -30,6 +33,101 @@ pub enum Report {
         /// The answer.
         outcome: webpush_crypto::Outcome,
     },
+    /// An owed push was sent: delivered or refused for good (`settled`), or a round of
+    /// attempts failed.
+    OwedDone {
+        /// The send.
+        sent: Sent,
+        /// Delivered or refused for good; else the round failed.
+        settled: bool,
+    },
+    /// A fan-out of an owed push to a user's subscriptions ended.
+    FanOutDone {
+        /// The send.
+        sent: Sent,
+        /// Since when the push was owed.
+        since_ms: u64,
+        /// The subscriptions whose push a round of attempts could not deliver.
+        failed: Vec<String>,
+    },
+}
+
+/// One fan-out of an owed push to a user's subscriptions: each delivery says how it
+/// ended, and the last one reports the whole ([`Report::FanOutDone`]). The fan-out
+/// itself counts as one until it has handed out every delivery
+/// ([`FanOut::handed_out`]), so an early delivery's end cannot report it finished.
+#[derive(Debug)]
+pub struct FanOut {
+    sent: Sent,
+    since_ms: u64,
+    left: AtomicUsize,
+    failed: std::sync::Mutex<Vec<String>>,
+    reports: ReportSender,
+}
+
+impl FanOut {
+    /// A fan-out for `sent`, owed since `since_ms`, about to hand out its deliveries.
+    pub fn new(sent: Sent, since_ms: u64, reports: ReportSender) -> Arc<Self> {
+        Arc::new(Self {
+            sent,
+            since_ms,
+            left: AtomicUsize::new(1),
+            failed: std::sync::Mutex::new(Vec::new()),
+            reports,
+        })
+    }
+
+    /// One more delivery handed out.
+    pub fn one_more(&self) {
+        self.left.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Every delivery is handed out.
+    pub fn handed_out(&self) {
+        self.end(None);
+    }
+
+    /// One delivery, to subscription `sub_id`, ended: delivered or refused for good
+    /// (`settled`), or its round failed.
+    pub fn done(&self, sub_id: &str, settled: bool) {
+        self.end((!settled).then_some(sub_id));
+    }
+
+    fn end(&self, failed: Option<&str>) {
+        if let Some(sub_id) = failed {
+            crate::lock(&self.failed).push(sub_id.to_owned());
+        }
+        if self.left.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        let mut failed = std::mem::take(&mut *crate::lock(&self.failed));
+        failed.sort_unstable();
+        failed.dedup();
+        let report = Report::FanOutDone {
+            sent: self.sent.clone(),
+            since_ms: self.since_ms,
+            failed,
+        };
+        send_soon(&self.reports, report);
+    }
+}
+
+/// Hands `report` in now, or, when the queue is full, as soon as it has room.
+pub fn send_soon(reports: &ReportSender, report: Report) {
+    match reports.try_send(report) {
+        Ok(()) => {}
+        Err(tokio::sync::mpsc::error::TrySendError::Full(report)) => {
+            let reports = reports.clone();
+            tokio::spawn(async move {
+                if reports.send(report).await.is_err() {
+                    tracing::error!("a push's end not recorded: the daemon is stopping");
+                }
+            });
+        }
+        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+            tracing::error!("a push's end not recorded: the daemon is stopping");
+        }
+    }
 }
 
 /// Where a sender hands its reports in.

@@ -1,76 +1,81 @@
-//! When each push goes: new mail at once, other events after the quiet period, by the
-//! crates' debouncers (one per push protocol); and when the Web Push subscriptions next
-//! need housekeeping (the state machine's `next_deadline`, as the store keeps it). The
-//! daemon's timer sleeps until the earliest of these deadlines, and is woken when an
-//! event may have made an earlier one: nothing here polls on a fixed tick.
+//! When the timer next has work: owed pushes falling due (new mail at once, other
+//! events after their quiet period, failed rounds after their wait: all kept in the
+//! store, by `xaps_proto::owed`'s rule), and subscription housekeeping (the state
+//! machine's `next_deadline`, as the store keeps it). The daemon's timer sleeps until
+//! the earliest, and is woken when an event may have made an earlier one: nothing here
+//! ticks.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::Notify;
-use xaps_proto::{AccountId, Debouncer, DeviceToken, UserName};
 
-/// A device's pushes for one account (APNs).
-pub(crate) type DeviceKey = (DeviceToken, AccountId);
-/// A mailbox of a user (Web Push: one generic push per mailbox).
-pub(crate) type MailboxKey = (UserName, String);
-
-/// The pushes waiting for their quiet period to end.
+/// The deadlines the timer sleeps until.
 pub(crate) struct Schedule {
-    devices: std::sync::Mutex<Debouncer<DeviceKey>>,
-    mailboxes: std::sync::Mutex<Debouncer<MailboxKey>>,
+    /// When owed pushes are next due.
+    owed: std::sync::Mutex<Option<Instant>>,
     /// When subscription housekeeping (`state::sweep`) is next due.
     sweep: std::sync::Mutex<Option<Instant>>,
     /// Wakes the timer: a deadline may now be earlier than the one it sleeps until.
     changed: Notify,
 }
 
-/// The pushes due at a moment.
-#[derive(Debug, Default)]
+/// What is due at a moment.
+#[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Due {
-    /// APNs pushes.
-    pub(crate) devices: Vec<DeviceKey>,
-    /// Web Push generic pushes.
-    pub(crate) mailboxes: Vec<MailboxKey>,
+    /// Owed pushes, to take from the store.
+    pub(crate) owed: bool,
     /// Subscription housekeeping.
     pub(crate) sweep: bool,
 }
 
+/// Sets `slot` to `at` if that is earlier; whether it was.
+fn earlier(slot: &std::sync::Mutex<Option<Instant>>, at: Instant) -> bool {
+    let mut slot = crate::lock(slot);
+    let sooner = slot.is_none_or(|current| at < current);
+    if sooner {
+        *slot = Some(at);
+    }
+    sooner
+}
+
+/// Takes `slot` if it is due at `now`.
+fn take(slot: &std::sync::Mutex<Option<Instant>>, now: Instant) -> bool {
+    let mut slot = crate::lock(slot);
+    let due = slot.is_some_and(|at| at <= now);
+    if due {
+        *slot = None;
+    }
+    due
+}
+
 impl Schedule {
-    /// A schedule that waits `delay` after the last event other than new mail.
-    pub(crate) fn new(delay: Duration) -> Self {
+    /// Nothing due yet.
+    pub(crate) fn new() -> Self {
         Self {
-            devices: std::sync::Mutex::new(Debouncer::new(delay)),
-            mailboxes: std::sync::Mutex::new(Debouncer::new(delay)),
+            owed: std::sync::Mutex::new(None),
             sweep: std::sync::Mutex::new(None),
             changed: Notify::new(),
         }
     }
 
-    /// An event for a device at `now`: the key back when its push goes now (new mail,
-    /// which also ends a pending delayed push), `None` when it waits.
-    pub(crate) fn device_event(
-        &self,
-        key: DeviceKey,
-        new_mail: bool,
-        now: Instant,
-    ) -> Option<DeviceKey> {
-        let due = crate::lock(&self.devices).on_event(key, new_mail, now);
-        if due.is_none() {
+    /// Owed pushes are due at `at` at the latest (one was stored so).
+    pub(crate) fn owed_by(&self, at: Instant) {
+        if earlier(&self.owed, at) {
             self.changed.notify_one();
         }
-        due
     }
 
-    /// An event other than new mail in a user's mailbox: one generic push after the
-    /// quiet period.
-    pub(crate) fn mailbox_event(&self, key: MailboxKey, now: Instant) {
-        let _ = crate::lock(&self.mailboxes).on_event(key, false, now);
+    /// Owed pushes are next due at `at` (what the store says now).
+    pub(crate) fn set_owed(&self, at: Option<Instant>) {
+        *crate::lock(&self.owed) = at;
         self.changed.notify_one();
     }
 
-    /// Forgets a device's pending push (its registration went).
-    pub(crate) fn cancel_device(&self, key: &DeviceKey) {
-        crate::lock(&self.devices).cancel(key);
+    /// Subscription housekeeping is due at `at` at the latest.
+    pub(crate) fn sweep_by(&self, at: Instant) {
+        if earlier(&self.sweep, at) {
+            self.changed.notify_one();
+        }
     }
 
     /// Subscription housekeeping is next due at `at` (what the store says now).
@@ -79,43 +84,20 @@ impl Schedule {
         self.changed.notify_one();
     }
 
-    /// Subscription housekeeping is due at `at` at the latest (a subscription was
-    /// stored with that deadline).
-    pub(crate) fn sweep_by(&self, at: Instant) {
-        let mut sweep = crate::lock(&self.sweep);
-        if sweep.is_none_or(|current| at < current) {
-            *sweep = Some(at);
-            self.changed.notify_one();
-        }
-    }
-
-    /// When the next push or housekeeping is due, if any is waiting.
+    /// When the timer must next run, if anything waits.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        [
-            crate::lock(&self.devices).next_deadline(),
-            crate::lock(&self.mailboxes).next_deadline(),
-            *crate::lock(&self.sweep),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        [*crate::lock(&self.owed), *crate::lock(&self.sweep)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
-    /// What is due at `now`, taken out of the schedule (the housekeeping's next
-    /// deadline is set again once it is done: [`Schedule::set_sweep`]).
+    /// What is due at `now`, taken out of the schedule: whoever does it sets the next
+    /// deadline from the store.
     pub(crate) fn due(&self, now: Instant) -> Due {
-        let sweep = {
-            let mut sweep = crate::lock(&self.sweep);
-            let due = sweep.is_some_and(|at| at <= now);
-            if due {
-                *sweep = None;
-            }
-            due
-        };
         Due {
-            devices: crate::lock(&self.devices).poll(now),
-            mailboxes: crate::lock(&self.mailboxes).poll(now),
-            sweep,
+            owed: take(&self.owed, now),
+            sweep: take(&self.sweep, now),
         }
     }
 
@@ -127,63 +109,44 @@ impl Schedule {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
-    fn device(n: u8) -> DeviceKey {
-        (
-            DeviceToken::new(&format!("{n:02x}").repeat(32)).unwrap(),
-            AccountId::new("ACC").unwrap(),
-        )
-    }
-
     #[test]
-    fn the_next_deadline_is_the_earliest_of_both_protocols() {
+    fn the_earliest_deadline_and_each_taken_once() {
         let t0 = Instant::now();
-        let s = Schedule::new(Duration::from_secs(30));
+        let s = Schedule::new();
         assert_eq!(s.next_deadline(), None);
-        assert_eq!(s.device_event(device(1), true, t0), Some(device(1)));
-        assert_eq!(s.next_deadline(), None, "new mail goes at once");
-        s.mailbox_event((UserName::new("a").unwrap(), "INBOX".into()), t0);
-        assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(30)));
+        s.owed_by(t0 + Duration::from_secs(30));
+        s.owed_by(t0 + Duration::from_secs(60));
+        s.sweep_by(t0 + Duration::from_secs(10));
+        assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(10)));
+        assert_eq!(s.due(t0), Due::default());
         assert_eq!(
-            s.device_event(device(2), false, t0 - Duration::from_secs(5)),
-            None
+            s.due(t0 + Duration::from_secs(10)),
+            Due {
+                owed: false,
+                sweep: true
+            }
         );
-        assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(25)));
-        let due = s.due(t0 + Duration::from_secs(25));
-        assert_eq!((due.devices.len(), due.mailboxes.len()), (1, 0));
         assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(30)));
-        let due = s.due(t0 + Duration::from_secs(30));
-        assert_eq!((due.devices.len(), due.mailboxes.len()), (0, 1));
-        assert_eq!(s.next_deadline(), None);
-    }
-
-    #[test]
-    fn housekeeping_is_due_at_its_earliest_deadline_and_once() {
-        let t0 = Instant::now();
-        let s = Schedule::new(Duration::from_secs(30));
-        s.sweep_by(t0 + Duration::from_secs(60));
-        s.sweep_by(t0 + Duration::from_secs(90));
-        assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(60)));
-        assert!(!s.due(t0).sweep);
-        assert!(s.due(t0 + Duration::from_secs(60)).sweep);
+        assert!(s.due(t0 + Duration::from_secs(30)).owed);
         assert_eq!(s.next_deadline(), None, "taken until it is set again");
-        s.set_sweep(Some(t0 + Duration::from_secs(90)));
-        assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(90)));
+        s.set_owed(Some(t0 + Duration::from_secs(90)));
         s.set_sweep(None);
-        assert_eq!(s.next_deadline(), None);
+        assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(90)));
     }
 
     #[tokio::test]
-    async fn a_delayed_event_wakes_the_timer_and_new_mail_does_not() {
-        let s = Schedule::new(Duration::from_secs(30));
-        let _ = s.device_event(device(1), true, Instant::now());
-        let woken = tokio::time::timeout(Duration::from_millis(50), s.changed()).await;
-        assert!(woken.is_err(), "new mail has no deadline to wake for");
-        let _ = s.device_event(device(1), false, Instant::now());
+    async fn an_earlier_deadline_wakes_the_timer_and_a_later_one_does_not() {
+        let s = Schedule::new();
+        let t0 = Instant::now();
+        s.owed_by(t0 + Duration::from_secs(5));
         let woken = tokio::time::timeout(Duration::from_millis(50), s.changed()).await;
         assert!(woken.is_ok());
-        s.cancel_device(&device(1));
-        assert_eq!(s.next_deadline(), None);
+        s.owed_by(t0 + Duration::from_secs(10));
+        let woken = tokio::time::timeout(Duration::from_millis(50), s.changed()).await;
+        assert!(woken.is_err(), "nothing earlier to wake for");
     }
 }

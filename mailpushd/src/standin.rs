@@ -166,6 +166,8 @@ struct State {
     /// a push service over HTTP/2 for load runs.
     counting: bool,
     script: Mutex<VecDeque<Reply>>,
+    /// An outage: every request is answered 503, the script waits.
+    down: std::sync::atomic::AtomicBool,
     seen: Seen,
 }
 
@@ -236,6 +238,7 @@ impl Standin {
         let state = Arc::new(State {
             counting,
             script: Mutex::new(VecDeque::new()),
+            down: std::sync::atomic::AtomicBool::new(false),
             seen: Seen::default(),
         });
         let task = tokio::spawn(accept(
@@ -268,6 +271,14 @@ impl Standin {
     /// Answers the next requests with `replies`, in order; 200 after them.
     pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
         lock(&self.state.script).extend(replies);
+    }
+
+    /// Starts (`true`) or ends an outage: meanwhile every request is answered 503
+    /// `ServiceUnavailable`, as APNs does when it is down, and the script waits.
+    pub fn set_down(&self, down: bool) {
+        self.state
+            .down
+            .store(down, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -355,6 +366,9 @@ async fn answer(
         at: std::time::Instant::now(),
     };
     state.seen.keep(recorded);
+    if state.down.load(std::sync::atomic::Ordering::SeqCst) {
+        return Ok(respond(503, r#"{"reason":"ServiceUnavailable"}"#));
+    }
     let mut reply = lock(&state.script).pop_front().unwrap_or(Reply::OK);
     loop {
         match reply {

@@ -235,8 +235,14 @@ async fn an_expired_provider_token_is_renewed_and_the_push_resent() {
 }
 
 #[tokio::test]
-async fn throttling_and_server_errors_are_retried_then_given_up() {
-    let s = setup(|c| c.apns.max_attempts = 3).await;
+async fn throttling_and_server_errors_are_retried_in_rounds_then_given_up() {
+    let s = setup(|c| {
+        c.apns.max_attempts = 3;
+        c.push.retry_first = Duration::from_millis(300);
+        c.push.retry_max = Duration::from_millis(300);
+        c.push.give_up_after = Duration::from_secs(2);
+    })
+    .await;
     s.register("alice", ACCOUNT, TOKEN).await;
     s.standin.script([
         Reply::Status(429, r#"{"reason":"TooManyRequests"}"#),
@@ -249,19 +255,30 @@ async fn throttling_and_server_errors_are_retried_then_given_up() {
     );
     s.wait_metric("mailpushd_pushes_total{service=\"apns\",outcome=\"delivered\"} 1")
         .await;
-    // Three failures in a row: given up, the registration kept.
+    // A round of three failures: owed, and the next round delivers it.
     s.standin.script([
         Reply::Status(503, r#"{"reason":"ServiceUnavailable"}"#),
         Reply::Status(502, "<html>Bad Gateway</html>"),
         Reply::Status(503, ""),
     ]);
     s.notify("alice", r#""MessageNew""#).await;
-    assert_eq!(
-        s.standin.wait_for(6, Duration::from_secs(10)).await.len(),
-        6
-    );
-    s.wait_metric("mailpushd_pushes_total{service=\"apns\",outcome=\"gave_up\"} 1")
+    s.wait_metric("mailpushd_pushes_total{service=\"apns\",outcome=\"deferred\"} 1")
         .await;
+    s.wait_metric("mailpushd_pushes_total{service=\"apns\",outcome=\"delivered\"} 2")
+        .await;
+    assert_eq!(s.standin.requests().len(), 7);
+    s.wait_metric("mailpushd_owed_pushes 0").await;
+    // Failing for longer than push.give_up_after: given up, the registration kept.
+    s.standin
+        .script(std::iter::repeat_with(|| Reply::Status(503, "")).take(100));
+    s.notify("alice", r#""MessageNew""#).await;
+    let page = s
+        .wait_metric("mailpushd_pushes_total{service=\"apns\",outcome=\"gave_up\"} 1")
+        .await;
+    assert!(
+        page.lines().any(|l| l == "mailpushd_owed_pushes 0"),
+        "{page}"
+    );
     assert_eq!(s.count().await, 1);
 }
 

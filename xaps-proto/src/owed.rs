@@ -98,6 +98,20 @@ impl Owed {
         }
     }
 
+    /// The mark after an event acknowledged at `now_ms` while its push is being sent:
+    /// that send began before the event and does not carry it, so the mark is due as a
+    /// new one would be (at once for new mail, a quiet period later otherwise), still
+    /// owing since its oldest event. The send under way does not settle it
+    /// ([`Owed::settled_by`]).
+    pub fn on_event_while_sending(self, new_mail: bool, now_ms: u64, delay: Duration) -> Owed {
+        Owed {
+            due_ms: Owed::on_event(None, new_mail, now_ms, delay).due_ms,
+            since_ms: self.since_ms.min(now_ms),
+            touched_ms: self.touched_ms.max(now_ms),
+            failures: self.failures,
+        }
+    }
+
     /// Whether a send that began when the mark's newest event was `sent_touched_ms`
     /// settles it: no event came after.
     pub fn settled_by(&self, sent_touched_ms: u64) -> bool {
@@ -133,7 +147,10 @@ mod tests {
     #[test]
     fn events_merge_as_the_debouncer_does() {
         let first = Owed::on_event(None, false, 0, DELAY);
-        assert_eq!((first.due_ms, first.since_ms, first.touched_ms), (30_000, 0, 0));
+        assert_eq!(
+            (first.due_ms, first.since_ms, first.touched_ms),
+            (30_000, 0, 0)
+        );
         // Another flag change: a quiet period after the last.
         let later = Owed::on_event(Some(first), false, 10_000, DELAY);
         assert_eq!(later.due_ms, 40_000);
@@ -144,8 +161,26 @@ mod tests {
         // New mail: at once, whatever was pending.
         let mail = Owed::on_event(Some(later), true, 20_000, DELAY);
         assert_eq!(mail.due_ms, 20_000);
-        assert!(!mail.settled_by(10_000), "an event came after that send began");
+        assert!(
+            !mail.settled_by(10_000),
+            "an event came after that send began"
+        );
         assert!(mail.settled_by(20_000));
+    }
+
+    #[test]
+    fn an_event_while_sending_waits_its_own_quiet_period() {
+        let mail = Owed::on_event(None, true, 0, DELAY);
+        // The send of `mail` is under way when a flag changes: not carried by it.
+        let flags = mail.on_event_while_sending(false, 1_000, DELAY);
+        assert_eq!(
+            (flags.due_ms, flags.since_ms, flags.touched_ms),
+            (31_000, 0, 1_000)
+        );
+        assert!(!flags.settled_by(mail.touched_ms));
+        // New mail meanwhile: at once.
+        let again = mail.on_event_while_sending(true, 2_000, DELAY);
+        assert_eq!(again.due_ms, 2_000);
     }
 
     #[test]

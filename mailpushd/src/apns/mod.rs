@@ -88,6 +88,8 @@ pub struct Job {
     pub account_id: AccountId,
     /// When the event that caused it arrived, for the latency histogram.
     pub since: Instant,
+    /// The owed push it sends, when it is one: its end is reported.
+    pub owed: Option<crate::store::Sent>,
 }
 
 /// The sender. Cheap to clone.
@@ -180,7 +182,20 @@ impl Apns {
         let sender = self.clone();
         self.inner.in_flight.start();
         tokio::spawn(async move {
-            sender.send(job).await;
+            let outcome = sender.send(&job).await;
+            if let Some(owed) = job.owed {
+                let settled = !matches!(
+                    outcome,
+                    PushOutcome::Deferred | PushOutcome::FixConfiguration
+                );
+                let report = Report::OwedDone {
+                    sent: owed,
+                    settled,
+                };
+                if sender.inner.reports.send(report).await.is_err() {
+                    tracing::error!("an APNs push's end not recorded: the daemon is stopping");
+                }
+            }
             sender.inner.in_flight.finish();
         });
     }
@@ -191,13 +206,19 @@ impl Apns {
         self.inner.in_flight.drain(deadline).await
     }
 
-    /// Sends `job` until it is answered for good or out of attempts.
-    pub async fn send(&self, job: Job) -> PushOutcome {
+    /// Sends `job` until it is answered for good or out of attempts: then an owed push
+    /// is [`PushOutcome::Deferred`] to a later round, any other given up.
+    pub async fn send(&self, job: &Job) -> PushOutcome {
+        let out_of_attempts = if job.owed.is_some() {
+            PushOutcome::Deferred
+        } else {
+            PushOutcome::GaveUp
+        };
         let metrics = &self.inner.metrics;
         let mut renewed = false;
         let mut attempt = 1;
         let outcome = loop {
-            let request = match self.request(&job) {
+            let request = match self.request(job) {
                 Ok(request) => request,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot build the APNs request");
@@ -210,7 +231,7 @@ impl Apns {
             };
             let answer = {
                 let Ok(_permit) = self.inner.permits.acquire().await else {
-                    break PushOutcome::GaveUp;
+                    break out_of_attempts;
                 };
                 metrics.in_flight().inc();
                 let answer = live.send(request, self.inner.request_timeout).await;
@@ -277,8 +298,12 @@ impl Apns {
             {
                 Retry::After(wait) => wait,
                 Retry::GiveUp => {
-                    tracing::warn!(attempts = attempt, token = ?job.device_token, "APNs push given up");
-                    break PushOutcome::GaveUp;
+                    if job.owed.is_some() {
+                        tracing::warn!(attempts = attempt, token = ?job.device_token, "APNs push not delivered in this round of attempts: owed, tried again later");
+                    } else {
+                        tracing::warn!(attempts = attempt, token = ?job.device_token, "APNs push given up");
+                    }
+                    break out_of_attempts;
                 }
             };
             metrics.push("apns", PushOutcome::Retried);

@@ -8,6 +8,7 @@
 //! what a decision needs from the store, and stores the changes the crate returns
 //! before it answers.
 
+mod owed;
 mod webpush;
 mod xaps;
 
@@ -20,7 +21,7 @@ use xaps_proto::registry::Registry;
 use crate::apns::{Apns, Job};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::report::Report;
+use crate::report::{Report, ReportSender};
 use crate::schedule::Schedule;
 use crate::store::{Store, StoreError};
 use webpush::WebPushCore;
@@ -36,6 +37,10 @@ pub struct Core {
     schedule: Schedule,
     /// IMAP WEBPUSH, when a VAPID contact is configured.
     webpush: Option<WebPushCore>,
+    /// Where the senders' reports go (fan-outs report through it too).
+    reports: ReportSender,
+    /// This process, as it leases the owed pushes it sends.
+    instance: String,
 }
 
 impl std::fmt::Debug for Core {
@@ -55,29 +60,39 @@ impl Core {
         store: Store,
         apns: Apns,
         metrics: Arc<Metrics>,
-        reports: crate::report::ReportSender,
+        reports: ReportSender,
     ) -> Result<Self, WebPushSetupError> {
-        let webpush = WebPushCore::new(&config, &store, &metrics, reports).await?;
+        let webpush = WebPushCore::new(&config, &store, &metrics, reports.clone()).await?;
         Ok(Self {
-            schedule: Schedule::new(config.push.delay),
+            schedule: Schedule::new(),
             config,
             store,
             apns,
             metrics,
             webpush,
+            reports,
+            instance: owed::instance(),
         })
     }
 
     /// A core for the operator's commands (`send-test`): iOS only, no Web Push set up
     /// (nothing made into the store).
-    pub fn apns_only(config: Config, store: Store, apns: Apns, metrics: Arc<Metrics>) -> Self {
+    pub fn apns_only(
+        config: Config,
+        store: Store,
+        apns: Apns,
+        metrics: Arc<Metrics>,
+        reports: ReportSender,
+    ) -> Self {
         Self {
-            schedule: Schedule::new(config.push.delay),
+            schedule: Schedule::new(),
             config,
             store,
             apns,
             metrics,
             webpush: None,
+            reports,
+            instance: owed::instance(),
         }
     }
 
@@ -99,10 +114,12 @@ impl Core {
         for (_, account_id, registration) in registry.iter() {
             let outcome = self
                 .apns
-                .send(Job {
+                .send(&Job {
                     device_token: registration.device_token.clone(),
                     account_id: account_id.clone(),
                     since: Instant::now(),
+                    // A test push, not one owed to the mail server.
+                    owed: None,
                 })
                 .await;
             outcomes.push((
@@ -133,6 +150,7 @@ impl Core {
     /// counts the same).
     pub async fn metrics(&self) -> Result<&Metrics, StoreError> {
         self.metrics.set_registrations(self.store.count().await?);
+        self.metrics.set_owed(self.store.owed_count().await?);
         Ok(&self.metrics)
     }
 
@@ -158,6 +176,12 @@ impl Core {
                 push,
                 outcome,
             } => self.subscription_gone(&user, &push, &outcome).await,
+            Report::OwedDone { sent, settled } => self.owed_done(&sent, settled).await,
+            Report::FanOutDone {
+                sent,
+                since_ms,
+                failed,
+            } => self.fan_out_done(&sent, since_ms, &failed).await,
         }
     }
 
@@ -171,38 +195,14 @@ impl Core {
         self.schedule.changed().await;
     }
 
-    /// Sends the pushes due at `now`, and does the subscription housekeeping due.
+    /// Sends the owed pushes due at `now`, and does the subscription housekeeping due.
     pub async fn run_due(self: &Arc<Self>, now: Instant) {
         let due = self.schedule.due(now);
         if due.sweep {
             self.sweep_subscriptions(SystemTime::now()).await;
         }
-        for (device_token, account_id) in due.devices {
-            self.apns.spawn(Job {
-                device_token,
-                account_id,
-                since: now,
-            });
-        }
-        for (user, mailbox) in due.mailboxes {
-            let core = self.clone();
-            tokio::spawn(async move { core.generic_push(&user, &mailbox).await });
-        }
-    }
-
-    /// Sends every push waiting for its quiet period now (the daemon is stopping: they
-    /// would be lost with it).
-    pub async fn flush(self: &Arc<Self>) {
-        let due = self.schedule.due(Instant::now() + self.config.push.delay);
-        for (device_token, account_id) in due.devices {
-            self.apns.spawn(Job {
-                device_token,
-                account_id,
-                since: Instant::now(),
-            });
-        }
-        for (user, mailbox) in due.mailboxes {
-            self.generic_push(&user, &mailbox).await;
+        if due.owed {
+            self.send_owed().await;
         }
     }
 
@@ -222,8 +222,6 @@ impl Core {
             .await?;
         for r in &removed {
             tracing::info!(user = %r.user, account = %r.account_id, "registration expired");
-            self.schedule
-                .cancel_device(&(r.registration.device_token.clone(), r.account_id.clone()));
         }
         Ok(removed.len())
     }

@@ -21,8 +21,8 @@ use xaps_proto::daemon::{MessageSummary, Notify};
 
 use super::Core;
 use crate::metrics::Metrics;
-use crate::report::ReportSender;
-use crate::store::{Store, StoreError};
+use crate::report::{FanOut, ReportSender};
+use crate::store::{OwedTarget, Records, Sent, Store, StoreError};
 use crate::webpush::{Delivery, SetupError, WebPushSender};
 
 /// How many accounts one round of housekeeping sweeps; the next round follows at once
@@ -321,6 +321,8 @@ impl Core {
                 topic: None,
                 generic: None,
                 since,
+                // Not owed: the user is waiting, and asks again if it does not come.
+                fan_out: None,
             });
         }
         Ok(answer(&transition.untagged, &transition.tagged, tag))
@@ -412,76 +414,92 @@ impl Core {
         }
     }
 
-    /// A mail event for Web Push: new mail pushed at once, with its envelopes where the
-    /// source gave them; other events once, after the quiet period, as the generic push.
-    pub(super) async fn webpush_event(
+    /// New mail's push to `user`'s subscriptions (`records`, read when the event was
+    /// owed as `key`), with the envelopes the event source gave.
+    pub(super) async fn new_mail_push(
         &self,
-        webpush: &WebPushCore,
         notify: &Notify,
+        sent: Sent,
+        since_ms: u64,
+        records: Records,
         since: Instant,
     ) {
-        if !notify.is_message_new() {
-            self.schedule
-                .mailbox_event((notify.username.clone(), notify.mailbox.clone()), since);
-            return;
-        }
         let groups = [MailboxEvents {
             mailbox: Mailbox::new(&notify.mailbox),
             events: events(notify),
         }];
-        self.fan_out(
-            webpush,
-            &notify.username,
-            &notify.mailbox,
-            &groups,
-            Urgency::High,
-            since,
-        )
-        .await;
+        let fan_out = FanOut::new(sent, since_ms, self.reports.clone());
+        if let Some(webpush) = &self.webpush {
+            let push = Fan {
+                user: &notify.username,
+                mailbox: &notify.mailbox,
+                groups: &groups,
+                urgency: Urgency::High,
+                since,
+                only: None,
+            };
+            self.fan_out(webpush, &push, records, &fan_out).await;
+        }
+        fan_out.handed_out();
     }
 
-    /// The generic push (`* SELECT <mailbox>`) for `user`, after a quiet period.
-    pub(super) async fn generic_push(&self, user: &UserName, mailbox: &str) {
+    /// An owed Web Push, the generic one (`* SELECT <mailbox>`): to all of the user's
+    /// subscriptions, or to the one its mark names.
+    pub(super) async fn generic_push(&self, sent: Sent, since_ms: u64, since: Instant) {
+        let key = &sent.key;
         let Some(webpush) = &self.webpush else {
+            tracing::warn!(user = %key.user, "a Web Push owed while IMAP WEBPUSH is off (no webpush.subject): dropped");
+            self.owed_done(&sent, true).await;
             return;
         };
-        let groups = [MailboxEvents {
-            mailbox: Mailbox::new(mailbox),
-            events: Vec::new(),
-        }];
-        self.fan_out(
-            webpush,
-            user,
-            mailbox,
-            &groups,
-            Urgency::Normal,
-            Instant::now(),
-        )
-        .await;
-    }
-
-    /// Pushes `groups` to every subscription of `user` that receives pushes now.
-    async fn fan_out(
-        &self,
-        webpush: &WebPushCore,
-        user: &UserName,
-        mailbox: &str,
-        groups: &[MailboxEvents<'_>],
-        urgency: Urgency,
-        since: Instant,
-    ) {
-        // Read in one query, then decoded one by one as they are taken: the first
-        // pushes are on their way while the rest are decoded.
-        let records = match self.store.webpush_records(user).await {
+        let records = match self.store.webpush_records(&key.user).await {
             Ok(records) => records,
             Err(e) => {
-                tracing::error!(error = %e, %user, "subscriptions not read");
+                tracing::error!(error = %e, user = %key.user, "subscriptions not read: the push is tried again later");
+                self.owed_done(&sent, false).await;
                 return;
             }
         };
-        if records.is_empty() {
-            return;
-        }
+        let only = match &key.target {
+            OwedTarget::Subscription(sub_id) => Some(sub_id.clone()),
+            _ => None,
+        };
+        let user = key.user.clone();
+        let mailbox = key.mailbox.clone();
+        let groups = [MailboxEvents {
+            mailbox: Mailbox::new(&mailbox),
+            events: Vec::new(),
+        }];
+        let fan_out = FanOut::new(sent, since_ms, self.reports.clone());
+        let push = Fan {
+            user: &user,
+            mailbox: &mailbox,
+            groups: &groups,
+            urgency: Urgency::Normal,
+            since,
+            only: only.as_deref(),
+        };
+        self.fan_out(webpush, &push, records, &fan_out).await;
+        fan_out.handed_out();
+    }
+
+    /// Pushes `push.groups` to every subscription in `records` that receives pushes
+    /// now (or only the one `push.only` names), each delivery counted in `fan_out`.
+    async fn fan_out(
+        &self,
+        webpush: &WebPushCore,
+        push: &Fan<'_>,
+        records: Records,
+        fan_out: &Arc<FanOut>,
+    ) {
+        let Fan {
+            user,
+            mailbox,
+            groups,
+            urgency,
+            since,
+            only,
+        } = *push;
         // Another daemon sharing the store may have rotated the key: subscriptions
         // acknowledged since are active under the new one.
         webpush.take_up_current_key(&self.store).await;
@@ -507,6 +525,9 @@ impl Core {
                     continue;
                 }
             };
+            if only.is_some_and(|sub_id| record.sub_id.as_str() != sub_id) {
+                continue;
+            }
             // "Until this connection ends" holds until the IMAP server reports the end.
             if !receives_pushes(&record, &settings, now, forwarded_connection_open) {
                 continue;
@@ -518,6 +539,7 @@ impl Core {
             }
             targets += 1;
             for (plaintext, generic) in content.pushes.iter().zip(&instead) {
+                fan_out.one_more();
                 webpush.sender.spawn(Delivery {
                     user: shared_user.clone(),
                     push: Push::new(&record, plaintext.clone()),
@@ -525,6 +547,7 @@ impl Core {
                     topic: Some(topic.clone()),
                     generic: generic.clone(),
                     since,
+                    fan_out: Some(fan_out.clone()),
                 });
             }
         }
@@ -535,6 +558,18 @@ impl Core {
             }
         }
     }
+}
+
+/// One fan-out's push: what goes to which of a user's subscriptions.
+#[derive(Clone, Copy)]
+struct Fan<'a> {
+    user: &'a UserName,
+    mailbox: &'a str,
+    groups: &'a [MailboxEvents<'a>],
+    urgency: Urgency,
+    since: Instant,
+    /// Only this subscription (one a fan-out could not reach).
+    only: Option<&'a str>,
 }
 
 /// The moment `secs` (since the Unix epoch) is, on the monotonic clock: now for a time

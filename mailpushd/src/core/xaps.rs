@@ -1,15 +1,16 @@
 //! iOS Mail: device registrations (the xaps plugin's `/register`, later
 //! `XAPPLEPUSHSERVICE` itself) and mail events, pushed to devices through APNs.
 
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use xaps_proto::DeviceToken;
 use xaps_proto::daemon::{Notify, NotifyOutcome, Register};
 use xaps_proto::registry::{Lookup, Registered, Registry, RegistryError};
+use xaps_proto::{AccountId, DeviceToken, UserName};
 
 use super::Core;
-use crate::apns::Job;
-use crate::store::StoreError;
+use super::owed::now_ms;
+use crate::store::{OwedKey, OwedTarget, StoreError};
 
 /// A registration that was not stored.
 #[derive(Debug, thiserror::Error)]
@@ -40,40 +41,91 @@ impl Core {
             })
             .await??;
         if let Registered::Replaced { previous } = &registered {
-            // The account moved to another device: the old one's pending push is void.
-            self.schedule
-                .cancel_device(&(previous.clone(), account.clone()));
+            // The account moved to another device: the old one's owed push is void.
+            self.forget_device(&user, previous, &account).await;
         }
         tracing::info!(%user, %account, outcome = ?registered, "device registered");
         Ok(registered)
     }
 
     /// Mail events in one mailbox of one user: new mail pushed at once, other events
-    /// after the quiet period, to the user's devices and Web Push subscriptions. The
-    /// answer the event source gets (xapsd's 200, 204 or 404).
-    pub async fn notify(&self, notify: &Notify) -> Result<NotifyOutcome, StoreError> {
+    /// after the quiet period, to the user's devices and Web Push subscriptions. Each
+    /// push is owed in the store before this answers (xapsd's 200, 204 or 404): from
+    /// then on, an outage or a crash delays it and never loses it.
+    pub async fn notify(self: &Arc<Self>, notify: &Notify) -> Result<NotifyOutcome, StoreError> {
         let since = Instant::now();
-        let registry = self.store.user(&notify.username, self.registry()).await?;
-        if let Some(webpush) = &self.webpush {
-            self.webpush_event(webpush, notify, since).await;
-        }
+        let user = &notify.username;
+        let registry = self.store.user(user, self.registry()).await?;
+        let new_mail = notify.is_message_new();
         let lookup = registry.lookup_notify(notify);
+        let mut events = Vec::new();
         if let Lookup::Push(targets) = &lookup {
-            let new_mail = notify.is_message_new();
-            for target in targets {
-                let key = (target.device_token.clone(), target.account_id.clone());
-                if let Some((device_token, account_id)) =
-                    self.schedule.device_event(key, new_mail, since)
-                {
-                    self.apns.spawn(Job {
-                        device_token,
-                        account_id,
-                        since,
-                    });
+            events.extend(targets.iter().map(|target| {
+                let key = OwedKey {
+                    user: user.clone(),
+                    target: OwedTarget::Device {
+                        token: target.device_token.clone(),
+                        account: target.account_id.clone(),
+                    },
+                    mailbox: String::new(),
+                };
+                (key, new_mail)
+            }));
+        }
+        let mut records = match &self.webpush {
+            Some(_) => Some(self.store.webpush_records(user).await?).filter(|r| !r.is_empty()),
+            None => None,
+        };
+        if records.is_some() {
+            let key = OwedKey {
+                user: user.clone(),
+                target: OwedTarget::Subscriptions,
+                mailbox: notify.mailbox.clone(),
+            };
+            events.push((key, new_mail));
+        }
+        let now = now_ms(SystemTime::now());
+        let lease = self.lease(now);
+        let marks = self
+            .store
+            .owe(&events, now, self.config.push.delay, lease)
+            .await?;
+        for mark in marks {
+            if !new_mail {
+                self.owed_by_ms(mark.owed.due_ms);
+                continue;
+            }
+            match (&mark.key.target, records.take()) {
+                (OwedTarget::Subscriptions, Some(records)) => {
+                    // The envelopes the event source told of go with new mail's push
+                    // now; should it fail, the owed push is the generic one.
+                    let sent = mark.sent(lease.until_ms);
+                    self.new_mail_push(notify, sent, mark.owed.since_ms, records, since)
+                        .await;
+                }
+                (_, taken) => {
+                    records = taken;
+                    self.dispatch(mark, lease.until_ms, since).await;
                 }
             }
         }
         Ok(lookup.outcome())
+    }
+
+    /// Forgets what is owed to `token` for `account` of `user`: it no longer receives
+    /// that account's pushes.
+    async fn forget_device(&self, user: &UserName, token: &DeviceToken, account: &AccountId) {
+        let key = OwedKey {
+            user: user.clone(),
+            target: OwedTarget::Device {
+                token: token.clone(),
+                account: account.clone(),
+            },
+            mailbox: String::new(),
+        };
+        if let Err(e) = self.store.forget(&[key]).await {
+            tracing::error!(error = %e, %user, %account, "a gone device's owed push not removed: it is sent in vain");
+        }
     }
 
     /// APNs said `token` stopped being valid at `since` (410): the crate's rule removes
@@ -92,8 +144,8 @@ impl Core {
             Ok(removed) => {
                 for r in removed {
                     tracing::info!(user = %r.user, account = %r.account_id, "APNs says the device token is gone: registration removed");
-                    self.schedule
-                        .cancel_device(&(r.registration.device_token, r.account_id));
+                    self.forget_device(&r.user, &r.registration.device_token, &r.account_id)
+                        .await;
                 }
             }
             Err(e) => tracing::error!(error = %e, "cannot remove an unregistered device token"),

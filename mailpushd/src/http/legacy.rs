@@ -3,6 +3,7 @@
 //! answered `OK <topic>`, `OK ` or `ERROR <reason>`, as xapsd answered it. The lines
 //! are read and written by `xaps_proto::legacy`; the operations are the core's.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -48,7 +49,7 @@ where
 }
 
 /// Reads the one line, carries it out, answers, and closes.
-pub(super) async fn serve<S>(mut stream: S, start: Vec<u8>, core: &Core)
+pub(super) async fn serve<S>(mut stream: S, start: Vec<u8>, core: &Arc<Core>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -77,7 +78,7 @@ where
     let _ = stream.shutdown().await;
 }
 
-async fn carry_out(request: Request, core: &Core) -> Answer {
+async fn carry_out(request: Request, core: &Arc<Core>) -> Answer {
     match request {
         Request::Register(register) => {
             let user = register.username.clone();

@@ -265,7 +265,7 @@ async fn register(core: &Core, body: &[u8]) -> Response<Full<Bytes>> {
 }
 
 /// `POST /notify` (and the OX driver's events): 200 / 204 / 404 as xapsd answers.
-async fn notify_response(core: &Core, notify: &Notify) -> Response<Full<Bytes>> {
+async fn notify_response(core: &Arc<Core>, notify: &Notify) -> Response<Full<Bytes>> {
     match core.notify(notify).await {
         Ok(outcome) => empty(status(outcome.status())),
         Err(e) => {
@@ -298,7 +298,7 @@ struct OxEvent {
 
 /// `PUT <ox_path>`: the OX driver's `messageNew` as a `/notify` with `MessageNew`.
 /// The user is the METADATA value's `user=`; set it to the Dovecot user name.
-async fn ox(core: &Core, body: &[u8]) -> Response<Full<Bytes>> {
+async fn ox(core: &Arc<Core>, body: &[u8]) -> Response<Full<Bytes>> {
     let event: OxEvent = match serde_json::from_slice(body) {
         Ok(event) => event,
         Err(e) => {

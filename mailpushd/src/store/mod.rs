@@ -22,10 +22,12 @@ use std::time::Duration;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 
+mod owed;
 mod registrations;
 mod vapid;
 mod webpush;
 
+pub use owed::{Lease, OwedKey, OwedPush, OwedTarget, Rescheduled, Sent};
 pub use webpush::Records;
 
 /// A store operation that failed.
@@ -106,6 +108,21 @@ const MIGRATIONS: &[&str] = &[
     // next used.
     "ALTER TABLE webpush_subscriptions ADD COLUMN due_at BIGINT;
     CREATE INDEX webpush_subscriptions_due ON webpush_subscriptions (due_at);",
+    // Pushes owed: acknowledged to the mail server, not delivered yet (store/owed.rs).
+    "CREATE TABLE owed_pushes (
+        kind TEXT NOT NULL,
+        username TEXT NOT NULL,
+        target TEXT NOT NULL,
+        mailbox TEXT NOT NULL,
+        due_ms BIGINT NOT NULL,
+        since_ms BIGINT NOT NULL,
+        touched_ms BIGINT NOT NULL,
+        failures BIGINT NOT NULL,
+        lease_owner TEXT,
+        lease_ms BIGINT,
+        PRIMARY KEY (kind, username, target, mailbox)
+    );
+    CREATE INDEX owed_pushes_due ON owed_pushes (due_ms);",
 ];
 
 /// The registrations' store.

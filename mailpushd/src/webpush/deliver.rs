@@ -96,6 +96,10 @@ impl WebPushSender {
                     metrics.retry_queue().inc();
                     Step::Later(wait)
                 }
+                Retry::GiveUp if delivery.fan_out.is_some() => {
+                    tracing::warn!(attempts = attempt, %origin, user = %delivery.user, "push not delivered in this round of attempts: owed, tried again later");
+                    Step::Done(PushOutcome::Deferred)
+                }
                 Retry::GiveUp => {
                     tracing::warn!(attempts = attempt, %origin, user = %delivery.user, "push given up");
                     Step::Done(PushOutcome::GaveUp)

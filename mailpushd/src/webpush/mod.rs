@@ -51,6 +51,8 @@ pub struct Delivery {
     pub generic: Option<Vec<u8>>,
     /// When the event arrived.
     pub since: Instant,
+    /// The fan-out of an owed push it is part of, told how it ends.
+    pub fan_out: Option<Arc<crate::report::FanOut>>,
 }
 
 /// A delivery waiting for its origin's worker.
@@ -280,6 +282,13 @@ impl WebPushSender {
         let metrics = &self.inner.metrics;
         metrics.push("webpush", outcome);
         metrics.latency(delivery.since.elapsed().as_secs_f64());
+        if let Some(fan_out) = &delivery.fan_out {
+            let settled = !matches!(
+                outcome,
+                PushOutcome::Deferred | PushOutcome::FixConfiguration
+            );
+            fan_out.done(delivery.push.sub_id.as_str(), settled);
+        }
         self.inner.in_flight.finish();
     }
 

@@ -107,8 +107,8 @@ pub fn metric_value(page: &str, name: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// Waits (up to ten seconds) until the daemon's metrics show `line`; the page then, or
-/// the last one read, for the caller's assertion.
+/// Waits (up to ten seconds) until the daemon's metrics show `line`, and fails the
+/// test if they never do; the page then.
 pub async fn wait_metric(daemon: SocketAddr, line: &str) -> String {
     for _ in 0..200 {
         let page = metrics(daemon).await;
@@ -117,7 +117,7 @@ pub async fn wait_metric(daemon: SocketAddr, line: &str) -> String {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    metrics(daemon).await
+    panic!("never seen: {line}\n{}", metrics(daemon).await);
 }
 
 /// Stores `endpoints` in `store` as `user`'s active subscriptions (ids `sub-00000`, ...)

@@ -1,0 +1,245 @@
+//! Owed pushes: every event acknowledged to the mail server is a mark in the store
+//! (`store::owed`) before the answer; the core sends the marks that fall due, and each
+//! push's end comes back as a report: delivered (or refused for good) settles the mark,
+//! a failed round reschedules it, and one owed longer than `push.give_up_after` is given
+//! up. A crash or an outage delays a push; it never loses one.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use xaps_proto::owed::Rounds;
+
+use super::Core;
+use crate::apns::Job;
+use crate::metrics::PushOutcome;
+use crate::store::{Lease, OwedKey, OwedPush, OwedTarget, Rescheduled, Sent, StoreError};
+
+/// How many owed pushes one turn of the timer takes from the store; more follow at once.
+const TAKE_BATCH: u32 = 1000;
+
+/// On a store other daemons share, how often at most to look for pushes a daemon that
+/// died was holding (their lease ends, and nothing here hears of it otherwise); and
+/// how long to wait after the store failed to answer.
+const LOOK_AGAIN: Duration = Duration::from_secs(60);
+
+/// An id for this process, to lease the pushes it sends.
+pub(super) fn instance() -> String {
+    let mut random = [0_u8; 12];
+    // Without randomness, the time and process id tell processes apart well enough.
+    if rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut random).is_err() {
+        return format!("{}-{}", std::process::id(), now_ms(SystemTime::now()));
+    }
+    webpush_crypto::base64url::encode(&random)
+}
+
+/// `time` in milliseconds since 1970 (0 for a clock before it).
+pub(super) fn now_ms(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The moment `ms` (since 1970) is on the monotonic clock: now for one past; `None` for
+/// one too far ahead to be an `Instant`.
+pub(super) fn instant_at_ms(ms: u64) -> Option<Instant> {
+    let ahead = ms.saturating_sub(now_ms(SystemTime::now()));
+    Instant::now().checked_add(Duration::from_millis(ahead))
+}
+
+impl Core {
+    /// The rounds failed pushes are retried in.
+    fn rounds(&self) -> Rounds {
+        Rounds {
+            first: self.config.push.retry_first,
+            max: self.config.push.retry_max,
+            give_up_after: self.config.push.give_up_after,
+        }
+    }
+
+    /// A lease for pushes this daemon takes now.
+    pub(super) fn lease(&self, now_ms: u64) -> Lease<'_> {
+        let lease = u64::try_from(self.config.push.lease.as_millis()).unwrap_or(u64::MAX);
+        Lease {
+            owner: &self.instance,
+            until_ms: now_ms.saturating_add(lease),
+        }
+    }
+
+    /// The timer should look at the owed pushes by `ms` (since 1970).
+    pub(super) fn owed_by_ms(&self, ms: u64) {
+        if let Some(at) = instant_at_ms(ms) {
+            self.schedule.owed_by(at);
+        }
+    }
+
+    /// Sends an owed push, leased until `lease_ms`, as its mark says: to a device, to
+    /// all of a user's subscriptions, or to one.
+    pub(super) async fn dispatch(self: &Arc<Self>, push: OwedPush, lease_ms: u64, since: Instant) {
+        let sent = push.sent(lease_ms);
+        match &push.key.target {
+            OwedTarget::Device { token, account } => self.apns.spawn(Job {
+                device_token: token.clone(),
+                account_id: account.clone(),
+                since,
+                owed: Some(sent),
+            }),
+            OwedTarget::Subscriptions | OwedTarget::Subscription(_) => {
+                let core = self.clone();
+                let since_ms = push.owed.since_ms;
+                tokio::spawn(async move { core.generic_push(sent, since_ms, since).await });
+            }
+        }
+    }
+
+    /// Sends every owed push due now (this daemon's and, on a shared store, any a dead
+    /// daemon left), then sets the timer to the next one.
+    pub(super) async fn send_owed(self: &Arc<Self>) {
+        loop {
+            let now = now_ms(SystemTime::now());
+            let lease = self.lease(now);
+            let taken = match self.store.take_due(now, lease, TAKE_BATCH).await {
+                Ok(taken) => taken,
+                Err(e) => {
+                    tracing::error!(error = %e, "owed pushes not read: tried again in a minute");
+                    self.schedule
+                        .set_owed(Instant::now().checked_add(LOOK_AGAIN));
+                    return;
+                }
+            };
+            let full = taken.len() >= TAKE_BATCH as usize;
+            for push in taken {
+                self.dispatch(push, lease.until_ms, Instant::now()).await;
+            }
+            if !full {
+                break;
+            }
+        }
+        self.refresh_owed().await;
+    }
+
+    /// Sets the timer to the store's next owed push (and, on a shared store, no later
+    /// than half a lease, at most [`LOOK_AGAIN`], from now: a push a dead daemon held
+    /// is taken up at most half a lease after its lease ended).
+    pub(super) async fn refresh_owed(&self) {
+        let next = match self.store.next_owed().await {
+            Ok(next) => next.and_then(instant_at_ms),
+            Err(e) => {
+                tracing::error!(error = %e, "the next owed push not read: tried again in a minute");
+                Instant::now().checked_add(LOOK_AGAIN)
+            }
+        };
+        let next = if self.store.is_shared() {
+            let look = Instant::now().checked_add(LOOK_AGAIN.min(self.config.push.lease / 2));
+            next.into_iter().chain(look).min()
+        } else {
+            next
+        };
+        self.schedule.set_owed(next);
+    }
+
+    /// At start: what this daemon owed when it last stopped is free to send now (on a
+    /// store only it uses; on a shared one, a dead daemon's leases end by themselves),
+    /// and the timer is set to the first owed push.
+    pub async fn take_up_owed(&self) -> Result<(), StoreError> {
+        if !self.store.is_shared() {
+            self.store.end_leases(None).await?;
+        }
+        let owed = self.store.owed_count().await?;
+        if owed > 0 {
+            tracing::info!(owed, "pushes owed from before: sent as they fall due");
+        }
+        self.refresh_owed().await;
+        Ok(())
+    }
+
+    /// At a stop: the pushes this daemon was sending and did not finish are free for
+    /// another daemon sharing the store, or for the next start.
+    pub async fn release_owed(&self) {
+        if let Err(e) = self.store.end_leases(Some(&self.instance)).await {
+            tracing::error!(error = %e, "the pushes being sent not released: another daemon takes them up when their lease ends");
+        }
+    }
+
+    /// An owed push's send ended: settled (delivered, or refused for good), or its
+    /// round of attempts failed and it is rescheduled, or given up.
+    pub(super) async fn owed_done(&self, sent: &Sent, settled: bool) {
+        let user = &sent.key.user;
+        let now = now_ms(SystemTime::now());
+        if settled {
+            match self.store.settle(sent, now).await {
+                Ok(None) => {}
+                Ok(Some(due)) => self.owed_by_ms(due),
+                Err(e) => {
+                    tracing::error!(error = %e, %user, "a delivered push not marked so: it goes again when its lease ends");
+                }
+            }
+            return;
+        }
+        match self.store.reschedule(sent, now, &self.rounds()).await {
+            Ok(Rescheduled::Later(due)) => {
+                tracing::info!(%user, in_ms = due.saturating_sub(now), "owed push tried again later");
+                self.owed_by_ms(due);
+            }
+            Ok(Rescheduled::Newer(due)) => self.owed_by_ms(due),
+            Ok(Rescheduled::Sending | Rescheduled::Gone) => {}
+            Ok(Rescheduled::GivenUp) => self.given_up(&sent.key),
+            Err(e) => {
+                tracing::error!(error = %e, %user, "an owed push not rescheduled: its lease ends and it is taken up then")
+            }
+        }
+    }
+
+    /// A fan-out of an owed push (owed since `since_ms`) to a user's subscriptions
+    /// ended: each subscription it could not reach is owed on its own, then its mark
+    /// is settled (a crash between the two sends the whole again: never loses one).
+    pub(super) async fn fan_out_done(&self, sent: &Sent, since_ms: u64, failed: &[String]) {
+        let key = &sent.key;
+        if let OwedTarget::Subscription(_) = key.target {
+            // A push to one subscription: its own mark keeps its rounds.
+            return self.owed_done(sent, failed.is_empty()).await;
+        }
+        if !failed.is_empty() {
+            let keys: Vec<OwedKey> = failed
+                .iter()
+                .map(|sub_id| OwedKey {
+                    user: key.user.clone(),
+                    target: OwedTarget::Subscription(sub_id.clone()),
+                    mailbox: key.mailbox.clone(),
+                })
+                .collect();
+            let now = now_ms(SystemTime::now());
+            match self
+                .store
+                .owe_failed(&keys, since_ms, now, &self.rounds())
+                .await
+            {
+                Ok(Some(due)) => self.owed_by_ms(due),
+                Ok(None) => {
+                    for key in &keys {
+                        self.given_up(key);
+                    }
+                }
+                Err(e) => {
+                    // Left leased: the whole fan-out goes again when the lease ends.
+                    tracing::error!(error = %e, user = %key.user, "pushes a fan-out could not deliver not kept: the fan-out goes again later");
+                    return;
+                }
+            }
+        }
+        self.owed_done(sent, true).await;
+    }
+
+    /// Logs and counts a push given up.
+    fn given_up(&self, key: &OwedKey) {
+        let service = match key.target {
+            OwedTarget::Device { .. } => "apns",
+            _ => "webpush",
+        };
+        tracing::warn!(
+            user = %key.user,
+            target = ?key.target,
+            after = ?self.config.push.give_up_after,
+            "push given up: not delivered for push.give_up_after"
+        );
+        self.metrics.push(service, PushOutcome::GaveUp);
+    }
+}
