@@ -20,6 +20,9 @@ use crate::store::{Store, StoreError};
 /// How often registrations not refreshed for the maximum age are removed: xapsd's 8 h.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(8 * 3600);
 
+/// How many of the senders' reports are applied together at most.
+const REPORT_BATCH: usize = 256;
+
 /// The daemon cannot start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -166,18 +169,29 @@ impl Daemon {
         let (reports_done, mut done) = watch::channel(false);
         let reports_core = core.clone();
         let reports = tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(REPORT_BATCH);
             loop {
                 tokio::select! {
-                    report = reported.recv() => match report {
-                        Some(report) => reports_core.apply(report).await,
-                        None => return,
-                    },
+                    n = reported.recv_many(&mut batch, REPORT_BATCH) => {
+                        if n == 0 {
+                            return;
+                        }
+                        // What came in meanwhile is applied together: one write for
+                        // many delivered pushes.
+                        reports_core.apply_all(std::mem::take(&mut batch)).await;
+                    }
                     _ = done.changed() => {
                         // The senders are drained: what they reported is all here.
-                        while let Ok(report) = reported.try_recv() {
-                            reports_core.apply(report).await;
+                        loop {
+                            while batch.len() < REPORT_BATCH {
+                                let Ok(report) = reported.try_recv() else { break };
+                                batch.push(report);
+                            }
+                            if batch.is_empty() {
+                                return;
+                            }
+                            reports_core.apply_all(std::mem::take(&mut batch)).await;
                         }
-                        return;
                     }
                 }
             }

@@ -167,6 +167,21 @@ impl Core {
             .with_push_mailboxes(self.config.push.mailboxes.clone())
     }
 
+    /// Applies what the senders reported, the pushes delivered settled in one write.
+    pub async fn apply_all(&self, reports: Vec<Report>) {
+        let mut delivered = Vec::new();
+        for report in reports {
+            match report {
+                Report::OwedDone {
+                    sent,
+                    settled: true,
+                } => delivered.push(sent),
+                report => self.apply(report).await,
+            }
+        }
+        self.settle_all(&delivered).await;
+    }
+
     /// Applies what a sender reported.
     pub async fn apply(&self, report: Report) {
         match report {

@@ -162,18 +162,11 @@ impl Core {
     /// An owed push's send ended: settled (delivered, or refused for good), or its
     /// round of attempts failed and it is rescheduled, or given up.
     pub(super) async fn owed_done(&self, sent: &Sent, settled: bool) {
+        if settled {
+            return self.settle_all(std::slice::from_ref(sent)).await;
+        }
         let user = &sent.key.user;
         let now = now_ms(SystemTime::now());
-        if settled {
-            match self.store.settle(sent, now).await {
-                Ok(None) => {}
-                Ok(Some(due)) => self.owed_by_ms(due),
-                Err(e) => {
-                    tracing::error!(error = %e, %user, "a delivered push not marked so: it goes again when its lease ends");
-                }
-            }
-            return;
-        }
         match self.store.reschedule(sent, now, &self.rounds()).await {
             Ok(Rescheduled::Later(due)) => {
                 tracing::info!(%user, in_ms = due.saturating_sub(now), "owed push tried again later");
@@ -184,6 +177,22 @@ impl Core {
             Ok(Rescheduled::GivenUp) => self.given_up(&sent.key),
             Err(e) => {
                 tracing::error!(error = %e, %user, "an owed push not rescheduled: its lease ends and it is taken up then")
+            }
+        }
+    }
+
+    /// Settles the marks of `sents`, delivered (or refused for good), in one write;
+    /// those a newer event keeps go on the timer again.
+    pub(super) async fn settle_all(&self, sents: &[Sent]) {
+        let now = now_ms(SystemTime::now());
+        match self.store.settle_all(sents, now).await {
+            Ok(left) => {
+                for due in left.into_iter().flatten() {
+                    self.owed_by_ms(due);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, pushes = sents.len(), "delivered pushes not marked so: they go again when their lease ends");
             }
         }
     }

@@ -383,16 +383,38 @@ impl Store {
     /// `sent` went out (or was refused for good): its mark goes, unless a newer event
     /// came meanwhile. When the mark is due, if it stays for this daemon's timer.
     pub async fn settle(&self, sent: &Sent, now_ms: u64) -> Result<Option<u64>, StoreError> {
-        let key = &sent.key;
-        let mut tx = self.begin(&[Lock::User(key.user.as_str())]).await?;
-        let left = match find(&mut tx, key, now_ms).await? {
-            Some(found) if found.owed.settled_by(sent.touched_ms) => {
-                delete(&mut tx, key).await?;
-                None
-            }
-            Some(found) => newer(&mut tx, sent, &found).await?,
-            None => None,
-        };
+        Ok(self
+            .settle_all(std::slice::from_ref(sent), now_ms)
+            .await?
+            .into_iter()
+            .flatten()
+            .next())
+    }
+
+    /// [`Store::settle`] for each of `sents`, in one transaction (one write to disk for
+    /// many pushes). For each, when its mark is due, if it stays.
+    pub async fn settle_all(
+        &self,
+        sents: &[Sent],
+        now_ms: u64,
+    ) -> Result<Vec<Option<u64>>, StoreError> {
+        if sents.is_empty() {
+            return Ok(Vec::new());
+        }
+        let users: BTreeSet<&str> = sents.iter().map(|s| s.key.user.as_str()).collect();
+        let locks: Vec<Lock<'_>> = users.into_iter().map(Lock::User).collect();
+        let mut tx = self.begin(&locks).await?;
+        let mut left = Vec::with_capacity(sents.len());
+        for sent in sents {
+            left.push(match find(&mut tx, &sent.key, now_ms).await? {
+                Some(found) if found.owed.settled_by(sent.touched_ms) => {
+                    delete(&mut tx, &sent.key).await?;
+                    None
+                }
+                Some(found) => newer(&mut tx, sent, &found).await?,
+                None => None,
+            });
+        }
         tx.commit().await?;
         Ok(left)
     }
