@@ -12,8 +12,10 @@ use prometheus_client::registry::Registry;
 pub enum PushOutcome {
     /// APNs accepted it.
     Delivered,
-    /// APNs said the token is gone (410): its older registrations were removed.
-    Dropped,
+    /// The service said the device token or subscription is gone (APNs 410, Web Push
+    /// 404 and 410); what the core did about it is counted apart
+    /// ([`Metrics::gone`]).
+    Gone,
     /// APNs refused the token for this topic or environment (400): counted, kept.
     TokenRejected,
     /// A retry was scheduled (429, 5xx, a transport error).
@@ -34,7 +36,7 @@ impl PushOutcome {
     fn as_str(self) -> &'static str {
         match self {
             PushOutcome::Delivered => "delivered",
-            PushOutcome::Dropped => "dropped",
+            PushOutcome::Gone => "gone",
             PushOutcome::TokenRejected => "token_rejected",
             PushOutcome::Retried => "retried",
             PushOutcome::Deferred => "deferred",
@@ -53,6 +55,12 @@ struct PushLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GoneLabels {
+    service: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
     route: &'static str,
     status: u16,
@@ -63,6 +71,7 @@ struct HttpLabels {
 pub struct Metrics {
     registry: Registry,
     pushes: Family<PushLabels, Counter>,
+    gone: Family<GoneLabels, Counter>,
     latency: Histogram,
     registrations: Gauge,
     owed: Gauge,
@@ -84,6 +93,12 @@ impl Metrics {
         let mut registry = Registry::with_prefix("mailpushd");
         let pushes = Family::<PushLabels, Counter>::default();
         registry.register("pushes", "Pushes by service and outcome", pushes.clone());
+        let gone = Family::<GoneLabels, Counter>::default();
+        registry.register(
+            "gone",
+            "What a 'gone' answer did: the registrations or subscription removed, or kept (registered after APNs's timestamp; replaced since the push)",
+            gone.clone(),
+        );
         // From the event that caused a push to the push service's answer: 1 ms to ~30 s.
         let latency = Histogram::new([
             0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
@@ -132,6 +147,7 @@ impl Metrics {
         Self {
             registry,
             pushes,
+            gone,
             latency,
             registrations,
             owed,
@@ -149,6 +165,14 @@ impl Metrics {
                 service,
                 outcome: outcome.as_str(),
             })
+            .inc();
+    }
+
+    /// Counts what a "gone" answer did: something `removed`, or all kept.
+    pub fn gone(&self, service: &'static str, removed: bool) {
+        let result = if removed { "removed" } else { "kept" };
+        self.gone
+            .get_or_create(&GoneLabels { service, result })
             .inc();
     }
 

@@ -183,7 +183,10 @@ async fn a_410_removes_only_registrations_older_than_its_timestamp() {
     )]);
     s.notify("alice", r#""MessageNew""#).await;
     s.standin.wait_for(1, Duration::from_secs(10)).await;
-    s.wait_metric("mailpushd_pushes_total{service=\"apns\",outcome=\"dropped\"} 1")
+    s.wait_metric("mailpushd_pushes_total{service=\"apns\",outcome=\"gone\"} 1")
+        .await;
+    // Counted as what happened: kept.
+    s.wait_metric("mailpushd_gone_total{service=\"apns\",result=\"kept\"} 1")
         .await;
     assert_eq!(s.count().await, 1, "registered after the 410's timestamp");
     // After it: gone.
@@ -197,6 +200,8 @@ async fn a_410_removes_only_registrations_older_than_its_timestamp() {
     s.standin.script([Reply::Status(410, body)]);
     s.notify("alice", r#""MessageNew""#).await;
     assert_eq!(s.wait_count(0).await, 0);
+    s.wait_metric("mailpushd_gone_total{service=\"apns\",result=\"removed\"} 1")
+        .await;
     assert_eq!(s.notify("alice", r#""MessageNew""#).await, 404);
 }
 

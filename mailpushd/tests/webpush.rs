@@ -273,6 +273,11 @@ async fn each_answer_of_a_push_service_has_its_effect() {
     s.push.script([PushReply::status(404)]);
     s.notify(r#""MessageNew""#, "").await;
     assert_eq!(s.wait_subscriptions(0).await, 0);
+    support::wait_metric(
+        s.address(),
+        "mailpushd_gone_total{service=\"webpush\",result=\"removed\"} 1",
+    )
+    .await;
     let answer = s.forward("c1", "l1 LWEBPUSH *\r\n").await;
     assert_eq!(answer, "l1 OK LWEBPUSH completed\r\n");
 }
@@ -836,7 +841,11 @@ async fn a_late_410_for_an_old_endpoint_keeps_the_subscription_that_replaced_it(
     // the new verification; then the 410 has had its effect.
     let requests = s.push.wait_for(3, Duration::from_secs(10)).await;
     assert_eq!(requests.iter().filter(|r| r.path == "/push/old").count(), 2);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    support::wait_metric(
+        s.address(),
+        "mailpushd_gone_total{service=\"webpush\",result=\"kept\"} 1",
+    )
+    .await;
     let answer = s.forward("c1", "l1 LWEBPUSH *\r\n").await;
     assert_eq!(
         answer,

@@ -253,7 +253,7 @@ impl Apns {
                         if self.inner.reports.send(report).await.is_err() {
                             tracing::error!(token = ?job.device_token, "APNs says the device token is gone, and the daemon is stopping: not removed");
                         }
-                        break PushOutcome::Dropped;
+                        break PushOutcome::Gone;
                     }
                     Action::TokenRejected => {
                         tracing::warn!(

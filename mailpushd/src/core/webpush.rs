@@ -405,10 +405,12 @@ impl Core {
         let sub_id = push.sub_id.as_str();
         match deleted {
             Ok(true) => {
-                tracing::info!(%user, sub_id, "the push service says the subscription is gone: deleted")
+                self.metrics.gone("webpush", true);
+                tracing::info!(%user, sub_id, "the push service says the subscription is gone: deleted");
             }
             Ok(false) => {
-                tracing::info!(%user, sub_id, "the push service says an endpoint is gone that the subscription has left since: kept")
+                self.metrics.gone("webpush", false);
+                tracing::info!(%user, sub_id, "the push service says an endpoint is gone that the subscription has left since: kept");
             }
             Err(e) => tracing::error!(error = %e, %user, "cannot delete a gone subscription"),
         }

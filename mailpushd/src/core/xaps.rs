@@ -141,7 +141,12 @@ impl Core {
             })
             .await;
         match removed {
+            Ok(removed) if removed.is_empty() => {
+                self.metrics.gone("apns", false);
+                tracing::info!(token = ?token, ?since, "APNs says the device token is gone, but each registration with it was made after that: kept");
+            }
             Ok(removed) => {
+                self.metrics.gone("apns", true);
                 for r in removed {
                     tracing::info!(user = %r.user, account = %r.account_id, "APNs says the device token is gone: registration removed");
                     self.forget_device(&r.user, &r.registration.device_token, &r.account_id)

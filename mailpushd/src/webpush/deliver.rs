@@ -56,7 +56,7 @@ impl WebPushSender {
                     if self.inner.reports.send(report).await.is_err() {
                         tracing::error!(user = %delivery.user, %origin, "the push service says the subscription is gone, and the daemon is stopping: not deleted");
                     }
-                    return Step::Done(PushOutcome::Dropped);
+                    return Step::Done(PushOutcome::Gone);
                 }
                 Ok(Outcome::PayloadTooLarge) => match delivery.generic.take() {
                     Some(generic) => {
