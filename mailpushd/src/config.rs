@@ -102,6 +102,7 @@ mod ranges {
     pub(super) const MAX_AGE_DAYS: RangeInclusive<u64> = 1..=3650;
     pub(super) const MAX_ACCOUNTS: RangeInclusive<usize> = 1..=100_000;
     pub(super) const TIMEOUT_SECS: RangeInclusive<u64> = 1..=300;
+    pub(super) const IDLE_SECS: RangeInclusive<u64> = 1..=3600;
     pub(super) const MAX_IN_FLIGHT: RangeInclusive<usize> = 1..=100_000;
     pub(super) const ATTEMPTS: RangeInclusive<u32> = 1..=100;
     pub(super) const RETRY_BASE_MILLIS: RangeInclusive<u64> = 1..=600_000;
@@ -473,8 +474,11 @@ pub enum Credentials {
 pub struct Http {
     /// The largest request body read (413 beyond it).
     pub max_body: usize,
-    /// How long a client may take to send its request headers.
+    /// How long a client may take to send its request headers, from their first octet.
     pub header_timeout: Duration,
+    /// How long a connection may wait for its next request (mail servers keep theirs
+    /// open between events).
+    pub idle_timeout: Duration,
     /// How long a client may take to send its request body.
     pub body_timeout: Duration,
 }
@@ -603,6 +607,7 @@ struct TomlApns {
 struct TomlHttp {
     max_body_bytes: Option<usize>,
     header_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
     body_timeout_secs: Option<u64>,
 }
 
@@ -667,6 +672,7 @@ impl Config {
             http: Http {
                 max_body: xaps_proto::daemon::MAX_BODY_LEN,
                 header_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(120),
                 body_timeout: Duration::from_secs(10),
             },
             ox_path: "/ox".to_owned(),
@@ -920,6 +926,9 @@ impl Config {
         }
         if let Some(s) = http.header_timeout_secs {
             config.http.header_timeout = secs("http.header_timeout_secs", s, ranges::TIMEOUT_SECS)?;
+        }
+        if let Some(s) = http.idle_timeout_secs {
+            config.http.idle_timeout = secs("http.idle_timeout_secs", s, ranges::IDLE_SECS)?;
         }
         if let Some(s) = http.body_timeout_secs {
             config.http.body_timeout = secs("http.body_timeout_secs", s, ranges::TIMEOUT_SECS)?;

@@ -21,6 +21,7 @@ async fn start(auth: bool) -> (Standin, Daemon, tempfile::TempDir) {
     let standin = Standin::start().await.unwrap();
     let mut config = standin_config(&standin, dir.path()).unwrap();
     config.http.header_timeout = Duration::from_millis(500);
+    config.http.idle_timeout = Duration::from_secs(2);
     config.http.body_timeout = Duration::from_millis(500);
     config.http.max_body = 4096;
     if auth {
@@ -129,6 +130,43 @@ async fn slow_clients_are_cut_off_and_others_are_served() {
     // A body that never comes in full: 408.
     let request = b"POST /register HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"Aps";
     assert!(raw(&daemon, request).await.contains("408"));
+}
+
+/// Reads one whole answer to a `GET /healthz` from a kept-alive connection.
+async fn healthz_on(stream: &mut TcpStream) -> String {
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    while !String::from_utf8_lossy(&answer).contains("\r\n\r\nok") {
+        let mut chunk = [0; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8(answer).unwrap()
+}
+
+#[tokio::test]
+async fn an_idle_kept_alive_connection_waits_the_idle_timeout_not_the_header_one() {
+    let (_standin, daemon, _dir) = start(false).await;
+    // The header timeout is half a second here, the idle one two seconds.
+    let mut stream = TcpStream::connect(daemon.local_addr()).await.unwrap();
+    assert!(healthz_on(&mut stream).await.starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(
+        healthz_on(&mut stream).await.starts_with("HTTP/1.1 200"),
+        "served again after idling longer than the header timeout"
+    );
+    // Idle past the idle timeout: closed by the daemon.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
 }
 
 #[tokio::test]

@@ -23,29 +23,22 @@ pub(super) fn is_line(start: &[u8]) -> bool {
 }
 
 /// Reads the connection's first octets, enough to tell its protocol (fewer if it ends
-/// sooner, a few more if they came together), within `timeout`.
-pub(super) async fn start<S>(stream: &mut S, timeout: Duration) -> std::io::Result<Vec<u8>>
+/// sooner, a few more if they came together); the stream's clocks bound the wait.
+pub(super) async fn start<S>(stream: &mut S) -> std::io::Result<Vec<u8>>
 where
     S: tokio::io::AsyncRead + Unpin,
 {
     let mut start = Vec::with_capacity(VERB_LEN);
-    let read = async {
-        while start.len() < VERB_LEN {
-            // What comes after the verb is kept too, and replayed.
-            let mut chunk = [0_u8; VERB_LEN];
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                break;
-            }
-            start.extend(chunk.iter().take(n));
+    while start.len() < VERB_LEN {
+        // What comes after the verb is kept too, and replayed.
+        let mut chunk = [0_u8; VERB_LEN];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
         }
-        Ok::<_, std::io::Error>(())
-    };
-    match tokio::time::timeout(timeout, read).await {
-        Ok(Ok(())) => Ok(start),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+        start.extend(chunk.iter().take(n));
     }
+    Ok(start)
 }
 
 /// Reads the one line, carries it out, answers, and closes.

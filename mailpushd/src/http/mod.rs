@@ -18,6 +18,7 @@ use crate::core::{Core, RegisterError};
 mod access;
 mod legacy;
 mod server;
+mod timeouts;
 mod webpush;
 pub(crate) use access::{Access, Via};
 pub use access::{AccessError, describe_access, dovecot_settings};

@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Semaphore, watch};
 
 use super::access::{Access, Via};
+use super::timeouts::Timed;
 use crate::config::UnixSocket;
 use crate::core::Core;
 
@@ -86,14 +87,22 @@ fn group_id(name: &str) -> Result<Option<u32>, SocketError> {
     }))
 }
 
-/// The HTTP/1.1 connection settings.
-fn http1(front: &Front) -> hyper::server::conn::http1::Builder {
+/// The HTTP/1.1 connection settings. The header and idle timeouts are the stream's
+/// ([`Timed`]): hyper's one timer would cut idle keep-alive connections as soon as
+/// slow headers.
+fn http1() -> hyper::server::conn::http1::Builder {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(front.core.config().http.header_timeout)
+        .header_read_timeout(None)
         .keep_alive(true);
     builder
+}
+
+/// `stream` on the API's idle and header clocks.
+fn timed<S>(front: &Front, stream: S) -> Timed<S> {
+    let http = &front.core.config().http;
+    Timed::new(stream, http.idle_timeout, http.header_timeout)
 }
 
 /// Serves one HTTP connection to its end, or to the graceful end `watcher` is told of.
@@ -106,7 +115,7 @@ where
         let front = handler.clone();
         async move { Ok::<_, std::convert::Infallible>(super::handle(front, via, request).await) }
     });
-    let connection = http1(&front).serve_connection(TokioIo::new(stream), service);
+    let connection = http1().serve_connection(TokioIo::new(stream), service);
     if let Err(e) = watcher.watch(connection).await {
         tracing::debug!(error = %e, "HTTP connection ended");
     }
@@ -146,10 +155,11 @@ pub(crate) async fn serve(
             stream,
             _permit: permit,
         };
+        let timed = timed(&front, held);
         tokio::spawn(serve_http(
             front.clone(),
             Via::Tcp,
-            held,
+            timed,
             graceful.watcher(),
         ));
     }
@@ -189,9 +199,8 @@ pub(crate) async fn serve_socket(
                 stream,
                 _permit: permit,
             };
-            let mut held = held;
-            let timeout = front.core.config().http.header_timeout;
-            match super::legacy::start(&mut held.stream, timeout).await {
+            let mut held = timed(&front, held);
+            match super::legacy::start(&mut held).await {
                 Ok(start) if super::legacy::is_line(&start) => {
                     super::legacy::serve(held, start, &front.core).await;
                 }
