@@ -12,7 +12,8 @@
 //! let token = DeviceToken::try_from("73B23C63C18344D1BBBAB10887FD540BA4B00741987CA28CBB7C0C607F0667FF")?;
 //! let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
 //! let request = push.request(&token, "55FAD99D-748E-44DA-8A7F-91D3478CAABD", now, None)?;
-//! assert_eq!(request.uri().path(), "/3/device/73b23c63c18344d1bbbab10887fd540ba4b00741987ca28cbb7c0c607f0667ff");
+//! // The token as the device sent it (APNs reads hex in either case).
+//! assert_eq!(request.uri().path(), "/3/device/73B23C63C18344D1BBBAB10887FD540BA4B00741987CA28CBB7C0C607F0667FF");
 //!
 //! // ... the server sends it and reads the answer:
 //! let outcome = Outcome::from_parts(410, None, None, br#"{"reason":"Unregistered"}"#);

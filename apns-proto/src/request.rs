@@ -35,7 +35,7 @@ const JSON: HeaderValue = HeaderValue::from_static("application/json; charset=ut
 /// let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
 /// let request = Notification::mail(token, topic, "55FAD99D-748E-44DA-8A7F-91D3478CAABD", now)?
 ///     .into_request(Environment::Production, None)?;
-/// assert_eq!(request.uri(), "https://api.push.apple.com/3/device/73b23c63c18344d1bbbab10887fd540ba4b00741987ca28cbb7c0c607f0667ff");
+/// assert_eq!(request.uri(), "https://api.push.apple.com/3/device/73B23C63C18344D1BBBAB10887FD540BA4B00741987CA28CBB7C0C607F0667FF");
 /// assert_eq!(request.headers()["apns-push-type"], "background");
 /// assert_eq!(request.headers()["apns-priority"], "5");
 /// assert_eq!(request.headers()["apns-expiration"], "1700086400");

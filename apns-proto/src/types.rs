@@ -8,10 +8,11 @@ use http::HeaderValue;
 
 use crate::error::RequestError;
 
-/// A device token: even-length hex (64 digits today), normalized to lower case. The
-/// one type for a token, from the device's `XAPPLEPUSHSERVICE` (in `xaps-proto`) to the
-/// request path here.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A device token: even-length hex (64 digits today), kept as received (xapsd keeps
+/// the case the device sent, and an exported database must read back the same) and
+/// compared, hashed and ordered without regard to case. The one type for a token, from
+/// the device's `XAPPLEPUSHSERVICE` (in `xaps-proto`) to the request path here.
+#[derive(Clone)]
 #[cfg_attr(
     feature = "serde",
     derive(serde::Serialize, serde::Deserialize),
@@ -24,28 +25,75 @@ impl DeviceToken {
     /// octets, but Apple says their length may change, so a range is accepted.
     pub const LEN: std::ops::RangeInclusive<usize> = 16..=200;
 
-    /// Validates hex in either case and keeps it in lower case.
+    /// Validates hex in either case, kept as it is.
     ///
     /// ```
     /// use apns_proto::DeviceToken;
-    /// let token = DeviceToken::new("73B23C63C18344D1BBBAB10887FD540BA4B00741987CA28CBB7C0C607F0667FF")?;
-    /// assert!(token.as_str().starts_with("73b23c63"));
+    /// let upper = DeviceToken::new("73B23C63C18344D1BBBAB10887FD540BA4B00741987CA28CBB7C0C607F0667FF")?;
+    /// assert!(upper.as_str().starts_with("73B23C63"));
+    /// let lower = DeviceToken::new("73b23c63c18344d1bbbab10887fd540ba4b00741987ca28cbb7c0c607f0667ff")?;
+    /// assert_eq!(upper, lower);
+    /// assert_eq!(upper.to_lowercase(), lower.as_str());
     /// assert!(DeviceToken::new("BBB").is_err());
     /// # Ok::<(), apns_proto::RequestError>(())
     /// ```
     pub fn new(text: &str) -> Result<Self, RequestError> {
+        Self::check(text)?;
+        Ok(Self(text.to_owned()))
+    }
+
+    fn check(text: &str) -> Result<(), RequestError> {
         if !Self::LEN.contains(&text.len())
             || !text.len().is_multiple_of(2)
             || !text.bytes().all(|b| b.is_ascii_hexdigit())
         {
             return Err(RequestError::DeviceToken);
         }
-        Ok(Self(text.to_ascii_lowercase()))
+        Ok(())
     }
 
-    /// The token in lower-case hex.
+    /// The token as received.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The token in lower-case hex: what tells two tokens apart (a store's key).
+    pub fn to_lowercase(&self) -> String {
+        self.0.to_ascii_lowercase()
+    }
+
+    /// The digits in lower case, for comparing and hashing.
+    fn folded(&self) -> impl Iterator<Item = u8> + '_ {
+        self.0.bytes().map(|b| b.to_ascii_lowercase())
+    }
+}
+
+impl PartialEq for DeviceToken {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.eq_ignore_ascii_case(&other.0)
+    }
+}
+
+impl Eq for DeviceToken {}
+
+impl std::hash::Hash for DeviceToken {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_usize(self.0.len());
+        for b in self.folded() {
+            state.write_u8(b);
+        }
+    }
+}
+
+impl PartialOrd for DeviceToken {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for DeviceToken {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.folded().cmp(other.folded())
     }
 }
 
@@ -61,10 +109,9 @@ impl TryFrom<&str> for DeviceToken {
 impl TryFrom<String> for DeviceToken {
     type Error = RequestError;
 
-    /// As [`DeviceToken::new`], reusing the text when it is already lower case.
-    fn try_from(mut text: String) -> Result<Self, RequestError> {
-        Self::new(&text)?;
-        text.make_ascii_lowercase();
+    /// As [`DeviceToken::new`], reusing the text.
+    fn try_from(text: String) -> Result<Self, RequestError> {
+        Self::check(&text)?;
         Ok(Self(text))
     }
 }

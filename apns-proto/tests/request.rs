@@ -49,12 +49,12 @@ fn render(request: &http::Request<Vec<u8>>) -> Vec<String> {
 #[test]
 fn the_mail_push_as_xapsd_sends_it() {
     // The assembled request of xapsd's HTTP/2 sender, plus the priority 5 Apple
-    // requires with `background` (xapsd leaves it out, meaning 10). The token is in
-    // lower case: APNs reads hex in either case.
+    // requires with `background` (xapsd leaves it out, meaning 10). The token as the
+    // device sent it, as xapsd passes it on (APNs reads hex in either case).
     let expected = [
         ":method = POST".to_owned(),
         ":scheme = https".to_owned(),
-        format!(":path = /3/device/{}", TOKEN.to_lowercase()),
+        format!(":path = /3/device/{TOKEN}"),
         "host = api.push.apple.com".to_owned(),
         "content-type = application/json; charset=utf-8".to_owned(),
         format!("apns-topic = {TOPIC}"),
@@ -295,10 +295,18 @@ proptest! {
     }
 
     #[test]
-    fn tokens_normalize(token in "([0-9a-fA-F]{2}){8,100}") {
+    fn tokens_keep_their_case_and_compare_without_it(token in "([0-9a-fA-F]{2}){8,100}") {
+        use std::hash::BuildHasher;
         let parsed = DeviceToken::try_from(token.as_str()).unwrap();
-        prop_assert_eq!(parsed.as_str(), token.to_lowercase());
-        prop_assert_eq!(DeviceToken::try_from(parsed.as_str()), Ok(parsed.clone()));
+        prop_assert_eq!(parsed.as_str(), token.as_str());
+        let lower = DeviceToken::try_from(token.to_lowercase()).unwrap();
+        let upper = DeviceToken::try_from(token.to_uppercase()).unwrap();
+        prop_assert_eq!(&parsed, &lower);
+        prop_assert_eq!(&lower, &upper);
+        prop_assert_eq!(parsed.cmp(&upper), std::cmp::Ordering::Equal);
+        let hasher = std::collections::hash_map::RandomState::new();
+        prop_assert_eq!(hasher.hash_one(&parsed), hasher.hash_one(&upper));
+        prop_assert_eq!(parsed.to_lowercase(), token.to_lowercase());
     }
 
     #[test]

@@ -12,10 +12,11 @@ fn stored_values_round_trip() {
             .unwrap();
     let json = serde_json::to_string(&token).unwrap();
     assert_eq!(
-        json,
-        r#""73b23c63c18344d1bbbab10887fd540ba4b00741987ca28cbb7c0c607f0667ff""#
+        json, r#""73B23C63C18344D1BBBAB10887FD540BA4B00741987CA28CBB7C0C607F0667FF""#,
+        "kept as received"
     );
-    assert_eq!(serde_json::from_str::<DeviceToken>(&json).unwrap(), token);
+    let back = serde_json::from_str::<DeviceToken>(&json).unwrap();
+    assert_eq!(back.as_str(), token.as_str());
     assert!(serde_json::from_str::<DeviceToken>(r#""BBB""#).is_err());
 
     let topic =

@@ -107,7 +107,8 @@ async fn the_request_byte_for_byte() {
     let requests = s.standin.wait_for(1, Duration::from_secs(10)).await;
     let r = &requests[0];
     assert_eq!(r.method, "POST");
-    assert_eq!(r.path, format!("/3/device/{}", TOKEN.to_ascii_lowercase()));
+    // The token as the device sent it, as xapsd passes it on.
+    assert_eq!(r.path, format!("/3/device/{TOKEN}"));
     assert_eq!(
         r.body,
         format!(r#"{{"aps":{{"account-id":"{ACCOUNT}"}}}}"#).as_bytes()
@@ -307,4 +308,29 @@ async fn goaway_resets_and_slow_answers_reconnect_and_retry() {
         .await;
     // The same body every time.
     assert!(requests.iter().all(|r| r.body == requests[0].body));
+}
+
+#[tokio::test]
+async fn a_token_is_kept_as_received_and_found_in_any_case() {
+    let s = setup(|_| {}).await;
+    s.register("alice", ACCOUNT, TOKEN).await;
+    // The same device again, its token in lower case: a refresh, not a second device.
+    s.register("alice", ACCOUNT, &TOKEN.to_lowercase()).await;
+    s.register("alice", ACCOUNT, TOKEN).await;
+    assert_eq!(s.count().await, 1);
+    let lower = xaps_proto::DeviceToken::new(&TOKEN.to_lowercase()).unwrap();
+    let (found, text) = s
+        .daemon
+        .store()
+        .update_token(&lower, xaps_proto::registry::Registry::new(), |r| {
+            let text = r
+                .iter()
+                .map(|(_, _, reg)| reg.device_token.as_str().to_owned())
+                .collect::<Vec<_>>();
+            ((r.len(), text), Vec::new())
+        })
+        .await
+        .unwrap();
+    assert_eq!(found, 1, "found by its lower case");
+    assert_eq!(text, [TOKEN], "stored as last received");
 }

@@ -85,7 +85,8 @@ fn xapsd_databases_import_and_export_unchanged() {
     }}
   }}
 }}"#,
-        "a1".repeat(32),
+        // Upper case as some devices send it: kept as received, as xapsd keeps it.
+        "A1".repeat(32),
         "51".repeat(32)
     );
     let input = dir.path().join("database.json");

@@ -11,8 +11,8 @@
 //!
 //! let line = b"1 XAPPLEPUSHSERVICE aps-version 2 aps-account-id ACC37604-1111-494B-2222-FCA34566717E aps-device-token FD3ABAA234203CC2349587349587999BBBEC1CB40AEE23688E2665BBBB2A28D4 aps-subtopic com.apple.mobilemail mailboxes (Notes INBOX \"Sent Messages\")\r\n";
 //! let (_, command) = Command::decode(line)?;
-//! // Tokens are normalized to lower case.
-//! assert!(command.request.device_token.as_str().starts_with("fd3abaa2"));
+//! // Tokens are kept as the device sent them, and compared without regard to case.
+//! assert!(command.request.device_token.as_str().starts_with("FD3ABAA2"));
 //! let mut reply = registered_response(command.request.version, "custom-topic").unwrap();
 //! reply.extend(completed(&command.tag));
 //! assert_eq!(reply, b"* XAPPLEPUSHSERVICE aps-version \"2\" aps-topic \"custom-topic\"\r\n1 OK XAPPLEPUSHSERVICE completed.\r\n");

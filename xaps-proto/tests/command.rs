@@ -66,9 +66,17 @@ fn deployed_transcripts() {
     );
 
     let si = decode(SPILLED_INK);
+    // As the device sent it; the same token as its lower case.
     assert_eq!(
         si.request.device_token.as_str(),
-        "fd3abaa234203cc2349587349587999bbbec1cb40aee23688e2665bbbb2a28d4"
+        "FD3ABAA234203CC2349587349587999BBBEC1CB40AEE23688E2665BBBB2A28D4"
+    );
+    assert_eq!(
+        si.request.device_token,
+        xaps_proto::DeviceToken::new(
+            "fd3abaa234203cc2349587349587999bbbec1cb40aee23688e2665bbbb2a28d4"
+        )
+        .unwrap()
     );
     assert_eq!(si.request.mailboxes, ["Notes", "INBOX", "Sent Messages"]);
 

@@ -123,6 +123,11 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (kind, username, target, mailbox)
     );
     CREATE INDEX owed_pushes_due ON owed_pushes (due_ms);",
+    // Device tokens kept as received (as xapsd keeps them), found by their lower case.
+    "ALTER TABLE registrations ADD COLUMN token_key TEXT;
+    UPDATE registrations SET token_key = lower(device_token);
+    DROP INDEX registrations_token;
+    CREATE INDEX registrations_token_key ON registrations (token_key);",
 ];
 
 /// The registrations' store.

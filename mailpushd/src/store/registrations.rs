@@ -20,7 +20,7 @@ enum Selection<'a> {
 const SELECT_ALL: &str =
     "SELECT username, account_id, device_token, mailboxes, registered_at FROM registrations";
 const SELECT_USER: &str = "SELECT username, account_id, device_token, mailboxes, registered_at FROM registrations WHERE username = $1";
-const SELECT_TOKEN: &str = "SELECT username, account_id, device_token, mailboxes, registered_at FROM registrations WHERE device_token = $1";
+const SELECT_TOKEN: &str = "SELECT username, account_id, device_token, mailboxes, registered_at FROM registrations WHERE token_key = $1";
 const SELECT_OLDER: &str = "SELECT username, account_id, device_token, mailboxes, registered_at FROM registrations WHERE registered_ns IS NOT NULL AND registered_ns < $1";
 
 impl Store {
@@ -125,8 +125,8 @@ impl Store {
                 Selection::User(user) => vec![user.as_str().to_owned()],
                 Selection::Token(token) => {
                     distinct_users(
-                        "SELECT DISTINCT username FROM registrations WHERE device_token = $1",
-                        token.as_str().to_owned(),
+                        "SELECT DISTINCT username FROM registrations WHERE token_key = $1",
+                        token.to_lowercase(),
                         &mut tx,
                     )
                     .await?
@@ -145,7 +145,7 @@ impl Store {
         }
         let rows = match selection {
             Selection::User(user) => sqlx::query(SELECT_USER).bind(user.as_str().to_owned()),
-            Selection::Token(token) => sqlx::query(SELECT_TOKEN).bind(token.as_str().to_owned()),
+            Selection::Token(token) => sqlx::query(SELECT_TOKEN).bind(token.to_lowercase()),
             Selection::OlderThan(cutoff) => sqlx::query(SELECT_OLDER).bind(cutoff),
         }
         .fetch_all(&mut *tx)
@@ -207,15 +207,17 @@ async fn upsert(
     let mailboxes = serde_json::to_string(&registration.mailboxes)
         .map_err(|e| StoreError::corrupt(format!("{user} / {account}"), e))?;
     sqlx::query(
-        "INSERT INTO registrations (username, account_id, device_token, mailboxes, registered_at, registered_ns)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO registrations (username, account_id, device_token, token_key, mailboxes, registered_at, registered_ns)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (username, account_id) DO UPDATE SET
-           device_token = excluded.device_token, mailboxes = excluded.mailboxes,
-           registered_at = excluded.registered_at, registered_ns = excluded.registered_ns",
+           device_token = excluded.device_token, token_key = excluded.token_key,
+           mailboxes = excluded.mailboxes, registered_at = excluded.registered_at,
+           registered_ns = excluded.registered_ns",
     )
     .bind(user.as_str())
     .bind(account.as_str())
     .bind(registration.device_token.as_str())
+    .bind(registration.device_token.to_lowercase())
     .bind(mailboxes)
     .bind(registration.registered_at.map(|t| t.to_string()))
     .bind(registration.registered_at.map(nanos))
