@@ -885,3 +885,49 @@ async fn a_stored_endpoint_the_rule_now_refuses_is_not_contacted() {
         "kept: the rule may change again"
     );
 }
+
+/// `webpush.key_file` is imported once: a restart does not undo a rotation made since,
+/// and daemons with different files do not take turns.
+#[tokio::test]
+async fn a_key_file_is_imported_once_and_never_undoes_a_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("store.sqlite");
+    let write_key = |name: &str| {
+        let key = webpush_crypto::VapidKey::generate(&mut rand_core::OsRng).unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, key.to_pkcs8_pem().unwrap().as_bytes()).unwrap();
+        (path, key.public_key().to_string())
+    };
+    let (file_a, key_a) = write_key("a.pem");
+    let (file_b, key_b) = write_key("b.pem");
+    let current = |file: std::path::PathBuf| {
+        let database = database.clone();
+        async move {
+            let mut config = Config::with_database(database);
+            support::open_api(&mut config);
+            config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+            config.apns.topic = Some(mailpushd::demo::DEMO_TOPIC.into());
+            config.webpush.subject = Some("mailto:postmaster@mail.example".into());
+            config.webpush.key_file = Some(file);
+            let daemon = Daemon::start(config).await.unwrap();
+            let (_, answer) =
+                support::forward(daemon.local_addr(), "alice", "c1", "v GETVAPID\r\n").await;
+            daemon.shutdown(Duration::from_secs(1)).await;
+            support::vapid_key(&answer)
+        }
+    };
+    assert_eq!(current(file_a.clone()).await, key_a, "imported");
+    // Rotated by the operator; the same file at the next start: the rotation stands.
+    let store = mailpushd::store::Store::open_sqlite(&database)
+        .await
+        .unwrap();
+    let rotated = webpush_crypto::VapidKey::generate(&mut rand_core::OsRng).unwrap();
+    store.add_vapid_key(&rotated).await.unwrap();
+    store.close().await;
+    let rotated = rotated.public_key().to_string();
+    assert_eq!(current(file_a.clone()).await, rotated);
+    // A new file is a rotation; the old one again does not take its turn back.
+    assert_eq!(current(file_b.clone()).await, key_b);
+    assert_eq!(current(file_a).await, key_b);
+    assert_eq!(current(file_b).await, key_b);
+}

@@ -22,7 +22,7 @@ use xaps_proto::daemon::{MessageSummary, Notify};
 use super::Core;
 use crate::metrics::Metrics;
 use crate::report::{FanOut, ReportSender};
-use crate::store::{OwedTarget, Records, Sent, Store, StoreError};
+use crate::store::{FileKey, OwedTarget, Records, Sent, Store, StoreError};
 use crate::webpush::{Delivery, SetupError, WebPushSender};
 
 /// How many accounts one round of housekeeping sweeps; the next round follows at once
@@ -181,7 +181,6 @@ pub async fn current_vapid_key(
     config: &crate::config::Config,
     store: &Store,
 ) -> Result<(VapidKeyId, VapidKey), WebPushSetupError> {
-    let stored = store.vapid_key().await?;
     if let Some(file) = &config.webpush.key_file {
         let bytes = zeroize::Zeroizing::new(std::fs::read(file).map_err(|source| {
             WebPushSetupError::KeyFile {
@@ -193,13 +192,26 @@ pub async fn current_vapid_key(
             path: file.clone(),
             source,
         })?;
-        return match stored {
-            Some((id, current)) if current.public_key() == key.public_key() => Ok((id, current)),
-            // A new file: a rotation, which deactivates subscriptions made before it.
-            _ => Ok((store.add_vapid_key(&key).await?, key)),
-        };
+        return Ok(match store.vapid_key_from_file(key).await? {
+            FileKey::Current(id, key) => (id, key),
+            FileKey::Imported(id, key) => {
+                tracing::info!(key = id.0, path = %file.display(), "VAPID key imported from webpush.key_file: current now");
+                (id, key)
+            }
+            FileKey::Superseded { file: old, current } => {
+                tracing::warn!(
+                    path = %file.display(),
+                    file_key = old.0,
+                    current = current.0.0,
+                    "webpush.key_file holds a VAPID key replaced since (rotate-vapid-key, or another \
+                     daemon's file): the current one stays; remove webpush.key_file, or put a new \
+                     key in it to rotate to that"
+                );
+                current
+            }
+        });
     }
-    if let Some(current) = stored {
+    if let Some(current) = store.vapid_key().await? {
         return Ok(current);
     }
     let key = VapidKey::generate(&mut rand_core::OsRng).map_err(WebPushSetupError::Generate)?;

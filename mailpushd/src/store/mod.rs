@@ -28,6 +28,7 @@ mod vapid;
 mod webpush;
 
 pub use owed::{Lease, OwedKey, OwedPush, OwedTarget, Rescheduled, Sent};
+pub use vapid::FileKey;
 pub use webpush::Records;
 
 /// A store operation that failed.

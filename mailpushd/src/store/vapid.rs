@@ -29,6 +29,37 @@ impl Store {
         Ok((id, key))
     }
 
+    /// Takes up the key of a configured key file: the current key if it is that one;
+    /// if the store had it once and has a later one since (`rotate-vapid-key`, or
+    /// another daemon's file), the later one stands; a key never seen is made current
+    /// (a rotation). Each file is imported once, so a restart never undoes a rotation
+    /// and daemons with different files do not take turns.
+    pub async fn vapid_key_from_file(&self, key: VapidKey) -> Result<FileKey, StoreError> {
+        let mut tx = self.begin(&[Lock::Vapid]).await?;
+        let known = sqlx::query("SELECT id, private_key FROM vapid_keys ORDER BY id DESC")
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut current = None;
+        for row in &known {
+            let (id, stored) = read_key(row)?;
+            if stored.public_key() == key.public_key() {
+                return Ok(match current {
+                    None => FileKey::Current(id, stored),
+                    Some((current_id, current_key)) => FileKey::Superseded {
+                        file: id,
+                        current: (current_id, current_key),
+                    },
+                });
+            }
+            if current.is_none() {
+                current = Some((id, stored));
+            }
+        }
+        let id = insert_vapid_key(&mut tx, &key).await?;
+        tx.commit().await?;
+        Ok(FileKey::Imported(id, key))
+    }
+
     /// Makes `key` the current VAPID key, with the next id.
     pub async fn add_vapid_key(&self, key: &VapidKey) -> Result<VapidKeyId, StoreError> {
         let mut tx = self.begin(&[Lock::Vapid]).await?;
@@ -38,6 +69,24 @@ impl Store {
     }
 }
 
+/// What the store made of a configured key file's key.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum FileKey {
+    /// It is the current key.
+    Current(VapidKeyId, VapidKey),
+    /// It was never stored: it is now, as the current key.
+    Imported(VapidKeyId, VapidKey),
+    /// It was stored as `file`, and a later key has replaced it since: that one is
+    /// current.
+    Superseded {
+        /// The file's key's id.
+        file: VapidKeyId,
+        /// The current key.
+        current: (VapidKeyId, VapidKey),
+    },
+}
+
 /// The highest-numbered VAPID key, if any.
 async fn current_vapid_key(
     conn: &mut AnyConnection,
@@ -45,9 +94,11 @@ async fn current_vapid_key(
     let row = sqlx::query("SELECT id, private_key FROM vapid_keys ORDER BY id DESC LIMIT 1")
         .fetch_optional(&mut *conn)
         .await?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
+    row.as_ref().map(read_key).transpose()
+}
+
+/// A stored key and its id.
+fn read_key(row: &sqlx::any::AnyRow) -> Result<(VapidKeyId, VapidKey), StoreError> {
     let id: i64 = row.try_get(0)?;
     let key: String = row.try_get(1)?;
     let key = zeroize::Zeroizing::new(key);
@@ -55,7 +106,7 @@ async fn current_vapid_key(
         .map_err(|e| StoreError::corrupt(format!("VAPID key {id}"), e))?;
     let id = u32::try_from(id)
         .map_err(|_| StoreError::corrupt(format!("VAPID key {id}"), "id out of range"))?;
-    Ok(Some((VapidKeyId(id), key)))
+    Ok((VapidKeyId(id), key))
 }
 
 /// Stores `key` as the VAPID key with the next id.
