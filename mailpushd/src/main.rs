@@ -54,8 +54,12 @@ enum Command {
     /// Show the whole path against a local APNs stand-in, then exit.
     Demo,
     /// Check the configuration: keys parse, a token signs, the certificate's topic and
-    /// expiry, the topic's length.
-    CheckConfig,
+    /// expiry, the topic's length, and APNs answers TLS and HTTP/2 as configured.
+    CheckConfig {
+        /// Do not contact APNs.
+        #[arg(long)]
+        offline: bool,
+    },
     /// Import an xapsd JSON database into the store.
     ImportXapsd {
         /// The xapsd database file.
@@ -138,7 +142,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Demo => mailpushd::demo::run().await.map(|()| ExitCode::SUCCESS),
         Command::Serve => serve(config(path)?).await,
-        Command::CheckConfig => check_config(&config(path)?).await,
+        Command::CheckConfig { offline } => check_config(&config(path)?, offline).await,
         Command::ImportXapsd { file } => {
             let config = config(path)?;
             let bytes = std::fs::read(&file)?;
@@ -206,7 +210,7 @@ async fn serve(config: Config) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn check_config(config: &Config) -> Result<ExitCode, Error> {
+async fn check_config(config: &Config, offline: bool) -> Result<ExitCode, Error> {
     let mut problems = 0;
     for note in &config.notes {
         println!("note: {note}");
@@ -286,6 +290,23 @@ async fn check_config(config: &Config) -> Result<ExitCode, Error> {
     }
     if !apns.is_live() {
         println!("APNs credentials: none; pushes are printed, not sent");
+    }
+    if offline {
+        println!("APNs: not contacted (--offline)");
+    } else if let Some(checked) = apns.check_connection().await {
+        let server = config.apns.server.authority();
+        match checked {
+            Ok(()) => println!("APNs: {server} answers: TCP, TLS (certificate trusted) and HTTP/2"),
+            Err(e) => {
+                let kind = if e.is_configuration() {
+                    "the configuration"
+                } else {
+                    "the network, or the server"
+                };
+                println!("APNs: ERROR {e} (look at {kind})");
+                problems += 1;
+            }
+        }
     }
     Ok(if problems == 0 {
         ExitCode::SUCCESS

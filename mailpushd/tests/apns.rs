@@ -334,3 +334,22 @@ async fn a_token_is_kept_as_received_and_found_in_any_case() {
     assert_eq!(found, 1, "found by its lower case");
     assert_eq!(text, [TOKEN], "stored as last received");
 }
+
+#[tokio::test]
+async fn a_refused_certificate_is_a_configuration_error_not_retried() {
+    // The daemon trusts another CA than the one that signed the stand-in's certificate.
+    let other = Standin::start().await.unwrap();
+    let trust = tempfile::tempdir().unwrap();
+    let ca = trust.path().join("other-ca.pem");
+    std::fs::write(&ca, other.ca_pem()).unwrap();
+    let s = setup(|c| c.apns.ca_file = Some(ca.clone())).await;
+    s.register("alice", ACCOUNT, TOKEN).await;
+    s.notify("alice", r#""MessageNew""#).await;
+    let page = s
+        .wait_metric("mailpushd_pushes_total{service=\"apns\",outcome=\"fix_configuration\"} 1")
+        .await;
+    assert!(!page.contains("outcome=\"retried\""), "{page}");
+    assert!(s.standin.requests().is_empty());
+    // Still owed: once the configuration is fixed, it goes.
+    s.wait_metric("mailpushd_owed_pushes 1").await;
+}

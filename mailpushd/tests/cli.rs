@@ -144,7 +144,7 @@ fn check_config_reports_what_it_found() {
         ),
     )
     .unwrap();
-    let (ok, out) = mailpushd(&config, &["check-config"]);
+    let (ok, out) = mailpushd(&config, &["check-config", "--offline"]);
     assert!(ok, "{out}");
     assert!(out.contains("provider token: signs"), "{out}");
     assert!(
@@ -161,10 +161,10 @@ fn check_config_reports_what_it_found() {
         ),
     )
     .unwrap();
-    let (_, out) = mailpushd(&config, &["check-config"]);
+    let (_, out) = mailpushd(&config, &["check-config", "--offline"]);
     assert!(out.contains("WARNING 50 octets or shorter"), "{out}");
     std::fs::write(&p8, "not a key").unwrap();
-    let (ok, out) = mailpushd(&config, &["check-config"]);
+    let (ok, out) = mailpushd(&config, &["check-config", "--offline"]);
     assert!(!ok && out.contains("ERROR"), "{out}");
 
     // A certificate: its topic and validity.
@@ -176,7 +176,7 @@ fn check_config_reports_what_it_found() {
         "database = \"sqlite:store.sqlite\"\n[apns]\ncertificate_pem = \"cert.pem\"\ncertificate_key_pem = \"key.pem\"\n",
     )
     .unwrap();
-    let (ok, out) = mailpushd(&config, &["check-config"]);
+    let (ok, out) = mailpushd(&config, &["check-config", "--offline"]);
     assert!(ok, "{out}");
     assert!(
         out.contains(&format!(
@@ -184,6 +184,50 @@ fn check_config_reports_what_it_found() {
         )),
         "{out}"
     );
+}
+
+/// `check-config` contacts APNs as configured and says what failed: nothing listening,
+/// a certificate the daemon does not trust, or all well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_contacts_apns_and_says_what_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let standin = mailpushd::standin::Standin::start().await.unwrap();
+    let other = mailpushd::standin::Standin::start().await.unwrap();
+    mailpushd::demo::standin_config(&standin, dir.path()).unwrap();
+    std::fs::write(dir.path().join("other-ca.pem"), other.ca_pem()).unwrap();
+    let check = |base_url: String, ca: &str| {
+        let config = dir.path().join("apns.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "database = \"sqlite:store.sqlite\"\n[apns]\nbase_url = \"{base_url}\"\nca_file = \"{ca}\"\nkey_file_p8 = \"AuthKey_DEMO123456.p8\"\nkey_id = \"DEMO123456\"\nteam_id = \"TEAM123456\"\ntopic = \"{TOPIC}\"\nrequest_timeout_secs = 5\n"
+            ),
+        )
+        .unwrap();
+        tokio::task::spawn_blocking(move || mailpushd(&config, &["check-config"]))
+    };
+    let (ok, out) = check(format!("https://{}", standin.address()), "standin-ca.pem")
+        .await
+        .unwrap();
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("answers: TCP, TLS (certificate trusted) and HTTP/2"),
+        "{out}"
+    );
+    let (ok, out) = check(format!("https://{}", standin.address()), "other-ca.pem")
+        .await
+        .unwrap();
+    assert!(!ok, "{out}");
+    assert!(out.contains("certificate refused"), "{out}");
+    assert!(out.contains("look at the configuration"), "{out}");
+    let (ok, out) = check(
+        format!("https://127.0.0.1:{}", free_port()),
+        "standin-ca.pem",
+    )
+    .await
+    .unwrap();
+    assert!(!ok, "{out}");
+    assert!(out.contains("APNs: ERROR cannot connect"), "{out}");
 }
 
 #[test]

@@ -39,6 +39,16 @@ pub enum AttemptError {
         /// Why.
         source: std::io::Error,
     },
+    /// A certificate was refused: the server's by this side (an unknown CA, expired,
+    /// a CA used as an end entity, another name), or this side's by the server. A
+    /// configuration error: retrying cannot help.
+    #[error("TLS with {address}: certificate refused: {reason}")]
+    Certificate {
+        /// Where.
+        address: String,
+        /// What rustls or the server said.
+        reason: String,
+    },
     /// The server did not agree to HTTP/2.
     #[error("{address} does not speak HTTP/2 (ALPN h2)")]
     NotHttp2 {
@@ -62,6 +72,42 @@ pub enum AttemptError {
     /// No answer in time.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+}
+
+impl AttemptError {
+    /// Whether the configuration is at fault (a certificate, a server that is not
+    /// APNs): attempts cannot succeed until the operator changes something.
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            AttemptError::Certificate { .. } | AttemptError::NotHttp2 { .. }
+        )
+    }
+}
+
+/// What a failed TLS handshake says of a certificate, if that is why it failed.
+fn certificate_refused(source: &std::io::Error) -> Option<String> {
+    use rustls::AlertDescription as Alert;
+    let error = source.get_ref()?.downcast_ref::<rustls::Error>()?;
+    let refused = match error {
+        rustls::Error::InvalidCertificate(_)
+        | rustls::Error::NoCertificatesPresented
+        | rustls::Error::UnsupportedNameType => true,
+        // The server's alerts about the certificate this side presented.
+        rustls::Error::AlertReceived(alert) => matches!(
+            alert,
+            Alert::BadCertificate
+                | Alert::UnsupportedCertificate
+                | Alert::CertificateRevoked
+                | Alert::CertificateExpired
+                | Alert::CertificateUnknown
+                | Alert::UnknownCA
+                | Alert::CertificateRequired
+                | Alert::AccessDenied
+        ),
+        _ => false,
+    };
+    refused.then(|| error.to_string())
 }
 
 /// The connection's settings and the connection itself, once open.
@@ -127,9 +173,15 @@ impl Connection {
             .tls
             .connect(self.server_name.clone(), tcp)
             .await
-            .map_err(|source| AttemptError::Tls {
-                address: address(),
-                source,
+            .map_err(|source| match certificate_refused(&source) {
+                Some(reason) => AttemptError::Certificate {
+                    address: address(),
+                    reason,
+                },
+                None => AttemptError::Tls {
+                    address: address(),
+                    source,
+                },
             })?;
         if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
             return Err(AttemptError::NotHttp2 { address: address() });
@@ -151,6 +203,15 @@ impl Connection {
         });
         *slot = Some(sender.clone());
         Ok(sender)
+    }
+
+    /// Opens a connection (TCP, TLS, HTTP/2) within `timeout`, or says why it did not
+    /// open (`check-config`).
+    pub(crate) async fn check(&self, timeout: Duration) -> Result<(), AttemptError> {
+        match tokio::time::timeout(timeout, self.connection()).await {
+            Ok(opened) => opened.map(|_| ()),
+            Err(_) => Err(AttemptError::Timeout(timeout)),
+        }
     }
 
     /// Sends `request` and reads the answer within `timeout`. Any failure drops the

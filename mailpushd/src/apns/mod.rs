@@ -121,6 +121,9 @@ struct Inner {
     in_flight: crate::inflight::InFlight,
     /// What the certificate says, for `check-config`.
     certificate: Option<CertificateInfo>,
+    /// A configuration fault was logged and nothing has been answered since: said
+    /// once, not at every push.
+    misconfigured: std::sync::atomic::AtomicBool,
 }
 
 impl Apns {
@@ -151,6 +154,7 @@ impl Apns {
                 metrics,
                 in_flight: crate::inflight::InFlight::default(),
                 certificate: loaded.certificate,
+                misconfigured: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -168,6 +172,14 @@ impl Apns {
     /// Whether pushes are sent (credentials given) or printed.
     pub fn is_live(&self) -> bool {
         self.inner.live.is_some()
+    }
+
+    /// Opens a connection to APNs (TCP, TLS, HTTP/2) within the request timeout, or
+    /// says why it did not (`check-config`); `None` without credentials (nothing is
+    /// sent then).
+    pub async fn check_connection(&self) -> Option<Result<(), AttemptError>> {
+        let live = self.inner.live.as_ref()?;
+        Some(live.check(self.inner.request_timeout).await)
     }
 
     /// Signs a provider token now, to check the key (`check-config`).
@@ -238,7 +250,24 @@ impl Apns {
                 metrics.in_flight().dec();
                 answer
             };
+            if answer.is_ok() {
+                self.inner
+                    .misconfigured
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+            }
             let retry_after = match answer {
+                Err(why) if why.is_configuration() => {
+                    let first = !self
+                        .inner
+                        .misconfigured
+                        .swap(true, std::sync::atomic::Ordering::Relaxed);
+                    if first {
+                        tracing::error!(reason = %why, "APNs cannot be reached as configured: fix the configuration (apns.ca_file, the certificate, base_url); pushes stay owed meanwhile");
+                    } else {
+                        tracing::debug!(reason = %why, "APNs still cannot be reached as configured");
+                    }
+                    break PushOutcome::FixConfiguration;
+                }
                 Err(why) => {
                     tracing::warn!(attempt, reason = %why, token = ?job.device_token, "APNs push not delivered");
                     None
