@@ -75,6 +75,7 @@ pub struct Metrics {
     latency: Histogram,
     registrations: Gauge,
     owed: Gauge,
+    sending: Gauge,
     in_flight: Gauge,
     retry_queue: Gauge,
     http: Family<HttpLabels, Counter>,
@@ -120,6 +121,12 @@ impl Metrics {
             "Pushes acknowledged to the mail server and not delivered yet (kept in the store)",
             owed.clone(),
         );
+        let sending = Gauge::default();
+        registry.register(
+            "owed_sending",
+            "Owed pushes this daemon has taken up and is sending (at most 2,000)",
+            sending.clone(),
+        );
         let in_flight = Gauge::default();
         registry.register(
             "in_flight",
@@ -151,6 +158,7 @@ impl Metrics {
             latency,
             registrations,
             owed,
+            sending,
             in_flight,
             retry_queue,
             http,
@@ -194,6 +202,11 @@ impl Metrics {
     /// Sets the owed-pushes gauge.
     pub fn set_owed(&self, n: u64) {
         self.owed.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Sets the gauge of owed pushes being sent.
+    pub fn set_sending(&self, n: usize) {
+        self.sending.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// The in-flight gauge.

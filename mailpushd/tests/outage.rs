@@ -189,3 +189,72 @@ async fn the_pushes_a_killed_daemon_owed_are_sent_by_the_other_on_the_same_datab
     );
     b.shutdown(Duration::from_secs(5)).await;
 }
+
+/// A backlog waits in the store, not in tasks: 5,000 pushes due at start (an outage's)
+/// are sent at most 2,000 at a time, and all of them are sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_sent_a_bounded_number_at_a_time() {
+    const BACKLOG: usize = 5000;
+    let dir = tempfile::tempdir().unwrap();
+    let standin = Standin::start().await.unwrap();
+    let mut config = standin_config(&standin, dir.path()).unwrap();
+    support::open_api(&mut config);
+    let mailpushd::config::Database::Sqlite(path) = &config.database else {
+        unreachable!("the stand-in's configuration is on SQLite")
+    };
+    // Owed before the start, as an outage leaves them.
+    let store = mailpushd::store::Store::open_sqlite(path).await.unwrap();
+    let events: Vec<_> = (0..BACKLOG)
+        .map(|i| {
+            let key = mailpushd::store::OwedKey {
+                user: support::user_name(&format!("user{i}")),
+                target: mailpushd::store::OwedTarget::Device {
+                    token: xaps_proto::DeviceToken::new(&token(i)).unwrap(),
+                    account: xaps_proto::AccountId::new(&format!("ACCOUNT-{i}")).unwrap(),
+                },
+                mailbox: String::new(),
+            };
+            (key, false)
+        })
+        .collect();
+    let lease = mailpushd::store::Lease {
+        owner: "before",
+        until_ms: 0,
+    };
+    store.owe(&events, 0, Duration::ZERO, lease).await.unwrap();
+    store.close().await;
+    // Each answer takes a while, so that the sends pile up if nothing bounds them.
+    standin.script(
+        std::iter::repeat_with(|| {
+            mailpushd::standin::Reply::Slow(
+                Duration::from_millis(300),
+                Box::new(mailpushd::standin::Reply::OK),
+            )
+        })
+        .take(BACKLOG),
+    );
+    let daemon = mailpushd::daemon::Daemon::start(config).await.unwrap();
+    let mut most = 0;
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        let page = support::metrics(daemon.local_addr()).await;
+        let sending: usize = page
+            .lines()
+            .find_map(|l| l.strip_prefix("mailpushd_owed_sending "))
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        most = most.max(sending);
+        if page.lines().any(|l| l == "mailpushd_owed_pushes 0") || Instant::now() > end {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        most > 0 && most <= 2000,
+        "at most {most} on their way at once"
+    );
+    assert_eq!(standin.requests().len(), BACKLOG);
+    support::wait_metric(daemon.local_addr(), "mailpushd_owed_pushes 0").await;
+    println!("{BACKLOG} owed at start: all sent, at most {most} on their way at once");
+    daemon.shutdown(Duration::from_secs(5)).await;
+}

@@ -41,6 +41,8 @@ pub struct Core {
     reports: ReportSender,
     /// This process, as it leases the owed pushes it sends.
     instance: String,
+    /// Owed pushes being sent, whose end is not reported yet.
+    sending: owed::Sending,
 }
 
 impl std::fmt::Debug for Core {
@@ -72,6 +74,7 @@ impl Core {
             webpush,
             reports,
             instance: owed::instance(),
+            sending: owed::Sending::default(),
         })
     }
 
@@ -93,6 +96,7 @@ impl Core {
             webpush: None,
             reports,
             instance: owed::instance(),
+            sending: owed::Sending::default(),
         }
     }
 
@@ -151,6 +155,7 @@ impl Core {
     pub async fn metrics(&self) -> Result<&Metrics, StoreError> {
         self.metrics.set_registrations(self.store.count().await?);
         self.metrics.set_owed(self.store.owed_count().await?);
+        self.metrics.set_sending(self.sending_now());
         Ok(&self.metrics)
     }
 
@@ -179,6 +184,7 @@ impl Core {
                 report => self.apply(report).await,
             }
         }
+        self.sends_ended(delivered.len());
         self.settle_all(&delivered).await;
     }
 
@@ -191,12 +197,18 @@ impl Core {
                 push,
                 outcome,
             } => self.subscription_gone(&user, &push, &outcome).await,
-            Report::OwedDone { sent, settled } => self.owed_done(&sent, settled).await,
+            Report::OwedDone { sent, settled } => {
+                self.sends_ended(1);
+                self.owed_done(&sent, settled).await;
+            }
             Report::FanOutDone {
                 sent,
                 since_ms,
                 failed,
-            } => self.fan_out_done(&sent, since_ms, &failed).await,
+            } => {
+                self.sends_ended(1);
+                self.fan_out_done(&sent, since_ms, &failed).await;
+            }
         }
     }
 

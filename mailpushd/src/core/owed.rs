@@ -5,6 +5,7 @@
 //! up. A crash or an outage delays a push; it never loses one.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use xaps_proto::owed::Rounds;
@@ -21,6 +22,20 @@ const TAKE_BATCH: u32 = 1000;
 /// died was holding (their lease ends, and nothing here hears of it otherwise); and
 /// how long to wait after the store failed to answer.
 const LOOK_AGAIN: Duration = Duration::from_secs(60);
+
+/// How many owed pushes may be on their way at once: the timer takes no more from the
+/// store until reports bring the count down (a backlog after an outage waits in the
+/// store, not in tasks).
+const MAX_SENDING: usize = 2 * TAKE_BATCH as usize;
+
+/// Owed pushes on their way: each dispatch counts one, each report of its end takes it
+/// off.
+#[derive(Debug, Default)]
+pub(super) struct Sending {
+    count: std::sync::atomic::AtomicUsize,
+    /// The timer left due pushes in the store for want of room.
+    starved: std::sync::atomic::AtomicBool,
+}
 
 /// An id for this process, to lease the pushes it sends.
 pub(super) fn instance() -> String {
@@ -71,9 +86,34 @@ impl Core {
         }
     }
 
+    /// How many owed pushes are on their way now.
+    pub(super) fn sending_now(&self) -> usize {
+        self.sending.count.load(Ordering::Acquire)
+    }
+
+    /// One more owed push on its way (its end is reported).
+    pub(super) fn send_started(&self) {
+        self.sending.count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// `n` owed pushes' ends were reported: when the timer left pushes due for want of
+    /// room and there is room again, it looks now.
+    pub(super) fn sends_ended(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let before = self.sending.count.fetch_sub(n, Ordering::AcqRel);
+        if before.saturating_sub(n) <= MAX_SENDING / 2
+            && self.sending.starved.swap(false, Ordering::AcqRel)
+        {
+            self.schedule.owed_by(Instant::now());
+        }
+    }
+
     /// Sends an owed push, leased until `lease_ms`, as its mark says: to a device, to
     /// all of a user's subscriptions, or to one.
     pub(super) async fn dispatch(self: &Arc<Self>, push: OwedPush, lease_ms: u64, since: Instant) {
+        self.send_started();
         let sent = push.sent(lease_ms);
         match &push.key.target {
             OwedTarget::Device { token, account } => self.apns.spawn(Job {
@@ -94,9 +134,16 @@ impl Core {
     /// daemon left), then sets the timer to the next one.
     pub(super) async fn send_owed(self: &Arc<Self>) {
         loop {
+            let room = MAX_SENDING.saturating_sub(self.sending.count.load(Ordering::Acquire));
+            if room == 0 {
+                // The reports of the sends under way call the timer back.
+                self.sending.starved.store(true, Ordering::Release);
+                return;
+            }
+            let batch = u32::try_from(room).unwrap_or(TAKE_BATCH).min(TAKE_BATCH);
             let now = now_ms(SystemTime::now());
             let lease = self.lease(now);
-            let taken = match self.store.take_due(now, lease, TAKE_BATCH).await {
+            let taken = match self.store.take_due(now, lease, batch).await {
                 Ok(taken) => taken,
                 Err(e) => {
                     tracing::error!(error = %e, "owed pushes not read: tried again in a minute");
@@ -105,7 +152,7 @@ impl Core {
                     return;
                 }
             };
-            let full = taken.len() >= TAKE_BATCH as usize;
+            let full = taken.len() >= batch as usize;
             for push in taken {
                 self.dispatch(push, lease.until_ms, Instant::now()).await;
             }

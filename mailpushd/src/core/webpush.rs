@@ -21,7 +21,7 @@ use xaps_proto::daemon::{MessageSummary, Notify};
 
 use super::Core;
 use crate::metrics::Metrics;
-use crate::report::{FanOut, ReportSender};
+use crate::report::{FanOut, Report, ReportSender, send_soon};
 use crate::store::{FileKey, OwedTarget, Records, Sent, Store, StoreError};
 use crate::webpush::{Delivery, SetupError, WebPushSender};
 
@@ -442,6 +442,7 @@ impl Core {
             mailbox: Mailbox::new(&notify.mailbox),
             events: events(notify),
         }];
+        self.send_started();
         let fan_out = FanOut::new(sent, since_ms, self.reports.clone());
         if let Some(webpush) = &self.webpush {
             let push = Fan {
@@ -463,14 +464,26 @@ impl Core {
         let key = &sent.key;
         let Some(webpush) = &self.webpush else {
             tracing::warn!(user = %key.user, "a Web Push owed while IMAP WEBPUSH is off (no webpush.subject): dropped");
-            self.owed_done(&sent, true).await;
+            send_soon(
+                &self.reports,
+                Report::OwedDone {
+                    sent,
+                    settled: true,
+                },
+            );
             return;
         };
         let records = match self.store.webpush_records(&key.user).await {
             Ok(records) => records,
             Err(e) => {
                 tracing::error!(error = %e, user = %key.user, "subscriptions not read: the push is tried again later");
-                self.owed_done(&sent, false).await;
+                send_soon(
+                    &self.reports,
+                    Report::OwedDone {
+                        sent,
+                        settled: false,
+                    },
+                );
                 return;
             }
         };
