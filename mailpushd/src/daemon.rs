@@ -238,6 +238,12 @@ impl Daemon {
         self.core.apns()
     }
 
+    /// Removes the expired registrations now, as the daemon does every eight hours;
+    /// how many went.
+    pub async fn expire_now(&self) -> Result<usize, StoreError> {
+        self.core.expire(SystemTime::now()).await
+    }
+
     /// The store.
     pub fn store(&self) -> &Store {
         self.core.store()

@@ -234,23 +234,38 @@ impl Core {
     }
 
     /// Removes the registrations not refreshed within the maximum age, by the crate's
-    /// rule; how many went.
+    /// rule, a batch of users per transaction (so registrations go on meanwhile, and
+    /// PostgreSQL's lock table holds); how many went.
     pub async fn expire(&self, now: SystemTime) -> Result<usize, StoreError> {
         let Some(cutoff) = now.checked_sub(self.config.push.max_age) else {
             return Ok(0);
         };
-        let removed = self
-            .store
-            .update_older_than(Timestamp::from_system_time(cutoff), self.registry(), |r| {
-                let removed = r.expire(now);
-                let changes = removed.iter().cloned().map(Into::into).collect();
-                (removed, changes)
-            })
-            .await?;
-        for r in &removed {
-            tracing::info!(user = %r.user, account = %r.account_id, "registration expired");
+        let cutoff = Timestamp::from_system_time(cutoff);
+        let mut total = 0;
+        loop {
+            let users = self.store.users_older_than(cutoff).await?;
+            if users.is_empty() {
+                return Ok(total);
+            }
+            let removed = self
+                .store
+                .update_users(&users, self.registry(), |r| {
+                    let removed = r.expire(now);
+                    let changes = removed.iter().cloned().map(Into::into).collect();
+                    (removed, changes)
+                })
+                .await?;
+            for r in &removed {
+                tracing::info!(user = %r.user, account = %r.account_id, "registration expired");
+            }
+            if removed.is_empty() {
+                // Refreshed meanwhile, each of them: nothing older is left.
+                return Ok(total);
+            }
+            total += removed.len();
+            // The writer is free between batches: requests waiting for it go first.
+            tokio::task::yield_now().await;
         }
-        Ok(removed.len())
     }
 
     /// Waits until the senders have sent what they hold, or `deadline` passes (one

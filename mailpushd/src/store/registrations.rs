@@ -13,15 +13,19 @@ use super::{Kind, Lock, Store, StoreError};
 /// Which rows an update loads.
 enum Selection<'a> {
     User(&'a UserName),
+    Users(&'a [UserName]),
     Token(&'a DeviceToken),
-    OlderThan(i64),
 }
+
+/// How many users one transaction of a bulk operation (expiry, import) covers: few
+/// enough for PostgreSQL's lock table (one advisory lock each) and for SQLite's one
+/// writer to pass between batches.
+pub(crate) const BULK_USERS: usize = 500;
 
 const SELECT_ALL: &str =
     "SELECT username, account_id, device_token, mailboxes, registered_at FROM registrations";
 const SELECT_USER: &str = "SELECT username, account_id, device_token, mailboxes, registered_at FROM registrations WHERE username = $1";
 const SELECT_TOKEN: &str = "SELECT username, account_id, device_token, mailboxes, registered_at FROM registrations WHERE token_key = $1";
-const SELECT_OLDER: &str = "SELECT username, account_id, device_token, mailboxes, registered_at FROM registrations WHERE registered_ns IS NOT NULL AND registered_ns < $1";
 
 impl Store {
     /// Whether the store holds no registration (a new installation).
@@ -75,16 +79,42 @@ impl Store {
         self.update(Selection::Token(token), registry, change).await
     }
 
-    /// Runs `change` on every registration made before `cutoff` and stores the changes
-    /// it returns: for expiry.
-    pub async fn update_older_than<R>(
+    /// Up to [`BULK_USERS`] users with a registration made before `cutoff`: the next
+    /// batch for expiry.
+    pub async fn users_older_than(&self, cutoff: Timestamp) -> Result<Vec<UserName>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT username FROM registrations WHERE registered_ns IS NOT NULL AND registered_ns < $1 LIMIT $2",
+        )
+        .bind(nanos(cutoff))
+        .bind(i64::try_from(BULK_USERS).unwrap_or(i64::MAX))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let name: String = row.try_get(0)?;
+                UserName::new(&name).map_err(|e| StoreError::corrupt(format!("user {name:?}"), e))
+            })
+            .collect()
+    }
+
+    /// Runs `change` on the registrations of `users` (at most [`BULK_USERS`]) and
+    /// stores the changes it returns, in one transaction.
+    pub async fn update_users<R>(
         &self,
-        cutoff: Timestamp,
+        users: &[UserName],
         registry: Registry,
         change: impl FnOnce(&mut Registry) -> (R, Vec<Change>),
     ) -> Result<R, StoreError> {
-        self.update(Selection::OlderThan(nanos(cutoff)), registry, change)
-            .await
+        if users.len() > BULK_USERS {
+            return Err(StoreError::corrupt(
+                "a bulk update",
+                format!(
+                    "{} users, more than {BULK_USERS} in one transaction",
+                    users.len()
+                ),
+            ));
+        }
+        self.update(Selection::Users(users), registry, change).await
     }
 
     /// Every registration, for an export.
@@ -95,19 +125,39 @@ impl Store {
     }
 
     /// Adds every registration of `registry` (an imported xapsd database), replacing
-    /// stored ones of the same user and account, in one transaction.
+    /// stored ones of the same user and account: one transaction per
+    /// [`BULK_USERS`] users, so that a large database neither exhausts PostgreSQL's
+    /// lock table nor holds SQLite's writer (importing again after a failure is safe:
+    /// each registration is replaced whole).
     pub async fn import(&self, registry: &Registry) -> Result<usize, StoreError> {
-        let users: Vec<Lock<'_>> = registry
-            .iter()
-            .map(|(user, _, _)| Lock::User(user.as_str()))
-            .collect();
-        let mut tx = self.begin(&users).await?;
+        let mut rows = registry.iter().peekable();
         let mut n = 0;
-        for (user, account, registration) in registry.iter() {
-            upsert(&mut tx, user, account, registration).await?;
-            n += 1;
+        while rows.peek().is_some() {
+            let mut batch = Vec::new();
+            let mut users = 0;
+            while let Some((user, _, _)) = rows.peek() {
+                let new_user = batch
+                    .last()
+                    .is_none_or(|(last, _, _): &(&UserName, _, _)| *last != *user);
+                if new_user && users == BULK_USERS {
+                    break;
+                }
+                users += usize::from(new_user);
+                if let Some(row) = rows.next() {
+                    batch.push(row);
+                }
+            }
+            let locks: Vec<Lock<'_>> = batch
+                .iter()
+                .map(|(user, _, _)| Lock::User(user.as_str()))
+                .collect();
+            let mut tx = self.begin(&locks).await?;
+            for (user, account, registration) in &batch {
+                upsert(&mut tx, user, account, registration).await?;
+                n += 1;
+            }
+            tx.commit().await?;
         }
-        tx.commit().await?;
         Ok(n)
     }
 
@@ -131,25 +181,37 @@ impl Store {
                     )
                     .await?
                 }
-                Selection::OlderThan(cutoff) => {
-                    distinct_users(
-                        "SELECT DISTINCT username FROM registrations WHERE registered_ns IS NOT NULL AND registered_ns < $1",
-                        *cutoff,
-                        &mut tx,
-                    )
-                    .await?
-                }
+                Selection::Users(users) => users.iter().map(|u| u.as_str().to_owned()).collect(),
             };
             let users: Vec<Lock<'_>> = users.iter().map(|u| Lock::User(u)).collect();
             self.lock(&mut tx, &users).await?;
         }
         let rows = match selection {
-            Selection::User(user) => sqlx::query(SELECT_USER).bind(user.as_str().to_owned()),
-            Selection::Token(token) => sqlx::query(SELECT_TOKEN).bind(token.to_lowercase()),
-            Selection::OlderThan(cutoff) => sqlx::query(SELECT_OLDER).bind(cutoff),
-        }
-        .fetch_all(&mut *tx)
-        .await?;
+            Selection::User(user) => {
+                sqlx::query(SELECT_USER)
+                    .bind(user.as_str().to_owned())
+                    .fetch_all(&mut *tx)
+                    .await?
+            }
+            Selection::Token(token) => {
+                sqlx::query(SELECT_TOKEN)
+                    .bind(token.to_lowercase())
+                    .fetch_all(&mut *tx)
+                    .await?
+            }
+            Selection::Users(users) => {
+                let list = (1..=users.len())
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let query = format!("{SELECT_ALL} WHERE username IN ({list})");
+                let mut query = sqlx::query(&query);
+                for user in users {
+                    query = query.bind(user.as_str().to_owned());
+                }
+                query.fetch_all(&mut *tx).await?
+            }
+        };
         restore(&mut registry, rows)?;
         let (result, changes) = change(&mut registry);
         for change in &changes {
