@@ -160,14 +160,19 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::ExportXapsd { file } => {
             let config = config(path)?;
-            let json = store(&config)
-                .await?
-                .all(Registry::new())
-                .await?
-                .to_xapsd_json()?;
+            let registry = store(&config).await?.all(Registry::new()).await?;
+            let json = registry.to_xapsd_json()?;
             match file {
                 None => println!("{json}"),
                 Some(file) => write_owner_only(&file, json.as_bytes())?,
+            }
+            let left_out = registry.one_per_account();
+            if left_out > 0 {
+                // Standard output may be the database itself.
+                eprintln!(
+                    "{left_out} registrations not exported: xapsd keeps one device per account, \
+                     and these accounts were registered from several (the most recent is written)"
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

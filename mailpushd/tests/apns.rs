@@ -353,3 +353,41 @@ async fn a_refused_certificate_is_a_configuration_error_not_retried() {
     // Still owed: once the configuration is fixed, it goes.
     s.wait_metric("mailpushd_owed_pushes 1").await;
 }
+
+#[tokio::test]
+async fn an_account_on_two_devices_pushes_both_until_one_is_gone() {
+    let s = setup(|_| {}).await;
+    // An iPhone restored from another's backup registers the same account id with its
+    // own token; neither replaces the other.
+    let other = "C0FFEE".repeat(10) + "C0FE";
+    s.register("alice", ACCOUNT, TOKEN).await;
+    s.register("alice", ACCOUNT, &other).await;
+    s.register("alice", ACCOUNT, TOKEN).await;
+    assert_eq!(s.count().await, 2);
+    s.notify("alice", r#""MessageNew""#).await;
+    let requests = s.standin.wait_for(2, Duration::from_secs(10)).await;
+    let mut paths: Vec<&str> = requests.iter().map(|r| r.path.as_str()).collect();
+    paths.sort_unstable();
+    let mut expected = [format!("/3/device/{TOKEN}"), format!("/3/device/{other}")];
+    expected.sort_unstable();
+    assert_eq!(paths, expected);
+    // APNs says the first token is gone: that device goes, the other stays and is
+    // pushed alone.
+    let later = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + 60_000;
+    let body: &'static str =
+        Box::leak(format!(r#"{{"reason":"Unregistered","timestamp":{later}}}"#).into_boxed_str());
+    s.standin.script([Reply::Status(410, body)]);
+    s.notify("alice", r#""MessageNew""#).await;
+    assert_eq!(s.wait_count(1).await, 1);
+    s.notify("alice", r#""MessageNew""#).await;
+    let requests = s.standin.wait_for(5, Duration::from_secs(10)).await;
+    assert_eq!(requests.len(), 5);
+    // The 410 answered the first of the second round; the last push goes to the
+    // device that stays.
+    assert!(expected.contains(&requests[4].path));
+    assert_ne!(requests[4].path, requests[2].path);
+}

@@ -85,9 +85,10 @@ async fn sigkill_during_registrations_loses_no_acknowledged_one() {
     let mut missing = Vec::new();
     for &i in &acknowledged {
         let account = AccountId::new(&format!("ACCOUNT-{i:04}")).unwrap();
-        match registry.get(&support::user_name(&format!("user{}", i % 50)), &account) {
-            Some(r) if r.device_token.as_str() == format!("{:064x}", i + 1) => {}
-            _ => missing.push(i),
+        let token = xaps_proto::DeviceToken::new(&format!("{:064x}", i + 1)).unwrap();
+        let user = support::user_name(&format!("user{}", i % 50));
+        if registry.get(&user, &account, &token).is_none() {
+            missing.push(i);
         }
     }
     assert!(missing.is_empty(), "lost after a 200: {missing:?}");

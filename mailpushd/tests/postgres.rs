@@ -338,7 +338,8 @@ async fn sigkill_of_one_daemon_loses_nothing_and_the_other_serves_on() {
     for &i in a_tally.registered.iter().chain(&b_tally.registered) {
         let account = AccountId::new(&format!("ACCOUNT-{i:04}")).unwrap();
         if registry
-            .get(&support::user_name(&format!("user{i:04}")), &account)
+            .devices(&support::user_name(&format!("user{i:04}")), &account)
+            .next()
             .is_none()
         {
             missing.push(format!("registration {i}"));

@@ -16,7 +16,7 @@ use crate::user::UserName;
 
 /// How long a registration lives without being refreshed: xapsd's 30 days.
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
-/// The most accounts (devices) one user may register by default.
+/// The most registrations (accounts on devices) one user may have by default.
 pub const DEFAULT_MAX_ACCOUNTS_PER_USER: usize = 100;
 
 /// One device's registration for one account of a user.
@@ -54,25 +54,21 @@ fn mailbox_count_ok(mailboxes: &[String]) -> bool {
 
 /// What [`Registry::register`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Registered {
-    /// A new (user, account) registration.
+    /// A new registration: a new account, or a known account from another device
+    /// (a restored or cloned iPhone keeps the account id), which gets pushes too.
     New,
-    /// The same device registered again: time and mailboxes refreshed.
+    /// The same device registered the account again: time and mailboxes refreshed.
     Refreshed,
-    /// The account moved to another device token (a restored or replaced phone);
-    /// the previous token gets no more pushes.
-    Replaced {
-        /// The token it had.
-        previous: DeviceToken,
-    },
 }
 
 /// A refused registration; the registry is unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegistryError {
-    /// The user already has the most accounts allowed.
-    #[error("user {user:?} already has {limit} registered accounts")]
+    /// The user already has the most registrations allowed.
+    #[error("user {user:?} already has {limit} registrations (accounts on devices)")]
     TooManyAccounts {
         /// The user.
         user: UserName,
@@ -193,8 +189,12 @@ impl From<Removed> for Change {
     }
 }
 
-/// The registrations, keyed by (user, account id): one device token per account, as
-/// in xapsd. Users are compared in lower case ([`UserName`]).
+/// The registrations, keyed by (user, account id, device token): every device an
+/// account registered from gets pushes (an iPhone restored from another's backup, or
+/// a clone, has the same account id and its own token), until APNs says its token is
+/// gone or it is not refreshed within the lifetime. xapsd kept one token per account,
+/// so such devices took turns. Users are compared in lower case ([`UserName`]), tokens
+/// without regard to case.
 ///
 /// Each operation that changes it returns its changes ([`Change`]): a daemon loads the
 /// registrations a request needs into a registry, runs the operation, and stores the
@@ -227,11 +227,14 @@ impl From<Removed> for Change {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Registry {
-    users: BTreeMap<UserName, BTreeMap<AccountId, Registration>>,
+    users: BTreeMap<UserName, BTreeMap<Device, Registration>>,
     max_age: Duration,
     max_accounts_per_user: usize,
     push_mailboxes: PushMailboxes,
 }
+
+/// One account on one device: a registration's key within a user.
+type Device = (AccountId, DeviceToken);
 
 impl Default for Registry {
     fn default() -> Self {
@@ -262,7 +265,7 @@ impl Registry {
         self
     }
 
-    /// Sets the most accounts one user may register.
+    /// Sets the most registrations (accounts on devices) one user may have.
     pub fn with_max_accounts_per_user(mut self, limit: usize) -> Self {
         self.max_accounts_per_user = limit;
         self
@@ -280,8 +283,9 @@ impl Registry {
             return Err(RegistryError::Mailboxes);
         }
         let user = register.username;
+        let device = (register.account_id, register.device_token);
         let accounts = self.users.get(&user);
-        let known = accounts.is_some_and(|a| a.contains_key(&register.account_id));
+        let known = accounts.is_some_and(|a| a.contains_key(&device));
         let count = accounts.map_or(0, BTreeMap::len);
         if !known && count >= self.max_accounts_per_user {
             return Err(RegistryError::TooManyAccounts {
@@ -290,30 +294,25 @@ impl Registry {
             });
         }
         let registration = Registration {
-            device_token: register.device_token,
+            // As the device sent it this time.
+            device_token: device.1.clone(),
             mailboxes: register.mailboxes,
             registered_at: Some(Timestamp::from_system_time(now)),
         };
         let change = Change::Put {
             user: user.clone(),
-            account_id: register.account_id.clone(),
+            account_id: device.0.clone(),
             registration: registration.clone(),
         };
         let accounts = self.users.entry(user).or_default();
-        let registered = match accounts.entry(register.account_id) {
+        let registered = match accounts.entry(device) {
             Entry::Vacant(slot) => {
                 slot.insert(registration);
                 Registered::New
             }
             Entry::Occupied(mut slot) => {
-                let previous = std::mem::replace(slot.get_mut(), registration);
-                if previous.device_token == slot.get().device_token {
-                    Registered::Refreshed
-                } else {
-                    Registered::Replaced {
-                        previous: previous.device_token,
-                    }
-                }
+                *slot.get_mut() = registration;
+                Registered::Refreshed
             }
         };
         Ok((registered, change))
@@ -345,10 +344,11 @@ impl Registry {
         if !mailbox_count_ok(&registration.mailboxes) {
             return Err(RegistryError::Mailboxes);
         }
+        let device = (account_id, registration.device_token.clone());
         self.users
             .entry(user)
             .or_default()
-            .insert(account_id, registration);
+            .insert(device, registration);
         Ok(())
     }
 
@@ -364,7 +364,7 @@ impl Registry {
         let targets: Vec<Target<'_>> = accounts
             .iter()
             .filter(|(_, r)| r.wants(mailbox))
-            .map(|(account_id, r)| Target {
+            .map(|((account_id, _), r)| Target {
                 account_id,
                 device_token: &r.device_token,
             })
@@ -381,23 +381,40 @@ impl Registry {
         self.lookup(&notify.username, &notify.mailbox)
     }
 
-    /// The registration of one account.
-    pub fn get(&self, user: &UserName, account_id: &AccountId) -> Option<&Registration> {
-        self.users.get(user)?.get(account_id)
+    /// The registrations of one account: one per device it registered from.
+    pub fn devices<'a>(
+        &'a self,
+        user: &UserName,
+        account_id: &AccountId,
+    ) -> impl Iterator<Item = &'a Registration> + 'a {
+        let account_id = account_id.clone();
+        self.users
+            .get(user)
+            .into_iter()
+            .flat_map(|accounts| accounts.iter())
+            .filter(move |((id, _), _)| *id == account_id)
+            .map(|(_, r)| r)
     }
 
-    /// Removes one account's registration; the change to store.
-    pub fn remove(&mut self, user: &UserName, account_id: &AccountId) -> Option<Change> {
-        let accounts = self.users.get_mut(user)?;
-        let registration = accounts.remove(account_id)?;
-        if accounts.is_empty() {
-            self.users.remove(user);
-        }
-        Some(Change::Remove(Removed {
-            user: user.clone(),
-            account_id: account_id.clone(),
-            registration,
-        }))
+    /// The registration of one account on one device.
+    pub fn get(
+        &self,
+        user: &UserName,
+        account_id: &AccountId,
+        device_token: &DeviceToken,
+    ) -> Option<&Registration> {
+        self.users
+            .get(user)?
+            .get(&(account_id.clone(), device_token.clone()))
+    }
+
+    /// Removes every registration of one account (on each device); the changes to
+    /// store.
+    pub fn remove(&mut self, user: &UserName, account_id: &AccountId) -> Vec<Change> {
+        self.remove_where_of(Some(user), |id, _| id == account_id)
+            .into_iter()
+            .map(Change::Remove)
+            .collect()
     }
 
     /// APNs answered 410 for `device_token`, saying it stopped being valid at
@@ -409,7 +426,9 @@ impl Registry {
         invalid_since: SystemTime,
     ) -> Vec<Removed> {
         let since = Timestamp::from_system_time(invalid_since);
-        self.remove_where(|r| &r.device_token == device_token && r.older_than(since))
+        self.remove_where_of(None, |_, r| {
+            &r.device_token == device_token && r.older_than(since)
+        })
     }
 
     /// Removes the registrations not refreshed within the maximum age before `now`.
@@ -419,7 +438,9 @@ impl Registry {
             return Vec::new();
         };
         let cutoff = Timestamp::from_system_time(cutoff);
-        self.remove_where(|r| r.registered_at.is_some() && r.older_than(cutoff))
+        self.remove_where_of(None, |_, r| {
+            r.registered_at.is_some() && r.older_than(cutoff)
+        })
     }
 
     /// The number of registrations.
@@ -436,22 +457,30 @@ impl Registry {
     pub fn iter(&self) -> impl Iterator<Item = (&UserName, &AccountId, &Registration)> {
         self.users
             .iter()
-            .flat_map(|(u, a)| a.iter().map(move |(id, r)| (u, id, r)))
+            .flat_map(|(u, a)| a.iter().map(move |((id, _), r)| (u, id, r)))
     }
 
-    fn remove_where(&mut self, mut doomed: impl FnMut(&Registration) -> bool) -> Vec<Removed> {
+    /// Removes the registrations `doomed` picks, of `user` or of everyone.
+    fn remove_where_of(
+        &mut self,
+        user: Option<&UserName>,
+        mut doomed: impl FnMut(&AccountId, &Registration) -> bool,
+    ) -> Vec<Removed> {
         let mut removed = Vec::new();
-        self.users.retain(|user, accounts| {
-            let gone: Vec<AccountId> = accounts
+        self.users.retain(|name, accounts| {
+            if user.is_some_and(|u| u != name) {
+                return true;
+            }
+            let gone: Vec<Device> = accounts
                 .iter()
-                .filter(|(_, r)| doomed(r))
-                .map(|(id, _)| id.clone())
+                .filter(|((id, _), r)| doomed(id, r))
+                .map(|(device, _)| device.clone())
                 .collect();
-            for account_id in gone {
-                if let Some(registration) = accounts.remove(&account_id) {
+            for device in gone {
+                if let Some(registration) = accounts.remove(&device) {
                     removed.push(Removed {
-                        user: user.clone(),
-                        account_id,
+                        user: name.clone(),
+                        account_id: device.0,
                         registration,
                     });
                 }
@@ -476,6 +505,11 @@ pub struct Rejected {
     pub account_id: String,
     /// Why.
     pub reason: &'static str,
+}
+
+/// Whether `a` was registered after `b` (a time beats none).
+fn newer(a: &Registration, b: &Registration) -> bool {
+    a.registered_at.map(Timestamp::unix_nanos) > b.registered_at.map(Timestamp::unix_nanos)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -594,15 +628,16 @@ impl Registry {
         registration: Registration,
     ) -> Option<&'static str> {
         let accounts = self.users.entry(user).or_default();
-        let newer = |a: &Registration, b: &Registration| {
-            a.registered_at.map(Timestamp::unix_nanos) > b.registered_at.map(Timestamp::unix_nanos)
-        };
-        let Some(existing) = accounts.get(&id) else {
-            accounts.insert(id, registration);
+        let Some(existing) = accounts.keys().find(|(account, _)| *account == id).cloned() else {
+            accounts.insert((id, registration.device_token.clone()), registration);
             return None;
         };
-        if newer(&registration, existing) {
-            accounts.insert(id, registration);
+        if accounts
+            .get(&existing)
+            .is_some_and(|e| newer(&registration, e))
+        {
+            accounts.remove(&existing);
+            accounts.insert((id, registration.device_token.clone()), registration);
         }
         Some(
             "also registered under a user name differing only in case; the most recent entry was kept",
@@ -611,13 +646,23 @@ impl Registry {
 
     /// Writes xapsd's database format, indented as xapsd writes it, users and
     /// accounts in order. Registrations without a time have no `RegistrationTime`.
+    /// xapsd keeps one device per account: of an account registered from several,
+    /// the most recently registered is written ([`Registry::one_per_account`] counts
+    /// the others).
     pub fn to_xapsd_json(&self) -> Result<String, serde_json::Error> {
         let users = self
             .users
             .iter()
             .map(|(user, accounts)| {
-                let accounts = accounts
-                    .iter()
+                let mut newest: BTreeMap<&AccountId, &Registration> = BTreeMap::new();
+                for ((id, _), r) in accounts {
+                    let slot = newest.entry(id).or_insert(r);
+                    if newer(r, slot) {
+                        *slot = r;
+                    }
+                }
+                let accounts = newest
+                    .into_iter()
                     .map(|(id, r)| {
                         (
                             id.as_str().to_owned(),
@@ -639,5 +684,18 @@ impl Registry {
             .collect();
         let wire = DatabaseWire { users: Some(users) };
         serde_json::to_string_pretty(&wire)
+    }
+
+    /// How many registrations [`Registry::to_xapsd_json`] leaves out: those of accounts
+    /// registered from several devices, beyond the most recent one each.
+    pub fn one_per_account(&self) -> usize {
+        self.users
+            .values()
+            .map(|accounts| {
+                let distinct: std::collections::BTreeSet<&AccountId> =
+                    accounts.keys().map(|(id, _)| id).collect();
+                accounts.len().saturating_sub(distinct.len())
+            })
+            .sum()
     }
 }

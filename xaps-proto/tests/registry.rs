@@ -103,7 +103,8 @@ fn the_xapsd_test_data() {
     assert_eq!(registry.len(), 3);
     assert_eq!(registry.to_xapsd_json().unwrap(), real);
     let alice = registry
-        .get(&u("alice"), &AccountId::new("aliceaccountid1").unwrap())
+        .devices(&u("alice"), &AccountId::new("aliceaccountid1").unwrap())
+        .next()
         .unwrap();
     assert_eq!(alice.registered_at.unwrap().unix_seconds(), 1_537_620_151);
     // xapsd matched "INBOX" exactly and so missed these "Inbox" entries; IMAP says
@@ -178,7 +179,11 @@ fn imports_are_normalized_and_checked() {
     );
     // "Bob" and "bob" merged; the entry with a time beats Go's zero time.
     let bob = registry
-        .get(&u("BOB"), &AccountId::new("A").unwrap())
+        .get(
+            &u("BOB"),
+            &AccountId::new("A").unwrap(),
+            &DeviceToken::new(&token(2)).unwrap(),
+        )
         .unwrap();
     assert_eq!(bob.device_token.as_str(), token(2));
     assert_eq!(registry.len(), 2);
@@ -211,7 +216,7 @@ fn imports_are_normalized_and_checked() {
 }
 
 #[test]
-fn register_refreshes_and_replaces() {
+fn register_refreshes_and_keeps_every_device_of_an_account() {
     let mut registry = Registry::new();
     let r = register("User", "ACC", 1, &["INBOX"]);
     assert_eq!(
@@ -222,20 +227,49 @@ fn register_refreshes_and_replaces() {
         registry.register(r, at(2000)).map(|(r, _)| r),
         Ok(Registered::Refreshed)
     );
-    let moved = register("user", "ACC", 2, &["Notes"]);
+    // The same account from another device (an iPhone restored from this one's
+    // backup): a second registration, and both are pushed.
+    let clone = register("user", "ACC", 2, &["INBOX", "Notes"]);
     assert_eq!(
-        registry.register(moved, at(3000)).map(|(r, _)| r),
-        Ok(Registered::Replaced {
-            previous: DeviceToken::new(&token(1)).unwrap()
-        })
+        registry.register(clone.clone(), at(3000)).map(|(r, _)| r),
+        Ok(Registered::New)
     );
+    assert_eq!(registry.len(), 2);
+    let Lookup::Push(targets) = registry.lookup(&u("user"), "INBOX") else {
+        panic!("both devices are pushed")
+    };
+    let tokens: Vec<&str> = targets.iter().map(|t| t.device_token.as_str()).collect();
+    assert_eq!(tokens, [token(1), token(2)]);
+    assert!(targets.iter().all(|t| t.account_id.as_str() == "ACC"));
+    // Each device refreshes its own; they do not take turns.
+    assert_eq!(
+        registry.register(clone, at(4000)).map(|(r, _)| r),
+        Ok(Registered::Refreshed)
+    );
+    let account = AccountId::new("ACC").unwrap();
+    let times: Vec<i64> = registry
+        .devices(&u("user"), &account)
+        .map(|r| r.registered_at.unwrap().unix_seconds())
+        .collect();
+    assert_eq!(times, [2000, 4000]);
+    // A 410 for one token removes that device only.
+    let removed = registry.unregistered(&DeviceToken::new(&token(1)).unwrap(), at(5000));
+    assert_eq!(removed.len(), 1);
     assert_eq!(registry.len(), 1);
-    let entry = registry
-        .get(&u("user"), &AccountId::new("ACC").unwrap())
+    let left = registry
+        .get(&u("user"), &account, &DeviceToken::new(&token(2)).unwrap())
         .unwrap();
-    assert_eq!(entry.mailboxes, ["Notes"]);
-    assert_eq!(entry.registered_at.unwrap().unix_seconds(), 3000);
-    assert_eq!(registry.lookup(&u("user"), "INBOX"), Lookup::NotSubscribed);
+    assert_eq!(left.mailboxes, ["INBOX", "Notes"]);
+    // An export keeps one device per account, as xapsd does: the most recent.
+    registry
+        .register(register("user", "ACC", 3, &["INBOX"]), at(6000))
+        .unwrap();
+    assert_eq!(registry.one_per_account(), 1);
+    let json = registry.to_xapsd_json().unwrap();
+    assert!(
+        json.contains(&token(3)) && !json.contains(&token(2)),
+        "{json}"
+    );
 }
 
 #[test]
@@ -370,10 +404,11 @@ fn refused_registrations_change_nothing() {
             .map(|(r, _)| r),
         Ok(Registered::Refreshed)
     );
-    assert!(
+    assert_eq!(
         registry
             .remove(&u("U"), &AccountId::new("A").unwrap())
-            .is_some()
+            .len(),
+        1
     );
     assert!(
         registry

@@ -40,10 +40,6 @@ impl Core {
                 }
             })
             .await??;
-        if let Registered::Replaced { previous } = &registered {
-            // The account moved to another device: the old one's owed push is void.
-            self.forget_device(&user, previous, &account).await;
-        }
         tracing::info!(%user, %account, outcome = ?registered, "device registered");
         Ok(registered)
     }

@@ -129,6 +129,25 @@ const MIGRATIONS: &[&str] = &[
     UPDATE registrations SET token_key = lower(device_token);
     DROP INDEX registrations_token;
     CREATE INDEX registrations_token_key ON registrations (token_key);",
+    // Every device an account registered from (a restored or cloned iPhone keeps the
+    // account id): one row per user, account and token.
+    "CREATE TABLE registrations_by_device (
+        username TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        device_token TEXT NOT NULL,
+        token_key TEXT NOT NULL,
+        mailboxes TEXT NOT NULL,
+        registered_at TEXT,
+        registered_ns BIGINT,
+        PRIMARY KEY (username, account_id, token_key)
+    );
+    INSERT INTO registrations_by_device
+        SELECT username, account_id, device_token, token_key, mailboxes, registered_at, registered_ns
+        FROM registrations;
+    DROP TABLE registrations;
+    ALTER TABLE registrations_by_device RENAME TO registrations;
+    CREATE INDEX registrations_token_key ON registrations (token_key);
+    CREATE INDEX registrations_time ON registrations (registered_ns);",
 ];
 
 /// The registrations' store.

@@ -223,10 +223,11 @@ impl Store {
                 } => upsert(&mut tx, user, account_id, registration).await?,
                 Change::Remove(removed) => {
                     sqlx::query(
-                        "DELETE FROM registrations WHERE username = $1 AND account_id = $2",
+                        "DELETE FROM registrations WHERE username = $1 AND account_id = $2 AND token_key = $3",
                     )
                     .bind(removed.user.as_str())
                     .bind(removed.account_id.as_str())
+                    .bind(removed.registration.device_token.to_lowercase())
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -271,10 +272,9 @@ async fn upsert(
     sqlx::query(
         "INSERT INTO registrations (username, account_id, device_token, token_key, mailboxes, registered_at, registered_ns)
          VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (username, account_id) DO UPDATE SET
-           device_token = excluded.device_token, token_key = excluded.token_key,
-           mailboxes = excluded.mailboxes, registered_at = excluded.registered_at,
-           registered_ns = excluded.registered_ns",
+         ON CONFLICT (username, account_id, token_key) DO UPDATE SET
+           device_token = excluded.device_token, mailboxes = excluded.mailboxes,
+           registered_at = excluded.registered_at, registered_ns = excluded.registered_ns",
     )
     .bind(user.as_str())
     .bind(account.as_str())
