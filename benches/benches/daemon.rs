@@ -167,6 +167,7 @@ async fn main() {
             since: Instant::now(),
             // The sender alone: no mark in the store to settle.
             owed: None,
+            event: mailpushd::apns::PushEvent::Test,
         });
     }
     let arrived = standin

@@ -77,6 +77,13 @@ enum Command {
         /// A key file to use instead of a new key.
         file: Option<PathBuf>,
     },
+    /// Show USER's registrations (account, device, mailboxes, when first registered
+    /// and last refreshed) and the last pushes to each (time, event, outcome, APNs's
+    /// status and apns-id).
+    Status {
+        /// The user, as the mail server names them.
+        user: String,
+    },
     /// Push USER's devices now.
     SendTest {
         /// The user, as the mail server names them.
@@ -177,6 +184,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::SendTest { user } => send_test(&config(path)?, &user).await,
+        Command::Status { user } => status(&config(path)?, &user).await,
         Command::DovecotSettings => {
             let config = config(path)?;
             print!("{}", mailpushd::http::dovecot_settings(&config)?);
@@ -351,6 +359,83 @@ fn humantime(time: SystemTime) -> String {
     xaps_proto::Timestamp::from_system_time(time).to_string()
 }
 
+/// What APNs answered, as the command line shows it.
+fn answer_text(answer: Option<&mailpushd::apns::Answer>) -> String {
+    let Some(answer) = answer else {
+        return String::new();
+    };
+    let mut text = String::new();
+    if let Some(status) = answer.status {
+        text.push_str(&format!(", APNs {status}"));
+    }
+    if let Some(id) = &answer.apns_id {
+        text.push_str(&format!(", apns-id {id}"));
+    }
+    if let Some(reason) = &answer.reason {
+        text.push_str(&format!(", {}", reason.escape_debug()));
+    }
+    text
+}
+
+/// `user`'s registrations and their last pushes.
+async fn status(config: &Config, user: &str) -> Result<ExitCode, Error> {
+    let user = xaps_proto::UserName::new(user)?;
+    let store = store(config).await?;
+    let devices = store.devices_of(&user).await?;
+    let pushes = store.pushes_of(&user).await?;
+    store.close().await;
+    if devices.is_empty() {
+        println!("{user}: no registered device");
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("{user}: {} registrations", devices.len());
+    for d in &devices {
+        let token = &d.registration.device_token;
+        println!("  account {} on device {}", d.account, token.as_str());
+        println!(
+            "    mailboxes: {}",
+            d.registration.mailboxes.join(", ").escape_debug()
+        );
+        let time = |t: Option<xaps_proto::Timestamp>| {
+            t.map_or_else(|| "unknown".to_owned(), |t| t.to_string())
+        };
+        println!(
+            "    first registered {}, last refreshed {}",
+            time(d.first_registered),
+            time(d.registration.registered_at)
+        );
+        let key = token.to_lowercase();
+        let own: Vec<_> = pushes
+            .iter()
+            .filter(|p| p.account == d.account.as_str() && p.token_key == key)
+            .collect();
+        if own.is_empty() {
+            println!("    no push logged");
+            continue;
+        }
+        println!(
+            "    last pushes (at most {}):",
+            mailpushd::store::PUSHES_KEPT
+        );
+        for p in own {
+            let at = SystemTime::UNIX_EPOCH + Duration::from_millis(p.at_ms);
+            let answer = mailpushd::apns::Answer {
+                status: p.status,
+                apns_id: p.apns_id.clone(),
+                reason: p.reason.clone(),
+            };
+            println!(
+                "      {} {}: {}{}",
+                humantime(at),
+                p.event,
+                p.outcome,
+                answer_text(Some(&answer))
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn send_test(config: &Config, user: &str) -> Result<ExitCode, Error> {
     let user = xaps_proto::UserName::new(user)?;
     let store = store(config).await?;
@@ -364,9 +449,18 @@ async fn send_test(config: &Config, user: &str) -> Result<ExitCode, Error> {
         return Ok(ExitCode::FAILURE);
     }
     let mut failed = 0;
-    for (account_id, device_token, outcome) in &outcomes {
-        println!("{user} / {account_id} ({device_token:?}): {outcome:?}");
-        if !matches!(outcome, PushOutcome::Delivered | PushOutcome::Printed) {
+    for (job, attempted) in &outcomes {
+        println!(
+            "{user} / {} ({:?}): {}{}",
+            job.account_id,
+            job.device_token,
+            attempted.outcome.as_str(),
+            answer_text(attempted.last.as_ref())
+        );
+        if !matches!(
+            attempted.outcome,
+            PushOutcome::Delivered | PushOutcome::Printed
+        ) {
             failed += 1;
         }
     }

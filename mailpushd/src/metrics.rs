@@ -33,7 +33,8 @@ pub enum PushOutcome {
 }
 
 impl PushOutcome {
-    fn as_str(self) -> &'static str {
+    /// The `outcome` label.
+    pub fn as_str(self) -> &'static str {
         match self {
             PushOutcome::Delivered => "delivered",
             PushOutcome::Gone => "gone",

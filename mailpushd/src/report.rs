@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use xaps_proto::{DeviceToken, UserName};
 
-use crate::store::Sent;
+use crate::store::{PushRecord, Sent};
 
 /// How many reports may wait for the core before a sender waits to hand in another.
 pub const REPORT_QUEUE: usize = 1024;
@@ -40,6 +40,8 @@ pub enum Report {
         sent: Sent,
         /// Delivered or refused for good; else the round failed.
         settled: bool,
+        /// For the push log (APNs pushes).
+        record: Option<Box<PushRecord>>,
     },
     /// A fan-out of an owed push to a user's subscriptions ended.
     FanOutDone {

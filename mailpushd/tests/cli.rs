@@ -342,3 +342,73 @@ fn the_demos_log_in_a_file_is_plain_text() {
     assert!(text.contains(" INFO "), "{text}");
     assert!(!text.contains('\u{1b}'), "terminal escapes in: {text:?}");
 }
+
+/// `mailpushd status USER`: each registration, and its last pushes with APNs's status
+/// and apns-id, from the store a running daemon writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_registrations_and_their_last_pushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let standin = mailpushd::standin::Standin::start().await.unwrap();
+    let address: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let config = support::standin_toml(dir.path(), &standin, address, "sqlite:store.sqlite", "");
+    let mut daemon = support::spawn_daemon(&config);
+    support::wait_healthy(address).await;
+    let account = "55FAD99D-748E-44DA-8A7F-91D3478CAABD";
+    let token = "73B23C63C18344D1BBBAB10887FD540BA4B00741987CA28CBB7C0C607F0667FF";
+    let register = format!(
+        r#"{{"ApsAccountId":"{account}","ApsDeviceToken":"{token}","ApsSubtopic":"com.apple.mobilemail","Username":"alice","Mailboxes":["INBOX","Notes"]}}"#
+    );
+    let (status, _) = http(
+        address,
+        "POST",
+        "/register",
+        &support::JSON,
+        register.as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    standin.script([mailpushd::standin::Reply::Status(
+        400,
+        r#"{"reason":"BadDeviceToken"}"#,
+    )]);
+    let notify = br#"{"Username":"alice","Mailbox":"INBOX","Events":["MessageNew"]}"#;
+    for _ in 0..2 {
+        http(address, "POST", "/notify", &support::JSON, notify)
+            .await
+            .unwrap();
+    }
+    support::wait_metric(
+        address,
+        "mailpushd_pushes_total{service=\"apns\",outcome=\"delivered\"} 1",
+    )
+    .await;
+    // Logged in the transaction that settles the push: nothing owed, both logged.
+    support::wait_metric(address, "mailpushd_owed_pushes 0").await;
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    let (ok, out) = tokio::task::spawn_blocking(move || mailpushd(&config, &["status", "alice"]))
+        .await
+        .unwrap();
+    assert!(ok, "{out}");
+    assert!(out.contains("alice: 1 registrations"), "{out}");
+    assert!(
+        out.contains(&format!("account {account} on device {token}")),
+        "{out}"
+    );
+    assert!(out.contains("mailboxes: INBOX, Notes"), "{out}");
+    assert!(out.contains("first registered 20"), "{out}");
+    assert!(
+        out.contains("new mail: token_rejected, APNs 400, apns-id EC1BF194-B3B2-424A-89A9-5A918A6E7A9B, BadDeviceToken"),
+        "{out}"
+    );
+    assert!(
+        out.contains("new mail: delivered, APNs 200, apns-id EC1BF194-B3B2-424A-89A9-5A918A6E7A9B"),
+        "{out}"
+    );
+    let config = dir.path().join("mailpushd.toml");
+    let (ok, out) = tokio::task::spawn_blocking(move || mailpushd(&config, &["status", "bob"]))
+        .await
+        .unwrap();
+    assert!(!ok && out.contains("bob: no registered device"), "{out}");
+}

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 mod support;
 use support::{JSON, free_port, spawn_daemon, wait_healthy};
 
-use mailpushd::demo::{DEMO_TOPIC, http, standin_config};
+use mailpushd::demo::{http, standin_config};
 use mailpushd::standin::{Recorded, Standin};
 
 /// Users whose devices get new mail during the outage.
@@ -32,23 +32,13 @@ fn write_config(
     address: SocketAddr,
     database: &str,
 ) -> std::path::PathBuf {
-    // The stand-in's CA and the demo's APNs key, as files.
-    standin_config(standin, dir).unwrap();
-    let file = dir.join("mailpushd.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "listen = \"{address}\"\ndatabase = \"{database}\"\n{open}\
-             [push]\ndelay_secs = 2\nretry_first_secs = 1\nretry_max_secs = 1\nlease_secs = 10\n\
-             [apns]\nbase_url = \"https://{apns}\"\nca_file = \"standin-ca.pem\"\ntopic = \"{DEMO_TOPIC}\"\n\
-             key_file_p8 = \"AuthKey_DEMO123456.p8\"\nkey_id = \"DEMO123456\"\nteam_id = \"TEAM123456\"\n\
-             max_attempts = 2\nretry_base_millis = 50\nrequest_timeout_secs = 2\n",
-            open = support::OPEN_API_TOML,
-            apns = standin.address(),
-        ),
+    support::standin_toml(
+        dir,
+        standin,
+        address,
+        database,
+        "[push]\ndelay_secs = 2\nretry_first_secs = 1\nretry_max_secs = 1\nlease_secs = 10\n",
     )
-    .unwrap();
-    file
 }
 
 async fn post(address: SocketAddr, path: &str, body: String) -> u16 {

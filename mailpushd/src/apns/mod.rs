@@ -90,6 +90,74 @@ pub struct Job {
     pub since: Instant,
     /// The owed push it sends, when it is one: its end is reported.
     pub owed: Option<crate::store::Sent>,
+    /// What it is for, as the push log says.
+    pub event: PushEvent,
+}
+
+/// What a push is for, as `mailpushd status` lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PushEvent {
+    /// New mail, pushed at once.
+    NewMail,
+    /// Other changes after their quiet period, or a push owed from before a restart.
+    Later,
+    /// A round of attempts after one that failed.
+    Retry,
+    /// `mailpushd send-test`.
+    Test,
+}
+
+impl PushEvent {
+    /// As logged.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PushEvent::NewMail => "new mail",
+            PushEvent::Later => "after the quiet period, or owed from before a restart",
+            PushEvent::Retry => "retry",
+            PushEvent::Test => "send-test",
+        }
+    }
+}
+
+/// What APNs last answered to a push, or why it did not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answer {
+    /// The HTTP status.
+    pub status: Option<u16>,
+    /// The `apns-id`.
+    pub apns_id: Option<String>,
+    /// APNs's reason, or why there was no answer.
+    pub reason: Option<String>,
+}
+
+/// How a push ended, and what APNs last said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempted {
+    /// How it ended.
+    pub outcome: PushOutcome,
+    /// What APNs last answered (none when nothing was sent).
+    pub last: Option<Answer>,
+}
+
+impl Attempted {
+    /// The push log's record of it, for `user`, ended now.
+    pub fn record(&self, user: &xaps_proto::UserName, job: &Job) -> crate::store::PushRecord {
+        let last = self.last.clone().unwrap_or_default();
+        crate::store::PushRecord {
+            user: user.clone(),
+            account: job.account_id.clone(),
+            token: job.device_token.clone(),
+            at_ms: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            event: job.event.as_str().to_owned(),
+            outcome: self.outcome.as_str().to_owned(),
+            status: last.status,
+            apns_id: last.apns_id,
+            reason: last.reason,
+        }
+    }
 }
 
 /// The sender. Cheap to clone.
@@ -194,15 +262,17 @@ impl Apns {
         let sender = self.clone();
         self.inner.in_flight.start();
         tokio::spawn(async move {
-            let outcome = sender.send(&job).await;
-            if let Some(owed) = job.owed {
+            let attempted = sender.send(&job).await;
+            if let Some(owed) = &job.owed {
                 let settled = !matches!(
-                    outcome,
+                    attempted.outcome,
                     PushOutcome::Deferred | PushOutcome::FixConfiguration
                 );
+                let record = attempted.record(&owed.key.user, &job);
                 let report = Report::OwedDone {
-                    sent: owed,
+                    sent: owed.clone(),
                     settled,
+                    record: Some(Box::new(record)),
                 };
                 if sender.inner.reports.send(report).await.is_err() {
                     tracing::error!("an APNs push's end not recorded: the daemon is stopping");
@@ -220,7 +290,7 @@ impl Apns {
 
     /// Sends `job` until it is answered for good or out of attempts: then an owed push
     /// is [`PushOutcome::Deferred`] to a later round, any other given up.
-    pub async fn send(&self, job: &Job) -> PushOutcome {
+    pub async fn send(&self, job: &Job) -> Attempted {
         let out_of_attempts = if job.owed.is_some() {
             PushOutcome::Deferred
         } else {
@@ -229,6 +299,7 @@ impl Apns {
         let metrics = &self.inner.metrics;
         let mut renewed = false;
         let mut attempt = 1;
+        let mut last = None;
         let outcome = loop {
             let request = match self.request(job) {
                 Ok(request) => request,
@@ -250,6 +321,18 @@ impl Apns {
                 metrics.in_flight().dec();
                 answer
             };
+            last = Some(match &answer {
+                Ok(outcome) => Answer {
+                    status: Some(outcome.status),
+                    apns_id: outcome.apns_id.as_ref().map(|id| id.as_str().to_owned()),
+                    reason: outcome.reason.as_ref().map(|r| r.as_str().to_owned()),
+                },
+                Err(why) => Answer {
+                    status: None,
+                    apns_id: None,
+                    reason: Some(why.to_string()),
+                },
+            });
             if answer.is_ok() {
                 self.inner
                     .misconfigured
@@ -343,7 +426,7 @@ impl Apns {
         };
         metrics.push("apns", outcome);
         metrics.latency(job.since.elapsed().as_secs_f64());
-        outcome
+        Attempted { outcome, last }
     }
 
     fn request(&self, job: &Job) -> Result<http::Request<Vec<u8>>, BuildError> {

@@ -100,38 +100,30 @@ impl Core {
         }
     }
 
-    /// Pushes each of `user`'s devices now, waiting for each answer; what came of each.
-    /// What APNs says of a token (410) is reported as for any push: apply the reports.
+    /// Pushes each of `user`'s devices now, waiting for each answer; what came of each,
+    /// logged as any push is (`mailpushd status`). What APNs says of a token (410) is
+    /// reported as for any push: apply the reports.
     pub async fn send_test(
         &self,
         user: &xaps_proto::UserName,
-    ) -> Result<
-        Vec<(
-            xaps_proto::AccountId,
-            xaps_proto::DeviceToken,
-            crate::metrics::PushOutcome,
-        )>,
-        StoreError,
-    > {
+    ) -> Result<Vec<(Job, crate::apns::Attempted)>, StoreError> {
         let registry = self.store.user(user, self.registry()).await?;
         let mut outcomes = Vec::new();
+        let mut log = Vec::new();
         for (_, account_id, registration) in registry.iter() {
-            let outcome = self
-                .apns
-                .send(&Job {
-                    device_token: registration.device_token.clone(),
-                    account_id: account_id.clone(),
-                    since: Instant::now(),
-                    // A test push, not one owed to the mail server.
-                    owed: None,
-                })
-                .await;
-            outcomes.push((
-                account_id.clone(),
-                registration.device_token.clone(),
-                outcome,
-            ));
+            let job = Job {
+                device_token: registration.device_token.clone(),
+                account_id: account_id.clone(),
+                since: Instant::now(),
+                // A test push, not one owed to the mail server.
+                owed: None,
+                event: crate::apns::PushEvent::Test,
+            };
+            let attempted = self.apns.send(&job).await;
+            log.push(attempted.record(user, &job));
+            outcomes.push((job, attempted));
         }
+        self.store.log_pushes(&log).await?;
         Ok(outcomes)
     }
 
@@ -175,17 +167,35 @@ impl Core {
     /// Applies what the senders reported, the pushes delivered settled in one write.
     pub async fn apply_all(&self, reports: Vec<Report>) {
         let mut delivered = Vec::new();
+        let mut log = Vec::new();
         for report in reports {
             match report {
                 Report::OwedDone {
                     sent,
                     settled: true,
-                } => delivered.push(sent),
+                    record,
+                } => {
+                    delivered.push(sent);
+                    log.extend(record.map(|r| *r));
+                }
+                Report::OwedDone {
+                    sent,
+                    settled: false,
+                    record,
+                } => {
+                    log.extend(record.map(|r| *r));
+                    self.apply(Report::OwedDone {
+                        sent,
+                        settled: false,
+                        record: None,
+                    })
+                    .await;
+                }
                 report => self.apply(report).await,
             }
         }
         self.sends_ended(delivered.len());
-        self.settle_all(&delivered).await;
+        self.settle_all(&delivered, &log).await;
     }
 
     /// Applies what a sender reported.
@@ -197,8 +207,15 @@ impl Core {
                 push,
                 outcome,
             } => self.subscription_gone(&user, &push, &outcome).await,
-            Report::OwedDone { sent, settled } => {
+            Report::OwedDone {
+                sent,
+                settled,
+                record,
+            } => {
                 self.sends_ended(1);
+                if let Some(record) = record {
+                    self.settle_all(&[], std::slice::from_ref(&*record)).await;
+                }
                 self.owed_done(&sent, settled).await;
             }
             Report::FanOutDone {

@@ -11,9 +11,11 @@ use std::time::{Duration, Instant, SystemTime};
 use xaps_proto::owed::Rounds;
 
 use super::Core;
-use crate::apns::Job;
+use crate::apns::{Job, PushEvent};
 use crate::metrics::PushOutcome;
-use crate::store::{Lease, OwedKey, OwedPush, OwedTarget, Rescheduled, Sent, StoreError};
+use crate::store::{
+    Lease, OwedKey, OwedPush, OwedTarget, PushRecord, Rescheduled, Sent, StoreError,
+};
 
 /// How many owed pushes one turn of the timer takes from the store; more follow at once.
 const TAKE_BATCH: u32 = 1000;
@@ -112,15 +114,27 @@ impl Core {
 
     /// Sends an owed push, leased until `lease_ms`, as its mark says: to a device, to
     /// all of a user's subscriptions, or to one.
-    pub(super) async fn dispatch(self: &Arc<Self>, push: OwedPush, lease_ms: u64, since: Instant) {
+    pub(super) async fn dispatch(
+        self: &Arc<Self>,
+        push: OwedPush,
+        lease_ms: u64,
+        since: Instant,
+        new_mail: bool,
+    ) {
         self.send_started();
         let sent = push.sent(lease_ms);
+        let event = match (new_mail, push.owed.failures) {
+            (true, _) => PushEvent::NewMail,
+            (false, 0) => PushEvent::Later,
+            (false, _) => PushEvent::Retry,
+        };
         match &push.key.target {
             OwedTarget::Device { token, account } => self.apns.spawn(Job {
                 device_token: token.clone(),
                 account_id: account.clone(),
                 since,
                 owed: Some(sent),
+                event,
             }),
             OwedTarget::Subscriptions | OwedTarget::Subscription(_) => {
                 let core = self.clone();
@@ -154,7 +168,8 @@ impl Core {
             };
             let full = taken.len() >= batch as usize;
             for push in taken {
-                self.dispatch(push, lease.until_ms, Instant::now()).await;
+                self.dispatch(push, lease.until_ms, Instant::now(), false)
+                    .await;
             }
             if !full {
                 break;
@@ -210,7 +225,7 @@ impl Core {
     /// round of attempts failed and it is rescheduled, or given up.
     pub(super) async fn owed_done(&self, sent: &Sent, settled: bool) {
         if settled {
-            return self.settle_all(std::slice::from_ref(sent)).await;
+            return self.settle_all(std::slice::from_ref(sent), &[]).await;
         }
         let user = &sent.key.user;
         let now = now_ms(SystemTime::now());
@@ -228,11 +243,11 @@ impl Core {
         }
     }
 
-    /// Settles the marks of `sents`, delivered (or refused for good), in one write;
-    /// those a newer event keeps go on the timer again.
-    pub(super) async fn settle_all(&self, sents: &[Sent]) {
+    /// Settles the marks of `sents`, delivered (or refused for good), and logs `log`,
+    /// in one write; the marks a newer event keeps go on the timer again.
+    pub(super) async fn settle_all(&self, sents: &[Sent], log: &[PushRecord]) {
         let now = now_ms(SystemTime::now());
-        match self.store.settle_all(sents, now).await {
+        match self.store.settle_all(sents, log, now).await {
             Ok(left) => {
                 for due in left.into_iter().flatten() {
                     self.owed_by_ms(due);

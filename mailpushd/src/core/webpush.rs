@@ -469,6 +469,7 @@ impl Core {
                 Report::OwedDone {
                     sent,
                     settled: true,
+                    record: None,
                 },
             );
             return;
@@ -482,6 +483,7 @@ impl Core {
                     Report::OwedDone {
                         sent,
                         settled: false,
+                        record: None,
                     },
                 );
                 return;

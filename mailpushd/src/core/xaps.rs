@@ -101,7 +101,7 @@ impl Core {
                 }
                 (_, taken) => {
                     records = taken;
-                    self.dispatch(mark, lease.until_ms, since).await;
+                    self.dispatch(mark, lease.until_ms, since, true).await;
                 }
             }
         }

@@ -23,11 +23,14 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 
 mod owed;
+mod pushlog;
 mod registrations;
 mod vapid;
 mod webpush;
 
 pub use owed::{Lease, OwedKey, OwedPush, OwedTarget, Rescheduled, Sent};
+pub use pushlog::{KEPT as PUSHES_KEPT, LoggedPush, PushRecord};
+pub use registrations::DeviceStatus;
 pub use vapid::FileKey;
 pub use webpush::Records;
 
@@ -148,6 +151,20 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE registrations_by_device RENAME TO registrations;
     CREATE INDEX registrations_token_key ON registrations (token_key);
     CREATE INDEX registrations_time ON registrations (registered_ns);",
+    // When each device first registered, and its last pushes (`mailpushd status`).
+    "ALTER TABLE registrations ADD COLUMN created_at TEXT;
+    CREATE TABLE push_log (
+        username TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        token_key TEXT NOT NULL,
+        at_ms BIGINT NOT NULL,
+        event TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        status BIGINT,
+        apns_id TEXT,
+        reason TEXT
+    );
+    CREATE INDEX push_log_device ON push_log (username, account_id, token_key, at_ms);",
 ];
 
 /// The registrations' store.

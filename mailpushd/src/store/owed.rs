@@ -10,7 +10,7 @@ use sqlx::{Any, Row, Transaction};
 use xaps_proto::owed::{Owed, Rounds};
 use xaps_proto::{AccountId, DeviceToken, UserName};
 
-use super::{Kind, Lock, Store, StoreError};
+use super::{Kind, Lock, PushRecord, Store, StoreError};
 
 /// What an owed push is for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -384,24 +384,30 @@ impl Store {
     /// came meanwhile. When the mark is due, if it stays for this daemon's timer.
     pub async fn settle(&self, sent: &Sent, now_ms: u64) -> Result<Option<u64>, StoreError> {
         Ok(self
-            .settle_all(std::slice::from_ref(sent), now_ms)
+            .settle_all(std::slice::from_ref(sent), &[], now_ms)
             .await?
             .into_iter()
             .flatten()
             .next())
     }
 
-    /// [`Store::settle`] for each of `sents`, in one transaction (one write to disk for
-    /// many pushes). For each, when its mark is due, if it stays.
+    /// [`Store::settle`] for each of `sents`, and `log` into the push log, in one
+    /// transaction (one write to disk for many pushes). For each sent, when its mark
+    /// is due, if it stays.
     pub async fn settle_all(
         &self,
         sents: &[Sent],
+        log: &[PushRecord],
         now_ms: u64,
     ) -> Result<Vec<Option<u64>>, StoreError> {
-        if sents.is_empty() {
+        if sents.is_empty() && log.is_empty() {
             return Ok(Vec::new());
         }
-        let users: BTreeSet<&str> = sents.iter().map(|s| s.key.user.as_str()).collect();
+        let users: BTreeSet<&str> = sents
+            .iter()
+            .map(|s| s.key.user.as_str())
+            .chain(log.iter().map(|r| r.user.as_str()))
+            .collect();
         let locks: Vec<Lock<'_>> = users.into_iter().map(Lock::User).collect();
         let mut tx = self.begin(&locks).await?;
         let mut left = Vec::with_capacity(sents.len());
@@ -415,6 +421,7 @@ impl Store {
                 None => None,
             });
         }
+        super::pushlog::write(&mut tx, log).await?;
         tx.commit().await?;
         Ok(left)
     }

@@ -10,6 +10,18 @@ use xaps_proto::{AccountId, DeviceToken, Timestamp, UserName};
 
 use super::{Kind, Lock, Store, StoreError};
 
+/// A registration as `mailpushd status` shows it.
+#[derive(Debug, Clone)]
+pub struct DeviceStatus {
+    /// The account.
+    pub account: AccountId,
+    /// The registration (its time is the last refresh).
+    pub registration: Registration,
+    /// When the device first registered the account (unknown for registrations
+    /// stored before this was kept).
+    pub first_registered: Option<Timestamp>,
+}
+
 /// Which rows an update loads.
 enum Selection<'a> {
     User(&'a UserName),
@@ -117,6 +129,33 @@ impl Store {
         self.update(Selection::Users(users), registry, change).await
     }
 
+    /// `user`'s registrations as `mailpushd status` shows them, with when each device
+    /// first registered.
+    pub async fn devices_of(&self, user: &UserName) -> Result<Vec<DeviceStatus>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT username, account_id, device_token, mailboxes, registered_at, created_at
+             FROM registrations WHERE username = $1 ORDER BY account_id, token_key",
+        )
+        .bind(user.as_str())
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let (_, account, registration) = read_row(row)?;
+                let created: Option<String> = row.try_get(5)?;
+                let created = created
+                    .map(|t| Timestamp::from_str(&t))
+                    .transpose()
+                    .map_err(|e| StoreError::corrupt(format!("{user} / {account}"), e))?;
+                Ok(DeviceStatus {
+                    account,
+                    registration,
+                    first_registered: created,
+                })
+            })
+            .collect()
+    }
+
     /// Every registration, for an export.
     pub async fn all(&self, mut registry: Registry) -> Result<Registry, StoreError> {
         let rows = sqlx::query(SELECT_ALL).fetch_all(&self.readers).await?;
@@ -222,6 +261,13 @@ impl Store {
                     registration,
                 } => upsert(&mut tx, user, account_id, registration).await?,
                 Change::Remove(removed) => {
+                    super::pushlog::forget(
+                        &mut tx,
+                        &removed.user,
+                        &removed.account_id,
+                        &removed.registration.device_token,
+                    )
+                    .await?;
                     sqlx::query(
                         "DELETE FROM registrations WHERE username = $1 AND account_id = $2 AND token_key = $3",
                     )
@@ -270,8 +316,8 @@ async fn upsert(
     let mailboxes = serde_json::to_string(&registration.mailboxes)
         .map_err(|e| StoreError::corrupt(format!("{user} / {account}"), e))?;
     sqlx::query(
-        "INSERT INTO registrations (username, account_id, device_token, token_key, mailboxes, registered_at, registered_ns)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+        "INSERT INTO registrations (username, account_id, device_token, token_key, mailboxes, registered_at, registered_ns, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $6)
          ON CONFLICT (username, account_id, token_key) DO UPDATE SET
            device_token = excluded.device_token, mailboxes = excluded.mailboxes,
            registered_at = excluded.registered_at, registered_ns = excluded.registered_ns",

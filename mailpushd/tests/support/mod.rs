@@ -29,6 +29,33 @@ pub fn user_name(name: &str) -> xaps_proto::UserName {
     xaps_proto::UserName::new(name).unwrap()
 }
 
+/// A configuration file in `dir` for the daemon's binary, listening on `address`,
+/// storing in `database`, sending to `standin` (its CA and the demo's APNs key written
+/// beside it) in rounds of two attempts; `extra` adds sections (such as `[push]`).
+pub fn standin_toml(
+    dir: &Path,
+    standin: &mailpushd::standin::Standin,
+    address: SocketAddr,
+    database: &str,
+    extra: &str,
+) -> PathBuf {
+    mailpushd::demo::standin_config(standin, dir).unwrap();
+    let file = dir.join("mailpushd.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen = \"{address}\"\ndatabase = \"{database}\"\n{OPEN_API_TOML}{extra}\
+             [apns]\nbase_url = \"https://{apns}\"\nca_file = \"standin-ca.pem\"\ntopic = \"{topic}\"\n\
+             key_file_p8 = \"AuthKey_DEMO123456.p8\"\nkey_id = \"DEMO123456\"\nteam_id = \"TEAM123456\"\n\
+             max_attempts = 2\nretry_base_millis = 50\nrequest_timeout_secs = 2\n",
+            apns = standin.address(),
+            topic = mailpushd::demo::DEMO_TOPIC,
+        ),
+    )
+    .unwrap();
+    file
+}
+
 /// A port free on 127.0.0.1 a moment ago, for a process the test starts.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
