@@ -91,7 +91,7 @@ impl Store {
         self.update(Selection::Token(token), registry, change).await
     }
 
-    /// Up to [`BULK_USERS`] users with a registration made before `cutoff`: the next
+    /// Up to 500 users with a registration made before `cutoff`: the next
     /// batch for expiry.
     pub async fn users_older_than(&self, cutoff: Timestamp) -> Result<Vec<UserName>, StoreError> {
         let rows = sqlx::query(
@@ -109,7 +109,7 @@ impl Store {
             .collect()
     }
 
-    /// Runs `change` on the registrations of `users` (at most [`BULK_USERS`]) and
+    /// Runs `change` on the registrations of `users` (at most 500) and
     /// stores the changes it returns, in one transaction.
     pub async fn update_users<R>(
         &self,
@@ -165,7 +165,7 @@ impl Store {
 
     /// Adds every registration of `registry` (an imported xapsd database), replacing
     /// stored ones of the same user and account: one transaction per
-    /// [`BULK_USERS`] users, so that a large database neither exhausts PostgreSQL's
+    /// 500 users, so that a large database neither exhausts PostgreSQL's
     /// lock table nor holds SQLite's writer (importing again after a failure is safe:
     /// each registration is replaced whole).
     pub async fn import(&self, registry: &Registry) -> Result<usize, StoreError> {
