@@ -103,6 +103,9 @@ mod ranges {
     pub(super) const MAX_ACCOUNTS: RangeInclusive<usize> = 1..=100_000;
     pub(super) const TIMEOUT_SECS: RangeInclusive<u64> = 1..=300;
     pub(super) const IDLE_SECS: RangeInclusive<u64> = 1..=3600;
+    pub(super) const MAX_QUEUED: RangeInclusive<usize> = 100..=1_000_000;
+    pub(super) const USER_RATE: RangeInclusive<u32> = 1..=6000;
+    pub(super) const HOLD_SECS: RangeInclusive<u64> = 1..=3600;
     pub(super) const MAX_IN_FLIGHT: RangeInclusive<usize> = 1..=100_000;
     pub(super) const ATTEMPTS: RangeInclusive<u32> = 1..=100;
     pub(super) const RETRY_BASE_MILLIS: RangeInclusive<u64> = 1..=600_000;
@@ -187,6 +190,15 @@ pub struct WebPush {
     pub max_attempts: u32,
     /// The first retry's delay; doubled each time, with jitter.
     pub retry_base: Duration,
+    /// Pushes waiting for one origin at most; beyond, a push stays owed in the store
+    /// and goes in a later round.
+    pub max_queued_per_origin: usize,
+    /// Pushes to one user's subscriptions per minute at most (a mail flood); beyond,
+    /// they stay owed and go in a later round.
+    pub max_pushes_per_user_per_minute: u32,
+    /// The longest a push service's "wait" (429, or 5xx with `Retry-After`) holds a
+    /// push or its origin: a day asked is this long.
+    pub max_hold: Duration,
     /// An extra CA certificate (PEM) to trust for push services, for a stand-in.
     pub ca_file: Option<PathBuf>,
     /// For tests against a local push service only: plain-http endpoints and
@@ -540,6 +552,9 @@ struct TomlWebPush {
     max_per_origin_http1: Option<usize>,
     max_attempts: Option<u32>,
     retry_base_millis: Option<u64>,
+    max_queued_per_origin: Option<usize>,
+    max_pushes_per_user_per_minute: Option<u32>,
+    max_hold_secs: Option<u64>,
     ca_file: Option<PathBuf>,
     allow_local_push_service: Option<bool>,
 }
@@ -688,6 +703,9 @@ impl Config {
                 max_per_origin_http1: 8,
                 max_attempts: 5,
                 retry_base: Duration::from_millis(500),
+                max_queued_per_origin: 10_000,
+                max_pushes_per_user_per_minute: 60,
+                max_hold: Duration::from_secs(300),
                 ca_file: None,
                 allow_local_push_service: false,
                 names: None,
@@ -901,6 +919,20 @@ impl Config {
         if let Some(n) = webpush.max_per_origin {
             config.webpush.max_per_origin =
                 within("webpush.max_per_origin", n, ranges::MAX_PER_ORIGIN)?;
+        }
+        if let Some(n) = webpush.max_queued_per_origin {
+            config.webpush.max_queued_per_origin =
+                within("webpush.max_queued_per_origin", n, ranges::MAX_QUEUED)?;
+        }
+        if let Some(n) = webpush.max_pushes_per_user_per_minute {
+            config.webpush.max_pushes_per_user_per_minute = within(
+                "webpush.max_pushes_per_user_per_minute",
+                n,
+                ranges::USER_RATE,
+            )?;
+        }
+        if let Some(s) = webpush.max_hold_secs {
+            config.webpush.max_hold = secs("webpush.max_hold_secs", s, ranges::HOLD_SECS)?;
         }
         if let Some(n) = webpush.max_per_origin_http1 {
             config.webpush.max_per_origin_http1 =
@@ -1249,6 +1281,18 @@ certificate_key_pem = "key.pem"
             (
                 "[webpush]\nmax_subscriptions = 0",
                 "webpush.max_subscriptions = 0",
+            ),
+            (
+                "[webpush]\nmax_queued_per_origin = 99",
+                "webpush.max_queued_per_origin = 99",
+            ),
+            (
+                "[webpush]\nmax_pushes_per_user_per_minute = 0",
+                "webpush.max_pushes_per_user_per_minute = 0",
+            ),
+            (
+                "[webpush]\nmax_hold_secs = 86400",
+                "webpush.max_hold_secs = 86400",
             ),
             (
                 "[http]\nheader_timeout_secs = 0",

@@ -24,6 +24,12 @@ pub enum PushOutcome {
     Deferred,
     /// Owed longer than `push.give_up_after`: given up.
     GaveUp,
+    /// Replaced, while it waited, by a newer push for the same subscription and
+    /// mailbox.
+    Coalesced,
+    /// Held back: the user's pushes are over `webpush.max_pushes_per_user_per_minute`;
+    /// owed for a later round.
+    RateLimited,
     /// The credentials or topic are wrong (403 and the like).
     FixConfiguration,
     /// APNs called the request itself wrong.
@@ -42,6 +48,8 @@ impl PushOutcome {
             PushOutcome::Retried => "retried",
             PushOutcome::Deferred => "deferred",
             PushOutcome::GaveUp => "gave_up",
+            PushOutcome::Coalesced => "coalesced",
+            PushOutcome::RateLimited => "rate_limited",
             PushOutcome::FixConfiguration => "fix_configuration",
             PushOutcome::FixRequest => "fix_request",
             PushOutcome::Printed => "printed",

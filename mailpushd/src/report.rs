@@ -89,6 +89,13 @@ impl FanOut {
         self.end(None);
     }
 
+    /// Subscription `sub_id` is not pushed this round (the user is over their rate):
+    /// its push stays owed, as if a delivery to it had failed.
+    pub fn not_now(&self, sub_id: &str) {
+        self.one_more();
+        self.done(sub_id, false);
+    }
+
     /// One delivery, to subscription `sub_id`, ended: delivered or refused for good
     /// (`settled`), or its round failed.
     pub fn done(&self, sub_id: &str, settled: bool) {

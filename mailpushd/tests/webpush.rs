@@ -283,14 +283,15 @@ async fn each_answer_of_a_push_service_has_its_effect() {
 }
 
 #[tokio::test]
-async fn a_retry_after_holds_the_origin_that_sent_it_and_no_other() {
+async fn a_service_is_held_once_several_subscriptions_are_told_to_wait_and_no_other() {
     let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    // One request at a time to each, so the first answer comes before any other
-    // request. A: four subscriptions, a 429 with Retry-After. B: one subscription, its
-    // queue empty once it is answered, a 503 with Retry-After. C: answers every push.
-    // D: two subscriptions, a 429 without Retry-After, held for the back-off. E: two
-    // subscriptions, a 503 without Retry-After, which holds nothing.
+    // One request at a time to each, so each answer comes before the next request.
+    // A: four subscriptions, the first three answered 429 with Retry-After: the
+    // service's limit, not one subscription's, so the fourth waits too. B: two
+    // subscriptions, one 429 with Retry-After: only that push waits. C: answers every
+    // push. D: three subscriptions, 429 without Retry-After, held for the back-off.
+    // E: two subscriptions, a 503 without Retry-After, which holds nothing.
     let start = || async { PushService::start().await.unwrap() };
     let (a, b, c, d, e) = (
         start().await,
@@ -300,9 +301,9 @@ async fn a_retry_after_holds_the_origin_that_sent_it_and_no_other() {
         start().await,
     );
     let mut endpoints: Vec<String> = (0..4).map(|i| a.endpoint(&format!("p/{i}"))).collect();
-    endpoints.push(b.endpoint("p/b"));
+    endpoints.extend((0..2).map(|i| b.endpoint(&format!("p/{i}"))));
     endpoints.push(c.endpoint("p/c"));
-    endpoints.extend((0..2).map(|i| d.endpoint(&format!("p/{i}"))));
+    endpoints.extend((0..3).map(|i| d.endpoint(&format!("p/{i}"))));
     endpoints.extend((0..2).map(|i| e.endpoint(&format!("p/{i}"))));
     let daemon = with_subscriptions(dir.path(), &ua, &endpoints, |c| {
         c.webpush.max_per_origin_http1 = 1;
@@ -314,57 +315,147 @@ async fn a_retry_after_holds_the_origin_that_sent_it_and_no_other() {
         headers: vec![("retry-after", "1")],
         delay: Duration::ZERO,
     };
-    let unavailable = PushReply {
-        status: 503,
-        headers: vec![("retry-after", "1")],
-        delay: Duration::ZERO,
-    };
     // The least back-off after a first attempt.
     let backoff = Duration::from_millis(500);
-    a.script([rate_limited()]);
-    b.script([unavailable]);
-    d.script([PushReply::status(429)]);
+    a.script([rate_limited(), rate_limited(), rate_limited()]);
+    b.script([rate_limited()]);
+    d.script([
+        PushReply::status(429),
+        PushReply::status(429),
+        PushReply::status(429),
+    ]);
     e.script([PushReply::status(503)]);
     new_mail(&daemon).await;
-    // While B is held with nothing queued, a new event's push waits for it too.
-    b.wait_for(1, Duration::from_secs(10)).await;
-    new_mail(&daemon).await;
 
-    // A: four pushes, the retried one, four more.
-    let at_a = a.wait_for(9, Duration::from_secs(20)).await;
-    assert_eq!(at_a.len(), 9);
-    // B: the first, its retry and the second event's.
+    // A: four pushes and three retries; the fourth waited for the hold.
+    let at_a = a.wait_for(7, Duration::from_secs(20)).await;
+    assert_eq!(at_a.len(), 7);
+    let third = at_a[2].at;
+    for (n, request) in at_a.iter().enumerate().skip(3) {
+        assert!(
+            request.at >= third + wait,
+            "A: request {n} came {:?} after the third 429",
+            request.at - third
+        );
+    }
+    // D: the same, held for the back-off.
+    let at_d = d.wait_for(6, Duration::from_secs(20)).await;
+    assert_eq!(at_d.len(), 6);
+    let third = at_d[2].at;
+    assert!(
+        at_d.iter().skip(3).all(|r| r.at >= third + backoff),
+        "D was not held after three subscriptions' 429s"
+    );
+    // B: one subscription told to wait holds nothing else: its second push went at
+    // once, the refused one after the wait.
     let at_b = b.wait_for(3, Duration::from_secs(20)).await;
     assert_eq!(at_b.len(), 3);
-    // D: both events' two pushes and the retried one.
-    let at_d = d.wait_for(5, Duration::from_secs(20)).await;
-    assert_eq!(at_d.len(), 5);
-    for (name, arrived, wait) in [
-        ("A", &at_a, wait),
-        ("B", &at_b, wait),
-        ("D", &at_d, backoff),
-    ] {
-        let held = arrived[0].at + wait;
-        for (n, request) in arrived.iter().enumerate().skip(1) {
-            assert!(
-                request.at >= held,
-                "{name}: request {n} came {:?} after the answer that asked for {wait:?}",
-                request.at - arrived[0].at
-            );
-        }
-    }
-    // C was not held: both events' pushes came at once.
-    let at_c = c.wait_for(2, Duration::from_secs(10)).await;
-    assert_eq!(at_c.len(), 2);
-    assert!(at_c[1].at < at_a[0].at + wait, "C waited for A's hold");
+    assert!(
+        at_b[1].at < at_b[0].at + wait,
+        "B held for one subscription's 429"
+    );
+    assert!(
+        at_b[2].at >= at_b[0].at + wait,
+        "B's refused push did not wait"
+    );
+    // C was not held: its push went at once.
+    let at_c = c.wait_for(1, Duration::from_secs(10)).await;
+    assert!(at_c[0].at < at_a[0].at + wait, "C waited for A's hold");
     // E was not held: its second push went at once, not after the back-off.
-    let at_e = e.wait_for(5, Duration::from_secs(20)).await;
-    assert_eq!(at_e.len(), 5);
+    let at_e = e.wait_for(3, Duration::from_secs(20)).await;
+    assert_eq!(at_e.len(), 3);
     assert!(
         at_e[1].at < at_e[0].at + backoff,
         "E held for {:?} after a 503 without Retry-After",
         at_e[1].at - at_e[0].at
     );
+    daemon.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_wait_of_a_day_holds_a_push_for_webpush_max_hold() {
+    let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let push = PushService::start().await.unwrap();
+    let endpoints: Vec<String> = (0..3).map(|i| push.endpoint(&format!("p/{i}"))).collect();
+    let daemon = with_subscriptions(dir.path(), &ua, &endpoints, |c| {
+        c.webpush.max_per_origin_http1 = 1;
+        c.webpush.max_hold = Duration::from_secs(1);
+    })
+    .await;
+    let a_day = || PushReply {
+        status: 429,
+        headers: vec![("retry-after", "86400")],
+        delay: Duration::ZERO,
+    };
+    push.script([a_day(), a_day(), a_day()]);
+    new_mail(&daemon).await;
+    // Three refused (the service held), then all three again after a second.
+    let arrived = push.wait_for(6, Duration::from_secs(20)).await;
+    assert_eq!(arrived.len(), 6);
+    let last = arrived[5].at - arrived[2].at;
+    assert!(
+        last >= Duration::from_secs(1) && last < Duration::from_secs(10),
+        "the pushes asked to wait a day went after {last:?}"
+    );
+    daemon.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_flood_of_mail_to_one_user_is_coalesced_and_rate_limited() {
+    let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let push = PushService::start().await.unwrap();
+    let daemon = with_subscriptions(dir.path(), &ua, &[push.endpoint("p/1")], |c| {
+        c.webpush.max_per_origin_http1 = 1;
+        c.webpush.max_pushes_per_user_per_minute = 20;
+    })
+    .await;
+    // A slow service: pushes for the same mailbox meet one still waiting.
+    let slow = PushReply {
+        status: 201,
+        headers: Vec::new(),
+        delay: Duration::from_millis(200),
+    };
+    push.script(std::iter::repeat_n(slow, 200));
+    let events = 200;
+    for _ in 0..events {
+        new_mail(&daemon).await;
+    }
+    let count = |page: &str, outcome: &str| {
+        page.lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!(
+                    "mailpushd_pushes_total{{service=\"webpush\",outcome=\"{outcome}\"}} "
+                ))
+            })
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let mut page = String::new();
+    for _ in 0..200 {
+        page = support::metrics(daemon.local_addr()).await;
+        if count(&page, "rate_limited") >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        count(&page, "rate_limited") >= 1.0,
+        "nothing rate-limited:\n{page}"
+    );
+    assert!(
+        count(&page, "coalesced") >= 1.0,
+        "nothing coalesced:\n{page}"
+    );
+    // Let what was let through arrive; the rest is owed to a later round.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (received, _) = push.received();
+    assert!(
+        received <= 20,
+        "{received} pushes reached the service for {events} events at 20 a minute"
+    );
+    assert!(received >= 1);
     daemon.shutdown(Duration::from_secs(5)).await;
 }
 

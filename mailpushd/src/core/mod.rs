@@ -9,6 +9,7 @@
 //! before it answers.
 
 mod owed;
+mod rate;
 mod webpush;
 mod xaps;
 

@@ -20,7 +20,8 @@ use xaps_proto::UserName;
 use xaps_proto::daemon::{MessageSummary, Notify};
 
 use super::Core;
-use crate::metrics::Metrics;
+use super::rate::{MAX_USERS, UserRate};
+use crate::metrics::{Metrics, PushOutcome};
 use crate::report::{FanOut, Report, ReportSender, send_soon};
 use crate::store::{FileKey, OwedTarget, Records, Sent, Store, StoreError};
 use crate::webpush::{Delivery, SetupError, WebPushSender};
@@ -98,6 +99,8 @@ pub(super) struct WebPushCore {
     pub(super) sender: WebPushSender,
     settings: std::sync::RwLock<Settings>,
     subject: Subject,
+    /// Pushes per user a minute (`webpush.max_pushes_per_user_per_minute`).
+    rate: std::sync::Mutex<UserRate>,
 }
 
 impl WebPushCore {
@@ -132,6 +135,10 @@ impl WebPushCore {
             sender,
             settings: std::sync::RwLock::new(settings),
             subject,
+            rate: std::sync::Mutex::new(UserRate::new(
+                config.webpush.max_pushes_per_user_per_minute,
+                MAX_USERS,
+            )),
         }))
     }
 
@@ -546,6 +553,9 @@ impl Core {
         let topic = mailbox_topic(mailbox);
         let shared_user = Arc::new(user.clone());
         let mut targets = 0_usize;
+        // Asked at the first subscription that would get the push: a user with none
+        // uses none of the rate.
+        let mut allowed = None;
         for record in records {
             let record = match record {
                 Ok(record) => record,
@@ -567,6 +577,16 @@ impl Core {
                 continue;
             }
             targets += 1;
+            let allowed = *allowed.get_or_insert_with(|| {
+                crate::lock(&webpush.rate).allow(user.as_str(), Instant::now())
+            });
+            if !allowed {
+                // Over the user's rate: owed to this subscription for a later round,
+                // where the store keeps one per subscription and mailbox however much
+                // mail comes meanwhile.
+                fan_out.not_now(record.sub_id.as_str());
+                continue;
+            }
             for (plaintext, generic) in content.pushes.iter().zip(&instead) {
                 fan_out.one_more();
                 webpush.sender.spawn(Delivery {
@@ -580,7 +600,11 @@ impl Core {
                 });
             }
         }
-        if targets > 0 {
+        if allowed == Some(false) {
+            self.metrics.push("webpush", PushOutcome::RateLimited);
+            tracing::warn!(%user, ?mailbox, targets, "over webpush.max_pushes_per_user_per_minute: the push stays owed for a later round");
+        }
+        if targets > 0 && allowed == Some(true) {
             for left in &content.left_out {
                 // The mailbox's name comes from mail (an IMAP client named it): escaped.
                 tracing::info!(%user, ?mailbox, ?left, "left out of a push to stay within its size");

@@ -15,6 +15,16 @@ use crate::retry::Retry;
 /// The largest answer body read (and dropped) so a connection can be reused.
 const MAX_ANSWER_BODY: usize = 64 * 1024;
 
+/// Which subscription a delivery goes to, as the origin's count of "wait" answers
+/// tells them apart.
+fn subscription_key(delivery: &Delivery) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    delivery.user.hash(&mut hasher);
+    delivery.push.sub_id.as_str().hash(&mut hasher);
+    hasher.finish()
+}
+
 /// What one attempt leads to.
 pub(super) enum Step {
     /// Answered for good, or out of attempts.
@@ -85,10 +95,18 @@ impl WebPushSender {
                 }
             };
             let jitter = crate::retry::jitter();
+            // However long the service asks, a push (and its origin) waits at most
+            // webpush.max_hold: a day asked must not keep a day of pushes in memory.
+            let wait = wait.map(|w| w.min(self.inner.max_hold));
             if hold {
-                // A 429 without a `Retry-After` holds the origin for the back-off.
+                // A 429 without a `Retry-After` asks for the back-off.
                 let backoff = self.inner.retry.backoff(attempt, jitter);
-                self.hold(&origin, wait.unwrap_or(backoff));
+                let who = subscription_key(delivery);
+                self.told_to_wait(
+                    &origin,
+                    who,
+                    wait.unwrap_or(backoff).min(self.inner.max_hold),
+                );
             }
             return match self.inner.retry.after(attempt, wait, jitter) {
                 Retry::After(wait) => {

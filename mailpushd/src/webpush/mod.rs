@@ -6,8 +6,11 @@
 //! cached per origin. Every `Outcome` has its effect (`deliver`): 404/410 are
 //! reported to the core (which deletes the subscription), 413 resends the generic
 //! push, 429 and 5xx are retried by the [`RetryPolicy`], 401/403 are reported as a
-//! VAPID configuration fault. A 429, or a 5xx with `Retry-After`, holds the whole
-//! origin: its limit is the sender's, not one subscription's.
+//! VAPID configuration fault. No wait is longer than `webpush.max_hold`. A 429, or a
+//! 5xx with `Retry-After`, holds that subscription's push; once several
+//! subscriptions of an origin were told to wait, the whole origin: the limit is then
+//! the sender's, not one subscription's. Each origin's queue is bounded, and a push
+//! waiting there is replaced by a newer one for the same subscription and topic.
 
 mod deliver;
 mod pace;
@@ -33,7 +36,7 @@ use deliver::Step;
 use pace::{Pace, cap, worker_counts};
 use pool::{Conn, IDLE_TIMEOUT, Pool};
 pub use pool::{ExchangeError, SetupError};
-use queue::{Limits, Next, OriginQueue};
+use queue::{Added, Limits, Next, OriginQueue};
 pub use resolve::Resolver;
 
 /// One push to deliver.
@@ -60,6 +63,29 @@ struct Queued {
     delivery: Delivery,
     /// Which attempt it is at, from 1.
     attempt: u32,
+}
+
+impl queue::Keyed for Queued {
+    /// A push with a topic coalesces with one waiting for the same subscription and
+    /// topic: the push service would replace the older with the newer anyway.
+    fn key(&self) -> Option<u64> {
+        use std::hash::{Hash, Hasher};
+        let d = &self.delivery;
+        let topic = d.topic.as_ref()?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        d.user.hash(&mut hasher);
+        d.push.sub_id.as_str().hash(&mut hasher);
+        topic.as_str().hash(&mut hasher);
+        Some(hasher.finish())
+    }
+
+    fn same(&self, other: &Self) -> bool {
+        let (a, b) = (&self.delivery, &other.delivery);
+        a.topic.is_some()
+            && a.topic == b.topic
+            && a.user == b.user
+            && a.push.sub_id == b.push.sub_id
+    }
 }
 
 /// An origin's queue of deliveries, and the HTTP/2 connection its workers share.
@@ -92,6 +118,10 @@ struct Inner {
     /// origins with pushes to send (at least one each).
     saturated_in_flight: usize,
     retry: RetryPolicy,
+    /// Deliveries waiting per origin at most.
+    max_queued: usize,
+    /// The longest a service's "wait" holds a push or its origin.
+    max_hold: Duration,
     reports: ReportSender,
     metrics: Arc<Metrics>,
     in_flight: crate::inflight::InFlight,
@@ -124,6 +154,8 @@ impl WebPushSender {
                     base: config.retry_base,
                     max_attempts: config.max_attempts,
                 },
+                max_queued: config.max_queued_per_origin,
+                max_hold: config.max_hold,
                 reports,
                 metrics,
                 in_flight: crate::inflight::InFlight::default(),
@@ -150,6 +182,30 @@ impl WebPushSender {
     }
 
     fn enqueue(&self, job: Queued) {
+        let displaced = self.add(job);
+        match displaced {
+            None => {}
+            Some((job, Added::Replaced(_))) => {
+                // Superseded by the newer push for the same subscription and mailbox.
+                self.finish(&job.delivery, PushOutcome::Coalesced);
+            }
+            Some((job, _)) => {
+                let d = &job.delivery;
+                let origin = d.push.endpoint.origin();
+                if d.fan_out.is_some() {
+                    tracing::warn!(%origin, user = %d.user, "the push service's queue is full: the push stays owed for a later round");
+                    self.finish(d, PushOutcome::Deferred);
+                } else {
+                    tracing::warn!(%origin, user = %d.user, "the push service's queue is full: push given up");
+                    self.finish(d, PushOutcome::GaveUp);
+                }
+            }
+        }
+    }
+
+    /// Queues `job` with its origin, starting a worker if the origin may have one more;
+    /// a job it did not queue, or one the new job replaced, to be finished.
+    fn add(&self, job: Queued) -> Option<(Queued, Added<()>)> {
         let load = self.inner.pace.load();
         let mut origins = crate::lock(&self.inner.origins);
         let origin = job.delivery.push.endpoint.origin();
@@ -161,14 +217,18 @@ impl WebPushSender {
             None => (origins.entry(origin.clone()).or_default(), known + 1),
         };
         let cap = cap(load, self.inner.saturated_in_flight, active);
-        let start = queue
-            .add_worker(self.inner.limits, cap)
-            .then(|| origin.clone());
-        queue.jobs.push_back(job);
+        let origin = origin.clone();
+        let displaced = match queue.add(job, self.inner.max_queued) {
+            Added::Queued => None,
+            Added::Replaced(old) => return Some((old, Added::Replaced(()))),
+            Added::Full(job) => return Some((job, Added::Full(()))),
+        };
+        let start = queue.add_worker(self.inner.limits, cap);
         drop(origins);
-        if let Some(origin) = start {
+        if start {
             self.start_workers(&origin, 1);
         }
+        displaced
     }
 
     /// Starts `n` workers for `origin` (counted in its queue already).
@@ -269,12 +329,17 @@ impl WebPushSender {
         }
     }
 
-    /// No request goes to `origin` for `wait`, as its answer asked: the workers in
-    /// flight finish their requests, and all but one stop.
-    fn hold(&self, origin: &Origin, wait: Duration) {
-        tracing::warn!(%origin, ?wait, "the push service asks to wait: no pushes go to it until then");
-        if let Some(queue) = crate::lock(&self.inner.origins).get_mut(origin) {
-            queue.hold(Instant::now() + wait);
+    /// The push service at `origin` told subscription `who` to wait `wait` (at most
+    /// `webpush.max_hold`): once several subscriptions were told so, no request goes
+    /// to the origin until then; the workers in flight finish their requests, and all
+    /// but one stop.
+    fn told_to_wait(&self, origin: &Origin, who: u64, wait: Duration) {
+        let now = Instant::now();
+        let held = crate::lock(&self.inner.origins)
+            .get_mut(origin)
+            .is_some_and(|queue| queue.told_to_wait(who, now, now + wait));
+        if held {
+            tracing::warn!(%origin, ?wait, "the push service asks several subscriptions to wait: no pushes go to it until then");
         }
     }
 

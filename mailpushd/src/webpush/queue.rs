@@ -3,8 +3,36 @@
 //! while it is held), and what a worker between jobs does next. Time is an argument:
 //! nothing here reads the clock.
 
-use std::collections::VecDeque;
-use std::time::Instant;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// How many different subscriptions must be told to wait (429, or 5xx with
+/// `Retry-After`) within [`WAIT_WINDOW`] before the whole origin is held: one
+/// subscription's limit is not the service's.
+pub(super) const HOLD_AFTER: usize = 3;
+
+/// How far back the "wait" answers count.
+pub(super) const WAIT_WINDOW: Duration = Duration::from_secs(60);
+
+/// A queued job's identity for coalescing: two with the same key carry the same push
+/// (one subscription's, for one mailbox), and the newer replaces the older while it
+/// waits. `None` never coalesces.
+pub(super) trait Keyed {
+    /// The key, if the job coalesces.
+    fn key(&self) -> Option<u64>;
+    /// Whether `other` carries the same push (the key's collisions told apart).
+    fn same(&self, other: &Self) -> bool;
+}
+
+/// What [`OriginQueue::add`] did with a job.
+pub(super) enum Added<J> {
+    /// Queued.
+    Queued,
+    /// It replaced this older one, which waited with the same push.
+    Replaced(J),
+    /// The queue is full: not queued.
+    Full(J),
+}
 
 /// Requests in flight per origin, by protocol.
 #[derive(Debug, Clone, Copy)]
@@ -19,6 +47,10 @@ pub(super) struct Limits {
 /// connection (`S`) its workers share once one is open.
 pub(super) struct OriginQueue<J, S> {
     pub(super) jobs: VecDeque<J>,
+    /// How many queued jobs have each coalescing key.
+    keys: HashMap<u64, u32>,
+    /// The subscriptions told to wait lately (at most a few), and when.
+    waits: VecDeque<(u64, Instant)>,
     pub(super) workers: usize,
     /// The origin's last answer came in HTTP/2. Learnt afresh by each burst (a queue
     /// lives while it has workers), so nothing stale or unbounded is kept.
@@ -35,6 +67,8 @@ impl<J, S> Default for OriginQueue<J, S> {
     fn default() -> Self {
         Self {
             jobs: VecDeque::new(),
+            keys: HashMap::new(),
+            waits: VecDeque::new(),
             workers: 0,
             http2: false,
             shared: None,
@@ -55,6 +89,78 @@ pub(super) enum Next<J> {
         /// The queue can go.
         empty: bool,
     },
+}
+
+impl<J: Keyed, S> OriginQueue<J, S> {
+    /// Queues `job`, unless one with the same push waits already (it takes that one's
+    /// place) or `max` jobs wait (it is handed back).
+    pub(super) fn add(&mut self, job: J, max: usize) -> Added<J> {
+        if let Some(key) = job.key()
+            && self.keys.contains_key(&key)
+            && let Some(slot) = self.jobs.iter_mut().find(|queued| queued.same(&job))
+        {
+            return Added::Replaced(std::mem::replace(slot, job));
+        }
+        if self.jobs.len() >= max {
+            return Added::Full(job);
+        }
+        if let Some(key) = job.key() {
+            *self.keys.entry(key).or_default() += 1;
+        }
+        self.jobs.push_back(job);
+        Added::Queued
+    }
+
+    /// The next job, its key counted out.
+    fn pop(&mut self) -> Option<J> {
+        let job = self.jobs.pop_front()?;
+        if let Some(key) = job.key()
+            && let std::collections::hash_map::Entry::Occupied(mut count) = self.keys.entry(key)
+        {
+            *count.get_mut() -= 1;
+            if *count.get() == 0 {
+                count.remove();
+            }
+        }
+        Some(job)
+    }
+
+    /// A subscription (`who`) was told at `now` to wait until `until`: once
+    /// [`HOLD_AFTER`] different ones were within [`WAIT_WINDOW`], the origin is held
+    /// until then. Whether it is.
+    pub(super) fn told_to_wait(&mut self, who: u64, now: Instant, until: Instant) -> bool {
+        self.waits
+            .retain(|&(w, at)| w != who && now.saturating_duration_since(at) < WAIT_WINDOW);
+        self.waits.push_back((who, now));
+        while self.waits.len() > HOLD_AFTER {
+            self.waits.pop_front();
+        }
+        let hold = self.waits.len() >= HOLD_AFTER;
+        if hold {
+            self.hold(until);
+        }
+        hold
+    }
+
+    /// A worker between jobs: takes the next job, unless the queue is empty or the
+    /// origin has more workers than its target, when it stops. While the origin is
+    /// held, all but one stop, and that one waits the hold out.
+    pub(super) fn next(&mut self, limits: Limits, cap: Option<usize>) -> Next<J> {
+        if let Some(until) = self.held_until
+            && self.workers <= 1
+        {
+            return Next::Wait(until);
+        }
+        if self.workers <= self.target(limits, cap)
+            && let Some(job) = self.pop()
+        {
+            return Next::Job(job);
+        }
+        self.workers = self.workers.saturating_sub(1);
+        Next::Stop {
+            empty: self.workers == 0 && self.jobs.is_empty(),
+        }
+    }
 }
 
 impl<J, S> OriginQueue<J, S> {
@@ -117,26 +223,6 @@ impl<J, S> OriginQueue<J, S> {
             self.held_until = None;
         }
     }
-
-    /// A worker between jobs: takes the next job, unless the queue is empty or the
-    /// origin has more workers than its target, when it stops. While the origin is
-    /// held, all but one stop, and that one waits the hold out.
-    pub(super) fn next(&mut self, limits: Limits, cap: Option<usize>) -> Next<J> {
-        if let Some(until) = self.held_until
-            && self.workers <= 1
-        {
-            return Next::Wait(until);
-        }
-        if self.workers <= self.target(limits, cap)
-            && let Some(job) = self.jobs.pop_front()
-        {
-            return Next::Job(job);
-        }
-        self.workers = self.workers.saturating_sub(1);
-        Next::Stop {
-            empty: self.workers == 0 && self.jobs.is_empty(),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -152,6 +238,16 @@ mod tests {
 
     /// While the cores are saturated: two workers for the origin.
     const SATURATED: Option<usize> = Some(2);
+
+    /// Numbered jobs: those from 100 up coalesce by their number modulo 10.
+    impl Keyed for u32 {
+        fn key(&self) -> Option<u64> {
+            (*self >= 100).then(|| u64::from(*self % 10))
+        }
+        fn same(&self, other: &Self) -> bool {
+            self.key().is_some() && self.key() == other.key()
+        }
+    }
 
     /// A queue of numbered jobs; what connection it shares does not matter here.
     type Queue = OriginQueue<u32, ()>;
@@ -246,6 +342,47 @@ mod tests {
         assert!(matches!(q.next(LIMITS, None), Next::Job(_)));
         assert!(matches!(q.next(LIMITS, None), Next::Stop { empty: true }));
         assert_eq!(q.workers, 0);
+    }
+
+    #[test]
+    fn a_newer_push_takes_the_place_of_the_same_one_waiting_and_the_queue_has_a_bound() {
+        let mut q = queue(0, 0, false);
+        assert!(matches!(q.add(101, 4), Added::Queued));
+        assert!(matches!(q.add(5, 4), Added::Queued));
+        // 111 carries the same push as 101: it takes its place, not a new one.
+        assert!(matches!(q.add(111, 4), Added::Replaced(101)));
+        assert_eq!(q.jobs, [111, 5]);
+        assert!(matches!(q.add(6, 4), Added::Queued));
+        assert!(matches!(q.add(102, 4), Added::Queued));
+        // Full: a new push is handed back, the same one still coalesces.
+        assert!(matches!(q.add(7, 4), Added::Full(7)));
+        assert!(matches!(q.add(112, 4), Added::Replaced(102)));
+        // Once taken, it no longer coalesces.
+        q.workers = 1;
+        assert!(matches!(q.next(LIMITS, None), Next::Job(111)));
+        assert!(matches!(q.add(121, 4), Added::Queued));
+        assert_eq!(q.jobs, [5, 6, 112, 121]);
+    }
+
+    #[test]
+    fn an_origin_is_held_once_several_subscriptions_are_told_to_wait() {
+        let now = Instant::now();
+        let until = now + Duration::from_secs(300);
+        let mut q = queue(10, 4, false);
+        // One subscription, again and again: its own limit, not the service's.
+        for _ in 0..5 {
+            assert!(!q.told_to_wait(1, now, until));
+        }
+        assert!(!q.told_to_wait(2, now, until));
+        assert!(!q.is_held());
+        // A third within the window: the service's.
+        assert!(q.told_to_wait(3, now + Duration::from_secs(10), until));
+        assert!(q.is_held());
+        // Answers older than the window do not count.
+        let mut q = queue(10, 4, false);
+        q.told_to_wait(1, now, until);
+        q.told_to_wait(2, now, until);
+        assert!(!q.told_to_wait(3, now + WAIT_WINDOW, until));
     }
 
     #[test]
