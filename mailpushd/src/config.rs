@@ -103,6 +103,7 @@ mod ranges {
     pub(super) const MAX_ACCOUNTS: RangeInclusive<usize> = 1..=100_000;
     pub(super) const TIMEOUT_SECS: RangeInclusive<u64> = 1..=300;
     pub(super) const IDLE_SECS: RangeInclusive<u64> = 1..=3600;
+    pub(super) const HTTP_CONNECTIONS: RangeInclusive<usize> = 1..=100_000;
     pub(super) const MAX_QUEUED: RangeInclusive<usize> = 100..=1_000_000;
     pub(super) const USER_RATE: RangeInclusive<u32> = 1..=6000;
     pub(super) const HOLD_SECS: RangeInclusive<u64> = 1..=3600;
@@ -493,6 +494,9 @@ pub struct Http {
     pub idle_timeout: Duration,
     /// How long a client may take to send its request body.
     pub body_timeout: Duration,
+    /// Connections open at once per listener at most; beyond, the next waits to be
+    /// accepted until one ends.
+    pub max_connections: usize,
 }
 
 /// The production and sandbox hosts, by name in the file.
@@ -624,6 +628,7 @@ struct TomlHttp {
     header_timeout_secs: Option<u64>,
     idle_timeout_secs: Option<u64>,
     body_timeout_secs: Option<u64>,
+    max_connections: Option<usize>,
 }
 
 /// xapsd's YAML keys (freswa's `configs/xapsd/xapsd.yaml`); others are ignored, as
@@ -689,6 +694,7 @@ impl Config {
                 header_timeout: Duration::from_secs(10),
                 idle_timeout: Duration::from_secs(120),
                 body_timeout: Duration::from_secs(10),
+                max_connections: 1024,
             },
             ox_path: "/ox".to_owned(),
             notes: Vec::new(),
@@ -964,6 +970,10 @@ impl Config {
         }
         if let Some(s) = http.body_timeout_secs {
             config.http.body_timeout = secs("http.body_timeout_secs", s, ranges::TIMEOUT_SECS)?;
+        }
+        if let Some(n) = http.max_connections {
+            config.http.max_connections =
+                within("http.max_connections", n, ranges::HTTP_CONNECTIONS)?;
         }
         Ok(config)
     }
@@ -1299,6 +1309,7 @@ certificate_key_pem = "key.pem"
                 "http.header_timeout_secs = 0",
             ),
             ("[http]\nmax_body_bytes = 10", "http.max_body_bytes = 10"),
+            ("[http]\nmax_connections = 0", "http.max_connections = 0"),
         ] {
             let said = refuse(text);
             assert!(

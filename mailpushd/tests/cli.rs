@@ -3,7 +3,7 @@
 //! certificate (PEM and PKCS#12), a graceful stop on SIGTERM, and the demo's log
 //! written to a file as plain text.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -411,4 +411,59 @@ async fn status_shows_registrations_and_their_last_pushes() {
         .await
         .unwrap();
     assert!(!ok && out.contains("bob: no registered device"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn send_test_says_whether_the_push_arrived_by_its_exit_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let standin = mailpushd::standin::Standin::start().await.unwrap();
+    let address: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let config = support::standin_toml(dir.path(), &standin, address, "sqlite:store.sqlite", "");
+    let mut daemon = support::spawn_daemon(&config);
+    support::wait_healthy(address).await;
+    let register = r#"{"ApsAccountId":"55FAD99D-748E-44DA-8A7F-91D3478CAABD","ApsDeviceToken":"73B23C63C18344D1BBBAB10887FD540BA4B00741987CA28CBB7C0C607F0667FF","ApsSubtopic":"com.apple.mobilemail","Username":"alice","Mailboxes":["INBOX"]}"#;
+    let (status, _) = http(
+        address,
+        "POST",
+        "/register",
+        &support::JSON,
+        register.as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    let send_test = |config: PathBuf| async move {
+        tokio::task::spawn_blocking(move || {
+            let output = Command::new(env!("CARGO_BIN_EXE_mailpushd"))
+                .arg("--config")
+                .arg(&config)
+                .args(["send-test", "alice"])
+                .env("MAILPUSHD_LOG", "warn")
+                .output()
+                .unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            (output.status.code(), text)
+        })
+        .await
+        .unwrap()
+    };
+    // Delivered: 0.
+    let (code, out) = send_test(config.clone()).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("delivered"), "{out}");
+    // APNs failing for both attempts: given up, said as such, and 1.
+    standin.script([
+        mailpushd::standin::Reply::Status(503, r#"{"reason":"ServiceUnavailable"}"#),
+        mailpushd::standin::Reply::Status(503, r#"{"reason":"ServiceUnavailable"}"#),
+    ]);
+    let (code, out) = send_test(config.clone()).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("given up"), "giving up not said: {out}");
+    assert!(out.contains("1 of 1 pushes not delivered"), "{out}");
 }

@@ -205,3 +205,40 @@ async fn basic_auth_when_configured() {
     // Monitoring stays open on the private address.
     assert_eq!(http(a, "GET", "/healthz", &[], b"").await.unwrap().0, 200);
 }
+
+#[tokio::test]
+async fn connections_past_the_limit_wait_until_one_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let standin = Standin::start().await.unwrap();
+    let mut config = standin_config(&standin, dir.path()).unwrap();
+    support::open_api(&mut config);
+    config.http.max_connections = 3;
+    let daemon = Daemon::start(config).await.unwrap();
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let mut stream = TcpStream::connect(daemon.local_addr()).await.unwrap();
+        healthz_on(&mut stream).await;
+        open.push(stream);
+    }
+    // A fourth connection is not served while three are open...
+    let mut fourth = TcpStream::connect(daemon.local_addr()).await.unwrap();
+    fourth
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut chunk = [0; 256];
+    let early = tokio::time::timeout(Duration::from_millis(500), fourth.read(&mut chunk)).await;
+    assert!(early.is_err(), "served past the limit");
+    // ...and is, once one of them ends.
+    drop(open.pop());
+    let mut answer = Vec::new();
+    while !String::from_utf8_lossy(&answer).contains("\r\n\r\nok") {
+        let n = tokio::time::timeout(Duration::from_secs(5), fourth.read(&mut chunk))
+            .await
+            .expect("served once a connection ended")
+            .unwrap();
+        assert!(n > 0);
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    daemon.shutdown(Duration::from_secs(5)).await;
+}

@@ -1022,3 +1022,39 @@ async fn a_key_file_is_imported_once_and_never_undoes_a_rotation() {
     assert_eq!(current(file_a).await, key_b);
     assert_eq!(current(file_b).await, key_b);
 }
+
+#[tokio::test]
+async fn a_push_waiting_out_its_quiet_period_is_sent_after_a_stop() {
+    let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let push = PushService::start().await.unwrap();
+    let quiet = |c: &mut Config| c.push.delay = Duration::from_secs(2);
+    let daemon = with_subscriptions(dir.path(), &ua, &[push.endpoint("p/1")], quiet).await;
+    // A flag change waits out the quiet period; the daemon stops (as on SIGTERM) first.
+    let body = r#"{"Username":"alice","Mailbox":"INBOX","Events": ["FlagsSet"]}"#;
+    let (status, _) = http(
+        daemon.local_addr(),
+        "POST",
+        "/notify",
+        &JSON,
+        body.as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 404);
+    daemon.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(
+        push.received().0,
+        0,
+        "sent before its quiet period was over"
+    );
+    // Started again on the same store, it sends the push it owed.
+    let mut config = config_in(dir.path());
+    quiet(&mut config);
+    let daemon = Daemon::start(config).await.unwrap();
+    let arrived = push.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(arrived.len(), 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(push.received().0, 1, "sent twice");
+    daemon.shutdown(Duration::from_secs(5)).await;
+}

@@ -19,9 +19,6 @@ use super::timeouts::Timed;
 use crate::config::UnixSocket;
 use crate::core::Core;
 
-/// The most connections served at once on each listener: more wait to be accepted.
-pub(crate) const MAX_CONNECTIONS: usize = 1024;
-
 /// What the API's handlers share: the core, and who may use which route.
 pub(crate) struct Front {
     pub(crate) core: Arc<Core>,
@@ -129,7 +126,7 @@ pub(crate) async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let permits = Arc::new(Semaphore::new(front.core.config().http.max_connections));
     loop {
         // At the bound, nothing more is accepted until a connection ends.
         let permit = tokio::select! {
@@ -174,7 +171,7 @@ pub(crate) async fn serve_socket(
     mut stop: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let permits = Arc::new(Semaphore::new(front.core.config().http.max_connections));
     loop {
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => permit,
