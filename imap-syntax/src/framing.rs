@@ -238,3 +238,171 @@ fn announcement(line: &[u8]) -> Option<(u32, bool)> {
     let text = std::str::from_utf8(digits).ok()?;
     Some((text.parse().ok()?, synchronizing))
 }
+
+/// What is at the front of a relay's input: see [`Stream`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Piece {
+    /// The first `len` octets are text: pass them on, or read them. `start` says
+    /// whether they begin a line (a command or a response) rather than go on with one
+    /// after a literal or a [`End::More`] piece; `end` says how they end.
+    Text {
+        /// How many octets.
+        len: usize,
+        /// They begin a line.
+        start: bool,
+        /// How the text ends.
+        end: End,
+    },
+    /// The first `len` octets (as many as the input holds, up to the literal's end)
+    /// are a literal's data, which is never read as text; `last` when the literal
+    /// ends with them.
+    Literal {
+        /// How many octets.
+        len: usize,
+        /// The literal ends with them.
+        last: bool,
+    },
+    /// Nothing whole at the front: read more.
+    Incomplete,
+}
+
+/// How a [`Piece::Text`] ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum End {
+    /// With a CRLF (or a bare LF) that ends the line.
+    Line,
+    /// With a literal announcement and its CRLF: `len` octets of literal data follow
+    /// (a synchronizing literal's only once the server answered `+`; see
+    /// [`Stream::refuse_literal`]).
+    Literal {
+        /// The announced length.
+        len: u32,
+        /// `{n}` (or `~{n}`) rather than `{n+}`.
+        synchronizing: bool,
+    },
+    /// Without an end: the text was longer than the limit, and this much of it was
+    /// handed out so that a relay need not hold it whole. The text goes on.
+    More,
+}
+
+/// Cuts a stream of IMAP lines into text and literal data as it arrives, for a relay
+/// that passes literals on without holding them: a `FETCH BODY[]` of 50 MB costs a
+/// buffer, not 50 MB. Text is handed out a line (or up to a literal announcement) at
+/// a time, or in pieces of about `max` octets when a line's text is longer; each octet
+/// is scanned about once. Allocates nothing.
+///
+/// Literals are recognised in both directions alike: `{n}`, `{n+}` (RFC 7888) and
+/// `~{n}` (RFC 3516's literal8) at the end of a line's text.
+///
+/// ```
+/// use imap_syntax::framing::{End, Piece, Stream};
+/// let mut stream = Stream::new(1024);
+/// let input = b"* 1 FETCH (BODY[] {5}\r\nHello)\r\n";
+/// assert_eq!(
+///     stream.next(input),
+///     Piece::Text { len: 23, start: true, end: End::Literal { len: 5, synchronizing: true } }
+/// );
+/// assert_eq!(stream.next(&input[23..]), Piece::Literal { len: 5, last: true });
+/// assert_eq!(stream.next(&input[28..]), Piece::Text { len: 3, start: false, end: End::Line });
+/// assert_eq!(stream.next(&input[31..]), Piece::Incomplete);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Stream {
+    max: usize,
+    /// Octets of text at the front already scanned for a line end.
+    scanned: usize,
+    /// Literal octets still to hand out.
+    literal_left: u64,
+    /// The next text begins a line.
+    start: bool,
+}
+
+impl Stream {
+    /// A stream whose text is handed out in pieces once it is longer than `max`
+    /// octets without an end (at least 64 are kept, so that an announcement split
+    /// across reads is still recognised).
+    pub fn new(max: usize) -> Self {
+        Self {
+            max: max.max(4 * ANNOUNCEMENT_MAX),
+            scanned: 0,
+            literal_left: 0,
+            start: true,
+        }
+    }
+
+    /// What is at the front of `input`: the input the caller holds, starting where the
+    /// last piece it was given ended. The caller drops exactly the octets of each
+    /// piece before asking again, and never passes a different start after
+    /// [`Piece::Incomplete`].
+    pub fn next(&mut self, input: &[u8]) -> Piece {
+        if self.literal_left > 0 {
+            if input.is_empty() {
+                return Piece::Incomplete;
+            }
+            let len = usize::try_from(self.literal_left)
+                .unwrap_or(usize::MAX)
+                .min(input.len());
+            self.literal_left -= len as u64;
+            return Piece::Literal {
+                len,
+                last: self.literal_left == 0,
+            };
+        }
+        let from = self.scanned.min(input.len());
+        let lf = input
+            .get(from..)
+            .and_then(|rest| rest.iter().position(|&b| b == b'\n'));
+        let Some(lf) = lf.map(|i| from + i) else {
+            if input.len() < self.max {
+                self.scanned = input.len();
+                return Piece::Incomplete;
+            }
+            // Keep back what could be the start of an announcement.
+            let keep = ANNOUNCEMENT_MAX;
+            self.scanned = keep;
+            let start = std::mem::replace(&mut self.start, false);
+            return Piece::Text {
+                len: input.len() - keep,
+                start,
+                end: End::More,
+            };
+        };
+        self.scanned = 0;
+        let start = self.start;
+        let before = input.get(..lf).unwrap_or_default();
+        let end = match announcement(before) {
+            Some((len, synchronizing)) => {
+                self.literal_left = u64::from(len);
+                self.start = false;
+                End::Literal { len, synchronizing }
+            }
+            None => {
+                self.start = true;
+                End::Line
+            }
+        };
+        Piece::Text {
+            len: lf + 1,
+            start,
+            end,
+        }
+    }
+
+    /// The literal a [`Piece::Text`] announced does not come: the server refused its
+    /// synchronizing literal (a tagged answer instead of `+`), so the command ended
+    /// there and the next text begins a line.
+    pub fn refuse_literal(&mut self) {
+        self.literal_left = 0;
+        self.scanned = 0;
+        self.start = true;
+    }
+
+    /// Whether the pieces handed out so far end with a whole line, as opposed to within
+    /// one (in a literal, or after a piece of a long text). A relay that passes on
+    /// every piece it is given slips its own lines into the stream only then.
+    pub fn between_lines(&self) -> bool {
+        self.start && self.literal_left == 0
+    }
+}

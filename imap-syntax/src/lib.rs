@@ -38,6 +38,7 @@ pub mod encode;
 mod error;
 pub mod framing;
 pub mod parse;
+pub mod relay;
 mod types;
 
 pub use error::{IResult, Limits, LiteralMode, SyntaxError, SyntaxErrorKind};

@@ -1,7 +1,7 @@
 //! Framing: known lines, literals, refusals, and that the frames do not depend on how
 //! the input is cut into reads.
 
-use imap_syntax::framing::{Frame, Framer};
+use imap_syntax::framing::{End, Frame, Framer, Piece, Stream};
 use proptest::prelude::*;
 
 #[test]
@@ -205,4 +205,186 @@ fn literal_octets_announce_nothing() {
     let mut f = Framer::new(1);
     assert_eq!(f.frame(line), Frame::TooLong { discard: 11 });
     assert_eq!(f.frame(&line[11..]), Frame::Discard(7));
+}
+
+/// Feeds `stream` to a [`Stream`] in reads of the given sizes, into a buffer of at
+/// most `buffer_max` octets (as a relay reads), and returns each whole line rebuilt
+/// from its pieces, with the largest buffer it held.
+fn relay(stream: &[u8], reads: &[usize], max: usize) -> (Vec<Vec<u8>>, usize) {
+    let mut framer = Stream::new(max);
+    let mut buffer = Vec::new();
+    let mut lines = Vec::new();
+    let mut current = Vec::new();
+    let mut read = 0;
+    let mut largest = 0;
+    let mut sizes = reads.iter().cycle();
+    loop {
+        match framer.next(&buffer) {
+            Piece::Text { len, start, end } => {
+                assert_eq!(start, current.is_empty(), "a line's start told wrong");
+                current.extend_from_slice(&buffer[..len]);
+                buffer.drain(..len);
+                if end == End::Line {
+                    lines.push(std::mem::take(&mut current));
+                    assert!(framer.between_lines());
+                } else {
+                    assert!(!framer.between_lines());
+                }
+            }
+            Piece::Literal { len, .. } => {
+                assert!(len > 0);
+                current.extend_from_slice(&buffer[..len]);
+                buffer.drain(..len);
+            }
+            Piece::Incomplete if read < stream.len() => {
+                // A relay reads only into the room its buffer has.
+                let room = (max + 64).saturating_sub(buffer.len()).max(1);
+                let take = (*sizes.next().unwrap()).min(stream.len() - read).min(room);
+                buffer.extend_from_slice(&stream[read..read + take]);
+                read += take;
+                largest = largest.max(buffer.len());
+            }
+            Piece::Incomplete => {
+                assert!(buffer.is_empty() && current.is_empty(), "octets left over");
+                return (lines, largest);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_relay_hands_out_text_and_literal_data() {
+    let mut s = Stream::new(64);
+    assert_eq!(s.next(b""), Piece::Incomplete);
+    assert!(s.between_lines());
+    assert_eq!(
+        s.next(b"a1 NOOP\r\n"),
+        Piece::Text {
+            len: 9,
+            start: true,
+            end: End::Line
+        }
+    );
+    // literal8 and non-synchronizing literals.
+    let input = b"a2 APPEND INBOX ~{3}\r\nab\n {2+}\r\nxy\r\n";
+    assert_eq!(
+        s.next(input),
+        Piece::Text {
+            len: 22,
+            start: true,
+            end: End::Literal {
+                len: 3,
+                synchronizing: true
+            }
+        }
+    );
+    assert_eq!(
+        s.next(&input[22..24]),
+        Piece::Literal {
+            len: 2,
+            last: false
+        }
+    );
+    assert_eq!(s.next(&input[24..]), Piece::Literal { len: 1, last: true });
+    assert_eq!(
+        s.next(&input[25..]),
+        Piece::Text {
+            len: 7,
+            start: false,
+            end: End::Literal {
+                len: 2,
+                synchronizing: false
+            }
+        }
+    );
+    assert_eq!(s.next(&input[32..]), Piece::Literal { len: 2, last: true });
+    assert_eq!(
+        s.next(&input[34..]),
+        Piece::Text {
+            len: 2,
+            start: false,
+            end: End::Line
+        }
+    );
+    // A refused synchronizing literal: the next text begins a line.
+    assert!(matches!(
+        s.next(b"a3 LOGIN {5}\r\n"),
+        Piece::Text {
+            end: End::Literal { .. },
+            ..
+        }
+    ));
+    s.refuse_literal();
+    assert_eq!(
+        s.next(b"a4 NOOP\r\n"),
+        Piece::Text {
+            len: 9,
+            start: true,
+            end: End::Line
+        }
+    );
+    // A long text is handed out in pieces, an announcement split across them found.
+    let mut s = Stream::new(64);
+    let mut long = b"* 1 FETCH (X ".to_vec();
+    long.extend(std::iter::repeat_n(b'a', 100));
+    long.extend_from_slice(b" {4}\r\nabcd)\r\n");
+    let Piece::Text {
+        len,
+        start: true,
+        end: End::More,
+    } = s.next(&long[..110])
+    else {
+        panic!()
+    };
+    assert_eq!(len, 110 - 14);
+    assert_eq!(
+        s.next(&long[len..]),
+        Piece::Text {
+            len: long.len() - len - 7,
+            start: false,
+            end: End::Literal {
+                len: 4,
+                synchronizing: true
+            }
+        }
+    );
+}
+
+proptest! {
+    /// Whatever the reads, the pieces rebuild every line, a relay's buffer stays within
+    /// its limit, and the lines are those the whole-line framer finds.
+    #[test]
+    fn pieces_do_not_depend_on_the_reads(
+        lines in prop::collection::vec(line(), 1..6),
+        reads in prop::collection::vec(1usize..50, 1..8),
+        max in 64usize..200,
+    ) {
+        let stream = lines.concat();
+        let (rebuilt, largest) = relay(&stream, &reads, max);
+        prop_assert_eq!(&rebuilt, &lines);
+        prop_assert!(largest <= max + 64);
+        let whole = feed(&stream, &[stream.len()], usize::MAX);
+        let whole: Vec<Vec<u8>> = whole.into_iter().map(Result::unwrap).collect();
+        prop_assert_eq!(rebuilt, whole);
+    }
+
+    /// A proper prefix of a line never ends it.
+    #[test]
+    fn a_prefix_never_ends_a_line(line in line(), cut in any::<prop::sample::Index>()) {
+        let cut = cut.index(line.len());
+        let mut s = Stream::new(1 << 20);
+        let mut at = 0;
+        loop {
+            match s.next(&line[at..cut]) {
+                Piece::Text { len, end, .. } => {
+                    prop_assert_ne!(end, End::Line);
+                    at += len;
+                }
+                Piece::Literal { len, .. } => at += len,
+                Piece::Incomplete => break,
+                other => prop_assert!(false, "{:?}", other),
+            }
+        }
+    }
 }
