@@ -44,6 +44,7 @@ fn feed(stream: &[u8], reads: &[u8], max: usize) -> Seen {
                         let edit = Edit {
                             remove: &["A", "B="],
                             add: &["C"],
+                            keep: &["B=1"],
                         };
                         assert!(edit_capabilities(&text, &edit, &mut edited));
                         assert!(edited.starts_with(&text[..range.start]));

@@ -350,11 +350,13 @@ impl Stream {
                 last: self.literal_left == 0,
             };
         }
-        let from = self.scanned.min(input.len());
-        let lf = input
-            .get(from..)
-            .and_then(|rest| rest.iter().position(|&b| b == b'\n'));
-        let Some(lf) = lf.map(|i| from + i) else {
+        // What was scanned before holds no LF: the search goes on after it.
+        let (scanned, unscanned) = input.split_at(self.scanned.min(input.len()));
+        let lf = unscanned
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|i| scanned.len() + i);
+        let Some(lf) = lf else {
             if input.len() < self.max {
                 self.scanned = input.len();
                 return Piece::Incomplete;
@@ -371,7 +373,8 @@ impl Stream {
         };
         self.scanned = 0;
         let start = self.start;
-        let before = input.get(..lf).unwrap_or_default();
+        // The LF was found in `input`: the text before it is within it.
+        let (before, _) = input.split_at(lf);
         let end = match announcement(before) {
             Some((len, synchronizing)) => {
                 self.literal_left = u64::from(len);

@@ -10,7 +10,7 @@
 //! let line = b"a1 OK [CAPABILITY IMAP4rev1 IDLE COMPRESS=DEFLATE] Logged in\r\n";
 //! assert!(matches!(response(line), Some(Response::Tagged { status: Some(Status::Ok), .. })));
 //! let mut out = Vec::new();
-//! let edit = Edit { remove: &["COMPRESS="], add: &["XAPPLEPUSHSERVICE"] };
+//! let edit = Edit { remove: &["COMPRESS="], add: &["XAPPLEPUSHSERVICE"], keep: &[] };
 //! assert!(edit_capabilities(line, &edit, &mut out));
 //! assert_eq!(out, b"a1 OK [CAPABILITY IMAP4rev1 IDLE XAPPLEPUSHSERVICE] Logged in\r\n");
 //! ```
@@ -104,11 +104,11 @@ pub fn untagged_status(line: &[u8]) -> Option<Status> {
 /// ```
 pub fn command(line: &[u8]) -> Option<(Tag<'_>, &[u8], &[u8])> {
     let (tag, rest) = tag_sp(line)?;
-    let name = word(rest);
+    let (name, after) = split_word(rest);
     if name.is_empty() {
         return None;
     }
-    Some((tag, name, rest.get(name.len()..).unwrap_or_default()))
+    Some((tag, name, after))
 }
 
 /// `tag SP`, and what follows.
@@ -121,13 +121,20 @@ fn tag_sp(line: &[u8]) -> Option<(Tag<'_>, &[u8])> {
     Some((Tag::unchecked(text), line.get(len + 1..)?))
 }
 
-/// The letters, digits and `-` at the front of `rest`: a command or status word.
-fn word(rest: &[u8]) -> &[u8] {
+/// The letters, digits and `-` at the front of `rest` (a command or status word), and
+/// what follows them.
+fn split_word(rest: &[u8]) -> (&[u8], &[u8]) {
     let len = rest
         .iter()
-        .position(|&b| !(b.is_ascii_alphanumeric() || b == b'-'))
-        .unwrap_or(rest.len());
-    rest.get(..len).unwrap_or_default()
+        .take_while(|&&b| b.is_ascii_alphanumeric() || b == b'-')
+        .count();
+    // A count of the slice's own octets: within it.
+    rest.split_at(len)
+}
+
+/// The word at the front of `rest`.
+fn word(rest: &[u8]) -> &[u8] {
+    split_word(rest).0
 }
 
 /// Where a response line lists capabilities, as a range of `line`: the tokens after
@@ -186,10 +193,20 @@ pub struct Edit<'a> {
     pub remove: &'a [&'a str],
     /// Capabilities added at the end, unless the list has them already.
     pub add: &'a [&'a str],
+    /// Capabilities kept whatever `remove` says (`"AUTH=PLAIN"` beside `"AUTH="`),
+    /// compared without regard to case.
+    pub keep: &'a [&'a str],
 }
 
 impl Edit<'_> {
     fn removes(&self, capability: &[u8]) -> bool {
+        if self
+            .keep
+            .iter()
+            .any(|k| capability.eq_ignore_ascii_case(k.as_bytes()))
+        {
+            return false;
+        }
         self.remove.iter().any(|r| {
             let r = r.as_bytes();
             match r.strip_suffix(b"=") {
@@ -255,13 +272,14 @@ mod tests {
     #[test]
     fn every_form_of_the_list() {
         let edit = Edit {
-            remove: &["COMPRESS=", "xapplepushservice"],
+            remove: &["COMPRESS=", "xapplepushservice", "AUTH="],
             add: &["XAPPLEPUSHSERVICE", "WEBPUSH"],
+            keep: &["auth=plain"],
         };
         for (line, expected) in [
             (
-                "* OK [CAPABILITY IMAP4rev1 SASL-IR COMPRESS=DEFLATE] Dovecot ready.\r\n",
-                "* OK [CAPABILITY IMAP4rev1 SASL-IR XAPPLEPUSHSERVICE WEBPUSH] Dovecot ready.\r\n",
+                "* OK [CAPABILITY IMAP4rev1 SASL-IR COMPRESS=DEFLATE AUTH=PLAIN AUTH=GSSAPI] Dovecot ready.\r\n",
+                "* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN XAPPLEPUSHSERVICE WEBPUSH] Dovecot ready.\r\n",
             ),
             (
                 "* CAPABILITY IMAP4rev1 IDLE XAPPLEPUSHSERVICE\r\n",
@@ -294,6 +312,7 @@ mod tests {
         let edit = Edit {
             remove: &["A", "B"],
             add: &[],
+            keep: &[],
         };
         assert_eq!(
             edited("* CAPABILITY A B\r\n", &edit).unwrap(),

@@ -104,6 +104,9 @@ mod ranges {
     pub(super) const TIMEOUT_SECS: RangeInclusive<u64> = 1..=300;
     pub(super) const IDLE_SECS: RangeInclusive<u64> = 1..=3600;
     pub(super) const HTTP_CONNECTIONS: RangeInclusive<usize> = 1..=100_000;
+    pub(super) const FRONT_SESSIONS: RangeInclusive<usize> = 1..=1_000_000;
+    pub(super) const CONNECTS_PER_MINUTE: RangeInclusive<u32> = 1..=100_000;
+    pub(super) const FRONT_LINE: RangeInclusive<usize> = 1024..=1 << 20;
     pub(super) const MAX_QUEUED: RangeInclusive<usize> = 100..=1_000_000;
     pub(super) const USER_RATE: RangeInclusive<u32> = 1..=6000;
     pub(super) const HOLD_SECS: RangeInclusive<u64> = 1..=3600;
@@ -148,6 +151,9 @@ pub struct Config {
     pub ox_path: String,
     /// IMAP WEBPUSH and delivery to push services.
     pub webpush: WebPush,
+    /// The IMAP front: listeners for IMAP clients, relayed to the IMAP server, with
+    /// both push extensions answered by mailpushd. Off unless a listener is given.
+    pub front: Option<Front>,
     /// What the operator should know of the file read (a key kept only for xapsd's
     /// files): logged at start and printed by `check-config`.
     pub notes: Vec<String>,
@@ -541,6 +547,7 @@ struct TomlFile {
     ox_path: Option<String>,
     #[serde(default)]
     webpush: TomlWebPush,
+    front: Option<TomlFront>,
 }
 
 #[derive(Deserialize, Default)]
@@ -697,6 +704,7 @@ impl Config {
                 max_connections: 1024,
             },
             ox_path: "/ox".to_owned(),
+            front: None,
             notes: Vec::new(),
             webpush: WebPush {
                 subject: None,
@@ -958,6 +966,7 @@ impl Config {
                 millis("webpush.retry_base_millis", ms, ranges::RETRY_BASE_MILLIS)?;
         }
         config.webpush.allow_local_push_service = webpush.allow_local_push_service.unwrap_or(false);
+        config.front = file.front.map(|f| front(f, base)).transpose()?;
         let http = file.http;
         if let Some(n) = http.max_body_bytes {
             config.http.max_body = within("http.max_body_bytes", n, ranges::MAX_BODY_BYTES)?;
@@ -1359,4 +1368,237 @@ certificate_key_pem = "key.pem"
             "postgresql://push@/mail?host=/run/postgresql"
         );
     }
+}
+
+/// The IMAP front.
+#[derive(Debug, Clone)]
+pub struct Front {
+    /// Where IMAP clients connect with TLS from the first octet (port 993).
+    pub implicit_tls: Option<SocketAddr>,
+    /// Where they connect in plain text and must say `STARTTLS` (port 143).
+    pub starttls: Option<SocketAddr>,
+    /// The certificates and keys, by the server names they serve (SNI); the first
+    /// without names serves a client that names none or another.
+    pub certificates: Vec<FrontCertificate>,
+    /// The IMAP server, `host:port`.
+    pub backend: String,
+    /// TLS to the IMAP server, with the name to verify and an extra CA to trust;
+    /// `None` for plain text (on loopback).
+    pub backend_tls: Option<BackendTls>,
+    /// Whether the IMAP server is sent a PROXY protocol v2 header first (Dovecot:
+    /// `haproxy = yes` on its listener).
+    pub proxy_protocol: bool,
+    /// How the name a client logs in with becomes the name the event source uses.
+    pub user_map: UserMap,
+    /// Whether SASL mechanisms whose user name the front cannot read are offered
+    /// (without the push extensions), or taken out of the capability list.
+    pub hide_unreadable_mechanisms: bool,
+    /// Sessions at once at most; beyond, the next waits to be accepted.
+    pub max_sessions: usize,
+    /// Connections one client address may open a minute.
+    pub max_connects_per_address_per_minute: u32,
+    /// The longest text of a line (literals aside) a client may send, and the most
+    /// held of a server's line.
+    pub max_line: usize,
+}
+
+/// A certificate chain and its key, for some server names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontCertificate {
+    /// The names (SNI) it serves; none: the default.
+    pub names: Vec<String>,
+    /// The chain, PEM.
+    pub cert_file: PathBuf,
+    /// The private key, PEM.
+    pub key_file: PathBuf,
+}
+
+/// TLS to the IMAP server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendTls {
+    /// The name its certificate must carry.
+    pub server_name: String,
+    /// A CA to trust beside the platform's.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// How a login name becomes the name the event source (Dovecot's `%u`) uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserMap {
+    /// As it is (lower-cased, as every user name is).
+    AsIs,
+    /// The part before `@`.
+    LocalPart,
+    /// With `@domain` added when it has no domain.
+    AddDomain(String),
+}
+
+impl UserMap {
+    /// The user name `login` maps to; `None` for one that is not a user name.
+    pub fn apply(&self, login: &str) -> Option<xaps_proto::UserName> {
+        let mapped = match self {
+            UserMap::AsIs => std::borrow::Cow::Borrowed(login),
+            UserMap::LocalPart => {
+                std::borrow::Cow::Borrowed(login.split_once('@').map_or(login, |(local, _)| local))
+            }
+            UserMap::AddDomain(domain) if !login.contains('@') => {
+                std::borrow::Cow::Owned(format!("{login}@{domain}"))
+            }
+            UserMap::AddDomain(_) => std::borrow::Cow::Borrowed(login),
+        };
+        xaps_proto::UserName::new(&mapped).ok()
+    }
+
+    fn parse(text: &str) -> Result<Self, ConfigError> {
+        match text {
+            "as-is" => Ok(Self::AsIs),
+            "local-part" => Ok(Self::LocalPart),
+            other => match other.strip_prefix("add-domain ") {
+                Some(domain)
+                    if !domain.is_empty() && !domain.contains(['@', ' ']) && domain.is_ascii() =>
+                {
+                    Ok(Self::AddDomain(domain.to_ascii_lowercase()))
+                }
+                _ => Err(ConfigError::Invalid(format!(
+                    "front.user_map must be \"as-is\", \"local-part\" or \"add-domain example.org\", not {other:?}"
+                ))),
+            },
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlFront {
+    implicit_tls: Option<String>,
+    starttls: Option<String>,
+    #[serde(default)]
+    certificates: Vec<TomlCertificate>,
+    backend: String,
+    backend_tls_name: Option<String>,
+    backend_ca_file: Option<PathBuf>,
+    proxy_protocol: Option<bool>,
+    user_map: Option<String>,
+    unreadable_mechanisms: Option<String>,
+    max_sessions: Option<usize>,
+    max_connects_per_address_per_minute: Option<u32>,
+    max_line_bytes: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlCertificate {
+    #[serde(default)]
+    names: Vec<String>,
+    cert_file: PathBuf,
+    key_file: PathBuf,
+}
+
+/// The `[front]` section, checked.
+fn front(file: TomlFront, base: &Path) -> Result<Front, ConfigError> {
+    let address = |key: &str, text: &str| {
+        text.parse::<SocketAddr>().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "front.{key} must be an address and port such as [::]:993, not {text:?}"
+            ))
+        })
+    };
+    let implicit_tls = file
+        .implicit_tls
+        .as_deref()
+        .map(|t| address("implicit_tls", t))
+        .transpose()?;
+    let starttls = file
+        .starttls
+        .as_deref()
+        .map(|t| address("starttls", t))
+        .transpose()?;
+    if implicit_tls.is_none() && starttls.is_none() {
+        return Err(ConfigError::Invalid(
+            "[front] needs a listener: implicit_tls (993), starttls (143), or both".into(),
+        ));
+    }
+    if file.certificates.is_empty() {
+        return Err(ConfigError::Invalid(
+            "[front] needs a certificate: [[front.certificates]] with cert_file and key_file"
+                .into(),
+        ));
+    }
+    let certificates = file
+        .certificates
+        .into_iter()
+        .map(|c| FrontCertificate {
+            names: c.names.iter().map(|n| n.to_ascii_lowercase()).collect(),
+            cert_file: if c.cert_file.is_absolute() {
+                c.cert_file
+            } else {
+                base.join(c.cert_file)
+            },
+            key_file: if c.key_file.is_absolute() {
+                c.key_file
+            } else {
+                base.join(c.key_file)
+            },
+        })
+        .collect();
+    if file
+        .backend
+        .rsplit_once(':')
+        .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+    {
+        return Err(ConfigError::Invalid(format!(
+            "front.backend must be host:port, such as 127.0.0.1:10143, not {:?}",
+            file.backend
+        )));
+    }
+    let backend_tls = match (file.backend_tls_name, file.backend_ca_file) {
+        (Some(server_name), ca_file) => Some(BackendTls {
+            server_name,
+            ca_file: resolve(ca_file, base),
+        }),
+        (None, Some(_)) => {
+            return Err(ConfigError::Invalid(
+                "front.backend_ca_file needs front.backend_tls_name, the name to verify".into(),
+            ));
+        }
+        (None, None) => None,
+    };
+    let hide_unreadable_mechanisms = match file.unreadable_mechanisms.as_deref() {
+        None | Some("offer") => false,
+        Some("hide") => true,
+        Some(other) => {
+            return Err(ConfigError::Invalid(format!(
+                "front.unreadable_mechanisms must be \"offer\" or \"hide\", not {other:?}"
+            )));
+        }
+    };
+    Ok(Front {
+        implicit_tls,
+        starttls,
+        certificates,
+        backend: file.backend,
+        backend_tls,
+        proxy_protocol: file.proxy_protocol.unwrap_or(true),
+        user_map: file
+            .user_map
+            .as_deref()
+            .map_or(Ok(UserMap::AsIs), UserMap::parse)?,
+        hide_unreadable_mechanisms,
+        max_sessions: file.max_sessions.map_or(Ok(10_000), |n| {
+            within("front.max_sessions", n, ranges::FRONT_SESSIONS)
+        })?,
+        max_connects_per_address_per_minute: file.max_connects_per_address_per_minute.map_or(
+            Ok(120),
+            |n| {
+                within(
+                    "front.max_connects_per_address_per_minute",
+                    n,
+                    ranges::CONNECTS_PER_MINUTE,
+                )
+            },
+        )?,
+        max_line: file.max_line_bytes.map_or(Ok(64 * 1024), |n| {
+            within("front.max_line_bytes", n, ranges::FRONT_LINE)
+        })?,
+    })
 }

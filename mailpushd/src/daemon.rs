@@ -58,6 +58,9 @@ pub enum StartError {
     /// The API's Unix socket cannot be set up.
     #[error(transparent)]
     Socket(#[from] crate::http::SocketError),
+    /// The IMAP front cannot start.
+    #[error(transparent)]
+    Front(#[from] crate::front::FrontError),
     /// The listening address cannot be bound.
     #[error("cannot listen on {address}: {source}")]
     Listen {
@@ -72,6 +75,8 @@ pub enum StartError {
 pub struct Daemon {
     core: Arc<Core>,
     address: SocketAddr,
+    /// The IMAP front's listeners, when it runs.
+    front: Vec<SocketAddr>,
     /// Stops the listener and the timers.
     stop: watch::Sender<bool>,
     tasks: Vec<(&'static str, JoinHandle<()>)>,
@@ -160,7 +165,11 @@ impl Daemon {
             address: config.listen,
             source,
         })?;
-        let core = Arc::new(Core::new(config, store, apns, metrics, reports).await?);
+        let core = Arc::new(Core::new(config, store, apns, metrics.clone(), reports).await?);
+        let front = match &core.config().front {
+            Some(front) => Some(crate::front::Front::bind(core.clone(), front, metrics).await?),
+            None => None,
+        };
         // What fell due while the daemon was down, and the next deadlines: the pushes
         // it owed when it stopped go now.
         core.sweep_subscriptions(SystemTime::now()).await;
@@ -196,14 +205,14 @@ impl Daemon {
                 }
             }
         });
-        let front = Arc::new(crate::http::Front {
+        let api = Arc::new(crate::http::Front {
             core: core.clone(),
             access,
         });
         let mut tasks = vec![
             (
                 "HTTP listener",
-                tokio::spawn(crate::http::serve(listener, front.clone(), stopped.clone())),
+                tokio::spawn(crate::http::serve(listener, api.clone(), stopped.clone())),
             ),
             ("timer", tokio::spawn(timer(core.clone(), stopped.clone()))),
             (
@@ -211,16 +220,21 @@ impl Daemon {
                 tokio::spawn(expiry(core.clone(), stopped.clone())),
             ),
         ];
+        let front_addresses = front.as_ref().map(|f| f.addresses()).unwrap_or_default();
+        if let Some(front) = front {
+            tasks.extend(front.spawn(stopped.clone()));
+        }
         if let Some(socket) = socket {
             tasks.push((
                 "API socket",
-                tokio::spawn(crate::http::serve_socket(socket, front, stopped)),
+                tokio::spawn(crate::http::serve_socket(socket, api, stopped)),
             ));
         }
         tracing::info!(%address, "listening");
         Ok(Self {
             core,
             address,
+            front: front_addresses,
             stop,
             tasks,
             reports_done,
@@ -231,6 +245,11 @@ impl Daemon {
     /// Where it listens.
     pub fn local_addr(&self) -> SocketAddr {
         self.address
+    }
+
+    /// Where the IMAP front listens (implicit TLS first), when it runs.
+    pub fn front_addresses(&self) -> &[SocketAddr] {
+        &self.front
     }
 
     /// The APNs sender (for `send-test` and the demo).

@@ -75,6 +75,23 @@ struct HttpLabels {
     status: u16,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SessionLabels {
+    listener: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CommandLabels {
+    command: &'static str,
+    outcome: &'static str,
+}
+
 /// Every metric the daemon keeps.
 #[derive(Debug)]
 pub struct Metrics {
@@ -89,6 +106,10 @@ pub struct Metrics {
     retry_queue: Gauge,
     http: Family<HttpLabels, Counter>,
     encrypting: Counter<f64, std::sync::atomic::AtomicU64>,
+    front_sessions: Family<SessionLabels, Counter>,
+    front_open: Gauge,
+    front_octets: Family<DirectionLabels, Counter>,
+    front_commands: Family<CommandLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -160,6 +181,30 @@ impl Metrics {
             "Time spent encrypting and signing Web Push requests (beside the process's CPU time, the share that goes to the crypto)",
             encrypting.clone(),
         );
+        let front_sessions = Family::<SessionLabels, Counter>::default();
+        registry.register(
+            "front_sessions",
+            "IMAP front: connections by listener and what became of them (relayed, rate_limited, handshake_failed, server_unavailable)",
+            front_sessions.clone(),
+        );
+        let front_open = Gauge::default();
+        registry.register(
+            "front_open_sessions",
+            "IMAP front: sessions open now",
+            front_open.clone(),
+        );
+        let front_octets = Family::<DirectionLabels, Counter>::default();
+        registry.register(
+            "front_relayed_octets",
+            "IMAP front: octets relayed, to the IMAP server and to clients",
+            front_octets.clone(),
+        );
+        let front_commands = Family::<CommandLabels, Counter>::default();
+        registry.register(
+            "front_push_commands",
+            "IMAP front: push commands answered, by command and outcome",
+            front_commands.clone(),
+        );
         Self {
             registry,
             pushes,
@@ -172,7 +217,37 @@ impl Metrics {
             retry_queue,
             http,
             encrypting,
+            front_sessions,
+            front_open,
+            front_octets,
+            front_commands,
         }
+    }
+
+    /// Counts an IMAP front connection on `listener` and what became of it.
+    pub fn front_session(&self, listener: &'static str, outcome: &'static str) {
+        self.front_sessions
+            .get_or_create(&SessionLabels { listener, outcome })
+            .inc();
+    }
+
+    /// The gauge of open IMAP front sessions.
+    pub fn front_open(&self) -> &Gauge {
+        &self.front_open
+    }
+
+    /// Counts `n` octets relayed by the IMAP front in `direction`.
+    pub fn front_octets(&self, direction: &'static str, n: usize) {
+        self.front_octets
+            .get_or_create(&DirectionLabels { direction })
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+    }
+
+    /// Counts a push command the IMAP front answered.
+    pub fn front_command(&self, command: &'static str, outcome: &'static str) {
+        self.front_commands
+            .get_or_create(&CommandLabels { command, outcome })
+            .inc();
     }
 
     /// Counts a push's outcome.

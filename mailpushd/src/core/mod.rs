@@ -9,7 +9,6 @@
 //! before it answers.
 
 mod owed;
-mod rate;
 mod webpush;
 mod xaps;
 
@@ -141,6 +140,11 @@ impl Core {
     /// The APNs sender.
     pub fn apns(&self) -> &Apns {
         &self.apns
+    }
+
+    /// Whether IMAP WEBPUSH is on (a VAPID contact is configured).
+    pub fn webpush_enabled(&self) -> bool {
+        self.webpush.is_some()
     }
 
     /// The metrics, with the gauges read from the store now (every daemon sharing it

@@ -20,8 +20,12 @@ use xaps_proto::UserName;
 use xaps_proto::daemon::{MessageSummary, Notify};
 
 use super::Core;
-use super::rate::{MAX_USERS, UserRate};
 use crate::metrics::{Metrics, PushOutcome};
+use crate::rate::Rate;
+
+/// Users whose pushes are counted in a minute at most: beyond, a user not yet counted
+/// waits for the next minute like one over the rate (16 octets each).
+const MAX_RATED_USERS: usize = 1_000_000;
 use crate::report::{FanOut, Report, ReportSender, send_soon};
 use crate::store::{FileKey, OwedTarget, Records, Sent, Store, StoreError};
 use crate::webpush::{Delivery, SetupError, WebPushSender};
@@ -100,7 +104,7 @@ pub(super) struct WebPushCore {
     settings: std::sync::RwLock<Settings>,
     subject: Subject,
     /// Pushes per user a minute (`webpush.max_pushes_per_user_per_minute`).
-    rate: std::sync::Mutex<UserRate>,
+    rate: std::sync::Mutex<Rate>,
 }
 
 impl WebPushCore {
@@ -135,9 +139,9 @@ impl WebPushCore {
             sender,
             settings: std::sync::RwLock::new(settings),
             subject,
-            rate: std::sync::Mutex::new(UserRate::new(
+            rate: std::sync::Mutex::new(Rate::new(
                 config.webpush.max_pushes_per_user_per_minute,
-                MAX_USERS,
+                MAX_RATED_USERS,
             )),
         }))
     }

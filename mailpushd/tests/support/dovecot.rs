@@ -122,7 +122,7 @@ impl Release {
     }
 
     /// The configuration around the push drivers: users, mailboxes, listeners.
-    fn base(&self, d: &str, imap: u16, lmtp: u16) -> String {
+    fn base(&self, d: &str, imap: u16, proxied: u16, lmtp: u16) -> String {
         match self {
             Release::V2_3 => format!(
                 r#"base_dir = {d}/run
@@ -159,10 +159,16 @@ mail_attribute_dict = file:%h/dovecot-attributes
 protocol imap {{
   imap_metadata = yes
 }}
+haproxy_trusted_networks = 127.0.0.0/8
 service imap-login {{
   inet_listener imap {{
     address = 127.0.0.1
     port = {imap}
+  }}
+  inet_listener imap_proxied {{
+    address = 127.0.0.1
+    port = {proxied}
+    haproxy = yes
   }}
   inet_listener imaps {{
     port = 0
@@ -221,10 +227,16 @@ mail_attribute {{
 protocol imap {{
   imap_metadata = yes
 }}
+haproxy_trusted_networks = 127.0.0.0/8
 service imap-login {{
   inet_listener imap {{
     listen = 127.0.0.1
     port = {imap}
+  }}
+  inet_listener imap_proxied {{
+    listen = 127.0.0.1
+    port = {proxied}
+    haproxy = yes
   }}
   inet_listener imaps {{
     port = 0
@@ -343,6 +355,8 @@ pub struct Dovecot {
     dir: tempfile::TempDir,
     /// Its IMAP listener.
     pub imap: SocketAddr,
+    /// Its IMAP listener for a proxy: a PROXY v2 header first (`haproxy = yes`).
+    pub imap_proxied: SocketAddr,
     /// Its LMTP listener.
     pub lmtp: SocketAddr,
 }
@@ -352,6 +366,7 @@ struct Prepared {
     dir: tempfile::TempDir,
     config: PathBuf,
     imap: u16,
+    proxied: u16,
     lmtp: u16,
 }
 
@@ -366,9 +381,10 @@ fn prepare(release: &Release, driver: &Driver) -> Prepared {
         std::fs::create_dir_all(dir.path().join(sub)).unwrap();
     }
     std::fs::write(dir.path().join("passwd"), "alice:{PLAIN}secret\n").unwrap();
-    let (imap, lmtp) = (free_port(), free_port());
+    let (imap, proxied, lmtp) = (free_port(), free_port(), free_port());
     let seen = release.seen(dir.path()).display().to_string();
-    let text = release.base(&seen, imap, lmtp) + &driver.config(release, dir.path(), &seen);
+    let text =
+        release.base(&seen, imap, proxied, lmtp) + &driver.config(release, dir.path(), &seen);
     std::fs::write(dir.path().join("dovecot.conf"), text).unwrap();
     // Mail is served as nobody: the folders it touches are its own.
     let status = Command::new("chown")
@@ -381,6 +397,7 @@ fn prepare(release: &Release, driver: &Driver) -> Prepared {
         config: release.seen(&dir.path().join("dovecot.conf")),
         dir,
         imap,
+        proxied,
         lmtp,
     }
 }
@@ -424,9 +441,10 @@ impl Dovecot {
             config: prepared.config,
             dir: prepared.dir,
             imap: SocketAddr::from(([127, 0, 0, 1], prepared.imap)),
+            imap_proxied: SocketAddr::from(([127, 0, 0, 1], prepared.proxied)),
             lmtp: SocketAddr::from(([127, 0, 0, 1], prepared.lmtp)),
         };
-        for address in [dovecot.imap, dovecot.lmtp] {
+        for address in [dovecot.imap, dovecot.imap_proxied, dovecot.lmtp] {
             let deadline = Instant::now() + Duration::from_secs(20);
             while TcpStream::connect(address).await.is_err() {
                 assert!(

@@ -1,0 +1,222 @@
+//! The front's certificates: one chain and key per set of server names, chosen by the
+//! name the client asks for (SNI) as Dovecot's `local_name` blocks choose, and read
+//! again when their files change, so a renewed certificate is served without a
+//! restart.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+use crate::config::FrontCertificate;
+
+/// A certificate or key that cannot be served.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CertificateError {
+    /// A file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file holds no usable certificate chain or key.
+    #[error("{path}: {reason}")]
+    Unusable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The TLS settings cannot be made.
+    #[error("TLS settings: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// When a pair's certificate and key files were last changed.
+type Modified = (Option<SystemTime>, Option<SystemTime>);
+
+/// One configured pair, as loaded, with its files' modification times.
+struct Loaded {
+    names: Vec<String>,
+    files: FrontCertificate,
+    modified: Modified,
+    key: Arc<CertifiedKey>,
+}
+
+/// The certificates, by server name.
+pub(crate) struct Certificates {
+    provider: Arc<CryptoProvider>,
+    loaded: RwLock<Vec<Loaded>>,
+}
+
+impl std::fmt::Debug for Certificates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Certificates").finish_non_exhaustive()
+    }
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn load(
+    provider: &CryptoProvider,
+    files: &FrontCertificate,
+) -> Result<Arc<CertifiedKey>, CertificateError> {
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| CertificateError::Read {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let unusable = |path: &Path, reason: String| CertificateError::Unusable {
+        path: path.to_owned(),
+        reason,
+    };
+    let pem = read(&files.cert_file)?;
+    let chain = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| unusable(&files.cert_file, e.to_string()))?;
+    if chain.is_empty() {
+        return Err(unusable(&files.cert_file, "no certificate in it".into()));
+    }
+    let pem = zeroize::Zeroizing::new(read(&files.key_file)?);
+    let key = PrivateKeyDer::from_pem_slice(&pem)
+        .map_err(|e| unusable(&files.key_file, format!("no usable private key: {e}")))?;
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| unusable(&files.key_file, e.to_string()))?;
+    let certified = CertifiedKey::new(chain, signing);
+    certified
+        .keys_match()
+        .map_err(|e| unusable(&files.key_file, format!("not the certificate's key: {e}")))?;
+    Ok(Arc::new(certified))
+}
+
+impl Certificates {
+    /// Loads every pair; refuses to start on one that cannot be served.
+    pub(crate) fn load(
+        provider: Arc<CryptoProvider>,
+        pairs: &[FrontCertificate],
+    ) -> Result<Self, CertificateError> {
+        let loaded = pairs
+            .iter()
+            .map(|files| {
+                Ok(Loaded {
+                    names: files.names.clone(),
+                    modified: (modified(&files.cert_file), modified(&files.key_file)),
+                    key: load(&provider, files)?,
+                    files: files.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, CertificateError>>()?;
+        Ok(Self {
+            provider,
+            loaded: RwLock::new(loaded),
+        })
+    }
+
+    /// Reads again each pair whose files changed; a pair that no longer loads is kept
+    /// as it was, and said. How many were replaced.
+    pub(crate) fn reload_changed(&self) -> usize {
+        let changed: Vec<(usize, FrontCertificate, Modified)> = {
+            let loaded = self
+                .loaded
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            loaded
+                .iter()
+                .enumerate()
+                .filter_map(|(i, l)| {
+                    let now = (modified(&l.files.cert_file), modified(&l.files.key_file));
+                    (now != l.modified).then(|| (i, l.files.clone(), now))
+                })
+                .collect()
+        };
+        let mut replaced = 0;
+        for (i, files, now) in changed {
+            match load(&self.provider, &files) {
+                Ok(key) => {
+                    let mut loaded = self
+                        .loaded
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if let Some(entry) = loaded.get_mut(i) {
+                        entry.key = key;
+                        entry.modified = now;
+                        replaced += 1;
+                        tracing::info!(cert = %files.cert_file.display(), "IMAP front: certificate read again");
+                    }
+                }
+                Err(e) => {
+                    // Said once per change: the times are taken as seen.
+                    let mut loaded = self
+                        .loaded
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if let Some(entry) = loaded.get_mut(i) {
+                        entry.modified = now;
+                    }
+                    tracing::error!(error = %e, "IMAP front: a changed certificate cannot be served: the one before stays");
+                }
+            }
+        }
+        replaced
+    }
+
+    /// The pair for `name`: one naming it (or `*.` its parent), else the default.
+    fn choose(&self, name: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        let loaded = self
+            .loaded
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let name = name.map(str::to_ascii_lowercase);
+        let serves = |l: &&Loaded| {
+            name.as_deref().is_some_and(|name| {
+                l.names.iter().any(|n| {
+                    n == name
+                        || n.strip_prefix("*.").is_some_and(|parent| {
+                            name.split_once('.').is_some_and(|(_, rest)| rest == parent)
+                        })
+                })
+            })
+        };
+        loaded
+            .iter()
+            .find(serves)
+            .or_else(|| loaded.iter().find(|l| l.names.is_empty()))
+            .or_else(|| loaded.first())
+            .map(|l| l.key.clone())
+    }
+}
+
+/// Chooses by SNI for rustls.
+#[derive(Debug)]
+pub(crate) struct Resolver(pub(crate) Arc<Certificates>);
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.0.choose(hello.server_name())
+    }
+}
+
+/// The front's TLS settings, choosing certificates from `certificates`.
+pub(crate) fn server_config(
+    provider: Arc<CryptoProvider>,
+    certificates: Arc<Certificates>,
+) -> Result<Arc<rustls::ServerConfig>, CertificateError> {
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(Resolver(certificates)));
+    Ok(Arc::new(config))
+}

@@ -1,0 +1,228 @@
+//! What the front does with a client's command, and who the client is: read from the
+//! command the server accepted (`LOGIN`, `AUTHENTICATE PLAIN` and `LOGIN`), never from
+//! anything the client says afterwards. Nothing here keeps a password: the octets that
+//! carry one are the caller's, and are zeroized when it is done with them.
+
+use base64::Engine as _;
+use imap_syntax::{Limits, parse};
+use zeroize::Zeroizing;
+
+use crate::config::UserMap;
+
+/// What a command is to the front.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `XAPPLEPUSHSERVICE`: answered by the front once the user is known.
+    Xaps,
+    /// One of the WEBPUSH family: answered by the front once the user is known.
+    WebPush,
+    /// `STARTTLS`: the front's own, never relayed.
+    StartTls,
+    /// `COMPRESS`: not carried through the front.
+    Compress,
+    /// `LOGIN`: relayed; its user name is read when the server accepts it.
+    Login,
+    /// `AUTHENTICATE`: relayed; its user name is read from the exchange when the
+    /// mechanism's messages carry it.
+    Authenticate(Mechanism),
+    /// Anything else: relayed unread.
+    Other,
+}
+
+/// A SASL mechanism, as far as the front can read its user name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mechanism {
+    /// RFC 4616: `[authzid] NUL authcid NUL passwd`.
+    Plain,
+    /// The `LOGIN` mechanism: the user name, then the password, each on its own.
+    Login,
+    /// Any other: the front cannot tell who logs in.
+    Unreadable,
+}
+
+/// The mechanisms whose user name the front reads, as capabilities.
+pub(crate) const READABLE_MECHANISMS: [&str; 2] = ["AUTH=PLAIN", "AUTH=LOGIN"];
+
+/// What the command named `name`, followed by `rest` (its arguments), is to the front.
+pub(crate) fn classify(name: &[u8], rest: &[u8]) -> Kind {
+    let is = |word: &str| name.eq_ignore_ascii_case(word.as_bytes());
+    if is(xaps_proto::CAPABILITY) {
+        Kind::Xaps
+    } else if imap_webpush_proto::is_webpush_command(name) {
+        Kind::WebPush
+    } else if is("STARTTLS") {
+        Kind::StartTls
+    } else if is("COMPRESS") {
+        Kind::Compress
+    } else if is("LOGIN") {
+        Kind::Login
+    } else if is("AUTHENTICATE") {
+        let mechanism = rest.strip_prefix(b" ").map_or(&b""[..], first_word);
+        Kind::Authenticate(if mechanism.eq_ignore_ascii_case(b"PLAIN") {
+            Mechanism::Plain
+        } else if mechanism.eq_ignore_ascii_case(b"LOGIN") {
+            Mechanism::Login
+        } else {
+            Mechanism::Unreadable
+        })
+    } else {
+        Kind::Other
+    }
+}
+
+/// The initial response of `AUTHENTICATE mechanism SP initial-response` (RFC 4959),
+/// as sent (base64, or `=` for an empty one); `None` without one.
+///
+/// ```text
+/// authenticate = "AUTHENTICATE" SP auth-type [SP (base64 / "=")] *(CRLF base64)
+/// ```
+pub(crate) fn initial_response(rest: &[u8]) -> Option<&[u8]> {
+    let rest = rest.strip_prefix(b" ")?;
+    let space = rest.iter().position(|&b| b == b' ')?;
+    let response = first_word(rest.get(space + 1..)?);
+    (!response.is_empty()).then_some(response)
+}
+
+/// The octets of `text` up to a space or the line's end.
+fn first_word(text: &[u8]) -> &[u8] {
+    let len = text
+        .iter()
+        .take_while(|&&b| !matches!(b, b' ' | b'\r' | b'\n'))
+        .count();
+    // A count of the slice's own octets: within it.
+    text.split_at(len).0
+}
+
+/// The user name of a whole `LOGIN` command (its literals included), mapped.
+///
+/// ```text
+/// login  = "LOGIN" SP userid SP password
+/// userid = astring
+/// ```
+pub(crate) fn login_user(command: &[u8], map: &UserMap) -> Option<xaps_proto::UserName> {
+    let (_, _, rest) = imap_syntax::relay::command(command)?;
+    let rest = rest.strip_prefix(b" ")?;
+    let limits = Limits::SERVER;
+    let (_, user) = parse::astring_bytes(rest, &limits).ok()?;
+    map.apply(std::str::from_utf8(&user).ok()?)
+}
+
+/// The user name in an `AUTHENTICATE PLAIN` message (base64, one line): the
+/// authorization identity if there is one, else the authentication identity, mapped.
+pub(crate) fn plain_user(line: &[u8], map: &UserMap) -> Option<xaps_proto::UserName> {
+    let message = decode(line)?;
+    let mut parts = message.split(|&b| b == 0);
+    let (authzid, authcid, _password) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let name = if authzid.is_empty() { authcid } else { authzid };
+    map.apply(std::str::from_utf8(name).ok()?)
+}
+
+/// The user name the `LOGIN` mechanism's first response carries (base64), mapped.
+pub(crate) fn login_mechanism_user(line: &[u8], map: &UserMap) -> Option<xaps_proto::UserName> {
+    let name = decode(line)?;
+    map.apply(std::str::from_utf8(&name).ok()?)
+}
+
+/// A base64 line, its CRLF aside; kept zeroized, since a PLAIN message holds a password.
+fn decode(line: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line == b"=" {
+        return Some(Zeroizing::new(Vec::new()));
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(line)
+        .ok()
+        .map(Zeroizing::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str) -> Option<xaps_proto::UserName> {
+        xaps_proto::UserName::new(name).ok()
+    }
+
+    #[test]
+    fn commands_are_told_apart_in_any_case() {
+        assert_eq!(
+            classify(b"xapplepushservice", b" aps-version 2"),
+            Kind::Xaps
+        );
+        assert_eq!(classify(b"WebPush", b" s1 NIL"), Kind::WebPush);
+        assert_eq!(classify(b"GETVAPID", b""), Kind::WebPush);
+        assert_eq!(classify(b"StartTLS", b"\r\n"), Kind::StartTls);
+        assert_eq!(classify(b"COMPRESS", b" DEFLATE\r\n"), Kind::Compress);
+        assert_eq!(
+            classify(b"AUTHENTICATE", b" plain AGFsaWNlAHNlY3JldA==\r\n"),
+            Kind::Authenticate(Mechanism::Plain)
+        );
+        assert_eq!(
+            classify(b"authenticate", b" LOGIN\r\n"),
+            Kind::Authenticate(Mechanism::Login)
+        );
+        assert_eq!(
+            classify(b"AUTHENTICATE", b" SCRAM-SHA-256\r\n"),
+            Kind::Authenticate(Mechanism::Unreadable)
+        );
+        assert_eq!(classify(b"SELECT", b" INBOX\r\n"), Kind::Other);
+    }
+
+    #[test]
+    fn the_user_a_login_names() {
+        let map = UserMap::AsIs;
+        assert_eq!(
+            login_user(b"a1 LOGIN alice secret\r\n", &map),
+            user("alice")
+        );
+        assert_eq!(
+            login_user(b"a1 login \"Bob Smith\" \"pa ss\"\r\n", &map),
+            user("bob smith")
+        );
+        assert_eq!(
+            login_user(b"a1 LOGIN {5}\r\ncarol {6}\r\nsecret\r\n", &map),
+            user("carol")
+        );
+        assert_eq!(login_user(b"a1 LOGIN\r\n", &map), None);
+        let map = UserMap::AddDomain("example.org".into());
+        assert_eq!(
+            login_user(b"a1 LOGIN alice x\r\n", &map),
+            user("alice@example.org")
+        );
+        assert_eq!(
+            login_user(b"a1 LOGIN alice@other.example x\r\n", &map),
+            user("alice@other.example")
+        );
+        let map = UserMap::LocalPart;
+        assert_eq!(
+            login_user(b"a1 LOGIN alice@example.org x\r\n", &map),
+            user("alice")
+        );
+    }
+
+    #[test]
+    fn the_user_a_sasl_exchange_names() {
+        let map = UserMap::AsIs;
+        let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+        let plain = format!("{}\r\n", b64(b"\0alice\0secret"));
+        assert_eq!(plain_user(plain.as_bytes(), &map), user("alice"));
+        // An authorization identity is who the session acts as.
+        let plain = b64(b"admin-for-bob\0admin\0secret");
+        assert_eq!(plain_user(plain.as_bytes(), &map), user("admin-for-bob"));
+        assert_eq!(plain_user(b"not base64!", &map), None);
+        assert_eq!(plain_user(b64(b"no-nul").as_bytes(), &map), None);
+        assert_eq!(
+            login_mechanism_user(b64(b"dave").as_bytes(), &map),
+            user("dave")
+        );
+        assert_eq!(
+            initial_response(b" PLAIN AGFsaWNlAHNlY3JldA==\r\n"),
+            Some(&b"AGFsaWNlAHNlY3JldA=="[..])
+        );
+        assert_eq!(initial_response(b" PLAIN\r\n"), None);
+    }
+}

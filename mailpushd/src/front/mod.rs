@@ -1,0 +1,542 @@
+//! The IMAP front: a front door for IMAP clients. Clients connect to mailpushd (TLS on
+//! 993, or STARTTLS on 143), which relays each session to the IMAP server and answers
+//! `XAPPLEPUSHSERVICE` and the WEBPUSH family itself, through the service core, for
+//! the user the server accepted. So any IMAP server gets both push extensions without
+//! a plugin; mail events still come from the server (the Lua and OX drivers, or
+//! `/notify`).
+//!
+//! `certs` chooses certificates by SNI and reads renewed ones; `session` relays;
+//! `intercept` says what a command is and reads user names; `answer` answers the push
+//! commands; `proxy` writes the PROXY v2 header that tells the server who the client
+//! is.
+
+mod answer;
+mod certs;
+mod intercept;
+mod proxy;
+mod session;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use imap_syntax::framing::{Frame, Framer};
+use imap_webpush_proto::state::ConnectionIds;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+pub use certs::CertificateError;
+use session::{Io, SessionEnd};
+
+use crate::config::Front as FrontConfig;
+use crate::core::Core;
+use crate::metrics::Metrics;
+use crate::rate::Rate;
+
+/// How often the certificate files are looked at for a renewal.
+const RELOAD_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How long a client may take over its TLS handshake, and over the plain-text part
+/// of a STARTTLS session.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long connecting to the IMAP server (and its greeting) may take.
+const BACKEND_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Client addresses counted in a minute at most, for the connection rate.
+const MAX_ADDRESSES: usize = 100_000;
+
+/// The longest line a client may send before `STARTTLS`.
+const MAX_PLAIN_LINE: usize = 1024;
+
+/// The front cannot start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrontError {
+    /// A certificate cannot be served.
+    #[error("IMAP front: {0}")]
+    Certificate(#[from] CertificateError),
+    /// A listening address cannot be bound.
+    #[error("IMAP front: cannot listen on {address}: {source}")]
+    Listen {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The CA file for the IMAP server cannot be read.
+    #[error("IMAP front: {0}")]
+    Roots(#[from] crate::tls::RootsError),
+    /// The name to verify the IMAP server by is not one.
+    #[error("IMAP front: front.backend_tls_name {0:?} is not a server name")]
+    BackendName(String),
+    /// No connection ids can be drawn.
+    #[error("IMAP front: no randomness for connection ids")]
+    Randomness,
+}
+
+/// What every session shares.
+pub(crate) struct Context {
+    core: Arc<Core>,
+    front: FrontConfig,
+    metrics: Arc<Metrics>,
+    acceptor: TlsAcceptor,
+    backend_tls: Option<(TlsConnector, ServerName<'static>)>,
+    ids: Mutex<ConnectionIds>,
+    rate: Mutex<Rate>,
+    sessions: Arc<Semaphore>,
+}
+
+/// Which listener a client came in by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listener {
+    ImplicitTls,
+    StartTls,
+}
+
+impl Listener {
+    fn label(self) -> &'static str {
+        match self {
+            Listener::ImplicitTls => "implicit_tls",
+            Listener::StartTls => "starttls",
+        }
+    }
+}
+
+/// The front's listeners, bound.
+pub struct Front {
+    context: Arc<Context>,
+    listeners: Vec<(Listener, TcpListener, SocketAddr)>,
+    certificates: Arc<certs::Certificates>,
+}
+
+impl std::fmt::Debug for Front {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Front")
+            .field("listening", &self.addresses())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Front {
+    /// Loads the certificates and binds the listeners `config` names.
+    pub async fn bind(
+        core: Arc<Core>,
+        config: &FrontConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, FrontError> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let certificates = Arc::new(certs::Certificates::load(
+            provider.clone(),
+            &config.certificates,
+        )?);
+        let server = certs::server_config(provider.clone(), certificates.clone())?;
+        let backend_tls = match &config.backend_tls {
+            None => None,
+            Some(tls) => {
+                let roots = crate::tls::roots(tls.ca_file.as_deref())?;
+                let client = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .map_err(CertificateError::Tls)?
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                let name = ServerName::try_from(tls.server_name.clone())
+                    .map_err(|_| FrontError::BackendName(tls.server_name.clone()))?;
+                Some((TlsConnector::from(Arc::new(client)), name))
+            }
+        };
+        let mut listeners = Vec::new();
+        for (kind, address) in [
+            (Listener::ImplicitTls, config.implicit_tls),
+            (Listener::StartTls, config.starttls),
+        ] {
+            let Some(address) = address else { continue };
+            let listener = TcpListener::bind(address)
+                .await
+                .map_err(|source| FrontError::Listen { address, source })?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| FrontError::Listen { address, source })?;
+            listeners.push((kind, listener, bound));
+        }
+        let ids = ConnectionIds::new(&mut rand_core::OsRng).map_err(|_| FrontError::Randomness)?;
+        let context = Arc::new(Context {
+            core,
+            front: config.clone(),
+            metrics,
+            acceptor: TlsAcceptor::from(server),
+            backend_tls,
+            ids: Mutex::new(ids),
+            rate: Mutex::new(Rate::new(
+                config.max_connects_per_address_per_minute,
+                MAX_ADDRESSES,
+            )),
+            sessions: Arc::new(Semaphore::new(config.max_sessions)),
+        });
+        Ok(Self {
+            context,
+            listeners,
+            certificates,
+        })
+    }
+
+    /// Where it listens: the implicit-TLS address first, then the STARTTLS one.
+    pub fn addresses(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().map(|(_, _, a)| *a).collect()
+    }
+
+    /// Serves until `stop` says so: one task per listener, and one that reads renewed
+    /// certificates.
+    pub(crate) fn spawn(self, stop: watch::Receiver<bool>) -> Vec<(&'static str, JoinHandle<()>)> {
+        let mut tasks = Vec::new();
+        for (kind, listener, address) in self.listeners {
+            tracing::info!(%address, listener = kind.label(), backend = %self.context.front.backend, "IMAP front listening");
+            tasks.push((
+                "IMAP front listener",
+                tokio::spawn(accept(self.context.clone(), kind, listener, stop.clone())),
+            ));
+        }
+        let certificates = self.certificates;
+        let mut stopped = stop;
+        tasks.push((
+            "IMAP front certificates",
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep(RELOAD_INTERVAL) => {
+                            let certificates = certificates.clone();
+                            let _ = tokio::task::spawn_blocking(move || certificates.reload_changed()).await;
+                        }
+                        _ = stopped.changed() => return,
+                    }
+                }
+            }),
+        ));
+        tasks
+    }
+}
+
+/// Accepts clients on one listener until `stop` says so.
+async fn accept(
+    context: Arc<Context>,
+    kind: Listener,
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        // At the bound, nothing more is accepted until a session ends.
+        let permit = tokio::select! {
+            permit = context.sessions.clone().acquire_owned() => permit,
+            _ = stop.changed() => return,
+        };
+        let Ok(permit) = permit else { return };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.changed() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "IMAP front: accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let allowed = crate::lock(&context.rate).allow(&peer.ip(), Instant::now());
+        if !allowed {
+            context.metrics.front_session(kind.label(), "rate_limited");
+            tracing::info!(client = %peer, "IMAP front: too many connections from this address: closed");
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let context = context.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let open = context.metrics.front_open();
+            open.inc();
+            let end = serve(&context, kind, stream, peer, stop).await;
+            open.dec();
+            match &end {
+                SessionEnd::ClientClosed | SessionEnd::ServerClosed | SessionEnd::Stopping => {
+                    tracing::debug!(client = %peer, reason = %end, "IMAP front: session ended");
+                }
+                other => {
+                    tracing::info!(client = %peer, reason = %other, "IMAP front: session ended")
+                }
+            }
+        });
+    }
+}
+
+/// One client, from its first octet to its session's end.
+async fn serve(
+    context: &Context,
+    kind: Listener,
+    stream: TcpStream,
+    peer: SocketAddr,
+    stop: watch::Receiver<bool>,
+) -> SessionEnd {
+    let local = match stream.local_addr() {
+        Ok(local) => local,
+        Err(source) => {
+            return SessionEnd::Io {
+                side: "client",
+                source,
+            };
+        }
+    };
+    let client = match kind {
+        Listener::ImplicitTls => tls(context, stream).await,
+        Listener::StartTls => match plain_text(stream).await {
+            Ok(Some(stream)) => tls(context, stream).await,
+            Ok(None) => return SessionEnd::ClientClosed,
+            Err(end) => return end,
+        },
+    };
+    let client = match client {
+        Ok(client) => client,
+        Err(end) => {
+            context
+                .metrics
+                .front_session(kind.label(), "handshake_failed");
+            return end;
+        }
+    };
+    let (_, connection) = client.get_ref();
+    let tls_version = match connection.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => Some("TLSv1.3"),
+        Some(_) => Some("TLSv1.2"),
+        None => None,
+    };
+    let server_name = connection.server_name().map(str::to_owned);
+    let client_info = proxy::Client {
+        source: peer,
+        destination: local,
+        tls: tls_version,
+        server_name,
+    };
+    let mut client: Box<dyn Io> = Box::new(client);
+    let (server, mut read_ahead) = match backend(context, &client_info).await {
+        Ok(connected) => connected,
+        Err(e) => {
+            tracing::error!(error = %e, "IMAP front: the IMAP server cannot be reached");
+            context
+                .metrics
+                .front_session(kind.label(), "server_unavailable");
+            let _ = client
+                .write_all(b"* BYE [UNAVAILABLE] The IMAP server cannot be reached.\r\n")
+                .await;
+            return SessionEnd::ServerClosed;
+        }
+    };
+    if kind == Listener::StartTls {
+        // The client was greeted before STARTTLS: the server's greeting is not a
+        // second one, unless it says goodbye. (Otherwise it goes through the relay,
+        // its capability list edited.)
+        let greeting_len = imap_syntax::framing::line_len(&read_ahead).unwrap_or(read_ahead.len());
+        if read_ahead.starts_with(b"* BYE") {
+            let _ = client.write_all(&read_ahead).await;
+            return SessionEnd::ServerClosed;
+        }
+        let _ = read_ahead.split_to(greeting_len);
+    }
+    context.metrics.front_session(kind.label(), "relayed");
+    let connection = crate::lock(&context.ids).next_id();
+    session::relay(context, client, server, read_ahead, connection, stop).await
+}
+
+/// The TLS handshake with a client.
+async fn tls(
+    context: &Context,
+    stream: TcpStream,
+) -> Result<tokio_rustls::server::TlsStream<TcpStream>, SessionEnd> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, context.acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(source)) => Err(SessionEnd::Io {
+            side: "client's TLS handshake",
+            source,
+        }),
+        Err(_) => Err(SessionEnd::TimedOut("the client's TLS handshake")),
+    }
+}
+
+/// What a STARTTLS listener says before TLS: it greets, lists what it can do, and
+/// takes `STARTTLS`; it refuses a login in plain text. The stream, once `STARTTLS` is
+/// accepted; `None` when the client left.
+async fn plain_text(mut stream: TcpStream) -> Result<Option<TcpStream>, SessionEnd> {
+    const CAPABILITIES: &str = "IMAP4rev1 STARTTLS LOGINDISABLED";
+    let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+    let greeting = format!("* OK [CAPABILITY {CAPABILITIES}] Ready.\r\n");
+    said(&mut stream, &greeting).await?;
+    let mut framer = Framer::new(MAX_PLAIN_LINE);
+    let mut buffer = BytesMut::with_capacity(MAX_PLAIN_LINE);
+    loop {
+        let frame = framer.frame(&buffer);
+        let len = match frame {
+            Frame::Line(len) => len,
+            Frame::TooLong { discard } => {
+                let _ = buffer.split_to(discard);
+                said(&mut stream, "* BAD Line too long.\r\n").await?;
+                continue;
+            }
+            Frame::Discard(n) if n > 0 => {
+                let _ = buffer.split_to(n);
+                continue;
+            }
+            Frame::Incomplete {
+                continuation: Some(_),
+            } => {
+                // A literal before TLS: refused, so that nothing is sent in the clear.
+                let n = framer.refuse_literal();
+                let _ = buffer.split_to(n.min(buffer.len()));
+                said(&mut stream, "* BAD Use STARTTLS first.\r\n").await?;
+                continue;
+            }
+            _ => {
+                buffer.reserve(MAX_PLAIN_LINE);
+                let read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buffer)).await;
+                match read {
+                    Ok(Ok(0)) => return Ok(None),
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(source)) => {
+                        return Err(SessionEnd::Io {
+                            side: "client",
+                            source,
+                        });
+                    }
+                    Err(_) => {
+                        let _ = stream
+                            .write_all(b"* BYE Autologout; use STARTTLS.\r\n")
+                            .await;
+                        return Err(SessionEnd::TimedOut("the client before STARTTLS"));
+                    }
+                }
+            }
+        };
+        let line = buffer.split_to(len);
+        let Some((tag, name, _)) = imap_syntax::relay::command(&line) else {
+            said(&mut stream, "* BAD Error in IMAP command.\r\n").await?;
+            continue;
+        };
+        let tag = tag.as_str().to_owned();
+        let is = |word: &str| name.eq_ignore_ascii_case(word.as_bytes());
+        let answer = if is("STARTTLS") {
+            said(
+                &mut stream,
+                &format!("{tag} OK Begin TLS negotiation now.\r\n"),
+            )
+            .await?;
+            if !buffer.is_empty() {
+                // Octets sent after STARTTLS in the clear are never read as if they
+                // came through TLS.
+                tracing::info!("IMAP front: octets after STARTTLS before the handshake: dropped");
+            }
+            return Ok(Some(stream));
+        } else if is("CAPABILITY") {
+            format!("* CAPABILITY {CAPABILITIES}\r\n{tag} OK Capability completed.\r\n")
+        } else if is("NOOP") {
+            format!("{tag} OK NOOP completed.\r\n")
+        } else if is("LOGOUT") {
+            said(
+                &mut stream,
+                &format!("* BYE Logging out.\r\n{tag} OK Logout completed.\r\n"),
+            )
+            .await?;
+            return Ok(None);
+        } else if is("LOGIN") || is("AUTHENTICATE") {
+            format!("{tag} NO [PRIVACYREQUIRED] Use STARTTLS first.\r\n")
+        } else {
+            format!("{tag} BAD Use STARTTLS first.\r\n")
+        };
+        said(&mut stream, &answer).await?;
+    }
+}
+
+/// Writes the front's own `text` to a client before TLS.
+async fn said(stream: &mut TcpStream, text: &str) -> Result<(), SessionEnd> {
+    stream
+        .write_all(text.as_bytes())
+        .await
+        .map_err(|source| SessionEnd::Io {
+            side: "client",
+            source,
+        })
+}
+
+/// Why the IMAP server cannot be used.
+#[derive(Debug, thiserror::Error)]
+enum BackendError {
+    #[error("connecting to {address}: {source}")]
+    Connect {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("{address} took too long")]
+    TimedOut { address: String },
+    #[error("{address}: {source}")]
+    Io {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("{address} closed the connection before its greeting")]
+    NoGreeting { address: String },
+}
+
+/// Connects to the IMAP server for `client`: the PROXY header, TLS if configured, and
+/// what it sent up to the end of its greeting (returned, not yet sent on).
+async fn backend(
+    context: &Context,
+    client: &proxy::Client,
+) -> Result<(Box<dyn Io>, BytesMut), BackendError> {
+    let address = context.front.backend.clone();
+    let connected = async {
+        let mut stream =
+            TcpStream::connect(&address)
+                .await
+                .map_err(|source| BackendError::Connect {
+                    address: address.clone(),
+                    source,
+                })?;
+        let _ = stream.set_nodelay(true);
+        let io = |source| BackendError::Io {
+            address: address.clone(),
+            source,
+        };
+        if context.front.proxy_protocol {
+            stream.write_all(&proxy::header(client)).await.map_err(io)?;
+        }
+        let mut stream: Box<dyn Io> = match &context.backend_tls {
+            None => Box::new(stream),
+            Some((connector, name)) => {
+                Box::new(connector.connect(name.clone(), stream).await.map_err(io)?)
+            }
+        };
+        // Up to the end of its greeting (and whatever came with it, which the relay
+        // reads first).
+        let mut read = BytesMut::with_capacity(1024);
+        while imap_syntax::framing::line_len(&read).is_none() {
+            if read.len() > context.front.max_line {
+                break;
+            }
+            read.reserve(1024);
+            if stream.read_buf(&mut read).await.map_err(io)? == 0 {
+                return Err(BackendError::NoGreeting {
+                    address: address.clone(),
+                });
+            }
+        }
+        Ok((stream, read))
+    };
+    match tokio::time::timeout(BACKEND_TIMEOUT, connected).await {
+        Ok(result) => result,
+        Err(_) => Err(BackendError::TimedOut {
+            address: context.front.backend.clone(),
+        }),
+    }
+}

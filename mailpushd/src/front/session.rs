@@ -1,0 +1,768 @@
+//! One client's session through the front, relayed to the IMAP server octet for octet
+//! but for what the front answers itself: the push extensions' commands (once the
+//! server has accepted a login the front could read), `STARTTLS` and `COMPRESS`, and
+//! the capability lists, which gain the push extensions and lose what the front does
+//! not carry.
+//!
+//! Two halves run side by side, so that neither direction waits for the other: the
+//! client's half reads commands and writes them to the server; the server's half reads
+//! responses and writes them to the client, slipping the front's own answers in
+//! between lines. They share the session's identity, and the server's half tells the
+//! client's when the command it waits on was answered (`+`, or its tagged response).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use imap_syntax::framing::{End, Piece, Stream};
+use imap_syntax::relay::{self, Edit, Response, Status};
+use imap_webpush_proto::state::ConnectionId;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use xaps_proto::UserName;
+use zeroize::Zeroizing;
+
+use super::Context;
+use super::intercept::{self, Kind, Mechanism, READABLE_MECHANISMS};
+
+/// The most of an answered command (XAPPLEPUSHSERVICE, WEBPUSH…) held, its literals
+/// included: far above the longest either grammar allows.
+const MAX_ANSWERED: usize = 16 * 1024;
+
+/// The most of a `LOGIN` command or SASL response kept to read the user name from.
+const MAX_GATHERED: usize = 8 * 1024;
+
+/// How long the server may take to answer a command the client's half waits on (a
+/// synchronizing literal's `+`, a login).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How long writing one batch to either side may take: a peer that stops reading
+/// holds nothing longer.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Reads at most this much at a time.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// A stream either side of the front.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SessionEnd {
+    /// The client closed its connection.
+    #[error("the client closed the connection")]
+    ClientClosed,
+    /// The server closed its connection.
+    #[error("the IMAP server closed the connection")]
+    ServerClosed,
+    /// Reading or writing failed.
+    #[error("{side}: {source}")]
+    Io {
+        /// Which side.
+        side: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A peer took too long.
+    #[error("{0} took too long")]
+    TimedOut(&'static str),
+    /// The daemon is stopping.
+    #[error("the daemon is stopping")]
+    Stopping,
+}
+
+/// What the server said about the command the client's half waits on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// `+`: go on.
+    GoOn,
+    /// Its tagged response: the command is over.
+    Done,
+}
+
+/// The command the client's half waits on.
+struct Awaiting {
+    tag: String,
+    /// A login: its success makes the session authenticated as `candidate`.
+    login: bool,
+    candidate: Option<UserName>,
+}
+
+/// What both halves know of the session.
+#[derive(Default)]
+struct Shared {
+    /// The server accepted a login (or greeted with PREAUTH).
+    authenticated: bool,
+    /// Who, when the front could read it.
+    user: Option<UserName>,
+    awaiting: Option<Awaiting>,
+}
+
+/// The line the client's half is reading.
+enum Line {
+    /// Between lines.
+    None,
+    /// Relayed to the server as it comes; `gather` keeps its octets (bounded) to
+    /// read a user name from.
+    Relay {
+        tag: Option<String>,
+        gather: Option<Zeroizing<Vec<u8>>>,
+        login: bool,
+        /// An `AUTHENTICATE` (before a login): the exchange it starts, and the user
+        /// its initial response names.
+        auth: Option<(Sasl, Option<UserName>)>,
+    },
+    /// A SASL response in an `AUTHENTICATE` exchange: relayed, and read for the user
+    /// name when it is the one that carries it.
+    Sasl,
+    /// Answered by the front: gathered whole.
+    Answer {
+        kind: Kind,
+        tag: String,
+        command: Vec<u8>,
+    },
+    /// Refused: dropped to its end, then answered `BAD`.
+    Drop { tag: String },
+}
+
+/// An `AUTHENTICATE` exchange under way.
+#[derive(Debug, Clone, Copy)]
+struct Sasl {
+    mechanism: Mechanism,
+    /// Client responses so far.
+    responses: u32,
+}
+
+/// The client's half: what it needs besides the streams.
+struct ClientHalf<'a> {
+    ctx: &'a Context,
+    connection: ConnectionId,
+    shared: &'a Mutex<Shared>,
+    answers: mpsc::Receiver<Answer>,
+    inject: mpsc::Sender<Vec<u8>>,
+}
+
+/// Relays one session between `client` and `server`, whose first octets (`read_ahead`,
+/// its greeting unless the client was greeted already) were read, until either side
+/// ends it or the daemon stops.
+pub(crate) async fn relay(
+    ctx: &Context,
+    client: Box<dyn Io>,
+    server: Box<dyn Io>,
+    read_ahead: BytesMut,
+    connection: ConnectionId,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> SessionEnd {
+    let (client_read, client_write) = tokio::io::split(client);
+    let (server_read, server_write) = tokio::io::split(server);
+    let shared = Mutex::new(Shared::default());
+    let (answered, answers) = mpsc::channel(4);
+    let (inject, injected) = mpsc::channel(8);
+    let mut half = ClientHalf {
+        ctx,
+        connection,
+        shared: &shared,
+        answers,
+        inject,
+    };
+    let end = tokio::select! {
+        end = half.run(client_read, server_write) => end,
+        end = server_half(ctx, server_read, client_write, read_ahead, &shared, answered, injected) => end,
+        _ = stop.changed() => SessionEnd::Stopping,
+    };
+    let user = crate::lock(&shared).user.take();
+    if let Some(user) = user
+        && let Err(e) = ctx.core.connection_ended(&user, connection).await
+    {
+        tracing::error!(error = %e, %user, "IMAP front: the end of a connection not stored");
+    }
+    end
+}
+
+/// Reads into `buffer` what `from` has, up to [`READ_CHUNK`]; 0 at its end.
+async fn read_some(
+    from: &mut (impl AsyncRead + Unpin),
+    buffer: &mut BytesMut,
+    side: &'static str,
+) -> Result<usize, SessionEnd> {
+    buffer.reserve(READ_CHUNK);
+    let mut limited = from.take(READ_CHUNK as u64);
+    limited
+        .read_buf(buffer)
+        .await
+        .map_err(|source| SessionEnd::Io { side, source })
+}
+
+async fn write(
+    to: &mut (impl AsyncWrite + Unpin),
+    octets: &[u8],
+    side: &'static str,
+) -> Result<(), SessionEnd> {
+    let written = async {
+        to.write_all(octets).await?;
+        to.flush().await
+    };
+    match tokio::time::timeout(WRITE_TIMEOUT, written).await {
+        Ok(result) => result.map_err(|source| SessionEnd::Io { side, source }),
+        Err(_) => Err(SessionEnd::TimedOut(side)),
+    }
+}
+
+/// A tagged line of the front's own.
+fn tagged(tag: &str, rest: &str) -> Vec<u8> {
+    format!("{tag} {rest}\r\n").into_bytes()
+}
+
+impl ClientHalf<'_> {
+    async fn run(
+        &mut self,
+        mut client: impl AsyncRead + Unpin,
+        mut server: impl AsyncWrite + Unpin,
+    ) -> SessionEnd {
+        match self.relay_commands(&mut client, &mut server).await {
+            Ok(()) => SessionEnd::ClientClosed,
+            Err(end) => end,
+        }
+    }
+
+    async fn relay_commands(
+        &mut self,
+        client: &mut (impl AsyncRead + Unpin),
+        server: &mut (impl AsyncWrite + Unpin),
+    ) -> Result<(), SessionEnd> {
+        let mut buffer = BytesMut::new();
+        let mut framer = Stream::new(self.ctx.front.max_line);
+        let mut line = Line::None;
+        let mut sasl: Option<Sasl> = None;
+        loop {
+            match framer.next(&buffer) {
+                Piece::Incomplete => {
+                    if buffer.is_empty() && buffer.capacity() > READ_CHUNK {
+                        // An idle session keeps no large buffer.
+                        buffer = BytesMut::new();
+                    }
+                    if read_some(client, &mut buffer, "client").await? == 0 {
+                        return Ok(());
+                    }
+                }
+                Piece::Text { len, start, end } => {
+                    let text = buffer.split_to(len);
+                    if start {
+                        line = self.begin(&text, sasl.as_ref());
+                    }
+                    self.text(&text, end, &mut line, &mut sasl, &mut framer, server)
+                        .await?;
+                }
+                Piece::Literal { len, .. } => {
+                    let data = buffer.split_to(len);
+                    match &mut line {
+                        Line::Relay { gather, .. } => {
+                            keep(gather, &data);
+                            write(server, &data, "IMAP server").await?;
+                            self.ctx.metrics.front_octets("to_server", data.len());
+                        }
+                        Line::Answer { command, tag, .. } => {
+                            if command.len() + data.len() > MAX_ANSWERED {
+                                line = Line::Drop { tag: tag.clone() };
+                            } else {
+                                command.extend_from_slice(&data);
+                            }
+                        }
+                        Line::Drop { .. } | Line::None | Line::Sasl => {}
+                    }
+                }
+                // The framer has no other pieces today; one it grows is read past.
+                #[allow(unreachable_patterns)]
+                _ => return Err(SessionEnd::ClientClosed),
+            }
+        }
+    }
+
+    /// What the line that begins with `text` is.
+    fn begin(&self, text: &[u8], sasl: Option<&Sasl>) -> Line {
+        let relayed = |tag: Option<String>| Line::Relay {
+            tag,
+            gather: None,
+            login: false,
+            auth: None,
+        };
+        if sasl.is_some() {
+            return Line::Sasl;
+        }
+        let Some((tag, name, rest)) = relay::command(text) else {
+            return relayed(None);
+        };
+        let tag = tag.as_str().to_owned();
+        let authenticated = crate::lock(self.shared).authenticated;
+        match intercept::classify(name, rest) {
+            Kind::Xaps | Kind::WebPush if !authenticated => relayed(Some(tag)),
+            kind @ (Kind::Xaps | Kind::WebPush | Kind::StartTls | Kind::Compress) => Line::Answer {
+                kind,
+                tag,
+                command: Vec::new(),
+            },
+            Kind::Login if !authenticated => Line::Relay {
+                tag: Some(tag),
+                gather: Some(Zeroizing::new(Vec::new())),
+                login: true,
+                auth: None,
+            },
+            Kind::Authenticate(mechanism) if !authenticated => {
+                let map = &self.ctx.front.user_map;
+                let initial = intercept::initial_response(rest);
+                let candidate = match (mechanism, initial) {
+                    (Mechanism::Plain, Some(ir)) => intercept::plain_user(ir, map),
+                    (Mechanism::Login, Some(ir)) => intercept::login_mechanism_user(ir, map),
+                    _ => None,
+                };
+                let exchange = Sasl {
+                    mechanism,
+                    responses: u32::from(initial.is_some()),
+                };
+                Line::Relay {
+                    tag: Some(tag),
+                    gather: None,
+                    login: false,
+                    auth: Some((exchange, candidate)),
+                }
+            }
+            _ => relayed(Some(tag)),
+        }
+    }
+
+    /// A piece of text of the current line, ending as `end` says.
+    async fn text(
+        &mut self,
+        text: &[u8],
+        end: End,
+        line: &mut Line,
+        sasl: &mut Option<Sasl>,
+        framer: &mut Stream,
+        server: &mut (impl AsyncWrite + Unpin),
+    ) -> Result<(), SessionEnd> {
+        if let Line::Answer { command, tag, .. } = line
+            && command.len() + text.len() > MAX_ANSWERED
+        {
+            *line = Line::Drop { tag: tag.clone() };
+        }
+        match line {
+            Line::None => Ok(()),
+            Line::Drop { tag } => {
+                let tag = tag.clone();
+                match end {
+                    End::Line => {
+                        *line = Line::None;
+                        self.answer(tagged(&tag, "BAD Command line too long."))
+                            .await
+                    }
+                    End::Literal {
+                        synchronizing: true,
+                        ..
+                    } => {
+                        framer.refuse_literal();
+                        *line = Line::None;
+                        self.answer(tagged(&tag, "BAD Command line too long."))
+                            .await
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Line::Answer { command, tag, kind } => {
+                command.extend_from_slice(text);
+                match end {
+                    End::Line => {
+                        let (kind, tag, command) = (*kind, tag.clone(), std::mem::take(command));
+                        *line = Line::None;
+                        let reply = self.answered(kind, &tag, &command).await;
+                        self.answer(reply).await
+                    }
+                    End::Literal {
+                        synchronizing: true,
+                        ..
+                    } => self.answer(b"+ Ready for literal data\r\n".to_vec()).await,
+                    _ => Ok(()),
+                }
+            }
+            Line::Sasl => {
+                let Some(exchange) = sasl.as_mut() else {
+                    return Ok(());
+                };
+                exchange.responses += 1;
+                // The user name is in the first response of PLAIN (without an initial
+                // response) and of LOGIN.
+                if exchange.responses == 1 && end == End::Line {
+                    let map = &self.ctx.front.user_map;
+                    let candidate = match exchange.mechanism {
+                        Mechanism::Plain => intercept::plain_user(text, map),
+                        Mechanism::Login => intercept::login_mechanism_user(text, map),
+                        Mechanism::Unreadable => None,
+                    };
+                    if let Some(awaiting) = crate::lock(self.shared).awaiting.as_mut()
+                        && awaiting.candidate.is_none()
+                    {
+                        awaiting.candidate = candidate;
+                    }
+                }
+                write(server, text, "IMAP server").await?;
+                self.ctx.metrics.front_octets("to_server", text.len());
+                if end == End::Line {
+                    *line = Line::None;
+                    if self.wait().await? == Answer::Done {
+                        *sasl = None;
+                    }
+                }
+                Ok(())
+            }
+            Line::Relay {
+                tag,
+                gather,
+                login,
+                auth,
+            } => {
+                keep(gather, text);
+                let synchronizing = matches!(
+                    end,
+                    End::Literal {
+                        synchronizing: true,
+                        ..
+                    }
+                );
+                let Some(tag) = tag.clone() else {
+                    if synchronizing {
+                        // Not a command the front can read: the server's answer to it
+                        // cannot be told from others, so it is refused here instead.
+                        framer.refuse_literal();
+                        *line = Line::None;
+                        return self
+                            .answer(b"* BAD Error in IMAP command.\r\n".to_vec())
+                            .await;
+                    }
+                    write(server, text, "IMAP server").await?;
+                    self.ctx.metrics.front_octets("to_server", text.len());
+                    if end == End::Line {
+                        *line = Line::None;
+                    }
+                    return Ok(());
+                };
+                // Said before the octets go, so the answer cannot come first.
+                let waits = if *login && end == End::Line {
+                    let candidate = gather
+                        .as_deref()
+                        .and_then(|g| intercept::login_user(g, &self.ctx.front.user_map));
+                    self.expect(&tag, true, candidate);
+                    true
+                } else if let Some((_, candidate)) = auth.as_mut().filter(|_| end == End::Line) {
+                    self.expect(&tag, true, candidate.take());
+                    true
+                } else if synchronizing {
+                    self.expect(&tag, *login, None);
+                    true
+                } else {
+                    if end == End::Line {
+                        // A command the front does not wait on: nothing of its answer is
+                        // to be said.
+                        self.forget(&tag);
+                    }
+                    false
+                };
+                write(server, text, "IMAP server").await?;
+                self.ctx.metrics.front_octets("to_server", text.len());
+                if !waits {
+                    if end == End::Line {
+                        *line = Line::None;
+                    }
+                    return Ok(());
+                }
+                let answer = self.wait().await?;
+                if synchronizing {
+                    if answer == Answer::Done {
+                        // Refused instead of "+": the client sends no literal.
+                        framer.refuse_literal();
+                        *line = Line::None;
+                    }
+                    return Ok(());
+                }
+                // A login's or an exchange's whole command line went: nothing more is
+                // read until the server has said whether it worked, since the next
+                // command may be a push command.
+                let exchange = auth.take().map(|(exchange, _)| exchange);
+                *line = Line::None;
+                if answer == Answer::GoOn {
+                    match exchange {
+                        Some(exchange) => *sasl = Some(exchange),
+                        None => while self.wait().await? != Answer::Done {},
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The client's half will wait on the command tagged `tag`.
+    fn expect(&mut self, tag: &str, login: bool, candidate: Option<UserName>) {
+        // Nothing said before belongs to this command.
+        while self.answers.try_recv().is_ok() {}
+        let mut shared = crate::lock(self.shared);
+        match shared.awaiting.as_mut() {
+            Some(awaiting) if awaiting.tag == tag => {
+                if candidate.is_some() {
+                    awaiting.candidate = candidate;
+                }
+            }
+            _ => {
+                shared.awaiting = Some(Awaiting {
+                    tag: tag.to_owned(),
+                    login,
+                    candidate,
+                });
+            }
+        }
+    }
+
+    /// The command tagged `tag` is not waited on (any more).
+    fn forget(&self, tag: &str) {
+        let mut shared = crate::lock(self.shared);
+        if shared.awaiting.as_ref().is_some_and(|a| a.tag == tag) {
+            shared.awaiting = None;
+        }
+    }
+
+    /// Waits for the server's answer to the command awaited.
+    async fn wait(&mut self) -> Result<Answer, SessionEnd> {
+        match tokio::time::timeout(ANSWER_TIMEOUT, self.answers.recv()).await {
+            Ok(Some(answer)) => Ok(answer),
+            Ok(None) => Err(SessionEnd::ServerClosed),
+            Err(_) => Err(SessionEnd::TimedOut("the IMAP server")),
+        }
+    }
+
+    /// Hands the front's own lines to the server's half, to go between its lines.
+    async fn answer(&self, lines: Vec<u8>) -> Result<(), SessionEnd> {
+        self.inject
+            .send(lines)
+            .await
+            .map_err(|_| SessionEnd::ServerClosed)
+    }
+
+    /// The front's answer to a whole command it answers.
+    async fn answered(&self, kind: Kind, tag: &str, command: &[u8]) -> Vec<u8> {
+        let user = crate::lock(self.shared).user.clone();
+        let core = &self.ctx.core;
+        match kind {
+            Kind::StartTls => tagged(tag, "BAD TLS is already active."),
+            Kind::Compress => tagged(tag, "NO COMPRESS is not available here."),
+            Kind::Xaps => {
+                let Some(user) = user.filter(|_| core.apns().is_live()) else {
+                    self.ctx
+                        .metrics
+                        .front_command("xapplepushservice", "unavailable");
+                    return tagged(tag, "NO [CANNOT] Push is not available on this connection.");
+                };
+                super::answer::xaps(&self.ctx.core, &self.ctx.metrics, &user, tag, command).await
+            }
+            Kind::WebPush => {
+                let Some(user) = user else {
+                    self.ctx.metrics.front_command("webpush", "unavailable");
+                    return tagged(tag, "NO [CANNOT] Push is not available on this connection.");
+                };
+                super::answer::webpush(
+                    &self.ctx.core,
+                    &self.ctx.metrics,
+                    &user,
+                    self.connection,
+                    tag,
+                    command,
+                )
+                .await
+            }
+            Kind::Login | Kind::Authenticate(_) | Kind::Other => {
+                tagged(tag, "BAD Error in IMAP command.")
+            }
+        }
+    }
+}
+
+/// Keeps `octets` in `gather` while it stays within [`MAX_GATHERED`]; past it, gives
+/// up (the user name is then unknown).
+fn keep(gather: &mut Option<Zeroizing<Vec<u8>>>, octets: &[u8]) {
+    if let Some(kept) = gather {
+        if kept.len() + octets.len() > MAX_GATHERED {
+            *gather = None;
+        } else {
+            kept.extend_from_slice(octets);
+        }
+    }
+}
+
+/// The capability lists as the client should see them now.
+fn edit(ctx: &Context, shared: &Shared) -> (Vec<&'static str>, Vec<&'static str>) {
+    let mut remove = vec![
+        xaps_proto::CAPABILITY,
+        imap_webpush_proto::CAPABILITY,
+        "COMPRESS=",
+        "STARTTLS",
+    ];
+    if ctx.front.hide_unreadable_mechanisms {
+        remove.push("AUTH=");
+    }
+    let mut add = Vec::new();
+    // A server sends the logged-in list just before its OK to the login (Dovecot
+    // does, after a client asked CAPABILITY first), and only when the login worked.
+    let logging_in = shared
+        .awaiting
+        .as_ref()
+        .is_some_and(|a| a.login && a.candidate.is_some());
+    if (shared.authenticated && shared.user.is_some()) || logging_in {
+        if ctx.core.webpush_enabled() {
+            add.push(imap_webpush_proto::CAPABILITY);
+        }
+        // Last, where the xaps plugin puts it.
+        if ctx.core.apns().is_live() {
+            add.push(xaps_proto::CAPABILITY);
+        }
+    }
+    (remove, add)
+}
+
+/// The server's half: responses to the client, the front's own lines between them.
+async fn server_half(
+    ctx: &Context,
+    mut server: impl AsyncRead + Unpin,
+    mut client: impl AsyncWrite + Unpin,
+    read_ahead: BytesMut,
+    shared: &Mutex<Shared>,
+    answered: mpsc::Sender<Answer>,
+    mut injected: mpsc::Receiver<Vec<u8>>,
+) -> SessionEnd {
+    let mut buffer = read_ahead;
+    let mut framer = Stream::new(ctx.front.max_line);
+    let mut out = Vec::new();
+    let mut first = true;
+    loop {
+        // Everything whole in the buffer, in one write.
+        out.clear();
+        loop {
+            match framer.next(&buffer) {
+                Piece::Text { len, start, end } => {
+                    let text = buffer.split_to(len);
+                    if start {
+                        let answer = read_response(ctx, &text, shared, first, &mut out, end);
+                        first = false;
+                        if let Some(answer) = answer
+                            && let Err(e) = answered.try_send(answer)
+                        {
+                            match e {
+                                mpsc::error::TrySendError::Closed(_) => {
+                                    return SessionEnd::ClientClosed;
+                                }
+                                // The client's half waits on one answer at a time:
+                                // more is a server answering what it was not asked.
+                                mpsc::error::TrySendError::Full(_) => {
+                                    tracing::warn!(
+                                        "IMAP front: the server answered more than was asked"
+                                    );
+                                }
+                            }
+                        }
+                    } else {
+                        out.extend_from_slice(&text);
+                    }
+                }
+                Piece::Literal { len, .. } => out.extend_from_slice(&buffer.split_to(len)),
+                _ => break,
+            }
+        }
+        if !out.is_empty() {
+            if let Err(end) = write(&mut client, &out, "client").await {
+                return end;
+            }
+            ctx.metrics.front_octets("to_client", out.len());
+        }
+        if buffer.is_empty() && buffer.capacity() > READ_CHUNK {
+            buffer = BytesMut::new();
+        }
+        if out.capacity() > 4 * READ_CHUNK {
+            out = Vec::new();
+        }
+        tokio::select! {
+            lines = injected.recv(), if framer.between_lines() => {
+                let Some(lines) = lines else { return SessionEnd::ClientClosed };
+                if let Err(end) = write(&mut client, &lines, "client").await {
+                    return end;
+                }
+            }
+            read = read_some(&mut server, &mut buffer, "IMAP server") => match read {
+                Ok(0) => {
+                    // What it said last was written; its end is the session's.
+                    return SessionEnd::ServerClosed;
+                }
+                Ok(_) => {}
+                Err(end) => return end,
+            },
+        }
+    }
+}
+
+/// Reads the start of a response line: tells the client's half what it waits on,
+/// records a login's outcome, and writes the line to `out`, its capability list
+/// edited. What to tell the client's half.
+fn read_response(
+    ctx: &Context,
+    text: &[u8],
+    shared: &Mutex<Shared>,
+    greeting: bool,
+    out: &mut Vec<u8>,
+    end: End,
+) -> Option<Answer> {
+    let mut state = crate::lock(shared);
+    let mut answer = None;
+    match relay::response(text) {
+        Some(Response::Continuation) if state.awaiting.is_some() => answer = Some(Answer::GoOn),
+        Some(Response::Tagged { tag, status })
+            if state
+                .awaiting
+                .as_ref()
+                .is_some_and(|a| a.tag == tag.as_str()) =>
+        {
+            if let Some(awaiting) = state.awaiting.take()
+                && awaiting.login
+                && status == Some(Status::Ok)
+            {
+                state.authenticated = true;
+                state.user = awaiting.candidate;
+                match &state.user {
+                    Some(user) => tracing::debug!(%user, "IMAP front: logged in"),
+                    None => tracing::debug!(
+                        "IMAP front: logged in by a mechanism whose user name cannot be read: no push extensions"
+                    ),
+                }
+            }
+            answer = Some(Answer::Done);
+        }
+        Some(Response::Untagged)
+            if greeting && relay::untagged_status(text) == Some(Status::Preauth) =>
+        {
+            state.authenticated = true;
+        }
+        _ => {}
+    }
+    if end == End::Line {
+        let (remove, add) = edit(ctx, &state);
+        let keep: &[&str] = if ctx.front.hide_unreadable_mechanisms {
+            &READABLE_MECHANISMS
+        } else {
+            &[]
+        };
+        let edit = Edit {
+            remove: &remove,
+            add: &add,
+            keep,
+        };
+        if relay::edit_capabilities(text, &edit, out) {
+            return answer;
+        }
+    }
+    out.extend_from_slice(text);
+    answer
+}

@@ -1,0 +1,380 @@
+//! The IMAP front against real Dovecots (Debian 12's 2.3.19, Debian 13's 2.4.1 in its
+//! chroot), each with the shipped Lua script for events and no C plugin: an iOS-shaped
+//! session through the front (CAPABILITY, ID, LOGIN, XAPPLEPUSHSERVICE, SELECT, IDLE)
+//! registers the device, and an LMTP delivery then reaches the APNs stand-in for that
+//! account. The client's address reaches Dovecot's log through the PROXY header; the
+//! capability lists gain the push extensions only once a login was accepted; STARTTLS
+//! is the front's own.
+//!
+//! Needs Dovecot and root: ignored unless asked for with `--include-ignored`, as
+//! `.ci/run` does, and then a missing Dovecot is a failure.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+mod support;
+use support::{Dovecot, Driver, Release};
+
+use mailpushd::config::{Front, FrontCertificate, UserMap};
+use mailpushd::daemon::Daemon;
+use mailpushd::demo::standin_config;
+use mailpushd::standin::Standin;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpSocket, TcpStream};
+
+const ACCOUNT: &str = "0715A26B-CA09-4730-A419-793000CA982E";
+const TOKEN: &str = "FD3ABAA234203CC2349587349587999BBBEC1CB40AEE23688E2665BBBB2A28D4";
+const SERVER_NAME: &str = "imap.example.test";
+
+/// A CA, and a certificate for [`SERVER_NAME`] it signed, written into `dir`: the
+/// front's pair, and the CA for the client to trust.
+fn certificates(dir: &std::path::Path) -> (FrontCertificate, rustls::RootCertStore) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec![SERVER_NAME.to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let (cert_file, key_file) = (dir.join("imap.pem"), dir.join("imap.key"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(ca.der().to_vec()))
+        .unwrap();
+    (
+        FrontCertificate {
+            names: vec![SERVER_NAME.to_owned()],
+            cert_file,
+            key_file,
+        },
+        roots,
+    )
+}
+
+/// A daemon with the APNs stand-in and a front on both listeners, relaying to
+/// `backend` with a PROXY header.
+async fn daemon_with_a_front(
+    dir: &std::path::Path,
+    backend: SocketAddr,
+) -> (Standin, Daemon, rustls::RootCertStore) {
+    let standin = Standin::start().await.unwrap();
+    let mut config = standin_config(&standin, dir).unwrap();
+    support::open_api(&mut config);
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let (pair, roots) = certificates(dir);
+    config.front = Some(Front {
+        implicit_tls: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        starttls: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        certificates: vec![pair],
+        backend: backend.to_string(),
+        backend_tls: None,
+        proxy_protocol: true,
+        user_map: UserMap::AsIs,
+        hide_unreadable_mechanisms: false,
+        max_sessions: 100,
+        max_connects_per_address_per_minute: 100,
+        max_line: 64 * 1024,
+    });
+    let daemon = Daemon::start(config).await.unwrap();
+    (standin, daemon, roots)
+}
+
+/// An IMAP client over any stream: lines out, lines in, a transcript of both.
+struct Client<S> {
+    stream: BufReader<S>,
+    tag: u32,
+    transcript: String,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
+    fn new(stream: S) -> Self {
+        Self {
+            stream: BufReader::new(stream),
+            tag: 0,
+            transcript: String::new(),
+        }
+    }
+
+    async fn send(&mut self, line: &str) {
+        self.transcript.push_str(&format!("C: {line}\n"));
+        self.stream
+            .get_mut()
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .unwrap();
+    }
+
+    async fn read(&mut self) -> String {
+        let mut line = String::new();
+        tokio::time::timeout(Duration::from_secs(20), self.stream.read_line(&mut line))
+            .await
+            .expect("an answer")
+            .unwrap();
+        self.transcript
+            .push_str(&format!("S: {}\n", line.trim_end_matches("\r\n")));
+        line
+    }
+
+    /// Sends `command` with the next tag; the lines up to its tagged answer.
+    async fn run(&mut self, command: &str) -> Vec<String> {
+        self.tag += 1;
+        let tag = self.tag.to_string();
+        self.send(&format!("{tag} {command}")).await;
+        let mut lines = Vec::new();
+        loop {
+            let line = self.read().await;
+            let done = line.starts_with(&format!("{tag} "));
+            lines.push(line);
+            if done {
+                return lines;
+            }
+        }
+    }
+}
+
+/// A TLS connection to the front's implicit-TLS listener, from `source` (a loopback
+/// address of the test's choosing, which Dovecot must then log).
+async fn connect_tls(
+    front: SocketAddr,
+    roots: &rustls::RootCertStore,
+    source: std::net::IpAddr,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(source, 0)).unwrap();
+    let tcp = socket.connect(front).await.unwrap();
+    tls_over(tcp, roots).await
+}
+
+async fn tls_over(
+    tcp: TcpStream,
+    roots: &rustls::RootCertStore,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots.clone())
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from(SERVER_NAME).unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// Whether a login's answer lists capabilities (untagged, as Dovecot does after a
+/// client asked CAPABILITY before, or in its OK) with XAPPLEPUSHSERVICE last, as the
+/// xaps plugin puts it.
+fn last_capability_is_xaps(lines: &[String]) -> bool {
+    lines.iter().any(|l| {
+        let l = l.trim_end();
+        (l.starts_with("* CAPABILITY ") && l.ends_with(" XAPPLEPUSHSERVICE"))
+            || (l.contains(" OK [CAPABILITY ") && l.contains(" XAPPLEPUSHSERVICE]"))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Dovecot 2.3 and root; .ci/run installs it and runs --include-ignored"]
+async fn an_ios_session_through_the_front_to_dovecot_2_3() {
+    ios_session(Release::v2_3()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Debian 13 chroot with Dovecot 2.4 (MAILPUSHD_DOVECOT24_ROOT) and root; .ci/run makes it and runs --include-ignored"]
+async fn an_ios_session_through_the_front_to_dovecot_2_4() {
+    ios_session(Release::v2_4()).await;
+}
+
+async fn ios_session(release: Release) {
+    let dir = tempfile::tempdir().unwrap();
+    // The daemon's API address is known only once it runs, and Dovecot's once it
+    // runs: Dovecot first, reporting to a port chosen now.
+    let api = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let dovecot = Dovecot::start(&release, &Driver::lua(api, None)).await;
+    let standin = Standin::start().await.unwrap();
+    let mut config = standin_config(&standin, dir.path()).unwrap();
+    support::open_api(&mut config);
+    config.listen = api;
+    let (pair, roots) = certificates(dir.path());
+    config.front = Some(Front {
+        implicit_tls: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        starttls: None,
+        certificates: vec![pair],
+        backend: dovecot.imap_proxied.to_string(),
+        backend_tls: None,
+        proxy_protocol: true,
+        user_map: UserMap::AsIs,
+        hide_unreadable_mechanisms: false,
+        max_sessions: 100,
+        max_connects_per_address_per_minute: 100,
+        max_line: 64 * 1024,
+    });
+    let daemon = Daemon::start(config).await.unwrap();
+    let front = daemon.front_addresses()[0];
+
+    let client_address = std::net::IpAddr::from([127, 0, 0, 2]);
+    let mut imap = Client::new(connect_tls(front, &roots, client_address).await);
+    let greeting = imap.read().await;
+    assert!(greeting.starts_with("* OK [CAPABILITY "), "{greeting}");
+    assert!(
+        !greeting.contains("XAPPLEPUSHSERVICE"),
+        "before login: {greeting}"
+    );
+    assert!(
+        !greeting.contains("STARTTLS"),
+        "the front's TLS is the only one: {greeting}"
+    );
+    let capability = imap.run("CAPABILITY").await;
+    assert!(!capability.concat().contains("XAPPLEPUSHSERVICE"));
+    imap.run(
+        r#"ID ("name" "iPhone Mail" "version" "21A329" "os" "iOS" "os-version" "17.0 (21A329)")"#,
+    )
+    .await;
+    // A push command before a login is the server's to refuse.
+    let early = imap.run("XAPPLEPUSHSERVICE aps-version 2").await;
+    assert!(
+        !early.concat().contains("OK XAPPLEPUSHSERVICE"),
+        "{early:?}"
+    );
+    let login = imap.run("LOGIN alice secret").await;
+    assert!(login.last().unwrap().starts_with("4 OK"), "{login:?}");
+    assert!(
+        last_capability_is_xaps(&login),
+        "XAPPLEPUSHSERVICE last in the logged-in list: {login:?}"
+    );
+    let capability = imap.run("CAPABILITY").await.concat();
+    assert_eq!(
+        capability.matches("XAPPLEPUSHSERVICE").count(),
+        1,
+        "{capability}"
+    );
+    let registered = imap
+        .run(&format!(
+            "XAPPLEPUSHSERVICE aps-version 2 aps-account-id {ACCOUNT} aps-device-token {TOKEN} aps-subtopic com.apple.mobilemail mailboxes (INBOX \"Sent Messages\")"
+        ))
+        .await;
+    assert_eq!(
+        registered,
+        [
+            format!(
+                "* XAPPLEPUSHSERVICE aps-version \"2\" aps-topic \"{}\"\r\n",
+                mailpushd::demo::DEMO_TOPIC
+            ),
+            "6 OK XAPPLEPUSHSERVICE completed.\r\n".to_owned(),
+        ]
+    );
+    imap.run("SELECT INBOX").await;
+    imap.send("8 IDLE").await;
+    imap.tag = 8;
+    assert!(imap.read().await.starts_with('+'));
+
+    // New mail: Dovecot's Lua script tells the daemon, which pushes the device the
+    // session registered.
+    dovecot.deliver("alice@example.org", "first").await;
+    standin.wait_for(1, Duration::from_secs(15)).await;
+    let request = &standin.requests()[0];
+    imap.transcript.push_str(&format!(
+        "APNs: {} {} {}\n{}\n",
+        request.method,
+        request.authority,
+        request.path,
+        request
+            .headers
+            .iter()
+            .filter(|(name, _)| name != "authorization")
+            .map(|(name, value)| format!("APNs: {name}: {value}\n"))
+            .collect::<String>()
+            + &format!("APNs: {}", String::from_utf8_lossy(&request.body))
+    ));
+    assert_eq!(request.path, format!("/3/device/{TOKEN}"));
+    assert_eq!(
+        request.body,
+        format!(r#"{{"aps":{{"account-id":"{ACCOUNT}"}}}}"#).into_bytes()
+    );
+    // IDLE goes on through the front: Dovecot's EXISTS arrives.
+    let exists = imap.read().await;
+    assert!(exists.contains("EXISTS"), "{exists}");
+    imap.send("DONE").await;
+    loop {
+        if imap.read().await.starts_with("8 OK") {
+            break;
+        }
+    }
+    imap.run("LOGOUT").await;
+    // Dovecot saw the client's own address, and that it spoke TLS.
+    let log = dovecot.log();
+    let login_line = log
+        .lines()
+        .find(|l| {
+            l.contains("imap-login") && l.contains("user=<alice>") && l.contains("rip=127.0.0.2")
+        })
+        .unwrap_or_else(|| panic!("no login from the client's address in:\n{log}"));
+    assert!(
+        login_line.contains("TLS") || login_line.contains("secured"),
+        "{login_line}"
+    );
+    println!("{}", imap.transcript);
+    let page = support::metrics(daemon.local_addr()).await;
+    assert!(page.contains(
+        "mailpushd_front_push_commands_total{command=\"xapplepushservice\",outcome=\"registered\"} 1"
+    ), "{page}");
+    daemon.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Dovecot 2.3 and root; .ci/run installs it and runs --include-ignored"]
+async fn starttls_is_the_fronts_own_and_a_login_in_plain_text_is_refused() {
+    let release = Release::v2_3();
+    let dir = tempfile::tempdir().unwrap();
+    let dovecot = Dovecot::start(&release, &Driver::Text(String::new())).await;
+    let (_standin, daemon, roots) = daemon_with_a_front(dir.path(), dovecot.imap_proxied).await;
+    let starttls = daemon.front_addresses()[1];
+    let mut plain = Client::new(TcpStream::connect(starttls).await.unwrap());
+    let greeting = plain.read().await;
+    assert!(
+        greeting.contains("STARTTLS") && greeting.contains("LOGINDISABLED"),
+        "{greeting}"
+    );
+    let refused = plain.run("LOGIN alice secret").await;
+    assert!(
+        refused[0].starts_with("1 NO [PRIVACYREQUIRED]"),
+        "{refused:?}"
+    );
+    let started = plain.run("STARTTLS").await;
+    assert!(started[0].starts_with("2 OK"), "{started:?}");
+    let tcp = plain.stream.into_inner();
+    let mut imap = Client::new(tls_over(tcp, &roots).await);
+    // No second greeting: the client asks again.
+    let capability = imap.run("CAPABILITY").await.concat();
+    assert!(!capability.contains("STARTTLS"), "{capability}");
+    assert!(!capability.contains("LOGINDISABLED"), "{capability}");
+    let login = imap.run("LOGIN alice secret").await;
+    assert!(last_capability_is_xaps(&login), "{login:?}");
+    let again = imap.run("STARTTLS").await;
+    assert!(again[0].starts_with("3 BAD"), "{again:?}");
+    // A literal through the front, synchronizing: "+" from Dovecot, then the data.
+    imap.send("4 APPEND INBOX {23}").await;
+    imap.tag = 4;
+    assert!(imap.read().await.starts_with('+'));
+    imap.stream
+        .get_mut()
+        .write_all(b"Subject: hi\r\n\r\nHello.\r\n\r\n")
+        .await
+        .unwrap();
+    loop {
+        let line = imap.read().await;
+        if line.starts_with("4 ") {
+            assert!(line.starts_with("4 OK"), "{line}");
+            break;
+        }
+    }
+    let fetched = imap.run("EXAMINE INBOX").await.concat();
+    assert!(fetched.contains("1 EXISTS"), "{fetched}");
+    imap.run("LOGOUT").await;
+    daemon.shutdown(Duration::from_secs(5)).await;
+}
