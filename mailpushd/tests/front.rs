@@ -10,52 +10,20 @@
 //! `.ci/run` does, and then a missing Dovecot is a failure.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 mod support;
+use support::imap::{Client, certificates, connect_tls, front_config, tls_over};
 use support::{Dovecot, Driver, Release};
 
-use mailpushd::config::{Front, FrontCertificate, UserMap};
 use mailpushd::daemon::Daemon;
 use mailpushd::demo::standin_config;
 use mailpushd::standin::Standin;
-use rustls::pki_types::ServerName;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 const ACCOUNT: &str = "0715A26B-CA09-4730-A419-793000CA982E";
 const TOKEN: &str = "FD3ABAA234203CC2349587349587999BBBEC1CB40AEE23688E2665BBBB2A28D4";
-const SERVER_NAME: &str = "imap.example.test";
-
-/// A CA, and a certificate for [`SERVER_NAME`] it signed, written into `dir`: the
-/// front's pair, and the CA for the client to trust.
-fn certificates(dir: &std::path::Path) -> (FrontCertificate, rustls::RootCertStore) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec![SERVER_NAME.to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    let (cert_file, key_file) = (dir.join("imap.pem"), dir.join("imap.key"));
-    std::fs::write(&cert_file, cert.pem()).unwrap();
-    std::fs::write(&key_file, key.serialize_pem()).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::CertificateDer::from(ca.der().to_vec()))
-        .unwrap();
-    (
-        FrontCertificate {
-            names: vec![SERVER_NAME.to_owned()],
-            cert_file,
-            key_file,
-        },
-        roots,
-    )
-}
 
 /// A daemon with the APNs stand-in and a front on both listeners, relaying to
 /// `backend` with a PROXY header.
@@ -68,103 +36,9 @@ async fn daemon_with_a_front(
     support::open_api(&mut config);
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     let (pair, roots) = certificates(dir);
-    config.front = Some(Front {
-        implicit_tls: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
-        starttls: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
-        certificates: vec![pair],
-        backend: backend.to_string(),
-        backend_tls: None,
-        proxy_protocol: true,
-        user_map: UserMap::AsIs,
-        hide_unreadable_mechanisms: false,
-        max_sessions: 100,
-        max_connects_per_address_per_minute: 100,
-        max_line: 64 * 1024,
-    });
+    config.front = Some(front_config(pair, backend, true, true));
     let daemon = Daemon::start(config).await.unwrap();
     (standin, daemon, roots)
-}
-
-/// An IMAP client over any stream: lines out, lines in, a transcript of both.
-struct Client<S> {
-    stream: BufReader<S>,
-    tag: u32,
-    transcript: String,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
-    fn new(stream: S) -> Self {
-        Self {
-            stream: BufReader::new(stream),
-            tag: 0,
-            transcript: String::new(),
-        }
-    }
-
-    async fn send(&mut self, line: &str) {
-        self.transcript.push_str(&format!("C: {line}\n"));
-        self.stream
-            .get_mut()
-            .write_all(format!("{line}\r\n").as_bytes())
-            .await
-            .unwrap();
-    }
-
-    async fn read(&mut self) -> String {
-        let mut line = String::new();
-        tokio::time::timeout(Duration::from_secs(20), self.stream.read_line(&mut line))
-            .await
-            .expect("an answer")
-            .unwrap();
-        self.transcript
-            .push_str(&format!("S: {}\n", line.trim_end_matches("\r\n")));
-        line
-    }
-
-    /// Sends `command` with the next tag; the lines up to its tagged answer.
-    async fn run(&mut self, command: &str) -> Vec<String> {
-        self.tag += 1;
-        let tag = self.tag.to_string();
-        self.send(&format!("{tag} {command}")).await;
-        let mut lines = Vec::new();
-        loop {
-            let line = self.read().await;
-            let done = line.starts_with(&format!("{tag} "));
-            lines.push(line);
-            if done {
-                return lines;
-            }
-        }
-    }
-}
-
-/// A TLS connection to the front's implicit-TLS listener, from `source` (a loopback
-/// address of the test's choosing, which Dovecot must then log).
-async fn connect_tls(
-    front: SocketAddr,
-    roots: &rustls::RootCertStore,
-    source: std::net::IpAddr,
-) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::new(source, 0)).unwrap();
-    let tcp = socket.connect(front).await.unwrap();
-    tls_over(tcp, roots).await
-}
-
-async fn tls_over(
-    tcp: TcpStream,
-    roots: &rustls::RootCertStore,
-) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots.clone())
-        .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from(SERVER_NAME).unwrap(), tcp)
-        .await
-        .unwrap()
 }
 
 /// Whether a login's answer lists capabilities (untagged, as Dovecot does after a
@@ -201,19 +75,7 @@ async fn ios_session(release: Release) {
     support::open_api(&mut config);
     config.listen = api;
     let (pair, roots) = certificates(dir.path());
-    config.front = Some(Front {
-        implicit_tls: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
-        starttls: None,
-        certificates: vec![pair],
-        backend: dovecot.imap_proxied.to_string(),
-        backend_tls: None,
-        proxy_protocol: true,
-        user_map: UserMap::AsIs,
-        hide_unreadable_mechanisms: false,
-        max_sessions: 100,
-        max_connects_per_address_per_minute: 100,
-        max_line: 64 * 1024,
-    });
+    config.front = Some(front_config(pair, dovecot.imap_proxied, true, false));
     let daemon = Daemon::start(config).await.unwrap();
     let front = daemon.front_addresses()[0];
 

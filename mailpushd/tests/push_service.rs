@@ -3,7 +3,8 @@
 //! key, WEBPUSH through the daemon, the verification push arriving there decrypted,
 //! ACKWEBPUSH, then an LMTP delivery arriving as a decrypted push with its envelope; the
 //! subscription expired at the push service, the next push gets 410 and the
-//! subscription is gone from the store.
+//! subscription is gone from the store. And the same session through the IMAP front
+//! instead of forwarded commands: a real IMAP client's WEBPUSH answered by the front.
 //!
 //! Needs Dovecot (see `tests/dovecot.rs`) and `interop/node_modules/.bin/web-push-testing`
 //! (`npm ci` in `interop/`): ignored unless asked for with `--include-ignored`, as
@@ -15,6 +16,7 @@ use std::process::Command;
 use std::time::Duration;
 
 mod support;
+use support::imap::{Client, certificates, connect_tls, front_config};
 use support::{Dovecot, Driver, Release, free_port};
 
 use mailpushd::config::Config;
@@ -247,4 +249,84 @@ async fn real_push_service_and_dovecot(release: Release) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(gone, "web-push-testing still answers on {push_service}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs web-push-testing (npm ci in interop/), a Debian 13 chroot with Dovecot 2.4 (MAILPUSHD_DOVECOT24_ROOT) and root; .ci/run makes them and runs --include-ignored"]
+async fn webpush_through_the_front_to_dovecot_2_4() {
+    let release = Release::v2_4();
+    let bin = web_push_testing();
+    let dir = tempfile::tempdir().unwrap();
+    let service = PushService::start(bin, dir.path());
+    let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let dovecot = Dovecot::start(&release, &Driver::lua(api, None)).await;
+
+    let mut config = Config::with_database(dir.path().join("store.sqlite"));
+    support::open_api(&mut config);
+    config.listen = api;
+    config.apns.topic = Some(mailpushd::demo::DEMO_TOPIC.into());
+    config.webpush.subject = Some("mailto:postmaster@mail.example".into());
+    config.webpush.allow_local_push_service = true;
+    let (pair, roots) = certificates(dir.path());
+    config.front = Some(front_config(pair, dovecot.imap_proxied, true, false));
+    let daemon = Daemon::start(config).await.unwrap();
+    let front = daemon.front_addresses()[0];
+
+    let mut imap = Client::new(connect_tls(front, &roots, [127, 0, 0, 1].into()).await);
+    assert!(!imap.read().await.contains("WEBPUSH"), "before login");
+    let login = imap.run("LOGIN alice secret").await.concat();
+    assert!(login.contains(" WEBPUSH"), "{login}");
+    // GETVAPID gives the key the browser subscribes with.
+    let answer = imap.run("GETVAPID").await.concat();
+    let key = support::vapid_key(&answer);
+    let (status, subscription) = service
+        .call(
+            "/subscribe",
+            &serde_json::json!({ "applicationServerKey": key, "userVisibleOnly": "true" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{subscription}");
+    let data = &subscription["data"];
+    let endpoint = data["endpoint"].as_str().unwrap();
+    let client = data["clientHash"].as_str().unwrap();
+    let (p256dh, auth) = (
+        data["keys"]["p256dh"].as_str().unwrap(),
+        data["keys"]["auth"].as_str().unwrap(),
+    );
+    let answer = imap
+        .run(&format!("WEBPUSH sub-1 {endpoint} {p256dh} {auth}"))
+        .await
+        .concat();
+    assert!(answer.ends_with("3 OK WEBPUSH completed\r\n"), "{answer}");
+    // The verification push, decrypted by the push service.
+    let messages = service.messages(client, 1).await;
+    let token = messages[0]
+        .strip_prefix("* ACKWEBPUSH ")
+        .unwrap()
+        .strip_suffix("\r\n")
+        .unwrap();
+    let answer = imap.run(&format!("ACKWEBPUSH {token}")).await.concat();
+    assert!(
+        answer.ends_with("4 OK ACKWEBPUSH completed\r\n"),
+        "{answer}"
+    );
+    let answer = imap.run("LWEBPUSH *").await.concat();
+    assert!(answer.contains("sub-1"), "{answer}");
+
+    // A real delivery, reported by the shipped Lua script, arrives decrypted with the
+    // envelope the server's own ENVELOPE would give.
+    imap.run("SELECT INBOX").await;
+    dovecot.deliver_message("alice@example.org", MESSAGE).await;
+    let messages = service.messages(client, 2).await;
+    assert_eq!(messages[1], PUSH);
+    imap.run("LOGOUT").await;
+    let page = support::metrics(daemon.local_addr()).await;
+    assert!(
+        page.contains(
+            "mailpushd_front_push_commands_total{command=\"webpush\",outcome=\"answered\"} 4"
+        ),
+        "{page}"
+    );
+    dovecot.stop();
+    daemon.shutdown(Duration::from_secs(5)).await;
 }

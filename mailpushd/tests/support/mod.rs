@@ -11,6 +11,7 @@ use std::time::Duration;
 
 mod dovecot;
 pub use dovecot::*;
+pub mod imap;
 
 /// The Content-Type the xaps plugin and the Lua script send.
 pub const JSON: [(&str, &str); 1] = [("content-type", "application/json; charset=utf-8")];
