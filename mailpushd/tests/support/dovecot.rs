@@ -459,6 +459,22 @@ impl Dovecot {
         dovecot
     }
 
+    /// The Maildir of `user` (not there until written or logged into): mail written
+    /// there must be `nobody`'s ([`Dovecot::own_mail`]).
+    pub fn maildir(&self, user: &str) -> PathBuf {
+        self.dir.path().join("mail").join(user).join("Maildir")
+    }
+
+    /// Gives the mail written into the Maildirs to the user Dovecot serves it as.
+    pub fn own_mail(&self) {
+        let status = Command::new("chown")
+            .args(["-R", "nobody:nogroup"])
+            .arg(self.dir.path().join("mail"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     /// Its log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()

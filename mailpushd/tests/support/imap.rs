@@ -10,23 +10,31 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
 
-const SERVER_NAME: &str = "imap.example.test";
+pub const SERVER_NAME: &str = "imap.example.test";
 
-/// A CA, and a certificate for [`SERVER_NAME`] it signed, written into `dir`: the
-/// front's pair, and the CA for the client to trust.
+/// A CA, and a certificate for [`SERVER_NAME`] it signed, written into `dir`
+/// (`imap.pem`, `imap.key`, and the CA as `ca.pem`): the front's pair, and the CA for
+/// the client to trust.
 pub fn certificates(dir: &std::path::Path) -> (FrontCertificate, rustls::RootCertStore) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    // Names of their own: a leaf named as its issuer reads as self-signed to OpenSSL.
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "mailpushd test CA");
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
     let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec![SERVER_NAME.to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![SERVER_NAME.to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, SERVER_NAME);
+    let cert = params.signed_by(&key, &ca).unwrap();
     let (cert_file, key_file) = (dir.join("imap.pem"), dir.join("imap.key"));
     std::fs::write(&cert_file, cert.pem()).unwrap();
     std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    // For clients that read a CA from a file.
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(rustls::pki_types::CertificateDer::from(ca.der().to_vec()))
