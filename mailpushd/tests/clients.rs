@@ -83,7 +83,11 @@ fn message(i: usize) -> Vec<u8> {
     )
     .into_bytes();
     let line = format!("Grüße {i}: ÄÖÜ äöü ß € {{12}} * OK ~{{3}}\r\n");
-    let lines = if i.is_multiple_of(LARGE_EVERY) { 24_000 } else { 20 };
+    let lines = if i.is_multiple_of(LARGE_EVERY) {
+        24_000
+    } else {
+        20
+    };
     for _ in 0..lines {
         m.extend_from_slice(line.as_bytes());
     }

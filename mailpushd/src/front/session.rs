@@ -639,6 +639,7 @@ async fn server_half(
     let mut framer = Stream::new(ctx.front.max_line);
     let mut out = Vec::new();
     let mut first = true;
+    let mut said_bye = false;
     loop {
         // Everything whole in the buffer, in one write.
         out.clear();
@@ -647,6 +648,7 @@ async fn server_half(
                 Piece::Text { len, start, end } => {
                     let text = buffer.split_to(len);
                     if start {
+                        said_bye |= relay::untagged_status(&text) == Some(Status::Bye);
                         let answer = read_response(ctx, &text, shared, first, &mut out, end);
                         first = false;
                         if let Some(answer) = answer
@@ -695,13 +697,33 @@ async fn server_half(
             read = read_some(&mut server, &mut buffer, "IMAP server") => match read {
                 Ok(0) => {
                     // What it said last was written; its end is the session's.
+                    goodbye(&mut client, &framer, said_bye).await;
                     return SessionEnd::ServerClosed;
                 }
                 Ok(_) => {}
-                Err(end) => return end,
+                Err(end) => {
+                    goodbye(&mut client, &framer, said_bye).await;
+                    return end;
+                }
             },
         }
     }
+}
+
+/// The server's connection ended: the client is told so, as a server would tell it,
+/// unless the server said goodbye itself or the end came within a line (a literal cut
+/// short cannot be followed by anything the client would read as a line); then its
+/// connection is closed cleanly.
+async fn goodbye(client: &mut (impl AsyncWrite + Unpin), framer: &Stream, said_bye: bool) {
+    let closing = async {
+        if !said_bye && framer.between_lines() {
+            client
+                .write_all(b"* BYE [UNAVAILABLE] The IMAP server closed the connection.\r\n")
+                .await?;
+        }
+        client.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), closing).await;
 }
 
 /// Reads the start of a response line: tells the client's half what it waits on,

@@ -1,0 +1,406 @@
+//! The IMAP front under bad input and faults, against a scripted IMAP server stand-in
+//! (a real server cannot be made to die in the middle of a literal on cue): garbage,
+//! an announced literal never sent, a line past the limit, a client that stops
+//! reading, a server that refuses, resets or dies in the middle of a literal, and the
+//! bounds on sessions and on connections per address. Each session gets what an IMAP
+//! server would send, and the others go on.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+mod support;
+use support::imap::{Client, certificates, front_config, tls_over};
+
+use mailpushd::daemon::Daemon;
+use mailpushd::demo::standin_config;
+use mailpushd::standin::Standin;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A scripted IMAP server: greets, takes `LOGIN`, `NOOP`, `APPEND` with a literal, and
+/// `FETCH <n>` (a literal of `n` octets), `DIE <n>` (half of one, then it closes),
+/// `RESET <n>` (half of one, then a reset), `QUIT` (it closes without a word). Counts the connections that ended.
+struct Server {
+    address: SocketAddr,
+    ended: Arc<AtomicUsize>,
+    /// Octets of the last `FETCH` written so far.
+    written: Arc<AtomicUsize>,
+}
+
+impl Server {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let ended = Arc::new(AtomicUsize::new(0));
+        let written = Arc::new(AtomicUsize::new(0));
+        let (e, w) = (ended.clone(), written.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (e, w) = (e.clone(), w.clone());
+                tokio::spawn(async move {
+                    let _ = serve(stream, w).await;
+                    e.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Self {
+            address,
+            ended,
+            written,
+        }
+    }
+}
+
+async fn serve(stream: TcpStream, written: Arc<AtomicUsize>) -> std::io::Result<()> {
+    let mut stream = BufReader::new(stream);
+    stream
+        .get_mut()
+        .write_all(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN COMPRESS=DEFLATE STARTTLS] ready\r\n")
+        .await?;
+    loop {
+        let mut line = String::new();
+        if stream.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let words: Vec<&str> = line.trim_end().split(' ').collect();
+        let tagged = words
+            .first()
+            .is_some_and(|t| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric()));
+        let out = stream.get_mut();
+        if !tagged {
+            out.write_all(b"* BAD Error in IMAP command\r\n").await?;
+            continue;
+        }
+        match words.as_slice() {
+            [tag, "LOGIN", ..] => {
+                out.write_all(
+                    format!("{tag} OK [CAPABILITY IMAP4rev1 IDLE COMPRESS=DEFLATE] Logged in\r\n")
+                        .as_bytes(),
+                )
+                .await?
+            }
+            [_, "QUIT"] => return Ok(()),
+            [tag, "NOOP"] => {
+                out.write_all(format!("{tag} OK NOOP completed\r\n").as_bytes())
+                    .await?
+            }
+            [tag, "APPEND", _, size] => {
+                let n: usize = size
+                    .trim_matches(|c| c == '{' || c == '}')
+                    .parse()
+                    .unwrap_or(0);
+                out.write_all(b"+ OK\r\n").await?;
+                let mut data = vec![0; n + 2];
+                stream.read_exact(&mut data).await?;
+                stream
+                    .get_mut()
+                    .write_all(format!("{tag} OK APPEND completed\r\n").as_bytes())
+                    .await?;
+            }
+            [tag, verb @ ("FETCH" | "DIE" | "RESET"), size] => {
+                let n: usize = size.parse().unwrap_or(0);
+                out.write_all(format!("* 1 FETCH (BODY[] {{{n}}}\r\n").as_bytes())
+                    .await?;
+                let chunk = vec![b'x'; 64 * 1024];
+                let send = if *verb == "FETCH" { n } else { n / 2 };
+                written.store(0, Ordering::SeqCst);
+                let mut sent = 0;
+                while sent < send {
+                    let k = chunk.len().min(send - sent);
+                    out.write_all(&chunk[..k]).await?;
+                    sent += k;
+                    written.store(sent, Ordering::SeqCst);
+                }
+                match *verb {
+                    "FETCH" => {
+                        out.write_all(format!(")\r\n{tag} OK FETCH completed\r\n").as_bytes())
+                            .await?
+                    }
+                    "RESET" => {
+                        let stream = stream.into_inner();
+                        stream.set_zero_linger()?;
+                        drop(stream);
+                        return Ok(());
+                    }
+                    _ => return Ok(()),
+                }
+            }
+            [tag, ..] => {
+                out.write_all(format!("{tag} BAD Error in IMAP command\r\n").as_bytes())
+                    .await?
+            }
+            [] => out.write_all(b"* BAD Error in IMAP command\r\n").await?,
+        }
+    }
+}
+
+struct Setup {
+    daemon: Daemon,
+    roots: rustls::RootCertStore,
+    server: Server,
+    _standin: Standin,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup(change: impl FnOnce(&mut mailpushd::config::Front)) -> Setup {
+    let server = Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let standin = Standin::start().await.unwrap();
+    let mut config = standin_config(&standin, dir.path()).unwrap();
+    support::open_api(&mut config);
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let (pair, roots) = certificates(dir.path());
+    let mut front = front_config(pair, server.address, true, false);
+    front.proxy_protocol = false;
+    change(&mut front);
+    config.front = Some(front);
+    Setup {
+        daemon: Daemon::start(config).await.unwrap(),
+        roots,
+        server,
+        _standin: standin,
+        _dir: dir,
+    }
+}
+
+impl Setup {
+    async fn connect(&self) -> Client<tokio_rustls::client::TlsStream<TcpStream>> {
+        let tcp = TcpStream::connect(self.daemon.front_addresses()[0])
+            .await
+            .unwrap();
+        let mut client = Client::new(tls_over(tcp, &self.roots).await);
+        let greeting = client.read().await;
+        assert!(greeting.starts_with("* OK"), "{greeting}");
+        client
+    }
+
+    async fn logged_in(&self) -> Client<tokio_rustls::client::TlsStream<TcpStream>> {
+        let mut client = self.connect().await;
+        let login = client.run("LOGIN alice secret").await.concat();
+        assert!(login.contains("XAPPLEPUSHSERVICE"), "{login}");
+        assert!(!login.contains("COMPRESS"), "{login}");
+        client
+    }
+}
+
+/// Reads until the stream ends; what came.
+async fn rest(client: &mut Client<tokio_rustls::client::TlsStream<TcpStream>>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), client.stream.read_to_end(&mut out))
+        .await
+        .expect("the session ends");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_gets_the_servers_answer_and_the_session_goes_on() {
+    let s = setup(|_| {}).await;
+    let mut client = s.logged_in().await;
+    let mut other = s.logged_in().await;
+    client.send("\u{1b}[31m garbage \u{0}\u{7f}").await;
+    assert_eq!(client.read().await, "* BAD Error in IMAP command\r\n");
+    client.send("a1 XAPPLEPUSHSERVICE aps-version 9").await;
+    let bad = client.read().await;
+    assert!(bad.starts_with("a1 BAD"), "{bad}");
+    // A synchronizing literal in a line the front cannot read: refused by the front
+    // itself, so that no literal is sent on a guess.
+    client.send("{5}").await;
+    assert_eq!(client.read().await, "* BAD Error in IMAP command.\r\n");
+    client.tag = 1;
+    assert!(client.run("NOOP").await.concat().contains("2 OK"));
+    assert!(other.run("NOOP").await.concat().contains("2 OK"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_command_past_its_limit_is_refused_and_the_session_goes_on() {
+    let s = setup(|_| {}).await;
+    let mut client = s.logged_in().await;
+    let long = format!(
+        "a1 XAPPLEPUSHSERVICE aps-version 2 aps-account-id {}",
+        "A".repeat(40_000)
+    );
+    client.send(&long).await;
+    assert_eq!(client.read().await, "a1 BAD Command line too long.\r\n");
+    // The same with a synchronizing literal: refused before the literal is asked for.
+    client
+        .send(&format!(
+            "a2 XAPPLEPUSHSERVICE aps-version 2 aps-account-id {} {{5}}",
+            "A".repeat(20_000)
+        ))
+        .await;
+    assert_eq!(client.read().await, "a2 BAD Command line too long.\r\n");
+    client.tag = 2;
+    assert!(client.run("NOOP").await.concat().contains("3 OK"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announced_literal_never_sent_ends_with_the_client() {
+    let s = setup(|_| {}).await;
+    let mut client = s.logged_in().await;
+    client.send("a1 APPEND INBOX {100}").await;
+    assert!(client.read().await.starts_with('+'));
+    client
+        .stream
+        .get_mut()
+        .write_all(b"only ten..")
+        .await
+        .unwrap();
+    let ended = s.server.ended.load(Ordering::SeqCst);
+    drop(client);
+    // The server's connection ends with the client's.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.server.ended.load(Ordering::SeqCst) == ended {
+        assert!(
+            Instant::now() < deadline,
+            "the server's connection stayed open"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut other = s.logged_in().await;
+    assert!(other.run("NOOP").await.concat().contains("2 OK"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_holds_the_server_back_not_the_front() {
+    let s = setup(|_| {}).await;
+    let mut client = s.logged_in().await;
+    let size = 50 * 1024 * 1024;
+    client.send(&format!("a1 FETCH {size}")).await;
+    // The client reads nothing: the server's writes stop once the sockets' buffers and
+    // the front's one are full, far short of the whole.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let written = s.server.written.load(Ordering::SeqCst);
+    assert!(
+        written < size / 4,
+        "{written} octets went while the client read none"
+    );
+    // Then it reads: the whole literal, exact.
+    let header = client.read().await;
+    assert_eq!(header, format!("* 1 FETCH (BODY[] {{{size}}}\r\n"));
+    let mut data = vec![0; size];
+    client.stream.read_exact(&mut data).await.unwrap();
+    assert!(data.iter().all(|&b| b == b'x'));
+    assert_eq!(client.read().await, ")\r\n");
+    assert_eq!(client.read().await, "a1 OK FETCH completed\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_dies_or_resets_in_a_literal_ends_that_session_only() {
+    let s = setup(|_| {}).await;
+    let mut other = s.logged_in().await;
+    for verb in ["DIE", "RESET"] {
+        let mut client = s.logged_in().await;
+        client.send(&format!("a1 {verb} 1000000")).await;
+        let got = rest(&mut client).await;
+        assert!(
+            got.starts_with(b"* 1 FETCH (BODY[] {1000000}\r\n"),
+            "{verb}"
+        );
+        assert!(
+            got.len() < 1_000_000,
+            "{verb}: a whole literal from half of one"
+        );
+    }
+    // Closed between lines without a goodbye: the front says it, as a server would.
+    let mut client = s.logged_in().await;
+    client.send("a1 QUIT").await;
+    let got = String::from_utf8(rest(&mut client).await).unwrap();
+    assert_eq!(
+        got,
+        "* BYE [UNAVAILABLE] The IMAP server closed the connection.\r\n"
+    );
+    other.tag = 1;
+    assert!(other.run("NOOP").await.concat().contains("2 OK"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_refuses_gets_the_client_a_bye() {
+    let s = setup(|front| {
+        // Nothing listens there.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        front.backend = closed.local_addr().unwrap().to_string();
+    })
+    .await;
+    let tcp = TcpStream::connect(s.daemon.front_addresses()[0])
+        .await
+        .unwrap();
+    let mut client = Client::new(tls_over(tcp, &s.roots).await);
+    let bye = client.read().await;
+    assert_eq!(
+        bye,
+        "* BYE [UNAVAILABLE] The IMAP server cannot be reached.\r\n"
+    );
+    let page = support::metrics(s.daemon.local_addr()).await;
+    assert!(
+        page.contains("mailpushd_front_sessions_total{listener=\"implicit_tls\",outcome=\"server_unavailable\"} 1"),
+        "{page}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_and_connections_per_address_are_bounded() {
+    let s = setup(|front| {
+        front.max_sessions = 2;
+        front.max_connects_per_address_per_minute = 4;
+    })
+    .await;
+    let first = s.connect().await;
+    let second = s.connect().await;
+    // A third waits to be accepted while two are open...
+    let tcp = TcpStream::connect(s.daemon.front_addresses()[0])
+        .await
+        .unwrap();
+    let third = tokio::spawn({
+        let roots = s.roots.clone();
+        async move {
+            let mut client = Client::new(tls_over(tcp, &roots).await);
+            client.read().await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!third.is_finished(), "served past max_sessions");
+    // ...and is served once one ends.
+    drop(first);
+    let greeting = tokio::time::timeout(Duration::from_secs(10), third)
+        .await
+        .expect("served once a session ended")
+        .unwrap();
+    assert!(greeting.starts_with("* OK"), "{greeting}");
+    // The third's session ended with its task; the fourth connection is served...
+    let _fourth = s.connect().await;
+    drop(second);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // ...and, four connections from one address a minute, the fifth is closed at once.
+    let mut fifth = TcpStream::connect(s.daemon.front_addresses()[0])
+        .await
+        .unwrap();
+    let mut octet = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(5), fifth.read(&mut octet)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    let page = support::metrics(s.daemon.local_addr()).await;
+    assert!(
+        page.contains(
+            "mailpushd_front_sessions_total{listener=\"implicit_tls\",outcome=\"rate_limited\"} 1"
+        ),
+        "{page}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_is_not_speaking_tls_is_dropped_and_the_others_go_on() {
+    let s = setup(|_| {}).await;
+    let mut garbage = TcpStream::connect(s.daemon.front_addresses()[0])
+        .await
+        .unwrap();
+    garbage
+        .write_all(b"a1 LOGIN alice secret\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), garbage.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "a client that is not speaking TLS is closed");
+    let mut other = s.logged_in().await;
+    assert!(other.run("NOOP").await.concat().contains("2 OK"));
+}
