@@ -240,3 +240,101 @@ async fn starttls_is_the_fronts_own_and_a_login_in_plain_text_is_refused() {
     imap.run("LOGOUT").await;
     daemon.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Dovecot 2.3 and root; .ci/run installs it and runs --include-ignored"]
+async fn who_the_session_is_comes_from_the_login_dovecot_accepted() {
+    use base64::Engine as _;
+    let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+    let dovecot = Dovecot::start(&Release::v2_3(), &Driver::Text(String::new())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_standin, daemon, roots) = daemon_with_a_front(dir.path(), dovecot.imap_proxied).await;
+    let front = daemon.front_addresses()[0];
+    let register = |tag: &str| {
+        format!(
+            "{tag} XAPPLEPUSHSERVICE aps-version 2 aps-account-id {ACCOUNT} aps-device-token {TOKEN} aps-subtopic com.apple.mobilemail mailboxes (INBOX)"
+        )
+    };
+    let connect = || connect_tls(front, &roots, [127, 0, 0, 1].into());
+
+    // A wrong password, then a push command: not logged in, so Dovecot refuses it.
+    let mut imap = Client::new(connect().await);
+    imap.read().await;
+    let refused = imap.run("LOGIN alice wrong").await.concat();
+    assert!(refused.contains("1 NO"), "{refused}");
+    assert!(!refused.contains("XAPPLEPUSHSERVICE"), "{refused}");
+    imap.send(&register("a2")).await;
+    let answer = imap.read().await;
+    assert!(
+        answer.starts_with("a2 BAD"),
+        "Dovecot's, before a login: {answer}"
+    );
+    // Claiming another user as the authorization identity: Dovecot refuses it.
+    imap.send(&format!(
+        "a3 AUTHENTICATE PLAIN {}",
+        b64(b"bob\0alice\0secret")
+    ))
+    .await;
+    let answer = imap.read().await;
+    assert!(answer.starts_with("a3 NO"), "{answer}");
+
+    // AUTHENTICATE PLAIN with an initial response.
+    imap.send(&format!(
+        "a4 AUTHENTICATE PLAIN {}",
+        b64(b"\0alice\0secret")
+    ))
+    .await;
+    let mut answer = imap.read().await;
+    while !answer.starts_with("a4 ") {
+        answer = imap.read().await;
+    }
+    assert!(answer.starts_with("a4 OK"), "{answer}");
+    imap.send(&register("a5")).await;
+    assert!(imap.read().await.starts_with("* XAPPLEPUSHSERVICE"));
+    assert!(imap.read().await.starts_with("a5 OK"));
+
+    // Without one, and the LOGIN mechanism: the user name read from the exchange.
+    for (mechanism, responses) in [
+        ("PLAIN", vec![b64(b"\0alice\0secret")]),
+        ("LOGIN", vec![b64(b"alice"), b64(b"secret")]),
+    ] {
+        let mut imap = Client::new(connect().await);
+        imap.read().await;
+        imap.send(&format!("b1 AUTHENTICATE {mechanism}")).await;
+        for response in responses {
+            let challenge = imap.read().await;
+            assert!(challenge.starts_with('+'), "{mechanism}: {challenge}");
+            imap.send(&response).await;
+        }
+        let mut answer = imap.read().await;
+        while !answer.starts_with("b1 ") {
+            answer = imap.read().await;
+        }
+        assert!(answer.starts_with("b1 OK"), "{mechanism}: {answer}");
+        imap.send(&register("b2")).await;
+        let registered = imap.read().await;
+        assert!(
+            registered.starts_with("* XAPPLEPUSHSERVICE"),
+            "{mechanism}: {registered}"
+        );
+    }
+    // Every registration is alice's, as Dovecot accepted her.
+    let devices = daemon
+        .store()
+        .devices_of(&support::user_name("alice"))
+        .await
+        .unwrap();
+    assert_eq!(
+        devices.len(),
+        1,
+        "one device, registered three times: {devices:?}"
+    );
+    let page = support::metrics(daemon.local_addr()).await;
+    assert!(
+        page.contains(
+            "mailpushd_front_push_commands_total{command=\"xapplepushservice\",outcome=\"registered\"} 3"
+        ),
+        "{page}"
+    );
+    daemon.shutdown(Duration::from_secs(5)).await;
+}

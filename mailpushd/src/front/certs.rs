@@ -220,3 +220,106 @@ pub(crate) fn server_config(
         .with_cert_resolver(Arc::new(Resolver(certificates)));
     Ok(Arc::new(config))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed pair for `names`, written as `stem.pem` and `stem.key` in `dir`.
+    fn pair(dir: &Path, stem: &str, names: &[&str]) -> FrontCertificate {
+        let sans: Vec<String> = if names.is_empty() {
+            vec!["default.test".into()]
+        } else {
+            names.iter().map(|n| n.to_string()).collect()
+        };
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(sans)
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let files = FrontCertificate {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            cert_file: dir.join(format!("{stem}.pem")),
+            key_file: dir.join(format!("{stem}.key")),
+        };
+        std::fs::write(&files.cert_file, cert.pem()).unwrap();
+        std::fs::write(&files.key_file, key.serialize_pem()).unwrap();
+        files
+    }
+
+    fn served(certificates: &Certificates, name: Option<&str>) -> Vec<u8> {
+        certificates.choose(name).unwrap().cert[0].to_vec()
+    }
+
+    fn first_cert(files: &FrontCertificate) -> Vec<u8> {
+        let pem = std::fs::read(&files.cert_file).unwrap();
+        CertificateDer::pem_slice_iter(&pem)
+            .next()
+            .unwrap()
+            .unwrap()
+            .to_vec()
+    }
+
+    fn provider() -> Arc<CryptoProvider> {
+        Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    }
+
+    #[test]
+    fn chosen_by_the_name_asked_for_else_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let named = pair(dir.path(), "named", &["imap.example.org"]);
+        let wildcard = pair(dir.path(), "wildcard", &["*.example.net"]);
+        let default = pair(dir.path(), "default", &[]);
+        let certificates = Certificates::load(
+            provider(),
+            &[named.clone(), wildcard.clone(), default.clone()],
+        )
+        .unwrap();
+        assert_eq!(
+            served(&certificates, Some("IMAP.example.org")),
+            first_cert(&named)
+        );
+        assert_eq!(
+            served(&certificates, Some("mail.example.net")),
+            first_cert(&wildcard)
+        );
+        assert_eq!(
+            served(&certificates, Some("a.b.example.net")),
+            first_cert(&default)
+        );
+        assert_eq!(
+            served(&certificates, Some("example.net")),
+            first_cert(&default)
+        );
+        assert_eq!(served(&certificates, None), first_cert(&default));
+    }
+
+    #[test]
+    fn a_renewed_pair_is_served_and_a_broken_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = pair(dir.path(), "imap", &["imap.example.org"]);
+        let certificates = Certificates::load(provider(), std::slice::from_ref(&files)).unwrap();
+        let before = served(&certificates, Some("imap.example.org"));
+        assert_eq!(certificates.reload_changed(), 0, "nothing changed");
+        // Renewed: the same files, new contents (and times).
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let renewed = pair(dir.path(), "imap", &["imap.example.org"]);
+        assert_eq!(certificates.reload_changed(), 1);
+        let after = served(&certificates, Some("imap.example.org"));
+        assert_ne!(after, before);
+        assert_eq!(after, first_cert(&renewed));
+        // A key that is not the certificate's: refused, the renewed pair stays.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let other = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(&files.key_file, other.serialize_pem()).unwrap();
+        assert_eq!(certificates.reload_changed(), 0);
+        assert_eq!(served(&certificates, Some("imap.example.org")), after);
+        // And at start, such a pair is refused with the file named.
+        let refused = Certificates::load(provider(), std::slice::from_ref(&files));
+        let said = refused.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            said.contains("imap.key") && said.contains("not the certificate's key"),
+            "{said}"
+        );
+    }
+}
