@@ -1255,6 +1255,53 @@ certificate_key_pem = "key.pem"
         );
     }
 
+    /// The `[front]` section: every setting read, paths beside the file, and each
+    /// mistake refused with its key.
+    #[test]
+    fn the_front_section() {
+        let config = Config::from_toml(
+            "[front]\nimplicit_tls = \"[::]:993\"\nstarttls = \"0.0.0.0:143\"\n\
+             backend = \"127.0.0.1:10143\"\nuser_map = \"add-domain Example.org\"\n\
+             unreadable_mechanisms = \"hide\"\nmax_sessions = 5\n\
+             [[front.certificates]]\nnames = [\"IMAP.example.org\"]\ncert_file = \"c.pem\"\nkey_file = \"/k.pem\"\n",
+            Path::new("/etc/mailpushd"),
+        )
+        .unwrap();
+        let front = config.front.unwrap();
+        assert_eq!(front.implicit_tls, Some("[::]:993".parse().unwrap()));
+        assert_eq!(front.backend, "127.0.0.1:10143");
+        assert_eq!(front.user_map, UserMap::AddDomain("example.org".into()));
+        assert!(front.hide_unreadable_mechanisms && front.proxy_protocol);
+        assert_eq!(front.max_sessions, 5);
+        assert_eq!(front.certificates[0].names, ["imap.example.org"]);
+        assert_eq!(
+            front.certificates[0].cert_file,
+            Path::new("/etc/mailpushd/c.pem")
+        );
+        assert_eq!(front.certificates[0].key_file, Path::new("/k.pem"));
+        assert!(
+            Config::from_toml("", Path::new("/"))
+                .unwrap()
+                .front
+                .is_none()
+        );
+        let cert = "[[front.certificates]]\ncert_file = \"c\"\nkey_file = \"k\"\n";
+        for (text, said) in [
+            ("[front]\nbackend = \"h:1\"\n".to_owned() + cert, "needs a listener"),
+            ("[front]\nimplicit_tls = \"[::]:993\"\nbackend = \"h:1\"\n".to_owned(), "needs a certificate"),
+            ("[front]\nplain = \"127.0.0.1:1143\"\nbackend = \"h\"\n".to_owned(), "front.backend must be host:port"),
+            ("[front]\nplain = \"x\"\nbackend = \"h:1\"\n".to_owned(), "front.plain must be"),
+            ("[front]\nplain = \"127.0.0.1:1\"\nbackend = \"h:1\"\nuser_map = \"upper\"\n".to_owned(), "front.user_map"),
+            ("[front]\nplain = \"127.0.0.1:1\"\nbackend = \"h:1\"\nunreadable_mechanisms = \"drop\"\n".to_owned(), "front.unreadable_mechanisms"),
+            ("[front]\nplain = \"127.0.0.1:1\"\nbackend = \"h:1\"\nbackend_ca_file = \"ca.pem\"\n".to_owned(), "backend_tls_name"),
+            ("[front]\nplain = \"127.0.0.1:1\"\nbackend = \"h:1\"\nmax_line_bytes = 10\n".to_owned(), "front.max_line_bytes = 10"),
+        ] {
+            let refused = Config::from_toml(&text, Path::new("/"));
+            let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(message.contains(said), "{text}: {message}");
+        }
+    }
+
     /// A value out of range is refused with its key, never clamped into range.
     #[test]
     fn values_out_of_range_are_refused_by_key() {
@@ -1377,6 +1424,9 @@ pub struct Front {
     pub implicit_tls: Option<SocketAddr>,
     /// Where they connect in plain text and must say `STARTTLS` (port 143).
     pub starttls: Option<SocketAddr>,
+    /// Where they connect in plain text and stay so: for loopback and trusted
+    /// networks only (a webmail on the same host, a TLS terminator in front).
+    pub plain: Option<SocketAddr>,
     /// The certificates and keys, by the server names they serve (SNI); the first
     /// without names serves a client that names none or another.
     pub certificates: Vec<FrontCertificate>,
@@ -1472,6 +1522,7 @@ impl UserMap {
 struct TomlFront {
     implicit_tls: Option<String>,
     starttls: Option<String>,
+    plain: Option<String>,
     #[serde(default)]
     certificates: Vec<TomlCertificate>,
     backend: String,
@@ -1513,12 +1564,17 @@ fn front(file: TomlFront, base: &Path) -> Result<Front, ConfigError> {
         .as_deref()
         .map(|t| address("starttls", t))
         .transpose()?;
-    if implicit_tls.is_none() && starttls.is_none() {
+    let plain = file
+        .plain
+        .as_deref()
+        .map(|t| address("plain", t))
+        .transpose()?;
+    if implicit_tls.is_none() && starttls.is_none() && plain.is_none() {
         return Err(ConfigError::Invalid(
-            "[front] needs a listener: implicit_tls (993), starttls (143), or both".into(),
+            "[front] needs a listener: implicit_tls (993), starttls (143), or plain".into(),
         ));
     }
-    if file.certificates.is_empty() {
+    if file.certificates.is_empty() && (implicit_tls.is_some() || starttls.is_some()) {
         return Err(ConfigError::Invalid(
             "[front] needs a certificate: [[front.certificates]] with cert_file and key_file"
                 .into(),
@@ -1575,6 +1631,7 @@ fn front(file: TomlFront, base: &Path) -> Result<Front, ConfigError> {
     Ok(Front {
         implicit_tls,
         starttls,
+        plain,
         certificates,
         backend: file.backend,
         backend_tls,

@@ -97,6 +97,7 @@ pub(crate) struct Context {
 enum Listener {
     ImplicitTls,
     StartTls,
+    Plain,
 }
 
 impl Listener {
@@ -104,6 +105,7 @@ impl Listener {
         match self {
             Listener::ImplicitTls => "implicit_tls",
             Listener::StartTls => "starttls",
+            Listener::Plain => "plain",
         }
     }
 }
@@ -154,6 +156,7 @@ impl Front {
         for (kind, address) in [
             (Listener::ImplicitTls, config.implicit_tls),
             (Listener::StartTls, config.starttls),
+            (Listener::Plain, config.plain),
         ] {
             let Some(address) = address else { continue };
             let listener = TcpListener::bind(address)
@@ -185,7 +188,8 @@ impl Front {
         })
     }
 
-    /// Where it listens: the implicit-TLS address first, then the STARTTLS one.
+    /// Where it listens: the implicit-TLS address first, then the STARTTLS one, then the
+    /// plain one (those configured).
     pub fn addresses(&self) -> Vec<SocketAddr> {
         self.listeners.iter().map(|(_, _, a)| *a).collect()
     }
@@ -196,6 +200,9 @@ impl Front {
         let mut tasks = Vec::new();
         for (kind, listener, address) in self.listeners {
             tracing::info!(%address, listener = kind.label(), backend = %self.context.front.backend, "IMAP front listening");
+            if kind == Listener::Plain && !address.ip().is_loopback() {
+                tracing::warn!(%address, "IMAP front: a plain-text listener off loopback: passwords cross the network in the clear");
+            }
             tasks.push((
                 "IMAP front listener",
                 tokio::spawn(accept(self.context.clone(), kind, listener, stop.clone())),
@@ -298,6 +305,15 @@ async fn serve(
             Ok(None) => return SessionEnd::ClientClosed,
             Err(end) => return end,
         },
+        Listener::Plain => {
+            let client_info = proxy::Client {
+                source: peer,
+                destination: local,
+                tls: None,
+                server_name: None,
+            };
+            return relay_to_server(context, kind, Box::new(stream), &client_info, stop).await;
+        }
     };
     let client = match client {
         Ok(client) => client,
@@ -321,8 +337,18 @@ async fn serve(
         tls: tls_version,
         server_name,
     };
-    let mut client: Box<dyn Io> = Box::new(client);
-    let (server, mut read_ahead) = match backend(context, &client_info).await {
+    relay_to_server(context, kind, Box::new(client), &client_info, stop).await
+}
+
+/// Connects `client` (come in by `kind`) to the IMAP server and relays the session.
+async fn relay_to_server(
+    context: &Context,
+    kind: Listener,
+    mut client: Box<dyn Io>,
+    client_info: &proxy::Client,
+    stop: watch::Receiver<bool>,
+) -> SessionEnd {
+    let (server, mut read_ahead) = match backend(context, client_info).await {
         Ok(connected) => connected,
         Err(e) => {
             tracing::error!(error = %e, "IMAP front: the IMAP server cannot be reached");

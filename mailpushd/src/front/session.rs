@@ -180,18 +180,54 @@ pub(crate) async fn relay(
     end
 }
 
-/// Reads into `buffer` what `from` has, up to [`READ_CHUNK`]; 0 at its end.
-async fn read_some(
-    from: &mut (impl AsyncRead + Unpin),
-    buffer: &mut BytesMut,
-    side: &'static str,
-) -> Result<usize, SessionEnd> {
-    buffer.reserve(READ_CHUNK);
-    let mut limited = from.take(READ_CHUNK as u64);
-    limited
-        .read_buf(buffer)
-        .await
-        .map_err(|source| SessionEnd::Io { side, source })
+/// The first read's size, and the size while a peer is quiet.
+const SMALL_READ: usize = 512;
+
+/// One direction's read buffer. Small while the peer is quiet, so that thousands of
+/// idle sessions hold little; doubling (to [`READ_CHUNK`]) while reads fill it, so that
+/// a bulk transfer goes in large pieces.
+struct Inbox {
+    buffer: BytesMut,
+    next: usize,
+}
+
+impl Inbox {
+    fn new(read_ahead: BytesMut) -> Self {
+        Self {
+            buffer: read_ahead,
+            next: SMALL_READ,
+        }
+    }
+
+    /// Whether the last read left the peer looking quiet (it did not fill the buffer).
+    fn quiet(&self) -> bool {
+        self.next == SMALL_READ
+    }
+
+    /// Reads what `from` has into the buffer; 0 at its end.
+    async fn read(
+        &mut self,
+        from: &mut (impl AsyncRead + Unpin),
+        side: &'static str,
+    ) -> Result<usize, SessionEnd> {
+        if self.buffer.is_empty() && self.buffer.capacity() > 2 * self.next {
+            // Nothing kept from a burst while the peer is quiet.
+            self.buffer = BytesMut::new();
+        }
+        let asked = self.next;
+        self.buffer.reserve(asked);
+        let mut limited = from.take(asked as u64);
+        let n = limited
+            .read_buf(&mut self.buffer)
+            .await
+            .map_err(|source| SessionEnd::Io { side, source })?;
+        self.next = if n >= asked {
+            (asked * 2).min(READ_CHUNK)
+        } else {
+            n.next_power_of_two().clamp(SMALL_READ, READ_CHUNK)
+        };
+        Ok(n)
+    }
 }
 
 async fn write(
@@ -231,18 +267,15 @@ impl ClientHalf<'_> {
         client: &mut (impl AsyncRead + Unpin),
         server: &mut (impl AsyncWrite + Unpin),
     ) -> Result<(), SessionEnd> {
-        let mut buffer = BytesMut::new();
+        let mut inbox = Inbox::new(BytesMut::new());
         let mut framer = Stream::new(self.ctx.front.max_line);
         let mut line = Line::None;
         let mut sasl: Option<Sasl> = None;
         loop {
-            match framer.next(&buffer) {
+            let buffer = &mut inbox.buffer;
+            match framer.next(buffer) {
                 Piece::Incomplete => {
-                    if buffer.is_empty() && buffer.capacity() > READ_CHUNK {
-                        // An idle session keeps no large buffer.
-                        buffer = BytesMut::new();
-                    }
-                    if read_some(client, &mut buffer, "client").await? == 0 {
+                    if inbox.read(client, "client").await? == 0 {
                         return Ok(());
                     }
                 }
@@ -635,7 +668,7 @@ async fn server_half(
     answered: mpsc::Sender<Answer>,
     mut injected: mpsc::Receiver<Vec<u8>>,
 ) -> SessionEnd {
-    let mut buffer = read_ahead;
+    let mut inbox = Inbox::new(read_ahead);
     let mut framer = Stream::new(ctx.front.max_line);
     let mut out = Vec::new();
     let mut first = true;
@@ -643,8 +676,9 @@ async fn server_half(
     loop {
         // Everything whole in the buffer, in one write.
         out.clear();
+        let buffer = &mut inbox.buffer;
         loop {
-            match framer.next(&buffer) {
+            match framer.next(buffer) {
                 Piece::Text { len, start, end } => {
                     let text = buffer.split_to(len);
                     if start {
@@ -681,10 +715,8 @@ async fn server_half(
             }
             ctx.metrics.front_octets("to_client", out.len());
         }
-        if buffer.is_empty() && buffer.capacity() > READ_CHUNK {
-            buffer = BytesMut::new();
-        }
-        if out.capacity() > 4 * READ_CHUNK {
+        if inbox.quiet() {
+            // Nothing kept from a burst while the server is quiet.
             out = Vec::new();
         }
         tokio::select! {
@@ -694,7 +726,7 @@ async fn server_half(
                     return end;
                 }
             }
-            read = read_some(&mut server, &mut buffer, "IMAP server") => match read {
+            read = inbox.read(&mut server, "IMAP server") => match read {
                 Ok(0) => {
                     // What it said last was written; its end is the session's.
                     goodbye(&mut client, &framer, said_bye).await;

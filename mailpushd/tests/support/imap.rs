@@ -146,6 +146,7 @@ pub fn front_config(
     Front {
         implicit_tls: implicit_tls.then_some(any),
         starttls: starttls.then_some(any),
+        plain: None,
         certificates: vec![pair],
         backend: backend.to_string(),
         backend_tls: None,
