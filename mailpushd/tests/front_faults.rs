@@ -16,6 +16,7 @@ use support::imap::{Client, certificates, front_config, tls_over};
 use mailpushd::daemon::Daemon;
 use mailpushd::demo::standin_config;
 use mailpushd::standin::Standin;
+use rustls::pki_types::pem::PemObject;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -30,7 +31,8 @@ struct Server {
 }
 
 impl Server {
-    async fn start() -> Self {
+    /// Starts one in plain text, or with TLS when given an acceptor.
+    async fn start(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let ended = Arc::new(AtomicUsize::new(0));
@@ -38,9 +40,15 @@ impl Server {
         let (e, w) = (ended.clone(), written.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (e, w) = (e.clone(), w.clone());
+                let (e, w, tls) = (e.clone(), w.clone(), tls.clone());
                 tokio::spawn(async move {
-                    let _ = serve(stream, w).await;
+                    let _ = match tls {
+                        None => serve(stream, w).await,
+                        Some(tls) => match tls.accept(stream).await {
+                            Ok(stream) => serve(stream, w).await,
+                            Err(e) => Err(e),
+                        },
+                    };
                     e.fetch_add(1, Ordering::SeqCst);
                 });
             }
@@ -53,13 +61,32 @@ impl Server {
     }
 }
 
-async fn serve(stream: TcpStream, written: Arc<AtomicUsize>) -> std::io::Result<()> {
+/// A connection the stand-in can end with a reset.
+trait Resettable: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin {
+    fn reset(self);
+}
+
+impl Resettable for TcpStream {
+    fn reset(self) {
+        let _ = self.set_zero_linger();
+    }
+}
+
+impl Resettable for tokio_rustls::server::TlsStream<TcpStream> {
+    fn reset(self) {
+        let _ = self.get_ref().0.set_zero_linger();
+    }
+}
+
+async fn serve(stream: impl Resettable, written: Arc<AtomicUsize>) -> std::io::Result<()> {
     let mut stream = BufReader::new(stream);
     stream
         .get_mut()
-        .write_all(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN COMPRESS=DEFLATE STARTTLS] ready\r\n")
+        .write_all(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN AUTH=SCRAM-SHA-256 COMPRESS=DEFLATE STARTTLS] ready\r\n")
         .await?;
     loop {
+        // What was written goes out (through TLS too) before the next command.
+        stream.get_mut().flush().await?;
         let mut line = String::new();
         if stream.read_line(&mut line).await? == 0 {
             return Ok(());
@@ -119,9 +146,7 @@ async fn serve(stream: TcpStream, written: Arc<AtomicUsize>) -> std::io::Result<
                             .await?
                     }
                     "RESET" => {
-                        let stream = stream.into_inner();
-                        stream.set_zero_linger()?;
-                        drop(stream);
+                        stream.into_inner().reset();
                         return Ok(());
                     }
                     _ => return Ok(()),
@@ -145,15 +170,43 @@ struct Setup {
 }
 
 async fn setup(change: impl FnOnce(&mut mailpushd::config::Front)) -> Setup {
-    let server = Server::start().await;
+    setup_with(false, change).await
+}
+
+/// With `tls`, the server stand-in speaks TLS with the front's own certificate, and
+/// the front verifies it with the test CA.
+async fn setup_with(tls: bool, change: impl FnOnce(&mut mailpushd::config::Front)) -> Setup {
     let dir = tempfile::tempdir().unwrap();
+    let (pair, roots) = certificates(dir.path());
+    let acceptor = tls.then(|| {
+        let pem = std::fs::read(&pair.cert_file).unwrap();
+        let chain: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+            .map(Result::unwrap)
+            .collect();
+        let key = std::fs::read(&pair.key_file).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&key).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    });
+    let server = Server::start(acceptor).await;
     let standin = Standin::start().await.unwrap();
     let mut config = standin_config(&standin, dir.path()).unwrap();
     support::open_api(&mut config);
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    let (pair, roots) = certificates(dir.path());
     let mut front = front_config(pair, server.address, true, false);
     front.proxy_protocol = false;
+    if tls {
+        front.backend_tls = Some(mailpushd::config::BackendTls {
+            server_name: support::imap::SERVER_NAME.into(),
+            ca_file: Some(dir.path().join("ca.pem")),
+        });
+    }
     change(&mut front);
     config.front = Some(front);
     Setup {
@@ -403,4 +456,51 @@ async fn a_client_that_is_not_speaking_tls_is_dropped_and_the_others_go_on() {
     assert!(read.is_ok(), "a client that is not speaking TLS is closed");
     let mut other = s.logged_in().await;
     assert!(other.run("NOOP").await.concat().contains("2 OK"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_the_server_verified_and_a_literal_through_it() {
+    let s = setup_with(true, |_| {}).await;
+    let mut client = s.logged_in().await;
+    client.send("a1 FETCH 300000").await;
+    assert_eq!(client.read().await, "* 1 FETCH (BODY[] {300000}\r\n");
+    let mut data = vec![0; 300_000];
+    client.stream.read_exact(&mut data).await.unwrap();
+    assert!(data.iter().all(|&b| b == b'x'));
+    assert_eq!(client.read().await, ")\r\n");
+    assert_eq!(client.read().await, "a1 OK FETCH completed\r\n");
+    // A server whose certificate the front does not trust is not used.
+    let s = setup_with(true, |front| {
+        front.backend_tls = Some(mailpushd::config::BackendTls {
+            server_name: "other.example.test".into(),
+            ca_file: None,
+        });
+    })
+    .await;
+    let tcp = TcpStream::connect(s.daemon.front_addresses()[0])
+        .await
+        .unwrap();
+    let mut client = Client::new(tls_over(tcp, &s.roots).await);
+    assert_eq!(
+        client.read().await,
+        "* BYE [UNAVAILABLE] The IMAP server cannot be reached.\r\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mechanisms_the_front_cannot_read_are_offered_or_hidden_as_configured() {
+    let s = setup(|_| {}).await;
+    let greeting = s.connect().await.transcript;
+    assert!(
+        greeting.contains("AUTH=SCRAM-SHA-256") && greeting.contains("AUTH=PLAIN"),
+        "{greeting}"
+    );
+    assert!(
+        !greeting.contains("STARTTLS") && !greeting.contains("COMPRESS"),
+        "{greeting}"
+    );
+    let s = setup(|front| front.hide_unreadable_mechanisms = true).await;
+    let greeting = s.connect().await.transcript;
+    assert!(!greeting.contains("AUTH=SCRAM-SHA-256"), "{greeting}");
+    assert!(greeting.contains("AUTH=PLAIN"), "{greeting}");
 }

@@ -263,47 +263,77 @@ async fn accept(
         let _ = stream.set_nodelay(true);
         let context = context.clone();
         let stop = stop.clone();
+        // The handshakes in one task, the session in another: an idle session then
+        // holds only what relaying needs, not the room its setup took.
         tokio::spawn(async move {
-            let _permit = permit;
-            let open = context.metrics.front_open();
-            open.inc();
-            let end = serve(&context, kind, stream, peer, stop).await;
-            open.dec();
-            match &end {
-                SessionEnd::ClientClosed | SessionEnd::ServerClosed | SessionEnd::Stopping => {
-                    tracing::debug!(client = %peer, reason = %end, "IMAP front: session ended");
+            context.metrics.front_open().inc();
+            match Box::pin(prepare(&context, kind, stream, peer)).await {
+                Ok(ready) => {
+                    tokio::spawn(async move {
+                        let end = session::relay(
+                            &context,
+                            ready.client,
+                            ready.server,
+                            ready.read_ahead,
+                            ready.connection,
+                            stop,
+                        )
+                        .await;
+                        drop(permit);
+                        ended(&context, peer, &end);
+                    });
                 }
-                other => {
-                    tracing::info!(client = %peer, reason = %other, "IMAP front: session ended")
+                Err(end) => {
+                    drop(permit);
+                    ended(&context, peer, &end);
                 }
             }
         });
     }
 }
 
-/// One client, from its first octet to its session's end.
-async fn serve(
+/// A session ended: counted and said.
+fn ended(context: &Context, peer: SocketAddr, end: &SessionEnd) {
+    context.metrics.front_open().dec();
+    match end {
+        SessionEnd::ClientClosed | SessionEnd::ServerClosed | SessionEnd::Stopping => {
+            tracing::debug!(client = %peer, reason = %end, "IMAP front: session ended");
+        }
+        other => tracing::info!(client = %peer, reason = %other, "IMAP front: session ended"),
+    }
+}
+
+/// A session ready to relay: the client (greeted unless the server's greeting is in
+/// `read_ahead`), the server, and the connection's id.
+struct Ready {
+    client: Box<dyn Io>,
+    server: Box<dyn Io>,
+    read_ahead: BytesMut,
+    connection: imap_webpush_proto::state::ConnectionId,
+}
+
+/// One client, from its first octet to a session ready to relay (or its end).
+async fn prepare(
     context: &Context,
     kind: Listener,
     stream: TcpStream,
     peer: SocketAddr,
-    stop: watch::Receiver<bool>,
-) -> SessionEnd {
+) -> Result<Ready, SessionEnd> {
     let local = match stream.local_addr() {
         Ok(local) => local,
         Err(source) => {
-            return SessionEnd::Io {
+            return Err(SessionEnd::Io {
                 side: "client",
                 source,
-            };
+            });
         }
     };
     let client = match kind {
-        Listener::ImplicitTls => tls(context, stream).await,
-        Listener::StartTls => match plain_text(stream).await {
-            Ok(Some(stream)) => tls(context, stream).await,
-            Ok(None) => return SessionEnd::ClientClosed,
-            Err(end) => return end,
+        Listener::ImplicitTls => Box::pin(tls(context, stream)).await,
+        Listener::StartTls => match Box::pin(plain_text(stream)).await {
+            Ok(Some(stream)) => Box::pin(tls(context, stream)).await,
+            Ok(None) => return Err(SessionEnd::ClientClosed),
+            Err(end) => return Err(end),
         },
         Listener::Plain => {
             let client_info = proxy::Client {
@@ -312,7 +342,7 @@ async fn serve(
                 tls: None,
                 server_name: None,
             };
-            return relay_to_server(context, kind, Box::new(stream), &client_info, stop).await;
+            return connect_server(context, kind, Box::new(stream), &client_info).await;
         }
     };
     let client = match client {
@@ -321,7 +351,7 @@ async fn serve(
             context
                 .metrics
                 .front_session(kind.label(), "handshake_failed");
-            return end;
+            return Err(end);
         }
     };
     let (_, connection) = client.get_ref();
@@ -337,18 +367,17 @@ async fn serve(
         tls: tls_version,
         server_name,
     };
-    relay_to_server(context, kind, Box::new(client), &client_info, stop).await
+    connect_server(context, kind, Box::new(client), &client_info).await
 }
 
-/// Connects `client` (come in by `kind`) to the IMAP server and relays the session.
-async fn relay_to_server(
+/// Connects `client` (come in by `kind`) to the IMAP server.
+async fn connect_server(
     context: &Context,
     kind: Listener,
     mut client: Box<dyn Io>,
     client_info: &proxy::Client,
-    stop: watch::Receiver<bool>,
-) -> SessionEnd {
-    let (server, mut read_ahead) = match backend(context, client_info).await {
+) -> Result<Ready, SessionEnd> {
+    let (server, mut read_ahead) = match Box::pin(backend(context, client_info)).await {
         Ok(connected) => connected,
         Err(e) => {
             tracing::error!(error = %e, "IMAP front: the IMAP server cannot be reached");
@@ -358,7 +387,7 @@ async fn relay_to_server(
             let _ = client
                 .write_all(b"* BYE [UNAVAILABLE] The IMAP server cannot be reached.\r\n")
                 .await;
-            return SessionEnd::ServerClosed;
+            return Err(SessionEnd::ServerClosed);
         }
     };
     if kind == Listener::StartTls {
@@ -368,13 +397,18 @@ async fn relay_to_server(
         let greeting_len = imap_syntax::framing::line_len(&read_ahead).unwrap_or(read_ahead.len());
         if read_ahead.starts_with(b"* BYE") {
             let _ = client.write_all(&read_ahead).await;
-            return SessionEnd::ServerClosed;
+            return Err(SessionEnd::ServerClosed);
         }
         let _ = read_ahead.split_to(greeting_len);
     }
     context.metrics.front_session(kind.label(), "relayed");
     let connection = crate::lock(&context.ids).next_id();
-    session::relay(context, client, server, read_ahead, connection, stop).await
+    Ok(Ready {
+        client,
+        server,
+        read_ahead,
+        connection,
+    })
 }
 
 /// The TLS handshake with a client.

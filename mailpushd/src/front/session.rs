@@ -18,7 +18,7 @@ use imap_syntax::framing::{End, Piece, Stream};
 use imap_syntax::relay::{self, Edit, Response, Status};
 use imap_webpush_proto::state::ConnectionId;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use xaps_proto::UserName;
 use zeroize::Zeroizing;
 
@@ -41,7 +41,7 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Reads at most this much at a time.
-const READ_CHUNK: usize = 16 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
 
 /// A stream either side of the front.
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -89,6 +89,9 @@ struct Awaiting {
     candidate: Option<UserName>,
 }
 
+/// The most of the front's own answers waiting to go between the server's lines.
+const MAX_INJECTED: usize = 8;
+
 /// What both halves know of the session.
 #[derive(Default)]
 struct Shared {
@@ -97,6 +100,23 @@ struct Shared {
     /// Who, when the front could read it.
     user: Option<UserName>,
     awaiting: Option<Awaiting>,
+    /// The server's answer to the command awaited, for the client's half.
+    answer: Option<Answer>,
+    /// The front's own lines, for the server's half to write between lines.
+    injected: std::collections::VecDeque<Vec<u8>>,
+}
+
+/// The halves' meeting point. Slots and wake-ups rather than channels: an idle session
+/// holds a few words here, not two channels' blocks.
+#[derive(Default)]
+struct Meeting {
+    shared: Mutex<Shared>,
+    /// An answer was put in its slot.
+    answered: Notify,
+    /// Lines were queued for the server's half.
+    queued: Notify,
+    /// The server's half took the queued lines.
+    taken: Notify,
 }
 
 /// The line the client's half is reading.
@@ -139,8 +159,7 @@ struct ClientHalf<'a> {
     ctx: &'a Context,
     connection: ConnectionId,
     shared: &'a Mutex<Shared>,
-    answers: mpsc::Receiver<Answer>,
-    inject: mpsc::Sender<Vec<u8>>,
+    meeting: &'a Meeting,
 }
 
 /// Relays one session between `client` and `server`, whose first octets (`read_ahead`,
@@ -156,24 +175,23 @@ pub(crate) async fn relay(
 ) -> SessionEnd {
     let (client_read, client_write) = tokio::io::split(client);
     let (server_read, server_write) = tokio::io::split(server);
-    let shared = Mutex::new(Shared::default());
-    let (answered, answers) = mpsc::channel(4);
-    let (inject, injected) = mpsc::channel(8);
+    let meeting = Meeting::default();
     let mut half = ClientHalf {
         ctx,
         connection,
-        shared: &shared,
-        answers,
-        inject,
+        shared: &meeting.shared,
+        meeting: &meeting,
     };
     let end = tokio::select! {
         end = half.run(client_read, server_write) => end,
-        end = server_half(ctx, server_read, client_write, read_ahead, &shared, answered, injected) => end,
+        end = server_half(ctx, server_read, client_write, read_ahead, &meeting) => end,
         _ = stop.changed() => SessionEnd::Stopping,
     };
-    let user = crate::lock(&shared).user.take();
+    let user = crate::lock(&meeting.shared).user.take();
     if let Some(user) = user
-        && let Err(e) = ctx.core.connection_ended(&user, connection).await
+        // Boxed: a store transaction's future is large, and every idle session would
+        // otherwise carry room for it.
+        && let Err(e) = Box::pin(ctx.core.connection_ended(&user, connection)).await
     {
         tracing::error!(error = %e, %user, "IMAP front: the end of a connection not stored");
     }
@@ -181,7 +199,7 @@ pub(crate) async fn relay(
 }
 
 /// The first read's size, and the size while a peer is quiet.
-const SMALL_READ: usize = 512;
+const SMALL_READ: usize = 256;
 
 /// One direction's read buffer. Small while the peer is quiet, so that thousands of
 /// idle sessions hold little; doubling (to [`READ_CHUNK`]) while reads fill it, so that
@@ -199,18 +217,13 @@ impl Inbox {
         }
     }
 
-    /// Whether the last read left the peer looking quiet (it did not fill the buffer).
-    fn quiet(&self) -> bool {
-        self.next == SMALL_READ
-    }
-
     /// Reads what `from` has into the buffer; 0 at its end.
     async fn read(
         &mut self,
         from: &mut (impl AsyncRead + Unpin),
         side: &'static str,
     ) -> Result<usize, SessionEnd> {
-        if self.buffer.is_empty() && self.buffer.capacity() > 2 * self.next {
+        if self.buffer.is_empty() && self.buffer.capacity() > self.next {
             // Nothing kept from a burst while the peer is quiet.
             self.buffer = BytesMut::new();
         }
@@ -237,6 +250,24 @@ async fn write(
 ) -> Result<(), SessionEnd> {
     let written = async {
         to.write_all(octets).await?;
+        to.flush().await
+    };
+    match tokio::time::timeout(WRITE_TIMEOUT, written).await {
+        Ok(result) => result.map_err(|source| SessionEnd::Io { side, source }),
+        Err(_) => Err(SessionEnd::TimedOut(side)),
+    }
+}
+
+/// Writes each of `chunks`, then flushes once.
+async fn write_all(
+    to: &mut (impl AsyncWrite + Unpin),
+    chunks: &[BytesMut],
+    side: &'static str,
+) -> Result<(), SessionEnd> {
+    let written = async {
+        for chunk in chunks.iter().filter(|c| !c.is_empty()) {
+            to.write_all(chunk).await?;
+        }
         to.flush().await
     };
     match tokio::time::timeout(WRITE_TIMEOUT, written).await {
@@ -407,7 +438,9 @@ impl ClientHalf<'_> {
                     End::Line => {
                         let (kind, tag, command) = (*kind, tag.clone(), std::mem::take(command));
                         *line = Line::None;
-                        let reply = self.answered(kind, &tag, &command).await;
+                        // Boxed: answering goes through the store, whose futures are
+                        // large; idle sessions then carry no room for them.
+                        let reply = Box::pin(self.answered(kind, &tag, &command)).await;
                         self.answer(reply).await
                     }
                     End::Literal {
@@ -534,9 +567,9 @@ impl ClientHalf<'_> {
 
     /// The client's half will wait on the command tagged `tag`.
     fn expect(&mut self, tag: &str, login: bool, candidate: Option<UserName>) {
-        // Nothing said before belongs to this command.
-        while self.answers.try_recv().is_ok() {}
         let mut shared = crate::lock(self.shared);
+        // Nothing said before belongs to this command.
+        shared.answer = None;
         match shared.awaiting.as_mut() {
             Some(awaiting) if awaiting.tag == tag => {
                 if candidate.is_some() {
@@ -563,19 +596,37 @@ impl ClientHalf<'_> {
 
     /// Waits for the server's answer to the command awaited.
     async fn wait(&mut self) -> Result<Answer, SessionEnd> {
-        match tokio::time::timeout(ANSWER_TIMEOUT, self.answers.recv()).await {
-            Ok(Some(answer)) => Ok(answer),
-            Ok(None) => Err(SessionEnd::ServerClosed),
-            Err(_) => Err(SessionEnd::TimedOut("the IMAP server")),
-        }
+        let waited = async {
+            loop {
+                if let Some(answer) = crate::lock(self.shared).answer.take() {
+                    return answer;
+                }
+                // A wake-up given before this waits is kept for it: none is lost.
+                self.meeting.answered.notified().await;
+            }
+        };
+        tokio::time::timeout(ANSWER_TIMEOUT, waited)
+            .await
+            .map_err(|_| SessionEnd::TimedOut("the IMAP server"))
     }
 
-    /// Hands the front's own lines to the server's half, to go between its lines.
+    /// Hands the front's own lines to the server's half, to go between its lines;
+    /// waits while [`MAX_INJECTED`] are queued.
     async fn answer(&self, lines: Vec<u8>) -> Result<(), SessionEnd> {
-        self.inject
-            .send(lines)
-            .await
-            .map_err(|_| SessionEnd::ServerClosed)
+        let mut lines = Some(lines);
+        loop {
+            {
+                let mut shared = crate::lock(self.shared);
+                if shared.injected.len() < MAX_INJECTED {
+                    shared.injected.extend(lines.take());
+                }
+            }
+            if lines.is_none() {
+                self.meeting.queued.notify_one();
+                return Ok(());
+            }
+            self.meeting.taken.notified().await;
+        }
     }
 
     /// The front's answer to a whole command it answers.
@@ -664,18 +715,18 @@ async fn server_half(
     mut server: impl AsyncRead + Unpin,
     mut client: impl AsyncWrite + Unpin,
     read_ahead: BytesMut,
-    shared: &Mutex<Shared>,
-    answered: mpsc::Sender<Answer>,
-    mut injected: mpsc::Receiver<Vec<u8>>,
+    meeting: &Meeting,
 ) -> SessionEnd {
+    let shared = &meeting.shared;
     let mut inbox = Inbox::new(read_ahead);
     let mut framer = Stream::new(ctx.front.max_line);
-    let mut out = Vec::new();
     let mut first = true;
     let mut said_bye = false;
     loop {
-        // Everything whole in the buffer, in one write.
-        out.clear();
+        // Everything whole in the buffer goes out as it came, but for the lines the
+        // front edits: the octets passed on are never copied.
+        let mut out: Vec<BytesMut> = Vec::new();
+        let mut passed = BytesMut::new();
         let buffer = &mut inbox.buffer;
         loop {
             match framer.next(buffer) {
@@ -683,49 +734,55 @@ async fn server_half(
                     let text = buffer.split_to(len);
                     if start {
                         said_bye |= relay::untagged_status(&text) == Some(Status::Bye);
-                        let answer = read_response(ctx, &text, shared, first, &mut out, end);
+                        let (answer, edited) = read_response(ctx, &text, shared, first, end);
                         first = false;
-                        if let Some(answer) = answer
-                            && let Err(e) = answered.try_send(answer)
-                        {
-                            match e {
-                                mpsc::error::TrySendError::Closed(_) => {
-                                    return SessionEnd::ClientClosed;
-                                }
-                                // The client's half waits on one answer at a time:
-                                // more is a server answering what it was not asked.
-                                mpsc::error::TrySendError::Full(_) => {
-                                    tracing::warn!(
-                                        "IMAP front: the server answered more than was asked"
-                                    );
-                                }
+                        if let Some(answer) = answer {
+                            let before = crate::lock(shared).answer.replace(answer);
+                            // The client's half waits on one answer at a time: more
+                            // is a server answering what it was not asked.
+                            if before.is_some() {
+                                tracing::warn!(
+                                    "IMAP front: the server answered more than was asked"
+                                );
                             }
+                            meeting.answered.notify_one();
                         }
-                    } else {
-                        out.extend_from_slice(&text);
+                        if let Some(edited) = edited {
+                            out.push(std::mem::take(&mut passed));
+                            out.push(BytesMut::from(&edited[..]));
+                            continue;
+                        }
                     }
+                    // Adjacent in the buffer: joined without a copy.
+                    passed.unsplit(text);
                 }
-                Piece::Literal { len, .. } => out.extend_from_slice(&buffer.split_to(len)),
+                Piece::Literal { len, .. } => passed.unsplit(buffer.split_to(len)),
                 _ => break,
             }
         }
-        if !out.is_empty() {
-            if let Err(end) = write(&mut client, &out, "client").await {
+        out.push(passed);
+        let octets: usize = out.iter().map(BytesMut::len).sum();
+        if octets > 0 {
+            if let Err(end) = write_all(&mut client, &out, "client").await {
                 return end;
             }
-            ctx.metrics.front_octets("to_client", out.len());
+            ctx.metrics.front_octets("to_client", octets);
         }
-        if inbox.quiet() {
-            // Nothing kept from a burst while the server is quiet.
-            out = Vec::new();
+        // The front's own lines, between the server's.
+        if framer.between_lines() {
+            let queued: Vec<Vec<u8>> = crate::lock(shared).injected.drain(..).collect();
+            if !queued.is_empty() {
+                meeting.taken.notify_one();
+                for lines in queued {
+                    if let Err(end) = write(&mut client, &lines, "client").await {
+                        return end;
+                    }
+                }
+                continue;
+            }
         }
         tokio::select! {
-            lines = injected.recv(), if framer.between_lines() => {
-                let Some(lines) = lines else { return SessionEnd::ClientClosed };
-                if let Err(end) = write(&mut client, &lines, "client").await {
-                    return end;
-                }
-            }
+            () = meeting.queued.notified(), if framer.between_lines() => {}
             read = inbox.read(&mut server, "IMAP server") => match read {
                 Ok(0) => {
                     // What it said last was written; its end is the session's.
@@ -758,17 +815,16 @@ async fn goodbye(client: &mut (impl AsyncWrite + Unpin), framer: &Stream, said_b
     let _ = tokio::time::timeout(Duration::from_secs(5), closing).await;
 }
 
-/// Reads the start of a response line: tells the client's half what it waits on,
-/// records a login's outcome, and writes the line to `out`, its capability list
-/// edited. What to tell the client's half.
+/// Reads the start of a response line: tells the client's half what it waits on, and
+/// records a login's outcome. What to tell the client's half, and the line as the
+/// client should see it when its capability list was edited.
 fn read_response(
     ctx: &Context,
     text: &[u8],
     shared: &Mutex<Shared>,
     greeting: bool,
-    out: &mut Vec<u8>,
     end: End,
-) -> Option<Answer> {
+) -> (Option<Answer>, Option<Vec<u8>>) {
     let mut state = crate::lock(shared);
     let mut answer = None;
     match relay::response(text) {
@@ -813,10 +869,10 @@ fn read_response(
             add: &add,
             keep,
         };
-        if relay::edit_capabilities(text, &edit, out) {
-            return answer;
+        let mut out = Vec::new();
+        if relay::edit_capabilities(text, &edit, &mut out) {
+            return (answer, Some(out));
         }
     }
-    out.extend_from_slice(text);
-    answer
+    (answer, None)
 }
