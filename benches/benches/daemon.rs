@@ -92,7 +92,7 @@ async fn main() {
         store.close().await;
     }
     let daemon = Daemon::start(config).await.expect("daemon");
-    let address = daemon.local_addr();
+    let address = daemon.local_addr().expect("the API listens");
     let after = resident_kib();
     println!(
         "{n} registrations in the store; resident memory {before} KiB before the import, {after} KiB with the daemon started ({:.0} octets per registration: the daemon keeps them in the store, not in memory)",

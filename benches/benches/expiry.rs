@@ -127,7 +127,7 @@ async fn run(name: &str, database: Database, dir: &std::path::Path, n: usize, ra
         }
         store.close().await;
     }
-    let address = daemon.local_addr();
+    let address = daemon.local_addr().expect("the API listens");
 
     // The floor: the same load, nothing else running.
     let stop = Arc::new(AtomicBool::new(false));

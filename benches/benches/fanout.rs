@@ -117,7 +117,7 @@ fn one_core_rate(endpoint: &Endpoint, ua: &UaKeys) -> f64 {
 
 /// The daemon's `mailpushd_webpush_encrypt_seconds_total`.
 async fn encrypt_seconds(daemon: &Daemon) -> f64 {
-    let page = support::metrics(daemon.local_addr()).await;
+    let page = support::metrics(daemon.local_addr().expect("the API listens")).await;
     support::metric_value(&page, "mailpushd_webpush_encrypt_seconds_total").unwrap_or(0.0)
 }
 
@@ -143,7 +143,7 @@ async fn one_event(daemon: &Daemon, services: &[Service], n: usize) -> (f64, f64
     let body = format!(r#"{{"Username":"{USER}","Mailbox":"INBOX","Events": ["MessageNew"]}}"#);
     let start = Instant::now();
     let (status, _) = http(
-        daemon.local_addr(),
+        daemon.local_addr().expect("the API listens"),
         "POST",
         "/notify",
         &json,

@@ -229,6 +229,9 @@ pub struct Api {
     /// A Unix socket serving the same API, and the xaps plugin's legacy line protocol:
     /// who may open it (its mode and group) may use every route, no credential asked.
     pub socket: Option<UnixSocket>,
+    /// Whether the API listens on TCP at `listen` (`listen = "off"`: not, as for a
+    /// process that runs only the IMAP front, or serves the API on its socket only).
+    pub tcp: bool,
 }
 
 /// Routes answered without the credential.
@@ -672,6 +675,7 @@ impl Config {
                 credential_file,
                 open: OpenRoutes::None,
                 socket: None,
+                tcp: true,
             },
             database: Database::Sqlite(database),
             import_xapsd: None,
@@ -771,8 +775,10 @@ impl Config {
             }
             Some(url) => Database::Sqlite(sqlite_path(&url, base)?),
         };
-        if let Some(listen) = file.listen {
-            config.listen = parse_listen(&listen)?;
+        match file.listen.as_deref() {
+            None => {}
+            Some("off") => config.api.tcp = false,
+            Some(listen) => config.listen = parse_listen(listen)?,
         }
         config.basic_auth = file
             .basic_auth
@@ -1089,7 +1095,7 @@ fn credentials(
 fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
     text.parse::<SocketAddr>().map_err(|_| {
         ConfigError::Invalid(format!(
-            "listen must be an address and port such as [::1]:11619 or 127.0.0.1:11619, not {text:?}"
+            "listen must be an address and port such as [::1]:11619 or 127.0.0.1:11619, or \"off\", not {text:?}"
         ))
     })
 }

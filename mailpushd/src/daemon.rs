@@ -74,7 +74,7 @@ pub enum StartError {
 /// A started daemon.
 pub struct Daemon {
     core: Arc<Core>,
-    address: SocketAddr,
+    address: Option<SocketAddr>,
     /// The IMAP front's listeners, when it runs.
     front: Vec<SocketAddr>,
     /// Stops the listener and the timers.
@@ -154,17 +154,23 @@ impl Daemon {
         if !apns.is_live() {
             tracing::warn!("no APNs credentials: pushes are printed, not sent");
         }
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Listen {
-                    address: config.listen,
-                    source,
-                })?;
-        let address = listener.local_addr().map_err(|source| StartError::Listen {
-            address: config.listen,
-            source,
-        })?;
+        let listener = if config.api.tcp {
+            let listener =
+                TcpListener::bind(config.listen)
+                    .await
+                    .map_err(|source| StartError::Listen {
+                        address: config.listen,
+                        source,
+                    })?;
+            let address = listener.local_addr().map_err(|source| StartError::Listen {
+                address: config.listen,
+                source,
+            })?;
+            Some((listener, address))
+        } else {
+            None
+        };
+        let address = listener.as_ref().map(|(_, address)| *address);
         let core = Arc::new(Core::new(config, store, apns, metrics.clone(), reports).await?);
         let front = match &core.config().front {
             Some(front) => Some(crate::front::Front::bind(core.clone(), front, metrics).await?),
@@ -209,17 +215,17 @@ impl Daemon {
             core: core.clone(),
             access,
         });
-        let mut tasks = vec![
-            (
+        let mut tasks = vec![("timer", tokio::spawn(timer(core.clone(), stopped.clone())))];
+        if let Some((listener, _)) = listener {
+            tasks.push((
                 "HTTP listener",
                 tokio::spawn(crate::http::serve(listener, api.clone(), stopped.clone())),
-            ),
-            ("timer", tokio::spawn(timer(core.clone(), stopped.clone()))),
-            (
-                "expiry",
-                tokio::spawn(expiry(core.clone(), stopped.clone())),
-            ),
-        ];
+            ));
+        }
+        tasks.extend([(
+            "expiry",
+            tokio::spawn(expiry(core.clone(), stopped.clone())),
+        )]);
         let front_addresses = front.as_ref().map(|f| f.addresses()).unwrap_or_default();
         if let Some(front) = front {
             tasks.extend(front.spawn(stopped.clone()));
@@ -230,7 +236,10 @@ impl Daemon {
                 tokio::spawn(crate::http::serve_socket(socket, api, stopped)),
             ));
         }
-        tracing::info!(%address, "listening");
+        match address {
+            Some(address) => tracing::info!(%address, "listening"),
+            None => tracing::info!("the HTTP API does not listen on TCP (listen = \"off\")"),
+        }
         Ok(Self {
             core,
             address,
@@ -242,8 +251,8 @@ impl Daemon {
         })
     }
 
-    /// Where it listens.
-    pub fn local_addr(&self) -> SocketAddr {
+    /// Where the HTTP API listens on TCP; `None` with `listen = "off"`.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
         self.address
     }
 

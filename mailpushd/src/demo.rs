@@ -108,7 +108,9 @@ pub async fn run() -> Result<(), DemoError> {
         )
     );
     let daemon = Daemon::start(config).await?;
-    let address = daemon.local_addr();
+    let address = daemon
+        .local_addr()
+        .ok_or("the demo's API does not listen on TCP")?;
     let json = [
         ("content-type", "application/json; charset=utf-8"),
         ("authorization", authorization.as_str()),

@@ -228,7 +228,11 @@ async fn check_config(config: &Config, offline: bool) -> Result<ExitCode, Error>
     for note in &config.notes {
         println!("note: {note}");
     }
-    println!("listen: {}", config.listen);
+    if config.api.tcp {
+        println!("listen: {}", config.listen);
+    } else {
+        println!("listen: off (the HTTP API does not listen on TCP)");
+    }
     match mailpushd::http::describe_access(config) {
         Ok(lines) => {
             for (warning, line) in lines {

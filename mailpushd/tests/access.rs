@@ -29,7 +29,7 @@ fn mode(path: &Path) -> u32 {
 
 /// Every route that changes state, as a local process would call it.
 async fn attempts(daemon: &Daemon, authorization: Option<&str>) -> Vec<(&'static str, u16)> {
-    let address = daemon.local_addr();
+    let address = daemon.local_addr().unwrap();
     let mut headers = JSON.to_vec();
     let identity = [
         ("x-mailpush-user", "alice"),
@@ -75,7 +75,7 @@ async fn the_shipped_default_refuses_every_state_changing_route_without_the_cred
     assert!(wrong.iter().all(|(_, s)| *s == 401), "{wrong:?}");
     assert_eq!(daemon.store().count().await.unwrap(), 0, "nothing stored");
     // Read-only routes stay open for monitoring.
-    let address = daemon.local_addr();
+    let address = daemon.local_addr().unwrap();
     assert_eq!(
         http(address, "GET", "/healthz", &[], b"").await.unwrap().0,
         200
@@ -208,9 +208,15 @@ async fn the_socket_serves_http_and_the_legacy_lines_to_whom_its_mode_lets_in() 
     assert_eq!(daemon.store().count().await.unwrap(), 2);
 
     // Over TCP the credential is still asked.
-    let (status, _) = http(daemon.local_addr(), "POST", "/register", &JSON, REGISTER)
-        .await
-        .unwrap();
+    let (status, _) = http(
+        daemon.local_addr().unwrap(),
+        "POST",
+        "/register",
+        &JSON,
+        REGISTER,
+    )
+    .await
+    .unwrap();
     assert_eq!(status, 401);
     daemon.shutdown(Duration::from_secs(2)).await;
 }

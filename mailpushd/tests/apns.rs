@@ -39,7 +39,7 @@ async fn setup(change: impl FnOnce(&mut mailpushd::config::Config)) -> Setup {
 
 impl Setup {
     fn address(&self) -> SocketAddr {
-        self.daemon.local_addr()
+        self.daemon.local_addr().unwrap()
     }
 
     async fn register(&self, user: &str, account: &str, token: &str) -> (u16, Vec<u8>) {

@@ -259,7 +259,7 @@ fn the_topic_comes_from_the_certificate_pem_or_pkcs12() {
             let daemon = mailpushd::daemon::Daemon::start(config).await.unwrap();
             assert_eq!(daemon.apns().topic().as_str(), TOPIC, "{credentials}");
             let register = br#"{"ApsAccountId":"A1","ApsDeviceToken":"2918390218931890821908309283098109381029309829018310983092892829","ApsSubtopic":"com.apple.mobilemail","Username":"alice","Mailboxes": ["INBOX"]}"#;
-            let (status, body) = http(daemon.local_addr(), "POST", "/register", &[], register)
+            let (status, body) = http(daemon.local_addr().unwrap(), "POST", "/register", &[], register)
                 .await
                 .unwrap();
             assert_eq!((status, body.as_slice()), (200, TOPIC.as_bytes()));

@@ -212,7 +212,7 @@ async fn mbsync_mirrors_the_same_mailbox_through_the_front_as_directly() {
         );
     }
     assert!(via_front == expected, "the copies differ from the mailbox");
-    let page = support::metrics(daemon.local_addr()).await;
+    let page = support::metrics(daemon.local_addr().unwrap()).await;
     let relayed = support::metric_value(
         &page,
         "mailpushd_front_relayed_octets_total{direction=\"to_client\"}",

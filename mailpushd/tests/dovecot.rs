@@ -68,7 +68,7 @@ async fn daemon_with_a_device(dir: &std::path::Path) -> (Standin, Daemon) {
         password: zeroize::Zeroizing::new("s3cret".into()),
     });
     let daemon = Daemon::start(config).await.unwrap();
-    register_as_the_plugin(daemon.local_addr()).await;
+    register_as_the_plugin(daemon.local_addr().unwrap()).await;
     (standin, daemon)
 }
 
@@ -87,7 +87,7 @@ async fn the_lua_driver_on_dovecot_2_4() {
 async fn lua_driver(release: Release) {
     let dir = tempfile::tempdir().unwrap();
     let (standin, daemon) = daemon_with_a_device(dir.path()).await;
-    let address = daemon.local_addr();
+    let address = daemon.local_addr().unwrap();
     let dovecot = Dovecot::start(&release, &Driver::lua(address, Some(AUTHORIZATION))).await;
 
     // Each delivery to INBOX: a push at once, well before the quiet period.
@@ -152,7 +152,7 @@ async fn the_ox_driver_on_dovecot_2_4() {
 async fn ox_driver(release: Release) {
     let dir = tempfile::tempdir().unwrap();
     let (standin, daemon) = daemon_with_a_device(dir.path()).await;
-    let address = daemon.local_addr();
+    let address = daemon.local_addr().unwrap();
     let url = format!("http://dovecot:s3cret@{address}/ox");
     let dovecot = Dovecot::start(&release, &Driver::Ox { url }).await;
     // The driver pushes for users with this METADATA key; its user= names them.

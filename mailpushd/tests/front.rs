@@ -181,7 +181,7 @@ async fn ios_session(release: Release) {
         "{login_line}"
     );
     println!("{}", imap.transcript);
-    let page = support::metrics(daemon.local_addr()).await;
+    let page = support::metrics(daemon.local_addr().unwrap()).await;
     assert!(page.contains(
         "mailpushd_front_push_commands_total{command=\"xapplepushservice\",outcome=\"registered\"} 1"
     ), "{page}");
@@ -329,7 +329,7 @@ async fn who_the_session_is_comes_from_the_login_dovecot_accepted() {
         1,
         "one device, registered three times: {devices:?}"
     );
-    let page = support::metrics(daemon.local_addr()).await;
+    let page = support::metrics(daemon.local_addr().unwrap()).await;
     assert!(
         page.contains(
             "mailpushd_front_push_commands_total{command=\"xapplepushservice\",outcome=\"registered\"} 3"

@@ -170,12 +170,17 @@ struct Setup {
 }
 
 async fn setup(change: impl FnOnce(&mut mailpushd::config::Front)) -> Setup {
-    setup_with(false, change).await
+    setup_with(false, |config| {
+        if let Some(front) = config.front.as_mut() {
+            change(front);
+        }
+    })
+    .await
 }
 
 /// With `tls`, the server stand-in speaks TLS with the front's own certificate, and
 /// the front verifies it with the test CA.
-async fn setup_with(tls: bool, change: impl FnOnce(&mut mailpushd::config::Front)) -> Setup {
+async fn setup_with(tls: bool, change: impl FnOnce(&mut mailpushd::config::Config)) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let (pair, roots) = certificates(dir.path());
     let acceptor = tls.then(|| {
@@ -207,8 +212,8 @@ async fn setup_with(tls: bool, change: impl FnOnce(&mut mailpushd::config::Front
             ca_file: Some(dir.path().join("ca.pem")),
         });
     }
-    change(&mut front);
     config.front = Some(front);
+    change(&mut config);
     Setup {
         daemon: Daemon::start(config).await.unwrap(),
         roots,
@@ -385,7 +390,7 @@ async fn a_server_that_refuses_gets_the_client_a_bye() {
         bye,
         "* BYE [UNAVAILABLE] The IMAP server cannot be reached.\r\n"
     );
-    let page = support::metrics(s.daemon.local_addr()).await;
+    let page = support::metrics(s.daemon.local_addr().unwrap()).await;
     assert!(
         page.contains("mailpushd_front_sessions_total{listener=\"implicit_tls\",outcome=\"server_unavailable\"} 1"),
         "{page}"
@@ -432,7 +437,7 @@ async fn sessions_and_connections_per_address_are_bounded() {
     let mut octet = [0u8; 1];
     let read = tokio::time::timeout(Duration::from_secs(5), fifth.read(&mut octet)).await;
     assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
-    let page = support::metrics(s.daemon.local_addr()).await;
+    let page = support::metrics(s.daemon.local_addr().unwrap()).await;
     assert!(
         page.contains(
             "mailpushd_front_sessions_total{listener=\"implicit_tls\",outcome=\"rate_limited\"} 1"
@@ -470,11 +475,13 @@ async fn tls_to_the_server_verified_and_a_literal_through_it() {
     assert_eq!(client.read().await, ")\r\n");
     assert_eq!(client.read().await, "a1 OK FETCH completed\r\n");
     // A server whose certificate the front does not trust is not used.
-    let s = setup_with(true, |front| {
-        front.backend_tls = Some(mailpushd::config::BackendTls {
-            server_name: "other.example.test".into(),
-            ca_file: None,
-        });
+    let s = setup_with(true, |config| {
+        if let Some(front) = config.front.as_mut() {
+            front.backend_tls = Some(mailpushd::config::BackendTls {
+                server_name: "other.example.test".into(),
+                ca_file: None,
+            });
+        }
     })
     .await;
     let tcp = TcpStream::connect(s.daemon.front_addresses()[0])
@@ -503,4 +510,12 @@ async fn mechanisms_the_front_cannot_read_are_offered_or_hidden_as_configured() 
     let greeting = s.connect().await.transcript;
     assert!(!greeting.contains("AUTH=SCRAM-SHA-256"), "{greeting}");
     assert!(greeting.contains("AUTH=PLAIN"), "{greeting}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_may_run_the_front_alone() {
+    let s = setup_with(false, |config| config.api.tcp = false).await;
+    assert_eq!(s.daemon.local_addr(), None, "no HTTP API on TCP");
+    let mut client = s.logged_in().await;
+    assert!(client.run("NOOP").await.concat().contains("2 OK"));
 }

@@ -38,7 +38,9 @@ async fn start(auth: bool) -> (Standin, Daemon, tempfile::TempDir) {
 
 /// Sends raw octets and reads the status line of the answer.
 async fn raw(daemon: &Daemon, request: &[u8]) -> String {
-    let mut stream = TcpStream::connect(daemon.local_addr()).await.unwrap();
+    let mut stream = TcpStream::connect(daemon.local_addr().unwrap())
+        .await
+        .unwrap();
     stream.write_all(request).await.unwrap();
     let mut answer = vec![0; 4096];
     let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
@@ -55,7 +57,7 @@ async fn raw(daemon: &Daemon, request: &[u8]) -> String {
 #[tokio::test]
 async fn bad_requests_get_a_clear_status_and_change_nothing() {
     let (_standin, daemon, _dir) = start(false).await;
-    let a = daemon.local_addr();
+    let a = daemon.local_addr().unwrap();
     for (body, why) in [
         (&b"not json"[..], "not JSON"),
         (b"{}", "no fields"),
@@ -109,12 +111,14 @@ async fn bad_requests_get_a_clear_status_and_change_nothing() {
 async fn slow_clients_are_cut_off_and_others_are_served() {
     let (_standin, daemon, _dir) = start(false).await;
     // Headers trickled slower than the limit: the connection is closed (408 or EOF).
-    let mut slow = TcpStream::connect(daemon.local_addr()).await.unwrap();
+    let mut slow = TcpStream::connect(daemon.local_addr().unwrap())
+        .await
+        .unwrap();
     slow.write_all(b"POST /register HTTP/1.1\r\nHo")
         .await
         .unwrap();
     // Meanwhile another client is served.
-    let (status, _) = http(daemon.local_addr(), "GET", "/healthz", &[], b"")
+    let (status, _) = http(daemon.local_addr().unwrap(), "GET", "/healthz", &[], b"")
         .await
         .unwrap();
     assert_eq!(status, 200);
@@ -155,7 +159,9 @@ async fn healthz_on(stream: &mut TcpStream) -> String {
 async fn an_idle_kept_alive_connection_waits_the_idle_timeout_not_the_header_one() {
     let (_standin, daemon, _dir) = start(false).await;
     // The header timeout is half a second here, the idle one two seconds.
-    let mut stream = TcpStream::connect(daemon.local_addr()).await.unwrap();
+    let mut stream = TcpStream::connect(daemon.local_addr().unwrap())
+        .await
+        .unwrap();
     assert!(healthz_on(&mut stream).await.starts_with("HTTP/1.1 200"));
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert!(
@@ -172,7 +178,7 @@ async fn an_idle_kept_alive_connection_waits_the_idle_timeout_not_the_header_one
 #[tokio::test]
 async fn basic_auth_when_configured() {
     let (_standin, daemon, _dir) = start(true).await;
-    let a = daemon.local_addr();
+    let a = daemon.local_addr().unwrap();
     let basic = |user: &str, password: &str| {
         format!(
             "Basic {}",
@@ -216,12 +222,16 @@ async fn connections_past_the_limit_wait_until_one_ends() {
     let daemon = Daemon::start(config).await.unwrap();
     let mut open = Vec::new();
     for _ in 0..3 {
-        let mut stream = TcpStream::connect(daemon.local_addr()).await.unwrap();
+        let mut stream = TcpStream::connect(daemon.local_addr().unwrap())
+            .await
+            .unwrap();
         healthz_on(&mut stream).await;
         open.push(stream);
     }
     // A fourth connection is not served while three are open...
-    let mut fourth = TcpStream::connect(daemon.local_addr()).await.unwrap();
+    let mut fourth = TcpStream::connect(daemon.local_addr().unwrap())
+        .await
+        .unwrap();
     fourth
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .await

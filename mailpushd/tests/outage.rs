@@ -171,7 +171,7 @@ async fn the_pushes_a_killed_daemon_owed_are_sent_by_the_other_on_the_same_datab
     assert!(missing.is_empty(), "never pushed: users {missing:?}");
     let twice: Vec<_> = pushed.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "pushed more than once: {twice:?}");
-    support::wait_metric(b.local_addr(), "mailpushd_owed_pushes 0").await;
+    support::wait_metric(b.local_addr().unwrap(), "mailpushd_owed_pushes 0").await;
     println!(
         "A killed during the outage; B pushed all {} devices in {:?} after APNs came back",
         NEW_MAIL + FLAGS,
@@ -227,7 +227,7 @@ async fn a_backlog_is_sent_a_bounded_number_at_a_time() {
     let mut most = 0;
     let end = Instant::now() + Duration::from_secs(60);
     loop {
-        let page = support::metrics(daemon.local_addr()).await;
+        let page = support::metrics(daemon.local_addr().unwrap()).await;
         let sending: usize = page
             .lines()
             .find_map(|l| l.strip_prefix("mailpushd_owed_sending "))
@@ -244,7 +244,7 @@ async fn a_backlog_is_sent_a_bounded_number_at_a_time() {
         "at most {most} on their way at once"
     );
     assert_eq!(standin.requests().len(), BACKLOG);
-    support::wait_metric(daemon.local_addr(), "mailpushd_owed_pushes 0").await;
+    support::wait_metric(daemon.local_addr().unwrap(), "mailpushd_owed_pushes 0").await;
     println!("{BACKLOG} owed at start: all sent, at most {most} on their way at once");
     daemon.shutdown(Duration::from_secs(5)).await;
 }

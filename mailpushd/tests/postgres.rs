@@ -65,8 +65,8 @@ async fn what_one_daemon_stores_the_other_serves() {
         Daemon::start(config(&url, &apns, &dir.path().join("b"))),
     );
     let (a, b) = (a.unwrap(), b.unwrap());
-    let (_, key_a) = forward(a.local_addr(), "alice", "c1", "v GETVAPID\r\n").await;
-    let (_, key_b) = forward(b.local_addr(), "alice", "c9", "v GETVAPID\r\n").await;
+    let (_, key_a) = forward(a.local_addr().unwrap(), "alice", "c1", "v GETVAPID\r\n").await;
+    let (_, key_b) = forward(b.local_addr().unwrap(), "alice", "c9", "v GETVAPID\r\n").await;
     assert!(key_a.starts_with("* VAPID "), "{key_a}");
     assert_eq!(key_a, key_b);
 
@@ -75,7 +75,7 @@ async fn what_one_daemon_stores_the_other_serves() {
     let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();
     let endpoint = push.endpoint("push/alice");
     let (status, answer) = forward(
-        a.local_addr(),
+        a.local_addr().unwrap(),
         "alice",
         "c1",
         &subscribe_line(&ua, &endpoint),
@@ -87,7 +87,7 @@ async fn what_one_daemon_stores_the_other_serves() {
     let ack = String::from_utf8(decrypt(&ua, &pushed[0].body).unwrap()).unwrap();
     let token = ack.strip_prefix("* ACKWEBPUSH ").unwrap().trim_end();
     let (_, answer) = forward(
-        b.local_addr(),
+        b.local_addr().unwrap(),
         "alice",
         "c2",
         &format!("s2 ACKWEBPUSH {token}\r\n"),
@@ -99,7 +99,7 @@ async fn what_one_daemon_stores_the_other_serves() {
     );
     // The same token again, through A: used up.
     let (_, answer) = forward(
-        a.local_addr(),
+        a.local_addr().unwrap(),
         "alice",
         "c1",
         &format!("s3 ACKWEBPUSH {token}\r\n"),
@@ -109,7 +109,7 @@ async fn what_one_daemon_stores_the_other_serves() {
 
     // Register an iOS device through A; new mail reported to B pushes to both.
     let (status, _) = http(
-        a.local_addr(),
+        a.local_addr().unwrap(),
         "POST",
         "/register",
         &JSON,
@@ -119,7 +119,7 @@ async fn what_one_daemon_stores_the_other_serves() {
     .unwrap();
     assert_eq!(status, 200);
     let notify = br#"{"Username":"alice","Mailbox":"INBOX","Events": ["MessageNew"]}"#;
-    let (status, _) = http(b.local_addr(), "POST", "/notify", &JSON, notify)
+    let (status, _) = http(b.local_addr().unwrap(), "POST", "/notify", &JSON, notify)
         .await
         .unwrap();
     assert_eq!(status, 200);
@@ -136,7 +136,7 @@ async fn what_one_daemon_stores_the_other_serves() {
         410,
         r#"{"reason":"Unregistered"}"#,
     )]);
-    let (status, _) = http(b.local_addr(), "POST", "/notify", &JSON, notify)
+    let (status, _) = http(b.local_addr().unwrap(), "POST", "/notify", &JSON, notify)
         .await
         .unwrap();
     assert_eq!(status, 200);
@@ -173,7 +173,7 @@ async fn the_per_user_limit_holds_when_both_register_at_once() {
         config.push.max_accounts_per_user = 10;
         daemons.push(Daemon::start(config).await.unwrap());
     }
-    let addresses: Vec<SocketAddr> = daemons.iter().map(Daemon::local_addr).collect();
+    let addresses: Vec<SocketAddr> = daemons.iter().map(|d| d.local_addr().unwrap()).collect();
     // 40 devices of one user at once, half through each daemon.
     let tasks: Vec<_> = (0..40)
         .map(|i| {
@@ -288,7 +288,7 @@ async fn sigkill_of_one_daemon_loses_nothing_and_the_other_serves_on() {
     let b = Daemon::start(config(&url, &apns, dir.path()))
         .await
         .unwrap();
-    let b_address = b.local_addr();
+    let b_address = b.local_addr().unwrap();
 
     // 600 users, each a registration and a subscription: the first 400 through A from
     // 20 clients, the rest through B from 10.

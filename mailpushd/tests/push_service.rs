@@ -162,7 +162,7 @@ async fn real_push_service_and_dovecot(release: Release) {
     // web-push-testing listens on plain http on localhost: the test-only opt-in.
     config.webpush.allow_local_push_service = true;
     let daemon = Daemon::start(config).await.unwrap();
-    let address = daemon.local_addr();
+    let address = daemon.local_addr().unwrap();
 
     // GETVAPID gives the key the browser subscribes with.
     let answer = forward(address, "a1 GETVAPID\r\n").await;
@@ -320,7 +320,7 @@ async fn webpush_through_the_front_to_dovecot_2_4() {
     let messages = service.messages(client, 2).await;
     assert_eq!(messages[1], PUSH);
     imap.run("LOGOUT").await;
-    let page = support::metrics(daemon.local_addr()).await;
+    let page = support::metrics(daemon.local_addr().unwrap()).await;
     assert!(
         page.contains(
             "mailpushd_front_push_commands_total{command=\"webpush\",outcome=\"answered\"} 4"

@@ -47,7 +47,7 @@ async fn setup(change: impl FnOnce(&mut Config)) -> Setup {
 
 impl Setup {
     fn address(&self) -> SocketAddr {
-        self.daemon.local_addr()
+        self.daemon.local_addr().unwrap()
     }
 
     /// Forwards one command line as the IMAP server would; returns the lines to send.
@@ -434,7 +434,7 @@ async fn a_flood_of_mail_to_one_user_is_coalesced_and_rate_limited() {
     };
     let mut page = String::new();
     for _ in 0..200 {
-        page = support::metrics(daemon.local_addr()).await;
+        page = support::metrics(daemon.local_addr().unwrap()).await;
         if count(&page, "rate_limited") >= 1.0 {
             break;
         }
@@ -606,7 +606,7 @@ fn config_in(dir: &std::path::Path) -> Config {
 async fn new_mail(daemon: &Daemon) {
     let body = r#"{"Username":"alice","Mailbox":"INBOX","Events": ["MessageNew"]}"#;
     let (status, _) = http(
-        daemon.local_addr(),
+        daemon.local_addr().unwrap(),
         "POST",
         "/notify",
         &JSON,
@@ -760,7 +760,7 @@ async fn the_counting_http2_stand_in_counts_what_the_sender_delivers() {
     .await;
     let new_mail = r#"{"Username":"alice","Mailbox":"INBOX","Events": ["MessageNew"]}"#;
     http(
-        daemon.local_addr(),
+        daemon.local_addr().unwrap(),
         "POST",
         "/notify",
         &JSON,
@@ -779,7 +779,7 @@ async fn the_counting_http2_stand_in_counts_what_the_sender_delivers() {
     // Nothing kept, and every push delivered (201), none retried.
     assert!(h2.requests().is_empty());
     let delivered = "mailpushd_pushes_total{service=\"webpush\",outcome=\"delivered\"} 5";
-    let metrics = support::wait_metric(daemon.local_addr(), delivered).await;
+    let metrics = support::wait_metric(daemon.local_addr().unwrap(), delivered).await;
     assert!(metrics.lines().any(|l| l == delivered), "{metrics}");
     // The five were encrypted and signed, and the time that took is counted.
     let encrypting = support::metric_value(&metrics, "mailpushd_webpush_encrypt_seconds_total");
@@ -875,7 +875,7 @@ async fn connections_are_kept_between_events_and_replaced_when_the_service_close
     assert_eq!(paths(&push), twice, "each push exactly once");
     assert!(push.connections() > opened, "new connections");
     let delivered = "mailpushd_pushes_total{service=\"webpush\",outcome=\"delivered\"} 6";
-    let metrics = support::wait_metric(daemon.local_addr(), delivered).await;
+    let metrics = support::wait_metric(daemon.local_addr().unwrap(), delivered).await;
     assert!(metrics.lines().any(|l| l == delivered), "{metrics}");
     // A closed connection costs no attempt: none was retried.
     let retried = "mailpushd_pushes_total{service=\"webpush\",outcome=\"retried\"}";
@@ -1001,8 +1001,13 @@ async fn a_key_file_is_imported_once_and_never_undoes_a_rotation() {
             config.webpush.subject = Some("mailto:postmaster@mail.example".into());
             config.webpush.key_file = Some(file);
             let daemon = Daemon::start(config).await.unwrap();
-            let (_, answer) =
-                support::forward(daemon.local_addr(), "alice", "c1", "v GETVAPID\r\n").await;
+            let (_, answer) = support::forward(
+                daemon.local_addr().unwrap(),
+                "alice",
+                "c1",
+                "v GETVAPID\r\n",
+            )
+            .await;
             daemon.shutdown(Duration::from_secs(1)).await;
             support::vapid_key(&answer)
         }
@@ -1033,7 +1038,7 @@ async fn a_push_waiting_out_its_quiet_period_is_sent_after_a_stop() {
     // A flag change waits out the quiet period; the daemon stops (as on SIGTERM) first.
     let body = r#"{"Username":"alice","Mailbox":"INBOX","Events": ["FlagsSet"]}"#;
     let (status, _) = http(
-        daemon.local_addr(),
+        daemon.local_addr().unwrap(),
         "POST",
         "/notify",
         &JSON,
