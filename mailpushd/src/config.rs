@@ -1285,12 +1285,11 @@ certificate_key_pem = "key.pem"
             Path::new("/etc/mailpushd/c.pem")
         );
         assert_eq!(front.certificates[0].key_file, Path::new("/k.pem"));
-        assert!(
-            Config::from_toml("", Path::new("/"))
-                .unwrap()
-                .front
-                .is_none()
-        );
+        let default = Config::from_toml("", Path::new("/")).unwrap();
+        assert!(default.front.is_none() && default.api.tcp);
+        // A process that runs only the front: no API on TCP.
+        let off = Config::from_toml("listen = \"off\"", Path::new("/")).unwrap();
+        assert!(!off.api.tcp);
         let cert = "[[front.certificates]]\ncert_file = \"c\"\nkey_file = \"k\"\n";
         for (text, said) in [
             ("[front]\nbackend = \"h:1\"\n".to_owned() + cert, "needs a listener"),
