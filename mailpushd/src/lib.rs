@@ -27,6 +27,7 @@
 //! - [`daemon`]: wires them together, owns the tasks (listener, timer, expiry,
 //!   reports); [`demo`] and [`standin`] serve the demo and the tests.
 
+mod accept;
 pub mod apns;
 pub mod config;
 pub mod core;

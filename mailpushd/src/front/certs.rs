@@ -144,28 +144,23 @@ impl Certificates {
         };
         let mut replaced = 0;
         for (i, files, now) in changed {
-            match load(&self.provider, &files) {
+            let key = load(&self.provider, &files);
+            let mut loaded = self
+                .loaded
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let Some(entry) = loaded.get_mut(i) else {
+                continue;
+            };
+            // The times are taken as seen either way: a failure is said once per change.
+            entry.modified = now;
+            match key {
                 Ok(key) => {
-                    let mut loaded = self
-                        .loaded
-                        .write()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    if let Some(entry) = loaded.get_mut(i) {
-                        entry.key = key;
-                        entry.modified = now;
-                        replaced += 1;
-                        tracing::info!(cert = %files.cert_file.display(), "IMAP front: certificate read again");
-                    }
+                    entry.key = key;
+                    replaced += 1;
+                    tracing::info!(cert = %files.cert_file.display(), "IMAP front: certificate read again");
                 }
                 Err(e) => {
-                    // Said once per change: the times are taken as seen.
-                    let mut loaded = self
-                        .loaded
-                        .write()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    if let Some(entry) = loaded.get_mut(i) {
-                        entry.modified = now;
-                    }
                     tracing::error!(error = %e, "IMAP front: a changed certificate cannot be served: the one before stays");
                 }
             }

@@ -235,25 +235,15 @@ async fn accept(
     listener: TcpListener,
     mut stop: watch::Receiver<bool>,
 ) {
-    loop {
-        // At the bound, nothing more is accepted until a session ends.
-        let permit = tokio::select! {
-            permit = context.sessions.clone().acquire_owned() => permit,
-            _ = stop.changed() => return,
-        };
-        let Ok(permit) = permit else { return };
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stop.changed() => return,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!(error = %e, "IMAP front: accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    // At the bound, nothing more is accepted until a session ends.
+    while let Some((stream, peer, permit)) = crate::accept::next(
+        &context.sessions,
+        &mut stop,
+        || listener.accept(),
+        kind.label(),
+    )
+    .await
+    {
         let allowed = crate::lock(&context.rate).allow(&peer.ip(), Instant::now());
         if !allowed {
             context.metrics.front_session(kind.label(), "rate_limited");

@@ -243,29 +243,24 @@ impl Inbox {
     }
 }
 
+/// Writes `octets`, then flushes.
 async fn write(
     to: &mut (impl AsyncWrite + Unpin),
     octets: &[u8],
     side: &'static str,
 ) -> Result<(), SessionEnd> {
-    let written = async {
-        to.write_all(octets).await?;
-        to.flush().await
-    };
-    match tokio::time::timeout(WRITE_TIMEOUT, written).await {
-        Ok(result) => result.map_err(|source| SessionEnd::Io { side, source }),
-        Err(_) => Err(SessionEnd::TimedOut(side)),
-    }
+    write_all(to, &[octets], side).await
 }
 
-/// Writes each of `chunks`, then flushes once.
+/// Writes each of `chunks`, then flushes once; a peer that stops reading fails it
+/// after [`WRITE_TIMEOUT`].
 async fn write_all(
     to: &mut (impl AsyncWrite + Unpin),
-    chunks: &[BytesMut],
+    chunks: &[impl AsRef<[u8]>],
     side: &'static str,
 ) -> Result<(), SessionEnd> {
     let written = async {
-        for chunk in chunks.iter().filter(|c| !c.is_empty()) {
+        for chunk in chunks.iter().map(AsRef::as_ref).filter(|c| !c.is_empty()) {
             to.write_all(chunk).await?;
         }
         to.flush().await

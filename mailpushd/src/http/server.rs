@@ -5,7 +5,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -127,26 +126,9 @@ pub(crate) async fn serve(
 ) {
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(front.core.config().http.max_connections));
-    loop {
-        // At the bound, nothing more is accepted until a connection ends.
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => permit,
-            _ = stop.changed() => break,
-        };
-        let Ok(permit) = permit else { break };
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stop.changed() => break,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // Out of file descriptors and the like: wait a little, keep serving.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    while let Some((stream, _, permit)) =
+        crate::accept::next(&permits, &mut stop, || listener.accept(), "HTTP API").await
+    {
         let _ = stream.set_nodelay(true);
         let held = Held {
             stream,
@@ -172,24 +154,9 @@ pub(crate) async fn serve_socket(
 ) {
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(front.core.config().http.max_connections));
-    loop {
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => permit,
-            _ = stop.changed() => break,
-        };
-        let Ok(permit) = permit else { break };
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stop.changed() => break,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed on the API socket");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    while let Some((stream, _, permit)) =
+        crate::accept::next(&permits, &mut stop, || listener.accept(), "API socket").await
+    {
         let (front, watcher) = (front.clone(), graceful.watcher());
         tokio::spawn(async move {
             let held = Held {
