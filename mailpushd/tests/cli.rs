@@ -14,6 +14,23 @@ use mailpushd::demo::{demo_p8, http};
 
 const TOPIC: &str = "com.apple.mail.XServer.d19011df-561b-444d-ac59-09459e74a5e6";
 
+/// Registers alice's device `token` for `account` and the `mailboxes` (a JSON list).
+async fn register(address: std::net::SocketAddr, account: &str, token: &str, mailboxes: &str) {
+    let register = format!(
+        r#"{{"ApsAccountId":"{account}","ApsDeviceToken":"{token}","ApsSubtopic":"com.apple.mobilemail","Username":"alice","Mailboxes":{mailboxes}}}"#
+    );
+    let (status, _) = http(
+        address,
+        "POST",
+        "/register",
+        &support::JSON,
+        register.as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+}
+
 fn mailpushd(config: &Path, args: &[&str]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_mailpushd"))
         .arg("--config")
@@ -355,19 +372,7 @@ async fn status_shows_registrations_and_their_last_pushes() {
     support::wait_healthy(address).await;
     let account = "55FAD99D-748E-44DA-8A7F-91D3478CAABD";
     let token = "73B23C63C18344D1BBBAB10887FD540BA4B00741987CA28CBB7C0C607F0667FF";
-    let register = format!(
-        r#"{{"ApsAccountId":"{account}","ApsDeviceToken":"{token}","ApsSubtopic":"com.apple.mobilemail","Username":"alice","Mailboxes":["INBOX","Notes"]}}"#
-    );
-    let (status, _) = http(
-        address,
-        "POST",
-        "/register",
-        &support::JSON,
-        register.as_bytes(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, 200);
+    register(address, account, token, r#"["INBOX","Notes"]"#).await;
     standin.script([mailpushd::standin::Reply::Status(
         400,
         r#"{"reason":"BadDeviceToken"}"#,
@@ -421,17 +426,13 @@ async fn send_test_says_whether_the_push_arrived_by_its_exit_status() {
     let config = support::standin_toml(dir.path(), &standin, address, "sqlite:store.sqlite", "");
     let mut daemon = support::spawn_daemon(&config);
     support::wait_healthy(address).await;
-    let register = r#"{"ApsAccountId":"55FAD99D-748E-44DA-8A7F-91D3478CAABD","ApsDeviceToken":"73B23C63C18344D1BBBAB10887FD540BA4B00741987CA28CBB7C0C607F0667FF","ApsSubtopic":"com.apple.mobilemail","Username":"alice","Mailboxes":["INBOX"]}"#;
-    let (status, _) = http(
+    register(
         address,
-        "POST",
-        "/register",
-        &support::JSON,
-        register.as_bytes(),
+        "55FAD99D-748E-44DA-8A7F-91D3478CAABD",
+        "73B23C63C18344D1BBBAB10887FD540BA4B00741987CA28CBB7C0C607F0667FF",
+        r#"["INBOX"]"#,
     )
-    .await
-    .unwrap();
-    assert_eq!(status, 200);
+    .await;
     daemon.kill().unwrap();
     daemon.wait().unwrap();
     let send_test = |config: PathBuf| async move {

@@ -77,6 +77,25 @@ impl PushService {
         (status, serde_json::from_slice(&body).unwrap_or_default())
     }
 
+    /// A browser's subscription made with the VAPID key `key`.
+    async fn subscribe(&self, key: &str) -> Subscription {
+        let (status, subscription) = self
+            .call(
+                "/subscribe",
+                &serde_json::json!({ "applicationServerKey": key, "userVisibleOnly": "true" }),
+            )
+            .await;
+        assert_eq!(status, 200, "{subscription}");
+        let data = &subscription["data"];
+        let text = |value: &serde_json::Value| value.as_str().unwrap().to_owned();
+        Subscription {
+            endpoint: text(&data["endpoint"]),
+            client: text(&data["clientHash"]),
+            p256dh: text(&data["keys"]["p256dh"]),
+            auth: text(&data["keys"]["auth"]),
+        }
+    }
+
     /// The decrypted messages it received for `client`.
     async fn messages(&self, client: &str, at_least: usize) -> Vec<String> {
         for _ in 0..100 {
@@ -101,6 +120,15 @@ impl PushService {
         }
         panic!("fewer than {at_least} pushes arrived");
     }
+}
+
+/// A subscription at the push service, as the browser would hand it to the client.
+struct Subscription {
+    endpoint: String,
+    /// The push service's name for the subscriber, to read its messages.
+    client: String,
+    p256dh: String,
+    auth: String,
 }
 
 impl Drop for PushService {
@@ -166,21 +194,12 @@ async fn real_push_service_and_dovecot(release: Release) {
 
     // GETVAPID gives the key the browser subscribes with.
     let answer = forward(address, "a1 GETVAPID\r\n").await;
-    let key = support::vapid_key(&answer);
-    let (status, subscription) = service
-        .call(
-            "/subscribe",
-            &serde_json::json!({ "applicationServerKey": key, "userVisibleOnly": "true" }),
-        )
-        .await;
-    assert_eq!(status, 200, "{subscription}");
-    let data = &subscription["data"];
-    let endpoint = data["endpoint"].as_str().unwrap();
-    let client = data["clientHash"].as_str().unwrap();
-    let (p256dh, auth) = (
-        data["keys"]["p256dh"].as_str().unwrap(),
-        data["keys"]["auth"].as_str().unwrap(),
-    );
+    let Subscription {
+        endpoint,
+        client,
+        p256dh,
+        auth,
+    } = service.subscribe(&support::vapid_key(&answer)).await;
 
     let answer = forward(
         address,
@@ -189,7 +208,7 @@ async fn real_push_service_and_dovecot(release: Release) {
     .await;
     assert!(answer.ends_with("a2 OK WEBPUSH completed\r\n"), "{answer}");
     // The verification push, decrypted by the push service.
-    let messages = service.messages(client, 1).await;
+    let messages = service.messages(&client, 1).await;
     let token = messages[0]
         .strip_prefix("* ACKWEBPUSH ")
         .unwrap()
@@ -204,7 +223,7 @@ async fn real_push_service_and_dovecot(release: Release) {
     // A real delivery, reported by the shipped Lua script with the message's details.
     let dovecot = Dovecot::start(&release, &Driver::lua(address, None)).await;
     dovecot.deliver_message("alice@example.org", MESSAGE).await;
-    let messages = service.messages(client, 2).await;
+    let messages = service.messages(&client, 2).await;
     assert_eq!(messages[1], PUSH);
 
     // Expired at the push service: the next push is answered 410, and the
@@ -278,28 +297,19 @@ async fn webpush_through_the_front_to_dovecot_2_4() {
     assert!(login.contains(" WEBPUSH"), "{login}");
     // GETVAPID gives the key the browser subscribes with.
     let answer = imap.run("GETVAPID").await.concat();
-    let key = support::vapid_key(&answer);
-    let (status, subscription) = service
-        .call(
-            "/subscribe",
-            &serde_json::json!({ "applicationServerKey": key, "userVisibleOnly": "true" }),
-        )
-        .await;
-    assert_eq!(status, 200, "{subscription}");
-    let data = &subscription["data"];
-    let endpoint = data["endpoint"].as_str().unwrap();
-    let client = data["clientHash"].as_str().unwrap();
-    let (p256dh, auth) = (
-        data["keys"]["p256dh"].as_str().unwrap(),
-        data["keys"]["auth"].as_str().unwrap(),
-    );
+    let Subscription {
+        endpoint,
+        client,
+        p256dh,
+        auth,
+    } = service.subscribe(&support::vapid_key(&answer)).await;
     let answer = imap
         .run(&format!("WEBPUSH sub-1 {endpoint} {p256dh} {auth}"))
         .await
         .concat();
     assert!(answer.ends_with("3 OK WEBPUSH completed\r\n"), "{answer}");
     // The verification push, decrypted by the push service.
-    let messages = service.messages(client, 1).await;
+    let messages = service.messages(&client, 1).await;
     let token = messages[0]
         .strip_prefix("* ACKWEBPUSH ")
         .unwrap()
@@ -317,7 +327,7 @@ async fn webpush_through_the_front_to_dovecot_2_4() {
     // envelope the server's own ENVELOPE would give.
     imap.run("SELECT INBOX").await;
     dovecot.deliver_message("alice@example.org", MESSAGE).await;
-    let messages = service.messages(client, 2).await;
+    let messages = service.messages(&client, 2).await;
     assert_eq!(messages[1], PUSH);
     imap.run("LOGOUT").await;
     let page = support::metrics(daemon.local_addr().unwrap()).await;

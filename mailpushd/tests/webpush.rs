@@ -604,7 +604,12 @@ fn config_in(dir: &std::path::Path) -> Config {
 
 /// New mail for alice, as the Lua script reports it.
 async fn new_mail(daemon: &Daemon) {
-    let body = r#"{"Username":"alice","Mailbox":"INBOX","Events": ["MessageNew"]}"#;
+    event(daemon, "MessageNew").await;
+}
+
+/// An event in alice's INBOX, as the Lua script reports it.
+async fn event(daemon: &Daemon, event: &str) {
+    let body = format!(r#"{{"Username":"alice","Mailbox":"INBOX","Events": ["{event}"]}}"#);
     let (status, _) = http(
         daemon.local_addr().unwrap(),
         "POST",
@@ -1036,17 +1041,7 @@ async fn a_push_waiting_out_its_quiet_period_is_sent_after_a_stop() {
     let quiet = |c: &mut Config| c.push.delay = Duration::from_secs(2);
     let daemon = with_subscriptions(dir.path(), &ua, &[push.endpoint("p/1")], quiet).await;
     // A flag change waits out the quiet period; the daemon stops (as on SIGTERM) first.
-    let body = r#"{"Username":"alice","Mailbox":"INBOX","Events": ["FlagsSet"]}"#;
-    let (status, _) = http(
-        daemon.local_addr().unwrap(),
-        "POST",
-        "/notify",
-        &JSON,
-        body.as_bytes(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, 404);
+    event(&daemon, "FlagsSet").await;
     daemon.shutdown(Duration::from_secs(5)).await;
     assert_eq!(
         push.received().0,
