@@ -14,7 +14,7 @@ use crate::ece::{self, Header, RecordSize};
 use crate::keys::{PrivateKey, PublicKey, Salt, SubscriptionKeys, UaKeys};
 use crate::padding::{MIN_WEBPUSH_RECORD_SIZE, Padding, webpush_capacity};
 use crate::provider::{Provider, SECRET_LEN};
-use crate::{Error, PUBLIC_KEY_LEN};
+use crate::{EphemeralKey, Error, PUBLIC_KEY_LEN};
 
 const KEY_INFO_PREFIX: &[u8] = b"WebPush: info\0";
 
@@ -154,12 +154,62 @@ impl Encryptor {
             .padding
             .padded_len(plaintext.len(), webpush_capacity(self.rs))?;
         let (as_public, ecdh_secret) = self.provider.ephemeral_agree(ephemeral, keys.p256dh())?;
+        self.seal(keys, plaintext, padded, &as_public, &ecdh_secret, salt)
+    }
+
+    /// Encrypts `plaintext` for the subscription with a key made ahead, which it takes,
+    /// and a salt drawn from `rng`: the ephemeral key's fixed-base work is not in this
+    /// call. The key's own provider does the ECDH (both providers give the same
+    /// bytes), this encryptor's the rest.
+    pub fn encrypt_prepared(
+        &self,
+        keys: &SubscriptionKeys,
+        plaintext: &[u8],
+        ephemeral: EphemeralKey,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Vec<u8>, Error> {
+        // Check the size before spending randomness and an ECDH on a message that fails.
+        self.padding
+            .padded_len(plaintext.len(), webpush_capacity(self.rs))?;
+        let salt = Salt::generate(rng)?;
+        self.encrypt_prepared_with(keys, plaintext, ephemeral, &salt)
+    }
+
+    /// [`Encryptor::encrypt_prepared`] with an explicit salt: deterministic, for
+    /// known-answer tests. Never reuse a salt.
+    pub fn encrypt_prepared_with(
+        &self,
+        keys: &SubscriptionKeys,
+        plaintext: &[u8],
+        ephemeral: EphemeralKey,
+        salt: &Salt,
+    ) -> Result<Vec<u8>, Error> {
+        let padded = self
+            .padding
+            .padded_len(plaintext.len(), webpush_capacity(self.rs))?;
+        let (as_public, prepared) = ephemeral.into_parts();
+        let ecdh_secret = prepared.agree(keys.p256dh())?;
+        // The key's private half is cleared here, before the message is sealed.
+        drop(prepared);
+        self.seal(keys, plaintext, padded, &as_public, &ecdh_secret, salt)
+    }
+
+    /// RFC 8291 §3.4 from the ECDH secret on: the key, the nonce, the one record.
+    fn seal(
+        &self,
+        keys: &SubscriptionKeys,
+        plaintext: &[u8],
+        padded: usize,
+        as_public: &PublicKey,
+        ecdh_secret: &[u8; SECRET_LEN],
+        salt: &Salt,
+    ) -> Result<Vec<u8>, Error> {
         let ikm = derive_ikm(
             self.provider,
-            &ecdh_secret,
+            ecdh_secret,
             keys.auth().as_bytes(),
             keys.p256dh(),
-            &as_public,
+            as_public,
         );
         let (cek, nonce) = self.provider.cek_and_nonce(&salt.0, ikm.as_slice());
         let header = Header {

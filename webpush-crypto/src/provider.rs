@@ -15,6 +15,26 @@ use crate::keys::{PrivateKey, PublicKey};
 mod aws_lc;
 mod rust_crypto;
 
+/// A private scalar in a provider's own form, checked and ready for ECDH. Both forms
+/// clear their key memory when dropped (`p256`'s on drop, aws-lc's when it frees the
+/// key).
+pub(crate) enum Prepared {
+    RustCrypto(p256::SecretKey),
+    #[cfg(feature = "aws-lc-rs")]
+    AwsLcRs(aws_lc_rs::agreement::PrivateKey),
+}
+
+impl Prepared {
+    /// The ECDH secret shared with `peer`: the variable-base work alone.
+    pub(crate) fn agree(&self, peer: &PublicKey) -> Result<Zeroizing<[u8; SECRET_LEN]>, Error> {
+        match self {
+            Prepared::RustCrypto(scalar) => rust_crypto::agree_scalar(scalar, peer),
+            #[cfg(feature = "aws-lc-rs")]
+            Prepared::AwsLcRs(key) => aws_lc::agree_key(key, peer),
+        }
+    }
+}
+
 /// Length of a P-256 shared secret and of a SHA-256 output.
 pub(crate) const SECRET_LEN: usize = 32;
 /// Length of an AES-128-GCM tag.
@@ -85,6 +105,22 @@ impl Provider {
             Provider::RustCrypto => rust_crypto::ephemeral_agree(secret, peer),
             #[cfg(feature = "aws-lc-rs")]
             Provider::AwsLcRs => aws_lc::ephemeral_agree(secret, peer),
+        }
+    }
+
+    /// The public key of `secret`, and `secret` in this provider's own form, checked,
+    /// ready for ECDH: the fixed-base work of an ephemeral key, done once, ahead.
+    pub(crate) fn prepare(self, secret: &PrivateKey) -> Result<(PublicKey, Prepared), Error> {
+        match self {
+            Provider::RustCrypto => Ok((
+                secret.public_key()?,
+                Prepared::RustCrypto(secret.to_p256()?),
+            )),
+            #[cfg(feature = "aws-lc-rs")]
+            Provider::AwsLcRs => {
+                let (public, key) = aws_lc::prepare(secret)?;
+                Ok((public, Prepared::AwsLcRs(key)))
+            }
         }
     }
 

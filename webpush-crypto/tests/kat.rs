@@ -147,3 +147,28 @@ fn secrets_are_redacted_in_debug() {
     // Public keys stay visible: operators need them in logs.
     assert!(shown.contains(UA_PUBLIC));
 }
+
+#[test]
+fn rfc8291_appendix_a_with_a_key_made_ahead() {
+    let body = b64(BODY);
+    let keys = SubscriptionKeys::from_base64url(UA_PUBLIC, AUTH).unwrap();
+    let secret = PrivateKey::from_base64url(AS_PRIVATE).unwrap();
+    for &provider in Provider::all() {
+        let key = webpush_crypto::EphemeralKey::from_private_key(provider, &secret).unwrap();
+        assert_eq!(key.public_key().to_base64url(), AS_PUBLIC, "{provider:?}");
+        // Made for either provider, used by every encryptor: the same bytes.
+        for &encryptor in Provider::all() {
+            let key = webpush_crypto::EphemeralKey::from_private_key(provider, &secret).unwrap();
+            let encrypted = Encryptor::new()
+                .with_provider(encryptor)
+                .encrypt_prepared_with(
+                    &keys,
+                    PLAINTEXT.as_bytes(),
+                    key,
+                    &Salt::from_base64url(SALT).unwrap(),
+                )
+                .unwrap();
+            assert_eq!(encrypted, body, "{provider:?} key, {encryptor:?} encryptor");
+        }
+    }
+}

@@ -7,7 +7,9 @@ use proptest::prelude::*;
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use webpush_crypto::ece::{self, RecordSize};
-use webpush_crypto::{Encryptor, Padding, Provider, PublicKey, Salt, UaKeys, decrypt_with};
+use webpush_crypto::{
+    Encryptor, EphemeralKey, Padding, Provider, PublicKey, Salt, UaKeys, decrypt_with,
+};
 
 fn provider() -> impl Strategy<Value = Provider> {
     proptest::sample::select(Provider::all())
@@ -96,6 +98,35 @@ proptest! {
         let body = ece::encrypt(provider, &ikm, &Salt([2; 16]), b"k", rs, &plaintext, padding).unwrap();
         let cut = ((body.len() as f64) * cut_frac) as usize;
         prop_assert!(ece::decrypt(provider, &ikm, &body[..cut]).is_err());
+    }
+
+    /// Keys made ahead: every message's key id (its ephemeral public key) differs, and
+    /// each message decrypts to what was sent, whichever provider made the key.
+    #[test]
+    fn every_message_made_with_a_prepared_key_has_its_own(
+        seed in any::<u64>(),
+        maker in provider(),
+        encryptor in provider(),
+        messages in 2usize..12,
+    ) {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let ua = UaKeys::generate(&mut rng).unwrap();
+        let keys: Vec<EphemeralKey> = (0..messages)
+            .map(|_| EphemeralKey::generate(maker, &mut rng).unwrap())
+            .collect();
+        let encryptor = Encryptor::new().with_provider(encryptor);
+        let mut ids = std::collections::HashSet::new();
+        for (i, key) in keys.into_iter().enumerate() {
+            let public = key.public_key().clone();
+            let plaintext = format!("* {i} EXISTS\r\n");
+            let body = encryptor
+                .encrypt_prepared(&ua.subscription_keys(), plaintext.as_bytes(), key, &mut rng)
+                .unwrap();
+            let (header, _) = ece::Header::parse(&body).unwrap();
+            prop_assert_eq!(header.keyid, public.as_bytes().as_slice());
+            prop_assert!(ids.insert(header.keyid.to_vec()), "a key id used twice");
+            prop_assert_eq!(decrypt_with(encryptor.provider(), &ua, &body).unwrap(), plaintext.as_bytes());
+        }
     }
 
     #[test]

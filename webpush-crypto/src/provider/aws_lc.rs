@@ -20,12 +20,18 @@ pub(super) fn ephemeral_agree(
     secret: &PrivateKey,
     peer: &PublicKey,
 ) -> Result<(PublicKey, Zeroizing<[u8; SECRET_LEN]>), Error> {
+    let (public, key) = prepare(secret)?;
+    Ok((public, agree_key(&key, peer)?))
+}
+
+/// `secret` imported (and checked) as aws-lc's key, with its public key.
+pub(super) fn prepare(secret: &PrivateKey) -> Result<(PublicKey, agreement::PrivateKey), Error> {
     let key = private(secret)?;
     let public = key.compute_public_key().map_err(|_| Error::KeyAgreement)?;
     // aws-lc computed this point from a valid scalar, so the cheap on-curve check in
     // `PublicKey::from_sec1` is all the validation it needs.
     let public = PublicKey::try_from(public.as_ref())?;
-    Ok((public, agree_key(&key, peer)?))
+    Ok((public, key))
 }
 
 pub(super) fn agree(
@@ -35,7 +41,7 @@ pub(super) fn agree(
     agree_key(&private(secret)?, peer)
 }
 
-fn agree_key(
+pub(super) fn agree_key(
     key: &agreement::PrivateKey,
     peer: &PublicKey,
 ) -> Result<Zeroizing<[u8; SECRET_LEN]>, Error> {

@@ -26,7 +26,7 @@ pub(super) fn agree(
     agree_scalar(&secret.to_p256()?, peer)
 }
 
-fn agree_scalar(
+pub(super) fn agree_scalar(
     scalar: &p256::SecretKey,
     peer: &PublicKey,
 ) -> Result<Zeroizing<[u8; SECRET_LEN]>, Error> {
