@@ -80,6 +80,66 @@ fn compare(title: &str, ops: &[Op<'_>], rounds: usize) {
     }
 }
 
+/// Encryption with an ephemeral key made ahead, against the per-message floor of each
+/// provider, in the same rounds: per round, for each provider, the keys for one slice
+/// are made first (not timed), then the slice spends them; the floors run their own
+/// slices beside. Ratios are medians of per-round ratios.
+fn compare_prepared(f: &Fixture, rounds: usize) {
+    let title = "encrypt 3000 B, key made ahead";
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--") && a.parse::<usize>().is_err())
+        .collect();
+    if !filters.is_empty() && !filters.iter().any(|f| title.contains(f.as_str())) {
+        return;
+    }
+    let providers = [
+        (webpush_crypto::Provider::AwsLcRs, "aws-lc-rs"),
+        (webpush_crypto::Provider::RustCrypto, "rustcrypto"),
+    ];
+    let keys = f.ua.subscription_keys();
+    let mut ratios = vec![Vec::with_capacity(rounds); providers.len()];
+    let mut prepared_us = vec![Vec::with_capacity(rounds); providers.len()];
+    for _ in 0..rounds {
+        for (i, (provider, _)) in providers.iter().enumerate() {
+            let encryptor = webpush_crypto::Encryptor::new().with_provider(*provider);
+            // More than a slice can spend at either provider's speed.
+            let mut made: Vec<webpush_crypto::EphemeralKey> = (0..2000)
+                .map(|_| {
+                    webpush_crypto::EphemeralKey::generate(*provider, &mut rand_core::OsRng)
+                        .expect("key")
+                })
+                .collect();
+            let start = Instant::now();
+            let mut calls = 0u32;
+            while start.elapsed() < SLICE {
+                let Some(key) = made.pop() else { break };
+                black_box(
+                    encryptor
+                        .encrypt_prepared(&keys, &f.plaintext, key, &mut rand_core::OsRng)
+                        .expect("encryption"),
+                );
+                calls += 1;
+            }
+            let us = start.elapsed().as_secs_f64() * 1e6 / f64::from(calls.max(1));
+            let floor = match provider {
+                webpush_crypto::Provider::AwsLcRs => time_slice(&|| f.floor_aws_lc_encrypt()),
+                _ => time_slice(&|| f.floor_rustcrypto_encrypt()),
+            };
+            prepared_us[i].push(us);
+            ratios[i].push(us / floor);
+        }
+    }
+    println!("\n{title} ({rounds} rounds; ratio = median of per-round ratios)");
+    for (i, (_, name)) in providers.iter().enumerate() {
+        println!(
+            "ours/{name}, key made ahead: {:>8.2} µs   ÷ floor/{name} {:.3}",
+            median(&mut prepared_us[i]),
+            median(&mut ratios[i])
+        );
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; a bare number sets the rounds.
     let rounds = std::env::args()
@@ -91,6 +151,7 @@ fn main() {
         compare(&format!("encrypt {len} B"), &encrypt_ops(&f), rounds);
     }
     let f = Fixture::new(3000);
+    compare_prepared(&f, rounds);
     compare("decrypt 3000 B", &decrypt_ops(&f), rounds);
     compare("P-256 multiplications", &p256_ops(&f), rounds);
     let v = VapidFixture::new(100);
