@@ -24,8 +24,8 @@ use std::time::{Duration, SystemTime};
 use imap_syntax::Tag;
 use webpush_crypto::rand_core::CryptoRngCore;
 use webpush_crypto::{
-    Encryptor, Endpoint, Outcome, PublicKey, PushRequest, SubscriptionKeys, Topic, Ttl, Urgency,
-    VapidToken, base64url, unix_secs,
+    Encryptor, Endpoint, EphemeralKey, Outcome, PublicKey, PushRequest, SubscriptionKeys, Topic,
+    Ttl, Urgency, VapidToken, base64url, unix_secs,
 };
 
 use crate::command::{Command, CommandBody, SubscriptionArgs};
@@ -448,13 +448,31 @@ impl Push {
         encryptor: &Encryptor,
         rng: &mut impl CryptoRngCore,
     ) -> Result<http::Request<Vec<u8>>, webpush_crypto::Error> {
+        self.to_request_with_key(token, ttl, urgency, topic, encryptor, None, rng)
+    }
+
+    /// [`Push::to_request`] with an ephemeral key made ahead (`None`: one made now).
+    #[allow(clippy::too_many_arguments)] // each is a part of the request
+    pub fn to_request_with_key(
+        &self,
+        token: VapidToken,
+        ttl: Ttl,
+        urgency: Urgency,
+        topic: Option<&Topic>,
+        encryptor: &Encryptor,
+        ephemeral: Option<EphemeralKey>,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<http::Request<Vec<u8>>, webpush_crypto::Error> {
         let mut request = PushRequest::to(&self.endpoint, &self.keys, ttl)
             .urgency(urgency)
             .vapid(token);
         if let Some(topic) = topic {
             request = request.topic(topic.clone());
         }
-        request.build(encryptor, &self.plaintext, rng)
+        match ephemeral {
+            Some(key) => request.build_prepared(encryptor, &self.plaintext, key, rng),
+            None => request.build(encryptor, &self.plaintext, rng),
+        }
     }
 
     /// What the push service's answer means for the store, given `account` as stored

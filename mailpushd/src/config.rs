@@ -110,6 +110,8 @@ mod ranges {
     pub(super) const MAX_QUEUED: RangeInclusive<usize> = 100..=1_000_000;
     pub(super) const USER_RATE: RangeInclusive<u32> = 1..=6000;
     pub(super) const HOLD_SECS: RangeInclusive<u64> = 1..=3600;
+    pub(super) const KEY_POOL: RangeInclusive<usize> = 0..=1_000_000;
+    pub(super) const KEY_FILL: RangeInclusive<u32> = 1..=1_000_000;
     pub(super) const MAX_IN_FLIGHT: RangeInclusive<usize> = 1..=100_000;
     pub(super) const ATTEMPTS: RangeInclusive<u32> = 1..=100;
     pub(super) const RETRY_BASE_MILLIS: RangeInclusive<u64> = 1..=600_000;
@@ -206,6 +208,11 @@ pub struct WebPush {
     /// The longest a push service's "wait" (429, or 5xx with `Retry-After`) holds a
     /// push or its origin: a day asked is this long.
     pub max_hold: Duration,
+    /// Ephemeral keys made ahead while the sender is idle, at most (0: none; every
+    /// push makes its own).
+    pub key_pool_size: usize,
+    /// How many keys a second the pool's filler makes at most.
+    pub key_pool_fill_per_second: u32,
     /// An extra CA certificate (PEM) to trust for push services, for a stand-in.
     pub ca_file: Option<PathBuf>,
     /// For tests against a local push service only: plain-http endpoints and
@@ -569,6 +576,8 @@ struct TomlWebPush {
     max_queued_per_origin: Option<usize>,
     max_pushes_per_user_per_minute: Option<u32>,
     max_hold_secs: Option<u64>,
+    key_pool_size: Option<usize>,
+    key_pool_fill_per_second: Option<u32>,
     ca_file: Option<PathBuf>,
     allow_local_push_service: Option<bool>,
 }
@@ -724,6 +733,8 @@ impl Config {
                 max_queued_per_origin: 10_000,
                 max_pushes_per_user_per_minute: 60,
                 max_hold: Duration::from_secs(300),
+                key_pool_size: 4096,
+                key_pool_fill_per_second: 2000,
                 ca_file: None,
                 allow_local_push_service: false,
                 names: None,
@@ -953,6 +964,13 @@ impl Config {
         }
         if let Some(s) = webpush.max_hold_secs {
             config.webpush.max_hold = secs("webpush.max_hold_secs", s, ranges::HOLD_SECS)?;
+        }
+        if let Some(n) = webpush.key_pool_size {
+            config.webpush.key_pool_size = within("webpush.key_pool_size", n, ranges::KEY_POOL)?;
+        }
+        if let Some(n) = webpush.key_pool_fill_per_second {
+            config.webpush.key_pool_fill_per_second =
+                within("webpush.key_pool_fill_per_second", n, ranges::KEY_FILL)?;
         }
         if let Some(n) = webpush.max_per_origin_http1 {
             config.webpush.max_per_origin_http1 =
@@ -1364,6 +1382,14 @@ certificate_key_pem = "key.pem"
             (
                 "[webpush]\nmax_hold_secs = 86400",
                 "webpush.max_hold_secs = 86400",
+            ),
+            (
+                "[webpush]\nkey_pool_size = 2000000",
+                "webpush.key_pool_size = 2000000",
+            ),
+            (
+                "[webpush]\nkey_pool_fill_per_second = 0",
+                "webpush.key_pool_fill_per_second = 0",
             ),
             (
                 "[http]\nheader_timeout_secs = 0",

@@ -8,11 +8,16 @@ use tokio::sync::Notify;
 /// Pushes taken and not yet finished, and a wake-up for whoever waits for none.
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
-    active: AtomicUsize,
+    active: std::sync::Arc<AtomicUsize>,
     idle: Notify,
 }
 
 impl InFlight {
+    /// The count itself, for whoever waits for the sender to be idle.
+    pub(crate) fn count(&self) -> std::sync::Arc<AtomicUsize> {
+        self.active.clone()
+    }
+
     /// One more push taken.
     pub(crate) fn start(&self) {
         self.active.fetch_add(1, Ordering::SeqCst);

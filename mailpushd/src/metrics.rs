@@ -76,6 +76,11 @@ struct HttpLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyLabels {
+    made: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SessionLabels {
     listener: &'static str,
     outcome: &'static str,
@@ -106,6 +111,8 @@ pub struct Metrics {
     retry_queue: Gauge,
     http: Family<HttpLabels, Counter>,
     encrypting: Counter<f64, std::sync::atomic::AtomicU64>,
+    key_pool: Gauge,
+    keys_made: Family<KeyLabels, Counter>,
     front_sessions: Family<SessionLabels, Counter>,
     front_open: Gauge,
     front_octets: Family<DirectionLabels, Counter>,
@@ -181,6 +188,18 @@ impl Metrics {
             "Time spent encrypting and signing Web Push requests (beside the process's CPU time, the share that goes to the crypto)",
             encrypting.clone(),
         );
+        let key_pool = Gauge::default();
+        registry.register(
+            "webpush_key_pool",
+            "Ephemeral keys made ahead, ready for the next pushes",
+            key_pool.clone(),
+        );
+        let keys_made = Family::<KeyLabels, Counter>::default();
+        registry.register(
+            "webpush_keys_made",
+            "Ephemeral keys made: ahead (by the pool's filler) or in line (the pool was empty)",
+            keys_made.clone(),
+        );
         let front_sessions = Family::<SessionLabels, Counter>::default();
         registry.register(
             "front_sessions",
@@ -217,11 +236,24 @@ impl Metrics {
             retry_queue,
             http,
             encrypting,
+            key_pool,
+            keys_made,
             front_sessions,
             front_open,
             front_octets,
             front_commands,
         }
+    }
+
+    /// Sets how many ephemeral keys made ahead are ready.
+    pub fn set_key_pool(&self, n: usize) {
+        self.key_pool.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Counts an ephemeral key made ahead (`true`) or in line.
+    pub fn key_made(&self, ahead: bool) {
+        let made = if ahead { "ahead" } else { "inline" };
+        self.keys_made.get_or_create(&KeyLabels { made }).inc();
     }
 
     /// Counts an IMAP front connection on `listener` and what became of it.

@@ -1058,3 +1058,44 @@ async fn a_push_waiting_out_its_quiet_period_is_sent_after_a_stop() {
     assert_eq!(push.received().0, 1, "sent twice");
     daemon.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_made_ahead_while_idle_are_spent_by_a_burst_then_made_in_line() {
+    let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let push = PushService::start().await.unwrap();
+    let endpoints: Vec<String> = (0..30).map(|i| push.endpoint(&format!("p/{i}"))).collect();
+    let daemon = with_subscriptions(dir.path(), &ua, &endpoints, |c| {
+        c.webpush.key_pool_size = 10;
+        c.webpush.key_pool_fill_per_second = 1000;
+    })
+    .await;
+    let address = daemon.local_addr().unwrap();
+    // Filled while the sender is idle.
+    support::wait_metric(address, "mailpushd_webpush_key_pool 10").await;
+    new_mail(&daemon).await;
+    let arrived = push.wait_for(30, Duration::from_secs(20)).await;
+    // Every push decrypts, whichever way its key was made.
+    for request in &arrived {
+        let plaintext = decrypt(&ua, &request.body).unwrap();
+        assert!(plaintext.starts_with(b"* SELECT INBOX"), "{plaintext:?}");
+    }
+    let page = support::metrics(address).await;
+    let made = |how: &str| {
+        support::metric_value(
+            &page,
+            &format!("mailpushd_webpush_keys_made_total{{made=\"{how}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    let ready = support::metric_value(&page, "mailpushd_webpush_key_pool").unwrap_or(0.0);
+    // Every push spent one key: one made ahead and taken from the pool, or one made in
+    // line when the pool was empty (a burst of thirty empties a pool of ten); none
+    // waited for the pool.
+    assert!(made("ahead") >= 10.0, "{page}");
+    assert_eq!(made("ahead") - ready + made("inline"), 30.0, "{page}");
+    assert!(made("inline") >= 1.0, "{page}");
+    // And once idle again, the pool fills again.
+    support::wait_metric(address, "mailpushd_webpush_key_pool 10").await;
+    daemon.shutdown(Duration::from_secs(5)).await;
+}

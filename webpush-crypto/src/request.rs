@@ -7,7 +7,7 @@ use http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 use rand_core::CryptoRngCore;
 
-use crate::{Encryptor, Endpoint, Error, Subscription, SubscriptionKeys, VapidToken};
+use crate::{Encryptor, Endpoint, EphemeralKey, Error, Subscription, SubscriptionKeys, VapidToken};
 
 // RFC 8030's headers, named once rather than parsed (and allocated) for each request.
 const TTL: HeaderName = HeaderName::from_static("ttl");
@@ -249,6 +249,20 @@ impl<'a> PushRequest<'a> {
         // no ECDH.
         let authorization = self.authorization()?;
         let body = encryptor.encrypt(self.keys, plaintext, rng)?;
+        self.finish(authorization, body)
+    }
+
+    /// [`PushRequest::build`] with an ephemeral key made ahead, which it takes: the
+    /// message then costs its ECDH, HKDF and AES-GCM alone.
+    pub fn build_prepared(
+        &self,
+        encryptor: &Encryptor,
+        plaintext: &[u8],
+        ephemeral: EphemeralKey,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Request<Vec<u8>>, Error> {
+        let authorization = self.authorization()?;
+        let body = encryptor.encrypt_prepared(self.keys, plaintext, ephemeral, rng)?;
         self.finish(authorization, body)
     }
 

@@ -135,12 +135,14 @@ impl WebPushSender {
         let token =
             crate::lock(&self.inner.tokens).token(push.endpoint.origin(), SystemTime::now())?;
         let started = Instant::now();
-        let request = push.to_request(
+        let key = self.inner.keys.as_ref().and_then(|pool| pool.take());
+        let request = push.to_request_with_key(
             token,
             self.inner.ttl,
             delivery.urgency,
             delivery.topic.as_ref(),
             &self.inner.encryptor,
+            key,
             &mut rand_core::OsRng,
         );
         self.inner.metrics.encrypted(started.elapsed());

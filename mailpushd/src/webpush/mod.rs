@@ -13,6 +13,7 @@
 //! waiting there is replaced by a newer one for the same subscription and topic.
 
 mod deliver;
+mod keys;
 mod pace;
 mod pool;
 mod queue;
@@ -125,6 +126,8 @@ struct Inner {
     reports: ReportSender,
     metrics: Arc<Metrics>,
     in_flight: crate::inflight::InFlight,
+    /// Ephemeral keys made ahead (`webpush.key_pool_size`), when configured.
+    keys: Option<Arc<keys::KeyPool>>,
 }
 
 impl WebPushSender {
@@ -136,11 +139,23 @@ impl WebPushSender {
         reports: ReportSender,
         metrics: Arc<Metrics>,
     ) -> Result<Self, SetupError> {
+        let encryptor = Encryptor::new();
+        let keys = (config.key_pool_size > 0).then(|| {
+            keys::KeyPool::new(config.key_pool_size, encryptor.provider(), metrics.clone())
+        });
+        let in_flight = crate::inflight::InFlight::default();
+        if let Some(pool) = &keys {
+            tokio::spawn(keys::KeyPool::fill(
+                Arc::downgrade(pool),
+                config.key_pool_fill_per_second,
+                in_flight.count(),
+            ));
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 pool: Pool::new(config)?,
                 tokens: std::sync::Mutex::new(tokens),
-                encryptor: Encryptor::new(),
+                encryptor,
                 origins: std::sync::Mutex::new(HashMap::new()),
                 ttl: config.ttl,
                 request_timeout: config.request_timeout,
@@ -158,7 +173,8 @@ impl WebPushSender {
                 max_hold: config.max_hold,
                 reports,
                 metrics,
-                in_flight: crate::inflight::InFlight::default(),
+                in_flight,
+                keys,
             }),
         })
     }

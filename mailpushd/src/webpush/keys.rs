@@ -1,0 +1,90 @@
+//! Ephemeral keys made ahead of a burst (`webpush_crypto::EphemeralKey`): a bounded
+//! pool, filled in the background while the sender is idle, drained by the pushes of a
+//! burst, each key taken by the one message that uses it. When the pool is empty a push
+//! makes its key in line, as it would without a pool: the pool only moves work, it never
+//! holds a push back.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use webpush_crypto::{EphemeralKey, Provider};
+
+use crate::metrics::Metrics;
+
+/// How often the filler looks at the pool and the sender.
+const FILL_TICK: Duration = Duration::from_millis(100);
+
+/// The pool.
+pub(super) struct KeyPool {
+    keys: Mutex<Vec<EphemeralKey>>,
+    size: usize,
+    provider: Provider,
+    metrics: Arc<Metrics>,
+}
+
+impl KeyPool {
+    /// An empty pool of at most `size` keys for `provider`.
+    pub(super) fn new(size: usize, provider: Provider, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Self {
+            keys: Mutex::new(Vec::with_capacity(size)),
+            size,
+            provider,
+            metrics,
+        })
+    }
+
+    /// A key made ahead, if the pool has one; otherwise the push makes its own (counted).
+    pub(super) fn take(&self) -> Option<EphemeralKey> {
+        let (key, left) = {
+            let mut keys = crate::lock(&self.keys);
+            (keys.pop(), keys.len())
+        };
+        self.metrics.set_key_pool(left);
+        if key.is_none() {
+            self.metrics.key_made(false);
+        }
+        key
+    }
+
+    /// Keys the pool lacks.
+    fn missing(&self) -> usize {
+        self.size.saturating_sub(crate::lock(&self.keys).len())
+    }
+
+    /// Fills the pool, at most `per_second` keys a second, and only while `busy` (the
+    /// sender's requests in flight) is zero: a burst's pushes never wait for the cores
+    /// the filler uses. Ends when the pool is dropped.
+    pub(super) async fn fill(pool: Weak<Self>, per_second: u32, busy: Arc<AtomicUsize>) {
+        // Keys per tick; at least one, so that a low rate still fills.
+        let batch = (per_second as usize / 10).max(1);
+        loop {
+            tokio::time::sleep(FILL_TICK).await;
+            let Some(this) = pool.upgrade() else { return };
+            let wanted = this.missing().min(batch);
+            if wanted == 0 || busy.load(Ordering::Acquire) > 0 {
+                continue;
+            }
+            let provider = this.provider;
+            // The elliptic-curve work off the runtime's workers.
+            let made = tokio::task::spawn_blocking(move || {
+                (0..wanted)
+                    .map_while(|_| EphemeralKey::generate(provider, &mut rand_core::OsRng).ok())
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
+            let n = made.len();
+            let left = {
+                let mut keys = crate::lock(&this.keys);
+                let room = this.size.saturating_sub(keys.len());
+                keys.extend(made.into_iter().take(room));
+                keys.len()
+            };
+            for _ in 0..n {
+                this.metrics.key_made(true);
+            }
+            this.metrics.set_key_pool(left);
+        }
+    }
+}
