@@ -34,13 +34,18 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
-fn compare(title: &str, ops: &[Op<'_>], rounds: usize) {
-    // Words after `--` that are not numbers select sections by title.
+/// Whether the section `title` runs: words after `--` that are not numbers select
+/// sections by title; none selects every one.
+fn selected(title: &str) -> bool {
     let filters: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--") && a.parse::<usize>().is_err())
         .collect();
-    if !filters.is_empty() && !filters.iter().any(|f| title.contains(f.as_str())) {
+    filters.is_empty() || filters.iter().any(|f| title.contains(f.as_str()))
+}
+
+fn compare(title: &str, ops: &[Op<'_>], rounds: usize) {
+    if !selected(title) {
         return;
     }
     let n = ops.len();
@@ -86,11 +91,7 @@ fn compare(title: &str, ops: &[Op<'_>], rounds: usize) {
 /// slices beside. Ratios are medians of per-round ratios.
 fn compare_prepared(f: &Fixture, rounds: usize) {
     let title = "encrypt 3000 B, key made ahead";
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--") && a.parse::<usize>().is_err())
-        .collect();
-    if !filters.is_empty() && !filters.iter().any(|f| title.contains(f.as_str())) {
+    if !selected(title) {
         return;
     }
     let providers = [
