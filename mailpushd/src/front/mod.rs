@@ -319,9 +319,9 @@ async fn prepare(
         }
     };
     let client = match kind {
-        Listener::ImplicitTls => Box::pin(tls(context, stream)).await,
-        Listener::StartTls => match Box::pin(plain_text(stream)).await {
-            Ok(Some(stream)) => Box::pin(tls(context, stream)).await,
+        Listener::ImplicitTls => tls(context, stream).await,
+        Listener::StartTls => match plain_text(stream).await {
+            Ok(Some(stream)) => tls(context, stream).await,
             Ok(None) => return Err(SessionEnd::ClientClosed),
             Err(end) => return Err(end),
         },
@@ -367,7 +367,7 @@ async fn connect_server(
     mut client: Box<dyn Io>,
     client_info: &proxy::Client,
 ) -> Result<Ready, SessionEnd> {
-    let (server, mut read_ahead) = match Box::pin(backend(context, client_info)).await {
+    let (server, mut read_ahead) = match backend(context, client_info).await {
         Ok(connected) => connected,
         Err(e) => {
             tracing::error!(error = %e, "IMAP front: the IMAP server cannot be reached");
