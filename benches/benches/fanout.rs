@@ -1,27 +1,35 @@
 //! mailpushd's Web Push fan-out: one new-mail event for a user with 10,000 active
-//! subscriptions spread over 50 push service origins (stand-ins on this machine, plain
-//! HTTP/1.1), from the notify to the last push's arrival. Beside it, in the same run,
-//! the crypto bound: one core's rate for building and encrypting one push request,
-//! times the cores. Then the same event with the store on SQLite and on PostgreSQL (a
-//! private cluster, when PostgreSQL is installed): reading the subscriptions, per push,
-//! and the octets each stored subscription takes. PER_ORIGIN is
-//! `webpush.max_per_origin_http1` (its default unless given), the stand-ins speaking
-//! HTTP/1.1, or `webpush.max_per_origin` with `h2`. The bound is measured right before
-//! and right after each event, and the event compared with the mean of the two, since
-//! the machine's speed drifts. A push's build and encryption is timed in the event too
-//! (the daemon's own measure), beside the bound's loop on one core alone and on all
-//! cores at once. With `h2`, the stand-ins are HTTP/2 servers over TLS, as
-//! real push services are reached. With `sink`, the stand-ins frame requests with the least
-//! work possible instead of running hyper's server, so more of the cores go to the sender.
+//! subscriptions spread over 50 push service origins, from the notify to the last
+//! push's arrival. The stand-ins run in a child process of their own (hyper's HTTP/1.1
+//! server, plain; with `sink`, lean HTTP/1.1 sinks; with `h2`, hyper's HTTP/2 server
+//! over TLS, as real push services are reached), so that this process's CPU time is
+//! the daemon's alone. Beside it, in the same run, the crypto bound: one core's rate for
+//! building and encrypting one push request with a key made in line, times the cores,
+//! measured right before and right after each event (the machine's speed drifts), the
+//! event compared with the mean of the two.
+//!
+//! The daemon's key pool (`webpush.key_pool_size`) holds a key for every push of the
+//! event and is full before each one; `inline` empties it (size 0), so that every key
+//! is made in line as before the pool. Per delivery the bench gives the daemon's CPU
+//! time (the process's CPU clock, user and system time of all its threads, as
+//! `getrusage` counts them) beside its crypto time (`mailpushd_webpush_encrypt_seconds_total`,
+//! the daemon's own measure), and the stand-ins' CPU time. Then the same event with the
+//! store on SQLite and on PostgreSQL (a private cluster, when PostgreSQL is installed):
+//! reading the subscriptions, per push, and the octets each stored subscription takes.
+//! PER_ORIGIN is `webpush.max_per_origin_http1` (its default unless given), or
+//! `webpush.max_per_origin` with `h2`. With `profile`, the bound is measured once
+//! before the events, which follow each other, for a profiler to attach to.
 //!
 //! ```text
-//! cargo bench -p mailpush-benches --bench fanout [-- ROUNDS SUBSCRIPTIONS ORIGINS PER_ORIGIN] [sink | h2]
+//! cargo bench -p mailpush-benches --bench fanout [-- ROUNDS SUBSCRIPTIONS ORIGINS PER_ORIGIN] [sink | h2] [inline] [profile]
 //! ```
 
 use mailpush_benches::resident_kib;
-use std::time::{Duration, Instant, SystemTime};
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use imap_webpush_proto::state::VapidKeyId;
 use mailpushd::config::{Config, Database, PostgresUrl};
 use mailpushd::daemon::Daemon;
 use mailpushd::demo::http;
@@ -38,28 +46,6 @@ mod support;
 const USER: &str = "fan";
 const PLAINTEXT: &[u8] = b"* SELECT INBOX\r\n* 7 UIDFETCH (ENVELOPE (\"Tue, 01 Dec 2026 20:39:06 +0000\" \"Hello\" ((\"Bob\" NIL \"bob\" \"example.org\")) NIL NIL NIL NIL NIL NIL NIL))\r\n";
 
-/// A push service stand-in: plain HTTP/1.1, or HTTP/2 over TLS.
-enum Service {
-    Http1(PushService),
-    Http2(Standin),
-}
-
-impl Service {
-    fn endpoint(&self, path: &str) -> String {
-        match self {
-            Service::Http1(s) => s.endpoint(path),
-            Service::Http2(s) => s.endpoint(path),
-        }
-    }
-
-    fn received(&self) -> (usize, Option<Instant>) {
-        match self {
-            Service::Http1(s) => s.received(),
-            Service::Http2(s) => s.received(),
-        }
-    }
-}
-
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(0.0)
@@ -74,21 +60,173 @@ fn listed(values: &[f64], decimals: usize) -> String {
         .join(", ")
 }
 
-/// CPU seconds this process used so far (user and system, all threads).
+/// CPU seconds this process used so far, user and system time of all its threads: the
+/// kernel's per-process CPU clock, which counts what `getrusage` does, to the nanosecond.
 fn cpu_seconds() -> f64 {
-    std::fs::read_to_string("/proc/self/stat")
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+}
+
+/// User and system CPU seconds of process `pid` so far, from `/proc` (in clock ticks of
+/// 10 ms: fine over a run, coarse for one event).
+fn user_system_seconds(pid: &str) -> (f64, f64) {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| {
             let fields: Vec<&str> = s.rsplit_once(')')?.1.split_whitespace().collect();
-            let ticks =
-                fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-            Some(ticks / 100.0)
+            let tick = |i: usize| Some(fields.get(i)?.parse::<f64>().ok()? / 100.0);
+            Some((tick(11)?, tick(12)?))
         })
-        .unwrap_or(0.0)
+        .unwrap_or((0.0, 0.0))
 }
 
-/// Pushes per second one core builds and encrypts, as the sender does each: the VAPID
-/// header from the cache, a fresh key pair and salt, aes128gcm, the request.
+// ---- The stand-ins' process ----
+
+/// One stand-in's count of requests, and when the last arrived.
+type Received = Box<dyn Fn() -> (usize, Option<Instant>)>;
+
+/// The stand-ins' side: starts `origins` push services of `kind`, prints their base
+/// URLs on one line (the CA certificates in `dir`, for `h2`), then answers each line
+/// `N` on stdin, once the services have received N requests in all, with the count and
+/// the last arrival's time (nanoseconds since the epoch). Ends when stdin closes.
+fn run_standins(origins: usize, kind: &str, dir: &Path) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let mut services = Vec::new();
+        let mut bases = Vec::new();
+        let mut cas = String::new();
+        for _ in 0..origins {
+            let (base, service): (String, Received) = match kind {
+                "h2" => {
+                    let s = Standin::start_counting().await.expect("stand-in");
+                    cas.push_str(s.ca_pem());
+                    (s.endpoint(""), Box::new(move || s.received()))
+                }
+                "sink" => {
+                    let s = PushService::start_sink().await.expect("stand-in");
+                    (s.endpoint(""), Box::new(move || s.received()))
+                }
+                _ => {
+                    let s = PushService::start_counting().await.expect("stand-in");
+                    (s.endpoint(""), Box::new(move || s.received()))
+                }
+            };
+            bases.push(base);
+            services.push(service);
+        }
+        if kind == "h2" {
+            std::fs::write(dir.join("stand-ins.pem"), &cas).expect("CA file");
+        }
+        println!("ready {}", bases.join(" "));
+        std::io::stdout().flush().expect("stdout");
+        let (lines, mut wanted) = tokio::sync::mpsc::channel::<usize>(4);
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                let Some(n) = line.ok().and_then(|l| l.trim().parse().ok()) else {
+                    return;
+                };
+                if lines.blocking_send(n).is_err() {
+                    return;
+                }
+            }
+        });
+        while let Some(n) = wanted.recv().await {
+            loop {
+                let (count, last) = services
+                    .iter()
+                    .map(|s| s())
+                    .fold((0, None), |(n, last), (m, at)| (n + m, last.max(at)));
+                if count >= n {
+                    let last =
+                        last.map_or(SystemTime::now(), |at| SystemTime::now() - at.elapsed());
+                    let nanos = last.duration_since(UNIX_EPOCH).expect("clock").as_nanos();
+                    println!("{count} {nanos}");
+                    std::io::stdout().flush().expect("stdout");
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    });
+}
+
+/// The stand-ins' process, seen from the bench.
+struct Standins {
+    child: Child,
+    to: ChildStdin,
+    from: BufReader<ChildStdout>,
+    bases: Vec<String>,
+    pid: String,
+    /// Requests received so far.
+    count: usize,
+}
+
+impl Standins {
+    fn spawn(origins: usize, kind: &str, dir: &Path) -> Self {
+        let me = std::env::current_exe().expect("this bench");
+        let mut child = Command::new(me)
+            .args(["--standins", &origins.to_string(), kind])
+            .arg(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the stand-ins' process");
+        let to = child.stdin.take().expect("stdin");
+        let mut from = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        from.read_line(&mut line)
+            .expect("the stand-ins' first line");
+        let bases = line
+            .strip_prefix("ready ")
+            .expect("the stand-ins started")
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        Standins {
+            pid: child.id().to_string(),
+            child,
+            to,
+            from,
+            bases,
+            count: 0,
+        }
+    }
+
+    fn endpoint(&self, i: usize) -> String {
+        format!("{}p/{i}", self.bases[i % self.bases.len()])
+    }
+
+    /// Blocks until `n` more requests arrived; when the last did.
+    fn wait_for(&mut self, n: usize) -> SystemTime {
+        writeln!(self.to, "{}", self.count + n).expect("to the stand-ins");
+        let mut line = String::new();
+        self.from.read_line(&mut line).expect("from the stand-ins");
+        let mut words = line.split_whitespace();
+        self.count = words.next().and_then(|w| w.parse().ok()).expect("count");
+        let nanos: u64 = words.next().and_then(|w| w.parse().ok()).expect("time");
+        UNIX_EPOCH + Duration::from_nanos(nanos)
+    }
+
+    /// The stand-ins' CPU seconds so far.
+    fn cpu_seconds(&self) -> f64 {
+        let (user, system) = user_system_seconds(&self.pid);
+        user + system
+    }
+}
+
+impl Drop for Standins {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---- The bench ----
+
+/// Pushes per second one core builds and encrypts, as the sender did each before the
+/// pool: the VAPID header from the cache, a key pair made in line and a salt,
+/// aes128gcm, the request.
 fn one_core_rate(endpoint: &Endpoint, ua: &UaKeys) -> f64 {
     let key = VapidKey::generate(&mut rand_core::OsRng).expect("key");
     let subject = Subject::new("mailto:postmaster@mail.example").expect("subject");
@@ -115,76 +253,6 @@ fn one_core_rate(endpoint: &Endpoint, ua: &UaKeys) -> f64 {
     median(rates)
 }
 
-/// The daemon's `mailpushd_webpush_encrypt_seconds_total`.
-async fn encrypt_seconds(daemon: &Daemon) -> f64 {
-    let page = support::metrics(daemon.local_addr().expect("the API listens")).await;
-    support::metric_value(&page, "mailpushd_webpush_encrypt_seconds_total").unwrap_or(0.0)
-}
-
-/// `n` active subscriptions of `USER`, round robin over `services`, in one transaction.
-async fn subscribe(store: &Store, services: &[Service], ua: &UaKeys, key: VapidKeyId, n: usize) {
-    let endpoints = (0..n).map(|i| services[i % services.len()].endpoint(&format!("p/{i}")));
-    support::store_active_subscriptions(store, USER, endpoints, ua, key).await;
-}
-
-fn received(services: &[Service]) -> (usize, Option<Instant>) {
-    services
-        .iter()
-        .map(Service::received)
-        .fold((0, None), |(n, last), (m, at)| (n + m, last.max(at)))
-}
-
-/// One notify; the deliveries per second from it to the last arrival, and the share of
-/// the cores the process used meanwhile.
-async fn one_event(daemon: &Daemon, services: &[Service], n: usize) -> (f64, f64) {
-    let (before, _) = received(services);
-    let cpu = cpu_seconds();
-    let json = [("content-type", "application/json; charset=utf-8")];
-    let body = format!(r#"{{"Username":"{USER}","Mailbox":"INBOX","Events": ["MessageNew"]}}"#);
-    let start = Instant::now();
-    let (status, _) = http(
-        daemon.local_addr().expect("the API listens"),
-        "POST",
-        "/notify",
-        &json,
-        body.as_bytes(),
-    )
-    .await
-    .expect("notify");
-    assert!(status < 500, "notify answered {status}");
-    let deadline = start + Duration::from_secs(120);
-    loop {
-        let (count, last) = received(services);
-        if count >= before + n {
-            let elapsed = last
-                .unwrap_or(start)
-                .saturating_duration_since(start)
-                .as_secs_f64()
-                .max(1e-9);
-            let cores = std::thread::available_parallelism().map_or(1, |c| c.get()) as f64;
-            let busy = (cpu_seconds() - cpu) / (start.elapsed().as_secs_f64() * cores);
-            return (n as f64 / elapsed, busy);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {n} pushes arrived",
-            count - before
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
-/// What each run sends to.
-struct Load {
-    services: Vec<Service>,
-    /// The stand-ins' CA certificates, for `h2`.
-    ca_file: Option<std::path::PathBuf>,
-    ua: UaKeys,
-    rounds: usize,
-    n: usize,
-    per_origin: Option<usize>,
-}
-
 /// The crypto bound now: one core's rate (alone), and what all the cores build and
 /// encrypt together (each thread as fast as it can, at once).
 async fn bound(endpoint: &Endpoint, ua: &UaKeys) -> (f64, f64, usize) {
@@ -206,25 +274,92 @@ async fn bound(endpoint: &Endpoint, ua: &UaKeys) -> (f64, f64, usize) {
     (alone, together, cores)
 }
 
-/// Runs the fan-out on `database`, each event right after a measure of the crypto
-/// bound (the machine's speed drifts); prints the medians.
-async fn run(name: &str, database: Database, dir: &std::path::Path, load: &Load) {
-    let Load {
-        services,
-        ca_file,
-        ua,
-        rounds,
-        n,
-        per_origin,
-    } = load;
-    let (services, ua, rounds, n) = (services.as_slice(), ua, *rounds, *n);
-    let endpoint =
-        Endpoint::new_allowing_plain_http(&services[0].endpoint("p/0")).expect("endpoint");
+/// A metric of the daemon's, 0 when absent.
+async fn metric(daemon: &Daemon, name: &str) -> f64 {
+    let page = support::metrics(daemon.local_addr().expect("the API listens")).await;
+    support::metric_value(&page, name).unwrap_or(0.0)
+}
+
+/// Waits until the daemon's key pool holds `size` keys.
+async fn pool_full(daemon: &Daemon, size: usize) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while metric(daemon, "mailpushd_webpush_key_pool").await < size as f64 {
+        assert!(Instant::now() < deadline, "the key pool did not fill");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One event's measures.
+struct Event {
+    /// Deliveries per second, from the notify to the last arrival.
+    rate: f64,
+    /// The daemon's CPU seconds from the notify to the last arrival.
+    cpu: f64,
+    /// The stand-ins' CPU seconds meanwhile.
+    standins_cpu: f64,
+    /// The wall-clock seconds it lasted.
+    seconds: f64,
+}
+
+/// One notify, and its measures once `n` pushes arrived.
+async fn one_event(daemon: &Daemon, standins: &mut Standins, n: usize) -> Event {
+    let json = [("content-type", "application/json; charset=utf-8")];
+    let body = format!(r#"{{"Username":"{USER}","Mailbox":"INBOX","Events": ["MessageNew"]}}"#);
+    let standins_cpu = standins.cpu_seconds();
+    let cpu = cpu_seconds();
+    let start = SystemTime::now();
+    let (status, _) = http(
+        daemon.local_addr().expect("the API listens"),
+        "POST",
+        "/notify",
+        &json,
+        body.as_bytes(),
+    )
+    .await
+    .expect("notify");
+    assert!(status < 500, "notify answered {status}");
+    // The wait blocks this thread only: the daemon's tasks run on the other workers.
+    let last = tokio::task::block_in_place(|| standins.wait_for(n));
+    let cpu = cpu_seconds() - cpu;
+    let seconds = last
+        .duration_since(start)
+        .unwrap_or_default()
+        .as_secs_f64()
+        .max(1e-9);
+    Event {
+        rate: n as f64 / seconds,
+        cpu,
+        standins_cpu: standins.cpu_seconds() - standins_cpu,
+        seconds,
+    }
+}
+
+/// What each run sends to.
+struct Load {
+    standins: Standins,
+    /// The stand-ins' CA certificates, for `h2`.
+    ca_file: Option<std::path::PathBuf>,
+    ua: UaKeys,
+    rounds: usize,
+    n: usize,
+    per_origin: Option<usize>,
+    /// The key pool's size: the event's pushes, or 0 (`inline`).
+    pool: usize,
+    /// The bound measured once, not around each event (`profile`).
+    profile: bool,
+}
+
+/// Runs the fan-out on `database`, each event between two measures of the crypto
+/// bound (the machine's speed drifts), the pool full before each; prints the medians.
+async fn run(name: &str, database: Database, dir: &Path, load: &mut Load) {
+    let (rounds, n, pool) = (load.rounds, load.n, load.pool);
+    let endpoint = Endpoint::new_allowing_plain_http(&load.standins.endpoint(0)).expect("endpoint");
     {
         let store = Store::open(&database).await.expect("store");
         let key = VapidKey::generate(&mut rand_core::OsRng).expect("key");
         let (id, _) = store.first_vapid_key(key).await.expect("VAPID key");
-        subscribe(&store, services, ua, id, n).await;
+        let endpoints = (0..n).map(|i| load.standins.endpoint(i));
+        support::store_active_subscriptions(&store, USER, endpoints, &load.ua, id).await;
         store.close().await;
     }
     let mut config = Config::with_database(dir.join("unused.sqlite"));
@@ -237,11 +372,14 @@ async fn run(name: &str, database: Database, dir: &std::path::Path, load: &Load)
     config.webpush.allow_local_push_service = true;
     config.webpush.max_subscriptions = n;
     config.webpush.request_timeout = Duration::from_secs(30);
-    config.webpush.ca_file = ca_file.clone();
-    let http2 = ca_file.is_some();
-    match (per_origin, http2) {
-        (Some(m), false) => config.webpush.max_per_origin_http1 = *m,
-        (Some(m), true) => config.webpush.max_per_origin = *m,
+    config.webpush.ca_file = load.ca_file.clone();
+    config.webpush.key_pool_size = pool;
+    // Fast, so that the rounds do not wait; the filler runs only between events.
+    config.webpush.key_pool_fill_per_second = 100_000;
+    let http2 = load.ca_file.is_some();
+    match (load.per_origin, http2) {
+        (Some(m), false) => config.webpush.max_per_origin_http1 = m,
+        (Some(m), true) => config.webpush.max_per_origin = m,
         (None, _) => {}
     }
     let limit = if http2 {
@@ -252,38 +390,68 @@ async fn run(name: &str, database: Database, dir: &std::path::Path, load: &Load)
     let rss_before = resident_kib();
     let daemon = Daemon::start(config).await.expect("daemon");
     // The first event opens the connections; it is reported apart.
-    let (cold, _) = one_event(&daemon, services, n).await;
-    let mut rates = Vec::new();
-    let mut busy = Vec::new();
-    let mut ratios = Vec::new();
-    let mut per_core = Vec::new();
-    let mut all_cores = Vec::new();
-    let mut ratios_all = Vec::new();
-    let mut shares = Vec::new();
-    // Microseconds per push built and encrypted: in the event, alone, all cores at once.
-    let mut costs = (Vec::new(), Vec::new(), Vec::new());
+    pool_full(&daemon, pool).await;
+    let cold = one_event(&daemon, &mut load.standins, n).await.rate;
+    let (mut rates, mut ratios, mut ratios_all) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut per_core, mut all_cores) = (Vec::new(), Vec::new());
+    // Per delivery, in µs: the daemon's CPU, its crypto, the stand-ins' CPU, and one
+    // push built and encrypted in the bound's loop alone and with all cores at once.
+    let (mut cpu, mut crypto, mut standins_cpu) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut alone, mut together_cost) = (Vec::new(), Vec::new());
+    let (mut over_crypto, mut busy) = (Vec::new(), Vec::new());
+    let mut made_inline = 0.0;
+    let (user_before, system_before) = user_system_seconds("self");
     let mut cores = 1;
+    // With `profile`, the bound is measured once, before the events, which then follow
+    // each other: a profiler attached meanwhile sees the daemon alone.
+    let once = if load.profile {
+        Some(bound(&endpoint, &load.ua).await)
+    } else {
+        None
+    };
     for _ in 0..rounds {
-        let (core_before, together_before, n_cores) = bound(&endpoint, ua).await;
-        let encrypting = encrypt_seconds(&daemon).await;
-        let (rate, cpu) = one_event(&daemon, services, n).await;
-        let encrypted = encrypt_seconds(&daemon).await - encrypting;
-        let (core_after, together_after, _) = bound(&endpoint, ua).await;
+        pool_full(&daemon, pool).await;
+        let (core_before, together_before, n_cores) = match once {
+            Some(b) => b,
+            None => bound(&endpoint, &load.ua).await,
+        };
+        let encrypting = metric(&daemon, "mailpushd_webpush_encrypt_seconds_total").await;
+        let inline = metric(
+            &daemon,
+            "mailpushd_webpush_keys_made_total{made=\"inline\"}",
+        )
+        .await;
+        let event = one_event(&daemon, &mut load.standins, n).await;
+        let encrypted =
+            metric(&daemon, "mailpushd_webpush_encrypt_seconds_total").await - encrypting;
+        made_inline += metric(
+            &daemon,
+            "mailpushd_webpush_keys_made_total{made=\"inline\"}",
+        )
+        .await
+            - inline;
+        pool_full(&daemon, pool).await;
+        let (core_after, together_after, _) = match once {
+            Some(b) => b,
+            None => bound(&endpoint, &load.ua).await,
+        };
         let core = (core_before + core_after) / 2.0;
         let together = (together_before + together_after) / 2.0;
         cores = n_cores;
         per_core.push(core);
         all_cores.push(together);
-        ratios.push(rate / (core * n_cores as f64));
-        ratios_all.push(rate / together);
-        // The event lasted n / rate seconds, on n_cores cores.
-        shares.push(encrypted * rate / (n as f64 * n_cores as f64));
-        costs.0.push(encrypted * 1e6 / n as f64);
-        costs.1.push(1e6 / core);
-        costs.2.push(1e6 * n_cores as f64 / together);
-        rates.push(rate);
-        busy.push(cpu);
+        ratios.push(event.rate / (core * n_cores as f64));
+        ratios_all.push(event.rate / together);
+        cpu.push(event.cpu * 1e6 / n as f64);
+        crypto.push(encrypted * 1e6 / n as f64);
+        over_crypto.push(event.cpu / encrypted);
+        standins_cpu.push(event.standins_cpu * 1e6 / n as f64);
+        busy.push((event.cpu + event.standins_cpu) / (event.seconds * n_cores as f64));
+        alone.push(1e6 / core);
+        together_cost.push(1e6 * n_cores as f64 / together);
+        rates.push(event.rate);
     }
+    let (user_after, system_after) = user_system_seconds("self");
     let rss_after = resident_kib();
     let mut reads = Vec::new();
     for _ in 0..rounds.max(3) {
@@ -298,14 +466,22 @@ async fn run(name: &str, database: Database, dir: &std::path::Path, load: &Load)
     }
     let rate = median(rates.clone());
     let core = median(per_core);
+    let keys = if pool == 0 {
+        "no key pool".to_owned()
+    } else {
+        format!("a key pool of {pool}, full before each event")
+    };
     println!(
-        "{name}: fan-out of one event to {n} subscriptions over {} origins, {limit} in flight per origin: median {rate:.0} deliveries/s over {rounds} events, the cores {:.0}% busy (first event, connecting: {cold:.0}/s; all: {})",
-        services.len(),
-        median(busy) * 100.0,
+        "{name}: fan-out of one event to {n} subscriptions over {} origins, {limit} in flight per origin, {keys}: median {rate:.0} deliveries/s over {rounds} events (first event, connecting: {cold:.0}/s; all: {})",
+        load.standins.bases.len(),
         listed(&rates, 0)
     );
     println!(
-        "{name}: crypto bound {core:.0} pushes/s built and encrypted on one core (median), x {cores} cores = {:.0}/s; fan-out / bound, median of per-event ratios: {:.2} (all: {})",
+        "{name}: keys made in line during the events: {:.2} per push (the others came from the pool)",
+        made_inline / (n * rounds) as f64
+    );
+    println!(
+        "{name}: crypto bound {core:.0} pushes/s built and encrypted on one core with keys made in line (median), x {cores} cores = {:.0}/s; fan-out / bound, median of per-event ratios: {:.2} (all: {})",
         core * cores as f64,
         median(ratios.clone()),
         listed(&ratios, 2)
@@ -317,16 +493,20 @@ async fn run(name: &str, database: Database, dir: &std::path::Path, load: &Load)
         median(ratios_all)
     );
     println!(
-        "{name}: share of the cores' time the sender spent encrypting and signing during each event (its own measure, free of the drift between the event and the bound), median: {:.2} (all: {})",
-        median(shares.clone()),
-        listed(&shares, 2)
+        "{name}: per delivery, medians: the daemon's CPU {:.1} µs, of which its crypto {:.1} µs: CPU / crypto {:.2} (all: {}); the stand-ins' CPU {:.1} µs; the cores {:.0}% busy. Over the run {:.0}% of the daemon's CPU was system time",
+        median(cpu.clone()),
+        median(crypto.clone()),
+        median(over_crypto.clone()),
+        listed(&over_crypto, 2),
+        median(standins_cpu),
+        median(busy) * 100.0,
+        100.0 * (system_after - system_before)
+            / ((user_after - user_before) + (system_after - system_before)).max(1e-9)
     );
     println!(
-        "{name}: one push built and encrypted, median: {:.0} µs in the event, {:.0} µs in the bound's loop alone, {:.0} µs with all {cores} cores building at once (in the event, all: {})",
-        median(costs.0.clone()),
-        median(costs.1),
-        median(costs.2),
-        listed(&costs.0, 0)
+        "{name}: one push built and encrypted with a key made in line, median: {:.1} µs in the bound's loop alone, {:.1} µs with all {cores} cores building at once",
+        median(alone),
+        median(together_cost),
     );
     println!(
         "{name}: reading the subscriptions for one event: median {:.1} ms, {:.2} µs per push; resident memory grew {} KiB over the run ({:.0} octets per subscription: they are read from the store for each event, not kept)",
@@ -338,91 +518,91 @@ async fn run(name: &str, database: Database, dir: &std::path::Path, load: &Load)
     daemon.shutdown(Duration::from_secs(10)).await;
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
-    let args: Vec<usize> = std::env::args().filter_map(|a| a.parse().ok()).collect();
-    let rounds = args.first().copied().unwrap_or(5);
-    let n = args.get(1).copied().unwrap_or(10_000);
-    let origins = args.get(2).copied().unwrap_or(50);
-    let per_origin = args.get(3).copied();
-    let lean = std::env::args().any(|a| a == "sink");
-    let h2 = std::env::args().any(|a| a == "h2");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut services = Vec::new();
-    let mut cas = String::new();
-    for _ in 0..origins {
-        let service = if h2 {
-            let standin = Standin::start_counting().await.expect("stand-in");
-            cas.push_str(standin.ca_pem());
-            Service::Http2(standin)
-        } else if lean {
-            Service::Http1(PushService::start_sink().await.expect("stand-in"))
-        } else {
-            Service::Http1(PushService::start_counting().await.expect("stand-in"))
-        };
-        services.push(service);
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--standins") {
+        let origins = args.get(2).and_then(|a| a.parse().ok()).expect("origins");
+        let kind = args.get(3).expect("kind");
+        let dir = args.get(4).expect("dir");
+        return run_standins(origins, kind, Path::new(dir));
     }
-    let ca_file = h2.then(|| {
-        let path = dir.path().join("stand-ins.pem");
-        std::fs::write(&path, &cas).expect("CA file");
-        path
-    });
+    let numbers: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    let rounds = numbers.first().copied().unwrap_or(5);
+    let n = numbers.get(1).copied().unwrap_or(10_000);
+    let origins = numbers.get(2).copied().unwrap_or(50);
+    let per_origin = numbers.get(3).copied();
+    let has = |word: &str| args.iter().any(|a| a == word);
+    let kind = if has("h2") {
+        "h2"
+    } else if has("sink") {
+        "sink"
+    } else {
+        "http1"
+    };
+    let pool = if has("inline") { 0 } else { n };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let standins = Standins::spawn(origins, kind, dir.path());
     println!(
-        "stand-ins: {origins}, {}",
-        if h2 {
-            "HTTP/2 over TLS (hyper's server)"
-        } else if lean {
-            "plain HTTP/1.1, lean sinks"
-        } else {
-            "plain HTTP/1.1, hyper servers"
+        "stand-ins: {origins}, {}, in a process of their own",
+        match kind {
+            "h2" => "HTTP/2 over TLS (hyper's server)",
+            "sink" => "plain HTTP/1.1, lean sinks",
+            _ => "plain HTTP/1.1, hyper servers",
         }
     );
-    let load = Load {
-        services,
-        ca_file,
+    let mut load = Load {
+        standins,
+        ca_file: (kind == "h2").then(|| dir.path().join("stand-ins.pem")),
         ua: UaKeys::generate(&mut rand_core::OsRng).expect("keys"),
         rounds,
         n,
         per_origin,
+        pool,
+        profile: has("profile"),
     };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let sqlite_file = dir.path().join("fanout.sqlite");
+        run(
+            "SQLite",
+            Database::Sqlite(sqlite_file.clone()),
+            dir.path(),
+            &mut load,
+        )
+        .await;
+        let size = std::fs::metadata(&sqlite_file).map_or(0, |m| m.len())
+            + std::fs::metadata(dir.path().join("fanout.sqlite-wal")).map_or(0, |m| m.len());
+        println!(
+            "SQLite: {:.0} octets on disk per stored subscription",
+            size as f64 / n as f64
+        );
 
-    let sqlite_file = dir.path().join("fanout.sqlite");
-    run(
-        "SQLite",
-        Database::Sqlite(sqlite_file.clone()),
-        dir.path(),
-        &load,
-    )
-    .await;
-    let size = std::fs::metadata(&sqlite_file).map_or(0, |m| m.len())
-        + std::fs::metadata(dir.path().join("fanout.sqlite-wal")).map_or(0, |m| m.len());
-    println!(
-        "SQLite: {:.0} octets on disk per stored subscription",
-        size as f64 / n as f64
-    );
-
-    let Some(pg) = support::Postgres::try_start() else {
-        println!("PostgreSQL: not installed here, skipped");
-        return;
-    };
-    let url = pg.database("fanout").await;
-    run(
-        "PostgreSQL",
-        Database::Postgres(PostgresUrl::new(&url, 10).expect("url")),
-        dir.path(),
-        &load,
-    )
-    .await;
-    let size: i64 = {
-        use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
-        sqlx::query_scalar("SELECT pg_total_relation_size('webpush_subscriptions')")
-            .fetch_one(&mut conn)
-            .await
-            .expect("size")
-    };
-    println!(
-        "PostgreSQL: {:.0} octets per stored subscription (table, indexes and TOAST)",
-        size as f64 / n as f64
-    );
+        let Some(pg) = support::Postgres::try_start() else {
+            println!("PostgreSQL: not installed here, skipped");
+            return;
+        };
+        let url = pg.database("fanout").await;
+        run(
+            "PostgreSQL",
+            Database::Postgres(PostgresUrl::new(&url, 10).expect("url")),
+            dir.path(),
+            &mut load,
+        )
+        .await;
+        let size: i64 = {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+            sqlx::query_scalar("SELECT pg_total_relation_size('webpush_subscriptions')")
+                .fetch_one(&mut conn)
+                .await
+                .expect("size")
+        };
+        println!(
+            "PostgreSQL: {:.0} octets per stored subscription (table, indexes and TOAST)",
+            size as f64 / n as f64
+        );
+    });
 }

@@ -250,10 +250,12 @@ impl Metrics {
         self.key_pool.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
-    /// Counts an ephemeral key made ahead (`true`) or in line.
-    pub fn key_made(&self, ahead: bool) {
+    /// Counts `n` ephemeral keys made ahead (`true`) or in line.
+    pub fn keys_made(&self, ahead: bool, n: usize) {
         let made = if ahead { "ahead" } else { "inline" };
-        self.keys_made.get_or_create(&KeyLabels { made }).inc();
+        self.keys_made
+            .get_or_create(&KeyLabels { made })
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
     }
 
     /// Counts an IMAP front connection on `listener` and what became of it.

@@ -42,7 +42,7 @@ impl KeyPool {
         };
         self.metrics.set_key_pool(left);
         if key.is_none() {
-            self.metrics.key_made(false);
+            self.metrics.keys_made(false, 1);
         }
         key
     }
@@ -81,9 +81,7 @@ impl KeyPool {
                 keys.extend(made.into_iter().take(room));
                 keys.len()
             };
-            for _ in 0..n {
-                this.metrics.key_made(true);
-            }
+            this.metrics.keys_made(true, n);
             this.metrics.set_key_pool(left);
         }
     }
