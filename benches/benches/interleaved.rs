@@ -29,6 +29,21 @@ fn time_slice(op: &dyn Fn() -> Vec<u8>) -> f64 {
     start.elapsed().as_secs_f64() * 1e6 / f64::from(calls)
 }
 
+/// Microseconds per call of `op` over one slice, each call spending a key that `make`
+/// made before the slice began.
+fn time_made_ahead<K>(make: fn() -> K, op: impl Fn(K) -> Vec<u8>) -> f64 {
+    // More than a slice can spend at either provider's speed.
+    let mut made: Vec<K> = (0..2000).map(|_| make()).collect();
+    let start = Instant::now();
+    let mut calls = 0u32;
+    while start.elapsed() < SLICE {
+        let Some(key) = made.pop() else { break };
+        black_box(op(key));
+        calls += 1;
+    }
+    start.elapsed().as_secs_f64() * 1e6 / f64::from(calls.max(1))
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -86,9 +101,10 @@ fn compare(title: &str, ops: &[Op<'_>], rounds: usize) {
 }
 
 /// Encryption with an ephemeral key made ahead, against the per-message floor of each
-/// provider, in the same rounds: per round, for each provider, the keys for one slice
-/// are made first (not timed), then the slice spends them; the floors run their own
-/// slices beside. Ratios are medians of per-round ratios.
+/// provider and against that floor with its own key made ahead, in the same rounds:
+/// per round, for each provider, the keys for one slice are made first (not timed),
+/// then the slice spends them; the floors run their own slices beside. Ratios are
+/// medians of per-round ratios.
 fn compare_prepared(f: &Fixture, rounds: usize) {
     let title = "encrypt 3000 B, key made ahead";
     if !selected(title) {
@@ -101,42 +117,60 @@ fn compare_prepared(f: &Fixture, rounds: usize) {
     let keys = f.ua.subscription_keys();
     let mut ratios = vec![Vec::with_capacity(rounds); providers.len()];
     let mut prepared_us = vec![Vec::with_capacity(rounds); providers.len()];
+    let mut ahead_ratios = vec![Vec::with_capacity(rounds); providers.len()];
+    let mut floor_ahead_us = vec![Vec::with_capacity(rounds); providers.len()];
     for _ in 0..rounds {
         for (i, (provider, _)) in providers.iter().enumerate() {
             let encryptor = webpush_crypto::Encryptor::new().with_provider(*provider);
-            // More than a slice can spend at either provider's speed.
-            let mut made: Vec<webpush_crypto::EphemeralKey> = (0..2000)
-                .map(|_| {
-                    webpush_crypto::EphemeralKey::generate(*provider, &mut rand_core::OsRng)
-                        .expect("key")
-                })
-                .collect();
-            let start = Instant::now();
-            let mut calls = 0u32;
-            while start.elapsed() < SLICE {
-                let Some(key) = made.pop() else { break };
-                black_box(
-                    encryptor
-                        .encrypt_prepared(&keys, &f.plaintext, key, &mut rand_core::OsRng)
-                        .expect("encryption"),
-                );
-                calls += 1;
-            }
-            let us = start.elapsed().as_secs_f64() * 1e6 / f64::from(calls.max(1));
-            let floor = match provider {
-                webpush_crypto::Provider::AwsLcRs => time_slice(&|| f.floor_aws_lc_encrypt()),
-                _ => time_slice(&|| f.floor_rustcrypto_encrypt()),
+            let make: fn() -> webpush_crypto::EphemeralKey = match provider {
+                webpush_crypto::Provider::AwsLcRs => || {
+                    webpush_crypto::EphemeralKey::generate(
+                        webpush_crypto::Provider::AwsLcRs,
+                        &mut rand_core::OsRng,
+                    )
+                    .expect("key")
+                },
+                _ => || {
+                    webpush_crypto::EphemeralKey::generate(
+                        webpush_crypto::Provider::RustCrypto,
+                        &mut rand_core::OsRng,
+                    )
+                    .expect("key")
+                },
+            };
+            let us = time_made_ahead(make, |key| {
+                encryptor
+                    .encrypt_prepared(&keys, &f.plaintext, key, &mut rand_core::OsRng)
+                    .expect("encryption")
+            });
+            let (floor, floor_ahead) = match provider {
+                webpush_crypto::Provider::AwsLcRs => (
+                    time_slice(&|| f.floor_aws_lc_encrypt()),
+                    time_made_ahead(mailpush_benches::floor_aws_lc_key, |k| {
+                        f.floor_aws_lc_encrypt_with(k)
+                    }),
+                ),
+                _ => (
+                    time_slice(&|| f.floor_rustcrypto_encrypt()),
+                    time_made_ahead(mailpush_benches::floor_rustcrypto_key, |k| {
+                        f.floor_rustcrypto_encrypt_with(k)
+                    }),
+                ),
             };
             prepared_us[i].push(us);
             ratios[i].push(us / floor);
+            ahead_ratios[i].push(us / floor_ahead);
+            floor_ahead_us[i].push(floor_ahead);
         }
     }
     println!("\n{title} ({rounds} rounds; ratio = median of per-round ratios)");
     for (i, (_, name)) in providers.iter().enumerate() {
         println!(
-            "ours/{name}, key made ahead: {:>8.2} µs   ÷ floor/{name} {:.3}",
+            "ours/{name}, key made ahead: {:>8.2} µs   ÷ floor/{name} {:.3}   ÷ floor/{name} with its key made ahead ({:.2} µs) {:.3}",
             median(&mut prepared_us[i]),
-            median(&mut ratios[i])
+            median(&mut ratios[i]),
+            median(&mut floor_ahead_us[i]),
+            median(&mut ahead_ratios[i])
         );
     }
 }

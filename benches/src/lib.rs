@@ -31,6 +31,46 @@ pub enum P256Floor {
     P256_0_14,
 }
 
+/// An ephemeral key of the RustCrypto floor, made ahead: the scalar and its public key.
+pub type FloorRustCryptoKey = (p256::SecretKey, [u8; 65]);
+
+/// An ephemeral key of the aws-lc-rs floor, made ahead by aws-lc itself.
+pub type FloorAwsLcKey = (
+    aws_lc_rs::agreement::EphemeralPrivateKey,
+    aws_lc_rs::agreement::PublicKey,
+);
+
+/// A random scalar, as a p256 0.13 key and a 0.14 scalar, with its public key from
+/// p256 0.14's basepoint table.
+fn table_key() -> (p256::SecretKey, p256_basepoint::Scalar, [u8; 65]) {
+    use p256_basepoint::elliptic_curve::PrimeField;
+    use p256_basepoint::elliptic_curve::group::Group;
+    use p256_basepoint::elliptic_curve::sec1::ToSec1Point;
+    let secret = p256::SecretKey::random(&mut OsRng);
+    let bytes: [u8; 32] = secret.to_bytes().into();
+    let scalar = p256_basepoint::Scalar::from_repr(bytes.into()).expect("scalar");
+    let point = p256_basepoint::ProjectivePoint::mul_by_generator(&scalar).to_affine();
+    let mut public = [0u8; 65];
+    public.copy_from_slice(point.to_sec1_point(false).as_bytes());
+    (secret, scalar, public)
+}
+
+/// The RustCrypto floor's ephemeral key, made the fastest way it knows.
+pub fn floor_rustcrypto_key() -> FloorRustCryptoKey {
+    let (secret, _, public) = table_key();
+    (secret, public)
+}
+
+/// The aws-lc-rs floor's ephemeral key, generated inside aws-lc (no import check).
+pub fn floor_aws_lc_key() -> FloorAwsLcKey {
+    use aws_lc_rs::{agreement, rand};
+    let eph =
+        agreement::EphemeralPrivateKey::generate(&agreement::ECDH_P256, &rand::SystemRandom::new())
+            .expect("keygen");
+    let public = eph.compute_public_key().expect("public key");
+    (eph, public)
+}
+
 /// A subscription and a message body to encrypt, with the same keys in every crate's form.
 pub struct Fixture {
     /// The user agent.
@@ -89,18 +129,8 @@ impl Fixture {
     }
 
     fn floor_rustcrypto_with(&self, how: P256Floor) -> Vec<u8> {
-        use p256_basepoint::elliptic_curve::PrimeField;
-        use p256_basepoint::elliptic_curve::group::Group;
         use p256_basepoint::elliptic_curve::sec1::{FromSec1Point, ToSec1Point};
-        let table_public = || {
-            let secret = p256::SecretKey::random(&mut OsRng);
-            let bytes: [u8; 32] = secret.to_bytes().into();
-            let scalar = p256_basepoint::Scalar::from_repr(bytes.into()).expect("scalar");
-            let point = p256_basepoint::ProjectivePoint::mul_by_generator(&scalar).to_affine();
-            let mut public = [0u8; 65];
-            public.copy_from_slice(point.to_sec1_point(false).as_bytes());
-            (secret, scalar, public)
-        };
+        let table_public = table_key;
         let (as_public, shared): ([u8; 65], [u8; 32]) = match how {
             P256Floor::P256_0_13 => {
                 let eph = p256::ecdh::EphemeralSecret::random(&mut OsRng);
@@ -111,11 +141,7 @@ impl Fixture {
             }
             P256Floor::Fastest => {
                 let (secret, _, public) = table_public();
-                let shared = p256::ecdh::diffie_hellman(
-                    secret.to_nonzero_scalar(),
-                    self.ua_p256.as_affine(),
-                );
-                (public, (*shared.raw_secret_bytes()).into())
+                return self.floor_rustcrypto_encrypt_with((secret, public));
             }
             P256Floor::P256_0_14 => {
                 let (_, scalar, public) = table_public();
@@ -129,9 +155,23 @@ impl Fixture {
                 (public, x)
             }
         };
+        self.floor_rustcrypto_rest(&as_public, &shared)
+    }
+
+    /// The RustCrypto floor with its ephemeral key made beforehand (by
+    /// [`floor_rustcrypto_key`]): the ECDH, HKDF and AES-GCM left of a message.
+    pub fn floor_rustcrypto_encrypt_with(&self, key: FloorRustCryptoKey) -> Vec<u8> {
+        let (secret, as_public) = key;
+        let shared =
+            p256::ecdh::diffie_hellman(secret.to_nonzero_scalar(), self.ua_p256.as_affine());
+        self.floor_rustcrypto_rest(&as_public, &(*shared.raw_secret_bytes()).into())
+    }
+
+    /// RFC 8291's key derivation and RFC 8188's content encryption on RustCrypto.
+    fn floor_rustcrypto_rest(&self, as_public: &[u8; 65], shared: &[u8; 32]) -> Vec<u8> {
         let as_public = &as_public[..];
         let mut ikm = [0u8; 32];
-        Hkdf::<Sha256>::new(Some(self.ua.auth().as_bytes()), &shared)
+        Hkdf::<Sha256>::new(Some(self.ua.auth().as_bytes()), shared)
             .expand_multi_info(
                 &[
                     b"WebPush: info\0",
@@ -198,11 +238,14 @@ impl Fixture {
 
     /// The aws-lc-rs floor: ephemeral key, ECDH, HKDF, AES-128-GCM, composed naively.
     pub fn floor_aws_lc_encrypt(&self) -> Vec<u8> {
-        use aws_lc_rs::{agreement, rand};
-        let rng = rand::SystemRandom::new();
-        let eph =
-            agreement::EphemeralPrivateKey::generate(&agreement::ECDH_P256, &rng).expect("keygen");
-        let as_public = eph.compute_public_key().expect("public key");
+        self.floor_aws_lc_encrypt_with(floor_aws_lc_key())
+    }
+
+    /// The aws-lc-rs floor with its ephemeral key made beforehand (by
+    /// [`floor_aws_lc_key`]): the ECDH, HKDF and AES-GCM left of a message.
+    pub fn floor_aws_lc_encrypt_with(&self, key: FloorAwsLcKey) -> Vec<u8> {
+        use aws_lc_rs::agreement;
+        let (eph, as_public) = key;
         let peer = agreement::UnparsedPublicKey::new(
             &agreement::ECDH_P256,
             self.ua.public_key().as_bytes(),
