@@ -36,8 +36,8 @@ use mailpushd::demo::http;
 use mailpushd::standin::{PushService, Standin};
 use mailpushd::store::Store;
 use webpush_crypto::{
-    Encryptor, Endpoint, PushRequest, Subject, TokenCache, Ttl, UaKeys, Urgency, VapidKey,
-    VapidSigner,
+    Encryptor, Endpoint, EphemeralKey, PushRequest, Subject, TokenCache, Ttl, UaKeys, Urgency,
+    VapidKey, VapidSigner,
 };
 
 #[path = "../../mailpushd/tests/support/mod.rs"]
@@ -225,9 +225,10 @@ impl Drop for Standins {
 // ---- The bench ----
 
 /// Pushes per second one core builds and encrypts, as the sender did each before the
-/// pool: the VAPID header from the cache, a key pair made in line and a salt,
-/// aes128gcm, the request.
-fn one_core_rate(endpoint: &Endpoint, ua: &UaKeys) -> f64 {
+/// pool (`ahead` false: the VAPID header from the cache, a key pair made in line and a
+/// salt, aes128gcm, the request), or as it does each with a key from the pool (`ahead`:
+/// the keys made before the timing starts).
+fn one_core_rate(endpoint: &Endpoint, ua: &UaKeys, ahead: bool) -> f64 {
     let key = VapidKey::generate(&mut rand_core::OsRng).expect("key");
     let subject = Subject::new("mailto:postmaster@mail.example").expect("subject");
     let mut tokens = TokenCache::new(VapidSigner::new(key, subject));
@@ -236,17 +237,27 @@ fn one_core_rate(endpoint: &Endpoint, ua: &UaKeys) -> f64 {
     let mut rates = Vec::new();
     for _ in 0..5 {
         let n = 400;
+        let mut made: Vec<EphemeralKey> = if ahead {
+            (0..n)
+                .map(|_| EphemeralKey::generate(encryptor.provider(), &mut rand_core::OsRng))
+                .collect::<Result<_, _>>()
+                .expect("keys")
+        } else {
+            Vec::new()
+        };
         let start = Instant::now();
         for _ in 0..n {
             let token = tokens
                 .token(endpoint.origin(), SystemTime::now())
                 .expect("token");
-            let request = PushRequest::to(endpoint, &keys, Ttl::from_secs(86_400))
+            let push = PushRequest::to(endpoint, &keys, Ttl::from_secs(86_400))
                 .urgency(Urgency::High)
-                .vapid(token)
-                .build(&encryptor, PLAINTEXT, &mut rand_core::OsRng)
-                .expect("request");
-            std::hint::black_box(request);
+                .vapid(token);
+            let request = match made.pop() {
+                Some(key) => push.build_prepared(&encryptor, PLAINTEXT, key, &mut rand_core::OsRng),
+                None => push.build(&encryptor, PLAINTEXT, &mut rand_core::OsRng),
+            };
+            std::hint::black_box(request.expect("request"));
         }
         rates.push(n as f64 / start.elapsed().as_secs_f64());
     }
@@ -258,13 +269,13 @@ fn one_core_rate(endpoint: &Endpoint, ua: &UaKeys) -> f64 {
 async fn bound(endpoint: &Endpoint, ua: &UaKeys) -> (f64, f64, usize) {
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     let (e, u) = (endpoint.clone(), ua.clone());
-    let alone = tokio::task::spawn_blocking(move || one_core_rate(&e, &u))
+    let alone = tokio::task::spawn_blocking(move || one_core_rate(&e, &u, false))
         .await
         .expect("crypto bound");
     let together: Vec<_> = (0..cores)
         .map(|_| {
             let (e, u) = (endpoint.clone(), ua.clone());
-            std::thread::spawn(move || one_core_rate(&e, &u))
+            std::thread::spawn(move || one_core_rate(&e, &u, false))
         })
         .collect();
     let together = together
@@ -398,6 +409,9 @@ async fn run(name: &str, database: Database, dir: &Path, load: &mut Load) {
     // push built and encrypted in the bound's loop alone and with all cores at once.
     let (mut cpu, mut crypto, mut standins_cpu) = (Vec::new(), Vec::new(), Vec::new());
     let (mut alone, mut together_cost) = (Vec::new(), Vec::new());
+    // The same with a key made ahead; the bound's cost over the daemon's CPU per
+    // delivery; that CPU over the cost with a key made ahead.
+    let (mut alone_ahead, mut own_cores, mut over_alone) = (Vec::new(), Vec::new(), Vec::new());
     let (mut over_crypto, mut busy) = (Vec::new(), Vec::new());
     let mut made_inline = 0.0;
     let (user_before, system_before) = user_system_seconds("self");
@@ -411,6 +425,10 @@ async fn run(name: &str, database: Database, dir: &Path, load: &mut Load) {
     };
     for _ in 0..rounds {
         pool_full(&daemon, pool).await;
+        let (e, u) = (endpoint.clone(), load.ua.clone());
+        let ahead = tokio::task::spawn_blocking(move || one_core_rate(&e, &u, true))
+            .await
+            .expect("crypto alone");
         let (core_before, together_before, n_cores) = match once {
             Some(b) => b,
             None => bound(&endpoint, &load.ua).await,
@@ -448,6 +466,9 @@ async fn run(name: &str, database: Database, dir: &Path, load: &mut Load) {
         standins_cpu.push(event.standins_cpu * 1e6 / n as f64);
         busy.push((event.cpu + event.standins_cpu) / (event.seconds * n_cores as f64));
         alone.push(1e6 / core);
+        alone_ahead.push(1e6 / ahead);
+        own_cores.push((1e6 / core) / (event.cpu * 1e6 / n as f64));
+        over_alone.push(event.cpu * ahead / n as f64);
         together_cost.push(1e6 * n_cores as f64 / together);
         rates.push(event.rate);
     }
@@ -504,9 +525,17 @@ async fn run(name: &str, database: Database, dir: &Path, load: &mut Load) {
             / ((user_after - user_before) + (system_after - system_before)).max(1e-9)
     );
     println!(
-        "{name}: one push built and encrypted with a key made in line, median: {:.1} µs in the bound's loop alone, {:.1} µs with all {cores} cores building at once",
+        "{name}: one push built and encrypted, median: {:.1} µs with a key made in line in the bound's loop alone, {:.1} µs so with all {cores} cores building at once, {:.1} µs with a key made ahead alone; the daemon's CPU per delivery over that last: {:.2} (all: {})",
         median(alone),
         median(together_cost),
+        median(alone_ahead),
+        median(over_alone.clone()),
+        listed(&over_alone, 2)
+    );
+    println!(
+        "{name}: the bound's cost per push over the daemon's CPU per delivery (the fan-out / bound it would reach with the cores to itself), median: {:.2} (all: {})",
+        median(own_cores.clone()),
+        listed(&own_cores, 2)
     );
     println!(
         "{name}: reading the subscriptions for one event: median {:.1} ms, {:.2} µs per push; resident memory grew {} KiB over the run ({:.0} octets per subscription: they are read from the store for each event, not kept)",

@@ -32,6 +32,10 @@ pub const RESPONSES: [(&str, &[u8]); 3] = [
     ("tagged OK", b"a2 OK WEBPUSH completed\r\n"),
 ];
 
+/// The p256dh key of the WEBPUSH command in [`COMMANDS`].
+const WEBPUSH_P256DH: &str =
+    "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4";
+
 /// A standard IMAP command with two astrings, shorter than the WEBPUSH command (145
 /// octets to its 198), for `imap-codec`.
 pub const RENAME: &[u8] = b"a2 RENAME \"Archive/2024/Projects/Mailpush/Push notifications/very long name\" \"Archive/2025/Projects/Mailpush/Push notifications/very long name\"\r\n";
@@ -69,6 +73,17 @@ pub fn decode_ops() -> Vec<Op<'static>> {
         "ours ACKWEBPUSH decode, long",
         Box::new(|| {
             black_box(Command::decode(black_box(LONG_ACK), &Config::SERVER).expect("decode"));
+            Vec::new()
+        }),
+    ));
+    // The WEBPUSH command's p256dh, as its decode checks it: on the curve.
+    let point = *webpush_crypto::PublicKey::from_base64url(WEBPUSH_P256DH)
+        .expect("key")
+        .as_bytes();
+    ops.push((
+        "P-256 point check alone",
+        Box::new(move || {
+            black_box(webpush_crypto::PublicKey::from_sec1(black_box(&point)).expect("point"));
             Vec::new()
         }),
     ));
