@@ -70,6 +70,10 @@ pub(crate) enum SessionEnd {
     /// The daemon is stopping.
     #[error("the daemon is stopping")]
     Stopping,
+    /// The framer classified input in a way this build of the front does not know:
+    /// the session ends rather than pass on octets it has not read.
+    #[error("input the relay cannot frame (imap-syntax newer than the front)")]
+    Unframed,
 }
 
 /// What the server said about the command the client's half waits on.
@@ -331,9 +335,8 @@ impl ClientHalf<'_> {
                         Line::Drop { .. } | Line::None | Line::Sasl => {}
                     }
                 }
-                // The framer has no other pieces today; one it grows is read past.
-                #[allow(unreachable_patterns)]
-                _ => return Err(SessionEnd::ClientClosed),
+                // A piece this build does not know is not relayed unread.
+                _ => return Err(SessionEnd::Unframed),
             }
         }
     }
@@ -752,7 +755,9 @@ async fn server_half(
                     passed.unsplit(text);
                 }
                 Piece::Literal { len, .. } => passed.unsplit(buffer.split_to(len)),
-                _ => break,
+                Piece::Incomplete => break,
+                // A piece this build does not know is not relayed unread.
+                _ => return SessionEnd::Unframed,
             }
         }
         out.push(passed);
