@@ -1,9 +1,9 @@
 //! mailpushd's Web Push fan-out: one new-mail event for a user with 10,000 active
 //! subscriptions spread over 50 push service origins, from the notify to the last
-//! push's arrival. The stand-ins run in a child process of their own (hyper's HTTP/1.1
-//! server, plain; with `sink`, lean HTTP/1.1 sinks; with `h2`, hyper's HTTP/2 server
-//! over TLS, as real push services are reached), so that this process's CPU time is
-//! the daemon's alone. Beside it, in the same run, the crypto bound: one core's rate for
+//! push's arrival. The stand-ins run in a child process of their own, so that this
+//! process's CPU time is the daemon's alone: hyper's HTTP/1.1 server in plain text
+//! (`http1`), then hyper's HTTP/2 server over TLS (`h2`), as real push services are
+//! reached; one of them if named, or lean HTTP/1.1 sinks (`sink`). Beside it, in the same run, the crypto bound: one core's rate for
 //! building and encrypting one push request with a key made in line, times the cores,
 //! measured right before and right after each event (the machine's speed drifts), the
 //! event compared with the mean of the two.
@@ -21,7 +21,7 @@
 //! before the events, which follow each other, for a profiler to attach to.
 //!
 //! ```text
-//! cargo bench -p mailpush-benches --bench fanout [-- ROUNDS SUBSCRIPTIONS ORIGINS PER_ORIGIN] [sink | h2] [inline] [profile]
+//! cargo bench -p mailpush-benches --bench fanout [-- ROUNDS SUBSCRIPTIONS ORIGINS PER_ORIGIN] [http1] [h2] [sink] [inline] [profile]
 //! ```
 
 use mailpush_benches::resident_kib;
@@ -264,6 +264,14 @@ fn one_core_rate(endpoint: &Endpoint, ua: &UaKeys, ahead: bool) -> f64 {
     median(rates)
 }
 
+/// One core's rate with keys made ahead, off the runtime's workers.
+async fn rate_ahead(endpoint: &Endpoint, ua: &UaKeys) -> f64 {
+    let (e, u) = (endpoint.clone(), ua.clone());
+    tokio::task::spawn_blocking(move || one_core_rate(&e, &u, true))
+        .await
+        .expect("crypto alone")
+}
+
 /// The crypto bound now: one core's rate (alone), and what all the cores build and
 /// encrypt together (each thread as fast as it can, at once).
 async fn bound(endpoint: &Endpoint, ua: &UaKeys) -> (f64, f64, usize) {
@@ -418,17 +426,20 @@ async fn run(name: &str, database: Database, dir: &Path, load: &mut Load) {
     let mut cores = 1;
     // With `profile`, the bound is measured once, before the events, which then follow
     // each other: a profiler attached meanwhile sees the daemon alone.
-    let once = if load.profile {
-        Some(bound(&endpoint, &load.ua).await)
+    let (once, once_ahead) = if load.profile {
+        (
+            Some(bound(&endpoint, &load.ua).await),
+            Some(rate_ahead(&endpoint, &load.ua).await),
+        )
     } else {
-        None
+        (None, None)
     };
     for _ in 0..rounds {
         pool_full(&daemon, pool).await;
-        let (e, u) = (endpoint.clone(), load.ua.clone());
-        let ahead = tokio::task::spawn_blocking(move || one_core_rate(&e, &u, true))
-            .await
-            .expect("crypto alone");
+        let ahead = match once_ahead {
+            Some(rate) => rate,
+            None => rate_ahead(&endpoint, &load.ua).await,
+        };
         let (core_before, together_before, n_cores) = match once {
             Some(b) => b,
             None => bound(&endpoint, &load.ua).await,
@@ -561,77 +572,88 @@ fn main() {
     let origins = numbers.get(2).copied().unwrap_or(50);
     let per_origin = numbers.get(3).copied();
     let has = |word: &str| args.iter().any(|a| a == word);
-    let kind = if has("h2") {
-        "h2"
-    } else if has("sink") {
-        "sink"
-    } else {
-        "http1"
-    };
+    // Each kind of stand-in asked for, or plain HTTP/1.1 and HTTP/2 over TLS.
+    let mut kinds: Vec<&str> = ["http1", "h2", "sink"]
+        .into_iter()
+        .filter(|k| has(k))
+        .collect();
+    if kinds.is_empty() {
+        kinds = vec!["http1", "h2"];
+    }
     let pool = if has("inline") { 0 } else { n };
-    let dir = tempfile::tempdir().expect("temp dir");
-    let standins = Standins::spawn(origins, kind, dir.path());
-    println!(
-        "stand-ins: {origins}, {}, in a process of their own",
-        match kind {
-            "h2" => "HTTP/2 over TLS (hyper's server)",
-            "sink" => "plain HTTP/1.1, lean sinks",
-            _ => "plain HTTP/1.1, hyper servers",
-        }
-    );
-    let mut load = Load {
-        standins,
-        ca_file: (kind == "h2").then(|| dir.path().join("stand-ins.pem")),
-        ua: UaKeys::generate(&mut rand_core::OsRng).expect("keys"),
-        rounds,
-        n,
-        per_origin,
-        pool,
-        profile: has("profile"),
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(async {
-        let sqlite_file = dir.path().join("fanout.sqlite");
-        run(
-            "SQLite",
-            Database::Sqlite(sqlite_file.clone()),
-            dir.path(),
-            &mut load,
-        )
-        .await;
-        let size = std::fs::metadata(&sqlite_file).map_or(0, |m| m.len())
-            + std::fs::metadata(dir.path().join("fanout.sqlite-wal")).map_or(0, |m| m.len());
+    let pg = support::Postgres::try_start();
+    for kind in kinds {
+        let label = match kind {
+            "h2" => "HTTP/2 over TLS",
+            "sink" => "HTTP/1.1 sinks",
+            _ => "HTTP/1.1",
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        let standins = Standins::spawn(origins, kind, dir.path());
         println!(
-            "SQLite: {:.0} octets on disk per stored subscription",
-            size as f64 / n as f64
+            "{label}: {origins} stand-ins, {}, in a process of their own",
+            match kind {
+                "h2" => "HTTP/2 over TLS (hyper's server)",
+                "sink" => "plain HTTP/1.1, lean sinks",
+                _ => "plain HTTP/1.1, hyper servers",
+            }
         );
+        let mut load = Load {
+            standins,
+            ca_file: (kind == "h2").then(|| dir.path().join("stand-ins.pem")),
+            ua: UaKeys::generate(&mut rand_core::OsRng).expect("keys"),
+            rounds,
+            n,
+            per_origin,
+            pool,
+            profile: has("profile"),
+        };
+        runtime.block_on(async {
+            let sqlite_file = dir.path().join("fanout.sqlite");
+            let name = format!("SQLite, {label}");
+            run(
+                &name,
+                Database::Sqlite(sqlite_file.clone()),
+                dir.path(),
+                &mut load,
+            )
+            .await;
+            let size = std::fs::metadata(&sqlite_file).map_or(0, |m| m.len())
+                + std::fs::metadata(dir.path().join("fanout.sqlite-wal")).map_or(0, |m| m.len());
+            println!(
+                "{name}: {:.0} octets on disk per stored subscription",
+                size as f64 / n as f64
+            );
 
-        let Some(pg) = support::Postgres::try_start() else {
-            println!("PostgreSQL: not installed here, skipped");
-            return;
-        };
-        let url = pg.database("fanout").await;
-        run(
-            "PostgreSQL",
-            Database::Postgres(PostgresUrl::new(&url, 10).expect("url")),
-            dir.path(),
-            &mut load,
-        )
-        .await;
-        let size: i64 = {
-            use sqlx::Connection;
-            let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
-            sqlx::query_scalar("SELECT pg_total_relation_size('webpush_subscriptions')")
-                .fetch_one(&mut conn)
-                .await
-                .expect("size")
-        };
-        println!(
-            "PostgreSQL: {:.0} octets per stored subscription (table, indexes and TOAST)",
-            size as f64 / n as f64
-        );
-    });
+            let Some(pg) = &pg else {
+                println!("PostgreSQL: not installed here, skipped");
+                return;
+            };
+            let url = pg.database(&format!("fanout_{kind}")).await;
+            let name = format!("PostgreSQL, {label}");
+            run(
+                &name,
+                Database::Postgres(PostgresUrl::new(&url, 10).expect("url")),
+                dir.path(),
+                &mut load,
+            )
+            .await;
+            let size: i64 = {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+                sqlx::query_scalar("SELECT pg_total_relation_size('webpush_subscriptions')")
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("size")
+            };
+            println!(
+                "{name}: {:.0} octets per stored subscription (table, indexes and TOAST)",
+                size as f64 / n as f64
+            );
+        });
+    }
 }
