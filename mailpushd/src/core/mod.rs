@@ -169,7 +169,8 @@ impl Core {
             .with_push_mailboxes(self.config.push.mailboxes.clone())
     }
 
-    /// Applies what the senders reported, the pushes delivered settled in one write.
+    /// Applies what the senders reported, the pushes delivered (and the fan-outs that
+    /// reached every subscription) settled in one write.
     pub async fn apply_all(&self, reports: Vec<Report>) {
         let mut delivered = Vec::new();
         let mut log = Vec::new();
@@ -195,6 +196,11 @@ impl Core {
                         record: None,
                     })
                     .await;
+                }
+                // A fan-out that reached every subscription settles its mark as a
+                // delivered owed push does: in the batch's one write.
+                Report::FanOutDone { sent, failed, .. } if failed.is_empty() => {
+                    delivered.push(sent);
                 }
                 report => self.apply(report).await,
             }
