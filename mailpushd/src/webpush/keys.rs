@@ -53,8 +53,8 @@ impl KeyPool {
     }
 
     /// Fills the pool, at most `per_second` keys a second, and only while `busy` (the
-    /// sender's requests in flight) is zero: a burst's pushes never wait for the cores
-    /// the filler uses. Ends when the pool is dropped.
+    /// sender's requests in flight) is zero, checked before each key: a push waits for
+    /// at most one key being made, never for a batch. Ends when the pool is dropped.
     pub(super) async fn fill(pool: Weak<Self>, per_second: u32, busy: Arc<AtomicUsize>) {
         // Keys per tick; at least one, so that a low rate still fills.
         let batch = (per_second as usize / 10).max(1);
@@ -66,10 +66,17 @@ impl KeyPool {
                 continue;
             }
             let provider = this.provider;
-            // The elliptic-curve work off the runtime's workers.
+            let sending = busy.clone();
+            // The elliptic-curve work off the runtime's workers, given up at the first
+            // request in flight: a push that starts meanwhile has the core at once.
             let made = tokio::task::spawn_blocking(move || {
                 (0..wanted)
-                    .map_while(|_| EphemeralKey::generate(provider, &mut rand_core::OsRng).ok())
+                    .map_while(|_| {
+                        if sending.load(Ordering::Acquire) > 0 {
+                            return None;
+                        }
+                        EphemeralKey::generate(provider, &mut rand_core::OsRng).ok()
+                    })
                     .collect::<Vec<_>>()
             })
             .await
@@ -84,5 +91,46 @@ impl KeyPool {
             this.metrics.keys_made(true, n);
             this.metrics.set_key_pool(left);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn len(pool: &KeyPool) -> usize {
+        crate::lock(&pool.keys).len()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_filler_waits_for_an_idle_sender_and_stops_at_the_first_push() {
+        // A batch of 100,000 keys takes seconds of one core.
+        let pool = KeyPool::new(100_000, Provider::default(), Arc::new(Metrics::new()));
+        let busy = Arc::new(AtomicUsize::new(1));
+        tokio::spawn(KeyPool::fill(
+            Arc::downgrade(&pool),
+            1_000_000,
+            busy.clone(),
+        ));
+        // A request in flight: nothing is made.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert_eq!(len(&pool), 0);
+        // Idle: a batch begins at the next tick; a push arriving during it ends it
+        // after the key being made, and what was made is in the pool at once.
+        busy.store(0, Ordering::Release);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        busy.store(1, Ordering::Release);
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
+        while len(&pool) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the batch went on after the push"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let made = len(&pool);
+        assert!(made < 100_000);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(len(&pool), made, "keys made while a push was in flight");
     }
 }
