@@ -10,7 +10,7 @@
 //! cargo bench -p mailpush-benches --bench daemon [-- SECONDS RATE REGISTRATIONS]
 //! ```
 
-use mailpush_benches::resident_kib;
+use mailpush_benches::{percentile, resident_kib};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -62,14 +62,6 @@ async fn connection(address: SocketAddr) -> SendRequest<Full<Bytes>> {
         .expect("handshake");
     tokio::spawn(conn);
     sender
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
 }
 
 /// Notifies of new mail at `rate` per second, `total` of them, spread over 16

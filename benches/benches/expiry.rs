@@ -6,6 +6,7 @@
 //! cargo bench -p mailpush-benches --bench expiry [-- REGISTRATIONS RATE]
 //! ```
 
+use mailpush_benches::percentile;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,14 +61,6 @@ async fn connection(address: SocketAddr) -> SendRequest<Full<Bytes>> {
         .expect("handshake");
     tokio::spawn(conn);
     sender
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
 }
 
 /// `/register` at `rate` per second (new users, `tag` apart) until `stop`; the latencies.

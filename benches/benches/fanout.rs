@@ -24,7 +24,7 @@
 //! cargo bench -p mailpush-benches --bench fanout [-- ROUNDS SUBSCRIPTIONS ORIGINS PER_ORIGIN] [http1] [h2] [sink] [inline] [profile]
 //! ```
 
-use mailpush_benches::resident_kib;
+use mailpush_benches::{median, resident_kib};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -45,11 +45,6 @@ mod support;
 
 const USER: &str = "fan";
 const PLAINTEXT: &[u8] = b"* SELECT INBOX\r\n* 7 UIDFETCH (ENVELOPE (\"Tue, 01 Dec 2026 20:39:06 +0000\" \"Hello\" ((\"Bob\" NIL \"bob\" \"example.org\")) NIL NIL NIL NIL NIL NIL NIL))\r\n";
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
-}
 
 /// `values`, each with `decimals` digits after the point, separated by commas.
 fn listed(values: &[f64], decimals: usize) -> String {

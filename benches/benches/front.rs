@@ -17,6 +17,7 @@
 //! the idle connections are 10,000, or as many as the hard limit on open files allows
 //! (said in the output).
 
+use mailpush_benches::{median, percentile, resident_kib_of};
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -394,25 +395,12 @@ async fn noops(path: &Path_, n: usize) -> Vec<Duration> {
     times
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 /// Resident memory per idle connection of `pid`, in KiB, with `n` sessions in IDLE
 /// through `path`.
 async fn idle_memory(path: &Path_, pid: u32, n: usize) -> f64 {
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = rss_kib(pid);
+    let before = resident_kib_of(&pid.to_string());
+    assert!(before > 0, "the VmRSS of process {pid}");
     let path = Arc::new(path.clone());
     let mut sessions = Vec::with_capacity(n);
     let mut pending = tokio::task::JoinSet::new();
@@ -437,15 +425,10 @@ async fn idle_memory(path: &Path_, pid: u32, n: usize) -> f64 {
         sessions.push(done.expect("session"));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = rss_kib(pid);
+    let after = resident_kib_of(&pid.to_string());
     drop(sessions);
     tokio::time::sleep(Duration::from_secs(2)).await;
     (after.saturating_sub(before)) as f64 / n as f64
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[values.len() / 2]
 }
 
 fn main() {

@@ -130,7 +130,6 @@ impl Fixture {
 
     fn floor_rustcrypto_with(&self, how: P256Floor) -> Vec<u8> {
         use p256_basepoint::elliptic_curve::sec1::{FromSec1Point, ToSec1Point};
-        let table_public = table_key;
         let (as_public, shared): ([u8; 65], [u8; 32]) = match how {
             P256Floor::P256_0_13 => {
                 let eph = p256::ecdh::EphemeralSecret::random(&mut OsRng);
@@ -140,11 +139,11 @@ impl Fixture {
                 (public, (*shared.raw_secret_bytes()).into())
             }
             P256Floor::Fastest => {
-                let (secret, _, public) = table_public();
+                let (secret, _, public) = table_key();
                 return self.floor_rustcrypto_encrypt_with((secret, public));
             }
             P256Floor::P256_0_14 => {
-                let (_, scalar, public) = table_public();
+                let (_, scalar, public) = table_key();
                 let peer =
                     p256_basepoint::AffinePoint::from_sec1_bytes(self.ua.public_key().as_bytes())
                         .expect("point");
@@ -380,7 +379,13 @@ pub type Op<'a> = (&'static str, Box<dyn Fn() -> Vec<u8> + 'a>);
 
 /// This process's resident memory in KiB (Linux; 0 elsewhere).
 pub fn resident_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    resident_kib_of("self")
+}
+
+/// Resident memory of process `pid` (or `self`) in KiB, from `/proc` (0 where it cannot
+/// be read).
+pub fn resident_kib_of(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -388,6 +393,21 @@ pub fn resident_kib() -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// The value at quantile `p` (0 to 1) of `sorted`, nearest rank; zero when empty.
+pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted
+        .get(index.min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or_default()
+}
+
+/// The median of `values` (the upper one of an even count); zero when empty.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Registers one criterion group of `ops`, each counted as one element per call.

@@ -135,6 +135,23 @@ fn lifecycle_with_the_draft_keys() {
     let plaintext = decrypt(&ua, request.body()).unwrap();
     assert_eq!(plaintext, SLIDE_PUSH);
     assert_eq!(parse_push(&plaintext), [PushItem::Mailbox(event)]);
+    // With a key made ahead: the message carries that key, and decrypts the same.
+    let key = webpush_crypto::EphemeralKey::generate(encryptor.provider(), &mut rng).unwrap();
+    let key_id = key.public_key().as_bytes().to_vec();
+    let request = push
+        .to_request_with_key(
+            token.clone(),
+            Ttl::from_secs(3600),
+            Urgency::High,
+            None,
+            &encryptor,
+            Some(key),
+            &mut rng,
+        )
+        .unwrap();
+    let (header, _) = webpush_crypto::ece::Header::parse(request.body()).unwrap();
+    assert_eq!(header.keyid, key_id.as_slice());
+    assert_eq!(decrypt(&ua, request.body()).unwrap(), SLIDE_PUSH);
     // What the push service answers becomes what to store: 410 deletes, 201 keeps.
     let gone = Outcome::classify(http::StatusCode::GONE, &http::HeaderMap::new());
     assert_eq!(

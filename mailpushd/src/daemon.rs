@@ -222,10 +222,10 @@ impl Daemon {
                 tokio::spawn(crate::http::serve(listener, api.clone(), stopped.clone())),
             ));
         }
-        tasks.extend([(
+        tasks.push((
             "expiry",
             tokio::spawn(expiry(core.clone(), stopped.clone())),
-        )]);
+        ));
         let front_addresses = front.as_ref().map(|f| f.addresses()).unwrap_or_default();
         if let Some(front) = front {
             tasks.extend(front.spawn(stopped.clone()));

@@ -112,7 +112,9 @@ pub struct Metrics {
     http: Family<HttpLabels, Counter>,
     encrypting: Counter<f64, std::sync::atomic::AtomicU64>,
     key_pool: Gauge,
-    keys_made: Family<KeyLabels, Counter>,
+    /// `webpush_keys_made_total{made="ahead"}` and `{made="inline"}`, looked up once.
+    keys_ahead: Counter,
+    keys_inline: Counter,
     front_sessions: Family<SessionLabels, Counter>,
     front_open: Gauge,
     front_octets: Family<DirectionLabels, Counter>,
@@ -200,6 +202,12 @@ impl Metrics {
             "Ephemeral keys made: ahead (by the pool's filler) or in line (the pool was empty)",
             keys_made.clone(),
         );
+        let keys_ahead = keys_made
+            .get_or_create(&KeyLabels { made: "ahead" })
+            .clone();
+        let keys_inline = keys_made
+            .get_or_create(&KeyLabels { made: "inline" })
+            .clone();
         let front_sessions = Family::<SessionLabels, Counter>::default();
         registry.register(
             "front_sessions",
@@ -237,7 +245,8 @@ impl Metrics {
             http,
             encrypting,
             key_pool,
-            keys_made,
+            keys_ahead,
+            keys_inline,
             front_sessions,
             front_open,
             front_octets,
@@ -252,10 +261,12 @@ impl Metrics {
 
     /// Counts `n` ephemeral keys made ahead (`true`) or in line.
     pub fn keys_made(&self, ahead: bool, n: usize) {
-        let made = if ahead { "ahead" } else { "inline" };
-        self.keys_made
-            .get_or_create(&KeyLabels { made })
-            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+        let counter = if ahead {
+            &self.keys_ahead
+        } else {
+            &self.keys_inline
+        };
+        counter.inc_by(u64::try_from(n).unwrap_or(u64::MAX));
     }
 
     /// Counts an IMAP front connection on `listener` and what became of it.

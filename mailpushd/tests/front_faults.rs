@@ -474,24 +474,29 @@ async fn tls_to_the_server_verified_and_a_literal_through_it() {
     assert!(data.iter().all(|&b| b == b'x'));
     assert_eq!(client.read().await, ")\r\n");
     assert_eq!(client.read().await, "a1 OK FETCH completed\r\n");
-    // A server whose certificate the front does not trust is not used.
-    let s = setup_with(true, |config| {
-        if let Some(front) = config.front.as_mut() {
-            front.backend_tls = Some(mailpushd::config::BackendTls {
-                server_name: "other.example.test".into(),
-                ca_file: None,
-            });
-        }
-    })
-    .await;
-    let tcp = TcpStream::connect(s.daemon.front_addresses()[0])
-        .await
-        .unwrap();
-    let mut client = Client::new(tls_over(tcp, &s.roots).await);
-    assert_eq!(
-        client.read().await,
-        "* BYE [UNAVAILABLE] The IMAP server cannot be reached.\r\n"
-    );
+    // A server whose certificate the front does not trust is not used: one for
+    // another name under the trusted CA, and one for the right name under a CA the
+    // front was not given.
+    let untrusted: [fn(&mut mailpushd::config::BackendTls); 2] = [
+        |tls| tls.server_name = "other.example.test".into(),
+        |tls| tls.ca_file = None,
+    ];
+    for change in untrusted {
+        let s = setup_with(true, |config| {
+            if let Some(tls) = config.front.as_mut().and_then(|f| f.backend_tls.as_mut()) {
+                change(tls);
+            }
+        })
+        .await;
+        let tcp = TcpStream::connect(s.daemon.front_addresses()[0])
+            .await
+            .unwrap();
+        let mut client = Client::new(tls_over(tcp, &s.roots).await);
+        assert_eq!(
+            client.read().await,
+            "* BYE [UNAVAILABLE] The IMAP server cannot be reached.\r\n"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -514,8 +519,17 @@ async fn mechanisms_the_front_cannot_read_are_offered_or_hidden_as_configured() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_may_run_the_front_alone() {
-    let s = setup_with(false, |config| config.api.tcp = false).await;
+    let api = std::net::SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let s = setup_with(false, |config| {
+        config.listen = api;
+        config.api.tcp = false;
+    })
+    .await;
     assert_eq!(s.daemon.local_addr(), None, "no HTTP API on TCP");
+    assert!(
+        TcpStream::connect(api).await.is_err(),
+        "nothing listens at the API's address"
+    );
     let mut client = s.logged_in().await;
     assert!(client.run("NOOP").await.concat().contains("2 OK"));
 }

@@ -1090,9 +1090,12 @@ async fn keys_made_ahead_while_idle_are_spent_by_a_burst_then_made_in_line() {
     };
     let ready = support::metric_value(&page, "mailpushd_webpush_key_pool").unwrap_or(0.0);
     // Every push spent one key: one made ahead and taken from the pool, or one made in
-    // line when the pool was empty (a burst of thirty empties a pool of ten); none
-    // waited for the pool.
+    // line when the pool was empty (a burst of thirty empties a pool of ten).
     assert!(made("ahead") >= 10.0, "{page}");
+    assert!(
+        made("ahead") - ready >= 10.0,
+        "the ten made while idle were spent: {page}"
+    );
     assert_eq!(made("ahead") - ready + made("inline"), 30.0, "{page}");
     assert!(made("inline") >= 1.0, "{page}");
     // And once idle again, the pool fills again.

@@ -121,7 +121,7 @@ impl Encryptor {
 
     /// The length of the body a plaintext of `len` octets encrypts to.
     pub fn body_len(&self, len: usize) -> Result<usize, Error> {
-        let padded = self.padding.padded_len(len, webpush_capacity(self.rs))?;
+        let padded = self.padded_len(len)?;
         Ok(crate::padding::WEBPUSH_HEADER_LEN + padded + ece::RECORD_OVERHEAD)
     }
 
@@ -134,11 +134,16 @@ impl Encryptor {
         rng: &mut impl CryptoRngCore,
     ) -> Result<Vec<u8>, Error> {
         // Check the size before spending randomness and an ECDH on a message that fails.
-        self.padding
-            .padded_len(plaintext.len(), webpush_capacity(self.rs))?;
+        let padded = self.padded_len(plaintext.len())?;
         let ephemeral = PrivateKey::generate(rng)?;
         let salt = Salt::generate(rng)?;
-        self.encrypt_with(keys, plaintext, &ephemeral, &salt)
+        let (as_public, ecdh_secret) = self.provider.ephemeral_agree(&ephemeral, keys.p256dh())?;
+        self.seal(keys, plaintext, padded, &as_public, &ecdh_secret, &salt)
+    }
+
+    /// The padded length of a record of `len` octets of plaintext, or why it does not fit.
+    fn padded_len(&self, len: usize) -> Result<usize, Error> {
+        self.padding.padded_len(len, webpush_capacity(self.rs))
     }
 
     /// Encrypts with an explicit ephemeral key and salt: deterministic, for known-answer
@@ -150,9 +155,7 @@ impl Encryptor {
         ephemeral: &PrivateKey,
         salt: &Salt,
     ) -> Result<Vec<u8>, Error> {
-        let padded = self
-            .padding
-            .padded_len(plaintext.len(), webpush_capacity(self.rs))?;
+        let padded = self.padded_len(plaintext.len())?;
         let (as_public, ecdh_secret) = self.provider.ephemeral_agree(ephemeral, keys.p256dh())?;
         self.seal(keys, plaintext, padded, &as_public, &ecdh_secret, salt)
     }
@@ -169,10 +172,9 @@ impl Encryptor {
         rng: &mut impl CryptoRngCore,
     ) -> Result<Vec<u8>, Error> {
         // Check the size before spending randomness and an ECDH on a message that fails.
-        self.padding
-            .padded_len(plaintext.len(), webpush_capacity(self.rs))?;
+        let padded = self.padded_len(plaintext.len())?;
         let salt = Salt::generate(rng)?;
-        self.encrypt_prepared_with(keys, plaintext, ephemeral, &salt)
+        self.seal_prepared(keys, plaintext, padded, ephemeral, &salt)
     }
 
     /// [`Encryptor::encrypt_prepared`] with an explicit salt: deterministic, for
@@ -184,9 +186,19 @@ impl Encryptor {
         ephemeral: EphemeralKey,
         salt: &Salt,
     ) -> Result<Vec<u8>, Error> {
-        let padded = self
-            .padding
-            .padded_len(plaintext.len(), webpush_capacity(self.rs))?;
+        let padded = self.padded_len(plaintext.len())?;
+        self.seal_prepared(keys, plaintext, padded, ephemeral, salt)
+    }
+
+    /// The message of a key made ahead, its padded length known.
+    fn seal_prepared(
+        &self,
+        keys: &SubscriptionKeys,
+        plaintext: &[u8],
+        padded: usize,
+        ephemeral: EphemeralKey,
+        salt: &Salt,
+    ) -> Result<Vec<u8>, Error> {
         let (as_public, prepared) = ephemeral.into_parts();
         let ecdh_secret = prepared.agree(keys.p256dh())?;
         // The key's private half is cleared here, before the message is sealed.

@@ -253,31 +253,26 @@ async fn accept(
         let _ = stream.set_nodelay(true);
         let context = context.clone();
         let stop = stop.clone();
-        // The handshakes in one task, the session in another: an idle session then
-        // holds only what relaying needs, not the room its setup took.
+        // The handshakes in a box of their own, freed once they are done: an idle
+        // session then holds only what relaying needs, not the room its setup took.
         tokio::spawn(async move {
             context.metrics.front_open().inc();
-            match Box::pin(prepare(&context, kind, stream, peer)).await {
+            let end = match Box::pin(prepare(&context, kind, stream, peer)).await {
                 Ok(ready) => {
-                    tokio::spawn(async move {
-                        let end = session::relay(
-                            &context,
-                            ready.client,
-                            ready.server,
-                            ready.read_ahead,
-                            ready.connection,
-                            stop,
-                        )
-                        .await;
-                        drop(permit);
-                        ended(&context, peer, &end);
-                    });
+                    session::relay(
+                        &context,
+                        ready.client,
+                        ready.server,
+                        ready.read_ahead,
+                        ready.connection,
+                        stop,
+                    )
+                    .await
                 }
-                Err(end) => {
-                    drop(permit);
-                    ended(&context, peer, &end);
-                }
-            }
+                Err(end) => end,
+            };
+            drop(permit);
+            ended(&context, peer, &end);
         });
     }
 }

@@ -162,7 +162,6 @@ struct Sasl {
 struct ClientHalf<'a> {
     ctx: &'a Context,
     connection: ConnectionId,
-    shared: &'a Mutex<Shared>,
     meeting: &'a Meeting,
 }
 
@@ -183,7 +182,6 @@ pub(crate) async fn relay(
     let mut half = ClientHalf {
         ctx,
         connection,
-        shared: &meeting.shared,
         meeting: &meeting,
     };
     let end = tokio::select! {
@@ -281,6 +279,17 @@ fn tagged(tag: &str, rest: &str) -> Vec<u8> {
 }
 
 impl ClientHalf<'_> {
+    /// Writes `octets` to the server, counted.
+    async fn to_server(
+        &self,
+        server: &mut (impl AsyncWrite + Unpin),
+        octets: &[u8],
+    ) -> Result<(), SessionEnd> {
+        write(server, octets, "IMAP server").await?;
+        self.ctx.metrics.front_octets("to_server", octets.len());
+        Ok(())
+    }
+
     async fn run(
         &mut self,
         mut client: impl AsyncRead + Unpin,
@@ -322,8 +331,7 @@ impl ClientHalf<'_> {
                     match &mut line {
                         Line::Relay { gather, .. } => {
                             keep(gather, &data);
-                            write(server, &data, "IMAP server").await?;
-                            self.ctx.metrics.front_octets("to_server", data.len());
+                            self.to_server(server, &data).await?;
                         }
                         Line::Answer { command, tag, .. } => {
                             if command.len() + data.len() > MAX_ANSWERED {
@@ -356,7 +364,7 @@ impl ClientHalf<'_> {
             return relayed(None);
         };
         let tag = tag.as_str().to_owned();
-        let authenticated = crate::lock(self.shared).authenticated;
+        let authenticated = crate::lock(&self.meeting.shared).authenticated;
         match intercept::classify(name, rest) {
             Kind::Xaps | Kind::WebPush if !authenticated => relayed(Some(tag)),
             kind @ (Kind::Xaps | Kind::WebPush | Kind::StartTls | Kind::Compress) => Line::Answer {
@@ -462,14 +470,13 @@ impl ClientHalf<'_> {
                         Mechanism::Login => intercept::login_mechanism_user(text, map),
                         Mechanism::Unreadable => None,
                     };
-                    if let Some(awaiting) = crate::lock(self.shared).awaiting.as_mut()
+                    if let Some(awaiting) = crate::lock(&self.meeting.shared).awaiting.as_mut()
                         && awaiting.candidate.is_none()
                     {
                         awaiting.candidate = candidate;
                     }
                 }
-                write(server, text, "IMAP server").await?;
-                self.ctx.metrics.front_octets("to_server", text.len());
+                self.to_server(server, text).await?;
                 if end == End::Line {
                     *line = Line::None;
                     if self.wait().await? == Answer::Done {
@@ -502,8 +509,7 @@ impl ClientHalf<'_> {
                             .answer(b"* BAD Error in IMAP command.\r\n".to_vec())
                             .await;
                     }
-                    write(server, text, "IMAP server").await?;
-                    self.ctx.metrics.front_octets("to_server", text.len());
+                    self.to_server(server, text).await?;
                     if end == End::Line {
                         *line = Line::None;
                     }
@@ -530,8 +536,7 @@ impl ClientHalf<'_> {
                     }
                     false
                 };
-                write(server, text, "IMAP server").await?;
-                self.ctx.metrics.front_octets("to_server", text.len());
+                self.to_server(server, text).await?;
                 if !waits {
                     if end == End::Line {
                         *line = Line::None;
@@ -565,7 +570,7 @@ impl ClientHalf<'_> {
 
     /// The client's half will wait on the command tagged `tag`.
     fn expect(&mut self, tag: &str, login: bool, candidate: Option<UserName>) {
-        let mut shared = crate::lock(self.shared);
+        let mut shared = crate::lock(&self.meeting.shared);
         // Nothing said before belongs to this command.
         shared.answer = None;
         match shared.awaiting.as_mut() {
@@ -586,7 +591,7 @@ impl ClientHalf<'_> {
 
     /// The command tagged `tag` is not waited on (any more).
     fn forget(&self, tag: &str) {
-        let mut shared = crate::lock(self.shared);
+        let mut shared = crate::lock(&self.meeting.shared);
         if shared.awaiting.as_ref().is_some_and(|a| a.tag == tag) {
             shared.awaiting = None;
         }
@@ -596,7 +601,7 @@ impl ClientHalf<'_> {
     async fn wait(&mut self) -> Result<Answer, SessionEnd> {
         let waited = async {
             loop {
-                if let Some(answer) = crate::lock(self.shared).answer.take() {
+                if let Some(answer) = crate::lock(&self.meeting.shared).answer.take() {
                     return answer;
                 }
                 // A wake-up given before this waits is kept for it: none is lost.
@@ -614,7 +619,7 @@ impl ClientHalf<'_> {
         let mut lines = Some(lines);
         loop {
             {
-                let mut shared = crate::lock(self.shared);
+                let mut shared = crate::lock(&self.meeting.shared);
                 if shared.injected.len() < MAX_INJECTED {
                     shared.injected.extend(lines.take());
                 }
@@ -629,7 +634,7 @@ impl ClientHalf<'_> {
 
     /// The front's answer to a whole command it answers.
     async fn answered(&self, kind: Kind, tag: &str, command: &[u8]) -> Vec<u8> {
-        let user = crate::lock(self.shared).user.clone();
+        let user = crate::lock(&self.meeting.shared).user.clone();
         let core = &self.ctx.core;
         match kind {
             Kind::StartTls => tagged(tag, "BAD TLS is already active."),
@@ -768,15 +773,17 @@ async fn server_half(
             }
             ctx.metrics.front_octets("to_client", octets);
         }
+        // The octets passed on are views of the read buffer: let go of them before the
+        // next read, so that it can reuse the buffer, and a quiet server's session
+        // holds no burst's block.
+        drop(out);
         // The front's own lines, between the server's.
         if framer.between_lines() {
             let queued: Vec<Vec<u8>> = crate::lock(shared).injected.drain(..).collect();
             if !queued.is_empty() {
                 meeting.taken.notify_one();
-                for lines in queued {
-                    if let Err(end) = write(&mut client, &lines, "client").await {
-                        return end;
-                    }
+                if let Err(end) = write_all(&mut client, &queued, "client").await {
+                    return end;
                 }
                 continue;
             }

@@ -43,6 +43,11 @@ pub enum AccessError {
     /// No randomness for a new credential.
     #[error("no randomness to make an API credential: {0}")]
     Random(rand_core::Error),
+    /// The HTTP API does not listen on TCP, where Dovecot's drivers would reach it.
+    #[error(
+        "listen = \"off\": the HTTP API does not listen on TCP, so Dovecot has no address to reach it at"
+    )]
+    NoTcp,
 }
 
 /// Who may use which route, resolved at start.
@@ -163,9 +168,12 @@ pub fn describe_access(config: &Config) -> Result<Vec<(bool, String)>, AccessErr
 
 /// The lines Dovecot needs to reach the daemon with its credential (made if there is
 /// none yet), for 2.3 and 2.4: the xaps plugin's URL, the Lua script's settings, the
-/// OX driver's URL.
+/// OX driver's URL. None for a process whose API does not listen on TCP.
 pub fn dovecot_settings(config: &Config) -> Result<String, AccessError> {
     use base64::Engine as _;
+    if !config.api.tcp {
+        return Err(AccessError::NoTcp);
+    }
     let access = Access::resolve(config)?;
     let Some(auth) = &access.credential else {
         return Ok(format!(
@@ -299,6 +307,14 @@ mod tests {
 
     fn auth() -> BasicAuth {
         BasicAuth::new("dovecot", "s3cret".into()).unwrap()
+    }
+
+    #[test]
+    fn a_process_without_the_api_on_tcp_gives_dovecot_no_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::with_database(dir.path().join("m.sqlite"));
+        config.api.tcp = false;
+        assert!(matches!(dovecot_settings(&config), Err(AccessError::NoTcp)));
     }
 
     fn header(text: &str) -> HeaderValue {

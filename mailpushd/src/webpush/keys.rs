@@ -12,7 +12,7 @@ use webpush_crypto::{EphemeralKey, Provider};
 
 use crate::metrics::Metrics;
 
-/// How often the filler looks at the pool and the sender.
+/// How often the filler looks at the pool and the sender, at ten keys a second or more.
 const FILL_TICK: Duration = Duration::from_millis(100);
 
 /// The pool.
@@ -36,11 +36,13 @@ impl KeyPool {
 
     /// A key made ahead, if the pool has one; otherwise the push makes its own (counted).
     pub(super) fn take(&self) -> Option<EphemeralKey> {
-        let (key, left) = {
+        let key = {
             let mut keys = crate::lock(&self.keys);
-            (keys.pop(), keys.len())
+            let key = keys.pop();
+            // Under the lock, so that the gauge follows the pool in order.
+            self.metrics.set_key_pool(keys.len());
+            key
         };
-        self.metrics.set_key_pool(left);
         if key.is_none() {
             self.metrics.keys_made(false, 1);
         }
@@ -56,10 +58,14 @@ impl KeyPool {
     /// sender's requests in flight) is zero, checked before each key: a push waits for
     /// at most one key being made, never for a batch. Ends when the pool is dropped.
     pub(super) async fn fill(pool: Weak<Self>, per_second: u32, busy: Arc<AtomicUsize>) {
-        // Keys per tick; at least one, so that a low rate still fills.
-        let batch = (per_second as usize / 10).max(1);
+        // A tenth of the rate every tenth of a second; below ten a second, one key at
+        // the rate's own interval, so the rate is never exceeded.
+        let (batch, tick) = match per_second / 10 {
+            0 => (1, Duration::from_secs(1) / per_second.max(1)),
+            tenth => (tenth as usize, FILL_TICK),
+        };
         loop {
-            tokio::time::sleep(FILL_TICK).await;
+            tokio::time::sleep(tick).await;
             let Some(this) = pool.upgrade() else { return };
             let wanted = this.missing().min(batch);
             if wanted == 0 || busy.load(Ordering::Acquire) > 0 {
@@ -75,21 +81,24 @@ impl KeyPool {
                         if sending.load(Ordering::Acquire) > 0 {
                             return None;
                         }
-                        EphemeralKey::generate(provider, &mut rand_core::OsRng).ok()
+                        EphemeralKey::generate(provider, &mut rand_core::OsRng)
+                            .map_err(|e| {
+                                tracing::warn!(error = %e, "no ephemeral key made ahead: pushes make theirs in line");
+                            })
+                            .ok()
                     })
                     .collect::<Vec<_>>()
             })
             .await
             .unwrap_or_default();
             let n = made.len();
-            let left = {
+            {
                 let mut keys = crate::lock(&this.keys);
                 let room = this.size.saturating_sub(keys.len());
                 keys.extend(made.into_iter().take(room));
-                keys.len()
-            };
+                this.metrics.set_key_pool(keys.len());
+            }
             this.metrics.keys_made(true, n);
-            this.metrics.set_key_pool(left);
         }
     }
 }
