@@ -433,7 +433,14 @@ proptest! {
         let json = registry.to_xapsd_json().unwrap();
         let (again, rejected) = Registry::from_xapsd_json(json.as_bytes()).unwrap();
         prop_assert!(rejected.is_empty());
-        prop_assert!(registry.iter().eq(again.iter()));
+        // xapsd keeps one device per account: an account registered from several
+        // comes back with one of them, and nothing comes back that was not there.
+        let left_out = registry.one_per_account();
+        prop_assert_eq!(again.iter().count(), registry.iter().count() - left_out);
+        prop_assert!(again.iter().all(|kept| registry.iter().any(|r| r == kept)));
+        if left_out == 0 {
+            prop_assert!(registry.iter().eq(again.iter()));
+        }
         prop_assert_eq!(again.to_xapsd_json().unwrap(), json);
     }
 }
