@@ -3,7 +3,6 @@
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use webpush_crypto::Outcome;
 
 use super::pool::{Conn, ExchangeError};
@@ -146,7 +145,7 @@ impl WebPushSender {
             &mut rand_core::OsRng,
         );
         self.inner.metrics.encrypted(started.elapsed());
-        let request = request?.map(|body| Full::new(Bytes::from(body)));
+        let request = request?.map(Bytes::from);
         let exchange = async {
             let response = self
                 .inner
@@ -154,15 +153,8 @@ impl WebPushSender {
                 .send(push.endpoint.origin(), request, conn)
                 .await?;
             let outcome = Outcome::from_response(&response);
-            // Read (and drop) the body, so the connection can be reused; one that
-            // does not end within the limit is not.
-            if let Err(e) = http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BODY)
-                .collect()
-                .await
-            {
-                *conn = None;
-                tracing::debug!(error = %e, "a push service's answer body not read whole");
-            }
+            // Read (and drop) the body, so the connection can be reused.
+            response.into_body().discard(MAX_ANSWER_BODY, conn).await;
             Ok(outcome)
         };
         let timeout = self.inner.request_timeout;

@@ -23,9 +23,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::client::conn::http2;
 use imap_webpush_proto::state::Push;
 use webpush_crypto::{Encryptor, Origin, TokenCache, Topic, Ttl, Urgency};
 use xaps_proto::UserName;
@@ -35,7 +32,7 @@ use crate::report::ReportSender;
 use crate::retry::RetryPolicy;
 use deliver::Step;
 use pace::{Pace, cap, worker_counts};
-use pool::{Conn, IDLE_TIMEOUT, Pool};
+use pool::{Conn, Http2, IDLE_TIMEOUT, Pool};
 pub use pool::{ExchangeError, SetupError};
 use queue::{Added, Limits, Next, OriginQueue};
 pub use resolve::Resolver;
@@ -90,7 +87,7 @@ impl queue::Keyed for Queued {
 }
 
 /// An origin's queue of deliveries, and the HTTP/2 connection its workers share.
-type Queue = OriginQueue<Queued, http2::SendRequest<Full<Bytes>>>;
+type Queue = OriginQueue<Queued, Http2>;
 
 /// The sender. Cheap to clone.
 #[derive(Clone)]
@@ -284,11 +281,7 @@ impl WebPushSender {
                 }
                 match &conn {
                     Some(Conn::Http2(c)) => {
-                        if queue
-                            .shared
-                            .as_ref()
-                            .is_none_or(http2::SendRequest::is_closed)
-                        {
+                        if queue.shared.as_ref().is_none_or(Http2::is_closed) {
                             queue.shared = Some(c.clone());
                         }
                     }

@@ -3,17 +3,24 @@
 //! the next burst; one the service closed meanwhile is replaced before anything is
 //! sent on it, and a request a kept connection hands back unsent goes once more on a
 //! new one, so nothing is sent twice.
+//!
+//! HTTP/2 is spoken with `h2` directly: a worker opens its stream and waits for the
+//! answer in its own task, and the connection's task only reads and writes frames.
+//! Through hyper's client, each request would cost a task of its own and a hop
+//! through the connection's task, and its body would go out in a write of its own.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http1;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::{Connection as _, HttpConnector};
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::TokioIo;
 use webpush_crypto::Origin;
 
 use super::resolve::Resolver;
@@ -25,12 +32,18 @@ pub enum ExchangeError {
     /// No connection: DNS, the address rule, TCP or TLS.
     #[error("cannot connect: {0}")]
     Connect(Box<dyn std::error::Error + Send + Sync>),
-    /// The HTTP handshake failed.
+    /// The HTTP/1.1 handshake failed.
     #[error("HTTP handshake: {0}")]
     Handshake(hyper::Error),
-    /// The connection failed before or while the request went out.
+    /// The HTTP/1.1 connection failed before or while the request went out.
     #[error("the request failed: {0}")]
     Request(hyper::Error),
+    /// The HTTP/2 handshake failed.
+    #[error("HTTP/2 handshake: {0}")]
+    Http2Handshake(h2::Error),
+    /// The HTTP/2 connection or the request's stream failed before the answer came.
+    #[error("the request failed over HTTP/2: {0}")]
+    Http2(h2::Error),
     /// No answer in time.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
@@ -44,7 +57,74 @@ pub enum ExchangeError {
 /// Held by the worker, it costs no pool checkout per push.
 pub(super) enum Conn {
     Http1(http1::SendRequest<Full<Bytes>>),
-    Http2(http2::SendRequest<Full<Bytes>>),
+    Http2(Http2),
+}
+
+/// An origin's HTTP/2 connection as its workers share it: the handle that opens
+/// streams, and whether the connection has ended or refused a stream.
+#[derive(Clone)]
+pub(super) struct Http2 {
+    streams: h2::client::SendRequest<Bytes>,
+    closed: Arc<AtomicBool>,
+}
+
+impl Http2 {
+    /// Takes no new requests: its task has ended, or it refused a stream.
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Marks it closed for every worker that shares it.
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+}
+
+/// An answer's body, read only so that its connection can carry the next request.
+pub(super) enum Body {
+    Http1(Incoming),
+    Http2(h2::RecvStream),
+}
+
+impl Body {
+    /// Reads and drops the body, `limit` octets at most. An HTTP/1.1 connection whose
+    /// answer did not end within the limit cannot carry another request and is taken
+    /// from `conn`; an HTTP/2 stream is reset when dropped, and its connection goes on.
+    pub(super) async fn discard(self, limit: usize, conn: &mut Option<Conn>) {
+        match self {
+            Body::Http1(body) => {
+                if let Err(e) = http_body_util::Limited::new(body, limit).collect().await {
+                    *conn = None;
+                    tracing::debug!(error = %e, "a push service's answer body not read whole");
+                }
+            }
+            Body::Http2(mut body) => {
+                let mut read = 0usize;
+                while let Some(chunk) = body.data().await {
+                    let chunk = match chunk {
+                        Ok(chunk) => chunk,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "a push service's answer body not read whole");
+                            return;
+                        }
+                    };
+                    read = read.saturating_add(chunk.len());
+                    if read > limit {
+                        tracing::debug!(
+                            limit,
+                            "a push service's answer body over the limit: its stream is reset"
+                        );
+                        return;
+                    }
+                    // The connection's window is given back as the body is read.
+                    if let Err(e) = body.flow_control().release_capacity(chunk.len()) {
+                        tracing::debug!(error = %e, "HTTP/2 flow control");
+                        return;
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl Conn {
@@ -187,11 +267,20 @@ impl Pool {
             .await
             .map_err(ExchangeError::Connect)?;
         let conn = if io.connected().is_negotiated_h2() {
-            let (sender, connection) = http2::handshake(TokioExecutor::new(), io)
+            let (streams, connection) = h2::client::Builder::new()
+                .enable_push(false)
+                .handshake(TokioIo::new(io))
                 .await
-                .map_err(ExchangeError::Handshake)?;
-            tokio::spawn(connection);
-            Conn::Http2(sender)
+                .map_err(ExchangeError::Http2Handshake)?;
+            let closed = Arc::new(AtomicBool::new(false));
+            let ended = closed.clone();
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "an HTTP/2 connection to a push service failed");
+                }
+                ended.store(true, Ordering::Release);
+            });
+            Conn::Http2(Http2 { streams, closed })
         } else {
             let (sender, connection) = http1::handshake(io)
                 .await
@@ -208,9 +297,9 @@ impl Pool {
     pub(super) async fn send(
         &self,
         origin: &Origin,
-        mut request: http::Request<Full<Bytes>>,
+        mut request: http::Request<Bytes>,
         conn: &mut Option<Conn>,
-    ) -> Result<http::Response<Incoming>, ExchangeError> {
+    ) -> Result<http::Response<Body>, ExchangeError> {
         let mut fresh = false;
         loop {
             let mut current = match conn.take().filter(|c| !c.is_closed()) {
@@ -221,39 +310,60 @@ impl Pool {
                     c
                 }
             };
-            let ready = match &mut current {
-                Conn::Http1(c) => c.ready().await,
-                Conn::Http2(c) => c.ready().await,
-            };
-            if let Err(e) = ready {
-                if fresh {
-                    return Err(ExchangeError::Request(e));
-                }
-                continue;
-            }
-            let (sent, absolute) = match &mut current {
+            match &mut current {
                 Conn::Http1(c) => {
-                    let (request, absolute) = origin_form(request);
-                    (c.try_send_request(request).await, Some(absolute))
-                }
-                Conn::Http2(c) => (c.try_send_request(request).await, None),
-            };
-            match sent {
-                Ok(response) => {
-                    *conn = Some(current);
-                    return Ok(response);
-                }
-                Err(mut e) => match e.take_message() {
-                    Some(mut unsent) if !fresh => {
-                        // Absolute again: the next connection is found by its URI,
-                        // and may be HTTP/2, which carries the authority in it.
-                        if let Some(uri) = absolute {
-                            *unsent.uri_mut() = uri;
+                    if let Err(e) = c.ready().await {
+                        if fresh {
+                            return Err(ExchangeError::Request(e));
                         }
-                        request = unsent;
+                        continue;
                     }
-                    _ => return Err(ExchangeError::Request(e.into_error())),
-                },
+                    // The body is shared, not copied, for a request handed back.
+                    let body = request.body().clone();
+                    let (outgoing, absolute) = origin_form(request.map(Full::new));
+                    match c.try_send_request(outgoing).await {
+                        Ok(response) => {
+                            *conn = Some(current);
+                            return Ok(response.map(Body::Http1));
+                        }
+                        Err(mut e) => match e.take_message() {
+                            Some(unsent) if !fresh => {
+                                // Absolute again: the next connection is found by its
+                                // URI, and may be HTTP/2, which carries the authority in it.
+                                request = unsent.map(|_| body);
+                                *request.uri_mut() = absolute;
+                            }
+                            _ => return Err(ExchangeError::Request(e.into_error())),
+                        },
+                    }
+                }
+                Conn::Http2(c) => {
+                    // A stream the peer's limit allows, or the connection is gone:
+                    // then nothing was sent.
+                    if let Err(e) = std::future::poll_fn(|cx| c.streams.poll_ready(cx)).await {
+                        c.close();
+                        if fresh {
+                            return Err(ExchangeError::Http2(e));
+                        }
+                        continue;
+                    }
+                    let (head, body) = request.into_parts();
+                    let end = body.is_empty();
+                    let (answer, mut stream) = c
+                        .streams
+                        .send_request(http::Request::from_parts(head, ()), end)
+                        .map_err(|e| {
+                            c.close();
+                            ExchangeError::Http2(e)
+                        })?;
+                    // Queued with the headers, so that both go out in one write.
+                    if !end {
+                        stream.send_data(body, true).map_err(ExchangeError::Http2)?;
+                    }
+                    let response = answer.await.map_err(ExchangeError::Http2)?;
+                    *conn = Some(current);
+                    return Ok(response.map(Body::Http2));
+                }
             }
         }
     }
@@ -265,9 +375,7 @@ pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// The request as HTTP/1.1 sends it: the path in the request line, the authority in
 /// `Host` (RFC 9112 §3.2); and the absolute URI it had, for a request that has to go
 /// on another connection.
-pub(super) fn origin_form(
-    mut request: http::Request<Full<Bytes>>,
-) -> (http::Request<Full<Bytes>>, http::Uri) {
+pub(super) fn origin_form<B>(mut request: http::Request<B>) -> (http::Request<B>, http::Uri) {
     if let Some(authority) = request.uri().authority()
         && let Ok(host) = http::HeaderValue::from_str(authority.as_str())
     {
@@ -367,7 +475,7 @@ mod tests {
         pool.park(origin.clone(), Conn::Http1(kept));
 
         let request = http::Request::post(url.as_str())
-            .body(Full::new(Bytes::from_static(b"push")))
+            .body(Bytes::from_static(b"push"))
             .unwrap();
         let mut conn = None;
         let response = pool.send(&origin, request, &mut conn).await.unwrap();
