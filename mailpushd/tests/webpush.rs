@@ -792,6 +792,72 @@ async fn the_counting_http2_stand_in_counts_what_the_sender_delivers() {
     daemon.shutdown(Duration::from_secs(5)).await;
 }
 
+/// One subscription on an HTTP/2 stand-in answering from `script`, one new mail, and
+/// the requests that arrive until the push is delivered (retried after 50 ms). An
+/// exchange that hangs fails it: the sender's timeout is longer than the wait.
+async fn one_push_over_http2(
+    script: Vec<mailpushd::standin::Reply>,
+) -> (Vec<mailpushd::standin::Recorded>, usize) {
+    let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let h2 = mailpushd::standin::Standin::start().await.unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, h2.ca_pem()).unwrap();
+    let answers = script.len();
+    h2.script(script);
+    let endpoints = [h2.endpoint("p/1")];
+    let daemon = with_subscriptions(dir.path(), &ua, &endpoints, |c| {
+        c.webpush.ca_file = Some(ca.clone());
+        c.webpush.retry_base = Duration::from_millis(50);
+        c.webpush.request_timeout = Duration::from_secs(60);
+    })
+    .await;
+    new_mail(&daemon).await;
+    let requests = h2.wait_for(answers, Duration::from_secs(20)).await;
+    let delivered = "mailpushd_pushes_total{service=\"webpush\",outcome=\"delivered\"} 1";
+    let metrics = support::wait_metric(daemon.local_addr().unwrap(), delivered).await;
+    assert!(metrics.lines().any(|l| l == delivered), "{metrics}");
+    daemon.shutdown(Duration::from_secs(5)).await;
+    // Nothing more arrived: the push went once after its last failure.
+    assert_eq!(h2.requests().len(), answers);
+    (requests, h2.connections())
+}
+
+#[tokio::test]
+async fn over_http2_an_answer_body_past_the_limit_resets_its_stream_not_the_connection() {
+    use mailpushd::standin::Reply;
+    // 503 with a body longer than the sender reads (64 KiB): the push is tried again,
+    // on the same connection.
+    let long: &'static str = "x".repeat(100 * 1024).leak();
+    let (requests, connections) =
+        one_push_over_http2(vec![Reply::Status(503, long), Reply::Status(201, "")]).await;
+    assert_eq!(requests.len(), 2);
+    assert_eq!(connections, 1);
+    assert_eq!(requests[0].connection, requests[1].connection);
+    assert_eq!(
+        requests[0].path, requests[1].path,
+        "the same subscription again"
+    );
+}
+
+#[tokio::test]
+async fn over_http2_a_connection_that_goes_away_or_drops_is_replaced_for_the_next_attempt() {
+    use mailpushd::standin::Reply;
+    // GOAWAY after answering 503: the retry opens a new connection.
+    let (requests, connections) =
+        one_push_over_http2(vec![Reply::GoAway, Reply::Status(201, "")]).await;
+    assert_eq!(requests.len(), 2);
+    assert_eq!(connections, 2);
+    assert_ne!(requests[0].connection, requests[1].connection);
+
+    // The connection dropped with the request unanswered: the same.
+    let (requests, connections) =
+        one_push_over_http2(vec![Reply::Reset, Reply::Status(201, "")]).await;
+    assert_eq!(requests.len(), 2);
+    assert_eq!(connections, 2);
+    assert_ne!(requests[0].connection, requests[1].connection);
+}
+
 #[tokio::test]
 async fn a_subscription_that_no_longer_reads_costs_only_its_own_push() {
     let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();
