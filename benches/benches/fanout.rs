@@ -18,10 +18,13 @@
 //! reading the subscriptions, per push, and the octets each stored subscription takes.
 //! PER_ORIGIN is `webpush.max_per_origin_http1` (its default unless given), or
 //! `webpush.max_per_origin` with `h2`. With `profile`, the bound is measured once
-//! before the events, which follow each other, for a profiler to attach to.
+//! before the events, which follow each other, for a profiler to attach to. With
+//! `pinned`, the daemon (this process, its runtime then one worker) keeps to the first
+//! CPU and the stand-ins to the second, so that the bound is one core's rate and the
+//! fan-out is measured on a core the stand-ins do not share.
 //!
 //! ```text
-//! cargo bench -p mailpush-benches --bench fanout [-- ROUNDS SUBSCRIPTIONS ORIGINS PER_ORIGIN] [http1] [h2] [sink] [inline] [profile]
+//! cargo bench -p mailpush-benches --bench fanout [-- ROUNDS SUBSCRIPTIONS ORIGINS PER_ORIGIN] [http1] [h2] [sink] [inline] [profile] [pinned]
 //! ```
 
 use mailpush_benches::{median, resident_kib};
@@ -73,6 +76,14 @@ fn user_system_seconds(pid: &str) -> (f64, f64) {
             Some((tick(11)?, tick(12)?))
         })
         .unwrap_or((0.0, 0.0))
+}
+
+/// Keeps the calling thread, and every thread or process it starts from now on, on
+/// CPU `cpu`.
+fn pin_to(cpu: usize) {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    rustix::thread::sched_setaffinity(None, &set).expect("CPU affinity");
 }
 
 // ---- The stand-ins' process ----
@@ -157,11 +168,13 @@ struct Standins {
 }
 
 impl Standins {
-    fn spawn(origins: usize, kind: &str, dir: &Path) -> Self {
+    /// The stand-ins' process, on CPU `cpu` if given.
+    fn spawn(origins: usize, kind: &str, dir: &Path, cpu: Option<usize>) -> Self {
         let me = std::env::current_exe().expect("this bench");
         let mut child = Command::new(me)
             .args(["--standins", &origins.to_string(), kind])
             .arg(dir)
+            .args(cpu.map(|c| c.to_string()))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -361,6 +374,8 @@ struct Load {
     pool: usize,
     /// The bound measured once, not around each event (`profile`).
     profile: bool,
+    /// The stand-ins on a CPU of their own (`pinned`): the busy share is the daemon's.
+    pinned: bool,
 }
 
 /// Runs the fan-out on `database`, each event between two measures of the crypto
@@ -470,7 +485,8 @@ async fn run(name: &str, database: Database, dir: &Path, load: &mut Load) {
         crypto.push(encrypted * 1e6 / n as f64);
         over_crypto.push(event.cpu / encrypted);
         standins_cpu.push(event.standins_cpu * 1e6 / n as f64);
-        busy.push((event.cpu + event.standins_cpu) / (event.seconds * n_cores as f64));
+        let shared = if load.pinned { 0.0 } else { event.standins_cpu };
+        busy.push((event.cpu + shared) / (event.seconds * n_cores as f64));
         alone.push(1e6 / core);
         alone_ahead.push(1e6 / ahead);
         own_cores.push((1e6 / core) / (event.cpu * 1e6 / n as f64));
@@ -520,7 +536,7 @@ async fn run(name: &str, database: Database, dir: &Path, load: &mut Load) {
         median(ratios_all)
     );
     println!(
-        "{name}: per delivery, medians: the daemon's CPU {:.1} µs, of which its crypto {:.1} µs: CPU / crypto {:.2} (all: {}); the stand-ins' CPU {:.1} µs; the cores {:.0}% busy. Over the run {:.0}% of the daemon's CPU was system time",
+        "{name}: per delivery, medians: the daemon's CPU {:.1} µs, of which its crypto {:.1} µs: CPU / crypto {:.2} (all: {}); the stand-ins' CPU {:.1} µs; the daemon's cores {:.0}% busy. Over the run {:.0}% of the daemon's CPU was system time",
         median(cpu.clone()),
         median(crypto.clone()),
         median(over_crypto.clone()),
@@ -559,6 +575,9 @@ fn main() {
         let origins = args.get(2).and_then(|a| a.parse().ok()).expect("origins");
         let kind = args.get(3).expect("kind");
         let dir = args.get(4).expect("dir");
+        if let Some(cpu) = args.get(5).and_then(|a| a.parse().ok()) {
+            pin_to(cpu);
+        }
         return run_standins(origins, kind, Path::new(dir));
     }
     let numbers: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
@@ -576,11 +595,22 @@ fn main() {
         kinds = vec!["http1", "h2"];
     }
     let pool = if has("inline") { 0 } else { n };
+    // PostgreSQL first, so that its processes keep every CPU.
+    let pg = support::Postgres::try_start();
+    let pinned = has("pinned");
+    if pinned {
+        let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
+        assert!(
+            cpus >= 2,
+            "`pinned` needs two CPUs, this machine has {cpus}"
+        );
+        pin_to(0);
+    }
+    // With `pinned`, one worker: the runtime sizes itself to the CPUs it may use.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let pg = support::Postgres::try_start();
     for kind in kinds {
         let label = match kind {
             "h2" => "HTTP/2 over TLS",
@@ -588,13 +618,18 @@ fn main() {
             _ => "HTTP/1.1",
         };
         let dir = tempfile::tempdir().expect("temp dir");
-        let standins = Standins::spawn(origins, kind, dir.path());
+        let standins = Standins::spawn(origins, kind, dir.path(), pinned.then_some(1));
         println!(
-            "{label}: {origins} stand-ins, {}, in a process of their own",
+            "{label}: {origins} stand-ins, {}, in a process of their own{}",
             match kind {
                 "h2" => "HTTP/2 over TLS (hyper's server)",
                 "sink" => "plain HTTP/1.1, lean sinks",
                 _ => "plain HTTP/1.1, hyper servers",
+            },
+            if pinned {
+                " on the second CPU, the daemon on the first"
+            } else {
+                ""
             }
         );
         let mut load = Load {
@@ -606,6 +641,7 @@ fn main() {
             per_origin,
             pool,
             profile: has("profile"),
+            pinned,
         };
         runtime.block_on(async {
             let sqlite_file = dir.path().join("fanout.sqlite");
