@@ -793,10 +793,11 @@ async fn the_counting_http2_stand_in_counts_what_the_sender_delivers() {
 }
 
 /// One subscription on an HTTP/2 stand-in answering from `script`, one new mail, and
-/// the requests that arrive until the push is delivered (retried after 50 ms). An
-/// exchange that hangs fails it: the sender's timeout is longer than the wait.
+/// the requests that arrive until the push is delivered, each failure retried once
+/// after 50 ms, with the sender's `timeout`.
 async fn one_push_over_http2(
     script: Vec<mailpushd::standin::Reply>,
+    timeout: Duration,
 ) -> (Vec<mailpushd::standin::Recorded>, usize) {
     let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -809,14 +810,19 @@ async fn one_push_over_http2(
     let daemon = with_subscriptions(dir.path(), &ua, &endpoints, |c| {
         c.webpush.ca_file = Some(ca.clone());
         c.webpush.retry_base = Duration::from_millis(50);
-        c.webpush.request_timeout = Duration::from_secs(60);
+        c.webpush.request_timeout = timeout;
     })
     .await;
     new_mail(&daemon).await;
     let requests = h2.wait_for(answers, Duration::from_secs(20)).await;
     let delivered = "mailpushd_pushes_total{service=\"webpush\",outcome=\"delivered\"} 1";
     let metrics = support::wait_metric(daemon.local_addr().unwrap(), delivered).await;
-    assert!(metrics.lines().any(|l| l == delivered), "{metrics}");
+    let retried = "mailpushd_pushes_total{service=\"webpush\",outcome=\"retried\"}";
+    assert_eq!(
+        support::metric_value(&metrics, retried),
+        Some((answers - 1) as f64),
+        "{metrics}"
+    );
     daemon.shutdown(Duration::from_secs(5)).await;
     // Nothing more arrived: the push went once after its last failure.
     assert_eq!(h2.requests().len(), answers);
@@ -829,8 +835,12 @@ async fn over_http2_an_answer_body_past_the_limit_resets_its_stream_not_the_conn
     // 503 with a body longer than the sender reads (64 KiB): the push is tried again,
     // on the same connection.
     let long: &'static str = "x".repeat(100 * 1024).leak();
-    let (requests, connections) =
-        one_push_over_http2(vec![Reply::Status(503, long), Reply::Status(201, "")]).await;
+    // The sender's timeout is longer than the test's wait: a read that hangs fails it.
+    let (requests, connections) = one_push_over_http2(
+        vec![Reply::Status(503, long), Reply::Status(201, "")],
+        Duration::from_secs(60),
+    )
+    .await;
     assert_eq!(requests.len(), 2);
     assert_eq!(connections, 1);
     assert_eq!(requests[0].connection, requests[1].connection);
@@ -844,18 +854,60 @@ async fn over_http2_an_answer_body_past_the_limit_resets_its_stream_not_the_conn
 async fn over_http2_a_connection_that_goes_away_or_drops_is_replaced_for_the_next_attempt() {
     use mailpushd::standin::Reply;
     // GOAWAY after answering 503: the retry opens a new connection.
-    let (requests, connections) =
-        one_push_over_http2(vec![Reply::GoAway, Reply::Status(201, "")]).await;
+    let (requests, connections) = one_push_over_http2(
+        vec![Reply::GoAway, Reply::Status(201, "")],
+        Duration::from_secs(60),
+    )
+    .await;
     assert_eq!(requests.len(), 2);
     assert_eq!(connections, 2);
     assert_ne!(requests[0].connection, requests[1].connection);
 
     // The connection dropped with the request unanswered: the same.
-    let (requests, connections) =
-        one_push_over_http2(vec![Reply::Reset, Reply::Status(201, "")]).await;
+    let (requests, connections) = one_push_over_http2(
+        vec![Reply::Reset, Reply::Status(201, "")],
+        Duration::from_secs(60),
+    )
+    .await;
     assert_eq!(requests.len(), 2);
     assert_eq!(connections, 2);
     assert_ne!(requests[0].connection, requests[1].connection);
+}
+
+#[tokio::test]
+async fn over_http2_a_kept_connection_that_does_not_answer_in_time_takes_no_new_requests() {
+    use mailpushd::standin::Reply;
+    let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let h2 = mailpushd::standin::Standin::start().await.unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, h2.ca_pem()).unwrap();
+    let slow = Reply::Slow(Duration::from_secs(3), Box::new(Reply::Status(201, "")));
+    h2.script([Reply::Status(201, ""), slow, Reply::Status(201, "")]);
+    let daemon = with_subscriptions(dir.path(), &ua, &[h2.endpoint("p/1")], |c| {
+        c.webpush.ca_file = Some(ca.clone());
+        c.webpush.retry_base = Duration::from_millis(50);
+        c.webpush.request_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let delivered =
+        |n| format!("mailpushd_pushes_total{{service=\"webpush\",outcome=\"delivered\"}} {n}");
+    // The first push opens the connection, which is kept for the next burst.
+    new_mail(&daemon).await;
+    support::wait_metric(daemon.local_addr().unwrap(), &delivered(1)).await;
+    // The next goes on it, and gets no answer in time: its retry opens another,
+    // though nothing else has closed the kept one.
+    new_mail(&daemon).await;
+    support::wait_metric(daemon.local_addr().unwrap(), &delivered(2)).await;
+    let requests = h2.wait_for(3, Duration::from_secs(20)).await;
+    daemon.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(requests.len(), 3);
+    assert_eq!(
+        requests[0].connection, requests[1].connection,
+        "the kept one"
+    );
+    assert_ne!(requests[1].connection, requests[2].connection);
+    assert_eq!(h2.connections(), 2);
 }
 
 #[tokio::test]

@@ -146,26 +146,38 @@ impl WebPushSender {
         );
         self.inner.metrics.encrypted(started.elapsed());
         let request = request?.map(Bytes::from);
-        let exchange = async {
-            let response = self
-                .inner
-                .pool
-                .send(push.endpoint.origin(), request, conn)
-                .await?;
-            let outcome = Outcome::from_response(&response);
-            // Read (and drop) the body, so the connection can be reused.
-            response.into_body().discard(MAX_ANSWER_BODY, conn).await;
-            Ok(outcome)
-        };
         let timeout = self.inner.request_timeout;
-        let answer = match tokio::time::timeout(timeout, exchange).await {
+        let sent = Instant::now();
+        let answer = match tokio::time::timeout(
+            timeout,
+            self.inner.pool.send(push.endpoint.origin(), request, conn),
+        )
+        .await
+        {
             Ok(answer) => answer,
             Err(_) => Err(ExchangeError::Timeout(timeout)),
         };
-        if answer.is_err() {
-            // Not reused: it may still be busy with the request that failed.
-            *conn = None;
-        }
-        answer
+        let response = match answer {
+            Ok(response) => response,
+            Err(e) => {
+                // Not reused: it may still be busy with the request that failed. One
+                // shared with other workers that did not answer in time takes no new
+                // requests either.
+                if let (Some(Conn::Http2(shared)), ExchangeError::Timeout(_)) = (conn.take(), &e) {
+                    shared.close();
+                }
+                return Err(e);
+            }
+        };
+        let outcome = Outcome::from_response(&response);
+        // The body is read (and dropped) only so that the connection can carry the
+        // next request: one that does not end in what is left of the time costs its
+        // connection, not the answer.
+        let left = timeout.saturating_sub(sent.elapsed());
+        response
+            .into_body()
+            .discard(MAX_ANSWER_BODY, left, conn)
+            .await;
+        Ok(outcome)
     }
 }

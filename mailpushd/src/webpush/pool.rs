@@ -61,22 +61,34 @@ pub(super) enum Conn {
 }
 
 /// An origin's HTTP/2 connection as its workers share it: the handle that opens
-/// streams, and whether the connection has ended or refused a stream.
+/// streams, and whether it takes new ones. It takes none once its task has ended, it
+/// failed to open a stream, or a request on it went unanswered in time: the streams
+/// already on it go on, and new requests go on a new connection.
 #[derive(Clone)]
 pub(super) struct Http2 {
     streams: h2::client::SendRequest<Bytes>,
-    closed: Arc<AtomicBool>,
+    closed: Closer,
 }
 
 impl Http2 {
-    /// Takes no new requests: its task has ended, or it refused a stream.
+    /// Takes no new requests.
     pub(super) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.closed.0.load(Ordering::Acquire)
     }
 
-    /// Marks it closed for every worker that shares it.
+    /// Closes it to new requests, for every worker that shares it.
+    pub(super) fn close(&self) {
+        self.closed.close();
+    }
+}
+
+/// Whether a shared HTTP/2 connection is closed to new requests.
+#[derive(Clone, Default)]
+struct Closer(Arc<AtomicBool>);
+
+impl Closer {
     fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+        self.0.store(true, Ordering::Release);
     }
 }
 
@@ -87,10 +99,24 @@ pub(super) enum Body {
 }
 
 impl Body {
-    /// Reads and drops the body, `limit` octets at most. An HTTP/1.1 connection whose
-    /// answer did not end within the limit cannot carry another request and is taken
-    /// from `conn`; an HTTP/2 stream is reset when dropped, and its connection goes on.
-    pub(super) async fn discard(self, limit: usize, conn: &mut Option<Conn>) {
+    /// Reads and drops the body, `limit` octets at most, within `time`. An HTTP/1.1
+    /// connection whose answer did not end within both cannot carry another request
+    /// and is taken from `conn`; an HTTP/2 stream is reset when dropped, and its
+    /// connection goes on. Either way the answer's status stands.
+    pub(super) async fn discard(self, limit: usize, time: Duration, conn: &mut Option<Conn>) {
+        let http1 = matches!(self, Body::Http1(_));
+        if tokio::time::timeout(time, self.read(limit, conn))
+            .await
+            .is_err()
+        {
+            tracing::debug!(?time, "a push service's answer body did not end in time");
+            if http1 {
+                *conn = None;
+            }
+        }
+    }
+
+    async fn read(self, limit: usize, conn: &mut Option<Conn>) {
         match self {
             Body::Http1(body) => {
                 if let Err(e) = http_body_util::Limited::new(body, limit).collect().await {
@@ -269,16 +295,20 @@ impl Pool {
         let conn = if io.connected().is_negotiated_h2() {
             let (streams, connection) = h2::client::Builder::new()
                 .enable_push(false)
+                // As hyper's client has them: a bound on what the service's headers
+                // may make this side hold, and on streams before its SETTINGS.
+                .max_header_list_size(MAX_ANSWER_HEADERS)
+                .initial_max_send_streams(100)
                 .handshake(TokioIo::new(io))
                 .await
                 .map_err(ExchangeError::Http2Handshake)?;
-            let closed = Arc::new(AtomicBool::new(false));
+            let closed = Closer::default();
             let ended = closed.clone();
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::debug!(error = %e, "an HTTP/2 connection to a push service failed");
                 }
-                ended.store(true, Ordering::Release);
+                ended.close();
             });
             Conn::Http2(Http2 { streams, closed })
         } else {
@@ -338,8 +368,10 @@ impl Pool {
                     }
                 }
                 Conn::Http2(c) => {
-                    // A stream the peer's limit allows, or the connection is gone:
-                    // then nothing was sent.
+                    // Fails if the connection has failed or was told to go away
+                    // (nothing was sent then), and waits while this handle's last
+                    // stream has not opened; the peer's limit on streams is kept by
+                    // h2, which holds a new stream until one ends.
                     if let Err(e) = std::future::poll_fn(|cx| c.streams.poll_ready(cx)).await {
                         c.close();
                         if fresh {
@@ -353,21 +385,30 @@ impl Pool {
                         .streams
                         .send_request(http::Request::from_parts(head, ()), end)
                         .map_err(|e| {
-                            c.close();
+                            // The connection's fault, not this request's.
+                            if e.is_go_away() || e.is_io() {
+                                c.close();
+                            }
                             ExchangeError::Http2(e)
                         })?;
-                    // Queued with the headers, so that both go out in one write.
+                    // Queued with the headers, so that both usually go out in one write.
                     if !end {
                         stream.send_data(body, true).map_err(ExchangeError::Http2)?;
                     }
-                    let response = answer.await.map_err(ExchangeError::Http2)?;
+                    // The worker's while the answer is awaited: one that does not
+                    // come in time closes it to new requests.
                     *conn = Some(current);
+                    let response = answer.await.map_err(ExchangeError::Http2)?;
                     return Ok(response.map(Body::Http2));
                 }
             }
         }
     }
 }
+
+/// The longest header list an answer may have, in octets (HPACK's measure): a push
+/// service answers with a status and a few headers.
+const MAX_ANSWER_HEADERS: u32 = 16 * 1024;
 
 /// How long a connection is kept between bursts.
 pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -502,5 +543,137 @@ mod tests {
     #[tokio::test]
     async fn a_request_a_kept_connection_hands_back_unsent_goes_once_on_a_new_one() {
         a_push_over_a_gone_connection(1).await;
+    }
+
+    /// An HTTP/2 client and server over an in-memory pipe: the client's handle (its
+    /// connection driven by a task of its own), and the server's connection.
+    async fn h2_pair() -> (
+        h2::client::SendRequest<Bytes>,
+        h2::server::Connection<tokio::io::DuplexStream, Bytes>,
+    ) {
+        let (near, far) = tokio::io::duplex(1 << 20);
+        let server = tokio::spawn(h2::server::handshake(far));
+        let (client, connection) = h2::client::handshake(near).await.unwrap();
+        tokio::spawn(connection);
+        (client, server.await.unwrap().unwrap())
+    }
+
+    /// The server sends `len` octets of body (without end if `None`); the reason the
+    /// client reset the stream for, if it did before the body's end.
+    async fn answer_with_body(
+        mut respond: h2::server::SendResponse<Bytes>,
+        len: Option<usize>,
+    ) -> Option<h2::Reason> {
+        let mut body = respond
+            .send_response(http::Response::new(()), false)
+            .unwrap();
+        let mut left = len.unwrap_or(usize::MAX);
+        while left > 0 {
+            body.reserve_capacity(left.min(16 * 1024));
+            let Some(Ok(granted)) = std::future::poll_fn(|cx| body.poll_capacity(cx)).await else {
+                break;
+            };
+            left -= granted;
+            if body
+                .send_data(Bytes::from(vec![b'x'; granted]), left == 0)
+                .is_err()
+            {
+                break;
+            }
+        }
+        if left == 0 {
+            return None;
+        }
+        std::future::poll_fn(|cx| body.poll_reset(cx)).await.ok()
+    }
+
+    const MAX_BODY: usize = 64 * 1024;
+
+    #[tokio::test]
+    async fn an_http2_answer_body_past_the_limit_resets_its_stream_and_frees_the_window() {
+        let (mut client, mut server) = h2_pair().await;
+        // A body without end, then one just under the connection's window (64 KiB),
+        // which goes through only if the first one's unread octets were given back.
+        let (reasons, mut reset) = tokio::sync::mpsc::channel(2);
+        tokio::spawn(async move {
+            let mut lens = vec![None, Some(60 * 1024)].into_iter();
+            while let Some(Ok((_, respond))) = server.accept().await {
+                let (len, reasons) = (lens.next().flatten(), reasons.clone());
+                tokio::spawn(async move {
+                    let _ = reasons.send(answer_with_body(respond, len).await).await;
+                });
+            }
+        });
+        for _ in 0..2 {
+            std::future::poll_fn(|cx| client.poll_ready(cx))
+                .await
+                .unwrap();
+            let request = http::Request::post("https://push.example/p/1")
+                .body(())
+                .unwrap();
+            let (answer, _) = client.send_request(request, true).unwrap();
+            let body = Body::Http2(answer.await.unwrap().into_body());
+            // Ended by the limit, or by the body's end: not by the time.
+            let mut conn = None;
+            let read = body.discard(MAX_BODY, Duration::from_secs(600), &mut conn);
+            tokio::time::timeout(Duration::from_secs(30), read)
+                .await
+                .expect("the read ends before its time");
+        }
+        assert_eq!(reset.recv().await, Some(Some(h2::Reason::CANCEL)));
+        assert_eq!(
+            reset.recv().await,
+            Some(None),
+            "the second body was not read whole"
+        );
+    }
+
+    /// A kept HTTP/2 connection whose service has since sent GOAWAY, and whose flag
+    /// says open (its task was not ours): the sender finds it gone when it asks for a
+    /// stream, closes it for every worker that shares it, and sends the push once,
+    /// over a new connection; nothing goes on the gone one.
+    #[tokio::test]
+    async fn a_kept_http2_connection_told_to_go_away_is_closed_for_all_and_replaced() {
+        let service = crate::standin::PushService::start().await.unwrap();
+        let mut config = crate::config::Config::with_database("unused".into()).webpush;
+        config.allow_local_push_service = true;
+        let pool = Pool::new(&config).unwrap();
+        let url = service.endpoint("p/1");
+        let origin = webpush_crypto::Endpoint::new_allowing_plain_http(&url)
+            .unwrap()
+            .origin()
+            .clone();
+
+        let (near, far) = tokio::io::duplex(1 << 16);
+        let server = tokio::spawn(async move {
+            let mut connection = h2::server::handshake(far).await.unwrap();
+            connection.graceful_shutdown();
+            let mut streams = 0;
+            while let Some(Ok(_)) = connection.accept().await {
+                streams += 1;
+            }
+            streams
+        });
+        let (streams, connection) = h2::client::handshake(near).await.unwrap();
+        // Driven to its end by a task that does not mark the handle.
+        tokio::spawn(connection).await.unwrap().unwrap();
+        let kept = Http2 {
+            streams,
+            closed: Closer::default(),
+        };
+        let shared = kept.clone();
+        pool.park(origin.clone(), Conn::Http2(kept));
+
+        let request = http::Request::post(url.as_str())
+            .body(Bytes::from_static(b"push"))
+            .unwrap();
+        let mut conn = None;
+        let response = pool.send(&origin, request, &mut conn).await.unwrap();
+        assert_eq!(response.status(), 201);
+        assert!(shared.is_closed(), "closed for the workers that share it");
+        assert_eq!(server.await.unwrap(), 0, "a stream on the gone connection");
+        let arrived = service.wait_for(1, Duration::from_secs(5)).await;
+        assert_eq!(arrived.len(), 1);
+        assert_eq!(service.connections(), 1);
     }
 }
