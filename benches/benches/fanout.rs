@@ -20,8 +20,9 @@
 //! `webpush.max_per_origin` with `h2`. With `profile`, the bound is measured once
 //! before the events, which follow each other, for a profiler to attach to. With
 //! `pinned`, the daemon (this process, its runtime then one worker) keeps to the first
-//! CPU and the stand-ins to the second, so that the bound is one core's rate and the
-//! fan-out is measured on a core the stand-ins do not share.
+//! CPU it may use and the stand-ins to the second, so that the bound is one core's
+//! rate and the fan-out is measured on a core the stand-ins do not share (PostgreSQL's
+//! processes, started before, may use either).
 //!
 //! ```text
 //! cargo bench -p mailpush-benches --bench fanout [-- ROUNDS SUBSCRIPTIONS ORIGINS PER_ORIGIN] [http1] [h2] [sink] [inline] [profile] [pinned]
@@ -84,6 +85,14 @@ fn pin_to(cpu: usize) {
     let mut set = rustix::thread::CpuSet::new();
     set.set(cpu);
     rustix::thread::sched_setaffinity(None, &set).expect("CPU affinity");
+}
+
+/// The CPUs this process may run on, in order.
+fn allowed_cpus() -> Vec<usize> {
+    let set = rustix::thread::sched_getaffinity(None).expect("CPU affinity");
+    (0..rustix::thread::CpuSet::MAX_CPU)
+        .filter(|&cpu| set.is_set(cpu))
+        .collect()
 }
 
 // ---- The stand-ins' process ----
@@ -597,15 +606,18 @@ fn main() {
     let pool = if has("inline") { 0 } else { n };
     // PostgreSQL first, so that its processes keep every CPU.
     let pg = support::Postgres::try_start();
-    let pinned = has("pinned");
-    if pinned {
-        let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
-        assert!(
-            cpus >= 2,
-            "`pinned` needs two CPUs, this machine has {cpus}"
-        );
-        pin_to(0);
-    }
+    // With `pinned`, the first CPU this process may use is the daemon's, the second
+    // the stand-ins'.
+    let pinned = if has("pinned") {
+        let cpus = allowed_cpus();
+        let (Some(&daemon), Some(&standins)) = (cpus.first(), cpus.get(1)) else {
+            panic!("`pinned` needs two CPUs, this process may use {cpus:?}");
+        };
+        pin_to(daemon);
+        Some(standins)
+    } else {
+        None
+    };
     // With `pinned`, one worker: the runtime sizes itself to the CPUs it may use.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -618,7 +630,7 @@ fn main() {
             _ => "HTTP/1.1",
         };
         let dir = tempfile::tempdir().expect("temp dir");
-        let standins = Standins::spawn(origins, kind, dir.path(), pinned.then_some(1));
+        let standins = Standins::spawn(origins, kind, dir.path(), pinned);
         println!(
             "{label}: {origins} stand-ins, {}, in a process of their own{}",
             match kind {
@@ -626,8 +638,8 @@ fn main() {
                 "sink" => "plain HTTP/1.1, lean sinks",
                 _ => "plain HTTP/1.1, hyper servers",
             },
-            if pinned {
-                " on the second CPU, the daemon on the first"
+            if pinned.is_some() {
+                " on a CPU of their own, the daemon on another"
             } else {
                 ""
             }
@@ -641,7 +653,7 @@ fn main() {
             per_origin,
             pool,
             profile: has("profile"),
-            pinned,
+            pinned: pinned.is_some(),
         };
         runtime.block_on(async {
             let sqlite_file = dir.path().join("fanout.sqlite");
