@@ -853,25 +853,15 @@ async fn over_http2_an_answer_body_past_the_limit_resets_its_stream_not_the_conn
 #[tokio::test]
 async fn over_http2_a_connection_that_goes_away_or_drops_is_replaced_for_the_next_attempt() {
     use mailpushd::standin::Reply;
-    // GOAWAY after answering 503: the retry opens a new connection.
-    let (requests, connections) = one_push_over_http2(
-        vec![Reply::GoAway, Reply::Status(201, "")],
-        Duration::from_secs(60),
-    )
-    .await;
-    assert_eq!(requests.len(), 2);
-    assert_eq!(connections, 2);
-    assert_ne!(requests[0].connection, requests[1].connection);
-
-    // The connection dropped with the request unanswered: the same.
-    let (requests, connections) = one_push_over_http2(
-        vec![Reply::Reset, Reply::Status(201, "")],
-        Duration::from_secs(60),
-    )
-    .await;
-    assert_eq!(requests.len(), 2);
-    assert_eq!(connections, 2);
-    assert_ne!(requests[0].connection, requests[1].connection);
+    // GOAWAY after answering 503, or the connection dropped with the request
+    // unanswered: the retry opens a new connection.
+    for first in [Reply::GoAway, Reply::Reset] {
+        let (requests, connections) =
+            one_push_over_http2(vec![first, Reply::Status(201, "")], Duration::from_secs(60)).await;
+        assert_eq!(requests.len(), 2);
+        assert_eq!(connections, 2);
+        assert_ne!(requests[0].connection, requests[1].connection);
+    }
 }
 
 #[tokio::test]
