@@ -570,6 +570,13 @@ async fn malformed_forwarded_commands_get_the_grammars_answer_and_change_nothing
     assert_eq!(status, 400);
 }
 
+/// The HTTP/2 stand-in's CA certificate in a file in `dir`, for `webpush.ca_file`.
+fn ca_file(dir: &std::path::Path, standin: &mailpushd::standin::Standin) -> std::path::PathBuf {
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, standin.ca_pem()).unwrap();
+    ca
+}
+
 /// A daemon whose store holds `endpoints` as active subscriptions of alice's, and
 /// `change` applied to its configuration.
 async fn with_subscriptions(
@@ -666,8 +673,7 @@ async fn an_http1_origin_gets_few_connections_an_http2_origin_many_streams() {
     // answer says HTTP/2, every waiting push at once as streams.
     let dir = tempfile::tempdir().unwrap();
     let h2 = mailpushd::standin::Standin::start().await.unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, h2.ca_pem()).unwrap();
+    let ca = ca_file(dir.path(), &h2);
     h2.script((0..12).map(|_| {
         mailpushd::standin::Reply::Slow(slow, Box::new(mailpushd::standin::Reply::Status(201, "")))
     }));
@@ -756,8 +762,7 @@ async fn the_counting_http2_stand_in_counts_what_the_sender_delivers() {
     let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let h2 = mailpushd::standin::Standin::start_counting().await.unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, h2.ca_pem()).unwrap();
+    let ca = ca_file(dir.path(), &h2);
     let endpoints: Vec<String> = (0..5).map(|i| h2.endpoint(&format!("p/{i}"))).collect();
     let daemon = with_subscriptions(dir.path(), &ua, &endpoints, |c| {
         c.webpush.ca_file = Some(ca.clone());
@@ -802,8 +807,7 @@ async fn one_push_over_http2(
     let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let h2 = mailpushd::standin::Standin::start().await.unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, h2.ca_pem()).unwrap();
+    let ca = ca_file(dir.path(), &h2);
     let answers = script.len();
     h2.script(script);
     let endpoints = [h2.endpoint("p/1")];
@@ -870,8 +874,7 @@ async fn over_http2_a_kept_connection_that_does_not_answer_in_time_takes_no_new_
     let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let h2 = mailpushd::standin::Standin::start().await.unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, h2.ca_pem()).unwrap();
+    let ca = ca_file(dir.path(), &h2);
     let slow = Reply::Slow(Duration::from_secs(3), Box::new(Reply::Status(201, "")));
     h2.script([Reply::Status(201, ""), slow, Reply::Status(201, "")]);
     let daemon = with_subscriptions(dir.path(), &ua, &[h2.endpoint("p/1")], |c| {

@@ -67,28 +67,19 @@ pub(super) enum Conn {
 #[derive(Clone)]
 pub(super) struct Http2 {
     streams: h2::client::SendRequest<Bytes>,
-    closed: Closer,
+    /// Set by whichever worker, or the connection's task, finds it done.
+    closed: Arc<AtomicBool>,
 }
 
 impl Http2 {
     /// Takes no new requests.
     pub(super) fn is_closed(&self) -> bool {
-        self.closed.0.load(Ordering::Acquire)
+        self.closed.load(Ordering::Acquire)
     }
 
     /// Closes it to new requests, for every worker that shares it.
     pub(super) fn close(&self) {
-        self.closed.close();
-    }
-}
-
-/// Whether a shared HTTP/2 connection is closed to new requests.
-#[derive(Clone, Default)]
-struct Closer(Arc<AtomicBool>);
-
-impl Closer {
-    fn close(&self) {
-        self.0.store(true, Ordering::Release);
+        self.closed.store(true, Ordering::Release);
     }
 }
 
@@ -302,13 +293,13 @@ impl Pool {
                 .handshake(TokioIo::new(io))
                 .await
                 .map_err(ExchangeError::Http2Handshake)?;
-            let closed = Closer::default();
+            let closed = Arc::new(AtomicBool::new(false));
             let ended = closed.clone();
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::debug!(error = %e, "an HTTP/2 connection to a push service failed");
                 }
-                ended.close();
+                ended.store(true, Ordering::Release);
             });
             Conn::Http2(Http2 { streams, closed })
         } else {
@@ -348,8 +339,6 @@ impl Pool {
                         }
                         continue;
                     }
-                    // The body is shared, not copied, for a request handed back.
-                    let body = request.body().clone();
                     let (outgoing, absolute) = origin_form(request.map(Full::new));
                     match c.try_send_request(outgoing).await {
                         Ok(response) => {
@@ -358,9 +347,13 @@ impl Pool {
                         }
                         Err(mut e) => match e.take_message() {
                             Some(unsent) if !fresh => {
+                                // The body back from its wrapper, which holds it whole
+                                // (one chunk, not copied).
+                                let (head, body) = unsent.into_parts();
+                                let Ok(body) = body.collect().await.map(|b| b.to_bytes());
+                                request = http::Request::from_parts(head, body);
                                 // Absolute again: the next connection is found by its
                                 // URI, and may be HTTP/2, which carries the authority in it.
-                                request = unsent.map(|_| body);
                                 *request.uri_mut() = absolute;
                             }
                             _ => return Err(ExchangeError::Request(e.into_error())),
@@ -654,7 +647,7 @@ mod tests {
         tokio::spawn(connection).await.unwrap().unwrap();
         let kept = Http2 {
             streams,
-            closed: Closer::default(),
+            closed: Arc::default(),
         };
         let shared = kept.clone();
         one_push_past(Conn::Http2(kept)).await;
