@@ -244,7 +244,9 @@ async fn timeout_and_attempts(release: Release) {
     // Two attempts of one second each, not the client's default of a minute or more.
     assert!(took >= Duration::from_secs(2), "gave up after {took:?}");
     assert!(took < Duration::from_secs(10), "held the delivery {took:?}");
-    let log = dovecot.log();
+    let log = dovecot
+        .log_with("for INBOX: this event is not pushed")
+        .await;
     assert!(
         log.contains("(Dovecot ") && log.contains("settings; 1 s per attempt, 2 attempts)"),
         "{log}"
@@ -291,6 +293,9 @@ async fn wrong_setting(release: Release) {
             .count()
     };
     dovecot.deliver("alice@example.org", "one").await;
+    dovecot
+        .log_with("mailpushd_attempts = many is not a whole number")
+        .await;
     assert_eq!(said("lmtp("), 1, "{}", dovecot.log());
     assert!(
         dovecot

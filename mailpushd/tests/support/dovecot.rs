@@ -480,6 +480,19 @@ impl Dovecot {
         std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
     }
 
+    /// Its log once it holds `text` (Dovecot's log process writes a little after the
+    /// event), or after 10 s.
+    pub async fn log_with(&self, text: &str) -> String {
+        for _ in 0..200 {
+            let log = self.log();
+            if log.contains(text) {
+                return log;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        self.log()
+    }
+
     /// Stops it.
     pub fn stop(mut self) {
         self.halt();
