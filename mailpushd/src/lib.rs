@@ -14,7 +14,7 @@
 //!
 //! Layers, lowest first; each imports only those below it:
 //!
-//! - [`config`], [`metrics`], [`retry`], [`report`], [`tls`]: settings and shared
+//! - [`config`], [`logs`], [`metrics`], [`retry`], [`report`], [`tls`]: settings and shared
 //!   mechanisms;
 //! - [`store`]: SQLite or PostgreSQL, one contract;
 //! - [`apns`] and [`webpush`]: the senders, which report what they learn through
@@ -36,6 +36,7 @@ pub mod demo;
 pub mod front;
 pub mod http;
 mod inflight;
+pub mod logs;
 pub mod metrics;
 mod rate;
 pub mod report;
