@@ -22,10 +22,13 @@
 //! `pinned`, the daemon (this process, its runtime then one worker) keeps to the first
 //! CPU it may use and the stand-ins to the second, so that the bound is one core's
 //! rate and the fan-out is measured on a core the stand-ins do not share (PostgreSQL's
-//! processes, started before, may use either).
+//! processes, started before, may use either). With `pinned polling`, the stand-ins
+//! poll for I/O instead of sleeping (their CPU is then always busy): on loopback a
+//! write that wakes its sleeping receiver pays for that wake-up, which a push service
+//! on another machine would not cost the daemon.
 //!
 //! ```text
-//! cargo bench -p mailpush-benches --bench fanout [-- ROUNDS SUBSCRIPTIONS ORIGINS PER_ORIGIN] [http1] [h2] [sink] [inline] [profile] [pinned]
+//! cargo bench -p mailpush-benches --bench fanout [-- ROUNDS SUBSCRIPTIONS ORIGINS PER_ORIGIN] [http1] [h2] [sink] [inline] [profile] [pinned [polling]]
 //! ```
 
 use mailpush_benches::{median, resident_kib};
@@ -104,8 +107,30 @@ type Received = Box<dyn Fn() -> (usize, Option<Instant>)>;
 /// URLs on one line (the CA certificates in `dir`, for `h2`), then answers each line
 /// `N` on stdin, once the services have received N requests in all, with the count and
 /// the last arrival's time (nanoseconds since the epoch). Ends when stdin closes.
-fn run_standins(origins: usize, kind: &str, dir: &Path) {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+///
+/// `polling`: one thread that never sleeps, on a CPU of its own. On loopback the
+/// sender's write runs the receiver's TCP receive, and wakes the receiver if it sleeps
+/// in `epoll_wait`: a cross-CPU wake-up, which in a virtual machine is most of that
+/// write's cost. Stand-ins that poll are never asleep, so the daemon's writes do not
+/// pay to wake them, as they would not to wake a push service on another machine.
+fn run_standins(origins: usize, kind: &str, dir: &Path, polling: bool) {
+    let runtime = if polling {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Runtime::new()
+    }
+    .expect("runtime");
+    if polling {
+        // A task that is always ready: between its turns the runtime polls for I/O
+        // without waiting, so its thread never sleeps.
+        runtime.spawn(async {
+            loop {
+                tokio::task::yield_now().await;
+            }
+        });
+    }
     runtime.block_on(async {
         let mut services = Vec::new();
         let mut bases = Vec::new();
@@ -181,13 +206,15 @@ struct Standins {
 }
 
 impl Standins {
-    /// The stand-ins' process, on CPU `cpu` if given.
-    fn spawn(origins: usize, kind: &str, dir: &Path, cpu: Option<usize>) -> Self {
+    /// The stand-ins' process, on CPU `cpu` if given, polling rather than sleeping
+    /// if `polling` (on a CPU of their own only).
+    fn spawn(origins: usize, kind: &str, dir: &Path, cpu: Option<usize>, polling: bool) -> Self {
         let me = std::env::current_exe().expect("this bench");
         let mut child = Command::new(me)
             .args(["--standins", &origins.to_string(), kind])
             .arg(dir)
             .args(cpu.map(|c| c.to_string()))
+            .args((cpu.is_some() && polling).then_some("polling"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -591,8 +618,12 @@ fn main() {
         if let Some(cpu) = args.get(5).and_then(|a| a.parse().ok()) {
             pin_to(cpu);
         }
-        return run_standins(origins, kind, Path::new(dir));
+        let polling = args.get(6).is_some_and(|a| a == "polling");
+        return run_standins(origins, kind, Path::new(dir), polling);
     }
+    // The daemon's own log subscriber: without one, the spans its libraries open (h2
+    // opens some for every poll of a connection) cost what they never cost the daemon.
+    mailpushd::logs::init(mailpushd::logs::LogFormat::Text);
     let numbers: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let rounds = numbers.first().copied().unwrap_or(5);
     let n = numbers.get(1).copied().unwrap_or(10_000);
@@ -612,6 +643,11 @@ fn main() {
     let pg = support::Postgres::try_start();
     // With `pinned`, the first CPU this process may use is the daemon's, the second
     // the stand-ins'.
+    let polling = has("polling");
+    assert!(
+        !polling || has("pinned"),
+        "`polling` needs `pinned`: stand-ins that never sleep would take the daemon's CPU"
+    );
     let pinned = if has("pinned") {
         let cpus = allowed_cpus();
         let (Some(&daemon), Some(&standins)) = (cpus.first(), cpus.get(1)) else {
@@ -634,7 +670,7 @@ fn main() {
             _ => "HTTP/1.1",
         };
         let dir = tempfile::tempdir().expect("temp dir");
-        let standins = Standins::spawn(origins, kind, dir.path(), pinned);
+        let standins = Standins::spawn(origins, kind, dir.path(), pinned, polling);
         println!(
             "{label}: {origins} stand-ins, {}, in a process of their own{}",
             match kind {
@@ -642,10 +678,11 @@ fn main() {
                 "sink" => "plain HTTP/1.1, lean sinks",
                 _ => "plain HTTP/1.1, hyper servers",
             },
-            if pinned.is_some() {
-                " on a CPU of their own, the daemon on another"
-            } else {
-                ""
+            match (pinned.is_some(), polling) {
+                (true, true) =>
+                    " on a CPU of their own, polling rather than sleeping, the daemon on another",
+                (true, false) => " on a CPU of their own, the daemon on another",
+                _ => "",
             }
         );
         let mut load = Load {
