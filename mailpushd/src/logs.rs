@@ -1,7 +1,7 @@
 //! The daemon's logs: `tracing` events to standard error, filtered by `MAILPUSHD_LOG`
-//! (an `EnvFilter` directive; `info` without it). The fan-out bench installs the same,
-//! so that what it measures pays what the daemon pays for the events and spans that it
-//! and its libraries make.
+//! (an `EnvFilter` directive; `info` without it). The benches that run the daemon install
+//! the same, so that what they measure pays what the daemon pays for the events and
+//! spans that it and its libraries make.
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
