@@ -641,13 +641,13 @@ fn main() {
     let pool = if has("inline") { 0 } else { n };
     // PostgreSQL first, so that its processes keep every CPU.
     let pg = support::Postgres::try_start();
-    // With `pinned`, the first CPU this process may use is the daemon's, the second
-    // the stand-ins'.
     let polling = has("polling");
     assert!(
         !polling || has("pinned"),
         "`polling` needs `pinned`: stand-ins that never sleep would take the daemon's CPU"
     );
+    // With `pinned`, the first CPU this process may use is the daemon's, the second
+    // the stand-ins'.
     let pinned = if has("pinned") {
         let cpus = allowed_cpus();
         let (Some(&daemon), Some(&standins)) = (cpus.first(), cpus.get(1)) else {
