@@ -20,6 +20,9 @@ pub enum PushOutcome {
     TokenRejected,
     /// A retry was scheduled (429, 5xx, a transport error).
     Retried,
+    /// Sent again at once, not counted as an attempt: the push service had ended its
+    /// HTTP/2 stream unprocessed (REFUSED_STREAM, or a GOAWAY before it).
+    Resent,
     /// A round of attempts failed: the push stays owed, retried in a later round.
     Deferred,
     /// Owed longer than `push.give_up_after`: given up.
@@ -46,6 +49,7 @@ impl PushOutcome {
             PushOutcome::Gone => "gone",
             PushOutcome::TokenRejected => "token_rejected",
             PushOutcome::Retried => "retried",
+            PushOutcome::Resent => "resent",
             PushOutcome::Deferred => "deferred",
             PushOutcome::GaveUp => "gave_up",
             PushOutcome::Coalesced => "coalesced",

@@ -14,6 +14,11 @@ use crate::retry::Retry;
 /// The largest answer body read (and dropped) so a connection can be reused.
 const MAX_ANSWER_BODY: usize = 64 * 1024;
 
+/// How often one attempt is sent again at once after the push service ended it
+/// unprocessed (HTTP/2 REFUSED_STREAM, or a GOAWAY before it); after that, such an
+/// answer counts as a failed attempt, and the retry policy's back-off applies.
+const MAX_RESENDS: u32 = 2;
+
 /// Which subscription a delivery goes to, as the origin's count of "wait" answers
 /// tells them apart.
 fn subscription_key(delivery: &Delivery) -> u64 {
@@ -44,6 +49,7 @@ impl WebPushSender {
     ) -> Step {
         let metrics = &self.inner.metrics;
         let origin = delivery.push.endpoint.origin().clone();
+        let mut resent = 0;
         loop {
             metrics.in_flight().inc();
             let answer = self.attempt(delivery, conn).await;
@@ -51,6 +57,14 @@ impl WebPushSender {
             // How long the service asks this push to wait, and whether its origin
             // waits too.
             let (wait, hold) = match answer {
+                // A service recycling its connection, or at its limit of streams: the
+                // push was not processed, so it goes again now, freshly encrypted.
+                Err(ExchangeError::Unprocessed(why)) if resent < MAX_RESENDS => {
+                    resent += 1;
+                    metrics.push("webpush", PushOutcome::Resent);
+                    tracing::debug!(attempt, %origin, reason = %why, "the push service did not process the push: sent again at once");
+                    continue;
+                }
                 Err(why) => {
                     tracing::warn!(attempt, %origin, reason = %why, "push not delivered");
                     (None, false)
@@ -160,11 +174,16 @@ impl WebPushSender {
         let response = match answer {
             Ok(response) => response,
             Err(e) => {
-                // Not reused: it may still be busy with the request that failed. One
-                // shared with other workers that did not answer in time takes no new
-                // requests either.
-                if let (Some(Conn::Http2(shared)), ExchangeError::Timeout(_)) = (conn.take(), &e) {
-                    shared.close();
+                match (conn.take(), &e) {
+                    // Its stream ended unprocessed, the connection is fine (closed
+                    // already if the service goes away): the worker keeps it.
+                    (kept, ExchangeError::Unprocessed(_)) => *conn = kept,
+                    // One shared with other workers that did not answer in time takes
+                    // no new requests either.
+                    (Some(Conn::Http2(shared)), ExchangeError::Timeout(_)) => shared.close(),
+                    // Otherwise not reused: it may still be busy with the request that
+                    // failed.
+                    _ => {}
                 }
                 return Err(e);
             }
@@ -179,5 +198,97 @@ impl WebPushSender {
             .discard(MAX_ANSWER_BODY, left, conn)
             .await;
         Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use imap_webpush_proto::SubId;
+    use imap_webpush_proto::state::Push;
+    use webpush_crypto::{Endpoint, Subject, TokenCache, UaKeys, Urgency, VapidKey, VapidSigner};
+    use xaps_proto::UserName;
+
+    use super::super::pool::{Conn, Http2};
+    use super::super::{Delivery, WebPushSender};
+    use crate::metrics::Metrics;
+
+    /// A push service whose first stream is refused unprocessed (REFUSED_STREAM): the
+    /// push goes again at once, on the same connection, and is delivered; nothing is
+    /// counted as a retry, and nothing waits for the back-off.
+    #[tokio::test]
+    async fn a_push_refused_unprocessed_goes_again_at_once_on_the_same_connection() {
+        let (near, far) = tokio::io::duplex(1 << 20);
+        let server = tokio::spawn(h2::server::handshake(far));
+        let (client, connection) = h2::client::handshake(near).await.unwrap();
+        tokio::spawn(connection);
+        let mut server = server.await.unwrap().unwrap();
+        let (streams, mut opened) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut refuse = true;
+            while let Some(Ok((_, mut respond))) = server.accept().await {
+                let _ = streams.send(());
+                if std::mem::take(&mut refuse) {
+                    respond.send_reset(h2::Reason::REFUSED_STREAM);
+                } else {
+                    let answer = http::Response::builder().status(201).body(()).unwrap();
+                    respond.send_response(answer, true).unwrap();
+                }
+            }
+        });
+
+        let config = crate::config::Config::with_database("unused".into()).webpush;
+        let key = VapidKey::generate(&mut rand_core::OsRng).unwrap();
+        let subject = Subject::new("mailto:postmaster@mail.example").unwrap();
+        let tokens = TokenCache::new(VapidSigner::new(key, subject));
+        let (reports, _reports) = crate::report::channel();
+        let metrics = Arc::new(Metrics::new());
+        let sender = WebPushSender::new(&config, tokens, reports, metrics.clone()).unwrap();
+        // The only connection the sender has to the service: a second one would be
+        // opened to a name that does not resolve.
+        let endpoint = Endpoint::new("https://push.example/p/1").unwrap();
+        let only = Http2::open(client);
+        sender
+            .inner
+            .pool
+            .park(endpoint.origin().clone(), Conn::Http2(only));
+        let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();
+        sender.spawn(Delivery {
+            user: Arc::new(UserName::new("alice").unwrap()),
+            push: Push {
+                sub_id: SubId::new("s1").unwrap(),
+                endpoint,
+                keys: ua.subscription_keys(),
+                plaintext: b"new mail".to_vec(),
+            },
+            urgency: Urgency::Normal,
+            topic: None,
+            generic: None,
+            since: Instant::now(),
+            fan_out: None,
+        });
+        assert_eq!(sender.drain(Duration::from_secs(10)).await, 0);
+
+        let mut streams = 0;
+        while opened.try_recv().is_ok() {
+            streams += 1;
+        }
+        assert_eq!(streams, 2, "the refused stream and the one sent again");
+        let counted = metrics.encode();
+        let count = |outcome: &str| {
+            counted
+                .lines()
+                .find(|l| {
+                    l.contains("service=\"webpush\"")
+                        && l.contains(&format!("outcome=\"{outcome}\""))
+                })
+                .and_then(|l| l.rsplit(' ').next())
+                .map(str::to_owned)
+        };
+        assert_eq!(count("resent").as_deref(), Some("1"), "{counted}");
+        assert_eq!(count("delivered").as_deref(), Some("1"), "{counted}");
+        assert_eq!(count("retried"), None, "{counted}");
     }
 }

@@ -44,6 +44,11 @@ pub enum ExchangeError {
     /// The HTTP/2 connection or the request's stream failed before the answer came.
     #[error("the request failed over HTTP/2: {0}")]
     Http2(h2::Error),
+    /// The push service ended the request's HTTP/2 stream before processing any of it
+    /// (RFC 9113 §8.7: it refused the stream, or went away before it), or the
+    /// connection failed before the stream opened: sent again, it cannot arrive twice.
+    #[error("the push service did not process the request (HTTP/2): {0}")]
+    Unprocessed(h2::Error),
     /// No answer in time.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
@@ -378,9 +383,11 @@ impl Pool {
                         .streams
                         .send_request(http::Request::from_parts(head, ()), end)
                         .map_err(|e| {
-                            // The connection's fault, not this request's.
+                            // The connection's fault, not this request's, and nothing
+                            // of it went out.
                             if e.is_go_away() || e.is_io() {
                                 c.close();
+                                return ExchangeError::Unprocessed(e);
                             }
                             ExchangeError::Http2(e)
                         })?;
@@ -391,12 +398,52 @@ impl Pool {
                     // The worker's while the answer is awaited: one that does not
                     // come in time closes it to new requests.
                     *conn = Some(current);
-                    let response = answer.await.map_err(ExchangeError::Http2)?;
+                    let response = match answer.await {
+                        Ok(response) => response,
+                        Err(e) => {
+                            // A service that goes away takes no new streams from
+                            // any of the workers that share the connection.
+                            if e.is_go_away()
+                                && let Some(Conn::Http2(c)) = conn.as_ref()
+                            {
+                                c.close();
+                            }
+                            return Err(if unprocessed(&e) {
+                                ExchangeError::Unprocessed(e)
+                            } else {
+                                ExchangeError::Http2(e)
+                            });
+                        }
+                    };
                     return Ok(response.map(Body::Http2));
                 }
             }
         }
     }
+}
+
+#[cfg(test)]
+impl Http2 {
+    /// The handle of a connection whose other end a test drives, open.
+    pub(super) fn open(streams: h2::client::SendRequest<Bytes>) -> Self {
+        Self {
+            streams,
+            closed: Arc::default(),
+        }
+    }
+}
+
+/// Whether the push service ended a request's stream before processing any of it, so
+/// that sending it again at once cannot deliver it twice and asks nothing of a service
+/// in trouble (RFC 9113 §8.7): it reset the stream with REFUSED_STREAM, or went away
+/// gracefully (GOAWAY with NO_ERROR) with a last stream below it. h2 ends only the
+/// streams above the last one with the GOAWAY's error; the others go on, or end with
+/// the connection as I/O errors. A GOAWAY with an error code says the service is in
+/// trouble: those streams take the retry policy's back-off.
+fn unprocessed(e: &h2::Error) -> bool {
+    e.is_remote()
+        && (e.is_reset() && e.reason() == Some(h2::Reason::REFUSED_STREAM)
+            || e.is_go_away() && e.reason() == Some(h2::Reason::NO_ERROR))
 }
 
 /// The longest header list an answer may have, in octets (HPACK's measure): a push
@@ -624,6 +671,103 @@ mod tests {
             Some(None),
             "the second body was not read whole"
         );
+    }
+
+    /// Sends one request through `pool` on `conn`, an in-memory HTTP/2 connection.
+    async fn send_on(
+        pool: &Pool,
+        conn: &mut Option<Conn>,
+    ) -> Result<http::Response<Body>, ExchangeError> {
+        let url = "https://push.example/p/1";
+        let origin = webpush_crypto::Endpoint::new(url).unwrap().origin().clone();
+        let request = http::Request::post(url)
+            .body(Bytes::from_static(b"push"))
+            .unwrap();
+        pool.send(&origin, request, conn).await
+    }
+
+    #[tokio::test]
+    async fn a_stream_refused_unprocessed_is_told_apart_and_its_connection_kept() {
+        let (client, mut server) = h2_pair().await;
+        // The first stream refused, the next one answered.
+        tokio::spawn(async move {
+            let mut refuse = true;
+            while let Some(Ok((_, mut respond))) = server.accept().await {
+                if std::mem::take(&mut refuse) {
+                    respond.send_reset(h2::Reason::REFUSED_STREAM);
+                } else {
+                    let answer = http::Response::builder().status(201).body(()).unwrap();
+                    respond.send_response(answer, true).unwrap();
+                }
+            }
+        });
+        let config = crate::config::Config::with_database("unused".into()).webpush;
+        let pool = Pool::new(&config).unwrap();
+        let shared = Http2::open(client);
+        let mut conn = Some(Conn::Http2(shared.clone()));
+        let refused = send_on(&pool, &mut conn).await.map(|_| ()).unwrap_err();
+        assert!(
+            matches!(&refused, ExchangeError::Unprocessed(e) if e.reason() == Some(h2::Reason::REFUSED_STREAM)),
+            "{refused:?}"
+        );
+        assert!(!shared.is_closed(), "a refused stream closes no connection");
+        let answer = send_on(&pool, &mut conn).await.unwrap();
+        assert_eq!(answer.status(), 201);
+    }
+
+    /// A request on a connection whose server goes away with `reason` before reading
+    /// it (its last stream 0), or, with `read`, after it read the request: how the
+    /// answer fails, and whether the connection is then closed to new requests.
+    async fn gone_away(reason: h2::Reason, read: bool) -> (ExchangeError, bool) {
+        let (client, mut server) = h2_pair().await;
+        let (sent, wait) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = wait.await;
+            let mut streams = Vec::new();
+            if read && let Some(Ok(stream)) = server.accept().await {
+                streams.push(stream);
+            }
+            server.abrupt_shutdown(reason);
+            while let Some(Ok(stream)) = server.accept().await {
+                streams.push(stream);
+            }
+        });
+        let config = crate::config::Config::with_database("unused".into()).webpush;
+        let pool = Pool::new(&config).unwrap();
+        let shared = Http2::open(client);
+        let mut conn = Some(Conn::Http2(shared.clone()));
+        let answer = tokio::spawn(async move { send_on(&pool, &mut conn).await.map(|_| ()) });
+        // The request is on its way before the server goes away.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        sent.send(()).unwrap();
+        let failed = tokio::time::timeout(Duration::from_secs(10), answer)
+            .await
+            .expect("the answer fails in time")
+            .unwrap()
+            .unwrap_err();
+        (failed, shared.is_closed())
+    }
+
+    #[tokio::test]
+    async fn a_stream_above_a_graceful_goaway_is_unprocessed_and_the_connection_closed() {
+        let (failed, closed) = gone_away(h2::Reason::NO_ERROR, false).await;
+        assert!(
+            matches!(&failed, ExchangeError::Unprocessed(e) if e.is_go_away()),
+            "{failed:?}"
+        );
+        assert!(closed, "a connection gone away is closed to new requests");
+    }
+
+    #[tokio::test]
+    async fn a_goaway_with_an_error_code_or_after_the_stream_was_read_is_a_failure() {
+        let (failed, _) = gone_away(h2::Reason::INTERNAL_ERROR, false).await;
+        assert!(
+            matches!(&failed, ExchangeError::Http2(e) if e.is_go_away()),
+            "{failed:?}"
+        );
+        // Read before the GOAWAY: maybe processed, so not sent again at once.
+        let (failed, _) = gone_away(h2::Reason::NO_ERROR, true).await;
+        assert!(matches!(failed, ExchangeError::Http2(_)), "{failed:?}");
     }
 
     /// A kept HTTP/2 connection whose service has since sent GOAWAY, and whose flag
