@@ -211,7 +211,8 @@ mod tests {
     use webpush_crypto::{Endpoint, Subject, TokenCache, UaKeys, Urgency, VapidKey, VapidSigner};
     use xaps_proto::UserName;
 
-    use super::super::pool::{Conn, Http2};
+    use super::super::pool::Conn;
+    use super::super::pool::tests::refusing_first_stream;
     use super::super::{Delivery, WebPushSender};
     use crate::metrics::Metrics;
 
@@ -220,25 +221,7 @@ mod tests {
     /// counted as a retry, and nothing waits for the back-off.
     #[tokio::test]
     async fn a_push_refused_unprocessed_goes_again_at_once_on_the_same_connection() {
-        let (near, far) = tokio::io::duplex(1 << 20);
-        let server = tokio::spawn(h2::server::handshake(far));
-        let (client, connection) = h2::client::handshake(near).await.unwrap();
-        tokio::spawn(connection);
-        let mut server = server.await.unwrap().unwrap();
-        let (streams, mut opened) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut refuse = true;
-            while let Some(Ok((_, mut respond))) = server.accept().await {
-                let _ = streams.send(());
-                if std::mem::take(&mut refuse) {
-                    respond.send_reset(h2::Reason::REFUSED_STREAM);
-                } else {
-                    let answer = http::Response::builder().status(201).body(()).unwrap();
-                    respond.send_response(answer, true).unwrap();
-                }
-            }
-        });
-
+        let (only, mut opened) = refusing_first_stream().await;
         let config = crate::config::Config::with_database("unused".into()).webpush;
         let key = VapidKey::generate(&mut rand_core::OsRng).unwrap();
         let subject = Subject::new("mailto:postmaster@mail.example").unwrap();
@@ -249,7 +232,6 @@ mod tests {
         // The only connection the sender has to the service: a second one would be
         // opened to a name that does not resolve.
         let endpoint = Endpoint::new("https://push.example/p/1").unwrap();
-        let only = Http2::open(client);
         sender
             .inner
             .pool

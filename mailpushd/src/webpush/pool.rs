@@ -473,7 +473,7 @@ pub(super) fn origin_form<B>(mut request: http::Request<B>) -> (http::Request<B>
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::pin::Pin;
     use std::sync::Arc;
     use std::task::{Context, Poll};
@@ -603,6 +603,28 @@ mod tests {
         (client, server.await.unwrap().unwrap())
     }
 
+    /// An in-memory HTTP/2 connection whose server refuses its first stream
+    /// unprocessed (REFUSED_STREAM) and answers 201 to the others; a message for each
+    /// stream it was asked to open.
+    pub(in crate::webpush) async fn refusing_first_stream()
+    -> (Http2, tokio::sync::mpsc::UnboundedReceiver<()>) {
+        let (client, mut server) = h2_pair().await;
+        let (streams, opened) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut refuse = true;
+            while let Some(Ok((_, mut respond))) = server.accept().await {
+                let _ = streams.send(());
+                if std::mem::take(&mut refuse) {
+                    respond.send_reset(h2::Reason::REFUSED_STREAM);
+                } else {
+                    let answer = http::Response::builder().status(201).body(()).unwrap();
+                    respond.send_response(answer, true).unwrap();
+                }
+            }
+        });
+        (Http2::open(client), opened)
+    }
+
     /// The server sends `len` octets of body (without end if `None`); the reason the
     /// client reset the stream for, if it did before the body's end.
     async fn answer_with_body(
@@ -688,22 +710,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_stream_refused_unprocessed_is_told_apart_and_its_connection_kept() {
-        let (client, mut server) = h2_pair().await;
-        // The first stream refused, the next one answered.
-        tokio::spawn(async move {
-            let mut refuse = true;
-            while let Some(Ok((_, mut respond))) = server.accept().await {
-                if std::mem::take(&mut refuse) {
-                    respond.send_reset(h2::Reason::REFUSED_STREAM);
-                } else {
-                    let answer = http::Response::builder().status(201).body(()).unwrap();
-                    respond.send_response(answer, true).unwrap();
-                }
-            }
-        });
+        let (shared, _) = refusing_first_stream().await;
         let config = crate::config::Config::with_database("unused".into()).webpush;
         let pool = Pool::new(&config).unwrap();
-        let shared = Http2::open(client);
         let mut conn = Some(Conn::Http2(shared.clone()));
         let refused = send_on(&pool, &mut conn).await.map(|_| ()).unwrap_err();
         assert!(
