@@ -14,9 +14,9 @@ use crate::retry::Retry;
 /// The largest answer body read (and dropped) so a connection can be reused.
 const MAX_ANSWER_BODY: usize = 64 * 1024;
 
-/// How often one attempt is sent again at once after the push service ended it
-/// unprocessed (HTTP/2 REFUSED_STREAM, or a GOAWAY before it); after that, such an
-/// answer counts as a failed attempt, and the retry policy's back-off applies.
+/// How often one attempt is sent again at once after it went unprocessed over HTTP/2
+/// ([`ExchangeError::Unprocessed`]); after that, such an answer counts as a failed
+/// attempt, and the retry policy's back-off applies.
 const MAX_RESENDS: u32 = 2;
 
 /// Which subscription a delivery goes to, as the origin's count of "wait" answers
@@ -211,7 +211,6 @@ mod tests {
     use webpush_crypto::{Endpoint, Subject, TokenCache, UaKeys, Urgency, VapidKey, VapidSigner};
     use xaps_proto::UserName;
 
-    use super::super::pool::Conn;
     use super::super::pool::tests::refusing_first_stream;
     use super::super::{Delivery, WebPushSender};
     use crate::metrics::Metrics;
@@ -222,20 +221,26 @@ mod tests {
     #[tokio::test]
     async fn a_push_refused_unprocessed_goes_again_at_once_on_the_same_connection() {
         let (only, mut opened) = refusing_first_stream().await;
-        let config = crate::config::Config::with_database("unused".into()).webpush;
+        let mut config = crate::config::Config::with_database("unused".into()).webpush;
+        // One worker for the origin, whichever protocol it is taken to speak: a
+        // second, finding no job, would stop and leave the shared connection in the
+        // pool, where the resend would find it even if the worker had dropped it.
+        config.max_per_origin = 1;
+        config.max_per_origin_http1 = 1;
         let key = VapidKey::generate(&mut rand_core::OsRng).unwrap();
         let subject = Subject::new("mailto:postmaster@mail.example").unwrap();
         let tokens = TokenCache::new(VapidSigner::new(key, subject));
         let (reports, _reports) = crate::report::channel();
         let metrics = Arc::new(Metrics::new());
         let sender = WebPushSender::new(&config, tokens, reports, metrics.clone()).unwrap();
-        // The only connection the sender has to the service: a second one would be
+        // The only connection the sender has to the service, opened in this burst and
+        // shared by the origin's workers (not kept in the pool): a second one would be
         // opened to a name that does not resolve.
         let endpoint = Endpoint::new("https://push.example/p/1").unwrap();
-        sender
-            .inner
-            .pool
-            .park(endpoint.origin().clone(), Conn::Http2(only));
+        crate::lock(&sender.inner.origins)
+            .entry(endpoint.origin().clone())
+            .or_default()
+            .shared = Some(only);
         let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();
         sender.spawn(Delivery {
             user: Arc::new(UserName::new("alice").unwrap()),

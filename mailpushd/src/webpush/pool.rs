@@ -373,7 +373,7 @@ impl Pool {
                     if let Err(e) = std::future::poll_fn(|cx| c.streams.poll_ready(cx)).await {
                         c.close();
                         if fresh {
-                            return Err(ExchangeError::Http2(e));
+                            return Err(ExchangeError::Unprocessed(e));
                         }
                         continue;
                     }
@@ -383,9 +383,8 @@ impl Pool {
                         .streams
                         .send_request(http::Request::from_parts(head, ()), end)
                         .map_err(|e| {
-                            // The connection's fault, not this request's, and nothing
-                            // of it went out.
-                            if e.is_go_away() || e.is_io() {
+                            // Nothing of it went out.
+                            if connection_failed(&e) {
                                 c.close();
                                 return ExchangeError::Unprocessed(e);
                             }
@@ -401,9 +400,7 @@ impl Pool {
                     let response = match answer.await {
                         Ok(response) => response,
                         Err(e) => {
-                            // A service that goes away takes no new streams from
-                            // any of the workers that share the connection.
-                            if e.is_go_away()
+                            if connection_failed(&e)
                                 && let Some(Conn::Http2(c)) = conn.as_ref()
                             {
                                 c.close();
@@ -431,6 +428,13 @@ impl Http2 {
             closed: Arc::default(),
         }
     }
+}
+
+/// Whether an HTTP/2 error is its connection's, not one stream's: the service went
+/// away, or the transport failed. Such a connection takes no new requests from any of
+/// the workers that share it.
+fn connection_failed(e: &h2::Error) -> bool {
+    e.is_go_away() || e.is_io()
 }
 
 /// Whether the push service ended a request's stream before processing any of it, so
@@ -798,10 +802,7 @@ pub(super) mod tests {
         let (streams, connection) = h2::client::handshake(near).await.unwrap();
         // Driven to its end by a task that does not mark the handle.
         tokio::spawn(connection).await.unwrap().unwrap();
-        let kept = Http2 {
-            streams,
-            closed: Arc::default(),
-        };
+        let kept = Http2::open(streams);
         let shared = kept.clone();
         one_push_past(Conn::Http2(kept)).await;
         assert!(shared.is_closed(), "closed for the workers that share it");
