@@ -189,7 +189,8 @@ impl<J, S> OriginQueue<J, S> {
 
     /// A worker between jobs, on a connection that speaks HTTP/2 or not (`None`: it
     /// has none): how many more workers to start for the waiting jobs, up to the
-    /// target. Workers over the target stop as they finish ([`OriginQueue::next`]).
+    /// target. The worker takes one of them itself next, so the others get a worker
+    /// each. Workers over the target stop as they finish ([`OriginQueue::next`]).
     pub(super) fn rebalance(
         &mut self,
         http2: Option<bool>,
@@ -199,7 +200,8 @@ impl<J, S> OriginQueue<J, S> {
         if let Some(http2) = http2 {
             self.http2 = http2;
         }
-        let wanted = self.target(limits, cap).min(self.workers + self.jobs.len());
+        let others = self.jobs.len().saturating_sub(1);
+        let wanted = self.target(limits, cap).min(self.workers + others);
         let more = wanted.saturating_sub(self.workers);
         self.workers += more;
         more
@@ -285,10 +287,27 @@ mod tests {
         assert_eq!(q.workers, 64);
         // Said again: nothing more.
         assert_eq!(q.rebalance(Some(true), LIMITS, None), 0);
-        // Few waiting: only as many as they need.
+        // Few waiting: only as many as they need, the asking worker taking one.
         let mut q = queue(3, 8, false);
-        assert_eq!(q.rebalance(Some(true), LIMITS, None), 3);
-        assert_eq!(q.workers, 11);
+        assert_eq!(q.rebalance(Some(true), LIMITS, None), 2);
+        assert_eq!(q.workers, 10);
+    }
+
+    #[test]
+    fn a_worker_between_jobs_takes_the_next_one_itself() {
+        // A lone push: its worker takes it, and no other worker starts to find none.
+        let mut q = queue(1, 1, false);
+        assert_eq!(q.rebalance(Some(true), LIMITS, None), 0);
+        assert!(matches!(q.next(LIMITS, None), Next::Job(0)));
+        assert!(matches!(q.next(LIMITS, None), Next::Stop { empty: true }));
+        // Nothing waiting: nothing started, and the worker stops.
+        let mut q = queue(0, 1, true);
+        assert_eq!(q.rebalance(None, LIMITS, None), 0);
+        assert!(matches!(q.next(LIMITS, None), Next::Stop { empty: true }));
+        // Two waiting: one more worker, for the other.
+        let mut q = queue(2, 1, true);
+        assert_eq!(q.rebalance(None, LIMITS, None), 1);
+        assert_eq!(q.workers, 2);
     }
 
     #[test]
