@@ -113,7 +113,8 @@ struct Inner {
     pace: Pace,
     /// Requests in flight across all origins while the cores are saturated: two per
     /// core, so that the cores stay busy through the round trips, shared among the
-    /// origins with pushes to send (at least one each).
+    /// origins with pushes to send (at least one each, more over HTTP/2: see
+    /// [`queue::SATURATED_HTTP2_IN_FLIGHT`]).
     saturated_in_flight: usize,
     retry: RetryPolicy,
     /// Deliveries waiting per origin at most.
@@ -184,8 +185,8 @@ impl WebPushSender {
     /// Delivers in the background. Deliveries wait in their origin's queue, which at
     /// most `max_per_origin` workers empty (`max_per_origin_http1` until the origin
     /// has answered in HTTP/2), or, while the cores are saturated, its share of two
-    /// per core: a fan-out to many subscriptions costs a queue entry each, not a task
-    /// each, until its turn.
+    /// per core (more over HTTP/2): a fan-out to many subscriptions costs a queue
+    /// entry each, not a task each, until its turn.
     pub fn spawn(&self, delivery: Delivery) {
         self.inner.in_flight.start();
         self.enqueue(Queued {

@@ -14,6 +14,15 @@ pub(super) const HOLD_AFTER: usize = 3;
 /// How far back the "wait" answers count.
 pub(super) const WAIT_WINDOW: Duration = Duration::from_secs(60);
 
+/// Requests in flight that an origin answering in HTTP/2 keeps while the cores are
+/// saturated, whatever its share (its protocol's limit still bounds it). They are
+/// streams on the one connection: their answers come back together, and the
+/// connection's task reads, writes and runs once for several pushes rather than once
+/// for each, which is the larger part of what a push costs beside its encryption.
+/// Each request in flight over HTTP/1.1 is a connection of its own, so those origins
+/// keep their share.
+pub(super) const SATURATED_HTTP2_IN_FLIGHT: usize = 16;
+
 /// A queued job's identity for coalescing: two with the same key carry the same push
 /// (one subscription's, for one mailbox), and the newer replaces the older while it
 /// waits. `None` never coalesces.
@@ -165,15 +174,16 @@ impl<J: Keyed, S> OriginQueue<J, S> {
 
 impl<J, S> OriginQueue<J, S> {
     /// How many workers the origin gets now: its protocol's limit, or `cap` if lower
-    /// (while the cores are saturated), and always one; one while it is held.
+    /// (while the cores are saturated; over HTTP/2, at least
+    /// [`SATURATED_HTTP2_IN_FLIGHT`]), and always one; one while it is held.
     pub(super) fn target(&self, limits: Limits, cap: Option<usize>) -> usize {
         if self.held_until.is_some() {
             return 1;
         }
-        let limit = if self.http2 {
-            limits.http2
+        let (limit, cap) = if self.http2 {
+            (limits.http2, cap.map(|c| c.max(SATURATED_HTTP2_IN_FLIGHT)))
         } else {
-            limits.http1
+            (limits.http1, cap)
         };
         cap.map_or(limit, |cap| limit.min(cap)).max(1)
     }
@@ -327,14 +337,34 @@ mod tests {
     #[test]
     fn saturated_cores_cap_an_origins_workers() {
         assert_eq!(starts(&mut queue(0, 0, false), LIMITS, SATURATED), 2);
-        // In HTTP/2 too, and a worker without a connection changes nothing.
-        let mut q = queue(100, 2, false);
-        assert_eq!(q.rebalance(Some(true), LIMITS, SATURATED), 0);
-        assert_eq!(q.rebalance(None, LIMITS, SATURATED), 0);
-        assert_eq!(q.workers, 2);
         // A limit below the cap stays the limit.
         let limits = Limits { http1: 1, ..LIMITS };
         assert_eq!(starts(&mut queue(0, 0, false), limits, SATURATED), 1);
+    }
+
+    #[test]
+    fn saturated_cores_leave_an_http2_origin_its_streams_in_flight_together() {
+        // An answer in HTTP/2 while saturated: workers up to the HTTP/2 floor, not
+        // the share of two; a worker without a connection changes nothing.
+        let mut q = queue(100, 2, false);
+        assert_eq!(
+            q.rebalance(Some(true), LIMITS, SATURATED),
+            SATURATED_HTTP2_IN_FLIGHT - 2
+        );
+        assert_eq!(q.rebalance(None, LIMITS, SATURATED), 0);
+        assert_eq!(q.workers, SATURATED_HTTP2_IN_FLIGHT);
+        // A share above the floor stands; the HTTP/2 limit bounds both.
+        let q = queue(0, 0, true);
+        assert_eq!(q.target(LIMITS, Some(40)), 40);
+        let low = Limits { http2: 4, ..LIMITS };
+        assert_eq!(q.target(low, SATURATED), 4);
+        // Back to HTTP/1.1: its share again, the extra workers retiring as they finish.
+        let mut q = queue(100, SATURATED_HTTP2_IN_FLIGHT, true);
+        assert_eq!(q.rebalance(Some(false), LIMITS, SATURATED), 0);
+        let retired = (0..SATURATED_HTTP2_IN_FLIGHT)
+            .filter(|_| stops(&mut q, LIMITS, SATURATED))
+            .count();
+        assert_eq!(retired, SATURATED_HTTP2_IN_FLIGHT - 2);
     }
 
     #[test]
