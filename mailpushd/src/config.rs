@@ -188,9 +188,9 @@ pub struct WebPush {
     pub request_timeout: Duration,
     /// Requests in flight per push service origin that speaks HTTP/2 (streams on one
     /// connection). While the cores are saturated, origins of either protocol share
-    /// two requests in flight per core instead (at least one each, and up to 16 for
-    /// an HTTP/2 one, whose streams then go through its connection together): more
-    /// would only wait for the cores.
+    /// two requests in flight per core instead (at least one each; an HTTP/2 one at
+    /// least 16, as this limit allows, so that its streams go through its connection
+    /// together): more would only wait for the cores.
     pub max_per_origin: usize,
     /// Requests in flight per origin that speaks HTTP/1.1, or has not answered yet.
     /// HTTP/1.1 carries one request per connection, so this is also the number of

@@ -111,10 +111,10 @@ struct Inner {
     request_timeout: Duration,
     limits: Limits,
     pace: Pace,
-    /// Requests in flight across all origins while the cores are saturated: two per
-    /// core, so that the cores stay busy through the round trips, shared among the
-    /// origins with pushes to send (at least one each, more over HTTP/2: see
-    /// [`queue::SATURATED_HTTP2_IN_FLIGHT`]).
+    /// The requests in flight shared among the origins with pushes to send while the
+    /// cores are saturated: two per core, so that the cores stay busy through the
+    /// round trips. Each origin gets at least one, and one that answers in HTTP/2 at
+    /// least [`queue::SATURATED_HTTP2_IN_FLIGHT`], so the total may be more.
     saturated_in_flight: usize,
     retry: RetryPolicy,
     /// Deliveries waiting per origin at most.

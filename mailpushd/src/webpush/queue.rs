@@ -314,10 +314,12 @@ mod tests {
         let mut q = queue(0, 1, true);
         assert_eq!(q.rebalance(None, LIMITS, None), 0);
         assert!(matches!(q.next(LIMITS, None), Next::Stop { empty: true }));
-        // Two waiting: one more worker, for the other.
+        // Two waiting: one more worker, for the other, and the asking one takes one.
         let mut q = queue(2, 1, true);
         assert_eq!(q.rebalance(None, LIMITS, None), 1);
         assert_eq!(q.workers, 2);
+        assert!(matches!(q.next(LIMITS, None), Next::Job(0)));
+        assert_eq!(q.jobs.len(), 1);
     }
 
     #[test]
@@ -353,6 +355,12 @@ mod tests {
         );
         assert_eq!(q.rebalance(None, LIMITS, SATURATED), 0);
         assert_eq!(q.workers, SATURATED_HTTP2_IN_FLIGHT);
+        assert_eq!(q.target(LIMITS, SATURATED), SATURATED_HTTP2_IN_FLIGHT);
+        // New jobs start workers up to the floor too.
+        assert_eq!(
+            starts(&mut queue(0, 0, true), LIMITS, SATURATED),
+            SATURATED_HTTP2_IN_FLIGHT
+        );
         // A share above the floor stands; the HTTP/2 limit bounds both.
         let q = queue(0, 0, true);
         assert_eq!(q.target(LIMITS, Some(40)), 40);
