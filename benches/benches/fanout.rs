@@ -110,9 +110,9 @@ type Received = Box<dyn Fn() -> (usize, Option<Instant>)>;
 ///
 /// `polling`: one thread that never sleeps, on a CPU of its own. On loopback the
 /// sender's write runs the receiver's TCP receive, and wakes the receiver if it sleeps
-/// in `epoll_wait`: a cross-CPU wake-up, which in a virtual machine is most of that
-/// write's cost. Stand-ins that poll are never asleep, so the daemon's writes do not
-/// pay to wake them, as they would not to wake a push service on another machine.
+/// in `epoll_wait`: a cross-CPU wake-up, costly in a virtual machine. Stand-ins that
+/// poll are never asleep, so the daemon's writes do not pay to wake them, as they
+/// would not to wake a push service on another machine.
 fn run_standins(origins: usize, kind: &str, dir: &Path, polling: bool) {
     let runtime = if polling {
         tokio::runtime::Builder::new_current_thread()

@@ -21,8 +21,8 @@ pub enum PushOutcome {
     /// A retry was scheduled (429, 5xx, a transport error).
     Retried,
     /// Sent again at once, not counted as an attempt: the push service had ended its
-    /// HTTP/2 stream unprocessed (REFUSED_STREAM, or a GOAWAY before it), or the
-    /// stream could not be opened on a connection that went away or failed.
+    /// HTTP/2 stream unprocessed (REFUSED_STREAM, or a graceful GOAWAY before it), or
+    /// the stream could not be opened on a connection gone away gracefully.
     Resent,
     /// A round of attempts failed: the push stays owed, retried in a later round.
     Deferred,

@@ -45,8 +45,8 @@ pub enum ExchangeError {
     #[error("the request failed over HTTP/2: {0}")]
     Http2(h2::Error),
     /// The push service ended the request's HTTP/2 stream before processing any of it
-    /// (RFC 9113 §8.7: it refused the stream, or went away before it), or the
-    /// connection failed before the stream opened: sent again, it cannot arrive twice.
+    /// (RFC 9113 §8.7: it refused the stream, or went away gracefully before it or
+    /// before it opened): sent again, it cannot arrive twice.
     #[error("the push service did not process the request (HTTP/2): {0}")]
     Unprocessed(h2::Error),
     /// No answer in time.
@@ -373,7 +373,7 @@ impl Pool {
                     if let Err(e) = std::future::poll_fn(|cx| c.streams.poll_ready(cx)).await {
                         c.close();
                         if fresh {
-                            return Err(ExchangeError::Unprocessed(e));
+                            return Err(failed(e));
                         }
                         continue;
                     }
@@ -383,12 +383,10 @@ impl Pool {
                         .streams
                         .send_request(http::Request::from_parts(head, ()), end)
                         .map_err(|e| {
-                            // Nothing of it went out.
                             if connection_failed(&e) {
                                 c.close();
-                                return ExchangeError::Unprocessed(e);
                             }
-                            ExchangeError::Http2(e)
+                            failed(e)
                         })?;
                     // Queued with the headers, so that both usually go out in one write.
                     if !end {
@@ -405,11 +403,7 @@ impl Pool {
                             {
                                 c.close();
                             }
-                            return Err(if unprocessed(&e) {
-                                ExchangeError::Unprocessed(e)
-                            } else {
-                                ExchangeError::Http2(e)
-                            });
+                            return Err(failed(e));
                         }
                     };
                     return Ok(response.map(Body::Http2));
@@ -437,17 +431,24 @@ fn connection_failed(e: &h2::Error) -> bool {
     e.is_go_away() || e.is_io()
 }
 
-/// Whether the push service ended a request's stream before processing any of it, so
-/// that sending it again at once cannot deliver it twice and asks nothing of a service
-/// in trouble (RFC 9113 §8.7): it reset the stream with REFUSED_STREAM, or went away
-/// gracefully (GOAWAY with NO_ERROR) with a last stream below it. h2 ends only the
-/// streams above the last one with the GOAWAY's error; the others go on, or end with
-/// the connection as I/O errors. A GOAWAY with an error code says the service is in
-/// trouble: those streams take the retry policy's back-off.
-fn unprocessed(e: &h2::Error) -> bool {
-    e.is_remote()
+/// An HTTP/2 request's failure, opening its stream or awaiting its answer, as the
+/// sender acts on it: [`ExchangeError::Unprocessed`] if the push service said it did
+/// not process the stream, so that sending it again at once cannot deliver it twice
+/// and asks nothing of a service in trouble (RFC 9113 §8.7): it reset the stream with
+/// REFUSED_STREAM, or went away gracefully (GOAWAY with NO_ERROR) before the stream,
+/// or before it was opened. h2 ends only the streams above the GOAWAY's last one with
+/// its error, and fails new ones with it; the others go on, or end with the
+/// connection as I/O errors. A GOAWAY with an error code, or a failed transport, says
+/// the service or the way to it is in trouble: those take the retry policy's back-off.
+fn failed(e: h2::Error) -> ExchangeError {
+    let unprocessed = e.is_remote()
         && (e.is_reset() && e.reason() == Some(h2::Reason::REFUSED_STREAM)
-            || e.is_go_away() && e.reason() == Some(h2::Reason::NO_ERROR))
+            || e.is_go_away() && e.reason() == Some(h2::Reason::NO_ERROR));
+    if unprocessed {
+        ExchangeError::Unprocessed(e)
+    } else {
+        ExchangeError::Http2(e)
+    }
 }
 
 /// The longest header list an answer may have, in octets (HPACK's measure): a push
@@ -769,6 +770,43 @@ pub(super) mod tests {
             "{failed:?}"
         );
         assert!(closed, "a connection gone away is closed to new requests");
+    }
+
+    /// The error a new stream meets on a connection whose server went away with
+    /// `reason` before it, as the sender classes it.
+    async fn opened_after_goaway(reason: h2::Reason) -> ExchangeError {
+        let (mut client, mut server) = h2_pair().await;
+        tokio::spawn(async move {
+            server.abrupt_shutdown(reason);
+            while let Some(Ok(_)) = server.accept().await {}
+        });
+        let refused = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match std::future::poll_fn(|cx| client.poll_ready(cx)).await {
+                    Err(e) => break e,
+                    // The GOAWAY not read yet.
+                    Ok(()) => tokio::time::sleep(Duration::from_millis(5)).await,
+                }
+            }
+        })
+        .await
+        .expect("the GOAWAY arrives");
+        failed(refused)
+    }
+
+    #[tokio::test]
+    async fn a_stream_opened_after_a_goaway_is_unprocessed_only_if_it_was_graceful() {
+        let failed = opened_after_goaway(h2::Reason::NO_ERROR).await;
+        assert!(
+            matches!(&failed, ExchangeError::Unprocessed(e) if e.is_go_away()),
+            "{failed:?}"
+        );
+        // A service in trouble: the back-off, as for the streams it ended.
+        let failed = opened_after_goaway(h2::Reason::INTERNAL_ERROR).await;
+        assert!(
+            matches!(&failed, ExchangeError::Http2(e) if e.is_go_away()),
+            "{failed:?}"
+        );
     }
 
     #[tokio::test]
