@@ -412,6 +412,33 @@ impl Push {
         }
     }
 
+    /// [`Push::new`], taking what it needs from `record` instead of copying it: for
+    /// the last (usually the only) push of a record read for one fan-out.
+    ///
+    /// ```
+    /// # use webpush_crypto::UaKeys;
+    /// # use imap_webpush_proto::state::{Push, Record, Activation, Silence, VapidKeyId};
+    /// # use imap_webpush_proto::{SubId, endpoint_policy};
+    /// # let record = Record {
+    /// #     sub_id: SubId::new("a1")?.into_owned(),
+    /// #     endpoint: endpoint_policy("https://push.example.net/p/1")?,
+    /// #     keys: UaKeys::generate(&mut rand_core::OsRng)?.subscription_keys(),
+    /// #     activation: Activation::Active { vapid_key: VapidKeyId(1) },
+    /// #     silence: Silence::None,
+    /// # };
+    /// let copied = Push::new(&record, b"* 3 EXISTS\r\n".to_vec());
+    /// assert_eq!(Push::from_record(record, b"* 3 EXISTS\r\n".to_vec()), copied);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_record(record: Record, plaintext: Vec<u8>) -> Self {
+        Self {
+            sub_id: record.sub_id,
+            endpoint: record.endpoint,
+            keys: record.keys,
+            plaintext,
+        }
+    }
+
     /// The RFC 8030 request for this push, encrypted with `encryptor` and authorized by
     /// `token` (for the endpoint's origin), in one call; with a `Topic` when given, so
     /// the push service keeps only the newest undelivered push of that topic (one

@@ -556,6 +556,19 @@ impl Core {
             .collect();
         let topic = mailbox_topic(mailbox);
         let shared_user = Arc::new(user.clone());
+        let pairs: Vec<_> = content.pushes.iter().zip(&instead).collect();
+        let deliver = |push: Push, generic: &Option<Vec<u8>>| {
+            fan_out.one_more();
+            webpush.sender.spawn(Delivery {
+                user: shared_user.clone(),
+                push,
+                urgency,
+                topic: Some(topic.clone()),
+                generic: generic.clone(),
+                since,
+                fan_out: Some(fan_out.clone()),
+            });
+        };
         let mut targets = 0_usize;
         // Asked at the first subscription that would get the push: a user with none
         // uses none of the rate.
@@ -591,18 +604,14 @@ impl Core {
                 fan_out.not_now(record.sub_id.as_str());
                 continue;
             }
-            for (plaintext, generic) in content.pushes.iter().zip(&instead) {
-                fan_out.one_more();
-                webpush.sender.spawn(Delivery {
-                    user: shared_user.clone(),
-                    push: Push::new(&record, plaintext.clone()),
-                    urgency,
-                    topic: Some(topic.clone()),
-                    generic: generic.clone(),
-                    since,
-                    fan_out: Some(fan_out.clone()),
-                });
+            // The record's last (usually only) push takes it over; any before copy it.
+            let Some((&(plaintext, generic), before)) = pairs.split_last() else {
+                continue;
+            };
+            for &(plaintext, generic) in before {
+                deliver(Push::new(&record, plaintext.clone()), generic);
             }
+            deliver(Push::from_record(record, plaintext.clone()), generic);
         }
         if allowed == Some(false) {
             self.metrics.push("webpush", PushOutcome::RateLimited);
