@@ -61,20 +61,37 @@ struct Queued {
     delivery: Delivery,
     /// Which attempt it is at, from 1.
     attempt: u32,
+    /// Its coalescing key, hashed once: the queue asks for it on the way in and out.
+    key: Option<u64>,
+}
+
+impl Queued {
+    /// `delivery` at its `attempt`th attempt.
+    fn new(delivery: Delivery, attempt: u32) -> Self {
+        let key = coalescing_key(&delivery);
+        Self {
+            delivery,
+            attempt,
+            key,
+        }
+    }
+}
+
+/// A push with a topic coalesces with one waiting for the same subscription and
+/// topic: the push service would replace the older with the newer anyway.
+fn coalescing_key(d: &Delivery) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let topic = d.topic.as_ref()?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    d.user.hash(&mut hasher);
+    d.push.sub_id.as_str().hash(&mut hasher);
+    topic.as_str().hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 impl queue::Keyed for Queued {
-    /// A push with a topic coalesces with one waiting for the same subscription and
-    /// topic: the push service would replace the older with the newer anyway.
     fn key(&self) -> Option<u64> {
-        use std::hash::{Hash, Hasher};
-        let d = &self.delivery;
-        let topic = d.topic.as_ref()?;
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        d.user.hash(&mut hasher);
-        d.push.sub_id.as_str().hash(&mut hasher);
-        topic.as_str().hash(&mut hasher);
-        Some(hasher.finish())
+        self.key
     }
 
     fn same(&self, other: &Self) -> bool {
@@ -189,10 +206,7 @@ impl WebPushSender {
     /// entry each, not a task each, until its turn.
     pub fn spawn(&self, delivery: Delivery) {
         self.inner.in_flight.start();
-        self.enqueue(Queued {
-            delivery,
-            attempt: 1,
-        });
+        self.enqueue(Queued::new(delivery, 1));
     }
 
     fn enqueue(&self, job: Queued) {
@@ -317,6 +331,7 @@ impl WebPushSender {
             let Queued {
                 mut delivery,
                 attempt,
+                ..
             } = job;
             match self.step(&mut delivery, attempt, &mut conn).await {
                 Step::Done(outcome) => self.finish(&delivery, outcome),
@@ -326,10 +341,7 @@ impl WebPushSender {
                     tokio::spawn(async move {
                         tokio::time::sleep(wait).await;
                         sender.inner.metrics.retry_queue().dec();
-                        sender.enqueue(Queued {
-                            delivery,
-                            attempt: attempt + 1,
-                        });
+                        sender.enqueue(Queued::new(delivery, attempt + 1));
                     });
                 }
             }
