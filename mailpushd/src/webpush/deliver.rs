@@ -3,9 +3,10 @@
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use webpush_crypto::Outcome;
+use webpush_crypto::{EphemeralKey, Outcome};
 
 use super::pool::{Conn, ExchangeError};
+use super::salt::Salts;
 use super::{Delivery, WebPushSender};
 use crate::metrics::PushOutcome;
 use crate::report::Report;
@@ -40,19 +41,20 @@ pub(super) enum Step {
 impl WebPushSender {
     /// One attempt at `delivery` (the `attempt`th) and what follows from its answer:
     /// done, or another attempt after a wait. `conn` is the worker's connection,
-    /// opened if it has none.
+    /// opened if it has none; `salts` its salt generator.
     pub(super) async fn step(
         &self,
         delivery: &mut Delivery,
         attempt: u32,
         conn: &mut Option<Conn>,
+        salts: &mut Salts,
     ) -> Step {
         let metrics = &self.inner.metrics;
         let origin = delivery.push.endpoint.origin().clone();
         let mut resent = 0;
         loop {
             metrics.in_flight().inc();
-            let answer = self.attempt(delivery, conn).await;
+            let answer = self.attempt(delivery, conn, salts).await;
             metrics.in_flight().dec();
             // How long the service asks this push to wait, and whether its origin
             // waits too.
@@ -143,21 +145,13 @@ impl WebPushSender {
         &self,
         delivery: &Delivery,
         conn: &mut Option<Conn>,
+        salts: &mut Salts,
     ) -> Result<Outcome, ExchangeError> {
         let push = &delivery.push;
         let token =
             crate::lock(&self.inner.tokens).token(push.endpoint.origin(), SystemTime::now())?;
         let started = Instant::now();
-        let key = self.inner.keys.as_ref().and_then(|pool| pool.take());
-        let request = push.to_request_with_key(
-            token,
-            self.inner.ttl,
-            delivery.urgency,
-            delivery.topic.as_ref(),
-            &self.inner.encryptor,
-            key,
-            &mut rand_core::OsRng,
-        );
+        let request = self.build(delivery, token, salts);
         self.inner.metrics.encrypted(started.elapsed());
         let request = request?.map(Bytes::from);
         let timeout = self.inner.request_timeout;
@@ -198,6 +192,29 @@ impl WebPushSender {
             .discard(MAX_ANSWER_BODY, left, conn)
             .await;
         Ok(outcome)
+    }
+
+    /// `delivery`'s request: encrypted with a key from the pool, or one made in line
+    /// from the operating system's generator, and a salt from the worker's `salts`.
+    fn build(
+        &self,
+        delivery: &Delivery,
+        token: webpush_crypto::VapidToken,
+        salts: &mut Salts,
+    ) -> Result<http::Request<Vec<u8>>, webpush_crypto::Error> {
+        let key = match self.inner.keys.as_ref().and_then(|pool| pool.take()) {
+            Some(key) => key,
+            None => EphemeralKey::generate(self.inner.encryptor.provider(), &mut rand_core::OsRng)?,
+        };
+        delivery.push.to_request_with_key(
+            token,
+            self.inner.ttl,
+            delivery.urgency,
+            delivery.topic.as_ref(),
+            &self.inner.encryptor,
+            Some(key),
+            salts.rng()?,
+        )
     }
 }
 

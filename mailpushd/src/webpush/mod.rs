@@ -18,6 +18,7 @@ mod pace;
 mod pool;
 mod queue;
 mod resolve;
+mod salt;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -272,6 +273,7 @@ impl WebPushSender {
     /// next job, so a push costs no lock of its own for it.
     async fn work(&self, origin: Origin) {
         let mut conn: Option<Conn> = None;
+        let mut salts = salt::Salts::default();
         loop {
             let load = self.inner.pace.load();
             let (next, more) = {
@@ -333,7 +335,10 @@ impl WebPushSender {
                 attempt,
                 ..
             } = job;
-            match self.step(&mut delivery, attempt, &mut conn).await {
+            match self
+                .step(&mut delivery, attempt, &mut conn, &mut salts)
+                .await
+            {
                 Step::Done(outcome) => self.finish(&delivery, outcome),
                 Step::Later(wait) => {
                     // The wait is spent outside the queue, so it holds no worker.
