@@ -3,7 +3,7 @@
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use webpush_crypto::{EphemeralKey, Outcome};
+use webpush_crypto::Outcome;
 
 use super::pool::{Conn, ExchangeError};
 use super::salt::Salts;
@@ -194,27 +194,29 @@ impl WebPushSender {
         Ok(outcome)
     }
 
-    /// `delivery`'s request: encrypted with a key from the pool, or one made in line
-    /// from the operating system's generator, and a salt from the worker's `salts`.
+    /// `delivery`'s request. With a key made ahead, only its salt is drawn, from the
+    /// worker's `salts`; a key made in line comes from the operating system's
+    /// generator with its salt, so nothing secret is ever drawn from `salts`.
     fn build(
         &self,
         delivery: &Delivery,
         token: webpush_crypto::VapidToken,
         salts: &mut Salts,
     ) -> Result<http::Request<Vec<u8>>, webpush_crypto::Error> {
-        let key = match self.inner.keys.as_ref().and_then(|pool| pool.take()) {
-            Some(key) => key,
-            None => EphemeralKey::generate(self.inner.encryptor.provider(), &mut rand_core::OsRng)?,
-        };
-        delivery.push.to_request_with_key(
-            token,
+        let (push, ttl, urgency, topic) = (
+            &delivery.push,
             self.inner.ttl,
             delivery.urgency,
             delivery.topic.as_ref(),
-            &self.inner.encryptor,
-            Some(key),
-            salts.rng()?,
-        )
+        );
+        let encryptor = &self.inner.encryptor;
+        match self.inner.keys.as_ref().and_then(|pool| pool.take()) {
+            Some(key) => {
+                let salts = salts.rng()?;
+                push.to_request_with_key(token, ttl, urgency, topic, encryptor, Some(key), salts)
+            }
+            None => push.to_request(token, ttl, urgency, topic, encryptor, &mut rand_core::OsRng),
+        }
     }
 }
 

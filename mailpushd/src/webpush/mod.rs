@@ -63,6 +63,7 @@ struct Queued {
     /// Which attempt it is at, from 1.
     attempt: u32,
     /// Its coalescing key, hashed once: the queue asks for it on the way in and out.
+    /// Set by [`Queued::new`] only; `delivery` does not change while it waits.
     key: Option<u64>,
 }
 

@@ -1,8 +1,8 @@
 //! The salts of a worker's pushes: RFC 8291 §3.4's 16 random octets a message, sent in
 //! the clear, drawn from a ChaCha20 generator that the worker seeds once from the
 //! operating system, rather than a system call for each push. Nothing secret comes
-//! from it: every ephemeral key is made from the operating system's generator, in the
-//! key pool or in line.
+//! from it: it is used only beside a key made ahead (`deliver`), and every ephemeral
+//! key is made from the operating system's generator, in the key pool or in line.
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
