@@ -413,10 +413,22 @@ async fn tls(
 
 /// What a STARTTLS listener says before TLS: it greets, lists what it can do, and
 /// takes `STARTTLS`; it refuses a login in plain text. The stream, once `STARTTLS` is
-/// accepted; `None` when the client left.
-async fn plain_text(mut stream: TcpStream) -> Result<Option<TcpStream>, SessionEnd> {
-    const CAPABILITIES: &str = "IMAP4rev1 STARTTLS LOGINDISABLED";
+/// accepted; `None` when the client left. All of it, writes included, within
+/// [`HANDSHAKE_TIMEOUT`]: a client that sends commands and never reads the answers
+/// would otherwise hold its session (and its permit) for good.
+async fn plain_text(stream: TcpStream) -> Result<Option<TcpStream>, SessionEnd> {
     let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+    tokio::time::timeout_at(deadline, before_tls(stream, deadline))
+        .await
+        .unwrap_or(Err(SessionEnd::TimedOut("the client before STARTTLS")))
+}
+
+/// [`plain_text`]'s exchange, its reads within `deadline`.
+async fn before_tls(
+    mut stream: TcpStream,
+    deadline: tokio::time::Instant,
+) -> Result<Option<TcpStream>, SessionEnd> {
+    const CAPABILITIES: &str = "IMAP4rev1 STARTTLS LOGINDISABLED";
     let greeting = format!("* OK [CAPABILITY {CAPABILITIES}] Ready.\r\n");
     said(&mut stream, &greeting).await?;
     let mut framer = Framer::new(MAX_PLAIN_LINE);
@@ -583,5 +595,46 @@ async fn backend(
         Err(_) => Err(BackendError::TimedOut {
             address: context.front.backend.clone(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client that sends commands before STARTTLS and never reads the answers is let
+    /// go at the deadline, however its writes block.
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_never_reads_before_starttls_is_let_go() {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        // Small buffers, so that the answers back up after a few hundred lines.
+        socket.set_send_buffer_size(4096).unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let client = tokio::net::TcpSocket::new_v4().unwrap();
+        client.set_recv_buffer_size(4096).unwrap();
+        let mut client = client
+            .connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let writer = tokio::spawn(async move {
+            let noops = b"a NOOP\r\n".repeat(200_000);
+            // Blocks once the front stops reading, until it lets go.
+            let _ = client.write_all(&noops).await;
+            client
+        });
+        let started = tokio::time::Instant::now();
+        // Bounded here too, so that a front that blocks fails the test, not hangs it.
+        let ended = tokio::time::timeout(2 * HANDSHAKE_TIMEOUT, plain_text(server))
+            .await
+            .expect("the front let the client go by its deadline");
+        assert!(
+            matches!(ended, Err(SessionEnd::TimedOut(_))),
+            "{:?}",
+            ended.map(|s| s.is_some())
+        );
+        assert!(started.elapsed() >= HANDSHAKE_TIMEOUT);
+        writer.abort();
     }
 }
