@@ -866,6 +866,13 @@ impl Config {
         if let Some(s) = push.retry_max_secs {
             config.push.retry_max = secs("push.retry_max_secs", s, ranges::ROUND_SECS)?;
         }
+        if config.push.retry_first > config.push.retry_max {
+            return Err(ConfigError::Invalid(format!(
+                "push.retry_first_secs ({}) must not exceed push.retry_max_secs ({})",
+                config.push.retry_first.as_secs(),
+                config.push.retry_max.as_secs()
+            )));
+        }
         if let Some(s) = push.lease_secs {
             config.push.lease = secs("push.lease_secs", s, ranges::LEASE_SECS)?;
         }
@@ -1409,6 +1416,13 @@ certificate_key_pem = "key.pem"
             refuse("[webpush]\nmax_per_origin = 4\nmax_per_origin_http1 = 8")
                 .contains("must not exceed")
         );
+        // A first wait above the longest would be cut to it, not doubled from it.
+        assert!(
+            refuse("[push]\nretry_first_secs = 700")
+                .contains("push.retry_first_secs (700) must not exceed push.retry_max_secs (600)")
+        );
+        let both = "[push]\nretry_first_secs = 700\nretry_max_secs = 700";
+        assert!(Config::from_toml(both, Path::new("/")).is_ok());
         // An xapsd file too.
         let e = Config::from_xapsd_yaml("delay: 99999999999\n", Path::new("/")).unwrap_err();
         assert!(e.to_string().contains("delay = 99999999999"), "{e}");
