@@ -504,7 +504,8 @@ pub enum Credentials {
 pub struct Http {
     /// The largest request body read (413 beyond it).
     pub max_body: usize,
-    /// How long a client may take to send its request headers, from their first octet.
+    /// How long a client may take to send its request headers, from their first octet,
+    /// and to take an answer that waits for it.
     pub header_timeout: Duration,
     /// How long a connection may wait for its next request (mail servers keep theirs
     /// open between events).

@@ -4,7 +4,10 @@
 //! servers keep connections open between events (Dovecot's HTTP client does), so the
 //! idle clock is the long one; a client that begins a request and trickles it is cut
 //! off by the short one. hyper has a single timer that runs in both states, so the
-//! connection's reads are watched here instead.
+//! connection's reads are watched here instead. Its writes too: an answer that makes
+//! no progress for `http.header_timeout` ends the connection, as hyper stops reading
+//! while an answer waits (a client that pipelines requests and never reads would
+//! otherwise hold its connection for good).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -29,13 +32,17 @@ enum Phase {
 /// The blank line that ends a request's headers.
 const END_OF_HEADERS: &[u8; 4] = b"\r\n\r\n";
 
-/// A stream whose reads end with `TimedOut` when a clock runs out.
+/// A stream whose reads end with `TimedOut` when a clock runs out, and whose writes
+/// when one has waited too long.
 pub(crate) struct Timed<S> {
     inner: S,
     idle: Duration,
     header: Duration,
     phase: Phase,
     clock: Pin<Box<Sleep>>,
+    /// Runs while a write waits for the client to take what was written before.
+    stall: Pin<Box<Sleep>>,
+    stalled: bool,
 }
 
 impl<S> Timed<S> {
@@ -47,6 +54,32 @@ impl<S> Timed<S> {
             header,
             phase: Phase::Idle,
             clock: Box::pin(tokio::time::sleep(idle)),
+            stall: Box::pin(tokio::time::sleep(header)),
+            stalled: false,
+        }
+    }
+
+    /// After a write or flush that returned `waiting` or not: the error that ends the
+    /// connection once writes have waited `header` in a row.
+    fn stalled<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        written: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if written.is_ready() {
+            self.stalled = false;
+            return written;
+        }
+        if !self.stalled {
+            self.stalled = true;
+            self.stall.as_mut().reset(Instant::now() + self.header);
+        }
+        match self.stall.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "answer not taken in time",
+            ))),
+            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -130,11 +163,14 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Timed<S> {
         if this.phase == Phase::Idle {
             this.clock.as_mut().reset(Instant::now() + this.idle);
         }
-        Pin::new(&mut this.inner).poll_write(cx, buf)
+        let written = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.stalled(cx, written)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let this = &mut *self;
+        let flushed = Pin::new(&mut this.inner).poll_flush(cx);
+        this.stalled(cx, flushed)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -188,5 +224,37 @@ mod tests {
         let err = timed.read(&mut buf).await.unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
         assert!(err.to_string().contains("request headers"));
+    }
+
+    #[tokio::test]
+    async fn an_answer_the_client_does_not_take_times_out() {
+        use tokio::io::AsyncWriteExt;
+        let (client, server) = tokio::io::duplex(64);
+        let mut timed = Timed::new(
+            server,
+            Duration::from_secs(3600),
+            Duration::from_millis(100),
+        );
+        // Taken slowly but steadily: each write's wait is shorter than the clock.
+        let reader = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut client = client;
+            let mut buf = [0; 64];
+            for _ in 0..8 {
+                tokio::time::sleep(Duration::from_millis(60)).await;
+                client.read_exact(&mut buf).await.unwrap();
+            }
+            // Then no more: the next answer waits past the clock.
+            client
+        });
+        timed.write_all(&[b'x'; 64 * 9]).await.unwrap();
+        let _client = reader.await.unwrap();
+        // Bounded here too, so that a stream that blocks fails the test, not hangs it.
+        let err = tokio::time::timeout(Duration::from_secs(5), timed.write_all(&[b'y'; 128]))
+            .await
+            .expect("the stalled write ended by its clock")
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(err.to_string().contains("answer not taken"));
     }
 }
