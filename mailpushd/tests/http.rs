@@ -89,6 +89,12 @@ async fn bad_requests_get_a_clear_status_and_change_nothing() {
     assert_eq!(http(a, "GET", "/register", &[], b"").await.unwrap().0, 405);
     assert_eq!(http(a, "POST", "/healthz", &[], b"").await.unwrap().0, 405);
     assert_eq!(http(a, "POST", "/ox", &JSON, b"{}").await.unwrap().0, 405);
+    // An OX event is checked as a notify is: no folder, no push.
+    let no_folder = br#"{"user":"alice","event":"messageNew","folder":""}"#;
+    let (status, said) = http(a, "PUT", "/ox", &JSON, no_folder).await.unwrap();
+    let said = String::from_utf8_lossy(&said);
+    assert_eq!(status, 400, "{said}");
+    assert!(said.contains("Mailbox"), "{said}");
     // Garbage that is not HTTP.
     assert!(
         raw(&daemon, b"\x00\x01\x02 garbage\r\n\r\n")

@@ -234,11 +234,39 @@ impl Notify {
     pub fn from_json(body: &[u8]) -> Result<Self, BodyError> {
         check_len(body, "notify")?;
         let wire: NotifyWire = serde_json::from_slice(body).map_err(malformed("notify"))?;
+        Self::new(
+            user_name(&wire.username)?,
+            wire.mailbox,
+            wire.events,
+            wire.messages,
+        )
+    }
+
+    /// A notify from another source (Dovecot's OX driver, say), checked as
+    /// [`Notify::from_json`] checks a body: mailbox and events non-empty.
+    ///
+    /// ```
+    /// use xaps_proto::{UserName, daemon::{BodyError, Notify}};
+    /// let me = UserName::new("me@domain.com")?;
+    /// let events = vec!["MessageNew".to_owned()];
+    /// assert!(Notify::new(me.clone(), "INBOX".into(), events.clone(), Vec::new()).is_ok());
+    /// assert!(matches!(
+    ///     Notify::new(me, String::new(), events, Vec::new()),
+    ///     Err(BodyError::Field { field: "Mailbox" })
+    /// ));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn new(
+        username: UserName,
+        mailbox: String,
+        events: Vec<String>,
+        messages: Vec<MessageSummary>,
+    ) -> Result<Self, BodyError> {
         let notify = Notify {
-            username: user_name(&wire.username)?,
-            mailbox: wire.mailbox,
-            events: wire.events,
-            messages: wire.messages,
+            username,
+            mailbox,
+            events,
+            messages,
         };
         notify.check()?;
         Ok(notify)

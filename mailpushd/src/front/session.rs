@@ -460,7 +460,7 @@ impl ClientHalf<'_> {
                 let Some(exchange) = sasl.as_mut() else {
                     return Ok(());
                 };
-                exchange.responses += 1;
+                exchange.responses = exchange.responses.saturating_add(1);
                 // The user name is in the first response of PLAIN (without an initial
                 // response) and of LOGIN.
                 if exchange.responses == 1 && end == End::Line {

@@ -330,11 +330,19 @@ async fn ox(core: &Arc<Core>, body: &[u8]) -> Response<Full<Bytes>> {
             "the OX event's user is not a user name\n",
         );
     };
-    let notify = Notify {
+    let notify = match Notify::new(
         username,
-        mailbox: event.folder,
-        events: vec!["MessageNew".to_owned()],
+        event.folder,
+        vec!["MessageNew".to_owned()],
         messages,
+    ) {
+        Ok(notify) => notify,
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("the OX event as a notify: {e}\n"),
+            );
+        }
     };
     let response = notify_response(core, &notify).await;
     // The driver logs anything but 2xx as an error; a user without devices is not one.
