@@ -18,9 +18,7 @@ pub const MAX_USER_NAME_LEN: usize = 256;
 /// assert!(UserName::new("alice\r\nbob").is_err());
 /// # Ok::<(), xaps_proto::UserNameError>(())
 /// ```
-#[derive(
-    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct UserName(String);
 
@@ -86,6 +84,24 @@ impl AsRef<str> for UserName {
     }
 }
 
+/// The name quoted and escaped as Rust writes a string literal: a client chose it, so
+/// a log line shows it this way (`user = ?name`), never as raw text that could pass
+/// for more fields or turn the line around (spaces, `=`, quotes, U+2028, bidi
+/// controls).
+///
+/// ```
+/// use xaps_proto::UserName;
+/// let name = UserName::new("bob reason=ok\u{202e}")?;
+/// assert_eq!(format!("{name:?}"), r#""bob reason=ok\u{202e}""#);
+/// # Ok::<(), xaps_proto::UserNameError>(())
+/// ```
+impl fmt::Debug for UserName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// The name as it is: for protocol text and the command line, not for logs.
 impl fmt::Display for UserName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -231,14 +231,18 @@ impl Core {
         let now = now_ms(SystemTime::now());
         match self.store.reschedule(sent, now, &self.rounds()).await {
             Ok(Rescheduled::Later(due)) => {
-                tracing::info!(%user, in_ms = due.saturating_sub(now), "owed push tried again later");
+                tracing::info!(
+                    ?user,
+                    in_ms = due.saturating_sub(now),
+                    "owed push tried again later"
+                );
                 self.owed_by_ms(due);
             }
             Ok(Rescheduled::Newer(due)) => self.owed_by_ms(due),
             Ok(Rescheduled::Sending | Rescheduled::Gone) => {}
             Ok(Rescheduled::GivenUp) => self.given_up(&sent.key),
             Err(e) => {
-                tracing::error!(error = %e, %user, "an owed push not rescheduled: its lease ends and it is taken up then")
+                tracing::error!(error = %e, ?user, "an owed push not rescheduled: its lease ends and it is taken up then")
             }
         }
     }
@@ -291,7 +295,7 @@ impl Core {
                 }
                 Err(e) => {
                     // Left leased: the whole fan-out goes again when the lease ends.
-                    tracing::error!(error = %e, user = %key.user, "pushes a fan-out could not deliver not kept: the fan-out goes again later");
+                    tracing::error!(error = %e, user = ?key.user, "pushes a fan-out could not deliver not kept: the fan-out goes again later");
                     return;
                 }
             }
@@ -306,7 +310,7 @@ impl Core {
             _ => "webpush",
         };
         tracing::warn!(
-            user = %key.user,
+            user = ?key.user,
             target = ?key.target,
             after = ?self.config.push.give_up_after,
             "push given up: not delivered for push.give_up_after"

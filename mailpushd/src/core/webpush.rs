@@ -325,7 +325,7 @@ impl Core {
                 t
             }
             Err(e) => {
-                tracing::error!(error = %e, %user, "WEBPUSH not stored");
+                tracing::error!(error = %e, ?user, "WEBPUSH not stored");
                 return Ok(answer(
                     &[],
                     &Refusal::Unavailable.response(tag.clone().into_owned()),
@@ -392,8 +392,8 @@ impl Core {
                     .await;
                 match swept {
                     Ok(0) => {}
-                    Ok(n) => tracing::debug!(%user, changes = n, "subscriptions swept"),
-                    Err(e) => tracing::error!(error = %e, %user, "subscriptions not swept"),
+                    Ok(n) => tracing::debug!(?user, changes = n, "subscriptions swept"),
+                    Err(e) => tracing::error!(error = %e, ?user, "subscriptions not swept"),
                 }
             }
             if !full {
@@ -429,13 +429,21 @@ impl Core {
         match deleted {
             Ok(true) => {
                 self.metrics.gone("webpush", true);
-                tracing::info!(%user, sub_id, "the push service says the subscription is gone: deleted");
+                tracing::info!(
+                    ?user,
+                    sub_id,
+                    "the push service says the subscription is gone: deleted"
+                );
             }
             Ok(false) => {
                 self.metrics.gone("webpush", false);
-                tracing::info!(%user, sub_id, "the push service says an endpoint is gone that the subscription has left since: kept");
+                tracing::info!(
+                    ?user,
+                    sub_id,
+                    "the push service says an endpoint is gone that the subscription has left since: kept"
+                );
             }
-            Err(e) => tracing::error!(error = %e, %user, "cannot delete a gone subscription"),
+            Err(e) => tracing::error!(error = %e, ?user, "cannot delete a gone subscription"),
         }
     }
 
@@ -474,7 +482,7 @@ impl Core {
     pub(super) async fn generic_push(&self, sent: Sent, since_ms: u64, since: Instant) {
         let key = &sent.key;
         let Some(webpush) = &self.webpush else {
-            tracing::warn!(user = %key.user, "a Web Push owed while IMAP WEBPUSH is off (no webpush.subject): dropped");
+            tracing::warn!(user = ?key.user, "a Web Push owed while IMAP WEBPUSH is off (no webpush.subject): dropped");
             send_soon(
                 &self.reports,
                 Report::OwedDone {
@@ -488,7 +496,7 @@ impl Core {
         let records = match self.store.webpush_records(&key.user).await {
             Ok(records) => records,
             Err(e) => {
-                tracing::error!(error = %e, user = %key.user, "subscriptions not read: the push is tried again later");
+                tracing::error!(error = %e, user = ?key.user, "subscriptions not read: the push is tried again later");
                 send_soon(
                     &self.reports,
                     Report::OwedDone {
@@ -577,7 +585,7 @@ impl Core {
             let record = match record {
                 Ok(record) => record,
                 Err(e) => {
-                    tracing::error!(error = %e, %user, "a subscription not read: no push for it");
+                    tracing::error!(error = %e, ?user, "a subscription not read: no push for it");
                     continue;
                 }
             };
@@ -590,7 +598,7 @@ impl Core {
             }
             // The endpoint rule again: the record may predate the setting in force.
             if let Err(refusal) = settings.endpoints.admits(&record.endpoint) {
-                tracing::warn!(%user, sub_id = record.sub_id.as_str(), reason = %refusal, "a stored endpoint the endpoint rule now refuses: not pushed");
+                tracing::warn!(?user, sub_id = record.sub_id.as_str(), reason = %refusal, "a stored endpoint the endpoint rule now refuses: not pushed");
                 continue;
             }
             targets += 1;
@@ -615,12 +623,22 @@ impl Core {
         }
         if allowed == Some(false) {
             self.metrics.push("webpush", PushOutcome::RateLimited);
-            tracing::warn!(%user, ?mailbox, targets, "over webpush.max_pushes_per_user_per_minute: the push stays owed for a later round");
+            tracing::warn!(
+                ?user,
+                ?mailbox,
+                targets,
+                "over webpush.max_pushes_per_user_per_minute: the push stays owed for a later round"
+            );
         }
         if targets > 0 && allowed == Some(true) {
             for left in &content.left_out {
                 // The mailbox's name comes from mail (an IMAP client named it): escaped.
-                tracing::info!(%user, ?mailbox, ?left, "left out of a push to stay within its size");
+                tracing::info!(
+                    ?user,
+                    ?mailbox,
+                    ?left,
+                    "left out of a push to stay within its size"
+                );
             }
         }
     }

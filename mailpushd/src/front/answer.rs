@@ -55,12 +55,12 @@ pub(super) async fn xaps(
             }
         }
         Err(RegisterError::Refused(reason)) => {
-            tracing::info!(%user, %account, %reason, "IMAP front: registration refused");
+            tracing::info!(?user, %account, %reason, "IMAP front: registration refused");
             metrics.front_command("xapplepushservice", "refused");
             format!("{tag} NO [LIMIT] {reason}.\r\n").into_bytes()
         }
         Err(e) => {
-            tracing::error!(error = %e, %user, "IMAP front: registration not stored");
+            tracing::error!(error = %e, ?user, "IMAP front: registration not stored");
             metrics.front_command("xapplepushservice", "failed");
             format!("{tag} NO [UNAVAILABLE] The registration cannot be stored now.\r\n")
                 .into_bytes()

@@ -195,7 +195,7 @@ pub(crate) async fn relay(
         // otherwise carry room for it.
         && let Err(e) = Box::pin(ctx.core.connection_ended(&user, connection)).await
     {
-        tracing::error!(error = %e, %user, "IMAP front: the end of a connection not stored");
+        tracing::error!(error = %e, ?user, "IMAP front: the end of a connection not stored");
     }
     end
 }
@@ -849,7 +849,7 @@ fn read_response(
                 state.authenticated = true;
                 state.user = awaiting.candidate;
                 match &state.user {
-                    Some(user) => tracing::debug!(%user, "IMAP front: logged in"),
+                    Some(user) => tracing::debug!(?user, "IMAP front: logged in"),
                     None => tracing::debug!(
                         "IMAP front: logged in by a mechanism whose user name cannot be read: no push extensions"
                     ),

@@ -78,11 +78,11 @@ async fn carry_out(request: Request, core: &Arc<Core>) -> Answer {
             match core.register(register).await {
                 Ok(_) => Answer::ok(core.apns().topic().as_str()),
                 Err(RegisterError::Refused(refused)) => {
-                    tracing::warn!(%user, reason = %refused, "registration refused");
+                    tracing::warn!(?user, reason = %refused, "registration refused");
                     Answer::Error(refused.to_string())
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, %user, "registration not stored");
+                    tracing::error!(error = %e, ?user, "registration not stored");
                     Answer::Error("Failed to register client".to_owned())
                 }
             }

@@ -241,11 +241,11 @@ async fn register(core: &Core, body: &[u8]) -> Response<Full<Bytes>> {
     let user = register.username.clone();
     match core.register(register).await {
         Err(RegisterError::Refused(refused)) => {
-            tracing::warn!(%user, reason = %refused, "registration refused");
+            tracing::warn!(?user, reason = %refused, "registration refused");
             text(StatusCode::BAD_REQUEST, format!("{refused}\n"))
         }
         Err(e) => {
-            tracing::error!(error = %e, %user, "registration not stored");
+            tracing::error!(error = %e, ?user, "registration not stored");
             text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "registration not stored\n",

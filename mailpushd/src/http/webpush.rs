@@ -89,7 +89,7 @@ pub(crate) async fn closed(core: &Core, headers: &HeaderMap) -> Response<Full<By
     match core.connection_ended(&user, connection).await {
         Ok(()) => empty(StatusCode::NO_CONTENT),
         Err(e) => {
-            tracing::error!(error = %e, %user, "disconnect not stored");
+            tracing::error!(error = %e, ?user, "disconnect not stored");
             text(StatusCode::INTERNAL_SERVER_ERROR, "not stored\n")
         }
     }

@@ -79,7 +79,7 @@ impl WebPushSender {
                         outcome,
                     };
                     if self.inner.reports.send(report).await.is_err() {
-                        tracing::error!(user = %delivery.user, %origin, "the push service says the subscription is gone, and the daemon is stopping: not deleted");
+                        tracing::error!(user = ?delivery.user, %origin, "the push service says the subscription is gone, and the daemon is stopping: not deleted");
                     }
                     return Step::Done(PushOutcome::Gone);
                 }
@@ -136,11 +136,11 @@ impl WebPushSender {
                     Step::Later(wait)
                 }
                 Retry::GiveUp if delivery.fan_out.is_some() => {
-                    tracing::warn!(attempts = attempt, %origin, user = %delivery.user, "push not delivered in this round of attempts: owed, tried again later");
+                    tracing::warn!(attempts = attempt, %origin, user = ?delivery.user, "push not delivered in this round of attempts: owed, tried again later");
                     Step::Done(PushOutcome::Deferred)
                 }
                 Retry::GiveUp => {
-                    tracing::warn!(attempts = attempt, %origin, user = %delivery.user, "push given up");
+                    tracing::warn!(attempts = attempt, %origin, user = ?delivery.user, "push given up");
                     Step::Done(PushOutcome::GaveUp)
                 }
             };

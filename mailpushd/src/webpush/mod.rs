@@ -223,10 +223,10 @@ impl WebPushSender {
                 let d = &job.delivery;
                 let origin = d.push.endpoint.origin();
                 if d.fan_out.is_some() {
-                    tracing::warn!(%origin, user = %d.user, "the push service's queue is full: the push stays owed for a later round");
+                    tracing::warn!(%origin, user = ?d.user, "the push service's queue is full: the push stays owed for a later round");
                     self.finish(d, PushOutcome::Deferred);
                 } else {
-                    tracing::warn!(%origin, user = %d.user, "the push service's queue is full: push given up");
+                    tracing::warn!(%origin, user = ?d.user, "the push service's queue is full: push given up");
                     self.finish(d, PushOutcome::GaveUp);
                 }
             }
