@@ -1492,7 +1492,7 @@ pub struct Front {
     pub hide_unreadable_mechanisms: bool,
     /// Sessions at once at most; beyond, the next waits to be accepted.
     pub max_sessions: usize,
-    /// Connections one client address may open a minute.
+    /// Connections one client address (an IPv6 one's /64) may open a minute.
     pub max_connects_per_address_per_minute: u32,
     /// The longest text of a line (literals aside) a client may send, and the most
     /// held of a server's line.

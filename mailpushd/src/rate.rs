@@ -10,6 +10,18 @@ use std::time::{Duration, Instant};
 /// The window the rate counts in.
 const WINDOW: Duration = Duration::from_secs(60);
 
+/// What [`Rate::check`] says of one more event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Within the rate: counted.
+    Allowed,
+    /// Over it; `first` for the key's first refusal in this window.
+    Refused {
+        /// The first this window.
+        first: bool,
+    },
+}
+
 /// Events per key in fixed one-minute windows, for at most so many keys a window:
 /// beyond, a key not yet counted waits for the next window like one over the rate. A
 /// key is counted by a keyed hash, so its length costs nothing (an entry is 16
@@ -37,6 +49,12 @@ impl Rate {
 
     /// Whether `key` may have one more event at `now`; if so, it is counted.
     pub(crate) fn allow<K: Hash + ?Sized>(&mut self, key: &K, now: Instant) -> bool {
+        self.check(key, now) == Verdict::Allowed
+    }
+
+    /// [`Rate::allow`], telling a key's first refusal in a window from the ones after
+    /// it, so that a flood is said once a window, not once an event.
+    pub(crate) fn check<K: Hash + ?Sized>(&mut self, key: &K, now: Instant) -> Verdict {
         let expired = self
             .window_start
             .is_none_or(|start| now.saturating_duration_since(start) >= WINDOW);
@@ -51,13 +69,18 @@ impl Rate {
         match self.counts.get_mut(&key) {
             Some(count) if *count < self.per_window => {
                 *count += 1;
-                true
+                Verdict::Allowed
             }
-            Some(_) => false,
-            None if full => false,
+            // One past the rate marks the first refusal; the count stops there.
+            Some(count) if *count == self.per_window => {
+                *count += 1;
+                Verdict::Refused { first: true }
+            }
+            Some(_) => Verdict::Refused { first: false },
+            None if full => Verdict::Refused { first: false },
             None => {
                 self.counts.insert(key, 1);
-                true
+                Verdict::Allowed
             }
         }
     }
@@ -102,6 +125,20 @@ mod tests {
         assert_eq!(rate.users(), 4);
         assert!(rate.allow("e", start + WINDOW));
         assert_eq!(rate.users(), 1);
+    }
+
+    #[test]
+    fn a_keys_first_refusal_in_a_window_is_told_apart() {
+        let start = Instant::now();
+        let mut rate = Rate::new(2, 1);
+        assert_eq!(rate.check("a", start), Verdict::Allowed);
+        assert_eq!(rate.check("a", start), Verdict::Allowed);
+        assert_eq!(rate.check("a", start), Verdict::Refused { first: true });
+        assert_eq!(rate.check("a", start), Verdict::Refused { first: false });
+        assert!(!rate.allow("a", start));
+        // A key the full table cannot count is not said each time either.
+        assert_eq!(rate.check("b", start), Verdict::Refused { first: false });
+        assert_eq!(rate.check("a", start + WINDOW), Verdict::Allowed);
     }
 
     #[test]

@@ -16,7 +16,7 @@ mod intercept;
 mod proxy;
 mod session;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,7 +36,7 @@ use session::{Io, SessionEnd};
 use crate::config::Front as FrontConfig;
 use crate::core::Core;
 use crate::metrics::Metrics;
-use crate::rate::Rate;
+use crate::rate::{Rate, Verdict};
 
 /// How often the certificate files are looked at for a renewal.
 const RELOAD_INTERVAL: Duration = Duration::from_secs(60);
@@ -244,10 +244,13 @@ async fn accept(
     )
     .await
     {
-        let allowed = crate::lock(&context.rate).allow(&peer.ip(), Instant::now());
-        if !allowed {
+        let verdict = crate::lock(&context.rate).check(&rate_key(peer.ip()), Instant::now());
+        if let Verdict::Refused { first } = verdict {
             context.metrics.front_session(kind.label(), "rate_limited");
-            tracing::info!(client = %peer, "IMAP front: too many connections from this address: closed");
+            // Said once a minute per address, however many the client opens.
+            if first {
+                tracing::info!(client = %peer, "IMAP front: too many connections from this address: closed, and the rest of this minute's");
+            }
             continue;
         }
         let _ = stream.set_nodelay(true);
@@ -408,6 +411,19 @@ async fn tls(
             source,
         }),
         Err(_) => Err(SessionEnd::TimedOut("the client's TLS handshake")),
+    }
+}
+
+/// What the connection rate counts of a client's address: an IPv4 address whole, an
+/// IPv6 one by its /64, one site's network, whose hosts choose (and, for privacy,
+/// change) their own addresses in it; an IPv4-mapped one as the IPv4 address.
+fn rate_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !u128::from(u64::MAX))),
+        },
+        v4 @ IpAddr::V4(_) => v4,
     }
 }
 
@@ -601,6 +617,16 @@ async fn backend(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rate_counts_an_ipv6_client_by_its_64() {
+        let key = |ip: &str| rate_key(ip.parse().unwrap());
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:bbbb::2"));
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2::"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:192.0.2.7"), key("192.0.2.7"));
+        assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
+    }
 
     /// A client that sends commands before STARTTLS and never reads the answers is let
     /// go at the deadline, however its writes block.
