@@ -201,6 +201,19 @@ fn check_config_reports_what_it_found() {
         )),
         "{out}"
     );
+    // A topic beside it: the certificate's own is accepted, another refused.
+    let with_topic = |topic: &str| {
+        format!(
+            "database = \"sqlite:store.sqlite\"\n[apns]\ncertificate_pem = \"cert.pem\"\ncertificate_key_pem = \"key.pem\"\ntopic = \"{topic}\"\n"
+        )
+    };
+    std::fs::write(&config, with_topic(TOPIC)).unwrap();
+    let (ok, out) = mailpushd(&config, &["check-config", "--offline"]);
+    assert!(ok, "{out}");
+    std::fs::write(&config, with_topic("com.apple.mail.XServer.another")).unwrap();
+    let (ok, out) = mailpushd(&config, &["check-config", "--offline"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("is not the certificate's topic"), "{out}");
 }
 
 /// `check-config` contacts APNs as configured and says what failed: nothing listening,

@@ -94,6 +94,14 @@ pub(crate) fn load(config: &config::Apns) -> Result<Loaded, ApnsError> {
         }
     }
     let topic = match (&certificate, &config.topic) {
+        // Refused rather than ignored: the pushes would go out for another topic than
+        // the one the administrator wrote down.
+        (Some(info), Some(configured)) if configured != info.topic.as_str() => {
+            return Err(ApnsError::TopicNotCertificates {
+                configured: configured.clone(),
+                certificate: info.topic.as_str().to_owned(),
+            });
+        }
         (Some(info), _) => info.topic.clone(),
         (None, Some(topic)) => {
             Topic::try_from(topic.as_str()).map_err(|source| ApnsError::Topic {

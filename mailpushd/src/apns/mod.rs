@@ -54,6 +54,16 @@ pub enum ApnsError {
         /// Why.
         source: apns_proto::RequestError,
     },
+    /// A topic configured beside a certificate, other than the certificate's own.
+    #[error(
+        "apns.topic {configured:?} is not the certificate's topic {certificate:?}: a certificate pushes for its own (its UID); leave apns.topic out"
+    )]
+    TopicNotCertificates {
+        /// The topic as configured.
+        configured: String,
+        /// The certificate's.
+        certificate: String,
+    },
     /// No topic: none configured and no certificate to take it from.
     #[error(
         "no APNs topic: set apns.topic (keyFileTopic), or use a certificate, whose UID is the topic"
