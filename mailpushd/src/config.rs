@@ -816,9 +816,14 @@ impl Config {
                     "api.socket_group and api.socket_mode need api.socket".into(),
                 ));
             }
+            (Some(_), Some(group), _) if group.is_empty() => {
+                return Err(ConfigError::Invalid(
+                    "api.socket_group is empty: leave it out for the daemon's own group".into(),
+                ));
+            }
             (Some(path), group, mode) => Some(UnixSocket {
                 path,
-                group: group.filter(|g| !g.is_empty()),
+                group,
                 mode: match mode {
                     None => 0o660,
                     Some(text) => u32::from_str_radix(&text, 8)
@@ -1327,6 +1332,7 @@ certificate_key_pem = "key.pem"
             ("[front]\nplain = \"127.0.0.1:1\"\nbackend = \"h:1\"\nunreadable_mechanisms = \"drop\"\n".to_owned(), "front.unreadable_mechanisms"),
             ("[front]\nplain = \"127.0.0.1:1\"\nbackend = \"h:1\"\nbackend_ca_file = \"ca.pem\"\n".to_owned(), "backend_tls_name"),
             ("[front]\nplain = \"127.0.0.1:1\"\nbackend = \"h:1\"\nmax_line_bytes = 10\n".to_owned(), "front.max_line_bytes = 10"),
+            ("[api]\nsocket = \"/run/m.sock\"\nsocket_group = \"\"\n".to_owned(), "api.socket_group is empty"),
         ] {
             let refused = Config::from_toml(&text, Path::new("/"));
             let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
