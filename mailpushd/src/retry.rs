@@ -12,14 +12,17 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 ///
 /// The wait before attempt `n + 1` is `base × 2^(n-1)`, at most [`MAX_BACKOFF`], plus
 /// up to half of it again at random so that many pushes failing at once do not come
-/// back at once; a `Retry-After` longer than that is waited instead. After
-/// `max_attempts` attempts the push is given up.
+/// back at once; a `Retry-After` longer than that is waited instead, and no wait is
+/// longer than `max_wait`. After `max_attempts` attempts the push is given up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// The first wait.
     pub base: Duration,
     /// Attempts in all, the first included (at least 1).
     pub max_attempts: u32,
+    /// The longest wait, whether the back-off's or asked for (Web Push's
+    /// `webpush.max_hold`; `Duration::MAX` for none).
+    pub max_wait: Duration,
 }
 
 /// What follows a failed attempt.
@@ -40,7 +43,8 @@ impl RetryPolicy {
             return Retry::GiveUp;
         }
         let backoff = self.backoff(attempt, jitter);
-        Retry::After(retry_after.map_or(backoff, |asked| asked.max(backoff)))
+        let wait = retry_after.map_or(backoff, |asked| asked.max(backoff));
+        Retry::After(wait.min(self.max_wait))
     }
 
     /// The back-off after attempt `attempt` (from 1) with `jitter` in `[0, 1]`: `base`
@@ -72,6 +76,7 @@ mod tests {
     const POLICY: RetryPolicy = RetryPolicy {
         base: Duration::from_millis(500),
         max_attempts: 5,
+        max_wait: Duration::MAX,
     };
 
     #[test]
@@ -95,6 +100,48 @@ mod tests {
         assert_eq!(
             POLICY.after(1, Some(Duration::ZERO), 0.0),
             Retry::After(Duration::from_millis(500))
+        );
+    }
+
+    /// No wait is longer than `max_wait`, the back-off's included.
+    #[test]
+    fn no_wait_is_longer_than_max_wait() {
+        let hold = Duration::from_secs(300);
+        let policy = RetryPolicy {
+            base: Duration::from_secs(600),
+            max_attempts: 3,
+            max_wait: hold,
+        };
+        let unbounded = RetryPolicy {
+            max_wait: Duration::MAX,
+            ..policy
+        };
+        assert_eq!(
+            unbounded.after(1, None, 0.0),
+            Retry::After(Duration::from_secs(600))
+        );
+        assert_eq!(policy.after(1, None, 0.0), Retry::After(hold));
+        assert_eq!(policy.after(1, Some(hold), 1.0), Retry::After(hold));
+        let short = Duration::from_secs(1000);
+        assert_eq!(
+            RetryPolicy {
+                max_wait: short,
+                ..policy
+            }
+            .after(2, None, 0.0),
+            Retry::After(short),
+            "1,200 s of back-off"
+        );
+        assert_eq!(policy.after(3, None, 0.0), Retry::GiveUp);
+        let quick = RetryPolicy {
+            base: Duration::from_millis(500),
+            max_attempts: 5,
+            max_wait: hold,
+        };
+        assert_eq!(
+            quick.after(2, None, 0.0),
+            Retry::After(Duration::from_secs(1)),
+            "a back-off within the bound is left as it is"
         );
     }
 

@@ -227,6 +227,7 @@ impl Apns {
                 retry: RetryPolicy {
                     base: config.retry_base,
                     max_attempts: config.max_attempts,
+                    max_wait: Duration::MAX,
                 },
                 reports,
                 metrics,

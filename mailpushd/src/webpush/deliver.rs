@@ -1,6 +1,6 @@
 //! One delivery attempt, and what the push service's answer leads to.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use webpush_crypto::Outcome;
@@ -10,7 +10,7 @@ use super::salt::Salts;
 use super::{Delivery, WebPushSender};
 use crate::metrics::PushOutcome;
 use crate::report::Report;
-use crate::retry::{Retry, RetryPolicy};
+use crate::retry::Retry;
 
 /// The largest answer body read (and dropped) so a connection can be reused.
 const MAX_ANSWER_BODY: usize = 64 * 1024;
@@ -123,13 +123,7 @@ impl WebPushSender {
                     wait.unwrap_or(backoff).min(self.inner.max_hold),
                 );
             }
-            return match retry_within(
-                &self.inner.retry,
-                attempt,
-                wait,
-                jitter,
-                self.inner.max_hold,
-            ) {
+            return match self.inner.retry.after(attempt, wait, jitter) {
                 Retry::After(wait) => {
                     metrics.push("webpush", PushOutcome::Retried);
                     metrics.retry_queue().inc();
@@ -226,22 +220,6 @@ impl WebPushSender {
     }
 }
 
-/// What follows failed attempt `attempt`, the service having asked to wait `asked`
-/// (already within `max_hold`): the policy's answer, its wait no longer than
-/// `max_hold` either, as the back-off can grow past it.
-fn retry_within(
-    policy: &RetryPolicy,
-    attempt: u32,
-    asked: Option<Duration>,
-    jitter: f64,
-    max_hold: Duration,
-) -> Retry {
-    match policy.after(attempt, asked, jitter) {
-        Retry::After(wait) => Retry::After(wait.min(max_hold)),
-        Retry::GiveUp => Retry::GiveUp,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -254,47 +232,7 @@ mod tests {
 
     use super::super::pool::tests::refusing_first_stream;
     use super::super::{Delivery, WebPushSender};
-    use super::retry_within;
     use crate::metrics::Metrics;
-    use crate::retry::{Retry, RetryPolicy};
-
-    /// No wait is longer than `webpush.max_hold`, the back-off's included.
-    #[test]
-    fn the_back_off_waits_no_longer_than_the_hold() {
-        let policy = RetryPolicy {
-            base: Duration::from_secs(600),
-            max_attempts: 3,
-        };
-        let hold = Duration::from_secs(300);
-        assert_eq!(
-            policy.after(1, None, 0.0),
-            Retry::After(Duration::from_secs(600))
-        );
-        assert_eq!(
-            retry_within(&policy, 1, None, 0.0, hold),
-            Retry::After(hold)
-        );
-        assert_eq!(
-            retry_within(&policy, 1, Some(hold), 1.0, hold),
-            Retry::After(hold)
-        );
-        let short = Duration::from_secs(1000);
-        assert_eq!(
-            retry_within(&policy, 2, None, 0.0, short),
-            Retry::After(short),
-            "1,200 s of back-off"
-        );
-        assert_eq!(retry_within(&policy, 3, None, 0.0, hold), Retry::GiveUp);
-        let quick = RetryPolicy {
-            base: Duration::from_millis(500),
-            max_attempts: 5,
-        };
-        assert_eq!(
-            retry_within(&quick, 2, None, 0.0, hold),
-            Retry::After(Duration::from_secs(1)),
-            "a back-off within the hold is left as it is"
-        );
-    }
 
     /// A push service whose first stream is refused unprocessed (REFUSED_STREAM): the
     /// push goes again at once, on the same connection, and is delivered; nothing is

@@ -185,6 +185,7 @@ impl WebPushSender {
                 retry: RetryPolicy {
                     base: config.retry_base,
                     max_attempts: config.max_attempts,
+                    max_wait: config.max_hold,
                 },
                 max_queued: config.max_queued_per_origin,
                 max_hold: config.max_hold,
