@@ -20,16 +20,6 @@ const MAX_ANSWER_BODY: usize = 64 * 1024;
 /// attempt, and the retry policy's back-off applies.
 const MAX_RESENDS: u32 = 2;
 
-/// Which subscription a delivery goes to, as the origin's count of "wait" answers
-/// tells them apart.
-fn subscription_key(delivery: &Delivery) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    delivery.user.hash(&mut hasher);
-    delivery.push.sub_id.as_str().hash(&mut hasher);
-    hasher.finish()
-}
-
 /// What one attempt leads to.
 pub(super) enum Step {
     /// Answered for good, or out of attempts.
@@ -116,7 +106,7 @@ impl WebPushSender {
             if hold {
                 // A 429 without a `Retry-After` asks for the back-off.
                 let backoff = self.inner.retry.backoff(attempt, jitter);
-                let who = subscription_key(delivery);
+                let who = delivery.subscription_key();
                 self.told_to_wait(
                     &origin,
                     who,

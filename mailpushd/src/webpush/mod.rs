@@ -70,7 +70,7 @@ struct Queued {
 impl Queued {
     /// `delivery` at its `attempt`th attempt.
     fn new(delivery: Delivery, attempt: u32) -> Self {
-        let key = coalescing_key(&delivery);
+        let key = delivery.coalescing_key();
         Self {
             delivery,
             attempt,
@@ -79,16 +79,33 @@ impl Queued {
     }
 }
 
-/// A push with a topic coalesces with one waiting for the same subscription and
-/// topic: the push service would replace the older with the newer anyway.
-fn coalescing_key(d: &Delivery) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
-    let topic = d.topic.as_ref()?;
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    d.user.hash(&mut hasher);
-    d.push.sub_id.as_str().hash(&mut hasher);
-    topic.as_str().hash(&mut hasher);
-    Some(hasher.finish())
+impl Delivery {
+    /// A hasher holding whose subscription this is: the one place the user and the
+    /// subscription id are hashed, for the origin's count of "wait" answers and the
+    /// queue's coalescing key alike.
+    fn subscription_hasher(&self) -> std::collections::hash_map::DefaultHasher {
+        use std::hash::Hash;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.user.hash(&mut hasher);
+        self.push.sub_id.as_str().hash(&mut hasher);
+        hasher
+    }
+
+    /// Which subscription this is, hashed.
+    fn subscription_key(&self) -> u64 {
+        use std::hash::Hasher;
+        self.subscription_hasher().finish()
+    }
+
+    /// A push with a topic coalesces with one waiting for the same subscription and
+    /// topic: the push service would replace the older with the newer anyway.
+    fn coalescing_key(&self) -> Option<u64> {
+        use std::hash::{Hash, Hasher};
+        let topic = self.topic.as_ref()?;
+        let mut hasher = self.subscription_hasher();
+        topic.as_str().hash(&mut hasher);
+        Some(hasher.finish())
+    }
 }
 
 impl queue::Keyed for Queued {
