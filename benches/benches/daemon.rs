@@ -36,7 +36,7 @@ fn account(i: usize) -> String {
 
 fn registry(range: std::ops::Range<usize>) -> Registry {
     let mut registry = Registry::new().with_max_accounts_per_user(usize::MAX);
-    let now = Timestamp::from_system_time(std::time::SystemTime::now());
+    let now = Timestamp::from_system_time(std::time::SystemTime::now()).unwrap();
     for i in range {
         let registration = Registration {
             device_token: DeviceToken::new(&format!("{:064x}", i + 1)).expect("hex"),

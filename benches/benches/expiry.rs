@@ -29,12 +29,12 @@ mod support;
 
 /// Forty days ago: past the default lifetime of thirty.
 fn expired() -> Timestamp {
-    Timestamp::from_system_time(SystemTime::now() - Duration::from_secs(40 * 86_400))
+    Timestamp::from_system_time(SystemTime::now() - Duration::from_secs(40 * 86_400)).expect("now")
 }
 
 fn registry(range: std::ops::Range<usize>) -> Registry {
     let mut registry = Registry::new().with_max_accounts_per_user(usize::MAX);
-    let now = Timestamp::from_system_time(SystemTime::now());
+    let now = Timestamp::from_system_time(SystemTime::now()).expect("now");
     for i in range {
         let registration = Registration {
             device_token: DeviceToken::new(&format!("{:064x}", i + 1)).expect("hex"),

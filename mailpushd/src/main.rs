@@ -337,9 +337,10 @@ fn write_owner_only(file: &Path, contents: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-/// A time as RFC 3339.
+/// A time as RFC 3339, or as Rust shows it if RFC 3339 cannot write it.
 fn humantime(time: SystemTime) -> String {
-    xaps_proto::Timestamp::from_system_time(time).to_string()
+    xaps_proto::Timestamp::from_system_time(time)
+        .map_or_else(|| format!("{time:?}"), |t| t.to_string())
 }
 
 /// What APNs answered, as the command line shows it.

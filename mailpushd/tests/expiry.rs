@@ -19,8 +19,8 @@ use xaps_proto::{AccountId, DeviceToken, Timestamp};
 fn registry(n: usize) -> Registry {
     let mut registry = Registry::new().with_max_accounts_per_user(usize::MAX);
     let now = SystemTime::now();
-    let old = Timestamp::from_system_time(now - Duration::from_secs(40 * 86_400));
-    let now = Timestamp::from_system_time(now);
+    let old = Timestamp::from_system_time(now - Duration::from_secs(40 * 86_400)).expect("now");
+    let now = Timestamp::from_system_time(now).expect("now");
     for i in 0..n {
         let registration = Registration {
             device_token: DeviceToken::new(&format!("{:064x}", i + 1)).unwrap(),

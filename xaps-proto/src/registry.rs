@@ -39,10 +39,11 @@ impl Registration {
         self.mailboxes.iter().any(|m| same_mailbox(m, mailbox))
     }
 
-    /// Whether it was registered before `time` (always, without a time).
-    fn older_than(&self, time: Timestamp) -> bool {
-        self.registered_at
-            .is_none_or(|at| at.unix_nanos() < time.unix_nanos())
+    /// Whether it was registered before `time` (always, without a time). Compared
+    /// in nanoseconds, so any `SystemTime` will do, even one RFC 3339 cannot write.
+    fn older_than(&self, time: SystemTime) -> bool {
+        let time = crate::timestamp::system_time_nanos(time);
+        self.registered_at.is_none_or(|at| at.unix_nanos() < time)
     }
 }
 
@@ -78,6 +79,9 @@ pub enum RegistryError {
     /// The registration lists no mailbox, or more than allowed.
     #[error("a registration must list 1 to {MAX_MAILBOXES} mailboxes")]
     Mailboxes,
+    /// The time given as now is outside years 0001 to 9999: the system clock is wrong.
+    #[error("the clock reads {0:?}, outside years 0001 to 9999: set the system clock")]
+    Clock(SystemTime),
 }
 
 /// Which mailboxes' events push to a device, whatever else the device listed.
@@ -282,6 +286,7 @@ impl Registry {
         if !mailbox_count_ok(&register.mailboxes) {
             return Err(RegistryError::Mailboxes);
         }
+        let registered_at = Timestamp::from_system_time(now).ok_or(RegistryError::Clock(now))?;
         let user = register.username;
         let device = (register.account_id, register.device_token);
         let accounts = self.users.get(&user);
@@ -297,7 +302,7 @@ impl Registry {
             // As the device sent it this time.
             device_token: device.1.clone(),
             mailboxes: register.mailboxes,
-            registered_at: Some(Timestamp::from_system_time(now)),
+            registered_at: Some(registered_at),
         };
         let change = Change::Put {
             user: user.clone(),
@@ -425,9 +430,8 @@ impl Registry {
         device_token: &DeviceToken,
         invalid_since: SystemTime,
     ) -> Vec<Removed> {
-        let since = Timestamp::from_system_time(invalid_since);
         self.remove_where_of(None, |_, r| {
-            &r.device_token == device_token && r.older_than(since)
+            &r.device_token == device_token && r.older_than(invalid_since)
         })
     }
 
@@ -437,7 +441,6 @@ impl Registry {
         let Some(cutoff) = now.checked_sub(self.max_age) else {
             return Vec::new();
         };
-        let cutoff = Timestamp::from_system_time(cutoff);
         self.remove_where_of(None, |_, r| {
             r.registered_at.is_some() && r.older_than(cutoff)
         })

@@ -33,9 +33,20 @@ pub struct TimestampError(pub String);
 pub struct Timestamp(OffsetDateTime);
 
 impl Timestamp {
-    /// `now` (or any system time), in UTC.
-    pub fn from_system_time(time: SystemTime) -> Self {
-        Self(OffsetDateTime::from(time))
+    /// `now` (or any system time), in UTC; `None` outside years 0001 to 9999, which
+    /// RFC 3339 cannot write.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use xaps_proto::Timestamp;
+    /// let t = Timestamp::from_system_time(SystemTime::UNIX_EPOCH + Duration::from_secs(1));
+    /// assert_eq!(t.map(|t| t.to_string()).as_deref(), Some("1970-01-01T00:00:01Z"));
+    /// let far = SystemTime::UNIX_EPOCH + Duration::from_secs(300_000_000_000);
+    /// assert_eq!(Timestamp::from_system_time(far), None);
+    /// ```
+    pub fn from_system_time(time: SystemTime) -> Option<Self> {
+        let time = OffsetDateTime::from_unix_timestamp_nanos(system_time_nanos(time)).ok()?;
+        (time.year() >= 1).then_some(Self(time))
     }
 
     /// The time as a `SystemTime`; `None` when the platform cannot represent it.
@@ -66,6 +77,18 @@ impl Timestamp {
     /// registrations made before it kept times.
     pub fn is_go_zero(self) -> bool {
         self.unix_nanos() == i128::from(GO_ZERO) * 1_000_000_000
+    }
+}
+
+/// Nanoseconds since the Unix epoch (negative before 1970) of any `SystemTime`: its
+/// seconds fit an `i64` and their nanoseconds an `i128`.
+pub(crate) fn system_time_nanos(time: SystemTime) -> i128 {
+    let nanos = |d: std::time::Duration| {
+        i128::from(d.as_secs()) * 1_000_000_000 + i128::from(d.subsec_nanos())
+    };
+    match time.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(after) => nanos(after),
+        Err(before) => -nanos(before.duration()),
     }
 }
 
@@ -183,7 +206,29 @@ mod tests {
             SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 123),
             SystemTime::UNIX_EPOCH - Duration::new(86_400, 5),
         ] {
-            assert_eq!(Timestamp::from_system_time(t).to_system_time(), Some(t));
+            let stamp = Timestamp::from_system_time(t).unwrap();
+            assert_eq!(stamp.to_system_time(), Some(t));
         }
+    }
+
+    #[test]
+    fn system_times_rfc_3339_cannot_write_are_refused() {
+        let last = "9999-12-31T23:59:59.999999999Z"
+            .parse::<Timestamp>()
+            .unwrap();
+        let first = "0001-01-01T00:00:00Z".parse::<Timestamp>().unwrap();
+        let (last_t, first_t) = (
+            last.to_system_time().unwrap(),
+            first.to_system_time().unwrap(),
+        );
+        assert_eq!(Timestamp::from_system_time(last_t), Some(last));
+        assert_eq!(Timestamp::from_system_time(first_t), Some(first));
+        let ns = Duration::from_nanos(1);
+        assert_eq!(Timestamp::from_system_time(last_t + ns), None);
+        assert_eq!(Timestamp::from_system_time(first_t - ns), None);
+        // A 410's timestamp from APNs, milliseconds as large as JSON's u64 holds.
+        let far = SystemTime::UNIX_EPOCH + Duration::from_millis(u64::MAX);
+        assert_eq!(Timestamp::from_system_time(far), None);
+        assert!(system_time_nanos(far) > last.unix_nanos());
     }
 }

@@ -339,6 +339,40 @@ fn an_apns_410_removes_only_older_registrations() {
     assert!(registry.unregistered(&gone, at(3000)).is_empty());
 }
 
+/// Times RFC 3339 cannot write, from APNs or a setting, are compared, not converted.
+#[test]
+fn times_beyond_year_9999_are_compared_not_written() {
+    let mut registry = Registry::new();
+    registry
+        .register(register("u", "A", 1, &["INBOX"]), at(1000))
+        .unwrap();
+    registry
+        .register(register("u", "B", 2, &["INBOX"]), at(1000))
+        .unwrap();
+    // A 410 whose timestamp is the largest a u64 of milliseconds holds.
+    let far = SystemTime::UNIX_EPOCH + Duration::from_millis(u64::MAX);
+    let gone = DeviceToken::new(&token(1)).unwrap();
+    let removed = registry.unregistered(&gone, far);
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0].account_id.as_str(), "A");
+    // A maximum age reaching back before year 1 expires nothing.
+    let mut ancient = Registry::new().with_max_age(Duration::from_secs(u64::MAX / 2));
+    ancient
+        .register(register("u", "A", 1, &["INBOX"]), at(0))
+        .unwrap();
+    assert!(ancient.expire(at(1000)).is_empty());
+    assert!(ancient.expire(far).is_empty());
+    // A clock past year 9999 registers nothing.
+    let before = registry.to_xapsd_json().unwrap();
+    assert_eq!(
+        registry
+            .register(register("u", "C", 3, &["INBOX"]), far)
+            .map(|(r, _)| r),
+        Err(RegistryError::Clock(far))
+    );
+    assert_eq!(registry.to_xapsd_json().unwrap(), before);
+}
+
 #[test]
 fn registrations_expire_after_thirty_days() {
     let mut registry = Registry::new();
@@ -459,7 +493,7 @@ fn registrations_round_trip_through_serde() {
                 .parse::<Timestamp>()
                 .unwrap(),
         ),
-        Some(Timestamp::from_system_time(at(1_700_000_000))),
+        Timestamp::from_system_time(at(1_700_000_000)),
     ] {
         let registration = Registration {
             device_token: DeviceToken::new(&token(7)).unwrap(),

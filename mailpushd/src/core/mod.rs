@@ -268,7 +268,10 @@ impl Core {
         let Some(cutoff) = now.checked_sub(self.config.push.max_age) else {
             return Ok(0);
         };
-        let cutoff = Timestamp::from_system_time(cutoff);
+        // Before year 1, which no stored time is: nothing is that old.
+        let Some(cutoff) = Timestamp::from_system_time(cutoff) else {
+            return Ok(0);
+        };
         let mut total = 0;
         loop {
             let users = self.store.users_older_than(cutoff).await?;

@@ -64,6 +64,9 @@ pub enum StoreError {
     /// the transaction was kept.
     #[error("a change of a kind this version cannot store: nothing was stored")]
     UnknownChange,
+    /// The system clock reads a time the store cannot write (years 0001 to 9999 only).
+    #[error("the clock reads {0:?}, outside years 0001 to 9999: set the system clock")]
+    Clock(std::time::SystemTime),
 }
 
 impl StoreError {

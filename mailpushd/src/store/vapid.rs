@@ -122,7 +122,8 @@ async fn insert_vapid_key(
     let id = last.unwrap_or(0) + 1;
     let key_id = u32::try_from(id).map_err(|_| corrupt(format!("id {id} out of range")))?;
     let pem = key.to_pkcs8_pem().map_err(|e| corrupt(e.to_string()))?;
-    let now = Timestamp::from_system_time(std::time::SystemTime::now());
+    let now = std::time::SystemTime::now();
+    let now = Timestamp::from_system_time(now).ok_or_else(|| StoreError::Clock(now))?;
     sqlx::query("INSERT INTO vapid_keys (id, private_key, created_at) VALUES ($1, $2, $3)")
         .bind(id)
         .bind(pem.to_string())
