@@ -444,7 +444,8 @@ pub struct Push {
     /// The longest wait between rounds.
     pub retry_max: Duration,
     /// How long a daemon holds a push it is sending before another may take it up (it
-    /// died, say): longer than a round of attempts takes.
+    /// died, say). A round of attempts ends with it: an attempt that could not end
+    /// within it is left to the next round.
     pub lease: Duration,
 }
 
@@ -1022,7 +1023,34 @@ impl Config {
             config.http.max_connections =
                 within("http.max_connections", n, ranges::HTTP_CONNECTIONS)?;
         }
+        config.check_lease()?;
         Ok(config)
+    }
+
+    /// A round of attempts ends with its lease ([`crate::retry::Deadline`]): the lease
+    /// must hold at least one request and the time to report its end, or no push is
+    /// ever sent.
+    fn check_lease(&self) -> Result<(), ConfigError> {
+        let lease = self.push.lease;
+        let apns = ("apns.request_timeout_secs", self.apns.request_timeout);
+        // Web Push sends only with a subject.
+        let webpush = self
+            .webpush
+            .subject
+            .is_some()
+            .then_some(("webpush.request_timeout_secs", self.webpush.request_timeout));
+        for (key, timeout) in std::iter::once(apns).chain(webpush) {
+            let least = timeout.saturating_add(crate::retry::LEASE_MARGIN);
+            if lease < least {
+                return Err(ConfigError::Invalid(format!(
+                    "push.lease_secs ({}) must be at least {key} ({}) plus {} s to report a push's end: no push could be sent in it",
+                    lease.as_secs(),
+                    timeout.as_secs(),
+                    crate::retry::LEASE_MARGIN.as_secs()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Reads an xapsd YAML configuration. Its `databaseFile` (xapsd's JSON database) is
@@ -1434,9 +1462,32 @@ certificate_key_pem = "key.pem"
         let e = Config::from_xapsd_yaml("delay: 99999999999\n", Path::new("/")).unwrap_err();
         assert!(e.to_string().contains("delay = 99999999999"), "{e}");
         // In range: taken as given.
-        let config =
-            Config::from_toml("[apns]\nrequest_timeout_secs = 300", Path::new("/")).unwrap();
+        let config = Config::from_toml(
+            "[apns]\nrequest_timeout_secs = 300\n[push]\nlease_secs = 305",
+            Path::new("/"),
+        )
+        .unwrap();
         assert_eq!(config.apns.request_timeout, Duration::from_secs(300));
+        // A lease too short for one request and its report.
+        let e = Config::from_toml(
+            "[webpush]\nsubject = \"mailto:postmaster@mail.example\"\nrequest_timeout_secs = 300\n[push]\nlease_secs = 304",
+            Path::new("/"),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "push.lease_secs (304) must be at least webpush.request_timeout_secs (300) plus 5 s"
+            ),
+            "{e}"
+        );
+        // Without a subject, Web Push sends nothing: its timeout is not held to the lease.
+        assert!(Config::from_toml("[webpush]\nrequest_timeout_secs = 300", Path::new("/")).is_ok());
+        let e =
+            Config::from_toml("[apns]\nrequest_timeout_secs = 300", Path::new("/")).unwrap_err();
+        assert!(
+            e.to_string().contains("apns.request_timeout_secs (300)"),
+            "{e}"
+        );
         assert!(config.notes.is_empty());
         let config = Config::from_toml("[push]\ncheck_interval_secs = 5", Path::new("/")).unwrap();
         assert_eq!(config.notes.len(), 1, "said at start, not silently ignored");

@@ -61,6 +61,8 @@ pub enum Report {
 #[derive(Debug)]
 pub struct FanOut {
     sent: Sent,
+    /// When its deliveries must have ended, by the lease it was sent under.
+    deadline: crate::retry::Deadline,
     since_ms: u64,
     left: AtomicUsize,
     failed: std::sync::Mutex<Vec<String>>,
@@ -71,12 +73,19 @@ impl FanOut {
     /// A fan-out for `sent`, owed since `since_ms`, about to hand out its deliveries.
     pub fn new(sent: Sent, since_ms: u64, reports: ReportSender) -> Arc<Self> {
         Arc::new(Self {
+            deadline: crate::retry::Deadline::of_send(&sent),
             sent,
             since_ms,
             left: AtomicUsize::new(1),
             failed: std::sync::Mutex::new(Vec::new()),
             reports,
         })
+    }
+
+    /// When its deliveries must have ended: what is not delivered by then goes to the
+    /// next round.
+    pub fn deadline(&self) -> crate::retry::Deadline {
+        self.deadline
     }
 
     /// One more delivery handed out.

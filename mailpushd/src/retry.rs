@@ -1,11 +1,57 @@
 //! The one retry policy both senders follow: exponential back-off with jitter, a bound
 //! on attempts, and what a service's own `Retry-After` asks.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The longest single wait between attempts, whatever the attempt count: doubling
 /// stops here.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// The time an owed push's send keeps, after its last attempt, for its end to be
+/// reported and stored before its lease ends.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+/// When a send must have ended: an owed push's lease ends then, less
+/// [`LEASE_MARGIN`], and another send may take the push up after it. A round of
+/// attempts that would run past it ends early, and what is left of it goes to the
+/// push's next round; a push that is not owed has none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline(Option<Instant>);
+
+impl Deadline {
+    /// No deadline: a push that is not owed.
+    pub const NONE: Self = Self(None);
+
+    /// The deadline of `sent`, asked as it starts.
+    pub fn of_send(sent: &crate::store::Sent) -> Self {
+        Self::of_lease(sent.lease_left(std::time::SystemTime::now()))
+    }
+
+    /// The deadline of a send with `lease_left` of its lease left now.
+    pub fn of_lease(lease_left: Duration) -> Self {
+        let now = Instant::now();
+        // A lease that ends beyond what the clock holds bounds nothing.
+        Self(now.checked_add(lease_left.saturating_sub(LEASE_MARGIN)))
+    }
+
+    /// Whether a wait of `wait`, then an attempt that takes at most `attempt`, end by
+    /// the deadline.
+    pub fn allows(self, wait: Duration, attempt: Duration) -> bool {
+        let Some(deadline) = self.0 else {
+            return true;
+        };
+        Instant::now()
+            .checked_add(wait.saturating_add(attempt))
+            .is_some_and(|end| end <= deadline)
+    }
+
+    /// The last moment an attempt that takes at most `attempt` may start; `None`
+    /// without a deadline.
+    pub fn last_start(self, attempt: Duration) -> Option<Instant> {
+        self.0
+            .map(|deadline| deadline.checked_sub(attempt).unwrap_or_else(Instant::now))
+    }
+}
 
 /// How a sender retries a push that failed in a way worth retrying (a transport
 /// error, 429, 5xx).
@@ -78,6 +124,26 @@ mod tests {
         max_attempts: 5,
         max_wait: Duration::MAX,
     };
+
+    #[test]
+    fn a_deadline_keeps_the_margin_and_allows_what_ends_by_it() {
+        let s = Duration::from_secs;
+        // Ten seconds of lease: five for attempts once the margin is kept.
+        let deadline = Deadline::of_lease(s(10));
+        assert!(deadline.allows(Duration::ZERO, s(4)));
+        assert!(deadline.allows(s(2), s(2)));
+        assert!(!deadline.allows(Duration::ZERO, s(6)));
+        assert!(!deadline.allows(s(3), s(3)));
+        assert!(!deadline.allows(Duration::MAX, Duration::MAX));
+        let last = deadline.last_start(s(1)).unwrap();
+        let from_now = last.saturating_duration_since(Instant::now());
+        assert!(from_now > s(3) && from_now <= s(4), "{from_now:?}");
+        // A lease that has ended, or is shorter than the margin, allows nothing.
+        assert!(!Deadline::of_lease(s(3)).allows(Duration::ZERO, Duration::from_millis(1)));
+        // A push that is not owed has no deadline.
+        assert!(Deadline::NONE.allows(Duration::MAX, Duration::MAX));
+        assert_eq!(Deadline::NONE.last_start(s(1)), None);
+    }
 
     #[test]
     fn the_wait_doubles_with_up_to_half_again_as_jitter() {

@@ -206,6 +206,50 @@ async fn a_410_removes_only_registrations_older_than_its_timestamp() {
     assert_eq!(s.notify("alice", r#""MessageNew""#).await, 404);
 }
 
+/// A 410's timestamp past year 9999 (as large as its JSON number holds) still
+/// compares: the registration, older, goes, and the daemon goes on.
+#[tokio::test]
+async fn a_410_from_the_far_future_removes_the_registration() {
+    let s = setup(|_| {}).await;
+    s.register("alice", ACCOUNT, TOKEN).await;
+    s.standin.script([Reply::Status(
+        410,
+        r#"{"reason":"Unregistered","timestamp":18446744073709551615}"#,
+    )]);
+    s.notify("alice", r#""MessageNew""#).await;
+    assert_eq!(s.wait_count(0).await, 0);
+    s.wait_metric("mailpushd_gone_total{service=\"apns\",result=\"removed\"} 1")
+        .await;
+    assert_eq!(s.notify("alice", r#""MessageNew""#).await, 404);
+    assert_eq!(s.register("alice", ACCOUNT, TOKEN).await.0, 200);
+}
+
+/// A round of attempts ends with its lease: a retry whose wait would run past it is
+/// left to the next round, and the timer does not send the push again beside it.
+#[tokio::test]
+async fn a_round_of_attempts_ends_with_its_lease() {
+    let s = setup(|c| {
+        // Two seconds for attempts once the lease's margin is kept.
+        c.push.lease = Duration::from_secs(7);
+        c.push.retry_first = Duration::from_secs(1);
+        c.apns.request_timeout = Duration::from_secs(1);
+        c.apns.retry_base = Duration::from_secs(12);
+    })
+    .await;
+    s.register("alice", ACCOUNT, TOKEN).await;
+    s.standin
+        .script([Reply::Status(503, r#"{"reason":"ServiceUnavailable"}"#)]);
+    s.notify("alice", r#""MessageNew""#).await;
+    let requests = s.standin.wait_for(2, Duration::from_secs(6)).await;
+    assert_eq!(requests.len(), 2, "the next round within seconds");
+    s.wait_metric("mailpushd_pushes_total{service=\"apns\",outcome=\"delivered\"} 1")
+        .await;
+    // Neither the first lease's end (7 s) nor the first round's retry (12 s or more)
+    // sends it again.
+    let more = s.standin.wait_for(3, Duration::from_secs(14)).await;
+    assert_eq!(more.len(), 2);
+}
+
 #[tokio::test]
 async fn a_400_about_the_token_is_counted_and_deletes_nothing() {
     let s = setup(|_| {}).await;

@@ -401,6 +401,43 @@ async fn a_wait_of_a_day_holds_a_push_for_webpush_max_hold() {
     daemon.shutdown(Duration::from_secs(5)).await;
 }
 
+/// A round of attempts ends with its lease: a push told to wait past it is owed to
+/// the next round, not sent again by the timer beside the round still waiting.
+#[tokio::test]
+async fn a_round_of_attempts_ends_with_its_lease() {
+    let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let push = PushService::start().await.unwrap();
+    let endpoints = [push.endpoint("p/0")];
+    let daemon = with_subscriptions(dir.path(), &ua, &endpoints, |c| {
+        // Two seconds for attempts once the lease's margin is kept.
+        c.push.lease = Duration::from_secs(7);
+        c.push.retry_first = Duration::from_secs(1);
+        c.webpush.request_timeout = Duration::from_secs(1);
+        c.webpush.max_hold = Duration::from_secs(30);
+    })
+    .await;
+    push.script([PushReply {
+        status: 429,
+        headers: vec![("retry-after", "20")],
+        delay: Duration::ZERO,
+    }]);
+    new_mail(&daemon).await;
+    // Asked to wait 20 s, past the lease: the next round sends it a second later.
+    let arrived = push.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(arrived.len(), 2);
+    let between = arrived[1].at - arrived[0].at;
+    assert!(
+        between < Duration::from_secs(5),
+        "the next round went after {between:?}"
+    );
+    // Delivered then: nothing goes again, neither at the first lease's end (7 s) nor
+    // when the first round's wait would have ended (20 s).
+    let more = push.wait_for(3, Duration::from_secs(22)).await;
+    assert_eq!(more.len(), 2, "sent again: {more:?}");
+    daemon.shutdown(Duration::from_secs(5)).await;
+}
+
 #[tokio::test]
 async fn a_flood_of_mail_to_one_user_is_coalesced_and_rate_limited() {
     let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();

@@ -24,7 +24,7 @@ pub use credentials::PLACEHOLDER_TOPIC;
 use crate::config;
 use crate::metrics::{Metrics, PushOutcome};
 use crate::report::{Report, ReportSender};
-use crate::retry::{Retry, RetryPolicy};
+use crate::retry::{Deadline, Retry, RetryPolicy};
 
 /// The sender cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -308,10 +308,16 @@ impl Apns {
             PushOutcome::GaveUp
         };
         let metrics = &self.inner.metrics;
+        let deadline = job.owed.as_ref().map_or(Deadline::NONE, Deadline::of_send);
+        let timeout = self.inner.request_timeout;
         let mut renewed = false;
         let mut attempt = 1;
         let mut last = None;
         let outcome = loop {
+            if !deadline.allows(Duration::ZERO, timeout) {
+                tracing::warn!(attempts = attempt - 1, token = ?job.device_token, "APNs push's round of attempts ends with its lease: owed, tried again later");
+                break out_of_attempts;
+            }
             let request = match self.request(job) {
                 Ok(request) => request,
                 Err(e) => {
@@ -324,11 +330,20 @@ impl Apns {
                 break PushOutcome::Printed;
             };
             let answer = {
-                let Ok(_permit) = self.inner.permits.acquire().await else {
+                // A request that could not end within the lease does not start.
+                let permit = match deadline.last_start(timeout) {
+                    Some(last_start) => {
+                        tokio::time::timeout_at(last_start.into(), self.inner.permits.acquire())
+                            .await
+                            .ok()
+                    }
+                    None => Some(self.inner.permits.acquire().await),
+                };
+                let Some(Ok(_permit)) = permit else {
                     break out_of_attempts;
                 };
                 metrics.in_flight().inc();
-                let answer = live.send(request, self.inner.request_timeout).await;
+                let answer = live.send(request, timeout).await;
                 metrics.in_flight().dec();
                 answer
             };
@@ -419,7 +434,11 @@ impl Apns {
                 .retry
                 .after(attempt, retry_after, crate::retry::jitter())
             {
-                Retry::After(wait) => wait,
+                Retry::After(wait) if deadline.allows(wait, timeout) => wait,
+                Retry::After(_) => {
+                    tracing::warn!(attempts = attempt, token = ?job.device_token, "APNs push's next attempt would end after its lease: owed, tried again later");
+                    break out_of_attempts;
+                }
                 Retry::GiveUp => {
                     if job.owed.is_some() {
                         tracing::warn!(attempts = attempt, token = ?job.device_token, "APNs push not delivered in this round of attempts: owed, tried again later");

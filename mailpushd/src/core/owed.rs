@@ -49,11 +49,7 @@ pub(super) fn instance() -> String {
     webpush_crypto::base64url::encode(&random)
 }
 
-/// `time` in milliseconds since 1970 (0 for a clock before it).
-pub(super) fn now_ms(time: SystemTime) -> u64 {
-    time.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+pub(super) use crate::store::now_ms;
 
 /// The moment `ms` (since 1970) is on the monotonic clock: now for one past; `None` for
 /// one too far ahead to be an `Instant`.

@@ -28,7 +28,7 @@ mod registrations;
 mod vapid;
 mod webpush;
 
-pub use owed::{Lease, OwedKey, OwedPush, OwedTarget, Rescheduled, Sent};
+pub use owed::{Lease, OwedKey, OwedPush, OwedTarget, Rescheduled, Sent, now_ms};
 pub use pushlog::{KEPT as PUSHES_KEPT, LoggedPush, PushRecord};
 pub use registrations::DeviceStatus;
 pub use vapid::FileKey;

@@ -5,6 +5,7 @@
 //! one twice, and one a dead daemon held is taken up when its lease ends.
 
 use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime};
 
 use sqlx::{Any, Row, Transaction};
 use xaps_proto::owed::{Owed, Rounds};
@@ -71,6 +72,21 @@ pub struct Sent {
     /// The end of the lease it was sent under: tells it from another send of the same
     /// mark.
     pub lease_ms: u64,
+}
+
+impl Sent {
+    /// What is left of its lease at `now`: the send must end by then, or another may
+    /// take the push up.
+    pub fn lease_left(&self, now: SystemTime) -> Duration {
+        Duration::from_millis(self.lease_ms.saturating_sub(now_ms(now)))
+    }
+}
+
+/// `time` in milliseconds since 1970, as the store keeps times (0 for a clock before
+/// it).
+pub fn now_ms(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// What became of a mark after a failed round.
@@ -438,6 +454,11 @@ impl Store {
         let mut tx = self.begin(&[Lock::User(key.user.as_str())]).await?;
         let result = match find(&mut tx, key, now_ms).await? {
             None => Rescheduled::Gone,
+            // Its lease ended and another send took the mark up: that send's end
+            // decides, and its lease stays.
+            Some(found) if found.sending && found.lease_ms != Some(sent.lease_ms) => {
+                Rescheduled::Sending
+            }
             Some(found) if !found.owed.settled_by(sent.touched_ms) => {
                 match newer(&mut tx, sent, &found).await? {
                     Some(due) => Rescheduled::Newer(due),
@@ -481,8 +502,12 @@ impl Store {
                 failures: 0,
             };
             let merged = match find(&mut tx, key, now_ms).await? {
-                // A mark of its own already: it keeps its own schedule.
-                Some(found) => found.owed,
+                // A mark of its own already: it keeps its own schedule, and this
+                // event is its newest, so a send of it under way does not settle it.
+                Some(found) => Owed {
+                    touched_ms: found.owed.touched_ms.max(now_ms),
+                    ..found.owed
+                },
                 None => match failed.after_failure(now_ms, rounds) {
                     Some(next) => next,
                     None => continue,

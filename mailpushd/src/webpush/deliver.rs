@@ -1,6 +1,6 @@
 //! One delivery attempt, and what the push service's answer leads to.
 
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use webpush_crypto::Outcome;
@@ -10,7 +10,7 @@ use super::salt::Salts;
 use super::{Delivery, WebPushSender};
 use crate::metrics::PushOutcome;
 use crate::report::Report;
-use crate::retry::Retry;
+use crate::retry::{Deadline, Retry};
 
 /// The largest answer body read (and dropped) so a connection can be reused.
 const MAX_ANSWER_BODY: usize = 64 * 1024;
@@ -41,8 +41,19 @@ impl WebPushSender {
     ) -> Step {
         let metrics = &self.inner.metrics;
         let origin = delivery.push.endpoint.origin().clone();
+        let deadline = delivery
+            .fan_out
+            .as_ref()
+            .map_or(Deadline::NONE, |f| f.deadline());
+        let timeout = self.inner.request_timeout;
         let mut resent = 0;
         loop {
+            // Waited in the queue, or sent again, until a request could not end
+            // within the lease: the next round sends it.
+            if !deadline.allows(Duration::ZERO, timeout) {
+                tracing::warn!(attempt, %origin, user = ?delivery.user, "push's round of attempts ends with its lease: owed, tried again later");
+                return Step::Done(PushOutcome::Deferred);
+            }
             metrics.in_flight().inc();
             let answer = self.attempt(delivery, conn, salts).await;
             metrics.in_flight().dec();
@@ -114,6 +125,10 @@ impl WebPushSender {
                 );
             }
             return match self.inner.retry.after(attempt, wait, jitter) {
+                Retry::After(wait) if !deadline.allows(wait, timeout) => {
+                    tracing::warn!(attempts = attempt, %origin, user = ?delivery.user, "push's next attempt would end after its lease: owed, tried again later");
+                    Step::Done(PushOutcome::Deferred)
+                }
                 Retry::After(wait) => {
                     metrics.push("webpush", PushOutcome::Retried);
                     metrics.retry_queue().inc();

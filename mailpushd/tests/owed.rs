@@ -1,0 +1,97 @@
+//! The store's owed pushes when two sends of one mark overlap: a send whose lease
+//! ended and another that took the mark up after it.
+
+use std::time::Duration;
+
+mod support;
+
+use mailpushd::store::{Lease, OwedKey, OwedTarget, Rescheduled, Store};
+use xaps_proto::owed::Rounds;
+
+const ROUNDS: Rounds = Rounds {
+    first: Duration::from_secs(1),
+    max: Duration::from_secs(60),
+    give_up_after: Duration::from_secs(3600),
+};
+
+async fn store(dir: &tempfile::TempDir) -> Store {
+    Store::open_sqlite(&dir.path().join("store.sqlite"))
+        .await
+        .unwrap()
+}
+
+fn key(target: OwedTarget) -> OwedKey {
+    OwedKey {
+        user: support::user_name("alice"),
+        target,
+        mailbox: "INBOX".into(),
+    }
+}
+
+fn lease(owner: &str, until_ms: u64) -> Lease<'_> {
+    Lease { owner, until_ms }
+}
+
+/// A send whose lease ended fails its round after another send took the mark up: the
+/// mark stays the other's, its lease kept, and the timer does not take it a third time.
+#[tokio::test]
+async fn a_stale_sends_failure_leaves_the_live_sends_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let key = key(OwedTarget::Subscriptions);
+    let owed = store
+        .owe(
+            &[(key.clone(), true)],
+            1_000,
+            Duration::ZERO,
+            lease("a", 2_000),
+        )
+        .await
+        .unwrap();
+    let stale = owed[0].sent(2_000);
+    // The first lease ended: the timer takes the mark up again.
+    let taken = store.take_due(2_500, lease("b", 60_000), 10).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(
+        store.reschedule(&stale, 2_600, &ROUNDS).await.unwrap(),
+        Rescheduled::Sending
+    );
+    // Still leased to the live send, well after the first round's wait.
+    assert!(
+        store
+            .take_due(10_000, lease("c", 70_000), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.owed_count().await.unwrap(), 1);
+}
+
+/// A subscription a fan-out could not push while that subscription's own mark was
+/// being sent: the send under way, begun before, does not settle the newer event.
+#[tokio::test]
+async fn a_failed_fan_out_makes_a_subscriptions_mark_newer_than_its_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let key = key(OwedTarget::Subscription("sub-1".into()));
+    let owed = store
+        .owe(
+            &[(key.clone(), true)],
+            1_000,
+            Duration::ZERO,
+            lease("a", 90_000),
+        )
+        .await
+        .unwrap();
+    let sending = owed[0].sent(90_000);
+    // New mail's fan-out could not reach the subscription meanwhile.
+    store
+        .owe_failed(std::slice::from_ref(&key), 1_500, 1_500, &ROUNDS)
+        .await
+        .unwrap();
+    // The send begun before it is delivered: the mark stays for the newer event.
+    let left = store.settle_all(&[sending], &[], 1_600).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert!(left[0].is_some(), "{left:?}");
+    assert_eq!(store.owed_count().await.unwrap(), 1);
+}
