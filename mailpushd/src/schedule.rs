@@ -38,6 +38,14 @@ fn earlier(slot: &std::sync::Mutex<Option<Instant>>, at: Instant) -> bool {
     sooner
 }
 
+/// Sets `slot`, emptied when its deadline was taken, to `at`, unless an event set an
+/// earlier one meanwhile.
+fn set(slot: &std::sync::Mutex<Option<Instant>>, at: Option<Instant>) {
+    if let Some(at) = at {
+        earlier(slot, at);
+    }
+}
+
 /// Takes `slot` if it is due at `now`.
 fn take(slot: &std::sync::Mutex<Option<Instant>>, now: Instant) -> bool {
     let mut slot = crate::lock(slot);
@@ -65,9 +73,11 @@ impl Schedule {
         }
     }
 
-    /// Owed pushes are next due at `at` (what the store says now).
+    /// Owed pushes are next due at `at`, as the store said after [`Self::due`] took
+    /// the deadline. One an event set meanwhile ([`Self::owed_by`]) stays if earlier:
+    /// the store may have been read before that event was stored.
     pub(crate) fn set_owed(&self, at: Option<Instant>) {
-        *crate::lock(&self.owed) = at;
+        set(&self.owed, at);
         self.changed.notify_one();
     }
 
@@ -78,9 +88,10 @@ impl Schedule {
         }
     }
 
-    /// Subscription housekeeping is next due at `at` (what the store says now).
+    /// Subscription housekeeping is next due at `at`, as the store said after
+    /// [`Self::due`] took the deadline; one set meanwhile stays if earlier.
     pub(crate) fn set_sweep(&self, at: Option<Instant>) {
-        *crate::lock(&self.sweep) = at;
+        set(&self.sweep, at);
         self.changed.notify_one();
     }
 
@@ -136,6 +147,24 @@ mod tests {
         s.set_owed(Some(t0 + Duration::from_secs(90)));
         s.set_sweep(None);
         assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(90)));
+    }
+
+    /// The timer took the deadline and read the store; an event stored after that read
+    /// set an earlier deadline before the timer set what it read: the earlier stays.
+    #[test]
+    fn an_event_between_the_stores_answer_and_the_timer_is_not_lost() {
+        let t0 = Instant::now();
+        let s = Schedule::new();
+        s.owed_by(t0);
+        assert!(s.due(t0).owed);
+        s.owed_by(t0 + Duration::from_secs(1));
+        s.set_owed(Some(t0 + Duration::from_secs(60)));
+        assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(1)));
+        s.set_owed(None);
+        assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(1)));
+        s.sweep_by(t0 + Duration::from_secs(2));
+        s.set_sweep(Some(t0 + Duration::from_secs(60)));
+        assert!(s.due(t0 + Duration::from_secs(2)).sweep);
     }
 
     #[tokio::test]
