@@ -248,3 +248,80 @@ async fn a_backlog_is_sent_a_bounded_number_at_a_time() {
     println!("{BACKLOG} owed at start: all sent, at most {most} on their way at once");
     daemon.shutdown(Duration::from_secs(5)).await;
 }
+
+/// New mail while as many owed pushes are on their way as may be (APNs answering
+/// slowly): what comes beyond the bound waits in the store for the timer instead of
+/// each starting a send of its own, and every push still goes, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_mail_beyond_the_bound_of_sends_waits_in_the_store() {
+    // Users with a hundred devices each: one notify, a hundred pushes.
+    const USERS: usize = 23;
+    const DEVICES: usize = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let standin = Standin::start().await.unwrap();
+    let mut config = standin_config(&standin, dir.path()).unwrap();
+    support::open_api(&mut config);
+    config.push.max_accounts_per_user = DEVICES;
+    // Queued behind the stand-in's limit of streams, no request times out.
+    config.apns.request_timeout = Duration::from_secs(120);
+    config.apns.max_in_flight = 5000;
+    let daemon = mailpushd::daemon::Daemon::start(config).await.unwrap();
+    let address = daemon.local_addr().unwrap();
+    // Each answer takes a second, and hyper's server takes 200 streams at once: the
+    // sends pile up if nothing bounds them.
+    standin.script(
+        std::iter::repeat_with(|| {
+            mailpushd::standin::Reply::Slow(
+                Duration::from_secs(1),
+                Box::new(mailpushd::standin::Reply::OK),
+            )
+        })
+        .take(USERS * DEVICES),
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    for start in 0..32 {
+        tasks.spawn(async move {
+            for n in (start..USERS * DEVICES).step_by(32) {
+                let body = format!(
+                    r#"{{"ApsAccountId":"ACCOUNT-{n}","ApsDeviceToken":"{}","ApsSubtopic":"com.apple.mobilemail","Username":"user{}","Mailboxes":["INBOX"]}}"#,
+                    token(n),
+                    n / DEVICES
+                );
+                assert_eq!(post(address, "/register", body).await, 200, "{n}");
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    for i in 0..USERS {
+        let body = format!(r#"{{"Username":"user{i}","Mailbox":"INBOX","Events":["MessageNew"]}}"#);
+        assert_eq!(post(address, "/notify", body).await, 200);
+    }
+    let mut most = 0_f64;
+    loop {
+        let page = support::metrics(address).await;
+        most = most.max(support::metric_value(&page, "mailpushd_owed_sending").unwrap());
+        if page.lines().any(|l| l == "mailpushd_owed_pushes 0") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The bound, and at most one notify's hundred more: the one stored when it was
+    // reached.
+    assert!(
+        (1500.0..=2100.0).contains(&most),
+        "at most {most} on their way at once"
+    );
+    let mut pushed: HashMap<String, usize> = HashMap::new();
+    for r in standin.requests() {
+        *pushed.entry(r.path).or_default() += 1;
+    }
+    assert_eq!(pushed.len(), USERS * DEVICES);
+    assert!(pushed.values().all(|&n| n == 1), "some pushed twice");
+    println!(
+        "{} new mails with slow answers: all sent once, at most {most} on their way at once",
+        USERS * DEVICES
+    );
+    daemon.shutdown(Duration::from_secs(5)).await;
+}

@@ -77,6 +77,20 @@ impl Core {
         }
     }
 
+    /// A lease that has ended at `now_ms`: the mark is free for the timer.
+    pub(super) fn lease_ended(&self, now_ms: u64) -> Lease<'_> {
+        Lease {
+            owner: &self.instance,
+            until_ms: now_ms,
+        }
+    }
+
+    /// Whether fewer than [`MAX_SENDING`] owed pushes are on their way: new mail may
+    /// go at once.
+    pub(super) fn room_to_send(&self) -> bool {
+        self.sending_now() < MAX_SENDING
+    }
+
     /// The timer should look at the owed pushes by `ms` (since 1970).
     pub(super) fn owed_by_ms(&self, ms: u64) {
         if let Some(at) = instant_at_ms(ms) {

@@ -81,13 +81,22 @@ impl Core {
             events.push((key, new_mail));
         }
         let now = now_ms(SystemTime::now());
-        let lease = self.lease(now);
+        // With as many owed pushes on their way as may be (an outage), new mail waits
+        // in the store for the timer, leased to none, as a backlog does. Notifies
+        // stored at that moment may each still add theirs: a bound of MAX_SENDING plus
+        // those, which http.max_connections bounds.
+        let room = self.room_to_send();
+        let lease = if room {
+            self.lease(now)
+        } else {
+            self.lease_ended(now)
+        };
         let marks = self
             .store
             .owe(&events, now, self.config.push.delay, lease)
             .await?;
         for mark in marks {
-            if !new_mail {
+            if !new_mail || !room {
                 self.owed_by_ms(mark.owed.due_ms);
                 continue;
             }
