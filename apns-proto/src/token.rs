@@ -118,6 +118,8 @@ impl ProviderKey {
 /// // Reused for 50 minutes, then renewed.
 /// assert_eq!(tokens.header(t0 + Duration::from_secs(49 * 60))?, &first);
 /// assert_ne!(tokens.header(t0 + Duration::from_secs(50 * 60))?, &first);
+/// // The token is a credential: never shown.
+/// assert!(!format!("{tokens:?}").contains("bearer"));
 /// # Ok::<(), apns_proto::TokenError>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -157,8 +159,11 @@ impl ProviderTokens {
             // Missing, stale, or from a clock that went backwards: a new one.
             _ => {
                 let token = self.key.sign(now_secs)?;
-                let value = HeaderValue::try_from(format!("bearer {token}"))
+                let mut value = HeaderValue::try_from(format!("bearer {token}"))
                     .map_err(|e| TokenError::Sign(e.to_string()))?;
+                // A credential for an hour: `Debug` shows "Sensitive", and HPACK never
+                // indexes it.
+                value.set_sensitive(true);
                 (now_secs, value)
             }
         };

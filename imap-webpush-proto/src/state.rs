@@ -388,7 +388,28 @@ pub enum Change {
 }
 
 /// A push to send: encrypt `plaintext` for `keys` and POST it to `endpoint`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` shows the plaintext's length only: it holds a verification's ACK token, or
+/// what the mail says.
+///
+/// ```
+/// # use webpush_crypto::UaKeys;
+/// # use imap_webpush_proto::state::{Push, Record, Activation, Silence, VapidKeyId};
+/// # use imap_webpush_proto::{SubId, endpoint_policy};
+/// # let record = Record {
+/// #     sub_id: SubId::new("a1")?.into_owned(),
+/// #     endpoint: endpoint_policy("https://push.example.net/p/1")?,
+/// #     keys: UaKeys::generate(&mut rand_core::OsRng)?.subscription_keys(),
+/// #     activation: Activation::Active { vapid_key: VapidKeyId(1) },
+/// #     silence: Silence::None,
+/// # };
+/// let push = Push::new(&record, b"* ACKWEBPUSH secret-token\r\n".to_vec());
+/// let shown = format!("{push:?}");
+/// assert!(!shown.contains("secret-token"));
+/// assert!(shown.contains("<27 octets>"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
 pub struct Push {
     /// The subscription.
     pub sub_id: SubId<'static>,
@@ -398,6 +419,20 @@ pub struct Push {
     pub keys: SubscriptionKeys,
     /// What (before encryption).
     pub plaintext: Vec<u8>,
+}
+
+impl std::fmt::Debug for Push {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Push")
+            .field("sub_id", &self.sub_id)
+            .field("endpoint", &self.endpoint)
+            .field("keys", &self.keys)
+            .field(
+                "plaintext",
+                &format_args!("<{} octets>", self.plaintext.len()),
+            )
+            .finish()
+    }
 }
 
 impl Push {

@@ -280,11 +280,15 @@ impl<'a> PushRequest<'a> {
                 found: token.audience().as_str().to_owned(),
             });
         }
-        HeaderValue::from_str(token.authorization())
-            .map(Some)
-            .map_err(|_| Error::MalformedAuthorization {
+        let mut value = HeaderValue::from_str(token.authorization()).map_err(|_| {
+            Error::MalformedAuthorization {
                 reason: "contains characters not allowed in an HTTP header",
-            })
+            }
+        })?;
+        // A credential for the push service: `Debug` of the request shows "Sensitive",
+        // and HPACK never indexes it.
+        value.set_sensitive(true);
+        Ok(Some(value))
     }
 
     fn finish(

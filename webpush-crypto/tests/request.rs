@@ -56,6 +56,9 @@ fn a_full_request() {
     assert_eq!(h["topic"], "inbox");
     assert_eq!(h["authorization"], token.authorization());
     assert_eq!(h.len(), 7);
+    // The VAPID token is a credential: a logged request does not show it.
+    assert!(h["authorization"].is_sensitive());
+    assert!(!format!("{request:?}").contains("vapid t="));
 
     assert_eq!(decrypt(&ua, request.body()).unwrap(), b"new mail in INBOX");
     let verified = VapidVerifier::new(Origin::new("https://push.example.net").unwrap())

@@ -220,8 +220,9 @@ fn pem_block<'a>(text: &'a str, label: &str) -> Option<&'a str> {
 /// Standard-alphabet base64 with padding, for DER stored as text.
 fn base64_standard(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
     use base64::Engine as _;
-    let compact: String = text.split_whitespace().collect();
-    base64::engine::general_purpose::STANDARD.decode(compact)
+    // A copy of the key's text: wiped when dropped.
+    let compact: Zeroizing<String> = Zeroizing::new(text.split_whitespace().collect());
+    base64::engine::general_purpose::STANDARD.decode(compact.as_bytes())
 }
 
 #[cfg(test)]
