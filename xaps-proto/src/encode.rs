@@ -3,6 +3,7 @@
 use imap_syntax::{Tag, ValueError, encode};
 
 use crate::error::EncodeError;
+use crate::parse::MAX_COMMAND_LEN;
 use crate::types::{
     ExtraValue, KNOWN_KEYS, MAIL_SUBTOPIC, MAX_MAILBOX_LEN, MAX_MAILBOXES, MAX_PAIRS,
     RegistrationRequest, Version, is_known_key,
@@ -86,11 +87,24 @@ impl RegistrationRequest {
     pub fn encode(&self, tag: &Tag<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         self.check()?;
         let start = out.len();
-        let written = self.write(tag, out);
+        let written = self
+            .write(tag, out)
+            .map_err(EncodeError::from)
+            .and_then(|()| {
+                // Each item is bounded by `check`; the whole line only once written.
+                let length = out.len() - start;
+                if length > MAX_COMMAND_LEN {
+                    return Err(EncodeError::CommandTooLong {
+                        length,
+                        max: MAX_COMMAND_LEN,
+                    });
+                }
+                Ok(())
+            });
         if written.is_err() {
             out.truncate(start);
         }
-        Ok(written?)
+        written
     }
 
     /// What a server would refuse, or read back as another registration.

@@ -102,6 +102,15 @@ pub enum EncodeError {
         /// The most allowed.
         max: usize,
     },
+    /// A command longer, literals included, than a server reads
+    /// ([`MAX_COMMAND_LEN`](crate::MAX_COMMAND_LEN)).
+    #[error("a command of {length} octets, more than the {max} a server reads")]
+    CommandTooLong {
+        /// Its length.
+        length: usize,
+        /// The most a server reads.
+        max: usize,
+    },
     /// Mailboxes the version cannot carry: version 1 pushes for `INBOX` alone, and
     /// version 2 lists 1 to [`MAX_MAILBOXES`](crate::MAX_MAILBOXES) names (an empty
     /// list would come back as `INBOX`).

@@ -269,7 +269,30 @@ impl Response {
     /// assert_eq!(r, Response::Registered { version: "2".into(), topic: "custom-topic".into() });
     /// # Ok::<(), xaps_proto::CommandError>(())
     /// ```
+    /// A response longer than [`MAX_COMMAND_LEN`] is [`CommandError::Syntax`], not
+    /// [`CommandError::Incomplete`]: a peer cannot make the caller wait for more
+    /// without end.
     pub fn decode(input: &[u8]) -> Result<(&[u8], Response), CommandError> {
+        let view = match input.split_at_checked(MAX_COMMAND_LEN) {
+            Some((view, _)) => view,
+            // Shorter than the limit: all of it.
+            None => input,
+        };
+        let (rest, response) = match Self::decode_within(view) {
+            Err(CommandError::Incomplete) if view.len() >= MAX_COMMAND_LEN => {
+                return Err(CommandError::Syntax);
+            }
+            other => other?,
+        };
+        let consumed = view.len() - rest.len();
+        // `view` is a prefix of `input` and `rest` a suffix of `view`: never `None`.
+        let (_, rest) = input
+            .split_at_checked(consumed)
+            .ok_or(CommandError::Syntax)?;
+        Ok((rest, response))
+    }
+
+    fn decode_within(input: &[u8]) -> Result<(&[u8], Response), CommandError> {
         let rest = input.strip_prefix(b"*").ok_or(if input.is_empty() {
             CommandError::Incomplete
         } else {
@@ -289,6 +312,9 @@ impl Response {
             if let Ok((after, ())) = parse::crlf(rest) {
                 rest = after;
                 break;
+            }
+            if rest.len() < 2 && b"\r\n".starts_with(rest) {
+                return Err(CommandError::Incomplete);
             }
             let (after, ()) = parse::sp(rest).map_err(lexical)?;
             let (after, item) = parse::astring(after, &limits).map_err(lexical)?;

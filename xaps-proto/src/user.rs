@@ -53,7 +53,13 @@ impl UserName {
         // Most names are lower case already: no second copy for them. Not only upper
         // case letters change: title case ones (`ᾈ`, `ǅ`) do too.
         if name.chars().any(|c| c.to_lowercase().ne([c])) {
-            Ok(Self(name.to_lowercase()))
+            let lower = name.to_lowercase();
+            // Lower case can take more octets (`İ`, two, is `i̇`, three): the name as
+            // kept must read back.
+            if lower.len() > MAX_USER_NAME_LEN {
+                return Err(UserNameError::TooLong);
+            }
+            Ok(Self(lower))
         } else {
             Ok(Self(name.to_owned()))
         }
@@ -135,5 +141,12 @@ mod tests {
             Err(UserNameError::TooLong)
         );
         assert!(UserName::new(&"a".repeat(MAX_USER_NAME_LEN)).is_ok());
+        // 256 octets that lower case makes 384.
+        let dotted = "İ".repeat(MAX_USER_NAME_LEN / 2);
+        assert_eq!(dotted.len(), MAX_USER_NAME_LEN);
+        assert_eq!(UserName::new(&dotted), Err(UserNameError::TooLong));
+        let fits = "İ".repeat(MAX_USER_NAME_LEN / 3);
+        let name = UserName::new(&fits).unwrap();
+        assert_eq!(UserName::new(name.as_str()), Ok(name));
     }
 }

@@ -98,6 +98,23 @@ fn deployed_transcripts() {
             topic: "<aps_topic>".into()
         }
     );
+    // A line split after its CR waits for the LF.
+    assert_eq!(
+        Response::decode(b"* XAPPLEPUSHSERVICE aps-version \"2\" aps-topic \"t\"\r"),
+        Err(CommandError::Incomplete)
+    );
+    // A response that never ends is refused once it passes the limit, not waited for.
+    let mut endless = b"* XAPPLEPUSHSERVICE \"".to_vec();
+    endless.resize(xaps_proto::MAX_COMMAND_LEN + 1, b'a');
+    assert_eq!(
+        Response::decode(&endless).map(|_| ()),
+        Err(CommandError::Syntax)
+    );
+    endless.truncate(xaps_proto::MAX_COMMAND_LEN - 1);
+    assert_eq!(
+        Response::decode(&endless).map(|_| ()),
+        Err(CommandError::Incomplete)
+    );
     // TL's unquoted form.
     let (_, r) =
         Response::decode(b"* XAPPLEPUSHSERVICE aps-version 2 aps-topic custom\r\n").unwrap();
@@ -371,6 +388,21 @@ fn what_a_server_would_refuse_or_read_otherwise_is_not_encoded() {
     ));
     request.mailboxes = vec![long];
     assert!(matches!(encode(&request), Err(EncodeError::TooLong { .. })));
+    // Each name within its bound, the line not: refused, as the decoder would.
+    request.mailboxes = vec!["m".repeat(MAX_MAILBOX_LEN); 100];
+    let mut out = b"kept".to_vec();
+    assert!(matches!(
+        request.encode(&Tag::new("t1").unwrap(), &mut out),
+        Err(EncodeError::CommandTooLong { .. })
+    ));
+    assert_eq!(out, b"kept");
+    // At the limit, it is read back.
+    let mut fits = request.clone();
+    fits.mailboxes.truncate(60);
+    let mut out = Vec::new();
+    fits.encode(&Tag::new("t1").unwrap(), &mut out).unwrap();
+    assert!(out.len() <= xaps_proto::MAX_COMMAND_LEN);
+    assert_eq!(Command::decode(&out).unwrap().1.request, fits);
 }
 
 proptest! {
@@ -414,7 +446,13 @@ proptest! {
     fn response_round_trip(topic in "[ -~]{1,80}", mailbox in "\\PC{1,30}") {
         let line = registered_response(Version::V2, &topic).unwrap();
         prop_assert_eq!(Response::decode(&line).unwrap().1, Response::Registered { version: "2".into(), topic });
+        for end in 0..line.len() {
+            prop_assert_eq!(Response::decode(&line[..end]).map(|_| ()), Err(CommandError::Incomplete), "{}", end);
+        }
         let line = mailbox_response(mailbox.as_bytes()).unwrap();
+        for end in 0..line.len() {
+            prop_assert_eq!(Response::decode(&line[..end]).map(|_| ()), Err(CommandError::Incomplete), "{}", end);
+        }
         prop_assert_eq!(Response::decode(&line).unwrap().1, Response::Mailbox(mailbox.into_bytes()));
     }
 
