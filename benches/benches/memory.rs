@@ -51,7 +51,7 @@ fn main() {
         .map(|(_, id, r)| (r.device_token.clone(), id.clone()))
         .collect();
     let before = live_bytes();
-    let mut debouncer = Debouncer::new(Duration::from_secs(30));
+    let mut debouncer = Debouncer::new(Duration::from_secs(30)).unwrap();
     let t0 = Instant::now();
     for key in keys.iter().cloned() {
         debouncer.on_event(key, false, t0);
@@ -60,7 +60,7 @@ fn main() {
 
     // Keyed by a u32 index into the caller's table, as the debouncer's docs suggest.
     let before = live_bytes();
-    let mut indexed = Debouncer::new(Duration::from_secs(30));
+    let mut indexed = Debouncer::new(Duration::from_secs(30)).unwrap();
     for key in 0..N {
         indexed.on_event(key, false, t0);
     }

@@ -27,7 +27,7 @@ fn debouncer(c: &mut Criterion) {
         // Every registration has a push pending; the burst reschedules, pushes new mail
         // and polls, as a daemon would.
         let t0 = Instant::now();
-        let mut d = Debouncer::new(Duration::from_secs(30));
+        let mut d = Debouncer::new(Duration::from_secs(30)).unwrap();
         for key in 0..REGISTRATIONS {
             d.on_event(key, false, t0);
         }

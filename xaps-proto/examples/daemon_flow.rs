@@ -75,12 +75,12 @@ fn main() -> Result<(), Box<dyn Error>> {
         let (now, wall_now) = at(secs);
         let due = debouncer.poll(now);
         send(&mut apns, &due, wall_now, "delayed")?;
-        let notify = Notify {
-            username: UserName::new(user)?,
-            mailbox: mailbox.into(),
-            events: names.iter().map(|e| (*e).to_owned()).collect(),
-            messages: Vec::new(),
-        };
+        let notify = Notify::new(
+            UserName::new(user)?,
+            mailbox.into(),
+            names.iter().map(|e| (*e).to_owned()).collect(),
+            Vec::new(),
+        )?;
         println!(
             "\nt={secs:>2}s plugin -> POST /notify {}",
             notify.to_json()?

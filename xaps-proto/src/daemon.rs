@@ -65,21 +65,16 @@ struct RegisterWire {
 }
 
 /// `POST /notify`: events in one mailbox of one user, sent by the delivery and IMAP
-/// plugins for each processed message.
+/// plugins for each processed message. Made by [`Notify::new`] or
+/// [`Notify::from_json`] only, so its mailbox and events are never empty.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Notify {
-    /// `Username`.
-    pub username: UserName,
-    /// `Mailbox`.
-    pub mailbox: String,
-    /// `Events`: Dovecot push-notification event names (`MessageNew`, `FlagsSet`, ...).
-    pub events: Vec<String>,
-    /// `Messages`: what an event source knows of the new messages (mailpushd's Lua
-    /// script sends it; the xaps plugin does not, and xapsd ignores it). Empty when
-    /// absent, and then not written.
+    username: UserName,
+    mailbox: String,
+    events: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub messages: Vec<MessageSummary>,
+    messages: Vec<MessageSummary>,
 }
 
 /// A `/notify` body as read, before its fields are checked.
@@ -289,6 +284,29 @@ impl Notify {
             Some((field, _)) => Err(BodyError::Field { field }),
             None => Ok(()),
         }
+    }
+
+    /// `Username`.
+    pub fn username(&self) -> &UserName {
+        &self.username
+    }
+
+    /// `Mailbox`: never empty.
+    pub fn mailbox(&self) -> &str {
+        &self.mailbox
+    }
+
+    /// `Events`: Dovecot push-notification event names (`MessageNew`, `FlagsSet`,
+    /// ...); never none.
+    pub fn events(&self) -> &[String] {
+        &self.events
+    }
+
+    /// `Messages`: what an event source knows of the new messages (mailpushd's Lua
+    /// script sends it; the xaps plugin does not, and xapsd ignores it). Empty when
+    /// absent, and then not written.
+    pub fn messages(&self) -> &[MessageSummary] {
+        &self.messages
     }
 
     /// Whether the events include new mail, which is pushed at once.

@@ -8,6 +8,14 @@ use std::time::{Duration, Instant};
 /// The default quiet period after the last non-new event: xapsd's 30 seconds.
 pub const DEFAULT_DELAY: Duration = Duration::from_secs(30);
 
+/// The longest quiet period a [`Debouncer`] takes: a day.
+pub const MAX_DELAY: Duration = Duration::from_secs(86_400);
+
+/// A quiet period longer than [`MAX_DELAY`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a quiet period of {0:?}, longer than a day")]
+pub struct DelayTooLong(pub Duration);
+
 /// Whether a batch of Dovecot push-notification event names (`"MessageNew"`,
 /// `"FlagsSet"`, ...) contains new mail, which is pushed at once.
 pub fn is_message_new<S: AsRef<str>>(events: &[S]) -> bool {
@@ -31,13 +39,15 @@ pub fn is_message_new<S: AsRef<str>>(events: &[S]) -> bool {
 /// use xaps_proto::Debouncer;
 ///
 /// let t0 = Instant::now();
-/// let mut d = Debouncer::new(Duration::from_secs(30));
+/// let mut d = Debouncer::new(Duration::from_secs(30))?;
 /// assert_eq!(d.on_event(7u32, false, t0), None);              // flags changed: wait
 /// assert_eq!(d.on_event(7, false, t0 + Duration::from_secs(10)), None);
 /// assert_eq!(d.next_deadline(), Some(t0 + Duration::from_secs(40)));
 /// assert!(d.poll(t0 + Duration::from_secs(39)).is_empty());
 /// assert_eq!(d.poll(t0 + Duration::from_secs(40)), [7]);     // 30 s after the last
 /// assert_eq!(d.on_event(7, true, t0 + Duration::from_secs(50)), Some(7)); // new mail: now
+/// assert!(Debouncer::<u32>::new(Duration::MAX).is_err());
+/// # Ok::<(), xaps_proto::DelayTooLong>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Debouncer<K> {
@@ -52,24 +62,27 @@ pub struct Debouncer<K> {
 }
 
 impl<K: Hash + Eq + Clone + Ord> Debouncer<K> {
-    /// A debouncer that waits `delay` after the last non-new event.
-    pub fn new(delay: Duration) -> Self {
-        Self {
-            delay,
-            pending: HashMap::new(),
-            queue: BinaryHeap::new(),
-            sequence: 0,
+    /// A debouncer that waits `delay` after the last non-new event; at most
+    /// [`MAX_DELAY`].
+    pub fn new(delay: Duration) -> Result<Self, DelayTooLong> {
+        if delay > MAX_DELAY {
+            return Err(DelayTooLong(delay));
         }
+        Ok(Self {
+            delay,
+            ..Self::default()
+        })
     }
 
     /// Records an event for `key` at `now`. Returns `Some(key)` when a push must go out
-    /// now (new mail), `None` when it was scheduled (or rescheduled).
+    /// now (new mail, or an event so late that the clock cannot hold its deadline),
+    /// `None` when it was scheduled (or rescheduled).
     pub fn on_event(&mut self, key: K, new_message: bool, now: Instant) -> Option<K> {
-        if new_message {
+        let deadline = now.checked_add(self.delay).filter(|_| !new_message);
+        let Some(deadline) = deadline else {
             self.pending.remove(&key);
             return Some(key);
-        }
-        let deadline = now + self.delay;
+        };
         self.pending.insert(key.clone(), deadline);
         self.sequence += 1;
         self.queue.push(Reverse((deadline, self.sequence, key)));
@@ -134,7 +147,13 @@ impl<K: Hash + Eq + Clone + Ord> Debouncer<K> {
 }
 
 impl<K: Hash + Eq + Clone + Ord> Default for Debouncer<K> {
+    /// xapsd's 30 seconds ([`DEFAULT_DELAY`], within [`MAX_DELAY`]).
     fn default() -> Self {
-        Self::new(DEFAULT_DELAY)
+        Self {
+            delay: DEFAULT_DELAY,
+            pending: HashMap::new(),
+            queue: BinaryHeap::new(),
+            sequence: 0,
+        }
     }
 }

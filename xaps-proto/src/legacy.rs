@@ -18,7 +18,7 @@
 //! original daemons, this parser undoes the escapes and does not split a quoted
 //! mailbox name on its commas.
 
-use crate::daemon::{Notify, Register};
+use crate::daemon::{BodyError, Notify, Register};
 use crate::types::{AccountId, DeviceToken, MAIL_SUBTOPIC, MAX_MAILBOXES};
 use crate::user::UserName;
 
@@ -311,12 +311,13 @@ impl TryFrom<&Line> for Request {
                     Some(events) => events.to_vec(),
                     None => vec!["MessageNew".to_owned()],
                 };
-                Ok(Request::Notify(Notify {
-                    username,
-                    mailbox,
-                    events,
-                    messages: Vec::new(),
-                }))
+                let notify = Notify::new(username, mailbox, events, Vec::new()).map_err(|e| {
+                    LineError::Invalid(match e {
+                        BodyError::Field { field: "Events" } => "events",
+                        _ => "dovecot-mailbox",
+                    })
+                })?;
+                Ok(Request::Notify(notify))
             }
         }
     }
@@ -341,9 +342,9 @@ impl From<&Request> for Line {
             Request::Notify(n) => Line {
                 verb: Verb::Notify,
                 pairs: vec![
-                    text("dovecot-username", n.username.as_str()),
-                    text("dovecot-mailbox", &n.mailbox),
-                    list("events", &n.events),
+                    text("dovecot-username", n.username().as_str()),
+                    text("dovecot-mailbox", n.mailbox()),
+                    list("events", n.events()),
                 ],
             },
         }

@@ -43,7 +43,7 @@ mod timestamp;
 mod types;
 mod user;
 
-pub use debounce::{DEFAULT_DELAY, Debouncer, is_message_new};
+pub use debounce::{DEFAULT_DELAY, Debouncer, DelayTooLong, MAX_DELAY, is_message_new};
 pub use encode::{completed, mailbox_response, registered_response};
 pub use error::{CommandError, EncodeError};
 pub use parse::{Command, DecodeFailure, MAX_COMMAND_LEN, Response};

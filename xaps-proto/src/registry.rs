@@ -383,7 +383,7 @@ impl Registry {
 
     /// [`lookup`](Self::lookup) for a `/notify` body.
     pub fn lookup_notify(&self, notify: &Notify) -> Lookup<'_> {
-        self.lookup(&notify.username, &notify.mailbox)
+        self.lookup(notify.username(), notify.mailbox())
     }
 
     /// The registrations of one account: one per device it registered from.

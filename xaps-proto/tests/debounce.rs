@@ -62,7 +62,7 @@ proptest! {
     #[test]
     fn matches_the_model(events in proptest::collection::vec((0u8..5, any::<bool>(), 0u64..20), 1..300)) {
         let t0 = Instant::now();
-        let mut d = Debouncer::new(s(30));
+        let mut d = Debouncer::new(s(30)).unwrap();
         let mut model: std::collections::HashMap<u8, Instant> = Default::default();
         let mut now = t0;
         for (key, new, gap) in events {

@@ -63,12 +63,15 @@ fn the_go_daemon_test_strings() {
     // Before 2018 there were no events; xapsd took that as new mail.
     assert_eq!(
         Request::try_from(&line).unwrap(),
-        Request::Notify(Notify {
-            username: UserName::new("stefan").unwrap(),
-            mailbox: "Inbox".into(),
-            events: vec!["MessageNew".into()],
-            messages: Vec::new(),
-        })
+        Request::Notify(
+            Notify::new(
+                UserName::new("stefan").unwrap(),
+                "Inbox".into(),
+                vec!["MessageNew".into()],
+                Vec::new()
+            )
+            .unwrap()
+        )
     );
 }
 
@@ -87,7 +90,7 @@ fn logged_lines_with_tabs_shown_as_spaces() {
     let Request::Notify(notify) = Request::try_from(&Line::parse(logged).unwrap()).unwrap() else {
         panic!("not a notify");
     };
-    assert_eq!(notify.username.as_str(), "user@domain.sk");
+    assert_eq!(notify.username().as_str(), "user@domain.sk");
     assert!(notify.is_message_new());
 }
 
@@ -103,12 +106,15 @@ fn the_plugin_construction_byte_for_byte() {
         (expected.len(), request)
     );
 
-    let notify = Request::Notify(Notify {
-        username: UserName::new("user").unwrap(),
-        mailbox: "INBOX".into(),
-        events: vec!["MessageNew".into()],
-        messages: Vec::new(),
-    });
+    let notify = Request::Notify(
+        Notify::new(
+            UserName::new("user").unwrap(),
+            "INBOX".into(),
+            vec!["MessageNew".into()],
+            Vec::new(),
+        )
+        .unwrap(),
+    );
     let expected =
         "NOTIFY dovecot-username=\"user\"\tdovecot-mailbox=\"INBOX\"\tevents=(\"MessageNew\")\r\n";
     assert_eq!(notify.encode().unwrap(), expected.as_bytes());
@@ -349,12 +355,9 @@ fn arb_request() -> impl Strategy<Value = Request> {
             }),
         (name, name, prop::collection::vec("[A-Za-z]{1,14}", 1..4)).prop_filter_map(
             "a user name",
-            |(username, mailbox, events)| Some(Request::Notify(Notify {
-                username: UserName::new(&username).ok()?,
-                mailbox,
-                events,
-                messages: Vec::new(),
-            }))
+            |(username, mailbox, events)| Some(Request::Notify(
+                Notify::new(UserName::new(&username).ok()?, mailbox, events, Vec::new()).ok()?
+            ))
         ),
     ]
 }

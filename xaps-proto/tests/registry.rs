@@ -284,11 +284,14 @@ fn lookup_answers_like_xapsd() {
     registry
         .register(register("v", "C", 3, &["Work"]), at(0))
         .unwrap();
-    let notify = |user: &str, mailbox: &str| Notify {
-        username: u(user),
-        mailbox: mailbox.into(),
-        events: vec!["MessageNew".into()],
-        messages: Vec::new(),
+    let notify = |user: &str, mailbox: &str| {
+        Notify::new(
+            u(user),
+            mailbox.into(),
+            vec!["MessageNew".into()],
+            Vec::new(),
+        )
+        .unwrap()
     };
     let outcome = |user, mailbox| registry.lookup_notify(&notify(user, mailbox)).outcome();
     assert_eq!(accounts(&registry.lookup(&u("U"), "INBOX")), ["A", "B"]);

@@ -458,15 +458,15 @@ impl Core {
         since: Instant,
     ) {
         let groups = [MailboxEvents {
-            mailbox: Mailbox::new(&notify.mailbox),
+            mailbox: Mailbox::new(notify.mailbox()),
             events: events(notify),
         }];
         self.send_started();
         let fan_out = FanOut::new(sent, since_ms, self.reports.clone());
         if let Some(webpush) = &self.webpush {
             let push = Fan {
-                user: &notify.username,
-                mailbox: &notify.mailbox,
+                user: notify.username(),
+                mailbox: notify.mailbox(),
                 groups: &groups,
                 urgency: Urgency::High,
                 since,
@@ -670,7 +670,7 @@ fn instant_at(secs: u64) -> Option<Instant> {
 /// told of them; otherwise none, which is the generic `* SELECT` push.
 fn events(notify: &Notify) -> Vec<Event<'_>> {
     notify
-        .messages
+        .messages()
         .iter()
         .filter_map(|m: &MessageSummary| {
             let uid = std::num::NonZeroU32::new(m.uid)?;

@@ -50,7 +50,7 @@ impl Core {
     /// then on, an outage or a crash delays it and never loses it.
     pub async fn notify(self: &Arc<Self>, notify: &Notify) -> Result<NotifyOutcome, StoreError> {
         let since = Instant::now();
-        let user = &notify.username;
+        let user = notify.username();
         let registry = self.store.user(user, self.registry()).await?;
         let new_mail = notify.is_message_new();
         let lookup = registry.lookup_notify(notify);
@@ -76,7 +76,7 @@ impl Core {
             let key = OwedKey {
                 user: user.clone(),
                 target: OwedTarget::Subscriptions,
-                mailbox: notify.mailbox.clone(),
+                mailbox: notify.mailbox().to_owned(),
             };
             events.push((key, new_mail));
         }
