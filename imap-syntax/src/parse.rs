@@ -101,6 +101,16 @@ pub fn tag(input: &[u8]) -> IResult<'_, Tag<'_>> {
 }
 
 fn digits(input: &[u8]) -> IResult<'_, u64> {
+    // More digits than any number holds is out of range now, not a prefix to wait on:
+    // a peer sending digits without end must not keep the caller buffering.
+    if input
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .nth(MAX_DIGITS)
+        .is_some()
+    {
+        return Err(SyntaxError::failure(input, SyntaxErrorKind::NumberRange));
+    }
     let (rest, raw) = take_while1(input, |b| b.is_ascii_digit(), "a number")?;
     if raw.len() > MAX_DIGITS {
         return Err(SyntaxError::failure(input, SyntaxErrorKind::NumberRange));

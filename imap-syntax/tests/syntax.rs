@@ -146,6 +146,17 @@ fn refusals() {
         SyntaxErrorKind::NumberRange
     );
     assert_eq!(kind(parse::nz_number(b"0 ")), SyntaxErrorKind::NumberRange);
+    // Twenty digits may still end; twenty-one never fit, ended or not.
+    assert!(incomplete(parse::number64(&[b'1'; 20])));
+    assert_eq!(
+        kind(parse::number(&[b'1'; 21])),
+        SyntaxErrorKind::NumberRange
+    );
+    let endless_length = [b"{".as_slice(), &[b'9'; 21]].concat();
+    assert_eq!(
+        kind(parse::literal(&endless_length, &L)),
+        SyntaxErrorKind::NumberRange
+    );
     assert_eq!(
         kind(parse::number64(b"9223372036854775808 ")),
         SyntaxErrorKind::NumberRange
