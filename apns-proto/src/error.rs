@@ -40,9 +40,11 @@ pub enum RequestError {
         /// The limit.
         max: usize,
     },
-    /// The payload is not a JSON object (APNs wants `{"aps": ...}`), or has a
-    /// relevance score or volume outside 0 to 1.
-    #[error("payload is not a JSON object, or a score or volume is outside 0 to 1")]
+    /// The payload is not a JSON object (APNs wants `{"aps": ...}`), has a relevance
+    /// score or volume outside 0 to 1, or a custom key `aps`.
+    #[error(
+        "payload is not a JSON object, a score or volume is outside 0 to 1, or a custom key is named aps"
+    )]
     Payload,
     /// A server that is not `host[:port]`.
     #[error("an APNs server must be given as host[:port]")]

@@ -41,8 +41,19 @@ impl Payload {
     }
 
     /// The compact JSON APNs receives. A relevance score or critical volume outside
-    /// 0 to 1 (or not a number) is refused: JSON would carry NaN as `null`.
+    /// 0 to 1 (or not a number) is refused: JSON would carry NaN as `null`; so is a
+    /// custom key `aps`, which would write the dictionary twice.
+    ///
+    /// ```
+    /// use apns_proto::payload::Payload;
+    /// let mut payload = Payload::mail("55FAD99D-748E-44DA-8A7F-91D3478CAABD");
+    /// payload.custom.insert("aps".into(), "again".into());
+    /// assert!(payload.to_vec().is_err());
+    /// ```
     pub fn to_vec(&self) -> Result<Vec<u8>, RequestError> {
+        if self.custom.contains_key("aps") {
+            return Err(RequestError::Payload);
+        }
         let unit = |x: f64| (0.0..=1.0).contains(&x);
         let volume = match &self.aps.sound {
             Some(Sound::Critical(sound)) => sound.volume,

@@ -110,9 +110,10 @@ impl<'a> AckToken<'a> {
 
 impl PartialEq for AckToken<'_> {
     fn eq(&self, other: &Self) -> bool {
-        let (a, b) = (self.0.as_bytes(), other.0.as_bytes());
-        // Length is not secret (tokens have a fixed length per server); the content is.
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        use subtle::ConstantTimeEq as _;
+        // Length is not secret (tokens have a fixed length per server); the content
+        // is, and `subtle` keeps its comparison from ending at the first difference.
+        bool::from(self.0.as_bytes().ct_eq(other.0.as_bytes()))
     }
 }
 
