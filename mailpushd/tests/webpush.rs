@@ -438,6 +438,60 @@ async fn a_round_of_attempts_ends_with_its_lease() {
     daemon.shutdown(Duration::from_secs(5)).await;
 }
 
+/// A Web Push owed when the daemon starts without `webpush.subject` stays owed, as in
+/// an outage: started again with it, the daemon sends it.
+#[tokio::test]
+async fn a_push_owed_while_web_push_is_off_is_kept_for_when_it_is_on() {
+    let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let push = PushService::start().await.unwrap();
+    let endpoints = [push.endpoint("p/0")];
+    with_subscriptions(dir.path(), &ua, &endpoints, |_| {})
+        .await
+        .shutdown(Duration::from_secs(5))
+        .await;
+    // Owed from before, due now, as a stop leaves new mail it could not send.
+    let mut off = config_in(dir.path());
+    let store = mailpushd::store::Store::open(&off.database).await.unwrap();
+    let key = mailpushd::store::OwedKey {
+        user: support::user_name("alice"),
+        target: mailpushd::store::OwedTarget::Subscriptions,
+        mailbox: "INBOX".into(),
+    };
+    let lease = mailpushd::store::Lease {
+        owner: "before",
+        until_ms: 0,
+    };
+    store
+        .owe(
+            &[(key, true)],
+            mailpushd::store::now_ms(std::time::SystemTime::now()),
+            Duration::ZERO,
+            lease,
+        )
+        .await
+        .unwrap();
+    store.close().await;
+    // Started without the subject: rounds every 300 ms go by, the push kept.
+    off.webpush.subject = None;
+    off.push.retry_first = Duration::from_millis(300);
+    off.push.retry_max = Duration::from_millis(300);
+    let daemon = Daemon::start(off).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let page = support::metrics(daemon.local_addr().unwrap()).await;
+    assert!(
+        page.lines().any(|l| l == "mailpushd_owed_pushes 1"),
+        "{page}"
+    );
+    daemon.shutdown(Duration::from_secs(5)).await;
+    assert!(push.requests().is_empty());
+    // With it again: sent.
+    let daemon = Daemon::start(config_in(dir.path())).await.unwrap();
+    assert_eq!(push.wait_for(1, Duration::from_secs(10)).await.len(), 1);
+    support::wait_metric(daemon.local_addr().unwrap(), "mailpushd_owed_pushes 0").await;
+    daemon.shutdown(Duration::from_secs(5)).await;
+}
+
 #[tokio::test]
 async fn a_flood_of_mail_to_one_user_is_coalesced_and_rate_limited() {
     let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();

@@ -482,12 +482,14 @@ impl Core {
     pub(super) async fn generic_push(&self, sent: Sent, since_ms: u64, since: Instant) {
         let key = &sent.key;
         let Some(webpush) = &self.webpush else {
-            tracing::warn!(user = ?key.user, "a Web Push owed while IMAP WEBPUSH is off (no webpush.subject): dropped");
+            // Kept in its rounds, as in an outage: a restart without the subject, set
+            // again later, loses nothing; push.give_up_after ends it otherwise.
+            tracing::warn!(user = ?key.user, "a Web Push owed while IMAP WEBPUSH is off (no webpush.subject): kept owed until it is set or push.give_up_after passes");
             send_soon(
                 &self.reports,
                 Report::OwedDone {
                     sent,
-                    settled: true,
+                    settled: false,
                     record: None,
                 },
             );
