@@ -206,7 +206,9 @@ pub enum Mailbox<'a> {
     /// The inbox, however it was spelled.
     Inbox,
     /// Any other mailbox, by its name's octets (UTF-8 for an `UTF8=ACCEPT` session,
-    /// modified UTF-7 otherwise).
+    /// modified UTF-7 otherwise). Made by [`Mailbox::new`] or [`Mailbox::from_bytes`]
+    /// only, so it is never `INBOX` in any case.
+    #[non_exhaustive]
     Other(Cow<'a, [u8]>),
 }
 
@@ -216,7 +218,15 @@ impl<'a> Mailbox<'a> {
         Self::from_bytes(Cow::Borrowed(name.as_bytes()))
     }
 
-    pub(crate) fn from_bytes(name: Cow<'a, [u8]>) -> Self {
+    /// The mailbox named by the octets `name`; `INBOX` in any case is the inbox.
+    ///
+    /// ```
+    /// use imap_syntax::Mailbox;
+    /// assert_eq!(Mailbox::from_bytes(b"inbox".as_slice()), Mailbox::Inbox);
+    /// assert_eq!(Mailbox::from_bytes(b"Sent".to_vec()).as_bytes(), b"Sent");
+    /// ```
+    pub fn from_bytes(name: impl Into<Cow<'a, [u8]>>) -> Self {
+        let name = name.into();
         if name.eq_ignore_ascii_case(b"INBOX") {
             Mailbox::Inbox
         } else {

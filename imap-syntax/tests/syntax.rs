@@ -65,7 +65,7 @@ fn known_answers() {
     assert_eq!(parse::mailbox(b"\"INBOX\" ", &L).unwrap().1, Mailbox::Inbox);
     assert_eq!(
         parse::mailbox(b"\"New Messages\"\r\n", &L).unwrap().1,
-        Mailbox::Other(Cow::Borrowed(b"New Messages"))
+        Mailbox::from_bytes(b"New Messages".as_slice())
     );
     let set = parse::sequence_set(b"1:3,7,9:*,* ").unwrap().1;
     let n = |v| SeqNumber::Value(NonZeroU32::new(v).unwrap());

@@ -12,6 +12,12 @@ use crate::types::{ListSelector, SilenceState};
 impl Command<'_> {
     /// Appends the command line to `out`.
     ///
+    /// A value written as a literal is a synchronizing one (`{n}` CRLF): a client sends
+    /// the line up to that CRLF, waits for the server's `+`, then sends the rest (RFC
+    /// 9051 §4.3), or rewrites it as `{n+}` where the server offers LITERAL+. Only an
+    /// endpoint with 8-bit text, or one mostly `"` and `\`, is written so; a URL a
+    /// browser serializes never is.
+    ///
     /// ```
     /// use imap_syntax::Tag;
     /// use imap_webpush_proto::{Command, CommandBody, SubId};
@@ -107,7 +113,7 @@ impl Response<'_> {
                     SilenceState::For(n) => encode::number(out, u64::from(n.get())),
                 }
             }
-            Response::Status(status) => encode_status(out, status),
+            Response::Status(status) => encode_status(out, status)?,
             Response::Continuation(text) => {
                 out.push(b'+');
                 if !text.as_str().is_empty() {
@@ -121,7 +127,16 @@ impl Response<'_> {
     }
 }
 
-fn encode_status(out: &mut Vec<u8>, status: &Status<'_>) {
+/// Text that starts with `[` reads back as a response code unless a code comes first:
+/// parsed text may (after a code, or in a continuation), and moved into a status
+/// without a code it is refused rather than written as another response.
+fn encode_status(out: &mut Vec<u8>, status: &Status<'_>) -> Result<(), ValueError> {
+    if status.code.is_none() && status.text.as_str().starts_with('[') {
+        return Err(ValueError::Character {
+            what: "the text of a status without a response code, first,",
+            byte: b'[',
+        });
+    }
     match &status.tag {
         Some(tag) => encode::tag(out, tag),
         None => out.push(b'*'),
@@ -147,4 +162,5 @@ fn encode_status(out: &mut Vec<u8>, status: &Status<'_>) {
         out.push(b' ');
         out.extend_from_slice(status.text.as_str().as_bytes());
     }
+    Ok(())
 }

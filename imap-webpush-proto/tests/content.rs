@@ -251,7 +251,7 @@ fn event() -> impl Strategy<Value = Event<'static>> {
 fn groups() -> impl Strategy<Value = Vec<MailboxEvents<'static>>> {
     let mailbox = prop_oneof![
         Just(Mailbox::Inbox),
-        "[ -~]{1,30}".prop_map(|s| Mailbox::Other(Cow::Owned(s.into_bytes()))),
+        "[ -~]{1,30}".prop_map(|s| Mailbox::from_bytes(s.into_bytes())),
     ];
     proptest::collection::vec(
         (mailbox, proptest::collection::vec(event(), 0..6))

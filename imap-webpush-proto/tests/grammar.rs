@@ -185,6 +185,33 @@ fn slide_commands_decode_and_re_encode_byte_for_byte() {
     }
 }
 
+/// Text that starts with `[` may follow a code, or be a continuation's; moved into a
+/// status without a code it would read back as a code, so it is refused.
+#[test]
+fn bracketed_text_is_not_written_where_it_reads_back_as_a_code() {
+    let (_, plus) = Response::decode(b"+ [LIMIT] hi\r\n", &Config::CLIENT).unwrap();
+    let Response::Continuation(text) = plus else {
+        panic!("a continuation: {plus:?}")
+    };
+    let mut out = Vec::new();
+    Response::Continuation(text.clone())
+        .encode(&mut out)
+        .unwrap();
+    assert_eq!(out, b"+ [LIMIT] hi\r\n");
+    let moved = Response::Status(Status::ok(Tag::new("a1").unwrap(), text));
+    let mut out = Vec::new();
+    assert!(moved.encode(&mut out).is_err());
+    let (_, after_code) = Response::decode(b"a2 NO [LIMIT] [x] y\r\n", &Config::CLIENT).unwrap();
+    let Response::Status(mut status) = after_code else {
+        panic!("a status: {after_code:?}")
+    };
+    let mut out = Vec::new();
+    Response::Status(status.clone()).encode(&mut out).unwrap();
+    assert_eq!(out, b"a2 NO [LIMIT] [x] y\r\n");
+    status.code = None;
+    assert!(Response::Status(status).encode(&mut Vec::new()).is_err());
+}
+
 #[test]
 fn slide_responses_decode_and_re_encode_byte_for_byte() {
     for (line, expected) in responses() {
