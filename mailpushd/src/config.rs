@@ -350,11 +350,12 @@ impl PostgresUrl {
                 "a PostgreSQL database URL starts with postgres:// or postgresql://".into(),
             ));
         }
-        if let Err(e) = url.parse::<sqlx::postgres::PgConnectOptions>() {
-            return Err(ConfigError::Invalid(format!(
-                "database {}: {e}",
-                redact(&url)
-            )));
+        if url.parse::<sqlx::postgres::PgConnectOptions>().is_err() {
+            // Neither the URL nor the driver's words, which may quote it: a URL that
+            // does not read may hide its password where redaction does not look.
+            return Err(ConfigError::Invalid(
+                "database: not a PostgreSQL URL the driver reads (postgres://user:password@host:port/database?parameters, special characters percent-encoded)".into(),
+            ));
         }
         within(
             "database_max_connections",
@@ -395,15 +396,21 @@ impl std::fmt::Debug for PostgresUrl {
 /// `url` with the password of its user info (and any `password=` parameter) replaced.
 fn redact(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:<redacted>@{host}"),
-            None => format!("{userinfo}@{host}"),
-        },
-        None => authority.to_owned(),
+    // The user info ends at the last `@` before the query, wherever a `/` is: a
+    // password may hold one unencoded in a URL the driver refuses, and is hidden then
+    // too.
+    let query_start = rest.find('?').unwrap_or(rest.len());
+    let (userinfo, rest) = match rest.get(..query_start).and_then(|r| r.rfind('@')) {
+        Some(at) => rest.split_at(at),
+        None => ("", rest),
     };
+    let userinfo = match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:<redacted>"),
+        None => userinfo.to_owned(),
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (host, path) = rest.split_at(authority_end);
+    let authority = format!("{userinfo}{host}");
     let path = match path.split_once('?') {
         Some((path, query)) => {
             let query: Vec<String> = query
@@ -1518,6 +1525,23 @@ certificate_key_pem = "key.pem"
             redact("postgresql://push@/mail?host=/run/postgresql"),
             "postgresql://push@/mail?host=/run/postgresql"
         );
+        // A password with an unencoded `/` or `@`: hidden all the same.
+        assert_eq!(
+            redact("postgres://u:pa/ss@h/db"),
+            "postgres://u:<redacted>@h/db"
+        );
+        assert_eq!(
+            redact("postgres://u:p@ss@h:5/db?x=1"),
+            "postgres://u:<redacted>@h:5/db?x=1"
+        );
+        assert_eq!(redact("postgres://h/db?x=a@b"), "postgres://h/db?x=a@b");
+        // Refused, without the URL in the message (before, it went through the
+        // redaction above, which took `ss@h` for the host).
+        let e = PostgresUrl::new("postgres://u:pa/ss@h/db", 4)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("pa/ss"), "{e}");
     }
 }
 
