@@ -283,29 +283,48 @@ async fn each_answer_of_a_push_service_has_its_effect() {
 }
 
 #[tokio::test]
-async fn a_service_is_held_once_several_subscriptions_are_told_to_wait_and_no_other() {
+async fn a_service_is_held_once_several_users_are_told_to_wait_and_no_other() {
     let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();
     let dir = tempfile::tempdir().unwrap();
     // One request at a time to each, so each answer comes before the next request.
-    // A: four subscriptions, the first three answered 429 with Retry-After: the
-    // service's limit, not one subscription's, so the fourth waits too. B: two
-    // subscriptions, one 429 with Retry-After: only that push waits. C: answers every
-    // push. D: three subscriptions, 429 without Retry-After, held for the back-off.
-    // E: two subscriptions, a 503 without Retry-After, which holds nothing.
+    // A: four users' subscriptions, the first three answered 429 with Retry-After: the
+    // service's limit, not one user's, so the fourth waits too. B: two subscriptions,
+    // one 429 with Retry-After: only that push waits. C: answers every push. D: three
+    // users, 429 without Retry-After, held for the back-off. E: two subscriptions, a
+    // 503 without Retry-After, which holds nothing. F: one user's three subscriptions
+    // answered 429 with Retry-After hold nothing either (a user's own devices, or one
+    // user making their service refuse them, must not hold everyone's pushes), so
+    // another user's push goes at once.
     let start = || async { PushService::start().await.unwrap() };
-    let (a, b, c, d, e) = (
+    let (a, b, c, d, e, f) = (
+        start().await,
         start().await,
         start().await,
         start().await,
         start().await,
         start().await,
     );
-    let mut endpoints: Vec<String> = (0..4).map(|i| a.endpoint(&format!("p/{i}"))).collect();
-    endpoints.extend((0..2).map(|i| b.endpoint(&format!("p/{i}"))));
-    endpoints.push(c.endpoint("p/c"));
-    endpoints.extend((0..3).map(|i| d.endpoint(&format!("p/{i}"))));
-    endpoints.extend((0..2).map(|i| e.endpoint(&format!("p/{i}"))));
-    let daemon = with_subscriptions(dir.path(), &ua, &endpoints, |c| {
+    let users = ["u0", "u1", "u2", "u3"];
+    let mut subscriptions: Vec<(&str, Vec<String>)> =
+        users.iter().map(|u| (*u, Vec::new())).collect();
+    for (n, (_, endpoints)) in subscriptions.iter_mut().enumerate() {
+        endpoints.push(a.endpoint(&format!("p/{n}")));
+        if n < 2 {
+            endpoints.push(b.endpoint(&format!("p/{n}")));
+            endpoints.push(e.endpoint(&format!("p/{n}")));
+        }
+        if n == 0 {
+            endpoints.push(c.endpoint("p/c"));
+            endpoints.extend((0..3).map(|i| f.endpoint(&format!("p/{i}"))));
+        }
+        if n == 1 {
+            endpoints.push(f.endpoint("p/other"));
+        }
+        if n < 3 {
+            endpoints.push(d.endpoint(&format!("p/{n}")));
+        }
+    }
+    let daemon = with_users(dir.path(), &ua, &subscriptions, |c| {
         c.webpush.max_per_origin_http1 = 1;
     })
     .await;
@@ -317,15 +336,26 @@ async fn a_service_is_held_once_several_subscriptions_are_told_to_wait_and_no_ot
     };
     // The least back-off after a first attempt.
     let backoff = Duration::from_millis(500);
-    a.script([rate_limited(), rate_limited(), rate_limited()]);
+    // The first answer of A, D and F comes after every user's push is queued: a
+    // burst, as the origin's queue lives while it has work (the "wait" answers of
+    // pushes that came one at a time, each after the last was done, are not counted
+    // together).
+    let slowly = |reply: PushReply| PushReply {
+        delay: Duration::from_millis(300),
+        ..reply
+    };
+    a.script([slowly(rate_limited()), rate_limited(), rate_limited()]);
     b.script([rate_limited()]);
     d.script([
-        PushReply::status(429),
+        slowly(PushReply::status(429)),
         PushReply::status(429),
         PushReply::status(429),
     ]);
     e.script([PushReply::status(503)]);
-    new_mail(&daemon).await;
+    f.script([slowly(rate_limited()), rate_limited(), rate_limited()]);
+    for user in users {
+        event_for(&daemon, user, "MessageNew").await;
+    }
 
     // A: four pushes and three retries; the fourth waited for the hold.
     let at_a = a.wait_for(7, Duration::from_secs(20)).await;
@@ -368,6 +398,15 @@ async fn a_service_is_held_once_several_subscriptions_are_told_to_wait_and_no_ot
         at_e[1].at < at_e[0].at + backoff,
         "E held for {:?} after a 503 without Retry-After",
         at_e[1].at - at_e[0].at
+    );
+    // F: u0's three refused, u1's went at once; then u0's three after the wait.
+    let at_f = f.wait_for(7, Duration::from_secs(20)).await;
+    assert_eq!(at_f.len(), 7);
+    let other = at_f.iter().find(|r| r.path.ends_with("/p/other")).unwrap();
+    assert!(
+        other.at < at_f[0].at + wait,
+        "F held for one user's 429s: u1's push went {:?} after the first",
+        other.at - at_f[0].at
     );
     daemon.shutdown(Duration::from_secs(5)).await;
 }
@@ -676,6 +715,17 @@ async fn with_subscriptions(
     endpoints: &[String],
     change: impl FnOnce(&mut Config),
 ) -> Daemon {
+    with_users(dir, ua, &[("alice", endpoints.to_vec())], change).await
+}
+
+/// A daemon whose store holds each user's endpoints as their active subscriptions,
+/// and `change` applied to its configuration.
+async fn with_users(
+    dir: &std::path::Path,
+    ua: &UaKeys,
+    users: &[(&str, Vec<String>)],
+    change: impl FnOnce(&mut Config),
+) -> Daemon {
     let mut config = config_in(dir);
     change(&mut config);
     let store = mailpushd::store::Store::open(&config.database)
@@ -683,7 +733,9 @@ async fn with_subscriptions(
         .unwrap();
     let key = webpush_crypto::VapidKey::generate(&mut rand_core::OsRng).unwrap();
     let (id, _) = store.first_vapid_key(key).await.unwrap();
-    support::store_active_subscriptions(&store, "alice", endpoints.iter().cloned(), ua, id).await;
+    for (user, endpoints) in users {
+        support::store_active_subscriptions(&store, user, endpoints.iter().cloned(), ua, id).await;
+    }
     store.close().await;
     Daemon::start(config).await.unwrap()
 }
@@ -707,7 +759,12 @@ async fn new_mail(daemon: &Daemon) {
 
 /// An event in alice's INBOX, as the Lua script reports it.
 async fn event(daemon: &Daemon, event: &str) {
-    let body = format!(r#"{{"Username":"alice","Mailbox":"INBOX","Events": ["{event}"]}}"#);
+    event_for(daemon, "alice", event).await;
+}
+
+/// An event in `user`'s INBOX, as the Lua script reports it.
+async fn event_for(daemon: &Daemon, user: &str, event: &str) {
+    let body = format!(r#"{{"Username":"{user}","Mailbox":"INBOX","Events": ["{event}"]}}"#);
     let (status, _) = http(
         daemon.local_addr().unwrap(),
         "POST",

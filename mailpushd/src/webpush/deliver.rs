@@ -117,7 +117,7 @@ impl WebPushSender {
             if hold {
                 // A 429 without a `Retry-After` asks for the back-off.
                 let backoff = self.inner.retry.backoff(attempt, jitter);
-                let who = delivery.subscription_key();
+                let who = delivery.user_key();
                 self.told_to_wait(
                     &origin,
                     who,

@@ -80,21 +80,21 @@ impl Queued {
 }
 
 impl Delivery {
-    /// A hasher holding whose subscription this is: the one place the user and the
-    /// subscription id are hashed, for the origin's count of "wait" answers and the
-    /// queue's coalescing key alike.
-    fn subscription_hasher(&self) -> std::collections::hash_map::DefaultHasher {
+    /// A hasher holding whose push this is: the user, for the origin's count of "wait"
+    /// answers, and from it the queue's coalescing key.
+    fn user_hasher(&self) -> std::collections::hash_map::DefaultHasher {
         use std::hash::Hash;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         self.user.hash(&mut hasher);
-        self.push.sub_id.as_str().hash(&mut hasher);
         hasher
     }
 
-    /// Which subscription this is, hashed.
-    fn subscription_key(&self) -> u64 {
+    /// Whose push this is, hashed: the origin counts "wait" answers by user, so one
+    /// user's subscriptions (their own devices, or ones they made to be refused)
+    /// never hold everyone's pushes to a shared service.
+    fn user_key(&self) -> u64 {
         use std::hash::Hasher;
-        self.subscription_hasher().finish()
+        self.user_hasher().finish()
     }
 
     /// A push with a topic coalesces with one waiting for the same subscription and
@@ -102,7 +102,8 @@ impl Delivery {
     fn coalescing_key(&self) -> Option<u64> {
         use std::hash::{Hash, Hasher};
         let topic = self.topic.as_ref()?;
-        let mut hasher = self.subscription_hasher();
+        let mut hasher = self.user_hasher();
+        self.push.sub_id.as_str().hash(&mut hasher);
         topic.as_str().hash(&mut hasher);
         Some(hasher.finish())
     }
@@ -375,8 +376,8 @@ impl WebPushSender {
         }
     }
 
-    /// The push service at `origin` told subscription `who` to wait `wait` (at most
-    /// `webpush.max_hold`): once several subscriptions were told so, no request goes
+    /// The push service at `origin` told a push of user `who` to wait `wait` (at most
+    /// `webpush.max_hold`): once several users' pushes were told so, no request goes
     /// to the origin until then; the workers in flight finish their requests, and all
     /// but one stop.
     fn told_to_wait(&self, origin: &Origin, who: u64, wait: Duration) {
@@ -385,7 +386,7 @@ impl WebPushSender {
             .get_mut(origin)
             .is_some_and(|queue| queue.told_to_wait(who, now, now + wait));
         if held {
-            tracing::warn!(%origin, ?wait, "the push service asks several subscriptions to wait: no pushes go to it until then");
+            tracing::warn!(%origin, ?wait, "the push service asks several users' pushes to wait: no pushes go to it until then");
         }
     }
 

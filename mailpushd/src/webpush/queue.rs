@@ -6,9 +6,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-/// How many different subscriptions must be told to wait (429, or 5xx with
-/// `Retry-After`) within [`WAIT_WINDOW`] before the whole origin is held: one
-/// subscription's limit is not the service's.
+/// How many different users' pushes must be told to wait (429, or 5xx with
+/// `Retry-After`) within [`WAIT_WINDOW`] before the whole origin is held: one user's
+/// limit is not the service's.
 pub(super) const HOLD_AFTER: usize = 3;
 
 /// How far back the "wait" answers count.
@@ -134,8 +134,8 @@ impl<J: Keyed, S> OriginQueue<J, S> {
         Some(job)
     }
 
-    /// A subscription (`who`) was told at `now` to wait until `until`: once
-    /// [`HOLD_AFTER`] different ones were within [`WAIT_WINDOW`], the origin is held
+    /// A push of user `who` (hashed) was told at `now` to wait until `until`: once
+    /// [`HOLD_AFTER`] different users' were within [`WAIT_WINDOW`], the origin is held
     /// until then. Whether it is.
     pub(super) fn told_to_wait(&mut self, who: u64, now: Instant, until: Instant) -> bool {
         self.waits
