@@ -180,4 +180,35 @@ impl ProviderTokens {
     pub fn invalidate(&mut self) {
         self.current = None;
     }
+
+    /// Forgets `refused` (the `authorization` value a request carried) if it is still
+    /// the current token; whether it was. The many requests APNs refuses with
+    /// `ExpiredProviderToken` at once renew it once, not each the one the last renewed
+    /// (APNs answers `TooManyProviderTokenUpdates` to that).
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use apns_proto::{ProviderKey, ProviderTokens};
+    /// # let pem = include_bytes!("../tests/data/AuthKey_TEST123456.p8");
+    /// let key = ProviderKey::from_p8_pem(pem, "TEST123456", "TEAM123456")?;
+    /// let mut tokens = ProviderTokens::new(key);
+    /// let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    /// let refused = tokens.header(t0)?.clone();
+    /// assert!(tokens.invalidate_refused(&refused));
+    /// let renewed = tokens.header(t0 + Duration::from_secs(1))?.clone();
+    /// // Another refusal of the old token leaves the renewed one.
+    /// assert!(!tokens.invalidate_refused(&refused));
+    /// assert_eq!(tokens.header(t0 + Duration::from_secs(2))?, &renewed);
+    /// # Ok::<(), apns_proto::TokenError>(())
+    /// ```
+    pub fn invalidate_refused(&mut self, refused: &HeaderValue) -> bool {
+        let current = self
+            .current
+            .as_ref()
+            .is_some_and(|(_, value)| value == refused);
+        if current {
+            self.current = None;
+        }
+        current
+    }
 }

@@ -278,6 +278,37 @@ async fn an_expired_provider_token_is_renewed_and_the_push_resent() {
         .await;
 }
 
+/// Pushes refused together for an expired token renew it once: every resend carries
+/// the same new token.
+#[tokio::test]
+async fn many_refusals_of_one_expired_token_renew_it_once() {
+    let s = setup(|_| {}).await;
+    let devices = 4;
+    for i in 1..=devices {
+        s.register("alice", &format!("ACCOUNT-{i}"), &format!("{i:064x}"))
+            .await;
+    }
+    s.standin.script(
+        std::iter::repeat_with(|| Reply::Status(403, r#"{"reason":"ExpiredProviderToken"}"#))
+            .take(devices),
+    );
+    s.notify("alice", r#""MessageNew""#).await;
+    let requests = s
+        .standin
+        .wait_for(2 * devices, Duration::from_secs(10))
+        .await;
+    assert_eq!(requests.len(), 2 * devices);
+    let tokens: std::collections::BTreeSet<_> = requests
+        .iter()
+        .map(|r| r.header("authorization").unwrap().to_owned())
+        .collect();
+    assert_eq!(tokens.len(), 2, "the refused token and one renewal");
+    s.wait_metric(&format!(
+        "mailpushd_pushes_total{{service=\"apns\",outcome=\"delivered\"}} {devices}"
+    ))
+    .await;
+}
+
 #[tokio::test]
 async fn throttling_and_server_errors_are_retried_in_rounds_then_given_up() {
     let s = setup(|c| {
@@ -346,6 +377,34 @@ async fn goaway_resets_and_slow_answers_reconnect_and_retry() {
         .await;
     // The same body every time.
     assert!(requests.iter().all(|r| r.body == requests[0].body));
+}
+
+/// Requests that fail one after another on one connection (each timing out) drop it
+/// once: the first one's retry opens a new connection, which the later failures on
+/// the old one leave to the others instead of each opening one more.
+#[tokio::test]
+async fn failures_on_a_connection_drop_it_once_not_each_the_next() {
+    let s = setup(|c| c.apns.request_timeout = Duration::from_secs(1)).await;
+    let tokens: Vec<String> = (1..=5).map(|i| format!("{i:064x}")).collect();
+    for (i, token) in tokens.iter().enumerate() {
+        s.register(&format!("user{i}"), ACCOUNT, token).await;
+    }
+    s.standin.script(
+        std::iter::repeat_with(|| Reply::Slow(Duration::from_secs(10), Box::new(Reply::OK)))
+            .take(tokens.len()),
+    );
+    // Each request times out 200 ms after the one before.
+    for i in 0..tokens.len() {
+        s.notify(&format!("user{i}"), r#""MessageNew""#).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    s.wait_metric("mailpushd_pushes_total{service=\"apns\",outcome=\"delivered\"} 5")
+        .await;
+    assert_eq!(
+        s.standin.connections(),
+        2,
+        "one for the timed out, one for the rest"
+    );
 }
 
 #[tokio::test]

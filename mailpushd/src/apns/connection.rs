@@ -115,7 +115,15 @@ pub(crate) struct Connection {
     tls: TlsConnector,
     server_name: ServerName<'static>,
     address: String,
-    open: Mutex<Option<SendRequest<Full<Bytes>>>>,
+    open: Mutex<Slot>,
+}
+
+/// The connection requests share, numbered so that a request that failed on one drops
+/// that one, never the one another request opened since.
+#[derive(Default)]
+struct Slot {
+    current: Option<(u64, SendRequest<Full<Bytes>>)>,
+    opened: u64,
 }
 
 impl Connection {
@@ -149,17 +157,17 @@ impl Connection {
             tls: TlsConnector::from(Arc::new(tls)),
             server_name,
             address: format!("{}:{port}", authority.host()),
-            open: Mutex::new(None),
+            open: Mutex::new(Slot::default()),
         })
     }
 
-    /// The open connection, or a new one.
-    async fn connection(&self) -> Result<SendRequest<Full<Bytes>>, AttemptError> {
+    /// The open connection, or a new one, with its number.
+    async fn connection(&self) -> Result<(u64, SendRequest<Full<Bytes>>), AttemptError> {
         let mut slot = self.open.lock().await;
-        if let Some(sender) = slot.as_ref()
+        if let Some((number, sender)) = slot.current.as_ref()
             && !sender.is_closed()
         {
-            return Ok(sender.clone());
+            return Ok((*number, sender.clone()));
         }
         let address = || self.address.clone();
         let tcp = TcpStream::connect(self.address.as_str())
@@ -201,8 +209,9 @@ impl Connection {
                 tracing::info!(error = %e, "APNs connection ended");
             }
         });
-        *slot = Some(sender.clone());
-        Ok(sender)
+        slot.opened = slot.opened.wrapping_add(1);
+        slot.current = Some((slot.opened, sender.clone()));
+        Ok((slot.opened, sender))
     }
 
     /// Opens a connection (TCP, TLS, HTTP/2) within `timeout`, or says why it did not
@@ -215,15 +224,18 @@ impl Connection {
     }
 
     /// Sends `request` and reads the answer within `timeout`. Any failure drops the
-    /// connection: the next attempt opens a new one rather than trusting one that may
-    /// have gone silently.
+    /// connection it was sent on: the next attempt opens a new one rather than trusting
+    /// one that may have gone silently. The many requests a GOAWAY or a stall fails at
+    /// once drop that connection once, not each the one opened after it.
     pub(crate) async fn send(
         &self,
         request: http::Request<Vec<u8>>,
         timeout: Duration,
     ) -> Result<Outcome, AttemptError> {
+        let mut sent_on = None;
         let attempt = async {
-            let mut sender = self.connection().await?;
+            let (number, mut sender) = self.connection().await?;
+            sent_on = Some(number);
             sender.ready().await.map_err(AttemptError::Closed)?;
             let response = sender
                 .send_request(request.map(|body| Full::new(Bytes::from(body))))
@@ -243,8 +255,13 @@ impl Connection {
             Ok(answer) => answer,
             Err(_) => Err(AttemptError::Timeout(timeout)),
         };
-        if result.is_err() {
-            self.open.lock().await.take();
+        if result.is_err()
+            && let Some(failed) = sent_on
+        {
+            let mut slot = self.open.lock().await;
+            if slot.current.as_ref().is_some_and(|(n, _)| *n == failed) {
+                slot.current = None;
+            }
         }
         result
     }

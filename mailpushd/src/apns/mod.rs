@@ -318,8 +318,8 @@ impl Apns {
                 tracing::warn!(attempts = attempt - 1, token = ?job.device_token, "APNs push's round of attempts ends with its lease: owed, tried again later");
                 break out_of_attempts;
             }
-            let request = match self.request(job) {
-                Ok(request) => request,
+            let (request, authorization) = match self.request(job) {
+                Ok(built) => built,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot build the APNs request");
                     break PushOutcome::FixConfiguration;
@@ -404,8 +404,11 @@ impl Apns {
                         break PushOutcome::TokenRejected;
                     }
                     Action::RenewProviderToken if !renewed => {
-                        if let Some(tokens) = &self.inner.tokens {
-                            crate::lock(tokens).invalidate();
+                        // The token this request carried, unless another refusal
+                        // renewed it already.
+                        if let (Some(tokens), Some(refused)) = (&self.inner.tokens, &authorization)
+                        {
+                            crate::lock(tokens).invalidate_refused(refused);
                         }
                         renewed = true;
                         // Resent at once with the new token; not a failed attempt.
@@ -459,19 +462,24 @@ impl Apns {
         Attempted { outcome, last }
     }
 
-    fn request(&self, job: &Job) -> Result<http::Request<Vec<u8>>, BuildError> {
+    /// `job`'s request, and the provider token it carries (with a key).
+    fn request(
+        &self,
+        job: &Job,
+    ) -> Result<(http::Request<Vec<u8>>, Option<http::HeaderValue>), BuildError> {
         let now = SystemTime::now();
         let authorization = match &self.inner.tokens {
             None => None,
             Some(tokens) => Some(crate::lock(tokens).header(now)?.clone()),
         };
         let mut push = crate::lock(&self.inner.push);
-        Ok(push.request(
+        let request = push.request(
             &job.device_token,
             job.account_id.as_str(),
             now,
             authorization.as_ref(),
-        )?)
+        )?;
+        Ok((request, authorization))
     }
 }
 
