@@ -111,7 +111,7 @@ async fn notify_stream(
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    mailpushd::logs::init(mailpushd::logs::LogFormat::Text);
+    mailpushd::logs::init(mailpushd::logs::LogFormat::Text).expect("MAILPUSHD_LOG");
     let args: Vec<u64> = std::env::args().filter_map(|a| a.parse().ok()).collect();
     let seconds = args.first().copied().unwrap_or(10);
     let rate = args.get(1).copied().unwrap_or(1000);

@@ -162,7 +162,7 @@ async fn run(name: &str, database: Database, dir: &std::path::Path, n: usize, ra
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    mailpushd::logs::init(mailpushd::logs::LogFormat::Text);
+    mailpushd::logs::init(mailpushd::logs::LogFormat::Text).expect("MAILPUSHD_LOG");
     let args: Vec<u64> = std::env::args().filter_map(|a| a.parse().ok()).collect();
     let n = args.first().copied().unwrap_or(100_000) as usize;
     let rate = args.get(1).copied().unwrap_or(200);

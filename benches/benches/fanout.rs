@@ -623,7 +623,7 @@ fn main() {
     }
     // The daemon's own log subscriber: without one, the spans its libraries open (h2
     // opens some for every poll of a connection) cost what they never cost the daemon.
-    mailpushd::logs::init(mailpushd::logs::LogFormat::Text);
+    mailpushd::logs::init(mailpushd::logs::LogFormat::Text).expect("MAILPUSHD_LOG");
     let numbers: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let rounds = numbers.first().copied().unwrap_or(5);
     let n = numbers.get(1).copied().unwrap_or(10_000);

@@ -151,7 +151,7 @@ async fn wait_for_stdin_to_close() {
 // ---- The front (`--front BACKEND DIR`) ----
 
 fn run_front(backend: &str, dir: &Path) {
-    mailpushd::logs::init(mailpushd::logs::LogFormat::Text);
+    mailpushd::logs::init(mailpushd::logs::LogFormat::Text).expect("MAILPUSHD_LOG");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let mut config = mailpushd::config::Config::with_database(dir.join("store.sqlite"));

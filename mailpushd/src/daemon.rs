@@ -111,7 +111,7 @@ async fn import(config: &Config, store: &Store) -> Result<(), StartError> {
             source,
         })?;
     for r in &rejected {
-        tracing::warn!(user = ?r.user, account = %r.account_id, reason = r.reason, "xapsd entry not imported");
+        tracing::warn!(user = ?r.user, account = ?r.account_id, reason = r.reason, "xapsd entry not imported");
     }
     let n = store.import(&registry).await?;
     tracing::info!(imported = n, from = %json.display(), "xapsd database imported");

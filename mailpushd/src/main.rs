@@ -90,7 +90,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    mailpushd::logs::init(cli.log_format);
+    if let Err(e) = mailpushd::logs::init(cli.log_format) {
+        eprintln!("mailpushd: {e}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -134,7 +137,13 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             let bytes = std::fs::read(&file)?;
             let (registry, rejected) = Registry::from_xapsd_json(&bytes)?;
             for r in &rejected {
-                println!("not imported: {} / {}: {}", r.user, r.account_id, r.reason);
+                // As written in the file, escaped: text a device once sent.
+                println!(
+                    "not imported: {} / {}: {}",
+                    r.user.escape_debug(),
+                    r.account_id.escape_debug(),
+                    r.reason
+                );
             }
             let n = store(&config).await?.import(&registry).await?;
             println!("imported {n} registrations from {}", file.display());

@@ -147,6 +147,31 @@ fn an_export_is_the_owners_only_and_follows_no_link() {
     assert_eq!(std::fs::read_to_string(&theirs).unwrap(), "untouched");
 }
 
+/// A mistyped MAILPUSHD_LOG is said and refused, not taken as `info` without a word.
+#[test]
+fn a_log_filter_that_does_not_read_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mailpushd.toml");
+    std::fs::write(&config, "database = \"sqlite:store.sqlite\"\n").unwrap();
+    let run = |filter: &str| {
+        Command::new(env!("CARGO_BIN_EXE_mailpushd"))
+            .arg("--config")
+            .arg(&config)
+            .args(["check-config", "--offline"])
+            .env("MAILPUSHD_LOG", filter)
+            .output()
+            .unwrap()
+    };
+    let refused = run("mailpushd=debgu");
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("MAILPUSHD_LOG=\"mailpushd=debgu\" is not a log filter"),
+        "{said}"
+    );
+    assert!(run("mailpushd=debug").status.success());
+}
+
 #[test]
 fn check_config_reports_what_it_found() {
     let dir = tempfile::tempdir().unwrap();
@@ -296,6 +321,21 @@ fn the_topic_comes_from_the_certificate_pem_or_pkcs12() {
             daemon.shutdown(Duration::from_secs(1)).await;
         });
     }
+    // A DER certificate reads, but TLS needs PEM: refused at start, saying so.
+    std::fs::write(dir.path().join("cert.der"), cert.der()).unwrap();
+    let mut config = mailpushd::config::Config::from_toml(
+        "[apns]\ncertificate_pem = \"cert.der\"\ncertificate_key_pem = \"key.pem\"\n",
+        dir.path(),
+    )
+    .unwrap();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let refused = runtime
+        .block_on(mailpushd::daemon::Daemon::start(config))
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("no PEM certificate in it"), "{refused}");
 }
 
 #[test]
