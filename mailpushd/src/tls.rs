@@ -29,11 +29,17 @@ pub enum RootsError {
 }
 
 /// The platform's root certificates, plus every certificate in the PEM file `extra`.
+/// A CA file without any certificate (a DER file, say, or the wrong file) is refused;
+/// a platform store that cannot be read is logged.
 pub fn roots(extra: Option<&Path>) -> Result<RootCertStore, RootsError> {
     let mut roots = RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
         // A platform certificate rustls cannot use is skipped, as browsers do.
         let _ = roots.add(cert);
+    }
+    for error in &native.errors {
+        tracing::warn!(%error, "a platform certificate store could not be read");
     }
     if let Some(path) = extra {
         let refused = |reason: String| RootsError::Certificate {
@@ -44,10 +50,34 @@ pub fn roots(extra: Option<&Path>) -> Result<RootCertStore, RootsError> {
             path: path.to_owned(),
             source,
         })?;
+        let mut added = 0_usize;
         for cert in CertificateDer::pem_slice_iter(&pem) {
             let cert = cert.map_err(|e| refused(e.to_string()))?;
             roots.add(cert).map_err(|e| refused(e.to_string()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(refused(
+                "no PEM certificate in it (-----BEGIN CERTIFICATE-----)".into(),
+            ));
         }
     }
     Ok(roots)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ca_file_without_a_certificate_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("ca.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let e = roots(Some(&empty)).unwrap_err().to_string();
+        assert!(e.contains("no PEM certificate in it"), "{e}");
+        let der = dir.path().join("ca.der");
+        std::fs::write(&der, [0x30, 0x82, 0x01, 0x00]).unwrap();
+        assert!(roots(Some(&der)).is_err());
+    }
 }

@@ -27,11 +27,14 @@ pub(crate) struct Loaded {
     pub(crate) topic: Topic,
 }
 
-fn read(path: &std::path::Path) -> Result<Vec<u8>, ApnsError> {
-    std::fs::read(path).map_err(|source| ApnsError::Read {
-        path: path.to_owned(),
-        source,
-    })
+/// A credential file's octets, wiped when dropped (keys are among them).
+fn read(path: &std::path::Path) -> Result<zeroize::Zeroizing<Vec<u8>>, ApnsError> {
+    std::fs::read(path)
+        .map(zeroize::Zeroizing::new)
+        .map_err(|source| ApnsError::Read {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 /// A credential file that does not read as what it should be.
@@ -69,6 +72,13 @@ pub(crate) fn load(config: &config::Apns) -> Result<Loaded, ApnsError> {
             let chain = CertificateDer::pem_slice_iter(&pem)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| unreadable(cert_file, e))?;
+            // A DER file reads as a certificate above, but TLS needs the PEM chain.
+            if chain.is_empty() {
+                return Err(unreadable(
+                    cert_file,
+                    "no PEM certificate in it (-----BEGIN CERTIFICATE-----): convert a DER one with openssl x509 -inform der",
+                ));
+            }
             let key = PrivateKeyDer::from_pem_slice(&read(key)?).map_err(|e| unreadable(key, e))?;
             client_auth = Some((chain, key));
         }
