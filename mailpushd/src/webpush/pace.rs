@@ -93,13 +93,13 @@ impl Pace {
     pub(super) fn load(&self) -> Load {
         let now = Instant::now();
         let mut window = crate::lock(&self.window);
-        if now - window.started < PACE_WINDOW {
+        if now.saturating_duration_since(window.started) < PACE_WINDOW {
             return window.load;
         }
         let Some(workers) = worker_counts() else {
             return Load::Spare;
         };
-        let elapsed = now - window.started;
+        let elapsed = now.saturating_duration_since(window.started);
         let busy = busy_between(&window.workers, &workers, elapsed);
         window.load = judge(busy, elapsed, workers.len(), window.load);
         window.started = now;

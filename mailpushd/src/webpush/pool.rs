@@ -171,7 +171,7 @@ struct Idle {
 impl Idle {
     /// Still open, and not kept too long.
     fn usable(&self, now: Instant) -> bool {
-        !self.conn.is_closed() && now - self.since < IDLE_TIMEOUT
+        !self.conn.is_closed() && now.saturating_duration_since(self.since) < IDLE_TIMEOUT
     }
 }
 
