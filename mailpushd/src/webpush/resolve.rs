@@ -13,11 +13,20 @@ use imap_webpush_proto::PushAddress;
 
 use crate::config::StaticNames;
 
+/// How many DNS lookups run at once. Each takes a blocking thread for as long as the
+/// system's resolver takes (seconds per server that does not answer, whatever the
+/// request's timeout), so a user's endpoints on names whose servers never answer
+/// must not take all of the runtime's blocking threads.
+const MAX_LOOKUPS: usize = 32;
+
 /// Resolves push service names, keeping only the addresses pushes may go to.
 #[derive(Clone, Debug)]
 pub struct Resolver {
     names: Option<Arc<StaticNames>>,
     allow_local: bool,
+    /// Held by each lookup until the system's resolver returns, not only until the
+    /// request that asked gives up.
+    lookups: Arc<tokio::sync::Semaphore>,
 }
 
 impl Resolver {
@@ -27,7 +36,26 @@ impl Resolver {
         Self {
             names: names.map(Arc::new),
             allow_local,
+            lookups: Arc::new(tokio::sync::Semaphore::new(MAX_LOOKUPS)),
         }
+    }
+
+    /// `host`'s addresses from the system's resolver, on a blocking thread that holds
+    /// one of [`MAX_LOOKUPS`] permits until it returns.
+    async fn lookup(&self, host: String) -> std::io::Result<Vec<SocketAddr>> {
+        let permit = self
+            .lookups
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(std::io::Error::other)?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), 0))
+                .map(Iterator::collect::<Vec<_>>)
+        })
+        .await
+        .map_err(std::io::Error::other)?
     }
 }
 
@@ -49,7 +77,7 @@ impl tower_service::Service<Name> for Resolver {
                     .get(&host)
                     .map(|ips| ips.iter().map(|ip| SocketAddr::new(*ip, 0)).collect())
                     .unwrap_or_default(),
-                None => tokio::net::lookup_host((host.as_str(), 0)).await?.collect(),
+                None => resolver.lookup(host.clone()).await?,
             };
             let allowed: Vec<SocketAddr> = found
                 .iter()
@@ -67,5 +95,50 @@ impl tower_service::Service<Name> for Resolver {
             }
             Ok(allowed.into_iter())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+
+    fn call(
+        resolver: &mut Resolver,
+        host: &str,
+    ) -> <Resolver as tower_service::Service<Name>>::Future {
+        tower_service::Service::call(resolver, Name::from_str(host).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_loopback_name_is_refused_unless_local_is_allowed() {
+        let found = call(&mut Resolver::new(None, true), "localhost")
+            .await
+            .unwrap();
+        assert!(found.into_iter().all(|a| a.ip().is_loopback()));
+        let refused = call(&mut Resolver::new(None, false), "localhost")
+            .await
+            .unwrap_err();
+        assert!(
+            refused.to_string().contains("resolves to no address"),
+            "{refused}"
+        );
+    }
+
+    #[tokio::test]
+    async fn lookups_wait_for_a_permit() {
+        let mut resolver = Resolver::new(None, true);
+        let all = resolver
+            .lookups
+            .clone()
+            .acquire_many_owned(u32::try_from(MAX_LOOKUPS).unwrap())
+            .await
+            .unwrap();
+        let mut waiting = call(&mut resolver, "localhost");
+        let early = tokio::time::timeout(std::time::Duration::from_millis(100), &mut waiting).await;
+        assert!(early.is_err(), "looked up without a permit");
+        drop(all);
+        assert!(waiting.await.is_ok());
     }
 }
