@@ -21,7 +21,7 @@ use mailpushd::core::Core;
 use mailpushd::daemon::Daemon;
 use mailpushd::logs::LogFormat;
 use mailpushd::metrics::{Metrics, PushOutcome};
-use mailpushd::store::Store;
+use mailpushd::store::{Store, StoreError};
 use xaps_proto::registry::Registry;
 
 /// Push e-mail for self-hosted mail servers: a drop-in for xapsd (iOS Mail over APNs).
@@ -155,7 +155,10 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::ExportXapsd { file } => {
             let config = config(path)?;
-            let registry = store(&config).await?.all(Registry::new()).await?;
+            let registry = Store::open_existing(&config.database)
+                .await?
+                .all(Registry::new())
+                .await?;
             let json = registry.to_xapsd_json()?;
             match file {
                 None => println!("{json}"),
@@ -245,8 +248,20 @@ async fn check_config(config: &Config, offline: bool) -> Result<ExitCode, Error>
         ),
     }
     println!("APNs server: {}", config.apns.server.authority());
-    let store = store(config).await?;
-    println!("registrations: {}", store.count().await?);
+    // As it is: a check neither makes the store nor migrates it.
+    match Store::open_existing(&config.database).await {
+        Ok(store) => {
+            println!("registrations: {}", store.count().await?);
+            store.close().await;
+        }
+        Err(StoreError::Missing(_)) => {
+            println!("registrations: none yet (the store is made at the first start)");
+        }
+        Err(StoreError::Schema { found, expected }) if found < expected => {
+            println!("store schema: version {found}, brought to {expected} at the next start");
+        }
+        Err(e) => return Err(e.into()),
+    }
     // Nothing is sent here: what a sender would report goes nowhere.
     let (reports, _) = mailpushd::report::channel();
     let apns = match Apns::new(&config.apns, reports, std::sync::Arc::new(Metrics::new())) {
@@ -373,7 +388,7 @@ fn answer_text(answer: Option<&mailpushd::apns::Answer>) -> String {
 /// `user`'s registrations and their last pushes.
 async fn status(config: &Config, user: &str) -> Result<ExitCode, Error> {
     let user = xaps_proto::UserName::new(user)?;
-    let store = store(config).await?;
+    let store = Store::open_existing(&config.database).await?;
     let devices = store.devices_of(&user).await?;
     let pushes = store.pushes_of(&user).await?;
     store.close().await;

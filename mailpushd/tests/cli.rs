@@ -134,6 +134,22 @@ fn an_export_is_the_owners_only_and_follows_no_link() {
     let config = dir.path().join("mailpushd.toml");
     std::fs::write(&config, "database = \"sqlite:store.sqlite\"\n").unwrap();
     let output = dir.path().join("export.json");
+    // Without a store (a mistyped path, say): said, and none made.
+    let (ok, out) = mailpushd(&config, &["export-xapsd", output.to_str().unwrap()]);
+    assert!(!ok && out.contains("no store at"), "{out}");
+    assert!(!dir.path().join("store.sqlite").exists());
+    let (ok, out) = mailpushd(&config, &["status", "alice"]);
+    assert!(!ok && out.contains("no store at"), "{out}");
+    let (ok, out) = mailpushd(&config, &["check-config", "--offline"]);
+    assert!(out.contains("registrations: none yet"), "{ok} {out}");
+    assert!(!dir.path().join("store.sqlite").exists());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = mailpushd::store::Store::open_sqlite(&dir.path().join("store.sqlite"))
+            .await
+            .unwrap();
+        store.close().await;
+    });
     let (ok, out) = mailpushd(&config, &["export-xapsd", output.to_str().unwrap()]);
     assert!(ok, "{out}");
     let mode = std::fs::metadata(&output).unwrap().permissions().mode() & 0o777;

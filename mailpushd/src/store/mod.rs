@@ -64,6 +64,20 @@ pub enum StoreError {
     /// the transaction was kept.
     #[error("a change of a kind this version cannot store: nothing was stored")]
     UnknownChange,
+    /// A command that reads the store found none where the configuration says.
+    #[error("no store at {0}: check `database`, or start the daemon (serve) once to make it")]
+    Missing(std::path::PathBuf),
+    /// The store's schema is another version's than this program's.
+    #[error(
+        "the store's schema is version {found}, this mailpushd's is {expected}: {}",
+        if found < expected { "start this version's daemon (serve) once to bring it up to date" } else { "it was made by a newer mailpushd" }
+    )]
+    Schema {
+        /// The store's.
+        found: i64,
+        /// This program's.
+        expected: i64,
+    },
     /// The system clock reads a time the store cannot write (years 0001 to 9999 only).
     #[error("the clock reads {0:?}, outside years 0001 to 9999: set the system clock")]
     Clock(std::time::SystemTime),
@@ -223,13 +237,55 @@ impl Store {
         }
     }
 
+    /// Opens the configured store as it is, for the commands that read it (`status`,
+    /// `check-config`, `export-xapsd`): neither made where there is none (a mistyped
+    /// path is said, not answered with an empty store) nor migrated (a newer program's
+    /// check does not change the schema under older daemons sharing it). A schema of
+    /// another version is refused.
+    pub async fn open_existing(database: &crate::config::Database) -> Result<Self, StoreError> {
+        let store = match database {
+            crate::config::Database::Sqlite(path) => {
+                if !path.try_exists().unwrap_or(false) {
+                    return Err(StoreError::Missing(path.clone()));
+                }
+                Self::connect_sqlite(path, "rw").await?
+            }
+            crate::config::Database::Postgres(url) => {
+                Self::connect_postgres(url.expose(), url.max_connections()).await?
+            }
+        };
+        let expected = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+        let found: i64 = match sqlx::query("SELECT COALESCE(MAX(version), 0) FROM mailpushd_schema")
+            .fetch_one(&store.readers)
+            .await
+        {
+            Ok(row) => row.try_get(0)?,
+            // No schema table: nothing of this program's is in it.
+            Err(_) => 0,
+        };
+        if found != expected {
+            store.close().await;
+            return Err(StoreError::Schema { found, expected });
+        }
+        Ok(store)
+    }
+
     /// Opens (creating if needed) an SQLite store at `path` and brings its schema up to
     /// date. The file holds the VAPID private key and every subscription's keys: it is
     /// made readable by its owner only (and SQLite gives its `-wal` and `-shm` files
     /// the same mode), and one made more open by an earlier version is closed up.
     pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
-        install_drivers();
         owner_only(path)?;
+        let store = Self::connect_sqlite(path, "rwc").await?;
+        // The file exists once migrated; readers open it read-only.
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects to the SQLite file at `path`, its writer in SQLite's `mode` (`rwc`
+    /// makes the file, `rw` does not), its readers read-only.
+    async fn connect_sqlite(path: &Path, mode: &str) -> Result<Self, StoreError> {
+        install_drivers();
         let file = path
             .to_str()
             .ok_or_else(|| StoreError::Path(path.to_owned()))?;
@@ -257,38 +313,40 @@ impl Store {
             })
         };
         let writer = pragmas(AnyPoolOptions::new().max_connections(1))
-            .connect(&format!("sqlite://{escaped}?mode=rwc"))
+            .connect(&format!("sqlite://{escaped}?mode={mode}"))
             .await?;
-        let store = Self {
-            kind: Kind::Sqlite,
-            readers: writer.clone(),
-            writer,
-        };
-        // The file exists once migrated; readers open it read-only.
-        store.migrate().await?;
+        // Readers open lazily, once the file exists (`open_sqlite` migrates first).
         let readers = pragmas(AnyPoolOptions::new().max_connections(4))
-            .connect(&format!("sqlite://{escaped}?mode=ro"))
-            .await?;
-        Ok(Self { readers, ..store })
+            .connect_lazy(&format!("sqlite://{escaped}?mode=ro"))?;
+        Ok(Self {
+            kind: Kind::Sqlite,
+            readers,
+            writer,
+        })
     }
 
     /// Connects to PostgreSQL at `url` (`postgres://user:password@host/database`, with
     /// the usual parameters such as `sslmode`) with up to `max_connections`, and brings
     /// the schema up to date.
     pub async fn open_postgres(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let store = Self::connect_postgres(url, max_connections).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects to PostgreSQL at `url` with up to `max_connections`.
+    async fn connect_postgres(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         install_drivers();
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await?;
-        let store = Self {
+        Ok(Self {
             kind: Kind::Postgres,
             readers: pool.clone(),
             writer: pool,
-        };
-        store.migrate().await?;
-        Ok(store)
+        })
     }
 
     /// Begins a write transaction that holds every one of `locks`.
