@@ -213,6 +213,12 @@ impl Pool {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(config.request_timeout));
+        // A service that stops taking what was sent (a zero window, a dead path)
+        // ends its connection, and the connection's task, within a request's time;
+        // an idle one that died unseen is found by keep-alive probes.
+        #[cfg(target_os = "linux")]
+        http.set_tcp_user_timeout(Some(config.request_timeout));
+        http.set_keepalive(Some(Duration::from_secs(60)));
         let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls);
         let connector = if config.allow_local_push_service {
             builder.https_or_http()
