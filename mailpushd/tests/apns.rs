@@ -407,6 +407,44 @@ async fn failures_on_a_connection_drop_it_once_not_each_the_next() {
     );
 }
 
+/// After a failed connection attempt, the pushes of a burst do not each make one:
+/// they wait out the attempt's back-off (and go in the next round).
+#[tokio::test]
+async fn a_failed_connection_is_not_tried_again_by_every_push_at_once() {
+    // A server that takes the TCP connection and closes it: every handshake fails.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(socket);
+        }
+    });
+    let s = setup(|c| {
+        c.apns.server = apns_proto::Server::new(&format!("127.0.0.1:{port}")).unwrap();
+        c.apns.max_attempts = 3;
+    })
+    .await;
+    let devices = 10;
+    for i in 1..=devices {
+        s.register(&format!("user{i}"), ACCOUNT, &format!("{i:064x}"))
+            .await;
+    }
+    for i in 1..=devices {
+        s.notify(&format!("user{i}"), r#""MessageNew""#).await;
+    }
+    // Every push's round of three attempts ends (deferred to a later round)...
+    s.wait_metric(&format!(
+        "mailpushd_pushes_total{{service=\"apns\",outcome=\"deferred\"}} {devices}"
+    ))
+    .await;
+    // ...after one connection attempt, not thirty.
+    let made = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(made <= 2, "{made} connection attempts");
+}
+
 #[tokio::test]
 async fn a_token_is_kept_as_received_and_found_in_any_case() {
     let s = setup(|_| {}).await;

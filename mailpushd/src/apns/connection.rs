@@ -3,7 +3,7 @@
 //! request opens a new one.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use apns_proto::Outcome;
 use bytes::Bytes;
@@ -72,16 +72,30 @@ pub enum AttemptError {
     /// No answer in time.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+    /// The last connection attempt failed a moment ago: none is made before its
+    /// back-off ends, so a burst of pushes does not make a handshake each.
+    #[error("not connecting to {address} again for {left:?}: the last attempt failed: {reason}")]
+    Backoff {
+        /// Where.
+        address: String,
+        /// How long until the next attempt.
+        left: Duration,
+        /// Why the last attempt failed.
+        reason: String,
+        /// Whether that was the configuration's fault.
+        configuration: bool,
+    },
 }
 
 impl AttemptError {
     /// Whether the configuration is at fault (a certificate, a server that is not
     /// APNs): attempts cannot succeed until the operator changes something.
     pub fn is_configuration(&self) -> bool {
-        matches!(
-            self,
-            AttemptError::Certificate { .. } | AttemptError::NotHttp2 { .. }
-        )
+        match self {
+            AttemptError::Certificate { .. } | AttemptError::NotHttp2 { .. } => true,
+            AttemptError::Backoff { configuration, .. } => *configuration,
+            _ => false,
+        }
     }
 }
 
@@ -124,7 +138,24 @@ pub(crate) struct Connection {
 struct Slot {
     current: Option<(u64, SendRequest<Full<Bytes>>)>,
     opened: u64,
+    /// The last connection attempt failed: none before `until`.
+    failed: Option<Failed>,
 }
+
+/// A failed connection attempt, and the back-off it started.
+struct Failed {
+    until: Instant,
+    backoff: Duration,
+    reason: String,
+    configuration: bool,
+}
+
+/// The back-off after a first failed connection attempt; doubled after each that
+/// follows, up to [`MAX_CONNECT_BACKOFF`].
+const FIRST_CONNECT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The longest wait between connection attempts.
+const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(60);
 
 impl Connection {
     pub(crate) fn new(
@@ -161,7 +192,8 @@ impl Connection {
         })
     }
 
-    /// The open connection, or a new one, with its number.
+    /// The open connection, or a new one, with its number. After a failed attempt,
+    /// none is made until its back-off ends: the requests meanwhile fail at once.
     async fn connection(&self) -> Result<(u64, SendRequest<Full<Bytes>>), AttemptError> {
         let mut slot = self.open.lock().await;
         if let Some((number, sender)) = slot.current.as_ref()
@@ -169,6 +201,42 @@ impl Connection {
         {
             return Ok((*number, sender.clone()));
         }
+        let now = Instant::now();
+        if let Some(failed) = &slot.failed
+            && now < failed.until
+        {
+            return Err(AttemptError::Backoff {
+                address: self.address.clone(),
+                left: failed.until.saturating_duration_since(now),
+                reason: failed.reason.clone(),
+                configuration: failed.configuration,
+            });
+        }
+        match self.open().await {
+            Ok(sender) => {
+                slot.failed = None;
+                slot.opened = slot.opened.wrapping_add(1);
+                slot.current = Some((slot.opened, sender.clone()));
+                Ok((slot.opened, sender))
+            }
+            Err(e) => {
+                let backoff = slot.failed.as_ref().map_or(FIRST_CONNECT_BACKOFF, |f| {
+                    f.backoff.saturating_mul(2).min(MAX_CONNECT_BACKOFF)
+                });
+                slot.failed = Some(Failed {
+                    // A moment the clock cannot hold is no back-off.
+                    until: now.checked_add(backoff).unwrap_or(now),
+                    backoff,
+                    reason: e.to_string(),
+                    configuration: e.is_configuration(),
+                });
+                Err(e)
+            }
+        }
+    }
+
+    /// A new connection: TCP, TLS with ALPN h2, HTTP/2.
+    async fn open(&self) -> Result<SendRequest<Full<Bytes>>, AttemptError> {
         let address = || self.address.clone();
         let tcp = TcpStream::connect(self.address.as_str())
             .await
@@ -209,9 +277,7 @@ impl Connection {
                 tracing::info!(error = %e, "APNs connection ended");
             }
         });
-        slot.opened = slot.opened.wrapping_add(1);
-        slot.current = Some((slot.opened, sender.clone()));
-        Ok((slot.opened, sender))
+        Ok(sender)
     }
 
     /// Opens a connection (TCP, TLS, HTTP/2) within `timeout`, or says why it did not
