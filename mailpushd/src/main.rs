@@ -451,7 +451,17 @@ async fn send_test(config: &Config, user: &str) -> Result<ExitCode, Error> {
     let (reports, mut reported) = mailpushd::report::channel();
     let apns = Apns::new(&config.apns, reports.clone(), metrics.clone())?;
     let core = Core::apns_only(config.clone(), store, apns, metrics, reports);
-    let outcomes = core.send_test(&user).await?;
+    // The reports (a 410's removal) are taken while the pushes go: the channel is
+    // bounded, and a sender waits for room in it. At most one per device.
+    let mut pending = Vec::new();
+    let sending = core.send_test(&user);
+    tokio::pin!(sending);
+    let outcomes = loop {
+        tokio::select! {
+            outcomes = &mut sending => break outcomes?,
+            Some(report) = reported.recv() => pending.push(report),
+        }
+    };
     if outcomes.is_empty() {
         println!("{user} has no registered device");
         return Ok(ExitCode::FAILURE);
@@ -474,6 +484,9 @@ async fn send_test(config: &Config, user: &str) -> Result<ExitCode, Error> {
     }
     // A 410 removes the registration here as it would in the daemon.
     while let Ok(report) = reported.try_recv() {
+        pending.push(report);
+    }
+    for report in pending {
         core.apply(report).await;
     }
     core.store().close().await;
