@@ -439,6 +439,12 @@ fn owner_only(path: &Path) -> Result<(), StoreError> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(permission(e)),
         };
+        // A mode set by path follows a link, to whatever file it names (a link's own
+        // mode reads 0777 whatever its target's): links are left alone, and said.
+        if metadata.file_type().is_symlink() {
+            tracing::warn!(file = %file.display(), "a symbolic link: its target's mode is not checked (name the store's file itself)");
+            continue;
+        }
         if metadata.permissions().mode() & 0o077 != 0 {
             std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
                 .map_err(permission)?;
@@ -453,4 +459,32 @@ fn owner_only(path: &Path) -> Result<(), StoreError> {
 fn install_drivers() {
     let _already =
         sqlx::any::install_drivers(&[sqlx::postgres::any::DRIVER, sqlx::sqlite::any::DRIVER]);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// A store made more open is closed up; a link beside it is not followed.
+    #[test]
+    fn the_store_is_made_the_owners_only_and_no_link_is_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store.sqlite");
+        owner_only(&store).unwrap();
+        assert_eq!(mode(&store), 0o600);
+        std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let theirs = dir.path().join("theirs");
+        std::fs::write(&theirs, "").unwrap();
+        std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink(&theirs, dir.path().join("store.sqlite-shm")).unwrap();
+        owner_only(&store).unwrap();
+        assert_eq!(mode(&store), 0o600);
+        assert_eq!(mode(&theirs), 0o644, "followed the link");
+    }
 }
