@@ -20,17 +20,15 @@ use tokio::time::{Instant, Sleep};
 /// Where a connection is in its request cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    /// No request under way: the idle clock runs.
+    /// No request under way: the idle clock runs. Line ends are still idle: a server
+    /// skips empty lines before a request line (RFC 9112, section 2.2), as hyper does.
     Idle,
-    /// A request's headers are arriving; `matched` octets of the blank line that ends
-    /// them have been seen.
-    Headers { matched: u8 },
+    /// A request's headers are arriving; `empty_line` says whether the line under way
+    /// holds nothing yet but a carriage return, so that the next line feed ends them.
+    Headers { empty_line: bool },
     /// The headers are in: the body and the answer are the handler's to time.
     Request,
 }
-
-/// The blank line that ends a request's headers.
-const END_OF_HEADERS: &[u8; 4] = b"\r\n\r\n";
 
 /// A stream whose reads end with `TimedOut` when a clock runs out, and whose writes
 /// when one has waited too long.
@@ -88,9 +86,10 @@ impl<S> Timed<S> {
     fn saw(&mut self, read: &[u8]) {
         for &octet in read {
             let next = match self.phase {
+                Phase::Idle if matches!(octet, b'\r' | b'\n') => Phase::Idle,
                 Phase::Idle => {
                     self.clock.as_mut().reset(Instant::now() + self.header);
-                    Phase::Headers { matched: 0 }.after(octet)
+                    Phase::Headers { empty_line: false }
                 }
                 headers @ Phase::Headers { .. } => headers.after(octet),
                 Phase::Request => return,
@@ -101,23 +100,18 @@ impl<S> Timed<S> {
 }
 
 impl Phase {
-    /// The phase after one more octet of headers.
+    /// The phase after one more octet of headers. A line ends at a line feed, with or
+    /// without a carriage return before it, as hyper's parser ends it; the headers end
+    /// at the first empty line.
     fn after(self, octet: u8) -> Phase {
-        let Phase::Headers { matched } = self else {
+        let Phase::Headers { empty_line } = self else {
             return self;
         };
-        let expected = END_OF_HEADERS.get(usize::from(matched)).copied();
-        let matched = if expected == Some(octet) {
-            matched + 1
-        } else if octet == b'\r' {
-            1
-        } else {
-            0
-        };
-        if usize::from(matched) == END_OF_HEADERS.len() {
-            Phase::Request
-        } else {
-            Phase::Headers { matched }
+        match octet {
+            b'\n' if empty_line => Phase::Request,
+            b'\n' => Phase::Headers { empty_line: true },
+            b'\r' => self,
+            _ => Phase::Headers { empty_line: false },
         }
     }
 }
@@ -187,22 +181,51 @@ mod tests {
     }
 
     #[test]
-    fn the_headers_end_at_the_first_blank_line() {
-        let start = Phase::Headers { matched: 0 };
+    fn the_headers_end_at_the_first_empty_line() {
+        let start = Phase::Headers { empty_line: false };
         assert_eq!(
             run(start, b"GET / HTTP/1.1\r\nHost: x\r\n"),
-            Phase::Headers { matched: 2 }
+            Phase::Headers { empty_line: true }
         );
         assert_eq!(
             run(start, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
             Phase::Request
         );
-        // A carriage return inside a near match starts a new one.
-        assert_eq!(run(start, b"a\r\n\r\r\n\r\n"), Phase::Request);
-        assert_eq!(run(start, b"a\r\n\rx"), Phase::Headers { matched: 0 });
+        // Bare line feeds end lines for hyper too.
+        assert_eq!(run(start, b"GET / HTTP/1.1\nHost: x\n\n"), Phase::Request);
+        assert_eq!(run(start, b"GET / HTTP/1.1\r\n\n"), Phase::Request);
+        assert_eq!(run(start, b"GET / HTTP/1.1\n\r\n"), Phase::Request);
+        assert_eq!(
+            run(start, b"a\r\nb\r\r\nc"),
+            Phase::Headers { empty_line: false }
+        );
         // Split across reads the same.
         let half = run(start, b"GET / HTTP/1.1\r\n\r");
         assert_eq!(run(half, b"\n"), Phase::Request);
+    }
+
+    #[tokio::test]
+    async fn empty_lines_before_a_request_are_idle_not_a_request() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut timed = Timed::new(
+            server,
+            Duration::from_millis(300),
+            Duration::from_secs(3600),
+        );
+        // Empty lines that would have passed for the end of a request's headers.
+        client.write_all(b"\r\n\r\n\n\n").await.unwrap();
+        let mut buf = [0; 64];
+        assert_eq!(timed.read(&mut buf).await.unwrap(), 6);
+        assert_eq!(timed.phase, Phase::Idle);
+        // Nothing more: the idle clock ends the connection (the header clock, an hour
+        // here, never started).
+        let err = tokio::time::timeout(Duration::from_secs(5), timed.read(&mut buf))
+            .await
+            .expect("the idle clock ended the read")
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(err.to_string().contains("idle"), "{err}");
     }
 
     #[tokio::test]
