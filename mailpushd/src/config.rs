@@ -287,6 +287,22 @@ pub struct UnixSocket {
     pub mode: u32,
 }
 
+impl UnixSocket {
+    /// The longest path a socket can have here: Linux's 107 octets, less the `.new`
+    /// of the name it is made under ([`UnixSocket::staging_path`]).
+    pub const MAX_PATH_LEN: usize = 107 - Self::STAGING_SUFFIX.len();
+
+    const STAGING_SUFFIX: &'static str = ".new";
+
+    /// Where the socket is made, and given its group and mode, before it is renamed to
+    /// its path: beside it, its name with `.new` after it.
+    pub fn staging_path(&self) -> PathBuf {
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(Self::STAGING_SUFFIX);
+        name.into()
+    }
+}
+
 /// Basic credentials, compared in constant time.
 #[derive(Clone)]
 pub struct BasicAuth {
@@ -829,6 +845,13 @@ impl Config {
                     "api.socket_group is empty: leave it out for the daemon's own group".into(),
                 ));
             }
+            (Some(path), _, _) if path.as_os_str().len() > UnixSocket::MAX_PATH_LEN => {
+                return Err(ConfigError::Invalid(format!(
+                    "api.socket is {} octets long: a socket's path may have {} at most",
+                    path.as_os_str().len(),
+                    UnixSocket::MAX_PATH_LEN
+                )));
+            }
             (Some(path), group, mode) => Some(UnixSocket {
                 path,
                 group,
@@ -1368,6 +1391,7 @@ certificate_key_pem = "key.pem"
             ("[front]\nplain = \"127.0.0.1:1\"\nbackend = \"h:1\"\nbackend_ca_file = \"ca.pem\"\n".to_owned(), "backend_tls_name"),
             ("[front]\nplain = \"127.0.0.1:1\"\nbackend = \"h:1\"\nmax_line_bytes = 10\n".to_owned(), "front.max_line_bytes = 10"),
             ("[api]\nsocket = \"/run/m.sock\"\nsocket_group = \"\"\n".to_owned(), "api.socket_group is empty"),
+            (format!("[api]\nsocket = \"/run/{}.sock\"\n", "m".repeat(94)), "api.socket is 104 octets long: a socket's path may have 103 at most"),
         ] {
             let refused = Config::from_toml(&text, Path::new("/"));
             let message = refused.err().map(|e| e.to_string()).unwrap_or_default();

@@ -46,26 +46,60 @@ pub enum SocketError {
 
 /// Binds the API's Unix socket: an old socket at the path is replaced, anything else
 /// there is refused; mode and group as configured.
+///
+/// The socket's mode is its credential, so it is bound under a second name
+/// ([`UnixSocket::staging_path`]), given its group and mode there, and only then renamed into place:
+/// under a lax umask, a socket bound at its path would take connections with the
+/// umask's mode until the mode was set, and a connection made then stays open.
 pub(crate) fn bind_socket(socket: &UnixSocket) -> Result<UnixListener, SocketError> {
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-    let io = |source| SocketError::Io {
-        path: socket.path.clone(),
-        source,
-    };
-    match std::fs::symlink_metadata(&socket.path) {
-        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(&socket.path).map_err(io)?,
-        Ok(_) => return Err(SocketError::NotASocket(socket.path.clone())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(e)),
+    use std::os::unix::fs::PermissionsExt;
+    let path = &socket.path;
+    let staging = socket.staging_path();
+    remove_old_socket(path, false)?;
+    remove_old_socket(&staging, true)?;
+    let listener = UnixListener::bind(&staging).map_err(io_at(&staging))?;
+    let made = (|| {
+        if let Some(group) = &socket.group {
+            let gid = group_id(group)?.ok_or_else(|| SocketError::NoGroup(group.clone()))?;
+            std::os::unix::fs::chown(&staging, None, Some(gid)).map_err(io_at(&staging))?;
+        }
+        std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(socket.mode))
+            .map_err(io_at(&staging))?;
+        std::fs::rename(&staging, path).map_err(io_at(path))
+    })();
+    if let Err(e) = made {
+        // Best effort: the error says what failed; a socket left here is replaced at
+        // the next start.
+        let _ = std::fs::remove_file(&staging);
+        return Err(e);
     }
-    let listener = UnixListener::bind(&socket.path).map_err(io)?;
-    if let Some(group) = &socket.group {
-        let gid = group_id(group)?.ok_or_else(|| SocketError::NoGroup(group.clone()))?;
-        std::os::unix::fs::chown(&socket.path, None, Some(gid)).map_err(io)?;
-    }
-    std::fs::set_permissions(&socket.path, std::fs::Permissions::from_mode(socket.mode))
-        .map_err(io)?;
     Ok(listener)
+}
+
+/// Removes a socket left at `path` by an earlier run; anything else there is refused.
+/// `rename` replaces the socket at the final path by itself, so that one is only
+/// checked (`remove` false).
+fn remove_old_socket(path: &Path, remove: bool) -> Result<(), SocketError> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            if remove {
+                std::fs::remove_file(path).map_err(io_at(path))?;
+            }
+            Ok(())
+        }
+        Ok(_) => Err(SocketError::NotASocket(path.to_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_at(path)(e)),
+    }
+}
+
+/// An I/O error at `path`, as a [`SocketError`].
+fn io_at(path: &Path) -> impl Fn(std::io::Error) -> SocketError + '_ {
+    move |source| SocketError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// The id of group `name`, from `/etc/group`.
@@ -267,5 +301,67 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.rest).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+
+    use super::*;
+
+    fn socket(dir: &Path, mode: u32) -> UnixSocket {
+        UnixSocket {
+            path: dir.join("api.sock"),
+            group: None,
+            mode,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_socket_gets_its_mode_before_it_takes_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = socket(dir.path(), 0o600);
+        // Sockets left by an earlier run, at both names, are replaced.
+        drop(std::os::unix::net::UnixListener::bind(&socket.path).unwrap());
+        drop(std::os::unix::net::UnixListener::bind(socket.staging_path()).unwrap());
+        let listener = bind_socket(&socket).unwrap();
+        let meta = std::fs::symlink_metadata(&socket.path).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert!(!socket.staging_path().exists());
+        let client = tokio::net::UnixStream::connect(&socket.path);
+        let (accepted, connected) = tokio::join!(listener.accept(), client);
+        accepted.unwrap();
+        connected.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_file_at_either_name_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = socket(dir.path(), 0o660);
+        for taken in [socket.path.clone(), socket.staging_path()] {
+            std::fs::write(&taken, "mine").unwrap();
+            let refused = bind_socket(&socket).unwrap_err();
+            assert!(
+                matches!(&refused, SocketError::NotASocket(p) if *p == taken),
+                "{refused}"
+            );
+            assert_eq!(std::fs::read_to_string(&taken).unwrap(), "mine");
+            std::fs::remove_file(&taken).unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_set_up_leaves_no_socket_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut socket = socket(dir.path(), 0o660);
+        socket.group = Some("no-such-group-here".into());
+        assert!(matches!(
+            bind_socket(&socket).unwrap_err(),
+            SocketError::NoGroup(_)
+        ));
+        assert!(!socket.path.exists());
+        assert!(!socket.staging_path().exists());
     }
 }
