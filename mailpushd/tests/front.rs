@@ -338,3 +338,59 @@ async fn who_the_session_is_comes_from_the_login_dovecot_accepted() {
     );
     daemon.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Dovecot 2.3 and root; .ci/run installs it and runs --include-ignored"]
+async fn an_answer_to_another_command_with_the_logins_tag_is_not_the_logins() {
+    use base64::Engine as _;
+    let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+    let dovecot = Dovecot::start(&Release::v2_3(), &Driver::Text(String::new())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_standin, daemon, roots) = daemon_with_a_front(dir.path(), dovecot.imap_proxied).await;
+    let front = daemon.front_addresses()[0];
+    // A command, and in the same write a login with the same tag and a wrong password:
+    // Dovecot's OK to the first, which comes first, must not log the session in.
+    for (i, login) in [
+        "LOGIN alice wrong".to_owned(),
+        format!("AUTHENTICATE PLAIN {}", b64(b"\0alice\0wrong")),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut imap = Client::new(connect_tls(front, &roots, [127, 0, 0, 1].into()).await);
+        imap.read().await;
+        imap.send(&format!("a NOOP\r\na {login}")).await;
+        let noop = imap.read().await;
+        assert!(noop.starts_with("a OK"), "{i}: {noop}");
+        // The login's own answer, under the client's tag.
+        let mut answer = imap.read().await;
+        while answer.starts_with("* ") {
+            answer = imap.read().await;
+        }
+        assert!(answer.starts_with("a NO"), "{i}: {answer}");
+        imap.send(&format!(
+            "b XAPPLEPUSHSERVICE aps-version 2 aps-account-id {ACCOUNT} aps-device-token {TOKEN} aps-subtopic com.apple.mobilemail mailboxes (INBOX)"
+        ))
+        .await;
+        let refused = imap.read().await;
+        assert!(
+            refused.starts_with("b BAD"),
+            "{i}: Dovecot's, before a login: {refused}\n{}",
+            imap.transcript
+        );
+        // A login that works still does, under its own tag, with the push extensions.
+        let logged_in = imap.run("LOGIN alice secret").await;
+        assert!(
+            logged_in.last().is_some_and(|l| l.starts_with("1 OK")),
+            "{i}: {logged_in:?}"
+        );
+        assert!(last_capability_is_xaps(&logged_in), "{i}: {logged_in:?}");
+    }
+    let devices = daemon
+        .store()
+        .devices_of(&support::user_name("alice"))
+        .await
+        .unwrap();
+    assert!(devices.is_empty(), "{devices:?}");
+    daemon.shutdown(Duration::from_secs(5)).await;
+}

@@ -87,7 +87,11 @@ enum Answer {
 
 /// The command the client's half waits on.
 struct Awaiting {
+    /// The tag the server answers with.
     tag: String,
+    /// The client's own tag, when the front sent the command under one of its own: the
+    /// server's tagged answer is shown to the client with this one.
+    shown_as: Option<String>,
     /// A login: its success makes the session authenticated as `candidate`.
     login: bool,
     candidate: Option<UserName>,
@@ -130,7 +134,13 @@ enum Line {
     /// Relayed to the server as it comes; `gather` keeps its octets (bounded) to
     /// read a user name from.
     Relay {
+        /// The tag the server sees.
         tag: Option<String>,
+        /// A login's tag as the client wrote it, when the server sees one of the
+        /// front's own in its place ([`front_tag`]); `rename` while the first piece,
+        /// which holds it, has not gone yet.
+        shown_as: Option<String>,
+        rename: bool,
         gather: Option<Zeroizing<Vec<u8>>>,
         login: bool,
         /// An `AUTHENTICATE` (before a login): the exchange it starts, and the user
@@ -146,8 +156,8 @@ enum Line {
         tag: String,
         command: Vec<u8>,
     },
-    /// Refused: dropped to its end, then answered `BAD`.
-    Drop { tag: String },
+    /// Refused: dropped to its end, then answered `reply` (status and text).
+    Drop { tag: String, reply: &'static str },
 }
 
 /// An `AUTHENTICATE` exchange under way.
@@ -273,6 +283,9 @@ async fn write_all(
     }
 }
 
+/// What a line too long to answer is answered.
+const TOO_LONG: &str = "BAD Command line too long.";
+
 /// A tagged line of the front's own.
 fn tagged(tag: &str, rest: &str) -> Vec<u8> {
     format!("{tag} {rest}\r\n").into_bytes()
@@ -335,7 +348,10 @@ impl ClientHalf<'_> {
                         }
                         Line::Answer { command, tag, .. } => {
                             if command.len() + data.len() > MAX_ANSWERED {
-                                line = Line::Drop { tag: tag.clone() };
+                                line = Line::Drop {
+                                    tag: tag.clone(),
+                                    reply: TOO_LONG,
+                                };
                             } else {
                                 command.extend_from_slice(&data);
                             }
@@ -353,6 +369,8 @@ impl ClientHalf<'_> {
     fn begin(&self, text: &[u8], sasl: Option<&Sasl>) -> Line {
         let relayed = |tag: Option<String>| Line::Relay {
             tag,
+            shown_as: None,
+            rename: false,
             gather: None,
             login: false,
             auth: None,
@@ -365,7 +383,23 @@ impl ClientHalf<'_> {
         };
         let tag = tag.as_str().to_owned();
         let authenticated = crate::lock(&self.meeting.shared).authenticated;
-        match intercept::classify(name, rest) {
+        let kind = intercept::classify(name, rest);
+        // A login goes to the server under a tag of the front's own, so that no answer
+        // to another command the client sent with the same tag, still on its way, can
+        // pass for the login's.
+        let login_tag = match kind {
+            Kind::Login | Kind::Authenticate(_) if !authenticated => match front_tag() {
+                Some(front) => Some(front),
+                None => {
+                    return Line::Drop {
+                        tag,
+                        reply: "NO [UNAVAILABLE] Try again later.",
+                    };
+                }
+            },
+            _ => None,
+        };
+        match kind {
             Kind::Xaps | Kind::WebPush if !authenticated => relayed(Some(tag)),
             kind @ (Kind::Xaps | Kind::WebPush | Kind::StartTls | Kind::Compress) => Line::Answer {
                 kind,
@@ -373,7 +407,9 @@ impl ClientHalf<'_> {
                 command: Vec::new(),
             },
             Kind::Login if !authenticated => Line::Relay {
-                tag: Some(tag),
+                tag: login_tag,
+                shown_as: Some(tag),
+                rename: true,
                 gather: Some(Zeroizing::new(Vec::new())),
                 login: true,
                 auth: None,
@@ -391,7 +427,9 @@ impl ClientHalf<'_> {
                     responses: u32::from(initial.is_some()),
                 };
                 Line::Relay {
-                    tag: Some(tag),
+                    tag: login_tag,
+                    shown_as: Some(tag),
+                    rename: true,
                     gather: None,
                     login: false,
                     auth: Some((exchange, candidate)),
@@ -414,17 +452,19 @@ impl ClientHalf<'_> {
         if let Line::Answer { command, tag, .. } = line
             && command.len() + text.len() > MAX_ANSWERED
         {
-            *line = Line::Drop { tag: tag.clone() };
+            *line = Line::Drop {
+                tag: tag.clone(),
+                reply: TOO_LONG,
+            };
         }
         match line {
             Line::None => Ok(()),
-            Line::Drop { tag } => {
-                let tag = tag.clone();
+            Line::Drop { tag, reply } => {
+                let answer = tagged(tag, reply);
                 match end {
                     End::Line => {
                         *line = Line::None;
-                        self.answer(tagged(&tag, "BAD Command line too long."))
-                            .await
+                        self.answer(answer).await
                     }
                     End::Literal {
                         synchronizing: true,
@@ -432,8 +472,7 @@ impl ClientHalf<'_> {
                     } => {
                         framer.refuse_literal();
                         *line = Line::None;
-                        self.answer(tagged(&tag, "BAD Command line too long."))
-                            .await
+                        self.answer(answer).await
                     }
                     _ => Ok(()),
                 }
@@ -487,6 +526,8 @@ impl ClientHalf<'_> {
             }
             Line::Relay {
                 tag,
+                shown_as,
+                rename,
                 gather,
                 login,
                 auth,
@@ -520,13 +561,13 @@ impl ClientHalf<'_> {
                     let candidate = gather
                         .as_deref()
                         .and_then(|g| intercept::login_user(g, &self.ctx.front.user_map));
-                    self.expect(&tag, true, candidate);
+                    self.expect(&tag, shown_as.clone(), true, candidate);
                     true
                 } else if let Some((_, candidate)) = auth.as_mut().filter(|_| end == End::Line) {
-                    self.expect(&tag, true, candidate.take());
+                    self.expect(&tag, shown_as.clone(), true, candidate.take());
                     true
                 } else if synchronizing {
-                    self.expect(&tag, *login, None);
+                    self.expect(&tag, shown_as.clone(), *login, None);
                     true
                 } else {
                     if end == End::Line {
@@ -536,7 +577,14 @@ impl ClientHalf<'_> {
                     }
                     false
                 };
-                self.to_server(server, text).await?;
+                match shown_as.as_deref().filter(|_| std::mem::take(rename)) {
+                    Some(theirs) => {
+                        let after = text.get(theirs.len()..).unwrap_or_default();
+                        self.to_server(server, &[tag.as_bytes(), after].concat())
+                            .await?;
+                    }
+                    None => self.to_server(server, text).await?,
+                }
                 if !waits {
                     if end == End::Line {
                         *line = Line::None;
@@ -569,7 +617,13 @@ impl ClientHalf<'_> {
     }
 
     /// The client's half will wait on the command tagged `tag`.
-    fn expect(&mut self, tag: &str, login: bool, candidate: Option<UserName>) {
+    fn expect(
+        &mut self,
+        tag: &str,
+        shown_as: Option<String>,
+        login: bool,
+        candidate: Option<UserName>,
+    ) {
         let mut shared = crate::lock(&self.meeting.shared);
         // Nothing said before belongs to this command.
         shared.answer = None;
@@ -582,6 +636,7 @@ impl ClientHalf<'_> {
             _ => {
                 shared.awaiting = Some(Awaiting {
                     tag: tag.to_owned(),
+                    shown_as,
                     login,
                     candidate,
                 });
@@ -834,6 +889,7 @@ fn read_response(
 ) -> (Option<Answer>, Option<Vec<u8>>) {
     let mut state = crate::lock(shared);
     let mut answer = None;
+    let mut renamed = None;
     match relay::response(text) {
         Some(Response::Continuation) if state.awaiting.is_some() => answer = Some(Answer::GoOn),
         Some(Response::Tagged { tag, status })
@@ -842,7 +898,12 @@ fn read_response(
                 .as_ref()
                 .is_some_and(|a| a.tag == tag.as_str()) =>
         {
-            if let Some(awaiting) = state.awaiting.take()
+            let awaiting = state.awaiting.take();
+            if let Some(theirs) = awaiting.as_ref().and_then(|a| a.shown_as.as_deref()) {
+                let after = text.get(tag.as_str().len()..).unwrap_or_default();
+                renamed = Some([theirs.as_bytes(), after].concat());
+            }
+            if let Some(awaiting) = awaiting
                 && awaiting.login
                 && status == Some(Status::Ok)
             {
@@ -877,9 +938,19 @@ fn read_response(
             keep,
         };
         let mut out = Vec::new();
-        if relay::edit_capabilities(text, &edit, &mut out) {
+        if relay::edit_capabilities(renamed.as_deref().unwrap_or(text), &edit, &mut out) {
             return (answer, Some(out));
         }
     }
-    (answer, None)
+    (answer, renamed)
+}
+
+/// A tag for the front's own use: random, so that no client can send one like it.
+fn front_tag() -> Option<String> {
+    let mut random = [0u8; 12];
+    rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut random).ok()?;
+    Some(random.iter().fold(String::from("mpf"), |mut tag, b| {
+        tag.push_str(&format!("{b:02x}"));
+        tag
+    }))
 }
