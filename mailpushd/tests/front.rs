@@ -394,3 +394,31 @@ async fn an_answer_to_another_command_with_the_logins_tag_is_not_the_logins() {
     assert!(devices.is_empty(), "{devices:?}");
     daemon.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Dovecot 2.3 and root; .ci/run installs it and runs --include-ignored"]
+async fn a_literal_in_a_sasl_response_cancels_the_exchange() {
+    let dovecot = Dovecot::start(&Release::v2_3(), &Driver::Text(String::new())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_standin, daemon, roots) = daemon_with_a_front(dir.path(), dovecot.imap_proxied).await;
+    let front = daemon.front_addresses()[0];
+    for literal in ["{0}\r\n", "{3+}\r\nabc y\r\n"] {
+        let mut imap = Client::new(connect_tls(front, &roots, [127, 0, 0, 1].into()).await);
+        imap.read().await;
+        imap.send("a AUTHENTICATE PLAIN").await;
+        let challenge = imap.read().await;
+        assert!(challenge.starts_with('+'), "{challenge}");
+        // Had the server taken "x {0}" for the response, what follows would reach it
+        // as a command the front never read.
+        imap.send(&format!("x {literal}c COMPRESS DEFLATE")).await;
+        let cancelled = imap.read().await;
+        assert!(cancelled.starts_with("a BAD"), "{literal}: {cancelled}");
+        let compress = imap.read().await;
+        assert_eq!(
+            compress, "c NO COMPRESS is not available here.\r\n",
+            "{literal}: {}",
+            imap.transcript
+        );
+    }
+    daemon.shutdown(Duration::from_secs(5)).await;
+}

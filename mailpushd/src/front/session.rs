@@ -156,6 +156,8 @@ enum Line {
         tag: String,
         command: Vec<u8>,
     },
+    /// The rest of a line the server has had all it will get of: dropped to its end.
+    Discard,
     /// Refused: dropped to its end, then answered `reply` (status and text).
     Drop { tag: String, reply: &'static str },
 }
@@ -356,7 +358,7 @@ impl ClientHalf<'_> {
                                 command.extend_from_slice(&data);
                             }
                         }
-                        Line::Drop { .. } | Line::None | Line::Sasl => {}
+                        Line::Drop { .. } | Line::Discard | Line::None | Line::Sasl => {}
                     }
                 }
                 // A piece this build does not know is not relayed unread.
@@ -401,7 +403,11 @@ impl ClientHalf<'_> {
         };
         match kind {
             Kind::Xaps | Kind::WebPush if !authenticated => relayed(Some(tag)),
-            kind @ (Kind::Xaps | Kind::WebPush | Kind::StartTls | Kind::Compress) => Line::Answer {
+            kind @ (Kind::Xaps
+            | Kind::WebPush
+            | Kind::StartTls
+            | Kind::Compress
+            | Kind::Unauthenticate) => Line::Answer {
                 kind,
                 tag,
                 command: Vec::new(),
@@ -459,6 +465,20 @@ impl ClientHalf<'_> {
         }
         match line {
             Line::None => Ok(()),
+            Line::Discard => {
+                match end {
+                    End::Line => *line = Line::None,
+                    End::Literal {
+                        synchronizing: true,
+                        ..
+                    } => {
+                        framer.refuse_literal();
+                        *line = Line::None;
+                    }
+                    _ => {}
+                }
+                Ok(())
+            }
             Line::Drop { tag, reply } => {
                 let answer = tagged(tag, reply);
                 match end {
@@ -488,6 +508,21 @@ impl ClientHalf<'_> {
                         let reply = Box::pin(self.answered(kind, &tag, &command)).await;
                         self.answer(reply).await
                     }
+                    // Refused before "+" when the literal cannot fit: the client then
+                    // sends none of it.
+                    End::Literal {
+                        synchronizing: true,
+                        len,
+                    } if usize::try_from(len)
+                        .ok()
+                        .and_then(|len| len.checked_add(command.len()))
+                        .is_none_or(|whole| whole > MAX_ANSWERED) =>
+                    {
+                        let answer = tagged(tag, TOO_LONG);
+                        framer.refuse_literal();
+                        *line = Line::None;
+                        self.answer(answer).await
+                    }
                     End::Literal {
                         synchronizing: true,
                         ..
@@ -499,6 +534,24 @@ impl ClientHalf<'_> {
                 let Some(exchange) = sasl.as_mut() else {
                     return Ok(());
                 };
+                if let End::Literal { synchronizing, .. } = end {
+                    // A SASL response is base64 or "*", never a literal. The server
+                    // would take the line as the response and what follows it as
+                    // commands the front never read: the exchange is cancelled instead
+                    // (a "*" after a piece that went, a response the server refuses),
+                    // and the rest of the line dropped.
+                    if synchronizing {
+                        framer.refuse_literal();
+                        *line = Line::None;
+                    } else {
+                        *line = Line::Discard;
+                    }
+                    self.to_server(server, b"*\r\n").await?;
+                    if self.wait().await? == Answer::Done {
+                        *sasl = None;
+                    }
+                    return Ok(());
+                }
                 exchange.responses = exchange.responses.saturating_add(1);
                 // The user name is in the first response of PLAIN (without an initial
                 // response) and of LOGIN.
@@ -694,6 +747,7 @@ impl ClientHalf<'_> {
         match kind {
             Kind::StartTls => tagged(tag, "BAD TLS is already active."),
             Kind::Compress => tagged(tag, "NO COMPRESS is not available here."),
+            Kind::Unauthenticate => tagged(tag, "NO UNAUTHENTICATE is not available here."),
             Kind::Xaps => {
                 let Some(user) = user.filter(|_| core.apns().is_live()) else {
                     self.ctx
@@ -744,6 +798,7 @@ fn edit(ctx: &Context, shared: &Shared) -> (Vec<&'static str>, Vec<&'static str>
         imap_webpush_proto::CAPABILITY,
         "COMPRESS=",
         "STARTTLS",
+        "UNAUTHENTICATE",
     ];
     if ctx.front.hide_unreadable_mechanisms {
         remove.push("AUTH=");
