@@ -103,7 +103,7 @@ async fn serve(stream: impl Resettable, written: Arc<AtomicUsize>) -> std::io::R
         match words.as_slice() {
             [tag, "LOGIN", ..] => {
                 out.write_all(
-                    format!("{tag} OK [CAPABILITY IMAP4rev1 IDLE COMPRESS=DEFLATE] Logged in\r\n")
+                    format!("{tag} OK [CAPABILITY IMAP4rev1 IDLE COMPRESS=DEFLATE UNAUTHENTICATE] Logged in\r\n")
                         .as_bytes(),
                 )
                 .await?
@@ -239,6 +239,7 @@ impl Setup {
         let login = client.run("LOGIN alice secret").await.concat();
         assert!(login.contains("XAPPLEPUSHSERVICE"), "{login}");
         assert!(!login.contains("COMPRESS"), "{login}");
+        assert!(!login.contains("UNAUTHENTICATE"), "{login}");
         client
     }
 }
@@ -272,6 +273,16 @@ async fn garbage_gets_the_servers_answer_and_the_session_goes_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_cannot_log_in_twice() {
+    let s = setup(|_| {}).await;
+    let mut client = s.logged_in().await;
+    // The front answers it: the server never ends the first login.
+    let refused = client.run("UNAUTHENTICATE").await.concat();
+    assert_eq!(refused, "2 NO UNAUTHENTICATE is not available here.\r\n");
+    assert!(client.run("NOOP").await.concat().contains("3 OK"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_command_past_its_limit_is_refused_and_the_session_goes_on() {
     let s = setup(|_| {}).await;
     let mut client = s.logged_in().await;
@@ -289,8 +300,14 @@ async fn a_push_command_past_its_limit_is_refused_and_the_session_goes_on() {
         ))
         .await;
     assert_eq!(client.read().await, "a2 BAD Command line too long.\r\n");
-    client.tag = 2;
-    assert!(client.run("NOOP").await.concat().contains("3 OK"));
+    // A short line announcing a literal too long to hold: refused before "+", not
+    // read and dropped.
+    client
+        .send("a3 WEBPUSH SUBSCRIBE \"https://push.example/x\" {4000000000}")
+        .await;
+    assert_eq!(client.read().await, "a3 BAD Command line too long.\r\n");
+    client.tag = 3;
+    assert!(client.run("NOOP").await.concat().contains("4 OK"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,10 @@ pub(crate) enum Kind {
     StartTls,
     /// `COMPRESS`: not carried through the front.
     Compress,
+    /// `UNAUTHENTICATE` (RFC 8437): not carried either. The front reads who the
+    /// session is from its one login; a second login on the same connection would
+    /// leave it answering push commands for the first user.
+    Unauthenticate,
     /// `LOGIN`: relayed; its user name is read when the server accepts it.
     Login,
     /// `AUTHENTICATE`: relayed; its user name is read from the exchange when the
@@ -54,6 +58,8 @@ pub(crate) fn classify(name: &[u8], rest: &[u8]) -> Kind {
         Kind::StartTls
     } else if is("COMPRESS") {
         Kind::Compress
+    } else if is("UNAUTHENTICATE") {
+        Kind::Unauthenticate
     } else if is("LOGIN") {
         Kind::Login
     } else if is("AUTHENTICATE") {
@@ -93,17 +99,29 @@ fn first_word(text: &[u8]) -> &[u8] {
     text.split_at(len).0
 }
 
-/// The user name of a whole `LOGIN` command (its literals included), mapped.
+/// The user name of a whole `LOGIN` command (its literals included), mapped; none
+/// unless the whole command reads as the grammar says, so that the name read is the
+/// one a server reads.
 ///
 /// ```text
-/// login  = "LOGIN" SP userid SP password
-/// userid = astring
+/// login    = "LOGIN" SP userid SP password CRLF
+/// userid   = astring
+/// password = astring
 /// ```
 pub(crate) fn login_user(command: &[u8], map: &UserMap) -> Option<xaps_proto::UserName> {
     let (_, _, rest) = imap_syntax::relay::command(command)?;
     let rest = rest.strip_prefix(b" ")?;
     let limits = Limits::SERVER;
-    let (_, user) = parse::astring_bytes(rest, &limits).ok()?;
+    let (rest, user) = parse::astring_bytes(rest, &limits).ok()?;
+    let rest = rest.strip_prefix(b" ")?;
+    let (rest, password) = parse::astring_bytes(rest, &limits).ok()?;
+    // An unescaped copy of the password, when there is one, is wiped.
+    if let std::borrow::Cow::Owned(copy) = password {
+        drop(Zeroizing::new(copy));
+    }
+    if !matches!(rest, b"\r\n" | b"\n") {
+        return None;
+    }
     map.apply(std::str::from_utf8(&user).ok()?)
 }
 
@@ -157,6 +175,7 @@ mod tests {
         assert_eq!(classify(b"GETVAPID", b""), Kind::WebPush);
         assert_eq!(classify(b"StartTLS", b"\r\n"), Kind::StartTls);
         assert_eq!(classify(b"COMPRESS", b" DEFLATE\r\n"), Kind::Compress);
+        assert_eq!(classify(b"unauthenticate", b"\r\n"), Kind::Unauthenticate);
         assert_eq!(
             classify(b"AUTHENTICATE", b" plain AGFsaWNlAHNlY3JldA==\r\n"),
             Kind::Authenticate(Mechanism::Plain)
@@ -188,6 +207,17 @@ mod tests {
             user("carol")
         );
         assert_eq!(login_user(b"a1 LOGIN\r\n", &map), None);
+        // Whatever a server could read otherwise is no name: the name must be all of
+        // the first argument, and the password all of the second.
+        for odd in [
+            &b"a1 LOGIN alice%x secret\r\n"[..],
+            b"a1 LOGIN alice\xff secret\r\n",
+            b"a1 LOGIN alice\r\n",
+            b"a1 LOGIN alice secret extra\r\n",
+            b"a1 LOGIN alice secret",
+        ] {
+            assert_eq!(login_user(odd, &map), None, "{}", odd.escape_ascii());
+        }
         let map = UserMap::AddDomain("example.org".into());
         assert_eq!(
             login_user(b"a1 LOGIN alice x\r\n", &map),
