@@ -22,14 +22,27 @@ pub(crate) enum Verdict {
     },
 }
 
+/// What a key not yet counted gets once a window has counted as many keys as it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WhenFull {
+    /// It waits for the next window, like one over the rate: for a limit whose
+    /// purpose is to hold the work back (pushes).
+    Refuse,
+    /// It goes, uncounted: for a limit whose purpose is to hold back the keys that
+    /// go over it, which a crowd of other keys must not turn into a lock-out of every
+    /// newcomer (connections by client address).
+    Allow,
+}
+
 /// Events per key in fixed one-minute windows, for at most so many keys a window:
-/// beyond, a key not yet counted waits for the next window like one over the rate. A
-/// key is counted by a keyed hash, so its length costs nothing (an entry is 16
+/// beyond, a key not yet counted gets what [`WhenFull`] says. A key is counted by a
+/// keyed hash, so its length costs nothing (an entry is 16
 /// octets) and no two keys chosen by an attacker can be made to share a count on
 /// purpose.
 pub(crate) struct Rate {
     per_window: u32,
     max_keys: usize,
+    when_full: WhenFull,
     hasher: RandomState,
     window_start: Option<Instant>,
     counts: HashMap<u64, u32>,
@@ -37,10 +50,11 @@ pub(crate) struct Rate {
 
 impl Rate {
     /// At most `per_window` events per key a minute, for at most `max_keys` keys.
-    pub(crate) fn new(per_window: u32, max_keys: usize) -> Self {
+    pub(crate) fn new(per_window: u32, max_keys: usize, when_full: WhenFull) -> Self {
         Self {
             per_window,
             max_keys,
+            when_full,
             hasher: RandomState::new(),
             window_start: None,
             counts: HashMap::new(),
@@ -77,7 +91,10 @@ impl Rate {
                 Verdict::Refused { first: true }
             }
             Some(_) => Verdict::Refused { first: false },
-            None if full => Verdict::Refused { first: false },
+            None if full => match self.when_full {
+                WhenFull::Refuse => Verdict::Refused { first: false },
+                WhenFull::Allow => Verdict::Allowed,
+            },
             None => {
                 self.counts.insert(key, 1);
                 Verdict::Allowed
@@ -99,7 +116,7 @@ mod tests {
     #[test]
     fn a_user_gets_the_rate_a_minute_and_others_are_not_touched() {
         let start = Instant::now();
-        let mut rate = Rate::new(3, 100);
+        let mut rate = Rate::new(3, 100, WhenFull::Refuse);
         for _ in 0..3 {
             assert!(rate.allow("alice", start));
         }
@@ -113,7 +130,7 @@ mod tests {
     #[test]
     fn the_users_counted_are_bounded() {
         let start = Instant::now();
-        let mut rate = Rate::new(10, 4);
+        let mut rate = Rate::new(10, 4, WhenFull::Refuse);
         for user in ["a", "b", "c", "d"] {
             assert!(rate.allow(user, start));
         }
@@ -128,9 +145,23 @@ mod tests {
     }
 
     #[test]
+    fn a_full_table_can_let_newcomers_through_and_still_hold_the_counted() {
+        let start = Instant::now();
+        let mut rate = Rate::new(2, 2, WhenFull::Allow);
+        for key in ["a", "a", "b"] {
+            assert!(rate.allow(key, start));
+        }
+        assert!(!rate.allow("a", start), "a counted key over the rate waits");
+        for _ in 0..5 {
+            assert!(rate.allow("c", start), "a newcomer goes, uncounted");
+        }
+        assert_eq!(rate.users(), 2);
+    }
+
+    #[test]
     fn a_keys_first_refusal_in_a_window_is_told_apart() {
         let start = Instant::now();
-        let mut rate = Rate::new(2, 1);
+        let mut rate = Rate::new(2, 1, WhenFull::Refuse);
         assert_eq!(rate.check("a", start), Verdict::Allowed);
         assert_eq!(rate.check("a", start), Verdict::Allowed);
         assert_eq!(rate.check("a", start), Verdict::Refused { first: true });
@@ -144,7 +175,7 @@ mod tests {
     #[test]
     fn a_clock_going_back_does_not_reopen_the_window() {
         let start = Instant::now() + Duration::from_secs(120);
-        let mut rate = Rate::new(1, 4);
+        let mut rate = Rate::new(1, 4, WhenFull::Refuse);
         assert!(rate.allow("a", start));
         assert!(!rate.allow("a", start - Duration::from_secs(30)));
     }

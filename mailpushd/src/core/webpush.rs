@@ -21,7 +21,7 @@ use xaps_proto::daemon::{MessageSummary, Notify};
 
 use super::Core;
 use crate::metrics::{Metrics, PushOutcome};
-use crate::rate::Rate;
+use crate::rate::{Rate, WhenFull};
 
 /// Users whose pushes are counted in a minute at most: beyond, a user not yet counted
 /// waits for the next minute like one over the rate (16 octets each).
@@ -142,6 +142,7 @@ impl WebPushCore {
             rate: std::sync::Mutex::new(Rate::new(
                 config.webpush.max_pushes_per_user_per_minute,
                 MAX_RATED_USERS,
+                WhenFull::Refuse,
             )),
         }))
     }

@@ -36,7 +36,7 @@ use session::{Io, SessionEnd};
 use crate::config::Front as FrontConfig;
 use crate::core::Core;
 use crate::metrics::Metrics;
-use crate::rate::{Rate, Verdict};
+use crate::rate::{Rate, Verdict, WhenFull};
 
 /// How often the certificate files are looked at for a renewal.
 const RELOAD_INTERVAL: Duration = Duration::from_secs(60);
@@ -48,7 +48,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long connecting to the IMAP server (and its greeting) may take.
 const BACKEND_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Client addresses counted in a minute at most, for the connection rate.
+/// Client addresses counted in a minute at most, for the connection rate. Past them,
+/// an address not yet counted connects uncounted ([`WhenFull::Allow`]): `max_sessions`
+/// still bounds what is open.
 const MAX_ADDRESSES: usize = 100_000;
 
 /// The longest line a client may send before `STARTTLS`.
@@ -178,6 +180,7 @@ impl Front {
             rate: Mutex::new(Rate::new(
                 config.max_connects_per_address_per_minute,
                 MAX_ADDRESSES,
+                WhenFull::Allow,
             )),
             sessions: Arc::new(Semaphore::new(config.max_sessions)),
         });
