@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{AccountId, DeviceToken, MAIL_SUBTOPIC, MAX_MAILBOXES, RegistrationRequest};
+use crate::types::{
+    AccountId, DeviceToken, MAIL_SUBTOPIC, MAX_MAILBOX_LEN, MAX_MAILBOXES, RegistrationRequest,
+};
 use crate::user::UserName;
 
 /// The longest body accepted, in octets: a registration lists at most 1,000 mailboxes.
@@ -120,9 +122,10 @@ fn malformed(what: &'static str) -> impl Fn(serde_json::Error) -> BodyError {
     }
 }
 
-/// A registration lists at most `MAX_MAILBOXES`.
+/// A registration lists at most [`MAX_MAILBOXES`], each of at most
+/// [`MAX_MAILBOX_LEN`] octets, as the command it comes from does.
 fn mailbox_count(mailboxes: &[String]) -> Result<(), BodyError> {
-    if mailboxes.len() > MAX_MAILBOXES {
+    if mailboxes.len() > MAX_MAILBOXES || mailboxes.iter().any(|m| m.len() > MAX_MAILBOX_LEN) {
         return Err(BodyError::Field { field: "Mailboxes" });
     }
     Ok(())
@@ -238,7 +241,8 @@ impl Notify {
     }
 
     /// A notify from another source (Dovecot's OX driver, say), checked as
-    /// [`Notify::from_json`] checks a body: mailbox and events non-empty.
+    /// [`Notify::from_json`] checks a body: mailbox and events non-empty, the mailbox
+    /// at most [`MAX_MAILBOX_LEN`](crate::MAX_MAILBOX_LEN) octets.
     ///
     /// ```
     /// use xaps_proto::{UserName, daemon::{BodyError, Notify}};
@@ -273,10 +277,15 @@ impl Notify {
         written(serde_json::to_string(self), "notify")
     }
 
-    /// Mailbox and events non-empty (the user name is never empty).
+    /// Mailbox and events non-empty (the user name is never empty), the mailbox's name
+    /// at most [`MAX_MAILBOX_LEN`] octets: a daemon keeps what it owes each mailbox,
+    /// so names without a bound would be state without one.
     fn check(&self) -> Result<(), BodyError> {
         let empty = [
-            ("Mailbox", self.mailbox.is_empty()),
+            (
+                "Mailbox",
+                self.mailbox.is_empty() || self.mailbox.len() > MAX_MAILBOX_LEN,
+            ),
             ("Events", self.events.is_empty()),
         ];
         match empty.into_iter().find(|(_, empty)| *empty) {

@@ -204,6 +204,26 @@ fn bodies_a_daemon_would_refuse_are_not_written() {
         ..register.clone()
     };
     assert_eq!(many.to_json(), field("Mailboxes"));
+    let long = Register {
+        mailboxes: vec!["m".repeat(xaps_proto::MAX_MAILBOX_LEN + 1)],
+        ..register.clone()
+    };
+    assert_eq!(long.to_json(), field("Mailboxes"));
+    let body = Register {
+        mailboxes: vec!["m".into()],
+        ..register.clone()
+    }
+    .to_json()
+    .unwrap();
+    let read = body.replace(
+        r#"["m"]"#,
+        &format!(r#"["{}"]"#, "m".repeat(xaps_proto::MAX_MAILBOX_LEN + 1)),
+    );
+    assert_ne!(read, body);
+    assert_eq!(
+        Register::from_json(read.as_bytes()).map(|_| String::new()),
+        field("Mailboxes")
+    );
     let large = Register {
         mailboxes: vec!["m".repeat(1000); 300],
         ..register
@@ -238,7 +258,14 @@ fn bodies_a_daemon_would_refuse_are_not_written() {
         vec![String::from("MessageNew")],
     );
     assert_eq!(
-        Notify::new(user.clone(), String::new(), new, Vec::new()).map(|_| String::new()),
+        Notify::new(user.clone(), String::new(), new.clone(), Vec::new()).map(|_| String::new()),
+        field("Mailbox")
+    );
+    // Nor with a mailbox name longer than any command carries.
+    let longest = "m".repeat(xaps_proto::MAX_MAILBOX_LEN);
+    assert!(Notify::new(user.clone(), longest.clone(), new.clone(), Vec::new()).is_ok());
+    assert_eq!(
+        Notify::new(user.clone(), longest + "m", new, Vec::new()).map(|_| String::new()),
         field("Mailbox")
     );
     assert_eq!(
