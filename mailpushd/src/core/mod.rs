@@ -287,7 +287,7 @@ impl Core {
                 })
                 .await?;
             for r in &removed {
-                tracing::info!(user = ?r.user, account = %r.account_id, "registration expired");
+                tracing::info!(user = ?r.user, account = ?r.account_id.as_str(), "registration expired");
             }
             if removed.is_empty() {
                 // Refreshed meanwhile, each of them: nothing older is left.

@@ -40,7 +40,7 @@ impl Core {
                 }
             })
             .await??;
-        tracing::info!(?user, %account, outcome = ?registered, "device registered");
+        tracing::info!(?user, account = ?account.as_str(), outcome = ?registered, "device registered");
         Ok(registered)
     }
 
@@ -129,7 +129,7 @@ impl Core {
             mailbox: String::new(),
         };
         if let Err(e) = self.store.forget(&[key]).await {
-            tracing::error!(error = %e, ?user, %account, "a gone device's owed push not removed: it is sent in vain");
+            tracing::error!(error = %e, ?user, account = ?account.as_str(), "a gone device's owed push not removed: it is sent in vain");
         }
     }
 
@@ -153,7 +153,7 @@ impl Core {
             Ok(removed) => {
                 self.metrics.gone("apns", true);
                 for r in removed {
-                    tracing::info!(user = ?r.user, account = %r.account_id, "APNs says the device token is gone: registration removed");
+                    tracing::info!(user = ?r.user, account = ?r.account_id.as_str(), "APNs says the device token is gone: registration removed");
                     self.forget_device(&r.user, &r.registration.device_token, &r.account_id)
                         .await;
                 }

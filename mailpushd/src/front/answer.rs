@@ -55,7 +55,7 @@ pub(super) async fn xaps(
             }
         }
         Err(RegisterError::Refused(reason)) => {
-            tracing::info!(?user, %account, %reason, "IMAP front: registration refused");
+            tracing::info!(?user, account = ?account.as_str(), %reason, "IMAP front: registration refused");
             metrics.front_command("xapplepushservice", "refused");
             format!("{tag} NO [LIMIT] {reason}.\r\n").into_bytes()
         }
