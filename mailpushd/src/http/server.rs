@@ -31,6 +31,9 @@ pub enum SocketError {
     /// Something that is not a socket is where the socket goes.
     #[error("{0} exists and is not a socket: not replaced")]
     NotASocket(std::path::PathBuf),
+    /// A process answers on the socket already: another daemon, most likely.
+    #[error("a process listens on {0} already (another mailpushd?): not replaced")]
+    InUse(std::path::PathBuf),
     /// The socket cannot be made, or its mode or group set.
     #[error("API socket {path}: {source}")]
     Io {
@@ -76,13 +79,17 @@ pub(crate) fn bind_socket(socket: &UnixSocket) -> Result<UnixListener, SocketErr
     Ok(listener)
 }
 
-/// Removes a socket left at `path` by an earlier run; anything else there is refused.
-/// `rename` replaces the socket at the final path by itself, so that one is only
-/// checked (`remove` false).
+/// Removes a socket left at `path` by an earlier run; anything else there, and a
+/// socket a process still answers on, is refused. `rename` replaces the socket at the
+/// final path by itself, so that one is only checked (`remove` false).
 fn remove_old_socket(path: &Path, remove: bool) -> Result<(), SocketError> {
     use std::os::unix::fs::FileTypeExt;
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => {
+            // A socket whose process ended refuses connections at once.
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(SocketError::InUse(path.to_owned()));
+            }
             if remove {
                 std::fs::remove_file(path).map_err(io_at(path))?;
             }
@@ -326,6 +333,11 @@ mod tests {
         drop(std::os::unix::net::UnixListener::bind(&socket.path).unwrap());
         drop(std::os::unix::net::UnixListener::bind(socket.staging_path()).unwrap());
         let listener = bind_socket(&socket).unwrap();
+        // One that is listened on is not.
+        assert!(matches!(
+            bind_socket(&socket).unwrap_err(),
+            SocketError::InUse(p) if p == socket.path
+        ));
         let meta = std::fs::symlink_metadata(&socket.path).unwrap();
         assert!(meta.file_type().is_socket());
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
