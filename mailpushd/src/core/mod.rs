@@ -43,7 +43,14 @@ pub struct Core {
     instance: String,
     /// Owed pushes being sent, whose end is not reported yet.
     sending: owed::Sending,
+    /// When the store's gauges were last read for `/metrics`.
+    gauges_read: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How long the store's gauges read for `/metrics` serve: the route needs no
+/// credential, and each read counts two tables, so a process asking in a loop gets
+/// one read of the store a second, not one per request.
+const GAUGES_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl std::fmt::Debug for Core {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -75,6 +82,7 @@ impl Core {
             reports,
             instance: owed::instance(),
             sending: owed::Sending::default(),
+            gauges_read: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -97,6 +105,7 @@ impl Core {
             reports,
             instance: owed::instance(),
             sending: owed::Sending::default(),
+            gauges_read: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -147,11 +156,17 @@ impl Core {
         self.webpush.is_some()
     }
 
-    /// The metrics, with the gauges read from the store now (every daemon sharing it
-    /// counts the same).
+    /// The metrics, with the gauges read from the store (every daemon sharing it
+    /// counts the same) at most [`GAUGES_MAX_AGE`] ago; requests at once wait for one
+    /// read.
     pub async fn metrics(&self) -> Result<&Metrics, StoreError> {
-        self.metrics.set_registrations(self.store.count().await?);
-        self.metrics.set_owed(self.store.owed_count().await?);
+        let mut read = self.gauges_read.lock().await;
+        if read.is_none_or(|at| at.elapsed() >= GAUGES_MAX_AGE) {
+            self.metrics.set_registrations(self.store.count().await?);
+            self.metrics.set_owed(self.store.owed_count().await?);
+            *read = Some(std::time::Instant::now());
+        }
+        drop(read);
         self.metrics.set_sending(self.sending_now());
         Ok(&self.metrics)
     }
