@@ -180,6 +180,9 @@ impl Idle {
 /// whenever one is parked or taken.
 pub(super) struct Pool {
     connector: HttpsConnector<HttpConnector<Resolver>>,
+    /// The address rule, for endpoints whose host is an address (the connector asks
+    /// the resolver about names only).
+    rule: Resolver,
     idle: std::sync::Mutex<HashMap<Origin, Vec<Idle>>>,
 }
 
@@ -206,10 +209,8 @@ impl Pool {
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let mut http = HttpConnector::new_with_resolver(Resolver::new(
-            config.names.clone(),
-            config.allow_local_push_service,
-        ));
+        let rule = Resolver::new(config.names.clone(), config.allow_local_push_service);
+        let mut http = HttpConnector::new_with_resolver(rule.clone());
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(config.request_timeout));
@@ -231,6 +232,7 @@ impl Pool {
         // No redirects are followed: an answer is only ever read for its status.
         Ok(Self {
             connector,
+            rule,
             idle: std::sync::Mutex::new(HashMap::new()),
         })
     }
@@ -286,6 +288,21 @@ impl Pool {
         };
         if let Some(conn) = kept {
             return Ok((conn, true));
+        }
+        // Stored endpoints passed the address rule, but this machine's addresses are
+        // known only here, and may have changed since.
+        let literal = uri
+            .host()
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']'));
+        if let Some(ip) = literal.and_then(|h| h.parse::<std::net::IpAddr>().ok())
+            && let Some(why) = self
+                .rule
+                .refusal(ip)
+                .map_err(|e| ExchangeError::Connect(Box::new(e)))?
+        {
+            return Err(ExchangeError::Connect(
+                format!("{ip} is not an address pushes may go to ({why})").into(),
+            ));
         }
         let mut connector = self.connector.clone();
         std::future::poll_fn(|cx| tower_service::Service::poll_ready(&mut connector, cx))
@@ -589,6 +606,43 @@ pub(super) mod tests {
             conn.is_some_and(|c| !c.is_closed()),
             "the new connection is kept"
         );
+    }
+
+    #[tokio::test]
+    async fn no_push_goes_to_an_address_of_this_machine_written_in_the_endpoint() {
+        let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let config = crate::config::Config::with_database("unused".into()).webpush;
+        let pool = Pool::new(&config).unwrap();
+        let mut hosts = vec!["127.0.0.1".to_owned(), "[::ffff:127.0.0.1]".to_owned()];
+        // The address this machine sends from to the world, whichever rule refuses it.
+        if let Ok(outward) = std::net::UdpSocket::bind("0.0.0.0:0")
+            .and_then(|s| s.connect("192.0.2.1:443").and_then(|()| s.local_addr()))
+        {
+            hosts.push(outward.ip().to_string());
+        }
+        for host in hosts {
+            let url = format!("https://{host}:{port}/p");
+            let origin = webpush_crypto::Endpoint::new(&url)
+                .unwrap()
+                .origin()
+                .clone();
+            let request = http::Request::post(url.as_str())
+                .body(Bytes::from_static(b"push"))
+                .unwrap();
+            let Err(refused) = pool.send(&origin, request, &mut None).await else {
+                panic!("{host}: a push went out");
+            };
+            assert!(
+                matches!(refused, ExchangeError::Connect(_))
+                    && refused
+                        .to_string()
+                        .contains("is not an address pushes may go to"),
+                "{host}: {refused}"
+            );
+        }
+        let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+        assert!(accepted.is_err(), "nothing connected");
     }
 
     #[tokio::test]

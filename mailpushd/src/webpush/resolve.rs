@@ -1,9 +1,10 @@
 //! Resolving push service names at connect time, with the endpoint rule applied again
 //! to every address DNS returns: a name that resolves to a private address is refused
-//! (DNS rebinding).
+//! (DNS rebinding), and so is one of this machine's own addresses, public ones too
+//! (services bound to them answer this machine as they may not answer the world).
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -59,6 +60,44 @@ impl Resolver {
     }
 }
 
+impl Resolver {
+    /// Why pushes may not go to `ip`, if they may not: the address rule, then this
+    /// machine's own addresses; nothing unless the service may be local.
+    pub(super) fn refusal(&self, ip: IpAddr) -> std::io::Result<Option<&'static str>> {
+        if self.allow_local {
+            return Ok(None);
+        }
+        if let Some(block) = ip.not_global() {
+            return Ok(Some(block));
+        }
+        Ok(this_host(ip)?.then_some("an address of this machine"))
+    }
+}
+
+/// Whether `ip` is one of this machine's own addresses. The kernel sends to those
+/// from the address itself (their routes are local), so a datagram socket connected
+/// to it says: a route lookup, no packet sent. An address with no route to it is not
+/// this machine's.
+pub(super) fn this_host(ip: IpAddr) -> std::io::Result<bool> {
+    let any = match ip {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    let socket = UdpSocket::bind(SocketAddr::new(any, 0))?;
+    match socket.connect(SocketAddr::new(ip, 443)) {
+        Ok(()) => Ok(socket.local_addr()?.ip() == ip),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NetworkUnreachable | std::io::ErrorKind::HostUnreachable
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 impl tower_service::Service<Name> for Resolver {
     type Response = std::vec::IntoIter<SocketAddr>;
     type Error = std::io::Error;
@@ -79,16 +118,16 @@ impl tower_service::Service<Name> for Resolver {
                     .unwrap_or_default(),
                 None => resolver.lookup(host.clone()).await?,
             };
-            let allowed: Vec<SocketAddr> = found
-                .iter()
-                .copied()
-                .filter(|a| resolver.allow_local || a.ip().not_global().is_none())
-                .collect();
+            let mut allowed = Vec::with_capacity(found.len());
+            let mut reason = "no address";
+            for address in &found {
+                match resolver.refusal(address.ip())? {
+                    None => allowed.push(*address),
+                    Some(why) if allowed.is_empty() => reason = why,
+                    Some(_) => {}
+                }
+            }
             if allowed.is_empty() {
-                let reason = found
-                    .first()
-                    .and_then(|a| a.ip().not_global())
-                    .unwrap_or("no address");
                 return Err(std::io::Error::other(format!(
                     "{host} resolves to no address pushes may go to ({reason})"
                 )));
@@ -103,6 +142,20 @@ mod tests {
     use std::str::FromStr;
 
     use super::*;
+
+    #[test]
+    fn this_machines_own_addresses_are_told_from_others() {
+        assert!(this_host("127.0.0.1".parse().unwrap()).unwrap());
+        assert!(this_host("::1".parse().unwrap()).unwrap());
+        // The address this machine sends from to the world is its own; the world's
+        // are not.
+        let outward = UdpSocket::bind("0.0.0.0:0")
+            .and_then(|s| s.connect("192.0.2.1:443").and_then(|()| s.local_addr()));
+        if let Ok(outward) = outward {
+            assert!(this_host(outward.ip()).unwrap(), "{outward}");
+            assert!(!this_host("192.0.2.1".parse().unwrap()).unwrap());
+        }
+    }
 
     fn call(
         resolver: &mut Resolver,
