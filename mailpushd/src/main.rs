@@ -47,7 +47,8 @@ enum Command {
     /// Show the whole path against a local APNs stand-in, then exit.
     Demo,
     /// Check the configuration: keys parse, a token signs, the certificate's topic and
-    /// expiry, the topic's length, and APNs answers TLS and HTTP/2 as configured.
+    /// expiry, the topic's length, and APNs takes the credentials (asked to push a
+    /// made-up device, which it refuses once it took them).
     CheckConfig {
         /// Do not contact APNs.
         #[arg(long)]
@@ -316,7 +317,30 @@ async fn check_config(config: &Config, offline: bool) -> Result<ExitCode, Error>
     } else if let Some(checked) = apns.check_connection().await {
         let server = config.apns.server.authority();
         match checked {
-            Ok(()) => println!("APNs: {server} answers: TCP, TLS (certificate trusted) and HTTP/2"),
+            Ok(answer) => {
+                let said = format!(
+                    "{} {}",
+                    answer.status,
+                    answer.reason.as_ref().map_or("", |r| r.as_str())
+                );
+                let said = said.trim_end();
+                match answer.action() {
+                    apns_proto::Action::Delivered
+                    | apns_proto::Action::DropToken { .. }
+                    | apns_proto::Action::TokenRejected => println!(
+                        "APNs: {server} answers (TCP, TLS with the certificate trusted, HTTP/2) and takes the credentials: a push for a made-up device was answered {said}"
+                    ),
+                    apns_proto::Action::Retry => println!(
+                        "APNs: WARNING {server} answers (TCP, TLS, HTTP/2) but did not say whether it takes the credentials: a push for a made-up device was answered {said}; try again later"
+                    ),
+                    _ => {
+                        println!(
+                            "APNs: ERROR {server} refuses the credentials or topic: a push for a made-up device was answered {said} (look at the configuration)"
+                        );
+                        problems += 1;
+                    }
+                }
+            }
             Err(e) => {
                 let kind = if e.is_configuration() {
                     "the configuration"

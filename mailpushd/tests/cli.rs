@@ -282,9 +282,35 @@ async fn check_config_contacts_apns_and_says_what_failed() {
         .unwrap();
     assert!(ok, "{out}");
     assert!(
-        out.contains("answers: TCP, TLS (certificate trusted) and HTTP/2"),
+        out.contains("takes the credentials: a push for a made-up device was answered 200"),
         "{out}"
     );
+    let asked = standin.requests();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].path, format!("/3/device/{}", "0".repeat(64)));
+    // Credentials APNs refuses: said, and a failure.
+    standin.script([mailpushd::standin::Reply::Status(
+        403,
+        r#"{"reason":"InvalidProviderToken"}"#,
+    )]);
+    let (ok, out) = check(format!("https://{}", standin.address()), "standin-ca.pem")
+        .await
+        .unwrap();
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("refuses the credentials or topic: a push for a made-up device was answered 403 InvalidProviderToken"),
+        "{out}"
+    );
+    // Busy: said, not a failure of the configuration.
+    standin.script([mailpushd::standin::Reply::Status(
+        503,
+        r#"{"reason":"ServiceUnavailable"}"#,
+    )]);
+    let (ok, out) = check(format!("https://{}", standin.address()), "standin-ca.pem")
+        .await
+        .unwrap();
+    assert!(ok, "{out}");
+    assert!(out.contains("WARNING"), "{out}");
     let (ok, out) = check(format!("https://{}", standin.address()), "other-ca.pem")
         .await
         .unwrap();
@@ -538,4 +564,78 @@ async fn send_test_says_whether_the_push_arrived_by_its_exit_status() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("given up"), "giving up not said: {out}");
     assert!(out.contains("1 of 1 pushes not delivered"), "{out}");
+}
+
+/// A server that takes TLS 1.3 with ALPN h2 and asks for a client certificate issued by
+/// a CA of its own, which the daemon's is not: it refuses that certificate after the
+/// handshake has ended on the daemon's side, as TLS 1.3 has it.
+async fn refusing_server(dir: &Path) -> std::net::SocketAddr {
+    let issuer = |name: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let cert = params.self_signed(&key).unwrap();
+        (rcgen::Issuer::new(params, key), cert)
+    };
+    let (server_ca, server_ca_cert) = issuer("server CA");
+    let (_, client_ca_cert) = issuer("client CA");
+    std::fs::write(dir.join("server-ca.pem"), server_ca_cert.pem()).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert = params.signed_by(&key, &server_ca).unwrap();
+    let mut clients = rustls::RootCertStore::empty();
+    clients.add(client_ca_cert.der().clone()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        clients.into(),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            // Refused here, with an alert to the client.
+            let _ = acceptor.accept(tcp).await;
+        }
+    });
+    address
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_finds_a_client_certificate_refused_after_a_tls_1_3_handshake() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_pem, key_pem, _, _) = apns_certificate();
+    std::fs::write(dir.path().join("cert.pem"), &cert_pem).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &key_pem).unwrap();
+    let address = refusing_server(dir.path()).await;
+    let config = dir.path().join("apns.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "database = \"sqlite:store.sqlite\"\n[apns]\nbase_url = \"https://{address}\"\nca_file = \"server-ca.pem\"\ncertificate_pem = \"cert.pem\"\ncertificate_key_pem = \"key.pem\"\nrequest_timeout_secs = 5\n"
+        ),
+    )
+    .unwrap();
+    let (ok, out) = tokio::task::spawn_blocking(move || mailpushd(&config, &["check-config"]))
+        .await
+        .unwrap();
+    assert!(!ok, "{out}");
+    assert!(out.contains("certificate refused"), "{out}");
+    assert!(out.contains("look at the configuration"), "{out}");
 }

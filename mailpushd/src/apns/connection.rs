@@ -101,8 +101,13 @@ impl AttemptError {
 
 /// What a failed TLS handshake says of a certificate, if that is why it failed.
 fn certificate_refused(source: &std::io::Error) -> Option<String> {
+    tls_certificate_refused(source.get_ref()?.downcast_ref::<rustls::Error>()?)
+}
+
+/// Whether `error` is about a certificate: this side's refusal of the server's, or
+/// the server's alert about this side's.
+fn tls_certificate_refused(error: &rustls::Error) -> Option<String> {
     use rustls::AlertDescription as Alert;
-    let error = source.get_ref()?.downcast_ref::<rustls::Error>()?;
     let refused = match error {
         rustls::Error::InvalidCertificate(_)
         | rustls::Error::NoCertificatesPresented
@@ -124,6 +129,69 @@ fn certificate_refused(source: &std::io::Error) -> Option<String> {
     refused.then(|| error.to_string())
 }
 
+/// Where a connection's transport puts the server's refusal of this side's
+/// certificate: in TLS 1.3 it comes after the handshake, as the first thing read.
+type Refusal = Arc<std::sync::Mutex<Option<String>>>;
+
+/// A TLS stream that notes a refusal of this side's certificate as it reads it,
+/// before HTTP/2 turns the error into text.
+struct Watched<S> {
+    inner: S,
+    refusal: Refusal,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let read = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Err(e)) = &read
+            && let Some(reason) = certificate_refused(e)
+        {
+            *crate::lock(&self.refusal) = Some(reason);
+        }
+        read
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// The connection's settings and the connection itself, once open.
 pub(crate) struct Connection {
     tls: TlsConnector,
@@ -136,7 +204,7 @@ pub(crate) struct Connection {
 /// that one, never the one another request opened since.
 #[derive(Default)]
 struct Slot {
-    current: Option<(u64, SendRequest<Full<Bytes>>)>,
+    current: Option<(u64, SendRequest<Full<Bytes>>, Refusal)>,
     opened: u64,
     /// The last connection attempt failed: none before `until`.
     failed: Option<Failed>,
@@ -194,12 +262,12 @@ impl Connection {
 
     /// The open connection, or a new one, with its number. After a failed attempt,
     /// none is made until its back-off ends: the requests meanwhile fail at once.
-    async fn connection(&self) -> Result<(u64, SendRequest<Full<Bytes>>), AttemptError> {
+    async fn connection(&self) -> Result<(u64, SendRequest<Full<Bytes>>, Refusal), AttemptError> {
         let mut slot = self.open.lock().await;
-        if let Some((number, sender)) = slot.current.as_ref()
+        if let Some((number, sender, refusal)) = slot.current.as_ref()
             && !sender.is_closed()
         {
-            return Ok((*number, sender.clone()));
+            return Ok((*number, sender.clone(), refusal.clone()));
         }
         let now = Instant::now();
         if let Some(failed) = &slot.failed
@@ -213,11 +281,11 @@ impl Connection {
             });
         }
         match self.open().await {
-            Ok(sender) => {
+            Ok((sender, refusal)) => {
                 slot.failed = None;
                 slot.opened = slot.opened.wrapping_add(1);
-                slot.current = Some((slot.opened, sender.clone()));
-                Ok((slot.opened, sender))
+                slot.current = Some((slot.opened, sender.clone(), refusal.clone()));
+                Ok((slot.opened, sender, refusal))
             }
             Err(e) => {
                 let backoff = slot.failed.as_ref().map_or(FIRST_CONNECT_BACKOFF, |f| {
@@ -235,8 +303,9 @@ impl Connection {
         }
     }
 
-    /// A new connection: TCP, TLS with ALPN h2, HTTP/2.
-    async fn open(&self) -> Result<SendRequest<Full<Bytes>>, AttemptError> {
+    /// A new connection: TCP, TLS with ALPN h2, HTTP/2; and where its transport puts
+    /// the server's refusal of this side's certificate, should one come later.
+    async fn open(&self) -> Result<(SendRequest<Full<Bytes>>, Refusal), AttemptError> {
         let address = || self.address.clone();
         let tcp = TcpStream::connect(self.address.as_str())
             .await
@@ -262,11 +331,15 @@ impl Connection {
         if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
             return Err(AttemptError::NotHttp2 { address: address() });
         }
+        let refusal = Refusal::default();
         let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .keep_alive_interval(Duration::from_secs(60))
             .keep_alive_timeout(Duration::from_secs(20))
-            .handshake(TokioIo::new(tls))
+            .handshake(TokioIo::new(Watched {
+                inner: tls,
+                refusal: refusal.clone(),
+            }))
             .await
             .map_err(|source| AttemptError::Handshake {
                 address: address(),
@@ -277,16 +350,7 @@ impl Connection {
                 tracing::info!(error = %e, "APNs connection ended");
             }
         });
-        Ok(sender)
-    }
-
-    /// Opens a connection (TCP, TLS, HTTP/2) within `timeout`, or says why it did not
-    /// open (`check-config`).
-    pub(crate) async fn check(&self, timeout: Duration) -> Result<(), AttemptError> {
-        match tokio::time::timeout(timeout, self.connection()).await {
-            Ok(opened) => opened.map(|_| ()),
-            Err(_) => Err(AttemptError::Timeout(timeout)),
-        }
+        Ok((sender, refusal))
     }
 
     /// Sends `request` and reads the answer within `timeout`. Any failure drops the
@@ -299,14 +363,32 @@ impl Connection {
         timeout: Duration,
     ) -> Result<Outcome, AttemptError> {
         let mut sent_on = None;
+        let mut refusal = None;
+        // A failure the server's refusal of this side's certificate caused is said
+        // as that (h2 keeps only the text of the I/O error that carried it).
+        let refused = |e: hyper::Error,
+                       refusal: &Option<Refusal>,
+                       otherwise: fn(hyper::Error) -> AttemptError| {
+            match refusal.as_ref().and_then(|r| crate::lock(r).clone()) {
+                Some(reason) => AttemptError::Certificate {
+                    address: self.address.clone(),
+                    reason,
+                },
+                None => otherwise(e),
+            }
+        };
         let attempt = async {
-            let (number, mut sender) = self.connection().await?;
+            let (number, mut sender, certificate) = self.connection().await?;
             sent_on = Some(number);
-            sender.ready().await.map_err(AttemptError::Closed)?;
+            refusal = Some(certificate);
+            sender
+                .ready()
+                .await
+                .map_err(|e| refused(e, &refusal, AttemptError::Closed))?;
             let response = sender
                 .send_request(request.map(|body| Full::new(Bytes::from(body))))
                 .await
-                .map_err(AttemptError::Request)?;
+                .map_err(|e| refused(e, &refusal, AttemptError::Request))?;
             let (parts, body) = response.into_parts();
             // An answer whose body does not arrive whole is read by its status.
             let body = match Limited::new(body, apns_proto::MAX_BODY_LEN).collect().await {
@@ -325,7 +407,7 @@ impl Connection {
             && let Some(failed) = sent_on
         {
             let mut slot = self.open.lock().await;
-            if slot.current.as_ref().is_some_and(|(n, _)| *n == failed) {
+            if slot.current.as_ref().is_some_and(|(n, _, _)| *n == failed) {
                 slot.current = None;
             }
         }

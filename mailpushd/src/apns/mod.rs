@@ -77,6 +77,35 @@ pub enum ApnsError {
     Roots(#[from] crate::tls::RootsError),
 }
 
+/// The device `check-config` asks APNs to push: all zeros, which no device is.
+const CHECK_DEVICE: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Why `check-config` got no answer from APNs.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckError {
+    /// The request could not be made.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// No answer: the connection, TLS, HTTP/2 or the request failed.
+    #[error(transparent)]
+    Attempt(#[from] AttemptError),
+    /// The made-up device is not one this build can write (a bug).
+    #[error("the request for a made-up device cannot be made")]
+    MadeUpDevice,
+}
+
+impl CheckError {
+    /// Whether the configuration is at fault (see [`AttemptError::is_configuration`]).
+    pub fn is_configuration(&self) -> bool {
+        match self {
+            CheckError::Build(_) => true,
+            CheckError::Attempt(e) => e.is_configuration(),
+            CheckError::MadeUpDevice => false,
+        }
+    }
+}
+
 /// A request that could not be built: a configuration or clock fault, not APNs's.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -253,12 +282,37 @@ impl Apns {
         self.inner.live.is_some()
     }
 
-    /// Opens a connection to APNs (TCP, TLS, HTTP/2) within the request timeout, or
-    /// says why it did not (`check-config`); `None` without credentials (nothing is
-    /// sent then).
-    pub async fn check_connection(&self) -> Option<Result<(), AttemptError>> {
+    /// Asks APNs to push a device that does not exist (`check-config`), within the
+    /// request timeout: a connection (TCP, TLS, HTTP/2) and the answer to a request
+    /// with the credentials. APNs looks at those before the device, so an answer
+    /// about the device (400 `BadDeviceToken`) says it takes them, and nothing is
+    /// delivered. Under TLS 1.3 a server refuses a client certificate only after the
+    /// handshake, so the answer is also where a revoked certificate shows. `None`
+    /// without credentials (nothing is sent then).
+    pub async fn check_connection(&self) -> Option<Result<apns_proto::Outcome, CheckError>> {
         let live = self.inner.live.as_ref()?;
-        Some(live.check(self.inner.request_timeout).await)
+        let job = match (
+            DeviceToken::new(CHECK_DEVICE),
+            AccountId::new("mailpushd-check-config"),
+        ) {
+            (Ok(device_token), Ok(account_id)) => Job {
+                device_token,
+                account_id,
+                since: Instant::now(),
+                owed: None,
+                event: PushEvent::Test,
+            },
+            _ => return Some(Err(CheckError::MadeUpDevice)),
+        };
+        let request = match self.request(&job) {
+            Ok((request, _)) => request,
+            Err(e) => return Some(Err(e.into())),
+        };
+        Some(
+            live.send(request, self.inner.request_timeout)
+                .await
+                .map_err(CheckError::from),
+        )
     }
 
     /// Signs a provider token now, to check the key (`check-config`).
