@@ -372,6 +372,7 @@ impl Core {
             tracing::error!("the clock is before 1970: no subscription housekeeping");
             return;
         };
+        let mut failed = false;
         loop {
             let users = match self.store.webpush_users_due(now_secs, SWEEP_BATCH).await {
                 Ok(users) => users,
@@ -394,15 +395,23 @@ impl Core {
                 match swept {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(?user, changes = n, "subscriptions swept"),
-                    Err(e) => tracing::error!(error = %e, ?user, "subscriptions not swept"),
+                    Err(e) => {
+                        failed = true;
+                        tracing::error!(error = %e, ?user, "subscriptions not swept: tried again in a minute");
+                    }
                 }
             }
-            if !full {
+            // A user that failed is due still: the same batch would come again.
+            if !full || failed {
                 break;
             }
         }
         match self.store.next_webpush_deadline().await {
-            Ok(next) => self.schedule.set_sweep(next.and_then(instant_at)),
+            Ok(next) => self.schedule.set_sweep(next_sweep(
+                next.and_then(instant_at),
+                failed,
+                Instant::now(),
+            )),
             Err(e) => {
                 tracing::error!(error = %e, "the next subscription deadline not read: tried again in a minute");
                 self.schedule
@@ -663,6 +672,17 @@ struct Fan<'a> {
 /// already past.
 /// `None` for one too far ahead to be an `Instant` (no housekeeping needed this side
 /// of it).
+/// When housekeeping runs next: at the next deadline stored, but not before a minute
+/// from `now` after a user failed (an account that no longer reads stays due, and
+/// would otherwise be tried again at once, for ever).
+fn next_sweep(next_due: Option<Instant>, failed: bool, now: Instant) -> Option<Instant> {
+    let retry = failed.then(|| now + std::time::Duration::from_secs(60));
+    match (next_due, retry) {
+        (Some(due), Some(retry)) => Some(due.max(retry)),
+        (due, retry) => due.or(retry),
+    }
+}
+
 fn instant_at(secs: u64) -> Option<Instant> {
     let now = SystemTime::now();
     let from_now = unix_secs(now).map_or(0, |now| secs.saturating_sub(now));
@@ -689,4 +709,26 @@ fn events(notify: &Notify) -> Vec<Event<'_>> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn housekeeping_waits_a_minute_after_a_user_failed() {
+        let now = Instant::now();
+        let past = now.checked_sub(Duration::from_secs(5)).unwrap_or(now);
+        let minute = now + Duration::from_secs(60);
+        let hour = now + Duration::from_secs(3600);
+        // A user that failed stays due (its deadline is past): not at once again.
+        assert_eq!(next_sweep(Some(past), true, now), Some(minute));
+        assert_eq!(next_sweep(None, true, now), Some(minute));
+        assert_eq!(next_sweep(Some(hour), true, now), Some(hour));
+        // Otherwise at the deadline stored.
+        assert_eq!(next_sweep(Some(past), false, now), Some(past));
+        assert_eq!(next_sweep(None, false, now), None);
+    }
 }
