@@ -97,6 +97,9 @@ pub enum DecodeError {
     /// The line grew beyond the configured maximum without ending.
     #[error("command longer than {max} octets")]
     TooLong {
+        /// The tag, when one was read: the answer carries it, so that the client
+        /// sees its command end.
+        tag: Option<Tag<'static>>,
         /// The limit.
         max: usize,
     },
@@ -131,8 +134,8 @@ impl DecodeError {
             ))),
             DecodeError::Syntax { tag, kind } => Some(bad(tag, kind.to_string())),
             DecodeError::Argument { tag, error } => Some(bad(tag, error.to_string())),
-            DecodeError::TooLong { max } => {
-                Some(bad(&None, format!("command longer than {max} octets")))
+            DecodeError::TooLong { tag, max } => {
+                Some(bad(tag, format!("command longer than {max} octets")))
             }
         }
     }

@@ -52,6 +52,7 @@ fn decode_error(stop: Stop, tag: Option<&Tag<'_>>, input: &[u8], config: &Config
     match stop {
         Stop::Nom(Err::Incomplete(_)) if input.len() >= config.max_message => {
             DecodeError::TooLong {
+                tag,
                 max: config.max_message,
             }
         }

@@ -427,15 +427,29 @@ fn literals_are_announced_and_bounded() {
 fn over_long_lines_are_refused_without_waiting() {
     let mut line = format!("c1 WEBPUSH {ID} https://push.example.net/").into_bytes();
     line.extend(std::iter::repeat_n(b'a', 9000));
-    assert_eq!(
-        Command::decode(&line, &Config::SERVER),
-        Err(DecodeError::TooLong { max: 8192 })
-    );
+    let refused = Command::decode(&line, &Config::SERVER);
+    let Err(DecodeError::TooLong {
+        tag: Some(tag),
+        max: 8192,
+    }) = &refused
+    else {
+        panic!("{refused:?}");
+    };
+    assert_eq!(tag.as_str(), "c1");
+    // Answered under the command's tag, so that the client sees it end.
+    let mut answer = Vec::new();
+    refused
+        .unwrap_err()
+        .response()
+        .unwrap()
+        .encode(&mut answer)
+        .unwrap();
+    assert_eq!(answer, b"c1 BAD command longer than 8192 octets\r\n");
     line.extend_from_slice(format!(" {P256DH} {AUTH}\r\n").as_bytes());
-    assert_eq!(
+    assert!(matches!(
         Command::decode(&line, &Config::SERVER),
-        Err(DecodeError::TooLong { max: 8192 })
-    );
+        Err(DecodeError::TooLong { max: 8192, .. })
+    ));
 }
 
 #[test]
