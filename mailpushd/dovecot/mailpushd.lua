@@ -52,6 +52,11 @@ local function whole(name, text, default, max)
   return math.floor(n)
 end
 
+-- The URL as logged: a user name and password in it are not.
+local function shown(url)
+  return (url:gsub("^(%a[%w+.-]*://)[^/@]*@", "%1<redacted>@"))
+end
+
 -- Reads and checks the settings through `get(name)`; makes the HTTP client with the
 -- option names of the running Dovecot. Logs one line either way.
 local function configure(get, version)
@@ -67,7 +72,7 @@ local function configure(get, version)
     return fail("mailpushd_url is not set")
   end
   if not (url:match("^http://") or url:match("^https://")) then
-    return fail("mailpushd_url = " .. url .. " is not an http:// or https:// URL")
+    return fail("mailpushd_url = " .. shown(url) .. " is not an http:// or https:// URL")
   end
   local timeout, why = whole("mailpushd_timeout_secs", get("mailpushd_timeout_secs"),
     DEFAULT_TIMEOUT_SECS, 300)
@@ -89,8 +94,8 @@ local function configure(get, version)
   end
   local authorization = get("mailpushd_authorization")
   if authorization == "" then authorization = nil end
-  ready = { url = url, authorization = authorization, client = client }
-  dovecot.i_info("mailpushd.lua: reporting mail events to " .. url .. " (Dovecot " .. version
+  ready = { url = url, shown = shown(url), authorization = authorization, client = client }
+  dovecot.i_info("mailpushd.lua: reporting mail events to " .. ready.shown .. " (Dovecot " .. version
     .. " settings; " .. timeout .. " s per attempt, " .. attempts .. " attempts"
     .. (authorization and ", with an Authorization header" or "") .. ")")
   return true
@@ -118,7 +123,8 @@ local function json_string(text)
     if c == "\t" then return "\\t" end
     return string.format("\\u%04x", c:byte())
   end)
-  if utf8 ~= nil and utf8.len(escaped) == nil then
+  -- Lua 5.3's utf8.len takes UTF-16 surrogates (ED A0..BF xx), which JSON does not.
+  if utf8 ~= nil and (utf8.len(escaped) == nil or escaped:find("\237[\160-\191]")) then
     escaped = escaped:gsub("[\128-\255]", function(c)
       return string.format("\\u%04x", c:byte())
     end)
@@ -177,14 +183,27 @@ function dovecot_lua_notify_event_message_trash(ctx, event) note(ctx, event) end
 function dovecot_lua_notify_event_flags_set(ctx, event) note(ctx, event) end
 function dovecot_lua_notify_event_flags_clear(ctx, event) note(ctx, event) end
 
+-- The most of a header kept, in octets: a push shows far less, and a header of any
+-- length (escaped, an octet may take six) must not make the event too large to take.
+local MAX_HEADER = 1024
+
+-- `text` cut to MAX_HEADER octets, not within a UTF-8 sequence.
+local function header(text)
+  text = tostring(text or "")
+  if #text <= MAX_HEADER then
+    return text
+  end
+  return (text:sub(1, MAX_HEADER):gsub("[\192-\255][\128-\191]*$", ""))
+end
+
 local function messages_json(messages)
   local out = {}
   for _, m in ipairs(messages) do
     table.insert(out, string.format(
       '{"Uid":%d,"UidValidity":%d,"From":%s,"Subject":%s,"Date":%s,"MessageId":%s}',
       math.floor(tonumber(m.uid) or 0), math.floor(tonumber(m.uid_validity) or 0),
-      json_string(m.from), json_string(m.subject),
-      json_string(rfc5322_date(m.date, m.tz)), json_string(m.message_id)))
+      json_string(header(m.from)), json_string(header(m.subject)),
+      json_string(rfc5322_date(m.date, m.tz)), json_string(header(m.message_id))))
   end
   return "[" .. table.concat(out, ",") .. "]"
 end
@@ -227,7 +246,7 @@ function dovecot_lua_notify_end_txn(ctx, success)
     local status = response:status()
     -- 404: the user has no device. Anything else outside 2xx is worth a log line.
     if (status < 200 or status >= 300) and status ~= 404 then
-      dovecot.i_error("mailpushd.lua: " .. ready.url .. " answered " .. status .. " "
+      dovecot.i_error("mailpushd.lua: " .. ready.shown .. " answered " .. status .. " "
         .. tostring(response:reason()) .. " for " .. name .. ": this event is not pushed")
     end
   end

@@ -131,6 +131,19 @@ async fn lua_driver(release: Release) {
     dovecot.deliver("alice+Junk@example.org", "spam").await;
     tokio::time::sleep(DELAY + Duration::from_secs(1)).await;
     assert_eq!(standin.requests().len(), 4, "nothing for Junk");
+
+    // Headers of any length (folded, as mail has them; each quote two octets of JSON):
+    // the event is pushed all the same, not refused as too large.
+    let long = vec!["\"".repeat(900); 160].join("\r\n ");
+    dovecot
+        .deliver_message(
+            "alice@example.org",
+            &format!(
+                "From: {long} <bob@example.org>\r\nTo: alice@example.org\r\nSubject: {long}\r\n\r\nHello.\r\n"
+            ),
+        )
+        .await;
+    assert_eq!(pushes(&standin, 5, Duration::ZERO).await, 5);
     imap.run("LOGOUT").await;
     assert!(!dovecot.log().contains("Error"), "{}", dovecot.log());
     dovecot.stop();
