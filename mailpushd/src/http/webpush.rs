@@ -26,7 +26,8 @@ fn identity(headers: &HeaderMap) -> Option<(UserName, ConnectionId)> {
     let header = |name: &str| {
         headers
             .get(name)
-            .and_then(|v| v.to_str().ok())
+            // UTF-8, not ASCII only: a user name may be either.
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
             .map(str::trim)
             .filter(|v| !v.is_empty())
     };
@@ -105,5 +106,23 @@ mod tests {
         assert_ne!(connection_id("imap-1"), connection_id("imap-2"));
         let id = connection_id("imap-1");
         assert_ne!((id.instance, id.serial), (0, 0));
+    }
+
+    #[test]
+    fn the_forwarded_user_may_be_any_utf_8_name() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-mailpush-user",
+            HeaderValue::from_bytes("Émile@example.org".as_bytes()).unwrap(),
+        );
+        headers.insert("x-mailpush-connection", HeaderValue::from_static("c1"));
+        let (user, _) = identity(&headers).unwrap();
+        assert_eq!(user.as_str(), "émile@example.org");
+        // Not UTF-8: no user.
+        headers.insert(
+            "x-mailpush-user",
+            HeaderValue::from_bytes(b"\xc9mile").unwrap(),
+        );
+        assert!(identity(&headers).is_none());
     }
 }

@@ -126,7 +126,7 @@ async fn insert_vapid_key(
     let now = Timestamp::from_system_time(now).ok_or_else(|| StoreError::Clock(now))?;
     sqlx::query("INSERT INTO vapid_keys (id, private_key, created_at) VALUES ($1, $2, $3)")
         .bind(id)
-        .bind(pem.to_string())
+        .bind(pem.as_str())
         .bind(now.to_string())
         .execute(&mut **tx)
         .await?;
