@@ -105,6 +105,25 @@ impl RetryPolicy {
     }
 }
 
+/// How often one attempt goes again at once after the server did not process it
+/// ([`unprocessed`]); after that, such an answer counts as a failed attempt, and the
+/// retry policy's back-off applies.
+pub const MAX_RESENDS: u32 = 2;
+
+/// Whether an HTTP/2 request's failure says the server did not process it, so that
+/// sending it again at once cannot deliver it twice and asks nothing of a server in
+/// trouble (RFC 9113 §8.7): it reset the stream with REFUSED_STREAM, or went away
+/// gracefully (GOAWAY with NO_ERROR) before the stream, or before it was opened. h2
+/// ends only the streams above the GOAWAY's last one with its error, and fails new
+/// ones with it; the others go on, or end with the connection as I/O errors. A GOAWAY
+/// with an error code, or a failed transport, says the server or the way to it is in
+/// trouble: those take the retry policy's back-off.
+pub fn unprocessed(e: &h2::Error) -> bool {
+    e.is_remote()
+        && (e.is_reset() && e.reason() == Some(h2::Reason::REFUSED_STREAM)
+            || e.is_go_away() && e.reason() == Some(h2::Reason::NO_ERROR))
+}
+
 /// A fraction in `[0, 1]` for [`RetryPolicy::after`]: jitter needs no cryptographic
 /// strength, and without randomness the plain back-off serves.
 pub fn jitter() -> f64 {

@@ -154,6 +154,9 @@ pub enum Reply {
     GoAway,
     /// Drops the connection without answering.
     Reset,
+    /// Refuses the stream unprocessed (RST_STREAM with REFUSED_STREAM), as a server
+    /// at its limit of streams may.
+    Refused,
 }
 
 impl Reply {
@@ -336,7 +339,7 @@ async fn answer(
     state: &State,
     goaway: &Notify,
     reset: &Notify,
-) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
+) -> Result<hyper::Response<Full<Bytes>>, h2::Error> {
     let (parts, body) = request.into_parts();
     if state.counting {
         let _ = body.collect().await;
@@ -385,6 +388,9 @@ async fn answer(
                 goaway.notify_one();
                 return Ok(respond(503, r#"{"reason":"Shutdown"}"#));
             }
+            // hyper resets the stream with the reason of the h2 error the service
+            // fails with.
+            Reply::Refused => return Err(h2::Reason::REFUSED_STREAM.into()),
             Reply::Status(status, body) => return Ok(respond(status, body)),
         }
     }

@@ -376,6 +376,23 @@ async fn goaway_resets_and_slow_answers_reconnect_and_retry() {
     assert!(requests.iter().all(|r| r.body == requests[0].body));
 }
 
+/// A stream APNs refuses unprocessed (a server at its limit of streams, or going away)
+/// goes again at once, not as a failed attempt after a back-off.
+#[tokio::test]
+async fn a_push_apns_did_not_process_goes_again_at_once() {
+    let s = setup(|_| {}).await;
+    s.register("alice", ACCOUNT, TOKEN).await;
+    s.standin.script([Reply::Refused, Reply::Refused]);
+    s.notify("alice", r#""MessageNew""#).await;
+    s.wait_metric("mailpushd_pushes_total{service=\"apns\",outcome=\"delivered\"} 1")
+        .await;
+    let page = s
+        .wait_metric("mailpushd_pushes_total{service=\"apns\",outcome=\"resent\"} 2")
+        .await;
+    assert_eq!(s.standin.requests().len(), 3);
+    assert!(!page.contains("outcome=\"deferred\""), "{page}");
+}
+
 /// Requests that fail one after another on one connection (each timing out) drop it
 /// once: the first one's retry opens a new connection, which the later failures on
 /// the old one leave to the others instead of each opening one more.

@@ -69,6 +69,10 @@ pub enum AttemptError {
     /// The request failed on the way.
     #[error("the request failed: {0}")]
     Request(hyper::Error),
+    /// APNs did not process the request: it refused the stream, or went away before
+    /// it ([`crate::retry::unprocessed`]). Sent again at once, it cannot arrive twice.
+    #[error("APNs did not process the request: {0}")]
+    Unprocessed(hyper::Error),
     /// No answer in time.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
@@ -96,6 +100,17 @@ impl AttemptError {
             AttemptError::Backoff { configuration, .. } => *configuration,
             _ => false,
         }
+    }
+}
+
+/// A request's failure as the sender acts on it: [`AttemptError::Unprocessed`] when
+/// APNs said it did not process it.
+fn request_failed(e: hyper::Error) -> AttemptError {
+    let h2 = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<h2::Error>());
+    if h2.is_some_and(crate::retry::unprocessed) {
+        AttemptError::Unprocessed(e)
+    } else {
+        AttemptError::Request(e)
     }
 }
 
@@ -388,7 +403,7 @@ impl Connection {
             let response = sender
                 .send_request(request.map(|body| Full::new(Bytes::from(body))))
                 .await
-                .map_err(|e| refused(e, &refusal, AttemptError::Request))?;
+                .map_err(|e| refused(e, &refusal, request_failed))?;
             let (parts, body) = response.into_parts();
             // An answer whose body does not arrive whole is read by its status.
             let body = match Limited::new(body, apns_proto::MAX_BODY_LEN).collect().await {

@@ -365,6 +365,7 @@ impl Apns {
         let deadline = job.owed.as_ref().map_or(Deadline::NONE, Deadline::of_send);
         let timeout = self.inner.request_timeout;
         let mut renewed = false;
+        let mut resent = 0;
         let mut attempt = 1;
         let mut last = None;
         let outcome = loop {
@@ -430,6 +431,14 @@ impl Apns {
                         tracing::debug!(reason = %why, "APNs still cannot be reached as configured");
                     }
                     break PushOutcome::FixConfiguration;
+                }
+                // A connection APNs is recycling: the push was not processed, so it
+                // goes again now, on a new one; not a failed attempt.
+                Err(why @ AttemptError::Unprocessed(_)) if resent < crate::retry::MAX_RESENDS => {
+                    resent += 1;
+                    metrics.push("apns", PushOutcome::Resent);
+                    tracing::debug!(attempt, reason = %why, token = ?job.device_token, "APNs did not process the push: sent again at once");
+                    continue;
                 }
                 Err(why) => {
                     tracing::warn!(attempt, reason = %why, token = ?job.device_token, "APNs push not delivered");

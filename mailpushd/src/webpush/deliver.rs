@@ -15,11 +15,6 @@ use crate::retry::{Deadline, Retry};
 /// The largest answer body read (and dropped) so a connection can be reused.
 const MAX_ANSWER_BODY: usize = 64 * 1024;
 
-/// How often one attempt is sent again at once after it went unprocessed over HTTP/2
-/// ([`ExchangeError::Unprocessed`]); after that, such an answer counts as a failed
-/// attempt, and the retry policy's back-off applies.
-const MAX_RESENDS: u32 = 2;
-
 /// What one attempt leads to.
 pub(super) enum Step {
     /// Answered for good, or out of attempts.
@@ -62,7 +57,7 @@ impl WebPushSender {
             let (wait, hold) = match answer {
                 // A service recycling its connection, or at its limit of streams: the
                 // push was not processed, so it goes again now, freshly encrypted.
-                Err(ExchangeError::Unprocessed(why)) if resent < MAX_RESENDS => {
+                Err(ExchangeError::Unprocessed(why)) if resent < crate::retry::MAX_RESENDS => {
                     resent += 1;
                     metrics.push("webpush", PushOutcome::Resent);
                     tracing::debug!(attempt, %origin, reason = %why, "the push service did not process the push: sent again at once");

@@ -456,18 +456,9 @@ fn connection_failed(e: &h2::Error) -> bool {
 
 /// An HTTP/2 request's failure, opening its stream or awaiting its answer, as the
 /// sender acts on it: [`ExchangeError::Unprocessed`] if the push service said it did
-/// not process the stream, so that sending it again at once cannot deliver it twice
-/// and asks nothing of a service in trouble (RFC 9113 §8.7): it reset the stream with
-/// REFUSED_STREAM, or went away gracefully (GOAWAY with NO_ERROR) before the stream,
-/// or before it was opened. h2 ends only the streams above the GOAWAY's last one with
-/// its error, and fails new ones with it; the others go on, or end with the
-/// connection as I/O errors. A GOAWAY with an error code, or a failed transport, says
-/// the service or the way to it is in trouble: those take the retry policy's back-off.
+/// not process the stream ([`crate::retry::unprocessed`]).
 fn failed(e: h2::Error) -> ExchangeError {
-    let unprocessed = e.is_remote()
-        && (e.is_reset() && e.reason() == Some(h2::Reason::REFUSED_STREAM)
-            || e.is_go_away() && e.reason() == Some(h2::Reason::NO_ERROR));
-    if unprocessed {
+    if crate::retry::unprocessed(&e) {
         ExchangeError::Unprocessed(e)
     } else {
         ExchangeError::Http2(e)
