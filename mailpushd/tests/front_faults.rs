@@ -113,6 +113,12 @@ async fn serve(stream: impl Resettable, written: Arc<AtomicUsize>) -> std::io::R
                 out.write_all(format!("{tag} OK NOOP completed\r\n").as_bytes())
                     .await?
             }
+            // A command that takes the server a while.
+            [tag, "CHECK"] => {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                out.write_all(format!("{tag} OK CHECK completed\r\n").as_bytes())
+                    .await?
+            }
             [tag, "APPEND", _, size] => {
                 let n: usize = size
                     .trim_matches(|c| c == '{' || c == '}')
@@ -270,6 +276,28 @@ async fn garbage_gets_the_servers_answer_and_the_session_goes_on() {
     client.tag = 1;
     assert!(client.run("NOOP").await.concat().contains("2 OK"));
     assert!(other.run("NOOP").await.concat().contains("2 OK"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_reusing_a_running_commands_tag_is_refused() {
+    let s = setup(|_| {}).await;
+    let mut client = s.logged_in().await;
+    // Had the front waited on the APPEND's literal by its tag, the CHECK's OK would
+    // have passed for the APPEND's refusal, and the two would no longer agree on what
+    // the next octets are.
+    client.send("a CHECK\r\na APPEND INBOX {5}").await;
+    assert_eq!(
+        client.read().await,
+        "a BAD The tag is in use by a command still running.\r\n"
+    );
+    assert_eq!(client.read().await, "a OK CHECK completed\r\n");
+    // Its tag free again, the same command goes.
+    client.send("a APPEND INBOX {5}").await;
+    assert_eq!(client.read().await, "+ OK\r\n");
+    client.send("Hello").await;
+    assert_eq!(client.read().await, "a OK APPEND completed\r\n");
+    client.tag = 1;
+    assert!(client.run("NOOP").await.concat().contains("2 OK"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -100,6 +100,32 @@ struct Awaiting {
 /// The most of the front's own answers waiting to go between the server's lines.
 const MAX_INJECTED: usize = 8;
 
+/// The most commands relayed under the client's tags and not answered yet: past it,
+/// the client's half reads no more until the server answers some.
+const MAX_RUNNING: usize = 1024;
+
+/// The tags of the commands relayed and not answered yet, with how many of each.
+#[derive(Default)]
+struct Running {
+    tags: std::collections::HashMap<String, u32>,
+    total: usize,
+}
+
+impl Running {
+    /// The server answered the command tagged `tag`; whether it was one counted.
+    fn answered(&mut self, tag: &str) -> bool {
+        let Some(n) = self.tags.get_mut(tag) else {
+            return false;
+        };
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            self.tags.remove(tag);
+        }
+        self.total = self.total.saturating_sub(1);
+        true
+    }
+}
+
 /// What both halves know of the session.
 #[derive(Default)]
 struct Shared {
@@ -112,6 +138,11 @@ struct Shared {
     answer: Option<Answer>,
     /// The front's own lines, for the server's half to write between lines.
     injected: std::collections::VecDeque<Vec<u8>>,
+    /// The commands on their way to the server, or in it. The front waits on a
+    /// command by its tag (a synchronizing literal's "+" or refusal), so a command
+    /// whose tag one of these still has is refused: the server's answer to the other
+    /// could pass for its own.
+    running: Running,
 }
 
 /// The halves' meeting point. Slots and wake-ups rather than channels: an idle session
@@ -125,6 +156,8 @@ struct Meeting {
     queued: Notify,
     /// The server's half took the queued lines.
     taken: Notify,
+    /// The server answered a command counted in [`Shared::running`].
+    released: Notify,
 }
 
 /// The line the client's half is reading.
@@ -337,6 +370,14 @@ impl ClientHalf<'_> {
                     let text = buffer.split_to(len);
                     if start {
                         line = self.begin(&text, sasl.as_ref());
+                        if let Line::Relay {
+                            tag: Some(tag),
+                            shown_as: None,
+                            ..
+                        } = &line
+                        {
+                            self.count_running(tag).await?;
+                        }
                     }
                     self.text(&text, end, &mut line, &mut sasl, &mut framer, server)
                         .await?;
@@ -384,8 +425,19 @@ impl ClientHalf<'_> {
             return relayed(None);
         };
         let tag = tag.as_str().to_owned();
-        let authenticated = crate::lock(&self.meeting.shared).authenticated;
+        let (authenticated, in_use) = {
+            let shared = crate::lock(&self.meeting.shared);
+            (shared.authenticated, shared.running.tags.contains_key(&tag))
+        };
         let kind = intercept::classify(name, rest);
+        // A login goes under a tag of the front's own: its client tag is no matter.
+        let renamed = !authenticated && matches!(kind, Kind::Login | Kind::Authenticate(_));
+        if in_use && !renamed {
+            return Line::Drop {
+                tag,
+                reply: "BAD The tag is in use by a command still running.",
+            };
+        }
         // A login goes to the server under a tag of the front's own, so that no answer
         // to another command the client sent with the same tag, still on its way, can
         // pass for the login's.
@@ -465,20 +517,23 @@ impl ClientHalf<'_> {
         }
         match line {
             Line::None => Ok(()),
-            Line::Discard => {
-                match end {
-                    End::Line => *line = Line::None,
-                    End::Literal {
-                        synchronizing: true,
-                        ..
-                    } => {
-                        framer.refuse_literal();
-                        *line = Line::None;
-                    }
-                    _ => {}
+            Line::Discard => match end {
+                End::Line => {
+                    *line = Line::None;
+                    Ok(())
                 }
-                Ok(())
-            }
+                // The client waits for a "+" that is not coming: told so.
+                End::Literal {
+                    synchronizing: true,
+                    ..
+                } => {
+                    framer.refuse_literal();
+                    *line = Line::None;
+                    self.answer(b"* BAD Error in IMAP command.\r\n".to_vec())
+                        .await
+                }
+                _ => Ok(()),
+            },
             Line::Drop { tag, reply } => {
                 let answer = tagged(tag, reply);
                 match end {
@@ -669,6 +724,28 @@ impl ClientHalf<'_> {
         }
     }
 
+    /// Counts the command tagged `tag` as running, once fewer than [`MAX_RUNNING`] are.
+    async fn count_running(&self, tag: &str) -> Result<(), SessionEnd> {
+        let counted = async {
+            loop {
+                {
+                    let mut shared = crate::lock(&self.meeting.shared);
+                    let running = &mut shared.running;
+                    if running.total < MAX_RUNNING {
+                        *running.tags.entry(tag.to_owned()).or_default() += 1;
+                        running.total += 1;
+                        return;
+                    }
+                }
+                // A wake-up given before this waits is kept for it: none is lost.
+                self.meeting.released.notified().await;
+            }
+        };
+        tokio::time::timeout(ANSWER_TIMEOUT, counted)
+            .await
+            .map_err(|_| SessionEnd::TimedOut("the IMAP server"))
+    }
+
     /// The client's half will wait on the command tagged `tag`.
     fn expect(
         &mut self,
@@ -847,8 +924,12 @@ async fn server_half(
                     let text = buffer.split_to(len);
                     if start {
                         said_bye |= relay::untagged_status(&text) == Some(Status::Bye);
-                        let (answer, edited) = read_response(ctx, &text, shared, first, end);
+                        let (answer, edited, released) =
+                            read_response(ctx, &text, shared, first, end);
                         first = false;
+                        if released {
+                            meeting.released.notify_one();
+                        }
                         if let Some(answer) = answer {
                             let before = crate::lock(shared).answer.replace(answer);
                             // The client's half waits on one answer at a time: more
@@ -933,19 +1014,25 @@ async fn goodbye(client: &mut (impl AsyncWrite + Unpin), framer: &Stream, said_b
 }
 
 /// Reads the start of a response line: tells the client's half what it waits on, and
-/// records a login's outcome. What to tell the client's half, and the line as the
-/// client should see it when its capability list was edited.
+/// records a login's outcome and the end of a running command. What to tell the
+/// client's half, the line as the client should see it when its tag or capability
+/// list was edited, and whether a running command ended.
 fn read_response(
     ctx: &Context,
     text: &[u8],
     shared: &Mutex<Shared>,
     greeting: bool,
     end: End,
-) -> (Option<Answer>, Option<Vec<u8>>) {
+) -> (Option<Answer>, Option<Vec<u8>>, bool) {
     let mut state = crate::lock(shared);
     let mut answer = None;
     let mut renamed = None;
-    match relay::response(text) {
+    let response = relay::response(text);
+    let released = match &response {
+        Some(Response::Tagged { tag, .. }) => state.running.answered(tag.as_str()),
+        _ => false,
+    };
+    match response {
         Some(Response::Continuation) if state.awaiting.is_some() => answer = Some(Answer::GoOn),
         Some(Response::Tagged { tag, status })
             if state
@@ -994,10 +1081,10 @@ fn read_response(
         };
         let mut out = Vec::new();
         if relay::edit_capabilities(renamed.as_deref().unwrap_or(text), &edit, &mut out) {
-            return (answer, Some(out));
+            return (answer, Some(out), released);
         }
     }
-    (answer, renamed)
+    (answer, renamed, released)
 }
 
 /// A tag for the front's own use: random, so that no client can send one like it.
