@@ -100,8 +100,10 @@ fn first_word(text: &[u8]) -> &[u8] {
 }
 
 /// The user name of a whole `LOGIN` command (its literals included), mapped; none
-/// unless the whole command reads as the grammar says, so that the name read is the
-/// one a server reads.
+/// unless the name is all of the first argument and a password follows it, so that
+/// the name read is the one a server reads. The password is not read: a server may
+/// take one this grammar does not (8-bit octets in a quoted string), and refuses the
+/// command if it does not.
 ///
 /// ```text
 /// login    = "LOGIN" SP userid SP password CRLF
@@ -113,13 +115,10 @@ pub(crate) fn login_user(command: &[u8], map: &UserMap) -> Option<xaps_proto::Us
     let rest = rest.strip_prefix(b" ")?;
     let limits = Limits::SERVER;
     let (rest, user) = parse::astring_bytes(rest, &limits).ok()?;
-    let rest = rest.strip_prefix(b" ")?;
-    let (rest, password) = parse::astring_bytes(rest, &limits).ok()?;
-    // An unescaped copy of the password, when there is one, is wiped.
-    if let std::borrow::Cow::Owned(copy) = password {
-        drop(Zeroizing::new(copy));
-    }
-    if !matches!(rest, b"\r\n" | b"\n") {
+    let password = rest.strip_prefix(b" ")?;
+    let password = password.strip_suffix(b"\n")?;
+    let password = password.strip_suffix(b"\r").unwrap_or(password);
+    if password.is_empty() {
         return None;
     }
     map.apply(std::str::from_utf8(&user).ok()?)
@@ -208,16 +207,22 @@ mod tests {
         );
         assert_eq!(login_user(b"a1 LOGIN\r\n", &map), None);
         // Whatever a server could read otherwise is no name: the name must be all of
-        // the first argument, and the password all of the second.
+        // the first argument, and a password must follow.
         for odd in [
             &b"a1 LOGIN alice%x secret\r\n"[..],
             b"a1 LOGIN alice\xff secret\r\n",
             b"a1 LOGIN alice\r\n",
-            b"a1 LOGIN alice secret extra\r\n",
+            b"a1 LOGIN alice \r\n",
             b"a1 LOGIN alice secret",
         ] {
             assert_eq!(login_user(odd, &map), None, "{}", odd.escape_ascii());
         }
+        // A password this grammar would not take (Latin-1 in a quoted string) is the
+        // server's to judge.
+        assert_eq!(
+            login_user(b"a1 LOGIN alice \"p\xe4ss\"\r\n", &map),
+            user("alice")
+        );
         let map = UserMap::AddDomain("example.org".into());
         assert_eq!(
             login_user(b"a1 LOGIN alice x\r\n", &map),
