@@ -288,17 +288,16 @@ pub struct UnixSocket {
 }
 
 impl UnixSocket {
-    /// The longest path a socket can have here: Linux's 107 octets, less the `.new`
-    /// of the name it is made under ([`UnixSocket::staging_path`]).
-    pub const MAX_PATH_LEN: usize = 107 - Self::STAGING_SUFFIX.len();
+    /// The longest path a socket can have here: Linux's 107 octets, less the `.d/s`
+    /// of the name it is made under ([`UnixSocket::staging_dir`]).
+    pub const MAX_PATH_LEN: usize = 107 - ".d/s".len();
 
-    const STAGING_SUFFIX: &'static str = ".new";
-
-    /// Where the socket is made, and given its group and mode, before it is renamed to
-    /// its path: beside it, its name with `.new` after it.
-    pub fn staging_path(&self) -> PathBuf {
+    /// The folder, readable by the daemon's user only, where the socket is made and
+    /// given its group and mode before it is renamed to its path: beside it, its name
+    /// with `.d` after it. No other user can connect to the socket while it is there.
+    pub fn staging_dir(&self) -> PathBuf {
         let mut name = self.path.as_os_str().to_owned();
-        name.push(Self::STAGING_SUFFIX);
+        name.push(".d");
         name.into()
     }
 }

@@ -48,52 +48,65 @@ pub enum SocketError {
 }
 
 /// Binds the API's Unix socket: an old socket at the path is replaced, anything else
-/// there is refused; mode and group as configured.
+/// there (a socket a process answers on too) is refused; mode and group as configured.
 ///
-/// The socket's mode is its credential, so it is bound under a second name
-/// ([`UnixSocket::staging_path`]), given its group and mode there, and only then renamed into place:
-/// under a lax umask, a socket bound at its path would take connections with the
-/// umask's mode until the mode was set, and a connection made then stays open.
+/// The socket's mode is its credential, and a socket listens from the moment it is
+/// bound: under a lax umask, one bound at its path would take connections with the
+/// umask's mode until its own was set, and a connection made then stays open. So it
+/// is bound in a folder only the daemon's user can enter ([`UnixSocket::staging_dir`]),
+/// given its group and mode there, and then renamed into place.
 pub(crate) fn bind_socket(socket: &UnixSocket) -> Result<UnixListener, SocketError> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let path = &socket.path;
-    let staging = socket.staging_path();
-    remove_old_socket(path, false)?;
-    remove_old_socket(&staging, true)?;
-    let listener = UnixListener::bind(&staging).map_err(io_at(&staging))?;
+    let dir = socket.staging_dir();
+    let staging = dir.join("s");
+    check_old_socket(path)?;
+    // A folder left by a start that failed half way: only what this function puts
+    // there is removed, and a folder holding anything else stays (and is refused).
+    match std::fs::remove_file(&staging) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_at(&staging)(e)),
+        _ => {}
+    }
+    match std::fs::remove_dir(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_at(&dir)(e)),
+        _ => {}
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(io_at(&dir))?;
     let made = (|| {
+        let listener = UnixListener::bind(&staging).map_err(io_at(&staging))?;
         if let Some(group) = &socket.group {
             let gid = group_id(group)?.ok_or_else(|| SocketError::NoGroup(group.clone()))?;
             std::os::unix::fs::chown(&staging, None, Some(gid)).map_err(io_at(&staging))?;
         }
         std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(socket.mode))
             .map_err(io_at(&staging))?;
-        std::fs::rename(&staging, path).map_err(io_at(path))
+        std::fs::rename(&staging, path).map_err(io_at(path))?;
+        Ok(listener)
     })();
-    if let Err(e) = made {
-        // Best effort: the error says what failed; a socket left here is replaced at
-        // the next start.
+    if made.is_err() {
+        // Best effort: the error says what failed; what is left is replaced at the
+        // next start.
         let _ = std::fs::remove_file(&staging);
-        return Err(e);
     }
-    Ok(listener)
+    let _ = std::fs::remove_dir(&dir);
+    made
 }
 
-/// Removes a socket left at `path` by an earlier run; anything else there, and a
-/// socket a process still answers on, is refused. `rename` replaces the socket at the
-/// final path by itself, so that one is only checked (`remove` false).
-fn remove_old_socket(path: &Path, remove: bool) -> Result<(), SocketError> {
+/// Checks what is at the socket's path: nothing, or a socket no process answers on
+/// (`rename` replaces it); anything else is refused.
+fn check_old_socket(path: &Path) -> Result<(), SocketError> {
     use std::os::unix::fs::FileTypeExt;
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => {
-            // A socket whose process ended refuses connections at once.
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(SocketError::InUse(path.to_owned()));
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => Err(SocketError::InUse(path.to_owned())),
+                // A socket whose process ended refuses connections at once.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Ok(()),
+                Err(e) => Err(io_at(path)(e)),
             }
-            if remove {
-                std::fs::remove_file(path).map_err(io_at(path))?;
-            }
-            Ok(())
         }
         Ok(_) => Err(SocketError::NotASocket(path.to_owned())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -329,39 +342,48 @@ mod tests {
     async fn the_socket_gets_its_mode_before_it_takes_its_name() {
         let dir = tempfile::tempdir().unwrap();
         let socket = socket(dir.path(), 0o600);
-        // Sockets left by an earlier run, at both names, are replaced.
+        // A socket left by an earlier run is replaced, and so is a staging folder left
+        // by a start that failed half way.
         drop(std::os::unix::net::UnixListener::bind(&socket.path).unwrap());
-        drop(std::os::unix::net::UnixListener::bind(socket.staging_path()).unwrap());
+        std::fs::create_dir(socket.staging_dir()).unwrap();
+        drop(std::os::unix::net::UnixListener::bind(socket.staging_dir().join("s")).unwrap());
         let listener = bind_socket(&socket).unwrap();
-        // One that is listened on is not.
-        assert!(matches!(
-            bind_socket(&socket).unwrap_err(),
-            SocketError::InUse(p) if p == socket.path
-        ));
         let meta = std::fs::symlink_metadata(&socket.path).unwrap();
         assert!(meta.file_type().is_socket());
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-        assert!(!socket.staging_path().exists());
+        assert!(!socket.staging_dir().exists());
         let client = tokio::net::UnixStream::connect(&socket.path);
         let (accepted, connected) = tokio::join!(listener.accept(), client);
         accepted.unwrap();
         connected.unwrap();
+        // One that is listened on is not replaced.
+        assert!(matches!(
+            bind_socket(&socket).unwrap_err(),
+            SocketError::InUse(p) if p == socket.path
+        ));
     }
 
     #[tokio::test]
-    async fn a_file_at_either_name_is_refused_and_left_alone() {
+    async fn what_is_not_the_daemons_socket_is_refused_and_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         let socket = socket(dir.path(), 0o660);
-        for taken in [socket.path.clone(), socket.staging_path()] {
-            std::fs::write(&taken, "mine").unwrap();
-            let refused = bind_socket(&socket).unwrap_err();
-            assert!(
-                matches!(&refused, SocketError::NotASocket(p) if *p == taken),
-                "{refused}"
-            );
-            assert_eq!(std::fs::read_to_string(&taken).unwrap(), "mine");
-            std::fs::remove_file(&taken).unwrap();
-        }
+        std::fs::write(&socket.path, "mine").unwrap();
+        let refused = bind_socket(&socket).unwrap_err();
+        assert!(
+            matches!(&refused, SocketError::NotASocket(p) if *p == socket.path),
+            "{refused}"
+        );
+        assert_eq!(std::fs::read_to_string(&socket.path).unwrap(), "mine");
+        std::fs::remove_file(&socket.path).unwrap();
+        // A staging folder holding something else stays.
+        std::fs::create_dir(socket.staging_dir()).unwrap();
+        std::fs::write(socket.staging_dir().join("other"), "mine").unwrap();
+        assert!(matches!(
+            bind_socket(&socket).unwrap_err(),
+            SocketError::Io { .. }
+        ));
+        assert!(socket.staging_dir().join("other").exists());
+        assert!(!socket.path.exists());
     }
 
     #[tokio::test]
@@ -374,6 +396,6 @@ mod tests {
             SocketError::NoGroup(_)
         ));
         assert!(!socket.path.exists());
-        assert!(!socket.staging_path().exists());
+        assert!(!socket.staging_dir().exists());
     }
 }
