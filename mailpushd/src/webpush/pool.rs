@@ -295,10 +295,7 @@ impl Pool {
             .host()
             .map(|h| h.trim_start_matches('[').trim_end_matches(']'));
         if let Some(ip) = literal.and_then(|h| h.parse::<std::net::IpAddr>().ok())
-            && let Some(why) = self
-                .rule
-                .refusal(ip)
-                .map_err(|e| ExchangeError::Connect(Box::new(e)))?
+            && let Some(why) = self.rule.refusal(ip)
         {
             return Err(ExchangeError::Connect(
                 format!("{ip} is not an address pushes may go to ({why})").into(),
