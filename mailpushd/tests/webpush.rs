@@ -1073,9 +1073,32 @@ async fn a_subscription_that_no_longer_reads_costs_only_its_own_push() {
         .await
         .unwrap();
         assert_eq!(edited.rows_affected(), 1);
+        // And its housekeeping due long ago.
+        sqlx::query("UPDATE webpush_subscriptions SET due_at = 0")
+            .execute(&mut db)
+            .await
+            .unwrap();
         db.close().await.unwrap();
     }
     let daemon = Daemon::start(config_in(dir.path())).await.unwrap();
+    // The housekeeping the start ran failed for the account, and put it off a minute
+    // rather than leave it due (it ran again at once, for ever).
+    {
+        use sqlx::{Connection, Row};
+        let url = format!("sqlite://{}", dir.path().join("store.sqlite").display());
+        let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let due: i64 = sqlx::query("SELECT MIN(due_at) FROM webpush_subscriptions")
+            .fetch_one(&mut db)
+            .await
+            .unwrap()
+            .get(0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(due >= now as i64 + 50, "due at {due}, now {now}");
+        db.close().await.unwrap();
+    }
 
     new_mail(&daemon).await;
     let requests = push.wait_for(2, Duration::from_secs(10)).await;

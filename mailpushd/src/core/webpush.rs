@@ -372,7 +372,6 @@ impl Core {
             tracing::error!("the clock is before 1970: no subscription housekeeping");
             return;
         };
-        let mut failed = false;
         loop {
             let users = match self.store.webpush_users_due(now_secs, SWEEP_BATCH).await {
                 Ok(users) => users,
@@ -396,22 +395,25 @@ impl Core {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(?user, changes = n, "subscriptions swept"),
                     Err(e) => {
-                        failed = true;
                         tracing::error!(error = %e, ?user, "subscriptions not swept: tried again in a minute");
+                        // Still due, it would come first again, at once and for ever.
+                        let later = now_secs.saturating_add(SWEEP_RETRY_SECS);
+                        if let Err(e) = self.store.delay_webpush_sweep(&user, later).await {
+                            tracing::error!(error = %e, ?user, "a failed housekeeping not put off: housekeeping waits a minute");
+                            self.schedule.set_sweep(Some(
+                                Instant::now() + std::time::Duration::from_secs(SWEEP_RETRY_SECS),
+                            ));
+                            return;
+                        }
                     }
                 }
             }
-            // A user that failed is due still: the same batch would come again.
-            if !full || failed {
+            if !full {
                 break;
             }
         }
         match self.store.next_webpush_deadline().await {
-            Ok(next) => self.schedule.set_sweep(next_sweep(
-                next.and_then(instant_at),
-                failed,
-                Instant::now(),
-            )),
+            Ok(next) => self.schedule.set_sweep(next.and_then(instant_at)),
             Err(e) => {
                 tracing::error!(error = %e, "the next subscription deadline not read: tried again in a minute");
                 self.schedule
@@ -672,16 +674,8 @@ struct Fan<'a> {
 /// already past.
 /// `None` for one too far ahead to be an `Instant` (no housekeeping needed this side
 /// of it).
-/// When housekeeping runs next: at the next deadline stored, but not before a minute
-/// from `now` after a user failed (an account that no longer reads stays due, and
-/// would otherwise be tried again at once, for ever).
-fn next_sweep(next_due: Option<Instant>, failed: bool, now: Instant) -> Option<Instant> {
-    let retry = failed.then(|| now + std::time::Duration::from_secs(60));
-    match (next_due, retry) {
-        (Some(due), Some(retry)) => Some(due.max(retry)),
-        (due, retry) => due.or(retry),
-    }
-}
+/// How long a user whose housekeeping failed waits before it is tried again.
+const SWEEP_RETRY_SECS: u64 = 60;
 
 fn instant_at(secs: u64) -> Option<Instant> {
     let now = SystemTime::now();
@@ -709,26 +703,4 @@ fn events(notify: &Notify) -> Vec<Event<'_>> {
             })
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-
-    #[test]
-    fn housekeeping_waits_a_minute_after_a_user_failed() {
-        let now = Instant::now();
-        let past = now.checked_sub(Duration::from_secs(5)).unwrap_or(now);
-        let minute = now + Duration::from_secs(60);
-        let hour = now + Duration::from_secs(3600);
-        // A user that failed stays due (its deadline is past): not at once again.
-        assert_eq!(next_sweep(Some(past), true, now), Some(minute));
-        assert_eq!(next_sweep(None, true, now), Some(minute));
-        assert_eq!(next_sweep(Some(hour), true, now), Some(hour));
-        // Otherwise at the deadline stored.
-        assert_eq!(next_sweep(Some(past), false, now), Some(past));
-        assert_eq!(next_sweep(None, false, now), None);
-    }
 }

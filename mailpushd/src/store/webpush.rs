@@ -59,6 +59,24 @@ impl Store {
             .collect()
     }
 
+    /// Moves `user`'s housekeeping deadlines that come before `until` (seconds since
+    /// the Unix epoch) to it: a user whose housekeeping failed (a record that no longer
+    /// reads) is tried again then, not at once and ahead of every other user.
+    pub async fn delay_webpush_sweep(&self, user: &UserName, until: u64) -> Result<(), StoreError> {
+        let until =
+            i64::try_from(until).map_err(|_| StoreError::corrupt("the clock", "past 2262"))?;
+        let mut tx = self.begin(&[Lock::User(user.as_str())]).await?;
+        sqlx::query(
+            "UPDATE webpush_subscriptions SET due_at = $2 WHERE username = $1 AND due_at < $2",
+        )
+        .bind(user.as_str())
+        .bind(until)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Runs `change` on `user`'s Web Push state and stores the changes it returns, in
     /// one transaction: when this returns, they are on disk.
     pub async fn update_webpush<R>(
