@@ -215,7 +215,17 @@ async fn a_410_removes_only_registrations_older_than_its_timestamp() {
     assert_eq!(s.wait_count(0).await, 0);
     s.wait_metric("mailpushd_gone_total{service=\"apns\",result=\"removed\"} 2")
         .await;
+    s.wait_metric("mailpushd_owed_pushes 0").await;
     assert_eq!(s.register("alice", ACCOUNT, TOKEN).await.0, 200);
+    // The pushes that found the token gone went with their registration: a device that
+    // registers again starts with no history.
+    let logged = s
+        .daemon
+        .store()
+        .pushes_of(&support::user_name("alice"))
+        .await
+        .unwrap();
+    assert!(logged.is_empty(), "{logged:?}");
 }
 
 /// A round of attempts ends with its lease: a retry whose wait would run past it is

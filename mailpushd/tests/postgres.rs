@@ -125,6 +125,21 @@ async fn what_one_daemon_stores_the_other_serves() {
     assert_eq!(status, 200);
     let sent = apns.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(sent[0].path, format!("/3/device/{:064x}", 2));
+    // Logged for `mailpushd status`, in PostgreSQL as in SQLite.
+    let mut logged = 0;
+    for _ in 0..100 {
+        logged = a
+            .store()
+            .pushes_of(&support::user_name("alice"))
+            .await
+            .unwrap()
+            .len();
+        if logged == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(logged, 1, "the push to the device is logged");
     let pushed = push.wait_for(2, Duration::from_secs(10)).await;
     assert_eq!(
         String::from_utf8(decrypt(&ua, &pushed[1].body).unwrap()).unwrap(),

@@ -42,9 +42,13 @@ pub(super) async fn write(
         let at = i64::try_from(r.at_ms)
             .map_err(|_| StoreError::corrupt("a push", "a time past 2262"))?;
         let key = r.token.to_lowercase();
+        // Only for a device still registered: the push may end after APNs said the
+        // token is gone and the registration went with its log.
         sqlx::query(
             "INSERT INTO push_log (username, account_id, token_key, at_ms, event, outcome, status, apns_id, reason)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9
+             WHERE EXISTS (SELECT 1 FROM registrations
+                           WHERE username = $1 AND account_id = $2 AND token_key = $3)",
         )
         .bind(r.user.as_str())
         .bind(r.account.as_str())
