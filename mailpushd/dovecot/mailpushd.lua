@@ -54,7 +54,8 @@ end
 
 -- The URL as logged: a user name and password in it are not.
 local function shown(url)
-  return (url:gsub("^(%a[%w+.-]*://)[^/@]*@", "%1<redacted>@"))
+  -- The user information ends at the authority's last "@" (RFC 3986).
+  return (url:gsub("^(%a[%w+.-]*://)[^/?#]*@", "%1<redacted>@"))
 end
 
 -- Reads and checks the settings through `get(name)`; makes the HTTP client with the

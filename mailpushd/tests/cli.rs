@@ -610,8 +610,16 @@ async fn refusing_server(dir: &Path) -> std::net::SocketAddr {
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
-            // Refused here, with an alert to the client.
-            let _ = acceptor.accept(tcp).await;
+            // Refused here, with an alert to the client; the connection is then kept
+            // (what the client sends read and dropped) until the client closes it, so
+            // that no reset overtakes the alert.
+            if let Err((_, mut tcp)) = acceptor.accept(tcp).into_fallible().await {
+                tokio::spawn(async move {
+                    let mut sink = tokio::io::sink();
+                    let drained = tokio::io::copy(&mut tcp, &mut sink);
+                    let _ = tokio::time::timeout(Duration::from_secs(10), drained).await;
+                });
+            }
         }
     });
     address

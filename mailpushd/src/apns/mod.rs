@@ -287,8 +287,9 @@ impl Apns {
     /// with the credentials. APNs looks at those before the device, so an answer
     /// about the device (400 `BadDeviceToken`) says it takes them, and nothing is
     /// delivered. Under TLS 1.3 a server refuses a client certificate only after the
-    /// handshake, so the answer is also where a revoked certificate shows. `None`
-    /// without credentials (nothing is sent then).
+    /// handshake, so the request is also where a revoked certificate shows (when its
+    /// alert is read before the connection closes). `None` without credentials
+    /// (nothing is sent then).
     pub async fn check_connection(&self) -> Option<Result<apns_proto::Outcome, CheckError>> {
         let live = self.inner.live.as_ref()?;
         let job = match (
