@@ -242,7 +242,7 @@ impl Notify {
 
     /// A notify from another source (Dovecot's OX driver, say), checked as
     /// [`Notify::from_json`] checks a body: mailbox and events non-empty, the mailbox
-    /// at most [`MAX_MAILBOX_LEN`](crate::MAX_MAILBOX_LEN) octets.
+    /// at most [`MAX_MAILBOX_LEN`] octets.
     ///
     /// ```
     /// use xaps_proto::{UserName, daemon::{BodyError, Notify}};

@@ -157,7 +157,7 @@ impl Core {
     }
 
     /// The metrics, with the gauges read from the store (every daemon sharing it
-    /// counts the same) at most [`GAUGES_MAX_AGE`] ago; requests at once wait for one
+    /// counts the same) at most a second ago; requests at once wait for one
     /// read.
     pub async fn metrics(&self) -> Result<&Metrics, StoreError> {
         let mut read = self.gauges_read.lock().await;
