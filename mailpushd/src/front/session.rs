@@ -318,6 +318,22 @@ async fn write_all(
     }
 }
 
+/// What a command whose tag a running command has is answered.
+const IN_USE: &str = "BAD The tag is in use by a command still running.";
+
+/// What a server could take for the tag of `line`, a line the front reads no command
+/// in (`a` alone, `a  NOOP`): the tag characters it begins with. None for IDLE's
+/// `DONE`, which is no command, and is answered under the IDLE's tag.
+fn tag_like(line: &[u8]) -> Option<String> {
+    let len = line
+        .iter()
+        .take_while(|&&b| imap_syntax::chars::is_tag_char(b))
+        .count();
+    let (tag, rest) = line.split_at_checked(len)?;
+    let done = tag.eq_ignore_ascii_case(b"DONE") && matches!(rest, b"\r\n" | b"\n");
+    (len > 0 && !done).then(|| String::from_utf8_lossy(tag).into_owned())
+}
+
 /// What a line too long to answer is answered.
 const TOO_LONG: &str = "BAD Command line too long.";
 
@@ -370,13 +386,28 @@ impl ClientHalf<'_> {
                     let text = buffer.split_to(len);
                     if start {
                         line = self.begin(&text, sasl.as_ref());
-                        if let Line::Relay {
-                            tag: Some(tag),
-                            shown_as: None,
-                            ..
-                        } = &line
-                        {
-                            self.count_running(tag).await?;
+                        match &line {
+                            Line::Relay {
+                                tag: Some(tag),
+                                shown_as: None,
+                                ..
+                            } => self.count_running(tag).await?,
+                            // A line the front reads no command in, but a server might:
+                            // what it could take for the tag counts as one.
+                            Line::Relay { tag: None, .. } => {
+                                if let Some(tag) = tag_like(&text) {
+                                    if crate::lock(&self.meeting.shared)
+                                        .running
+                                        .tags
+                                        .contains_key(tag.as_str())
+                                    {
+                                        line = Line::Drop { tag, reply: IN_USE };
+                                    } else {
+                                        self.count_running(&tag).await?;
+                                    }
+                                }
+                            }
+                            _ => {}
                         }
                     }
                     self.text(&text, end, &mut line, &mut sasl, &mut framer, server)
@@ -433,10 +464,7 @@ impl ClientHalf<'_> {
         // A login goes under a tag of the front's own: its client tag is no matter.
         let renamed = !authenticated && matches!(kind, Kind::Login | Kind::Authenticate(_));
         if in_use && !renamed {
-            return Line::Drop {
-                tag,
-                reply: "BAD The tag is in use by a command still running.",
-            };
+            return Line::Drop { tag, reply: IN_USE };
         }
         // A login goes to the server under a tag of the front's own, so that no answer
         // to another command the client sent with the same tag, still on its way, can
@@ -1095,4 +1123,28 @@ fn front_tag() -> Option<String> {
         tag.push_str(&format!("{b:02x}"));
         tag
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_server_could_take_for_a_tag() {
+        assert_eq!(tag_like(b"a\r\n").as_deref(), Some("a"));
+        assert_eq!(tag_like(b"a  NOOP\r\n").as_deref(), Some("a"));
+        assert_eq!(tag_like(b"a]b\r\n").as_deref(), Some("a]b"));
+        assert_eq!(tag_like(b"DONE x\r\n").as_deref(), Some("DONE"));
+        // IDLE's end, and what begins with no tag character.
+        for none in [
+            &b"DONE\r\n"[..],
+            b"done\n",
+            b"* x\r\n",
+            b"(x\r\n",
+            b"+ x\r\n",
+            b"\r\n",
+        ] {
+            assert_eq!(tag_like(none), None, "{}", none.escape_ascii());
+        }
+    }
 }
