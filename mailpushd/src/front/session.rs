@@ -321,17 +321,37 @@ async fn write_all(
 /// What a command whose tag a running command has is answered.
 const IN_USE: &str = "BAD The tag is in use by a command still running.";
 
-/// What a server could take for the tag of `line`, a line the front reads no command
-/// in (`a` alone, `a  NOOP`): the tag characters it begins with. None for IDLE's
-/// `DONE`, which is no command, and is answered under the IDLE's tag.
-fn tag_like(line: &[u8]) -> Option<String> {
-    let len = line
+/// For `line`, a line the front reads no command in (`a` alone, `a  NOOP`): the tag
+/// to answer it `BAD` under when it begins with tag characters, as a command would
+/// (its first word, or `*` when that word is more than tag characters). None for a
+/// line a server could not read a tag in either, and for IDLE's `DONE`, which is no
+/// command: those go to the server as they are.
+fn not_a_command(line: &[u8]) -> Option<String> {
+    let word_len = line
         .iter()
-        .take_while(|&&b| imap_syntax::chars::is_tag_char(b))
+        .take_while(|&&b| !matches!(b, b' ' | b'\r' | b'\n'))
         .count();
-    let (tag, rest) = line.split_at_checked(len)?;
-    let done = tag.eq_ignore_ascii_case(b"DONE") && matches!(rest, b"\r\n" | b"\n");
-    (len > 0 && !done).then(|| String::from_utf8_lossy(tag).into_owned())
+    let (word, rest) = line.split_at_checked(word_len)?;
+    if !word
+        .first()
+        .copied()
+        .is_some_and(imap_syntax::chars::is_tag_char)
+    {
+        return None;
+    }
+    let blank = rest
+        .iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
+    if word.eq_ignore_ascii_case(b"DONE") && blank {
+        return None;
+    }
+    Some(
+        if word.iter().copied().all(imap_syntax::chars::is_tag_char) {
+            String::from_utf8_lossy(word).into_owned()
+        } else {
+            "*".to_owned()
+        },
+    )
 }
 
 /// What a line too long to answer is answered.
@@ -392,19 +412,16 @@ impl ClientHalf<'_> {
                                 shown_as: None,
                                 ..
                             } => self.count_running(tag).await?,
-                            // A line the front reads no command in, but a server might:
-                            // what it could take for the tag counts as one.
+                            // A line the front reads no command in, but a server might
+                            // read a tag in: answered here, so that no answer of the
+                            // server's under a tag the front did not see can pass for
+                            // another command's.
                             Line::Relay { tag: None, .. } => {
-                                if let Some(tag) = tag_like(&text) {
-                                    if crate::lock(&self.meeting.shared)
-                                        .running
-                                        .tags
-                                        .contains_key(tag.as_str())
-                                    {
-                                        line = Line::Drop { tag, reply: IN_USE };
-                                    } else {
-                                        self.count_running(&tag).await?;
-                                    }
+                                if let Some(tag) = not_a_command(&text) {
+                                    line = Line::Drop {
+                                        tag,
+                                        reply: "BAD Error in IMAP command.",
+                                    };
                                 }
                             }
                             _ => {}
@@ -1130,21 +1147,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn what_a_server_could_take_for_a_tag() {
-        assert_eq!(tag_like(b"a\r\n").as_deref(), Some("a"));
-        assert_eq!(tag_like(b"a  NOOP\r\n").as_deref(), Some("a"));
-        assert_eq!(tag_like(b"a]b\r\n").as_deref(), Some("a]b"));
-        assert_eq!(tag_like(b"DONE x\r\n").as_deref(), Some("DONE"));
-        // IDLE's end, and what begins with no tag character.
+    fn lines_without_a_command_are_answered_under_what_a_server_reads_as_their_tag() {
+        assert_eq!(not_a_command(b"a\r\n").as_deref(), Some("a"));
+        assert_eq!(not_a_command(b"a  NOOP\r\n").as_deref(), Some("a"));
+        assert_eq!(not_a_command(b"a]b\r\n").as_deref(), Some("a]b"));
+        assert_eq!(not_a_command(b"DONE x\r\n").as_deref(), Some("DONE"));
+        // Its first word more than tag characters: answered untagged.
+        assert_eq!(not_a_command(b"a%b NOOP\r\n").as_deref(), Some("*"));
+        assert_eq!(not_a_command(b"a+1\r\n").as_deref(), Some("*"));
+        // IDLE's end, and what begins with no tag character, go to the server.
         for none in [
             &b"DONE\r\n"[..],
-            b"done\n",
+            b"done \n",
             b"* x\r\n",
             b"(x\r\n",
             b"+ x\r\n",
             b"\r\n",
+            b" a NOOP\r\n",
         ] {
-            assert_eq!(tag_like(none), None, "{}", none.escape_ascii());
+            assert_eq!(not_a_command(none), None, "{}", none.escape_ascii());
         }
     }
 }
