@@ -62,10 +62,11 @@ pub(crate) fn bind_socket(socket: &UnixSocket) -> Result<UnixListener, SocketErr
     let staging = dir.join("s");
     check_old_socket(path)?;
     // A folder left by a start that failed half way: only what this function puts
-    // there is removed, and a folder holding anything else stays (and is refused).
-    match std::fs::remove_file(&staging) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_at(&staging)(e)),
-        _ => {}
+    // there is removed, and a folder holding anything else stays (and is refused), as
+    // does a socket another start is setting up there.
+    if std::fs::symlink_metadata(&staging).is_ok() {
+        check_old_socket(&staging)?;
+        std::fs::remove_file(&staging).map_err(io_at(&staging))?;
     }
     match std::fs::remove_dir(&dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_at(&dir)(e)),
@@ -76,6 +77,9 @@ pub(crate) fn bind_socket(socket: &UnixSocket) -> Result<UnixListener, SocketErr
         .create(&dir)
         .map_err(io_at(&dir))?;
     let made = (|| {
+        // The mode asked of the folder went through the umask.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(io_at(&dir))?;
         let listener = UnixListener::bind(&staging).map_err(io_at(&staging))?;
         if let Some(group) = &socket.group {
             let gid = group_id(group)?.ok_or_else(|| SocketError::NoGroup(group.clone()))?;
