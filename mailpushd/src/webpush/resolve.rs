@@ -70,27 +70,49 @@ impl Resolver {
         if let Some(block) = ip.not_global() {
             return Some(block);
         }
-        this_host(ip).then_some("an address of this machine")
+        match this_host(ip) {
+            Ok(false) => None,
+            Ok(true) => Some("an address of this machine"),
+            // No silent pass: the push waits for its next attempt.
+            Err(_) => Some("this machine's addresses could not be checked"),
+        }
     }
 }
 
 /// Whether `ip` is assigned to one of this machine's interfaces. The kernel sends to
 /// those from the address itself (their routes are local), so a datagram socket
-/// connected to it says: a route lookup, no packet sent. An address the kernel has no
-/// route to, or cannot make a socket for (IPv6 turned off), is not this machine's: a
-/// connection to it fails anyway. A public address a NAT in front of the machine
-/// forwards to it is not seen here.
-pub(super) fn this_host(ip: IpAddr) -> bool {
+/// connected to it says: a route lookup, no packet sent. An address of a family the
+/// kernel does not have (IPv6 turned off), or one it has no route to, is not this
+/// machine's: a connection to it fails anyway. Any other failure (no file descriptor
+/// left) is an error. A public address a NAT in front of the machine forwards to it is
+/// not seen here.
+pub(super) fn this_host(ip: IpAddr) -> std::io::Result<bool> {
+    use std::io::ErrorKind;
+    /// Linux's EAFNOSUPPORT, which the standard library has no kind for.
+    const NO_SUCH_FAMILY: i32 = 97;
     let any = match ip {
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     };
-    UdpSocket::bind(SocketAddr::new(any, 0))
-        .and_then(|socket| {
-            socket.connect(SocketAddr::new(ip, 443))?;
-            socket.local_addr()
-        })
-        .is_ok_and(|own| own.ip() == ip)
+    let connected = UdpSocket::bind(SocketAddr::new(any, 0)).and_then(|socket| {
+        socket.connect(SocketAddr::new(ip, 443))?;
+        socket.local_addr()
+    });
+    match connected {
+        Ok(own) => Ok(own.ip() == ip),
+        Err(e)
+            if e.raw_os_error() == Some(NO_SUCH_FAMILY)
+                || matches!(
+                    e.kind(),
+                    ErrorKind::NetworkUnreachable
+                        | ErrorKind::HostUnreachable
+                        | ErrorKind::AddrNotAvailable
+                ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 impl tower_service::Service<Name> for Resolver {
@@ -140,15 +162,15 @@ mod tests {
 
     #[test]
     fn this_machines_own_addresses_are_told_from_others() {
-        assert!(this_host("127.0.0.1".parse().unwrap()));
-        assert!(this_host("::1".parse().unwrap()));
+        assert!(this_host("127.0.0.1".parse().unwrap()).unwrap());
+        assert!(this_host("::1".parse().unwrap()).unwrap());
         // The address this machine sends from to the world is its own; the world's
         // are not.
         let outward = UdpSocket::bind("0.0.0.0:0")
             .and_then(|s| s.connect("192.0.2.1:443").and_then(|()| s.local_addr()));
         if let Ok(outward) = outward {
-            assert!(this_host(outward.ip()), "{outward}");
-            assert!(!this_host("192.0.2.1".parse().unwrap()));
+            assert!(this_host(outward.ip()).unwrap(), "{outward}");
+            assert!(!this_host("192.0.2.1".parse().unwrap()).unwrap());
         }
     }
 
