@@ -408,7 +408,10 @@ async fn a_push_apns_did_not_process_goes_again_at_once() {
 /// the old one leave to the others instead of each opening one more.
 #[tokio::test]
 async fn failures_on_a_connection_drop_it_once_not_each_the_next() {
-    let s = setup(|c| c.apns.request_timeout = Duration::from_secs(1)).await;
+    // All five are sent before the first times out, with room to spare on a loaded
+    // machine: a request sent after the first retry opened its connection would go on
+    // that one, and its own time-out would drop it.
+    let s = setup(|c| c.apns.request_timeout = Duration::from_secs(3)).await;
     let tokens: Vec<String> = (1..=5).map(|i| format!("{i:064x}")).collect();
     for (i, token) in tokens.iter().enumerate() {
         s.register(&format!("user{i}"), ACCOUNT, token).await;

@@ -397,7 +397,12 @@ impl Core {
                     Err(e) => {
                         tracing::error!(error = %e, ?user, "subscriptions not swept: tried again in a minute");
                         // Still due, it would come first again, at once and for ever.
-                        let later = now_secs.saturating_add(SWEEP_RETRY_SECS);
+                        // From now, not the call's start: a long pass must not leave
+                        // it due again at once.
+                        let later = unix_secs(SystemTime::now())
+                            .unwrap_or(now_secs)
+                            .max(now_secs)
+                            .saturating_add(SWEEP_RETRY_SECS);
                         if let Err(e) = self.store.delay_webpush_sweep(&user, later).await {
                             tracing::error!(error = %e, ?user, "a failed housekeeping not put off: housekeeping waits a minute");
                             self.schedule.set_sweep(Some(
