@@ -401,6 +401,8 @@ async fn a_push_apns_did_not_process_goes_again_at_once() {
         .await;
     assert_eq!(s.standin.requests().len(), 3);
     assert!(!page.contains("outcome=\"deferred\""), "{page}");
+    // A refused stream costs no connection: all three went on the first.
+    assert_eq!(s.standin.connections(), 1);
 }
 
 /// Requests that fail one after another on one connection (each timing out) drop it

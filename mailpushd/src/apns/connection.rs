@@ -368,9 +368,9 @@ impl Connection {
         Ok((sender, refusal))
     }
 
-    /// Sends `request` and reads the answer within `timeout`. Any failure drops the
-    /// connection it was sent on: the next attempt opens a new one rather than trusting
-    /// one that may have gone silently. The many requests a GOAWAY or a stall fails at
+    /// Sends `request` and reads the answer within `timeout`. Any failure but a
+    /// stream refused unprocessed drops the connection it was sent on: the next attempt
+    /// opens a new one rather than trusting one that may have gone silently. The many requests a GOAWAY or a stall fails at
     /// once drop that connection once, not each the one opened after it.
     pub(crate) async fn send(
         &self,
@@ -418,7 +418,14 @@ impl Connection {
             Ok(answer) => answer,
             Err(_) => Err(AttemptError::Timeout(timeout)),
         };
+        // A stream refused unprocessed leaves its connection as it was: only that
+        // stream ended (a GOAWAY ends the connection, and is dropped with it).
+        let stream_only = matches!(&result, Err(AttemptError::Unprocessed(e))
+            if std::error::Error::source(e)
+                .and_then(|s| s.downcast_ref::<h2::Error>())
+                .is_some_and(h2::Error::is_reset));
         if result.is_err()
+            && !stream_only
             && let Some(failed) = sent_on
         {
             let mut slot = self.open.lock().await;
