@@ -13,7 +13,7 @@ use xaps_proto::registry::Registry;
 
 use crate::apns::{Apns, ApnsError};
 use crate::config::Config;
-use crate::core::{Core, WebPushSetupError};
+use crate::core::{Core, FRONT_HEARTBEAT, WebPushSetupError};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
@@ -77,6 +77,8 @@ pub struct Daemon {
     address: Option<SocketAddr>,
     /// The IMAP front's listeners, when it runs.
     front: Vec<SocketAddr>,
+    /// The IMAP front's instance, when it runs.
+    front_instance: Option<u64>,
     /// Stops the listener and the timers.
     stop: watch::Sender<bool>,
     tasks: Vec<(&'static str, JoinHandle<()>)>,
@@ -179,6 +181,7 @@ impl Daemon {
         // What fell due while the daemon was down, and the next deadlines: the pushes
         // it owed when it stopped go now.
         core.sweep_subscriptions(SystemTime::now()).await;
+        core.end_dead_fronts(SystemTime::now()).await;
         core.take_up_owed().await?;
         let (stop, stopped) = watch::channel(false);
         let (reports_done, mut done) = watch::channel(false);
@@ -226,7 +229,12 @@ impl Daemon {
             "expiry",
             tokio::spawn(expiry(core.clone(), stopped.clone())),
         ));
+        tasks.push((
+            "dead IMAP fronts",
+            tokio::spawn(dead_fronts(core.clone(), stopped.clone())),
+        ));
         let front_addresses = front.as_ref().map(|f| f.addresses()).unwrap_or_default();
+        let front_instance = front.as_ref().map(crate::front::Front::instance);
         if let Some(front) = front {
             tasks.extend(front.spawn(stopped.clone()));
         }
@@ -244,6 +252,7 @@ impl Daemon {
             core,
             address,
             front: front_addresses,
+            front_instance,
             stop,
             tasks,
             reports_done,
@@ -289,6 +298,10 @@ impl Daemon {
                 tracing::error!(task = name, error = %e, "a task of the daemon failed");
             }
         }
+        // Its sessions ended, and with them their silences.
+        if let Some(instance) = self.front_instance {
+            self.core.front_stopped(instance).await;
+        }
         let left = self.core.drain(deadline).await;
         // What the senders reported (a 410, a gone subscription) is stored before the
         // store closes.
@@ -316,6 +329,21 @@ async fn timer(core: Arc<Core>, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             () = sleep => core.run_due(Instant::now()).await,
             () = core.schedule_changed() => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Ends the silences of IMAP fronts that died, this process's earlier self or another
+/// daemon's, every [`FRONT_HEARTBEAT`].
+async fn dead_fronts(core: Arc<Core>, mut stop: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(FRONT_HEARTBEAT);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is at once, and the start looked already.
+    every.tick().await;
+    loop {
+        tokio::select! {
+            _ = every.tick() => core.end_dead_fronts(SystemTime::now()).await,
             _ = stop.changed() => return,
         }
     }

@@ -586,3 +586,168 @@ async fn a_process_may_run_the_front_alone() {
     let mut client = s.logged_in().await;
     assert!(client.run("NOOP").await.concat().contains("2 OK"));
 }
+
+/// Runs `statement` on the SQLite store at `path`.
+async fn sqlite(path: &std::path::Path, statement: &str) -> Vec<(i64, i64)> {
+    use sqlx::{Connection, Row};
+    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let rows = sqlx::query(statement).fetch_all(&mut db).await.unwrap();
+    db.close().await.unwrap();
+    rows.iter()
+        .map(|r| (r.get(0), r.try_get(1).unwrap_or(0)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silences_of_a_front_killed_mid_session_end_once_it_is_seen_dead() {
+    use mailpushd::config::Config;
+    use mailpushd::standin::PushService;
+    let dir = tempfile::tempdir().unwrap();
+    let (pair, _) = certificates(dir.path());
+    let server = Server::start(None).await;
+    let standin = Standin::start().await.unwrap();
+    let push = PushService::start().await.unwrap();
+    let ua = webpush_crypto::UaKeys::generate(&mut rand_core::OsRng).unwrap();
+    let api = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let front = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let webpush = "[webpush]\nsubject = \"mailto:postmaster@mail.example\"\nallow_local_push_service = true\n";
+    let front_toml = format!(
+        "[front]\nplain = \"{front}\"\nbackend = \"{}\"\nproxy_protocol = false\n\
+         [[front.certificates]]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        server.address,
+        pair.cert_file.display(),
+        pair.key_file.display(),
+    );
+    let config = support::standin_toml(
+        dir.path(),
+        &standin,
+        api,
+        "sqlite:store.sqlite",
+        &format!("{webpush}{front_toml}"),
+    );
+    let mut daemon = support::spawn_daemon(&config);
+    support::wait_healthy(api).await;
+
+    // Subscribed, acknowledged and silenced "until this connection ends" through the
+    // front; then the daemon is killed with the session open.
+    let mut tcp = None;
+    for _ in 0..100 {
+        match TcpStream::connect(front).await {
+            Ok(s) => {
+                tcp = Some(s);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let mut client = Client::new(tcp.expect("the front listens"));
+    assert!(client.read().await.starts_with("* OK"));
+    assert!(
+        client
+            .run("LOGIN alice secret")
+            .await
+            .concat()
+            .contains("1 OK")
+    );
+    let id = "a8282bf9-6102-4e1b-bb61-d26d0e532e65";
+    let subscribe = format!(
+        "WEBPUSH {id} {} {} {}",
+        push.endpoint("p/1"),
+        ua.public_key().to_base64url(),
+        ua.auth().to_base64url()
+    );
+    assert!(client.run(&subscribe).await.concat().contains("2 OK"));
+    let requests = push.wait_for(1, Duration::from_secs(10)).await;
+    let ack = String::from_utf8(webpush_crypto::decrypt(&ua, &requests[0].body).unwrap()).unwrap();
+    let token = ack
+        .trim_end()
+        .strip_prefix("* ACKWEBPUSH ")
+        .unwrap()
+        .to_owned();
+    assert!(
+        client
+            .run(&format!("ACKWEBPUSH {token}"))
+            .await
+            .concat()
+            .contains("3 OK")
+    );
+    assert!(
+        client
+            .run(&format!("SILWEBPUSH {id} 0"))
+            .await
+            .concat()
+            .contains("4 OK")
+    );
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    drop(client);
+
+    // The silence names the front, whose heartbeat is stored.
+    let store = dir.path().join("store.sqlite");
+    let fronts = sqlite(&store, "SELECT instance, alive_ms FROM front_instances").await;
+    let silenced = sqlite(
+        &store,
+        "SELECT COALESCE(silenced_by, 0) FROM webpush_subscriptions",
+    )
+    .await;
+    assert_eq!(fronts.len(), 1);
+    assert_eq!(silenced, [(fronts[0].0, 0)]);
+
+    let mut restarted = Config::with_database(store.clone());
+    support::open_api(&mut restarted);
+    restarted.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    restarted.apns.topic = Some(mailpushd::demo::DEMO_TOPIC.into());
+    restarted.webpush.subject = Some("mailto:postmaster@mail.example".into());
+    restarted.webpush.allow_local_push_service = true;
+    let new_mail = |daemon: &Daemon| {
+        let address = daemon.local_addr().unwrap();
+        async move {
+            let body = r#"{"Username":"alice","Mailbox":"INBOX","Events":["MessageNew"]}"#;
+            let (status, _) =
+                mailpushd::demo::http(address, "POST", "/notify", &support::JSON, body.as_bytes())
+                    .await
+                    .unwrap();
+            // 404 (no iOS device) as xapsd answers: Web Push is not counted.
+            assert_eq!(status, 404);
+        }
+    };
+
+    // Restarted at once: the front may still be alive for all this start knows (it
+    // could be another daemon's), and the silence holds.
+    let again = Daemon::start(restarted.clone()).await.unwrap();
+    new_mail(&again).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(push.requests().len(), 1, "still silenced");
+    again.shutdown(Duration::from_secs(5)).await;
+
+    // Its heartbeat older than the bound (as five minutes later): the next start ends
+    // the silence and forgets the front, and new mail is pushed.
+    let long_ago =
+        fronts[0].1 - i64::try_from(mailpushd::core::FRONT_DEAD_AFTER.as_millis()).unwrap();
+    sqlite(
+        &store,
+        &format!("UPDATE front_instances SET alive_ms = {long_ago} RETURNING instance"),
+    )
+    .await;
+    let later = Daemon::start(restarted).await.unwrap();
+    assert_eq!(
+        sqlite(
+            &store,
+            "SELECT COALESCE(silenced_by, 0) FROM webpush_subscriptions"
+        )
+        .await,
+        [(0, 0)],
+        "the silence ended"
+    );
+    assert!(
+        sqlite(&store, "SELECT instance FROM front_instances")
+            .await
+            .is_empty(),
+        "the front forgotten"
+    );
+    new_mail(&later).await;
+    push.wait_for(2, Duration::from_secs(10)).await;
+    later.shutdown(Duration::from_secs(5)).await;
+}

@@ -380,3 +380,100 @@ async fn sigkill_of_one_daemon_loses_nothing_and_the_other_serves_on() {
     );
     b.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (Debian: postgresql); .ci/run installs it and runs --include-ignored"]
+async fn silences_of_a_front_that_died_are_ended_by_the_next_daemon_to_start() {
+    use imap_webpush_proto::state::{Change, ConnectionId, Silence};
+    let pg = Postgres::start();
+    let url = pg.database("fronts").await;
+    let dir = tempfile::tempdir().unwrap();
+    let apns = Standin::start().await.unwrap();
+    let push = PushService::start().await.unwrap();
+    let a = Daemon::start(config(&url, &apns, dir.path()))
+        .await
+        .unwrap();
+    // Alice and Bob subscribed and acknowledged.
+    for (i, user) in ["alice", "bob"].into_iter().enumerate() {
+        let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();
+        let address = a.local_addr().unwrap();
+        let line = subscribe_line(&ua, &push.endpoint(&format!("push/{user}")));
+        assert_eq!(forward(address, user, "c1", &line).await.0, 200);
+        let pushed = push.wait_for(i + 1, Duration::from_secs(10)).await;
+        let ack = String::from_utf8(decrypt(&ua, &pushed[i].body).unwrap()).unwrap();
+        let token = ack.strip_prefix("* ACKWEBPUSH ").unwrap().trim_end();
+        let (_, answer) = forward(address, user, "c1", &format!("s2 ACKWEBPUSH {token}\r\n")).await;
+        assert!(
+            answer.ends_with("s2 OK ACKWEBPUSH completed\r\n"),
+            "{answer}"
+        );
+    }
+    a.shutdown(Duration::from_secs(5)).await;
+
+    // As two fronts left them: alice silenced by a session of one that stopped saying
+    // it is alive six minutes ago (an instance past i64's range, stored as a negative
+    // number), bob by one alive a moment ago.
+    let store = Store::open_postgres(&url, 2).await.unwrap();
+    let (dead, alive) = (u64::MAX - 6, 7_u64);
+    let now = mailpushd::store::now_ms(std::time::SystemTime::now());
+    let dead_after = u64::try_from(mailpushd::core::FRONT_DEAD_AFTER.as_millis()).unwrap();
+    store
+        .front_alive(dead, now - dead_after - 60_000)
+        .await
+        .unwrap();
+    store.front_alive(alive, now).await.unwrap();
+    for (user, instance) in [("alice", dead), ("bob", alive)] {
+        store
+            .update_webpush(&support::user_name(user), |account| {
+                let mut record = account.records[0].clone();
+                record.silence = Silence::UntilDisconnect(ConnectionId {
+                    instance,
+                    serial: 1,
+                });
+                ((), vec![Change::Store(Box::new(record))])
+            })
+            .await
+            .unwrap();
+    }
+    let silenced = |user: &'static str| {
+        let store = store.clone();
+        async move {
+            let account = store
+                .webpush_account(&support::user_name(user))
+                .await
+                .unwrap();
+            account.records[0].silence != Silence::None
+        }
+    };
+    assert_eq!(
+        store.users_silenced_by(dead, None, 10).await.unwrap(),
+        [support::user_name("alice")]
+    );
+    // Still named by a silence: not forgotten.
+    assert!(!store.forget_front(dead, now).await.unwrap());
+
+    // Another daemon starts on the database: alice's silence ends and that front is
+    // forgotten; bob's, whose front is alive, holds.
+    let b = Daemon::start(config(&url, &apns, dir.path()))
+        .await
+        .unwrap();
+    assert!(!silenced("alice").await);
+    assert!(silenced("bob").await);
+    assert!(
+        store
+            .users_silenced_by(dead, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let left: Vec<u64> = store
+        .fronts_silent_since(now + 1, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(instance, _)| instance)
+        .collect();
+    assert_eq!(left, [alive]);
+    b.shutdown(Duration::from_secs(5)).await;
+    store.close().await;
+}

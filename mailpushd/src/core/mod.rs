@@ -8,6 +8,7 @@
 //! what a decision needs from the store, and stores the changes the crate returns
 //! before it answers.
 
+mod fronts;
 mod owed;
 mod webpush;
 mod xaps;
@@ -24,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::report::{Report, ReportSender};
 use crate::schedule::Schedule;
 use crate::store::{Store, StoreError};
+pub use fronts::{FRONT_DEAD_AFTER, FRONT_HEARTBEAT};
 use webpush::WebPushCore;
 pub use webpush::{NotACommand, WebPushSetupError, current_vapid_key};
 pub use xaps::RegisterError;

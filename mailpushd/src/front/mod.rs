@@ -34,7 +34,7 @@ pub use certs::CertificateError;
 use session::{Io, SessionEnd};
 
 use crate::config::Front as FrontConfig;
-use crate::core::Core;
+use crate::core::{Core, FRONT_HEARTBEAT};
 use crate::metrics::Metrics;
 use crate::rate::{Rate, Verdict, WhenFull};
 
@@ -80,6 +80,9 @@ pub enum FrontError {
     /// No connection ids can be drawn.
     #[error("IMAP front: no randomness for connection ids")]
     Randomness,
+    /// The front cannot say it is alive in the store.
+    #[error("IMAP front: its instance cannot be stored: {0}")]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// What every session shares.
@@ -170,6 +173,9 @@ impl Front {
             listeners.push((kind, listener, bound));
         }
         let ids = ConnectionIds::new(&mut rand_core::OsRng).map_err(|_| FrontError::Randomness)?;
+        // Stored before any session can silence under it: a crash at any time after
+        // leaves a front the other daemons see die.
+        core.front_alive(ids.instance()).await?;
         let context = Arc::new(Context {
             core,
             front: config.clone(),
@@ -197,10 +203,23 @@ impl Front {
         self.listeners.iter().map(|(_, _, a)| *a).collect()
     }
 
-    /// Serves until `stop` says so: one task per listener, and one that reads renewed
-    /// certificates.
+    /// This front's instance, which its connection ids carry.
+    pub(crate) fn instance(&self) -> u64 {
+        crate::lock(&self.context.ids).instance()
+    }
+
+    /// Serves until `stop` says so: one task per listener, one that reads renewed
+    /// certificates, and one that says every [`FRONT_HEARTBEAT`] that the front is
+    /// alive.
     pub(crate) fn spawn(self, stop: watch::Receiver<bool>) -> Vec<(&'static str, JoinHandle<()>)> {
-        let mut tasks = Vec::new();
+        let mut tasks = vec![(
+            "IMAP front heartbeat",
+            tokio::spawn(heartbeat(
+                self.context.core.clone(),
+                self.instance(),
+                stop.clone(),
+            )),
+        )];
         for (kind, listener, address) in self.listeners {
             tracing::info!(%address, listener = kind.label(), backend = %self.context.front.backend, "IMAP front listening");
             if kind == Listener::Plain && !address.ip().is_loopback() {
@@ -228,6 +247,22 @@ impl Front {
             }),
         ));
         tasks
+    }
+}
+
+/// Says every [`FRONT_HEARTBEAT`] that the front `instance` is alive, until `stop`.
+async fn heartbeat(core: Arc<Core>, instance: u64, mut stop: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(FRONT_HEARTBEAT);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                if let Err(e) = core.front_alive(instance).await {
+                    tracing::error!(error = %e, "IMAP front: its heartbeat not stored: after five minutes without one, other daemons end its sessions' silences");
+                }
+            }
+            _ = stop.changed() => return,
+        }
     }
 }
 

@@ -22,6 +22,7 @@ use std::time::Duration;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 
+mod fronts;
 mod owed;
 mod pushlog;
 mod registrations;
@@ -182,6 +183,16 @@ const MIGRATIONS: &[&str] = &[
         reason TEXT
     );
     CREATE INDEX push_log_device ON push_log (username, account_id, token_key, at_ms);",
+    // The IMAP front instances alive, and which one's connection each silence "until
+    // this connection ends" waits for (store/fronts.rs): a front that died without
+    // ending its sessions leaves silences another daemon can end. A silence stored
+    // before has none, and ends when its connection's end is stored, as before.
+    "CREATE TABLE front_instances (
+        instance BIGINT NOT NULL PRIMARY KEY,
+        alive_ms BIGINT NOT NULL
+    );
+    ALTER TABLE webpush_subscriptions ADD COLUMN silenced_by BIGINT;
+    CREATE INDEX webpush_subscriptions_silenced_by ON webpush_subscriptions (silenced_by);",
 ];
 
 /// The registrations' store.

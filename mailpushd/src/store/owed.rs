@@ -161,12 +161,12 @@ impl OwedKey {
 }
 
 /// A stored time, in milliseconds.
-fn stored(what: &str, ms: u64) -> Result<i64, StoreError> {
+pub(super) fn stored(what: &str, ms: u64) -> Result<i64, StoreError> {
     i64::try_from(ms).map_err(|_| StoreError::corrupt(what, "a time past 2262"))
 }
 
 /// A time read back.
-fn read_ms(what: &str, ms: i64) -> Result<u64, StoreError> {
+pub(super) fn read_ms(what: &str, ms: i64) -> Result<u64, StoreError> {
     u64::try_from(ms).map_err(|_| StoreError::corrupt(what, "a time before 1970"))
 }
 

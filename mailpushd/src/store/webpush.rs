@@ -1,10 +1,11 @@
 //! Web Push subscriptions: each account read whole for the state machine, changed by
 //! the [`Change`]s its transitions return; a fan-out's records decoded one by one.
 
-use imap_webpush_proto::state::{Account, Change, Record, Verifications};
+use imap_webpush_proto::state::{Account, Change, Record, Silence, Verifications};
 use sqlx::{AnyConnection, Row};
 use xaps_proto::UserName;
 
+use super::fronts::instance_column;
 use super::{Kind, Lock, Store, StoreError};
 
 impl Store {
@@ -104,14 +105,21 @@ impl Store {
                             })
                         })
                         .transpose()?;
+                    let silenced_by = match record.silence {
+                        Silence::UntilDisconnect(connection) => {
+                            Some(instance_column(connection.instance))
+                        }
+                        Silence::None | Silence::Until(_) => None,
+                    };
                     sqlx::query(
-                        "INSERT INTO webpush_subscriptions (username, sub_id, record, due_at) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (username, sub_id) DO UPDATE SET record = excluded.record, due_at = excluded.due_at",
+                        "INSERT INTO webpush_subscriptions (username, sub_id, record, due_at, silenced_by) VALUES ($1, $2, $3, $4, $5)
+                         ON CONFLICT (username, sub_id) DO UPDATE SET record = excluded.record, due_at = excluded.due_at, silenced_by = excluded.silenced_by",
                     )
                     .bind(user.as_str())
                     .bind(record.sub_id.as_str())
                     .bind(json)
                     .bind(due_at)
+                    .bind(silenced_by)
                     .execute(&mut *tx)
                     .await?;
                 }
