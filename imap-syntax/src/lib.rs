@@ -45,7 +45,8 @@ pub use error::{IResult, Limits, LiteralMode, SyntaxError, SyntaxErrorKind};
 /// The parser library the parsers are written with, re-exported for its result types.
 pub use nom;
 pub use types::{
-    AString, Atom, IString, Mailbox, SeqNumber, Sequence, SequenceSet, Tag, ValueError, is_atom,
+    AString, AStringAtom, Atom, IString, Mailbox, SeqNumber, Sequence, SequenceSet, Tag,
+    ValueError, is_atom,
 };
 
 // The README's example is compiled and run with the doctests.

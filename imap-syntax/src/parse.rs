@@ -12,7 +12,9 @@ use std::num::NonZeroU32;
 use nom::{Err, Needed};
 
 use crate::chars::{ASTRING, ATOM, TAG, is_astring_char, run_length};
-use crate::types::{AString, Atom, IString, Mailbox, SeqNumber, Sequence, SequenceSet, Tag};
+use crate::types::{
+    AString, AStringAtom, Atom, IString, Mailbox, SeqNumber, Sequence, SequenceSet, Tag,
+};
 use crate::{IResult, Limits, LiteralMode, SyntaxError, SyntaxErrorKind};
 
 /// The longest run of digits read for a number: more cannot fit 64 bits, so longer
@@ -286,7 +288,7 @@ pub fn astring<'a>(input: &'a [u8], limits: &Limits) -> IResult<'a, AString<'a>>
             let (rest, raw) = take_class1::<ASTRING>(input, "an atom or string")?;
             let text = std::str::from_utf8(raw)
                 .map_err(|_| SyntaxError::failure(input, SyntaxErrorKind::InvalidUtf8))?;
-            Ok((rest, AString::Atom(Cow::Borrowed(text))))
+            Ok((rest, AString::Atom(AStringAtom::unchecked(text))))
         }
         None => Err(Err::Incomplete(Needed::new(1))),
     }

@@ -157,11 +157,58 @@ impl IString<'_> {
     }
 }
 
+/// `1*ASTRING-CHAR`: the atom form of an [`AString`], which may also contain `]`.
+///
+/// ```
+/// use imap_syntax::AStringAtom;
+/// assert_eq!(AStringAtom::new("INBOX]")?.as_str(), "INBOX]");
+/// assert!(AStringAtom::new("").is_err());
+/// assert!(AStringAtom::new("two words").is_err());
+/// # Ok::<(), imap_syntax::ValueError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct AStringAtom<'a>(Cow<'a, str>);
+
+impl<'a> AStringAtom<'a> {
+    /// Validates an astring atom.
+    pub fn new(text: impl Into<Cow<'a, str>>) -> Result<Self, ValueError> {
+        let text = text.into();
+        check("astring atom", &text, is_astring_char)?;
+        Ok(Self(text))
+    }
+
+    /// Wraps text the parser already checked.
+    pub(crate) fn unchecked(text: &'a str) -> Self {
+        Self(Cow::Borrowed(text))
+    }
+
+    /// The atom's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The atom's text, as held: borrowed from the input or owned.
+    pub fn into_inner(self) -> Cow<'a, str> {
+        self.0
+    }
+
+    /// The same atom, owning its text.
+    pub fn into_owned(self) -> AStringAtom<'static> {
+        AStringAtom(Cow::Owned(self.0.into_owned()))
+    }
+}
+
+impl fmt::Debug for AStringAtom<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AStringAtom({:?})", self.0)
+    }
+}
+
 /// `astring = 1*ASTRING-CHAR / string`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum AString<'a> {
     /// `1*ASTRING-CHAR`: an atom that may also contain `]`.
-    Atom(Cow<'a, str>),
+    Atom(AStringAtom<'a>),
     /// A quoted string or literal.
     String(IString<'a>),
 }
@@ -171,7 +218,7 @@ impl<'a> AString<'a> {
     /// chosen when encoding).
     pub fn new(text: &'a str) -> Self {
         if !text.is_empty() && text.bytes().all(is_astring_char) {
-            AString::Atom(Cow::Borrowed(text))
+            AString::Atom(AStringAtom(Cow::Borrowed(text)))
         } else {
             AString::String(IString::Quoted(Cow::Borrowed(text)))
         }
@@ -180,7 +227,7 @@ impl<'a> AString<'a> {
     /// The content, whatever the form.
     pub fn as_bytes(&self) -> &[u8] {
         match self {
-            AString::Atom(text) => text.as_bytes(),
+            AString::Atom(atom) => atom.as_str().as_bytes(),
             AString::String(s) => s.as_bytes(),
         }
     }
@@ -193,7 +240,7 @@ impl<'a> AString<'a> {
     /// The same astring, owning its content.
     pub fn into_owned(self) -> AString<'static> {
         match self {
-            AString::Atom(text) => AString::Atom(Cow::Owned(text.into_owned())),
+            AString::Atom(atom) => AString::Atom(atom.into_owned()),
             AString::String(s) => AString::String(s.into_owned()),
         }
     }

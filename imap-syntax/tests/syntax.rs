@@ -6,8 +6,8 @@ use std::num::NonZeroU32;
 
 use imap_syntax::nom::Err;
 use imap_syntax::{
-    AString, IString, Limits, LiteralMode, Mailbox, SeqNumber, Sequence, SyntaxErrorKind, encode,
-    parse,
+    AString, AStringAtom, IString, Limits, LiteralMode, Mailbox, SeqNumber, Sequence,
+    SyntaxErrorKind, encode, parse,
 };
 use proptest::prelude::*;
 
@@ -54,7 +54,7 @@ fn known_answers() {
     );
     assert_eq!(
         parse::astring(b"abc]def ", &L).unwrap().1,
-        AString::Atom(Cow::Borrowed("abc]def"))
+        AString::Atom(AStringAtom::new("abc]def").unwrap())
     );
     assert_eq!(parse::nstring(b"nil)", &L).unwrap().1, None);
     assert_eq!(
@@ -355,5 +355,8 @@ fn atom_form_of_a_parsed_quoted_string_is_canonical() {
     let mut out = Vec::new();
     encode::astring_value(&mut out, &parsed).unwrap();
     assert_eq!(out, b"abc");
-    assert_eq!(AString::new("abc"), AString::Atom(Cow::Borrowed("abc")));
+    assert_eq!(
+        AString::new("abc"),
+        AString::Atom(AStringAtom::new("abc").unwrap())
+    );
 }

@@ -198,7 +198,8 @@ fn command_body<'a>(input: &'a [u8], limits: &Limits) -> Step<'a, CommandBody<'a
 fn text<'a>(input: &'a [u8], limits: &Limits) -> Step<'a, Cow<'a, str>> {
     let (rest, value) = parse::astring(input, limits)?;
     let text = match value {
-        AString::Atom(text) | AString::String(IString::Quoted(text)) => text,
+        AString::Atom(atom) => atom.into_inner(),
+        AString::String(IString::Quoted(text)) => text,
         AString::String(IString::Literal { data, .. }) => match data {
             Cow::Borrowed(bytes) => Cow::Borrowed(
                 std::str::from_utf8(bytes)

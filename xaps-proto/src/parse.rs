@@ -76,14 +76,14 @@ fn bounded(value: AString<'_>) -> Result<Cow<'_, [u8]>, CommandError> {
 }
 
 fn bytes(value: AString<'_>) -> Cow<'_, [u8]> {
-    match value {
-        AString::Atom(Cow::Borrowed(t)) | AString::String(IString::Quoted(Cow::Borrowed(t))) => {
-            Cow::Borrowed(t.as_bytes())
-        }
-        AString::Atom(Cow::Owned(t)) | AString::String(IString::Quoted(Cow::Owned(t))) => {
-            Cow::Owned(t.into_bytes())
-        }
-        AString::String(IString::Literal { data, .. }) => data,
+    let text = match value {
+        AString::Atom(atom) => atom.into_inner(),
+        AString::String(IString::Quoted(text)) => text,
+        AString::String(IString::Literal { data, .. }) => return data,
+    };
+    match text {
+        Cow::Borrowed(t) => Cow::Borrowed(t.as_bytes()),
+        Cow::Owned(t) => Cow::Owned(t.into_bytes()),
     }
 }
 
