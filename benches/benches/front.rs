@@ -173,6 +173,7 @@ fn run_front(backend: &str, dir: &Path) {
             max_sessions: 50_000,
             max_connects_per_address_per_minute: 100_000,
             max_line: 64 * 1024,
+            login_timeout: Duration::from_secs(180),
         });
         let daemon = mailpushd::daemon::Daemon::start(config)
             .await

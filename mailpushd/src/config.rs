@@ -107,6 +107,7 @@ mod ranges {
     pub(super) const FRONT_SESSIONS: RangeInclusive<usize> = 1..=1_000_000;
     pub(super) const CONNECTS_PER_MINUTE: RangeInclusive<u32> = 1..=100_000;
     pub(super) const FRONT_LINE: RangeInclusive<usize> = 1024..=1 << 20;
+    pub(super) const LOGIN_TIMEOUT_SECS: RangeInclusive<u64> = 10..=3600;
     pub(super) const MAX_QUEUED: RangeInclusive<usize> = 100..=1_000_000;
     pub(super) const USER_RATE: RangeInclusive<u32> = 1..=6000;
     pub(super) const HOLD_SECS: RangeInclusive<u64> = 1..=3600;
@@ -1357,7 +1358,7 @@ certificate_key_pem = "key.pem"
         let config = Config::from_toml(
             "[front]\nimplicit_tls = \"[::]:993\"\nstarttls = \"0.0.0.0:143\"\n\
              backend = \"127.0.0.1:10143\"\nuser_map = \"add-domain Example.org\"\n\
-             unreadable_mechanisms = \"hide\"\nmax_sessions = 5\n\
+             unreadable_mechanisms = \"hide\"\nmax_sessions = 5\nlogin_timeout_secs = 30\n\
              [[front.certificates]]\nnames = [\"IMAP.example.org\"]\ncert_file = \"c.pem\"\nkey_file = \"/k.pem\"\n",
             Path::new("/etc/mailpushd"),
         )
@@ -1368,6 +1369,7 @@ certificate_key_pem = "key.pem"
         assert_eq!(front.user_map, UserMap::AddDomain("example.org".into()));
         assert!(front.hide_unreadable_mechanisms && front.proxy_protocol);
         assert_eq!(front.max_sessions, 5);
+        assert_eq!(front.login_timeout, Duration::from_secs(30));
         assert_eq!(front.certificates[0].names, ["imap.example.org"]);
         assert_eq!(
             front.certificates[0].cert_file,
@@ -1389,6 +1391,7 @@ certificate_key_pem = "key.pem"
             ("[front]\nplain = \"127.0.0.1:1\"\nbackend = \"h:1\"\nunreadable_mechanisms = \"drop\"\n".to_owned(), "front.unreadable_mechanisms"),
             ("[front]\nplain = \"127.0.0.1:1\"\nbackend = \"h:1\"\nbackend_ca_file = \"ca.pem\"\n".to_owned(), "backend_tls_name"),
             ("[front]\nplain = \"127.0.0.1:1\"\nbackend = \"h:1\"\nmax_line_bytes = 10\n".to_owned(), "front.max_line_bytes = 10"),
+            ("[front]\nplain = \"127.0.0.1:1\"\nbackend = \"h:1\"\nlogin_timeout_secs = 0\n".to_owned(), "front.login_timeout_secs = 0"),
             ("[api]\nsocket = \"/run/m.sock\"\nsocket_group = \"\"\n".to_owned(), "api.socket_group is empty"),
             (format!("[api]\nsocket = \"/run/{}.sock\"\n", "m".repeat(94)), "api.socket is 104 octets long: a socket's path may have 103 at most"),
         ] {
@@ -1601,6 +1604,9 @@ pub struct Front {
     /// The longest text of a line (literals aside) a client may send, and the most
     /// held of a server's line.
     pub max_line: usize,
+    /// How long a session may go on before the server accepted a login: then the
+    /// front ends it.
+    pub login_timeout: Duration,
 }
 
 /// A certificate chain and its key, for some server names.
@@ -1685,6 +1691,7 @@ struct TomlFront {
     max_sessions: Option<usize>,
     max_connects_per_address_per_minute: Option<u32>,
     max_line_bytes: Option<usize>,
+    login_timeout_secs: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -1808,5 +1815,8 @@ fn front(file: TomlFront, base: &Path) -> Result<Front, ConfigError> {
         max_line: file.max_line_bytes.map_or(Ok(64 * 1024), |n| {
             within("front.max_line_bytes", n, ranges::FRONT_LINE)
         })?,
+        login_timeout: Duration::from_secs(file.login_timeout_secs.map_or(Ok(180), |n| {
+            within("front.login_timeout_secs", n, ranges::LOGIN_TIMEOUT_SECS)
+        })?),
     })
 }

@@ -451,6 +451,21 @@ async fn a_server_that_refuses_gets_the_client_a_bye() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_log_in_in_time_is_closed_and_one_that_did_stays() {
+    let s = setup(|front| front.login_timeout = Duration::from_millis(600)).await;
+    let mut idle = s.connect().await;
+    let mut logged_in = s.logged_in().await;
+    let started = Instant::now();
+    // Busy but never logged in: closed all the same.
+    assert!(idle.run("NOOP").await.concat().contains("1 OK"));
+    assert!(rest(&mut idle).await.is_empty());
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    // Past the timeout, the session that logged in goes on.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(logged_in.run("NOOP").await.concat().contains("2 OK"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_and_connections_per_address_are_bounded() {
     let s = setup(|front| {
         front.max_sessions = 2;

@@ -232,6 +232,7 @@ pub(crate) async fn relay(
     let end = tokio::select! {
         end = half.run(client_read, server_write) => end,
         end = server_half(ctx, server_read, client_write, read_ahead, &meeting) => end,
+        end = logged_in_within(ctx.front.login_timeout, &meeting) => end,
         _ = stop.changed() => SessionEnd::Stopping,
     };
     let user = crate::lock(&meeting.shared).user.take();
@@ -243,6 +244,17 @@ pub(crate) async fn relay(
         tracing::error!(error = %e, ?user, "IMAP front: the end of a connection not stored");
     }
     end
+}
+
+/// Ends the session if the server has not accepted a login `timeout` after it began:
+/// a client that never logs in holds a session for no longer, whatever the server's
+/// own limit. Never ends once one was accepted.
+async fn logged_in_within(timeout: Duration, meeting: &Meeting) -> SessionEnd {
+    tokio::time::sleep(timeout).await;
+    if crate::lock(&meeting.shared).authenticated {
+        return std::future::pending().await;
+    }
+    SessionEnd::TimedOut("the client's login")
 }
 
 /// The first read's size, and the size while a peer is quiet.

@@ -156,5 +156,6 @@ pub fn front_config(
         max_sessions: 100,
         max_connects_per_address_per_minute: 100,
         max_line: 64 * 1024,
+        login_timeout: Duration::from_secs(180),
     }
 }
