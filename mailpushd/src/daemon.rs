@@ -77,8 +77,6 @@ pub struct Daemon {
     address: Option<SocketAddr>,
     /// The IMAP front's listeners, when it runs.
     front: Vec<SocketAddr>,
-    /// The IMAP front's instance, when it runs.
-    front_instance: Option<u64>,
     /// Stops the listener and the timers.
     stop: watch::Sender<bool>,
     tasks: Vec<(&'static str, JoinHandle<()>)>,
@@ -234,7 +232,6 @@ impl Daemon {
             tokio::spawn(dead_fronts(core.clone(), stopped.clone())),
         ));
         let front_addresses = front.as_ref().map(|f| f.addresses()).unwrap_or_default();
-        let front_instance = front.as_ref().map(crate::front::Front::instance);
         if let Some(front) = front {
             tasks.extend(front.spawn(stopped.clone()));
         }
@@ -252,7 +249,6 @@ impl Daemon {
             core,
             address,
             front: front_addresses,
-            front_instance,
             stop,
             tasks,
             reports_done,
@@ -297,10 +293,6 @@ impl Daemon {
             if let Err(e) = task.await {
                 tracing::error!(task = name, error = %e, "a task of the daemon failed");
             }
-        }
-        // Its sessions ended, and with them their silences.
-        if let Some(instance) = self.front_instance {
-            self.core.front_stopped(instance).await;
         }
         let left = self.core.drain(deadline).await;
         // What the senders reported (a 410, a gone subscription) is stored before the

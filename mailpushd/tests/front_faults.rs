@@ -452,16 +452,21 @@ async fn a_server_that_refuses_gets_the_client_a_bye() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_does_not_log_in_in_time_is_closed_and_one_that_did_stays() {
-    let s = setup(|front| front.login_timeout = Duration::from_millis(600)).await;
+    let timeout = Duration::from_millis(600);
+    let s = setup(|front| front.login_timeout = timeout).await;
+    let started = Instant::now();
     let mut idle = s.connect().await;
     let mut logged_in = s.logged_in().await;
-    let started = Instant::now();
-    // Busy but never logged in: closed all the same.
+    let logged_in_at = Instant::now();
+    // Busy but never logged in: told, and closed all the same.
     assert!(idle.run("NOOP").await.concat().contains("1 OK"));
-    assert!(rest(&mut idle).await.is_empty());
-    assert!(started.elapsed() >= Duration::from_millis(500));
-    // Past the timeout, the session that logged in goes on.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        String::from_utf8(rest(&mut idle).await).unwrap(),
+        "* BYE Disconnected: no login in time.\r\n"
+    );
+    assert!(started.elapsed() >= timeout);
+    // Well past its own timeout, the session that logged in goes on.
+    tokio::time::sleep_until((logged_in_at + timeout + Duration::from_millis(300)).into()).await;
     assert!(logged_in.run("NOOP").await.concat().contains("2 OK"));
 }
 
@@ -613,6 +618,17 @@ async fn sqlite(path: &std::path::Path, statement: &str) -> Vec<(i64, i64)> {
     rows.iter()
         .map(|r| (r.get(0), r.try_get(1).unwrap_or(0)))
         .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_front_stopped_with_sessions_open_is_forgotten_once_they_ended() {
+    let s = setup(|_| {}).await;
+    let _client = s.logged_in().await;
+    let store = s._dir.path().join("mailpushd.sqlite");
+    let fronts = "SELECT instance, alive_ms FROM front_instances";
+    assert_eq!(sqlite(&store, fronts).await.len(), 1, "alive while it runs");
+    s.daemon.shutdown(Duration::from_secs(5)).await;
+    assert!(sqlite(&store, fronts).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -203,22 +203,13 @@ impl Front {
         self.listeners.iter().map(|(_, _, a)| *a).collect()
     }
 
-    /// This front's instance, which its connection ids carry.
-    pub(crate) fn instance(&self) -> u64 {
-        crate::lock(&self.context.ids).instance()
-    }
-
     /// Serves until `stop` says so: one task per listener, one that reads renewed
     /// certificates, and one that says every [`FRONT_HEARTBEAT`] that the front is
-    /// alive.
+    /// alive, and once its sessions ended at the stop, that it stopped.
     pub(crate) fn spawn(self, stop: watch::Receiver<bool>) -> Vec<(&'static str, JoinHandle<()>)> {
         let mut tasks = vec![(
             "IMAP front heartbeat",
-            tokio::spawn(heartbeat(
-                self.context.core.clone(),
-                self.instance(),
-                stop.clone(),
-            )),
+            tokio::spawn(heartbeat(self.context.clone(), stop.clone())),
         )];
         for (kind, listener, address) in self.listeners {
             tracing::info!(%address, listener = kind.label(), backend = %self.context.front.backend, "IMAP front listening");
@@ -250,19 +241,33 @@ impl Front {
     }
 }
 
-/// Says every [`FRONT_HEARTBEAT`] that the front `instance` is alive, until `stop`.
-async fn heartbeat(core: Arc<Core>, instance: u64, mut stop: watch::Receiver<bool>) {
+/// How long a stopping front waits for its sessions to store their ends before it
+/// says it stopped; past it, the front is left to be seen dead.
+const SESSIONS_END_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Says every [`FRONT_HEARTBEAT`] that the front is alive, until `stop`; then, once its
+/// sessions ended (each ending its silences), that it stopped.
+async fn heartbeat(context: Arc<Context>, mut stop: watch::Receiver<bool>) {
+    let instance = crate::lock(&context.ids).instance();
     let mut every = tokio::time::interval(FRONT_HEARTBEAT);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = every.tick() => {
-                if let Err(e) = core.front_alive(instance).await {
+                if let Err(e) = context.core.front_alive(instance).await {
                     tracing::error!(error = %e, "IMAP front: its heartbeat not stored: after five minutes without one, other daemons end its sessions' silences");
                 }
             }
-            _ = stop.changed() => return,
+            _ = stop.changed() => break,
         }
+    }
+    // Every session holds a permit until it stored its end.
+    let all = u32::try_from(context.front.max_sessions).unwrap_or(u32::MAX);
+    match tokio::time::timeout(SESSIONS_END_TIMEOUT, context.sessions.acquire_many(all)).await {
+        Ok(Ok(_)) => context.core.front_stopped(instance).await,
+        Ok(Err(_)) | Err(_) => tracing::warn!(
+            "IMAP front: sessions still ending at the stop: the daemons end their silences in five minutes"
+        ),
     }
 }
 

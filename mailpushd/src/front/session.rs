@@ -232,7 +232,6 @@ pub(crate) async fn relay(
     let end = tokio::select! {
         end = half.run(client_read, server_write) => end,
         end = server_half(ctx, server_read, client_write, read_ahead, &meeting) => end,
-        end = logged_in_within(ctx.front.login_timeout, &meeting) => end,
         _ = stop.changed() => SessionEnd::Stopping,
     };
     let user = crate::lock(&meeting.shared).user.take();
@@ -244,17 +243,6 @@ pub(crate) async fn relay(
         tracing::error!(error = %e, ?user, "IMAP front: the end of a connection not stored");
     }
     end
-}
-
-/// Ends the session if the server has not accepted a login `timeout` after it began:
-/// a client that never logs in holds a session for no longer, whatever the server's
-/// own limit. Never ends once one was accepted.
-async fn logged_in_within(timeout: Duration, meeting: &Meeting) -> SessionEnd {
-    tokio::time::sleep(timeout).await;
-    if crate::lock(&meeting.shared).authenticated {
-        return std::future::pending().await;
-    }
-    SessionEnd::TimedOut("the client's login")
 }
 
 /// The first read's size, and the size while a peer is quiet.
@@ -969,6 +957,11 @@ async fn server_half(
     let mut framer = Stream::new(ctx.front.max_line);
     let mut first = true;
     let mut said_bye = false;
+    // A client that never logs in holds a session for no longer, whatever the
+    // server's own limit; once a login was accepted, the clock is off.
+    let login_timeout = tokio::time::sleep(ctx.front.login_timeout);
+    tokio::pin!(login_timeout);
+    let mut timing_login = true;
     loop {
         // Everything whole in the buffer goes out as it came, but for the lines the
         // front edits: the octets passed on are never copied.
@@ -1041,29 +1034,46 @@ async fn server_half(
             read = inbox.read(&mut server, "IMAP server") => match read {
                 Ok(0) => {
                     // What it said last was written; its end is the session's.
-                    goodbye(&mut client, &framer, said_bye).await;
+                    goodbye(&mut client, &framer, said_bye, SERVER_CLOSED).await;
                     return SessionEnd::ServerClosed;
                 }
                 Ok(_) => {}
                 Err(end) => {
-                    goodbye(&mut client, &framer, said_bye).await;
+                    goodbye(&mut client, &framer, said_bye, SERVER_CLOSED).await;
                     return end;
                 }
             },
+            () = &mut login_timeout, if timing_login => {
+                if crate::lock(shared).authenticated {
+                    timing_login = false;
+                } else {
+                    goodbye(&mut client, &framer, said_bye, NO_LOGIN).await;
+                    return SessionEnd::TimedOut("the client's login");
+                }
+            }
         }
     }
 }
 
-/// The server's connection ended: the client is told so, as a server would tell it,
-/// unless the server said goodbye itself or the end came within a line (a literal cut
-/// short cannot be followed by anything the client would read as a line); then its
+/// Said when the server's connection ended.
+const SERVER_CLOSED: &[u8] = b"* BYE [UNAVAILABLE] The IMAP server closed the connection.\r\n";
+
+/// Said when the client did not log in in time.
+const NO_LOGIN: &[u8] = b"* BYE Disconnected: no login in time.\r\n";
+
+/// The session ends: the client is told so (`bye`), as a server would tell it, unless
+/// the server said goodbye itself or the end came within a line (a literal cut short
+/// cannot be followed by anything the client would read as a line); then its
 /// connection is closed cleanly.
-async fn goodbye(client: &mut (impl AsyncWrite + Unpin), framer: &Stream, said_bye: bool) {
+async fn goodbye(
+    client: &mut (impl AsyncWrite + Unpin),
+    framer: &Stream,
+    said_bye: bool,
+    bye: &[u8],
+) {
     let closing = async {
         if !said_bye && framer.between_lines() {
-            client
-                .write_all(b"* BYE [UNAVAILABLE] The IMAP server closed the connection.\r\n")
-                .await?;
+            client.write_all(bye).await?;
         }
         client.shutdown().await
     };

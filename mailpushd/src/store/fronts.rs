@@ -2,12 +2,16 @@
 //! running front says it is alive, so that the silences of one that died without
 //! ending its sessions (a crash, a kill, a lost machine) can be ended by whichever
 //! daemon notices first ([`Core::end_dead_fronts`](crate::core::Core::end_dead_fronts)).
+//!
+//! Every time here is the database's clock, written and compared there: daemons
+//! sharing PostgreSQL whose own clocks are apart never take a live front for dead.
+
+use std::time::Duration;
 
 use sqlx::Row;
 use xaps_proto::UserName;
 
-use super::owed::{read_ms, stored};
-use super::{Store, StoreError};
+use super::{Kind, Store, StoreError};
 
 /// A front's instance as stored: its 64 bits, as the database's signed integer.
 pub(super) fn instance_column(instance: u64) -> i64 {
@@ -18,59 +22,82 @@ fn instance_read(column: i64) -> u64 {
     u64::from_ne_bytes(column.to_ne_bytes())
 }
 
+/// The database's clock, in milliseconds since 1970, as SQL.
+fn now_ms(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+        Kind::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+    }
+}
+
+/// `silent_for` in milliseconds, for a comparison in SQL.
+fn millis(silent_for: Duration) -> Result<i64, StoreError> {
+    i64::try_from(silent_for.as_millis())
+        .map_err(|_| StoreError::corrupt("a front's silence", "longer than 292 million years"))
+}
+
 impl Store {
-    /// The front `instance` is alive at `now_ms` (milliseconds since 1970).
-    pub async fn front_alive(&self, instance: u64, now_ms: u64) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO front_instances (instance, alive_ms) VALUES ($1, $2)
+    /// The front `instance` is alive now.
+    pub async fn front_alive(&self, instance: u64) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "INSERT INTO front_instances (instance, alive_ms) VALUES ($1, {now})
              ON CONFLICT (instance) DO UPDATE SET alive_ms = excluded.alive_ms",
-        )
+            now = now_ms(self.kind)
+        ))
         .bind(instance_column(instance))
-        .bind(stored("a front's heartbeat", now_ms)?)
         .execute(&self.writer)
         .await?;
         Ok(())
     }
 
-    /// Up to `limit` front instances last alive before `before_ms`, with when each was.
-    pub async fn fronts_silent_since(
+    /// Up to `limit` front instances that have not said they are alive for
+    /// `silent_for`, in order after `after` (from the first with `None`).
+    pub async fn silent_fronts(
         &self,
-        before_ms: u64,
+        silent_for: Duration,
+        after: Option<u64>,
         limit: u32,
-    ) -> Result<Vec<(u64, u64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT instance, alive_ms FROM front_instances WHERE alive_ms < $1 ORDER BY alive_ms LIMIT $2",
-        )
-        .bind(stored("a front's heartbeat", before_ms)?)
+    ) -> Result<Vec<u64>, StoreError> {
+        let (after, first) = match after {
+            Some(instance) => (instance_column(instance), false),
+            None => (i64::MIN, true),
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT instance FROM front_instances
+             WHERE alive_ms < {now} - $1 AND (instance > $2 OR $3) ORDER BY instance LIMIT $4",
+            now = now_ms(self.kind)
+        ))
+        .bind(millis(silent_for)?)
+        .bind(after)
+        .bind(first)
         .bind(i64::from(limit))
         .fetch_all(&self.readers)
         .await?;
         rows.iter()
-            .map(|row| {
-                let instance: i64 = row.try_get(0)?;
-                let alive: i64 = row.try_get(1)?;
-                Ok((
-                    instance_read(instance),
-                    read_ms("a front's heartbeat", alive)?,
-                ))
-            })
+            .map(|row| Ok(instance_read(row.try_get(0)?)))
             .collect()
     }
 
     /// Up to `limit` users, in order after `after` (from the first with `None`), with a
-    /// subscription silenced until a connection of the front `instance` ends.
+    /// subscription silenced until a connection of the front `instance` ends; none
+    /// once that front has said it is alive within `silent_for` (it was not dead).
     pub async fn users_silenced_by(
         &self,
         instance: u64,
+        silent_for: Duration,
         after: Option<&UserName>,
         limit: u32,
     ) -> Result<Vec<UserName>, StoreError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(&format!(
             "SELECT DISTINCT username FROM webpush_subscriptions
-             WHERE silenced_by = $1 AND username > $2 ORDER BY username LIMIT $3",
-        )
+             WHERE silenced_by = $1 AND username > $2
+             AND EXISTS (SELECT 1 FROM front_instances WHERE instance = $1 AND alive_ms < {now} - $3)
+             ORDER BY username LIMIT $4",
+            now = now_ms(self.kind)
+        ))
         .bind(instance_column(instance))
         .bind(after.map_or("", UserName::as_str))
+        .bind(millis(silent_for)?)
         .bind(i64::from(limit))
         .fetch_all(&self.readers)
         .await?;
@@ -82,20 +109,39 @@ impl Store {
             .collect()
     }
 
-    /// Forgets the front `instance` if it was last alive before `before_ms` and no
-    /// subscription is silenced by one of its connections any more; whether it went.
-    /// One still named by a silence stays, so that a later pass ends that silence.
-    pub async fn forget_front(&self, instance: u64, before_ms: u64) -> Result<bool, StoreError> {
-        let instance = instance_column(instance);
-        let before = stored("a front's heartbeat", before_ms)?;
-        // One statement: a silence stored meanwhile comes from a live front, whose
-        // heartbeat is not before `before_ms`.
-        let gone = sqlx::query(
-            "DELETE FROM front_instances WHERE instance = $1 AND alive_ms < $2
-             AND NOT EXISTS (SELECT 1 FROM webpush_subscriptions WHERE silenced_by = $1)",
+    /// After `user`'s silences of the dead front `instance` ended: a row still naming
+    /// it holds no such silence (a daemon of an earlier version rewrote its record
+    /// without the column), and stops naming it, so that the front can be forgotten.
+    pub async fn unname_front(&self, user: &UserName, instance: u64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE webpush_subscriptions SET silenced_by = NULL WHERE username = $1 AND silenced_by = $2",
         )
-        .bind(instance)
-        .bind(before)
+        .bind(user.as_str())
+        .bind(instance_column(instance))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets the front `instance`, if no subscription is silenced by one of its
+    /// connections any more, and it has not said it is alive within `silent_for`
+    /// (`None`: it stopped, whenever it last said so); whether it went. One still
+    /// named by a silence stays, so that a later pass ends that silence.
+    pub async fn forget_front(
+        &self,
+        instance: u64,
+        silent_for: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        // One statement: a silence stored meanwhile comes from a live front, whose
+        // heartbeat is recent.
+        let gone = sqlx::query(&format!(
+            "DELETE FROM front_instances WHERE instance = $1 AND ($2 OR alive_ms < {now} - $3)
+             AND NOT EXISTS (SELECT 1 FROM webpush_subscriptions WHERE silenced_by = $1)",
+            now = now_ms(self.kind)
+        ))
+        .bind(instance_column(instance))
+        .bind(silent_for.is_none())
+        .bind(silent_for.map_or(Ok(0), millis)?)
         .execute(&self.writer)
         .await?
         .rows_affected();

@@ -183,10 +183,12 @@ const MIGRATIONS: &[&str] = &[
         reason TEXT
     );
     CREATE INDEX push_log_device ON push_log (username, account_id, token_key, at_ms);",
-    // The IMAP front instances alive, and which one's connection each silence "until
-    // this connection ends" waits for (store/fronts.rs): a front that died without
-    // ending its sessions leaves silences another daemon can end. A silence stored
-    // before has none, and ends when its connection's end is stored, as before.
+    // The IMAP front instances alive, and the instance in the connection id each
+    // silence "until this connection ends" waits for (a front's, or a hash for a
+    // connection an IMAP server forwards, which names no front) (store/fronts.rs): a
+    // front that died without ending its sessions leaves silences another daemon can
+    // end. A silence stored before has none, and ends when its connection's end is
+    // stored, as before.
     "CREATE TABLE front_instances (
         instance BIGINT NOT NULL PRIMARY KEY,
         alive_ms BIGINT NOT NULL
