@@ -314,7 +314,10 @@ pub struct BasicAuth {
 
 impl BasicAuth {
     /// Credentials whose user has no `:` (the user info of a URL ends it there).
-    pub fn new(user: &str, password: String) -> Result<Self, ConfigError> {
+    pub fn new(
+        user: &str,
+        password: impl Into<zeroize::Zeroizing<String>>,
+    ) -> Result<Self, ConfigError> {
         if user.is_empty() || user.contains(':') {
             return Err(ConfigError::Invalid(format!(
                 "basic_auth.user must be non-empty and without ':', not {user:?}"
@@ -322,7 +325,7 @@ impl BasicAuth {
         }
         Ok(Self {
             user: user.to_owned(),
-            password: zeroize::Zeroizing::new(password),
+            password: password.into(),
         })
     }
 }
@@ -571,7 +574,8 @@ struct TomlFile {
     basic_auth: Option<TomlAuth>,
     #[serde(default)]
     api: TomlApi,
-    database: Option<String>,
+    // Zeroized: a PostgreSQL URL may carry its password.
+    database: Option<zeroize::Zeroizing<String>>,
     database_max_connections: Option<u32>,
     import_xapsd: Option<PathBuf>,
     #[serde(default)]
@@ -622,7 +626,7 @@ struct TomlApi {
 #[serde(deny_unknown_fields)]
 struct TomlAuth {
     user: String,
-    password: String,
+    password: zeroize::Zeroizing<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -659,7 +663,7 @@ struct TomlApns {
     certificate_pem: Option<PathBuf>,
     certificate_key_pem: Option<PathBuf>,
     certificate_p12: Option<PathBuf>,
-    certificate_p12_password: Option<String>,
+    certificate_p12_password: Option<zeroize::Zeroizing<String>>,
     request_timeout_secs: Option<u64>,
     max_in_flight: Option<usize>,
     max_attempts: Option<u32>,
@@ -771,10 +775,13 @@ impl Config {
     /// Reads a configuration file: xapsd YAML when it ends in `.yaml` or `.yml`,
     /// mailpushd TOML otherwise.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        // Zeroized: the file may hold passwords (basic_auth, a PostgreSQL URL's).
+        let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
+            ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            }
+        })?);
         let base = path.parent().unwrap_or(Path::new("."));
         match path.extension().and_then(|e| e.to_str()) {
             Some("yaml" | "yml") => Self::from_xapsd_yaml(&text, base).map_err(|e| match e {
@@ -1140,7 +1147,7 @@ fn credentials(
     pem: Option<PathBuf>,
     pem_key: Option<PathBuf>,
     p12: Option<PathBuf>,
-    p12_password: Option<String>,
+    p12_password: Option<zeroize::Zeroizing<String>>,
 ) -> Result<Option<Credentials>, ConfigError> {
     let text = |t: Option<String>| t.filter(|t| !t.is_empty());
     let (key_id, team_id) = (text(key_id), text(team_id));
@@ -1175,7 +1182,7 @@ fn credentials(
     if let Some(file) = p12 {
         return Ok(Some(Credentials::Pkcs12 {
             file,
-            password: zeroize::Zeroizing::new(p12_password.unwrap_or_default()),
+            password: p12_password.unwrap_or_default(),
         }));
     }
     Ok(None)

@@ -306,7 +306,7 @@ mod tests {
     use base64::Engine as _;
 
     fn auth() -> BasicAuth {
-        BasicAuth::new("dovecot", "s3cret".into()).unwrap()
+        BasicAuth::new("dovecot", "s3cret".to_owned()).unwrap()
     }
 
     #[test]
