@@ -1156,17 +1156,31 @@ fn read_response(
 
 /// A tag for the front's own use: random, so that no client can send one like it.
 fn front_tag() -> Option<String> {
-    let mut random = [0u8; 12];
-    rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut random).ok()?;
-    Some(random.iter().fold(String::from("mpf"), |mut tag, b| {
-        tag.push_str(&format!("{b:02x}"));
-        tag
-    }))
+    let mut random = [0u8; 16];
+    let (bits, _) = random.split_at_mut(12);
+    rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, bits).ok()?;
+    // 96 random bits, 24 hex digits.
+    Some(format!("mpf{:024x}", u128::from_be_bytes(random) >> 32))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fronts_login_tags_are_24_random_hex_digits() {
+        let (a, b) = (front_tag().unwrap(), front_tag().unwrap());
+        assert_ne!(a, b);
+        for tag in [a, b] {
+            let digits = tag.strip_prefix("mpf").unwrap();
+            assert_eq!(digits.len(), 24, "{tag}");
+            assert!(
+                digits
+                    .bytes()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            );
+        }
+    }
 
     #[test]
     fn lines_without_a_command_are_answered_under_what_a_server_reads_as_their_tag() {
