@@ -11,7 +11,7 @@ use std::time::Duration;
 use sqlx::Row;
 use xaps_proto::UserName;
 
-use super::{Kind, Store, StoreError};
+use super::{Kind, Store, StoreError, user_names};
 
 /// A front's instance as stored: its 64 bits, as the database's signed integer.
 pub(super) fn instance_column(instance: u64) -> i64 {
@@ -101,12 +101,7 @@ impl Store {
         .bind(i64::from(limit))
         .fetch_all(&self.readers)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let name: String = row.try_get(0)?;
-                UserName::new(&name).map_err(|e| StoreError::corrupt(name.clone(), e))
-            })
-            .collect()
+        user_names(&rows)
     }
 
     /// After `user`'s silences of the dead front `instance` ended: a row still naming

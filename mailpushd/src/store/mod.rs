@@ -84,6 +84,17 @@ pub enum StoreError {
     Clock(std::time::SystemTime),
 }
 
+/// The user names in the first column of `rows`.
+fn user_names(rows: &[sqlx::any::AnyRow]) -> Result<Vec<xaps_proto::UserName>, StoreError> {
+    rows.iter()
+        .map(|row| {
+            let name: String = row.try_get(0)?;
+            xaps_proto::UserName::new(&name)
+                .map_err(|e| StoreError::corrupt(format!("user {name:?}"), e))
+        })
+        .collect()
+}
+
 impl StoreError {
     fn corrupt(what: impl Into<String>, reason: impl std::fmt::Display) -> Self {
         StoreError::Corrupt {

@@ -8,7 +8,7 @@ use sqlx::{Any, Row, Transaction};
 use xaps_proto::registry::{Change, Registration, Registry};
 use xaps_proto::{AccountId, DeviceToken, Timestamp, UserName};
 
-use super::{Kind, Lock, Store, StoreError};
+use super::{Kind, Lock, Store, StoreError, user_names};
 
 /// A registration as `mailpushd status` shows it.
 #[derive(Debug, Clone)]
@@ -101,12 +101,7 @@ impl Store {
         .bind(i64::try_from(BULK_USERS).unwrap_or(i64::MAX))
         .fetch_all(&self.readers)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let name: String = row.try_get(0)?;
-                UserName::new(&name).map_err(|e| StoreError::corrupt(format!("user {name:?}"), e))
-            })
-            .collect()
+        user_names(&rows)
     }
 
     /// Runs `change` on the registrations of `users` (at most 500) and

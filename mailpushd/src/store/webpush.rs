@@ -6,7 +6,7 @@ use sqlx::{AnyConnection, Row};
 use xaps_proto::UserName;
 
 use super::fronts::instance_column;
-use super::{Kind, Lock, Store, StoreError};
+use super::{Kind, Lock, Store, StoreError, user_names};
 
 impl Store {
     /// `user`'s Web Push state: subscriptions and verification count.
@@ -52,12 +52,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.readers)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let name: String = row.try_get(0)?;
-                UserName::new(&name).map_err(|e| StoreError::corrupt(name.clone(), e))
-            })
-            .collect()
+        user_names(&rows)
     }
 
     /// Moves `user`'s housekeeping deadlines that come before `until` (seconds since
