@@ -805,7 +805,7 @@ impl Config {
     pub fn from_toml(text: &str, base: &Path) -> Result<Self, ConfigError> {
         let file: TomlFile = toml::from_str(text).map_err(|e| ConfigError::Toml {
             path: PathBuf::new(),
-            message: e.to_string(),
+            message: toml_message(text, &e),
         })?;
         let at = |p: Option<PathBuf>| resolve(p, base);
         let max_connections = file
@@ -1131,6 +1131,21 @@ impl Config {
     }
 }
 
+/// The parser's words and the line they are about, without the line itself: the
+/// parser's own text quotes it, and a password may be on it.
+fn toml_message(text: &str, error: &toml::de::Error) -> String {
+    match error.span() {
+        Some(span) => {
+            let line = text
+                .get(..span.start)
+                .map_or(0, |before| before.matches('\n').count())
+                + 1;
+            format!("line {line}: {}", error.message().trim_end())
+        }
+        None => error.message().trim_end().to_owned(),
+    }
+}
+
 /// A path from a file, relative to the file's folder; an empty value (xapsd's template
 /// leaves unused ones `''`) is no path.
 fn resolve(path: Option<PathBuf>, base: &Path) -> Option<PathBuf> {
@@ -1356,6 +1371,24 @@ certificate_key_pem = "key.pem"
             refuse("database = \"postgres://x/y\"\ndatabase_max_connections = 0")
                 .contains("at least 1")
         );
+    }
+
+    #[test]
+    fn a_toml_mistake_is_told_by_its_line_without_quoting_it() {
+        for text in [
+            "listen = \"[::1]:11619\"\nbasic_auth = { user = \"d\", password = \"s3cret\" x }\n",
+            "listen = \"[::1]:11619\"\ndatabase = \"postgres://m:s3cret@db/m\"\ndatabase = \"x\"\n",
+        ] {
+            let message = Config::from_toml(text, Path::new("/"))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                message.contains("line 2") || message.contains("line 3"),
+                "{message}"
+            );
+            assert!(!message.contains("s3cret"), "{message}");
+        }
     }
 
     /// The `[front]` section: every setting read, paths beside the file, and each

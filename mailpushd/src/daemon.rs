@@ -282,8 +282,9 @@ impl Daemon {
         self.core.store()
     }
 
-    /// Stops accepting, lets open requests finish, sends the pushes in flight within
-    /// `deadline`, and closes the store. Pushes waiting for their quiet period, or for
+    /// Stops accepting, lets open requests finish, ends the IMAP front's sessions
+    /// (waiting up to 10 s, beside `deadline`, for them to store their ends), sends the
+    /// pushes in flight within `deadline`, and closes the store. Pushes waiting for their quiet period, or for
     /// a later round, stay owed in the store, as do those still unsent at the deadline
     /// (their number is returned): the next start sends them, or, on a shared store,
     /// another daemon at once.

@@ -620,14 +620,59 @@ async fn sqlite(path: &std::path::Path, statement: &str) -> Vec<(i64, i64)> {
         .collect()
 }
 
+/// Through `client`, logged in: subscribes `ua` at `push`, acknowledges the
+/// verification push, and silences the subscription until this connection ends.
+async fn subscribe_and_silence<S>(
+    client: &mut Client<S>,
+    push: &mailpushd::standin::PushService,
+    ua: &webpush_crypto::UaKeys,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let ok = |lines: Vec<String>| {
+        let last = lines.last().cloned().unwrap_or_default();
+        assert_eq!(last.split(' ').nth(1), Some("OK"), "{lines:?}");
+    };
+    let id = "a8282bf9-6102-4e1b-bb61-d26d0e532e65";
+    let subscribe = format!(
+        "WEBPUSH {id} {} {} {}",
+        push.endpoint("p/1"),
+        ua.public_key().to_base64url(),
+        ua.auth().to_base64url()
+    );
+    let before = push.requests().len();
+    ok(client.run(&subscribe).await);
+    let requests = push.wait_for(before + 1, Duration::from_secs(10)).await;
+    let ack = webpush_crypto::decrypt(ua, &requests[before].body).unwrap();
+    let ack = String::from_utf8(ack).unwrap();
+    let token = ack.trim_end().strip_prefix("* ACKWEBPUSH ").unwrap();
+    ok(client.run(&format!("ACKWEBPUSH {token}")).await);
+    ok(client.run(&format!("SILWEBPUSH {id} 0")).await);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_front_stopped_with_sessions_open_is_forgotten_once_they_ended() {
-    let s = setup(|_| {}).await;
-    let _client = s.logged_in().await;
+async fn a_front_stopped_with_a_silenced_session_open_ends_it_then_is_forgotten() {
+    let push = mailpushd::standin::PushService::start().await.unwrap();
+    let ua = webpush_crypto::UaKeys::generate(&mut rand_core::OsRng).unwrap();
+    let s = setup_with(false, |config| {
+        config.webpush.subject = Some("mailto:postmaster@mail.example".into());
+        config.webpush.allow_local_push_service = true;
+    })
+    .await;
+    let mut client = s.logged_in().await;
+    subscribe_and_silence(&mut client, &push, &ua).await;
     let store = s._dir.path().join("mailpushd.sqlite");
     let fronts = "SELECT instance, alive_ms FROM front_instances";
+    let named = "SELECT COUNT(*) FROM webpush_subscriptions WHERE silenced_by IS NOT NULL";
     assert_eq!(sqlite(&store, fronts).await.len(), 1, "alive while it runs");
+    assert_eq!(
+        sqlite(&store, named).await,
+        [(1, 0)],
+        "the silence names it"
+    );
     s.daemon.shutdown(Duration::from_secs(5)).await;
+    // The session stored its end before the front forgot itself.
+    assert_eq!(sqlite(&store, named).await, [(0, 0)]);
     assert!(sqlite(&store, fronts).await.is_empty());
 }
 
@@ -682,35 +727,7 @@ async fn silences_of_a_front_killed_mid_session_end_once_it_is_seen_dead() {
             .concat()
             .contains("1 OK")
     );
-    let id = "a8282bf9-6102-4e1b-bb61-d26d0e532e65";
-    let subscribe = format!(
-        "WEBPUSH {id} {} {} {}",
-        push.endpoint("p/1"),
-        ua.public_key().to_base64url(),
-        ua.auth().to_base64url()
-    );
-    assert!(client.run(&subscribe).await.concat().contains("2 OK"));
-    let requests = push.wait_for(1, Duration::from_secs(10)).await;
-    let ack = String::from_utf8(webpush_crypto::decrypt(&ua, &requests[0].body).unwrap()).unwrap();
-    let token = ack
-        .trim_end()
-        .strip_prefix("* ACKWEBPUSH ")
-        .unwrap()
-        .to_owned();
-    assert!(
-        client
-            .run(&format!("ACKWEBPUSH {token}"))
-            .await
-            .concat()
-            .contains("3 OK")
-    );
-    assert!(
-        client
-            .run(&format!("SILWEBPUSH {id} 0"))
-            .await
-            .concat()
-            .contains("4 OK")
-    );
+    subscribe_and_silence(&mut client, &push, &ua).await;
     daemon.kill().unwrap();
     daemon.wait().unwrap();
     drop(client);

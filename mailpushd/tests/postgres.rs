@@ -457,6 +457,20 @@ async fn silences_of_a_front_that_died_are_ended_by_the_next_daemon_to_start() {
         }
     };
     let dead_after = mailpushd::core::FRONT_DEAD_AFTER;
+    // Paged in the order of the stored instance (the dead one's is negative).
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let first = store.silent_fronts(Duration::ZERO, None, 1).await.unwrap();
+    assert_eq!(first, [dead]);
+    let next = store
+        .silent_fronts(Duration::ZERO, Some(dead), 1)
+        .await
+        .unwrap();
+    assert_eq!(next, [alive]);
+    let past = store
+        .silent_fronts(Duration::ZERO, Some(alive), 1)
+        .await
+        .unwrap();
+    assert!(past.is_empty());
     assert_eq!(
         store.silent_fronts(dead_after, None, 10).await.unwrap(),
         [dead]
@@ -486,7 +500,12 @@ async fn silences_of_a_front_that_died_are_ended_by_the_next_daemon_to_start() {
         .unwrap();
     assert!(!silenced("alice").await);
     assert!(silenced("bob").await);
-    assert!(!silenced("carol").await);
+    let named = "SELECT COUNT(*) FROM webpush_subscriptions WHERE silenced_by IS NOT NULL AND username = 'carol'";
+    assert_eq!(
+        fronts(named).await,
+        [0],
+        "carol's row no longer names the dead front"
+    );
     assert_eq!(
         fronts("SELECT instance FROM front_instances").await,
         [i64::try_from(alive).unwrap()]

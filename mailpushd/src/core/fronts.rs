@@ -102,7 +102,7 @@ impl Core {
                 // The crate's housekeeping, with that front's connections all ended.
                 let swept = self
                     .store
-                    .update_webpush(user, |account| {
+                    .end_front_silences(user, instance, FRONT_DEAD_AFTER, |account| {
                         let of_that_front = account
                             .records
                             .iter()
@@ -113,15 +113,13 @@ impl Core {
                         (of_that_front, sweep(account, now, |c| c.instance != instance))
                     })
                     .await;
-                let unnamed = match swept {
-                    Ok(n) => {
-                        ended += n;
-                        self.store.unname_front(user, instance).await
+                match swept {
+                    Ok(Some(n)) => ended += n,
+                    // It said it is alive again: its silences stand.
+                    Ok(None) => return ended,
+                    Err(e) => {
+                        tracing::error!(error = %e, ?user, "silences of a dead IMAP front not ended: tried again in a minute")
                     }
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = unnamed {
-                    tracing::error!(error = %e, ?user, "silences of a dead IMAP front not ended: tried again in a minute");
                 }
             }
             if users.len() < BATCH as usize {

@@ -303,7 +303,14 @@ async fn accept(
         // session then holds only what relaying needs, not the room its setup took.
         tokio::spawn(async move {
             context.metrics.front_open().inc();
-            let end = match Box::pin(prepare(&context, kind, stream, peer)).await {
+            let mut stop = stop;
+            // A stop ends a session still being set up (handshakes take up to a
+            // minute): the stopping front waits for every session to end.
+            let prepared = tokio::select! {
+                prepared = Box::pin(prepare(&context, kind, stream, peer)) => prepared,
+                _ = stop.changed() => Err(SessionEnd::Stopping),
+            };
+            let end = match prepared {
                 Ok(ready) => {
                     session::relay(
                         &context,

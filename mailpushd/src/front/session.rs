@@ -232,6 +232,7 @@ pub(crate) async fn relay(
     let end = tokio::select! {
         end = half.run(client_read, server_write) => end,
         end = server_half(ctx, server_read, client_write, read_ahead, &meeting) => end,
+        end = logged_in_within(ctx.front.login_timeout + BYE_GRACE, &meeting) => end,
         _ = stop.changed() => SessionEnd::Stopping,
     };
     let user = crate::lock(&meeting.shared).user.take();
@@ -243,6 +244,21 @@ pub(crate) async fn relay(
         tracing::error!(error = %e, ?user, "IMAP front: the end of a connection not stored");
     }
     end
+}
+
+/// How long the server's half has past the login timeout to say goodbye: a write to a
+/// client that does not read can hold it, and the session ends without one then.
+const BYE_GRACE: Duration = Duration::from_secs(5);
+
+/// Ends the session if the server has not accepted a login `timeout` after it began,
+/// the server's half having not ended it with a goodbye by then. Never ends once one
+/// was accepted.
+async fn logged_in_within(timeout: Duration, meeting: &Meeting) -> SessionEnd {
+    tokio::time::sleep(timeout).await;
+    if crate::lock(&meeting.shared).authenticated {
+        return std::future::pending().await;
+    }
+    SessionEnd::TimedOut("the client's login")
 }
 
 /// The first read's size, and the size while a peer is quiet.

@@ -11,7 +11,10 @@ use std::time::Duration;
 use sqlx::Row;
 use xaps_proto::UserName;
 
-use super::{Kind, Store, StoreError, user_names};
+use imap_webpush_proto::state::{Account, Change};
+
+use super::webpush::{load_account, write_changes};
+use super::{Kind, Lock, Store, StoreError, user_names};
 
 /// A front's instance as stored: its 64 bits, as the database's signed integer.
 pub(super) fn instance_column(instance: u64) -> i64 {
@@ -30,10 +33,10 @@ fn now_ms(kind: Kind) -> &'static str {
     }
 }
 
-/// `silent_for` in milliseconds, for a comparison in SQL.
-fn millis(silent_for: Duration) -> Result<i64, StoreError> {
-    i64::try_from(silent_for.as_millis())
-        .map_err(|_| StoreError::corrupt("a front's silence", "longer than 292 million years"))
+/// `silent_for` in milliseconds, for a comparison in SQL: a silence longer than the
+/// column can count (292 million years) is longer than any front's, and reads as one.
+fn millis(silent_for: Duration) -> i64 {
+    i64::try_from(silent_for.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl Store {
@@ -67,7 +70,7 @@ impl Store {
              WHERE alive_ms < {now} - $1 AND (instance > $2 OR $3) ORDER BY instance LIMIT $4",
             now = now_ms(self.kind)
         ))
-        .bind(millis(silent_for)?)
+        .bind(millis(silent_for))
         .bind(after)
         .bind(first)
         .bind(i64::from(limit))
@@ -97,25 +100,51 @@ impl Store {
         ))
         .bind(instance_column(instance))
         .bind(after.map_or("", UserName::as_str))
-        .bind(millis(silent_for)?)
+        .bind(millis(silent_for))
         .bind(i64::from(limit))
         .fetch_all(&self.readers)
         .await?;
         user_names(&rows)
     }
 
-    /// After `user`'s silences of the dead front `instance` ended: a row still naming
-    /// it holds no such silence (a daemon of an earlier version rewrote its record
-    /// without the column), and stops naming it, so that the front can be forgotten.
-    pub async fn unname_front(&self, user: &UserName, instance: u64) -> Result<(), StoreError> {
+    /// Runs `change` on `user`'s Web Push state and stores its changes, in one
+    /// transaction under the user's lock, while the front `instance` still has not said
+    /// it is alive for `silent_for`; `None`, and nothing changed, once it has. Then no
+    /// row of the user names that front any more: one that still did held no silence
+    /// of it (a daemon of an earlier version rewrote its record without the column),
+    /// and the front can be forgotten. A silence the front stores after this waits for
+    /// the lock, and names it.
+    pub async fn end_front_silences<R>(
+        &self,
+        user: &UserName,
+        instance: u64,
+        silent_for: Duration,
+        change: impl FnOnce(&Account) -> (R, Vec<Change>),
+    ) -> Result<Option<R>, StoreError> {
+        let mut tx = self.begin(&[Lock::User(user.as_str())]).await?;
+        let silent = sqlx::query(&format!(
+            "SELECT 1 FROM front_instances WHERE instance = $1 AND alive_ms < {now} - $2",
+            now = now_ms(self.kind)
+        ))
+        .bind(instance_column(instance))
+        .bind(millis(silent_for))
+        .fetch_optional(&mut *tx)
+        .await?;
+        if silent.is_none() {
+            return Ok(None);
+        }
+        let account = load_account(self.kind, &mut tx, user).await?;
+        let (result, changes) = change(&account);
+        write_changes(&mut tx, user, &changes).await?;
         sqlx::query(
             "UPDATE webpush_subscriptions SET silenced_by = NULL WHERE username = $1 AND silenced_by = $2",
         )
         .bind(user.as_str())
         .bind(instance_column(instance))
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        tx.commit().await?;
+        Ok(Some(result))
     }
 
     /// Forgets the front `instance`, if no subscription is silenced by one of its
@@ -136,7 +165,7 @@ impl Store {
         ))
         .bind(instance_column(instance))
         .bind(silent_for.is_none())
-        .bind(silent_for.map_or(Ok(0), millis)?)
+        .bind(silent_for.map_or(0, millis))
         .execute(&self.writer)
         .await?
         .rows_affected();

@@ -83,72 +83,82 @@ impl Store {
         let mut tx = self.begin(&[Lock::User(user.as_str())]).await?;
         let account = load_account(self.kind, &mut tx, user).await?;
         let (result, changes) = change(&account);
-        for change in &changes {
-            match change {
-                Change::Store(record) => {
-                    let json = serde_json::to_string(record).map_err(|e| {
-                        StoreError::corrupt(format!("{user} / {}", record.sub_id.as_str()), e)
-                    })?;
-                    let due_at = record
-                        .next_deadline()
-                        .map(|t| {
-                            i64::try_from(t).map_err(|_| {
-                                StoreError::corrupt(
-                                    format!("{user} / {}", record.sub_id.as_str()),
-                                    "a deadline past 2262",
-                                )
-                            })
-                        })
-                        .transpose()?;
-                    let silenced_by = match record.silence {
-                        Silence::UntilDisconnect(connection) => {
-                            Some(instance_column(connection.instance))
-                        }
-                        Silence::None | Silence::Until(_) => None,
-                    };
-                    sqlx::query(
-                        "INSERT INTO webpush_subscriptions (username, sub_id, record, due_at, silenced_by) VALUES ($1, $2, $3, $4, $5)
-                         ON CONFLICT (username, sub_id) DO UPDATE SET record = excluded.record, due_at = excluded.due_at, silenced_by = excluded.silenced_by",
-                    )
-                    .bind(user.as_str())
-                    .bind(record.sub_id.as_str())
-                    .bind(json)
-                    .bind(due_at)
-                    .bind(silenced_by)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                Change::Delete(id) => {
-                    sqlx::query(
-                        "DELETE FROM webpush_subscriptions WHERE username = $1 AND sub_id = $2",
-                    )
-                    .bind(user.as_str())
-                    .bind(id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                Change::Verifications(v) => {
-                    sqlx::query(
-                        "INSERT INTO webpush_accounts (username, window_start, sent) VALUES ($1, $2, $3)
-                         ON CONFLICT (username) DO UPDATE SET window_start = excluded.window_start, sent = excluded.sent",
-                    )
-                    .bind(user.as_str())
-                    .bind(
-                        i64::try_from(v.window_start)
-                            .map_err(|_| StoreError::corrupt(user.as_str(), "a window start past 2262"))?,
-                    )
-                    .bind(i64::from(v.sent))
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-        }
+        write_changes(&mut tx, user, &changes).await?;
         tx.commit().await?;
         Ok(result)
     }
 }
 
-async fn load_account(
+/// Stores `changes` to `user`'s Web Push state, in the transaction `conn` is in.
+pub(super) async fn write_changes(
+    conn: &mut AnyConnection,
+    user: &UserName,
+    changes: &[Change],
+) -> Result<(), StoreError> {
+    for change in changes {
+        match change {
+            Change::Store(record) => {
+                let json = serde_json::to_string(record).map_err(|e| {
+                    StoreError::corrupt(format!("{user} / {}", record.sub_id.as_str()), e)
+                })?;
+                let due_at = record
+                    .next_deadline()
+                    .map(|t| {
+                        i64::try_from(t).map_err(|_| {
+                            StoreError::corrupt(
+                                format!("{user} / {}", record.sub_id.as_str()),
+                                "a deadline past 2262",
+                            )
+                        })
+                    })
+                    .transpose()?;
+                let silenced_by = match record.silence {
+                    Silence::UntilDisconnect(connection) => {
+                        Some(instance_column(connection.instance))
+                    }
+                    Silence::None | Silence::Until(_) => None,
+                };
+                sqlx::query(
+                    "INSERT INTO webpush_subscriptions (username, sub_id, record, due_at, silenced_by) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (username, sub_id) DO UPDATE SET record = excluded.record, due_at = excluded.due_at, silenced_by = excluded.silenced_by",
+                )
+                .bind(user.as_str())
+                .bind(record.sub_id.as_str())
+                .bind(json)
+                .bind(due_at)
+                .bind(silenced_by)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Change::Delete(id) => {
+                sqlx::query(
+                    "DELETE FROM webpush_subscriptions WHERE username = $1 AND sub_id = $2",
+                )
+                .bind(user.as_str())
+                .bind(id.as_str())
+                .execute(&mut *conn)
+                .await?;
+            }
+            Change::Verifications(v) => {
+                sqlx::query(
+                    "INSERT INTO webpush_accounts (username, window_start, sent) VALUES ($1, $2, $3)
+                     ON CONFLICT (username) DO UPDATE SET window_start = excluded.window_start, sent = excluded.sent",
+                )
+                .bind(user.as_str())
+                .bind(
+                    i64::try_from(v.window_start)
+                        .map_err(|_| StoreError::corrupt(user.as_str(), "a window start past 2262"))?,
+                )
+                .bind(i64::from(v.sent))
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn load_account(
     kind: Kind,
     conn: &mut AnyConnection,
     user: &UserName,
