@@ -1134,15 +1134,29 @@ impl Config {
 /// The parser's words and the line they are about, without the line itself: the
 /// parser's own text quotes it, and a password may be on it.
 fn toml_message(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim_end();
+    // serde names the value it did not expect: `invalid type: integer `123456`,
+    // expected a string`. Its kind stays, the value goes.
+    let message = match ["invalid type: ", "invalid value: "]
+        .into_iter()
+        .find(|prefix| message.starts_with(prefix))
+    {
+        Some(prefix) => {
+            let rest = message.get(prefix.len()..).unwrap_or_default();
+            let kind = rest.split(' ').next().unwrap_or_default();
+            let expected = rest.find(", expected").and_then(|i| rest.get(i..));
+            format!("{prefix}{kind} (not shown){}", expected.unwrap_or_default())
+        }
+        None => message.to_owned(),
+    };
     match error.span() {
         Some(span) => {
-            let line = text
-                .get(..span.start)
-                .map_or(0, |before| before.matches('\n').count())
-                + 1;
-            format!("line {line}: {}", error.message().trim_end())
+            // An error at the end of a file that ends in a line feed is on its last line.
+            let at = span.start.min(text.len().saturating_sub(1));
+            let line = text.bytes().take(at).filter(|b| *b == b'\n').count() + 1;
+            format!("line {line}: {message}")
         }
-        None => error.message().trim_end().to_owned(),
+        None => message,
     }
 }
 
@@ -1375,19 +1389,31 @@ certificate_key_pem = "key.pem"
 
     #[test]
     fn a_toml_mistake_is_told_by_its_line_without_quoting_it() {
-        for text in [
-            "listen = \"[::1]:11619\"\nbasic_auth = { user = \"d\", password = \"s3cret\" x }\n",
-            "listen = \"[::1]:11619\"\ndatabase = \"postgres://m:s3cret@db/m\"\ndatabase = \"x\"\n",
+        let listen = "listen = \"[::1]:11619\"\n";
+        for (text, said) in [
+            (
+                "basic_auth = { user = \"d\", password = \"s3cret\" x }\n",
+                "line 2: ",
+            ),
+            ("database = \"postgres://m:s3cret@db/m\" x\n", "line 2: "),
+            (
+                "basic_auth = { user = \"d\", password = 3123456 }\n",
+                "line 2: invalid type: integer (not shown), expected a string",
+            ),
+            (
+                "basic_auth = \"d:s3cret\"\n",
+                "line 2: invalid type: string (not shown), expected struct",
+            ),
         ] {
-            let message = Config::from_toml(text, Path::new("/"))
+            let message = Config::from_toml(&format!("{listen}{text}"), Path::new("/"))
                 .err()
                 .map(|e| e.to_string())
                 .unwrap_or_default();
+            assert!(message.contains(said), "{text}: {message}");
             assert!(
-                message.contains("line 2") || message.contains("line 3"),
+                !message.contains("s3cret") && !message.contains("123456"),
                 "{message}"
             );
-            assert!(!message.contains("s3cret"), "{message}");
         }
     }
 

@@ -677,6 +677,29 @@ async fn a_front_stopped_with_a_silenced_session_open_ends_it_then_is_forgotten(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_ends_a_session_still_in_its_tls_handshake() {
+    let s = setup(|_| {}).await;
+    // Connected to the TLS listener, and silent: the handshake waits up to a minute.
+    let _silent = TcpStream::connect(s.daemon.front_addresses()[0])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let store = s._dir.path().join("mailpushd.sqlite");
+    let started = Instant::now();
+    s.daemon.shutdown(Duration::from_secs(5)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let fronts = "SELECT instance, alive_ms FROM front_instances";
+    assert!(
+        sqlite(&store, fronts).await.is_empty(),
+        "the front forgotten"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silences_of_a_front_killed_mid_session_end_once_it_is_seen_dead() {
     use mailpushd::config::Config;
     use mailpushd::standin::PushService;

@@ -122,8 +122,14 @@ impl Store {
         change: impl FnOnce(&Account) -> (R, Vec<Change>),
     ) -> Result<Option<R>, StoreError> {
         let mut tx = self.begin(&[Lock::User(user.as_str())]).await?;
+        // PostgreSQL: the row's lock holds a heartbeat back until this commits, so
+        // that the front cannot come back between the check and the changes.
+        let lock = match self.kind {
+            Kind::Sqlite => "",
+            Kind::Postgres => " FOR SHARE",
+        };
         let silent = sqlx::query(&format!(
-            "SELECT 1 FROM front_instances WHERE instance = $1 AND alive_ms < {now} - $2",
+            "SELECT 1 FROM front_instances WHERE instance = $1 AND alive_ms < {now} - $2{lock}",
             now = now_ms(self.kind)
         ))
         .bind(instance_column(instance))
@@ -131,6 +137,7 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         if silent.is_none() {
+            tx.rollback().await?;
             return Ok(None);
         }
         let account = load_account(self.kind, &mut tx, user).await?;
