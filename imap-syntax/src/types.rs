@@ -41,86 +41,71 @@ fn check(what: &'static str, text: &str, allowed: impl Fn(u8) -> bool) -> Result
     }
 }
 
-/// `atom = 1*ATOM-CHAR`.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Atom<'a>(Cow<'a, str>);
+/// A text value its grammar rule checks: the type, its checking constructor, and
+/// its accessors, alike for every such rule.
+macro_rules! checked_text {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $allowed:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash)]
+        pub struct $name<'a>(Cow<'a, str>);
 
-impl<'a> Atom<'a> {
-    /// Validates an atom.
-    pub fn new(text: impl Into<Cow<'a, str>>) -> Result<Self, ValueError> {
-        let text = text.into();
-        check("atom", &text, is_atom_char)?;
-        Ok(Self(text))
-    }
+        impl<'a> $name<'a> {
+            #[doc = concat!("Checks `text` against the ", $what, " rule.")]
+            pub fn new(text: impl Into<Cow<'a, str>>) -> Result<Self, ValueError> {
+                let text = text.into();
+                check($what, &text, $allowed)?;
+                Ok(Self(text))
+            }
 
-    /// Wraps text the parser already checked.
-    pub(crate) fn unchecked(text: &'a str) -> Self {
-        Self(Cow::Borrowed(text))
-    }
+            /// Wraps text the parser already checked.
+            pub(crate) fn unchecked(text: &'a str) -> Self {
+                Self(Cow::Borrowed(text))
+            }
 
-    /// The atom's text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+            #[doc = concat!("The ", $what, "'s text.")]
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
 
-    /// The same atom, owning its text.
-    pub fn into_owned(self) -> Atom<'static> {
-        Atom(Cow::Owned(self.0.into_owned()))
-    }
+            #[doc = concat!("The ", $what, "'s text, as held: borrowed from the input or owned.")]
+            pub fn into_inner(self) -> Cow<'a, str> {
+                self.0
+            }
+
+            #[doc = concat!("The same ", $what, ", owning its text.")]
+            pub fn into_owned(self) -> $name<'static> {
+                $name(Cow::Owned(self.0.into_owned()))
+            }
+        }
+
+        impl fmt::Debug for $name<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({:?})"), self.0)
+            }
+        }
+
+        impl<'a> TryFrom<&'a str> for $name<'a> {
+            type Error = ValueError;
+            fn try_from(text: &'a str) -> Result<Self, ValueError> {
+                Self::new(text)
+            }
+        }
+    };
 }
 
-impl fmt::Debug for Atom<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Atom({:?})", self.0)
-    }
-}
+checked_text!(
+    /// `atom = 1*ATOM-CHAR`.
+    Atom,
+    "atom",
+    is_atom_char
+);
 
-impl<'a> TryFrom<&'a str> for Atom<'a> {
-    type Error = ValueError;
-    fn try_from(text: &'a str) -> Result<Self, ValueError> {
-        Self::new(text)
-    }
-}
-
-/// `tag = 1*<any ASTRING-CHAR except "+">`.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Tag<'a>(Cow<'a, str>);
-
-impl<'a> Tag<'a> {
-    /// Validates a tag.
-    pub fn new(text: impl Into<Cow<'a, str>>) -> Result<Self, ValueError> {
-        let text = text.into();
-        check("tag", &text, is_tag_char)?;
-        Ok(Self(text))
-    }
-
-    pub(crate) fn unchecked(text: &'a str) -> Self {
-        Self(Cow::Borrowed(text))
-    }
-
-    /// The tag's text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The same tag, owning its text.
-    pub fn into_owned(self) -> Tag<'static> {
-        Tag(Cow::Owned(self.0.into_owned()))
-    }
-}
-
-impl fmt::Debug for Tag<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Tag({:?})", self.0)
-    }
-}
-
-impl<'a> TryFrom<&'a str> for Tag<'a> {
-    type Error = ValueError;
-    fn try_from(text: &'a str) -> Result<Self, ValueError> {
-        Self::new(text)
-    }
-}
+checked_text!(
+    /// `tag = 1*<any ASTRING-CHAR except "+">`.
+    Tag,
+    "tag",
+    is_tag_char
+);
 
 /// `string = quoted / literal`: the content, and the form it arrived in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -157,52 +142,20 @@ impl IString<'_> {
     }
 }
 
-/// `1*ASTRING-CHAR`: the atom form of an [`AString`], which may also contain `]`.
-///
-/// ```
-/// use imap_syntax::AStringAtom;
-/// assert_eq!(AStringAtom::new("INBOX]")?.as_str(), "INBOX]");
-/// assert!(AStringAtom::new("").is_err());
-/// assert!(AStringAtom::new("two words").is_err());
-/// # Ok::<(), imap_syntax::ValueError>(())
-/// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct AStringAtom<'a>(Cow<'a, str>);
-
-impl<'a> AStringAtom<'a> {
-    /// Validates an astring atom.
-    pub fn new(text: impl Into<Cow<'a, str>>) -> Result<Self, ValueError> {
-        let text = text.into();
-        check("astring atom", &text, is_astring_char)?;
-        Ok(Self(text))
-    }
-
-    /// Wraps text the parser already checked.
-    pub(crate) fn unchecked(text: &'a str) -> Self {
-        Self(Cow::Borrowed(text))
-    }
-
-    /// The atom's text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The atom's text, as held: borrowed from the input or owned.
-    pub fn into_inner(self) -> Cow<'a, str> {
-        self.0
-    }
-
-    /// The same atom, owning its text.
-    pub fn into_owned(self) -> AStringAtom<'static> {
-        AStringAtom(Cow::Owned(self.0.into_owned()))
-    }
-}
-
-impl fmt::Debug for AStringAtom<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "AStringAtom({:?})", self.0)
-    }
-}
+checked_text!(
+    /// `1*ASTRING-CHAR`: the atom form of an [`AString`], which may also contain `]`.
+    ///
+    /// ```
+    /// use imap_syntax::AStringAtom;
+    /// assert_eq!(AStringAtom::new("INBOX]")?.as_str(), "INBOX]");
+    /// assert!(AStringAtom::new("").is_err());
+    /// assert!(AStringAtom::new("two words").is_err());
+    /// # Ok::<(), imap_syntax::ValueError>(())
+    /// ```
+    AStringAtom,
+    "astring atom",
+    is_astring_char
+);
 
 /// `astring = 1*ASTRING-CHAR / string`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
