@@ -191,7 +191,12 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 }
                 None => webpush_crypto::VapidKey::generate(&mut rand_core::OsRng)?,
             };
-            let id = store(&config).await?.add_vapid_key(&key).await?;
+            // The store `serve` made and migrated: a mistyped --config is said, not
+            // answered with a new store holding this key.
+            let id = Store::open_existing(&config.database)
+                .await?
+                .add_vapid_key(&key)
+                .await?;
             println!("VAPID key {} is current: {}", id.0, key.public_key());
             Ok(ExitCode::SUCCESS)
         }
@@ -321,7 +326,11 @@ async fn check_config(config: &Config, offline: bool) -> Result<ExitCode, Error>
                 let said = format!(
                     "{} {}",
                     answer.status,
-                    answer.reason.as_ref().map_or("", |r| r.as_str())
+                    // The server's words, escaped: they reach a terminal.
+                    answer
+                        .reason
+                        .as_ref()
+                        .map_or(String::new(), |r| r.as_str().escape_debug().to_string())
                 );
                 let said = said.trim_end();
                 match answer.action() {
@@ -470,7 +479,8 @@ async fn status(config: &Config, user: &str) -> Result<ExitCode, Error> {
 
 async fn send_test(config: &Config, user: &str) -> Result<ExitCode, Error> {
     let user = xaps_proto::UserName::new(user)?;
-    let store = store(config).await?;
+    // The store `serve` made: a mistyped --config is said, not a new empty store.
+    let store = Store::open_existing(&config.database).await?;
     let metrics = std::sync::Arc::new(Metrics::new());
     let (reports, mut reported) = mailpushd::report::channel();
     let apns = Apns::new(&config.apns, reports.clone(), metrics.clone())?;

@@ -205,6 +205,10 @@ fn check_config_reports_what_it_found() {
     let (ok, out) = mailpushd(&config, &["check-config", "--offline"]);
     assert!(ok, "{out}");
     assert!(out.contains("provider token: signs"), "{out}");
+    // The API credential is only read: a check run as another user than the daemon's
+    // would leave a file the daemon cannot read.
+    assert!(out.contains("API credential: none yet"), "{out}");
+    assert!(!dir.path().join("api-credential").exists());
     assert!(
         out.contains(&format!("topic: {TOPIC} (59 octets)")),
         "{out}"

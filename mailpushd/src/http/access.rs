@@ -71,6 +71,8 @@ pub(crate) enum Origin {
     File(PathBuf),
     /// The credential file, made now.
     Made(PathBuf),
+    /// The credential file, not there yet: the first start makes it.
+    ToMake(PathBuf),
 }
 
 /// How a request reached the API.
@@ -86,13 +88,18 @@ impl Access {
     /// The access `config` describes; the credential file is read, or made when it
     /// does not exist.
     pub(crate) fn resolve(config: &Config) -> Result<Self, AccessError> {
+        Self::resolve_making(config, true)
+    }
+
+    /// The same, the credential file made when it does not exist only with `make`.
+    fn resolve_making(config: &Config, make: bool) -> Result<Self, AccessError> {
         let (credential, origin) = match (&config.basic_auth, config.api.open) {
             (Some(auth), _) => (Some(auth.clone()), Origin::Configured),
             (None, OpenRoutes::All) => (None, Origin::None),
-            (None, _) => {
-                let (auth, origin) = credential_file(&config.api)?;
-                (Some(auth), origin)
-            }
+            (None, _) => match credential_file(&config.api, make)? {
+                Some((auth, origin)) => (Some(auth), origin),
+                None => (None, Origin::ToMake(config.api.credential_file.clone())),
+            },
         };
         Ok(Self {
             credential,
@@ -139,6 +146,7 @@ impl Access {
                 Origin::Configured => "API credential: basic_auth from the configuration".to_owned(),
                 Origin::File(path) => format!("API credential: {} (`mailpushd dovecot-settings` prints Dovecot's lines)", path.display()),
                 Origin::Made(path) => format!("API credential: made into {} (`mailpushd dovecot-settings` prints Dovecot's lines)", path.display()),
+                Origin::ToMake(path) => format!("API credential: none yet: the first start, or `mailpushd dovecot-settings`, makes {} (run it as the daemon's user)", path.display()),
             },
         ));
         if let Some(socket) = &api.socket {
@@ -161,9 +169,10 @@ impl Access {
 }
 
 /// What `check-config` says of the API's access (warnings first): the credential is
-/// read, or made if there is none yet.
+/// read, never made (a check run as another user would leave a file the daemon
+/// cannot read).
 pub fn describe_access(config: &Config) -> Result<Vec<(bool, String)>, AccessError> {
-    Ok(Access::resolve(config)?.describe(&config.api))
+    Ok(Access::resolve_making(config, false)?.describe(&config.api))
 }
 
 /// The lines Dovecot needs to reach the daemon with its credential (made if there is
@@ -182,10 +191,30 @@ pub fn dovecot_settings(config: &Config) -> Result<String, AccessError> {
             config.listen
         ));
     };
-    let userinfo = format!("{}:{}", auth.user, auth.password.as_str());
+    let userinfo = zeroize::Zeroizing::new(format!("{}:{}", auth.user, auth.password.as_str()));
     let basic = base64::engine::general_purpose::STANDARD.encode(userinfo.as_bytes());
     let at = config.listen;
     let ox = &config.ox_path;
+    // RFC 3986's userinfo, unreserved and sub-delims and ':': anything else (`@`, `/`,
+    // `#`, ...) would change where the URL points, or need an encoding the plugins may
+    // not undo.
+    let url_safe = userinfo
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:".contains(&b));
+    if !url_safe {
+        return Ok(format!(
+            "# mailpushd's credential for Dovecot; keep these lines as private as the file.\n\
+             \n\
+             # The Lua script, Dovecot 2.3 (plugin {{ }}) and 2.4 (push_notification mailpushd {{ lua_settings {{ }} }}):\n\
+             mailpushd_url = http://{at}/notify\n\
+             mailpushd_authorization = Basic {basic}\n\
+             \n\
+             # The xaps plugin and the OX driver take the credential in a URL, which this\n\
+             # one cannot be written in: basic_auth has characters other than letters,\n\
+             # digits and -._~!$&'()*+,;=: in it. Choose a password of those for them.\n"
+        ));
+    }
+    let userinfo = userinfo.as_str();
     Ok(format!(
         "# mailpushd's credential for Dovecot; keep these lines as private as the file.\n\
          \n\
@@ -203,14 +232,18 @@ pub fn dovecot_settings(config: &Config) -> Result<String, AccessError> {
     ))
 }
 
-/// Reads `api.credential_file`, or makes it: a random password for [`MADE_USER`],
-/// written readable by its owner only, never over a file already there.
-fn credential_file(api: &Api) -> Result<(BasicAuth, Origin), AccessError> {
+/// Reads `api.credential_file`, or with `make` makes it (`None` without): a random
+/// password for [`MADE_USER`], written readable by its owner only, never over a file
+/// already there.
+fn credential_file(api: &Api, make: bool) -> Result<Option<(BasicAuth, Origin)>, AccessError> {
     let path = &api.credential_file;
     match read(path) {
-        Ok(credential) => return Ok((credential, Origin::File(path.clone()))),
+        Ok(credential) => return Ok(Some((credential, Origin::File(path.clone())))),
         Err(AccessError::File { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
+    }
+    if !make {
+        return Ok(None);
     }
     let mut random = zeroize::Zeroizing::new([0_u8; 24]);
     rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, random.as_mut())
@@ -223,7 +256,7 @@ fn credential_file(api: &Api) -> Result<(BasicAuth, Origin), AccessError> {
         user: MADE_USER.to_owned(),
         password: zeroize::Zeroizing::new(password),
     };
-    Ok((credential, Origin::Made(path.clone())))
+    Ok(Some((credential, Origin::Made(path.clone()))))
 }
 
 /// A credential file: `user:password`, one line, the owner's only.
@@ -315,6 +348,26 @@ mod tests {
         let mut config = Config::with_database(dir.path().join("m.sqlite"));
         config.api.tcp = false;
         assert!(matches!(dovecot_settings(&config), Err(AccessError::NoTcp)));
+    }
+
+    #[test]
+    fn a_password_a_url_cannot_carry_is_not_put_in_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::with_database(dir.path().join("m.sqlite"));
+        config.basic_auth = Some(auth());
+        let settings = dovecot_settings(&config).unwrap();
+        assert!(
+            settings.contains("url=http://dovecot:s3cret@"),
+            "{settings}"
+        );
+        config.basic_auth = Some(BasicAuth::new("dovecot", "p@evil:80/x".to_owned()).unwrap());
+        let settings = dovecot_settings(&config).unwrap();
+        assert!(!settings.contains("evil"), "{settings}");
+        assert!(
+            settings.contains("mailpushd_authorization = Basic "),
+            "{settings}"
+        );
+        assert!(settings.contains("cannot be written in"), "{settings}");
     }
 
     fn header(text: &str) -> HeaderValue {

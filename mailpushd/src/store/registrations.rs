@@ -343,7 +343,8 @@ fn restore(registry: &mut Registry, rows: Vec<AnyRow>) -> Result<(), StoreError>
 fn read_row(row: &AnyRow) -> Result<(UserName, AccountId, Registration), StoreError> {
     let user: String = row.try_get(0)?;
     let account: String = row.try_get(1)?;
-    let what = || format!("{user} / {account}");
+    // Escaped: the text is as stored, unchecked, and the error reaches a terminal.
+    let what = || format!("{user:?} / {account:?}");
     let corrupt = |reason: &dyn std::fmt::Display| StoreError::corrupt(what(), reason);
     let token: String = row.try_get(2)?;
     let mailboxes: String = row.try_get(3)?;
