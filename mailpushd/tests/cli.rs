@@ -111,6 +111,9 @@ fn xapsd_databases_import_and_export_unchanged() {
     let (ok, out) = mailpushd(&config, &["import-xapsd", input.to_str().unwrap()]);
     assert!(ok, "{out}");
     assert!(out.contains("imported 2 registrations"), "{out}");
+    // Imported again: nothing newer, nothing written.
+    let (ok, out) = mailpushd(&config, &["import-xapsd", input.to_str().unwrap()]);
+    assert!(ok && out.contains("imported 0 registrations"), "{out}");
     let output = dir.path().join("export.json");
     let (ok, out) = mailpushd(&config, &["export-xapsd", output.to_str().unwrap()]);
     assert!(ok, "{out}");

@@ -158,11 +158,12 @@ impl Store {
         Ok(registry)
     }
 
-    /// Adds every registration of `registry` (an imported xapsd database), replacing
-    /// stored ones of the same user and account: one transaction per
-    /// 500 users, so that a large database neither exhausts PostgreSQL's
-    /// lock table nor holds SQLite's writer (importing again after a failure is safe:
-    /// each registration is replaced whole).
+    /// Adds every registration of `registry` (an imported xapsd database); one stored
+    /// for the same device is replaced only by one registered later, so that an older
+    /// file imported again sets nothing back. How many were written. One transaction
+    /// per 500 users, so that a large database neither exhausts PostgreSQL's lock table
+    /// nor holds SQLite's writer (importing again after a failure is safe: each
+    /// registration is written whole).
     pub async fn import(&self, registry: &Registry) -> Result<usize, StoreError> {
         let mut rows = registry.iter().peekable();
         let mut n = 0;
@@ -187,8 +188,10 @@ impl Store {
                 .collect();
             let mut tx = self.begin(&locks).await?;
             for (user, account, registration) in &batch {
-                upsert(&mut tx, user, account, registration).await?;
-                n += 1;
+                // An older file imported again does not set back what devices did since.
+                if upsert(&mut tx, user, account, registration, Newer::Only).await? {
+                    n += 1;
+                }
             }
             tx.commit().await?;
         }
@@ -254,7 +257,9 @@ impl Store {
                     user,
                     account_id,
                     registration,
-                } => upsert(&mut tx, user, account_id, registration).await?,
+                } => {
+                    upsert(&mut tx, user, account_id, registration, Newer::OrNot).await?;
+                }
                 Change::Remove(removed) => {
                     super::pushlog::forget(
                         &mut tx,
@@ -302,21 +307,36 @@ fn nanos(time: Timestamp) -> i64 {
     i64::try_from(time.unix_nanos()).unwrap_or(i64::MAX)
 }
 
+/// Whether a registration replaces the stored one of its device only when it is newer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Newer {
+    /// Only when it was registered later (an import).
+    Only,
+    /// Always (the registry decided).
+    OrNot,
+}
+
+/// Stores a registration; whether a row was written.
 async fn upsert(
     tx: &mut Transaction<'static, Any>,
     user: &UserName,
     account: &AccountId,
     registration: &Registration,
-) -> Result<(), StoreError> {
+    newer: Newer,
+) -> Result<bool, StoreError> {
     let mailboxes = serde_json::to_string(&registration.mailboxes)
         .map_err(|e| StoreError::corrupt(format!("{user} / {account}"), e))?;
-    sqlx::query(
+    let only_newer = match newer {
+        Newer::Only => " WHERE excluded.registered_ns > registrations.registered_ns",
+        Newer::OrNot => "",
+    };
+    let written = sqlx::query(&format!(
         "INSERT INTO registrations (username, account_id, device_token, token_key, mailboxes, registered_at, registered_ns, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $6)
          ON CONFLICT (username, account_id, token_key) DO UPDATE SET
            device_token = excluded.device_token, mailboxes = excluded.mailboxes,
-           registered_at = excluded.registered_at, registered_ns = excluded.registered_ns",
-    )
+           registered_at = excluded.registered_at, registered_ns = excluded.registered_ns{only_newer}",
+    ))
     .bind(user.as_str())
     .bind(account.as_str())
     .bind(registration.device_token.as_str())
@@ -325,8 +345,9 @@ async fn upsert(
     .bind(registration.registered_at.map(|t| t.to_string()))
     .bind(registration.registered_at.map(nanos))
     .execute(&mut **tx)
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected();
+    Ok(written > 0)
 }
 
 fn restore(registry: &mut Registry, rows: Vec<AnyRow>) -> Result<(), StoreError> {
