@@ -293,7 +293,9 @@ fn read(path: &Path) -> Result<BasicAuth, AccessError> {
 }
 
 /// Writes a new file readable by its owner only; a file (or a symbolic link) already
-/// at `path` is an error, never overwritten or followed.
+/// at `path` is an error, never overwritten or followed. Whole or not at all: written
+/// beside it under a name of its own, then linked into place, so that a crash leaves
+/// no partial file the next start would refuse.
 fn write_new(path: &Path, contents: &[u8]) -> Result<(), AccessError> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt;
@@ -301,14 +303,31 @@ fn write_new(path: &Path, contents: &[u8]) -> Result<(), AccessError> {
         path: path.to_owned(),
         source,
     };
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(file_error)?;
-    file.write_all(contents).map_err(file_error)?;
-    file.sync_all().map_err(file_error)
+    let mut random = [0_u8; 8];
+    rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut random)
+        .map_err(AccessError::Random)?;
+    let mut staged = path.as_os_str().to_owned();
+    staged.push(format!(".new-{:016x}", u64::from_be_bytes(random)));
+    let staged = std::path::PathBuf::from(staged);
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&staged)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        // A link is never made over an existing name, unlike a rename.
+        std::fs::hard_link(&staged, path)
+    })();
+    let _ = std::fs::remove_file(&staged);
+    written.map_err(file_error)?;
+    if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::File::open(folder)
+            .and_then(|f| f.sync_all())
+            .map_err(file_error)?;
+    }
+    Ok(())
 }
 
 /// Basic credentials, compared in constant time whatever their lengths: the digests of
@@ -407,6 +426,12 @@ mod tests {
         assert_eq!(made.origin, Origin::Made(path.clone()));
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        // Staged beside it, linked into place: nothing else is left in the folder.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["api-credential"]);
         let again = Access::resolve(&config).unwrap();
         assert_eq!(again.origin, Origin::File(path.clone()));
         let password = |a: &Access| a.credential.as_ref().unwrap().password.clone();
