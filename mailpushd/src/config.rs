@@ -776,12 +776,13 @@ impl Config {
     /// mailpushd TOML otherwise.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         // Zeroized: the file may hold passwords (basic_auth, a PostgreSQL URL's).
-        let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
-            ConfigError::Read {
-                path: path.to_owned(),
-                source,
-            }
-        })?);
+        let text =
+            crate::files::read_secret_text(path, crate::files::CONFIG_MAX).map_err(|source| {
+                ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                }
+            })?;
         let base = path.parent().unwrap_or(Path::new("."));
         match path.extension().and_then(|e| e.to_str()) {
             Some("yaml" | "yml") => Self::from_xapsd_yaml(&text, base).map_err(|e| match e {
@@ -1384,6 +1385,19 @@ certificate_key_pem = "key.pem"
         assert!(
             refuse("database = \"postgres://x/y\"\ndatabase_max_connections = 0")
                 .contains("at least 1")
+        );
+    }
+
+    #[test]
+    fn a_configuration_path_naming_an_endless_file_is_refused_not_read_whole() {
+        let refused = Config::load(Path::new("/dev/zero"))
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            refused
+                .as_deref()
+                .is_some_and(|e| e.contains("larger than 1048576 octets")),
+            "{refused:?}"
         );
     }
 

@@ -101,10 +101,13 @@ async fn import(config: &Config, store: &Store) -> Result<(), StartError> {
     if !store.is_empty().await? || !json.exists() {
         return Ok(());
     }
-    let bytes = std::fs::read(json).map_err(|source| StartError::ImportRead {
-        path: json.clone(),
-        source,
-    })?;
+    let bytes =
+        crate::files::read_at_most(json, crate::files::XAPSD_DATABASE_MAX).map_err(|source| {
+            StartError::ImportRead {
+                path: json.clone(),
+                source,
+            }
+        })?;
     let (registry, rejected) =
         Registry::from_xapsd_json(&bytes).map_err(|source| StartError::Import {
             path: json.clone(),

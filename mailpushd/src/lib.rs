@@ -33,6 +33,7 @@ pub mod config;
 pub mod core;
 pub mod daemon;
 pub mod demo;
+pub mod files;
 pub mod front;
 pub mod http;
 mod inflight;

@@ -135,7 +135,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::CheckConfig { offline } => check_config(&config(path)?, offline).await,
         Command::ImportXapsd { file } => {
             let config = config(path)?;
-            let bytes = std::fs::read(&file)?;
+            let bytes =
+                mailpushd::files::read_at_most(&file, mailpushd::files::XAPSD_DATABASE_MAX)?;
             let (registry, rejected) = Registry::from_xapsd_json(&bytes)?;
             for r in &rejected {
                 // As written in the file, escaped: text a device once sent.
@@ -186,7 +187,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             let config = config(path)?;
             let key = match file {
                 Some(file) => {
-                    let bytes = zeroize::Zeroizing::new(std::fs::read(&file)?);
+                    let bytes = mailpushd::files::read_secret(&file, mailpushd::files::KEY_MAX)?;
                     webpush_crypto::VapidKey::import(&bytes)?
                 }
                 None => webpush_crypto::VapidKey::generate(&mut rand_core::OsRng)?,

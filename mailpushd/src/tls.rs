@@ -46,10 +46,13 @@ pub fn roots(extra: Option<&Path>) -> Result<RootCertStore, RootsError> {
             path: path.to_owned(),
             reason,
         };
-        let pem = std::fs::read(path).map_err(|source| RootsError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let pem =
+            crate::files::read_at_most(path, crate::files::CERTIFICATES_MAX).map_err(|source| {
+                RootsError::Read {
+                    path: path.to_owned(),
+                    source,
+                }
+            })?;
         let mut added = 0_usize;
         for cert in CertificateDer::pem_slice_iter(&pem) {
             let cert = cert.map_err(|e| refused(e.to_string()))?;

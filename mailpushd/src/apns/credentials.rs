@@ -29,12 +29,10 @@ pub(crate) struct Loaded {
 
 /// A credential file's octets, wiped when dropped (keys are among them).
 fn read(path: &std::path::Path) -> Result<zeroize::Zeroizing<Vec<u8>>, ApnsError> {
-    std::fs::read(path)
-        .map(zeroize::Zeroizing::new)
-        .map_err(|source| ApnsError::Read {
-            path: path.to_owned(),
-            source,
-        })
+    crate::files::read_secret(path, crate::files::KEY_MAX).map_err(|source| ApnsError::Read {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// A credential file that does not read as what it should be.

@@ -194,12 +194,12 @@ pub async fn current_vapid_key(
     store: &Store,
 ) -> Result<(VapidKeyId, VapidKey), WebPushSetupError> {
     if let Some(file) = &config.webpush.key_file {
-        let bytes = zeroize::Zeroizing::new(std::fs::read(file).map_err(|source| {
+        let bytes = crate::files::read_secret(file, crate::files::KEY_MAX).map_err(|source| {
             WebPushSetupError::KeyFile {
                 path: file.clone(),
                 source,
             }
-        })?);
+        })?;
         let key = VapidKey::import(&bytes).map_err(|source| WebPushSetupError::Key {
             path: file.clone(),
             source,

@@ -72,9 +72,11 @@ fn load(
     files: &FrontCertificate,
 ) -> Result<Arc<CertifiedKey>, CertificateError> {
     let read = |path: &Path| {
-        std::fs::read(path).map_err(|source| CertificateError::Read {
-            path: path.to_owned(),
-            source,
+        crate::files::read_secret(path, crate::files::KEY_MAX).map_err(|source| {
+            CertificateError::Read {
+                path: path.to_owned(),
+                source,
+            }
         })
     };
     let unusable = |path: &Path, reason: String| CertificateError::Unusable {
@@ -88,7 +90,7 @@ fn load(
     if chain.is_empty() {
         return Err(unusable(&files.cert_file, "no certificate in it".into()));
     }
-    let pem = zeroize::Zeroizing::new(read(&files.key_file)?);
+    let pem = read(&files.key_file)?;
     let key = PrivateKeyDer::from_pem_slice(&pem)
         .map_err(|e| unusable(&files.key_file, format!("no usable private key: {e}")))?;
     let signing = provider

@@ -274,7 +274,7 @@ fn read(path: &Path) -> Result<BasicAuth, AccessError> {
             mode,
         });
     }
-    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(file_error)?);
+    let text = crate::files::read_secret_text(path, crate::files::KEY_MAX).map_err(file_error)?;
     let line = text.trim_end_matches(['\r', '\n']);
     let format = || AccessError::Format {
         path: path.to_owned(),
