@@ -65,6 +65,15 @@ pub enum StoreError {
     /// the transaction was kept.
     #[error("a change of a kind this version cannot store: nothing was stored")]
     UnknownChange,
+    /// Whether the SQLite file is there cannot be told (a folder on the way is not
+    /// searchable by this user).
+    #[error("cannot look for the store at {path}: {source}")]
+    Unsearchable {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A command that reads the store found none where the configuration says.
     #[error("no store at {0}: check `database`, or start the daemon (serve) once to make it")]
     Missing(std::path::PathBuf),
@@ -269,8 +278,16 @@ impl Store {
     pub async fn open_existing(database: &crate::config::Database) -> Result<Self, StoreError> {
         let store = match database {
             crate::config::Database::Sqlite(path) => {
-                if !path.try_exists().unwrap_or(false) {
-                    return Err(StoreError::Missing(path.clone()));
+                match path.try_exists() {
+                    Ok(true) => {}
+                    Ok(false) => return Err(StoreError::Missing(path.clone())),
+                    // Not "no store": one that cannot be looked at is said as such.
+                    Err(source) => {
+                        return Err(StoreError::Unsearchable {
+                            path: path.clone(),
+                            source,
+                        });
+                    }
                 }
                 Self::connect_sqlite(path, "rw").await?
             }
@@ -284,8 +301,18 @@ impl Store {
             .await
         {
             Ok(row) => row.try_get(0)?,
-            // No schema table: nothing of this program's is in it.
-            Err(_) => 0,
+            // No schema table: nothing of this program's is in it. Any other error is
+            // the database's, and said.
+            Err(sqlx::Error::Database(e))
+                if e.code().as_deref() == Some("42P01")
+                    || e.message().contains("no such table") =>
+            {
+                0
+            }
+            Err(e) => {
+                store.close().await;
+                return Err(e.into());
+            }
         };
         if found != expected {
             store.close().await;
@@ -510,5 +537,18 @@ mod tests {
         owner_only(&store).unwrap();
         assert_eq!(mode(&store), 0o600);
         assert_eq!(mode(&theirs), 0o644, "followed the link");
+    }
+
+    /// A database with nothing of this program's in it is schema version 0.
+    #[tokio::test]
+    async fn a_database_without_this_programs_schema_is_version_0() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.sqlite");
+        std::fs::write(&empty, "").unwrap();
+        let opened = Store::open_existing(&crate::config::Database::Sqlite(empty)).await;
+        assert!(
+            matches!(opened, Err(StoreError::Schema { found: 0, .. })),
+            "{opened:?}"
+        );
     }
 }
