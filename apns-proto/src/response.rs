@@ -258,7 +258,8 @@ impl Outcome {
 
     /// What to do next: by reason, or by status for a reason this crate does not know
     /// and for an answer without one. Only a 200 is delivered; only a 410 drops a
-    /// token; a status APNs never sends means something else answered.
+    /// token; a status APNs never sends, or an error without APNs' reason, means
+    /// something else answered.
     pub fn action(&self) -> Action {
         use Reason as R;
         let by_status = match self.status {
@@ -309,7 +310,14 @@ impl Outcome {
                 | R::PayloadTooLarge,
             ) => Action::FixRequest,
             // Only a 410 removes registrations; these reasons come with no other status.
-            Some(R::ExpiredToken | R::Unregistered | R::Other(_)) | None => by_status,
+            Some(R::ExpiredToken | R::Unregistered | R::Other(_)) => by_status,
+            // No APNs reason: APNs always gives one with an error, so a 4xx without
+            // one is something else's (a proxy's 404 or 408), and the request is not
+            // at fault.
+            None => match by_status {
+                Action::FixRequest => Action::FixConfiguration,
+                other => other,
+            },
         }
     }
 }

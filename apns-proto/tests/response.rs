@@ -111,7 +111,8 @@ fn unknown_reasons_fall_back_on_the_status() {
 }
 
 /// Bodies that are not APNs JSON (a proxy's page, nothing, a wrong shape) leave the
-/// reason empty, and the status decides: every answer has an action.
+/// reason empty, and the status decides (a 4xx then reads as something else
+/// answering): every answer has an action.
 #[test]
 fn unreadable_bodies_fall_back_on_the_status() {
     let unreadable: [&[u8]; 7] = [
@@ -131,8 +132,11 @@ fn unreadable_bodies_fall_back_on_the_status() {
             (500, Action::Retry),
             (429, Action::Retry),
             (403, Action::FixConfiguration),
-            (400, Action::FixRequest),
-            (413, Action::FixRequest),
+            // Not APNs' words: not the request's fault, and a push waiting on it is
+            // not given up as one.
+            (400, Action::FixConfiguration),
+            (404, Action::FixConfiguration),
+            (413, Action::FixConfiguration),
         ] {
             let outcome = Outcome::from_parts(status, None, None, body);
             assert_eq!(

@@ -111,9 +111,29 @@ fn xapsd_databases_import_and_export_unchanged() {
     let (ok, out) = mailpushd(&config, &["import-xapsd", input.to_str().unwrap()]);
     assert!(ok, "{out}");
     assert!(out.contains("imported 2 registrations"), "{out}");
-    // Imported again: nothing newer, nothing written.
+    // Imported again: nothing newer, nothing written. A time where there was none,
+    // or a later one, is newer.
     let (ok, out) = mailpushd(&config, &["import-xapsd", input.to_str().unwrap()]);
     assert!(ok && out.contains("imported 0 registrations"), "{out}");
+    let newer = dir.path().join("newer.json");
+    let dated = database
+        .replace("2022-03-02T09:47:54", "2023-03-02T09:47:54")
+        .replace(
+            r#""DeviceToken": "5151"#,
+            r#""RegistrationTime": "2022-01-01T00:00:00Z",
+          "DeviceToken": "5151"#,
+        );
+    std::fs::write(&newer, &dated).unwrap();
+    let (ok, out) = mailpushd(&config, &["import-xapsd", newer.to_str().unwrap()]);
+    assert!(ok && out.contains("imported 2 registrations"), "{out}");
+    let (ok, out) = mailpushd(&config, &["import-xapsd", input.to_str().unwrap()]);
+    assert!(ok && out.contains("imported 0 registrations"), "{out}");
+    // Back as it was, for the export below.
+    for file in ["store.sqlite", "store.sqlite-wal", "store.sqlite-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(file));
+    }
+    let (ok, out) = mailpushd(&config, &["import-xapsd", input.to_str().unwrap()]);
+    assert!(ok && out.contains("imported 2 registrations"), "{out}");
     let output = dir.path().join("export.json");
     let (ok, out) = mailpushd(&config, &["export-xapsd", output.to_str().unwrap()]);
     assert!(ok, "{out}");

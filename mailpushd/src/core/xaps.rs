@@ -30,11 +30,13 @@ impl Core {
     pub async fn register(&self, register: Register) -> Result<Registered, RegisterError> {
         let user = register.username.clone();
         let account = register.account_id.clone();
-        let now = SystemTime::now();
         let registered = self
             .store
             .update_user(&user, self.registry(), move |registry| {
-                match registry.register(register, now) {
+                // Read under the user's lock: of two registrations of a device at
+                // once, the one stored last has the later time, and a 410 between
+                // them cannot pass for newer than the device's last registration.
+                match registry.register(register, SystemTime::now()) {
                     Ok((registered, change)) => (Ok(registered), vec![change]),
                     Err(refused) => (Err(refused), Vec::new()),
                 }

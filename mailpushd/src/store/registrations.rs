@@ -327,7 +327,11 @@ async fn upsert(
     let mailboxes = serde_json::to_string(&registration.mailboxes)
         .map_err(|e| StoreError::corrupt(format!("{user} / {account}"), e))?;
     let only_newer = match newer {
-        Newer::Only => " WHERE excluded.registered_ns > registrations.registered_ns",
+        // A time beats none, as the registry has it.
+        Newer::Only => {
+            " WHERE excluded.registered_ns > registrations.registered_ns \
+             OR (registrations.registered_ns IS NULL AND excluded.registered_ns IS NOT NULL)"
+        }
         Newer::OrNot => "",
     };
     let written = sqlx::query(&format!(
