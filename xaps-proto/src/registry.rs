@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::daemon::{Notify, NotifyOutcome, Register};
 use crate::timestamp::Timestamp;
-use crate::types::{AccountId, DeviceToken, MAX_MAILBOXES};
+use crate::types::{AccountId, DeviceToken, MAX_MAILBOX_LEN, MAX_MAILBOXES};
 use crate::user::UserName;
 
 /// How long a registration lives without being refreshed: xapsd's 30 days.
@@ -76,8 +76,11 @@ pub enum RegistryError {
         /// The limit.
         limit: usize,
     },
-    /// The registration lists no mailbox, or more than allowed.
-    #[error("a registration must list 1 to {MAX_MAILBOXES} mailboxes")]
+    /// The registration lists no mailbox, more than allowed, or one with a name too
+    /// long.
+    #[error(
+        "a registration must list 1 to {MAX_MAILBOXES} mailboxes of at most {MAX_MAILBOX_LEN} octets each"
+    )]
     Mailboxes,
     /// The time given as now is outside years 0001 to 9999: the system clock is wrong.
     #[error("the clock reads {0:?}, outside years 0001 to 9999: set the system clock")]
@@ -283,7 +286,11 @@ impl Registry {
         register: Register,
         now: SystemTime,
     ) -> Result<(Registered, Change), RegistryError> {
-        if !mailbox_count_ok(&register.mailboxes) {
+        // A device's list, whatever carried it (the legacy protocol too): each name
+        // as long as the command allows, at most.
+        if !mailbox_count_ok(&register.mailboxes)
+            || register.mailboxes.iter().any(|m| m.len() > MAX_MAILBOX_LEN)
+        {
             return Err(RegistryError::Mailboxes);
         }
         let registered_at = Timestamp::from_system_time(now).ok_or(RegistryError::Clock(now))?;

@@ -431,6 +431,14 @@ fn refused_registrations_change_nothing() {
         registry.register(huge, at(5)).map(|(r, _)| r),
         Err(RegistryError::Mailboxes)
     );
+    // A name longer than a command carries (the legacy protocol has no bound of its own).
+    let long = "m".repeat(xaps_proto::MAX_MAILBOX_LEN + 1);
+    assert_eq!(
+        registry
+            .register(register("u", "A", 3, &[long.as_str()]), at(5))
+            .map(|(r, _)| r),
+        Err(RegistryError::Mailboxes)
+    );
     // No registration without a user: a user name is never empty.
     assert!(UserName::new("").is_err());
     assert_eq!(registry.to_xapsd_json().unwrap(), before);
