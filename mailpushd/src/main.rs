@@ -389,9 +389,19 @@ fn write_owner_only(file: &Path, contents: &[u8]) -> Result<(), Error> {
                 partial.display()
             )
         })?;
-    out.write_all(contents)?;
-    out.sync_all()?;
-    std::fs::rename(&partial, file)?;
+    let written = out
+        .write_all(contents)
+        .and_then(|()| out.sync_all())
+        .and_then(|()| std::fs::rename(&partial, file));
+    if let Err(e) = written {
+        // Nothing half-written is left for the next export to trip on.
+        let _ = std::fs::remove_file(&partial);
+        return Err(e.into());
+    }
+    // The rename itself reaches the disk.
+    if let Some(folder) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::File::open(folder)?.sync_all()?;
+    }
     Ok(())
 }
 
