@@ -474,6 +474,44 @@ async fn a_failed_connection_is_not_tried_again_by_every_push_at_once() {
     assert!(made <= 2, "{made} connection attempts");
 }
 
+/// A server that takes the TCP connection and never says a word: the connection
+/// attempt fails within the request's timeout, with its back-off, so that the
+/// pushes of a burst do not each wait on one.
+#[tokio::test]
+async fn a_silent_server_is_a_failed_connection_attempt_not_a_wait_for_each_push() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    let s = setup(|c| {
+        c.apns.server = apns_proto::Server::new(&format!("127.0.0.1:{port}")).unwrap();
+        c.apns.max_attempts = 3;
+        c.apns.request_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let devices = 10;
+    for i in 1..=devices {
+        s.register(&format!("user{i}"), ACCOUNT, &format!("{i:064x}"))
+            .await;
+    }
+    for i in 1..=devices {
+        s.notify(&format!("user{i}"), r#""MessageNew""#).await;
+    }
+    s.wait_metric(&format!(
+        "mailpushd_pushes_total{{service=\"apns\",outcome=\"deferred\"}} {devices}"
+    ))
+    .await;
+    let made = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(made <= 2, "{made} connection attempts");
+}
+
 #[tokio::test]
 async fn a_token_is_kept_as_received_and_found_in_any_case() {
     let s = setup(|_| {}).await;

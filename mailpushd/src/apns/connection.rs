@@ -275,9 +275,13 @@ impl Connection {
         })
     }
 
-    /// The open connection, or a new one, with its number. After a failed attempt,
-    /// none is made until its back-off ends: the requests meanwhile fail at once.
-    async fn connection(&self) -> Result<(u64, SendRequest<Full<Bytes>>, Refusal), AttemptError> {
+    /// The open connection, or a new one made within `within`, with its number. After
+    /// a failed attempt, none is made until its back-off ends: the requests meanwhile
+    /// fail at once.
+    async fn connection(
+        &self,
+        within: Duration,
+    ) -> Result<(u64, SendRequest<Full<Bytes>>, Refusal), AttemptError> {
         let mut slot = self.open.lock().await;
         if let Some((number, sender, refusal)) = slot.current.as_ref()
             && !sender.is_closed()
@@ -295,7 +299,19 @@ impl Connection {
                 configuration: failed.configuration,
             });
         }
-        match self.open().await {
+        // Timed here, inside the slot's lock, so that a server that never answers is
+        // a failed attempt with its back-off, not a wait every queued request repeats.
+        let opened = match tokio::time::timeout(within, self.open()).await {
+            Ok(opened) => opened,
+            Err(_) => Err(AttemptError::Connect {
+                address: self.address.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no connection made within {} ms", within.as_millis()),
+                ),
+            }),
+        };
+        match opened {
             Ok((sender, refusal)) => {
                 slot.failed = None;
                 slot.opened = slot.opened.wrapping_add(1);
@@ -393,7 +409,10 @@ impl Connection {
             }
         };
         let attempt = async {
-            let (number, mut sender, certificate) = self.connection().await?;
+            // Before the request's own timeout ends the wait, so that the failure is
+            // the attempt's, with its back-off.
+            let within = timeout.saturating_sub(timeout / 10);
+            let (number, mut sender, certificate) = self.connection(within).await?;
             sent_on = Some(number);
             refusal = Some(certificate);
             sender
