@@ -64,6 +64,15 @@ pub fn read_secret_text(path: &Path, limit: u64) -> std::io::Result<Zeroizing<St
     }
 }
 
+/// Syncs the folder that holds `path`, so that a name just made or renamed in it
+/// reaches the disk too.
+pub fn sync_folder_of(path: &Path) -> std::io::Result<()> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(folder) => std::fs::File::open(folder)?.sync_all(),
+        None => std::fs::File::open(".")?.sync_all(),
+    }
+}
+
 fn read_into(path: &Path, limit: u64, bytes: &mut Vec<u8>) -> std::io::Result<()> {
     let file = std::fs::File::open(path)?;
     file.take(limit.saturating_add(1)).read_to_end(bytes)?;

@@ -399,9 +399,7 @@ fn write_owner_only(file: &Path, contents: &[u8]) -> Result<(), Error> {
         return Err(e.into());
     }
     // The rename itself reaches the disk.
-    if let Some(folder) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::File::open(folder)?.sync_all()?;
-    }
+    mailpushd::files::sync_folder_of(file)?;
     Ok(())
 }
 

@@ -322,12 +322,7 @@ fn write_new(path: &Path, contents: &[u8]) -> Result<(), AccessError> {
     })();
     let _ = std::fs::remove_file(&staged);
     written.map_err(file_error)?;
-    if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::File::open(folder)
-            .and_then(|f| f.sync_all())
-            .map_err(file_error)?;
-    }
-    Ok(())
+    crate::files::sync_folder_of(path).map_err(file_error)
 }
 
 /// Basic credentials, compared in constant time whatever their lengths: the digests of
