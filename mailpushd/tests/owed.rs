@@ -95,3 +95,37 @@ async fn a_failed_fan_out_makes_a_subscriptions_mark_newer_than_its_send() {
     assert!(left[0].is_some(), "{left:?}");
     assert_eq!(store.owed_count().await.unwrap(), 1);
 }
+
+/// New mail acknowledged while the mark's send is under way, in the same millisecond
+/// as the event that send carries, or after the clock stepped back: the send does not
+/// settle it, and the push it owes is not lost.
+#[tokio::test]
+async fn an_event_in_the_sends_millisecond_or_before_it_on_the_clock_is_not_settled_by_it() {
+    for later_ms in [1_000, 400] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let key = key(OwedTarget::Subscriptions);
+        let owed = store
+            .owe(
+                &[(key.clone(), true)],
+                1_000,
+                Duration::ZERO,
+                lease("a", 90_000),
+            )
+            .await
+            .unwrap();
+        let sending = owed[0].sent(90_000);
+        store
+            .owe(
+                &[(key.clone(), true)],
+                later_ms,
+                Duration::ZERO,
+                lease("a", 90_000),
+            )
+            .await
+            .unwrap();
+        let left = store.settle_all(&[sending], &[], 1_000).await.unwrap();
+        assert!(left[0].is_some(), "new mail at {later_ms}: {left:?}");
+        assert_eq!(store.owed_count().await.unwrap(), 1, "at {later_ms}");
+    }
+}

@@ -10,7 +10,10 @@
 //! ([`Owed::after_failure`]) with a doubling wait, until [`Rounds::give_up_after`] has
 //! passed since the oldest event it owes.
 //!
-//! Times are milliseconds since the Unix epoch, as a store keeps them.
+//! Times are milliseconds since the Unix epoch, as a store keeps them. A mark's
+//! [`touched_ms`](Owed::touched_ms) is a time too, but it grows with every event even
+//! when two come in one millisecond or the clock steps back, so that no send settles
+//! an event it does not carry.
 //!
 //! ```
 //! use std::time::Duration;
@@ -43,8 +46,10 @@ pub struct Owed {
     pub due_ms: u64,
     /// When the oldest event it owes was acknowledged: giving up counts from here.
     pub since_ms: u64,
-    /// When the newest event it owes was acknowledged: a send that began before then
-    /// does not settle it.
+    /// The newest event it owes: when it was acknowledged, or one more than the event
+    /// before it if that is later (two events in one millisecond, a clock stepped
+    /// back), so that each event's is greater than any before it. A send that began
+    /// before it does not settle it.
     pub touched_ms: u64,
     /// Rounds of attempts that failed so far.
     pub failures: u32,
@@ -92,9 +97,25 @@ impl Owed {
                     owed.due_ms.max(due)
                 },
                 since_ms: owed.since_ms.min(now_ms),
-                touched_ms: owed.touched_ms.max(now_ms),
+                touched_ms: owed.next_touch(now_ms),
                 failures: owed.failures,
             },
+        }
+    }
+
+    /// The stamp of an event acknowledged at `now_ms` after this mark's newest:
+    /// greater than that one's whatever the clock says.
+    fn next_touch(&self, now_ms: u64) -> u64 {
+        self.touched_ms.saturating_add(1).max(now_ms)
+    }
+
+    /// The mark after an event acknowledged at `now_ms` that leaves its schedule as it
+    /// is (a subscription a fan-out could not reach, whose mark keeps its own
+    /// schedule): that event is now its newest, so a send under way does not settle it.
+    pub fn touched(self, now_ms: u64) -> Owed {
+        Owed {
+            touched_ms: self.next_touch(now_ms),
+            ..self
         }
     }
 
@@ -107,7 +128,7 @@ impl Owed {
         Owed {
             due_ms: Owed::on_event(None, new_mail, now_ms, delay).due_ms,
             since_ms: self.since_ms.min(now_ms),
-            touched_ms: self.touched_ms.max(now_ms),
+            touched_ms: self.next_touch(now_ms),
             failures: self.failures,
         }
     }
@@ -181,6 +202,47 @@ mod tests {
         // New mail meanwhile: at once.
         let again = mail.on_event_while_sending(true, 2_000, DELAY);
         assert_eq!(again.due_ms, 2_000);
+    }
+
+    #[test]
+    fn an_event_in_the_same_millisecond_or_after_the_clock_stepped_back_is_newer() {
+        let mail = Owed::on_event(None, true, 5_000, DELAY);
+        let sent = mail.touched_ms;
+        for now in [5_000, 4_000, 0] {
+            let again = Owed::on_event(Some(mail), true, now, DELAY);
+            assert!(!again.settled_by(sent), "an event at {now}");
+            let while_sending = mail.on_event_while_sending(false, now, DELAY);
+            assert!(!while_sending.settled_by(sent), "an event at {now}");
+            assert!(!mail.touched(now).settled_by(sent), "an event at {now}");
+        }
+        // The clock going on, the stamp is the event's time again.
+        assert_eq!(
+            Owed::on_event(Some(mail), true, 9_000, DELAY).touched_ms,
+            9_000
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever the clock says, each event's stamp is greater than the one before:
+        /// a send of the mark as it was never settles it.
+        #[test]
+        fn every_event_is_newer_than_the_last(
+            events in proptest::collection::vec((proptest::bool::ANY, 0_u64..10_000, 0_u8..3), 1..40)
+        ) {
+            let mut owed: Option<Owed> = None;
+            for (new_mail, now, how) in events {
+                let next = match (owed, how) {
+                    (Some(o), 1) => o.on_event_while_sending(new_mail, now, DELAY),
+                    (Some(o), 2) => o.touched(now),
+                    (o, _) => Owed::on_event(o, new_mail, now, DELAY),
+                };
+                if let Some(before) = owed {
+                    proptest::prop_assert!(!next.settled_by(before.touched_ms));
+                    proptest::prop_assert!(next.touched_ms >= now);
+                }
+                owed = Some(next);
+            }
+        }
     }
 
     #[test]

@@ -504,10 +504,7 @@ impl Store {
             let merged = match find(&mut tx, key, now_ms).await? {
                 // A mark of its own already: it keeps its own schedule, and this
                 // event is its newest, so a send of it under way does not settle it.
-                Some(found) => Owed {
-                    touched_ms: found.owed.touched_ms.max(now_ms),
-                    ..found.owed
-                },
+                Some(found) => found.owed.touched(now_ms),
                 None => match failed.after_failure(now_ms, rounds) {
                     Some(next) => next,
                     None => continue,
