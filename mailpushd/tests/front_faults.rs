@@ -824,3 +824,27 @@ async fn silences_of_a_front_killed_mid_session_end_once_it_is_seen_dead() {
     push.wait_for(2, Duration::from_secs(10)).await;
     later.shutdown(Duration::from_secs(5)).await;
 }
+
+/// A server that answers a login before the front has sent all of it (this stand-in
+/// answers a LOGIN line at once, whatever literal it announces): its answer reaches
+/// the client under the client's tag, never the front's; the session, whose next
+/// octets the two could now read differently, ends; and it was never logged in as
+/// anyone the front could name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_answered_before_its_end_ends_the_session() {
+    let s = setup(|_| {}).await;
+    let mut client = s.connect().await;
+    client.send("a LOGIN {5+}").await;
+    let early = client.read().await;
+    assert!(early.starts_with("a OK"), "{early}");
+    assert!(!early.contains("XAPPLEPUSHSERVICE"), "{early}");
+    client
+        .stream
+        .get_mut()
+        .write_all(b"alice secret\r\nb NOOP\r\n")
+        .await
+        .unwrap();
+    let rest = String::from_utf8(rest(&mut client).await).unwrap();
+    assert!(!rest.contains("b OK"), "{rest}");
+    assert!(!rest.contains("mpf"), "{rest}");
+}

@@ -124,6 +124,49 @@ pub(crate) fn login_user(command: &[u8], map: &UserMap) -> Option<xaps_proto::Us
     map.apply(std::str::from_utf8(&user).ok()?)
 }
 
+/// Whether `prefix`, a `LOGIN` command up to and with a literal's announcement (its
+/// earlier literals included), announces that literal where the grammar takes one: as
+/// the user name or as the password. A server reads a literal there too; anywhere else
+/// (inside a quoted string, after an atom) it may read the line's end instead, and
+/// take what the client sends as the literal for commands of its own.
+///
+/// ```text
+/// login    = tag SP "LOGIN" SP userid SP password CRLF
+/// userid   = astring
+/// password = astring
+/// literal  = "{" number ["+"] "}" CRLF *CHAR8
+/// ```
+pub(crate) fn login_literal_allowed(prefix: &[u8]) -> bool {
+    let Some((_, name, rest)) = imap_syntax::relay::command(prefix) else {
+        return false;
+    };
+    let Some(rest) = rest.strip_prefix(b" ") else {
+        return false;
+    };
+    if !name.eq_ignore_ascii_case(b"LOGIN") {
+        return false;
+    }
+    if is_announcement(rest) {
+        return true;
+    }
+    match parse::astring_bytes(rest, &Limits::SERVER) {
+        Ok((after, _)) => after.strip_prefix(b" ").is_some_and(is_announcement),
+        Err(_) => false,
+    }
+}
+
+/// Whether `text` is a literal's announcement and its line end, alone: `{n}` or
+/// `{n+}`, then CRLF (or a bare LF, as the framer reads one).
+fn is_announcement(text: &[u8]) -> bool {
+    let text = text.strip_suffix(b"\n").unwrap_or_default();
+    let text = text.strip_suffix(b"\r").unwrap_or(text);
+    let Some(inner) = text.strip_prefix(b"{").and_then(|t| t.strip_suffix(b"}")) else {
+        return false;
+    };
+    let digits = inner.strip_suffix(b"+").unwrap_or(inner);
+    !digits.is_empty() && digits.iter().all(u8::is_ascii_digit)
+}
+
 /// The user name in an `AUTHENTICATE PLAIN` message (base64, one line): the
 /// authorization identity if there is one, else the authentication identity, mapped.
 pub(crate) fn plain_user(line: &[u8], map: &UserMap) -> Option<xaps_proto::UserName> {
@@ -237,6 +280,35 @@ mod tests {
             login_user(b"a1 LOGIN alice@example.org x\r\n", &map),
             user("alice")
         );
+    }
+
+    #[test]
+    fn a_login_announces_literals_only_where_the_grammar_takes_one() {
+        for (prefix, allowed) in [
+            (&b"a LOGIN {5}\r\n"[..], true),
+            (b"a login {5+}\n", true),
+            (b"a LOGIN alice {7}\r\n", true),
+            (b"a LOGIN \"al ice\" {7+}\r\n", true),
+            (b"a LOGIN {5}\r\nalice {7}\r\n", true),
+            // In a quoted string, which a server ends at the CRLF.
+            (b"a LOGIN bob \"{46+}\r\n", false),
+            (b"a LOGIN \"{5}\r\n", false),
+            // After an atom, in no argument's place, or not one at all.
+            (b"a LOGIN bob{5}\r\n", false),
+            (b"a LOGIN alice secret {5}\r\n", false),
+            (b"a LOGIN alice ~{5}\r\n", false),
+            (b"a LOGIN alice {}\r\n", false),
+            (b"a LOGIN alice {5}x\r\n", false),
+            (b"a AUTHENTICATE PLAIN {5}\r\n", false),
+            (b"a LOGIN  {5}\r\n", false),
+        ] {
+            assert_eq!(
+                login_literal_allowed(prefix),
+                allowed,
+                "{}",
+                prefix.escape_ascii()
+            );
+        }
     }
 
     #[test]

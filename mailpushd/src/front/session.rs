@@ -74,6 +74,11 @@ pub(crate) enum SessionEnd {
     /// the session ends rather than pass on octets it has not read.
     #[error("input the relay cannot frame (imap-syntax newer than the front)")]
     Unframed,
+    /// A login part of which went to the server, which either answered it before the
+    /// front had sent all of it or goes on where the front cannot read it as the server
+    /// would: the two would no longer agree on what the client's next octets are.
+    #[error("a login the IMAP server could read differently from the front")]
+    LoginOutOfStep,
 }
 
 /// What the server said about the command the client's half waits on.
@@ -725,6 +730,43 @@ impl ClientHalf<'_> {
                     }
                     return Ok(());
                 };
+                let logging_in = *login || auth.is_some();
+                if logging_in {
+                    // `rename` is set until the line's first piece goes.
+                    let sent_some = !*rename;
+                    if sent_some && self.answered_early(&tag) {
+                        return Err(SessionEnd::LoginOutOfStep);
+                    }
+                    // A login goes on only where the front reads it as the server
+                    // will: a literal where the grammar takes one (a server may read
+                    // a line's end where the front would read an announcement), never
+                    // in an AUTHENTICATE line, and no line too long to read whole.
+                    let readable = match end {
+                        End::Line => true,
+                        End::Literal { .. } => {
+                            *login
+                                && gather
+                                    .as_deref()
+                                    .is_some_and(|g| intercept::login_literal_allowed(g))
+                        }
+                        _ => false,
+                    };
+                    if !readable {
+                        if sent_some {
+                            return Err(SessionEnd::LoginOutOfStep);
+                        }
+                        // Nothing of it went: refused here, as a server would.
+                        let tag = shown_as.clone().unwrap_or_default();
+                        let reply = "BAD Error in IMAP command: a literal where none may be.";
+                        if synchronizing {
+                            framer.refuse_literal();
+                            *line = Line::None;
+                            return self.answer(tagged(&tag, reply)).await;
+                        }
+                        *line = Line::Drop { tag, reply };
+                        return Ok(());
+                    }
+                }
                 // Said before the octets go, so the answer cannot come first.
                 let waits = if *login && end == End::Line {
                     let candidate = gather
@@ -738,6 +780,12 @@ impl ClientHalf<'_> {
                 } else if synchronizing {
                     self.expect(&tag, shown_as.clone(), *login, None);
                     true
+                } else if logging_in {
+                    // A login's literal that waits for no "+": should the server answer
+                    // before the line's end, the answer is the login's, shown under
+                    // the client's tag, and the next piece ends the session.
+                    self.expect(&tag, shown_as.clone(), *login, None);
+                    false
                 } else {
                     if end == End::Line {
                         // A command the front does not wait on: nothing of its answer is
@@ -833,6 +881,14 @@ impl ClientHalf<'_> {
                 });
             }
         }
+    }
+
+    /// Whether the server answered the command tagged `tag`, which the client's half
+    /// waits on, before its end went: it no longer waits on it, or an answer to it is
+    /// there unread.
+    fn answered_early(&self, tag: &str) -> bool {
+        let shared = crate::lock(&self.meeting.shared);
+        shared.answer.is_some() || shared.awaiting.as_ref().is_none_or(|a| a.tag != tag)
     }
 
     /// The command tagged `tag` is not waited on (any more).
