@@ -1712,7 +1712,7 @@ pub struct BackendTls {
 /// How a login name becomes the name the event source (Dovecot's `%u`) uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserMap {
-    /// As it is (lower-cased, as every user name is).
+    /// As it is (its ASCII letters in lower case, as in every user name).
     AsIs,
     /// The part before `@`.
     LocalPart,

@@ -600,6 +600,9 @@ impl Registry {
         let user = UserName::new(user).map_err(|e| match e {
             crate::user::UserNameError::Empty => "empty user name",
             crate::user::UserNameError::TooLong => "user name too long",
+            crate::user::UserNameError::CaseOutsideAscii => {
+                "user name holds a capital letter outside ASCII"
+            }
             _ => "user name holds a control character",
         })?;
         let id = AccountId::new(account_id).map_err(|_| "account id is empty or not printable")?;

@@ -6,14 +6,24 @@ use std::fmt;
 pub const MAX_USER_NAME_LEN: usize = 256;
 
 /// A user name as the mail server authenticated it: 1 to [`MAX_USER_NAME_LEN`] octets,
-/// no control characters. Names are compared without regard to case, as xapsd compares
-/// them: the value is kept in lower case, so equal names are equal values.
+/// no control characters. Names are compared without regard to ASCII case, as
+/// Dovecot's default `auth_username_format = %Lu` folds them: the value is kept with
+/// ASCII letters in lower case, so equal names are equal values.
+///
+/// A name with a letter outside ASCII that has a lower case of its own (`Ä`, the
+/// Kelvin sign `K`) is refused: servers fold such letters differently or not at all,
+/// so that two accounts a server keeps apart (`Kim` written with the Kelvin sign, and
+/// `kim`) could otherwise be taken for one, each seeing the other's push
+/// subscriptions. xapsd folded them with Unicode's rules; a name it kept is in lower
+/// case already, and reads as it was.
 ///
 /// ```
-/// use xaps_proto::UserName;
+/// use xaps_proto::{UserName, UserNameError};
 /// let user = UserName::new("Alice@Example.org")?;
 /// assert_eq!(user.as_str(), "alice@example.org");
 /// assert_eq!(user, UserName::new("alice@example.org")?);
+/// assert_eq!(UserName::new("älice")?.as_str(), "älice");
+/// assert_eq!(UserName::new("\u{212A}im"), Err(UserNameError::CaseOutsideAscii));
 /// assert!(UserName::new("").is_err());
 /// assert!(UserName::new("alice\r\nbob").is_err());
 /// # Ok::<(), xaps_proto::UserNameError>(())
@@ -36,6 +46,11 @@ pub enum UserNameError {
     /// such a name, and it would break the lines it is logged in.
     #[error("the user name holds a control character")]
     Control,
+    /// A letter outside ASCII with a lower case of its own (`Ä`, `ǅ`, the Kelvin
+    /// sign): which names a mail server takes for one account then depends on how it
+    /// folds case, which the daemon cannot know.
+    #[error("the user name holds a capital letter outside ASCII")]
+    CaseOutsideAscii,
 }
 
 impl UserName {
@@ -50,19 +65,15 @@ impl UserName {
         if name.chars().any(char::is_control) {
             return Err(UserNameError::Control);
         }
-        // Most names are lower case already: no second copy for them. Not only upper
-        // case letters change: title case ones (`ᾈ`, `ǅ`) do too.
-        if name.chars().any(|c| c.to_lowercase().ne([c])) {
-            let lower = name.to_lowercase();
-            // Lower case can take more octets (`İ`, two, is `i̇`, three): the name as
-            // kept must read back.
-            if lower.len() > MAX_USER_NAME_LEN {
-                return Err(UserNameError::TooLong);
-            }
-            Ok(Self(lower))
-        } else {
-            Ok(Self(name.to_owned()))
+        // Not only upper case letters change: title case ones (`ᾈ`, `ǅ`) do too.
+        if name
+            .chars()
+            .any(|c| !c.is_ascii() && c.to_lowercase().ne([c]))
+        {
+            return Err(UserNameError::CaseOutsideAscii);
         }
+        // ASCII lower case keeps the length.
+        Ok(Self(name.to_ascii_lowercase()))
     }
 
     /// The name, in lower case.
@@ -123,7 +134,12 @@ mod tests {
         for (input, expected) in [
             ("alice", Ok("alice")),
             ("Alice", Ok("alice")),
-            ("ÄLICE@example.org", Ok("älice@example.org")),
+            ("ALICE@example.org", Ok("alice@example.org")),
+            ("älice@example.org", Ok("älice@example.org")),
+            ("ÄLICE@example.org", Err(UserNameError::CaseOutsideAscii)),
+            ("\u{212A}im", Err(UserNameError::CaseOutsideAscii)),
+            ("ǅ", Err(UserNameError::CaseOutsideAscii)),
+            ("straße", Ok("straße")),
             ("a b", Ok("a b")),
             ("", Err(UserNameError::Empty)),
             ("a\nb", Err(UserNameError::Control)),
@@ -141,12 +157,10 @@ mod tests {
             Err(UserNameError::TooLong)
         );
         assert!(UserName::new(&"a".repeat(MAX_USER_NAME_LEN)).is_ok());
-        // 256 octets that lower case makes 384.
-        let dotted = "İ".repeat(MAX_USER_NAME_LEN / 2);
-        assert_eq!(dotted.len(), MAX_USER_NAME_LEN);
-        assert_eq!(UserName::new(&dotted), Err(UserNameError::TooLong));
-        let fits = "İ".repeat(MAX_USER_NAME_LEN / 3);
-        let name = UserName::new(&fits).unwrap();
+        // A name as xapsd kept it (Unicode's lower case) reads as it was.
+        let kept = "İ".to_lowercase();
+        let name = UserName::new(&kept).unwrap();
+        assert_eq!(name.as_str(), kept);
         assert_eq!(UserName::new(name.as_str()), Ok(name));
     }
 }

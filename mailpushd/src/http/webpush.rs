@@ -113,11 +113,17 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(
             "x-mailpush-user",
-            HeaderValue::from_bytes("Émile@example.org".as_bytes()).unwrap(),
+            HeaderValue::from_bytes("émile@Example.org".as_bytes()).unwrap(),
         );
         headers.insert("x-mailpush-connection", HeaderValue::from_static("c1"));
         let (user, _) = identity(&headers).unwrap();
         assert_eq!(user.as_str(), "émile@example.org");
+        // A capital outside ASCII: which account it is depends on the server's rule.
+        headers.insert(
+            "x-mailpush-user",
+            HeaderValue::from_bytes("Émile@example.org".as_bytes()).unwrap(),
+        );
+        assert!(identity(&headers).is_none());
         // Not UTF-8: no user.
         headers.insert(
             "x-mailpush-user",
