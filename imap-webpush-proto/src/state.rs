@@ -135,6 +135,27 @@ pub enum Silence {
     Until(u64),
     /// Until this connection ends.
     UntilDisconnect(ConnectionId),
+    /// Until this connection ends, or this time (seconds since the Unix epoch) at the
+    /// latest: for a connection whose end may never be reported
+    /// ([`Settings::disconnect_silence_limit`]).
+    UntilDisconnectOrTime(ConnectionId, u64),
+}
+
+impl Silence {
+    /// The connection whose end ends it, if one does.
+    ///
+    /// ```
+    /// # use imap_webpush_proto::state::{ConnectionId, Silence};
+    /// let c = ConnectionId { instance: 1, serial: 2 };
+    /// assert_eq!(Silence::UntilDisconnectOrTime(c, 1_800_000_000).connection(), Some(c));
+    /// assert_eq!(Silence::Until(1_800_000_000).connection(), None);
+    /// ```
+    pub fn connection(&self) -> Option<ConnectionId> {
+        match *self {
+            Silence::UntilDisconnect(c) | Silence::UntilDisconnectOrTime(c, _) => Some(c),
+            Silence::None | Silence::Until(_) => None,
+        }
+    }
 }
 
 /// A stored subscription.
@@ -158,10 +179,13 @@ impl Record {
     pub fn silence_state(&self, now: u64) -> SilenceState {
         match self.silence {
             Silence::UntilDisconnect(_) => SilenceState::UntilDisconnect,
+            Silence::UntilDisconnectOrTime(_, t) if t > now => SilenceState::UntilDisconnect,
             Silence::Until(t) if t > now => {
                 SilenceState::from_secs(u32::try_from(t - now).unwrap_or(u32::MAX).max(1))
             }
-            Silence::Until(_) | Silence::None => SilenceState::NotSilenced,
+            Silence::Until(_) | Silence::UntilDisconnectOrTime(..) | Silence::None => {
+                SilenceState::NotSilenced
+            }
         }
     }
 
@@ -191,7 +215,7 @@ impl Record {
             Activation::Active { .. } => None,
         };
         let silence = match self.silence {
-            Silence::Until(t) => Some(t),
+            Silence::Until(t) | Silence::UntilDisconnectOrTime(_, t) => Some(t),
             Silence::None | Silence::UntilDisconnect(_) => None,
         };
         match (expiry, silence) {
@@ -305,6 +329,11 @@ pub struct Settings {
     /// Which endpoints are stored: [`Endpoints::Policy`] unless testing against a
     /// local push service.
     pub endpoints: Endpoints,
+    /// How long a silence "until this connection ends" (`SILWEBPUSH … 0`) lasts at
+    /// most: `None` (the default) where the connection's end is always seen, a bound
+    /// where it may never be reported (an IMAP server that forwards commands and
+    /// crashes), so that a subscription is not silenced for ever.
+    pub disconnect_silence_limit: Option<Duration>,
 }
 
 /// Which endpoints WEBPUSH accepts.
@@ -371,6 +400,7 @@ impl Settings {
             max_verifications: 20,
             verification_window: Duration::from_secs(3600),
             endpoints: Endpoints::Policy,
+            disconnect_silence_limit: None,
         }
     }
 }
@@ -671,7 +701,13 @@ pub fn handle(
                 return Transition::refused(tag, &Refusal::NotActive);
             }
             let silence = match seconds {
-                0 => Silence::UntilDisconnect(connection),
+                0 => match settings.disconnect_silence_limit {
+                    None => Silence::UntilDisconnect(connection),
+                    Some(limit) => Silence::UntilDisconnectOrTime(
+                        connection,
+                        now.saturating_add(limit.as_secs()),
+                    ),
+                },
                 n => Silence::Until(now.saturating_add(u64::from(*n))),
             };
             let record = Record {
@@ -784,7 +820,7 @@ pub fn disconnect(account: &Account, connection: ConnectionId) -> Vec<Change> {
     account
         .records
         .iter()
-        .filter(|r| r.silence == Silence::UntilDisconnect(connection))
+        .filter(|r| r.silence.connection() == Some(connection))
         .map(unsilenced)
         .collect()
 }
@@ -815,6 +851,7 @@ pub fn sweep(
                 Silence::None => false,
                 Silence::Until(t) => t <= now,
                 Silence::UntilDisconnect(c) => !connected(c),
+                Silence::UntilDisconnectOrTime(c, t) => t <= now || !connected(c),
             };
             over.then(|| unsilenced(r))
         })
@@ -847,6 +884,7 @@ pub fn receives_pushes(
         Silence::None => false,
         Silence::Until(t) => t > now,
         Silence::UntilDisconnect(c) => connected(c),
+        Silence::UntilDisconnectOrTime(c, t) => t > now && connected(c),
     };
     active && !silenced
 }

@@ -446,6 +446,47 @@ fn accounts_round_trip_through_serde() {
     assert!(serde_json::from_str::<Account>(&tampered).is_err());
 }
 
+/// A silence "until this connection ends" set where the end may never be reported
+/// ends at the limit, though the connection counts as open, unless it ends first;
+/// until then it is reported as the client asked it.
+#[test]
+fn a_silence_until_disconnect_ends_at_the_limit_where_one_is_set() {
+    let mut s = Server::new();
+    let t = s.subscribe("a1", ID, "https://push.example.net/p/1", T0);
+    let token = Server::token(&t);
+    s.run(&format!("a2 ACKWEBPUSH {token}\r\n"), T0 + 1, C1);
+    s.settings.disconnect_silence_limit = Some(Duration::from_secs(3600));
+    let t = s.run(&format!("a3 SILWEBPUSH {ID} 0\r\n"), T0 + 10, C9);
+    assert!(matches!(
+        &t.untagged[0],
+        Response::WebPush {
+            silence: SilenceState::UntilDisconnect,
+            ..
+        }
+    ));
+    let record = s.account.records[0].clone();
+    assert_eq!(
+        record.silence,
+        Silence::UntilDisconnectOrTime(C9, T0 + 3610)
+    );
+    assert_eq!(s.account.next_deadline(), Some(T0 + 3610));
+    let open = |_| true;
+    assert!(!receives_pushes(&record, &s.settings, at(T0 + 3609), open));
+    assert!(sweep(&s.account, at(T0 + 3609), open).is_empty());
+    assert!(receives_pushes(&record, &s.settings, at(T0 + 3610), open));
+    assert_eq!(record.silence_state(T0 + 3610), SilenceState::NotSilenced);
+    let swept = sweep(&s.account, at(T0 + 3610), open);
+    assert_eq!(swept.len(), 1);
+    // Or when its connection ends, as any such silence.
+    assert_eq!(disconnect(&s.account, C9).len(), 1);
+    assert!(receives_pushes(&record, &s.settings, at(T0 + 20), |_| {
+        false
+    }));
+    let mut ended = s.account.clone();
+    ended.apply(&swept);
+    assert_eq!(ended.records[0].silence, Silence::None);
+}
+
 /// Plain http and local addresses only for a local test push service, when asked.
 #[test]
 fn local_test_service_endpoints_only_when_asked() {

@@ -120,6 +120,8 @@ mod ranges {
     pub(super) const TTL_SECS: RangeInclusive<u32> = 0..=2_419_200;
     pub(super) const MAX_SUBSCRIPTIONS: RangeInclusive<usize> = 1..=1000;
     pub(super) const ACK_SECS: RangeInclusive<u64> = 1..=86_400;
+    /// A minute to thirty days.
+    pub(super) const FORWARDED_SILENCE_SECS: RangeInclusive<u64> = 60..=2_592_000;
     pub(super) const MAX_PER_ORIGIN: RangeInclusive<usize> = 1..=1000;
     pub(super) const MAX_BODY_BYTES: RangeInclusive<usize> = 1024..=16_777_216;
     pub(super) const MAX_CONNECTIONS: RangeInclusive<u32> = 1..=1000;
@@ -185,6 +187,10 @@ pub struct WebPush {
     /// How long the ack token of a verification push is accepted; a subscription not
     /// acknowledged by then is deleted.
     pub ack_lifetime: Duration,
+    /// How long a silence "until this connection ends" set through the HTTP API
+    /// (`/imap/webpush`) lasts at most: an IMAP server that crashes never reports its
+    /// connections' ends. The IMAP front's sessions need no such bound.
+    pub forwarded_silence_max: Duration,
     /// How long one push request may take.
     pub request_timeout: Duration,
     /// Requests in flight per push service origin that speaks HTTP/2 (streams on one
@@ -598,6 +604,7 @@ struct TomlWebPush {
     ttl_secs: Option<u64>,
     max_subscriptions: Option<usize>,
     ack_lifetime_secs: Option<u64>,
+    forwarded_silence_max_secs: Option<u64>,
     request_timeout_secs: Option<u64>,
     max_per_origin: Option<usize>,
     max_per_origin_http1: Option<usize>,
@@ -755,6 +762,7 @@ impl Config {
                 ttl: webpush_crypto::Ttl::from_secs(24 * 3600),
                 max_subscriptions: 16,
                 ack_lifetime: Duration::from_secs(300),
+                forwarded_silence_max: Duration::from_secs(86_400),
                 request_timeout: Duration::from_secs(10),
                 max_per_origin: 64,
                 max_per_origin_http1: 8,
@@ -995,6 +1003,13 @@ impl Config {
         }
         if let Some(s) = webpush.ack_lifetime_secs {
             config.webpush.ack_lifetime = secs("webpush.ack_lifetime_secs", s, ranges::ACK_SECS)?;
+        }
+        if let Some(s) = webpush.forwarded_silence_max_secs {
+            config.webpush.forwarded_silence_max = secs(
+                "webpush.forwarded_silence_max_secs",
+                s,
+                ranges::FORWARDED_SILENCE_SECS,
+            )?;
         }
         if let Some(s) = webpush.request_timeout_secs {
             config.webpush.request_timeout =
@@ -1538,6 +1553,10 @@ certificate_key_pem = "key.pem"
             (
                 "[webpush]\nmax_hold_secs = 86400",
                 "webpush.max_hold_secs = 86400",
+            ),
+            (
+                "[webpush]\nforwarded_silence_max_secs = 0",
+                "webpush.forwarded_silence_max_secs = 0",
             ),
             (
                 "[webpush]\nkey_pool_size = 2000000",

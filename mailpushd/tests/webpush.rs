@@ -226,6 +226,52 @@ async fn the_lifecycle_through_the_daemon() {
     assert_eq!(s.subscriptions().await, 0);
 }
 
+/// A silence "until this connection ends" forwarded by an IMAP server, which may never
+/// report the end (it crashes), lasts `webpush.forwarded_silence_max_secs` at most:
+/// stored with that bound, and due for housekeeping then; the connection's reported
+/// end still ends it first.
+#[tokio::test]
+async fn a_forwarded_silence_until_disconnect_is_bounded() {
+    use imap_webpush_proto::state::Silence;
+    let s = setup(|config| config.webpush.forwarded_silence_max = Duration::from_secs(600)).await;
+    s.active("push/1").await;
+    let user = support::user_name("alice");
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let answer = s.forward("c2", &format!("a1 SILWEBPUSH {ID} 0\r\n")).await;
+    assert!(answer.contains(" 0\r\na1 OK"), "{answer}");
+    let account = s.daemon.store().webpush_account(&user).await.unwrap();
+    let Silence::UntilDisconnectOrTime(_, until) = account.records[0].silence else {
+        panic!("{:?}", account.records[0].silence)
+    };
+    assert!((before + 600..=before + 602).contains(&until), "{until}");
+    let store = s.daemon.store();
+    assert!(
+        store
+            .webpush_users_due(until - 1, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.webpush_users_due(until, 10).await.unwrap(), [user]);
+    // Silenced meanwhile; the reported end ends it.
+    s.notify(r#""MessageNew""#, "").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pushed = s.push.requests().len();
+    let headers = [
+        ("x-mailpush-user", "alice"),
+        ("x-mailpush-connection", "c2"),
+    ];
+    let (status, _) = http(s.address(), "POST", "/imap/disconnect", &headers, b"")
+        .await
+        .unwrap();
+    assert_eq!(status, 204);
+    s.notify(r#""MessageNew""#, "").await;
+    assert_eq!(s.pushed(pushed).await, "* SELECT INBOX\r\n");
+}
+
 #[tokio::test]
 async fn each_answer_of_a_push_service_has_its_effect() {
     let s = setup(|_| {}).await;

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use imap_webpush_proto::state::{Silence, sweep};
+use imap_webpush_proto::state::sweep;
 use xaps_proto::UserName;
 
 use super::Core;
@@ -113,10 +113,15 @@ impl Core {
                             .records
                             .iter()
                             .filter(|r| {
-                                matches!(r.silence, Silence::UntilDisconnect(c) if c.instance == instance)
+                                r.silence
+                                    .connection()
+                                    .is_some_and(|c| c.instance == instance)
                             })
                             .count();
-                        (of_that_front, sweep(account, now, |c| c.instance != instance))
+                        (
+                            of_that_front,
+                            sweep(account, now, |c| c.instance != instance),
+                        )
                     })
                     .await;
                 match swept {

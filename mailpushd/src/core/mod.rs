@@ -27,7 +27,7 @@ use crate::schedule::Schedule;
 use crate::store::{Store, StoreError};
 pub use fronts::{FRONT_DEAD_AFTER, FRONT_HEARTBEAT};
 use webpush::WebPushCore;
-pub use webpush::{NotACommand, WebPushSetupError, current_vapid_key};
+pub use webpush::{ConnectionEnds, NotACommand, WebPushSetupError, current_vapid_key};
 pub use xaps::RegisterError;
 
 /// The service core. Shared by the front doors and the timer (behind an `Arc`).

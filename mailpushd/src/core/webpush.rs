@@ -41,6 +41,18 @@ fn forwarded_connection_open(_: ConnectionId) -> bool {
     true
 }
 
+/// Whether the daemon sees the end of a connection WEBPUSH commands come on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionEnds {
+    /// An IMAP front session: its end is seen, and so is its front's death.
+    Seen,
+    /// A connection an IMAP server forwards commands of (`/imap/webpush`): its end is
+    /// known only when the server reports it, which a server that crashes never does,
+    /// so its silences "until this connection ends" last
+    /// `webpush.forwarded_silence_max_secs` at most.
+    Reported,
+}
+
 /// Commands arrive whole, literals included: nothing waits for `+`.
 const WHOLE: Config = Config {
     syntax: Limits {
@@ -128,6 +140,8 @@ impl WebPushCore {
         let mut settings = Settings::new(public.clone(), id);
         settings.max_subscriptions = config.webpush.max_subscriptions;
         settings.ack_lifetime = config.webpush.ack_lifetime;
+        // Bounded unless the connection's end is seen: see `ConnectionEnds`.
+        settings.disconnect_silence_limit = Some(config.webpush.forwarded_silence_max);
         if config.webpush.allow_local_push_service {
             tracing::warn!(
                 "webpush.allow_local_push_service: plain-http and local endpoints accepted (tests only)"
@@ -267,6 +281,7 @@ impl Core {
         &self,
         user: &UserName,
         connection: ConnectionId,
+        ends: ConnectionEnds,
         line: &[u8],
     ) -> Result<Vec<u8>, NotACommand> {
         let command = match Command::decode(line, &WHOLE) {
@@ -295,7 +310,10 @@ impl Core {
             ));
         };
         webpush.take_up_current_key(&self.store).await;
-        let settings = webpush.settings();
+        let mut settings = webpush.settings();
+        if ends == ConnectionEnds::Seen {
+            settings.disconnect_silence_limit = None;
+        }
         let now = SystemTime::now();
         let result = self
             .store

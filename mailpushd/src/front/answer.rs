@@ -6,7 +6,7 @@ use imap_webpush_proto::state::ConnectionId;
 use xaps_proto::UserName;
 use xaps_proto::daemon::Register;
 
-use crate::core::{Core, RegisterError};
+use crate::core::{ConnectionEnds, Core, RegisterError};
 use crate::metrics::Metrics;
 
 /// `XAPPLEPUSHSERVICE`, whole, from `user`: registered, then the plugin's two lines.
@@ -77,7 +77,10 @@ pub(super) async fn webpush(
     tag: &str,
     command: &[u8],
 ) -> Vec<u8> {
-    match core.webpush_command(user, connection, command).await {
+    match core
+        .webpush_command(user, connection, ConnectionEnds::Seen, command)
+        .await
+    {
         Ok(lines) => {
             metrics.front_command("webpush", "answered");
             lines

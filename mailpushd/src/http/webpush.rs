@@ -19,7 +19,7 @@ use sha2::Digest as _;
 use xaps_proto::UserName;
 
 use super::{empty, text};
-use crate::core::Core;
+use crate::core::{ConnectionEnds, Core};
 
 /// The forwarding headers: the authenticated user and the connection.
 fn identity(headers: &HeaderMap) -> Option<(UserName, ConnectionId)> {
@@ -69,7 +69,10 @@ pub(crate) async fn command(
     let Some((user, connection)) = identity(headers) else {
         return no_identity();
     };
-    match core.webpush_command(&user, connection, body).await {
+    match core
+        .webpush_command(&user, connection, ConnectionEnds::Reported, body)
+        .await
+    {
         Ok(lines) => {
             let mut reply = Response::new(Full::new(Bytes::from(lines)));
             reply.headers_mut().insert(

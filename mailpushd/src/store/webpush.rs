@@ -1,7 +1,7 @@
 //! Web Push subscriptions: each account read whole for the state machine, changed by
 //! the [`Change`]s its transitions return; a fan-out's records decoded one by one.
 
-use imap_webpush_proto::state::{Account, Change, Record, Silence, Verifications};
+use imap_webpush_proto::state::{Account, Change, Record, Verifications};
 use sqlx::{AnyConnection, Row};
 use xaps_proto::UserName;
 
@@ -112,12 +112,10 @@ pub(super) async fn write_changes(
                         })
                     })
                     .transpose()?;
-                let silenced_by = match record.silence {
-                    Silence::UntilDisconnect(connection) => {
-                        Some(instance_column(connection.instance))
-                    }
-                    Silence::None | Silence::Until(_) => None,
-                };
+                let silenced_by = record
+                    .silence
+                    .connection()
+                    .map(|connection| instance_column(connection.instance));
                 sqlx::query(
                     "INSERT INTO webpush_subscriptions (username, sub_id, record, due_at, silenced_by) VALUES ($1, $2, $3, $4, $5)
                      ON CONFLICT (username, sub_id) DO UPDATE SET record = excluded.record, due_at = excluded.due_at, silenced_by = excluded.silenced_by",
