@@ -160,6 +160,10 @@ pub enum Refusal {
     /// ACKWEBPUSH with a token past its lifetime.
     #[error("ack token expired; send WEBPUSH again for a new one")]
     ExpiredAckToken,
+    /// ACKWEBPUSH with a token sent under a VAPID key the server no longer signs
+    /// with: the client's push service knows the old one.
+    #[error("the server's VAPID key changed since this token was sent; send WEBPUSH again")]
+    VapidKeyChanged,
     /// SILWEBPUSH or LWEBPUSH for a subscription the account does not have.
     #[error("no such push subscription")]
     UnknownSubscription,
@@ -189,6 +193,7 @@ impl Refusal {
             }
             Refusal::UnknownAckToken
             | Refusal::ExpiredAckToken
+            | Refusal::VapidKeyChanged
             | Refusal::UnknownSubscription
             | Refusal::NotActive => None,
         };

@@ -117,6 +117,11 @@ pub enum Activation {
         expires_at: u64,
         /// When it was last pushed, seconds since the Unix epoch.
         sent_at: u64,
+        /// The VAPID key `* VAPID` named when the token was made: the one the client
+        /// subscribed its push service with, so the only one the subscription may be
+        /// activated under. `None` in a record stored before this was kept.
+        #[cfg_attr(feature = "serde", serde(default))]
+        vapid_key: Option<VapidKeyId>,
     },
     /// Acknowledged while this VAPID key was current.
     Active {
@@ -669,6 +674,16 @@ pub fn handle(
             {
                 return Transition::refused(tag, &Refusal::ExpiredAckToken);
             }
+            // The client's push service knows the key it was told; a push signed with
+            // a later one would be refused there.
+            if let Activation::Inactive {
+                vapid_key: Some(key),
+                ..
+            } = record.activation
+                && key != settings.vapid_key_id
+            {
+                return Transition::refused(tag, &Refusal::VapidKeyChanged);
+            }
             let record = Record {
                 activation: Activation::Active {
                     vapid_key: settings.vapid_key_id,
@@ -756,8 +771,9 @@ fn subscribe(
                 token,
                 expires_at,
                 sent_at,
+                vapid_key,
             },
-        )) if now < *expires_at => {
+        )) if now < *expires_at && vapid_key.is_none_or(|k| k == settings.vapid_key_id) => {
             t.untagged.push(Response::Vapid(settings.vapid_key.clone()));
             t.untagged.extend(record.response(now));
             if now >= sent_at.saturating_add(settings.resend_interval.as_secs()) {
@@ -767,6 +783,7 @@ fn subscribe(
                         token: token.clone(),
                         expires_at: *expires_at,
                         sent_at: now,
+                        vapid_key: Some(settings.vapid_key_id),
                     },
                     ..record.clone()
                 };
@@ -778,8 +795,8 @@ fn subscribe(
         }
         _ => {}
     }
-    // New, changed, expired, or activated under a rotated VAPID key: inactive until
-    // the new token comes back.
+    // New, changed, expired, or made or activated under a rotated VAPID key: inactive
+    // until the new token comes back.
     let verifications = account.verifications.one_more(now, settings)?;
     let token = new_token(rng)?;
     let record = Record {
@@ -790,6 +807,7 @@ fn subscribe(
             token: token.clone(),
             expires_at: now.saturating_add(settings.ack_lifetime.as_secs()),
             sent_at: now,
+            vapid_key: Some(settings.vapid_key_id),
         },
         silence: Silence::None,
     };

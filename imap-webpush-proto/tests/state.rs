@@ -270,6 +270,35 @@ fn vapid_rotation_deactivates() {
     ));
 }
 
+/// The VAPID key rotated between WEBPUSH and ACKWEBPUSH: the client subscribed its push
+/// service with the old one, so the token is refused, and changes nothing; WEBPUSH
+/// again (unchanged, its token still live) makes a new token under the new key, which
+/// activates the subscription.
+#[test]
+fn a_token_sent_under_a_rotated_vapid_key_does_not_activate() {
+    let mut s = Server::new();
+    let t = s.subscribe("a1", ID, "https://push.example.net/p/1", T0);
+    let old = Server::token(&t);
+    s.settings.vapid_key_id = VapidKeyId(2);
+    let before = s.account.clone();
+    let t = s.run(&format!("a2 ACKWEBPUSH {old}\r\n"), T0 + 1, C1);
+    assert_no(&t);
+    assert_eq!(s.account, before);
+    let t = s.subscribe("a3", ID, "https://push.example.net/p/1", T0 + 2);
+    assert!(matches!(t.untagged[0], Response::Vapid(_)));
+    let new = Server::token(&t);
+    assert_ne!(new, old);
+    assert_no(&s.run(&format!("a4 ACKWEBPUSH {old}\r\n"), T0 + 3, C1));
+    let t = s.run(&format!("a5 ACKWEBPUSH {new}\r\n"), T0 + 3, C1);
+    assert_eq!(status(&t).0, StatusKind::Ok);
+    assert_eq!(
+        s.account.records[0].activation,
+        Activation::Active {
+            vapid_key: VapidKeyId(2)
+        }
+    );
+}
+
 #[test]
 fn refusals_leave_the_account_unchanged() {
     let mut s = Server::new();
@@ -441,6 +470,16 @@ fn accounts_round_trip_through_serde() {
     let json = serde_json::to_string(&s.account).unwrap();
     let again: Account = serde_json::from_str(&json).unwrap();
     assert_eq!(again, s.account);
+    // A pending record stored before the key it was made under was kept reads, without.
+    assert!(json.contains(",\"vapid_key\":1}"), "{json}");
+    let earlier: Account = serde_json::from_str(&json.replace(",\"vapid_key\":1}", "}")).unwrap();
+    assert!(earlier.records.iter().any(|r| matches!(
+        r.activation,
+        Activation::Inactive {
+            vapid_key: None,
+            ..
+        }
+    )));
     // What the store holds is checked on the way back in.
     let tampered = json.replace("https://push.example.net/p/2", "https://x:99999/");
     assert!(serde_json::from_str::<Account>(&tampered).is_err());
