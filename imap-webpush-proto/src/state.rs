@@ -574,15 +574,18 @@ impl Push {
 
     /// What the push service's answer means for the store, given `account` as stored
     /// now: 404 and 410 delete the subscription this push went to, and only it: one
-    /// that has been replaced since (the same id, another endpoint) stays, since the
-    /// answer was about the old endpoint. Every other answer changes nothing stored
-    /// (retrying, or fixing the VAPID configuration, is the sender's business).
+    /// that has been replaced since (the same id, another endpoint or other keys: a
+    /// client subscribing again, to a push service that may give the same endpoint
+    /// back) stays, since the answer was about the old one. Every other answer changes
+    /// nothing stored (retrying, or fixing the VAPID configuration, is the sender's
+    /// business).
     pub fn on_outcome(&self, outcome: &Outcome, account: &Account) -> Option<Change> {
         if !outcome.removes_subscription() {
             return None;
         }
         let stored = account.find(&self.sub_id)?;
-        (stored.endpoint == self.endpoint).then(|| Change::Delete(self.sub_id.clone()))
+        (stored.endpoint == self.endpoint && stored.keys == self.keys)
+            .then(|| Change::Delete(self.sub_id.clone()))
     }
 }
 

@@ -168,6 +168,13 @@ fn lifecycle_with_the_draft_keys() {
             imap_webpush_proto::endpoint_policy("https://push.example.net/push/other").unwrap();
     }
     assert_eq!(push.on_outcome(&gone, &replaced), None);
+    // Nor one for the same endpoint given back to a client that subscribed again, with
+    // keys of its own.
+    let mut again = account.clone();
+    if let Some(record) = again.records.first_mut() {
+        record.keys = UaKeys::generate(&mut rng).unwrap().subscription_keys();
+    }
+    assert_eq!(push.on_outcome(&gone, &again), None);
 
     let (wire, _) = run("a4 LWEBPUSH *\r\n", &mut account, &mut rng);
     assert_eq!(
