@@ -273,6 +273,15 @@ async fn garbage_gets_the_servers_answer_and_the_session_goes_on() {
     // itself, so that no literal is sent on a guess.
     client.send("{5}").await;
     assert_eq!(client.read().await, "* BAD Error in IMAP command.\r\n");
+    // A tag longer than the front counts: refused by the front, never sent.
+    let tag = "t".repeat(129);
+    client.send(&format!("{tag} NOOP")).await;
+    assert_eq!(client.read().await, format!("{tag} BAD Tag too long.\r\n"));
+    client.send(&format!("{} NOOP", &tag[1..])).await;
+    assert_eq!(
+        client.read().await,
+        format!("{} OK NOOP completed\r\n", &tag[1..])
+    );
     client.tag = 1;
     assert!(client.run("NOOP").await.concat().contains("2 OK"));
     assert!(other.run("NOOP").await.concat().contains("2 OK"));

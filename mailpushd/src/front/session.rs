@@ -109,6 +109,12 @@ const MAX_INJECTED: usize = 8;
 /// the client's half reads no more until the server answers some.
 const MAX_RUNNING: usize = 1024;
 
+/// The longest tag relayed, in octets: tags are counted while their commands run, so
+/// their length bounds what a session holds ([`MAX_RUNNING`] of them). The grammar
+/// sets no limit; Dovecot's login process takes 126 octets at most, and clients use a
+/// few.
+const MAX_TAG_LEN: usize = 128;
+
 /// The tags of the commands relayed and not answered yet, with how many of each.
 #[derive(Default)]
 struct Running {
@@ -494,6 +500,12 @@ impl ClientHalf<'_> {
             return relayed(None);
         };
         let tag = tag.as_str().to_owned();
+        if tag.len() > MAX_TAG_LEN {
+            return Line::Drop {
+                tag,
+                reply: "BAD Tag too long.",
+            };
+        }
         let (authenticated, in_use) = {
             let shared = crate::lock(&self.meeting.shared);
             (shared.authenticated, shared.running.tags.contains_key(&tag))
