@@ -9,7 +9,10 @@
 //!
 //! A CRLF ends the line unless the octets before it announce a literal (`{n}`, or the
 //! non-synchronizing `{n+}` of RFC 7888); the literal's octets are then part of the line,
-//! whatever they hold, and the line goes on after them. A bare LF is read as CRLF.
+//! whatever they hold, and the line goes on after them. A bare LF is read as CRLF. An
+//! announcement inside a quoted string (`"{5}` before the CRLF) is none: a quoted string
+//! cannot hold a line end, and a server's parser ends the line there, so a relay that
+//! read a literal instead would take the next line's octets for it.
 
 /// What is at the front of the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +65,9 @@ pub struct Framer {
     literal_left: u64,
     /// Whether the line at the front is one being dropped.
     discarding: bool,
+    /// Inside a quoted string or not at `text_from`: octets of the run before it were
+    /// dropped (a line too long).
+    run_quoting: Quoting,
 }
 
 /// The octets kept back when dropping part of a long line, so a literal announcement
@@ -77,6 +83,7 @@ impl Framer {
             text_from: 0,
             literal_left: 0,
             discarding: false,
+            run_quoting: Quoting::Outside,
         }
     }
 
@@ -86,6 +93,7 @@ impl Framer {
     pub fn frame(&mut self, input: &[u8]) -> Frame {
         let mut at = self.scanned.min(input.len());
         let mut text_from = self.text_from.min(at);
+        let mut run_quoting = self.run_quoting;
         loop {
             if self.literal_left > 0 {
                 let available = input.len() - at;
@@ -95,16 +103,17 @@ impl Framer {
                 at += take;
                 self.literal_left -= take as u64;
                 if self.literal_left > 0 {
-                    return self.incomplete(at, at);
+                    return self.incomplete(input, at, at, Quoting::Outside);
                 }
                 text_from = at;
+                run_quoting = Quoting::Outside;
             }
             let Some(lf) = input
                 .get(at..)
                 .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
                 .map(|i| at + i)
             else {
-                return self.incomplete(input.len(), text_from);
+                return self.incomplete(input, input.len(), text_from, run_quoting);
             };
             at = lf + 1;
             // Only text can announce a literal: not the octets of the literal before.
@@ -113,7 +122,9 @@ impl Framer {
                 // Were it not so, the line is refused rather than read without its text.
                 return self.refuse(at);
             };
-            let Some((length, synchronizing)) = announcement(before) else {
+            let Some((length, synchronizing)) =
+                announcement(before).filter(|_| quoting(run_quoting, before) == Quoting::Outside)
+            else {
                 return self.complete(at);
             };
             if synchronizing && self.discarding {
@@ -126,6 +137,7 @@ impl Framer {
                 // "+" sends none; one that does not, sends them, and they are dropped.
                 self.scanned = 0;
                 self.text_from = 0;
+                self.run_quoting = Quoting::Outside;
                 if !synchronizing {
                     self.literal_left = u64::from(length);
                     self.discarding = true;
@@ -135,6 +147,7 @@ impl Framer {
             if synchronizing && at == input.len() && !self.discarding {
                 self.scanned = at;
                 self.text_from = at;
+                self.run_quoting = Quoting::Outside;
                 self.literal_left = u64::from(length);
                 return Frame::Incomplete {
                     continuation: Some(length),
@@ -142,6 +155,7 @@ impl Framer {
             }
             self.literal_left = u64::from(length);
             text_from = at;
+            run_quoting = Quoting::Outside;
         }
     }
 
@@ -153,12 +167,14 @@ impl Framer {
         self.scanned = 0;
         self.text_from = 0;
         self.literal_left = 0;
+        self.run_quoting = Quoting::Outside;
         line
     }
 
     fn complete(&mut self, at: usize) -> Frame {
         self.scanned = 0;
         self.text_from = 0;
+        self.run_quoting = Quoting::Outside;
         if self.discarding {
             self.discarding = false;
             return Frame::Discard(at);
@@ -174,6 +190,7 @@ impl Framer {
         self.scanned = 0;
         self.text_from = 0;
         self.literal_left = 0;
+        self.run_quoting = Quoting::Outside;
         if self.discarding {
             self.discarding = false;
             return Frame::Discard(at);
@@ -181,7 +198,13 @@ impl Framer {
         Frame::TooLong { discard: at }
     }
 
-    fn incomplete(&mut self, at: usize, text_from: usize) -> Frame {
+    fn incomplete(
+        &mut self,
+        input: &[u8],
+        at: usize,
+        text_from: usize,
+        run_quoting: Quoting,
+    ) -> Frame {
         let newly_too_long = !self.discarding && at > self.max;
         if newly_too_long {
             self.discarding = true;
@@ -189,6 +212,7 @@ impl Framer {
         if !self.discarding {
             self.scanned = at;
             self.text_from = text_from;
+            self.run_quoting = run_quoting;
             return Frame::Incomplete { continuation: None };
         }
         // Keep back what could be the start of an announcement: text only, never
@@ -197,6 +221,11 @@ impl Framer {
         self.scanned = 0;
         self.text_from = 0;
         let discard = at - keep;
+        // Whether the text kept back begins inside a quoted string.
+        let dropped = input
+            .get(text_from.min(discard)..discard)
+            .unwrap_or_default();
+        self.run_quoting = quoting(run_quoting, dropped);
         if newly_too_long {
             Frame::TooLong { discard }
         } else {
@@ -219,6 +248,30 @@ pub fn line_len(input: &[u8]) -> Option<usize> {
         Frame::Line(len) => Some(len),
         _ => None,
     }
+}
+
+/// Where a run of text leaves the reader: outside a quoted string, inside one, or just
+/// after its backslash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quoting {
+    Outside,
+    Inside,
+    Escaped,
+}
+
+/// Where `text` leaves a reader that began it at `state`.
+///
+/// ```text
+/// quoted          = DQUOTE *QUOTED-CHAR DQUOTE
+/// QUOTED-CHAR     = <any TEXT-CHAR except quoted-specials> / "\\" quoted-specials
+/// ```
+fn quoting(state: Quoting, text: &[u8]) -> Quoting {
+    text.iter().fold(state, |state, &b| match (state, b) {
+        (Quoting::Outside, b'"') | (Quoting::Escaped, _) => Quoting::Inside,
+        (Quoting::Outside, _) | (Quoting::Inside, b'"') => Quoting::Outside,
+        (Quoting::Inside, b'\\') => Quoting::Escaped,
+        (Quoting::Inside, _) => Quoting::Inside,
+    })
 }
 
 /// `"{" number ["+"] "}" [CR]` at the end of `line`: the announced length and whether
@@ -317,6 +370,9 @@ pub struct Stream {
     literal_left: u64,
     /// The next text begins a line.
     start: bool,
+    /// Inside a quoted string or not after the text of the current run handed out so
+    /// far (a long line's pieces).
+    quoting: Quoting,
 }
 
 impl Stream {
@@ -329,6 +385,7 @@ impl Stream {
             scanned: 0,
             literal_left: 0,
             start: true,
+            quoting: Quoting::Outside,
         }
     }
 
@@ -365,8 +422,10 @@ impl Stream {
             let keep = ANNOUNCEMENT_MAX;
             self.scanned = keep;
             let start = std::mem::replace(&mut self.start, false);
+            let len = input.len() - keep;
+            self.quoting = quoting(self.quoting, input.split_at(len).0);
             return Piece::Text {
-                len: input.len() - keep,
+                len,
                 start,
                 end: End::More,
             };
@@ -375,7 +434,11 @@ impl Stream {
         let start = self.start;
         // The LF was found in `input`: the text before it is within it.
         let (before, _) = input.split_at(lf);
-        let end = match announcement(before) {
+        // Scanned for quotes only when it ends like an announcement.
+        let announced =
+            announcement(before).filter(|_| quoting(self.quoting, before) == Quoting::Outside);
+        self.quoting = Quoting::Outside;
+        let end = match announced {
             Some((len, synchronizing)) => {
                 self.literal_left = u64::from(len);
                 self.start = false;
@@ -400,6 +463,7 @@ impl Stream {
         self.literal_left = 0;
         self.scanned = 0;
         self.start = true;
+        self.quoting = Quoting::Outside;
     }
 
     /// Whether the pieces handed out so far end with a whole line, as opposed to within

@@ -108,16 +108,33 @@ fn too_long_lines_are_refused_and_skipped() {
     assert_eq!(&data[n..], b"a4 NOOP\r\n");
 }
 
-/// A line of text pieces and literals, as a client sends it.
+/// A line of text pieces and literals, as a client sends it: its quoted strings
+/// closed (with escapes), so that every announcement is one.
 fn line() -> impl Strategy<Value = Vec<u8>> {
-    let text = "[a-zA-Z0-9 ()\"{}+]{0,12}".prop_map(|t| t.into_bytes());
-    let literal =
-        (prop::collection::vec(any::<u8>(), 0..40), any::<bool>()).prop_map(|(data, sync)| {
-            let mut out =
-                format!(" {{{}{}}}\r\n", data.len(), if sync { "" } else { "+" }).into_bytes();
-            out.extend_from_slice(&data);
-            out
-        });
+    let quoted = r#""([a-z {}+]|\\\\|\\"){0,6}""#;
+    let text = ("[a-zA-Z0-9 (){}+]{0,8}", prop::option::of(quoted))
+        .prop_map(|(t, q)| [t, q.unwrap_or_default()].concat().into_bytes());
+    lines_of(text, prop::collection::vec(any::<u8>(), 0..40))
+}
+
+/// A line whose text holds quotes anywhere, closed or not, and whose literals hold
+/// nothing like an announcement or a line end.
+fn rough_line() -> impl Strategy<Value = Vec<u8>> {
+    let text = "[a-z (){}+\"\\\\]{0,12}".prop_map(String::into_bytes);
+    lines_of(text, "[a-z \"]{0,40}".prop_map(String::into_bytes))
+}
+
+/// Lines of `text` with literals of `data` between.
+fn lines_of(
+    text: impl Strategy<Value = Vec<u8>> + Clone,
+    data: impl Strategy<Value = Vec<u8>>,
+) -> impl Strategy<Value = Vec<u8>> {
+    let literal = (data, any::<bool>()).prop_map(|(data, sync)| {
+        let mut out =
+            format!(" {{{}{}}}\r\n", data.len(), if sync { "" } else { "+" }).into_bytes();
+        out.extend_from_slice(&data);
+        out
+    });
     (text.clone(), prop::collection::vec((literal, text), 0..3)).prop_map(|(head, parts)| {
         let mut out = b"a1 X ".to_vec();
         out.extend_from_slice(&head);
@@ -193,6 +210,87 @@ proptest! {
         }
         prop_assert_eq!(pieces, whole);
     }
+}
+
+/// An announcement inside a quoted string is none: the line ends at its CRLF, as a
+/// server's parser ends it there (a quoted string holds no line end). A quote in a
+/// literal's octets, or an escaped one, opens or closes nothing.
+#[test]
+fn an_announcement_in_a_quoted_string_is_none() {
+    for line in [
+        &b"a1 NOOP \"{5}\r\n"[..],
+        b"a1 LOGIN bob \"{46+}\r\n",
+        b"a1 X \"a\\\"{5}\r\n",
+        b"a1 X {3}\r\n\"\"\" \"{5}\r\n",
+    ] {
+        let mut f = Framer::new(1000);
+        assert_eq!(
+            f.frame(line),
+            Frame::Line(line.len()),
+            "{}",
+            line.escape_ascii()
+        );
+        let mut s = Stream::new(1000);
+        let mut at = 0;
+        let last = loop {
+            match s.next(&line[at..]) {
+                Piece::Text { len, end, .. } => {
+                    at += len;
+                    if at == line.len() {
+                        break end;
+                    }
+                }
+                Piece::Literal { len, .. } => at += len,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(last, End::Line, "{}", line.escape_ascii());
+    }
+    // Closed, or after an escaped backslash: a literal.
+    for line in [&b"a1 X \"a\" {5}\r\n"[..], b"a1 X \"a\\\\\" {5}\r\n"] {
+        let mut f = Framer::new(1000);
+        assert_eq!(
+            f.frame(line),
+            Frame::Incomplete {
+                continuation: Some(5)
+            },
+            "{}",
+            line.escape_ascii()
+        );
+    }
+    // A quote opened in an earlier piece of a long line.
+    let mut s = Stream::new(64);
+    let mut long = b"a1 X \"".to_vec();
+    long.extend(std::iter::repeat_n(b'a', 100));
+    long.extend_from_slice(b"{4}\r\n");
+    let Piece::Text {
+        len,
+        end: End::More,
+        ..
+    } = s.next(&long[..80])
+    else {
+        panic!()
+    };
+    assert_eq!(
+        s.next(&long[len..]),
+        Piece::Text {
+            len: long.len() - len,
+            start: false,
+            end: End::Line
+        }
+    );
+    // And in the part of a line too long that was dropped (a non-synchronizing
+    // announcement, whose octets would otherwise be dropped too).
+    let long = [&long[..long.len() - 3], b"+}\r\n"].concat();
+    let mut f = Framer::new(10);
+    let (Frame::Discard(n) | Frame::TooLong { discard: n }) = f.frame(&long[..60]) else {
+        panic!()
+    };
+    let rest = [&long[n..], b"a2 NOOP\r\n"].concat();
+    let Frame::Discard(m) = f.frame(&rest) else {
+        panic!()
+    };
+    assert_eq!(&rest[m..], b"a2 NOOP\r\n");
 }
 
 /// Found by fuzzing: literal octets that end like an announcement (`a{5+}` before a
@@ -366,6 +464,23 @@ proptest! {
         prop_assert!(largest <= max + 64);
         let whole = feed(&stream, &[stream.len()], usize::MAX);
         let whole: Vec<Vec<u8>> = whole.into_iter().map(Result::unwrap).collect();
+        prop_assert_eq!(rebuilt, whole);
+    }
+
+    /// Quotes anywhere: the whole-line framer and the relay's agree, however the
+    /// octets are read.
+    #[test]
+    fn quotes_anywhere_frame_alike(
+        lines in prop::collection::vec(rough_line(), 1..6),
+        reads in prop::collection::vec(1usize..50, 1..8),
+        max in 64usize..200,
+    ) {
+        let stream = lines.concat();
+        let whole = feed(&stream, &[stream.len()], usize::MAX);
+        prop_assert_eq!(&feed(&stream, &reads, usize::MAX), &whole);
+        let whole: Vec<Vec<u8>> = whole.into_iter().map(Result::unwrap).collect();
+        prop_assert_eq!(whole.concat(), stream.clone());
+        let (rebuilt, _) = relay(&stream, &reads, max);
         prop_assert_eq!(rebuilt, whole);
     }
 

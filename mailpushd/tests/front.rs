@@ -423,11 +423,13 @@ async fn a_literal_in_a_sasl_response_cancels_the_exchange() {
     daemon.shutdown(Duration::from_secs(5)).await;
 }
 
-/// A login whose literal the front would read where Dovecot reads none (a `{n+}` in
-/// a quoted string, which Dovecot ends the line at): the front refuses it itself and
-/// sends none of it, so no answer of Dovecot's shows the client the front's tag, and
-/// what the client sends as "literal" (a login of its own under that tag) never
-/// reaches Dovecot. Nor does the session act for the user the refused line named.
+/// A login whose literal the front would read where Dovecot reads none (a `{n+}` in a
+/// quoted string, or straight after an atom, where Dovecot ends the line): the front
+/// refuses it, or relays it as the one line Dovecot reads, and none of it reaches
+/// Dovecot as a literal. So no answer of Dovecot's shows the client the front's tag,
+/// what the client sends as the "literal" (a login of its own under that tag) is
+/// never read as the login's, and the session does not act for the user the line
+/// named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Dovecot 2.3 and root; .ci/run installs it and runs --include-ignored"]
 async fn a_login_the_front_and_dovecot_would_read_differently_is_refused_whole() {
@@ -440,39 +442,44 @@ async fn a_login_the_front_and_dovecot_would_read_differently_is_refused_whole()
     let front = daemon.front_addresses()[0];
     let own_login = "LOGIN alice secret";
     for start in [
+        "LOGIN bob \"".to_owned(),
         "LOGIN bob".to_owned(),
-        format!("AUTHENTICATE PLAIN {}", b64(b"\0bob\0x")),
+        format!("AUTHENTICATE PLAIN {} \"", b64(b"\0bob\0x")),
     ] {
         let mut imap = Client::new(connect_tls(front, &roots, [127, 0, 0, 1].into()).await);
         imap.read().await;
         // The front's tags are 27 characters long: the "literal" is a login under one.
         let n = 27 + 1 + own_login.len();
-        imap.send(&format!("a {start} \"{{{n}+}}")).await;
-        // Before the fix, Dovecot's BAD to the cut line came back under the front's tag.
+        imap.send(&format!("a {start}{{{n}+}}")).await;
+        // Refused at once (the front took no literal), or waiting for the literal;
+        // before the fix, Dovecot's BAD to the cut line came back under the front's tag.
         let early = tokio::time::timeout(Duration::from_secs(2), imap.read()).await;
         let tag = match &early {
-            Ok(line) if line.starts_with("mpf") => line.split(' ').next().unwrap().to_owned(),
+            Ok(line) if line.starts_with("a BAD") => None,
+            Ok(line) if line.starts_with("mpf") => Some(line.split(' ').next().unwrap().to_owned()),
             Ok(line) => panic!("{start}: {line}"),
-            Err(_) => "mpf000000000000000000000000".to_owned(),
+            Err(_) => Some("mpf000000000000000000000000".to_owned()),
         };
-        assert_eq!(tag.len(), 27);
-        let literal = format!("{tag} {own_login}");
-        assert_eq!(literal.len(), n);
-        imap.stream
-            .get_mut()
-            .write_all(literal.as_bytes())
-            .await
-            .unwrap();
-        imap.send("").await;
-        let mut answer = imap.read().await;
-        while answer.starts_with("* ") || answer.starts_with("mpf") {
-            answer = imap.read().await;
+        if let Some(tag) = tag {
+            assert_eq!(tag.len(), 27);
+            let literal = format!("{tag} {own_login}");
+            assert_eq!(literal.len(), n);
+            imap.stream
+                .get_mut()
+                .write_all(literal.as_bytes())
+                .await
+                .unwrap();
+            imap.send("").await;
+            let mut answer = imap.read().await;
+            while answer.starts_with("* ") || answer.starts_with("mpf") {
+                answer = imap.read().await;
+            }
+            assert!(
+                answer.starts_with("a BAD"),
+                "{start}: {answer}\n{}",
+                imap.transcript
+            );
         }
-        assert!(
-            answer.starts_with("a BAD"),
-            "{start}: {answer}\n{}",
-            imap.transcript
-        );
         imap.send(&format!(
             "b XAPPLEPUSHSERVICE aps-version 2 aps-account-id {ACCOUNT} aps-device-token {TOKEN} aps-subtopic com.apple.mobilemail mailboxes (INBOX)"
         ))
@@ -484,7 +491,7 @@ async fn a_login_the_front_and_dovecot_would_read_differently_is_refused_whole()
             imap.transcript
         );
         assert!(
-            early.is_err() && !imap.transcript.contains("S: mpf"),
+            !imap.transcript.contains("S: mpf"),
             "{start}: the front's tag was shown:\n{}",
             imap.transcript
         );

@@ -109,6 +109,21 @@ async fn serve(stream: impl Resettable, written: Arc<AtomicUsize>) -> std::io::R
                 .await?
             }
             [_, "QUIT"] => return Ok(()),
+            // IDLE until DONE, as Dovecot does.
+            [tag, "IDLE"] => {
+                out.write_all(b"+ idling\r\n").await?;
+                stream.get_mut().flush().await?;
+                let mut done = String::new();
+                stream.read_line(&mut done).await?;
+                let out = stream.get_mut();
+                if done.trim_end().eq_ignore_ascii_case("DONE") {
+                    out.write_all(format!("{tag} OK Idle completed.\r\n").as_bytes())
+                        .await?
+                } else {
+                    out.write_all(format!("{tag} BAD Expected DONE.\r\n").as_bytes())
+                        .await?
+                }
+            }
             [tag, "NOOP"] => {
                 out.write_all(format!("{tag} OK NOOP completed\r\n").as_bytes())
                     .await?
@@ -273,6 +288,18 @@ async fn garbage_gets_the_servers_answer_and_the_session_goes_on() {
     // itself, so that no literal is sent on a guess.
     client.send("{5}").await;
     assert_eq!(client.read().await, "* BAD Error in IMAP command.\r\n");
+    // An announcement in a quoted string is none (a server ends the line there): what
+    // follows is a command the front reads, not a literal it passes on unread.
+    client.send("x NOOP \"{5+}\r\nc COMPRESS DEFLATE").await;
+    let mut answers = [client.read().await, client.read().await];
+    answers.sort();
+    assert_eq!(
+        answers,
+        [
+            "c NO COMPRESS is not available here.\r\n",
+            "x BAD Error in IMAP command\r\n"
+        ]
+    );
     // A tag longer than the front counts: refused by the front, never sent.
     let tag = "t".repeat(129);
     client.send(&format!("{tag} NOOP")).await;
@@ -856,4 +883,31 @@ async fn a_login_answered_before_its_end_ends_the_session() {
     let rest = String::from_utf8(rest(&mut client).await).unwrap();
     assert!(!rest.contains("b OK"), "{rest}");
     assert!(!rest.contains("mpf"), "{rest}");
+}
+
+/// A literal that waits for "+" while an IDLE runs: the IDLE's "+" must not pass for
+/// its go-ahead (the server would read the literal as commands the front never read),
+/// so the front refuses it, and the IDLE ends as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_literal_waiting_for_the_server_while_idle_runs_is_refused() {
+    let s = setup(|_| {}).await;
+    let mut client = s.logged_in().await;
+    client.send("a IDLE\r\nb APPEND INBOX {5}").await;
+    let mut lines = vec![client.read().await, client.read().await];
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "+ idling\r\n",
+            "b BAD A literal waiting for the server while IDLE runs.\r\n"
+        ],
+        "{}",
+        client.transcript
+    );
+    client.send("DONE").await;
+    assert_eq!(client.read().await, "a OK Idle completed.\r\n");
+    client.send("b APPEND INBOX {5}").await;
+    assert_eq!(client.read().await, "+ OK\r\n");
+    client.send("Hello").await;
+    assert_eq!(client.read().await, "b OK APPEND completed\r\n");
 }

@@ -74,11 +74,13 @@ pub(crate) enum SessionEnd {
     /// the session ends rather than pass on octets it has not read.
     #[error("input the relay cannot frame (imap-syntax newer than the front)")]
     Unframed,
-    /// A login part of which went to the server, which either answered it before the
-    /// front had sent all of it or goes on where the front cannot read it as the server
-    /// would: the two would no longer agree on what the client's next octets are.
-    #[error("a login the IMAP server could read differently from the front")]
-    LoginOutOfStep,
+    /// A command part of which went to the server, which either answered it before the
+    /// front had sent all of it, or goes on where the front cannot read it as the server
+    /// would (a login's literal out of its place, a literal that waits for the server
+    /// while IDLE runs): the two would no longer agree on what the client's next octets
+    /// are.
+    #[error("a command the IMAP server could read differently from the front")]
+    OutOfStep,
 }
 
 /// What the server said about the command the client's half waits on.
@@ -421,6 +423,8 @@ impl ClientHalf<'_> {
         let mut framer = Stream::new(self.ctx.front.max_line);
         let mut line = Line::None;
         let mut sasl: Option<Sasl> = None;
+        // The tag of the last IDLE relayed: while it runs, its "+" may come at any time.
+        let mut idle: Option<String> = None;
         loop {
             let buffer = &mut inbox.buffer;
             match framer.next(buffer) {
@@ -453,6 +457,49 @@ impl ClientHalf<'_> {
                             }
                             _ => {}
                         }
+                        if let Line::Relay {
+                            tag: Some(tag),
+                            shown_as: None,
+                            ..
+                        } = &line
+                            && relay::command(&text)
+                                .is_some_and(|(_, name, _)| name.eq_ignore_ascii_case(b"IDLE"))
+                        {
+                            idle = Some(tag.clone());
+                        }
+                    }
+                    // A literal that waits for "+" while an IDLE runs: IDLE's "+" could
+                    // pass for its go-ahead, and the server would read the literal as
+                    // commands. Refused before any of it goes; a command part of which
+                    // went ends the session.
+                    if let Line::Relay {
+                        tag: Some(tag),
+                        shown_as,
+                        ..
+                    } = &line
+                        && matches!(
+                            end,
+                            End::Literal {
+                                synchronizing: true,
+                                ..
+                            }
+                        )
+                        && idle.as_deref().is_some_and(|t| self.is_running(t))
+                    {
+                        if !start {
+                            return Err(SessionEnd::OutOfStep);
+                        }
+                        let tag = match shown_as {
+                            Some(theirs) => theirs.clone(),
+                            None => {
+                                self.release(tag);
+                                tag.clone()
+                            }
+                        };
+                        line = Line::Drop {
+                            tag,
+                            reply: "BAD A literal waiting for the server while IDLE runs.",
+                        };
                     }
                     self.text(&text, end, &mut line, &mut sasl, &mut framer, server)
                         .await?;
@@ -747,7 +794,7 @@ impl ClientHalf<'_> {
                     // `rename` is set until the line's first piece goes.
                     let sent_some = !*rename;
                     if sent_some && self.answered_early(&tag) {
-                        return Err(SessionEnd::LoginOutOfStep);
+                        return Err(SessionEnd::OutOfStep);
                     }
                     // A login goes on only where the front reads it as the server
                     // will: a literal where the grammar takes one (a server may read
@@ -765,7 +812,7 @@ impl ClientHalf<'_> {
                     };
                     if !readable {
                         if sent_some {
-                            return Err(SessionEnd::LoginOutOfStep);
+                            return Err(SessionEnd::OutOfStep);
                         }
                         // Nothing of it went: refused here, as a server would.
                         let tag = shown_as.clone().unwrap_or_default();
@@ -901,6 +948,21 @@ impl ClientHalf<'_> {
     fn answered_early(&self, tag: &str) -> bool {
         let shared = crate::lock(&self.meeting.shared);
         shared.answer.is_some() || shared.awaiting.as_ref().is_none_or(|a| a.tag != tag)
+    }
+
+    /// Whether the command tagged `tag` was relayed and not answered yet.
+    fn is_running(&self, tag: &str) -> bool {
+        crate::lock(&self.meeting.shared)
+            .running
+            .tags
+            .contains_key(tag)
+    }
+
+    /// The command tagged `tag`, counted as running, was refused by the front instead.
+    fn release(&self, tag: &str) {
+        if crate::lock(&self.meeting.shared).running.answered(tag) {
+            self.meeting.released.notify_one();
+        }
     }
 
     /// The command tagged `tag` is not waited on (any more).
