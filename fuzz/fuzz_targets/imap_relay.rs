@@ -17,7 +17,7 @@ use libfuzzer_sys::fuzz_target;
 struct Seen {
     octets: Vec<u8>,
     line_ends: Vec<usize>,
-    literals: Vec<(usize, u32, bool)>,
+    literals: Vec<(usize, u64, bool)>,
 }
 
 /// Feeds `stream` in reads of the given sizes into a buffer of at most `max + 64`

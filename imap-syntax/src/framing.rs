@@ -27,7 +27,7 @@ pub enum Frame {
     /// command instead).
     Incomplete {
         /// The announced length of a synchronizing literal that waits for `+`.
-        continuation: Option<u32>,
+        continuation: Option<u64>,
     },
     /// The line at the front is longer than the limit: answer `BAD` (it is never
     /// handed out) and drop `discard` octets. The rest of the line, as it arrives, is
@@ -71,8 +71,12 @@ pub struct Framer {
 }
 
 /// The octets kept back when dropping part of a long line, so a literal announcement
-/// split across reads is still recognised: `{4294967295+}` and CR.
-const ANNOUNCEMENT_MAX: usize = 14;
+/// split across reads is still recognised: 19 digits (IMAP4rev2's `number64`) in
+/// `{…+}`, and CR.
+const ANNOUNCEMENT_MAX: usize = 23;
+
+/// The most digits an announced length has: every number of 19 fits in 64 bits.
+const LENGTH_DIGITS_MAX: usize = 19;
 
 impl Framer {
     /// A framer for lines of at most `max` octets, literals included.
@@ -132,14 +136,16 @@ impl Framer {
                 // comes, and sends no literal.
                 return self.complete(at);
             }
-            if !self.discarding && at.saturating_add(length as usize) > self.max {
+            let too_long =
+                usize::try_from(length).map_or(true, |n| at.saturating_add(n) > self.max);
+            if !self.discarding && too_long {
                 // Refused before any literal octet is read: a client that waits for
                 // "+" sends none; one that does not, sends them, and they are dropped.
                 self.scanned = 0;
                 self.text_from = 0;
                 self.run_quoting = Quoting::Outside;
                 if !synchronizing {
-                    self.literal_left = u64::from(length);
+                    self.literal_left = length;
                     self.discarding = true;
                 }
                 return Frame::TooLong { discard: at };
@@ -148,12 +154,12 @@ impl Framer {
                 self.scanned = at;
                 self.text_from = at;
                 self.run_quoting = Quoting::Outside;
-                self.literal_left = u64::from(length);
+                self.literal_left = length;
                 return Frame::Incomplete {
                     continuation: Some(length),
                 };
             }
-            self.literal_left = u64::from(length);
+            self.literal_left = length;
             text_from = at;
             run_quoting = Quoting::Outside;
         }
@@ -274,9 +280,10 @@ fn quoting(state: Quoting, text: &[u8]) -> Quoting {
     })
 }
 
-/// `"{" number ["+"] "}" [CR]` at the end of `line`: the announced length and whether
-/// it is synchronizing.
-fn announcement(line: &[u8]) -> Option<(u32, bool)> {
+/// `"{" number64 ["+"] "}" [CR]` at the end of `line`: the announced length and
+/// whether it is synchronizing. IMAP4rev2 (RFC 9051) allows lengths past 32 bits; one
+/// of more digits than any 64-bit length has is none.
+fn announcement(line: &[u8]) -> Option<(u64, bool)> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let inner = line.strip_suffix(b"}")?;
     let open = inner.iter().rposition(|&b| b == b'{')?;
@@ -285,7 +292,10 @@ fn announcement(line: &[u8]) -> Option<(u32, bool)> {
         Some(digits) => (digits, false),
         None => (body, true),
     };
-    if digits.is_empty() || digits.len() > 10 || !digits.iter().all(u8::is_ascii_digit) {
+    if digits.is_empty()
+        || digits.len() > LENGTH_DIGITS_MAX
+        || !digits.iter().all(u8::is_ascii_digit)
+    {
         return None;
     }
     let text = std::str::from_utf8(digits).ok()?;
@@ -331,7 +341,7 @@ pub enum End {
     /// [`Stream::refuse_literal`]).
     Literal {
         /// The announced length.
-        len: u32,
+        len: u64,
         /// `{n}` (or `~{n}`) rather than `{n+}`.
         synchronizing: bool,
     },
@@ -377,8 +387,8 @@ pub struct Stream {
 
 impl Stream {
     /// A stream whose text is handed out in pieces once it is longer than `max`
-    /// octets without an end (at least 64 are kept, so that an announcement split
-    /// across reads is still recognised).
+    /// octets without an end (at least 92, and 23 are kept back, so that an
+    /// announcement split across reads is still recognised).
     pub fn new(max: usize) -> Self {
         Self {
             max: max.max(4 * ANNOUNCEMENT_MAX),
@@ -440,7 +450,7 @@ impl Stream {
         self.quoting = Quoting::Outside;
         let end = match announced {
             Some((len, synchronizing)) => {
-                self.literal_left = u64::from(len);
+                self.literal_left = len;
                 self.start = false;
                 End::Literal { len, synchronizing }
             }

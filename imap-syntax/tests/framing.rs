@@ -23,7 +23,7 @@ fn lines_and_literals() {
         b"a3 X {5} y\r\n",
         b"a3 X {}\r\n",
         b"a3 X {5a}\r\n",
-        b"a3 X {12345678901}\r\n",
+        b"a3 X {12345678901234567890}\r\n",
     ] {
         assert_eq!(
             f.frame(text),
@@ -267,7 +267,7 @@ fn an_announcement_in_a_quoted_string_is_none() {
         len,
         end: End::More,
         ..
-    } = s.next(&long[..80])
+    } = s.next(&long[..100])
     else {
         panic!()
     };
@@ -435,7 +435,7 @@ fn a_relay_hands_out_text_and_literal_data() {
     else {
         panic!()
     };
-    assert_eq!(len, 110 - 14);
+    assert_eq!(len, 110 - 23);
     assert_eq!(
         s.next(&long[len..]),
         Piece::Text {
@@ -445,6 +445,33 @@ fn a_relay_hands_out_text_and_literal_data() {
                 len: 4,
                 synchronizing: true
             }
+        }
+    );
+    // IMAP4rev2's lengths past 32 bits: a literal like any other.
+    let mut big = Stream::new(64);
+    assert_eq!(
+        big.next(b"* 1 FETCH (BODY[] {5000000000}\r\nabc"),
+        Piece::Text {
+            len: 32,
+            start: true,
+            end: End::Literal {
+                len: 5_000_000_000,
+                synchronizing: true
+            }
+        }
+    );
+    assert_eq!(
+        big.next(b"abc"),
+        Piece::Literal {
+            len: 3,
+            last: false
+        }
+    );
+    let mut f = Framer::new(usize::MAX);
+    assert_eq!(
+        f.frame(b"a1 APPEND INBOX {5000000000}\r\n"),
+        Frame::Incomplete {
+            continuation: Some(5_000_000_000)
         }
     );
 }
