@@ -210,8 +210,9 @@ pub struct WebPush {
     /// Pushes waiting for one origin at most; beyond, a push stays owed in the store
     /// and goes in a later round.
     pub max_queued_per_origin: usize,
-    /// Pushes to one user's subscriptions per minute at most (a mail flood); beyond,
-    /// they stay owed and go in a later round.
+    /// Times a minute one user's events are pushed at most (a mail flood), each time to
+    /// all of the user's subscriptions, counted by each daemon apart; beyond, the
+    /// pushes stay owed and go in a later round.
     pub max_pushes_per_user_per_minute: u32,
     /// The longest a push service's "wait" (429, or 5xx with `Retry-After`) holds a
     /// push or its origin: a day asked is this long.
