@@ -324,5 +324,17 @@ async fn wrong_setting(release: Release) {
         imap.run("STORE 1 -FLAGS (\\Seen)").await;
     }
     imap.run("LOGOUT").await;
+    // The IMAP process's last line follows everything it logged: waited for, since the
+    // log is written apart from the session.
+    for _ in 0..200 {
+        let log = dovecot.log();
+        if log
+            .lines()
+            .any(|l| l.contains("imap(") && l.contains("Logged out"))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(said("imap("), 1, "{}", dovecot.log());
 }
