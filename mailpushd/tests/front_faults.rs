@@ -28,6 +28,8 @@ struct Server {
     ended: Arc<AtomicUsize>,
     /// Octets of the last `FETCH` written so far.
     written: Arc<AtomicUsize>,
+    /// Every line read, of every connection.
+    read: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -37,15 +39,16 @@ impl Server {
         let address = listener.local_addr().unwrap();
         let ended = Arc::new(AtomicUsize::new(0));
         let written = Arc::new(AtomicUsize::new(0));
-        let (e, w) = (ended.clone(), written.clone());
+        let read = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (e, w, r) = (ended.clone(), written.clone(), read.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (e, w, tls) = (e.clone(), w.clone(), tls.clone());
+                let (e, w, r, tls) = (e.clone(), w.clone(), r.clone(), tls.clone());
                 tokio::spawn(async move {
                     let _ = match tls {
-                        None => serve(stream, w).await,
+                        None => serve(stream, w, r).await,
                         Some(tls) => match tls.accept(stream).await {
-                            Ok(stream) => serve(stream, w).await,
+                            Ok(stream) => serve(stream, w, r).await,
                             Err(e) => Err(e),
                         },
                     };
@@ -57,6 +60,7 @@ impl Server {
             address,
             ended,
             written,
+            read,
         }
     }
 }
@@ -78,7 +82,11 @@ impl Resettable for tokio_rustls::server::TlsStream<TcpStream> {
     }
 }
 
-async fn serve(stream: impl Resettable, written: Arc<AtomicUsize>) -> std::io::Result<()> {
+async fn serve(
+    stream: impl Resettable,
+    written: Arc<AtomicUsize>,
+    read: Arc<std::sync::Mutex<Vec<String>>>,
+) -> std::io::Result<()> {
     let mut stream = BufReader::new(stream);
     stream
         .get_mut()
@@ -91,6 +99,7 @@ async fn serve(stream: impl Resettable, written: Arc<AtomicUsize>) -> std::io::R
         if stream.read_line(&mut line).await? == 0 {
             return Ok(());
         }
+        read.lock().unwrap().push(line.clone());
         let words: Vec<&str> = line.trim_end().split(' ').collect();
         let tagged = words
             .first()
@@ -300,6 +309,10 @@ async fn garbage_gets_the_servers_answer_and_the_session_goes_on() {
             "x BAD Error in IMAP command\r\n"
         ]
     );
+    // A literal that waits for no "+" in a line the front reads no command in: a
+    // server ends such a line at its line end, so it is refused, the literal with it.
+    client.send("(x {9+}\r\nc COMPRESS").await;
+    assert_eq!(client.read().await, "* BAD Error in IMAP command.\r\n");
     // A tag longer than the front counts: refused by the front, never sent.
     let tag = "t".repeat(129);
     client.send(&format!("{tag} NOOP")).await;
@@ -883,31 +896,48 @@ async fn a_login_answered_before_its_end_ends_the_session() {
     let rest = String::from_utf8(rest(&mut client).await).unwrap();
     assert!(!rest.contains("b OK"), "{rest}");
     assert!(!rest.contains("mpf"), "{rest}");
+    // Nothing the client sent after the early answer reached the server.
+    let read = s.server.read.lock().unwrap().clone();
+    assert!(
+        read.iter()
+            .all(|l| !l.contains("alice") && !l.contains("NOOP")),
+        "{read:?}"
+    );
 }
 
-/// A literal that waits for "+" while an IDLE runs: the IDLE's "+" must not pass for
-/// its go-ahead (the server would read the literal as commands the front never read),
-/// so the front refuses it, and the IDLE ends as usual.
+/// A literal in a line while an IDLE runs: the server reads lines then, not literals,
+/// and IDLE's "+" must not pass for a synchronizing literal's go-ahead, so the front
+/// refuses it. Once the IDLE ended (DONE, even pipelined with the next command), and
+/// under the IDLE's own tag again, literals go as ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_literal_waiting_for_the_server_while_idle_runs_is_refused() {
+async fn a_literal_while_idle_runs_is_refused() {
     let s = setup(|_| {}).await;
     let mut client = s.logged_in().await;
-    client.send("a IDLE\r\nb APPEND INBOX {5}").await;
-    let mut lines = vec![client.read().await, client.read().await];
-    lines.sort();
-    assert_eq!(
-        lines,
-        [
-            "+ idling\r\n",
-            "b BAD A literal waiting for the server while IDLE runs.\r\n"
-        ],
-        "{}",
-        client.transcript
-    );
-    client.send("DONE").await;
+    for literal in ["{5}", "{3+}\r\nabc"] {
+        client
+            .send(&format!("a IDLE\r\nb APPEND INBOX {literal}"))
+            .await;
+        let mut lines = vec![client.read().await, client.read().await];
+        lines.sort();
+        assert_eq!(
+            lines,
+            ["+ idling\r\n", "b BAD A literal while IDLE runs.\r\n"],
+            "{literal}: {}",
+            client.transcript
+        );
+        client.send("DONE").await;
+        assert_eq!(client.read().await, "a OK Idle completed.\r\n");
+    }
+    // DONE and the next command in one write; then the IDLE's tag again.
+    client.send("a IDLE").await;
+    assert_eq!(client.read().await, "+ idling\r\n");
+    client.send("DONE\r\nb APPEND INBOX {5}").await;
     assert_eq!(client.read().await, "a OK Idle completed.\r\n");
-    client.send("b APPEND INBOX {5}").await;
     assert_eq!(client.read().await, "+ OK\r\n");
     client.send("Hello").await;
     assert_eq!(client.read().await, "b OK APPEND completed\r\n");
+    client.send("a APPEND INBOX {5}").await;
+    assert_eq!(client.read().await, "+ OK\r\n");
+    client.send("Hello").await;
+    assert_eq!(client.read().await, "a OK APPEND completed\r\n");
 }

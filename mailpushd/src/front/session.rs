@@ -383,6 +383,13 @@ fn not_a_command(line: &[u8]) -> Option<String> {
     )
 }
 
+/// Whether `line` is IDLE's `DONE`.
+fn is_done(line: &[u8]) -> bool {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    line.eq_ignore_ascii_case(b"DONE")
+}
+
 /// What a line too long to answer is answered.
 const TOO_LONG: &str = "BAD Command line too long.";
 
@@ -423,7 +430,8 @@ impl ClientHalf<'_> {
         let mut framer = Stream::new(self.ctx.front.max_line);
         let mut line = Line::None;
         let mut sasl: Option<Sasl> = None;
-        // The tag of the last IDLE relayed: while it runs, its "+" may come at any time.
+        // The tag of an IDLE relayed and not ended by DONE: while it runs, its "+" may
+        // come at any time, and the server reads lines, not literals.
         let mut idle: Option<String> = None;
         loop {
             let buffer = &mut inbox.buffer;
@@ -436,6 +444,11 @@ impl ClientHalf<'_> {
                 Piece::Text { len, start, end } => {
                     let text = buffer.split_to(len);
                     if start {
+                        // An IDLE the server ended (refused, or answered after DONE)
+                        // runs no more, whatever tag comes next.
+                        if idle.as_deref().is_some_and(|t| !self.is_running(t)) || is_done(&text) {
+                            idle = None;
+                        }
                         line = self.begin(&text, sasl.as_ref());
                         match &line {
                             Line::Relay {
@@ -468,22 +481,17 @@ impl ClientHalf<'_> {
                             idle = Some(tag.clone());
                         }
                     }
-                    // A literal that waits for "+" while an IDLE runs: IDLE's "+" could
-                    // pass for its go-ahead, and the server would read the literal as
-                    // commands. Refused before any of it goes; a command part of which
-                    // went ends the session.
+                    // A literal in a line while an IDLE runs: the server reads lines
+                    // then, not literals (its answer ends the line, and it takes the
+                    // literal's octets for commands), and IDLE's "+" could pass for a
+                    // synchronizing literal's go-ahead. Refused before any of it goes;
+                    // a command part of which went ends the session.
                     if let Line::Relay {
                         tag: Some(tag),
                         shown_as,
                         ..
                     } = &line
-                        && matches!(
-                            end,
-                            End::Literal {
-                                synchronizing: true,
-                                ..
-                            }
-                        )
+                        && matches!(end, End::Literal { .. })
                         && idle.as_deref().is_some_and(|t| self.is_running(t))
                     {
                         if !start {
@@ -498,8 +506,28 @@ impl ClientHalf<'_> {
                         };
                         line = Line::Drop {
                             tag,
-                            reply: "BAD A literal waiting for the server while IDLE runs.",
+                            reply: "BAD A literal while IDLE runs.",
                         };
+                    }
+                    // A literal that waits for no "+" in a line the front reads no command
+                    // in: a server that cannot read the line either ends it at its line
+                    // end, and would take the literal's octets for commands. Refused
+                    // (a synchronizing one is refused in `text`, before its "+").
+                    if let Line::Relay { tag: None, .. } = &line
+                        && matches!(
+                            end,
+                            End::Literal {
+                                synchronizing: false,
+                                ..
+                            }
+                        )
+                    {
+                        if !start {
+                            return Err(SessionEnd::OutOfStep);
+                        }
+                        self.answer(b"* BAD Error in IMAP command.\r\n".to_vec())
+                            .await?;
+                        line = Line::Discard;
                     }
                     self.text(&text, end, &mut line, &mut sasl, &mut framer, server)
                         .await?;
@@ -507,7 +535,20 @@ impl ClientHalf<'_> {
                 Piece::Literal { len, .. } => {
                     let data = buffer.split_to(len);
                     match &mut line {
-                        Line::Relay { gather, .. } => {
+                        Line::Relay {
+                            gather,
+                            tag,
+                            login,
+                            auth,
+                            ..
+                        } => {
+                            // A login the server answered already reads no literal: the
+                            // server would take these octets for commands.
+                            if (*login || auth.is_some())
+                                && tag.as_deref().is_some_and(|t| self.answered_early(t))
+                            {
+                                return Err(SessionEnd::OutOfStep);
+                            }
                             keep(gather, &data);
                             self.to_server(server, &data).await?;
                         }
@@ -790,12 +831,11 @@ impl ClientHalf<'_> {
                     return Ok(());
                 };
                 let logging_in = *login || auth.is_some();
+                // `rename` is set until the line's first piece goes. A piece of a login
+                // after the first must find the login still unanswered.
+                let continuing = logging_in && !*rename;
                 if logging_in {
-                    // `rename` is set until the line's first piece goes.
-                    let sent_some = !*rename;
-                    if sent_some && self.answered_early(&tag) {
-                        return Err(SessionEnd::OutOfStep);
-                    }
+                    let sent_some = continuing;
                     // A login goes on only where the front reads it as the server
                     // will: a literal where the grammar takes one (a server may read
                     // a line's end where the front would read an announcement), never
@@ -831,19 +871,20 @@ impl ClientHalf<'_> {
                     let candidate = gather
                         .as_deref()
                         .and_then(|g| intercept::login_user(g, &self.ctx.front.user_map));
-                    self.expect(&tag, shown_as.clone(), true, candidate);
+                    self.expect(&tag, shown_as.clone(), true, candidate, continuing)?;
                     true
                 } else if let Some((_, candidate)) = auth.as_mut().filter(|_| end == End::Line) {
-                    self.expect(&tag, shown_as.clone(), true, candidate.take());
+                    self.expect(&tag, shown_as.clone(), true, candidate.take(), continuing)?;
                     true
                 } else if synchronizing {
-                    self.expect(&tag, shown_as.clone(), *login, None);
+                    self.expect(&tag, shown_as.clone(), *login, None, continuing)?;
                     true
                 } else if logging_in {
                     // A login's literal that waits for no "+": should the server answer
                     // before the line's end, the answer is the login's, shown under
-                    // the client's tag, and the next piece ends the session.
-                    self.expect(&tag, shown_as.clone(), *login, None);
+                    // the client's tag, and the next piece (or literal octet) ends the
+                    // session.
+                    self.expect(&tag, shown_as.clone(), *login, None, continuing)?;
                     false
                 } else {
                     if end == End::Line {
@@ -915,16 +956,26 @@ impl ClientHalf<'_> {
     }
 
     /// The client's half will wait on the command tagged `tag`.
+    /// With `continuing`, the command is a login part of which went already: the server
+    /// must not have answered it yet (checked under the same lock as the waiting is
+    /// said, so that an answer cannot slip between), or the session is out of step.
     fn expect(
         &mut self,
         tag: &str,
         shown_as: Option<String>,
         login: bool,
         candidate: Option<UserName>,
-    ) {
+        continuing: bool,
+    ) -> Result<(), SessionEnd> {
         let mut shared = crate::lock(&self.meeting.shared);
-        // Nothing said before belongs to this command.
-        shared.answer = None;
+        if continuing {
+            if shared.answer.is_some() || shared.awaiting.as_ref().is_none_or(|a| a.tag != tag) {
+                return Err(SessionEnd::OutOfStep);
+            }
+        } else {
+            // Nothing said before belongs to this command.
+            shared.answer = None;
+        }
         match shared.awaiting.as_mut() {
             Some(awaiting) if awaiting.tag == tag => {
                 if candidate.is_some() {
@@ -940,6 +991,7 @@ impl ClientHalf<'_> {
                 });
             }
         }
+        Ok(())
     }
 
     /// Whether the server answered the command tagged `tag`, which the client's half
