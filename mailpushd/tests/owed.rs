@@ -129,3 +129,39 @@ async fn an_event_in_the_sends_millisecond_or_before_it_on_the_clock_is_not_sett
         assert_eq!(store.owed_count().await.unwrap(), 1, "at {later_ms}");
     }
 }
+
+/// A send whose lease ran out ends after another send of the mark settled it and an
+/// event (not new mail, so no lease) made the mark anew, with the clock stepped back:
+/// the new mark is not the one the late send took, and stays.
+#[tokio::test]
+async fn a_late_send_does_not_settle_a_mark_made_anew() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let key = key(OwedTarget::Subscriptions);
+    store
+        .owe(
+            &[(key.clone(), false)],
+            1_000,
+            Duration::ZERO,
+            lease("a", 0),
+        )
+        .await
+        .unwrap();
+    let first = store.take_due(1_000, lease("a", 2_000), 10).await.unwrap();
+    let late = first[0].sent(2_000);
+    let second = store.take_due(2_500, lease("b", 60_000), 10).await.unwrap();
+    let left = store
+        .settle_all(&[second[0].sent(60_000)], &[], 2_600)
+        .await
+        .unwrap();
+    assert_eq!(left, [None]);
+    assert_eq!(store.owed_count().await.unwrap(), 0);
+    // A flag change, the clock stepped back.
+    store
+        .owe(&[(key.clone(), false)], 500, Duration::ZERO, lease("b", 0))
+        .await
+        .unwrap();
+    let left = store.settle_all(&[late], &[], 2_700).await.unwrap();
+    assert!(left[0].is_some(), "{left:?}");
+    assert_eq!(store.owed_count().await.unwrap(), 1);
+}

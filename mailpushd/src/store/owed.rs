@@ -397,7 +397,8 @@ impl Store {
     }
 
     /// `sent` went out (or was refused for good): its mark goes, unless a newer event
-    /// came meanwhile. When the mark is due, if it stays for this daemon's timer.
+    /// came meanwhile or the mark is no longer the one `sent` took (its lease is
+    /// another's). When the mark is due, if it stays for this daemon's timer.
     pub async fn settle(&self, sent: &Sent, now_ms: u64) -> Result<Option<u64>, StoreError> {
         Ok(self
             .settle_all(std::slice::from_ref(sent), &[], now_ms)
@@ -429,7 +430,13 @@ impl Store {
         let mut left = Vec::with_capacity(sents.len());
         for sent in sents {
             left.push(match find(&mut tx, &sent.key, now_ms).await? {
-                Some(found) if found.owed.settled_by(sent.touched_ms) => {
+                // Only the mark this send took: one taken up again since (its lease
+                // ran out), or made anew after another send settled it, may owe an
+                // event this send never carried, whatever the clock says.
+                Some(found)
+                    if found.owed.settled_by(sent.touched_ms)
+                        && found.lease_ms == Some(sent.lease_ms) =>
+                {
                     delete(&mut tx, &sent.key).await?;
                     None
                 }
