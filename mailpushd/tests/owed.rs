@@ -5,7 +5,7 @@ use std::time::Duration;
 
 mod support;
 
-use mailpushd::store::{Lease, OwedKey, OwedTarget, Rescheduled, Store};
+use mailpushd::store::{Lease, OwedKey, OwedTarget, Rescheduled, Sent, Store};
 use xaps_proto::owed::Rounds;
 
 const ROUNDS: Rounds = Rounds {
@@ -32,6 +32,21 @@ fn lease(owner: &str, until_ms: u64) -> Lease<'_> {
     Lease { owner, until_ms }
 }
 
+/// New mail for `key` at `now_ms`, sent at once under a lease of `owner`'s until
+/// `until_ms`: that send.
+async fn new_mail(store: &Store, key: &OwedKey, now_ms: u64, owner: &str, until_ms: u64) -> Sent {
+    let owed = store
+        .owe(
+            &[(key.clone(), true)],
+            now_ms,
+            Duration::ZERO,
+            lease(owner, until_ms),
+        )
+        .await
+        .unwrap();
+    owed[0].sent(until_ms)
+}
+
 /// A send whose lease ended fails its round after another send took the mark up: the
 /// mark stays the other's, its lease kept, and the timer does not take it a third time.
 #[tokio::test]
@@ -39,16 +54,7 @@ async fn a_stale_sends_failure_leaves_the_live_sends_lease() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir).await;
     let key = key(OwedTarget::Subscriptions);
-    let owed = store
-        .owe(
-            &[(key.clone(), true)],
-            1_000,
-            Duration::ZERO,
-            lease("a", 2_000),
-        )
-        .await
-        .unwrap();
-    let stale = owed[0].sent(2_000);
+    let stale = new_mail(&store, &key, 1_000, "a", 2_000).await;
     // The first lease ended: the timer takes the mark up again.
     let taken = store.take_due(2_500, lease("b", 60_000), 10).await.unwrap();
     assert_eq!(taken.len(), 1);
@@ -74,16 +80,7 @@ async fn a_failed_fan_out_makes_a_subscriptions_mark_newer_than_its_send() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir).await;
     let key = key(OwedTarget::Subscription("sub-1".into()));
-    let owed = store
-        .owe(
-            &[(key.clone(), true)],
-            1_000,
-            Duration::ZERO,
-            lease("a", 90_000),
-        )
-        .await
-        .unwrap();
-    let sending = owed[0].sent(90_000);
+    let sending = new_mail(&store, &key, 1_000, "a", 90_000).await;
     // New mail's fan-out could not reach the subscription meanwhile.
     store
         .owe_failed(std::slice::from_ref(&key), 1_500, 1_500, &ROUNDS)
@@ -105,16 +102,7 @@ async fn an_event_in_the_sends_millisecond_or_before_it_on_the_clock_is_not_sett
         let dir = tempfile::tempdir().unwrap();
         let store = store(&dir).await;
         let key = key(OwedTarget::Subscriptions);
-        let owed = store
-            .owe(
-                &[(key.clone(), true)],
-                1_000,
-                Duration::ZERO,
-                lease("a", 90_000),
-            )
-            .await
-            .unwrap();
-        let sending = owed[0].sent(90_000);
+        let sending = new_mail(&store, &key, 1_000, "a", 90_000).await;
         store
             .owe(
                 &[(key.clone(), true)],

@@ -103,6 +103,18 @@ impl Setup {
             .0
     }
 
+    /// Reports the end of IMAP connection `connection` of alice's.
+    async fn disconnect(&self, connection: &str) {
+        let headers = [
+            ("x-mailpush-user", "alice"),
+            ("x-mailpush-connection", connection),
+        ];
+        let (status, _) = http(self.address(), "POST", "/imap/disconnect", &headers, b"")
+            .await
+            .unwrap();
+        assert_eq!(status, 204);
+    }
+
     async fn subscriptions(&self) -> usize {
         self.daemon
             .store()
@@ -195,14 +207,7 @@ async fn the_lifecycle_through_the_daemon() {
     s.notify(r#""MessageNew""#, "").await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(s.push.requests().len(), 4, "silenced");
-    let headers = [
-        ("x-mailpush-user", "alice"),
-        ("x-mailpush-connection", "c2"),
-    ];
-    let (status, _) = http(s.address(), "POST", "/imap/disconnect", &headers, b"")
-        .await
-        .unwrap();
-    assert_eq!(status, 204);
+    s.disconnect("c2").await;
     let answer = s.forward("c1", "a5 LWEBPUSH *\r\n").await;
     assert_eq!(
         answer,
@@ -260,14 +265,7 @@ async fn a_forwarded_silence_until_disconnect_is_bounded() {
     s.notify(r#""MessageNew""#, "").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pushed = s.push.requests().len();
-    let headers = [
-        ("x-mailpush-user", "alice"),
-        ("x-mailpush-connection", "c2"),
-    ];
-    let (status, _) = http(s.address(), "POST", "/imap/disconnect", &headers, b"")
-        .await
-        .unwrap();
-    assert_eq!(status, 204);
+    s.disconnect("c2").await;
     s.notify(r#""MessageNew""#, "").await;
     assert_eq!(s.pushed(pushed).await, "* SELECT INBOX\r\n");
 }
