@@ -148,6 +148,12 @@ async fn serve(
                     .trim_matches(|c| c == '{' || c == '}')
                     .parse()
                     .unwrap_or(0);
+                // Over its limit: refused before any octet of it.
+                if n > 1000 {
+                    out.write_all(format!("{tag} NO [TOOBIG] Too big.\r\n").as_bytes())
+                        .await?;
+                    continue;
+                }
                 out.write_all(b"+ OK\r\n").await?;
                 let mut data = vec![0; n + 2];
                 stream.read_exact(&mut data).await?;
@@ -905,29 +911,40 @@ async fn a_login_answered_before_its_end_ends_the_session() {
     );
 }
 
-/// A literal in a line while an IDLE runs: the server reads lines then, not literals,
-/// and IDLE's "+" must not pass for a synchronizing literal's go-ahead, so the front
-/// refuses it. Once the IDLE ended (DONE, even pipelined with the next command), and
-/// under the IDLE's own tag again, literals go as ever.
+/// While an IDLE runs the server reads only DONE: any other line, with a literal or
+/// not, is answered by the front and never sent. The IDLE's "+" is its own, even when
+/// the client sent DONE and a command with a literal before it came: a refusal of that
+/// command then leaves the front reading the client's next command, not a literal.
+/// Once the IDLE ended, and under its tag again, literals go as ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_literal_while_idle_runs_is_refused() {
+async fn only_done_goes_while_idle_runs_and_its_plus_is_its_own() {
     let s = setup(|_| {}).await;
     let mut client = s.logged_in().await;
-    for literal in ["{5}", "{3+}\r\nabc"] {
-        client
-            .send(&format!("a IDLE\r\nb APPEND INBOX {literal}"))
-            .await;
+    for line in ["b APPEND INBOX {5}", "b APPEND INBOX {3+}\r\nabc", "b NOOP"] {
+        client.send(&format!("a IDLE\r\n{line}")).await;
         let mut lines = vec![client.read().await, client.read().await];
         lines.sort();
         assert_eq!(
             lines,
-            ["+ idling\r\n", "b BAD A literal while IDLE runs.\r\n"],
-            "{literal}: {}",
+            ["+ idling\r\n", "b BAD Expected DONE.\r\n"],
+            "{line}: {}",
             client.transcript
         );
         client.send("DONE").await;
         assert_eq!(client.read().await, "a OK Idle completed.\r\n");
     }
+    // DONE and a command the server refuses before its literal, ahead of the "+".
+    client.send("a IDLE\r\nDONE\r\nb APPEND INBOX {2000}").await;
+    assert_eq!(client.read().await, "+ idling\r\n");
+    assert_eq!(client.read().await, "a OK Idle completed.\r\n");
+    assert_eq!(client.read().await, "b NO [TOOBIG] Too big.\r\n");
+    client.send("c COMPRESS DEFLATE").await;
+    assert_eq!(
+        client.read().await,
+        "c NO COMPRESS is not available here.\r\n",
+        "{}",
+        client.transcript
+    );
     // DONE and the next command in one write; then the IDLE's tag again.
     client.send("a IDLE").await;
     assert_eq!(client.read().await, "+ idling\r\n");

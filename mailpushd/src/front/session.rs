@@ -156,6 +156,19 @@ struct Shared {
     /// whose tag one of these still has is refused: the server's answer to the other
     /// could pass for its own.
     running: Running,
+    /// An IDLE relayed and not answered yet.
+    idle: Option<Idle>,
+}
+
+/// An IDLE on its way to the server, or in it.
+struct Idle {
+    /// Its tag: its tagged answer ends it.
+    tag: String,
+    /// Its "+" came: the first "+" after an IDLE is its own, never a literal's
+    /// go-ahead, however the client ran ahead of it.
+    continued: bool,
+    /// DONE went: the server reads commands again. Until then it reads only DONE.
+    done: bool,
 }
 
 /// The halves' meeting point. Slots and wake-ups rather than channels: an idle session
@@ -430,9 +443,6 @@ impl ClientHalf<'_> {
         let mut framer = Stream::new(self.ctx.front.max_line);
         let mut line = Line::None;
         let mut sasl: Option<Sasl> = None;
-        // The tag of an IDLE relayed and not ended by DONE: while it runs, its "+" may
-        // come at any time, and the server reads lines, not literals.
-        let mut idle: Option<String> = None;
         loop {
             let buffer = &mut inbox.buffer;
             match framer.next(buffer) {
@@ -443,12 +453,9 @@ impl ClientHalf<'_> {
                 }
                 Piece::Text { len, start, end } => {
                     let text = buffer.split_to(len);
-                    if start {
-                        // An IDLE the server ended (refused, or answered after DONE)
-                        // runs no more, whatever tag comes next.
-                        if idle.as_deref().is_some_and(|t| !self.is_running(t)) || is_done(&text) {
-                            idle = None;
-                        }
+                    if start && let Some(refused) = self.while_idle(&text) {
+                        line = refused;
+                    } else if start {
                         line = self.begin(&text, sasl.as_ref());
                         match &line {
                             Line::Relay {
@@ -470,6 +477,7 @@ impl ClientHalf<'_> {
                             }
                             _ => {}
                         }
+                        // Said before the IDLE goes, so that its "+" cannot come first.
                         if let Line::Relay {
                             tag: Some(tag),
                             shown_as: None,
@@ -478,36 +486,12 @@ impl ClientHalf<'_> {
                             && relay::command(&text)
                                 .is_some_and(|(_, name, _)| name.eq_ignore_ascii_case(b"IDLE"))
                         {
-                            idle = Some(tag.clone());
+                            crate::lock(&self.meeting.shared).idle = Some(Idle {
+                                tag: tag.clone(),
+                                continued: false,
+                                done: false,
+                            });
                         }
-                    }
-                    // A literal in a line while an IDLE runs: the server reads lines
-                    // then, not literals (its answer ends the line, and it takes the
-                    // literal's octets for commands), and IDLE's "+" could pass for a
-                    // synchronizing literal's go-ahead. Refused before any of it goes;
-                    // a command part of which went ends the session.
-                    if let Line::Relay {
-                        tag: Some(tag),
-                        shown_as,
-                        ..
-                    } = &line
-                        && matches!(end, End::Literal { .. })
-                        && idle.as_deref().is_some_and(|t| self.is_running(t))
-                    {
-                        if !start {
-                            return Err(SessionEnd::OutOfStep);
-                        }
-                        let tag = match shown_as {
-                            Some(theirs) => theirs.clone(),
-                            None => {
-                                self.release(tag);
-                                tag.clone()
-                            }
-                        };
-                        line = Line::Drop {
-                            tag,
-                            reply: "BAD A literal while IDLE runs.",
-                        };
                     }
                     // A literal that waits for no "+" in a line the front reads no command
                     // in: a server that cannot read the line either ends it at its line
@@ -1002,19 +986,23 @@ impl ClientHalf<'_> {
         shared.answer.is_some() || shared.awaiting.as_ref().is_none_or(|a| a.tag != tag)
     }
 
-    /// Whether the command tagged `tag` was relayed and not answered yet.
-    fn is_running(&self, tag: &str) -> bool {
-        crate::lock(&self.meeting.shared)
-            .running
-            .tags
-            .contains_key(tag)
-    }
-
-    /// The command tagged `tag`, counted as running, was refused by the front instead.
-    fn release(&self, tag: &str) {
-        if crate::lock(&self.meeting.shared).running.answered(tag) {
-            self.meeting.released.notify_one();
+    /// While an IDLE runs and DONE has not gone, the server reads only DONE: a line
+    /// beginning with `text` is answered `BAD` by the front and never sent (a server
+    /// would end the IDLE, never answer the line, and read any literal of it as
+    /// commands). DONE goes, and ends that. `None` when the line goes on as usual.
+    fn while_idle(&self, text: &[u8]) -> Option<Line> {
+        let mut shared = crate::lock(&self.meeting.shared);
+        let idle = shared.idle.as_mut().filter(|i| !i.done)?;
+        if is_done(text) {
+            idle.done = true;
+            return None;
         }
+        let tag =
+            relay::command(text).map_or_else(|| "*".to_owned(), |(t, _, _)| t.as_str().to_owned());
+        Some(Line::Drop {
+            tag,
+            reply: "BAD Expected DONE.",
+        })
     }
 
     /// The command tagged `tag` is not waited on (any more).
@@ -1297,8 +1285,20 @@ fn read_response(
         Some(Response::Tagged { tag, .. }) => state.running.answered(tag.as_str()),
         _ => false,
     };
+    if let Some(Response::Tagged { tag, .. }) = &response
+        && state.idle.as_ref().is_some_and(|i| i.tag == tag.as_str())
+    {
+        state.idle = None;
+    }
     match response {
-        Some(Response::Continuation) if state.awaiting.is_some() => answer = Some(Answer::GoOn),
+        Some(Response::Continuation) => {
+            if let Some(idle) = state.idle.as_mut().filter(|i| !i.continued) {
+                // The IDLE's own: no literal's go-ahead.
+                idle.continued = true;
+            } else if state.awaiting.is_some() {
+                answer = Some(Answer::GoOn);
+            }
+        }
         Some(Response::Tagged { tag, status })
             if state
                 .awaiting
