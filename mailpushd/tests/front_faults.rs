@@ -118,6 +118,22 @@ async fn serve(
                 .await?
             }
             [_, "QUIT"] => return Ok(()),
+            // A command with several literals that the server refuses after the first
+            // one's octets, without reading the rest of its line.
+            [tag, "MULTI", size] => {
+                let n: usize = size
+                    .trim_matches(|c| c == '{' || c == '}')
+                    .parse()
+                    .unwrap_or(0);
+                out.write_all(b"+ OK\r\n").await?;
+                stream.get_mut().flush().await?;
+                let mut data = vec![0; n];
+                stream.read_exact(&mut data).await?;
+                stream
+                    .get_mut()
+                    .write_all(format!("{tag} NO [TOOBIG] After the first.\r\n").as_bytes())
+                    .await?;
+            }
             // IDLE until DONE, as Dovecot does.
             [tag, "IDLE"] => {
                 out.write_all(b"+ idling\r\n").await?;
@@ -957,4 +973,27 @@ async fn only_done_goes_while_idle_runs_and_its_plus_is_its_own() {
     assert_eq!(client.read().await, "+ OK\r\n");
     client.send("Hello").await;
     assert_eq!(client.read().await, "a OK APPEND completed\r\n");
+}
+
+/// A command the server answers after one of its literals, before the rest of its line:
+/// the server reads what follows as commands, so the front, which would read it as
+/// that command's, ends the session at once instead of waiting on a "+" that never
+/// comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_answered_between_its_literals_ends_the_session() {
+    let s = setup(|_| {}).await;
+    let mut client = s.logged_in().await;
+    client.send("b MULTI {5}").await;
+    assert_eq!(client.read().await, "+ OK\r\n");
+    client.stream.get_mut().write_all(b"hello").await.unwrap();
+    assert_eq!(client.read().await, "b NO [TOOBIG] After the first.\r\n");
+    client.send(" {5}").await;
+    let rest = String::from_utf8(rest(&mut client).await).unwrap();
+    assert!(!rest.contains('+'), "{rest}");
+    let read = s.server.read.lock().unwrap().clone();
+    assert!(
+        read.iter()
+            .all(|l| l.starts_with("b MULTI") || !l.contains("{5}")),
+        "{read:?}"
+    );
 }

@@ -205,6 +205,9 @@ enum Line {
         /// An `AUTHENTICATE` (before a login): the exchange it starts, and the user
         /// its initial response names.
         auth: Option<(Sasl, Option<UserName>)>,
+        /// A synchronizing literal of it was waited on: the server still reads it, and
+        /// must not have answered it before a later one.
+        waited: bool,
     },
     /// A SASL response in an `AUTHENTICATE` exchange: relayed, and read for the user
     /// name when it is the one that carries it.
@@ -561,6 +564,7 @@ impl ClientHalf<'_> {
             tag,
             shown_as: None,
             rename: false,
+            waited: false,
             gather: None,
             login: false,
             auth: None,
@@ -618,6 +622,7 @@ impl ClientHalf<'_> {
                 tag: login_tag,
                 shown_as: Some(tag),
                 rename: true,
+                waited: false,
                 gather: Some(Zeroizing::new(Vec::new())),
                 login: true,
                 auth: None,
@@ -638,6 +643,7 @@ impl ClientHalf<'_> {
                     tag: login_tag,
                     shown_as: Some(tag),
                     rename: true,
+                    waited: false,
                     gather: None,
                     login: false,
                     auth: Some((exchange, candidate)),
@@ -789,6 +795,7 @@ impl ClientHalf<'_> {
                 gather,
                 login,
                 auth,
+                waited,
             } => {
                 keep(gather, text);
                 let synchronizing = matches!(
@@ -816,8 +823,10 @@ impl ClientHalf<'_> {
                 };
                 let logging_in = *login || auth.is_some();
                 // `rename` is set until the line's first piece goes. A piece of a login
-                // after the first must find the login still unanswered.
-                let continuing = logging_in && !*rename;
+                // after the first, and one after a literal that was waited on, must find
+                // the command still unanswered: a server that ended it reads what
+                // follows as commands of their own.
+                let continuing = (logging_in && !*rename) || *waited;
                 if logging_in {
                     let sent_some = continuing;
                     // A login goes on only where the front reads it as the server
@@ -862,6 +871,7 @@ impl ClientHalf<'_> {
                     true
                 } else if synchronizing {
                     self.expect(&tag, shown_as.clone(), *login, None, continuing)?;
+                    *waited = true;
                     true
                 } else if logging_in {
                     // A login's literal that waits for no "+": should the server answer
