@@ -70,13 +70,13 @@ pub struct Framer {
     run_quoting: Quoting,
 }
 
-/// The octets kept back when dropping part of a long line, so a literal announcement
-/// split across reads is still recognised: 19 digits (IMAP4rev2's `number64`) in
-/// `{…+}`, and CR.
-const ANNOUNCEMENT_MAX: usize = 23;
-
-/// The most digits an announced length has: every number of 19 fits in 64 bits.
+/// The most digits an announced length has (IMAP4rev2's `number64`): every number of
+/// 19 fits in 64 bits.
 const LENGTH_DIGITS_MAX: usize = 19;
+
+/// The octets kept back when dropping part of a long line, so a literal announcement
+/// split across reads is still recognised: the digits in `{…+}`, and CR.
+const ANNOUNCEMENT_MAX: usize = LENGTH_DIGITS_MAX + 4;
 
 impl Framer {
     /// A framer for lines of at most `max` octets, literals included.
@@ -300,6 +300,27 @@ fn announcement(line: &[u8]) -> Option<(u64, bool)> {
     }
     let text = std::str::from_utf8(digits).ok()?;
     Some((text.parse().ok()?, synchronizing))
+}
+
+/// The literal `text` announces when it is the announcement alone with its line end, as
+/// a framer reads one (a bare LF for CRLF): the length, and whether the literal is
+/// synchronizing. For checking that an argument is a literal where the grammar takes
+/// one.
+///
+/// ```text
+/// announcement = "{" number64 ["+"] "}" CRLF
+/// ```
+///
+/// ```
+/// use imap_syntax::framing::announced;
+/// assert_eq!(announced(b"{5+}\r\n"), Some((5, false)));
+/// assert_eq!(announced(b"{5}\n"), Some((5, true)));
+/// assert_eq!(announced(b"x{5}\r\n"), None);
+/// assert_eq!(announced(b"{5}"), None);
+/// ```
+pub fn announced(text: &[u8]) -> Option<(u64, bool)> {
+    let line = text.strip_suffix(b"\n")?;
+    announcement(line).filter(|_| line.iter().rposition(|&b| b == b'{') == Some(0))
 }
 
 /// What is at the front of a relay's input: see [`Stream`].

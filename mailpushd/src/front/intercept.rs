@@ -26,6 +26,9 @@ pub(crate) enum Kind {
     Unauthenticate,
     /// `LOGIN`: relayed; its user name is read when the server accepts it.
     Login,
+    /// `IDLE`: relayed; until `DONE` the server reads nothing else, and the first `+`
+    /// after it is its own.
+    Idle,
     /// `AUTHENTICATE`: relayed; its user name is read from the exchange when the
     /// mechanism's messages carry it.
     Authenticate(Mechanism),
@@ -62,6 +65,8 @@ pub(crate) fn classify(name: &[u8], rest: &[u8]) -> Kind {
         Kind::Unauthenticate
     } else if is("LOGIN") {
         Kind::Login
+    } else if is("IDLE") {
+        Kind::Idle
     } else if is("AUTHENTICATE") {
         let mechanism = rest.strip_prefix(b" ").map_or(&b""[..], first_word);
         Kind::Authenticate(if mechanism.eq_ignore_ascii_case(b"PLAIN") {
@@ -146,25 +151,14 @@ pub(crate) fn login_literal_allowed(prefix: &[u8]) -> bool {
     if !name.eq_ignore_ascii_case(b"LOGIN") {
         return false;
     }
-    if is_announcement(rest) {
+    let announced = |text: &[u8]| imap_syntax::framing::announced(text).is_some();
+    if announced(rest) {
         return true;
     }
     match parse::astring_bytes(rest, &Limits::SERVER) {
-        Ok((after, _)) => after.strip_prefix(b" ").is_some_and(is_announcement),
+        Ok((after, _)) => after.strip_prefix(b" ").is_some_and(announced),
         Err(_) => false,
     }
-}
-
-/// Whether `text` is a literal's announcement and its line end, alone: `{n}` or
-/// `{n+}`, then CRLF (or a bare LF, as the framer reads one).
-fn is_announcement(text: &[u8]) -> bool {
-    let text = text.strip_suffix(b"\n").unwrap_or_default();
-    let text = text.strip_suffix(b"\r").unwrap_or(text);
-    let Some(inner) = text.strip_prefix(b"{").and_then(|t| t.strip_suffix(b"}")) else {
-        return false;
-    };
-    let digits = inner.strip_suffix(b"+").unwrap_or(inner);
-    !digits.is_empty() && digits.iter().all(u8::is_ascii_digit)
 }
 
 /// The user name in an `AUTHENTICATE PLAIN` message (base64, one line): the
@@ -230,6 +224,7 @@ mod tests {
             classify(b"AUTHENTICATE", b" SCRAM-SHA-256\r\n"),
             Kind::Authenticate(Mechanism::Unreadable)
         );
+        assert_eq!(classify(b"idle", b"\r\n"), Kind::Idle);
         assert_eq!(classify(b"SELECT", b" INBOX\r\n"), Kind::Other);
     }
 

@@ -160,6 +160,14 @@ struct Shared {
     idle: Option<Idle>,
 }
 
+impl Shared {
+    /// Whether the server answered the command tagged `tag`, which the client's half
+    /// waited on: it waits on it no more, or an answer to it is there unread.
+    fn answered(&self, tag: &str) -> bool {
+        self.answer.is_some() || self.awaiting.as_ref().is_none_or(|a| a.tag != tag)
+    }
+}
+
 /// An IDLE on its way to the server, or in it.
 struct Idle {
     /// Its tag: its tagged answer ends it.
@@ -480,21 +488,6 @@ impl ClientHalf<'_> {
                             }
                             _ => {}
                         }
-                        // Said before the IDLE goes, so that its "+" cannot come first.
-                        if let Line::Relay {
-                            tag: Some(tag),
-                            shown_as: None,
-                            ..
-                        } = &line
-                            && relay::command(&text)
-                                .is_some_and(|(_, name, _)| name.eq_ignore_ascii_case(b"IDLE"))
-                        {
-                            crate::lock(&self.meeting.shared).idle = Some(Idle {
-                                tag: tag.clone(),
-                                continued: false,
-                                done: false,
-                            });
-                        }
                     }
                     // A literal that waits for no "+" in a line the front reads no command
                     // in: a server that cannot read the line either ends it at its line
@@ -648,6 +641,15 @@ impl ClientHalf<'_> {
                     login: false,
                     auth: Some((exchange, candidate)),
                 }
+            }
+            Kind::Idle => {
+                // Said before the IDLE goes, so that its "+" cannot come first.
+                crate::lock(&self.meeting.shared).idle = Some(Idle {
+                    tag: tag.clone(),
+                    continued: false,
+                    done: false,
+                });
+                relayed(Some(tag))
             }
             _ => relayed(Some(tag)),
         }
@@ -828,7 +830,6 @@ impl ClientHalf<'_> {
                 // follows as commands of their own.
                 let continuing = (logging_in && !*rename) || *waited;
                 if logging_in {
-                    let sent_some = continuing;
                     // A login goes on only where the front reads it as the server
                     // will: a literal where the grammar takes one (a server may read
                     // a line's end where the front would read an announcement), never
@@ -844,7 +845,8 @@ impl ClientHalf<'_> {
                         _ => false,
                     };
                     if !readable {
-                        if sent_some {
+                        // Part of it went (`continuing`): the server holds the rest.
+                        if continuing {
                             return Err(SessionEnd::OutOfStep);
                         }
                         // Nothing of it went: refused here, as a server would.
@@ -963,7 +965,7 @@ impl ClientHalf<'_> {
     ) -> Result<(), SessionEnd> {
         let mut shared = crate::lock(&self.meeting.shared);
         if continuing {
-            if shared.answer.is_some() || shared.awaiting.as_ref().is_none_or(|a| a.tag != tag) {
+            if shared.answered(tag) {
                 return Err(SessionEnd::OutOfStep);
             }
         } else {
@@ -992,8 +994,7 @@ impl ClientHalf<'_> {
     /// waits on, before its end went: it no longer waits on it, or an answer to it is
     /// there unread.
     fn answered_early(&self, tag: &str) -> bool {
-        let shared = crate::lock(&self.meeting.shared);
-        shared.answer.is_some() || shared.awaiting.as_ref().is_none_or(|a| a.tag != tag)
+        crate::lock(&self.meeting.shared).answered(tag)
     }
 
     /// While an IDLE runs and DONE has not gone, the server reads only DONE: a line
@@ -1090,7 +1091,7 @@ impl ClientHalf<'_> {
                 )
                 .await
             }
-            Kind::Login | Kind::Authenticate(_) | Kind::Other => {
+            Kind::Login | Kind::Authenticate(_) | Kind::Idle | Kind::Other => {
                 tagged(tag, "BAD Error in IMAP command.")
             }
         }
