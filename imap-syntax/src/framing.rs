@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! line    = *(text literal) text CRLF
-//! literal = "{" number ["+"] "}" CRLF *OCTET     ; the number says how many octets
+//! literal = "{" *DIGIT ["+"] "}" CRLF *OCTET     ; the digits say how many octets
 //! ```
 //!
 //! A CRLF ends the line unless the octets before it announce a literal (`{n}`, or the
@@ -13,6 +13,12 @@
 //! announcement inside a quoted string (`"{5}` before the CRLF) is none: a quoted string
 //! cannot hold a line end, and a server's parser ends the line there, so a relay that
 //! read a literal instead would take the next line's octets for it.
+//!
+//! The digits are read as servers read them, not as the grammar's `number` alone:
+//! leading zeros count for nothing (`{0005}` announces 5 octets), no digits announce
+//! none (`{}`), and a length past 64 bits reads as `u64::MAX`, more than any limit (a
+//! server refuses it too). A relay that read such an announcement as text would end a
+//! line where the server reads a literal, or the other way round.
 
 /// What is at the front of the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,15 +74,16 @@ pub struct Framer {
     /// Inside a quoted string or not at `text_from`: octets of the run before it were
     /// dropped (a line too long).
     run_quoting: Quoting,
+    /// The dropped octets of the run end with the start of an announcement (`{` and
+    /// digits): its length so far.
+    run_open: Option<u64>,
 }
 
-/// The most digits an announced length has (IMAP4rev2's `number64`): every number of
-/// 19 fits in 64 bits.
-const LENGTH_DIGITS_MAX: usize = 19;
-
-/// The octets kept back when dropping part of a long line, so a literal announcement
-/// split across reads is still recognised: the digits in `{…+}`, and CR.
-const ANNOUNCEMENT_MAX: usize = LENGTH_DIGITS_MAX + 4;
+/// The octets of text kept back when part of a line goes (or is dropped) before its
+/// end: more than the `+}` and CR that end an announcement, so that they are read with
+/// its line end; the `{` and digits before them may have gone, and are carried. As
+/// many as an announcement of a 64-bit length has in all, so that one is seldom split.
+const ANNOUNCEMENT_MAX: usize = 23;
 
 impl Framer {
     /// A framer for lines of at most `max` octets, literals included.
@@ -88,6 +95,7 @@ impl Framer {
             literal_left: 0,
             discarding: false,
             run_quoting: Quoting::Outside,
+            run_open: None,
         }
     }
 
@@ -98,6 +106,7 @@ impl Framer {
         let mut at = self.scanned.min(input.len());
         let mut text_from = self.text_from.min(at);
         let mut run_quoting = self.run_quoting;
+        let mut run_open = self.run_open;
         loop {
             if self.literal_left > 0 {
                 let available = input.len() - at;
@@ -107,17 +116,18 @@ impl Framer {
                 at += take;
                 self.literal_left -= take as u64;
                 if self.literal_left > 0 {
-                    return self.incomplete(input, at, at, Quoting::Outside);
+                    return self.incomplete(input, at, at, Quoting::Outside, None);
                 }
                 text_from = at;
                 run_quoting = Quoting::Outside;
+                run_open = None;
             }
             let Some(lf) = input
                 .get(at..)
                 .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
                 .map(|i| at + i)
             else {
-                return self.incomplete(input, input.len(), text_from, run_quoting);
+                return self.incomplete(input, input.len(), text_from, run_quoting, run_open);
             };
             at = lf + 1;
             // Only text can announce a literal: not the octets of the literal before.
@@ -126,8 +136,8 @@ impl Framer {
                 // Were it not so, the line is refused rather than read without its text.
                 return self.refuse(at);
             };
-            let Some((length, synchronizing)) =
-                announcement(before).filter(|_| quoting(run_quoting, before) == Quoting::Outside)
+            let Some((length, synchronizing)) = announcement(run_open, before)
+                .filter(|_| quoting(run_quoting, before) == Quoting::Outside)
             else {
                 return self.complete(at);
             };
@@ -144,6 +154,7 @@ impl Framer {
                 self.scanned = 0;
                 self.text_from = 0;
                 self.run_quoting = Quoting::Outside;
+                self.run_open = None;
                 if !synchronizing {
                     self.literal_left = length;
                     self.discarding = true;
@@ -154,6 +165,7 @@ impl Framer {
                 self.scanned = at;
                 self.text_from = at;
                 self.run_quoting = Quoting::Outside;
+                self.run_open = None;
                 self.literal_left = length;
                 return Frame::Incomplete {
                     continuation: Some(length),
@@ -162,6 +174,7 @@ impl Framer {
             self.literal_left = length;
             text_from = at;
             run_quoting = Quoting::Outside;
+            run_open = None;
         }
     }
 
@@ -174,6 +187,7 @@ impl Framer {
         self.text_from = 0;
         self.literal_left = 0;
         self.run_quoting = Quoting::Outside;
+        self.run_open = None;
         line
     }
 
@@ -181,6 +195,7 @@ impl Framer {
         self.scanned = 0;
         self.text_from = 0;
         self.run_quoting = Quoting::Outside;
+        self.run_open = None;
         if self.discarding {
             self.discarding = false;
             return Frame::Discard(at);
@@ -197,6 +212,7 @@ impl Framer {
         self.text_from = 0;
         self.literal_left = 0;
         self.run_quoting = Quoting::Outside;
+        self.run_open = None;
         if self.discarding {
             self.discarding = false;
             return Frame::Discard(at);
@@ -210,6 +226,7 @@ impl Framer {
         at: usize,
         text_from: usize,
         run_quoting: Quoting,
+        run_open: Option<u64>,
     ) -> Frame {
         let newly_too_long = !self.discarding && at > self.max;
         if newly_too_long {
@@ -219,6 +236,7 @@ impl Framer {
             self.scanned = at;
             self.text_from = text_from;
             self.run_quoting = run_quoting;
+            self.run_open = run_open;
             return Frame::Incomplete { continuation: None };
         }
         // Keep back what could be the start of an announcement: text only, never
@@ -232,6 +250,8 @@ impl Framer {
             .get(text_from.min(discard)..discard)
             .unwrap_or_default();
         self.run_quoting = quoting(run_quoting, dropped);
+        self.run_open =
+            left_open(run_open, dropped).filter(|_| self.run_quoting == Quoting::Outside);
         if newly_too_long {
             Frame::TooLong { discard }
         } else {
@@ -280,26 +300,38 @@ fn quoting(state: Quoting, text: &[u8]) -> Quoting {
     })
 }
 
-/// `"{" number64 ["+"] "}" [CR]` at the end of `line`: the announced length and
-/// whether it is synchronizing. IMAP4rev2 (RFC 9051) allows lengths past 32 bits; one
-/// of more digits than any 64-bit length has is none.
-fn announcement(line: &[u8]) -> Option<(u64, bool)> {
+/// `"{" *DIGIT ["+"] "}" [CR]` at the end of `line`, whose text began after `open`
+/// (see [`left_open`]): the announced length and whether it is synchronizing. Read as
+/// a server reads it (see the module's documentation).
+fn announcement(open: Option<u64>, line: &[u8]) -> Option<(u64, bool)> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let inner = line.strip_suffix(b"}")?;
-    let open = inner.iter().rposition(|&b| b == b'{')?;
-    let body = inner.get(open + 1..)?;
-    let (digits, synchronizing) = match body.strip_suffix(b"+") {
-        Some(digits) => (digits, false),
-        None => (body, true),
+    let (inner, synchronizing) = match inner.strip_suffix(b"+") {
+        Some(inner) => (inner, false),
+        None => (inner, true),
     };
-    if digits.is_empty()
-        || digits.len() > LENGTH_DIGITS_MAX
-        || !digits.iter().all(u8::is_ascii_digit)
-    {
-        return None;
-    }
-    let text = std::str::from_utf8(digits).ok()?;
-    Some((text.parse().ok()?, synchronizing))
+    Some((left_open(open, inner)?, synchronizing))
+}
+
+/// Whether `text`, whose run began after `open`, ends with the start of an
+/// announcement, `{` and digits (or digits alone, going on with `open`): the length
+/// they say so far. Leading zeros count for nothing; past 64 bits, `u64::MAX`.
+fn left_open(open: Option<u64>, text: &[u8]) -> Option<u64> {
+    let digits_from = text
+        .iter()
+        .rposition(|b| !b.is_ascii_digit())
+        .map_or(0, |i| i + 1);
+    let (head, digits) = text.split_at(digits_from);
+    let before = match head.last() {
+        None => open?,
+        Some(b'{') => 0,
+        Some(_) => return None,
+    };
+    Some(digits.iter().fold(before, |length, &digit| {
+        length
+            .saturating_mul(10)
+            .saturating_add(u64::from(digit.wrapping_sub(b'0')))
+    }))
 }
 
 /// The literal `text` announces when it is the announcement alone with its line end, as
@@ -308,7 +340,7 @@ fn announcement(line: &[u8]) -> Option<(u64, bool)> {
 /// one.
 ///
 /// ```text
-/// announcement = "{" number64 ["+"] "}" CRLF
+/// announcement = "{" *DIGIT ["+"] "}" CRLF
 /// ```
 ///
 /// ```
@@ -320,7 +352,7 @@ fn announcement(line: &[u8]) -> Option<(u64, bool)> {
 /// ```
 pub fn announced(text: &[u8]) -> Option<(u64, bool)> {
     let line = text.strip_suffix(b"\n")?;
-    announcement(line).filter(|_| line.iter().rposition(|&b| b == b'{') == Some(0))
+    announcement(None, line).filter(|_| line.iter().rposition(|&b| b == b'{') == Some(0))
 }
 
 /// What is at the front of a relay's input: see [`Stream`].
@@ -404,6 +436,9 @@ pub struct Stream {
     /// Inside a quoted string or not after the text of the current run handed out so
     /// far (a long line's pieces).
     quoting: Quoting,
+    /// The text of the current run handed out so far ends with the start of an
+    /// announcement (`{` and digits): its length so far.
+    open: Option<u64>,
 }
 
 impl Stream {
@@ -417,6 +452,7 @@ impl Stream {
             literal_left: 0,
             start: true,
             quoting: Quoting::Outside,
+            open: None,
         }
     }
 
@@ -454,7 +490,9 @@ impl Stream {
             self.scanned = keep;
             let start = std::mem::replace(&mut self.start, false);
             let len = input.len() - keep;
-            self.quoting = quoting(self.quoting, input.split_at(len).0);
+            let handed = input.split_at(len).0;
+            self.quoting = quoting(self.quoting, handed);
+            self.open = left_open(self.open, handed).filter(|_| self.quoting == Quoting::Outside);
             return Piece::Text {
                 len,
                 start,
@@ -466,9 +504,10 @@ impl Stream {
         // The LF was found in `input`: the text before it is within it.
         let (before, _) = input.split_at(lf);
         // Scanned for quotes only when it ends like an announcement.
-        let announced =
-            announcement(before).filter(|_| quoting(self.quoting, before) == Quoting::Outside);
+        let announced = announcement(self.open, before)
+            .filter(|_| quoting(self.quoting, before) == Quoting::Outside);
         self.quoting = Quoting::Outside;
+        self.open = None;
         let end = match announced {
             Some((len, synchronizing)) => {
                 self.literal_left = len;
@@ -495,6 +534,7 @@ impl Stream {
         self.scanned = 0;
         self.start = true;
         self.quoting = Quoting::Outside;
+        self.open = None;
     }
 
     /// Whether the pieces handed out so far end with a whole line, as opposed to within

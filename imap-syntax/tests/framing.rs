@@ -21,9 +21,9 @@ fn lines_and_literals() {
     for text in [
         &b"a3 X \"{5}\"\r\n"[..],
         b"a3 X {5} y\r\n",
-        b"a3 X {}\r\n",
         b"a3 X {5a}\r\n",
-        b"a3 X {12345678901234567890}\r\n",
+        b"a3 X {+5}\r\n",
+        b"a3 X {5}\r\r\n",
     ] {
         assert_eq!(
             f.frame(text),
@@ -129,9 +129,15 @@ fn lines_of(
     text: impl Strategy<Value = Vec<u8>> + Clone,
     data: impl Strategy<Value = Vec<u8>>,
 ) -> impl Strategy<Value = Vec<u8>> {
-    let literal = (data, any::<bool>()).prop_map(|(data, sync)| {
-        let mut out =
-            format!(" {{{}{}}}\r\n", data.len(), if sync { "" } else { "+" }).into_bytes();
+    // Leading zeros, as many as a client likes: a server reads them.
+    let literal = (data, any::<bool>(), 0usize..40).prop_map(|(data, sync, zeros)| {
+        let mut out = format!(
+            " {{{}{}{}}}\r\n",
+            "0".repeat(zeros),
+            data.len(),
+            if sync { "" } else { "+" }
+        )
+        .into_bytes();
         out.extend_from_slice(&data);
         out
     });
@@ -529,4 +535,91 @@ proptest! {
             }
         }
     }
+}
+
+/// Announced lengths are read as a server reads them: leading zeros count for nothing,
+/// however many; no digits announce an empty literal; a length past 64 bits is more
+/// than any limit. Read as text, each would end a line where the server reads on.
+#[test]
+fn lengths_are_read_as_a_server_reads_them() {
+    let zeros = "0".repeat(300);
+    let cases = [
+        (format!("a1 X {{{zeros}5}}\r\n"), 5, true),
+        (
+            format!("a1 X ~{{{zeros}12345678901234567890+}}\r\n"),
+            12_345_678_901_234_567_890,
+            false,
+        ),
+        ("a1 X {}\r\n".to_owned(), 0, true),
+        ("a1 X {+}\n".to_owned(), 0, false),
+        (
+            "a1 X {99999999999999999999999}\r\n".to_owned(),
+            u64::MAX,
+            true,
+        ),
+    ];
+    for (text, len, synchronizing) in cases {
+        let mut s = Stream::new(1_000_000);
+        assert_eq!(
+            s.next(text.as_bytes()),
+            Piece::Text {
+                len: text.len(),
+                start: true,
+                end: End::Literal { len, synchronizing }
+            },
+            "{text}"
+        );
+        // The same when it arrives in reads of 50 octets and goes in pieces, its `{`
+        // and digits in earlier ones than its end.
+        let mut s = Stream::new(0);
+        let (mut buffer, mut read, mut pieces) = (Vec::new(), 0, 0);
+        let last = loop {
+            match s.next(&buffer) {
+                Piece::Text { len, end, .. } => {
+                    buffer.drain(..len);
+                    pieces += 1;
+                    if end != End::More {
+                        break end;
+                    }
+                }
+                Piece::Incomplete => {
+                    let more = text.as_bytes().get(read..).unwrap();
+                    let more = more.get(..50).unwrap_or(more);
+                    assert!(!more.is_empty(), "{text}");
+                    buffer.extend_from_slice(more);
+                    read += more.len();
+                }
+                other => panic!("{other:?} in {text}"),
+            }
+        };
+        assert!(buffer.is_empty() && read == text.len());
+        assert!(pieces > 1 || text.len() < 92, "{text}");
+        assert_eq!(last, End::Literal { len, synchronizing }, "{text}");
+        let mut f = Framer::new(1000);
+        let expected = if len > 1000 {
+            Frame::TooLong {
+                discard: text.len(),
+            }
+        } else if synchronizing {
+            Frame::Incomplete {
+                continuation: Some(len),
+            }
+        } else {
+            Frame::Incomplete { continuation: None }
+        };
+        assert_eq!(f.frame(text.as_bytes()), expected, "{text}");
+    }
+    // The literal of a line too long, announced with zeros split from its end, is
+    // dropped with it; the next line frames.
+    let mut f = Framer::new(100);
+    let line = format!("a1 X {{{zeros}3+}}\r\nabc\r\na2 NOOP\r\n");
+    let (Frame::TooLong { discard } | Frame::Discard(discard)) = f.frame(&line.as_bytes()[..200])
+    else {
+        panic!()
+    };
+    let rest = line.as_bytes().get(discard..).unwrap();
+    let Frame::Discard(n) = f.frame(rest) else {
+        panic!()
+    };
+    assert_eq!(rest.get(n..).unwrap(), b"a2 NOOP\r\n");
 }

@@ -430,6 +430,43 @@ async fn a_literal_in_a_sasl_response_cancels_the_exchange() {
 /// what the client sends as the "literal" (a login of its own under that tag) is
 /// never read as the login's, and the session does not act for the user the line
 /// named.
+/// A literal's length is read as Dovecot reads it, leading zeros and all: the front
+/// waits for Dovecot's "+", passes the literal on, and reads the next command where
+/// Dovecot does. (Read as text, the literal's octets were taken for a command of their
+/// own, and the SELECT waited for them for ever.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Dovecot 2.3 and root; .ci/run installs it and runs --include-ignored"]
+async fn literal_lengths_are_read_as_dovecot_reads_them() {
+    let dovecot = Dovecot::start(&Release::v2_3(), &Driver::Text(String::new())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_standin, daemon, roots) = daemon_with_a_front(dir.path(), dovecot.imap_proxied).await;
+    let front = daemon.front_addresses()[0];
+    let mut imap = Client::new(connect_tls(front, &roots, [127, 0, 0, 1].into()).await);
+    imap.read().await;
+    let logged_in = imap.run("LOGIN alice secret").await;
+    assert!(logged_in.last().is_some_and(|l| l.starts_with("1 OK")));
+    let zeros = "0".repeat(30);
+    for (tag, command, plus) in [("s", "SELECT", ""), ("e", "EXAMINE", "+")] {
+        imap.send(&format!("{tag} {command} {{{zeros}5{plus}}}"))
+            .await;
+        if plus.is_empty() {
+            let go_on = imap.read().await;
+            assert!(go_on.starts_with('+'), "{}", imap.transcript);
+        }
+        imap.send("INBOX").await;
+        let mut answer = imap.read().await;
+        while answer.starts_with("* ") {
+            answer = imap.read().await;
+        }
+        assert!(
+            answer.starts_with(&format!("{tag} OK")),
+            "{}",
+            imap.transcript
+        );
+    }
+    daemon.shutdown(Duration::from_secs(5)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Dovecot 2.3 and root; .ci/run installs it and runs --include-ignored"]
 async fn a_login_the_front_and_dovecot_would_read_differently_is_refused_whole() {
