@@ -203,7 +203,7 @@ pub fn dovecot_settings(config: &Config) -> Result<String, AccessError> {
         .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:".contains(&b));
     if !url_safe {
         return Ok(format!(
-            "# mailpushd's credential for Dovecot; keep these lines as private as the file.\n\
+            "{PRIVATE}\
              \n\
              # The Lua script, Dovecot 2.3 (plugin {{ }}) and 2.4 (push_notification mailpushd {{ lua_settings {{ }} }}):\n\
              mailpushd_url = http://{at}/notify\n\
@@ -216,7 +216,7 @@ pub fn dovecot_settings(config: &Config) -> Result<String, AccessError> {
     }
     let userinfo = userinfo.as_str();
     Ok(format!(
-        "# mailpushd's credential for Dovecot; keep these lines as private as the file.\n\
+        "{PRIVATE}\
          \n\
          # The xaps plugin (Dovecot 2.3), conf.d/95-xaps.conf:\n\
          plugin {{\n  xaps_config = url=http://{userinfo}@{at}\n}}\n\
@@ -231,6 +231,12 @@ pub fn dovecot_settings(config: &Config) -> Result<String, AccessError> {
          url = http://{userinfo}@{at}{ox}\n"
     ))
 }
+
+/// What [`dovecot_settings`] says first: where the lines it prints may go.
+const PRIVATE: &str = "# mailpushd's credential for Dovecot: whoever reads it can push, register and\n\
+     # subscribe as any mail user. Put these lines in a file only root can read (chmod 600;\n\
+     # Dovecot's config process reads its settings as root), never in one left readable by\n\
+     # all, as conf.d's files are.\n";
 
 /// Reads `api.credential_file`, or with `make` makes it (`None` without): a random
 /// password for [`MADE_USER`], written readable by its owner only, never over a file
@@ -382,6 +388,10 @@ mod tests {
             "{settings}"
         );
         assert!(settings.contains("cannot be written in"), "{settings}");
+        // Both forms say first where the lines may go.
+        assert!(settings.starts_with(PRIVATE) && settings.contains("chmod 600"));
+        config.basic_auth = Some(auth());
+        assert!(dovecot_settings(&config).unwrap().starts_with(PRIVATE));
     }
 
     fn header(text: &str) -> HeaderValue {

@@ -386,6 +386,17 @@ fn prepare(release: &Release, driver: &Driver) -> Prepared {
     let text =
         release.base(&seen, imap, proxied, lmtp) + &driver.config(release, dir.path(), &seen);
     std::fs::write(dir.path().join("dovecot.conf"), text).unwrap();
+    // The settings may hold mailpushd's credential: for root alone, as the README says
+    // to keep them (Dovecot's config process reads them as root).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for file in ["dovecot.conf", "90-mailpushd.conf"] {
+            let path = dir.path().join(file);
+            if path.exists() {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            }
+        }
+    }
     // Mail is served as nobody: the folders it touches are its own.
     let status = Command::new("chown")
         .args(["-R", "nobody:nogroup"])
