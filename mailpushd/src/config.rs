@@ -28,6 +28,16 @@ pub enum ConfigError {
         /// The parser's words, with the line.
         message: String,
     },
+    /// The file holds a password and every user of the machine may read it.
+    #[error(
+        "{path} holds a password (basic_auth, the database URL's or the PKCS#12 file's) and every user of this machine may read it (mode {mode:03o}): chmod o-rwx it"
+    )]
+    Exposed {
+        /// The file.
+        path: PathBuf,
+        /// Its mode.
+        mode: u32,
+    },
     /// The xapsd YAML is not valid.
     #[error("{path} (xapsd YAML): {message}")]
     Yaml {
@@ -793,7 +803,7 @@ impl Config {
                 }
             })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        match path.extension().and_then(|e| e.to_str()) {
+        let config = match path.extension().and_then(|e| e.to_str()) {
             Some("yaml" | "yml") => Self::from_xapsd_yaml(&text, base).map_err(|e| match e {
                 ConfigError::Yaml { message, .. } => ConfigError::Yaml {
                     path: path.to_owned(),
@@ -808,7 +818,36 @@ impl Config {
                 },
                 other => other,
             }),
+        }?;
+        if config.holds_passwords() {
+            let exposed = std::fs::metadata(path)
+                .and_then(|metadata| crate::files::exposed(path, &metadata))
+                .map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+            if let Some(mode) = exposed {
+                return Err(ConfigError::Exposed {
+                    path: path.to_owned(),
+                    mode,
+                });
+            }
         }
+        Ok(config)
+    }
+
+    /// Whether the settings hold a password: `basic_auth`, the database URL's, the
+    /// PKCS#12 file's.
+    fn holds_passwords(&self) -> bool {
+        let database = match &self.database {
+            Database::Postgres(url) => url.redacted() != url.expose(),
+            Database::Sqlite(_) => false,
+        };
+        let pkcs12 = matches!(
+            &self.apns.credentials,
+            Some(Credentials::Pkcs12 { password, .. }) if !password.is_empty()
+        );
+        self.basic_auth.is_some() || database || pkcs12
     }
 
     /// Reads mailpushd's TOML; relative paths are taken from `base`.
@@ -1415,6 +1454,48 @@ certificate_key_pem = "key.pem"
                 .is_some_and(|e| e.contains("larger than 1048576 octets")),
             "{refused:?}"
         );
+    }
+
+    /// A file with a password in it that every user may read is refused; one without
+    /// a password, or in a folder only its owner enters, is read.
+    #[test]
+    fn a_password_every_user_may_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        mode(dir.path(), 0o755);
+        let file = dir.path().join("mailpushd.toml");
+        for (text, secret) in [
+            (
+                "basic_auth = { user = \"dovecot\", password = \"s3cret\" }\n",
+                true,
+            ),
+            ("database = \"postgres://u:pw@db/mail\"\n", true),
+            ("database = \"postgres://u@db/mail?password=pw\"\n", true),
+            ("database = \"postgres://u@db/mail\"\n", false),
+            ("[push]\nmailboxes = \"inbox\"\n", false),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            mode(&file, 0o644);
+            let loaded = Config::load(&file);
+            if secret {
+                let error = loaded.err().map(|e| e.to_string()).unwrap_or_default();
+                assert!(
+                    error.contains("mode 644") && error.contains("chmod o-rwx"),
+                    "{text}: {error}"
+                );
+                mode(&file, 0o640);
+                assert!(Config::load(&file).is_ok(), "{text}");
+                mode(&file, 0o644);
+                mode(dir.path(), 0o750);
+                assert!(Config::load(&file).is_ok(), "{text}");
+                mode(dir.path(), 0o755);
+            } else {
+                assert!(loaded.is_ok(), "{text}");
+            }
+        }
     }
 
     #[test]

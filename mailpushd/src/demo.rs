@@ -60,7 +60,7 @@ pub fn standin_config(standin: &Standin, dir: &std::path::Path) -> Result<Config
     let ca = dir.join("standin-ca.pem");
     std::fs::write(&ca, standin.ca_pem())?;
     let p8 = dir.join("AuthKey_DEMO123456.p8");
-    std::fs::write(&p8, demo_p8()?)?;
+    crate::files::write_private(&p8, demo_p8()?.as_bytes())?;
     let mut config = Config::with_database(dir.join("mailpushd.sqlite"));
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.apns.server = apns_proto::Server::new(&standin.address().to_string())?;

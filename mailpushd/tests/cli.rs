@@ -215,7 +215,7 @@ fn a_log_filter_that_does_not_read_is_refused() {
 fn check_config_reports_what_it_found() {
     let dir = tempfile::tempdir().unwrap();
     let p8 = dir.path().join("AuthKey_ABCDE12345.p8");
-    std::fs::write(&p8, demo_p8().unwrap()).unwrap();
+    mailpushd::files::write_private(&p8, demo_p8().unwrap().as_bytes()).unwrap();
     let config = dir.path().join("token.toml");
     std::fs::write(
         &config,
@@ -248,14 +248,29 @@ fn check_config_reports_what_it_found() {
     .unwrap();
     let (_, out) = mailpushd(&config, &["check-config", "--offline"]);
     assert!(out.contains("WARNING 50 octets or shorter"), "{out}");
-    std::fs::write(&p8, "not a key").unwrap();
+    // A key every user of the machine may read is refused, with what to do.
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &std::path::Path, m| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        mode(dir.path(), 0o755);
+        mode(&p8, 0o644);
+        let (ok, out) = mailpushd(&config, &["check-config", "--offline"]);
+        assert!(
+            !ok && out.contains("mode 644") && out.contains("chmod o-rwx"),
+            "{out}"
+        );
+        mode(&p8, 0o600);
+    }
+    mailpushd::files::write_private(&p8, b"not a key").unwrap();
     let (ok, out) = mailpushd(&config, &["check-config", "--offline"]);
     assert!(!ok && out.contains("ERROR"), "{out}");
 
     // A certificate: its topic and validity.
     let (cert, key, _, _) = apns_certificate();
     std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
-    std::fs::write(dir.path().join("key.pem"), key).unwrap();
+    mailpushd::files::write_private(&dir.path().join("key.pem"), key.as_bytes()).unwrap();
     std::fs::write(
         &config,
         "database = \"sqlite:store.sqlite\"\n[apns]\ncertificate_pem = \"cert.pem\"\ncertificate_key_pem = \"key.pem\"\n",
@@ -359,14 +374,14 @@ fn the_topic_comes_from_the_certificate_pem_or_pkcs12() {
     let dir = tempfile::tempdir().unwrap();
     let (cert_pem, key_pem, cert, key) = apns_certificate();
     std::fs::write(dir.path().join("cert.pem"), &cert_pem).unwrap();
-    std::fs::write(dir.path().join("key.pem"), &key_pem).unwrap();
+    mailpushd::files::write_private(&dir.path().join("key.pem"), key_pem.as_bytes()).unwrap();
     let chain = p12_keystore::Certificate::from_der(cert.der()).unwrap();
     let entry = p12_keystore::PrivateKeyChain::new(key.serialize_der(), [1u8; 20], vec![chain]);
     let mut store = p12_keystore::KeyStore::new();
     store.add_entry("mail", p12_keystore::KeyStoreEntry::PrivateKeyChain(entry));
-    std::fs::write(
-        dir.path().join("PushEmail.p12"),
-        store.writer("").write().unwrap(),
+    mailpushd::files::write_private(
+        &dir.path().join("PushEmail.p12"),
+        &store.writer("").write().unwrap(),
     )
     .unwrap();
     for credentials in [
@@ -657,7 +672,7 @@ async fn check_config_finds_a_client_certificate_refused_after_a_tls_1_3_handsha
     let dir = tempfile::tempdir().unwrap();
     let (cert_pem, key_pem, _, _) = apns_certificate();
     std::fs::write(dir.path().join("cert.pem"), &cert_pem).unwrap();
-    std::fs::write(dir.path().join("key.pem"), &key_pem).unwrap();
+    mailpushd::files::write_private(&dir.path().join("key.pem"), key_pem.as_bytes()).unwrap();
     let address = refusing_server(dir.path()).await;
     let config = dir.path().join("apns.toml");
     std::fs::write(

@@ -1317,7 +1317,7 @@ async fn a_key_file_is_imported_once_and_never_undoes_a_rotation() {
     let write_key = |name: &str| {
         let key = webpush_crypto::VapidKey::generate(&mut rand_core::OsRng).unwrap();
         let path = dir.path().join(name);
-        std::fs::write(&path, key.to_pkcs8_pem().unwrap().as_bytes()).unwrap();
+        mailpushd::files::write_private(&path, key.to_pkcs8_pem().unwrap().as_bytes()).unwrap();
         (path, key.public_key().to_string())
     };
     let (file_a, key_a) = write_key("a.pem");

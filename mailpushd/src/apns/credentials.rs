@@ -35,6 +35,14 @@ fn read(path: &std::path::Path) -> Result<zeroize::Zeroizing<Vec<u8>>, ApnsError
     })
 }
 
+/// The same for a file with a private key in it: refused when every user may read it.
+fn read_key(path: &std::path::Path) -> Result<zeroize::Zeroizing<Vec<u8>>, ApnsError> {
+    crate::files::read_private(path, crate::files::KEY_MAX).map_err(|source| ApnsError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 /// A credential file that does not read as what it should be.
 fn unreadable(path: &std::path::Path, reason: impl std::fmt::Display) -> ApnsError {
     ApnsError::Credentials {
@@ -56,7 +64,7 @@ pub(crate) fn load(config: &config::Apns) -> Result<Loaded, ApnsError> {
             key_id,
             team_id,
         }) => {
-            let key = ProviderKey::from_p8_pem(&read(key_file)?, key_id, team_id)
+            let key = ProviderKey::from_p8_pem(&read_key(key_file)?, key_id, team_id)
                 .map_err(|e| unreadable(key_file, e))?;
             tokens = Some(ProviderTokens::new(key));
         }
@@ -77,11 +85,12 @@ pub(crate) fn load(config: &config::Apns) -> Result<Loaded, ApnsError> {
                     "no PEM certificate in it (-----BEGIN CERTIFICATE-----): convert a DER one with openssl x509 -inform der",
                 ));
             }
-            let key = PrivateKeyDer::from_pem_slice(&read(key)?).map_err(|e| unreadable(key, e))?;
+            let key =
+                PrivateKeyDer::from_pem_slice(&read_key(key)?).map_err(|e| unreadable(key, e))?;
             client_auth = Some((chain, key));
         }
         Some(config::Credentials::Pkcs12 { file, password }) => {
-            let store = p12_keystore::KeyStore::from_pkcs12(&read(file)?, password)
+            let store = p12_keystore::KeyStore::from_pkcs12(&read_key(file)?, password)
                 .map_err(|e| unreadable(file, e))?;
             let (_, entry) = store
                 .private_key_chain()

@@ -208,7 +208,7 @@ pub async fn current_vapid_key(
     store: &Store,
 ) -> Result<(VapidKeyId, VapidKey), WebPushSetupError> {
     if let Some(file) = &config.webpush.key_file {
-        let bytes = crate::files::read_secret(file, crate::files::KEY_MAX).map_err(|source| {
+        let bytes = crate::files::read_private(file, crate::files::KEY_MAX).map_err(|source| {
             WebPushSetupError::KeyFile {
                 path: file.clone(),
                 source,

@@ -71,12 +71,16 @@ fn load(
     provider: &CryptoProvider,
     files: &FrontCertificate,
 ) -> Result<Arc<CertifiedKey>, CertificateError> {
+    // The key file is refused when every user may read it; the chain is public.
     let read = |path: &Path| {
-        crate::files::read_secret(path, crate::files::KEY_MAX).map_err(|source| {
-            CertificateError::Read {
-                path: path.to_owned(),
-                source,
-            }
+        let read = if path == files.key_file {
+            crate::files::read_private
+        } else {
+            crate::files::read_secret
+        };
+        read(path, crate::files::KEY_MAX).map_err(|source| CertificateError::Read {
+            path: path.to_owned(),
+            source,
         })
     };
     let unusable = |path: &Path, reason: String| CertificateError::Unusable {
@@ -240,7 +244,7 @@ mod tests {
             key_file: dir.join(format!("{stem}.key")),
         };
         std::fs::write(&files.cert_file, cert.pem()).unwrap();
-        std::fs::write(&files.key_file, key.serialize_pem()).unwrap();
+        crate::files::write_private(&files.key_file, key.serialize_pem().as_bytes()).unwrap();
         files
     }
 
@@ -308,7 +312,7 @@ mod tests {
         // A key that is not the certificate's: refused, the renewed pair stays.
         std::thread::sleep(std::time::Duration::from_millis(20));
         let other = rcgen::KeyPair::generate().unwrap();
-        std::fs::write(&files.key_file, other.serialize_pem()).unwrap();
+        crate::files::write_private(&files.key_file, other.serialize_pem().as_bytes()).unwrap();
         assert_eq!(certificates.reload_changed(), 0);
         assert_eq!(served(&certificates, Some("imap.example.org")), after);
         // And at start, such a pair is refused with the file named.

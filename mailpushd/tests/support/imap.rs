@@ -32,7 +32,7 @@ pub fn certificates(dir: &std::path::Path) -> (FrontCertificate, rustls::RootCer
     let cert = params.signed_by(&key, &ca).unwrap();
     let (cert_file, key_file) = (dir.join("imap.pem"), dir.join("imap.key"));
     std::fs::write(&cert_file, cert.pem()).unwrap();
-    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    mailpushd::files::write_private(&key_file, key.serialize_pem().as_bytes()).unwrap();
     // For clients that read a CA from a file.
     std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
     let mut roots = rustls::RootCertStore::empty();
