@@ -430,6 +430,62 @@ async fn a_literal_in_a_sasl_response_cancels_the_exchange() {
 /// what the client sends as the "literal" (a login of its own under that tag) is
 /// never read as the login's, and the session does not act for the user the line
 /// named.
+/// An AUTHENTICATE line whose initial response Dovecot reads and a one-word reader
+/// misses (two spaces, a CR) or cuts short (a space in the base64) is refused whole.
+/// Relayed, Dovecot took the response for the user name (`alice`) and asked for the
+/// password, which the front then read as the user name: its session acted for a user
+/// named as alice's password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Dovecot 2.3 and root; .ci/run installs it and runs --include-ignored"]
+async fn an_authenticate_line_dovecot_reads_otherwise_is_refused() {
+    use base64::Engine as _;
+    let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+    let dovecot = Dovecot::start(&Release::v2_3(), &Driver::Text(String::new())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_standin, daemon, roots) = daemon_with_a_front(dir.path(), dovecot.imap_proxied).await;
+    let front = daemon.front_addresses()[0];
+    let (alice, secret) = (b64(b"alice"), b64(b"secret"));
+    let (ali, ce) = alice.split_at(4);
+    for line in [
+        format!("t AUTHENTICATE LOGIN  {alice}"),
+        format!("t AUTHENTICATE LOGIN\r{alice}"),
+        format!("t AUTHENTICATE LOGIN {ali} {ce}"),
+    ] {
+        let mut imap = Client::new(connect_tls(front, &roots, [127, 0, 0, 1].into()).await);
+        imap.read().await;
+        imap.send(&line).await;
+        let answer = imap.read().await;
+        if answer.starts_with('+') {
+            // Relayed: the password, then a push command as whoever the front took.
+            imap.send(&secret).await;
+            let mut answer = imap.read().await;
+            while !answer.starts_with("t ") {
+                answer = imap.read().await;
+            }
+        } else {
+            assert!(answer.starts_with("t BAD"), "{}", imap.transcript);
+        }
+        imap.send(&format!(
+            "r XAPPLEPUSHSERVICE aps-version 2 aps-account-id {ACCOUNT} aps-device-token {TOKEN} aps-subtopic com.apple.mobilemail mailboxes (INBOX)"
+        ))
+        .await;
+        let mut answer = imap.read().await;
+        while answer.starts_with("* ") {
+            answer = imap.read().await;
+        }
+        assert!(answer.starts_with("r BAD"), "{}", imap.transcript);
+    }
+    for user in ["secret", "alice"] {
+        let devices = daemon
+            .store()
+            .devices_of(&support::user_name(user))
+            .await
+            .unwrap();
+        assert!(devices.is_empty(), "{user}: {devices:?}");
+    }
+    daemon.shutdown(Duration::from_secs(5)).await;
+}
+
 /// A literal's length is read as Dovecot reads it, leading zeros and all: the front
 /// waits for Dovecot's "+", passes the literal on, and reads the next command where
 /// Dovecot does. (Read as text, the literal's octets were taken for a command of their

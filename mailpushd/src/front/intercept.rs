@@ -81,17 +81,45 @@ pub(crate) fn classify(name: &[u8], rest: &[u8]) -> Kind {
     }
 }
 
-/// The initial response of `AUTHENTICATE mechanism SP initial-response` (RFC 4959),
-/// as sent (base64, or `=` for an empty one); `None` without one.
+/// How an `AUTHENTICATE` line reads, from `rest`, what follows the command name up to
+/// and with the line's end: `Some(None)` without an initial response, `Some(Some(r))`
+/// with one (RFC 4959; base64, or `=` for an empty one), and `None` when the line has
+/// any other form, which the front refuses rather than relay.
 ///
 /// ```text
-/// authenticate = "AUTHENTICATE" SP auth-type [SP (base64 / "=")] *(CRLF base64)
+/// authenticate = "AUTHENTICATE" SP auth-type [SP (base64 / "=")] CRLF
+/// auth-type    = 1*(ALPHA / DIGIT / "-" / "_")        ; a SASL mechanism's name
 /// ```
-pub(crate) fn initial_response(rest: &[u8]) -> Option<&[u8]> {
+///
+/// Only this form reads alike in the front and in a server. Dovecot takes everything
+/// after the mechanism's space to the line's end as the response, and its base64
+/// decoder skips blanks: `LOGIN  bWFsbG9yeQ==` (two spaces), `LOGIN\rbWFs…` or
+/// `LOGIN Ym9i Ynk=` carry a response (`mallory`, `bobby`) that a reader of one word
+/// would miss or cut short, and would then take the password's line, or part of the
+/// name, for the user name.
+pub(crate) fn authenticate_line(rest: &[u8]) -> Option<Option<&[u8]>> {
+    let rest = rest.strip_suffix(b"\n")?;
+    let rest = rest.strip_suffix(b"\r").unwrap_or(rest);
     let rest = rest.strip_prefix(b" ")?;
-    let space = rest.iter().position(|&b| b == b' ')?;
-    let response = first_word(rest.get(space + 1..)?);
-    (!response.is_empty()).then_some(response)
+    let (mechanism, response) = match rest.iter().position(|&b| b == b' ') {
+        Some(at) => {
+            let (mechanism, response) = rest.split_at(at);
+            (mechanism, Some(response.get(1..)?))
+        }
+        None => (rest, None),
+    };
+    let sasl_name = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_');
+    if mechanism.is_empty() || !mechanism.iter().all(sasl_name) {
+        return None;
+    }
+    match response {
+        None => Some(None),
+        // Canonical base64 only: no blank, no padding out of place.
+        Some(response) if !response.is_empty() && decode(response).is_some() => {
+            Some(Some(response))
+        }
+        Some(_) => None,
+    }
 }
 
 /// The octets of `text` up to a space or the line's end.
@@ -323,10 +351,34 @@ mod tests {
             login_mechanism_user(b64(b"dave").as_bytes(), &map),
             user("dave")
         );
+    }
+
+    /// An AUTHENTICATE line reads only in the one form a server reads alike.
+    #[test]
+    fn an_authenticate_line_reads_in_one_form_only() {
         assert_eq!(
-            initial_response(b" PLAIN AGFsaWNlAHNlY3JldA==\r\n"),
-            Some(&b"AGFsaWNlAHNlY3JldA=="[..])
+            authenticate_line(b" PLAIN AGFsaWNlAHNlY3JldA==\r\n"),
+            Some(Some(&b"AGFsaWNlAHNlY3JldA=="[..]))
         );
-        assert_eq!(initial_response(b" PLAIN\r\n"), None);
+        assert_eq!(authenticate_line(b" PLAIN\r\n"), Some(None));
+        assert_eq!(authenticate_line(b" X-OAUTH_2\n"), Some(None));
+        assert_eq!(authenticate_line(b" LOGIN =\r\n"), Some(Some(&b"="[..])));
+        for line in [
+            // Dovecot reads a response in each, which one word does not hold whole.
+            &b" LOGIN  bWFsbG9yeQ==\r\n"[..],
+            b" LOGIN\rbWFsbG9yeQ==\r\n",
+            b" LOGIN Ym9i Ynk=\r\n",
+            b" LOGIN Ym9i\tYnk=\r\n",
+            b" LOGIN bWFsbG9yeQ== \r\n",
+            b" LOGIN \r\n",
+            // Not base64 as written, a literal, no mechanism, no line end.
+            b" LOGIN bWFsbG9yeQ\r\n",
+            b" PLAIN {5}\r\n",
+            b" \r\n",
+            b"\r\n",
+            b" PLAIN",
+        ] {
+            assert_eq!(authenticate_line(line), None, "{}", line.escape_ascii());
+        }
     }
 }

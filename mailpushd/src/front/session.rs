@@ -622,7 +622,14 @@ impl ClientHalf<'_> {
             },
             Kind::Authenticate(mechanism) if !authenticated => {
                 let map = &self.ctx.front.user_map;
-                let initial = intercept::initial_response(rest);
+                // Refused, and nothing of it sent, unless the front reads it as the
+                // server will: whether it carries a response, and which.
+                let Some(initial) = intercept::authenticate_line(rest) else {
+                    return Line::Drop {
+                        tag,
+                        reply: "BAD Error in IMAP command: an AUTHENTICATE line of a form the front does not relay.",
+                    };
+                };
                 let candidate = match (mechanism, initial) {
                     (Mechanism::Plain, Some(ir)) => intercept::plain_user(ir, map),
                     (Mechanism::Login, Some(ir)) => intercept::login_mechanism_user(ir, map),
