@@ -5,7 +5,7 @@
 //! everything but its list).
 #![no_main]
 
-use imap_syntax::framing::{End, Piece, Stream};
+use imap_syntax::framing::{End, Piece, Stream, stray_brace, synchronizing};
 use imap_syntax::relay::{
     Edit, capabilities, command, edit_capabilities, response, untagged_status,
 };
@@ -33,6 +33,7 @@ fn feed(stream: &[u8], reads: &[u8], max: usize) -> Seen {
     };
     let mut read = 0;
     let mut sizes = reads.iter().map(|&s| usize::from(s).max(1)).cycle();
+    let mut whole_run = true;
     loop {
         match framer.next(&buffer) {
             Piece::Text { len, start, end } => {
@@ -51,6 +52,14 @@ fn feed(stream: &[u8], reads: &[u8], max: usize) -> Seen {
                         assert!(edited.ends_with(&text[range.end..]));
                     }
                 }
+                let _ = stray_brace(&text, end);
+                // A whole run that ends in an announcement waiting for no "+" reads as
+                // one that does, one octet shorter.
+                if whole_run && let End::Literal { synchronizing: false, .. } = end {
+                    let synchronized = synchronizing(&text);
+                    assert_eq!(synchronized.map(|s| s.len() + 1), Some(text.len()));
+                }
+                whole_run = end != End::More;
                 seen.octets.extend_from_slice(&text);
                 match end {
                     End::Line => seen.line_ends.push(seen.octets.len()),

@@ -292,12 +292,75 @@ enum Quoting {
 /// QUOTED-CHAR     = <any TEXT-CHAR except quoted-specials> / "\\" quoted-specials
 /// ```
 fn quoting(state: Quoting, text: &[u8]) -> Quoting {
-    text.iter().fold(state, |state, &b| match (state, b) {
+    text.iter().fold(state, step)
+}
+
+/// Where the octet `b` leaves a reader at `state`.
+fn step(state: Quoting, &b: &u8) -> Quoting {
+    match (state, b) {
         (Quoting::Outside, b'"') | (Quoting::Escaped, _) => Quoting::Inside,
         (Quoting::Outside, _) | (Quoting::Inside, b'"') => Quoting::Outside,
         (Quoting::Inside, b'\\') => Quoting::Escaped,
         (Quoting::Inside, _) => Quoting::Inside,
+    }
+}
+
+/// Whether `text`, one whole run of a client's line as a [`Stream`] hands it out
+/// (from the line's start or a literal's end to its line end or to the announcement
+/// that ends it, as `end` says), holds a `{` outside a quoted string other than that
+/// announcement's. A relay refuses such a line rather than pass it on: a server's
+/// parser reads the brace as a literal's start where an argument may begin, and
+/// Dovecot answers `+` as soon as it reads `{5}`, before it finds that no line end
+/// follows (`{5}x`, `{5} `, `{}` mid-line). A relay that saw no announcement there
+/// would take that `+` for a later command's go-ahead and pass on octets the server
+/// reads as commands.
+///
+/// ```
+/// use imap_syntax::framing::{End, stray_brace};
+/// let literal = End::Literal { len: 5, synchronizing: true };
+/// assert!(!stray_brace(b"a SELECT {5}\r\n", literal));
+/// assert!(!stray_brace(b"a SELECT \"x{5}y\"\r\n", End::Line));
+/// assert!(stray_brace(b"a SELECT {0}x\r\n", End::Line));
+/// assert!(stray_brace(b"a X {0}x {5}\r\n", literal));
+/// ```
+pub fn stray_brace(text: &[u8], end: End) -> bool {
+    let body = match end {
+        End::Literal { .. } => text
+            .iter()
+            .rposition(|&b| b == b'{')
+            .map_or(text, |at| text.split_at(at).0),
+        End::Line | End::More => text,
+    };
+    let mut state = Quoting::Outside;
+    body.iter().any(|b| {
+        let stray = *b == b'{' && state == Quoting::Outside;
+        state = step(state, b);
+        stray
     })
+}
+
+/// `text`, a run of text that ends with a non-synchronizing announcement (`{n+}` and
+/// its line end), with that announcement made synchronizing (`{n}`): for a relay that
+/// asks the server for its `+` before it passes on a literal the client sends
+/// unasked, so that a server that never reads the literal (a command it refuses early,
+/// or one that reads no arguments) does not take its octets for commands. `None` when
+/// `text` does not end so.
+///
+/// ```
+/// use imap_syntax::framing::synchronizing;
+/// assert_eq!(synchronizing(b"a APPEND INBOX {5+}\r\n").as_deref(), Some(&b"a APPEND INBOX {5}\r\n"[..]));
+/// assert_eq!(synchronizing(b"a APPEND INBOX {5}\r\n"), None);
+/// ```
+pub fn synchronizing(text: &[u8]) -> Option<Vec<u8>> {
+    let (body, line_end) = match text.strip_suffix(b"\r\n") {
+        Some(body) => (body, &b"\r\n"[..]),
+        None => (text.strip_suffix(b"\n")?, &b"\n"[..]),
+    };
+    let (_, false) = announcement(None, body)? else {
+        return None;
+    };
+    let before = body.strip_suffix(b"+}")?;
+    Some([before, b"}", line_end].concat())
 }
 
 /// `"{" *DIGIT ["+"] "}" [CR]` at the end of `line`, whose text began after `open`

@@ -501,6 +501,38 @@ async fn literal_lengths_are_read_as_dovecot_reads_them() {
     imap.read().await;
     let logged_in = imap.run("LOGIN alice secret").await;
     assert!(logged_in.last().is_some_and(|l| l.starts_with("1 OK")));
+    // A literal that waits for no "+" in a command Dovecot answers without reading it
+    // (NOOP, then it skips to the line's end): the front asked for Dovecot's "+",
+    // which never came, so the literal's octets never reached Dovecot, which would
+    // have run them. One Dovecot reads goes on.
+    imap.stream
+        .get_mut()
+        .write_all(b"n NOOP {20+}\r\nb COMPRESS DEFLATE\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(imap.read().await.starts_with("n OK"), "{}", imap.transcript);
+    let message = "Subject: through the front\r\n\r\nHello\r\n";
+    imap.stream
+        .get_mut()
+        .write_all(format!("p APPEND INBOX {{{}+}}\r\n{message}\r\n", message.len()).as_bytes())
+        .await
+        .unwrap();
+    let mut answer = imap.read().await;
+    while answer.starts_with("* ") {
+        answer = imap.read().await;
+    }
+    assert!(answer.starts_with("p OK"), "{}", imap.transcript);
+    // A brace that announces no literal: Dovecot would answer "+" to it at once.
+    imap.send("q SELECT {0}x").await;
+    assert!(
+        imap.read()
+            .await
+            .starts_with("q BAD Error in IMAP command: a brace"),
+        "{}",
+        imap.transcript
+    );
+    assert!(!imap.transcript.contains("S: +"), "{}", imap.transcript);
+    assert!(!imap.transcript.contains("b OK"), "{}", imap.transcript);
     let zeros = "0".repeat(30);
     for (tag, command, plus) in [("s", "SELECT", ""), ("e", "EXAMINE", "+")] {
         imap.send(&format!("{tag} {command} {{{zeros}5{plus}}}"))

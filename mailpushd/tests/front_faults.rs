@@ -336,7 +336,7 @@ async fn garbage_gets_the_servers_answer_and_the_session_goes_on() {
     client.send("(x {9+}\r\nc COMPRESS").await;
     assert_eq!(client.read().await, "* BAD Error in IMAP command.\r\n");
     // A tag longer than the front counts: refused by the front, never sent.
-    let tag = "t".repeat(129);
+    let tag = "t".repeat(127);
     client.send(&format!("{tag} NOOP")).await;
     assert_eq!(client.read().await, format!("{tag} BAD Tag too long.\r\n"));
     client.send(&format!("{} NOOP", &tag[1..])).await;
@@ -896,35 +896,100 @@ async fn silences_of_a_front_killed_mid_session_end_once_it_is_seen_dead() {
     later.shutdown(Duration::from_secs(5)).await;
 }
 
-/// A server that answers a login before the front has sent all of it (this stand-in
-/// answers a LOGIN line at once, whatever literal it announces): its answer reaches
-/// the client under the client's tag, never the front's; the session, whose next
-/// octets the two could now read differently, ends; and it was never logged in as
-/// anyone the front could name.
+/// A server that answers a login before its literal (this stand-in answers a LOGIN
+/// line at once, whatever literal it announces): the front asked for the "+" of the
+/// literal that waits for none, so nothing of the literal reached the server; the
+/// answer reaches the client under the client's tag, never the front's; the rest of
+/// the client's line is dropped, as the server has had all of the command it reads;
+/// the session goes on, logged in as no one the front could name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_login_answered_before_its_end_ends_the_session() {
+async fn a_login_answered_before_its_literal_sends_none_of_it() {
     let s = setup(|_| {}).await;
     let mut client = s.connect().await;
-    client.send("a LOGIN {5+}").await;
-    let early = client.read().await;
-    assert!(early.starts_with("a OK"), "{early}");
-    assert!(!early.contains("XAPPLEPUSHSERVICE"), "{early}");
     client
         .stream
         .get_mut()
-        .write_all(b"alice secret\r\nb NOOP\r\n")
+        .write_all(b"a LOGIN {5+}\r\nalice secret\r\nb NOOP\r\n")
         .await
         .unwrap();
-    let rest = String::from_utf8(rest(&mut client).await).unwrap();
-    assert!(!rest.contains("b OK"), "{rest}");
-    assert!(!rest.contains("mpf"), "{rest}");
-    // Nothing the client sent after the early answer reached the server.
+    let early = client.read().await;
+    assert!(early.starts_with("a OK"), "{early}");
+    assert!(!early.contains("XAPPLEPUSHSERVICE"), "{early}");
+    assert_eq!(client.read().await, "b OK NOOP completed\r\n");
+    client.send("c XAPPLEPUSHSERVICE aps-version 2").await;
+    assert!(client.read().await.starts_with("c NO [CANNOT]"));
     let read = s.server.read.lock().unwrap().clone();
     assert!(
         read.iter()
-            .all(|l| !l.contains("alice") && !l.contains("NOOP")),
+            .all(|l| !l.contains("alice") && !l.contains('+')),
         "{read:?}"
     );
+}
+
+/// A literal that waits for no "+" goes to the server as one that does: a server that
+/// answers its command without reading it (NOOP reads no arguments; Dovecot then skips
+/// to the line's end) never sees its octets, which it would run as commands. One it
+/// reads goes on once the server's "+", which the client never asked for and never
+/// sees, came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_literal_that_waits_for_no_plus_goes_only_once_the_server_asked_for_it() {
+    let s = setup(|_| {}).await;
+    let mut client = s.logged_in().await;
+    client
+        .stream
+        .get_mut()
+        .write_all(b"a NOOP {20+}\r\nb COMPRESS DEFLATE\r\n\r\nc APPEND INBOX {5+}\r\nHello\r\n")
+        .await
+        .unwrap();
+    assert_eq!(client.read().await, "a BAD Error in IMAP command\r\n");
+    assert_eq!(client.read().await, "c OK APPEND completed\r\n");
+    client.send("d NOOP").await;
+    assert_eq!(client.read().await, "d OK NOOP completed\r\n");
+    let read = s.server.read.lock().unwrap().clone();
+    assert!(
+        read.iter()
+            .all(|l| !l.contains("COMPRESS") && !l.contains('+')),
+        "{read:?}"
+    );
+    assert!(
+        read.iter().any(|l| l == "c APPEND INBOX {5}\r\n"),
+        "{read:?}"
+    );
+    assert!(
+        !client.transcript.contains("S: + "),
+        "{}",
+        client.transcript
+    );
+}
+
+/// A brace that announces no literal (`{0}x`: Dovecot answers "+" to it at once, then
+/// refuses the line) is refused by the front, the line never sent, so that no "+" can
+/// pass for a later literal's go-ahead; so is a line too long to read whole. A DONE
+/// with no IDLE running is answered by the front.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_brace_that_announces_nothing_is_refused() {
+    let s = setup(|f| f.max_line = 1000).await;
+    let mut client = s.logged_in().await;
+    for line in ["a NOOP {0}x", "a NOOP {5} {3}", "a NOOP {}y", "(b {0}x"] {
+        client.send(line).await;
+        let answer = client.read().await;
+        assert!(
+            answer.ends_with("BAD Error in IMAP command: a brace that announces no literal.\r\n"),
+            "{line}: {answer}"
+        );
+    }
+    client.send(&format!("a NOOP {}", "x".repeat(2000))).await;
+    assert_eq!(client.read().await, "a BAD Command line too long.\r\n");
+    client.send("DONE").await;
+    assert_eq!(client.read().await, "DONE BAD Error in IMAP command.\r\n");
+    client.send("c NOOP \"{0}x\"").await;
+    assert_eq!(client.read().await, "c BAD Error in IMAP command\r\n");
+    let read = s.server.read.lock().unwrap().clone();
+    assert!(
+        read.iter().all(|l| !l.contains("{0}x") || l.contains('"')),
+        "{read:?}"
+    );
+    assert!(read.iter().all(|l| !l.starts_with("DONE")), "{read:?}");
 }
 
 /// While an IDLE runs the server reads only DONE: any other line, with a literal or

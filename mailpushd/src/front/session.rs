@@ -2,7 +2,8 @@
 //! but for what the front answers itself: the push extensions' commands (once the
 //! server has accepted a login the front could read), `STARTTLS` and `COMPRESS`, and
 //! the capability lists, which gain the push extensions and lose what the front does
-//! not carry.
+//! not carry; lines the server could read otherwise than the front are refused, and
+//! literals that wait for no `+` go as ones that do, the front taking the `+`.
 //!
 //! Two halves run side by side, so that neither direction waits for the other: the
 //! client's half reads commands and writes them to the server; the server's half reads
@@ -102,6 +103,9 @@ struct Awaiting {
     /// A login: its success makes the session authenticated as `candidate`.
     login: bool,
     candidate: Option<UserName>,
+    /// The "+" awaited is the front's own: it asked for it in place of the client, whose
+    /// literal waits for none, so it is shown to no one.
+    hidden: bool,
 }
 
 /// The most of the front's own answers waiting to go between the server's lines.
@@ -113,9 +117,9 @@ const MAX_RUNNING: usize = 1024;
 
 /// The longest tag relayed, in octets: tags are counted while their commands run, so
 /// their length bounds what a session holds ([`MAX_RUNNING`] of them). The grammar
-/// sets no limit; Dovecot's login process takes 126 octets at most, and clients use a
-/// few.
-const MAX_TAG_LEN: usize = 128;
+/// sets no limit; Dovecot's login process takes 126 octets at most (a longer tag it
+/// answers untagged, and skips the line's literals), and clients use a few.
+const MAX_TAG_LEN: usize = 126;
 
 /// The tags of the commands relayed and not answered yet, with how many of each.
 #[derive(Default)]
@@ -377,9 +381,10 @@ const IN_USE: &str = "BAD The tag is in use by a command still running.";
 /// For `line`, a line the front reads no command in (`a` alone, `a  NOOP`): the tag
 /// to answer it `BAD` under when it begins with tag characters, as a command would
 /// (its first word, or `*` when that word is more than tag characters). None for a
-/// line a server could not read a tag in either, and for IDLE's `DONE`, which is no
-/// command: those go to the server as they are.
-fn not_a_command(line: &[u8]) -> Option<String> {
+/// line a server could not read a tag in either, and for the `DONE` that ends an IDLE
+/// (`ends_idle`), which is no command: those go to the server as they are. A `DONE`
+/// with no IDLE running is answered, as a server answers a command it cannot read.
+fn not_a_command(line: &[u8], ends_idle: bool) -> Option<String> {
     let word_len = line
         .iter()
         .take_while(|&&b| !matches!(b, b' ' | b'\r' | b'\n'))
@@ -395,7 +400,7 @@ fn not_a_command(line: &[u8]) -> Option<String> {
     let blank = rest
         .iter()
         .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
-    if word.eq_ignore_ascii_case(b"DONE") && blank {
+    if ends_idle && word.eq_ignore_ascii_case(b"DONE") && blank {
         return None;
     }
     Some(
@@ -416,6 +421,29 @@ fn is_done(line: &[u8]) -> bool {
 
 /// What a line too long to answer is answered.
 const TOO_LONG: &str = "BAD Command line too long.";
+
+/// Why a line whose run of text is `text`, ending as `end` says, is not relayed, when
+/// it is not: a run too long to read whole (a server's own limit would end its line
+/// where the front cannot follow), or a brace that no announcement ends
+/// ([`imap_syntax::framing::stray_brace`]).
+fn unrelayable(text: &[u8], end: End) -> Option<&'static str> {
+    if matches!(end, End::More) {
+        Some(TOO_LONG)
+    } else if imap_syntax::framing::stray_brace(text, end) {
+        Some("BAD Error in IMAP command: a brace that announces no literal.")
+    } else {
+        None
+    }
+}
+
+/// The tag to answer a refused line under: its own, or `*` when it has none a server
+/// could read.
+fn answer_tag(line: &[u8]) -> String {
+    relay::command(line)
+        .map(|(tag, _, _)| tag.as_str().to_owned())
+        .or_else(|| not_a_command(line, false))
+        .unwrap_or_else(|| "*".to_owned())
+}
 
 /// A tagged line of the front's own.
 fn tagged(tag: &str, rest: &str) -> Vec<u8> {
@@ -464,9 +492,25 @@ impl ClientHalf<'_> {
                 }
                 Piece::Text { len, start, end } => {
                     let text = buffer.split_to(len);
-                    if start && let Some(refused) = self.while_idle(&text) {
-                        line = refused;
+                    let unrelayable = unrelayable(&text, end);
+                    if start
+                        && sasl.is_none()
+                        && let Some(reply) = unrelayable
+                    {
+                        line = Line::Drop {
+                            tag: answer_tag(&text),
+                            reply,
+                        };
                     } else if start {
+                        let ends_idle = match self.while_idle(&text) {
+                            Ok(ends_idle) => ends_idle,
+                            Err(refused) => {
+                                line = refused;
+                                self.text(&text, end, &mut line, &mut sasl, &mut framer, server)
+                                    .await?;
+                                continue;
+                            }
+                        };
                         line = self.begin(&text, sasl.as_ref());
                         match &line {
                             Line::Relay {
@@ -479,7 +523,7 @@ impl ClientHalf<'_> {
                             // server's under a tag the front did not see can pass for
                             // another command's.
                             Line::Relay { tag: None, .. } => {
-                                if let Some(tag) = not_a_command(&text) {
+                                if let Some(tag) = not_a_command(&text, ends_idle) {
                                     line = Line::Drop {
                                         tag,
                                         reply: "BAD Error in IMAP command.",
@@ -488,6 +532,9 @@ impl ClientHalf<'_> {
                             }
                             _ => {}
                         }
+                    } else if unrelayable.is_some() && matches!(line, Line::Relay { .. }) {
+                        // Part of the line went: the server holds its start.
+                        return Err(SessionEnd::OutOfStep);
                     }
                     // A literal that waits for no "+" in a line the front reads no command
                     // in: a server that cannot read the line either ends it at its line
@@ -814,6 +861,18 @@ impl ClientHalf<'_> {
                         ..
                     }
                 );
+                // A literal that waits for no "+" goes as one that does: the front asks
+                // the server's "+" in the client's place, so that a server that never
+                // reads it (it refused the command early, or the command reads no
+                // arguments, and it skips to the line's end) does not take its octets
+                // for commands.
+                let converted = matches!(
+                    end,
+                    End::Literal {
+                        synchronizing: false,
+                        ..
+                    }
+                );
                 let Some(tag) = tag.clone() else {
                     if synchronizing {
                         // Not a command the front can read: the server's answer to it
@@ -873,22 +932,22 @@ impl ClientHalf<'_> {
                     let candidate = gather
                         .as_deref()
                         .and_then(|g| intercept::login_user(g, &self.ctx.front.user_map));
-                    self.expect(&tag, shown_as.clone(), true, candidate, continuing)?;
+                    self.expect(&tag, shown_as.clone(), true, candidate, continuing, false)?;
                     true
                 } else if let Some((_, candidate)) = auth.as_mut().filter(|_| end == End::Line) {
-                    self.expect(&tag, shown_as.clone(), true, candidate.take(), continuing)?;
+                    self.expect(
+                        &tag,
+                        shown_as.clone(),
+                        true,
+                        candidate.take(),
+                        continuing,
+                        false,
+                    )?;
                     true
-                } else if synchronizing {
-                    self.expect(&tag, shown_as.clone(), *login, None, continuing)?;
+                } else if synchronizing || converted {
+                    self.expect(&tag, shown_as.clone(), *login, None, continuing, converted)?;
                     *waited = true;
                     true
-                } else if logging_in {
-                    // A login's literal that waits for no "+": should the server answer
-                    // before the line's end, the answer is the login's, shown under
-                    // the client's tag, and the next piece (or literal octet) ends the
-                    // session.
-                    self.expect(&tag, shown_as.clone(), *login, None, continuing)?;
-                    false
                 } else {
                     if end == End::Line {
                         // A command the front does not wait on: nothing of its answer is
@@ -897,13 +956,19 @@ impl ClientHalf<'_> {
                     }
                     false
                 };
+                let text = match converted {
+                    true => std::borrow::Cow::Owned(
+                        imap_syntax::framing::synchronizing(text).ok_or(SessionEnd::Unframed)?,
+                    ),
+                    false => std::borrow::Cow::Borrowed(text),
+                };
                 match shown_as.as_deref().filter(|_| std::mem::take(rename)) {
                     Some(theirs) => {
                         let after = text.get(theirs.len()..).unwrap_or_default();
                         self.to_server(server, &[tag.as_bytes(), after].concat())
                             .await?;
                     }
-                    None => self.to_server(server, text).await?,
+                    None => self.to_server(server, &text).await?,
                 }
                 if !waits {
                     if end == End::Line {
@@ -912,11 +977,18 @@ impl ClientHalf<'_> {
                     return Ok(());
                 }
                 let answer = self.wait().await?;
-                if synchronizing {
+                if synchronizing || converted {
                     if answer == Answer::Done {
-                        // Refused instead of "+": the client sends no literal.
-                        framer.refuse_literal();
-                        *line = Line::None;
+                        if converted {
+                            // Refused instead of "+": the client sends its literal all
+                            // the same, and the rest of its line; the server has had
+                            // all of the command it will read.
+                            *line = Line::Discard;
+                        } else {
+                            // The client sends no literal.
+                            framer.refuse_literal();
+                            *line = Line::None;
+                        }
                     }
                     return Ok(());
                 }
@@ -962,6 +1034,7 @@ impl ClientHalf<'_> {
     /// With `continuing`, the command is a login part of which went already: the server
     /// must not have answered it yet (checked under the same lock as the waiting is
     /// said, so that an answer cannot slip between), or the session is out of step.
+    /// With `hidden`, the "+" awaited is the front's own (see [`Awaiting::hidden`]).
     fn expect(
         &mut self,
         tag: &str,
@@ -969,6 +1042,7 @@ impl ClientHalf<'_> {
         login: bool,
         candidate: Option<UserName>,
         continuing: bool,
+        hidden: bool,
     ) -> Result<(), SessionEnd> {
         let mut shared = crate::lock(&self.meeting.shared);
         if continuing {
@@ -984,6 +1058,7 @@ impl ClientHalf<'_> {
                 if candidate.is_some() {
                     awaiting.candidate = candidate;
                 }
+                awaiting.hidden = hidden;
             }
             _ => {
                 shared.awaiting = Some(Awaiting {
@@ -991,6 +1066,7 @@ impl ClientHalf<'_> {
                     shown_as,
                     login,
                     candidate,
+                    hidden,
                 });
             }
         }
@@ -1007,17 +1083,20 @@ impl ClientHalf<'_> {
     /// While an IDLE runs and DONE has not gone, the server reads only DONE: a line
     /// beginning with `text` is answered `BAD` by the front and never sent (a server
     /// would end the IDLE, never answer the line, and read any literal of it as
-    /// commands). DONE goes, and ends that. `None` when the line goes on as usual.
-    fn while_idle(&self, text: &[u8]) -> Option<Line> {
+    /// commands): the refusal is the error. DONE goes, and ends that: `Ok(true)`.
+    /// `Ok(false)` when no IDLE waits for DONE.
+    fn while_idle(&self, text: &[u8]) -> Result<bool, Line> {
         let mut shared = crate::lock(&self.meeting.shared);
-        let idle = shared.idle.as_mut().filter(|i| !i.done)?;
+        let Some(idle) = shared.idle.as_mut().filter(|i| !i.done) else {
+            return Ok(false);
+        };
         if is_done(text) {
             idle.done = true;
-            return None;
+            return Ok(true);
         }
         let tag =
             relay::command(text).map_or_else(|| "*".to_owned(), |(t, _, _)| t.as_str().to_owned());
-        Some(Line::Drop {
+        Err(Line::Drop {
             tag,
             reply: "BAD Expected DONE.",
         })
@@ -1313,8 +1392,12 @@ fn read_response(
             if let Some(idle) = state.idle.as_mut().filter(|i| !i.continued) {
                 // The IDLE's own: no literal's go-ahead.
                 idle.continued = true;
-            } else if state.awaiting.is_some() {
+            } else if let Some(awaiting) = state.awaiting.as_mut() {
                 answer = Some(Answer::GoOn);
+                // Asked for by the front alone: said to no one.
+                if std::mem::take(&mut awaiting.hidden) && end == End::Line {
+                    renamed = Some(Vec::new());
+                }
             }
         }
         Some(Response::Tagged { tag, status })
@@ -1400,24 +1483,29 @@ mod tests {
 
     #[test]
     fn lines_without_a_command_are_answered_under_what_a_server_reads_as_their_tag() {
+        let not_a_command = |line: &[u8]| not_a_command(line, false);
         assert_eq!(not_a_command(b"a\r\n").as_deref(), Some("a"));
         assert_eq!(not_a_command(b"a  NOOP\r\n").as_deref(), Some("a"));
         assert_eq!(not_a_command(b"a]b\r\n").as_deref(), Some("a]b"));
         assert_eq!(not_a_command(b"DONE x\r\n").as_deref(), Some("DONE"));
+        // With no IDLE running, DONE is answered too.
+        assert_eq!(not_a_command(b"DONE\r\n").as_deref(), Some("DONE"));
         // Its first word more than tag characters: answered untagged.
         assert_eq!(not_a_command(b"a%b NOOP\r\n").as_deref(), Some("*"));
         assert_eq!(not_a_command(b"a+1\r\n").as_deref(), Some("*"));
-        // IDLE's end, and what begins with no tag character, go to the server.
+        // What begins with no tag character goes to the server, and so does the DONE
+        // that ends an IDLE.
         for none in [
-            &b"DONE\r\n"[..],
-            b"done \n",
-            b"* x\r\n",
+            &b"* x\r\n"[..],
             b"(x\r\n",
             b"+ x\r\n",
             b"\r\n",
             b" a NOOP\r\n",
         ] {
             assert_eq!(not_a_command(none), None, "{}", none.escape_ascii());
+        }
+        for done in [&b"DONE\r\n"[..], b"done \n"] {
+            assert_eq!(super::not_a_command(done, true), None);
         }
     }
 }
