@@ -153,3 +153,61 @@ async fn a_late_send_does_not_settle_a_mark_made_anew() {
     assert!(left[0].is_some(), "{left:?}");
     assert_eq!(store.owed_count().await.unwrap(), 1);
 }
+
+/// A row this version cannot read (a kind of a newer one's, a hand edit) holds back
+/// no other owed push: it is leased and left as stored, and the rows after it are
+/// taken.
+#[tokio::test]
+async fn an_unreadable_owed_push_holds_back_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let key = key(OwedTarget::Subscriptions);
+    store
+        .owe(
+            &[(key.clone(), false)],
+            5_000,
+            Duration::ZERO,
+            lease("a", 0),
+        )
+        .await
+        .unwrap();
+    drop(store);
+    let raw = sqlx::SqlitePool::connect(&format!(
+        "sqlite:{}",
+        dir.path().join("store.sqlite").display()
+    ))
+    .await
+    .unwrap();
+    for (kind, user) in [("future", "bob"), ("webpush", "bob\u{7}")] {
+        sqlx::query(
+            "INSERT INTO owed_pushes (kind, username, target, mailbox, due_ms, since_ms, touched_ms, failures)
+             VALUES ($1, $2, '*', 'INBOX', 1000, 1000, 1000, 0)",
+        )
+        .bind(kind)
+        .bind(user)
+        .execute(&raw)
+        .await
+        .unwrap();
+    }
+    raw.close().await;
+    let store = self::store(&dir).await;
+    // The two it cannot read are the first due: they fill the first batch.
+    let taken = store.take_due(10_000, lease("b", 60_000), 2).await.unwrap();
+    assert!(taken.is_empty(), "{taken:?}");
+    // Leased, they make room for the readable one; still there when the lease ends.
+    let taken = store.take_due(10_000, lease("b", 60_000), 2).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].key, key);
+    drop(store);
+    let raw = sqlx::SqlitePool::connect(&format!(
+        "sqlite:{}",
+        dir.path().join("store.sqlite").display()
+    ))
+    .await
+    .unwrap();
+    let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM owed_pushes")
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+    assert_eq!(rows, 3);
+}

@@ -141,7 +141,7 @@ impl Store {
                 let created = created
                     .map(|t| Timestamp::from_str(&t))
                     .transpose()
-                    .map_err(|e| StoreError::corrupt(format!("{user} / {account}"), e))?;
+                    .map_err(|e| StoreError::corrupt(format!("{user:?} / {account:?}"), e))?;
                 Ok(DeviceStatus {
                     account,
                     registration,
@@ -325,7 +325,7 @@ async fn upsert(
     newer: Newer,
 ) -> Result<bool, StoreError> {
     let mailboxes = serde_json::to_string(&registration.mailboxes)
-        .map_err(|e| StoreError::corrupt(format!("{user} / {account}"), e))?;
+        .map_err(|e| StoreError::corrupt(format!("{user:?} / {account:?}"), e))?;
     let only_newer = match newer {
         // A time beats none, as the registry has it.
         Newer::Only => {
@@ -357,7 +357,7 @@ async fn upsert(
 fn restore(registry: &mut Registry, rows: Vec<AnyRow>) -> Result<(), StoreError> {
     for row in rows {
         let (user, account, registration) = read_row(&row)?;
-        let what = format!("{user} / {account}");
+        let what = format!("{user:?} / {account:?}");
         registry
             .restore(user, account, registration)
             .map_err(|e| StoreError::corrupt(what, e))?;

@@ -99,14 +99,14 @@ pub(super) async fn write_changes(
         match change {
             Change::Store(record) => {
                 let json = serde_json::to_string(record).map_err(|e| {
-                    StoreError::corrupt(format!("{user} / {}", record.sub_id.as_str()), e)
+                    StoreError::corrupt(format!("{user:?} / {:?}", record.sub_id.as_str()), e)
                 })?;
                 let due_at = record
                     .next_deadline()
                     .map(|t| {
                         i64::try_from(t).map_err(|_| {
                             StoreError::corrupt(
-                                format!("{user} / {}", record.sub_id.as_str()),
+                                format!("{user:?} / {:?}", record.sub_id.as_str()),
                                 "a deadline past 2262",
                             )
                         })
