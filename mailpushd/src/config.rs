@@ -473,7 +473,8 @@ pub struct Push {
     /// xapsd's `checkInterval`, read so that its files keep working. mailpushd needs
     /// none: it sleeps until the next push is due. Set in a file, it is said at start.
     pub check_interval: Duration,
-    /// Which mailboxes push.
+    /// Which mailboxes push, to devices and to Web Push subscriptions alike (which
+    /// list none: "listed" pushes them INBOX).
     pub mailboxes: PushMailboxes,
     /// How long a registration lives without a refresh.
     pub max_age: Duration,

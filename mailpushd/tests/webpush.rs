@@ -189,6 +189,13 @@ async fn the_lifecycle_through_the_daemon() {
     // New mail without details: the generic push.
     s.notify(r#""MessageNew""#, "").await;
     assert_eq!(s.pushed(2).await, "* SELECT INBOX\r\n");
+    // New mail in Junk: push.mailboxes (INBOX by default) holds for Web Push too.
+    let junk = r#"{"Username":"alice","Mailbox":"Junk","Events": ["MessageNew"]}"#;
+    http(s.address(), "POST", "/notify", &JSON, junk.as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(s.push.requests().len(), 3, "Junk pushed");
     // A burst of flag changes: one generic push after the quiet period.
     let burst = Instant::now();
     for _ in 0..3 {

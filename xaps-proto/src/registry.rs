@@ -118,6 +118,24 @@ impl PushMailboxes {
             PushMailboxes::Only(names) => names.iter().any(|n| same_mailbox(n, mailbox)),
         }
     }
+
+    /// Whether events in `mailbox` push to a target that lists no mailboxes of its own
+    /// (a Web Push subscription): as [`PushMailboxes::pushes`], but
+    /// [`PushMailboxes::Listed`], with no list to follow, pushes INBOX only.
+    ///
+    /// ```
+    /// use xaps_proto::registry::PushMailboxes;
+    /// assert!(!PushMailboxes::default().pushes_unlisted("Junk"));
+    /// assert!(PushMailboxes::Listed.pushes_unlisted("inbox"));
+    /// assert!(!PushMailboxes::Listed.pushes_unlisted("Work"));
+    /// assert!(PushMailboxes::Only(vec!["Work".into()]).pushes_unlisted("Work"));
+    /// ```
+    pub fn pushes_unlisted(&self, mailbox: &str) -> bool {
+        match self {
+            PushMailboxes::Listed => same_mailbox("INBOX", mailbox),
+            other => other.pushes(mailbox),
+        }
+    }
 }
 
 /// `INBOX` matches in any case, as IMAP defines; other names match exactly.

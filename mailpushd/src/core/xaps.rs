@@ -70,9 +70,14 @@ impl Core {
                 (key, new_mail)
             }));
         }
+        // push.mailboxes holds for Web Push too: spam in Junk wakes no browser, and a
+        // user's owed pushes stay one per mailbox that pushes.
+        let pushes = self.config.push.mailboxes.pushes_unlisted(notify.mailbox());
         let mut records = match &self.webpush {
-            Some(_) => Some(self.store.webpush_records(user).await?).filter(|r| !r.is_empty()),
-            None => None,
+            Some(_) if pushes => {
+                Some(self.store.webpush_records(user).await?).filter(|r| !r.is_empty())
+            }
+            _ => None,
         };
         if records.is_some() {
             let key = OwedKey {
