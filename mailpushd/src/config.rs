@@ -925,11 +925,26 @@ impl Config {
                 },
             }),
         };
+        if let Some(socket) = &config.api.socket
+            && socket.mode & 0o002 != 0
+            && config.api.open != OpenRoutes::All
+        {
+            return Err(ConfigError::Invalid(format!(
+                "api.socket_mode {:04o} lets every local user connect, and the socket asks no credential, so every route would be open to any local user: give the socket a group (api.socket_group) and mode 0660, or say so with api.open = {:?}",
+                socket.mode,
+                OpenRoutes::ALL_WORDS
+            )));
+        }
         config.import_xapsd = at(file.import_xapsd);
         if let Some(path) = file.ox_path {
             if !path.starts_with('/') {
                 return Err(ConfigError::Invalid(format!(
                     "ox_path must start with '/', not {path:?}"
+                )));
+            }
+            if crate::http::is_fixed_path(&path) {
+                return Err(ConfigError::Invalid(format!(
+                    "ox_path {path:?} is another route's: choose a path of its own, such as \"/ox\""
                 )));
             }
             config.ox_path = path;
@@ -1118,6 +1133,7 @@ impl Config {
                 within("http.max_connections", n, ranges::HTTP_CONNECTIONS)?;
         }
         config.check_lease()?;
+        config.check_open_reach()?;
         Ok(config)
     }
 
@@ -1184,7 +1200,20 @@ impl Config {
             at(file.certificate_file_p12),
             None,
         )?;
+        config.check_open_reach()?;
         Ok(config)
+    }
+
+    /// Routes open without the credential are open "to any local user": refused when
+    /// the API listens where other machines reach it.
+    fn check_open_reach(&self) -> Result<(), ConfigError> {
+        if self.api.open != OpenRoutes::None && self.api.tcp && !self.listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid(format!(
+                "routes are open without the credential (api.open, or an xapsd file, whose plugin sends none), and the API listens on {}, which other machines can reach: listen on loopback (127.0.0.1 or [::1]), or leave the routes closed",
+                self.listen
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -1331,6 +1360,15 @@ tlsPort: 11620
     #[test]
     fn xapsd_yaml() {
         let config = Config::from_xapsd_yaml(XAPSD_YAML, Path::new("/etc/xapsd")).unwrap();
+        // Its routes open, as xapsd had them: refused where other machines reach them.
+        let open = XAPSD_YAML.replace("listenAddr: '127.0.0.1'", "listenAddr: '0.0.0.0'");
+        let refused = Config::from_xapsd_yaml(&open, Path::new("/etc/xapsd"));
+        assert!(
+            refused
+                .err()
+                .is_some_and(|e| e.to_string().contains("listen on loopback")),
+            "an xapsd file listening on 0.0.0.0 was taken"
+        );
         assert_eq!(config.listen, "127.0.0.1:11619".parse().unwrap());
         assert_eq!(
             config.database,
@@ -1572,6 +1610,11 @@ certificate_key_pem = "key.pem"
             ("[front]\nplain = \"127.0.0.1:1\"\nbackend = \"h:1\"\nlogin_timeout_secs = 0\n".to_owned(), "front.login_timeout_secs = 0"),
             ("[api]\nsocket = \"/run/m.sock\"\nsocket_group = \"\"\n".to_owned(), "api.socket_group is empty"),
             (format!("[api]\nsocket = \"/run/{}.sock\"\n", "m".repeat(94)), "api.socket is 104 octets long: a socket's path may have 103 at most"),
+            // A socket every local user may open, routes opened to the network, and an
+            // OX path that is another route's.
+            ("[api]\nsocket = \"/run/m.sock\"\nsocket_mode = \"0666\"\n".to_owned(), "api.socket_mode 0666 lets every local user connect"),
+            ("listen = \"0.0.0.0:11619\"\n[api]\nopen = \"every route, to any local user\"\n".to_owned(), "listens on 0.0.0.0:11619, which other machines can reach"),
+            ("ox_path = \"/register\"\n".to_owned(), "ox_path \"/register\" is another route's"),
         ] {
             let refused = Config::from_toml(&text, Path::new("/"));
             let message = refused.err().map(|e| e.to_string()).unwrap_or_default();

@@ -232,7 +232,7 @@ async fn names_from_mail_reach_the_log_escaped() {
     std::fs::write(
         &config,
         format!(
-            "listen = \"{address}\"\ndatabase = \"sqlite:store.sqlite\"\n{}[webpush]\nsubject = \"mailto:postmaster@mail.example\"\nallow_local_push_service = true\n[push]\nmailboxes = \"listed\"\n",
+            "listen = \"{address}\"\ndatabase = \"sqlite:store.sqlite\"\n{}[webpush]\nsubject = \"mailto:postmaster@mail.example\"\nallow_local_push_service = true\n[push]\nmailboxes = [\"Junk\\nFAKE ERROR forged line\\u001b[31m\"]\n",
             support::OPEN_API_TOML
         ),
     )

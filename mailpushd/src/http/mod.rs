@@ -42,6 +42,21 @@ pub(crate) fn empty(status: StatusCode) -> Response<Full<Bytes>> {
     response
 }
 
+/// The routes at paths of their own; the OX route's is `ox_path`.
+const FIXED: [(&str, Route); 6] = [
+    ("/register", Route::Register),
+    ("/notify", Route::Notify),
+    ("/metrics", Route::Metrics),
+    ("/healthz", Route::Health),
+    ("/imap/webpush", Route::WebPush),
+    ("/imap/disconnect", Route::Disconnect),
+];
+
+/// Whether `path` is a route's own, which `ox_path` may not take.
+pub(crate) fn is_fixed_path(path: &str) -> bool {
+    FIXED.iter().any(|(fixed, _)| *fixed == path)
+}
+
 /// The routes, by path, with the method each takes.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Route {
@@ -97,16 +112,11 @@ pub(crate) async fn handle(
 ) -> Response<Full<Bytes>> {
     let core = &front.core;
     let path = request.uri().path();
-    let route = match path {
-        "/register" => Some(Route::Register),
-        "/notify" => Some(Route::Notify),
-        "/metrics" => Some(Route::Metrics),
-        "/healthz" => Some(Route::Health),
-        "/imap/webpush" => Some(Route::WebPush),
-        "/imap/disconnect" => Some(Route::Disconnect),
-        p if p == core.config().ox_path => Some(Route::Ox),
-        _ => None,
-    };
+    let route = FIXED
+        .iter()
+        .find(|(fixed, _)| *fixed == path)
+        .map(|(_, route)| *route)
+        .or_else(|| (path == core.config().ox_path).then_some(Route::Ox));
     let Some(route) = route else {
         core.counters().http("unknown", 404);
         return text(StatusCode::NOT_FOUND, "no such path\n");
