@@ -1868,6 +1868,10 @@ pub enum UserMap {
 impl UserMap {
     /// The user name `login` maps to; `None` for one that is not a user name.
     pub fn apply(&self, login: &str) -> Option<xaps_proto::UserName> {
+        // No name is no user, whatever a domain would make of it.
+        if login.is_empty() {
+            return None;
+        }
         let mapped = match self {
             UserMap::AsIs => std::borrow::Cow::Borrowed(login),
             UserMap::LocalPart => {

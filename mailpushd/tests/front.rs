@@ -483,6 +483,35 @@ async fn an_authenticate_line_dovecot_reads_otherwise_is_refused() {
             .unwrap();
         assert!(devices.is_empty(), "{user}: {devices:?}");
     }
+    // An empty initial response (`=`) is none to the LOGIN mechanism: Dovecot asks for
+    // the user name next, and the front reads it there.
+    let mut imap = Client::new(connect_tls(front, &roots, [127, 0, 0, 1].into()).await);
+    imap.read().await;
+    imap.send("t AUTHENTICATE LOGIN =").await;
+    assert!(imap.read().await.starts_with("+ "), "{}", imap.transcript);
+    imap.send(&alice).await;
+    assert!(imap.read().await.starts_with("+ "), "{}", imap.transcript);
+    imap.send(&secret).await;
+    let mut answer = imap.read().await;
+    while !answer.starts_with("t ") {
+        answer = imap.read().await;
+    }
+    assert!(answer.starts_with("t OK"), "{}", imap.transcript);
+    imap.send(&format!(
+        "r XAPPLEPUSHSERVICE aps-version 2 aps-account-id {ACCOUNT} aps-device-token {TOKEN} aps-subtopic com.apple.mobilemail mailboxes (INBOX)"
+    ))
+    .await;
+    assert!(
+        imap.read().await.starts_with("* XAPPLEPUSHSERVICE"),
+        "{}",
+        imap.transcript
+    );
+    let devices = daemon
+        .store()
+        .devices_of(&support::user_name("alice"))
+        .await
+        .unwrap();
+    assert_eq!(devices.len(), 1);
     daemon.shutdown(Duration::from_secs(5)).await;
 }
 

@@ -1040,6 +1040,41 @@ async fn only_done_goes_while_idle_runs_and_its_plus_is_its_own() {
     assert_eq!(client.read().await, "a OK APPEND completed\r\n");
 }
 
+/// Two IDLEs sent before the first one's "+" came: each "+" is its own IDLE's, in
+/// order, so neither passes for the go-ahead the front asks for a later literal that
+/// waits for no "+" (which the server, answering NOOP without reading it, never gives).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_idles_in_one_write_each_take_their_own_plus() {
+    let s = setup(|_| {}).await;
+    let mut client = s.logged_in().await;
+    client
+        .stream
+        .get_mut()
+        .write_all(
+            b"a IDLE\r\nDONE\r\nb IDLE\r\nDONE\r\nc NOOP {20+}\r\nx COMPRESS DEFLATE\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut lines = Vec::new();
+    for _ in 0..5 {
+        lines.push(client.read().await);
+    }
+    assert_eq!(
+        lines,
+        [
+            "+ idling\r\n",
+            "a OK Idle completed.\r\n",
+            "+ idling\r\n",
+            "b OK Idle completed.\r\n",
+            "c BAD Error in IMAP command\r\n"
+        ]
+    );
+    client.send("d NOOP").await;
+    assert_eq!(client.read().await, "d OK NOOP completed\r\n");
+    let read = s.server.read.lock().unwrap().clone();
+    assert!(read.iter().all(|l| !l.contains("COMPRESS")), "{read:?}");
+}
+
 /// A command the server answers after one of its literals, before the rest of its line:
 /// the server reads what follows as commands, so the front, which would read it as
 /// that command's, ends the session at once instead of waiting on a "+" that never

@@ -351,6 +351,13 @@ mod tests {
             login_mechanism_user(b64(b"dave").as_bytes(), &map),
             user("dave")
         );
+        // No name maps to no user, a domain added or not.
+        let domain = UserMap::AddDomain("example.org".into());
+        assert_eq!(login_mechanism_user(b"=", &domain), None);
+        assert_eq!(
+            login_mechanism_user(b64(b"dave").as_bytes(), &domain),
+            user("dave@example.org")
+        );
     }
 
     /// An AUTHENTICATE line reads only in the one form a server reads alike.

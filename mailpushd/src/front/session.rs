@@ -160,8 +160,10 @@ struct Shared {
     /// whose tag one of these still has is refused: the server's answer to the other
     /// could pass for its own.
     running: Running,
-    /// An IDLE relayed and not answered yet.
-    idle: Option<Idle>,
+    /// The IDLEs relayed and not answered yet, oldest first: a client may send DONE
+    /// and another IDLE before the first IDLE's "+" came. Bounded by
+    /// [`MAX_RUNNING`], as each is a running command.
+    idle: std::collections::VecDeque<Idle>,
 }
 
 impl Shared {
@@ -677,6 +679,9 @@ impl ClientHalf<'_> {
                         reply: "BAD Error in IMAP command: an AUTHENTICATE line of a form the front does not relay.",
                     };
                 };
+                // An empty one (`=`) is none to the LOGIN mechanism (Dovecot asks for
+                // the user name next), whose user name then comes in the first response.
+                let initial = initial.filter(|ir| !(mechanism == Mechanism::Login && *ir == b"="));
                 let candidate = match (mechanism, initial) {
                     (Mechanism::Plain, Some(ir)) => intercept::plain_user(ir, map),
                     (Mechanism::Login, Some(ir)) => intercept::login_mechanism_user(ir, map),
@@ -698,7 +703,7 @@ impl ClientHalf<'_> {
             }
             Kind::Idle => {
                 // Said before the IDLE goes, so that its "+" cannot come first.
-                crate::lock(&self.meeting.shared).idle = Some(Idle {
+                crate::lock(&self.meeting.shared).idle.push_back(Idle {
                     tag: tag.clone(),
                     continued: false,
                     done: false,
@@ -1087,7 +1092,9 @@ impl ClientHalf<'_> {
     /// `Ok(false)` when no IDLE waits for DONE.
     fn while_idle(&self, text: &[u8]) -> Result<bool, Line> {
         let mut shared = crate::lock(&self.meeting.shared);
-        let Some(idle) = shared.idle.as_mut().filter(|i| !i.done) else {
+        // Only the latest IDLE can wait for DONE: an earlier one had it before the
+        // next IDLE could go.
+        let Some(idle) = shared.idle.back_mut().filter(|i| !i.done) else {
             return Ok(false);
         };
         if is_done(text) {
@@ -1382,15 +1389,18 @@ fn read_response(
         Some(Response::Tagged { tag, .. }) => state.running.answered(tag.as_str()),
         _ => false,
     };
+    // An IDLE's tagged answer ends it, whether its "+" came or not (a server may
+    // refuse it instead).
     if let Some(Response::Tagged { tag, .. }) = &response
-        && state.idle.as_ref().is_some_and(|i| i.tag == tag.as_str())
+        && let Some(at) = state.idle.iter().position(|i| i.tag == tag.as_str())
     {
-        state.idle = None;
+        state.idle.remove(at);
     }
     match response {
         Some(Response::Continuation) => {
-            if let Some(idle) = state.idle.as_mut().filter(|i| !i.continued) {
-                // The IDLE's own: no literal's go-ahead.
+            // A server answers in order: the first "+" owed to an IDLE is the oldest's,
+            // never a literal's go-ahead.
+            if let Some(idle) = state.idle.iter_mut().find(|i| !i.continued) {
                 idle.continued = true;
             } else if let Some(awaiting) = state.awaiting.as_mut() {
                 answer = Some(Answer::GoOn);
