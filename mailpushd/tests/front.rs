@@ -41,6 +41,55 @@ async fn daemon_with_a_front(
     (standin, daemon, roots)
 }
 
+/// A front before a private Dovecot 2.3 with no event driver: for the tests of what
+/// the front relays, refuses and answers.
+struct OnDovecot {
+    daemon: Daemon,
+    roots: rustls::RootCertStore,
+    front: SocketAddr,
+    _standin: Standin,
+    _dir: tempfile::TempDir,
+    _dovecot: Dovecot,
+}
+
+impl OnDovecot {
+    async fn start() -> Self {
+        let dovecot = Dovecot::start(&Release::v2_3(), &Driver::Text(String::new())).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (standin, daemon, roots) = daemon_with_a_front(dir.path(), dovecot.imap_proxied).await;
+        let front = daemon.front_addresses()[0];
+        Self {
+            daemon,
+            roots,
+            front,
+            _standin: standin,
+            _dir: dir,
+            _dovecot: dovecot,
+        }
+    }
+
+    /// A client through the front, greeted.
+    async fn client(&self) -> Client<tokio_rustls::client::TlsStream<TcpStream>> {
+        let mut imap =
+            Client::new(connect_tls(self.front, &self.roots, [127, 0, 0, 1].into()).await);
+        imap.read().await;
+        imap
+    }
+
+    /// The devices registered for `user`.
+    async fn devices(&self, user: &str) -> Vec<mailpushd::store::DeviceStatus> {
+        self.daemon
+            .store()
+            .devices_of(&support::user_name(user))
+            .await
+            .unwrap()
+    }
+
+    async fn stop(self) {
+        self.daemon.shutdown(Duration::from_secs(5)).await;
+    }
+}
+
 /// Whether a login's answer lists capabilities (untagged, as Dovecot does after a
 /// client asked CAPABILITY before, or in its OK) with XAPPLEPUSHSERVICE last, as the
 /// xaps plugin puts it.
@@ -246,16 +295,14 @@ async fn starttls_is_the_fronts_own_and_a_login_in_plain_text_is_refused() {
 async fn who_the_session_is_comes_from_the_login_dovecot_accepted() {
     use base64::Engine as _;
     let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
-    let dovecot = Dovecot::start(&Release::v2_3(), &Driver::Text(String::new())).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (_standin, daemon, roots) = daemon_with_a_front(dir.path(), dovecot.imap_proxied).await;
-    let front = daemon.front_addresses()[0];
+    let on = OnDovecot::start().await;
+    let (daemon, front, roots) = (&on.daemon, on.front, &on.roots);
     let register = |tag: &str| {
         format!(
             "{tag} XAPPLEPUSHSERVICE aps-version 2 aps-account-id {ACCOUNT} aps-device-token {TOKEN} aps-subtopic com.apple.mobilemail mailboxes (INBOX)"
         )
     };
-    let connect = || connect_tls(front, &roots, [127, 0, 0, 1].into());
+    let connect = || connect_tls(front, roots, [127, 0, 0, 1].into());
 
     // A wrong password, then a push command: not logged in, so Dovecot refuses it.
     let mut imap = Client::new(connect().await);
@@ -319,11 +366,7 @@ async fn who_the_session_is_comes_from_the_login_dovecot_accepted() {
         );
     }
     // Every registration is alice's, as Dovecot accepted her.
-    let devices = daemon
-        .store()
-        .devices_of(&support::user_name("alice"))
-        .await
-        .unwrap();
+    let devices = on.devices("alice").await;
     assert_eq!(
         devices.len(),
         1,
@@ -336,7 +379,7 @@ async fn who_the_session_is_comes_from_the_login_dovecot_accepted() {
         ),
         "{page}"
     );
-    daemon.shutdown(Duration::from_secs(5)).await;
+    on.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -344,10 +387,7 @@ async fn who_the_session_is_comes_from_the_login_dovecot_accepted() {
 async fn an_answer_to_another_command_with_the_logins_tag_is_not_the_logins() {
     use base64::Engine as _;
     let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
-    let dovecot = Dovecot::start(&Release::v2_3(), &Driver::Text(String::new())).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (_standin, daemon, roots) = daemon_with_a_front(dir.path(), dovecot.imap_proxied).await;
-    let front = daemon.front_addresses()[0];
+    let on = OnDovecot::start().await;
     // A command, and in the same write a login with the same tag and a wrong password:
     // Dovecot's OK to the first, which comes first, must not log the session in.
     for (i, login) in [
@@ -357,8 +397,7 @@ async fn an_answer_to_another_command_with_the_logins_tag_is_not_the_logins() {
     .into_iter()
     .enumerate()
     {
-        let mut imap = Client::new(connect_tls(front, &roots, [127, 0, 0, 1].into()).await);
-        imap.read().await;
+        let mut imap = on.client().await;
         imap.send(&format!("a NOOP\r\na {login}")).await;
         let noop = imap.read().await;
         assert!(noop.starts_with("a OK"), "{i}: {noop}");
@@ -386,25 +425,17 @@ async fn an_answer_to_another_command_with_the_logins_tag_is_not_the_logins() {
         );
         assert!(last_capability_is_xaps(&logged_in), "{i}: {logged_in:?}");
     }
-    let devices = daemon
-        .store()
-        .devices_of(&support::user_name("alice"))
-        .await
-        .unwrap();
+    let devices = on.devices("alice").await;
     assert!(devices.is_empty(), "{devices:?}");
-    daemon.shutdown(Duration::from_secs(5)).await;
+    on.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Dovecot 2.3 and root; .ci/run installs it and runs --include-ignored"]
 async fn a_literal_in_a_sasl_response_cancels_the_exchange() {
-    let dovecot = Dovecot::start(&Release::v2_3(), &Driver::Text(String::new())).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (_standin, daemon, roots) = daemon_with_a_front(dir.path(), dovecot.imap_proxied).await;
-    let front = daemon.front_addresses()[0];
+    let on = OnDovecot::start().await;
     for literal in ["{0}\r\n", "{3+}\r\nabc y\r\n"] {
-        let mut imap = Client::new(connect_tls(front, &roots, [127, 0, 0, 1].into()).await);
-        imap.read().await;
+        let mut imap = on.client().await;
         imap.send("a AUTHENTICATE PLAIN").await;
         let challenge = imap.read().await;
         assert!(challenge.starts_with('+'), "{challenge}");
@@ -420,7 +451,7 @@ async fn a_literal_in_a_sasl_response_cancels_the_exchange() {
             imap.transcript
         );
     }
-    daemon.shutdown(Duration::from_secs(5)).await;
+    on.stop().await;
 }
 
 /// A login whose literal the front would read where Dovecot reads none (a `{n+}` in a
@@ -440,10 +471,7 @@ async fn a_literal_in_a_sasl_response_cancels_the_exchange() {
 async fn an_authenticate_line_dovecot_reads_otherwise_is_refused() {
     use base64::Engine as _;
     let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
-    let dovecot = Dovecot::start(&Release::v2_3(), &Driver::Text(String::new())).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (_standin, daemon, roots) = daemon_with_a_front(dir.path(), dovecot.imap_proxied).await;
-    let front = daemon.front_addresses()[0];
+    let on = OnDovecot::start().await;
     let (alice, secret) = (b64(b"alice"), b64(b"secret"));
     let (ali, ce) = alice.split_at(4);
     for line in [
@@ -451,8 +479,7 @@ async fn an_authenticate_line_dovecot_reads_otherwise_is_refused() {
         format!("t AUTHENTICATE LOGIN\r{alice}"),
         format!("t AUTHENTICATE LOGIN {ali} {ce}"),
     ] {
-        let mut imap = Client::new(connect_tls(front, &roots, [127, 0, 0, 1].into()).await);
-        imap.read().await;
+        let mut imap = on.client().await;
         imap.send(&line).await;
         let answer = imap.read().await;
         if answer.starts_with('+') {
@@ -476,17 +503,12 @@ async fn an_authenticate_line_dovecot_reads_otherwise_is_refused() {
         assert!(answer.starts_with("r BAD"), "{}", imap.transcript);
     }
     for user in ["secret", "alice"] {
-        let devices = daemon
-            .store()
-            .devices_of(&support::user_name(user))
-            .await
-            .unwrap();
+        let devices = on.devices(user).await;
         assert!(devices.is_empty(), "{user}: {devices:?}");
     }
     // An empty initial response (`=`) is none to the LOGIN mechanism: Dovecot asks for
     // the user name next, and the front reads it there.
-    let mut imap = Client::new(connect_tls(front, &roots, [127, 0, 0, 1].into()).await);
-    imap.read().await;
+    let mut imap = on.client().await;
     imap.send("t AUTHENTICATE LOGIN =").await;
     assert!(imap.read().await.starts_with("+ "), "{}", imap.transcript);
     imap.send(&alice).await;
@@ -506,13 +528,9 @@ async fn an_authenticate_line_dovecot_reads_otherwise_is_refused() {
         "{}",
         imap.transcript
     );
-    let devices = daemon
-        .store()
-        .devices_of(&support::user_name("alice"))
-        .await
-        .unwrap();
+    let devices = on.devices("alice").await;
     assert_eq!(devices.len(), 1);
-    daemon.shutdown(Duration::from_secs(5)).await;
+    on.stop().await;
 }
 
 /// A literal's length is read as Dovecot reads it, leading zeros and all: the front
@@ -522,12 +540,8 @@ async fn an_authenticate_line_dovecot_reads_otherwise_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Dovecot 2.3 and root; .ci/run installs it and runs --include-ignored"]
 async fn literal_lengths_are_read_as_dovecot_reads_them() {
-    let dovecot = Dovecot::start(&Release::v2_3(), &Driver::Text(String::new())).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (_standin, daemon, roots) = daemon_with_a_front(dir.path(), dovecot.imap_proxied).await;
-    let front = daemon.front_addresses()[0];
-    let mut imap = Client::new(connect_tls(front, &roots, [127, 0, 0, 1].into()).await);
-    imap.read().await;
+    let on = OnDovecot::start().await;
+    let mut imap = on.client().await;
     let logged_in = imap.run("LOGIN alice secret").await;
     assert!(logged_in.last().is_some_and(|l| l.starts_with("1 OK")));
     // A literal that waits for no "+" in a command Dovecot answers without reading it
@@ -581,7 +595,7 @@ async fn literal_lengths_are_read_as_dovecot_reads_them() {
             imap.transcript
         );
     }
-    daemon.shutdown(Duration::from_secs(5)).await;
+    on.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -590,18 +604,14 @@ async fn a_login_the_front_and_dovecot_would_read_differently_is_refused_whole()
     use base64::Engine as _;
     use tokio::io::AsyncWriteExt as _;
     let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
-    let dovecot = Dovecot::start(&Release::v2_3(), &Driver::Text(String::new())).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (_standin, daemon, roots) = daemon_with_a_front(dir.path(), dovecot.imap_proxied).await;
-    let front = daemon.front_addresses()[0];
+    let on = OnDovecot::start().await;
     let own_login = "LOGIN alice secret";
     for start in [
         "LOGIN bob \"".to_owned(),
         "LOGIN bob".to_owned(),
         format!("AUTHENTICATE PLAIN {} \"", b64(b"\0bob\0x")),
     ] {
-        let mut imap = Client::new(connect_tls(front, &roots, [127, 0, 0, 1].into()).await);
-        imap.read().await;
+        let mut imap = on.client().await;
         // The front's tags are 27 characters long: the "literal" is a login under one.
         let n = 27 + 1 + own_login.len();
         imap.send(&format!("a {start}{{{n}+}}")).await;
@@ -657,12 +667,8 @@ async fn a_login_the_front_and_dovecot_would_read_differently_is_refused_whole()
         );
     }
     for user in ["bob", "alice"] {
-        let devices = daemon
-            .store()
-            .devices_of(&support::user_name(user))
-            .await
-            .unwrap();
+        let devices = on.devices(user).await;
         assert!(devices.is_empty(), "{user}: {devices:?}");
     }
-    daemon.shutdown(Duration::from_secs(5)).await;
+    on.stop().await;
 }

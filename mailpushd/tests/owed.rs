@@ -32,6 +32,29 @@ fn lease(owner: &str, until_ms: u64) -> Lease<'_> {
     Lease { owner, until_ms }
 }
 
+/// An event other than new mail for `key` at `now_ms`: owed, leased to none.
+async fn event(store: &Store, key: &OwedKey, now_ms: u64) {
+    store
+        .owe(
+            &[(key.clone(), false)],
+            now_ms,
+            Duration::ZERO,
+            lease("a", 0),
+        )
+        .await
+        .unwrap();
+}
+
+/// The store's database, as another program sees it.
+async fn raw(dir: &tempfile::TempDir) -> sqlx::SqlitePool {
+    sqlx::SqlitePool::connect(&format!(
+        "sqlite:{}",
+        dir.path().join("store.sqlite").display()
+    ))
+    .await
+    .unwrap()
+}
+
 /// New mail for `key` at `now_ms`, sent at once under a lease of `owner`'s until
 /// `until_ms`: that send.
 async fn new_mail(store: &Store, key: &OwedKey, now_ms: u64, owner: &str, until_ms: u64) -> Sent {
@@ -126,15 +149,7 @@ async fn a_late_send_does_not_settle_a_mark_made_anew() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir).await;
     let key = key(OwedTarget::Subscriptions);
-    store
-        .owe(
-            &[(key.clone(), false)],
-            1_000,
-            Duration::ZERO,
-            lease("a", 0),
-        )
-        .await
-        .unwrap();
+    event(&store, &key, 1_000).await;
     let first = store.take_due(1_000, lease("a", 2_000), 10).await.unwrap();
     let late = first[0].sent(2_000);
     let second = store.take_due(2_500, lease("b", 60_000), 10).await.unwrap();
@@ -162,22 +177,9 @@ async fn an_unreadable_owed_push_holds_back_no_other() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir).await;
     let key = key(OwedTarget::Subscriptions);
-    store
-        .owe(
-            &[(key.clone(), false)],
-            5_000,
-            Duration::ZERO,
-            lease("a", 0),
-        )
-        .await
-        .unwrap();
+    event(&store, &key, 5_000).await;
     drop(store);
-    let raw = sqlx::SqlitePool::connect(&format!(
-        "sqlite:{}",
-        dir.path().join("store.sqlite").display()
-    ))
-    .await
-    .unwrap();
+    let pool = raw(&dir).await;
     for (kind, user) in [("future", "bob"), ("webpush", "bob\u{7}")] {
         sqlx::query(
             "INSERT INTO owed_pushes (kind, username, target, mailbox, due_ms, since_ms, touched_ms, failures)
@@ -185,11 +187,11 @@ async fn an_unreadable_owed_push_holds_back_no_other() {
         )
         .bind(kind)
         .bind(user)
-        .execute(&raw)
+        .execute(&pool)
         .await
         .unwrap();
     }
-    raw.close().await;
+    pool.close().await;
     let store = self::store(&dir).await;
     // The two it cannot read are the first due: they fill the first batch.
     let taken = store.take_due(10_000, lease("b", 60_000), 2).await.unwrap();
@@ -199,14 +201,9 @@ async fn an_unreadable_owed_push_holds_back_no_other() {
     assert_eq!(taken.len(), 1);
     assert_eq!(taken[0].key, key);
     drop(store);
-    let raw = sqlx::SqlitePool::connect(&format!(
-        "sqlite:{}",
-        dir.path().join("store.sqlite").display()
-    ))
-    .await
-    .unwrap();
+    let pool = raw(&dir).await;
     let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM owed_pushes")
-        .fetch_one(&raw)
+        .fetch_one(&pool)
         .await
         .unwrap();
     assert_eq!(rows, 3);
