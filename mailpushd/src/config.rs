@@ -28,15 +28,14 @@ pub enum ConfigError {
         /// The parser's words, with the line.
         message: String,
     },
-    /// The file holds a password and every user of the machine may read it.
-    #[error(
-        "{path} holds a password (basic_auth, the database URL's or the PKCS#12 file's) and every user of this machine may read it (mode {mode:03o}): chmod o-rwx it"
-    )]
+    /// Every user of the machine may change the file, or read it and it holds a
+    /// password.
+    #[error("{path}: {source}")]
     Exposed {
         /// The file.
         path: PathBuf,
-        /// Its mode.
-        mode: u32,
+        /// What they may do, and what mends it.
+        source: std::io::Error,
     },
     /// The xapsd YAML is not valid.
     #[error("{path} (xapsd YAML): {message}")]
@@ -820,19 +819,26 @@ impl Config {
                 other => other,
             }),
         }?;
-        if config.holds_passwords() {
-            let exposed = std::fs::metadata(path)
-                .and_then(|metadata| crate::files::exposed(path, &metadata))
-                .map_err(|source| ConfigError::Read {
-                    path: path.to_owned(),
-                    source,
-                })?;
-            if let Some(mode) = exposed {
-                return Err(ConfigError::Exposed {
-                    path: path.to_owned(),
-                    mode,
-                });
-            }
+        // Whoever may change the file chooses the daemon's keys and routes; whoever may
+        // read it, its passwords.
+        let exposure = std::fs::metadata(path)
+            .and_then(|metadata| crate::files::exposure(path, &metadata))
+            .map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+        let why = if exposure.write {
+            Some("with it, the daemon's keys and routes")
+        } else if exposure.read && config.holds_passwords() {
+            Some("it holds a password (basic_auth, the database URL's or the PKCS#12 file's)")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(ConfigError::Exposed {
+                path: path.to_owned(),
+                source: exposure.error(why),
+            });
         }
         Ok(config)
     }
@@ -1207,7 +1213,8 @@ impl Config {
     /// Routes open without the credential are open "to any local user": refused when
     /// the API listens where other machines reach it.
     fn check_open_reach(&self) -> Result<(), ConfigError> {
-        if self.api.open != OpenRoutes::None && self.api.tcp && !self.listen.ip().is_loopback() {
+        let loopback = self.listen.ip().to_canonical().is_loopback();
+        if self.api.open != OpenRoutes::None && self.api.tcp && !loopback {
             return Err(ConfigError::Invalid(format!(
                 "routes are open without the credential (api.open, or an xapsd file, whose plugin sends none), and the API listens on {}, which other machines can reach: listen on loopback (127.0.0.1 or [::1]), or leave the routes closed",
                 self.listen
@@ -1503,7 +1510,8 @@ certificate_key_pem = "key.pem"
         let mode = |p: &Path, m: u32| {
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
         };
-        let dir = tempfile::tempdir().unwrap();
+        // In the system's temporary folder, which lets everyone through.
+        let dir = tempfile::tempdir_in("/tmp").unwrap();
         mode(dir.path(), 0o755);
         let file = dir.path().join("mailpushd.toml");
         for (text, secret) in [
@@ -1535,6 +1543,14 @@ certificate_key_pem = "key.pem"
                 assert!(loaded.is_ok(), "{text}");
             }
         }
+        // One every user may change, password or not: its keys and routes are theirs.
+        std::fs::write(&file, "[push]\nmailboxes = \"inbox\"\n").unwrap();
+        mode(&file, 0o646);
+        let error = Config::load(&file)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("change it (mode 646"), "{error}");
     }
 
     #[test]

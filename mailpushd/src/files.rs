@@ -46,64 +46,97 @@ pub fn read_secret(path: &Path, limit: u64) -> std::io::Result<Zeroizing<Vec<u8>
 }
 
 /// The same for a file that holds a private key, which is refused (kind
-/// `PermissionDenied`) when every user of the machine may read or write it (see
-/// [`exposed`]): a key anyone can read is anyone's, and one anyone can write, anyone's
-/// to replace.
+/// `PermissionDenied`) when every user of the machine may read or change it (see
+/// [`exposure`]): a key anyone can read is anyone's, and one anyone can change,
+/// anyone's to replace.
 pub fn read_private(path: &Path, limit: u64) -> std::io::Result<Zeroizing<Vec<u8>>> {
     let file = std::fs::File::open(path)?;
-    if let Some(mode) = exposed(path, &file.metadata()?)? {
-        return Err(exposed_error(mode));
+    let exposure = exposure(path, &file.metadata()?)?;
+    if exposure.read || exposure.write {
+        return Err(exposure.error("it holds a secret"));
     }
     secret_from(file, limit)
 }
 
-/// The error [`read_private`] gives for a file whose `mode` lets every user at it.
-pub fn exposed_error(mode: u32) -> std::io::Error {
-    std::io::Error::new(
-        std::io::ErrorKind::PermissionDenied,
-        format!(
-            "every user of this machine may read or write it (mode {mode:03o}), and it holds a secret: chmod o-rwx it"
-        ),
-    )
+/// What every user of the machine may do to a file, beyond its owner and its group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exposure {
+    /// Every user may read it: its mode lets others read it, and every folder above it
+    /// lets them through.
+    pub read: bool,
+    /// Every user may change it: its mode lets others write it, or a folder on its way
+    /// lets them replace what it holds (others may write to it, and it has no sticky
+    /// bit), the folders above that letting them through.
+    pub write: bool,
+    /// The file's mode.
+    pub mode: u32,
 }
 
-/// The mode of the file at `path` (whose `metadata` these are) when every user of the
-/// machine may read or write it: its mode lets others do so, and every folder above it
-/// lets them through. `None` when not; a file in a folder only its owner may enter is
-/// as private as that folder.
+impl Exposure {
+    /// The error that refuses the file, `why` it must be private said.
+    pub fn error(&self, why: &str) -> std::io::Error {
+        let what = match (self.read, self.write) {
+            (true, true) => "read and change",
+            (true, false) => "read",
+            _ => "change",
+        };
+        std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "every user of this machine may {what} it (mode {:03o}, and the folders above it), and {why}: chmod o-rwx it, and o-w any folder above it every user may write to",
+                self.mode
+            ),
+        )
+    }
+}
+
+/// What every user of the machine may do to the file at `path`, whose `metadata`
+/// these are. A file in a folder only its owner may enter is as private as that
+/// folder.
 ///
 /// ```
 /// use std::os::unix::fs::PermissionsExt;
-/// let dir = std::env::temp_dir().join(format!("mailpushd-exposed-{}", std::process::id()));
+/// // The system's temporary folder lets everyone through (and has the sticky bit).
+/// let dir = std::path::Path::new("/tmp").join(format!("mailpushd-exposure-{}", std::process::id()));
 /// std::fs::create_dir_all(&dir)?;
 /// let key = dir.join("key.pem");
 /// std::fs::write(&key, b"secret")?;
-/// std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644))?;
-/// std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
-/// let exposed = |p| mailpushd::files::exposed(p, &std::fs::metadata(p)?);
-/// // The system's temporary folder lets everyone through.
-/// assert_eq!(exposed(&key)?, Some(0o644));
-/// std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-/// assert_eq!(exposed(&key)?, None);
-/// std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
-/// std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640))?;
-/// assert_eq!(exposed(&key)?, None);
+/// let mode = |p: &std::path::Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+/// let exposure = |p| mailpushd::files::exposure(p, &std::fs::metadata(p)?);
+/// mode(&key, 0o644)?;
+/// mode(&dir, 0o755)?;
+/// assert!(exposure(&key)?.read && !exposure(&key)?.write);
+/// mode(&dir, 0o700)?;
+/// assert!(!exposure(&key)?.read);
+/// mode(&dir, 0o755)?;
+/// mode(&key, 0o640)?;
+/// assert!(!exposure(&key)?.read);
+/// // A folder every user may write to, without the sticky bit: the key is anyone's
+/// // to replace.
+/// mode(&dir, 0o777)?;
+/// assert!(exposure(&key)?.write);
+/// # mode(&dir, 0o700)?;
 /// # std::fs::remove_dir_all(&dir)?;
 /// # Ok::<(), std::io::Error>(())
 /// ```
-pub fn exposed(path: &Path, metadata: &std::fs::Metadata) -> std::io::Result<Option<u32>> {
+pub fn exposure(path: &Path, metadata: &std::fs::Metadata) -> std::io::Result<Exposure> {
     use std::os::unix::fs::PermissionsExt as _;
     let mode = metadata.permissions().mode() & 0o7777;
-    if mode & 0o006 == 0 {
-        return Ok(None);
-    }
     let full = std::fs::canonicalize(path)?;
-    for folder in full.ancestors().skip(1) {
-        if std::fs::metadata(folder)?.permissions().mode() & 0o001 == 0 {
-            return Ok(None);
-        }
+    let folders: Vec<&Path> = full.ancestors().skip(1).collect();
+    // From the root down: whether others reach each folder, and may replace what it
+    // holds.
+    let (mut reached, mut replaceable) = (true, false);
+    for folder in folders.iter().rev() {
+        let folder_mode = std::fs::metadata(folder)?.permissions().mode();
+        replaceable |= reached && folder_mode & 0o003 == 0o003 && folder_mode & 0o1000 == 0;
+        reached &= folder_mode & 0o001 != 0;
     }
-    Ok(Some(mode))
+    Ok(Exposure {
+        read: reached && mode & 0o004 != 0,
+        write: replaceable || (reached && mode & 0o002 != 0),
+        mode,
+    })
 }
 
 /// A text file that holds secrets (a configuration), as [`read_secret`].
@@ -122,21 +155,28 @@ pub fn read_secret_text(path: &Path, limit: u64) -> std::io::Result<Zeroizing<St
     }
 }
 
-/// Writes `contents` to the file at `path`, made (or left) readable by its owner only:
-/// for a key made here.
+/// Writes `contents` to the file at `path`, readable by its owner only: for a key
+/// made here. Written anew beside it, then renamed into place, so that no link at
+/// `path` is followed and nobody who had the file before open reads the new one.
 pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut staging = path.as_os_str().to_owned();
+    staging.push(".new");
+    let staging = std::path::PathBuf::from(staging);
+    match std::fs::remove_file(&staging) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
-        .open(path)?;
-    // A file that was there keeps its mode through the open: set it first.
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        .open(&staging)?;
     file.write_all(contents)?;
-    file.sync_all()
+    file.sync_all()?;
+    std::fs::rename(&staging, path)?;
+    sync_folder_of(path)
 }
 
 /// Syncs the folder that holds `path`, so that a name just made or renamed in it

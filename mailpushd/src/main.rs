@@ -187,7 +187,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             let config = config(path)?;
             let key = match file {
                 Some(file) => {
-                    let bytes = mailpushd::files::read_private(&file, mailpushd::files::KEY_MAX)?;
+                    let bytes = mailpushd::files::read_private(&file, mailpushd::files::KEY_MAX)
+                        .map_err(|e| format!("{}: {e}", file.display()))?;
                     webpush_crypto::VapidKey::import(&bytes)?
                 }
                 None => webpush_crypto::VapidKey::generate(&mut rand_core::OsRng)?,

@@ -41,7 +41,11 @@ pub enum CertificateError {
 }
 
 /// When a pair's certificate and key files were last changed.
-type Modified = (Option<SystemTime>, Option<SystemTime>);
+type Modified = (Option<Stamp>, Option<Stamp>);
+
+/// When a file last changed: its contents (modified), or its inode (changed, as a
+/// `chmod` does), so that a key refused for its mode is read again once that is mended.
+type Stamp = (SystemTime, i64, i64);
 
 /// One configured pair, as loaded, with its files' modification times.
 struct Loaded {
@@ -63,8 +67,14 @@ impl std::fmt::Debug for Certificates {
     }
 }
 
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+fn modified(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt as _;
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((
+        metadata.modified().ok()?,
+        metadata.ctime(),
+        metadata.ctime_nsec(),
+    ))
 }
 
 fn load(
@@ -321,6 +331,33 @@ mod tests {
         assert!(
             said.contains("imap.key") && said.contains("not the certificate's key"),
             "{said}"
+        );
+    }
+
+    /// A renewal that leaves the key readable by all, mended by a chmod a moment later
+    /// (a renewal hook's order): refused, then read again, though the chmod changes
+    /// no modification time.
+    #[test]
+    fn a_key_refused_for_its_mode_is_read_again_once_mended() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+        };
+        // In the system's temporary folder, which lets everyone through.
+        let dir = tempfile::tempdir_in("/tmp").unwrap();
+        mode(dir.path(), 0o755);
+        let files = pair(dir.path(), "imap", &["imap.example.org"]);
+        let certificates = Certificates::load(provider(), std::slice::from_ref(&files)).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let renewed = pair(dir.path(), "imap", &["imap.example.org"]);
+        mode(&renewed.key_file, 0o644);
+        assert_eq!(certificates.reload_changed(), 0, "a key readable by all");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        mode(&renewed.key_file, 0o600);
+        assert_eq!(certificates.reload_changed(), 1);
+        assert_eq!(
+            served(&certificates, Some("imap.example.org")),
+            first_cert(&renewed)
         );
     }
 }

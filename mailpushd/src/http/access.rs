@@ -234,9 +234,11 @@ pub fn dovecot_settings(config: &Config) -> Result<String, AccessError> {
 
 /// What [`dovecot_settings`] says first: where the lines it prints may go.
 const PRIVATE: &str = "# mailpushd's credential for Dovecot: whoever reads it can push, register and\n\
-     # subscribe as any mail user. Put these lines in a file only root can read (chmod 600;\n\
-     # Dovecot's config process reads its settings as root), never in one left readable by\n\
-     # all, as conf.d's files are.\n";
+     # subscribe as any mail user. Put each line that holds it in a file of its own that\n\
+     # only root reads (chmod 600), pulled in where the line goes with\n\
+     #   !include_try /etc/dovecot/mailpushd-credential.conf.ext\n\
+     # (Dovecot's config process reads it as root), never in conf.d's files, which stay\n\
+     # readable by all, as dovecot-lda needs.\n";
 
 /// Reads `api.credential_file`, or with `make` makes it (`None` without): a random
 /// password for [`MADE_USER`], written readable by its owner only, never over a file
@@ -389,7 +391,7 @@ mod tests {
         );
         assert!(settings.contains("cannot be written in"), "{settings}");
         // Both forms say first where the lines may go.
-        assert!(settings.starts_with(PRIVATE) && settings.contains("chmod 600"));
+        assert!(settings.starts_with(PRIVATE) && settings.contains("!include_try"));
         config.basic_auth = Some(auth());
         assert!(dovecot_settings(&config).unwrap().starts_with(PRIVATE));
     }

@@ -316,14 +316,23 @@ impl Driver {
                     std::fs::rename(&next, place).unwrap();
                 }
                 let mut values = vec![("mailpushd_url".to_owned(), url.clone())];
-                if let Some(a) = authorization {
-                    values.push(("mailpushd_authorization".to_owned(), a.clone()));
-                }
                 values.extend(settings.iter().cloned());
-                let values: String = values
+                let mut values: String = values
                     .iter()
                     .map(|(k, v)| format!("    {k} = {v}\n"))
                     .collect();
+                // The credential in a file of its own that only root reads, pulled into
+                // the section with !include_try, as the README says to keep it.
+                if let Some(a) = authorization {
+                    use std::os::unix::fs::PermissionsExt;
+                    let file = host_dir.join("mailpushd-credential.conf.ext");
+                    std::fs::write(&file, format!("mailpushd_authorization = {a}\n")).unwrap();
+                    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                        .unwrap();
+                    values.push_str(&format!(
+                        "    !include_try {dir}/mailpushd-credential.conf.ext\n"
+                    ));
+                }
                 match release {
                     Release::V2_3 => format!(
                         "!include {dir}/90-mailpushd.conf\nplugin {{\n  push_notification_driver = lua:file={dir}/mailpushd.lua\n{values}}}\n"
@@ -386,17 +395,6 @@ fn prepare(release: &Release, driver: &Driver) -> Prepared {
     let text =
         release.base(&seen, imap, proxied, lmtp) + &driver.config(release, dir.path(), &seen);
     std::fs::write(dir.path().join("dovecot.conf"), text).unwrap();
-    // The settings may hold mailpushd's credential: for root alone, as the README says
-    // to keep them (Dovecot's config process reads them as root).
-    {
-        use std::os::unix::fs::PermissionsExt;
-        for file in ["dovecot.conf", "90-mailpushd.conf"] {
-            let path = dir.path().join(file);
-            if path.exists() {
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-            }
-        }
-    }
     // Mail is served as nobody: the folders it touches are its own.
     let status = Command::new("chown")
         .args(["-R", "nobody:nogroup"])
