@@ -122,21 +122,41 @@ impl Exposure {
 pub fn exposure(path: &Path, metadata: &std::fs::Metadata) -> std::io::Result<Exposure> {
     use std::os::unix::fs::PermissionsExt as _;
     let mode = metadata.permissions().mode() & 0o7777;
+    // A pipe or a device (a configuration on standard input) keeps nothing on disk
+    // for anyone to read later.
+    if !metadata.is_file() {
+        return Ok(Exposure {
+            read: false,
+            write: false,
+            mode,
+        });
+    }
     let full = std::fs::canonicalize(path)?;
-    let folders: Vec<&Path> = full.ancestors().skip(1).collect();
-    // From the root down: whether others reach each folder, and may replace what it
-    // holds.
+    let (reached, replaceable) = walk(&full)?;
+    // The folders of the path as given too: one that holds a link on the way, which
+    // anyone who may write to it may point elsewhere.
+    let given = std::path::absolute(path)?;
+    let (_, replaceable_link) = walk(&given)?;
+    Ok(Exposure {
+        read: reached && mode & 0o004 != 0,
+        write: replaceable || replaceable_link || (reached && mode & 0o002 != 0),
+        mode,
+    })
+}
+
+/// From the root down to the folder holding `path`: whether every user reaches that
+/// folder, and whether they may replace something on the way (a folder they may
+/// write to that has no sticky bit, which they reach).
+fn walk(path: &Path) -> std::io::Result<(bool, bool)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let folders: Vec<&Path> = path.ancestors().skip(1).collect();
     let (mut reached, mut replaceable) = (true, false);
-    for folder in folders.iter().rev() {
+    for folder in folders.iter().rev().filter(|f| !f.as_os_str().is_empty()) {
         let folder_mode = std::fs::metadata(folder)?.permissions().mode();
         replaceable |= reached && folder_mode & 0o003 == 0o003 && folder_mode & 0o1000 == 0;
         reached &= folder_mode & 0o001 != 0;
     }
-    Ok(Exposure {
-        read: reached && mode & 0o004 != 0,
-        write: replaceable || (reached && mode & 0o002 != 0),
-        mode,
-    })
+    Ok((reached, replaceable))
 }
 
 /// A text file that holds secrets (a configuration), as [`read_secret`].
@@ -161,21 +181,27 @@ pub fn read_secret_text(path: &Path, limit: u64) -> std::io::Result<Zeroizing<St
 pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
+    let mut random = [0_u8; 8];
+    rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut random)
+        .map_err(std::io::Error::other)?;
     let mut staging = path.as_os_str().to_owned();
-    staging.push(".new");
+    staging.push(format!(".{}.new", u64::from_le_bytes(random)));
     let staging = std::path::PathBuf::from(staging);
-    match std::fs::remove_file(&staging) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&staging)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        std::fs::rename(&staging, path)
+    })();
+    if written.is_err() {
+        // No copy of the key is left beside it.
+        let _ = std::fs::remove_file(&staging);
     }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&staging)?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    std::fs::rename(&staging, path)?;
+    written?;
     sync_folder_of(path)
 }
 
@@ -208,4 +234,56 @@ fn read_from(file: std::fs::File, limit: u64, bytes: &mut Vec<u8>) -> std::io::R
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    fn mode(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// A private file reached through a link in a folder every user may write to is
+    /// anyone's to replace: they may point the link elsewhere.
+    #[test]
+    fn a_link_in_a_folder_every_user_may_write_to_exposes_what_it_names() {
+        let dir = tempfile::tempdir_in("/tmp").unwrap();
+        mode(dir.path(), 0o755);
+        let private = dir.path().join("private");
+        std::fs::create_dir(&private).unwrap();
+        mode(&private, 0o700);
+        let key = private.join("key.pem");
+        write_private(&key, b"secret").unwrap();
+        let exposure = |p: &Path| exposure(p, &std::fs::metadata(p).unwrap()).unwrap();
+        assert_eq!(
+            exposure(&key),
+            Exposure {
+                read: false,
+                write: false,
+                mode: 0o600
+            }
+        );
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        mode(&open, 0o777);
+        let link = open.join("key.pem");
+        std::os::unix::fs::symlink(&key, &link).unwrap();
+        assert!(exposure(&link).write);
+        // With the sticky bit, a link there is its owner's alone to change.
+        mode(&open, 0o1777);
+        assert!(!exposure(&link).write);
+        // No stray copy of the key is left beside it.
+        let names: Vec<_> = std::fs::read_dir(&private).unwrap().collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    /// A pipe or a device keeps nothing on disk: no exposure, whatever its mode.
+    #[test]
+    fn a_device_is_no_file_on_disk() {
+        let null = Path::new("/dev/null");
+        let exposure = exposure(null, &std::fs::metadata(null).unwrap()).unwrap();
+        assert!(!exposure.read && !exposure.write);
+    }
 }

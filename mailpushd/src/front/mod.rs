@@ -213,7 +213,7 @@ impl Front {
         )];
         for (kind, listener, address) in self.listeners {
             tracing::info!(%address, listener = kind.label(), backend = %self.context.front.backend, "IMAP front listening");
-            if kind == Listener::Plain && !address.ip().is_loopback() {
+            if kind == Listener::Plain && !address.ip().to_canonical().is_loopback() {
                 tracing::warn!(%address, "IMAP front: a plain-text listener off loopback: passwords cross the network in the clear");
             }
             tasks.push((
