@@ -13,9 +13,9 @@
 -- and zone, written as RFC 5322 writes them: Dovecot hands the script the parsed date,
 -- not its text) and MessageId.
 --
--- Settings. Dovecot 2.4 (90-mailpushd-2.4.conf):
---   push_notification lua { lua_settings { mailpushd_url = ... } }
--- Dovecot 2.3 (90-mailpushd.conf):
+-- Settings. Dovecot 2.4 (2.4/90-mailpushd.conf):
+--   push_notification mailpushd { lua_settings { mailpushd_url = ... } }
+-- Dovecot 2.3 (2.3/90-mailpushd.conf):
 --   plugin { mailpushd_url = ... }
 --
 --   mailpushd_url            required: mailpushd's /notify, e.g. http://[::1]:11619/notify
@@ -62,7 +62,7 @@ end
 -- option names of the running Dovecot. Logs one line either way.
 local function configure(get, version)
   local url = get("mailpushd_url")
-  local where = version == "2.4" and "push_notification lua { lua_settings { } }" or "plugin { }"
+  local where = version == "2.4" and "push_notification mailpushd { lua_settings { } }" or "plugin { }"
   local function fail(reason)
     dovecot.i_error("mailpushd.lua: " .. reason .. " (in " .. where
       .. "): no mail event reaches mailpushd until it is fixed and Dovecot reloaded")
@@ -245,8 +245,11 @@ function dovecot_lua_notify_end_txn(ctx, success)
     request:set_payload(body)
     local response = request:submit()
     local status = response:status()
-    -- 404: the user has no device. Anything else outside 2xx is worth a log line.
-    if (status < 200 or status >= 300) and status ~= 404 then
+    -- 404 without a body: the user has no device. One with a body is mailpushd's answer
+    -- to a path it has no route for (a wrong mailpushd_url): like anything else outside
+    -- 2xx, worth a log line, since no event then reaches mailpushd.
+    local no_device = status == 404 and response:payload() == ""
+    if (status < 200 or status >= 300) and not no_device then
       dovecot.i_error("mailpushd.lua: " .. ready.shown .. " answered " .. status .. " "
         .. tostring(response:reason()) .. " for " .. name .. ": this event is not pushed")
     end

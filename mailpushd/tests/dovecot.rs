@@ -278,6 +278,41 @@ async fn timeout_and_attempts(release: Release) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Dovecot 2.3 and root; .ci/run installs it and runs --include-ignored"]
+async fn a_wrong_path_is_logged_on_dovecot_2_3() {
+    wrong_path(Release::v2_3()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Debian 13 chroot with Dovecot 2.4 (MAILPUSHD_DOVECOT24_ROOT) and root; .ci/run makes it and runs --include-ignored"]
+async fn a_wrong_path_is_logged_on_dovecot_2_4() {
+    wrong_path(Release::v2_4()).await;
+}
+
+/// A mailpushd_url whose path mailpushd has no route for: mailpushd answers 404 with a
+/// body, which the script tells from the empty 404 of a user without devices, and logs,
+/// since no event reaches mailpushd.
+async fn wrong_path(release: Release) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_standin, daemon) = daemon_with_a_device(dir.path()).await;
+    let url = format!("http://{}/notify/", daemon.local_addr().unwrap());
+    let driver = Driver::Lua {
+        url: url.clone(),
+        authorization: Some(AUTHORIZATION.to_owned()),
+        settings: Vec::new(),
+    };
+    let dovecot = Dovecot::start(&release, &driver).await;
+    dovecot.deliver("alice@example.org", "lost").await;
+    let log = dovecot
+        .log_with("for INBOX: this event is not pushed")
+        .await;
+    assert!(
+        log.contains(&format!("mailpushd.lua: {url} answered 404")),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Dovecot 2.3 and root; .ci/run installs it and runs --include-ignored"]
 async fn a_wrong_setting_is_logged_once_on_dovecot_2_3() {
     wrong_setting(Release::v2_3()).await;
 }
