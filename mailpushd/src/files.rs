@@ -176,16 +176,39 @@ pub fn read_secret_text(path: &Path, limit: u64) -> std::io::Result<Zeroizing<St
 }
 
 /// Writes `contents` to the file at `path`, readable by its owner only: for a key
-/// made here. Written anew beside it, then renamed into place, so that no link at
-/// `path` is followed and nobody who had the file before open reads the new one.
+/// made here. Whole or not at all, following no link at `path`, and nobody who had
+/// the file before open reads the new one: see [`create_private`], which this is but
+/// for replacing what is there.
 pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    place_private(path, contents, Place::Replace)
+}
+
+/// Writes a new file readable by its owner only; a file (or a link) already at
+/// `path` is an error (kind `AlreadyExists`), never overwritten or followed. Whole or
+/// not at all: written beside it under a name of its own, synced, then linked into
+/// place, so that a crash leaves no partial file the next start would refuse, and no
+/// copy of it beside it.
+pub fn create_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    place_private(path, contents, Place::New)
+}
+
+/// How a file written beside its place goes there.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// Renamed over what is there.
+    Replace,
+    /// Linked where nothing is: a link is never made over an existing name.
+    New,
+}
+
+fn place_private(path: &Path, contents: &[u8], place: Place) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let mut random = [0_u8; 8];
     rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut random)
         .map_err(std::io::Error::other)?;
     let mut staging = path.as_os_str().to_owned();
-    staging.push(format!(".{}.new", u64::from_le_bytes(random)));
+    staging.push(format!(".new-{:016x}", u64::from_be_bytes(random)));
     let staging = std::path::PathBuf::from(staging);
     let written = (|| {
         let mut file = std::fs::OpenOptions::new()
@@ -195,12 +218,13 @@ pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
             .open(&staging)?;
         file.write_all(contents)?;
         file.sync_all()?;
-        std::fs::rename(&staging, path)
+        match place {
+            Place::Replace => std::fs::rename(&staging, path),
+            Place::New => std::fs::hard_link(&staging, path),
+        }
     })();
-    if written.is_err() {
-        // No copy of the key is left beside it.
-        let _ = std::fs::remove_file(&staging);
-    }
+    // Gone once renamed; a link's other name, or what a failure left, goes here.
+    let _ = std::fs::remove_file(&staging);
     written?;
     sync_folder_of(path)
 }

@@ -300,37 +300,12 @@ fn read(path: &Path) -> Result<BasicAuth, AccessError> {
     })
 }
 
-/// Writes a new file readable by its owner only; a file (or a symbolic link) already
-/// at `path` is an error, never overwritten or followed. Whole or not at all: written
-/// beside it under a name of its own, then linked into place, so that a crash leaves
-/// no partial file the next start would refuse.
+/// [`crate::files::create_private`], its error naming the file.
 fn write_new(path: &Path, contents: &[u8]) -> Result<(), AccessError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file_error = |source| AccessError::File {
+    crate::files::create_private(path, contents).map_err(|source| AccessError::File {
         path: path.to_owned(),
         source,
-    };
-    let mut random = [0_u8; 8];
-    rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut random)
-        .map_err(AccessError::Random)?;
-    let mut staged = path.as_os_str().to_owned();
-    staged.push(format!(".new-{:016x}", u64::from_be_bytes(random)));
-    let staged = std::path::PathBuf::from(staged);
-    let written = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&staged)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        // A link is never made over an existing name, unlike a rename.
-        std::fs::hard_link(&staged, path)
-    })();
-    let _ = std::fs::remove_file(&staged);
-    written.map_err(file_error)?;
-    crate::files::sync_folder_of(path).map_err(file_error)
+    })
 }
 
 /// Basic credentials, compared in constant time whatever their lengths: the digests of
