@@ -219,8 +219,9 @@ enum Line {
         /// An `AUTHENTICATE` (before a login): the exchange it starts, and the user
         /// its initial response names.
         auth: Option<(Sasl, Option<UserName>)>,
-        /// A synchronizing literal of it was waited on: the server still reads it, and
-        /// must not have answered it before a later one.
+        /// A literal of it was waited on (its own "+", or the front's for one that
+        /// waits for none): the server still reads it, and must not have answered it
+        /// before a later one.
         waited: bool,
     },
     /// A SASL response in an `AUTHENTICATE` exchange: relayed, and read for the user
@@ -387,22 +388,20 @@ const IN_USE: &str = "BAD The tag is in use by a command still running.";
 /// (`ends_idle`), which is no command: those go to the server as they are. A `DONE`
 /// with no IDLE running is answered, as a server answers a command it cannot read.
 fn not_a_command(line: &[u8], ends_idle: bool) -> Option<String> {
+    // The caller read it as that DONE already (`is_done`).
+    if ends_idle {
+        return None;
+    }
     let word_len = line
         .iter()
         .take_while(|&&b| !matches!(b, b' ' | b'\r' | b'\n'))
         .count();
-    let (word, rest) = line.split_at_checked(word_len)?;
+    let (word, _) = line.split_at_checked(word_len)?;
     if !word
         .first()
         .copied()
         .is_some_and(imap_syntax::chars::is_tag_char)
     {
-        return None;
-    }
-    let blank = rest
-        .iter()
-        .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
-    if ends_idle && word.eq_ignore_ascii_case(b"DONE") && blank {
         return None;
     }
     Some(
