@@ -199,6 +199,18 @@ async fn the_socket_serves_http_and_the_legacy_lines_to_whom_its_mode_lets_in() 
     let notify =
         "NOTIFY dovecot-username=\"bob\"\tdovecot-mailbox=\"INBOX\"\tevents=(\"MessageNew\")\r\n";
     assert_eq!(over_socket(&socket, notify.as_bytes()).await, "OK \n");
+    // The verb in any case, as the parser reads it (HTTP's 400 before), and a line
+    // that comes in pieces.
+    let lower = notify.replacen("NOTIFY", "notify", 1);
+    assert_eq!(over_socket(&socket, lower.as_bytes()).await, "OK \n");
+    let mut stream = UnixStream::connect(&socket).await.unwrap();
+    for piece in notify.as_bytes().chunks(5) {
+        stream.write_all(piece).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert_eq!(answer, "OK \n");
     let refused = "REGISTER aps-account-id=\"A\"\taps-subtopic=\"other\"\r\n";
     assert!(
         over_socket(&socket, refused.as_bytes())

@@ -83,6 +83,32 @@ impl Verb {
     }
 }
 
+/// How many first octets of a connection [`starts_request`] needs to tell: the longer
+/// verb and the blank after it.
+pub const START_LEN: usize = 9;
+
+/// Whether a connection that begins with `start` speaks this protocol: a verb in any
+/// case, then a space or a tab, as [`Line::parse`] reads a line. A socket that serves
+/// HTTP as well tells the two apart by this; `start` shorter than the verb and its
+/// blank is not a request.
+///
+/// ```
+/// use xaps_proto::legacy::starts_request;
+/// assert!(starts_request(b"REGISTER\taps"));
+/// assert!(starts_request(b"notify do"));
+/// assert!(!starts_request(b"POST /not"));
+/// assert!(!starts_request(b"NOTIFY"));
+/// ```
+pub fn starts_request(start: &[u8]) -> bool {
+    [Verb::Register, Verb::Notify].iter().any(|verb| {
+        let name = verb.as_str().as_bytes();
+        start
+            .get(..name.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(name))
+            && matches!(start.get(name.len()), Some(b' ' | b'\t'))
+    })
+}
+
 /// A value: one quoted string or a list of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {

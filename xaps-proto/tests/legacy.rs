@@ -3,7 +3,9 @@
 
 use proptest::prelude::*;
 use xaps_proto::daemon::{Notify, Register};
-use xaps_proto::legacy::{Answer, Line, LineError, MAX_LINE_LEN, Request, Value, Verb};
+use xaps_proto::legacy::{
+    Answer, Line, LineError, MAX_LINE_LEN, Request, START_LEN, Value, Verb, starts_request,
+};
 use xaps_proto::{AccountId, DeviceToken, MAX_MAILBOXES, UserName};
 
 const TOKEN: &str = "3a1e4fba6214e9db210d15baf10d5ee85ed217437b9bac4afacb8416aad6e46d";
@@ -295,6 +297,42 @@ fn lines_the_decoder_would_refuse_are_not_encoded() {
     assert_eq!(Line::decode(&lf(fits + 1)), Err(LineError::Syntax));
 }
 
+/// A verb in any case is the line protocol, as the parser reads it; an HTTP request on
+/// the same socket is not.
+#[test]
+fn a_connection_tells_its_protocol_by_its_first_octets() {
+    for start in [
+        &b"REGISTER aps"[..],
+        b"register\taps",
+        b"Notify do",
+        b"NOTIFY\tdovecot",
+    ] {
+        assert!(
+            starts_request(start),
+            "{:?}",
+            String::from_utf8_lossy(start)
+        );
+    }
+    for start in [
+        &b"POST /register HTTP/1.1"[..],
+        b"GET /health",
+        b"REGISTER",
+        b"REGISTERS x",
+        b"NOTIFY",
+        b"NOTIFYING",
+        b"",
+    ] {
+        assert!(
+            !starts_request(start),
+            "{:?}",
+            String::from_utf8_lossy(start)
+        );
+    }
+    let lower = b"notify dovecot-username=\"bob\"\tdovecot-mailbox=\"INBOX\"\r\n";
+    let (_, request) = Request::decode(lower).unwrap();
+    assert!(matches!(request, Request::Notify(_)));
+}
+
 #[test]
 fn answers() {
     assert_eq!(
@@ -378,6 +416,8 @@ proptest! {
             }
         };
         prop_assert!(!repeated);
+        // A socket serving HTTP beside the lines tells them by their first octets.
+        prop_assert!(starts_request(&bytes[..START_LEN]));
         prop_assert_eq!(Line::decode(&bytes), Ok((bytes.len(), line)));
         // Every proper prefix waits for more.
         for end in 0..bytes.len() {

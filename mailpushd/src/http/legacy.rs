@@ -7,20 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use xaps_proto::legacy::{Answer, LineError, MAX_LINE_LEN, Request};
+use xaps_proto::legacy::{Answer, LineError, MAX_LINE_LEN, Request, START_LEN};
 
 use crate::core::{Core, RegisterError};
 
 /// How long a line may take to arrive whole.
 const LINE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How many first octets tell the line protocol from HTTP: `REGISTER` and `NOTIFY `.
-const VERB_LEN: usize = 8;
-
-/// Whether a connection whose first octets are `start` speaks the line protocol.
-pub(super) fn is_line(start: &[u8]) -> bool {
-    start.starts_with(b"REGISTER") || start.starts_with(b"NOTIFY ")
-}
 
 /// Reads the connection's first octets, enough to tell its protocol (fewer if it ends
 /// sooner, a few more if they came together); the stream's clocks bound the wait.
@@ -28,10 +20,10 @@ pub(super) async fn start<S>(stream: &mut S) -> std::io::Result<Vec<u8>>
 where
     S: tokio::io::AsyncRead + Unpin,
 {
-    let mut start = Vec::with_capacity(VERB_LEN);
-    while start.len() < VERB_LEN {
+    let mut start = Vec::with_capacity(START_LEN);
+    while start.len() < START_LEN {
         // What comes after the verb is kept too, and replayed.
-        let mut chunk = [0_u8; VERB_LEN];
+        let mut chunk = [0_u8; START_LEN];
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
             break;
@@ -53,12 +45,19 @@ where
                 Err(LineError::Incomplete) if buffer.len() <= MAX_LINE_LEN => {}
                 other => return Ok(other),
             }
-            let mut chunk = [0_u8; 4096];
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Ok(Request::decode(&buffer));
+            // The line is read again only once a line feed has come, or too much.
+            loop {
+                let mut chunk = [0_u8; 4096];
+                let n = stream.read(&mut chunk).await?;
+                if n == 0 {
+                    return Ok(Request::decode(&buffer));
+                }
+                let fresh = chunk.get(..n).unwrap_or_default();
+                buffer.extend_from_slice(fresh);
+                if fresh.contains(&b'\n') || buffer.len() > MAX_LINE_LEN {
+                    break;
+                }
             }
-            buffer.extend(chunk.iter().take(n));
         }
     })
     .await;

@@ -223,7 +223,7 @@ pub(crate) async fn serve_socket(
             };
             let mut held = timed(&front, held);
             match super::legacy::start(&mut held).await {
-                Ok(start) if super::legacy::is_line(&start) => {
+                Ok(start) if xaps_proto::legacy::starts_request(&start) => {
                     super::legacy::serve(held, start, &front.core).await;
                 }
                 Ok(start) => {
