@@ -52,6 +52,9 @@ struct Loaded {
     names: Vec<String>,
     files: FrontCertificate,
     modified: Modified,
+    /// The files as they stand were refused: they are read again at each look, since
+    /// what mends them may change none of their times (a `chmod` of a folder above).
+    refused: bool,
     key: Arc<CertifiedKey>,
 }
 
@@ -130,6 +133,7 @@ impl Certificates {
                 Ok(Loaded {
                     names: files.names.clone(),
                     modified: (modified(&files.cert_file), modified(&files.key_file)),
+                    refused: false,
                     key: load(&provider, files)?,
                     files: files.clone(),
                 })
@@ -141,10 +145,11 @@ impl Certificates {
         })
     }
 
-    /// Reads again each pair whose files changed; a pair that no longer loads is kept
-    /// as it was, and said. How many were replaced.
+    /// Reads again each pair whose files changed, or were refused when last read; a
+    /// pair that no longer loads is kept as it was, and said once per change. How many
+    /// were replaced.
     pub(crate) fn reload_changed(&self) -> usize {
-        let changed: Vec<(usize, FrontCertificate, Modified)> = {
+        let changed: Vec<(usize, FrontCertificate, Modified, bool)> = {
             let loaded = self
                 .loaded
                 .read()
@@ -154,12 +159,13 @@ impl Certificates {
                 .enumerate()
                 .filter_map(|(i, l)| {
                     let now = (modified(&l.files.cert_file), modified(&l.files.key_file));
-                    (now != l.modified).then(|| (i, l.files.clone(), now))
+                    let new = now != l.modified;
+                    (new || l.refused).then(|| (i, l.files.clone(), now, new))
                 })
                 .collect()
         };
         let mut replaced = 0;
-        for (i, files, now) in changed {
+        for (i, files, now, new) in changed {
             let key = load(&self.provider, &files);
             let mut loaded = self
                 .loaded
@@ -170,14 +176,18 @@ impl Certificates {
             };
             // The times are taken as seen either way: a failure is said once per change.
             entry.modified = now;
+            entry.refused = key.is_err();
             match key {
                 Ok(key) => {
                     entry.key = key;
                     replaced += 1;
                     tracing::info!(cert = %files.cert_file.display(), "IMAP front: certificate read again");
                 }
-                Err(e) => {
+                Err(e) if new => {
                     tracing::error!(error = %e, "IMAP front: a changed certificate cannot be served: the one before stays");
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "IMAP front: the changed certificate is still refused");
                 }
             }
         }
@@ -336,7 +346,7 @@ mod tests {
 
     /// A renewal that leaves the key readable by all, mended by a chmod a moment later
     /// (a renewal hook's order): refused, then read again, though the chmod changes
-    /// no modification time.
+    /// no modification time; the same when the chmod is of the key's folder.
     #[test]
     fn a_key_refused_for_its_mode_is_read_again_once_mended() {
         use std::os::unix::fs::PermissionsExt as _;
@@ -359,5 +369,27 @@ mod tests {
             served(&certificates, Some("imap.example.org")),
             first_cert(&renewed)
         );
+        // Renewed into a folder every user may enter and read, mended by a chmod of the
+        // folder, which changes none of the key's times.
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        mode(&open, 0o755);
+        let files = pair(&open, "imap", &["imap.example.org"]);
+        mode(&files.key_file, 0o644);
+        mode(&open, 0o700);
+        let certificates = Certificates::load(provider(), std::slice::from_ref(&files)).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        mode(&open, 0o755);
+        let renewed = pair(&open, "imap", &["imap.example.org"]);
+        mode(&renewed.key_file, 0o644);
+        assert_eq!(certificates.reload_changed(), 0, "a key in an open folder");
+        assert_eq!(certificates.reload_changed(), 0, "still refused");
+        mode(&open, 0o700);
+        assert_eq!(certificates.reload_changed(), 1);
+        assert_eq!(
+            served(&certificates, Some("imap.example.org")),
+            first_cert(&renewed)
+        );
+        assert_eq!(certificates.reload_changed(), 0, "read once");
     }
 }
