@@ -1435,3 +1435,35 @@ async fn keys_made_ahead_while_idle_are_spent_by_a_burst_then_made_in_line() {
     support::wait_metric(address, "mailpushd_webpush_key_pool 10").await;
     daemon.shutdown(Duration::from_secs(5)).await;
 }
+
+/// A mail server that closes its connection before the answer to a notify (a client's
+/// timeout) leaves each push it owed on its way, none counted as sending for good: a
+/// push counted and never ended would take one of the owed sends' places until a
+/// restart, and new mail waits for the timer once they are all taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notify_whose_caller_goes_away_still_sends_what_it_owed() {
+    use tokio::io::AsyncWriteExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();
+    let push = PushService::start().await.unwrap();
+    let endpoints: Vec<String> = (0..4).map(|i| push.endpoint(&format!("p/{i}"))).collect();
+    let daemon = with_subscriptions(dir.path(), &ua, &endpoints, |c| {
+        c.webpush.max_pushes_per_user_per_minute = 100_000;
+    })
+    .await;
+    let address = daemon.local_addr().unwrap();
+    let body = r#"{"Username":"alice","Mailbox":"INBOX","Events": ["MessageNew"]}"#;
+    let request = format!(
+        "POST /notify HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    for round in 0..200_u64 {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        // Gone at a different moment of the notify each round.
+        tokio::time::sleep(Duration::from_micros(round * 37 % 2_000)).await;
+        drop(stream);
+    }
+    support::wait_metric(address, "mailpushd_owed_sending 0").await;
+    daemon.shutdown(Duration::from_secs(5)).await;
+}

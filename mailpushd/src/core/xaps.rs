@@ -10,7 +10,7 @@ use xaps_proto::{AccountId, DeviceToken, UserName};
 
 use super::Core;
 use super::owed::now_ms;
-use crate::store::{OwedKey, OwedTarget, StoreError};
+use crate::store::{OwedKey, OwedPush, OwedTarget, Records, StoreError};
 
 /// A registration that was not stored.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +73,7 @@ impl Core {
         // push.mailboxes holds for Web Push too: spam in Junk wakes no browser, and a
         // user's owed pushes stay one per mailbox that pushes.
         let pushes = self.config.push.mailboxes.pushes_unlisted(notify.mailbox());
-        let mut records = match &self.webpush {
+        let records = match &self.webpush {
             Some(_) if pushes => {
                 Some(self.store.webpush_records(user).await?).filter(|r| !r.is_empty())
             }
@@ -102,8 +102,35 @@ impl Core {
             .store
             .owe(&events, now, self.config.push.delay, lease)
             .await?;
+        // Owed from here on. The pushes start in a task of their own: a caller that
+        // goes away before the answer (a mail server's client timing out) must not
+        // leave a push leased and never sent, or counted as sending for good.
+        let core = Arc::clone(self);
+        let (notify, until_ms) = (notify.clone(), lease.until_ms);
+        let started = tokio::spawn(async move {
+            core.start_owed(marks, &notify, new_mail && room, until_ms, records, since)
+                .await;
+        });
+        if let Err(e) = started.await {
+            tracing::error!(error = %e, "new mail's pushes not all started: they go when their lease ends");
+        }
+        Ok(lookup.outcome())
+    }
+
+    /// Starts what a notify owed (`marks`, leased until `until_ms`): new mail now
+    /// (`now`), with the envelopes for the subscriptions (`records`); anything else
+    /// when the timer finds it due.
+    async fn start_owed(
+        self: &Arc<Self>,
+        marks: Vec<OwedPush>,
+        notify: &Notify,
+        now: bool,
+        until_ms: u64,
+        mut records: Option<Records>,
+        since: Instant,
+    ) {
         for mark in marks {
-            if !new_mail || !room {
+            if !now {
                 self.owed_by_ms(mark.owed.due_ms);
                 continue;
             }
@@ -111,17 +138,16 @@ impl Core {
                 (OwedTarget::Subscriptions, Some(records)) => {
                     // The envelopes the event source told of go with new mail's push
                     // now; should it fail, the owed push is the generic one.
-                    let sent = mark.sent(lease.until_ms);
+                    let sent = mark.sent(until_ms);
                     self.new_mail_push(notify, sent, mark.owed.since_ms, records, since)
                         .await;
                 }
                 (_, taken) => {
                     records = taken;
-                    self.dispatch(mark, lease.until_ms, since, true).await;
+                    self.dispatch(mark, until_ms, since, true).await;
                 }
             }
         }
-        Ok(lookup.outcome())
     }
 
     /// Forgets what is owed to `token` for `account` of `user`: it no longer receives
