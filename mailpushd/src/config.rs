@@ -515,7 +515,7 @@ pub struct Apns {
 }
 
 /// How the daemon proves it may push.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub enum Credentials {
     /// A provider token signed with the team's `.p8` key.
@@ -541,6 +541,33 @@ pub enum Credentials {
         /// Its password.
         password: zeroize::Zeroizing<String>,
     },
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Token {
+                key_file,
+                key_id,
+                team_id,
+            } => f
+                .debug_struct("Token")
+                .field("key_file", key_file)
+                .field("key_id", key_id)
+                .field("team_id", team_id)
+                .finish(),
+            Self::Pem { certificate, key } => f
+                .debug_struct("Pem")
+                .field("certificate", certificate)
+                .field("key", key)
+                .finish(),
+            Self::Pkcs12 { file, password: _ } => f
+                .debug_struct("Pkcs12")
+                .field("file", file)
+                .field("password", &"<redacted>")
+                .finish(),
+        }
+    }
 }
 
 /// Limits on the HTTP API.
@@ -1765,6 +1792,20 @@ certificate_key_pem = "key.pem"
         assert!(config.notes.is_empty());
         let config = Config::from_toml("[push]\ncheck_interval_secs = 5", Path::new("/")).unwrap();
         assert_eq!(config.notes.len(), 1, "said at start, not silently ignored");
+    }
+
+    #[test]
+    fn the_pkcs12_password_is_never_shown() {
+        let config = Config::from_toml(
+            "[apns]\ncertificate_p12 = \"c.p12\"\ncertificate_p12_password = \"s3cret\"",
+            Path::new("/etc/mailpushd"),
+        )
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(
+            debug.contains("c.p12") && debug.contains("<redacted>") && !debug.contains("s3cret"),
+            "{debug}"
+        );
     }
 
     #[test]

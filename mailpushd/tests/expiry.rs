@@ -14,18 +14,25 @@ use mailpushd::store::Store;
 use xaps_proto::registry::{Registration, Registry};
 use xaps_proto::{AccountId, DeviceToken, Timestamp};
 
-/// `n` users with one registration each, every other one forty days old (the lifetime
-/// is thirty).
+/// `n` users with one registration each, every other one old: forty days (the lifetime
+/// is thirty), or, one in four, in the year 1 (an xapsd file's time past what the
+/// store's nanoseconds hold, though not Go's zero time).
 fn registry(n: usize) -> Registry {
     let mut registry = Registry::new().with_max_accounts_per_user(usize::MAX);
     let now = SystemTime::now();
     let old = Timestamp::from_system_time(now - Duration::from_secs(40 * 86_400)).expect("now");
+    let ancient = Timestamp::try_from("0001-01-01T00:00:00.5+01:00".to_owned()).unwrap();
+    assert!(!ancient.is_go_zero());
     let now = Timestamp::from_system_time(now).expect("now");
     for i in 0..n {
         let registration = Registration {
             device_token: DeviceToken::new(&format!("{:064x}", i + 1)).unwrap(),
             mailboxes: vec!["INBOX".to_owned()],
-            registered_at: Some(if i % 2 == 0 { old } else { now }),
+            registered_at: Some(match i % 4 {
+                0 => ancient,
+                2 => old,
+                _ => now,
+            }),
         };
         registry
             .restore(

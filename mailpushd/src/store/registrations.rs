@@ -302,9 +302,12 @@ where
         .collect::<Result<_, _>>()?)
 }
 
-/// A time as the store orders them: nanoseconds since 1970, saturated at the year 2262.
+/// A time as the store orders them: nanoseconds since 1970, saturated at the years
+/// 1677 and 2262 (an imported time before the first is older than any other, as the
+/// registry takes it).
 fn nanos(time: Timestamp) -> i64 {
-    i64::try_from(time.unix_nanos()).unwrap_or(i64::MAX)
+    let nanos = time.unix_nanos();
+    i64::try_from(nanos).unwrap_or(if nanos < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// Whether a registration replaces the stored one of its device only when it is newer.
