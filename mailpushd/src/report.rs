@@ -49,9 +49,20 @@ pub enum Report {
         sent: Sent,
         /// Since when the push was owed.
         since_ms: u64,
-        /// The subscriptions whose push a round of attempts could not deliver.
-        failed: Vec<String>,
+        /// The subscriptions whose push a round of attempts could not deliver, each
+        /// once.
+        failed: Vec<Failed>,
     },
+}
+
+/// A subscription a fan-out's round of attempts could not deliver to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failed {
+    /// Its id.
+    pub sub_id: String,
+    /// How long its push service asked it to wait (`Retry-After`, at most
+    /// `webpush.max_hold`); zero when it asked for nothing.
+    pub asked: std::time::Duration,
 }
 
 /// One fan-out of an owed push to a user's subscriptions: each delivery says how it
@@ -65,7 +76,7 @@ pub struct FanOut {
     deadline: crate::retry::Deadline,
     since_ms: u64,
     left: AtomicUsize,
-    failed: std::sync::Mutex<Vec<String>>,
+    failed: std::sync::Mutex<Vec<Failed>>,
     reports: ReportSender,
 }
 
@@ -102,25 +113,29 @@ impl FanOut {
     /// its push stays owed, as if a delivery to it had failed.
     pub fn not_now(&self, sub_id: &str) {
         self.one_more();
-        self.done(sub_id, false);
+        self.done(sub_id, false, std::time::Duration::ZERO);
     }
 
     /// One delivery, to subscription `sub_id`, ended: delivered or refused for good
-    /// (`settled`), or its round failed.
-    pub fn done(&self, sub_id: &str, settled: bool) {
-        self.end((!settled).then_some(sub_id));
+    /// (`settled`), or its round failed, its service having `asked` it to wait so long.
+    pub fn done(&self, sub_id: &str, settled: bool, asked: std::time::Duration) {
+        self.end((!settled).then(|| Failed {
+            sub_id: sub_id.to_owned(),
+            asked,
+        }));
     }
 
-    fn end(&self, failed: Option<&str>) {
-        if let Some(sub_id) = failed {
-            crate::lock(&self.failed).push(sub_id.to_owned());
+    fn end(&self, failed: Option<Failed>) {
+        if let Some(failed) = failed {
+            crate::lock(&self.failed).push(failed);
         }
         if self.left.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
         }
         let mut failed = std::mem::take(&mut *crate::lock(&self.failed));
-        failed.sort_unstable();
-        failed.dedup();
+        // Each subscription once, with the longest wait asked of its pushes.
+        failed.sort_unstable_by(|a, b| a.sub_id.cmp(&b.sub_id).then(b.asked.cmp(&a.asked)));
+        failed.dedup_by(|later, first| later.sub_id == first.sub_id);
         let report = Report::FanOutDone {
             sent: self.sent.clone(),
             since_ms: self.since_ms,

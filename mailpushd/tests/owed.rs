@@ -82,7 +82,10 @@ async fn a_stale_sends_failure_leaves_the_live_sends_lease() {
     let taken = store.take_due(2_500, lease("b", 60_000), 10).await.unwrap();
     assert_eq!(taken.len(), 1);
     assert_eq!(
-        store.reschedule(&stale, 2_600, &ROUNDS).await.unwrap(),
+        store
+            .reschedule(&stale, 2_600, &ROUNDS, Duration::ZERO)
+            .await
+            .unwrap(),
         Rescheduled::Sending
     );
     // Still leased to the live send, well after the first round's wait.
@@ -106,7 +109,7 @@ async fn a_failed_fan_out_makes_a_subscriptions_mark_newer_than_its_send() {
     let sending = new_mail(&store, &key, 1_000, "a", 90_000).await;
     // New mail's fan-out could not reach the subscription meanwhile.
     store
-        .owe_failed(std::slice::from_ref(&key), 1_500, 1_500, &ROUNDS)
+        .owe_failed(&[(key.clone(), Duration::ZERO)], 1_500, 1_500, &ROUNDS)
         .await
         .unwrap();
     // The send begun before it is delivered: the mark stays for the newer event.
@@ -207,4 +210,48 @@ async fn an_unreadable_owed_push_holds_back_no_other() {
         .await
         .unwrap();
     assert_eq!(rows, 3);
+}
+
+/// A round that failed with its push service asking for a wait longer than the next
+/// round's: the mark is due when that wait ends, whether made for the failure, held
+/// already, or rescheduled.
+#[tokio::test]
+async fn a_failed_round_waits_as_long_as_its_service_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let asked = Duration::from_secs(120);
+    // Made for the failure: the service's two minutes, not the first round's second.
+    let fresh = key(OwedTarget::Subscription("sub-1".into()));
+    let due = store
+        .owe_failed(&[(fresh, asked)], 1_000, 1_500, &ROUNDS)
+        .await
+        .unwrap();
+    assert_eq!(due, Some(121_500));
+    // Held already, due at once for new mail: held back to the service's wait.
+    let held = key(OwedTarget::Subscription("sub-2".into()));
+    new_mail(&store, &held, 1_000, "a", 90_000).await;
+    let due = store
+        .owe_failed(&[(held, asked)], 1_000, 1_500, &ROUNDS)
+        .await
+        .unwrap();
+    assert_eq!(due, Some(121_500));
+    // A send's round failed: rescheduled for the longer of the two waits.
+    let one = key(OwedTarget::Subscription("sub-3".into()));
+    let sent = new_mail(&store, &one, 1_000, "a", 90_000).await;
+    assert_eq!(
+        store
+            .reschedule(&sent, 1_500, &ROUNDS, asked)
+            .await
+            .unwrap(),
+        Rescheduled::Later(121_500)
+    );
+    let sent = new_mail(&store, &one, 200_000, "a", 290_000).await;
+    assert_eq!(
+        store
+            .reschedule(&sent, 200_500, &ROUNDS, Duration::from_millis(10))
+            .await
+            .unwrap(),
+        Rescheduled::Later(202_500),
+        "the second round's own wait is longer"
+    );
 }

@@ -143,6 +143,33 @@ impl Owed {
     /// round's wait; `None` when it has been owed longer than
     /// [`Rounds::give_up_after`], and is given up.
     pub fn after_failure(self, now_ms: u64, rounds: &Rounds) -> Option<Owed> {
+        self.after_failure_asked(now_ms, rounds, Duration::ZERO)
+    }
+
+    /// [`Owed::after_failure`] when the peer asked the push to wait `asked` (a push
+    /// service's `Retry-After`, bounded by the caller): due after the round's wait or
+    /// that one, whichever ends later.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use xaps_proto::owed::{Owed, Rounds};
+    /// let rounds = Rounds {
+    ///     first: Duration::from_secs(30),
+    ///     max: Duration::from_secs(600),
+    ///     give_up_after: Duration::from_secs(86_400),
+    /// };
+    /// let mail = Owed::on_event(None, true, 0, Duration::from_secs(30));
+    /// let asked = mail.after_failure_asked(0, &rounds, Duration::from_secs(120));
+    /// assert_eq!(asked.map(|o| o.due_ms), Some(120_000));
+    /// let shorter = mail.after_failure_asked(0, &rounds, Duration::from_secs(5));
+    /// assert_eq!(shorter.map(|o| o.due_ms), Some(30_000));
+    /// ```
+    pub fn after_failure_asked(
+        self,
+        now_ms: u64,
+        rounds: &Rounds,
+        asked: Duration,
+    ) -> Option<Owed> {
         if now_ms.saturating_sub(self.since_ms) >= ms(rounds.give_up_after) {
             return None;
         }
@@ -150,7 +177,8 @@ impl Owed {
         let wait = rounds
             .first
             .saturating_mul(1_u32 << doublings)
-            .min(rounds.max);
+            .min(rounds.max)
+            .max(asked);
         Some(Owed {
             due_ms: now_ms.saturating_add(ms(wait)),
             failures: self.failures.saturating_add(1),

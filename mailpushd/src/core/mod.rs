@@ -14,7 +14,7 @@ mod webpush;
 mod xaps;
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use xaps_proto::Timestamp;
 use xaps_proto::registry::Registry;
@@ -244,7 +244,7 @@ impl Core {
                 if let Some(record) = record {
                     self.settle_all(&[], std::slice::from_ref(&*record)).await;
                 }
-                self.owed_done(&sent, settled).await;
+                self.owed_done(&sent, settled, Duration::ZERO).await;
             }
             Report::FanOutDone {
                 sent,

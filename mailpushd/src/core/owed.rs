@@ -13,6 +13,7 @@ use xaps_proto::owed::Rounds;
 use super::Core;
 use crate::apns::{Job, PushEvent};
 use crate::metrics::PushOutcome;
+use crate::report::Failed;
 use crate::store::{
     Lease, OwedKey, OwedPush, OwedTarget, PushRecord, Rescheduled, Sent, StoreError,
 };
@@ -232,14 +233,19 @@ impl Core {
     }
 
     /// An owed push's send ended: settled (delivered, or refused for good), or its
-    /// round of attempts failed and it is rescheduled, or given up.
-    pub(super) async fn owed_done(&self, sent: &Sent, settled: bool) {
+    /// round of attempts failed and it is rescheduled (not before the wait its peer
+    /// `asked` for), or given up.
+    pub(super) async fn owed_done(&self, sent: &Sent, settled: bool, asked: Duration) {
         if settled {
             return self.settle_all(std::slice::from_ref(sent), &[]).await;
         }
         let user = &sent.key.user;
         let now = now_ms(SystemTime::now());
-        match self.store.reschedule(sent, now, &self.rounds()).await {
+        match self
+            .store
+            .reschedule(sent, now, &self.rounds(), asked)
+            .await
+        {
             Ok(Rescheduled::Later(due)) => {
                 tracing::info!(
                     ?user,
@@ -274,21 +280,26 @@ impl Core {
     }
 
     /// A fan-out of an owed push (owed since `since_ms`) to a user's subscriptions
-    /// ended: each subscription it could not reach is owed on its own, then its mark
-    /// is settled (a crash between the two sends the whole again: never loses one).
-    pub(super) async fn fan_out_done(&self, sent: &Sent, since_ms: u64, failed: &[String]) {
+    /// ended: each subscription it could not reach (with the wait its service asked
+    /// for) is owed on its own, then its mark is settled (a crash between the two
+    /// sends the whole again: never loses one).
+    pub(super) async fn fan_out_done(&self, sent: &Sent, since_ms: u64, failed: &[Failed]) {
         let key = &sent.key;
         if let OwedTarget::Subscription(_) = key.target {
             // A push to one subscription: its own mark keeps its rounds.
-            return self.owed_done(sent, failed.is_empty()).await;
+            let asked = failed.iter().map(|f| f.asked).max().unwrap_or_default();
+            return self.owed_done(sent, failed.is_empty(), asked).await;
         }
         if !failed.is_empty() {
-            let keys: Vec<OwedKey> = failed
+            let keys: Vec<(OwedKey, Duration)> = failed
                 .iter()
-                .map(|sub_id| OwedKey {
-                    user: key.user.clone(),
-                    target: OwedTarget::Subscription(sub_id.clone()),
-                    mailbox: key.mailbox.clone(),
+                .map(|failed| {
+                    let key = OwedKey {
+                        user: key.user.clone(),
+                        target: OwedTarget::Subscription(failed.sub_id.clone()),
+                        mailbox: key.mailbox.clone(),
+                    };
+                    (key, failed.asked)
                 })
                 .collect();
             let now = now_ms(SystemTime::now());
@@ -299,7 +310,7 @@ impl Core {
             {
                 Ok(Some(due)) => self.owed_by_ms(due),
                 Ok(None) => {
-                    for key in &keys {
+                    for (key, _) in &keys {
                         self.given_up(key);
                     }
                 }
@@ -310,7 +321,7 @@ impl Core {
                 }
             }
         }
-        self.owed_done(sent, true).await;
+        self.owed_done(sent, true, Duration::ZERO).await;
     }
 
     /// Logs and counts a push given up.

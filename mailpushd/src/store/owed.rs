@@ -463,12 +463,13 @@ impl Store {
     }
 
     /// A round of attempts for `sent` failed at `now_ms`: due again after the round's
-    /// wait, or given up.
+    /// wait or the one its peer `asked` for, whichever ends later, or given up.
     pub async fn reschedule(
         &self,
         sent: &Sent,
         now_ms: u64,
         rounds: &Rounds,
+        asked: std::time::Duration,
     ) -> Result<Rescheduled, StoreError> {
         let key = &sent.key;
         let mut tx = self.begin(&[Lock::User(key.user.as_str())]).await?;
@@ -485,7 +486,7 @@ impl Store {
                     None => Rescheduled::Sending,
                 }
             }
-            Some(found) => match found.owed.after_failure(now_ms, rounds) {
+            Some(found) => match found.owed.after_failure_asked(now_ms, rounds, asked) {
                 Some(next) => {
                     write(&mut tx, key, &next, LeaseWrite::Clear).await?;
                     Rescheduled::Later(next.due_ms)
@@ -501,20 +502,20 @@ impl Store {
     }
 
     /// Owes `keys` for a round that failed at `now_ms`, owed since `since_ms` (the
-    /// subscriptions a fan-out could not reach): each due after the first round's wait,
-    /// or given up.
+    /// subscriptions a fan-out could not reach, each with the wait its service asked
+    /// for): each due after the first round's wait or that one, or given up.
     pub async fn owe_failed(
         &self,
-        keys: &[OwedKey],
+        keys: &[(OwedKey, std::time::Duration)],
         since_ms: u64,
         now_ms: u64,
         rounds: &Rounds,
     ) -> Result<Option<u64>, StoreError> {
-        let users: BTreeSet<&str> = keys.iter().map(|k| k.user.as_str()).collect();
+        let users: BTreeSet<&str> = keys.iter().map(|(k, _)| k.user.as_str()).collect();
         let locks: Vec<Lock<'_>> = users.into_iter().map(Lock::User).collect();
         let mut tx = self.begin(&locks).await?;
         let mut earliest = None;
-        for key in keys {
+        for (key, asked) in keys {
             let failed = Owed {
                 due_ms: now_ms,
                 since_ms,
@@ -522,10 +523,19 @@ impl Store {
                 failures: 0,
             };
             let merged = match find(&mut tx, key, now_ms).await? {
-                // A mark of its own already: it keeps its own schedule, and this
-                // event is its newest, so a send of it under way does not settle it.
-                Some(found) => found.owed.touched(now_ms),
-                None => match failed.after_failure(now_ms, rounds) {
+                // A mark of its own already: it keeps its own schedule, held back to
+                // the wait the service asked for, and this event is its newest, so a
+                // send of it under way does not settle it.
+                Some(found) if asked.is_zero() => found.owed.touched(now_ms),
+                Some(found) => {
+                    let asked_ms = u64::try_from(asked.as_millis()).unwrap_or(u64::MAX);
+                    let touched = found.owed.touched(now_ms);
+                    Owed {
+                        due_ms: touched.due_ms.max(now_ms.saturating_add(asked_ms)),
+                        ..touched
+                    }
+                }
+                None => match failed.after_failure_asked(now_ms, rounds, *asked) {
                     Some(next) => next,
                     None => continue,
                 },

@@ -19,6 +19,9 @@ const MAX_ANSWER_BODY: usize = 64 * 1024;
 pub(super) enum Step {
     /// Answered for good, or out of attempts.
     Done(PushOutcome),
+    /// Left to the next round of its owed push, which waits at least as long as its
+    /// service asked.
+    Deferred(std::time::Duration),
     /// Another attempt after this wait.
     Later(std::time::Duration),
 }
@@ -120,9 +123,9 @@ impl WebPushSender {
                 );
             }
             return match self.inner.retry.after(attempt, wait, jitter) {
-                Retry::After(wait) if !deadline.allows(wait, timeout) => {
+                Retry::After(next) if !deadline.allows(next, timeout) => {
                     tracing::warn!(attempts = attempt, %origin, user = ?delivery.user, "push's next attempt would end after its lease: owed, tried again later");
-                    Step::Done(PushOutcome::Deferred)
+                    Step::Deferred(wait.unwrap_or_default())
                 }
                 Retry::After(wait) => {
                     metrics.push("webpush", PushOutcome::Retried);
@@ -131,7 +134,7 @@ impl WebPushSender {
                 }
                 Retry::GiveUp if delivery.fan_out.is_some() => {
                     tracing::warn!(attempts = attempt, %origin, user = ?delivery.user, "push not delivered in this round of attempts: owed, tried again later");
-                    Step::Done(PushOutcome::Deferred)
+                    Step::Deferred(wait.unwrap_or_default())
                 }
                 Retry::GiveUp => {
                     tracing::warn!(attempts = attempt, %origin, user = ?delivery.user, "push given up");

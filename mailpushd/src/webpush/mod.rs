@@ -360,6 +360,7 @@ impl WebPushSender {
                 .await
             {
                 Step::Done(outcome) => self.finish(&delivery, outcome),
+                Step::Deferred(asked) => self.finish_asked(&delivery, asked),
                 Step::Later(wait) => {
                     // The wait is spent outside the queue, so it holds no worker.
                     let sender = self.clone();
@@ -391,6 +392,16 @@ impl WebPushSender {
     }
 
     fn finish(&self, delivery: &Delivery, outcome: PushOutcome) {
+        self.finish_with(delivery, outcome, Duration::ZERO);
+    }
+
+    /// `delivery` is left to its owed push's next round, which waits at least the
+    /// `asked` wait its service asked for.
+    fn finish_asked(&self, delivery: &Delivery, asked: Duration) {
+        self.finish_with(delivery, PushOutcome::Deferred, asked);
+    }
+
+    fn finish_with(&self, delivery: &Delivery, outcome: PushOutcome, asked: Duration) {
         let metrics = &self.inner.metrics;
         metrics.push("webpush", outcome);
         metrics.latency(delivery.since.elapsed().as_secs_f64());
@@ -399,7 +410,7 @@ impl WebPushSender {
                 outcome,
                 PushOutcome::Deferred | PushOutcome::FixConfiguration
             );
-            fan_out.done(delivery.push.sub_id.as_str(), settled);
+            fan_out.done(delivery.push.sub_id.as_str(), settled, asked);
         }
         self.inner.in_flight.finish();
     }
