@@ -543,6 +543,12 @@ impl Stream {
             .iter()
             .position(|&b| b == b'\n')
             .map(|i| scanned.len() + i);
+        // A run longer than `max` goes in pieces whether its LF came in the same read
+        // or a later one: the limit does not depend on how the octets arrive.
+        let (lf, past_max) = match lf {
+            Some(lf) if lf >= self.max => (None, true),
+            lf => (lf, false),
+        };
         let Some(lf) = lf else {
             if input.len() < self.max {
                 self.scanned = input.len();
@@ -550,9 +556,15 @@ impl Stream {
             }
             // Keep back what could be the start of an announcement.
             let keep = ANNOUNCEMENT_MAX;
-            self.scanned = keep;
             let start = std::mem::replace(&mut self.start, false);
-            let len = input.len() - keep;
+            let len = if past_max {
+                // The LF is among what is left: searched for again from the start.
+                self.scanned = 0;
+                self.max - keep
+            } else {
+                self.scanned = keep;
+                input.len() - keep
+            };
             let handed = input.split_at(len).0;
             self.quoting = quoting(self.quoting, handed);
             self.open = left_open(self.open, handed).filter(|_| self.quoting == Quoting::Outside);

@@ -315,9 +315,18 @@ fn literal_octets_announce_nothing() {
 /// most `buffer_max` octets (as a relay reads), and returns each whole line rebuilt
 /// from its pieces, with the largest buffer it held.
 fn relay(stream: &[u8], reads: &[usize], max: usize) -> (Vec<Vec<u8>>, usize) {
+    let (lines, largest, _) = relay_long(stream, reads, max);
+    (lines, largest)
+}
+
+/// [`relay`], and for each line whether a run of its text was handed out as too long
+/// ([`End::More`]).
+fn relay_long(stream: &[u8], reads: &[usize], max: usize) -> (Vec<Vec<u8>>, usize, Vec<bool>) {
     let mut framer = Stream::new(max);
     let mut buffer = Vec::new();
     let mut lines = Vec::new();
+    let mut long = Vec::new();
+    let mut too_long = false;
     let mut current = Vec::new();
     let mut read = 0;
     let mut largest = 0;
@@ -328,8 +337,10 @@ fn relay(stream: &[u8], reads: &[usize], max: usize) -> (Vec<Vec<u8>>, usize) {
                 assert_eq!(start, current.is_empty(), "a line's start told wrong");
                 current.extend_from_slice(&buffer[..len]);
                 buffer.drain(..len);
+                too_long |= end == End::More;
                 if end == End::Line {
                     lines.push(std::mem::take(&mut current));
+                    long.push(std::mem::take(&mut too_long));
                     assert!(framer.between_lines());
                 } else {
                     assert!(!framer.between_lines());
@@ -350,7 +361,7 @@ fn relay(stream: &[u8], reads: &[usize], max: usize) -> (Vec<Vec<u8>>, usize) {
             }
             Piece::Incomplete => {
                 assert!(buffer.is_empty() && current.is_empty(), "octets left over");
-                return (lines, largest);
+                return (lines, largest, long);
             }
             other => panic!("{other:?}"),
         }
@@ -482,6 +493,19 @@ fn a_relay_hands_out_text_and_literal_data() {
     );
 }
 
+/// A run longer than the limit is too long whether its LF comes in the read that
+/// passes the limit or in a later one.
+#[test]
+fn a_long_run_is_too_long_however_it_arrives() {
+    let line = [vec![b'a'; 150], b"\r\n".to_vec()].concat();
+    let stream = [line.clone(), b"b NOOP\r\n".to_vec()].concat();
+    for reads in [&[1][..], &[99, 60], &[160], &[151, 1]] {
+        let (lines, _, long) = relay_long(&stream, reads, 100);
+        assert_eq!(lines, [line.clone(), b"b NOOP\r\n".to_vec()], "{reads:?}");
+        assert_eq!(long, [true, false], "{reads:?}");
+    }
+}
+
 proptest! {
     /// Whatever the reads, the pieces rebuild every line, a relay's buffer stays within
     /// its limit, and the lines are those the whole-line framer finds.
@@ -498,6 +522,12 @@ proptest! {
         let whole = feed(&stream, &[stream.len()], usize::MAX);
         let whole: Vec<Vec<u8>> = whole.into_iter().map(Result::unwrap).collect();
         prop_assert_eq!(rebuilt, whole);
+        // Which lines are too long does not depend on the reads either.
+        let (_, _, long) = relay_long(&stream, &reads, max);
+        let (_, _, long_in_ones) = relay_long(&stream, &[1], max);
+        let (_, _, long_in_large) = relay_long(&stream, &[max + 64], max);
+        prop_assert_eq!(&long, &long_in_ones);
+        prop_assert_eq!(&long, &long_in_large);
     }
 
     /// Quotes anywhere: the whole-line framer and the relay's agree, however the

@@ -404,13 +404,18 @@ fn not_a_command(line: &[u8], ends_idle: bool) -> Option<String> {
     {
         return None;
     }
-    Some(
-        if word.iter().copied().all(imap_syntax::chars::is_tag_char) {
-            String::from_utf8_lossy(word).into_owned()
-        } else {
-            "*".to_owned()
-        },
-    )
+    Some(shown_tag(word))
+}
+
+/// The tag a line the front refuses is answered under: `word`, when a server would
+/// answer under it (tag characters, at most [`MAX_TAG_LEN`] octets), else `*`, so that
+/// no answer repeats more of a line than a tag.
+fn shown_tag(word: &[u8]) -> String {
+    if word.len() <= MAX_TAG_LEN && word.iter().copied().all(imap_syntax::chars::is_tag_char) {
+        String::from_utf8_lossy(word).into_owned()
+    } else {
+        "*".to_owned()
+    }
 }
 
 /// Whether `line` is IDLE's `DONE`.
@@ -441,7 +446,7 @@ fn unrelayable(text: &[u8], end: End) -> Option<&'static str> {
 /// could read.
 fn answer_tag(line: &[u8]) -> String {
     relay::command(line)
-        .map(|(tag, _, _)| tag.as_str().to_owned())
+        .map(|(tag, _, _)| shown_tag(tag.as_str().as_bytes()))
         .or_else(|| not_a_command(line, false))
         .unwrap_or_else(|| "*".to_owned())
 }
@@ -619,7 +624,7 @@ impl ClientHalf<'_> {
         let tag = tag.as_str().to_owned();
         if tag.len() > MAX_TAG_LEN {
             return Line::Drop {
-                tag,
+                tag: shown_tag(tag.as_bytes()),
                 reply: "BAD Tag too long.",
             };
         }
@@ -1100,8 +1105,10 @@ impl ClientHalf<'_> {
             idle.done = true;
             return Ok(true);
         }
-        let tag =
-            relay::command(text).map_or_else(|| "*".to_owned(), |(t, _, _)| t.as_str().to_owned());
+        let tag = relay::command(text).map_or_else(
+            || "*".to_owned(),
+            |(t, _, _)| shown_tag(t.as_str().as_bytes()),
+        );
         Err(Line::Drop {
             tag,
             reply: "BAD Expected DONE.",
@@ -1502,6 +1509,11 @@ mod tests {
         // Its first word more than tag characters: answered untagged.
         assert_eq!(not_a_command(b"a%b NOOP\r\n").as_deref(), Some("*"));
         assert_eq!(not_a_command(b"a+1\r\n").as_deref(), Some("*"));
+        // Longer than a tag the front relays: untagged too.
+        let long = [vec![b'a'; MAX_TAG_LEN + 1], b"\r\n".to_vec()].concat();
+        assert_eq!(not_a_command(&long).as_deref(), Some("*"));
+        let longest = [vec![b'a'; MAX_TAG_LEN], b"\r\n".to_vec()].concat();
+        assert_eq!(not_a_command(&longest).map(|t| t.len()), Some(MAX_TAG_LEN));
         // What begins with no tag character goes to the server, and so does the DONE
         // that ends an IDLE.
         for none in [
