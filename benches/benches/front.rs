@@ -172,6 +172,7 @@ fn run_front(backend: &str, dir: &Path) {
             hide_unreadable_mechanisms: false,
             max_sessions: 50_000,
             max_connects_per_address_per_minute: 100_000,
+            max_unauthenticated_per_address: 50_000,
             max_line: 64 * 1024,
             login_timeout: Duration::from_secs(180),
         });

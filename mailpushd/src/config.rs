@@ -115,6 +115,7 @@ mod ranges {
     pub(super) const HTTP_CONNECTIONS: RangeInclusive<usize> = 1..=100_000;
     pub(super) const FRONT_SESSIONS: RangeInclusive<usize> = 1..=1_000_000;
     pub(super) const CONNECTS_PER_MINUTE: RangeInclusive<u32> = 1..=100_000;
+    pub(super) const UNAUTHENTICATED: RangeInclusive<u32> = 1..=1_000_000;
     pub(super) const FRONT_LINE: RangeInclusive<usize> = 1024..=1 << 20;
     pub(super) const LOGIN_TIMEOUT_SECS: RangeInclusive<u64> = 10..=3600;
     pub(super) const MAX_QUEUED: RangeInclusive<usize> = 100..=1_000_000;
@@ -1618,6 +1619,7 @@ certificate_key_pem = "key.pem"
             "[front]\nimplicit_tls = \"[::]:993\"\nstarttls = \"0.0.0.0:143\"\n\
              backend = \"127.0.0.1:10143\"\nuser_map = \"add-domain Example.org\"\n\
              unreadable_mechanisms = \"hide\"\nmax_sessions = 5\nlogin_timeout_secs = 30\n\
+             max_unauthenticated_per_address = 3\n\
              [[front.certificates]]\nnames = [\"IMAP.example.org\"]\ncert_file = \"c.pem\"\nkey_file = \"/k.pem\"\n",
             Path::new("/etc/mailpushd"),
         )
@@ -1628,6 +1630,7 @@ certificate_key_pem = "key.pem"
         assert_eq!(front.user_map, UserMap::AddDomain("example.org".into()));
         assert!(front.hide_unreadable_mechanisms && front.proxy_protocol);
         assert_eq!(front.max_sessions, 5);
+        assert_eq!(front.max_unauthenticated_per_address, 3);
         assert_eq!(front.login_timeout, Duration::from_secs(30));
         assert_eq!(front.certificates[0].names, ["imap.example.org"]);
         assert_eq!(
@@ -1651,6 +1654,7 @@ certificate_key_pem = "key.pem"
             ("[front]\nplain = \"127.0.0.1:1\"\nbackend = \"h:1\"\nbackend_ca_file = \"ca.pem\"\n".to_owned(), "backend_tls_name"),
             ("[front]\nplain = \"127.0.0.1:1\"\nbackend = \"h:1\"\nmax_line_bytes = 10\n".to_owned(), "front.max_line_bytes = 10"),
             ("[front]\nplain = \"127.0.0.1:1\"\nbackend = \"h:1\"\nlogin_timeout_secs = 0\n".to_owned(), "front.login_timeout_secs = 0"),
+            ("[front]\nplain = \"127.0.0.1:1\"\nbackend = \"h:1\"\nmax_unauthenticated_per_address = 0\n".to_owned(), "front.max_unauthenticated_per_address = 0"),
             ("[api]\nsocket = \"/run/m.sock\"\nsocket_group = \"\"\n".to_owned(), "api.socket_group is empty"),
             (format!("[api]\nsocket = \"/run/{}.sock\"\n", "m".repeat(94)), "api.socket is 104 octets long: a socket's path may have 103 at most"),
             // A socket every local user may open, routes opened to the network, and an
@@ -1883,6 +1887,9 @@ pub struct Front {
     pub max_sessions: usize,
     /// Connections one client address (an IPv6 one's /64) may open a minute.
     pub max_connects_per_address_per_minute: u32,
+    /// Sessions one client address (an IPv6 one's /64) may have open at once before
+    /// the server accepted a login on them; beyond, the next is closed.
+    pub max_unauthenticated_per_address: u32,
     /// The longest text of a line (literals aside) a client may send, and the most
     /// held of a server's line.
     pub max_line: usize,
@@ -1976,6 +1983,7 @@ struct TomlFront {
     unreadable_mechanisms: Option<String>,
     max_sessions: Option<usize>,
     max_connects_per_address_per_minute: Option<u32>,
+    max_unauthenticated_per_address: Option<u32>,
     max_line_bytes: Option<usize>,
     login_timeout_secs: Option<u64>,
 }
@@ -2095,6 +2103,16 @@ fn front(file: TomlFront, base: &Path) -> Result<Front, ConfigError> {
                     "front.max_connects_per_address_per_minute",
                     n,
                     ranges::CONNECTS_PER_MINUTE,
+                )
+            },
+        )?,
+        max_unauthenticated_per_address: file.max_unauthenticated_per_address.map_or(
+            Ok(32),
+            |n| {
+                within(
+                    "front.max_unauthenticated_per_address",
+                    n,
+                    ranges::UNAUTHENTICATED,
                 )
             },
         )?,

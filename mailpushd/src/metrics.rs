@@ -216,7 +216,7 @@ impl Metrics {
         let front_sessions = Family::<SessionLabels, Counter>::default();
         registry.register(
             "front_sessions",
-            "IMAP front: connections by listener and what became of them (relayed, rate_limited, handshake_failed, server_unavailable)",
+            "IMAP front: connections by listener and what became of them (relayed, rate_limited, too_many_unauthenticated, handshake_failed, server_unavailable)",
             front_sessions.clone(),
         );
         let front_open = Gauge::default();

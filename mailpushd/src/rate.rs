@@ -109,6 +109,58 @@ impl Rate {
     }
 }
 
+/// How many of something each key holds at once, at most `limit`: the sessions a
+/// client address has open and not logged in on. A key is in the map only while it
+/// holds one, so the map holds no more keys than there are holds.
+#[derive(Debug)]
+pub(crate) struct AtOnce<K> {
+    limit: u32,
+    counts: std::sync::Mutex<HashMap<K, u32>>,
+}
+
+/// One of a key's holds, given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Held<K: Eq + Hash> {
+    of: std::sync::Arc<AtOnce<K>>,
+    key: K,
+}
+
+impl<K: Eq + Hash + Clone> AtOnce<K> {
+    /// At most `limit` holds per key at once.
+    pub(crate) fn new(limit: u32) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            limit,
+            counts: std::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// One more hold for `key`, unless it has `limit` already.
+    pub(crate) fn hold(self: &std::sync::Arc<Self>, key: K) -> Option<Held<K>> {
+        let mut counts = crate::lock(&self.counts);
+        let count = counts.get(&key).copied().unwrap_or(0);
+        if count >= self.limit {
+            return None;
+        }
+        counts.insert(key.clone(), count.saturating_add(1));
+        Some(Held {
+            of: self.clone(),
+            key,
+        })
+    }
+}
+
+impl<K: Eq + Hash> Drop for Held<K> {
+    fn drop(&mut self) {
+        let mut counts = crate::lock(&self.of.counts);
+        if let Some(count) = counts.get_mut(&self.key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +230,23 @@ mod tests {
         let mut rate = Rate::new(1, 4, WhenFull::Refuse);
         assert!(rate.allow("a", start));
         assert!(!rate.allow("a", start - Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn holds_per_key_at_once_are_bounded_and_given_back() {
+        let at_once = AtOnce::new(2);
+        let a1 = at_once.hold("a");
+        let a2 = at_once.hold("a");
+        assert!(a1.is_some() && a2.is_some());
+        assert!(at_once.hold("a").is_none(), "a third at once");
+        assert!(at_once.hold("b").is_some(), "another key's own");
+        drop(a1);
+        let a3 = at_once.hold("a");
+        assert!(a3.is_some(), "given back");
+        drop((a2, a3));
+        assert!(
+            crate::lock(&at_once.counts).is_empty(),
+            "no key left behind"
+        );
     }
 }

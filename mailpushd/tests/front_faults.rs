@@ -594,6 +594,43 @@ async fn sessions_and_connections_per_address_are_bounded() {
     );
 }
 
+/// An address holds at most so many sessions it has not logged in on: sessions that
+/// never log in hold their places for minutes each, and one address must not hold
+/// them all. A login gives its place back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_not_logged_in_per_address_are_bounded() {
+    let s = setup(|front| front.max_unauthenticated_per_address = 2).await;
+    let closed_at_once = || async {
+        let mut tcp = TcpStream::connect(s.daemon.front_addresses()[0])
+            .await
+            .unwrap();
+        let mut octet = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut octet)).await;
+        matches!(read, Ok(Ok(0)) | Ok(Err(_)))
+    };
+    let mut first = s.connect().await;
+    let second = s.connect().await;
+    assert!(closed_at_once().await, "a third not logged in");
+    // The first logs in: its place is given back.
+    assert!(
+        first
+            .run("LOGIN alice secret")
+            .await
+            .concat()
+            .contains("OK")
+    );
+    let third = s.connect().await;
+    assert!(closed_at_once().await, "a fourth not logged in");
+    // One that ends gives its place back too.
+    drop((second, third));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _fifth = s.connect().await;
+    assert!(first.run("NOOP").await.concat().contains("OK"));
+    let page = support::metrics(s.daemon.local_addr().unwrap()).await;
+    let refused = "mailpushd_front_sessions_total{listener=\"implicit_tls\",outcome=\"too_many_unauthenticated\"} 2";
+    assert!(page.contains(refused), "{page}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_is_not_speaking_tls_is_dropped_and_the_others_go_on() {
     let s = setup(|_| {}).await;

@@ -36,7 +36,7 @@ use session::{Io, SessionEnd};
 use crate::config::Front as FrontConfig;
 use crate::core::{Core, FRONT_HEARTBEAT};
 use crate::metrics::Metrics;
-use crate::rate::{Rate, Verdict, WhenFull};
+use crate::rate::{AtOnce, Rate, Verdict, WhenFull};
 
 /// How often the certificate files are looked at for a renewal.
 const RELOAD_INTERVAL: Duration = Duration::from_secs(60);
@@ -94,6 +94,8 @@ pub(crate) struct Context {
     backend_tls: Option<(TlsConnector, ServerName<'static>)>,
     ids: Mutex<ConnectionIds>,
     rate: Mutex<Rate>,
+    /// The sessions each client address has open and not logged in on.
+    unauthenticated: Arc<AtOnce<IpAddr>>,
     sessions: Arc<Semaphore>,
 }
 
@@ -188,6 +190,7 @@ impl Front {
                 MAX_ADDRESSES,
                 WhenFull::Allow,
             )),
+            unauthenticated: AtOnce::new(config.max_unauthenticated_per_address),
             sessions: Arc::new(Semaphore::new(config.max_sessions)),
         });
         Ok(Self {
@@ -207,6 +210,9 @@ impl Front {
     /// certificates, and one that says every [`FRONT_HEARTBEAT`] that the front is
     /// alive, and once its sessions ended at the stop, that it stopped.
     pub(crate) fn spawn(self, stop: watch::Receiver<bool>) -> Vec<(&'static str, JoinHandle<()>)> {
+        for warning in warnings(&self.context.front) {
+            tracing::warn!(backend = %self.context.front.backend, "IMAP front: {warning}");
+        }
         let mut tasks = vec![(
             "IMAP front heartbeat",
             tokio::spawn(heartbeat(self.context.clone(), stop.clone())),
@@ -271,6 +277,28 @@ async fn heartbeat(context: Arc<Context>, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// What the configuration of the connection to the server risks, said at start.
+fn warnings(front: &FrontConfig) -> Vec<&'static str> {
+    let mut warnings = Vec::new();
+    if front.backend_tls.is_none() && !on_loopback(&front.backend) {
+        warnings.push("the connection to the IMAP server is plain text and not to this machine: passwords cross the network in the clear (set backend_tls_name)");
+    }
+    if !front.proxy_protocol {
+        warnings.push("without proxy_protocol the IMAP server sees every client at the front's address: keep that address out of its login_trusted_networks, or any client may claim another address with ID");
+    }
+    warnings
+}
+
+/// Whether `host:port` names this machine: a loopback address or `localhost`.
+fn on_loopback(backend: &str) -> bool {
+    let host = backend.rsplit_once(':').map_or(backend, |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
+}
+
 /// Accepts clients on one listener until `stop` says so.
 async fn accept(
     context: Arc<Context>,
@@ -296,6 +324,15 @@ async fn accept(
             }
             continue;
         }
+        // Sessions that never log in hold their permits for minutes each: one address
+        // holding many would soon hold them all.
+        let Some(unauthenticated) = context.unauthenticated.hold(rate_key(peer.ip())) else {
+            context
+                .metrics
+                .front_session(kind.label(), "too_many_unauthenticated");
+            tracing::debug!(client = %peer, "IMAP front: too many sessions not logged in from this address: closed");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let context = context.clone();
         let stop = stop.clone();
@@ -318,6 +355,7 @@ async fn accept(
                         ready.server,
                         ready.read_ahead,
                         ready.connection,
+                        unauthenticated,
                         stop,
                     )
                     .await
@@ -676,6 +714,39 @@ mod tests {
         assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
         assert_eq!(key("::ffff:192.0.2.7"), key("192.0.2.7"));
         assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
+    }
+
+    /// A plain-text connection to a server elsewhere, and no PROXY header, are said at
+    /// start; the default (PROXY header, a server on this machine) says nothing.
+    #[test]
+    fn a_risky_connection_to_the_server_is_said() {
+        let config = crate::config::Config::from_toml(
+            "[front]\nplain = \"127.0.0.1:1143\"\nbackend = \"127.0.0.1:10143\"\n",
+            std::path::Path::new("/"),
+        )
+        .unwrap();
+        let mut front = config.front.unwrap();
+        assert!(warnings(&front).is_empty());
+        for here in [
+            "localhost:143",
+            "[::1]:143",
+            "127.0.0.2:143",
+            "[::ffff:127.0.0.1]:143",
+        ] {
+            assert!(on_loopback(here), "{here}");
+        }
+        for elsewhere in ["imap.example.org:143", "192.0.2.1:143", "[2001:db8::1]:143"] {
+            assert!(!on_loopback(elsewhere), "{elsewhere}");
+        }
+        front.backend = "imap.internal.example.org:143".into();
+        front.proxy_protocol = false;
+        let said = warnings(&front);
+        assert!(said[0].contains("plain text") && said[1].contains("login_trusted_networks"));
+        front.backend_tls = Some(crate::config::BackendTls {
+            server_name: "imap.internal.example.org".into(),
+            ca_file: None,
+        });
+        assert_eq!(warnings(&front).len(), 1);
     }
 
     /// A client that sends commands before STARTTLS and never reads the answers is let

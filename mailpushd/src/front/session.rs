@@ -11,6 +11,7 @@
 //! between lines. They share the session's identity, and the server's half tells the
 //! client's when the command it waits on was answered (`+`, or its tagged response).
 
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ use zeroize::Zeroizing;
 
 use super::Context;
 use super::intercept::{self, Kind, Mechanism, READABLE_MECHANISMS};
+use crate::rate::Held;
 
 /// The most of an answered command (XAPPLEPUSHSERVICE, WEBPUSH…) held, its literals
 /// included: far above the longest either grammar allows.
@@ -164,6 +166,9 @@ struct Shared {
     /// and another IDLE before the first IDLE's "+" came. Bounded by
     /// [`MAX_RUNNING`], as each is a running command.
     idle: std::collections::VecDeque<Idle>,
+    /// The session's place among its client address's sessions not logged in,
+    /// given back at the login.
+    unauthenticated: Option<Held<IpAddr>>,
 }
 
 impl Shared {
@@ -263,11 +268,13 @@ pub(crate) async fn relay(
     server: Box<dyn Io>,
     read_ahead: BytesMut,
     connection: ConnectionId,
+    unauthenticated: Held<IpAddr>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> SessionEnd {
     let (client_read, client_write) = tokio::io::split(client);
     let (server_read, server_write) = tokio::io::split(server);
     let meeting = Meeting::default();
+    crate::lock(&meeting.shared).unauthenticated = Some(unauthenticated);
     let mut half = ClientHalf {
         ctx,
         connection,
@@ -1432,6 +1439,7 @@ fn read_response(
                 && status == Some(Status::Ok)
             {
                 state.authenticated = true;
+                state.unauthenticated = None;
                 state.user = awaiting.candidate;
                 match &state.user {
                     Some(user) => tracing::debug!(?user, "IMAP front: logged in"),
@@ -1446,6 +1454,7 @@ fn read_response(
             if greeting && relay::untagged_status(text) == Some(Status::Preauth) =>
         {
             state.authenticated = true;
+            state.unauthenticated = None;
         }
         _ => {}
     }

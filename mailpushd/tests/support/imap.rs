@@ -155,6 +155,7 @@ pub fn front_config(
         hide_unreadable_mechanisms: false,
         max_sessions: 100,
         max_connects_per_address_per_minute: 100,
+        max_unauthenticated_per_address: 100,
         max_line: 64 * 1024,
         login_timeout: Duration::from_secs(180),
     }
