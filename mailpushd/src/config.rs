@@ -213,6 +213,10 @@ pub struct WebPush {
     /// HTTP/1.1 carries one request per connection, so this is also the number of
     /// connections to it (RFC 9112 §9.4 asks clients to keep that small).
     pub max_per_origin_http1: usize,
+    /// Connections to push services open at once, in use or kept for the next burst,
+    /// whatever the number of origins: at the bound, one kept idle is closed to make
+    /// room, else a new one waits for one to close (within the request's time).
+    pub max_connections: usize,
     /// Attempts per push (429, 5xx, transport errors).
     pub max_attempts: u32,
     /// The first retry's delay; doubled each time, with jitter.
@@ -647,6 +651,7 @@ struct TomlWebPush {
     request_timeout_secs: Option<u64>,
     max_per_origin: Option<usize>,
     max_per_origin_http1: Option<usize>,
+    max_connections: Option<usize>,
     max_attempts: Option<u32>,
     retry_base_millis: Option<u64>,
     max_queued_per_origin: Option<usize>,
@@ -805,6 +810,7 @@ impl Config {
                 request_timeout: Duration::from_secs(10),
                 max_per_origin: 64,
                 max_per_origin_http1: 8,
+                max_connections: 4096,
                 max_attempts: 5,
                 retry_base: Duration::from_millis(500),
                 max_queued_per_origin: 10_000,
@@ -1133,6 +1139,10 @@ impl Config {
         if let Some(n) = webpush.max_per_origin_http1 {
             config.webpush.max_per_origin_http1 =
                 within("webpush.max_per_origin_http1", n, ranges::MAX_PER_ORIGIN)?;
+        }
+        if let Some(n) = webpush.max_connections {
+            config.webpush.max_connections =
+                within("webpush.max_connections", n, ranges::HTTP_CONNECTIONS)?;
         }
         if config.webpush.max_per_origin_http1 > config.webpush.max_per_origin {
             return Err(ConfigError::Invalid(format!(

@@ -184,6 +184,9 @@ pub(super) struct Pool {
     /// the resolver about names only).
     rule: Resolver,
     idle: std::sync::Mutex<HashMap<Origin, Vec<Idle>>>,
+    /// One permit per connection open, held by the connection's task until its socket
+    /// closes: `webpush.max_connections`, however many origins.
+    open: Arc<tokio::sync::Semaphore>,
 }
 
 /// The sender's TLS could not be set up.
@@ -234,7 +237,46 @@ impl Pool {
             connector,
             rule,
             idle: std::sync::Mutex::new(HashMap::new()),
+            open: Arc::new(tokio::sync::Semaphore::new(config.max_connections)),
         })
+    }
+
+    /// A place for one more connection: at the bound, the connection kept idle the
+    /// longest is closed to make room, else this waits for one to close (the
+    /// request's timeout bounds the wait).
+    async fn room(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ExchangeError> {
+        if let Ok(permit) = self.open.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        let oldest = {
+            let mut idle = crate::lock(&self.idle);
+            let oldest = idle
+                .iter()
+                .flat_map(|(origin, conns)| {
+                    conns
+                        .iter()
+                        .enumerate()
+                        .map(move |(i, c)| (c.since, origin, i))
+                })
+                .min_by_key(|(since, _, _)| *since)
+                .map(|(_, origin, i)| (origin.clone(), i));
+            oldest.and_then(|(origin, i)| {
+                let conns = idle.get_mut(&origin)?;
+                let closed = (i < conns.len()).then(|| conns.swap_remove(i));
+                if conns.is_empty() {
+                    idle.remove(&origin);
+                }
+                closed
+            })
+        };
+        // Dropped outside the lock: its task ends, and gives its permit back.
+        drop(oldest);
+        tracing::debug!("webpush.max_connections open: waiting for one to close");
+        self.open
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| ExchangeError::Connect(e.into()))
     }
 
     /// Keeps `conn` for the origin's next burst: each HTTP/1.1 connection (as many as
@@ -301,6 +343,7 @@ impl Pool {
                 format!("{ip} is not an address pushes may go to ({why})").into(),
             ));
         }
+        let open = self.room().await?;
         let mut connector = self.connector.clone();
         std::future::poll_fn(|cx| tower_service::Service::poll_ready(&mut connector, cx))
             .await
@@ -321,6 +364,7 @@ impl Pool {
             let closed = Arc::new(AtomicBool::new(false));
             let ended = closed.clone();
             tokio::spawn(async move {
+                let _open = open;
                 if let Err(e) = connection.await {
                     tracing::debug!(error = %e, "an HTTP/2 connection to a push service failed");
                 }
@@ -331,7 +375,12 @@ impl Pool {
             let (sender, connection) = http1::handshake(io)
                 .await
                 .map_err(ExchangeError::Handshake)?;
-            tokio::spawn(connection);
+            tokio::spawn(async move {
+                let _open = open;
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "an HTTP/1.1 connection to a push service failed");
+                }
+            });
             Conn::Http1(sender)
         };
         Ok((conn, false))
@@ -594,6 +643,58 @@ pub(super) mod tests {
             conn.is_some_and(|c| !c.is_closed()),
             "the new connection is kept"
         );
+    }
+
+    /// With `webpush.max_connections` open, a push to another origin closes the one
+    /// kept idle the longest to make room, and waits while every one is in use.
+    #[tokio::test]
+    async fn connections_to_push_services_are_bounded_in_all() {
+        let services = [
+            crate::standin::PushService::start().await.unwrap(),
+            crate::standin::PushService::start().await.unwrap(),
+        ];
+        let mut config = crate::config::Config::with_database("unused".into()).webpush;
+        config.allow_local_push_service = true;
+        config.max_connections = 1;
+        let pool = Pool::new(&config).unwrap();
+        let target = |service: &crate::standin::PushService| {
+            let url = service.endpoint("p/1");
+            let origin = webpush_crypto::Endpoint::new_allowing_plain_http(&url)
+                .unwrap()
+                .origin()
+                .clone();
+            let request = http::Request::post(url.as_str())
+                .body(Bytes::from_static(b"push"))
+                .unwrap();
+            (origin, request)
+        };
+        let (a, request) = target(&services[0]);
+        let mut conn = None;
+        let answer = pool.send(&a, request, &mut conn).await.unwrap();
+        assert_eq!(answer.status(), 201);
+        pool.park(a.clone(), conn.take().unwrap());
+        // The kept one makes room.
+        let (b, request) = target(&services[1]);
+        let answer = pool.send(&b, request, &mut conn).await.unwrap();
+        assert_eq!(answer.status(), 201);
+        assert!(crate::lock(&pool.idle).is_empty(), "the kept one closed");
+        // Every one in use: the next waits until one closes.
+        let (_, request) = target(&services[0]);
+        let waiting = tokio::time::timeout(
+            Duration::from_millis(300),
+            pool.send(&a, request, &mut None),
+        )
+        .await;
+        assert!(waiting.is_err(), "a second connection opened");
+        let (_, request) = target(&services[0]);
+        let mut other = None;
+        let (answer, ()) = tokio::join!(pool.send(&a, request, &mut other), async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            conn = None;
+        });
+        assert_eq!(answer.unwrap().status(), 201);
+        assert_eq!(services[0].connections(), 2);
+        assert_eq!(services[1].connections(), 1);
     }
 
     #[tokio::test]
