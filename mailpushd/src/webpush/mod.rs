@@ -121,6 +121,10 @@ impl queue::Keyed for Queued {
             && a.user == b.user
             && a.push.sub_id == b.push.sub_id
     }
+
+    fn newer(&self, other: &Self) -> bool {
+        self.delivery.since >= other.delivery.since
+    }
 }
 
 /// An origin's queue of deliveries, and the HTTP/2 connection its workers share.
@@ -235,7 +239,8 @@ impl WebPushSender {
         match displaced {
             None => {}
             Some((job, Added::Replaced(_))) => {
-                // Superseded by the newer push for the same subscription and mailbox.
+                // The older of two pushes for the same subscription and mailbox (a
+                // retry may meet a newer one waiting): only the newer goes.
                 self.finish(&job.delivery, PushOutcome::Coalesced);
             }
             Some((job, _)) => {
@@ -253,7 +258,7 @@ impl WebPushSender {
     }
 
     /// Queues `job` with its origin, starting a worker if the origin may have one more;
-    /// a job it did not queue, or one the new job replaced, to be finished.
+    /// a job it did not queue, or the older of two with the same push, to be finished.
     fn add(&self, job: Queued) -> Option<(Queued, Added<()>)> {
         let load = self.inner.pace.load();
         let mut origins = crate::lock(&self.inner.origins);

@@ -31,13 +31,17 @@ pub(super) trait Keyed {
     fn key(&self) -> Option<u64>;
     /// Whether `other` carries the same push (the key's collisions told apart).
     fn same(&self, other: &Self) -> bool;
+    /// Whether this one carries a later event than `other`, which has the same push.
+    fn newer(&self, other: &Self) -> bool;
 }
 
 /// What [`OriginQueue::add`] did with a job.
 pub(super) enum Added<J> {
     /// Queued.
     Queued,
-    /// It replaced this older one, which waited with the same push.
+    /// Of it and the one that waited with the same push, this is the older (an
+    /// attempt again of a push that waited out a retry): the newer waits, this one is
+    /// not sent.
     Replaced(J),
     /// The queue is full: not queued.
     Full(J),
@@ -101,13 +105,16 @@ pub(super) enum Next<J> {
 }
 
 impl<J: Keyed, S> OriginQueue<J, S> {
-    /// Queues `job`, unless one with the same push waits already (it takes that one's
-    /// place) or `max` jobs wait (it is handed back).
+    /// Queues `job`, unless one with the same push waits already (the newer of the two
+    /// waits, the older is handed back) or `max` jobs wait (it is handed back).
     pub(super) fn add(&mut self, job: J, max: usize) -> Added<J> {
         if let Some(key) = job.key()
             && self.keys.contains_key(&key)
             && let Some(slot) = self.jobs.iter_mut().find(|queued| queued.same(&job))
         {
+            if !job.newer(slot) {
+                return Added::Replaced(job);
+            }
             return Added::Replaced(std::mem::replace(slot, job));
         }
         if self.jobs.len() >= max {
@@ -258,6 +265,9 @@ mod tests {
         }
         fn same(&self, other: &Self) -> bool {
             self.key().is_some() && self.key() == other.key()
+        }
+        fn newer(&self, other: &Self) -> bool {
+            self > other
         }
     }
 
@@ -414,6 +424,8 @@ mod tests {
         // Full: a new push is handed back, the same one still coalesces.
         assert!(matches!(q.add(7, 4), Added::Full(7)));
         assert!(matches!(q.add(112, 4), Added::Replaced(102)));
+        // An older one (a retry) than the one waiting: it is the one handed back.
+        assert!(matches!(q.add(101, 4), Added::Replaced(101)));
         // Once taken, it no longer coalesces.
         q.workers = 1;
         assert!(matches!(q.next(LIMITS, None), Next::Job(111)));
