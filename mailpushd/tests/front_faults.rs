@@ -631,6 +631,23 @@ async fn sessions_not_logged_in_per_address_are_bounded() {
     assert!(page.contains(refused), "{page}");
 }
 
+/// A client that sends its last commands and ends its side (`printf ... | nc -N`)
+/// still gets their answers: the server is told of the end and answers first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_ends_its_side_still_gets_the_answers() {
+    use tokio::io::AsyncWriteExt as _;
+    let s = setup(|_| {}).await;
+    let client = s.logged_in().await;
+    let mut stream = client.stream;
+    stream.write_all(b"n1 NOOP\r\nn2 NOOP\r\n").await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(read.is_ok(), "still open: {rest}");
+    assert!(rest.contains("n1 OK") && rest.contains("n2 OK"), "{rest}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_is_not_speaking_tls_is_dropped_and_the_others_go_on() {
     let s = setup(|_| {}).await;

@@ -297,6 +297,9 @@ pub(crate) async fn relay(
     end
 }
 
+/// How long the server has to answer what a client sent before it ended its side.
+const CLOSE_GRACE: Duration = Duration::from_secs(10);
+
 /// How long the server's half has past the login timeout to say goodbye: a write to a
 /// client that does not read can hold it, and the session ends without one then.
 const BYE_GRACE: Duration = Duration::from_secs(5);
@@ -481,7 +484,15 @@ impl ClientHalf<'_> {
         mut server: impl AsyncWrite + Unpin,
     ) -> SessionEnd {
         match self.relay_commands(&mut client, &mut server).await {
-            Ok(()) => SessionEnd::ClientClosed,
+            Ok(()) => {
+                // The client sent all it will (a half-close, a TLS close_notify): the
+                // server is told so, as a direct connection tells it, and its answers
+                // to what came before still reach the client until it closes, for
+                // CLOSE_GRACE at most.
+                let _ = server.shutdown().await;
+                tokio::time::sleep(CLOSE_GRACE).await;
+                SessionEnd::ClientClosed
+            }
             Err(end) => end,
         }
     }
