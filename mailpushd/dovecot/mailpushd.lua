@@ -24,6 +24,13 @@
 --   mailpushd_timeout_secs   optional: seconds to wait for each attempt (default 5)
 --   mailpushd_attempts       optional: attempts per report (default 3)
 --
+-- While mailpushd does not answer (down, or hung), a delivery waits for its report:
+-- mailpushd_timeout_secs for each of mailpushd_attempts. Once a report got no answer,
+-- the reports that follow in the same session (an IMAP connection's, one delivery's:
+-- Dovecot starts the script anew for each) are tried once each, until one is answered:
+-- each event is still tried, and a session moving or flagging mail then waits one
+-- timeout per change, not all the attempts.
+--
 -- Which Dovecot runs it is told by what script_init receives: 2.4 hands it the
 -- lua_settings table, 2.3 nothing (its settings are read from the user's plugin { }).
 -- When a Dovecot process first reports an event, the script logs one line
@@ -36,9 +43,15 @@ local DEFAULT_ATTEMPTS = 3
 
 -- What script_init received (2.4), or nil (2.3: read from the user's plugin settings).
 local init_settings = nil
--- The configuration once read and checked: { url, authorization, client }, or false
--- after an error was logged (so a process logs it once, not at every event).
+-- The configuration once read and checked: { url, authorization, client, once }, or
+-- false after an error was logged (so a process logs it once, not at every event).
 local ready = nil
+-- The last report got no answer from mailpushd: the next ones are tried once.
+local unanswered = false
+
+-- Dovecot's own statuses for a request that got no answer (connect failed, timed out,
+-- connection lost...) are from 9000 on; an HTTP status is below.
+local NO_ANSWER = 9000
 
 -- A positive whole number in a setting, or nil and the reason.
 local function whole(name, text, default, max)
@@ -83,19 +96,31 @@ local function configure(get, version)
   if attempts == nil then return fail(why) end
   -- 2.4 takes the http_client_* setting names without the prefix, times with a unit,
   -- and refuses any other key; 2.3 has a fixed list and ignores unknown keys.
-  local options
-  if version == "2.4" then
-    options = { request_timeout = timeout .. "s", request_max_attempts = attempts }
-  else
-    options = { request_timeout_msecs = timeout * 1000, max_attempts = attempts }
+  local function options(tries)
+    if version == "2.4" then
+      return { request_timeout = timeout .. "s", request_max_attempts = tries }
+    end
+    local set = { request_timeout_msecs = timeout * 1000, max_attempts = tries }
+    if tries == 1 then
+      -- 2.3's second client in a process waits longer than its own attempt timeout
+      -- otherwise (its connections are shared with the first's).
+      set.request_absolute_timeout_msecs = timeout * 1000
+    end
+    return set
   end
-  local ok, client = pcall(dovecot.http.client, options)
+  local ok, client = pcall(dovecot.http.client, options(attempts))
+  local once
+  if ok then
+    ok, once = pcall(dovecot.http.client, options(1))
+    if not ok then client = once end
+  end
   if not ok then
     return fail("Dovecot's HTTP client refused the options: " .. tostring(client))
   end
   local authorization = get("mailpushd_authorization")
   if authorization == "" then authorization = nil end
-  ready = { url = url, shown = shown(url), authorization = authorization, client = client }
+  ready = { url = url, shown = shown(url), authorization = authorization, client = client,
+            once = once }
   dovecot.i_info("mailpushd.lua: reporting mail events to " .. ready.shown .. " (Dovecot " .. version
     .. " settings; " .. timeout .. " s per attempt, " .. attempts .. " attempts"
     .. (authorization and ", with an Authorization header" or "") .. ")")
@@ -237,7 +262,8 @@ function dovecot_lua_notify_end_txn(ctx, success)
       body = body .. ',"Messages":' .. messages_json(mailbox.messages)
     end
     body = body .. '}'
-    local request = ready.client:request({ url = ready.url, method = "POST" })
+    local client = unanswered and ready.once or ready.client
+    local request = client:request({ url = ready.url, method = "POST" })
     request:add_header("Content-Type", "application/json; charset=utf-8")
     if ready.authorization ~= nil then
       request:add_header("Authorization", ready.authorization)
@@ -245,13 +271,19 @@ function dovecot_lua_notify_end_txn(ctx, success)
     request:set_payload(body)
     local response = request:submit()
     local status = response:status()
+    local was_unanswered = unanswered
+    unanswered = status >= NO_ANSWER
     -- 404 without a body: the user has no device. One with a body is mailpushd's answer
     -- to a path it has no route for (a wrong mailpushd_url): like anything else outside
     -- 2xx, worth a log line, since no event then reaches mailpushd.
     local no_device = status == 404 and response:payload() == ""
     if (status < 200 or status >= 300) and not no_device then
+      local then_what = ""
+      if unanswered and not was_unanswered then
+        then_what = "; the next reports are tried once each until one is answered"
+      end
       dovecot.i_error("mailpushd.lua: " .. ready.shown .. " answered " .. status .. " "
-        .. tostring(response:reason()) .. " for " .. name .. ": this event is not pushed")
+        .. tostring(response:reason()) .. " for " .. name .. ": this event is not pushed" .. then_what)
     end
   end
 end

@@ -230,16 +230,31 @@ async fn the_scripts_timeout_and_attempts_apply_on_dovecot_2_4() {
     timeout_and_attempts(Release::v2_4()).await;
 }
 
-/// Against a mailpushd that accepts connections and never answers, each report gives
-/// up after its attempts, each as long as the timeout: the delivery is not held longer,
-/// and the log says the event is not pushed.
+/// Against a mailpushd that accepts connections and never answers, a report gives up
+/// after its attempts, each as long as the timeout: the delivery is not held longer, and
+/// the log says the event is not pushed. The reports that follow in the session (an
+/// IMAP session's flag changes here) are tried once each while none is answered; once
+/// one is, they get every attempt again.
 async fn timeout_and_attempts(release: Release) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
     let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/notify", silent.local_addr().unwrap());
-    let accepted = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((stream, _)) = silent.accept().await {
-            held.push(stream);
+    let answers = Arc::new(AtomicBool::new(false));
+    let accepted = tokio::spawn({
+        let answers = answers.clone();
+        async move {
+            // Each connection is answered once mailpushd "answers" again, if ever: a
+            // mailpushd that hung and came back.
+            while let Ok((stream, _)) = silent.accept().await {
+                let answers = answers.clone();
+                tokio::spawn(async move {
+                    while !answers.load(Ordering::Acquire) {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    answer_no_device(stream).await;
+                });
+            }
         }
     });
     let driver = Driver::Lua {
@@ -247,33 +262,95 @@ async fn timeout_and_attempts(release: Release) {
         authorization: None,
         settings: vec![
             ("mailpushd_timeout_secs".into(), "1".into()),
-            ("mailpushd_attempts".into(), "2".into()),
+            ("mailpushd_attempts".into(), "3".into()),
         ],
     };
     let dovecot = Dovecot::start(&release, &driver).await;
-    let start = Instant::now();
-    dovecot.deliver("alice@example.org", "unheard").await;
-    let took = start.elapsed();
-    // Two attempts of one second each, not the client's default of a minute or more.
-    assert!(took >= Duration::from_secs(2), "gave up after {took:?}");
+    let delivery = || async {
+        let start = Instant::now();
+        dovecot.deliver("alice@example.org", "unheard").await;
+        start.elapsed()
+    };
+    // Three attempts of one second each, not the client's default of a minute or more.
+    let took = delivery().await;
+    assert!(took >= Duration::from_secs(3), "gave up after {took:?}");
     assert!(took < Duration::from_secs(10), "held the delivery {took:?}");
     let log = dovecot
         .log_with("for INBOX: this event is not pushed")
         .await;
     assert!(
-        log.contains("(Dovecot ") && log.contains("settings; 1 s per attempt, 2 attempts)"),
+        log.contains("(Dovecot ") && log.contains("settings; 1 s per attempt, 3 attempts)"),
         "{log}"
     );
     assert!(
         log.contains(&format!("mailpushd.lua: {url} answered 9")),
         "{log}"
     );
-    assert!(log.contains("for INBOX: this event is not pushed"), "{log}");
     assert!(
-        log.contains("2 send attempts") || log.contains("1 times retried"),
+        log.contains("the next reports are tried once each until one is answered"),
         "{log}"
     );
+    assert!(
+        log.contains("3 send attempts") || log.contains("2 times retried"),
+        "{log}"
+    );
+    // An IMAP session's flag changes, each a report.
+    let mut imap = dovecot.imap().await;
+    imap.run("SELECT INBOX").await;
+    let mut change = async |flag: &str| {
+        let start = Instant::now();
+        let done = imap.run(&format!("STORE 1 {flag}FLAGS (\\Flagged)")).await;
+        assert!(done.contains("OK"), "{done}");
+        start.elapsed()
+    };
+    let took = change("+").await;
+    assert!(took >= Duration::from_secs(3), "gave up after {took:?}");
+    // Still unanswered: one attempt.
+    let took = change("-").await;
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_millis(2_500),
+        "the next report took {took:?}"
+    );
+    // Answered (a 404 without a body, not logged): every attempt again for the next
+    // that is not.
+    let unanswered = || dovecot.log().matches(" answered 9").count();
+    let before = unanswered();
+    answers.store(true, Ordering::Release);
+    change("+").await;
+    answers.store(false, Ordering::Release);
+    assert_eq!(unanswered(), before, "{}", dovecot.log());
+    let took = change("-").await;
+    assert!(took >= Duration::from_secs(3), "gave up after {took:?}");
+    imap.run("LOGOUT").await;
     accepted.abort();
+}
+
+/// Answers one request as mailpushd answers a user without devices: 404, no body.
+async fn answer_no_device(mut stream: TcpStream) {
+    let mut request = Vec::new();
+    let mut chunk = [0_u8; 4096];
+    loop {
+        let Ok(n) = stream.read(&mut chunk).await else { return };
+        if n == 0 {
+            return;
+        }
+        request.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if request.len() >= end + 4 + length {
+                break;
+            }
+        }
+    }
+    let _ = stream
+        .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .await;
+    let _ = stream.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
