@@ -102,8 +102,8 @@ local function configure(get, version)
     end
     local set = { request_timeout_msecs = timeout * 1000, max_attempts = tries }
     if tries == 1 then
-      -- 2.3's second client in a process waits longer than its own attempt timeout
-      -- otherwise (its connections are shared with the first's).
+      -- 2.3's second client in a process otherwise waits longer than the timeout
+      -- of its one attempt (three seconds for one second, in the tests).
       set.request_absolute_timeout_msecs = timeout * 1000
     end
     return set
