@@ -200,14 +200,18 @@ impl Daemon {
                         reports_core.apply_all(std::mem::take(&mut batch)).await;
                     }
                     _ = done.changed() => {
-                        // The senders are drained: what they reported is all here.
+                        // The senders are drained: what they reported is here, or
+                        // on its way as the queue has room.
                         loop {
                             while batch.len() < REPORT_BATCH {
-                                let Ok(report) = reported.try_recv() else { break };
+                                let Some(report) = reported.try_recv() else { break };
                                 batch.push(report);
                             }
                             if batch.is_empty() {
-                                return;
+                                match reported.last().await {
+                                    Some(report) => batch.push(report),
+                                    None => return,
+                                }
                             }
                             reports_core.apply_all(std::mem::take(&mut batch)).await;
                         }

@@ -527,7 +527,7 @@ async fn send_test(config: &Config, user: &str) -> Result<ExitCode, Error> {
         }
     }
     // A 410 removes the registration here as it would in the daemon.
-    while let Ok(report) = reported.try_recv() {
+    while let Some(report) = reported.last().await {
         pending.push(report);
     }
     for report in pending {

@@ -147,14 +147,17 @@ impl FanOut {
 
 /// Hands `report` in now, or, when the queue is full, as soon as it has room.
 pub fn send_soon(reports: &ReportSender, report: Report) {
-    match reports.try_send(report) {
+    match reports.queue.try_send(report) {
         Ok(()) => {}
         Err(tokio::sync::mpsc::error::TrySendError::Full(report)) => {
             let reports = reports.clone();
+            // Counted until it is queued: a stop waits for it (ReportReceiver::last).
+            reports.waiting.fetch_add(1, Ordering::AcqRel);
             tokio::spawn(async move {
-                if reports.send(report).await.is_err() {
+                if reports.queue.send(report).await.is_err() {
                     tracing::error!("a push's end not recorded: the daemon is stopping");
                 }
+                reports.waiting.fetch_sub(1, Ordering::AcqRel);
             });
         }
         Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
@@ -163,12 +166,110 @@ pub fn send_soon(reports: &ReportSender, report: Report) {
     }
 }
 
-/// Where a sender hands its reports in.
-pub type ReportSender = tokio::sync::mpsc::Sender<Report>;
+/// How long a stop waits for a report handed in while the queue was full: it comes
+/// as soon as the queue has room, which the stop makes.
+const LAST_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Where a sender hands its reports in. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ReportSender {
+    queue: tokio::sync::mpsc::Sender<Report>,
+    /// Reports [`send_soon`] holds until the queue has room.
+    waiting: Arc<AtomicUsize>,
+}
+
+impl ReportSender {
+    /// Hands `report` in, waiting for room; the report back when the core takes no
+    /// more (the daemon has stopped).
+    pub async fn send(&self, report: Report) -> Result<(), Report> {
+        self.queue.send(report).await.map_err(|e| e.0)
+    }
+}
+
 /// Where the core takes them.
-pub type ReportReceiver = tokio::sync::mpsc::Receiver<Report>;
+#[derive(Debug)]
+pub struct ReportReceiver {
+    queue: tokio::sync::mpsc::Receiver<Report>,
+    waiting: Arc<AtomicUsize>,
+}
+
+impl ReportReceiver {
+    /// The next report; `None` once every sender is gone.
+    pub async fn recv(&mut self) -> Option<Report> {
+        self.queue.recv().await
+    }
+
+    /// Up to `limit` reports into `buffer`, waiting for the first; 0 once every sender
+    /// is gone.
+    pub async fn recv_many(&mut self, buffer: &mut Vec<Report>, limit: usize) -> usize {
+        self.queue.recv_many(buffer, limit).await
+    }
+
+    /// A report queued now, if any.
+    pub fn try_recv(&mut self) -> Option<Report> {
+        self.queue.try_recv().ok()
+    }
+
+    /// At a stop, once the senders are drained: the next report still to come, queued
+    /// or held by [`send_soon`] for want of room (which comes as soon as this takes
+    /// one); `None` once there is none.
+    pub async fn last(&mut self) -> Option<Report> {
+        if let Some(report) = self.try_recv() {
+            return Some(report);
+        }
+        if self.waiting.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        tokio::time::timeout(LAST_WAIT, self.queue.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+}
 
 /// A new bounded channel for reports.
 pub fn channel() -> (ReportSender, ReportReceiver) {
-    tokio::sync::mpsc::channel(REPORT_QUEUE)
+    channel_of(REPORT_QUEUE)
+}
+
+fn channel_of(size: usize) -> (ReportSender, ReportReceiver) {
+    let (queue, taken) = tokio::sync::mpsc::channel(size);
+    let waiting = Arc::new(AtomicUsize::new(0));
+    (
+        ReportSender {
+            queue,
+            waiting: waiting.clone(),
+        },
+        ReportReceiver {
+            queue: taken,
+            waiting,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gone() -> Report {
+        Report::ApnsTokenGone {
+            token: DeviceToken::new(&"ab".repeat(32)).unwrap(),
+            since: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    /// A report handed in while the queue was full is taken at a stop too: it would
+    /// otherwise be lost, and its push sent again after the restart.
+    #[tokio::test]
+    async fn a_stop_takes_the_reports_held_for_want_of_room() {
+        let (reports, mut reported) = channel_of(1);
+        send_soon(&reports, gone());
+        send_soon(&reports, gone());
+        assert!(reported.last().await.is_some());
+        assert!(
+            reported.last().await.is_some(),
+            "the one held for want of room"
+        );
+        assert!(reported.last().await.is_none());
+    }
 }

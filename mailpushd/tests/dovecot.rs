@@ -330,7 +330,9 @@ async fn answer_no_device(mut stream: TcpStream) {
     let mut request = Vec::new();
     let mut chunk = [0_u8; 4096];
     loop {
-        let Ok(n) = stream.read(&mut chunk).await else { return };
+        let Ok(n) = stream.read(&mut chunk).await else {
+            return;
+        };
         if n == 0 {
             return;
         }
