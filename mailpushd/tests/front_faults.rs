@@ -421,6 +421,30 @@ async fn a_push_command_past_its_limit_is_refused_and_the_session_goes_on() {
     assert!(client.run("NOOP").await.concat().contains("4 OK"));
 }
 
+/// A session's push commands are answered sixty a minute at most (each writes to the
+/// store); past them, `NO [LIMIT]`, and the session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_commands_past_sixty_a_minute_are_refused_and_the_session_goes_on() {
+    let s = setup(|_| {}).await;
+    let mut client = s.logged_in().await;
+    let register = format!(
+        "XAPPLEPUSHSERVICE aps-version 2 aps-account-id 0A7C4DFD-3FC4-418D-B4FC-F6EE59603731 aps-device-token {} aps-subtopic com.apple.mobilemail mailboxes (INBOX)",
+        "3A".repeat(32)
+    );
+    for n in 0..60 {
+        let answer = client.run(&register).await.concat();
+        assert!(answer.contains(" OK "), "{n}: {answer}");
+    }
+    let refused = client.run(&register).await.concat();
+    assert!(
+        refused.ends_with(
+            "NO [LIMIT] Too many push commands in this session: try again in a minute.\r\n"
+        ),
+        "{refused}"
+    );
+    assert!(client.run("NOOP").await.concat().contains("OK"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_announced_literal_never_sent_ends_with_the_client() {
     let s = setup(|_| {}).await;

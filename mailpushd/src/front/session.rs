@@ -169,6 +169,28 @@ struct Shared {
     /// The session's place among its client address's sessions not logged in,
     /// given back at the login.
     unauthenticated: Option<Held<IpAddr>>,
+    /// When the current minute of push commands began, and how many it answered.
+    push_commands: Option<(std::time::Instant, u32)>,
+}
+
+/// Push commands (`XAPPLEPUSHSERVICE`, the WEBPUSH family) a session has answered a
+/// minute at most: each writes to the store, and a client needs few (iOS registers
+/// once a session). Past it, `NO [LIMIT]` until the minute ends.
+const PUSH_COMMANDS_PER_MINUTE: u32 = 60;
+
+impl Shared {
+    /// Whether one more push command may be answered now, counted if so.
+    fn push_command(&mut self, now: std::time::Instant) -> bool {
+        let (began, count) = self.push_commands.get_or_insert((now, 0));
+        if now.saturating_duration_since(*began) >= Duration::from_secs(60) {
+            (*began, *count) = (now, 0);
+        }
+        if *count >= PUSH_COMMANDS_PER_MINUTE {
+            return false;
+        }
+        *count += 1;
+        true
+    }
 }
 
 impl Shared {
@@ -1178,7 +1200,24 @@ impl ClientHalf<'_> {
 
     /// The front's answer to a whole command it answers.
     async fn answered(&self, kind: Kind, tag: &str, command: &[u8]) -> Vec<u8> {
-        let user = crate::lock(&self.meeting.shared).user.clone();
+        let (user, allowed) = {
+            let mut shared = crate::lock(&self.meeting.shared);
+            let allowed = !matches!(kind, Kind::Xaps | Kind::WebPush)
+                || shared.push_command(std::time::Instant::now());
+            (shared.user.clone(), allowed)
+        };
+        if !allowed {
+            let name = if kind == Kind::Xaps {
+                "xapplepushservice"
+            } else {
+                "webpush"
+            };
+            self.ctx.metrics.front_command(name, "rate_limited");
+            return tagged(
+                tag,
+                "NO [LIMIT] Too many push commands in this session: try again in a minute.",
+            );
+        }
         let core = &self.ctx.core;
         match kind {
             Kind::StartTls => tagged(tag, "BAD TLS is already active."),
