@@ -546,8 +546,8 @@ impl Stream {
         // A run longer than `max` goes in pieces whether its LF came in the same read
         // or a later one: the limit does not depend on how the octets arrive.
         let (lf, past_max) = match lf {
-            Some(lf) if lf >= self.max => (None, true),
-            lf => (lf, false),
+            Some(lf) if lf >= self.max => (None, Some(lf)),
+            lf => (lf, None),
         };
         let Some(lf) = lf else {
             if input.len() < self.max {
@@ -557,10 +557,12 @@ impl Stream {
             // Keep back what could be the start of an announcement.
             let keep = ANNOUNCEMENT_MAX;
             let start = std::mem::replace(&mut self.start, false);
-            let len = if past_max {
-                // The LF is among what is left: searched for again from the start.
-                self.scanned = 0;
-                self.max - keep
+            let len = if let Some(lf) = past_max {
+                // The LF is among what is left, the octets before it known to hold
+                // none: the search goes on from it.
+                let len = self.max - keep;
+                self.scanned = lf - len;
+                len
             } else {
                 self.scanned = keep;
                 input.len() - keep
