@@ -160,6 +160,17 @@ impl Conn {
             Conn::Http2(c) => c.is_closed(),
         }
     }
+
+    /// Whether the pool's handle is the only one, so that dropping it closes the
+    /// connection: an HTTP/1.1 one is handed out, never shared; an HTTP/2 one kept is
+    /// shared with the origin's workers while they send.
+    fn held_only_here(&self) -> bool {
+        match self {
+            Conn::Http1(_) => true,
+            // The pool's handle and the connection's task.
+            Conn::Http2(c) => Arc::strong_count(&c.closed) <= 2,
+        }
+    }
 }
 
 /// A connection left open after a burst, for the next one.
@@ -242,8 +253,9 @@ impl Pool {
     }
 
     /// A place for one more connection: at the bound, the connection kept idle the
-    /// longest is closed to make room, else this waits for one to close (the
-    /// request's timeout bounds the wait).
+    /// longest (of those no worker holds: dropping one a worker holds closes nothing)
+    /// is closed to make room, else this waits for one to close (the request's timeout
+    /// bounds the wait).
     async fn room(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ExchangeError> {
         if let Ok(permit) = self.open.clone().try_acquire_owned() {
             return Ok(permit);
@@ -256,6 +268,7 @@ impl Pool {
                     conns
                         .iter()
                         .enumerate()
+                        .filter(|(_, c)| c.conn.held_only_here())
                         .map(move |(i, c)| (c.since, origin, i))
                 })
                 .min_by_key(|(since, _, _)| *since)
