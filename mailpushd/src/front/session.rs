@@ -171,6 +171,9 @@ struct Shared {
     unauthenticated: Option<Held<IpAddr>>,
     /// When the current minute of push commands began, and how many it answered.
     push_commands: Option<(std::time::Instant, u32)>,
+    /// The client ended its side: the server's end that follows is the session's
+    /// expected end, said with no goodbye of the front's.
+    client_ended: bool,
 }
 
 /// Push commands (`XAPPLEPUSHSERVICE`, the WEBPUSH family) a session has answered a
@@ -510,9 +513,14 @@ impl ClientHalf<'_> {
                 // The client sent all it will (a half-close, a TLS close_notify): the
                 // server is told so, as a direct connection tells it, and its answers
                 // to what came before still reach the client until it closes, for
-                // CLOSE_GRACE at most.
-                let _ = server.shutdown().await;
-                tokio::time::sleep(CLOSE_GRACE).await;
+                // CLOSE_GRACE at most (a close_notify to a server that reads no more
+                // waits within it too).
+                crate::lock(&self.meeting.shared).client_ended = true;
+                let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                    let _ = server.shutdown().await;
+                    std::future::pending::<()>().await
+                })
+                .await;
                 SessionEnd::ClientClosed
             }
             Err(end) => end,
@@ -1386,9 +1394,15 @@ async fn server_half(
             () = meeting.queued.notified(), if framer.between_lines() => {}
             read = inbox.read(&mut server, "IMAP server") => match read {
                 Ok(0) => {
-                    // What it said last was written; its end is the session's.
-                    goodbye(&mut client, &framer, said_bye, SERVER_CLOSED).await;
-                    return SessionEnd::ServerClosed;
+                    // What it said last was written; its end is the session's. After
+                    // the client ended its side, it is the end the client asked for.
+                    let asked = crate::lock(shared).client_ended;
+                    goodbye(&mut client, &framer, said_bye || asked, SERVER_CLOSED).await;
+                    return if asked {
+                        SessionEnd::ClientClosed
+                    } else {
+                        SessionEnd::ServerClosed
+                    };
                 }
                 Ok(_) => {}
                 Err(end) => {
