@@ -1467,5 +1467,16 @@ async fn a_notify_whose_caller_goes_away_still_sends_what_it_owed() {
         drop(stream);
     }
     support::wait_metric(address, "mailpushd_owed_sending 0").await;
+    // And nothing stays owed: each push went (or was merged into one that did).
+    let mut owed = daemon.store().owed_count().await.unwrap();
+    for _ in 0..100 {
+        if owed == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        owed = daemon.store().owed_count().await.unwrap();
+    }
+    assert_eq!(owed, 0, "pushes left owed");
+    assert!(!push.requests().is_empty());
     daemon.shutdown(Duration::from_secs(5)).await;
 }

@@ -28,7 +28,7 @@ use crate::store::{Store, StoreError};
 pub use fronts::{FRONT_DEAD_AFTER, FRONT_HEARTBEAT};
 use webpush::WebPushCore;
 pub use webpush::{ConnectionEnds, NotACommand, WebPushSetupError, current_vapid_key};
-pub use xaps::RegisterError;
+pub use xaps::{NotifyError, RegisterError};
 
 /// The service core. Shared by the front doors and the timer (behind an `Arc`).
 pub struct Core {

@@ -24,6 +24,19 @@ pub enum RegisterError {
     Store(#[from] StoreError),
 }
 
+/// A notify whose events may not be owed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotifyError {
+    /// The store failed: nothing of the events was stored.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The task that stores the events and starts their pushes ended without saying
+    /// whether they were stored (it failed, or the daemon is stopping).
+    #[error("the events may not have been stored: {0}")]
+    Interrupted(String),
+}
+
 impl Core {
     /// Registers a device for `register.username` (the authenticated user); once this
     /// returns, the registration is on disk. What the registry did.
@@ -50,7 +63,7 @@ impl Core {
     /// after the quiet period, to the user's devices and Web Push subscriptions. Each
     /// push is owed in the store before this answers (xapsd's 200, 204 or 404): from
     /// then on, an outage or a crash delays it and never loses it.
-    pub async fn notify(self: &Arc<Self>, notify: &Notify) -> Result<NotifyOutcome, StoreError> {
+    pub async fn notify(self: &Arc<Self>, notify: &Notify) -> Result<NotifyOutcome, NotifyError> {
         let since = Instant::now();
         let user = notify.username();
         let registry = self.store.user(user, self.registry()).await?;
@@ -87,6 +100,30 @@ impl Core {
             };
             events.push((key, new_mail));
         }
+        // From the store's write on, in a task of its own: a caller that goes away
+        // before the answer (a mail server's client timing out) must not leave a
+        // push owed, leased and never started (a commit whose end it did not wait
+        // for), or counted as sending for good.
+        let core = Arc::clone(self);
+        let notify = notify.clone();
+        let owed =
+            tokio::spawn(async move { core.owe_and_start(events, &notify, records, since).await });
+        owed.await
+            .map_err(|e| NotifyError::Interrupted(e.to_string()))??;
+        Ok(lookup.outcome())
+    }
+
+    /// Owes `events` in the store and starts what is due: new mail now, with the
+    /// envelopes for the subscriptions (`records`); anything else when the timer finds
+    /// it due.
+    async fn owe_and_start(
+        self: &Arc<Self>,
+        events: Vec<(OwedKey, bool)>,
+        notify: &Notify,
+        records: Option<Records>,
+        since: Instant,
+    ) -> Result<(), StoreError> {
+        let new_mail = notify.is_message_new();
         let now = now_ms(SystemTime::now());
         // With as many owed pushes on their way as may be (an outage), new mail waits
         // in the store for the timer, leased to none, as a backlog does. Notifies
@@ -102,19 +139,10 @@ impl Core {
             .store
             .owe(&events, now, self.config.push.delay, lease)
             .await?;
-        // Owed from here on. The pushes start in a task of their own: a caller that
-        // goes away before the answer (a mail server's client timing out) must not
-        // leave a push leased and never sent, or counted as sending for good.
-        let core = Arc::clone(self);
-        let (notify, until_ms) = (notify.clone(), lease.until_ms);
-        let started = tokio::spawn(async move {
-            core.start_owed(marks, &notify, new_mail && room, until_ms, records, since)
-                .await;
-        });
-        if let Err(e) = started.await {
-            tracing::error!(error = %e, "new mail's pushes not all started: they go when their lease ends");
-        }
-        Ok(lookup.outcome())
+        let until_ms = lease.until_ms;
+        self.start_owed(marks, notify, new_mail && room, until_ms, records, since)
+            .await;
+        Ok(())
     }
 
     /// Starts what a notify owed (`marks`, leased until `until_ms`): new mail now

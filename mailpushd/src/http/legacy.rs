@@ -89,7 +89,7 @@ async fn carry_out(request: Request, core: &Arc<Core>) -> Answer {
         Request::Notify(notify) => match core.notify(&notify).await {
             Ok(_) => Answer::ok(""),
             Err(e) => {
-                tracing::error!(error = %e, "registrations not read");
+                tracing::error!(error = %e, "mail events not stored: the plugin is told so");
                 Answer::Error("Cannot lookup registrations".to_owned())
             }
         },

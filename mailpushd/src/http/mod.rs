@@ -280,7 +280,7 @@ async fn notify_response(core: &Arc<Core>, notify: &Notify) -> Response<Full<Byt
     match core.notify(notify).await {
         Ok(outcome) => empty(status(outcome.status())),
         Err(e) => {
-            tracing::error!(error = %e, "registrations not read");
+            tracing::error!(error = %e, "mail events not stored: the mail server is told so");
             text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "registrations not read\n",
