@@ -24,19 +24,22 @@
 --   mailpushd_timeout_secs   optional: seconds to wait for each attempt (default 5)
 --   mailpushd_attempts       optional: attempts per report (default 3)
 --
+-- Dovecot loads the script anew for each user it serves: an IMAP session, one
+-- recipient of a delivery. What the script keeps (its settings, whether mailpushd
+-- answered) lasts that long.
+--
 -- While mailpushd does not answer (down, or hung), a delivery waits for its report:
 -- mailpushd_timeout_secs for each of mailpushd_attempts. Once a report got no answer,
--- the reports that follow in the same session (an IMAP connection's, one delivery's:
--- Dovecot starts the script anew for each) are tried once each, until one is answered:
--- each event is still tried, and a session moving or flagging mail then waits one
--- timeout per change, not all the attempts.
+-- the user's next reports are tried once each, until one is answered: each event is
+-- still tried, and a session moving or flagging mail then waits one timeout per
+-- change, not all the attempts.
 --
 -- Which Dovecot runs it is told by what script_init receives: 2.4 hands it the
 -- lua_settings table, 2.3 nothing (its settings are read from the user's plugin { }).
--- When a Dovecot process first reports an event, the script logs one line
--- ("mailpushd.lua: reporting mail events to ..."), or, when a setting is missing or
--- wrong, one error that names it; it then reports nothing from that process until the
--- setting is fixed and Dovecot reloaded.
+-- When it first reports an event, the script logs one line ("mailpushd.lua:
+-- reporting mail events to ..."), or, when a setting is missing or wrong, one error
+-- that names it; it then reports nothing for that user until the setting is fixed
+-- and Dovecot reloaded.
 
 local DEFAULT_TIMEOUT_SECS = 5
 local DEFAULT_ATTEMPTS = 3
@@ -44,7 +47,7 @@ local DEFAULT_ATTEMPTS = 3
 -- What script_init received (2.4), or nil (2.3: read from the user's plugin settings).
 local init_settings = nil
 -- The configuration once read and checked: { url, authorization, client, once }, or
--- false after an error was logged (so a process logs it once, not at every event).
+-- false after an error was logged (so it is logged once, not at every event).
 local ready = nil
 -- The last report got no answer from mailpushd: the next ones are tried once.
 local unanswered = false
@@ -100,13 +103,7 @@ local function configure(get, version)
     if version == "2.4" then
       return { request_timeout = timeout .. "s", request_max_attempts = tries }
     end
-    local set = { request_timeout_msecs = timeout * 1000, max_attempts = tries }
-    if tries == 1 then
-      -- 2.3's second client in a process otherwise waits longer than the timeout
-      -- of its one attempt (three seconds for one second, in the tests).
-      set.request_absolute_timeout_msecs = timeout * 1000
-    end
-    return set
+    return { request_timeout_msecs = timeout * 1000, max_attempts = tries }
   end
   local ok, client = pcall(dovecot.http.client, options(attempts))
   local once
