@@ -122,6 +122,8 @@ impl queue::Keyed for Queued {
             && a.push.sub_id == b.push.sub_id
     }
 
+    /// By when each was handed to the sender (its event's arrival for new mail, its
+    /// send for an owed push): a retry came before whatever waits meanwhile.
     fn newer(&self, other: &Self) -> bool {
         self.delivery.since >= other.delivery.since
     }
