@@ -628,6 +628,18 @@ pub(super) mod tests {
         );
     }
 
+    /// A push request to `url` (plain http allowed, for stand-ins), and its origin.
+    fn push_to(url: &str) -> (Origin, http::Request<Bytes>) {
+        let origin = webpush_crypto::Endpoint::new_allowing_plain_http(url)
+            .unwrap()
+            .origin()
+            .clone();
+        let request = http::Request::post(url)
+            .body(Bytes::from_static(b"push"))
+            .unwrap();
+        (origin, request)
+    }
+
     /// One push through a pool that kept `kept` for a push service stand-in's origin:
     /// it arrives once, over one new connection, which the worker then holds.
     async fn one_push_past(kept: Conn) {
@@ -635,16 +647,8 @@ pub(super) mod tests {
         let mut config = crate::config::Config::with_database("unused".into()).webpush;
         config.allow_local_push_service = true;
         let pool = Pool::new(&config).unwrap();
-        let url = service.endpoint("p/1");
-        let origin = webpush_crypto::Endpoint::new_allowing_plain_http(&url)
-            .unwrap()
-            .origin()
-            .clone();
+        let (origin, request) = push_to(&service.endpoint("p/1"));
         pool.park(origin.clone(), kept);
-
-        let request = http::Request::post(url.as_str())
-            .body(Bytes::from_static(b"push"))
-            .unwrap();
         let mut conn = None;
         let response = pool.send(&origin, request, &mut conn).await.unwrap();
         assert_eq!(response.status(), 201);
@@ -670,17 +674,7 @@ pub(super) mod tests {
         config.allow_local_push_service = true;
         config.max_connections = 1;
         let pool = Pool::new(&config).unwrap();
-        let target = |service: &crate::standin::PushService| {
-            let url = service.endpoint("p/1");
-            let origin = webpush_crypto::Endpoint::new_allowing_plain_http(&url)
-                .unwrap()
-                .origin()
-                .clone();
-            let request = http::Request::post(url.as_str())
-                .body(Bytes::from_static(b"push"))
-                .unwrap();
-            (origin, request)
-        };
+        let target = |service: &crate::standin::PushService| push_to(&service.endpoint("p/1"));
         let (a, request) = target(&services[0]);
         let mut conn = None;
         let answer = pool.send(&a, request, &mut conn).await.unwrap();
@@ -724,14 +718,7 @@ pub(super) mod tests {
             hosts.push(outward.ip().to_string());
         }
         for host in hosts {
-            let url = format!("https://{host}:{port}/p");
-            let origin = webpush_crypto::Endpoint::new(&url)
-                .unwrap()
-                .origin()
-                .clone();
-            let request = http::Request::post(url.as_str())
-                .body(Bytes::from_static(b"push"))
-                .unwrap();
+            let (origin, request) = push_to(&format!("https://{host}:{port}/p"));
             let Err(refused) = pool.send(&origin, request, &mut None).await else {
                 panic!("{host}: a push went out");
             };
