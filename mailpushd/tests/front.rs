@@ -19,7 +19,7 @@ use support::{Dovecot, Driver, Release};
 use mailpushd::daemon::Daemon;
 use mailpushd::demo::standin_config;
 use mailpushd::standin::Standin;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const ACCOUNT: &str = "0715A26B-CA09-4730-A419-793000CA982E";
@@ -670,5 +670,31 @@ async fn a_login_the_front_and_dovecot_would_read_differently_is_refused_whole()
         let devices = on.devices(user).await;
         assert!(devices.is_empty(), "{user}: {devices:?}");
     }
+    on.stop().await;
+}
+
+/// A client that sends its last commands and ends its side (`printf ... | nc -N`)
+/// gets Dovecot's answers through the front, as it does directly, and the session
+/// ends when Dovecot closes, with no goodbye of the front's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Dovecot 2.3 and root; .ci/run installs it and runs --include-ignored"]
+async fn a_client_that_ends_its_side_gets_dovecots_answers() {
+    let on = OnDovecot::start().await;
+    let mut imap = on.client().await;
+    let logged_in = imap.run("LOGIN alice secret").await;
+    assert!(logged_in.last().is_some_and(|l| l.starts_with("1 OK")));
+    let mut stream = imap.stream;
+    stream
+        .get_mut()
+        .write_all(b"n1 NOOP\r\nn2 SELECT INBOX\r\n")
+        .await
+        .unwrap();
+    stream.get_mut().shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(8), stream.read_to_end(&mut rest)).await;
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(read.is_ok(), "still open after Dovecot's answers: {rest}");
+    assert!(rest.contains("n1 OK") && rest.contains("n2 OK"), "{rest}");
+    assert!(!rest.contains("BYE [UNAVAILABLE]"), "{rest}");
     on.stop().await;
 }
