@@ -46,7 +46,14 @@ impl Command<'_> {
                 match subscription {
                     None => out.extend_from_slice(b"NIL"),
                     Some(args) => {
-                        encode::astring(out, args.endpoint.as_str().as_bytes())?;
+                        let endpoint = args.endpoint.as_str().as_bytes();
+                        // `NIL` in its place deletes the subscription: an endpoint so
+                        // spelled goes quoted, so that it reads back as itself.
+                        if endpoint.eq_ignore_ascii_case(b"NIL") {
+                            encode::string(out, endpoint)?;
+                        } else {
+                            encode::astring(out, endpoint)?;
+                        }
                         out.push(b' ');
                         out.extend_from_slice(args.p256dh.to_base64url().as_bytes());
                         out.push(b' ');

@@ -487,6 +487,8 @@ fn endpoint_strategy() -> impl Strategy<Value = String> {
         "https://[a-z]{1,10}\\.example/[a-zA-Z0-9_/-]{0,30}",
         "https://[a-z]{1,10}\\.example/[ -~]{0,30}",
         "https://[a-z]{1,10}\\.example/\\PC{0,10}",
+        // Not a URL, but text the grammar carries, spelled as its NIL.
+        "[Nn][Ii][Ll]",
     ]
 }
 

@@ -186,6 +186,46 @@ fn verification_refusals() {
     ));
 }
 
+/// RFC 8292 §2: `aud` is the origin, serialized; a URL of it with a path, its host in
+/// capitals or its default port written, is not, though each names that origin.
+#[test]
+fn an_audience_that_is_not_the_serialized_origin_is_refused() {
+    let key = VapidKey::generate(&mut ChaCha20Rng::seed_from_u64(7)).unwrap();
+    let pem = key.to_pkcs8_pem().unwrap();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, body).unwrap();
+    let encoding = jsonwebtoken::EncodingKey::from_ec_der(&der);
+    let t0 = 1_700_000_000;
+    let token = |aud: &str| {
+        let claims =
+            serde_json::json!({"aud": aud, "exp": t0 + 3600, "sub": "mailto:a@example.net"});
+        let jwt = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+            &claims,
+            &encoding,
+        )
+        .unwrap();
+        format!("vapid t={jwt}, k={}", key.public_key())
+    };
+    let v = verifier(Provider::default());
+    assert!(v.verify(&token("https://push.example.net"), at(t0)).is_ok());
+    for aud in [
+        "https://push.example.net/p/x",
+        "https://push.example.net/",
+        "https://PUSH.example.net",
+        "https://push.example.net:443",
+    ] {
+        assert_eq!(
+            v.verify(&token(aud), at(t0)),
+            Err(Error::AudienceMismatch {
+                expected: "https://push.example.net".into(),
+                found: aud.into(),
+            }),
+            "{aud}"
+        );
+    }
+}
+
 fn signer_key_header(jwt: &str, other: &VapidSigner) -> String {
     format!("vapid t={jwt}, k={}", other.key().public_key())
 }

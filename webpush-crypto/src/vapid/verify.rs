@@ -126,11 +126,9 @@ impl VapidVerifier {
 
         let claims: Claims = serde_json::from_slice(&base64url::decode(claims, "JWT claims")?)
             .map_err(|_| malformed("claims are not a JSON object with aud and exp"))?;
-        let audience = Origin::new(&claims.aud).map_err(|_| Error::AudienceMismatch {
-            expected: self.audience.as_str().to_owned(),
-            found: claims.aud.clone(),
-        })?;
-        if audience != self.audience {
+        // RFC 8292 §2: `aud` is the origin itself, as serialized; a URL with a path,
+        // or the origin written otherwise, is not it.
+        if claims.aud != self.audience.as_str() {
             return Err(Error::AudienceMismatch {
                 expected: self.audience.as_str().to_owned(),
                 found: claims.aud,
@@ -151,7 +149,7 @@ impl VapidVerifier {
         }
         Ok(VerifiedToken {
             key,
-            audience,
+            audience: self.audience.clone(),
             expires_at: exp,
             subject: claims.sub,
         })
