@@ -251,8 +251,9 @@ impl MailPush {
         &self.topic
     }
 
-    /// The same request as [`Notification::mail`] builds. Fails only for a clock
-    /// before 1970.
+    /// The same request as [`Notification::mail`] builds. Fails for a clock before
+    /// 1970, and for an account id whose payload is longer than APNs takes
+    /// ([`RequestError::PayloadTooLarge`]), as [`Notification::validate`] does.
     pub fn request(
         &mut self,
         device_token: &DeviceToken,
@@ -277,12 +278,15 @@ impl MailPush {
             authorization,
             0,
         );
-        build(
-            &self.server,
-            device_token,
-            headers,
-            mail_payload(account_id),
-        )
+        let payload = mail_payload(account_id);
+        let max = PushType::Background.max_payload();
+        if payload.len() > max {
+            return Err(RequestError::PayloadTooLarge {
+                len: payload.len(),
+                max,
+            });
+        }
+        build(&self.server, device_token, headers, payload)
     }
 }
 

@@ -106,6 +106,20 @@ fn the_mail_push_as_xapsd_sends_it() {
         other.request(&token(), ACCOUNT, before, None).unwrap_err(),
         RequestError::ClockBeforeEpoch
     );
+    // A payload past APNs' 4 KiB is refused as Notification::validate refuses it.
+    let long = "A".repeat(4_096);
+    let refused = other.request(&token(), &long, now(), None).unwrap_err();
+    assert_eq!(
+        refused,
+        Notification::mail(token(), topic(TOPIC), &long, now())
+            .unwrap()
+            .validate()
+            .unwrap_err()
+    );
+    assert!(matches!(
+        refused,
+        RequestError::PayloadTooLarge { max: 4096, .. }
+    ));
 }
 
 #[test]
