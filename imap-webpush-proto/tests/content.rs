@@ -149,14 +149,28 @@ fn one_message_too_many_loses_only_its_own_envelope() {
         assert!(one_more.pushes[0].len() <= 3993);
         let last = usize::try_from(most).unwrap();
         match with_flags {
-            // No smaller form: reported, and the SELECT line says to synchronize.
-            None => assert_eq!(
-                one_more.left_out,
-                [LeftOut::Event {
-                    group: 0,
-                    event: last
-                }]
-            ),
+            // No smaller form: reported, and a SELECT line alone after the others
+            // says to synchronize.
+            None => {
+                assert_eq!(
+                    one_more.left_out,
+                    [LeftOut::Event {
+                        group: 0,
+                        event: last
+                    }]
+                );
+                let items: Vec<_> = one_more.pushes.iter().flat_map(|p| parse_push(p)).collect();
+                assert!(
+                    matches!(items.last(), Some(PushItem::Mailbox(g)) if g.events.is_empty()),
+                    "{items:?}"
+                );
+                assert!(
+                    fits.pushes
+                        .iter()
+                        .flat_map(|p| parse_push(p))
+                        .all(|item| matches!(item, PushItem::Mailbox(g) if !g.events.is_empty()))
+                );
+            }
             // Its flags go out if they still fit; either way only it is reported.
             Some(_) => assert!(matches!(
                 one_more.left_out[..],

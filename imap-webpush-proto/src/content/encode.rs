@@ -45,8 +45,8 @@ pub enum LeftOut {
         /// The event, as an index into that group's events.
         event: usize,
     },
-    /// The event went out not at all; its mailbox's `* SELECT` line still tells the
-    /// client to synchronize.
+    /// The event went out not at all: after its mailbox's events, a `* SELECT` line
+    /// alone for the mailbox (the generic event) tells the client to synchronize.
     Event {
         /// The mailbox, as an index into the groups given.
         group: usize,
@@ -160,6 +160,8 @@ impl ContentBuilder {
             select.extend_from_slice(b"\r\n");
             // Whether the last push already carries this group's SELECT line.
             let mut selected = false;
+            // Whether an event went out not at all: the client is told to synchronize.
+            let mut dropped = false;
             for (e, event) in group.events.iter().enumerate() {
                 let full = render_event(event, Detail::Full);
                 if let Some(line) = &full
@@ -171,12 +173,13 @@ impl ContentBuilder {
                 let placed = reduced
                     .as_ref()
                     .is_some_and(|line| packer.place(&select, &mut selected, line));
+                dropped |= !placed;
                 packer.content.left_out.push(match placed {
                     true => LeftOut::Envelope { group: g, event: e },
                     false => LeftOut::Event { group: g, event: e },
                 });
             }
-            if !selected {
+            if !selected || dropped {
                 packer.select_alone(&select);
             }
         }
@@ -217,8 +220,8 @@ impl Packer<'_> {
         false
     }
 
-    /// A mailbox none of whose events went out still gets its SELECT line, in a new
-    /// push past the maximum if need be.
+    /// A mailbox none of whose events went out, or not all, gets a SELECT line alone
+    /// (the generic event), in a new push past the maximum if need be.
     fn select_alone(&mut self, select: &[u8]) {
         match self.content.pushes.last_mut() {
             Some(push) if push.len() + select.len() <= self.builder.budget => {
