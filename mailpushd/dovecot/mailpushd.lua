@@ -114,6 +114,11 @@ local function configure(get, version)
   if not ok then
     return fail("Dovecot's HTTP client refused the options: " .. tostring(client))
   end
+  -- A URL Dovecot's HTTP client cannot take would fail every report, each in
+  -- Dovecot's words, which show a password in the URL: said once here instead.
+  if not pcall(client.request, client, { url = url, method = "POST" }) then
+    return fail("mailpushd_url = " .. shown(url) .. " is not a URL Dovecot's HTTP client takes")
+  end
   local authorization = get("mailpushd_authorization")
   if authorization == "" then authorization = nil end
   ready = { url = url, shown = shown(url), authorization = authorization, client = client,

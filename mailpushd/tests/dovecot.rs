@@ -406,6 +406,18 @@ async fn a_wrong_setting_is_logged_once_on_dovecot_2_4() {
     wrong_setting(Release::v2_4()).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Dovecot 2.3 and root; .ci/run installs it and runs --include-ignored"]
+async fn a_url_dovecot_cannot_take_is_logged_once_without_its_password_on_dovecot_2_3() {
+    unusable_url(Release::v2_3()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Debian 13 chroot with Dovecot 2.4 (MAILPUSHD_DOVECOT24_ROOT) and root; .ci/run makes it and runs --include-ignored"]
+async fn a_url_dovecot_cannot_take_is_logged_once_without_its_password_on_dovecot_2_4() {
+    unusable_url(Release::v2_4()).await;
+}
+
 /// A setting the script cannot use is said in words that name it, once per session:
 /// an IMAP session changing flags three times logs it once, not at every change.
 async fn wrong_setting(release: Release) {
@@ -414,9 +426,37 @@ async fn wrong_setting(release: Release) {
         authorization: None,
         settings: vec![("mailpushd_attempts".into(), "many".into())],
     };
-    let dovecot = Dovecot::start(&release, &driver).await;
+    said_once(
+        &release,
+        &driver,
+        "mailpushd.lua: mailpushd_attempts = many is not a whole number from 1 to 10",
+    )
+    .await;
+}
+
+/// A `mailpushd_url` that starts as a URL should but that Dovecot's HTTP client cannot
+/// parse: said once per session in the script's words, its password hidden, where
+/// each report would have failed in Dovecot's words, the password shown.
+async fn unusable_url(release: Release) {
+    let driver = Driver::Lua {
+        url: "http://dovecot:s3cret@[::1/notify".into(),
+        authorization: None,
+        settings: Vec::new(),
+    };
+    let dovecot = said_once(
+        &release,
+        &driver,
+        "mailpushd.lua: mailpushd_url = http://<redacted>@[::1/notify is not a URL Dovecot's HTTP client takes",
+    )
+    .await;
+    assert!(!dovecot.log().contains("s3cret"), "{}", dovecot.log());
+}
+
+/// Starts Dovecot with `driver`, delivers a message and changes flags in an IMAP
+/// session: `line` is logged once by each. The Dovecot, for more checks.
+async fn said_once(release: &Release, driver: &Driver, line: &str) -> Dovecot {
+    let dovecot = Dovecot::start(release, driver).await;
     let said = |prefix: &str| {
-        let line = "mailpushd.lua: mailpushd_attempts = many is not a whole number from 1 to 10";
         dovecot
             .log()
             .lines()
@@ -424,9 +464,7 @@ async fn wrong_setting(release: Release) {
             .count()
     };
     dovecot.deliver("alice@example.org", "one").await;
-    dovecot
-        .log_with("mailpushd_attempts = many is not a whole number")
-        .await;
+    dovecot.log_with(line).await;
     assert_eq!(said("lmtp("), 1, "{}", dovecot.log());
     assert!(
         dovecot
@@ -455,4 +493,5 @@ async fn wrong_setting(release: Release) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(said("imap("), 1, "{}", dovecot.log());
+    dovecot
 }
