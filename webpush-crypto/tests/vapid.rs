@@ -190,21 +190,24 @@ fn verification_refusals() {
 /// capitals or its default port written, is not, though each names that origin.
 #[test]
 fn an_audience_that_is_not_the_serialized_origin_is_refused() {
+    use base64::Engine as _;
+    use p256::ecdsa::signature::Signer as _;
+    use p256::pkcs8::DecodePrivateKey as _;
     let key = VapidKey::generate(&mut ChaCha20Rng::seed_from_u64(7)).unwrap();
-    let pem = key.to_pkcs8_pem().unwrap();
-    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let der = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, body).unwrap();
-    let encoding = jsonwebtoken::EncodingKey::from_ec_der(&der);
+    // Signed here with p256 itself, claims and all: the signer writes only origins.
+    let signing = p256::ecdsa::SigningKey::from_pkcs8_pem(&key.to_pkcs8_pem().unwrap()).unwrap();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let t0 = 1_700_000_000;
     let token = |aud: &str| {
         let claims =
             serde_json::json!({"aud": aud, "exp": t0 + 3600, "sub": "mailto:a@example.net"});
-        let jwt = jsonwebtoken::encode(
-            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
-            &claims,
-            &encoding,
-        )
-        .unwrap();
+        let signed = format!(
+            "{}.{}",
+            b64.encode(br#"{"typ":"JWT","alg":"ES256"}"#),
+            b64.encode(claims.to_string())
+        );
+        let signature: p256::ecdsa::Signature = signing.sign(signed.as_bytes());
+        let jwt = format!("{signed}.{}", b64.encode(signature.to_bytes()));
         format!("vapid t={jwt}, k={}", key.public_key())
     };
     let v = verifier(Provider::default());
