@@ -10,7 +10,7 @@ use xaps_proto::{AccountId, DeviceToken, UserName};
 
 use super::Core;
 use super::owed::now_ms;
-use crate::store::{OwedKey, OwedPush, OwedTarget, Records, StoreError};
+use crate::store::{OwedKey, OwedTarget, Records, StoreError};
 
 /// A registration that was not stored.
 #[derive(Debug, thiserror::Error)]
@@ -120,10 +120,9 @@ impl Core {
         self: &Arc<Self>,
         events: Vec<(OwedKey, bool)>,
         notify: &Notify,
-        records: Option<Records>,
+        mut records: Option<Records>,
         since: Instant,
     ) -> Result<(), StoreError> {
-        let new_mail = notify.is_message_new();
         let now = now_ms(SystemTime::now());
         // With as many owed pushes on their way as may be (an outage), new mail waits
         // in the store for the timer, leased to none, as a backlog does. Notifies
@@ -139,26 +138,9 @@ impl Core {
             .store
             .owe(&events, now, self.config.push.delay, lease)
             .await?;
-        let until_ms = lease.until_ms;
-        self.start_owed(marks, notify, new_mail && room, until_ms, records, since)
-            .await;
-        Ok(())
-    }
-
-    /// Starts what a notify owed (`marks`, leased until `until_ms`): new mail now
-    /// (`now`), with the envelopes for the subscriptions (`records`); anything else
-    /// when the timer finds it due.
-    async fn start_owed(
-        self: &Arc<Self>,
-        marks: Vec<OwedPush>,
-        notify: &Notify,
-        now: bool,
-        until_ms: u64,
-        mut records: Option<Records>,
-        since: Instant,
-    ) {
+        let (at_once, until_ms) = (notify.is_message_new() && room, lease.until_ms);
         for mark in marks {
-            if !now {
+            if !at_once {
                 self.owed_by_ms(mark.owed.due_ms);
                 continue;
             }
@@ -176,6 +158,7 @@ impl Core {
                 }
             }
         }
+        Ok(())
     }
 
     /// Forgets what is owed to `token` for `account` of `user`: it no longer receives

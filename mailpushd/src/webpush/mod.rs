@@ -367,7 +367,7 @@ impl WebPushSender {
                 .await
             {
                 Step::Done(outcome) => self.finish(&delivery, outcome),
-                Step::Deferred(asked) => self.finish_asked(&delivery, asked),
+                Step::Deferred(asked) => self.finish_with(&delivery, PushOutcome::Deferred, asked),
                 Step::Later(wait) => {
                     // The wait is spent outside the queue, so it holds no worker.
                     let sender = self.clone();
@@ -402,12 +402,8 @@ impl WebPushSender {
         self.finish_with(delivery, outcome, Duration::ZERO);
     }
 
-    /// `delivery` is left to its owed push's next round, which waits at least the
-    /// `asked` wait its service asked for.
-    fn finish_asked(&self, delivery: &Delivery, asked: Duration) {
-        self.finish_with(delivery, PushOutcome::Deferred, asked);
-    }
-
+    /// `delivery` ended as `outcome`; one left to its owed push's next round
+    /// (deferred) tells its fan-out the wait its service `asked` for.
     fn finish_with(&self, delivery: &Delivery, outcome: PushOutcome, asked: Duration) {
         let metrics = &self.inner.metrics;
         metrics.push("webpush", outcome);
