@@ -24,8 +24,8 @@ use std::time::{Duration, SystemTime};
 use imap_syntax::Tag;
 use webpush_crypto::rand_core::CryptoRngCore;
 use webpush_crypto::{
-    Encryptor, Endpoint, EphemeralKey, Outcome, PublicKey, PushRequest, SubscriptionKeys, Topic,
-    Ttl, Urgency, VapidToken, base64url, unix_secs,
+    Encryptor, Endpoint, MadeAhead, Outcome, PublicKey, PushRequest, SubscriptionKeys, Topic, Ttl,
+    Urgency, VapidToken, base64url, unix_secs,
 };
 
 use crate::command::{Command, CommandBody, SubscriptionArgs};
@@ -548,7 +548,8 @@ impl Push {
         self.to_request_with_key(token, ttl, urgency, topic, encryptor, None, rng)
     }
 
-    /// [`Push::to_request`] with an ephemeral key made ahead (`None`: one made now).
+    /// [`Push::to_request`] with a key made ahead (`None`: one made now): an ephemeral
+    /// key, or one agreed with this push's keys.
     #[allow(clippy::too_many_arguments)] // each is a part of the request
     pub fn to_request_with_key(
         &self,
@@ -557,7 +558,7 @@ impl Push {
         urgency: Urgency,
         topic: Option<&Topic>,
         encryptor: &Encryptor,
-        ephemeral: Option<EphemeralKey>,
+        ephemeral: Option<MadeAhead>,
         rng: &mut impl CryptoRngCore,
     ) -> Result<http::Request<Vec<u8>>, webpush_crypto::Error> {
         let mut request = PushRequest::to(&self.endpoint, &self.keys, ttl)

@@ -145,13 +145,41 @@ fn lifecycle_with_the_draft_keys() {
             Urgency::High,
             None,
             &encryptor,
-            Some(key),
+            Some(key.into()),
             &mut rng,
         )
         .unwrap();
     let (header, _) = webpush_crypto::ece::Header::parse(request.body()).unwrap();
     assert_eq!(header.keyid, key_id.as_slice());
     assert_eq!(decrypt(&ua, request.body()).unwrap(), SLIDE_PUSH);
+    // With a key agreed ahead with this subscription's keys: the same.
+    let agreed =
+        webpush_crypto::Agreement::generate(encryptor.provider(), &push.keys, &mut rng).unwrap();
+    let key_id = agreed.public_key().as_bytes().to_vec();
+    let to_request = |ahead: webpush_crypto::Agreement| {
+        push.to_request_with_key(
+            token.clone(),
+            Ttl::from_secs(3600),
+            Urgency::High,
+            None,
+            &encryptor,
+            Some(ahead.into()),
+            &mut rand_core::OsRng,
+        )
+    };
+    let request = to_request(agreed).unwrap();
+    let (header, _) = webpush_crypto::ece::Header::parse(request.body()).unwrap();
+    assert_eq!(header.keyid, key_id.as_slice());
+    assert_eq!(decrypt(&ua, request.body()).unwrap(), SLIDE_PUSH);
+    // One agreed with another subscription's keys is refused: that one could not
+    // decrypt the message.
+    let other = UaKeys::generate(&mut rng).unwrap().subscription_keys();
+    let elsewhere =
+        webpush_crypto::Agreement::generate(encryptor.provider(), &other, &mut rng).unwrap();
+    assert_eq!(
+        to_request(elsewhere).unwrap_err(),
+        webpush_crypto::Error::AgreementForOtherKeys
+    );
     // What the push service answers becomes what to store: 410 deletes, 201 keeps.
     let gone = Outcome::classify(http::StatusCode::GONE, &http::HeaderMap::new());
     assert_eq!(

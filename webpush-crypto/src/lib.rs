@@ -59,7 +59,7 @@ pub mod vapid;
 
 pub use ece::RecordSize;
 pub use endpoint::{Endpoint, Host, MAX_ENDPOINT_LEN, Origin};
-pub use ephemeral::EphemeralKey;
+pub use ephemeral::{Agreement, EphemeralKey, MadeAhead};
 pub use error::Error;
 pub use keys::{
     AUTH_SECRET_LEN, AuthSecret, PRIVATE_KEY_LEN, PUBLIC_KEY_LEN, PrivateKey, PublicKey, SALT_LEN,

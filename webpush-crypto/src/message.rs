@@ -14,12 +14,12 @@ use crate::ece::{self, Header, RecordSize};
 use crate::keys::{PrivateKey, PublicKey, Salt, SubscriptionKeys, UaKeys};
 use crate::padding::{MIN_WEBPUSH_RECORD_SIZE, Padding, webpush_capacity};
 use crate::provider::{Provider, SECRET_LEN};
-use crate::{EphemeralKey, Error, PUBLIC_KEY_LEN};
+use crate::{Agreement, EphemeralKey, Error, PUBLIC_KEY_LEN};
 
 const KEY_INFO_PREFIX: &[u8] = b"WebPush: info\0";
 
 /// RFC 8291 §3.4: the input keying material shared by sender and user agent.
-fn derive_ikm(
+pub(crate) fn derive_ikm(
     provider: Provider,
     ecdh_secret: &[u8; SECRET_LEN],
     auth: &[u8; 16],
@@ -206,7 +206,38 @@ impl Encryptor {
         self.seal(keys, plaintext, padded, &as_public, &ecdh_secret, salt)
     }
 
-    /// RFC 8291 §3.4 from the ECDH secret on: the key, the nonce, the one record.
+    /// Encrypts `plaintext` with an agreement made ahead for the subscription, which it
+    /// takes, and a salt drawn from `rng`: the ephemeral key's fixed-base work, its
+    /// ECDH and the input keying material are not in this call, only HKDF and AES-GCM.
+    /// The message goes to the keys the agreement was made with
+    /// ([`Agreement::keys`]).
+    pub fn encrypt_agreed(
+        &self,
+        plaintext: &[u8],
+        agreement: Agreement,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Vec<u8>, Error> {
+        // Check the size before spending randomness on a message that fails.
+        let padded = self.padded_len(plaintext.len())?;
+        let salt = Salt::generate(rng)?;
+        let (as_public, ikm) = agreement.into_parts();
+        self.seal_ikm(plaintext, padded, &as_public, &ikm, &salt)
+    }
+
+    /// [`Encryptor::encrypt_agreed`] with an explicit salt: deterministic, for
+    /// known-answer tests. Never reuse a salt.
+    pub fn encrypt_agreed_with(
+        &self,
+        plaintext: &[u8],
+        agreement: Agreement,
+        salt: &Salt,
+    ) -> Result<Vec<u8>, Error> {
+        let padded = self.padded_len(plaintext.len())?;
+        let (as_public, ikm) = agreement.into_parts();
+        self.seal_ikm(plaintext, padded, &as_public, &ikm, salt)
+    }
+
+    /// RFC 8291 §3.4 from the ECDH secret on: the input keying material, then the rest.
     fn seal(
         &self,
         keys: &SubscriptionKeys,
@@ -223,6 +254,19 @@ impl Encryptor {
             keys.p256dh(),
             as_public,
         );
+        self.seal_ikm(plaintext, padded, as_public, &ikm, salt)
+    }
+
+    /// RFC 8291 §3.4 from the input keying material on: the key, the nonce, the one
+    /// record.
+    fn seal_ikm(
+        &self,
+        plaintext: &[u8],
+        padded: usize,
+        as_public: &PublicKey,
+        ikm: &[u8; SECRET_LEN],
+        salt: &Salt,
+    ) -> Result<Vec<u8>, Error> {
         let (cek, nonce) = self.provider.cek_and_nonce(&salt.0, ikm.as_slice());
         let header = Header {
             salt: *salt,

@@ -7,7 +7,7 @@ use http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 use rand_core::CryptoRngCore;
 
-use crate::{Encryptor, Endpoint, EphemeralKey, Error, Subscription, SubscriptionKeys, VapidToken};
+use crate::{Encryptor, Endpoint, Error, MadeAhead, Subscription, SubscriptionKeys, VapidToken};
 
 // RFC 8030's headers, named once rather than parsed (and allocated) for each request.
 const TTL: HeaderName = HeaderName::from_static("ttl");
@@ -252,17 +252,28 @@ impl<'a> PushRequest<'a> {
         self.finish(authorization, body)
     }
 
-    /// [`PushRequest::build`] with an ephemeral key made ahead, which it takes: the
-    /// message then costs its ECDH, HKDF and AES-GCM alone.
+    /// [`PushRequest::build`] with a key made ahead, which it takes: with an
+    /// [`EphemeralKey`](crate::EphemeralKey) the message costs its ECDH, HKDF and
+    /// AES-GCM alone; with an [`Agreement`](crate::Agreement), its HKDF and AES-GCM
+    /// alone. An agreement made with other keys than this request's is refused
+    /// ([`Error::AgreementForOtherKeys`]).
     pub fn build_prepared(
         &self,
         encryptor: &Encryptor,
         plaintext: &[u8],
-        ephemeral: EphemeralKey,
+        ahead: impl Into<MadeAhead>,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Request<Vec<u8>>, Error> {
         let authorization = self.authorization()?;
-        let body = encryptor.encrypt_prepared(self.keys, plaintext, ephemeral, rng)?;
+        let body = match ahead.into() {
+            MadeAhead::Key(key) => encryptor.encrypt_prepared(self.keys, plaintext, key, rng)?,
+            MadeAhead::Agreement(agreement) => {
+                if agreement.keys() != self.keys {
+                    return Err(Error::AgreementForOtherKeys);
+                }
+                encryptor.encrypt_agreed(plaintext, agreement, rng)?
+            }
+        };
         self.finish(authorization, body)
     }
 

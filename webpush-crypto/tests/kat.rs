@@ -172,3 +172,40 @@ fn rfc8291_appendix_a_with_a_key_made_ahead() {
         }
     }
 }
+
+#[test]
+fn rfc8291_appendix_a_with_a_key_agreed_ahead() {
+    let body = b64(BODY);
+    let keys = SubscriptionKeys::from_base64url(UA_PUBLIC, AUTH).unwrap();
+    let secret = PrivateKey::from_base64url(AS_PRIVATE).unwrap();
+    let salt = Salt::from_base64url(SALT).unwrap();
+    for &provider in Provider::all() {
+        for &encryptor in Provider::all() {
+            let encryptor = Encryptor::new().with_provider(encryptor);
+            // Agreed in one call, or from a key made ahead: the same bytes.
+            let agreed =
+                webpush_crypto::Agreement::from_private_key(provider, &keys, &secret).unwrap();
+            assert_eq!(
+                agreed.public_key().to_base64url(),
+                AS_PUBLIC,
+                "{provider:?}"
+            );
+            assert_eq!(agreed.keys(), &keys);
+            let encrypted = encryptor
+                .encrypt_agreed_with(PLAINTEXT.as_bytes(), agreed, &salt)
+                .unwrap();
+            assert_eq!(encrypted, body, "{provider:?} agreement, {encryptor:?}");
+            let key = webpush_crypto::EphemeralKey::from_private_key(provider, &secret).unwrap();
+            let agreed = key.agree(&keys).unwrap();
+            let shown = format!("{agreed:?}");
+            assert!(
+                shown.contains("<redacted>") && shown.contains(AS_PUBLIC),
+                "{shown}"
+            );
+            let encrypted = encryptor
+                .encrypt_agreed_with(PLAINTEXT.as_bytes(), agreed, &salt)
+                .unwrap();
+            assert_eq!(encrypted, body, "{provider:?} key agreed, {encryptor:?}");
+        }
+    }
+}

@@ -8,7 +8,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use webpush_crypto::ece::{self, RecordSize};
 use webpush_crypto::{
-    Encryptor, EphemeralKey, Padding, Provider, PublicKey, Salt, UaKeys, decrypt_with,
+    Agreement, Encryptor, EphemeralKey, Padding, Provider, PublicKey, Salt, UaKeys, decrypt_with,
 };
 
 fn provider() -> impl Strategy<Value = Provider> {
@@ -122,6 +122,37 @@ proptest! {
             let body = encryptor
                 .encrypt_prepared(&ua.subscription_keys(), plaintext.as_bytes(), key, &mut rng)
                 .unwrap();
+            let (header, _) = ece::Header::parse(&body).unwrap();
+            prop_assert_eq!(header.keyid, public.as_bytes().as_slice());
+            prop_assert!(ids.insert(header.keyid.to_vec()), "a key id used twice");
+            prop_assert_eq!(decrypt_with(encryptor.provider(), &ua, &body).unwrap(), plaintext.as_bytes());
+        }
+    }
+
+    /// Keys agreed ahead, for one subscription: every message's key id differs, and
+    /// each message decrypts to what was sent.
+    #[test]
+    fn every_message_agreed_ahead_has_its_own_key(
+        seed in any::<u64>(),
+        maker in provider(),
+        encryptor in provider(),
+        messages in 2usize..12,
+    ) {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let ua = UaKeys::generate(&mut rng).unwrap();
+        let agreed: Vec<Agreement> = (0..messages)
+            .map(|i| if i % 2 == 0 {
+                Agreement::generate(maker, &ua.subscription_keys(), &mut rng).unwrap()
+            } else {
+                EphemeralKey::generate(maker, &mut rng).unwrap().agree(&ua.subscription_keys()).unwrap()
+            })
+            .collect();
+        let encryptor = Encryptor::new().with_provider(encryptor);
+        let mut ids = std::collections::HashSet::new();
+        for (i, agreement) in agreed.into_iter().enumerate() {
+            let public = agreement.public_key().clone();
+            let plaintext = format!("* {i} EXISTS\r\n");
+            let body = encryptor.encrypt_agreed(plaintext.as_bytes(), agreement, &mut rng).unwrap();
             let (header, _) = ece::Header::parse(&body).unwrap();
             prop_assert_eq!(header.keyid, public.as_bytes().as_slice());
             prop_assert!(ids.insert(header.keyid.to_vec()), "a key id used twice");

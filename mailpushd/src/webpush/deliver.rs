@@ -216,7 +216,15 @@ impl WebPushSender {
         match self.inner.keys.as_ref().and_then(|pool| pool.take()) {
             Some(key) => {
                 let salts = salts.rng()?;
-                push.to_request_with_key(token, ttl, urgency, topic, encryptor, Some(key), salts)
+                push.to_request_with_key(
+                    token,
+                    ttl,
+                    urgency,
+                    topic,
+                    encryptor,
+                    Some(key.into()),
+                    salts,
+                )
             }
             None => push.to_request(token, ttl, urgency, topic, encryptor, &mut rand_core::OsRng),
         }
