@@ -8,9 +8,12 @@
 //! measured right before and right after each event (the machine's speed drifts), the
 //! event compared with the mean of the two.
 //!
-//! The daemon's key pool (`webpush.key_pool_size`) holds a key for every push of the
-//! event and is full before each one; `inline` empties it (size 0), so that every key
-//! is made in line as before the pool. Per delivery the bench gives the daemon's CPU
+//! The daemon's agreement pool (`webpush.agreement_pool_size`) holds a key agreed ahead
+//! with each subscription, made after the first event (which is reported apart) and
+//! full again before each one; its key pool (`webpush.key_pool_size`) holds a key for
+//! every push and is full too. `keys` empties the agreement pool (size 0), so that each
+//! push takes a key from the key pool and does its own ECDH; `inline` empties both, so
+//! that every key is made in line as before the pools. Per delivery the bench gives the daemon's CPU
 //! time (the process's CPU clock, user and system time of all its threads, as
 //! `getrusage` counts them) beside its crypto time (`mailpushd_webpush_encrypt_seconds_total`,
 //! the daemon's own measure), and the stand-ins' CPU time. Then the same event with the
@@ -28,7 +31,7 @@
 //! on another machine would not cost the daemon.
 //!
 //! ```text
-//! cargo bench -p mailpush-benches --bench fanout [-- ROUNDS SUBSCRIPTIONS ORIGINS PER_ORIGIN] [http1] [h2] [sink] [inline] [profile] [pinned [polling]]
+//! cargo bench -p mailpush-benches --bench fanout [-- ROUNDS SUBSCRIPTIONS ORIGINS PER_ORIGIN] [http1] [h2] [sink] [keys|inline] [profile] [pinned [polling]]
 //! ```
 
 use mailpush_benches::{median, resident_kib};
@@ -356,6 +359,18 @@ async fn pool_full(daemon: &Daemon, size: usize) {
     }
 }
 
+/// The count of pushes that found a key agreed ahead.
+const FOUND_AGREED: &str = "mailpushd_webpush_agreements_taken_total{found=\"true\"}";
+
+/// Waits until the daemon's agreement pool holds `size` keys.
+async fn agreements_full(daemon: &Daemon, size: usize) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while metric(daemon, "mailpushd_webpush_agreement_pool").await < size as f64 {
+        assert!(Instant::now() < deadline, "the agreement pool did not fill");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// One event's measures.
 struct Event {
     /// Deliveries per second, from the notify to the last arrival.
@@ -412,6 +427,8 @@ struct Load {
     per_origin: Option<usize>,
     /// The key pool's size: the event's pushes, or 0 (`inline`).
     pool: usize,
+    /// The agreement pool's size: the event's pushes, or 0 (`keys`, `inline`).
+    agreements: usize,
     /// The bound measured once, not around each event (`profile`).
     profile: bool,
     /// The stand-ins on a CPU of their own (`pinned`): the busy share is the daemon's.
@@ -443,6 +460,7 @@ async fn run(name: &str, database: Database, dir: &Path, load: &mut Load) {
     config.webpush.request_timeout = Duration::from_secs(30);
     config.webpush.ca_file = load.ca_file.clone();
     config.webpush.key_pool_size = pool;
+    config.webpush.agreement_pool_size = load.agreements;
     // Fast, so that the rounds do not wait; the filler runs only between events.
     config.webpush.key_pool_fill_per_second = 100_000;
     let http2 = load.ca_file.is_some();
@@ -461,6 +479,7 @@ async fn run(name: &str, database: Database, dir: &Path, load: &mut Load) {
     // The first event opens the connections; it is reported apart.
     pool_full(&daemon, pool).await;
     let cold = one_event(&daemon, &mut load.standins, n).await.rate;
+    let agreed = load.agreements;
     let (mut rates, mut ratios, mut ratios_all) = (Vec::new(), Vec::new(), Vec::new());
     let (mut per_core, mut all_cores) = (Vec::new(), Vec::new());
     // Per delivery, in µs: the daemon's CPU, its crypto, the stand-ins' CPU, and one
@@ -484,8 +503,10 @@ async fn run(name: &str, database: Database, dir: &Path, load: &mut Load) {
     } else {
         (None, None)
     };
+    let mut found_agreed = 0.0;
     for _ in 0..rounds {
         pool_full(&daemon, pool).await;
+        agreements_full(&daemon, agreed).await;
         let ahead = match once_ahead {
             Some(rate) => rate,
             None => rate_ahead(&endpoint, &load.ua).await,
@@ -500,7 +521,9 @@ async fn run(name: &str, database: Database, dir: &Path, load: &mut Load) {
             "mailpushd_webpush_keys_made_total{made=\"inline\"}",
         )
         .await;
+        let found = metric(&daemon, FOUND_AGREED).await;
         let event = one_event(&daemon, &mut load.standins, n).await;
+        found_agreed += metric(&daemon, FOUND_AGREED).await - found;
         let encrypted =
             metric(&daemon, "mailpushd_webpush_encrypt_seconds_total").await - encrypting;
         made_inline += metric(
@@ -510,6 +533,7 @@ async fn run(name: &str, database: Database, dir: &Path, load: &mut Load) {
         .await
             - inline;
         pool_full(&daemon, pool).await;
+        agreements_full(&daemon, agreed).await;
         let (core_after, together_after, _) = match once {
             Some(b) => b,
             None => bound(&endpoint, &load.ua).await,
@@ -560,7 +584,8 @@ async fn run(name: &str, database: Database, dir: &Path, load: &mut Load) {
         listed(&rates, 0)
     );
     println!(
-        "{name}: keys made in line during the events: {:.2} per push (the others came from the pool)",
+        "{name}: per push during the events: {:.2} with a key agreed ahead, {:.2} with a key made in line (the others from the key pool)",
+        found_agreed / (n * rounds) as f64,
         made_inline / (n * rounds) as f64
     );
     println!(
@@ -600,7 +625,7 @@ async fn run(name: &str, database: Database, dir: &Path, load: &mut Load) {
         listed(&own_cores, 2)
     );
     println!(
-        "{name}: reading the subscriptions for one event: median {:.1} ms, {:.2} µs per push; resident memory grew {} KiB over the run ({:.0} octets per subscription: they are read from the store for each event, not kept)",
+        "{name}: reading the subscriptions for one event: median {:.1} ms, {:.2} µs per push; resident memory grew {} KiB over the run ({:.0} octets per subscription: they are read from the store for each event, not kept; the pools' keys are)",
         median(reads.clone()) * 1e3,
         median(reads) * 1e6 / n as f64,
         rss_after.saturating_sub(rss_before),
@@ -639,6 +664,7 @@ fn main() {
         kinds = vec!["http1", "h2"];
     }
     let pool = if has("inline") { 0 } else { n };
+    let agreements = if has("inline") || has("keys") { 0 } else { n };
     // PostgreSQL first, so that its processes keep every CPU.
     let pg = support::Postgres::try_start();
     let polling = has("polling");
@@ -693,6 +719,7 @@ fn main() {
             n,
             per_origin,
             pool,
+            agreements,
             profile: has("profile"),
             pinned: pinned.is_some(),
         };

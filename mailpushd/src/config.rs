@@ -234,8 +234,12 @@ pub struct WebPush {
     /// Ephemeral keys made ahead while the sender is idle, at most (0: none; every
     /// push makes its own).
     pub key_pool_size: usize,
-    /// How many keys a second the pool's filler makes at most.
+    /// How many keys a second each pool's filler makes at most (this one's and the
+    /// agreement pool's).
     pub key_pool_fill_per_second: u32,
+    /// Keys agreed ahead with the subscriptions pushed to before, each for its
+    /// subscription's next push, at most (0: none).
+    pub agreement_pool_size: usize,
     /// An extra CA certificate (PEM) to trust for push services, for a stand-in.
     pub ca_file: Option<PathBuf>,
     /// For tests against a local push service only: plain-http endpoints and
@@ -659,6 +663,7 @@ struct TomlWebPush {
     max_hold_secs: Option<u64>,
     key_pool_size: Option<usize>,
     key_pool_fill_per_second: Option<u32>,
+    agreement_pool_size: Option<usize>,
     ca_file: Option<PathBuf>,
     allow_local_push_service: Option<bool>,
 }
@@ -818,6 +823,7 @@ impl Config {
                 max_hold: Duration::from_secs(300),
                 key_pool_size: 4096,
                 key_pool_fill_per_second: 2000,
+                agreement_pool_size: 10_000,
                 ca_file: None,
                 allow_local_push_service: false,
                 names: None,
@@ -1135,6 +1141,10 @@ impl Config {
         if let Some(n) = webpush.key_pool_fill_per_second {
             config.webpush.key_pool_fill_per_second =
                 within("webpush.key_pool_fill_per_second", n, ranges::KEY_FILL)?;
+        }
+        if let Some(n) = webpush.agreement_pool_size {
+            config.webpush.agreement_pool_size =
+                within("webpush.agreement_pool_size", n, ranges::KEY_POOL)?;
         }
         if let Some(n) = webpush.max_per_origin_http1 {
             config.webpush.max_per_origin_http1 =
@@ -1744,6 +1754,10 @@ certificate_key_pem = "key.pem"
             (
                 "[webpush]\nkey_pool_size = 2000000",
                 "webpush.key_pool_size = 2000000",
+            ),
+            (
+                "[webpush]\nagreement_pool_size = 1000001",
+                "webpush.agreement_pool_size = 1000001",
             ),
             (
                 "[webpush]\nkey_pool_fill_per_second = 0",

@@ -86,6 +86,11 @@ struct KeyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FoundLabels {
+    found: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SessionLabels {
     listener: &'static str,
     outcome: &'static str,
@@ -120,6 +125,11 @@ pub struct Metrics {
     /// `webpush_keys_made_total{made="ahead"}` and `{made="inline"}`, looked up once.
     keys_ahead: Counter,
     keys_inline: Counter,
+    agreement_pool: Gauge,
+    agreements_made: Counter,
+    /// `webpush_agreements_taken_total{found="true"}` and `{found="false"}`.
+    agreements_found: Counter,
+    agreements_missed: Counter,
     front_sessions: Family<SessionLabels, Counter>,
     front_open: Gauge,
     front_octets: Family<DirectionLabels, Counter>,
@@ -213,6 +223,30 @@ impl Metrics {
         let keys_inline = keys_made
             .get_or_create(&KeyLabels { made: "inline" })
             .clone();
+        let agreement_pool = Gauge::default();
+        registry.register(
+            "webpush_agreement_pool",
+            "Ephemeral keys agreed ahead with subscriptions pushed to before, ready for their next pushes",
+            agreement_pool.clone(),
+        );
+        let agreements_made = Counter::default();
+        registry.register(
+            "webpush_agreements_made",
+            "Ephemeral keys agreed ahead with a subscription by the agreement pool's filler",
+            agreements_made.clone(),
+        );
+        let agreements_taken = Family::<FoundLabels, Counter>::default();
+        registry.register(
+            "webpush_agreements_taken",
+            "Pushes that looked for a key agreed ahead with their subscription: found or not",
+            agreements_taken.clone(),
+        );
+        let agreements_found = agreements_taken
+            .get_or_create(&FoundLabels { found: "true" })
+            .clone();
+        let agreements_missed = agreements_taken
+            .get_or_create(&FoundLabels { found: "false" })
+            .clone();
         let front_sessions = Family::<SessionLabels, Counter>::default();
         registry.register(
             "front_sessions",
@@ -252,6 +286,10 @@ impl Metrics {
             key_pool,
             keys_ahead,
             keys_inline,
+            agreement_pool,
+            agreements_made,
+            agreements_found,
+            agreements_missed,
             front_sessions,
             front_open,
             front_octets,
@@ -262,6 +300,27 @@ impl Metrics {
     /// Sets how many ephemeral keys made ahead are ready.
     pub fn set_key_pool(&self, n: usize) {
         self.key_pool.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Sets how many keys agreed ahead with a subscription are ready.
+    pub fn set_agreement_pool(&self, n: usize) {
+        self.agreement_pool
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Counts `n` keys agreed ahead with a subscription.
+    pub fn agreements_made(&self, n: usize) {
+        self.agreements_made
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+    }
+
+    /// Counts a push that found a key agreed ahead with its subscription, or did not.
+    pub fn agreement_taken(&self, found: bool) {
+        if found {
+            self.agreements_found.inc();
+        } else {
+            self.agreements_missed.inc();
+        }
     }
 
     /// Counts `n` ephemeral keys made ahead (`true`) or in line.

@@ -1438,6 +1438,57 @@ async fn keys_made_ahead_while_idle_are_spent_by_a_burst_then_made_in_line() {
     daemon.shutdown(Duration::from_secs(5)).await;
 }
 
+/// A subscription pushed to gets a key agreed ahead with its keys while the sender is
+/// idle, and its next push spends it: the second burst to thirty subscriptions finds
+/// an agreement for each, every message decrypts, and no key id serves twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_agreed_ahead_serve_the_next_push_of_each_subscription_pushed_to() {
+    let ua = UaKeys::generate(&mut rand_core::OsRng).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let push = PushService::start().await.unwrap();
+    let endpoints: Vec<String> = (0..30).map(|i| push.endpoint(&format!("p/{i}"))).collect();
+    let daemon = with_subscriptions(dir.path(), &ua, &endpoints, |c| {
+        // Without the other pool, so that what is not agreed ahead is made in line.
+        c.webpush.key_pool_size = 0;
+        c.webpush.agreement_pool_size = 100;
+        c.webpush.key_pool_fill_per_second = 1000;
+    })
+    .await;
+    let address = daemon.local_addr().unwrap();
+    let taken = |page: &str, found: &str| {
+        support::metric_value(
+            page,
+            &format!("mailpushd_webpush_agreements_taken_total{{found=\"{found}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    // Nothing is known of a subscription before its first push.
+    new_mail(&daemon).await;
+    push.wait_for(30, Duration::from_secs(20)).await;
+    let page = support::wait_metric(address, "mailpushd_webpush_agreement_pool 30").await;
+    assert_eq!(taken(&page, "false"), 30.0, "{page}");
+    assert_eq!(taken(&page, "true"), 0.0, "{page}");
+    // The next burst finds one for each.
+    new_mail(&daemon).await;
+    let arrived = push.wait_for(60, Duration::from_secs(20)).await;
+    let mut ids = std::collections::HashSet::new();
+    for request in &arrived {
+        let plaintext = decrypt(&ua, &request.body).unwrap();
+        assert!(plaintext.starts_with(b"* SELECT INBOX"), "{plaintext:?}");
+        let (header, _) = webpush_crypto::ece::Header::parse(&request.body).unwrap();
+        assert!(ids.insert(header.keyid.to_vec()), "a key id served twice");
+    }
+    let page = support::wait_metric(address, "mailpushd_webpush_agreement_pool 30").await;
+    assert_eq!(taken(&page, "true"), 30.0, "{page}");
+    assert_eq!(taken(&page, "false"), 30.0, "{page}");
+    assert_eq!(
+        support::metric_value(&page, "mailpushd_webpush_agreements_made_total"),
+        Some(60.0),
+        "{page}"
+    );
+    daemon.shutdown(Duration::from_secs(5)).await;
+}
+
 /// A mail server that closes its connection before the answer to a notify (a client's
 /// timeout) leaves each push it owed on its way, none counted as sending for good: a
 /// push counted and never ended would take one of the owed sends' places until a

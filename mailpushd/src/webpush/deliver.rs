@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use webpush_crypto::Outcome;
+use webpush_crypto::{MadeAhead, Outcome};
 
 use super::pool::{Conn, ExchangeError};
 use super::salt::Salts;
@@ -197,9 +197,10 @@ impl WebPushSender {
         Ok(outcome)
     }
 
-    /// `delivery`'s request. With a key made ahead, only its salt is drawn, from the
-    /// worker's `salts`; a key made in line comes from the operating system's
-    /// generator with its salt, so nothing secret is ever drawn from `salts`.
+    /// `delivery`'s request. With a key agreed ahead with the subscription, or else one
+    /// made ahead, only its salt is drawn, from the worker's `salts`; a key made in line
+    /// comes from the operating system's generator with its salt, so nothing secret is
+    /// ever drawn from `salts`.
     fn build(
         &self,
         delivery: &Delivery,
@@ -213,18 +214,14 @@ impl WebPushSender {
             delivery.topic.as_ref(),
         );
         let encryptor = &self.inner.encryptor;
-        match self.inner.keys.as_ref().and_then(|pool| pool.take()) {
-            Some(key) => {
+        let agreed = (self.inner.agreements.as_ref())
+            .and_then(|pool| pool.take(&(delivery.user.clone(), push.sub_id.clone()), &push.keys))
+            .map(MadeAhead::from);
+        let ahead = agreed.or_else(|| (self.inner.keys.as_ref()?.take()).map(MadeAhead::from));
+        match ahead {
+            Some(ahead) => {
                 let salts = salts.rng()?;
-                push.to_request_with_key(
-                    token,
-                    ttl,
-                    urgency,
-                    topic,
-                    encryptor,
-                    Some(key.into()),
-                    salts,
-                )
+                push.to_request_with_key(token, ttl, urgency, topic, encryptor, Some(ahead), salts)
             }
             None => push.to_request(token, ttl, urgency, topic, encryptor, &mut rand_core::OsRng),
         }

@@ -169,6 +169,9 @@ struct Inner {
     in_flight: crate::inflight::InFlight,
     /// Ephemeral keys made ahead (`webpush.key_pool_size`), when configured.
     keys: Option<Arc<keys::KeyPool>>,
+    /// Keys agreed ahead with subscriptions pushed to before
+    /// (`webpush.agreement_pool_size`), when configured.
+    agreements: Option<Arc<keys::AgreementPool>>,
 }
 
 impl WebPushSender {
@@ -184,9 +187,23 @@ impl WebPushSender {
         let keys = (config.key_pool_size > 0).then(|| {
             keys::KeyPool::new(config.key_pool_size, encryptor.provider(), metrics.clone())
         });
+        let agreements = (config.agreement_pool_size > 0).then(|| {
+            keys::AgreementPool::new(
+                config.agreement_pool_size,
+                encryptor.provider(),
+                metrics.clone(),
+            )
+        });
         let in_flight = crate::inflight::InFlight::default();
         if let Some(pool) = &keys {
-            tokio::spawn(keys::KeyPool::fill(
+            tokio::spawn(keys::fill(
+                Arc::downgrade(pool),
+                config.key_pool_fill_per_second,
+                in_flight.count(),
+            ));
+        }
+        if let Some(pool) = &agreements {
+            tokio::spawn(keys::fill(
                 Arc::downgrade(pool),
                 config.key_pool_fill_per_second,
                 in_flight.count(),
@@ -217,6 +234,7 @@ impl WebPushSender {
                 metrics,
                 in_flight,
                 keys,
+                agreements,
             }),
         })
     }
