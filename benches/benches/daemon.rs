@@ -3,8 +3,8 @@
 //! connections (latency from the notify to the push's arrival, p50 and p99); pushes as
 //! fast as one HTTP/2 connection takes them (requests per second); and the resident
 //! memory the registrations cost. Then the same steady rate of notifies for users with
-//! one Web Push subscription each, to a push service stand-in, with the ephemeral key
-//! pool refilling between pushes and without a pool, in alternate phases.
+//! one Web Push subscription each, to a push service stand-in, with the key pools
+//! refilling between pushes and without them, in alternate phases.
 //!
 //! ```text
 //! cargo bench -p mailpush-benches --bench daemon [-- SECONDS RATE REGISTRATIONS]
@@ -214,9 +214,10 @@ async fn main() {
 const WEB_PUSH_USERS: usize = 2000;
 
 /// A steady stream of single Web Push new-mail pushes (each to a user with one
-/// subscription) at `rate` per second, with the key pool as configured by default
-/// (refilled while the sender is idle) and without one (every key made in line, as
-/// before the pool), alternately, two phases of `seconds` each: notify to arrival.
+/// subscription) at `rate` per second, with the key pools as configured by default
+/// (ephemeral keys, and keys agreed with the subscriptions pushed to, refilled while
+/// the sender is idle) and without them (every key made in line, as before the pools),
+/// alternately, two phases of `seconds` each: notify to arrival.
 async fn web_push_stream(config: &mailpushd::config::Config, seconds: u64, rate: u64) {
     use mailpushd::standin::PushService;
     use webpush_crypto::{UaKeys, VapidKey};
@@ -248,6 +249,7 @@ async fn web_push_stream(config: &mailpushd::config::Config, seconds: u64, rate:
         config.webpush.allow_local_push_service = true;
         if !pooled {
             config.webpush.key_pool_size = 0;
+            config.webpush.agreement_pool_size = 0;
         }
         let daemon = Daemon::start(config).await.expect("daemon");
         // The pool fills (at its default rate) before the stream starts.
@@ -285,15 +287,30 @@ async fn web_push_stream(config: &mailpushd::config::Config, seconds: u64, rate:
         println!(
             "notify -> Web Push, new mail, {rate}/s for {seconds} s, {}: {} pushes, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
             if pooled {
-                "key pool at its defaults"
+                "key pools at their defaults"
             } else {
-                "no key pool"
+                "no key pools"
             },
             latencies.len(),
             a.as_secs_f64() * 1e3,
             b.as_secs_f64() * 1e3,
             latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
         );
+        if pooled {
+            let page = support::metrics(daemon.local_addr().expect("the API listens")).await;
+            let taken = |found: &str| {
+                support::metric_value(
+                    &page,
+                    &format!("mailpushd_webpush_agreements_taken_total{{found=\"{found}\"}}"),
+                )
+                .unwrap_or(0.0)
+            };
+            println!(
+                "  of them with a key agreed ahead: {:.0}, without: {:.0}",
+                taken("true"),
+                taken("false")
+            );
+        }
         p50[usize::from(!pooled)].push(a.as_secs_f64() * 1e3);
         p99[usize::from(!pooled)].push(b.as_secs_f64() * 1e3);
         daemon.shutdown(Duration::from_secs(5)).await;
@@ -305,7 +322,7 @@ async fn web_push_stream(config: &mailpushd::config::Config, seconds: u64, rate:
             .join(" and ")
     };
     println!(
-        "notify -> Web Push, each phase: p99 {} ms with the key pool, {} ms without; p50 {} ms with, {} ms without",
+        "notify -> Web Push, each phase: p99 {} ms with the key pools, {} ms without; p50 {} ms with, {} ms without",
         list(&p99[0]),
         list(&p99[1]),
         list(&p50[0]),

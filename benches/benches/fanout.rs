@@ -573,10 +573,12 @@ async fn run(name: &str, database: Database, dir: &Path, load: &mut Load) {
     }
     let rate = median(rates.clone());
     let core = median(per_core);
-    let keys = if pool == 0 {
-        "no key pool".to_owned()
-    } else {
-        format!("a key pool of {pool}, full before each event")
+    let keys = match (pool, agreed) {
+        (0, _) => "no key pools".to_owned(),
+        (_, 0) => format!("a key pool of {pool}, full before each event, no agreement pool"),
+        _ => format!(
+            "a key pool of {pool} and an agreement pool of {agreed}, both full before each event"
+        ),
     };
     println!(
         "{name}: fan-out of one event to {n} subscriptions over {} origins, {limit} in flight per origin, {keys}: median {rate:.0} deliveries/s over {rounds} events (first event, connecting: {cold:.0}/s; all: {})",
