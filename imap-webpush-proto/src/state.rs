@@ -558,7 +558,7 @@ impl Push {
         urgency: Urgency,
         topic: Option<&Topic>,
         encryptor: &Encryptor,
-        ephemeral: Option<MadeAhead>,
+        ahead: Option<MadeAhead>,
         rng: &mut impl CryptoRngCore,
     ) -> Result<http::Request<Vec<u8>>, webpush_crypto::Error> {
         let mut request = PushRequest::to(&self.endpoint, &self.keys, ttl)
@@ -567,8 +567,8 @@ impl Push {
         if let Some(topic) = topic {
             request = request.topic(topic.clone());
         }
-        match ephemeral {
-            Some(key) => request.build_prepared(encryptor, &self.plaintext, key, rng),
+        match ahead {
+            Some(ahead) => request.build_prepared(encryptor, &self.plaintext, ahead, rng),
             None => request.build(encryptor, &self.plaintext, rng),
         }
     }

@@ -234,8 +234,8 @@ pub struct WebPush {
     /// Ephemeral keys made ahead while the sender is idle, at most (0: none; every
     /// push makes its own).
     pub key_pool_size: usize,
-    /// How many keys a second each pool's filler makes at most (this one's and the
-    /// agreement pool's).
+    /// How many keys a second the filler makes at most, for this pool and the
+    /// agreement pool together (agreements first).
     pub key_pool_fill_per_second: u32,
     /// Keys agreed ahead with the subscriptions pushed to before, each for its
     /// subscription's next push, at most (0: none).

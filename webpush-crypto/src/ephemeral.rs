@@ -4,15 +4,17 @@
 //! made at the moment of the message. Making it is a fixed-base P-256 multiplication
 //! (and, with aws-lc-rs, the check of an imported scalar): a quarter to a third of a
 //! message's cost. An [`EphemeralKey`] is that work done ahead, while a sender is idle,
-//! so that a burst of mail spends only what each message really needs: one ECDH, HKDF
-//! and AES-GCM.
+//! so that a burst of mail spends only one ECDH, HKDF and AES-GCM a message. An
+//! [`Agreement`] goes further, for a sender that knows which subscription the next
+//! message goes to: the ECDH with that subscription's key is done ahead too, and the
+//! message spends its HKDF and AES-GCM alone.
 
 use rand_core::CryptoRngCore;
 use zeroize::Zeroizing;
 
 use crate::Error;
 use crate::keys::{PrivateKey, PublicKey, SubscriptionKeys};
-use crate::message::derive_ikm;
+use crate::message::derive_ikm_into;
 use crate::provider::{Prepared, Provider, SECRET_LEN};
 
 /// An application server's ephemeral key pair for one RFC 8291 message, made ahead.
@@ -142,7 +144,9 @@ impl std::fmt::Debug for EphemeralKey {
 pub struct Agreement {
     keys: SubscriptionKeys,
     as_public: PublicKey,
-    ikm: Zeroizing<[u8; SECRET_LEN]>,
+    /// On the heap, so that moving the agreement (into a pool, out of it) never copies
+    /// the secret: the one copy is cleared when the agreement is dropped.
+    ikm: Box<Zeroizing<[u8; SECRET_LEN]>>,
 }
 
 impl Agreement {
@@ -173,7 +177,10 @@ impl Agreement {
         as_public: PublicKey,
         ecdh_secret: &[u8; SECRET_LEN],
     ) -> Self {
-        let ikm = derive_ikm(
+        // Derived in place on the heap: no copy of it is left on the stack.
+        let mut ikm = Box::new(Zeroizing::new([0u8; SECRET_LEN]));
+        derive_ikm_into(
+            &mut ikm,
             provider,
             ecdh_secret,
             keys.auth().as_bytes(),
@@ -198,7 +205,7 @@ impl Agreement {
     }
 
     /// The key id and the input keying material, for the one encryption that uses them.
-    pub(crate) fn into_parts(self) -> (PublicKey, Zeroizing<[u8; SECRET_LEN]>) {
+    pub(crate) fn into_parts(self) -> (PublicKey, Box<Zeroizing<[u8; SECRET_LEN]>>) {
         (self.as_public, self.ikm)
     }
 }

@@ -224,9 +224,11 @@ pub enum Error {
     /// RFC 8292 §3: the VAPID key must differ from the subscription's ECDH key.
     #[error("the VAPID key is the subscription's own p256dh key; a push service refuses that")]
     VapidKeyIsSubscriptionKey,
-    /// An [`Agreement`](crate::Agreement) made ahead was handed to a request for a
-    /// subscription with other keys, which could not decrypt the message.
-    #[error("the key made ahead was agreed with another subscription's keys")]
+    /// An [`Agreement`](crate::Agreement) made ahead was handed to a request whose
+    /// subscription keys are not the ones it was made with (another subscription's, or
+    /// the same subscription's since it changed them): the user agent could not decrypt
+    /// the message.
+    #[error("the key made ahead was agreed with other keys than the subscription's")]
     AgreementForOtherKeys,
     /// A `Topic` longer than 32 characters or outside the base64url alphabet.
     #[error("Topic is invalid: {reason}")]

@@ -19,7 +19,7 @@ use crate::{Agreement, EphemeralKey, Error, PUBLIC_KEY_LEN};
 const KEY_INFO_PREFIX: &[u8] = b"WebPush: info\0";
 
 /// RFC 8291 §3.4: the input keying material shared by sender and user agent.
-pub(crate) fn derive_ikm(
+fn derive_ikm(
     provider: Provider,
     ecdh_secret: &[u8; SECRET_LEN],
     auth: &[u8; 16],
@@ -27,13 +27,25 @@ pub(crate) fn derive_ikm(
     as_public: &PublicKey,
 ) -> Zeroizing<[u8; SECRET_LEN]> {
     let mut ikm = Zeroizing::new([0u8; SECRET_LEN]);
+    derive_ikm_into(&mut ikm, provider, ecdh_secret, auth, ua_public, as_public);
+    ikm
+}
+
+/// [`derive_ikm`] into `out`, for a caller that keeps the result where it is.
+pub(crate) fn derive_ikm_into(
+    out: &mut [u8; SECRET_LEN],
+    provider: Provider,
+    ecdh_secret: &[u8; SECRET_LEN],
+    auth: &[u8; 16],
+    ua_public: &PublicKey,
+    as_public: &PublicKey,
+) {
     provider.hkdf(
         auth,
         ecdh_secret,
         &[KEY_INFO_PREFIX, ua_public.as_bytes(), as_public.as_bytes()],
-        ikm.as_mut_slice(),
+        out.as_mut_slice(),
     );
-    ikm
 }
 
 /// Encrypts Web Push messages: a provider, a record size and a padding policy.
@@ -210,7 +222,8 @@ impl Encryptor {
     /// takes, and a salt drawn from `rng`: the ephemeral key's fixed-base work, its
     /// ECDH and the input keying material are not in this call, only HKDF and AES-GCM.
     /// The message goes to the keys the agreement was made with
-    /// ([`Agreement::keys`]).
+    /// ([`Agreement::keys`]). The agreement's own provider did the ECDH and the input
+    /// keying material (both providers give the same bytes), this encryptor's the rest.
     pub fn encrypt_agreed(
         &self,
         plaintext: &[u8],

@@ -72,6 +72,10 @@ impl WebPushSender {
                 }
                 Ok(Outcome::Delivered { .. }) => return Step::Done(PushOutcome::Delivered),
                 Ok(outcome @ Outcome::RemoveSubscription { .. }) => {
+                    // Its next push will not come: the agreement wanted for it goes.
+                    if let Some(pool) = &self.inner.agreements {
+                        pool.forget(&(delivery.user.clone(), delivery.push.sub_id.clone()));
+                    }
                     let report = Report::WebPushGone {
                         user: delivery.user.clone(),
                         push: Box::new(delivery.push.clone()),

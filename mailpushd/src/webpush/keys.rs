@@ -1,5 +1,6 @@
-//! Ephemeral keys made ahead of a burst, in two bounded pools filled in the background
-//! while the sender is idle, each key taken by the one message that uses it:
+//! Ephemeral keys made ahead of a burst, in two bounded pools that one filler stocks
+//! in the background while the sender is idle, each key taken by the one message that
+//! uses it:
 //!
 //! - [`AgreementPool`]: keys already agreed with the subscriptions the sender pushed to
 //!   before (`webpush_crypto::Agreement`), for their next message, which then costs its
@@ -10,7 +11,7 @@
 //! A push that finds neither makes its key in line, as it would without the pools: they
 //! only move work, they never hold a push back.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -21,30 +22,42 @@ use xaps_proto::UserName;
 
 use crate::metrics::Metrics;
 
-/// How often a filler looks at its pool and the sender, at ten keys a second or more.
+/// How often the filler looks at the pools and the sender, at ten keys a second or more.
 const FILL_TICK: Duration = Duration::from_millis(100);
 
-/// A pool a filler keeps stocked: what to make, how, and where it goes.
-pub(super) trait Stock: Send + Sync + 'static {
-    /// What one item is made from.
-    type Order: Send + 'static;
-    /// What is made.
-    type Item: Send + 'static;
+/// Agreements put in the pool under one taking of its lock, so that a push looking for
+/// its own never waits for a whole batch.
+const STOCK_CHUNK: usize = 256;
 
-    /// Up to `n` orders for what the pool lacks.
-    fn orders(&self, n: usize) -> Vec<Self::Order>;
-    /// Makes one item, off the runtime's workers.
-    fn make(provider: Provider, order: Self::Order) -> Result<Self::Item, webpush_crypto::Error>;
-    /// Puts what was made in the pool.
-    fn stock(&self, made: Vec<Self::Item>);
-    /// The provider the items are made for.
-    fn provider(&self) -> Provider;
+/// Whether the sender has work on hand: pushes taken and not finished, less those only
+/// waiting for a retry (which may wait minutes, and cost nothing meanwhile).
+#[derive(Clone, Debug)]
+pub(super) struct Busy {
+    /// Pushes taken and not finished (`InFlight`'s count).
+    pub(super) taken: Arc<AtomicUsize>,
+    /// Of them, those waiting out a retry's back-off.
+    pub(super) resting: Arc<AtomicUsize>,
 }
 
-/// Fills `pool`, at most `per_second` items a second, and only while `busy` (the
-/// sender's requests in flight) is zero, checked before each item: a push waits for at
-/// most one item being made, never for a batch. Ends when the pool is dropped.
-pub(super) async fn fill<S: Stock>(pool: Weak<S>, per_second: u32, busy: Arc<AtomicUsize>) {
+impl Busy {
+    fn now(&self) -> bool {
+        // `taken` first: a retry that wakes between the two loads still counts.
+        let taken = self.taken.load(Ordering::Acquire);
+        taken > self.resting.load(Ordering::Acquire)
+    }
+}
+
+/// Stocks `agreements` first, then `keys`, at most `per_second` items a second in all,
+/// and only while the sender is not `busy`, checked before each item: a push waits for
+/// at most one item being made, never for a batch. Orders not reached when a push
+/// arrives go back to the front of the agreement pool's queue. Ends when both pools are
+/// dropped.
+pub(super) async fn fill(
+    agreements: Option<Weak<AgreementPool>>,
+    keys: Option<Weak<KeyPool>>,
+    per_second: u32,
+    busy: Busy,
+) {
     // A tenth of the rate every tenth of a second; below ten a second, one item at the
     // rate's own interval, so the rate is never exceeded.
     let (batch, tick) = match per_second / 10 {
@@ -53,37 +66,102 @@ pub(super) async fn fill<S: Stock>(pool: Weak<S>, per_second: u32, busy: Arc<Ato
     };
     loop {
         tokio::time::sleep(tick).await;
-        let Some(this) = pool.upgrade() else { return };
-        if busy.load(Ordering::Acquire) > 0 {
+        let agreements = agreements.as_ref().and_then(Weak::upgrade);
+        let keys = keys.as_ref().and_then(Weak::upgrade);
+        if agreements.is_none() && keys.is_none() {
+            return;
+        }
+        if busy.now() {
             continue;
         }
-        let orders = this.orders(batch);
-        if orders.is_empty() {
+        let orders = agreements
+            .as_ref()
+            .map_or_else(Vec::new, |pool| pool.orders(batch));
+        let wanted_keys = keys.as_ref().map_or(0, |pool| {
+            pool.missing().min(batch.saturating_sub(orders.len()))
+        });
+        if orders.is_empty() && wanted_keys == 0 {
             continue;
         }
-        let provider = this.provider();
-        let sending = busy.clone();
+        let provider = agreements
+            .as_ref()
+            .map(|pool| pool.provider)
+            .or(keys.as_ref().map(|pool| pool.provider))
+            .unwrap_or_default();
+        let working = busy.clone();
         // The elliptic-curve work off the runtime's workers, given up at the first
-        // request in flight: a push that starts meanwhile has the core at once.
+        // push on hand: a push that starts meanwhile has the core at once.
         let made = tokio::task::spawn_blocking(move || {
-            orders
-                .into_iter()
-                .map_while(|order| {
-                    if sending.load(Ordering::Acquire) > 0 {
-                        return None;
-                    }
-                    S::make(provider, order)
-                        .map_err(|e| {
-                            tracing::warn!(error = %e, "no key made ahead: pushes make theirs in line");
-                        })
-                        .ok()
-                })
-                .collect::<Vec<_>>()
+            make(provider, orders, wanted_keys, || working.now())
         })
-        .await
-        .unwrap_or_default();
-        this.stock(made);
+        .await;
+        let Ok(made) = made else {
+            // The blocking task did not run to its end (the runtime shutting down):
+            // what it took is dropped, and asked for again at the subscription's next
+            // push.
+            continue;
+        };
+        if let Some(pool) = &agreements {
+            pool.give_back(made.unmade);
+            pool.stock(made.agreements);
+        }
+        if let Some(pool) = &keys {
+            pool.stock(made.keys);
+        }
     }
+}
+
+/// What one batch of the filler made, and the orders it did not reach.
+struct Made {
+    agreements: Vec<(Sub, Agreement)>,
+    unmade: Vec<(Sub, SubscriptionKeys)>,
+    keys: Vec<EphemeralKey>,
+}
+
+/// Makes the agreements `orders` asks for, then `wanted_keys` keys, until `busy`.
+fn make(
+    provider: Provider,
+    orders: Vec<(Sub, SubscriptionKeys)>,
+    wanted_keys: usize,
+    busy: impl Fn() -> bool,
+) -> Made {
+    let mut made = Made {
+        agreements: Vec::with_capacity(orders.len()),
+        unmade: Vec::new(),
+        keys: Vec::new(),
+    };
+    let mut orders = orders.into_iter();
+    for (sub, keys) in orders.by_ref() {
+        if busy() {
+            made.unmade.push((sub, keys));
+            break;
+        }
+        match Agreement::generate(provider, &keys, &mut rand_core::OsRng) {
+            Ok(agreement) => made.agreements.push((sub, agreement)),
+            Err(e) => {
+                tracing::warn!(error = %e, "no key agreed ahead: pushes do their own ECDH");
+                made.unmade.push((sub, keys));
+                break;
+            }
+        }
+    }
+    made.unmade.extend(orders);
+    if !made.unmade.is_empty() {
+        return made;
+    }
+    for _ in 0..wanted_keys {
+        if busy() {
+            break;
+        }
+        match EphemeralKey::generate(provider, &mut rand_core::OsRng) {
+            Ok(key) => made.keys.push(key),
+            Err(e) => {
+                tracing::warn!(error = %e, "no ephemeral key made ahead: pushes make theirs in line");
+                break;
+            }
+        }
+    }
+    made
 }
 
 /// Ephemeral keys for any subscription.
@@ -119,34 +197,23 @@ impl KeyPool {
         }
         key
     }
-}
 
-impl Stock for KeyPool {
-    type Order = ();
-    type Item = EphemeralKey;
-
-    fn orders(&self, n: usize) -> Vec<()> {
-        let missing = self.size.saturating_sub(crate::lock(&self.keys).len());
-        vec![(); missing.min(n)]
+    /// Keys the pool lacks.
+    fn missing(&self) -> usize {
+        self.size.saturating_sub(crate::lock(&self.keys).len())
     }
 
-    fn make(provider: Provider, (): ()) -> Result<EphemeralKey, webpush_crypto::Error> {
-        EphemeralKey::generate(provider, &mut rand_core::OsRng)
-    }
-
+    /// Puts keys made ahead in the pool, as many as it has room for.
     fn stock(&self, made: Vec<EphemeralKey>) {
-        let n = made.len();
-        {
-            let mut keys = crate::lock(&self.keys);
-            let room = self.size.saturating_sub(keys.len());
-            keys.extend(made.into_iter().take(room));
-            self.metrics.set_key_pool(keys.len());
+        if made.is_empty() {
+            return;
         }
-        self.metrics.keys_made(true, n);
-    }
-
-    fn provider(&self) -> Provider {
-        self.provider
+        let mut keys = crate::lock(&self.keys);
+        // Counted before the gauge shows them.
+        self.metrics.keys_made(true, made.len());
+        let room = self.size.saturating_sub(keys.len());
+        keys.extend(made.into_iter().take(room));
+        self.metrics.set_key_pool(keys.len());
     }
 }
 
@@ -154,7 +221,8 @@ impl Stock for KeyPool {
 /// to before: a subscription that got a push gets an agreement for its next one while
 /// the sender is idle. At most `size` are kept and at most `size` wait to be made; a
 /// new one takes the place of the one made longest ago, so that subscriptions that no
-/// longer get pushes (deleted, or whose keys changed) give their places up.
+/// longer get pushes (deleted, or whose keys changed) give their places up. Pushes
+/// that come round in a cycle longer than `size` subscriptions find none.
 pub(super) struct AgreementPool {
     state: Mutex<Agreed>,
     size: usize,
@@ -171,10 +239,10 @@ struct Agreed {
     ready: HashMap<Sub, (u64, Agreement)>,
     /// The subscriptions of `ready`, the one whose agreement was made longest ago first.
     order: BTreeMap<u64, Sub>,
-    /// Subscriptions to make agreements for, with their keys, in the order they were
-    /// pushed to; and the same subscriptions, so that each waits once.
-    wanted: VecDeque<(Sub, SubscriptionKeys)>,
-    waiting: HashSet<Sub>,
+    /// Subscriptions to make agreements for, in the order they were pushed to, and
+    /// the keys each was last pushed to: each waits once, for its latest keys.
+    wanted: VecDeque<Sub>,
+    waiting: HashMap<Sub, SubscriptionKeys>,
     /// The next place in `order`.
     next: u64,
 }
@@ -199,70 +267,91 @@ impl AgreementPool {
     }
 
     /// The agreement made ahead for subscription `sub`, whose keys are `keys`, if there
-    /// is one; either way one is wanted for the subscription's next push. One made with
-    /// other keys (the subscription's changed since) is dropped.
+    /// is one; either way one is wanted for the subscription's next push, with these
+    /// keys. One made with other keys (the subscription's changed since) is dropped.
     pub(super) fn take(&self, sub: &Sub, keys: &SubscriptionKeys) -> Option<Agreement> {
         let mut state = crate::lock(&self.state);
         let agreement = state.remove(sub).filter(|a| a.keys() == keys);
-        if !state.waiting.contains(sub) && state.wanted.len() < self.size {
-            state.waiting.insert(sub.clone());
-            state.wanted.push_back((sub.clone(), keys.clone()));
+        if let Some(waiting) = state.waiting.get_mut(sub) {
+            if waiting != keys {
+                *waiting = keys.clone();
+            }
+        } else if state.wanted.len() < self.size {
+            state.waiting.insert(sub.clone(), keys.clone());
+            state.wanted.push_back(sub.clone());
         }
         self.metrics.set_agreement_pool(state.ready.len());
         drop(state);
         self.metrics.agreement_taken(agreement.is_some());
         agreement
     }
-}
 
-impl Stock for AgreementPool {
-    type Order = (Sub, SubscriptionKeys);
-    type Item = (Sub, Agreement);
+    /// Forgets subscription `sub` (its push service says it is gone): its agreement, or
+    /// its order waiting to be made.
+    pub(super) fn forget(&self, sub: &Sub) {
+        let mut state = crate::lock(&self.state);
+        state.remove(sub);
+        // Its place in `wanted` is skipped when it comes up.
+        state.waiting.remove(sub);
+        self.metrics.set_agreement_pool(state.ready.len());
+    }
 
+    /// Takes up to `n` orders out of the queue, the longest waiting first.
     fn orders(&self, n: usize) -> Vec<(Sub, SubscriptionKeys)> {
         let mut state = crate::lock(&self.state);
-        let n = n.min(state.wanted.len());
-        let orders: Vec<(Sub, SubscriptionKeys)> = state.wanted.drain(..n).collect();
-        for (sub, _) in &orders {
-            state.waiting.remove(sub);
+        let mut orders = Vec::with_capacity(n.min(state.wanted.len()));
+        while orders.len() < n {
+            let Some(sub) = state.wanted.pop_front() else {
+                break;
+            };
+            if let Some(keys) = state.waiting.remove(&sub) {
+                orders.push((sub, keys));
+            }
         }
         orders
     }
 
-    fn make(
-        provider: Provider,
-        (sub, keys): (Sub, SubscriptionKeys),
-    ) -> Result<(Sub, Agreement), webpush_crypto::Error> {
-        Ok((
-            sub,
-            Agreement::generate(provider, &keys, &mut rand_core::OsRng)?,
-        ))
-    }
-
-    fn stock(&self, made: Vec<(Sub, Agreement)>) {
-        let n = made.len();
-        let mut state = crate::lock(&self.state);
-        for (sub, agreement) in made {
-            // A newer one for the same subscription replaces the older, and a full
-            // pool gives up the one made longest ago.
-            state.remove(&sub);
-            if state.ready.len() >= self.size
-                && let Some((_, oldest)) = state.order.pop_first()
-            {
-                state.ready.remove(&oldest);
-            }
-            let place = state.next;
-            state.next += 1;
-            state.order.insert(place, sub.clone());
-            state.ready.insert(sub, (place, agreement));
+    /// Puts orders the filler did not reach back at the front of the queue, unless the
+    /// subscription was pushed to again meanwhile (it waits, with its latest keys).
+    fn give_back(&self, unmade: Vec<(Sub, SubscriptionKeys)>) {
+        if unmade.is_empty() {
+            return;
         }
-        self.metrics.set_agreement_pool(state.ready.len());
-        drop(state);
-        self.metrics.agreements_made(n);
+        let mut state = crate::lock(&self.state);
+        for (sub, keys) in unmade.into_iter().rev() {
+            if state.waiting.contains_key(&sub) || state.wanted.len() >= self.size {
+                continue;
+            }
+            state.waiting.insert(sub.clone(), keys);
+            state.wanted.push_front(sub);
+        }
     }
 
-    fn provider(&self) -> Provider {
-        self.provider
+    /// Puts agreements made ahead in the pool, a chunk under each taking of the lock.
+    fn stock(&self, made: Vec<(Sub, Agreement)>) {
+        let mut made = made.into_iter().peekable();
+        while made.peek().is_some() {
+            let mut state = crate::lock(&self.state);
+            let mut n = 0;
+            for (sub, agreement) in made.by_ref().take(STOCK_CHUNK) {
+                n += 1;
+                // A newer one for the same subscription replaces the older, and a full
+                // pool gives up the one made longest ago.
+                state.remove(&sub);
+                if state.ready.len() >= self.size
+                    && let Some((_, oldest)) = state.order.pop_first()
+                {
+                    state.ready.remove(&oldest);
+                }
+                let place = state.next;
+                state.next += 1;
+                state.order.insert(place, sub.clone());
+                state.ready.insert(sub, (place, agreement));
+            }
+            // Counted before the gauge shows them.
+            self.metrics.agreements_made(n);
+            self.metrics.set_agreement_pool(state.ready.len());
+        }
     }
 }
 
@@ -280,7 +369,11 @@ mod tests {
         // A batch of 100,000 keys takes seconds of one core.
         let pool = KeyPool::new(100_000, Provider::default(), Arc::new(Metrics::new()));
         let busy = Arc::new(AtomicUsize::new(1));
-        tokio::spawn(fill(Arc::downgrade(&pool), 1_000_000, busy.clone()));
+        let pushes = Busy {
+            taken: busy.clone(),
+            resting: Arc::new(AtomicUsize::new(0)),
+        };
+        tokio::spawn(fill(None, Some(Arc::downgrade(&pool)), 1_000_000, pushes));
         // A request in flight: nothing is made.
         tokio::time::sleep(Duration::from_millis(350)).await;
         assert_eq!(len(&pool), 0);
@@ -317,12 +410,9 @@ mod tests {
 
     /// Makes what the pool wants, as the filler does.
     fn fill_now(pool: &AgreementPool) {
-        let made = pool
-            .orders(usize::MAX)
-            .into_iter()
-            .map(|order| AgreementPool::make(pool.provider, order).unwrap())
-            .collect();
-        pool.stock(made);
+        let made = make(pool.provider, pool.orders(usize::MAX), 0, || false);
+        assert!(made.unmade.is_empty());
+        pool.stock(made.agreements);
     }
 
     fn take(pool: &AgreementPool, (sub, keys): &(Sub, SubscriptionKeys)) -> Option<Agreement> {
@@ -403,5 +493,87 @@ mod tests {
         assert!(take(&pool, &subs[2]).is_some());
         assert!(take(&pool, &subs[3]).is_some());
         assert!(take(&pool, &subs[4]).is_some());
+    }
+
+    #[test]
+    fn orders_a_push_interrupts_go_back_to_the_front_of_the_queue() {
+        let pool = AgreementPool::new(10, Provider::default(), Arc::new(Metrics::new()));
+        let subs = subscriptions(4);
+        for sub in &subs {
+            assert!(take(&pool, sub).is_none());
+        }
+        // A push arrives after the second agreement: the other two orders are kept.
+        let made = std::cell::Cell::new(0);
+        let busy = || {
+            made.set(made.get() + 1);
+            made.get() > 2
+        };
+        let batch = make(pool.provider, pool.orders(usize::MAX), 5, busy);
+        assert_eq!(batch.agreements.len(), 2);
+        assert_eq!(batch.unmade.len(), 2);
+        assert!(
+            batch.keys.is_empty(),
+            "no keys before every agreement asked for"
+        );
+        // Meanwhile the last subscription is pushed to again, with new keys: it waits
+        // once, with those.
+        let changed = UaKeys::generate(&mut rand_core::OsRng)
+            .unwrap()
+            .subscription_keys();
+        assert!(pool.take(&subs[3].0, &changed).is_none());
+        pool.give_back(batch.unmade);
+        pool.stock(batch.agreements);
+        let queued: Vec<Sub> = crate::lock(&pool.state).wanted.iter().cloned().collect();
+        assert_eq!(queued, [subs[2].0.clone(), subs[3].0.clone()]);
+        fill_now(&pool);
+        for sub in &subs[..3] {
+            assert!(take(&pool, sub).is_some());
+        }
+        assert_eq!(pool.take(&subs[3].0, &changed).unwrap().keys(), &changed);
+    }
+
+    #[test]
+    fn keys_that_change_while_waiting_are_the_ones_agreed_with() {
+        let pool = AgreementPool::new(10, Provider::default(), Arc::new(Metrics::new()));
+        let sub = subscriptions(1).remove(0);
+        assert!(take(&pool, &sub).is_none());
+        let changed = UaKeys::generate(&mut rand_core::OsRng)
+            .unwrap()
+            .subscription_keys();
+        assert!(pool.take(&sub.0, &changed).is_none());
+        assert_eq!(crate::lock(&pool.state).wanted.len(), 1);
+        fill_now(&pool);
+        assert_eq!(pool.take(&sub.0, &changed).unwrap().keys(), &changed);
+    }
+
+    #[test]
+    fn pushes_waiting_for_a_retry_leave_the_sender_idle() {
+        let busy = Busy {
+            taken: Arc::new(AtomicUsize::new(0)),
+            resting: Arc::new(AtomicUsize::new(0)),
+        };
+        assert!(!busy.now());
+        busy.taken.store(2, Ordering::Release);
+        busy.resting.store(1, Ordering::Release);
+        assert!(busy.now(), "one push on hand");
+        busy.resting.store(2, Ordering::Release);
+        assert!(!busy.now(), "both only wait for their retries");
+    }
+
+    #[test]
+    fn a_subscription_gone_is_forgotten() {
+        let pool = AgreementPool::new(10, Provider::default(), Arc::new(Metrics::new()));
+        let subs = subscriptions(2);
+        for sub in &subs {
+            assert!(take(&pool, sub).is_none());
+        }
+        fill_now(&pool);
+        // One with an agreement ready, one waiting for its agreement: both go.
+        assert!(take(&pool, &subs[1]).is_some());
+        pool.forget(&subs[0].0);
+        pool.forget(&subs[1].0);
+        assert!(pool.orders(usize::MAX).is_empty());
+        assert!(crate::lock(&pool.state).ready.is_empty());
+        assert!(crate::lock(&pool.state).order.is_empty());
     }
 }

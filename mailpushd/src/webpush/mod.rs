@@ -22,6 +22,7 @@ mod salt;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use imap_webpush_proto::state::Push;
@@ -167,6 +168,9 @@ struct Inner {
     reports: ReportSender,
     metrics: Arc<Metrics>,
     in_flight: crate::inflight::InFlight,
+    /// Of the pushes in flight, those waiting out a retry's back-off: they leave the
+    /// sender idle for the key pools' filler.
+    resting: Arc<AtomicUsize>,
     /// Ephemeral keys made ahead (`webpush.key_pool_size`), when configured.
     keys: Option<Arc<keys::KeyPool>>,
     /// Keys agreed ahead with subscriptions pushed to before
@@ -195,18 +199,16 @@ impl WebPushSender {
             )
         });
         let in_flight = crate::inflight::InFlight::default();
-        if let Some(pool) = &keys {
+        let resting = Arc::new(AtomicUsize::new(0));
+        if agreements.is_some() || keys.is_some() {
             tokio::spawn(keys::fill(
-                Arc::downgrade(pool),
+                agreements.as_ref().map(Arc::downgrade),
+                keys.as_ref().map(Arc::downgrade),
                 config.key_pool_fill_per_second,
-                in_flight.count(),
-            ));
-        }
-        if let Some(pool) = &agreements {
-            tokio::spawn(keys::fill(
-                Arc::downgrade(pool),
-                config.key_pool_fill_per_second,
-                in_flight.count(),
+                keys::Busy {
+                    taken: in_flight.count(),
+                    resting: resting.clone(),
+                },
             ));
         }
         Ok(Self {
@@ -233,6 +235,7 @@ impl WebPushSender {
                 reports,
                 metrics,
                 in_flight,
+                resting,
                 keys,
                 agreements,
             }),
@@ -389,8 +392,10 @@ impl WebPushSender {
                 Step::Later(wait) => {
                     // The wait is spent outside the queue, so it holds no worker.
                     let sender = self.clone();
+                    self.inner.resting.fetch_add(1, Ordering::AcqRel);
                     tokio::spawn(async move {
                         tokio::time::sleep(wait).await;
+                        sender.inner.resting.fetch_sub(1, Ordering::AcqRel);
                         sender.inner.metrics.retry_queue().dec();
                         sender.enqueue(Queued::new(delivery, attempt + 1));
                     });
