@@ -8,7 +8,8 @@ use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use webpush_crypto::ece::{self, RecordSize};
 use webpush_crypto::{
-    Agreement, Encryptor, EphemeralKey, Padding, Provider, PublicKey, Salt, UaKeys, decrypt_with,
+    Agreement, Encryptor, EphemeralKey, MadeAhead, Padding, Provider, PublicKey, Salt, UaKeys,
+    decrypt_with,
 };
 
 fn provider() -> impl Strategy<Value = Provider> {
@@ -100,59 +101,42 @@ proptest! {
         prop_assert!(ece::decrypt(provider, &ikm, &body[..cut]).is_err());
     }
 
-    /// Keys made ahead: every message's key id (its ephemeral public key) differs, and
-    /// each message decrypts to what was sent, whichever provider made the key.
+    /// Keys made ahead, each in turn an ephemeral key, an agreement made at once and an
+    /// ephemeral key agreed later: every message's key id (its ephemeral public key)
+    /// differs, and each message decrypts to what was sent, whichever provider made the
+    /// key.
     #[test]
-    fn every_message_made_with_a_prepared_key_has_its_own(
+    fn every_message_made_ahead_has_its_own_key(
         seed in any::<u64>(),
         maker in provider(),
         encryptor in provider(),
-        messages in 2usize..12,
+        messages in 3usize..12,
     ) {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let ua = UaKeys::generate(&mut rng).unwrap();
-        let keys: Vec<EphemeralKey> = (0..messages)
-            .map(|_| EphemeralKey::generate(maker, &mut rng).unwrap())
-            .collect();
-        let encryptor = Encryptor::new().with_provider(encryptor);
-        let mut ids = std::collections::HashSet::new();
-        for (i, key) in keys.into_iter().enumerate() {
-            let public = key.public_key().clone();
-            let plaintext = format!("* {i} EXISTS\r\n");
-            let body = encryptor
-                .encrypt_prepared(&ua.subscription_keys(), plaintext.as_bytes(), key, &mut rng)
-                .unwrap();
-            let (header, _) = ece::Header::parse(&body).unwrap();
-            prop_assert_eq!(header.keyid, public.as_bytes().as_slice());
-            prop_assert!(ids.insert(header.keyid.to_vec()), "a key id used twice");
-            prop_assert_eq!(decrypt_with(encryptor.provider(), &ua, &body).unwrap(), plaintext.as_bytes());
-        }
-    }
-
-    /// Keys agreed ahead, for one subscription: every message's key id differs, and
-    /// each message decrypts to what was sent.
-    #[test]
-    fn every_message_agreed_ahead_has_its_own_key(
-        seed in any::<u64>(),
-        maker in provider(),
-        encryptor in provider(),
-        messages in 2usize..12,
-    ) {
-        let mut rng = ChaCha20Rng::seed_from_u64(seed);
-        let ua = UaKeys::generate(&mut rng).unwrap();
-        let agreed: Vec<Agreement> = (0..messages)
-            .map(|i| if i % 2 == 0 {
-                Agreement::generate(maker, &ua.subscription_keys(), &mut rng).unwrap()
-            } else {
-                EphemeralKey::generate(maker, &mut rng).unwrap().agree(&ua.subscription_keys()).unwrap()
+        let keys = ua.subscription_keys();
+        let ahead: Vec<MadeAhead> = (0..messages)
+            .map(|i| match i % 3 {
+                0 => EphemeralKey::generate(maker, &mut rng).unwrap().into(),
+                1 => Agreement::generate(maker, &keys, &mut rng).unwrap().into(),
+                _ => EphemeralKey::generate(maker, &mut rng).unwrap().agree(&keys).unwrap().into(),
             })
             .collect();
         let encryptor = Encryptor::new().with_provider(encryptor);
         let mut ids = std::collections::HashSet::new();
-        for (i, agreement) in agreed.into_iter().enumerate() {
-            let public = agreement.public_key().clone();
+        for (i, ahead) in ahead.into_iter().enumerate() {
             let plaintext = format!("* {i} EXISTS\r\n");
-            let body = encryptor.encrypt_agreed(plaintext.as_bytes(), agreement, &mut rng).unwrap();
+            let (public, body) = match ahead {
+                MadeAhead::Key(key) => (
+                    key.public_key().clone(),
+                    encryptor.encrypt_prepared(&keys, plaintext.as_bytes(), key, &mut rng).unwrap(),
+                ),
+                MadeAhead::Agreement(agreed) => (
+                    agreed.public_key().clone(),
+                    encryptor.encrypt_agreed(plaintext.as_bytes(), agreed, &mut rng).unwrap(),
+                ),
+                _ => unreachable!("made above"),
+            };
             let (header, _) = ece::Header::parse(&body).unwrap();
             prop_assert_eq!(header.keyid, public.as_bytes().as_slice());
             prop_assert!(ids.insert(header.keyid.to_vec()), "a key id used twice");
