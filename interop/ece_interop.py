@@ -37,17 +37,22 @@ def main():
     providers = helper.call(op="providers")["providers"]
 
     for provider in providers:
-        # Ours -> theirs.
-        for size in sizes(n, rng):
-            def ours_to_theirs(size=size, provider=provider):
+        # Ours -> theirs: the key made in the call, made ahead, or agreed ahead, in turn.
+        for i, size in enumerate(sizes(n, rng)):
+            ahead = [None, "key", "agreement"][i % 3]
+            def ours_to_theirs(size=size, provider=provider, ahead=ahead):
                 private, public, _, auth = ua_keys()
                 plaintext = os.urandom(size)
-                body = b64d(helper.call(op="wp-encrypt", provider=provider, p256dh=b64e(public),
-                                        auth=b64e(auth), plaintext=b64e(plaintext))["body"])
+                request = dict(op="wp-encrypt", provider=provider, p256dh=b64e(public),
+                               auth=b64e(auth), plaintext=b64e(plaintext))
+                if ahead:
+                    request["ahead"] = ahead
+                body = b64d(helper.call(**request)["body"])
                 assert len(body) == 86 + size + 17, len(body)
                 got = http_ece.decrypt(body, private_key=private, auth_secret=auth, version="aes128gcm")
                 assert got == plaintext, "plaintext differs"
-            tally.check(f"{provider} encrypt {size} -> http_ece decrypt", ours_to_theirs)
+            made = {None: "", "key": ", key made ahead", "agreement": ", key agreed ahead"}[ahead]
+            tally.check(f"{provider} encrypt {size}{made} -> http_ece decrypt", ours_to_theirs)
 
         # Theirs -> ours.
         for size in sizes(n, rng):

@@ -4,7 +4,9 @@
 //!
 //! Requests (`op`):
 //! * `providers` → `{"providers": [...]}`
-//! * `wp-encrypt` {provider, p256dh, auth, plaintext, pad_to?} → `{"body"}`
+//! * `wp-encrypt` {provider, p256dh, auth, plaintext, pad_to?, ahead?} → `{"body"}`
+//!   (`ahead`: `"key"`, an ephemeral key made before the call; `"agreement"`, a key
+//!   agreed with the keys before the call; absent, a key made in the call)
 //! * `wp-decrypt` {provider, private, auth, body} → `{"plaintext"}`
 //! * `ece-encrypt` {provider, ikm, salt, keyid, rs, plaintext, padding} → `{"body"}`
 //! * `ece-decrypt` {provider, ikm, body} → `{"plaintext", "keyid", "rs"}`
@@ -33,9 +35,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use webpush_crypto::ece::{self, RecordSize};
 use webpush_crypto::{
-    AuthSecret, Encryptor, Endpoint, Error, Origin, Padding, PrivateKey, Provider, PushRequest,
-    Salt, Subject, Subscription, SubscriptionKeys, Topic, Ttl, UaKeys, Urgency, VapidKey,
-    VapidSigner, VapidVerifier, base64url, decrypt_with,
+    Agreement, AuthSecret, Encryptor, Endpoint, EphemeralKey, Error, Origin, Padding, PrivateKey,
+    Provider, PushRequest, Salt, Subject, Subscription, SubscriptionKeys, Topic, Ttl, UaKeys,
+    Urgency, VapidKey, VapidSigner, VapidVerifier, base64url, decrypt_with,
 };
 
 #[derive(Deserialize)]
@@ -49,6 +51,8 @@ enum Request {
         plaintext: String,
         #[serde(default)]
         pad_to: Option<usize>,
+        #[serde(default)]
+        ahead: Option<String>,
     },
     WpDecrypt {
         provider: String,
@@ -145,14 +149,29 @@ fn handle(request: Request) -> Result<Value, String> {
             auth,
             plaintext,
             pad_to,
+            ahead,
         } => {
             let keys = SubscriptionKeys::from_base64url(&p256dh, &auth).map_err(err)?;
             let padding = pad_to.map_or(Padding::None, Padding::Exact);
-            let body = Encryptor::new()
+            let encryptor = Encryptor::new()
                 .with_provider(provider(&p)?)
-                .with_padding(padding)
-                .encrypt(&keys, &b64(&plaintext).map_err(err)?, &mut rand_core::OsRng)
-                .map_err(err)?;
+                .with_padding(padding);
+            let plaintext = b64(&plaintext).map_err(err)?;
+            let rng = &mut rand_core::OsRng;
+            let body = match ahead.as_deref() {
+                None => encryptor.encrypt(&keys, &plaintext, rng),
+                Some("key") => {
+                    let key = EphemeralKey::generate(encryptor.provider(), rng).map_err(err)?;
+                    encryptor.encrypt_prepared(&keys, &plaintext, key, rng)
+                }
+                Some("agreement") => {
+                    let agreed =
+                        Agreement::generate(encryptor.provider(), &keys, rng).map_err(err)?;
+                    encryptor.encrypt_agreed(&plaintext, agreed, rng)
+                }
+                Some(other) => return Err(format!("unknown ahead {other:?}")),
+            }
+            .map_err(err)?;
             json!({ "body": base64url::encode(&body) })
         }
         Request::WpDecrypt {
