@@ -177,7 +177,8 @@ impl Agreement {
         as_public: PublicKey,
         ecdh_secret: &[u8; SECRET_LEN],
     ) -> Self {
-        // Derived in place on the heap: no copy of it is left on the stack.
+        // Derived in place on the heap, so that the agreement holds the one copy it
+        // clears (the HKDF implementations' own buffers are theirs).
         let mut ikm = Box::new(Zeroizing::new([0u8; SECRET_LEN]));
         derive_ikm_into(
             &mut ikm,

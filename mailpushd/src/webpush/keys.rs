@@ -49,7 +49,7 @@ impl Busy {
 
 /// Stocks `agreements` first, then `keys`, at most `per_second` items a second in all,
 /// and only while the sender is not `busy`, checked before each item: a push waits for
-/// at most one item being made, never for a batch. Orders not reached when a push
+/// at most one item being made, never for a batch to be made. Orders not reached when a push
 /// arrives go back to the front of the agreement pool's queue. Ends when both pools are
 /// dropped.
 pub(super) async fn fill(
@@ -139,8 +139,9 @@ fn make(
         match Agreement::generate(provider, &keys, &mut rand_core::OsRng) {
             Ok(agreement) => made.agreements.push((sub, agreement)),
             Err(e) => {
+                // The order is dropped (its subscription's next push asks again), so
+                // that a failure is not met again at every tick.
                 tracing::warn!(error = %e, "no key agreed ahead: pushes do their own ECDH");
-                made.unmade.push((sub, keys));
                 break;
             }
         }
@@ -291,8 +292,9 @@ impl AgreementPool {
     pub(super) fn forget(&self, sub: &Sub) {
         let mut state = crate::lock(&self.state);
         state.remove(sub);
-        // Its place in `wanted` is skipped when it comes up.
-        state.waiting.remove(sub);
+        if state.waiting.remove(sub).is_some() {
+            state.wanted.retain(|waiting| waiting != sub);
+        }
         self.metrics.set_agreement_pool(state.ready.len());
     }
 
@@ -311,17 +313,21 @@ impl AgreementPool {
         orders
     }
 
-    /// Puts orders the filler did not reach back at the front of the queue, unless the
-    /// subscription was pushed to again meanwhile (it waits, with its latest keys).
+    /// Puts orders the filler did not reach back at the front of the queue, the longest
+    /// waiting first, as many as there is room for, unless the subscription was pushed
+    /// to again meanwhile (it waits, with its latest keys).
     fn give_back(&self, unmade: Vec<(Sub, SubscriptionKeys)>) {
         if unmade.is_empty() {
             return;
         }
         let mut state = crate::lock(&self.state);
-        for (sub, keys) in unmade.into_iter().rev() {
-            if state.waiting.contains_key(&sub) || state.wanted.len() >= self.size {
-                continue;
-            }
+        let room = self.size.saturating_sub(state.wanted.len());
+        let back: Vec<(Sub, SubscriptionKeys)> = unmade
+            .into_iter()
+            .filter(|(sub, _)| !state.waiting.contains_key(sub))
+            .take(room)
+            .collect();
+        for (sub, keys) in back.into_iter().rev() {
             state.waiting.insert(sub.clone(), keys);
             state.wanted.push_front(sub);
         }
@@ -336,8 +342,13 @@ impl AgreementPool {
             for (sub, agreement) in made.by_ref().take(STOCK_CHUNK) {
                 n += 1;
                 // A newer one for the same subscription replaces the older, and a full
-                // pool gives up the one made longest ago.
+                // pool gives up the one made longest ago. An order for the same keys
+                // queued meanwhile (a push while this one was made) is served by it;
+                // its place in `wanted` is skipped when it comes up.
                 state.remove(&sub);
+                if state.waiting.get(&sub) == Some(agreement.keys()) {
+                    state.waiting.remove(&sub);
+                }
                 if state.ready.len() >= self.size
                     && let Some((_, oldest)) = state.order.pop_first()
                 {
@@ -575,5 +586,42 @@ mod tests {
         assert!(pool.orders(usize::MAX).is_empty());
         assert!(crate::lock(&pool.state).ready.is_empty());
         assert!(crate::lock(&pool.state).order.is_empty());
+    }
+
+    #[test]
+    fn a_full_queue_takes_back_the_orders_waiting_longest() {
+        let pool = AgreementPool::new(3, Provider::default(), Arc::new(Metrics::new()));
+        let subs = subscriptions(5);
+        for sub in &subs[..3] {
+            assert!(take(&pool, sub).is_none());
+        }
+        let orders = pool.orders(usize::MAX);
+        // Meanwhile two others are pushed to: room for one of the three orders.
+        for sub in &subs[3..] {
+            assert!(take(&pool, sub).is_none());
+        }
+        pool.give_back(orders);
+        let queued: Vec<Sub> = crate::lock(&pool.state).wanted.iter().cloned().collect();
+        assert_eq!(
+            queued,
+            [subs[0].0.clone(), subs[3].0.clone(), subs[4].0.clone()]
+        );
+    }
+
+    #[test]
+    fn an_agreement_made_serves_an_order_for_the_same_keys_queued_meanwhile() {
+        let pool = AgreementPool::new(10, Provider::default(), Arc::new(Metrics::new()));
+        let sub = subscriptions(1).remove(0);
+        assert!(take(&pool, &sub).is_none());
+        let orders = pool.orders(usize::MAX);
+        // A push while the agreement is made asks for one again.
+        assert!(take(&pool, &sub).is_none());
+        let made = make(pool.provider, orders, 0, || false);
+        pool.stock(made.agreements);
+        assert!(
+            pool.orders(usize::MAX).is_empty(),
+            "a second agreement made"
+        );
+        assert!(take(&pool, &sub).is_some());
     }
 }
