@@ -350,24 +350,21 @@ async fn metric(daemon: &Daemon, name: &str) -> f64 {
     support::metric_value(&page, name).unwrap_or(0.0)
 }
 
-/// Waits until the daemon's key pool holds `size` keys.
-async fn pool_full(daemon: &Daemon, size: usize) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while metric(daemon, "mailpushd_webpush_key_pool").await < size as f64 {
-        assert!(Instant::now() < deadline, "the key pool did not fill");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The count of pushes that found a key agreed ahead.
 const FOUND_AGREED: &str = "mailpushd_webpush_agreements_taken_total{found=\"true\"}";
 
-/// Waits until the daemon's agreement pool holds `size` keys.
-async fn agreements_full(daemon: &Daemon, size: usize) {
+/// Waits until the daemon's key pool holds `keys` keys and its agreement pool
+/// `agreements` agreements.
+async fn pools_full(daemon: &Daemon, keys: usize, agreements: usize) {
     let deadline = Instant::now() + Duration::from_secs(120);
-    while metric(daemon, "mailpushd_webpush_agreement_pool").await < size as f64 {
-        assert!(Instant::now() < deadline, "the agreement pool did not fill");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    for (gauge, size) in [
+        ("mailpushd_webpush_key_pool", keys),
+        ("mailpushd_webpush_agreement_pool", agreements),
+    ] {
+        while metric(daemon, gauge).await < size as f64 {
+            assert!(Instant::now() < deadline, "{gauge} did not reach {size}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
@@ -477,7 +474,8 @@ async fn run(name: &str, database: Database, dir: &Path, load: &mut Load) {
     let rss_before = resident_kib();
     let daemon = Daemon::start(config).await.expect("daemon");
     // The first event opens the connections; it is reported apart.
-    pool_full(&daemon, pool).await;
+    // No agreement before the first event: no subscription was pushed to yet.
+    pools_full(&daemon, pool, 0).await;
     let cold = one_event(&daemon, &mut load.standins, n).await.rate;
     let agreed = load.agreements;
     let (mut rates, mut ratios, mut ratios_all) = (Vec::new(), Vec::new(), Vec::new());
@@ -508,8 +506,7 @@ async fn run(name: &str, database: Database, dir: &Path, load: &mut Load) {
     // agreements' ECDH, done while idle), and with the event's own.
     let (mut refill, mut whole) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
-        pool_full(&daemon, pool).await;
-        agreements_full(&daemon, agreed).await;
+        pools_full(&daemon, pool, agreed).await;
         let ahead = match once_ahead {
             Some(rate) => rate,
             None => rate_ahead(&endpoint, &load.ua).await,
@@ -536,8 +533,7 @@ async fn run(name: &str, database: Database, dir: &Path, load: &mut Load) {
         .await
             - inline;
         let refilling = cpu_seconds();
-        pool_full(&daemon, pool).await;
-        agreements_full(&daemon, agreed).await;
+        pools_full(&daemon, pool, agreed).await;
         let refilled = (cpu_seconds() - refilling) * 1e6 / n as f64;
         refill.push(refilled);
         whole.push(event.cpu * 1e6 / n as f64 + refilled);

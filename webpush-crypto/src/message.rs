@@ -231,10 +231,9 @@ impl Encryptor {
         rng: &mut impl CryptoRngCore,
     ) -> Result<Vec<u8>, Error> {
         // Check the size before spending randomness on a message that fails.
-        let padded = self.padded_len(plaintext.len())?;
+        self.padded_len(plaintext.len())?;
         let salt = Salt::generate(rng)?;
-        let (as_public, ikm) = agreement.into_parts();
-        self.seal_ikm(plaintext, padded, &as_public, &ikm, &salt)
+        self.encrypt_agreed_with(plaintext, agreement, &salt)
     }
 
     /// [`Encryptor::encrypt_agreed`] with an explicit salt: deterministic, for

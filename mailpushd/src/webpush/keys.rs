@@ -47,7 +47,8 @@ impl Busy {
     }
 }
 
-/// Stocks `agreements` first, then `keys`, at most `per_second` items a second in all,
+/// Stocks `agreements` first, then `keys`, for `provider`, at most `per_second` items a
+/// second in all,
 /// and only while the sender is not `busy`, checked before each item: a push waits for
 /// at most one item being made, never for a batch to be made. Orders not reached when a push
 /// arrives go back to the front of the agreement pool's queue. Ends when both pools are
@@ -55,6 +56,7 @@ impl Busy {
 pub(super) async fn fill(
     agreements: Option<Weak<AgreementPool>>,
     keys: Option<Weak<KeyPool>>,
+    provider: Provider,
     per_second: u32,
     busy: Busy,
 ) {
@@ -83,11 +85,6 @@ pub(super) async fn fill(
         if orders.is_empty() && wanted_keys == 0 {
             continue;
         }
-        let provider = agreements
-            .as_ref()
-            .map(|pool| pool.provider)
-            .or(keys.as_ref().map(|pool| pool.provider))
-            .unwrap_or_default();
         let working = busy.clone();
         // The elliptic-curve work off the runtime's workers, given up at the first
         // push on hand: a push that starts meanwhile has the core at once.
@@ -169,17 +166,15 @@ fn make(
 pub(super) struct KeyPool {
     keys: Mutex<Vec<EphemeralKey>>,
     size: usize,
-    provider: Provider,
     metrics: Arc<Metrics>,
 }
 
 impl KeyPool {
-    /// An empty pool of at most `size` keys for `provider`.
-    pub(super) fn new(size: usize, provider: Provider, metrics: Arc<Metrics>) -> Arc<Self> {
+    /// An empty pool of at most `size` keys.
+    pub(super) fn new(size: usize, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Self {
             keys: Mutex::new(Vec::with_capacity(size)),
             size,
-            provider,
             metrics,
         })
     }
@@ -227,7 +222,6 @@ impl KeyPool {
 pub(super) struct AgreementPool {
     state: Mutex<Agreed>,
     size: usize,
-    provider: Provider,
     metrics: Arc<Metrics>,
 }
 
@@ -257,12 +251,11 @@ impl Agreed {
 }
 
 impl AgreementPool {
-    /// An empty pool of at most `size` agreements for `provider`.
-    pub(super) fn new(size: usize, provider: Provider, metrics: Arc<Metrics>) -> Arc<Self> {
+    /// An empty pool of at most `size` agreements.
+    pub(super) fn new(size: usize, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(Agreed::default()),
             size,
-            provider,
             metrics,
         })
     }
@@ -378,13 +371,19 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_filler_waits_for_an_idle_sender_and_stops_at_the_first_push() {
         // A batch of 100,000 keys takes seconds of one core.
-        let pool = KeyPool::new(100_000, Provider::default(), Arc::new(Metrics::new()));
+        let pool = KeyPool::new(100_000, Arc::new(Metrics::new()));
         let busy = Arc::new(AtomicUsize::new(1));
         let pushes = Busy {
             taken: busy.clone(),
             resting: Arc::new(AtomicUsize::new(0)),
         };
-        tokio::spawn(fill(None, Some(Arc::downgrade(&pool)), 1_000_000, pushes));
+        tokio::spawn(fill(
+            None,
+            Some(Arc::downgrade(&pool)),
+            Provider::default(),
+            1_000_000,
+            pushes,
+        ));
         // A request in flight: nothing is made.
         tokio::time::sleep(Duration::from_millis(350)).await;
         assert_eq!(len(&pool), 0);
@@ -421,7 +420,7 @@ mod tests {
 
     /// Makes what the pool wants, as the filler does.
     fn fill_now(pool: &AgreementPool) {
-        let made = make(pool.provider, pool.orders(usize::MAX), 0, || false);
+        let made = make(Provider::default(), pool.orders(usize::MAX), 0, || false);
         assert!(made.unmade.is_empty());
         pool.stock(made.agreements);
     }
@@ -432,7 +431,7 @@ mod tests {
 
     #[test]
     fn an_agreement_is_made_for_a_subscription_pushed_to_and_taken_once_by_its_next_push() {
-        let pool = AgreementPool::new(10, Provider::default(), Arc::new(Metrics::new()));
+        let pool = AgreementPool::new(10, Arc::new(Metrics::new()));
         let subs = subscriptions(3);
         // Nothing is known of a subscription before its first push.
         assert!(take(&pool, &subs[0]).is_none());
@@ -454,7 +453,7 @@ mod tests {
 
     #[test]
     fn subscriptions_with_the_same_keys_each_have_their_own() {
-        let pool = AgreementPool::new(10, Provider::default(), Arc::new(Metrics::new()));
+        let pool = AgreementPool::new(10, Arc::new(Metrics::new()));
         let mut subs = subscriptions(2);
         subs[1].1 = subs[0].1.clone();
         for sub in &subs {
@@ -468,7 +467,7 @@ mod tests {
 
     #[test]
     fn an_agreement_for_keys_that_changed_is_dropped() {
-        let pool = AgreementPool::new(10, Provider::default(), Arc::new(Metrics::new()));
+        let pool = AgreementPool::new(10, Arc::new(Metrics::new()));
         let sub = subscriptions(1).remove(0);
         assert!(take(&pool, &sub).is_none());
         fill_now(&pool);
@@ -484,7 +483,7 @@ mod tests {
 
     #[test]
     fn a_full_pool_gives_up_the_agreement_made_longest_ago_and_wants_at_most_its_size() {
-        let pool = AgreementPool::new(3, Provider::default(), Arc::new(Metrics::new()));
+        let pool = AgreementPool::new(3, Arc::new(Metrics::new()));
         let subs = subscriptions(5);
         for sub in &subs {
             assert!(take(&pool, sub).is_none());
@@ -508,7 +507,7 @@ mod tests {
 
     #[test]
     fn orders_a_push_interrupts_go_back_to_the_front_of_the_queue() {
-        let pool = AgreementPool::new(10, Provider::default(), Arc::new(Metrics::new()));
+        let pool = AgreementPool::new(10, Arc::new(Metrics::new()));
         let subs = subscriptions(4);
         for sub in &subs {
             assert!(take(&pool, sub).is_none());
@@ -519,7 +518,7 @@ mod tests {
             made.set(made.get() + 1);
             made.get() > 2
         };
-        let batch = make(pool.provider, pool.orders(usize::MAX), 5, busy);
+        let batch = make(Provider::default(), pool.orders(usize::MAX), 5, busy);
         assert_eq!(batch.agreements.len(), 2);
         assert_eq!(batch.unmade.len(), 2);
         assert!(
@@ -545,7 +544,7 @@ mod tests {
 
     #[test]
     fn keys_that_change_while_waiting_are_the_ones_agreed_with() {
-        let pool = AgreementPool::new(10, Provider::default(), Arc::new(Metrics::new()));
+        let pool = AgreementPool::new(10, Arc::new(Metrics::new()));
         let sub = subscriptions(1).remove(0);
         assert!(take(&pool, &sub).is_none());
         let changed = UaKeys::generate(&mut rand_core::OsRng)
@@ -573,7 +572,7 @@ mod tests {
 
     #[test]
     fn a_subscription_gone_is_forgotten() {
-        let pool = AgreementPool::new(10, Provider::default(), Arc::new(Metrics::new()));
+        let pool = AgreementPool::new(10, Arc::new(Metrics::new()));
         let subs = subscriptions(2);
         for sub in &subs {
             assert!(take(&pool, sub).is_none());
@@ -590,7 +589,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_takes_back_the_orders_waiting_longest() {
-        let pool = AgreementPool::new(3, Provider::default(), Arc::new(Metrics::new()));
+        let pool = AgreementPool::new(3, Arc::new(Metrics::new()));
         let subs = subscriptions(5);
         for sub in &subs[..3] {
             assert!(take(&pool, sub).is_none());
@@ -610,13 +609,13 @@ mod tests {
 
     #[test]
     fn an_agreement_made_serves_an_order_for_the_same_keys_queued_meanwhile() {
-        let pool = AgreementPool::new(10, Provider::default(), Arc::new(Metrics::new()));
+        let pool = AgreementPool::new(10, Arc::new(Metrics::new()));
         let sub = subscriptions(1).remove(0);
         assert!(take(&pool, &sub).is_none());
         let orders = pool.orders(usize::MAX);
         // A push while the agreement is made asks for one again.
         assert!(take(&pool, &sub).is_none());
-        let made = make(pool.provider, orders, 0, || false);
+        let made = make(Provider::default(), orders, 0, || false);
         pool.stock(made.agreements);
         assert!(
             pool.orders(usize::MAX).is_empty(),

@@ -188,22 +188,17 @@ impl WebPushSender {
         metrics: Arc<Metrics>,
     ) -> Result<Self, SetupError> {
         let encryptor = Encryptor::new();
-        let keys = (config.key_pool_size > 0).then(|| {
-            keys::KeyPool::new(config.key_pool_size, encryptor.provider(), metrics.clone())
-        });
-        let agreements = (config.agreement_pool_size > 0).then(|| {
-            keys::AgreementPool::new(
-                config.agreement_pool_size,
-                encryptor.provider(),
-                metrics.clone(),
-            )
-        });
+        let keys = (config.key_pool_size > 0)
+            .then(|| keys::KeyPool::new(config.key_pool_size, metrics.clone()));
+        let agreements = (config.agreement_pool_size > 0)
+            .then(|| keys::AgreementPool::new(config.agreement_pool_size, metrics.clone()));
         let in_flight = crate::inflight::InFlight::default();
         let resting = Arc::new(AtomicUsize::new(0));
         if agreements.is_some() || keys.is_some() {
             tokio::spawn(keys::fill(
                 agreements.as_ref().map(Arc::downgrade),
                 keys.as_ref().map(Arc::downgrade),
+                encryptor.provider(),
                 config.key_pool_fill_per_second,
                 keys::Busy {
                     taken: in_flight.count(),
